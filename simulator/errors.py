@@ -1,0 +1,40 @@
+"""Errors and warnings users can act on.
+
+Every problem with an input is raised as :class:`InputError`, which renders as one line
+naming the file, the line and the field (``workload.txt:57: field 5 (fwd_bytes): ...``).
+The CLI turns it into exit code 2 without a traceback.
+"""
+from __future__ import annotations
+
+import warnings
+
+
+class InputError(Exception):
+    """Bad input: a file, a flag or a configuration that cannot be used as given."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.message = message
+        self.path = path
+        self.line = line
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = str(self.path)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class SimulationWarning(UserWarning):
+    """A result that may be misleading (a group of size 1, a row-count mismatch, ...)."""
+
+
+def warn(message: str) -> None:
+    """Emit a :class:`SimulationWarning`; the CLI prints these as ``warning: ...`` lines."""
+    warnings.warn(message, SimulationWarning, stacklevel=2)
