@@ -1,0 +1,47 @@
+"""The interface between the engine and any communication cost model.
+
+The engine only ever calls :meth:`CostModel.collective_ns`. A model implements
+:meth:`CostModel.price_ns` for the primitive operations; this base class adds what every model
+shares: a group of one rank or zero bytes is free, ASTRA-sim's ``ALLREDUCEALLTOALL`` is an
+all-reduce followed by an all-to-all, and prices are memoized by (op, bytes, placement) so
+thousands of identical rows cost one evaluation.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from ..parallel import GroupPlacement
+from ..workload import Op
+
+
+class CostModel(ABC):
+    """Prices collectives. Sizes follow nccl-tests (the full buffer per rank)."""
+
+    #: a short name for reports
+    name: str = "cost-model"
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[Op, int, GroupPlacement], int] = {}
+
+    @abstractmethod
+    def price_ns(self, op: Op, size_bytes: int, placement: GroupPlacement) -> float:
+        """Time of one primitive collective (never ALLREDUCEALLTOALL) on >= 2 ranks."""
+
+    def describe(self) -> dict:
+        """Parameters for reports (JSON-serialisable)."""
+        return {"name": self.name}
+
+    def collective_ns(self, op: Op, size_bytes: int, placement: GroupPlacement) -> int:
+        if placement.size <= 1 or size_bytes <= 0:
+            return 0
+        key = (op, size_bytes, placement)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        if op is Op.ALLREDUCEALLTOALL:
+            ns = (self.collective_ns(Op.ALLREDUCE, size_bytes, placement)
+                  + self.collective_ns(Op.ALLTOALL, size_bytes, placement))
+        else:
+            ns = max(0, round(self.price_ns(op, size_bytes, placement)))
+        self._memo[key] = ns
+        return ns

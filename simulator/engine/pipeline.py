@@ -1,0 +1,169 @@
+"""Pipeline stages as simpy processes exchanging activations and gradients.
+
+One process per stage simulates one representative rank of that stage (all ranks of a stage
+replay identically on a symmetric cluster), so the event count grows with stages and
+micro-batches, never with the GPU count. Each pass is one timed event (see :mod:`.replay`);
+a stage waits for the activation or gradient it needs, which arrives ``pp_comm`` transfer
+time after its producer finished. While waiting, time the transfer was in flight counts as
+exposed PP communication and the rest as pipeline bubble.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from ..result import StageResult, TraceSlice
+from ..workload import Phase
+from .replay import STREAMS, PassOutcome, PassReplayer
+
+
+@dataclass
+class StageSetup:
+    replayer: PassReplayer
+    send_next_ns: int   # activation to the next stage (or, last stage, to stage 0: interleaved)
+    send_prev_ns: int   # gradient to the previous stage (or, stage 0, to the last)
+    head: list          # sequences replayed forward before the pipeline
+    tail: list          # (phase, sequence) replayed after it
+
+
+class PipelineSim:
+    def __init__(self, stages: list[StageSetup], schedule: list[list], pp: int, chunks: int,
+                 trace: bool, mb_variant: tuple[int, ...]):
+        self.env = simpy.Environment()
+        self.stages = stages
+        self.schedule = schedule
+        self.pp = pp
+        self.chunks = chunks
+        self.mb_variant = mb_variant  # which distinct micro-batch block each micro-batch replays
+        self.trace: list[TraceSlice] | None = [] if trace else None
+        self.results = [StageResult(stage=s) for s in range(pp)]
+        self.row_exposed: list[dict] = [dict() for _ in range(pp)]
+        self._mail: dict[tuple, simpy.Event] = {}
+        self.events = 0
+        self.finished = [False] * pp
+
+    # -- messages ----------------------------------------------------------------------
+    def _box(self, key: tuple) -> simpy.Event:
+        ev = self._mail.get(key)
+        if ev is None:
+            ev = self._mail[key] = self.env.event()
+        return ev
+
+    def _source(self, phase: Phase, mb: int, chunk: int, stage: int) -> tuple | None:
+        """The pass whose output this pass needs, or None."""
+        pp, C = self.pp, self.chunks
+        if phase is Phase.FWD:
+            if stage > 0:
+                return (Phase.FWD, mb, chunk, stage - 1)
+            return (Phase.FWD, mb, chunk - 1, pp - 1) if chunk > 0 else None
+        if stage < pp - 1:
+            return (Phase.IG, mb, chunk, stage + 1)
+        return (Phase.IG, mb, chunk + 1, 0) if chunk < C - 1 else None
+
+    def _has_consumer(self, phase: Phase, chunk: int, stage: int) -> bool:
+        if phase is Phase.FWD:
+            return stage < self.pp - 1 or chunk < self.chunks - 1
+        return stage > 0 or chunk > 0
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _apply(self, s: int, out: PassOutcome, now: int, free: list[int], wg_done: dict,
+               label: str, args: dict) -> None:
+        res = self.results[s]
+        res.compute_ns += out.compute_ns
+        res.recompute_ns += out.recompute_ns
+        for i, g in enumerate(STREAMS):
+            res.exposed_ns[g.value] += out.exposed_ns[i]
+        for i, rel in enumerate(out.stream_free):
+            if now + rel > free[i]:
+                free[i] = now + rel
+        for key, rel in out.wg_done:
+            wg_done[key] = now + rel
+        rex = self.row_exposed[s]
+        for key, ns in out.row_exposed:
+            rex[key] = rex.get(key, 0) + ns
+        if self.trace is not None and out.slices:
+            for lane, name, start, dur in out.slices:
+                self.trace.append(TraceSlice(s, lane, f"{label}{name}", now + start, dur, args))
+
+    def _stage(self, s: int):
+        env = self.env
+        setup = self.stages[s]
+        rep = setup.replayer
+        res = self.results[s]
+        free = [0] * len(STREAMS)
+        wg_done: dict = {}
+        send_free = {"next": 0, "prev": 0}
+
+        def run_pass(phase: Phase, seq, label: str, args: dict):
+            out = rep.run(phase, seq, env.now, free, wg_done)
+            self._apply(s, out, env.now, free, wg_done, label, args)
+            self.events += 1
+            return out.duration_ns
+
+        for seq in setup.head:
+            d = run_pass(Phase.FWD, seq, "", {"part": "iteration start"})
+            if d:
+                yield env.timeout(d)
+
+        for phase, mb, chunk in self.schedule[s]:
+            src = self._source(phase, mb, chunk, s)
+            if src is not None:
+                ev = self._box(src)
+                if not ev.triggered:
+                    w0 = env.now
+                    yield ev
+                    sent_at, arrived = ev.value
+                    in_flight_from = max(w0, sent_at)
+                    res.exposed_ns["PP"] += arrived - in_flight_from
+                    res.bubble_ns += in_flight_from - w0
+                    if self.trace is not None:
+                        if in_flight_from > w0:
+                            self.trace.append(TraceSlice(s, "wait", "bubble", w0,
+                                                         in_flight_from - w0))
+                        if arrived > in_flight_from:
+                            self.trace.append(TraceSlice(s, "wait", "PP receive",
+                                                         in_flight_from, arrived - in_flight_from))
+            tag = "F" if phase is Phase.FWD else "B"
+            label = f"{tag}{mb}" + (f".{chunk}" if self.chunks > 1 else "") + " "
+            d = run_pass(phase, ("mb", self.mb_variant[mb], chunk), label, {"micro_batch": mb, "chunk": chunk})
+            if d:
+                yield env.timeout(d)
+            if self._has_consumer(phase, chunk, s):
+                direction = "next" if phase is Phase.FWD else "prev"
+                cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
+                start = max(env.now, send_free[direction])
+                arrive = start + cost
+                send_free[direction] = arrive
+                box = self._box((phase, mb, chunk, s))
+                if self.trace is not None and cost:
+                    self.trace.append(TraceSlice(s, f"PP send {direction}",
+                                                 f"{tag}{mb} send", start, cost))
+                if arrive <= env.now:
+                    box.succeed((start, arrive))
+                else:
+                    env.timeout(arrive - env.now).callbacks.append(
+                        lambda _e, box=box, v=(start, arrive): box.succeed(v))
+
+        for phase, seq in setup.tail:
+            d = run_pass(phase, seq, "", {"part": "iteration end"})
+            if d:
+                yield env.timeout(d)
+
+        # drain: the iteration ends when every stream is idle; the wait is charged to the
+        # stream that finishes last (the one on the critical path)
+        last = max(range(len(STREAMS)), key=lambda i: free[i])
+        if free[last] > env.now:
+            res.exposed_ns[STREAMS[last].value] += free[last] - env.now
+            yield env.timeout(free[last] - env.now)
+        res.end_ns = env.now
+        self.finished[s] = True
+
+    def run(self) -> None:
+        for s in range(self.pp):
+            self.env.process(self._stage(s))
+        self.env.run()
+        stuck = [s for s in range(self.pp) if not self.finished[s]]
+        if stuck:
+            # a stage waited for a message nobody sent: a schedule bug, never bad input
+            raise RuntimeError(f"pipeline deadlock: stages {stuck} never finished")

@@ -1,0 +1,66 @@
+"""Pipeline schedules: the order in which each stage runs its forward and backward passes.
+
+A schedule is, per stage, a list of (phase, micro-batch, chunk). 1F1B and interleaved follow
+Megatron-LM's orders (warm-up forwards, steady one-forward-one-backward, cool-down
+backwards); GPipe runs every forward, then every backward.
+"""
+from __future__ import annotations
+
+from ..errors import InputError
+from ..workload import Phase
+
+SCHEDULES = ("1f1b", "interleaved", "gpipe")
+
+Step = tuple[Phase, int, int]
+
+
+def one_f_one_b(pp: int, ga: int, stage: int) -> list[Step]:
+    warmup = min(pp - stage - 1, ga)
+    order: list[Step] = [(Phase.FWD, mb, 0) for mb in range(warmup)]
+    for i in range(ga - warmup):
+        order.append((Phase.FWD, warmup + i, 0))
+        order.append((Phase.IG, i, 0))
+    order.extend((Phase.IG, mb, 0) for mb in range(ga - warmup, ga))
+    return order
+
+
+def gpipe(pp: int, ga: int, stage: int) -> list[Step]:
+    return [(Phase.FWD, mb, 0) for mb in range(ga)] + [(Phase.IG, mb, 0) for mb in range(ga)]
+
+
+def interleaved(pp: int, ga: int, chunks: int, stage: int) -> list[Step]:
+    """Megatron's interleaved 1F1B: micro-batches go through the chunks in groups of ``pp``."""
+    total = ga * chunks
+    group = pp * chunks
+
+    def chunk_of(k: int, forward: bool) -> int:
+        c = (k % group) // pp
+        return c if forward else chunks - 1 - c
+
+    def mb_of(k: int) -> int:
+        return (k // group) * pp + k % pp
+
+    warmup = min((pp - stage - 1) * 2 + (chunks - 1) * pp, total)
+    order: list[Step] = [(Phase.FWD, mb_of(k), chunk_of(k, True)) for k in range(warmup)]
+    for i in range(total - warmup):
+        k = warmup + i
+        order.append((Phase.FWD, mb_of(k), chunk_of(k, True)))
+        order.append((Phase.IG, mb_of(i), chunk_of(i, False)))
+    order.extend((Phase.IG, mb_of(k), chunk_of(k, False)) for k in range(total - warmup, total))
+    return order
+
+
+def build_schedule(name: str, pp: int, ga: int, chunks: int) -> list[list[Step]]:
+    """Per-stage orders; backward passes are written with Phase.IG (input and weight gradient)."""
+    if name not in SCHEDULES:
+        raise InputError(f"unknown pipeline schedule {name!r}; expected one of "
+                         f"{', '.join(SCHEDULES)}", field="--pp-schedule")
+    if name == "interleaved":
+        if chunks > 1 and pp > 1 and ga % pp:
+            raise InputError(f"the interleaved schedule needs the micro-batch count (ga {ga}) to "
+                             f"be a multiple of PP ({pp}), as in Megatron-LM",
+                             field="--pp-schedule")
+        return [interleaved(pp, ga, chunks, s) for s in range(pp)]
+    if name == "gpipe":
+        return [gpipe(pp, ga, s) for s in range(pp)]
+    return [one_f_one_b(pp, ga, s) for s in range(pp)]

@@ -1,0 +1,112 @@
+"""Split a workload's rows into iteration-level rows and the ``ga`` unrolled micro-batches.
+
+AICB writes: data-parallel gradient rows first (the prefix), then ``ga`` identical copies of
+one micro-batch, then the loss and optimizer rows once (the suffix). We find the prefix and
+suffix as the shortest pair that leaves ``ga`` consecutive blocks with the same
+communication (types and byte counts, not names, so per-layer numbering cannot hide the
+period). Blocks may differ in compute times (SimAI's own example gives the first micro-batch's
+embedding a longer weight-gradient time): each distinct block is kept and replayed for its
+micro-batches, so no row is lost. A file with ``ga: 1``, or one with no such period, is
+replayed as a single micro-batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import warn
+from ..workload import Row, Workload
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    prefix: tuple[int, ...]        # file row indices replayed once, around the pipeline
+    micro_batch: tuple[int, ...]   # file row indices of the first micro-batch (the template)
+    suffix: tuple[int, ...]
+    ga: int                        # micro-batches simulated
+    block_starts: tuple[int, ...]  # file index where each unrolled micro-batch starts
+    method: str                    # what we did, for the report
+    # distinct micro-batch blocks (variant 0 is ``micro_batch``) and which one each micro-batch
+    # replays; blocks equal in every field share a variant
+    variants: tuple[tuple[int, ...], ...] = ()
+    mb_variant: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            object.__setattr__(self, "variants", (self.micro_batch,))
+            object.__setattr__(self, "mb_variant", (0,) * self.ga)
+
+    def file_to_template(self, index: int) -> tuple[str, int]:
+        """Map a file row index to (sequence, position in that sequence)."""
+        if index in self.prefix:
+            return "pre", self.prefix.index(index)
+        if index in self.suffix:
+            return "suf", self.suffix.index(index)
+        period = len(self.micro_batch)
+        for start in self.block_starts:
+            if start <= index < start + period:
+                return "mb", index - start
+        raise IndexError(index)
+
+
+def _comm_key(row: Row) -> tuple:
+    return (row.fwd, row.ig, row.wg)
+
+
+def _full_key(row: Row) -> tuple:
+    return (row.fwd_ns, row.fwd, row.ig_ns, row.ig, row.wg_ns, row.wg, row.update_ns)
+
+
+def _variants(rows, starts: list[int], period: int):
+    seen: dict[tuple, int] = {}
+    variants: list[tuple[int, ...]] = []
+    mb_variant: list[int] = []
+    for start in starts:
+        key = tuple(_full_key(rows[i]) for i in range(start, start + period))
+        v = seen.get(key)
+        if v is None:
+            v = seen[key] = len(variants)
+            variants.append(tuple(range(start, start + period)))
+        mb_variant.append(v)
+    return tuple(variants), tuple(mb_variant)
+
+
+def segment(workload: Workload) -> Segmentation:
+    rows = workload.rows
+    n = len(rows)
+    ga = workload.ga
+    whole = Segmentation((), tuple(range(n)), (), 1, (0,), "whole file as one micro-batch")
+    if ga <= 1:
+        return Segmentation((), tuple(range(n)), (), 1, (0,),
+                            "whole file as one micro-batch (ga 1)")
+    ids: dict[tuple, int] = {}
+    arr = np.fromiter((ids.setdefault(_comm_key(r), len(ids)) for r in rows), dtype=np.int64,
+                      count=n)
+    max_extra = n - ga
+    for extra in range(0, max_extra + 1):
+        if (n - extra) % ga:
+            continue
+        period = (n - extra) // ga
+        for start in range(0, extra + 1):
+            if arr[start] != arr[start + period]:
+                continue
+            block = arr[start:start + ga * period].reshape(ga, period)
+            if (block == block[0]).all():
+                starts = [start + k * period for k in range(ga)]
+                variants, mb_variant = _variants(rows, starts, period)
+                differ = (f"; {len(variants)} distinct micro-batches (compute times differ)"
+                          if len(variants) > 1 else "")
+                return Segmentation(
+                    prefix=tuple(range(start)),
+                    micro_batch=tuple(range(start, start + period)),
+                    suffix=tuple(range(start + ga * period, n)),
+                    ga=ga,
+                    block_starts=tuple(starts),
+                    method=(f"{start} iteration rows before, {ga} micro-batches of {period} rows, "
+                            f"{n - start - ga * period} after{differ}"),
+                    variants=variants, mb_variant=mb_variant,
+                )
+    warn(f"{workload.path}: no {ga} repeating micro-batches found in {n} rows; replaying the "
+         "whole file as one micro-batch (pipeline schedules then see ga 1)")
+    return whole

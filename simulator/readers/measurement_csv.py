@@ -1,0 +1,172 @@
+"""Read measured operation times from CSV.
+
+Accepted header (any column order, extra columns allowed and kept in ``Measurement.extra``):
+
+* ``op`` -- a canonical op name (``all_reduce`` ... ``gemm``, see
+  :data:`simulator.measurements.OPS`) or ``moe_all_to_all_fF``: an uneven all-to-all in
+  which a share F of each rank's buffer goes to other ranks;
+* ``ranks`` (or ``world``) -- the number of ranks;
+* ``bytes`` (or ``size_bytes``) -- the buffer per rank, nccl-tests convention;
+* ``time_us`` (or ``median_us``) -- the time of one operation in microseconds;
+* optional ``dtype``, ``method``, ``placement``, ``share_remote``.
+
+Lines that start with ``#`` and blank lines are skipped. A bad value raises
+:class:`~simulator.errors.InputError` naming the file, the line and the column.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from typing import Any, Iterable
+
+from simulator.errors import InputError
+from simulator.measurements import Measurement, canonical_op
+
+_ALTERNATIVES = {
+    "op": ("op",),
+    "ranks": ("ranks", "world", "world_size"),
+    "bytes": ("bytes", "size_bytes", "size"),
+    "time_us": ("time_us", "median_us"),
+}
+_OPTIONAL = ("dtype", "method", "placement", "share_remote")
+_MOE_SHARE = re.compile(r"^(moe_all_to_all|moe_alltoall|moe_a2a)_f([0-9]*\.?[0-9]+)$")
+
+
+def _value(text: str) -> Any:
+    """A number where the text is one (int before float), else the text itself."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _parse_int(text: str, where: dict, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            raise InputError(f"expected an integer, got {text!r}", **where) from None
+        if not math.isfinite(f) or f != int(f):
+            raise InputError(f"expected an integer, got {text!r}", **where) from None
+        value = int(f)
+    if value < minimum:
+        raise InputError(f"expected an integer >= {minimum}, got {text!r}", **where)
+    return value
+
+
+def _parse_float(text: str, where: dict, positive: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"expected a number, got {text!r}", **where) from None
+    if not math.isfinite(value):
+        raise InputError(f"expected a finite number, got {text!r}", **where)
+    if positive and value <= 0:
+        raise InputError(f"expected a positive number, got {text!r}", **where)
+    return value
+
+
+def _parse_op(text: str, where: dict) -> tuple[str, float | None]:
+    name = text.strip()
+    m = _MOE_SHARE.match(name.lower())
+    if m:
+        share = float(m.group(2))
+        if not 0.0 <= share <= 1.0:
+            raise InputError(f"remote share in {name!r} must lie in [0, 1]", **where)
+        return "moe_all_to_all", share
+    op = canonical_op(name)
+    if op is None:
+        raise InputError(f"unknown operation {name!r}", **where)
+    return op, None
+
+
+def read_measurement_csv(path: str | os.PathLike, method: str = "",
+                         placement: str = "") -> list[Measurement]:
+    """Read a measurement CSV file into a list of :class:`Measurement`.
+
+    ``method`` and ``placement`` are defaults for files without such columns.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return parse_measurement_csv(fh, path=path, method=method, placement=placement)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+
+
+def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str = "",
+                          placement: str = "") -> list[Measurement]:
+    """Parse measurement CSV text (an iterable of lines, e.g. an open file)."""
+    numbered = ((i, line) for i, line in enumerate(lines, start=1))
+    kept = ((i, line) for i, line in numbered
+            if line.strip() and not line.lstrip().startswith("#"))
+    line_numbers: list[int] = []
+
+    def feed():
+        for i, line in kept:
+            line_numbers.append(i)
+            yield line
+
+    reader = csv.reader(feed())
+    header: list[str] | None = None
+    header_line = 0
+    columns: dict[str, int] = {}
+    out: list[Measurement] = []
+    for row in reader:
+        lineno = line_numbers[-1] if line_numbers else 0
+        if header is None:
+            header = [h.strip() for h in row]
+            header_line = lineno
+            lowered = [h.lower() for h in header]
+            for key, names in _ALTERNATIVES.items():
+                found = [lowered.index(n) for n in names if n in lowered]
+                if not found:
+                    raise InputError(
+                        f"missing column {key!r} (header has: {', '.join(header)})",
+                        path=path, line=lineno, field=key)
+                columns[key] = found[0]
+            for key in _OPTIONAL:
+                if key in lowered:
+                    columns[key] = lowered.index(key)
+            continue
+        if len(row) != len(header):
+            raise InputError(f"expected {len(header)} fields as in the header on line "
+                             f"{header_line}, got {len(row)}", path=path, line=lineno)
+
+        def where(key: str) -> dict:
+            return {"path": path, "line": lineno, "field": header[columns[key]]}
+
+        cell = {key: row[idx].strip() for key, idx in columns.items()}
+        op, share = _parse_op(cell["op"], where("op"))
+        ranks = _parse_int(cell["ranks"], where("ranks"), 1)
+        size = _parse_int(cell["bytes"], where("bytes"), 0)
+        time_us = _parse_float(cell["time_us"], where("time_us"), positive=True)
+        if cell.get("share_remote"):
+            explicit = _parse_float(cell["share_remote"], where("share_remote"))
+            if not 0.0 <= explicit <= 1.0:
+                raise InputError(f"expected a share in [0, 1], got {cell['share_remote']!r}",
+                                 **where("share_remote"))
+            if share is not None and abs(share - explicit) > 1e-9:
+                raise InputError(f"share {explicit} disagrees with the op name "
+                                 f"{cell['op']!r}", **where("share_remote"))
+            share = explicit
+        used = set(columns.values())
+        extra = {header[i]: _value(row[i].strip()) for i in range(len(header))
+                 if i not in used and row[i].strip() != ""}
+        out.append(Measurement(
+            op=op, ranks=ranks, size_bytes=size, time_us=time_us,
+            method=cell.get("method") or method,
+            dtype=cell.get("dtype", ""),
+            placement=cell.get("placement") or placement,
+            share_remote=share, extra=extra))
+    if header is None:
+        raise InputError("empty file: expected a header line", path=path, line=1)
+    return out

@@ -1,0 +1,172 @@
+"""Read the text output of NVIDIA's nccl-tests (``all_reduce_perf``, ``alltoall_perf``, ...).
+
+The operation comes from the binary's name (in the ``# Collective test starting: X_perf``
+banner, or a command line naming ``X_perf`` before the table); the number of ranks from
+the ``#  Rank N ...`` device lines (else ``nThread x nGpus`` from the parameter line).
+Each table row becomes one :class:`~simulator.measurements.Measurement` with the
+out-of-place time, ``method="nccl-tests"``; the in-place time, bandwidths, element count
+and the rest go to ``extra``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Iterable
+
+from simulator.errors import InputError
+from simulator.measurements import Measurement
+
+#: nccl-tests binary stem -> canonical op.
+BINARY_OPS = {
+    "all_reduce": "all_reduce",
+    "allreduce": "all_reduce",
+    "all_gather": "all_gather",
+    "allgather": "all_gather",
+    "reduce_scatter": "reduce_scatter",
+    "reducescatter": "reduce_scatter",
+    "alltoall": "all_to_all",
+    "all_to_all": "all_to_all",
+    "broadcast": "broadcast",
+    "sendrecv": "sendrecv",
+}
+
+#: nccl-tests type names -> the short dtype names used elsewhere.
+DTYPES = {
+    "float": "fp32", "float32": "fp32", "half": "fp16", "float16": "fp16",
+    "bfloat16": "bf16", "double": "fp64", "float64": "fp64",
+    "int8": "int8", "uint8": "uint8", "int32": "int32", "uint32": "uint32",
+    "int64": "int64", "uint64": "uint64", "f8e4m3": "fp8e4m3", "f8e5m2": "fp8e5m2",
+}
+
+_PERF = re.compile(r"\b([a-z_]+)_perf(?:_mpi)?\b")
+_RANK = re.compile(r"^#\s*Rank\s+(\d+)\b")
+_PARAMS = re.compile(r"nThread\s+(\d+)\s+nGpus\s+(\d+)")
+_LOG = re.compile(r"\bNCCL (INFO|WARN|TRACE)\b")
+
+# Columns of a row before the out-of-place block, when no column header is found.
+_DEFAULT_PREFIX = ["size", "count", "type", "redop", "root"]
+
+
+def read_nccl_tests(path: str | os.PathLike, op: str | None = None,
+                    placement: str = "") -> list[Measurement]:
+    """Read an nccl-tests output file. ``op`` overrides the op found in the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return parse_nccl_tests(fh, path=path, op=op, placement=placement)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+
+
+def _number(text: str, kind, lineno: int, name: str, path: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise InputError(f"expected {what}, got {text!r}", path=path, line=lineno,
+                         field=name) from None
+    if kind is float and not math.isfinite(value):
+        raise InputError(f"expected a finite number, got {text!r}", path=path, line=lineno,
+                         field=name)
+    return value
+
+
+def parse_nccl_tests(lines: Iterable[str], path: str = "<nccl-tests>", op: str | None = None,
+                     placement: str = "") -> list[Measurement]:
+    """Parse nccl-tests output text (an iterable of lines)."""
+    found_op: str | None = None
+    op_line = 0
+    rank_ids: set[int] = set()
+    threads_x_gpus: int | None = None
+    prefix: list[str] | None = None
+    in_table = False
+    rows: list[tuple[int, list[str]]] = []
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\n")
+        text = line.strip()
+        if not text or _LOG.search(text):
+            continue
+        if text.startswith("#"):
+            m = _RANK.match(text)
+            if m:
+                rank_ids.add(int(m.group(1)))
+            m = _PARAMS.search(text)
+            if m:
+                threads_x_gpus = int(m.group(1)) * int(m.group(2))
+            body = text.lstrip("#").split()
+            if len(body) >= 3 and body[0] == "size" and body[1] == "count":
+                prefix = body[:body.index("time")] if "time" in body else _DEFAULT_PREFIX
+                in_table = True
+        elif not in_table:
+            # free text before the table: a command line, a launcher's banner
+            pass
+        else:
+            rows.append((lineno, text.split()))
+            continue
+        if found_op is None:
+            m = _PERF.search(text)
+            if m:
+                stem = m.group(1)
+                if stem not in BINARY_OPS:
+                    raise InputError(f"unsupported nccl-tests binary {stem}_perf (known: "
+                                     + ", ".join(sorted({k + '_perf' for k in BINARY_OPS}))
+                                     + ")", path=path, line=lineno)
+                found_op, op_line = BINARY_OPS[stem], lineno
+    if op is None:
+        if found_op is None:
+            raise InputError("cannot tell the operation: no '<name>_perf' binary named in the "
+                             "file (pass op=)", path=path)
+        op = found_op
+    if rank_ids:
+        ranks = max(rank_ids) + 1
+    elif threads_x_gpus is not None:
+        ranks = threads_x_gpus
+    else:
+        raise InputError("cannot tell the number of ranks: no '# Rank' lines and no "
+                         "'nThread .. nGpus ..' line", path=path)
+    if prefix is None:
+        prefix = _DEFAULT_PREFIX
+    width = len(prefix) + 8
+    out: list[Measurement] = []
+    for lineno, cells in rows:
+        if len(cells) != width:
+            raise InputError(f"expected {width} columns ({', '.join(prefix)}, then time, "
+                             f"algbw, busbw, #wrong out of place and in place), got "
+                             f"{len(cells)}", path=path, line=lineno)
+        named = dict(zip(prefix, cells))
+        size = _number(named["size"], int, lineno, "size", path)
+        if size < 0:
+            raise InputError(f"expected a size >= 0, got {size}", path=path, line=lineno,
+                             field="size")
+        base = len(prefix)
+        time_us = _number(cells[base], float, lineno, "time (out-of-place)", path)
+        if time_us <= 0:
+            raise InputError(f"expected a positive time, got {cells[base]!r}", path=path,
+                             line=lineno, field="time (out-of-place)")
+        extra: dict = {}
+        if "count" in named:
+            extra["count"] = _number(named["count"], int, lineno, "count", path)
+        if "redop" in named:
+            extra["redop"] = named["redop"]
+        if "root" in named:
+            extra["root"] = _number(named["root"], int, lineno, "root", path)
+        extra["algbw_GBps"] = _number(cells[base + 1], float, lineno, "algbw (out-of-place)",
+                                      path)
+        extra["busbw_GBps"] = _number(cells[base + 2], float, lineno, "busbw (out-of-place)",
+                                      path)
+        extra["wrong"] = cells[base + 3]
+        extra["inplace_time_us"] = _number(cells[base + 4], float, lineno,
+                                           "time (in-place)", path)
+        extra["inplace_algbw_GBps"] = _number(cells[base + 5], float, lineno,
+                                              "algbw (in-place)", path)
+        extra["inplace_busbw_GBps"] = _number(cells[base + 6], float, lineno,
+                                              "busbw (in-place)", path)
+        extra["inplace_wrong"] = cells[base + 7]
+        raw_type = named.get("type", "")
+        out.append(Measurement(op=op, ranks=ranks, size_bytes=size, time_us=time_us,
+                               method="nccl-tests", dtype=DTYPES.get(raw_type, raw_type),
+                               placement=placement, extra=extra))
+    if not out:
+        raise InputError("no result rows found", path=path, line=op_line or None)
+    return out

@@ -1,0 +1,222 @@
+"""Read a SimAI/AICB/ASTRA-sim 1.0 text workload table into :class:`~simulator.workload.Workload`.
+
+Reads every row (never drops any), checks every field, and reports problems as one-line
+:class:`~simulator.errors.InputError` naming the file, line and field.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from ..errors import InputError, warn
+from ..workload import NO_COMM, POLICIES, Comm, Group, Op, Phase, Row, Workload
+
+ROW_FIELDS = ("name", "dep", "fwd_ns", "fwd_type", "fwd_bytes", "ig_ns", "ig_type", "ig_bytes",
+              "wg_ns", "wg_type", "wg_bytes", "update_ns")
+
+# header keys and what they set; values are integers except where noted
+_INT_KEYS = {
+    "model_parallel_NPU_group": "tp", "ep": "ep", "pp": "pp", "vpp": "vpp", "ga": "ga",
+    "all_gpus": "all_gpus",
+}
+_LIST_KEYS = {"checkpoints": "checkpoints", "checkpoint_initiates": "checkpoint_initiates"}
+
+_OPS_BY_NAME = {op.value: op for op in Op if op is not Op.SENDRECV}
+
+
+def parse_comm_type(text: str, phase: Phase) -> Comm | None:
+    """``(op, group)`` for a type word in a given column; None if the word is unknown.
+
+    Plain names run on TP in the forward and input-gradient columns and on DP in the
+    weight-gradient column; ``_EP`` and ``_DP_EP`` suffixes pick those groups anywhere.
+    """
+    if text == "NONE":
+        return NO_COMM
+    group = Group.DP if phase is Phase.WG else Group.TP
+    base = text
+    if text.endswith("_DP_EP"):
+        base, group = text[: -len("_DP_EP")], Group.DP_EP
+    elif text.endswith("_EP"):
+        base, group = text[: -len("_EP")], Group.EP
+    op = _OPS_BY_NAME.get(base)
+    if op is None:
+        return None
+    return Comm(op, group, 0)
+
+
+class _Reader:
+    def __init__(self, path: str, strict: bool):
+        self.path = path
+        self.strict = strict
+
+    def error(self, message: str, line: int | None = None, field: str | None = None) -> InputError:
+        return InputError(message, path=self.path, line=line, field=field)
+
+    # -- numbers -------------------------------------------------------------------------
+    def nonneg_int(self, text: str, line: int, field: str, allow_fraction: bool = False) -> int:
+        try:
+            value = float(text) if any(c in text for c in ".eE") else int(text)
+        except ValueError:
+            raise self.error(f"expected a non-negative integer, got {text!r}", line, field) from None
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.error(f"expected a finite number, got {text!r}", line, field)
+            if value != int(value) and not allow_fraction:
+                raise self.error(f"expected a whole number, got {text!r}", line, field)
+            value = round(value)
+        if value < 0:
+            raise self.error(f"must not be negative, got {text!r}", line, field)
+        return value
+
+    def positive_int(self, text: str, line: int, field: str) -> int:
+        value = self.nonneg_int(text, line, field)
+        if value == 0:
+            raise self.error("must be at least 1, got 0", line, field)
+        return value
+
+    # -- header ----------------------------------------------------------------------------
+    def header(self, text: str) -> dict:
+        tokens = text.split()
+        if not tokens:
+            raise self.error("empty header: expected a policy word such as "
+                             "HYBRID_TRANSFORMER_FWD_IN_BCKWD", 1, "policy")
+        policy = tokens[0]
+        if policy not in POLICIES:
+            raise self.error(f"unknown policy {policy!r}; expected one of "
+                             f"{', '.join(sorted(POLICIES))}", 1, "policy")
+        # split glued 'key:value' tokens so 'ep:4' and 'ep: 4' read the same
+        flat: list[str] = []
+        for tok in tokens[1:]:
+            if ":" in tok and not tok.endswith(":"):
+                key, _, value = tok.partition(":")
+                flat.extend([key + ":", value])
+            else:
+                flat.append(tok)
+        out: dict = {"policy": policy}
+        seen: list[str] = []
+        i = 0
+        while i < len(flat):
+            key = flat[i].rstrip(":")
+            i += 1
+            if key in seen:
+                raise self.error(f"header key {key!r} given twice", 1, key)
+            seen.append(key)
+
+            def take(what: str) -> str:
+                nonlocal i
+                if i >= len(flat):
+                    raise self.error(f"missing value for {key!r} ({what})", 1, key)
+                value = flat[i]
+                i += 1
+                return value
+
+            if key in _INT_KEYS:
+                value = self.positive_int(take("an integer"), 1, key)
+                out[_INT_KEYS[key]] = value
+            elif key == "pp_comm":
+                # AICB writes 'pp_comm: 0', SimAI examples 'pp_comm 50331648', some a float
+                out["pp_comm_bytes"] = self.nonneg_int(take("bytes"), 1, key)
+            elif key in _LIST_KEYS:
+                count = self.nonneg_int(take("a count"), 1, key)
+                values = tuple(self.nonneg_int(take(f"index {n + 1} of {count}"), 1, key)
+                               for n in range(count))
+                out[_LIST_KEYS[key]] = values
+            else:
+                raise self.error(f"unknown header key {key!r}; known keys: "
+                                 f"{', '.join(list(_INT_KEYS) + list(_LIST_KEYS) + ['pp_comm'])}",
+                                 1, key)
+        out["header_fields"] = tuple(seen)
+        return out
+
+    # -- rows ------------------------------------------------------------------------------
+    def row(self, text: str, line: int) -> Row:
+        fields = text.split()
+        if len(fields) != len(ROW_FIELDS):
+            raise self.error(f"expected {len(ROW_FIELDS)} whitespace-separated fields "
+                             f"({' '.join(ROW_FIELDS)}), got {len(fields)}", line)
+
+        def fname(n: int) -> str:
+            return f"field {n + 1} ({ROW_FIELDS[n]})"
+
+        def comm(n_type: int, phase: Phase) -> Comm:
+            word = fields[n_type]
+            size = self.nonneg_int(fields[n_type + 1], line, fname(n_type + 1))
+            parsed = parse_comm_type(word, phase)
+            if parsed is None:
+                raise self.error(f"unknown collective type {word!r}; expected NONE, ALLREDUCE, "
+                                 "ALLGATHER, REDUCESCATTER, ALLTOALL, BROADCAST, "
+                                 "ALLREDUCEALLTOALL, optionally with _EP or _DP_EP", line,
+                                 fname(n_type))
+            if parsed.op is None:
+                return NO_COMM  # AICB writes sizes next to NONE; they move no data
+            return Comm(parsed.op, parsed.group, size)
+
+        name = fields[0]
+        # field 2 (dep) is reserved; SimAI writes -1. Accept any integer.
+        try:
+            int(fields[1])
+        except ValueError:
+            raise self.error(f"expected an integer, got {fields[1]!r}", line, fname(1)) from None
+        return Row(
+            name=name,
+            fwd_ns=self.nonneg_int(fields[2], line, fname(2), allow_fraction=True),
+            fwd=comm(3, Phase.FWD),
+            ig_ns=self.nonneg_int(fields[5], line, fname(5), allow_fraction=True),
+            ig=comm(6, Phase.IG),
+            wg_ns=self.nonneg_int(fields[8], line, fname(8), allow_fraction=True),
+            wg=comm(9, Phase.WG),
+            update_ns=self.nonneg_int(fields[11], line, fname(11), allow_fraction=True),
+            line=line,
+        )
+
+    def read(self, text: str) -> Workload:
+        lines = text.splitlines()
+        # skip leading blank lines but keep real line numbers
+        numbered = [(n + 1, ln) for n, ln in enumerate(lines) if ln.strip()]
+        if not numbered:
+            raise self.error("the file is empty: expected a header line, a row count and rows")
+        hline, htext = numbered[0]
+        if hline != 1:
+            raise self.error("blank line before the header", 1)
+        header = self.header(htext)
+        if len(numbered) < 2:
+            raise self.error("truncated: expected the number of rows on line 2", 2, "row count")
+        cline, ctext = numbered[1]
+        declared = self.nonneg_int(ctext.strip(), cline, "row count")
+        rows = tuple(self.row(t, n) for n, t in numbered[2:])
+        if not rows:
+            raise self.error(f"truncated: line {cline} declares {declared} rows but none follow",
+                             cline, "row count")
+        if len(rows) != declared:
+            message = (f"line {cline} declares {declared} rows but {len(rows)} follow; "
+                       f"all {len(rows)} are simulated")
+            if self.strict:
+                raise self.error(message + " (--strict)", cline, "row count")
+            warn(f"{self.path}: {message}")
+        nrows = len(rows)
+        for key in ("checkpoints", "checkpoint_initiates"):
+            for idx in header.get(key, ()):
+                if idx >= nrows:
+                    raise self.error(f"row index {idx} is past the last row ({nrows - 1})", 1, key)
+        return Workload(path=self.path, declared_rows=declared, rows=rows, **header)
+
+
+def read_workload_text(text: str, path: str = "<workload>", strict: bool = False) -> Workload:
+    return _Reader(path, strict).read(text)
+
+
+def read_workload(path: str | os.PathLike, strict: bool = False) -> Workload:
+    """Parse a workload file. Raises InputError for a missing or malformed file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a workload file", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a text file ({exc.reason} at byte {exc.start})", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    return _Reader(path, strict).read(text)

@@ -1,0 +1,75 @@
+"""Unit conversions for what users type.
+
+Inside the simulator time is an integer count of nanoseconds and sizes are bytes.
+Users see bandwidth in GB/s (10^9 bytes/s, as nccl-tests and SimAI report it) and may type
+an explicit suffix where they think in bits: ``400Gbit/s``, ``400Gbps``, ``50GB/s``.
+"""
+from __future__ import annotations
+
+import re
+
+_BW_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z/]*)\s*$")
+
+# factor to GB/s (10^9 bytes per second)
+_BW_UNITS = {
+    "": 1.0, "gb/s": 1.0, "gbyte/s": 1.0, "gbs": 1.0,
+    "mb/s": 1e-3, "tb/s": 1e3,
+    "gbit/s": 1 / 8, "gbps": 1 / 8, "gb/sbit": 1 / 8, "gbit": 1 / 8,
+    "tbit/s": 1e3 / 8, "tbps": 1e3 / 8, "mbit/s": 1e-3 / 8, "mbps": 1e-3 / 8,
+}
+
+
+def parse_bandwidth_gbps(text: str | float | int) -> float:
+    """Bandwidth in GB/s from ``'50'``, ``'50GB/s'``, ``'400Gbit/s'`` or ``'400Gbps'``.
+
+    A bare number is GB/s. ``Gbps`` means gigabits (the networking convention), ``GB/s``
+    gigabytes. Raises ValueError with a readable message.
+    """
+    if isinstance(text, (int, float)):
+        value, unit = float(text), ""
+    else:
+        m = _BW_RE.match(text)
+        if not m:
+            raise ValueError(f"expected a bandwidth like 50, 50GB/s or 400Gbit/s, got {text!r}")
+        value, unit = float(m.group(1)), m.group(2)
+    key = unit.lower()
+    # 'GB/s' vs 'Gb/s': case matters for the b only when written with a slash
+    if unit in ("Gb/s", "Tb/s", "Mb/s"):
+        key = unit[0].lower() + "bit/s"
+    if key not in _BW_UNITS:
+        raise ValueError(f"unknown bandwidth unit {unit!r} in {text!r} (use GB/s or Gbit/s)")
+    gbps = value * _BW_UNITS[key]
+    if not gbps > 0:
+        raise ValueError(f"bandwidth must be positive, got {text!r}")
+    return gbps
+
+
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
+_SIZE_POW = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def parse_size_bytes(text: str) -> int:
+    """Bytes from ``'4096'``, ``'1K'``, ``'1KiB'``, ``'1G'`` (binary multiples, as nccl-tests)."""
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise ValueError(f"expected a size like 4096, 1K or 1GiB, got {text!r}")
+    return int(m.group(1)) * 1024 ** _SIZE_POW[m.group(2).lower()]
+
+
+def parse_latency_ns(text: str | float | int) -> int:
+    """Nanoseconds from ``'2us'``, ``'500ns'``, ``'0.002ms'``; a bare number is microseconds."""
+    if isinstance(text, (int, float)):
+        return round(float(text) * 1000)
+    m = re.match(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ns|us|ms|s)?\s*$", text)
+    if not m:
+        raise ValueError(f"expected a latency like 2us or 500ns, got {text!r}")
+    factor = {"ns": 1, "us": 1_000, None: 1_000, "ms": 1_000_000, "s": 1_000_000_000}[m.group(2)]
+    return round(float(m.group(1)) * factor)
+
+
+def ns_to_us(ns: int | float) -> float:
+    return ns / 1_000.0
+
+
+def ns_to_ms(ns: int | float) -> float:
+    return ns / 1_000_000.0

@@ -1,0 +1,124 @@
+"""The workload table as plain data: what a SimAI/AICB text workload says, nothing simulated.
+
+See ``docs/workload-format.md`` for the file format. Readers build these objects; the engine
+consumes them. All times are integer nanoseconds and all sizes integer bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Group(str, Enum):
+    """The communicator a collective runs on."""
+
+    TP = "TP"
+    EP = "EP"
+    DP = "DP"
+    DP_EP = "DP_EP"
+    PP = "PP"
+
+    def __str__(self) -> str:  # print "TP", not "Group.TP"
+        return self.value
+
+
+#: groups whose collectives appear in workload rows (PP traffic comes from ``pp_comm``)
+ROW_GROUPS = (Group.TP, Group.EP, Group.DP, Group.DP_EP)
+
+
+class Op(str, Enum):
+    """Collective operations, named as in the workload format."""
+
+    ALLREDUCE = "ALLREDUCE"
+    ALLGATHER = "ALLGATHER"
+    REDUCESCATTER = "REDUCESCATTER"
+    ALLTOALL = "ALLTOALL"
+    BROADCAST = "BROADCAST"
+    ALLREDUCEALLTOALL = "ALLREDUCEALLTOALL"  # ASTRA-sim 1.0: an all-reduce, then an all-to-all
+    SENDRECV = "SENDRECV"  # point-to-point; pipeline sends, never written in rows
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Phase(str, Enum):
+    FWD = "fwd"
+    IG = "ig"
+    WG = "wg"
+
+
+POLICIES = frozenset({
+    "HYBRID_TRANSFORMER_FWD_IN_BCKWD", "HYBRID_TRANSFORMER", "DATA", "MODEL", "MICRO",
+    "HYBRID_DATA_MODEL", "HYBRID_MODEL_DATA", "HYBRID_CUSTOMIZED", "HYBRID_DLRM",
+    "HYBRID_DLRM_ENHANCED", "DISTRIBUTED_INFERENCE",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Comm:
+    """One collective issued after a compute phase; ``op is None`` means NONE."""
+
+    op: Op | None
+    group: Group | None
+    size_bytes: int
+
+    @property
+    def is_none(self) -> bool:
+        return self.op is None
+
+    def type_name(self) -> str:
+        """The type as written in a workload file (``ALLTOALL_EP``, ``NONE``, ...)."""
+        if self.op is None:
+            return "NONE"
+        if self.group in (Group.EP, Group.DP_EP):
+            return f"{self.op.value}_{self.group.value}"
+        return self.op.value
+
+
+NO_COMM = Comm(None, None, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the table: a layer's three compute phases and the collective after each."""
+
+    name: str
+    fwd_ns: int
+    fwd: Comm
+    ig_ns: int
+    ig: Comm
+    wg_ns: int
+    wg: Comm
+    update_ns: int
+    line: int = 0  # line number in the source file, for messages
+
+    def comm(self, phase: Phase) -> Comm:
+        return self.fwd if phase is Phase.FWD else self.ig if phase is Phase.IG else self.wg
+
+    def compute_ns(self, phase: Phase) -> int:
+        return self.fwd_ns if phase is Phase.FWD else self.ig_ns if phase is Phase.IG else self.wg_ns
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A parsed workload table. ``all_gpus`` is None when the header does not give it."""
+
+    path: str
+    policy: str
+    tp: int = 1
+    ep: int = 1
+    pp: int = 1
+    vpp: int = 1
+    ga: int = 1
+    all_gpus: int | None = None
+    checkpoints: tuple[int, ...] = ()
+    checkpoint_initiates: tuple[int, ...] = ()
+    pp_comm_bytes: int = 0
+    declared_rows: int = 0
+    rows: tuple[Row, ...] = field(default_factory=tuple)
+    header_fields: tuple[str, ...] = ()  # header keys present in the file, for reports
+
+    @property
+    def name(self) -> str:
+        import os
+        return os.path.basename(self.path)
