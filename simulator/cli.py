@@ -1,0 +1,88 @@
+"""The ``collsim`` command line: wires readers, engine and reporters together, nothing more.
+
+Subcommands live in ``simulator/commands/<name>.py``, each with ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``, and are imported only when used so that
+``collsim --help`` stays instant. Bad input ends with one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import warnings
+
+from . import __version__
+
+#: subcommand -> one-line help; the module is simulator.commands.<name>
+COMMANDS = {
+    "simulate": "replay a workload table on a cluster: iteration time, breakdown, timeline",
+    "bench": "simulated nccl-tests: one collective over a range of sizes on a topology",
+    "generate": "write a workload table from a model and a parallel configuration",
+    "sweep": "run many what-if configurations in parallel and tabulate/plot them",
+    "calibrate": "fit the communication model to measured timings",
+    "measure": "measure collectives and GEMMs on real GPUs (needs torch)",
+    "validate": "compare predictions with bundled real measurements",
+}
+
+
+def _available() -> dict[str, str]:
+    return {name: text for name, text in COMMANDS.items()
+            if importlib.util.find_spec(f"simulator.commands.{name}") is not None}
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    available = _available()
+    parser = argparse.ArgumentParser(
+        prog="collsim", description="Trace-driven network and collective simulator for "
+        "distributed LLM and MoE training. Bandwidths are GB/s (10^9 bytes/s) unless a unit "
+        "is given; times are reported in microseconds or milliseconds.")
+    parser.add_argument("--version", action="version", version=f"collsim {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # parse only the command name first, so only that command's module is imported
+    for name, text in available.items():
+        sub.add_parser(name, help=text, add_help=False)
+    pre, _ = parser.parse_known_args(argv)
+    if pre.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"simulator.commands.{pre.command}")
+    if hasattr(module, "main"):  # commands with their own argument parser (measure)
+        return module.main(argv[argv.index(pre.command) + 1:])
+    full = argparse.ArgumentParser(prog=f"collsim {pre.command}", description=module.HELP)
+    full.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    module.add_arguments(full)
+    rest = [a for a in argv if a != "--debug"]
+    rest = rest[rest.index(pre.command) + 1:]
+    args = full.parse_args(rest)
+    args.debug = args.debug or pre.debug
+    return run_guarded(module.run, args)
+
+
+def run_guarded(func, args) -> int:
+    """Run a command; input errors become one line and exit 2 (a traceback only with --debug)."""
+    from .errors import InputError
+
+    warnings.formatwarning = _format_warning
+    try:
+        return int(func(args) or 0)
+    except InputError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"collsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("collsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``collsim`` CLI (see simulator.cli)."""

@@ -1,0 +1,60 @@
+"""Command-line options shared by the commands that build a cluster and a cost model."""
+from __future__ import annotations
+
+import argparse
+
+from ..cluster import Cluster
+from ..errors import InputError
+from ..units import parse_bandwidth_gbps, parse_latency_ns
+
+
+def bandwidth(text: str) -> float:
+    try:
+        return parse_bandwidth_gbps(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def latency(text: str) -> int:
+    try:
+        return parse_latency_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    d = Cluster()
+    g = p.add_argument_group("cluster (defaults: 8-GPU H100/H200 servers, 8 x 400 Gbit/s NICs)")
+    g.add_argument("--gpus-per-server", type=positive_int, metavar="N",
+                   help=f"GPUs in one scale-up (NVLink) domain (default {d.gpus_per_server})")
+    g.add_argument("--nvlink-gbps", type=bandwidth, metavar="BW",
+                   help=f"NVLink bandwidth per GPU per direction, GB/s or with a unit such as "
+                        f"3600Gbit/s (default {d.nvlink_gbps:g} GB/s)")
+    g.add_argument("--nic-gbps", type=bandwidth, metavar="BW",
+                   help=f"bandwidth of one NIC per direction, GB/s or with a unit such as "
+                        f"400Gbit/s (default {d.nic_gbps:g} GB/s = 400 Gbit/s)")
+    g.add_argument("--nics-per-server", type=positive_int, metavar="N",
+                   help=f"scale-out NICs per server (default {d.nics_per_server})")
+    g.add_argument("--base-latency", type=latency, metavar="T",
+                   help=f"fixed cost of one collective call, e.g. 10us or 500ns; a bare number "
+                        f"is microseconds (default {d.base_latency_ns / 1000:g} us)")
+
+
+def cluster_from_args(args: argparse.Namespace) -> Cluster:
+    try:
+        return Cluster().with_overrides(
+            gpus_per_server=args.gpus_per_server, nvlink_gbps=args.nvlink_gbps,
+            nic_gbps=args.nic_gbps, nics_per_server=args.nics_per_server,
+            base_latency_ns=args.base_latency)
+    except InputError as exc:
+        raise InputError(exc.message, field=f"--{exc.field.replace('_', '-')}") from None

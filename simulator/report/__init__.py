@@ -1,0 +1,1 @@
+"""Reporters: turn a SimulationResult into text, CSV, JSON, Perfetto traces and plots."""

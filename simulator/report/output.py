@@ -1,0 +1,40 @@
+"""Atomic output files: a result file is either complete or absent, never half-written."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from ..errors import InputError
+
+
+def write_atomic(path: str, data: bytes | str) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InputError("the output directory does not exist", path=path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".collsim-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_all(outputs: dict[str, bytes | str]) -> None:
+    """Write several rendered outputs; rendering happened before, so errors cannot leave a mix."""
+    for path, data in outputs.items():
+        if path == "-":
+            import sys
+            sys.stdout.write(data if isinstance(data, str) else data.decode())
+        else:
+            write_atomic(path, data)

@@ -1,0 +1,36 @@
+"""Chrome trace-event JSON (opens in ui.perfetto.dev): a process per stage, a track per stream."""
+from __future__ import annotations
+
+import gzip
+import json
+
+from ..result import SimulationResult
+
+LANE_ORDER = ["compute", "TP", "EP", "DP", "DP_EP", "PP send next", "PP send prev", "wait"]
+
+
+def render_trace(r: SimulationResult, gzip_output: bool = False) -> bytes:
+    if r.trace is None:
+        raise ValueError("the simulation ran without tracing")
+    events: list[dict] = []
+    lanes = {name: i for i, name in enumerate(LANE_ORDER)}
+    for s in range(r.pp):
+        events.append({"name": "process_name", "ph": "M", "pid": s, "tid": 0,
+                       "args": {"name": f"stage {s}"}})
+        events.append({"name": "process_sort_index", "ph": "M", "pid": s, "tid": 0,
+                       "args": {"sort_index": s}})
+        for name, tid in lanes.items():
+            events.append({"name": "thread_name", "ph": "M", "pid": s, "tid": tid,
+                           "args": {"name": name}})
+            events.append({"name": "thread_sort_index", "ph": "M", "pid": s, "tid": tid,
+                           "args": {"sort_index": tid}})
+    for sl in r.trace:
+        ev = {"name": sl.name, "ph": "X", "pid": sl.stage, "tid": lanes.get(sl.lane, len(lanes)),
+              "ts": sl.start_ns / 1000.0, "dur": sl.dur_ns / 1000.0, "cat": sl.lane}
+        if sl.args:
+            ev["args"] = sl.args
+        events.append(ev)
+    doc = {"traceEvents": events, "displayTimeUnit": "ns",
+           "otherData": {"workload": r.workload, "iteration_time_us": r.iteration_ns / 1000.0}}
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    return gzip.compress(data, mtime=0) if gzip_output else data

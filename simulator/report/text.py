@@ -1,0 +1,61 @@
+"""The human-readable summary printed by ``collsim simulate``."""
+from __future__ import annotations
+
+from ..result import BREAKDOWN_GROUPS, SimulationResult
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:12.3f}"
+
+
+def render_text(r: SimulationResult, top_rows: int = 10) -> str:
+    c = r.critical
+    total = r.iteration_ns or 1
+    lines = [
+        f"workload     {r.workload}",
+        f"cluster      {r.gpus} GPUs: TP {r.tp}  EP {r.ep}  PP {r.pp}  DP {r.dp}  DP_EP {r.dp_ep}"
+        f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
+        + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
+        f"cost model   " + ", ".join(f"{k}={v}" for k, v in r.cost_model.items()),
+        "",
+        f"iteration time {r.iteration_ns / 1e6:.3f} ms"
+        + (f"   (stage {r.critical_stage} of {r.pp} finishes last; breakdown below is that stage)"
+           if r.pp > 1 else ""),
+        "",
+        f"  {'part':<28}{'ms':>12}{'share':>9}",
+    ]
+
+    def part(name: str, ns: int) -> None:
+        lines.append(f"  {name:<28}{_ms(ns)}{100 * ns / total:8.1f}%")
+
+    part("compute", c.compute_ns)
+    if c.recompute_ns:
+        lines.append(f"    {'of which recompute':<26}{_ms(c.recompute_ns)}")
+    for g in BREAKDOWN_GROUPS:
+        label = f"exposed {g} comm"
+        if g in r.free_groups:
+            label += " (size 1)"
+        part(label, c.exposed_ns[g])
+    part("pipeline bubble", c.bubble_ns)
+    lines.append(f"  {'total':<28}{_ms(c.parts_sum_ns())}{100 * c.parts_sum_ns() / total:8.1f}%")
+
+    if r.pp > 1:
+        lines += ["", "  stage    end ms   compute   exposed    bubble  idle at end"]
+        for s in r.stages:
+            lines.append(f"  {s.stage:>5}{s.end_ns / 1e6:10.3f}{s.compute_ns / 1e6:10.3f}"
+                         f"{sum(s.exposed_ns.values()) / 1e6:10.3f}{s.bubble_ns / 1e6:10.3f}"
+                         f"{s.idle_after_ns / 1e6:13.3f}")
+
+    worst = sorted((row for row in r.rows if row.exposed_ns), key=lambda x: -x.exposed_ns)
+    if worst and top_rows:
+        lines += ["", f"  rows with the most exposed communication (all occurrences, stage "
+                      f"{r.critical_stage}):",
+                  f"  {'line':>6}  {'name':<24}{'x':>4}{'exposed ms':>12}  collectives"]
+        for row in worst[:top_rows]:
+            comms = " ".join(f"{p}:{t}" for p, t in (("fwd", row.fwd_comm), ("ig", row.ig_comm),
+                                                      ("wg", row.wg_comm)) if t != "NONE")
+            lines.append(f"  {row.file_line:>6}  {row.name[:24]:<24}{row.occurrences:>4}"
+                         f"{row.exposed_ns / 1e6:12.3f}  {comms}")
+    if r.notes:
+        lines += [""] + [f"note: {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"
