@@ -50,6 +50,14 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                         f"is microseconds (default {d.base_latency_ns / 1000:g} us)")
 
 
+def build_cost_model(args: argparse.Namespace):
+    """(cluster, cost model) from the command line: the one place commands get them from."""
+    from ..costmodel.analytical import AnalyticalCostModel
+
+    cluster = cluster_from_args(args)
+    return cluster, AnalyticalCostModel(cluster)
+
+
 def cluster_from_args(args: argparse.Namespace) -> Cluster:
     try:
         return Cluster().with_overrides(

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_cluster_arguments, cluster_from_args, positive_int
+from .common import add_cluster_arguments, build_cost_model, positive_int
 
 HELP = ("Replay a SimAI/AICB workload table on a cluster and report the iteration time, its "
         "breakdown (compute, exposed TP/EP/DP/DP_EP/PP communication, pipeline bubble), "
@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         workload = read_workload(args.workload, strict=args.strict)
-        cluster = cluster_from_args(args)
+        cluster, cost_model = build_cost_model(args)
         tracing = bool(args.trace or args.plot)
-        result = simulate(workload, cluster, options=SimulationOptions(
+        result = simulate(workload, cluster, cost_model, options=SimulationOptions(
             gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing))
 
     # render everything first, then write: an error leaves no partial set of files
