@@ -400,11 +400,13 @@ def run_gemms(ctx: Ctx, out: CsvOut | None) -> None:
         shapes = [(m, n, k, "", "") for m, n, k in cfg["gemm_shapes"]]
     else:
         shapes = default_gemm_shapes()
-    seen = set()
     rows = []
     budget = cfg["time_budget_s"]
     check_gemm(ctx, dt)
+    unique = {}
     for m, n, k, layer, pas in shapes:
+        unique.setdefault((m, n, k), (m, n, k, layer, pas))  # first label of a shape
+    for m, n, k, layer, pas in unique.values():
         if budget and time.monotonic() - ctx.t0 > budget:
             log(f"time budget spent: skipping GEMMs from {m}x{n}x{k}")
             break
@@ -432,17 +434,15 @@ def run_gemms(ctx: Ctx, out: CsvOut | None) -> None:
         iters = int(min(200, max(10, cfg["gemm_target_ms"] * 1e3 / est_us)))
         raw = time_calls_local(ctx, fn, 2, iters)
         stats = combine_ranks([raw])
-        key = (m, n, k)
         tflops = 2.0 * m * n * k / stats["time_us"] / 1e6
         rows.append({"op": "gemm", "ranks": 1, "bytes": per_set, "dtype": cfg["dtype"],
                      "method": "torch.matmul", "placement": "1x1", "m": m, "n": n, "k": k,
                      "layer": layer, "pass": pas, "tflops": r4(tflops), "iters": iters,
                      "warmup": 5, **{kk: r4(v) for kk, v in stats.items()}})
-        if key not in seen and (layer.endswith("fc1") or layer == "expert_w13" or not layer) \
+        if (layer.endswith("fc1") or layer == "expert_w13" or not layer) \
                 and pas in ("fwd", ""):
             log(f"gemm {m}x{n}x{k} {layer} {pas}: {stats['time_us']:.1f} us, "
                 f"{tflops:.0f} TFLOP/s")
-        seen.add(key)
         del a, b, c
     if out is not None:
         out.write(rows)
@@ -502,9 +502,11 @@ def set_safe_env() -> None:
 
 
 def run_rank(rank: int, world: int, local_world: int, cfg: dict, init_method: str) -> None:
+    import warnings
     import torch
     import torch.distributed as dist
     set_safe_env()
+    warnings.filterwarnings("ignore", category=FutureWarning)
     t0 = time.monotonic()
     timeout = datetime.timedelta(seconds=cfg["timeout_s"])
     if cfg["device"] == "cuda":
@@ -623,5 +625,42 @@ def launch(cfg: dict) -> int:
         mp.spawn(_spawned, args=(world, cfg, free_port()), nprocs=world, join=True)
     except Exception as exc:
         print(f"collsim measure: error: a measuring process failed: {exc}", file=sys.stderr)
+        summarize(cfg["out"])
         return 1
+    summarize(cfg["out"])
     return 0
+
+
+def summarize(out_dir: str) -> None:
+    """Print a short table of what was written (the end of the log is what one reads)."""
+    path = os.path.join(out_dir, "collectives.csv")
+    if os.path.exists(path):
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        by_op: dict = {}
+        for row in rows:
+            key = row["op"] + (f" f={row['share_remote']}" if row["share_remote"] else "")
+            by_op.setdefault(key, []).append(row)
+        print("summary: op | smallest size: time_us (host_us) | largest size: time_us, "
+              "busbw GB/s", flush=True)
+        for key, rs in by_op.items():
+            lo = min(rs, key=lambda r: int(r["bytes"]))
+            hi = max(rs, key=lambda r: int(r["bytes"]))
+            print(f"  {key:<22} {lo['bytes']:>6} B: {lo['time_us']:>9} ({lo['host_us']})"
+                  f" | {hi['bytes']:>10} B: {hi['time_us']:>10}, {hi['busbw_GBps']}",
+                  flush=True)
+    path = os.path.join(out_dir, "gemm.csv")
+    if os.path.exists(path):
+        with open(path, newline="") as fh:
+            tf = sorted(float(r["tflops"]) for r in csv.DictReader(fh) if r["tflops"])
+        if tf:
+            print(f"summary: {len(tf)} GEMMs, TFLOP/s min {tf[0]:.1f}, median "
+                  f"{quantile(tf, 0.5):.1f}, max {tf[-1]:.1f}", flush=True)
+    path = os.path.join(out_dir, "moe_step.csv")
+    if os.path.exists(path):
+        with open(path, newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["rank"] == "max" and r["part"] in ("step", "compute_step",
+                                                        "a2a_per_step"):
+                    print(f"summary: moe {r['case']} {r['part']}: {r['time_us']} us",
+                          flush=True)
