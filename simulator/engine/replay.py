@@ -102,7 +102,7 @@ class PassReplayer:
             exposed[stream] += end - t
             row_exposed[row.key] = row_exposed.get(row.key, 0) + end - t
             if slices is not None:
-                slices.append((STREAMS[stream].value, f"{row.name} {what}", start, comm_ns))
+                slices.append((STREAMS[stream].value, f"{row.name} {what}", start, end - start))
             t = end
 
         def forward(row: PricedRow, tag: str) -> int:
@@ -148,7 +148,7 @@ class PassReplayer:
                     free[s] = end
                     wg_done[row.key] = end
                     if slices is not None:
-                        slices.append((STREAMS[s].value, f"{row.name} wg", start, row.wg_comm_ns))
+                        slices.append((STREAMS[s].value, f"{row.name} wg", start, end - start))
         return PassOutcome(
             duration_ns=t, compute_ns=compute, recompute_ns=recompute, exposed_ns=exposed,
             stream_free=tuple(free), wg_done=tuple(wg_done.items()),
