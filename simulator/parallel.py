@@ -130,6 +130,11 @@ def stage_placements(par: ParallelConfig, group: Group, stage: int,
     For PP, the groups are the pairs (rank in this stage, same position in the next stage).
     """
     firsts, stride, size = par.progression(group, stage)
+    # A group's placement depends only on its first rank modulo the server size (moving it by
+    # one server moves every member by one server), so one group per residue is enough: the
+    # work stays below gpus_per_server groups whatever the GPU count.
+    _, keep = np.unique(firsts % gpus_per_server, return_index=True)
+    firsts = firsts[np.sort(keep)]
     if group is Group.PP:
         nxt = (stage + 1) % par.pp
         partner = nxt * par.stage_ranks + (firsts - stage * par.stage_ranks)

@@ -38,7 +38,7 @@ class PipelineSim:
         self.mb_variant = mb_variant  # which distinct micro-batch block each micro-batch replays
         self.trace: list[TraceSlice] | None = [] if trace else None
         self.results = [StageResult(stage=s) for s in range(pp)]
-        self.row_exposed: list[dict] = [dict() for _ in range(pp)]
+        self._outcomes: list[dict[int, list]] = [dict() for _ in range(pp)]
         self._mail: dict[tuple, simpy.Event] = {}
         self.events = 0
         self.finished = [False] * pp
@@ -79,9 +79,13 @@ class PipelineSim:
                 free[i] = now + rel
         for key, rel in out.wg_done:
             wg_done[key] = now + rel
-        rex = self.row_exposed[s]
-        for key, ns in out.row_exposed:
-            rex[key] = rex.get(key, 0) + ns
+        if out.row_exposed:
+            # per-row detail is summed once at the end: count how often each outcome occurred
+            seen = self._outcomes[s].get(id(out))
+            if seen is None:
+                self._outcomes[s][id(out)] = [out, 1]
+            else:
+                seen[1] += 1
         if self.trace is not None and out.slices:
             for lane, name, start, dur in out.slices:
                 self.trace.append(TraceSlice(s, lane, f"{label}{name}", now + start, dur, args))
@@ -158,6 +162,14 @@ class PipelineSim:
             yield env.timeout(free[last] - env.now)
         res.end_ns = env.now
         self.finished[s] = True
+
+    def row_exposed(self, stage: int) -> dict:
+        """Exposed communication per row key on one stage, over the whole iteration."""
+        total: dict = {}
+        for out, count in self._outcomes[stage].values():
+            for key, ns in out.row_exposed:
+                total[key] = total.get(key, 0) + ns * count
+        return total
 
     def run(self) -> None:
         for s in range(self.pp):

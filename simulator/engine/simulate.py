@@ -146,6 +146,10 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     setups: list[StageSetup] = []
     shared: dict[tuple, PassReplayer] = {}
     pricers: list[_Pricer] = []
+    # point-to-point time from each stage to the next (the last wraps to the first)
+    p2p_ns = [max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
+                  for p in stage_placements(par, Group.PP, s, gps))
+              if par.pp > 1 and workload.pp_comm_bytes else 0 for s in range(par.pp)]
     for s in range(par.pp):
         placements = {g: stage_placements(par, g, s, gps) for g in ROW_GROUPS}
         pricer = _Pricer(par, cost_model, placements)
@@ -170,11 +174,8 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
             replayer = shared[signature] = PassReplayer(sequences, options.trace)
         send_next = send_prev = 0
         if par.pp > 1 and workload.pp_comm_bytes:
-            def p2p(stage: int) -> int:
-                return max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
-                           for p in stage_placements(par, Group.PP, stage, gps))
-            send_next = p2p(s)
-            send_prev = p2p((s - 1) % par.pp)
+            send_next = p2p_ns[s]
+            send_prev = p2p_ns[(s - 1) % par.pp]
         head = ["pre"] if seg.prefix else []
         tail = []
         if seg.suffix:
@@ -193,7 +194,7 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
 
     # per-row detail, priced as on the critical stage
     pricer = pricers[critical]
-    row_exposed = sim.row_exposed[critical]
+    row_exposed = sim.row_exposed(critical)
     row_results: list[RowResult] = []
     for seq, indices, occurrences in (("pre", seg.prefix, 1), ("mb", seg.micro_batch, seg.ga),
                                       ("suf", seg.suffix, 1)):

@@ -5,6 +5,7 @@ Reads every row (never drops any), checks every field, and reports problems as o
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -22,8 +23,10 @@ _INT_KEYS = {
 _LIST_KEYS = {"checkpoints": "checkpoints", "checkpoint_initiates": "checkpoint_initiates"}
 
 _OPS_BY_NAME = {op.value: op for op in Op if op is not Op.SENDRECV}
+_FIELD_NAMES = tuple(f"field {n + 1} ({name})" for n, name in enumerate(ROW_FIELDS))
 
 
+@functools.lru_cache(maxsize=256)
 def parse_comm_type(text: str, phase: Phase) -> Comm | None:
     """``(op, group)`` for a type word in a given column; None if the word is unknown.
 
@@ -54,6 +57,8 @@ class _Reader:
 
     # -- numbers -------------------------------------------------------------------------
     def nonneg_int(self, text: str, line: int, field: str, allow_fraction: bool = False) -> int:
+        if text.isdigit():  # the common case, and isdigit() rejects signs, dots and spaces
+            return int(text)
         try:
             value = float(text) if any(c in text for c in ".eE") else int(text)
         except ValueError:
@@ -135,8 +140,7 @@ class _Reader:
             raise self.error(f"expected {len(ROW_FIELDS)} whitespace-separated fields "
                              f"({' '.join(ROW_FIELDS)}), got {len(fields)}", line)
 
-        def fname(n: int) -> str:
-            return f"field {n + 1} ({ROW_FIELDS[n]})"
+        fname = _FIELD_NAMES.__getitem__
 
         def comm(n_type: int, phase: Phase) -> Comm:
             word = fields[n_type]

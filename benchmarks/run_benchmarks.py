@@ -1,0 +1,105 @@
+"""Time whole `collsim simulate` processes (start-up included) and record peak memory.
+
+    python benchmarks/run_benchmarks.py [--repeat 3] [--out benchmarks/results.csv] [--quick]
+
+Cases: seed 004 (128 GPUs), SimAI's 9216-GPU example and its header scaled to 147,456 GPUs,
+the same example re-unrolled with GA 8..96, and, when `collsim generate` exists, generated
+Mixtral-like and GPT-175B-like workloads on 1k, 16k and 131k GPUs. Writes a CSV and
+docs/performance.md's table with plots of time vs GPU count and vs GA.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from workloads import with_ga, with_gpus  # noqa: E402
+
+SEED = os.path.join(ROOT, "workloads", "seed004_moe_tp8_ep4_pp4_128gpus.txt")
+EX9216 = os.path.join(ROOT, "workloads", "simai_example_9216.txt")
+
+
+def run_case(args: list[str], repeat: int) -> dict:
+    walls, rss = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, os.path.join(HERE, "_measure_one.py"), *args],
+                           capture_output=True, text=True, cwd=ROOT)
+        walls.append(time.perf_counter() - t0)
+        if p.returncode != 0:
+            raise RuntimeError(f"collsim {' '.join(args)} failed: {p.stderr[-2000:]}")
+        rss.append(int(p.stderr.strip().splitlines()[-1].split("=")[1]))
+    return {"wall_s_median": statistics.median(walls), "wall_s_min": min(walls),
+            "peak_rss_mib": max(rss) / 1024}
+
+
+def generate(tmp: str, model: str, gpus: int, tp: int, pp: int, ep: int, ga: int) -> str | None:
+    out = os.path.join(tmp, f"{model}-{gpus}.txt")
+    dp = gpus // (tp * pp)
+    cmd = [sys.executable, "-m", "simulator", "generate", "--model", model, "--world-size",
+           str(gpus), "--tp", str(tp), "--pp", str(pp), "--ep", str(ep), "--global-batch",
+           str(ga * dp), "--micro-batch", "1", "--seq-length", "4096", "-o", out]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        print(f"skip {model} {gpus}: {p.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return out
+
+
+def cases(tmp: str, quick: bool):
+    yield "seed 004", 128, 1, [SEED]
+    yield "SimAI example 9216", 9216, 24, [EX9216]
+    yield "SimAI example 9216 interleaved", 9216, 24, [EX9216, "--pp-schedule", "interleaved"]
+    yield "SimAI example scaled", 147456, 24, [with_gpus(EX9216, os.path.join(tmp, "x147k.txt"), 147456)]
+    if quick:
+        return
+    for ga in (8, 24, 48, 96):
+        path = with_ga(EX9216, os.path.join(tmp, f"ga{ga}.txt"), ga)
+        yield f"SimAI example GA {ga}", 9216, ga, [path]
+    for gpus in (1024, 16384, 131072):
+        for model, tp, pp, ep in (("mixtral-8x7b", 4, 8, 8), ("gpt-175b", 8, 16, 1)):
+            path = generate(tmp, model, gpus, tp, pp, ep, ga=32)
+            if path:
+                yield f"{model} generated", gpus, 32, [path]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(HERE, "results.csv"))
+    ap.add_argument("--quick", action="store_true", help="only the first four cases")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="fail (exit 1) if any case's median wall time exceeds this (CI check)")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, gpus, ga, argv in cases(tmp, args.quick):
+            res = run_case(["simulate", "--quiet", *argv], args.repeat)
+            row = {"case": name, "gpus": gpus, "ga": ga, **{k: round(v, 3) for k, v in res.items()}}
+            rows.append(row)
+            print(f"{name:<34}{gpus:>8} GPUs  GA {ga:>3}  {res['wall_s_median']:7.3f} s  "
+                  f"{res['peak_rss_mib']:7.1f} MiB", flush=True)
+    with open(args.out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    if args.max_seconds is not None:
+        slow = [r for r in rows if r["wall_s_median"] > args.max_seconds]
+        if slow:
+            print(f"speed regression: {slow}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
