@@ -73,11 +73,42 @@ def cases(tmp: str, quick: bool):
                 yield f"{model} generated", gpus, 32, [path]
 
 
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    by_model: dict[str, list] = {}
+    for r in rows:
+        if "GA" not in r["case"] and "interleaved" not in r["case"]:
+            key = r["case"].replace(" scaled", "").replace(" 9216", "")
+            by_model.setdefault(key, []).append((r["gpus"], r["wall_s_median"]))
+    for name, pts in by_model.items():
+        pts.sort()
+        a.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+    a.set_xscale("log")
+    a.set_xlabel("GPUs")
+    a.set_ylabel("wall time, whole process (s)")
+    a.set_ylim(bottom=0)
+    a.legend(fontsize=8)
+    a.set_title("time vs GPU count")
+    ga = sorted((r["ga"], r["wall_s_median"]) for r in rows if "GA " in r["case"])
+    b.plot([g for g, _ in ga], [t for _, t in ga], "o-")
+    b.set_xlabel("gradient-accumulation steps (micro-batches)")
+    b.set_ylabel("wall time, whole process (s)")
+    b.set_ylim(bottom=0)
+    b.set_title("SimAI 9216-GPU example re-unrolled with more GA")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(HERE, "results.csv"))
     ap.add_argument("--quick", action="store_true", help="only the first four cases")
+    ap.add_argument("--plot", metavar="PNG", help="plot time vs GPU count and vs GA")
     ap.add_argument("--max-seconds", type=float, default=None,
                     help="fail (exit 1) if any case's median wall time exceeds this (CI check)")
     args = ap.parse_args()
@@ -93,6 +124,8 @@ def main() -> int:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    if args.plot:
+        plot(rows, args.plot)
     if args.max_seconds is not None:
         slow = [r for r in rows if r["wall_s_median"] > args.max_seconds]
         if slow:
