@@ -1,0 +1,128 @@
+"""``collsim generate``: write a workload table from a model and a parallel configuration."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .common import positive_int
+
+HELP = ("Write a SimAI/AICB workload table (readable by 'collsim simulate' and by SimAI) for a "
+        "model preset or YAML model file and a parallel configuration. Communication sizes "
+        "follow Megatron-LM (--style megatron, default) or reproduce AICB's generator "
+        "(--style aicb); compute times come from a GPU model (--gpu), a profile "
+        "(--compute-profile) or are 1 ns placeholders (--no-compute).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..generate.gpu import GPUS
+    from ..generate.models import preset_names
+
+    p.add_argument("--model", required=True, metavar="NAME|FILE.yaml",
+                   help=f"preset ({', '.join(preset_names())}) or a YAML model file")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="workload file to write ('-' for stdout)")
+    g = p.add_argument_group("parallelism and batch (AICB's names)")
+    g.add_argument("--world-size", "--gpus", dest="world_size", type=positive_int, required=True,
+                   metavar="N", help="number of GPUs")
+    g.add_argument("--tp", "--tensor-model-parallel-size", dest="tp", type=positive_int,
+                   metavar="N", help="tensor parallelism (default: the AICB preset's, else 1)")
+    g.add_argument("--pp", "--pipeline-model-parallel", dest="pp", type=positive_int, default=1,
+                   metavar="N", help="pipeline stages (default 1)")
+    g.add_argument("--ep", "--expert-model-parallel-size", dest="ep", type=positive_int,
+                   default=1, metavar="N", help="expert parallelism (default 1)")
+    g.add_argument("--sp", "--enable-sequence-parallel", dest="sp", action="store_true",
+                   help="sequence parallelism (always on for MoE with TP > 1)")
+    g.add_argument("--vpp", type=positive_int, metavar="N",
+                   help="virtual pipeline chunks per stage (interleaved 1F1B); written as the "
+                        "header's vpp (AICB writes the layers per stage there)")
+    g.add_argument("--micro-batch", type=positive_int, default=1, metavar="N",
+                   help="micro-batch size (default 1)")
+    g.add_argument("--global-batch", type=positive_int, metavar="N",
+                   help="global batch (default: micro-batch x DP, one micro-batch per replica)")
+    g.add_argument("--seq-length", type=positive_int, default=4096, metavar="N",
+                   help="sequence length (default 4096)")
+    g.add_argument("--no-distributed-optimizer", dest="dist_opt", action="store_false",
+                   help="plain data parallelism: all-reduce the gradients (default: Megatron's "
+                        "distributed optimizer, reduce-scatter + all-gather)")
+    g.add_argument("--recompute", action="store_true",
+                   help="full activation recompute of every layer (checkpoint rows in the header)")
+    m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
+    m.add_argument("--num-layers", type=positive_int, metavar="N")
+    m.add_argument("--hidden-size", type=positive_int, metavar="N")
+    m.add_argument("--ffn-hidden-size", type=positive_int, metavar="N")
+    m.add_argument("--num-attention-heads", type=positive_int, metavar="N")
+    m.add_argument("--num-query-groups", type=positive_int, metavar="N")
+    m.add_argument("--vocab-size", type=positive_int, metavar="N")
+    m.add_argument("--num-experts", type=int, metavar="N")
+    m.add_argument("--topk", "--moe-router-topk", dest="topk", type=positive_int, metavar="K")
+    m.add_argument("--moe-ffn-hidden-size", type=positive_int, metavar="N")
+    c = p.add_argument_group("sizes and compute")
+    c.add_argument("--style", choices=["megatron", "aicb"], default="megatron",
+                   help="megatron: the collectives and sizes Megatron-LM issues (default); "
+                        "aicb: reproduce AICB's SimAI generator, its quirks included")
+    c.add_argument("--gpu", choices=sorted(GPUS), default="h100",
+                   help="GPU of the compute model and the memory check (default h100)")
+    c.add_argument("--no-compute", action="store_true",
+                   help="write AICB's 1 ns compute placeholders instead of modelled times")
+    c.add_argument("--compute-profile", metavar="CSV",
+                   help="measured row times: name,fwd_us,ig_us,wg_us (rows it names override "
+                        "the model)")
+    c.add_argument("--no-memory-check", action="store_true",
+                   help="write the file even when the memory estimate exceeds the GPU's HBM")
+    p.add_argument("--quiet", action="store_true", help="do not print the summary")
+
+
+def build_from_args(args: argparse.Namespace):
+    """(GeneratedWorkload) from parsed arguments; shared with tests."""
+    from ..errors import InputError
+    from ..generate import generate, get_preset, load_model_yaml, resolve, with_overrides
+    from ..generate.compute import profile_path_ok, read_compute_profile
+
+    name = args.model
+    if name.endswith((".yaml", ".yml")) or os.path.sep in name:
+        model = load_model_yaml(name)
+    else:
+        model = get_preset(name)
+    model = with_overrides(model, layers=args.num_layers, hidden=args.hidden_size,
+                           ffn=args.ffn_hidden_size, heads=args.num_attention_heads,
+                           kv_groups=args.num_query_groups, vocab=args.vocab_size,
+                           experts=args.num_experts, topk=args.topk,
+                           moe_ffn=args.moe_ffn_hidden_size)
+    if args.num_experts is not None and args.num_experts < 0:
+        raise InputError("must not be negative", field="--num-experts")
+    cfg = resolve(model, args.world_size, tp=args.tp, pp=args.pp, ep=args.ep, sp=args.sp,
+                  vpp=args.vpp, micro_batch=args.micro_batch, global_batch=args.global_batch,
+                  seq_length=args.seq_length, distributed_optimizer=args.dist_opt,
+                  recompute=args.recompute, gpu=args.gpu, style=args.style)
+    profile = None
+    if args.compute_profile:
+        profile = read_compute_profile(profile_path_ok(args.compute_profile))
+    out = args.output if args.output != "-" else "<stdout>"
+    return generate(cfg, compute="none" if args.no_compute else "model", profile=profile,
+                    check_memory=not args.no_memory_check, path=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report.output import write_all
+    from ..writers.workload_text import render_workload
+
+    gen = build_from_args(args)
+    write_all({args.output: render_workload(gen.workload)})
+    if not args.quiet:
+        i = gen.info()
+        stream = sys.stderr if args.output == "-" else sys.stdout
+        print(f"wrote {args.output}: {i['rows']} rows, {i['model']} ({i['style']} sizes) on "
+              f"{i['world']} x {i['gpu'].upper()}: TP {i['tp']} PP {i['pp']} EP {i['ep']} "
+              f"DP {i['dp']}{' SP' if i['sp'] else ''}, {i['ga']} micro-batches of "
+              f"{i['micro_batch']} x {i['seq_length']}", file=stream)
+        print(f"  parameters: model {i['params_model'] / 1e9:.2f} B; per GPU dense "
+              f"{i['params_per_gpu_dense'] / 1e9:.3f} B, experts "
+              f"{i['params_per_gpu_expert'] / 1e9:.3f} B; memory estimate "
+              f"{i['memory_gib']:.1f} GiB", file=stream)
+        if gen.compute_modelled:
+            print(f"  compute per micro-batch (one rank, fwd+bwd): "
+                  f"{i['microbatch_compute_ms']:.2f} ms", file=stream)
+        for note in i["notes"]:
+            print(f"  note: {note}", file=stream)
+    return 0

@@ -1,0 +1,289 @@
+"""Build the workload table of one pipeline stage from a :class:`TrainConfig`.
+
+Row layout (AICB's, so that SimAI and our segmenter read it): data-parallel rows first, then
+``ga`` copies of one micro-batch (``embedding_layer``, the stage's layers, the output layer),
+then the loss/optimizer rows once. Two styles fill it:
+
+* ``megatron`` (default): the collectives Megatron-LM issues, with their sizes. TP:
+  ``2 b s h`` bytes per activation all-reduce / all-gather / reduce-scatter, sequence parallel
+  backward collectives included; MoE: token-count all-gather on EP, dispatch and combine
+  all-to-all of ``topk x b s/TP x h x 2`` bytes on EP, the TP all-gather / reduce-scatter of
+  the routed tokens; DP (distributed optimizer): reduce-scatter of fp32 gradients (4 bytes
+  per dense parameter) and all-gather of bf16 parameters (2 bytes), the same for expert
+  parameters on DP_EP (all-reduce of 4 bytes without the distributed optimizer); with SP
+  the layer-norm gradients all-reduced over TP. Collectives on groups of one rank are NONE.
+* ``aicb``: AICB's SimAI generator, quirks included (see docs/generate-and-sweep.md):
+  its files are reproduced row by row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..workload import NO_COMM, Comm, Group, Op, Row, Workload
+from .compute import ComputeModel
+from .config import TrainConfig
+from .sizes import (MemoryEstimate, ParamCounts, aicb_params, megatron_params, memory_estimate,
+                    model_flops_per_iteration, stage_layers)
+
+POLICY = "HYBRID_TRANSFORMER_FWD_IN_BCKWD"
+HEADER_FIELDS = ("model_parallel_NPU_group", "ep", "pp", "vpp", "ga", "all_gpus", "checkpoints",
+                 "checkpoint_initiates", "pp_comm")
+UPDATE_NS = 100
+
+
+@dataclass
+class GeneratedWorkload:
+    workload: Workload
+    config: TrainConfig
+    params: ParamCounts
+    memory: MemoryEstimate
+    model_flops: float                     # per iteration, whole cluster
+    compute_modelled: bool
+    notes: list[str] = field(default_factory=list)
+    microbatch_compute_ns: int = 0         # forward + backward of one micro-batch, one rank
+
+    def info(self) -> dict:
+        c = self.config
+        return {
+            "model": c.model.name, "style": c.style, "gpu": c.gpu, "world": c.world,
+            "tp": c.tp, "pp": c.pp, "ep": c.ep, "dp": c.dp, "dp_ep": c.dp_ep, "sp": c.sp,
+            "vpp": c.vpp, "ga": c.ga, "micro_batch": c.micro_batch,
+            "global_batch": c.global_batch, "seq_length": c.seq_length,
+            "layers_per_stage": c.layers_per_stage,
+            "params_model": self.params.total_model,
+            "params_per_gpu_dense": self.params.dense,
+            "params_per_gpu_expert": self.params.expert,
+            "memory_gib": round(self.memory.total_gib, 2),
+            "rows": len(self.workload.rows),
+            "microbatch_compute_ms": round(self.microbatch_compute_ns / 1e6, 3),
+            "notes": list(self.notes),
+        }
+
+
+class _Rows:
+    """Collects rows; remembers (kind, slot) of each for compute assignment."""
+
+    def __init__(self, cfg: TrainConfig, sizes_group_free: bool):
+        self.cfg = cfg
+        self.rows: list[list] = []   # [name, kind, slot, fwd, ig, wg, times or None]
+        self.free = sizes_group_free  # megatron: collectives on 1-rank groups become NONE
+
+    def comm(self, op: Op | None, group: Group | None, size: int) -> Comm:
+        if op is None:
+            return Comm(None, None, size) if size else NO_COMM
+        if self.free:
+            n = {Group.TP: self.cfg.tp, Group.EP: self.cfg.ep, Group.DP: self.cfg.dp,
+                 Group.DP_EP: self.cfg.dp_ep}[group]
+            if n <= 1 or size <= 0:
+                return NO_COMM
+        return Comm(op, group, int(size))
+
+    def add(self, name, fwd=NO_COMM, ig=NO_COMM, wg=NO_COMM, kind=None, slot=0, times=None):
+        self.rows.append([name, kind or name, slot, fwd, ig, wg, times])
+
+
+def generate(cfg: TrainConfig, compute: str = "model",
+             profile: dict[str, tuple[float, float, float]] | None = None,
+             check_memory: bool = True, path: str = "<generated>") -> GeneratedWorkload:
+    """Build the workload. ``compute``: ``model`` (GPU model), ``none`` (1 ns placeholders)."""
+    if compute not in ("model", "none"):
+        raise ValueError(compute)
+    params = aicb_params(cfg) if cfg.style == "aicb" else megatron_params(cfg)
+    phys = megatron_params(cfg)
+    memory = memory_estimate(cfg, phys)
+    notes = list(cfg.notes)
+    gpu = cfg.gpu_spec
+    if check_memory and memory.total_gib > gpu.hbm_gib:
+        raise InputError(
+            f"needs about {memory.total_gib:.0f} GiB per GPU (weights {memory.weights_gib:.0f}, "
+            f"gradients {memory.grads_gib:.0f}, optimizer {memory.optimizer_gib:.0f}, "
+            f"activations {memory.activations_gib:.0f}) but a {cfg.gpu.upper()} has "
+            f"{gpu.hbm_gib:g} GiB: raise TP/PP/EP, use --recompute or a smaller micro-batch",
+            field="memory")
+    if cfg.style == "aicb":
+        rb = _aicb_rows(cfg, params)
+    else:
+        rb = _megatron_rows(cfg, params)
+    prefix, block, suffix, ckpt = rb
+
+    cm = ComputeModel(cfg, phys) if compute == "model" else None
+    rows: list[Row] = []
+    line = 3
+
+    def finish(spec, placeholder: int) -> Row:
+        nonlocal line
+        name, kind, slot, fwd, ig, wg, times = spec
+        t = None
+        if profile:
+            t = profile.get(f"{name}.{slot + 1}") or profile.get(name)
+        if t is None and cm is not None:
+            t = tuple(x * 1000.0 for x in cm.row(kind, slot))
+        if t is None:
+            t = (placeholder,) * 3 if times is None else times
+        r = Row(name=name, fwd_ns=max(0, round(t[0])), fwd=fwd, ig_ns=max(0, round(t[1])), ig=ig,
+                wg_ns=max(0, round(t[2])), wg=wg, update_ns=UPDATE_NS, line=line)
+        line += 1
+        return r
+
+    for spec in prefix:
+        rows.append(finish(spec, 1))
+    block_rows = [finish(spec, 1) for spec in block]
+    mb_ns = sum(r.fwd_ns + r.ig_ns + r.wg_ns for r in block_rows)
+    rows.extend(block_rows)
+    for _ in range(cfg.ga - 1):
+        for spec in block:
+            rows.append(finish(spec, 1))
+    for spec in suffix:
+        rows.append(finish(spec, 0))
+
+    checkpoints: tuple[int, ...] = ()
+    initiates: tuple[int, ...] = ()
+    if ckpt:
+        base = len(prefix)
+        checkpoints = tuple(base + a for a, _ in ckpt)
+        initiates = tuple(base + b for _, b in ckpt)
+    pp_comm = 0
+    if cfg.pp > 1:
+        pp_comm = 2 * cfg.tokens * cfg.model.hidden
+        if cfg.sp:
+            pp_comm //= cfg.tp
+    vpp = cfg.vpp if (cfg.vpp and cfg.vpp > 1) else cfg.layers_per_stage
+    wl = Workload(path=path, policy=POLICY, tp=cfg.tp, ep=cfg.ep, pp=cfg.pp, vpp=vpp, ga=cfg.ga,
+                  all_gpus=cfg.world, checkpoints=checkpoints, checkpoint_initiates=initiates,
+                  pp_comm_bytes=pp_comm, declared_rows=len(rows), rows=tuple(rows),
+                  header_fields=HEADER_FIELDS)
+    if compute == "none" and not profile:
+        notes.append("no compute modelled: compute columns hold AICB's 1 ns placeholders")
+    return GeneratedWorkload(workload=wl, config=cfg, params=params, memory=memory,
+                             model_flops=model_flops_per_iteration(cfg),
+                             compute_modelled=compute == "model" or bool(profile),
+                             notes=notes, microbatch_compute_ns=mb_ns)
+
+
+# ------------------------------------------------------------------------------ megatron
+
+def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
+    m = cfg.model
+    R = _Rows(cfg, sizes_group_free=True)
+    act = 2 * cfg.tokens * m.hidden                  # one activation, bf16
+    T_local = cfg.tokens // cfg.tp if cfg.sp else cfg.tokens
+    AR, AG, RS, A2A = Op.ALLREDUCE, Op.ALLGATHER, Op.REDUCESCATTER, Op.ALLTOALL
+    TP, EP, DP, DPEP = Group.TP, Group.EP, Group.DP, Group.DP_EP
+    c = R.comm
+
+    # data-parallel rows (their weight-gradient collectives are issued at the end of backward)
+    if cfg.distributed_optimizer:
+        R.add("grad_gather", wg=c(AG, DP, 2 * p.dense))
+        R.add("grad_param_comm", wg=c(RS, DP, 4 * p.dense))
+    else:
+        R.add("grad_param_comm", wg=c(AR, DP, 4 * p.dense))
+    if cfg.sp:
+        R.add("layernorm", ig=c(AR, TP, 4 * p.norms))
+    if m.is_moe:
+        if cfg.distributed_optimizer:
+            R.add("moe_grad_norm1", wg=c(AG, DPEP, 2 * p.expert))
+            R.add("moe_grad_norm2", wg=c(RS, DPEP, 4 * p.expert))
+        else:
+            R.add("moe_grad_norm2", wg=c(AR, DPEP, 4 * p.expert))
+    prefix = R.rows
+    R.rows = []
+
+    # one micro-batch
+    ckpt: list[tuple[int, int]] = []
+    R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act))
+    for i in stage_layers(cfg):
+        first = len(R.rows)
+        if cfg.sp:
+            R.add("attention_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+            R.add("attention_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
+        else:
+            R.add("attention_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act))
+        if m.moe_layer(i):
+            k = m.topk
+            counts = 8 * m.experts * cfg.ep
+            a2a = k * T_local * m.hidden * 2
+            gathered = k * act
+            R.add("mlp_moelayer", fwd=c(AG, EP, counts), slot=0)
+            R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=1)
+            R.add("mlp_moelayer", fwd=c(AG, TP, gathered), ig=c(RS, TP, gathered), slot=2)
+            R.add("mlp_moelayer", fwd=c(RS, TP, gathered), ig=c(AG, TP, gathered), slot=3)
+            R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=4)
+        elif cfg.sp:
+            R.add("mlp_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+            R.add("mlp_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
+        else:
+            R.add("mlp_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act))
+        ckpt.append((first, len(R.rows) - 1))
+    if cfg.sp:
+        R.add("final_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+    else:
+        R.add("final_column", ig=c(AR, TP, act))
+    for j in range(3):  # vocabulary-parallel cross entropy: max, target logit, sum of exp
+        R.add(f"cross_entropy{j + 1}", fwd=c(AR, TP, 4 * cfg.tokens), kind="cross_entropy")
+    block = R.rows
+    R.rows = []
+    for j in range(4):
+        R.add(f"optimizer{j + 1}", fwd=c(AR, TP, 4), kind="optimizer" if j == 0 else "none")
+    suffix = R.rows
+    return prefix, block, suffix, (ckpt if cfg.recompute else [])
+
+
+# ---------------------------------------------------------------------------------- aicb
+
+def _aicb_rows(cfg: TrainConfig, p: ParamCounts):
+    """AICB's SimAI training workload (Megatron frame, no profiled compute), as it writes it."""
+    m = cfg.model
+    R = _Rows(cfg, sizes_group_free=False)
+    total, moe = p.dense + p.expert, p.expert
+    tp_size = 2 * cfg.micro_batch * cfg.seq_length * m.hidden
+    AR, AG, RS, A2A = Op.ALLREDUCE, Op.ALLGATHER, Op.REDUCESCATTER, Op.ALLTOALL
+    TP, EP, DP, DPEP = Group.TP, Group.EP, Group.DP, Group.DP_EP
+    c = R.comm
+
+    R.add("grad_norm", fwd=c(AG, TP, 2 * total), wg=c(RS, DP, 4 * total))
+    if not cfg.sp:
+        R.add("layernorm", ig=c(AR, TP, 2 * total))
+    if cfg.ep != cfg.dp:
+        R.add("moe_grad_norm1", wg=c(AG, DPEP, 2 * moe))
+        R.add("moe_grad_norm2", wg=c(RS, DPEP, 4 * moe))
+    prefix = R.rows
+    R.rows = []
+
+    twice = 2 if cfg.recompute else 1
+    if cfg.sp:
+        R.add("embedding_layer", fwd=c(None, None, tp_size), ig=c(None, None, tp_size))
+        for _ in range(cfg.layers_per_stage):
+            R.add("attention_column", fwd=c(AG, TP, tp_size * twice))
+            R.add("attention_row", fwd=c(RS, TP, tp_size * twice), ig=c(None, None, tp_size))
+            if m.is_moe:
+                k = m.topk
+                d = tp_size * k // cfg.tp
+                R.add("mlp_moelayer", fwd=c(AG, TP, 2 * cfg.ep * m.experts * cfg.tp), slot=0)
+                R.add("mlp_moelayer", fwd=c(A2A, EP, d), ig=c(A2A, EP, d), slot=1)
+                R.add("mlp_moelayer", fwd=c(AG, TP, tp_size * k), ig=c(RS, TP, tp_size * k),
+                      slot=2)
+                R.add("mlp_moelayer", fwd=c(RS, TP, tp_size * k), ig=c(AG, TP, tp_size * k),
+                      slot=3)
+                R.add("mlp_moelayer", fwd=c(A2A, EP, d), ig=c(A2A, EP, d), slot=4)
+            else:
+                R.add("mlp_column", fwd=c(AG, TP, tp_size))
+                R.add("mlp_row", fwd=c(RS, TP, tp_size), ig=c(None, None, tp_size))
+        R.add("final_column", fwd=c(AG, TP, tp_size))
+    else:
+        R.add("embedding_layer", fwd=c(AR, TP, tp_size), ig=c(AR, TP, tp_size))
+        for _ in range(cfg.layers_per_stage):
+            R.add("attention_layer", fwd=c(AR, TP, tp_size * twice), ig=c(AR, TP, tp_size))
+            R.add("mlp_layer", fwd=c(AR, TP, tp_size), ig=c(AR, TP, tp_size))
+    R.add("embedding_norm", fwd=c(AR, TP, m.vocab * m.hidden * 2),
+          kind="final_column" if not cfg.sp else "embedding_norm")
+    block = R.rows
+    R.rows = []
+    for j in range(3):
+        R.add(f"cross_entropy{j + 1}", fwd=c(AR, TP, cfg.seq_length * cfg.micro_batch * 4),
+              times=(0, 0, 0))
+    for j in range(4):
+        R.add(f"optimizer{j + 1}", fwd=c(AR, TP, 4), times=(0, 0, 0),
+              kind="optimizer" if j == 0 else "none")
+    suffix = R.rows
+    return prefix, block, suffix, []

@@ -1,0 +1,157 @@
+"""The training configuration of ``collsim generate``: parallelism, batch and checks.
+
+:func:`resolve` turns what the user asked into a checked :class:`TrainConfig`; every
+impossible combination is an :class:`~simulator.errors.InputError` naming the flag.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from ..errors import InputError
+from .gpu import GPUSpec, get_gpu
+from .models import ModelSpec, check_model
+
+STYLES = ("megatron", "aicb")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelSpec
+    world: int
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    sp: bool = False
+    vpp: int | None = None          # virtual pipeline chunks per stage (interleaved 1F1B)
+    micro_batch: int = 1
+    global_batch: int = 1
+    seq_length: int = 4096
+    distributed_optimizer: bool = True
+    recompute: bool = False         # full activation recompute of every layer
+    gpu: str = "h100"
+    style: str = "megatron"
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def dp(self) -> int:
+        return self.world // (self.tp * self.pp)
+
+    @property
+    def dp_ep(self) -> int:
+        return self.dp // self.ep
+
+    @property
+    def ga(self) -> int:
+        return self.global_batch // (self.micro_batch * self.dp)
+
+    @property
+    def layers_per_stage(self) -> int:
+        return math.ceil(self.model.layers / self.pp)
+
+    @property
+    def gpu_spec(self) -> GPUSpec:
+        return get_gpu(self.gpu)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of one micro-batch on one rank (the whole sequence)."""
+        return self.micro_batch * self.seq_length
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.name
+        d.pop("notes")
+        d.update(dp=self.dp, dp_ep=self.dp_ep, ga=self.ga)
+        return d
+
+
+def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep: int = 1,
+            sp: bool = False, vpp: int | None = None, micro_batch: int = 1,
+            global_batch: int | None = None, seq_length: int = 4096,
+            distributed_optimizer: bool = True, recompute: bool = False, gpu: str = "h100",
+            style: str = "megatron") -> TrainConfig:
+    """Apply the style's rules and check that the configuration can exist."""
+    notes: list[str] = []
+    if style not in STYLES:
+        raise InputError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}",
+                         field="--style")
+    get_gpu(gpu)
+    if style == "aicb":
+        if model.aicb:
+            model = replace(model, **model.aicb)
+        if model.aicb_tp is not None and tp not in (None, model.aicb_tp):
+            notes.append(f"AICB's {model.name} preset forces TP {model.aicb_tp} "
+                         f"(asked for {tp})")
+        if model.aicb_tp is not None:
+            tp = model.aicb_tp
+    check_model(model)
+    tp = tp or model.aicb_tp or 1
+    for name, value in (("--world-size", world), ("--tp", tp), ("--pp", pp), ("--ep", ep),
+                        ("--micro-batch", micro_batch), ("--seq-length", seq_length)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"must be a whole number >= 1, got {value!r}", field=name)
+    if vpp is not None and (not isinstance(vpp, int) or vpp < 1):
+        raise InputError(f"must be a whole number >= 1, got {vpp!r}", field="--vpp")
+    if world % (tp * pp):
+        raise InputError(f"{world} GPUs are not divisible by TP x PP = {tp} x {pp}",
+                         field="--world-size")
+    dp = world // (tp * pp)
+    if global_batch is None:
+        global_batch = micro_batch * dp
+    if global_batch < 1:
+        raise InputError(f"must be a whole number >= 1, got {global_batch!r}",
+                         field="--global-batch")
+    if ep > 1 and not model.is_moe:
+        raise InputError(f"EP {ep} needs a model with experts ({model.name} is dense)",
+                         field="--ep")
+    if dp % ep:
+        raise InputError(f"DP = {world}/({tp}x{pp}) = {dp} is not divisible by EP {ep} "
+                         "(expert-parallel groups are carved out of the data-parallel replicas)",
+                         field="--ep")
+    if model.is_moe and model.experts % ep:
+        raise InputError(f"{model.experts} experts cannot be split evenly over EP {ep}",
+                         field="--ep")
+    if model.heads % tp:
+        raise InputError(f"{model.heads} attention heads are not divisible by TP {tp}",
+                         field="--tp")
+    if style == "megatron":
+        if model.kv % tp:
+            raise InputError(f"{model.kv} key/value groups are not divisible by TP {tp}",
+                             field="--tp")
+        if model.ffn % tp or (model.is_moe and model.expert_ffn % tp):
+            raise InputError(f"the MLP hidden size ({model.ffn if model.ffn % tp else model.expert_ffn}) "
+                             f"is not divisible by TP {tp}", field="--tp")
+    if global_batch % (micro_batch * dp):
+        raise InputError(f"global batch {global_batch} is not a multiple of micro-batch x DP = "
+                         f"{micro_batch} x {dp} = {micro_batch * dp}", field="--global-batch")
+    if model.layers % pp:
+        if style == "aicb":
+            raise InputError(f"{model.layers} layers are not divisible by PP {pp}", field="--pp")
+        notes.append(f"{model.layers} layers over PP {pp}: uneven stages; the file describes the "
+                     f"largest ({math.ceil(model.layers / pp)} layers)")
+    lps = math.ceil(model.layers / pp)
+    if vpp is not None and vpp > 1:
+        if pp == 1:
+            raise InputError("virtual pipeline chunks (--vpp) need PP > 1", field="--vpp")
+        if lps % vpp:
+            raise InputError(f"{lps} layers per stage cannot be split into {vpp} equal chunks",
+                             field="--vpp")
+        ga = global_batch // (micro_batch * dp)
+        if ga % pp:
+            raise InputError(f"the interleaved schedule needs the number of micro-batches "
+                             f"({ga}) to be a multiple of PP {pp}", field="--vpp")
+    if model.is_moe and tp > 1 and not sp:
+        sp = True
+        notes.append("MoE with TP > 1 runs with sequence parallelism (as Megatron-LM and AICB "
+                     "require): --sp turned on")
+    if sp and tp == 1 and style == "megatron":
+        sp = False
+    if sp and seq_length % tp:
+        raise InputError(f"sequence length {seq_length} is not divisible by TP {tp} "
+                         "(sequence parallelism splits it)", field="--seq-length")
+    return TrainConfig(model=model, world=world, tp=tp, pp=pp, ep=ep, sp=sp, vpp=vpp,
+                       micro_batch=micro_batch, global_batch=global_batch,
+                       seq_length=seq_length, distributed_optimizer=distributed_optimizer,
+                       recompute=recompute, gpu=gpu.strip().lower(), style=style,
+                       notes=tuple(notes))

@@ -1,0 +1,243 @@
+"""Model descriptions for ``collsim generate``: presets and YAML model files.
+
+A :class:`ModelSpec` holds the shape of a decoder-only transformer (dense or MoE). Presets
+use the published architectures; the AICB-named ones also carry the values AICB's own
+presets use (``aicb``), which ``--style aicb`` applies so that its files are reproduced.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    layers: int
+    hidden: int
+    ffn: int                      # dense MLP hidden size
+    heads: int
+    kv_groups: int | None = None  # query groups (GQA); None = one per head (MHA)
+    head_dim: int | None = None   # None = hidden / heads
+    vocab: int = 50257
+    max_position: int = 4096      # learned position embeddings (GPT); 0 = rotary, no table
+    gated_mlp: bool = False       # SwiGLU: three matrices (gate, up, down) instead of two
+    tied_embeddings: bool = True
+    experts: int = 0              # routed experts per MoE layer (0 = dense model)
+    topk: int = 0
+    moe_ffn: int | None = None    # expert hidden size (None = ffn)
+    shared_experts: int = 0       # always-active experts of size moe_ffn
+    dense_layers: int = 0         # first layers that use a dense MLP in a MoE model
+    # AICB preset values that differ from the architecture (applied by --style aicb)
+    aicb: dict = field(default_factory=dict, compare=False, repr=False)
+    aicb_tp: int | None = None    # AICB presets force this TP whatever is asked
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 0
+
+    @property
+    def kv(self) -> int:
+        return self.kv_groups or self.heads
+
+    @property
+    def hd(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    @property
+    def expert_ffn(self) -> int:
+        return self.moe_ffn or self.ffn
+
+    def moe_layer(self, index: int) -> bool:
+        """Whether layer ``index`` (0-based) has routed experts."""
+        return self.is_moe and index >= self.dense_layers
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("aicb")
+        d.pop("aicb_tp")
+        return d
+
+
+def _gpt(name, layers, hidden, heads, tp=None):
+    return ModelSpec(name=name, layers=layers, hidden=hidden, ffn=4 * hidden, heads=heads,
+                     vocab=50257, max_position=4096, aicb_tp=tp)
+
+
+_AICB_VOCAB = {"vocab": 50257}
+
+PRESETS: dict[str, ModelSpec] = {m.name: m for m in [
+    # AICB's GPT presets (its files: vocabulary 50257, learned positions, MHA, 4h MLP)
+    _gpt("gpt-7b", 36, 4096, 32, tp=4),
+    _gpt("gpt-13b", 40, 5120, 40),
+    _gpt("gpt-22b", 48, 6144, 64, tp=8),
+    _gpt("gpt-175b", 96, 12288, 96, tp=8),
+    # Llama 2 and 3 (SwiGLU, rotary, untied embeddings, GQA on the large ones)
+    ModelSpec("llama-2-7b", 32, 4096, 11008, 32, vocab=32000, max_position=0, gated_mlp=True,
+              tied_embeddings=False, aicb=_AICB_VOCAB),
+    ModelSpec("llama-2-13b", 40, 5120, 13824, 40, vocab=32000, max_position=0, gated_mlp=True,
+              tied_embeddings=False, aicb=_AICB_VOCAB),
+    ModelSpec("llama-2-70b", 80, 8192, 28672, 64, kv_groups=8, vocab=32000, max_position=0,
+              gated_mlp=True, tied_embeddings=False, aicb=_AICB_VOCAB),
+    ModelSpec("llama-3-8b", 32, 4096, 14336, 32, kv_groups=8, vocab=128256, max_position=0,
+              gated_mlp=True, tied_embeddings=False, aicb=_AICB_VOCAB),
+    ModelSpec("llama-3-70b", 80, 8192, 28672, 64, kv_groups=8, vocab=128256, max_position=0,
+              gated_mlp=True, tied_embeddings=False, aicb=_AICB_VOCAB),
+    ModelSpec("llama-3-405b", 126, 16384, 53248, 128, kv_groups=8, vocab=128256,
+              max_position=0, gated_mlp=True, tied_embeddings=False,
+              aicb={"vocab": 50257, "layers": 128}),
+    # Mixtral 8x7B: AICB's preset forces TP 4 and vocabulary 50257
+    ModelSpec("mixtral-8x7b", 32, 4096, 14336, 32, kv_groups=8, vocab=32000, max_position=0,
+              gated_mlp=True, tied_embeddings=False, experts=8, topk=2,
+              aicb=_AICB_VOCAB, aicb_tp=4),
+    # DeepSeek-V3: MLA approximated as multi-head attention over the hidden size
+    ModelSpec("deepseek-v3", 61, 7168, 18432, 128, vocab=129280, max_position=0,
+              gated_mlp=True, tied_embeddings=False, experts=256, topk=8, moe_ffn=2048,
+              shared_experts=1, dense_layers=3, aicb=_AICB_VOCAB),
+]}
+
+#: AICB's spellings of its preset names
+ALIASES = {
+    "gpt_7b": "gpt-7b", "gpt_13b": "gpt-13b", "gpt_22b": "gpt-22b", "gpt_175b": "gpt-175b",
+    "llama_405b": "llama-3-405b", "mixtral_8x7b": "mixtral-8x7b", "mixtral_8*7b": "mixtral-8x7b",
+    "llama_7b": "llama-2-7b", "llama_13b": "llama-2-13b", "llama_70b": "llama-2-70b",
+    "deepseek_v3": "deepseek-v3", "deepseek": "deepseek-v3",
+}
+
+#: YAML keys (and their ModelSpec field); several spellings, Megatron's included
+YAML_KEYS = {
+    "name": "name",
+    "layers": "layers", "num_layers": "layers",
+    "hidden": "hidden", "hidden_size": "hidden",
+    "ffn": "ffn", "ffn_hidden_size": "ffn",
+    "heads": "heads", "num_attention_heads": "heads",
+    "kv_groups": "kv_groups", "num_query_groups": "kv_groups",
+    "head_dim": "head_dim", "kv_channels": "head_dim",
+    "vocab": "vocab", "vocab_size": "vocab",
+    "max_position": "max_position", "max_position_embeddings": "max_position",
+    "gated_mlp": "gated_mlp", "swiglu": "gated_mlp",
+    "tied_embeddings": "tied_embeddings",
+    "experts": "experts", "num_experts": "experts",
+    "topk": "topk", "moe_router_topk": "topk",
+    "moe_ffn": "moe_ffn", "moe_ffn_hidden_size": "moe_ffn",
+    "shared_experts": "shared_experts",
+    "dense_layers": "dense_layers", "first_k_dense": "dense_layers",
+}
+
+_INT_FIELDS = {"layers", "hidden", "ffn", "heads", "kv_groups", "head_dim", "vocab",
+               "max_position", "experts", "topk", "moe_ffn", "shared_experts", "dense_layers"}
+_BOOL_FIELDS = {"gated_mlp", "tied_embeddings"}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> ModelSpec:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in PRESETS:
+        raise InputError(f"unknown model {name!r}; presets: {', '.join(preset_names())} "
+                         "(or a YAML model file)", field="--model")
+    return PRESETS[key]
+
+
+def with_overrides(model: ModelSpec, **values) -> ModelSpec:
+    """The model with the given fields replaced (None values are ignored)."""
+    values = {k: v for k, v in values.items() if v is not None}
+    return replace(model, **values) if values else model
+
+
+def load_model_yaml(path: str) -> ModelSpec:
+    """A model from a YAML mapping; errors name the file, line and key."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            node = yaml.compose(fh)
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
+                         line=mark.line + 1 if mark else None) from None
+    if node is None or not isinstance(node, yaml.MappingNode):
+        raise InputError("expected a mapping of model fields (layers, hidden, ffn, heads, ...)",
+                         path=path, line=1)
+    base: ModelSpec | None = None
+    values: dict = {}
+    for knode, vnode in node.value:
+        key = str(knode.value)
+        line = knode.start_mark.line + 1
+        if key in ("preset", "base"):
+            base = get_preset(str(vnode.value))
+            continue
+        target = YAML_KEYS.get(key)
+        if target is None:
+            raise InputError(f"unknown model key {key!r}; known: "
+                             f"{', '.join(sorted(set(YAML_KEYS)))}", path=path, line=line,
+                             field=key)
+        value = yaml.safe_load(yaml.serialize(vnode))
+        try:
+            values[target] = _coerce(target, value)
+        except ValueError as exc:
+            raise InputError(str(exc), path=path, line=vnode.start_mark.line + 1,
+                             field=key) from None
+    if base is None:
+        missing = [k for k in ("layers", "hidden", "heads") if k not in values]
+        if missing:
+            raise InputError(f"missing model key(s): {', '.join(missing)} (or give 'preset:')",
+                             path=path, field=missing[0])
+        values.setdefault("name", path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+        values.setdefault("ffn", 4 * values["hidden"])
+        spec = ModelSpec(**values)
+    else:
+        spec = replace(base, **values)
+    check_model(spec, source=path)
+    return spec
+
+
+def _coerce(name: str, value):
+    if name in _INT_FIELDS:
+        if value is None and name in ("kv_groups", "head_dim", "moe_ffn"):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if value < 0 or (value == 0 and name not in ("experts", "topk", "shared_experts",
+                                                       "dense_layers", "max_position")):
+            raise ValueError(f"must be positive, got {value}")
+        return value
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    return str(value)
+
+
+def check_model(m: ModelSpec, source: str | None = None) -> None:
+    def bad(msg, fld):
+        raise InputError(msg, path=source, field=fld)
+
+    for f in fields(m):
+        if f.name in _INT_FIELDS:
+            v = getattr(m, f.name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                bad(f"expected a non-negative whole number, got {v!r}", f.name)
+    for name in ("layers", "hidden", "ffn", "heads", "vocab"):
+        if getattr(m, name) < 1:
+            bad(f"must be at least 1, got {getattr(m, name)}", name)
+    if m.head_dim is None and m.hidden % m.heads:
+        bad(f"hidden size {m.hidden} is not divisible by {m.heads} heads (give head_dim)",
+            "heads")
+    if m.heads % m.kv:
+        bad(f"{m.heads} heads are not divisible into {m.kv} query groups", "kv_groups")
+    if m.is_moe:
+        if not 1 <= m.topk <= m.experts:
+            bad(f"top-k must be between 1 and the number of experts ({m.experts}), got {m.topk}",
+                "topk")
+        if m.dense_layers >= m.layers:
+            bad(f"dense_layers ({m.dense_layers}) leaves no MoE layer of {m.layers}",
+                "dense_layers")
+    elif m.topk or m.shared_experts:
+        bad("topk/shared_experts given for a model without experts (set experts)", "experts")

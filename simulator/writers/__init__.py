@@ -1,0 +1,1 @@
+"""Writers: render simulator data structures back into the file formats we read."""
