@@ -1,0 +1,280 @@
+"""Run sweep points on any ``concurrent.futures.Executor``, with an on-disk cache.
+
+Workers get a point (a small dict of plain values) and return a small summary dict; the
+workload and the simulation are built and dropped inside the worker, never pickled. The
+parent writes each finished point to ``<cache>/<hash>.json`` as it arrives (atomically), so
+an interrupted sweep resumes where it stopped and a repeated one computes nothing.
+Infeasible configurations are results (``status: infeasible``) and are cached; unexpected
+failures (``status: error``) are recorded in the output but retried on the next run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import Executor, Future, as_completed
+from contextlib import contextmanager
+
+from ..errors import InputError
+
+STATUSES = ("ok", "infeasible", "error")
+
+
+def run_point(point: dict, base_dir: str = ".") -> dict:
+    """Generate and simulate one point. Never raises: failures come back as a status."""
+    t0 = time.perf_counter()
+    try:
+        result = _simulate_point(point, base_dir)
+        out = {"status": "ok", "error": "", **result}
+    except InputError as exc:
+        out = {"status": "infeasible", "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 -- a failing point must not stop the others
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else ""
+        out = {"status": "error", "error": f"{type(exc).__name__}: {exc}{where}"}
+    out["wall_s"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
+def _simulate_point(p: dict, base_dir: str) -> dict:
+    import warnings
+
+    from ..cluster import Cluster
+    from ..costmodel.analytical import AnalyticalCostModel
+    from ..engine import SimulationOptions, simulate
+    from ..generate import generate, get_preset, load_model_yaml, resolve, with_overrides
+    from ..result import BREAKDOWN_GROUPS
+
+    model_name = p["model"]
+    if model_name.endswith((".yaml", ".yml")):
+        path = model_name if os.path.isabs(model_name) else os.path.join(base_dir, model_name)
+        model = load_model_yaml(path)
+    else:
+        model = get_preset(model_name)
+    model = with_overrides(model, layers=p.get("num_layers"), hidden=p.get("hidden_size"),
+                           ffn=p.get("ffn_hidden_size"), heads=p.get("num_attention_heads"),
+                           kv_groups=p.get("num_query_groups"), vocab=p.get("vocab_size"),
+                           experts=p.get("num_experts"), topk=p.get("topk"),
+                           moe_ffn=p.get("moe_ffn_hidden_size"))
+    cfg = resolve(model, p["gpus"], tp=p.get("tp"), pp=p.get("pp", 1), ep=p.get("ep", 1),
+                  sp=p.get("sp", False), vpp=p.get("vpp"), micro_batch=p.get("micro_batch", 1),
+                  global_batch=p.get("global_batch"), seq_length=p.get("seq_length", 4096),
+                  distributed_optimizer=p.get("distributed_optimizer", True),
+                  recompute=p.get("recompute", False), gpu=p.get("gpu", "h100"),
+                  style=p.get("style", "megatron"))
+    gen = generate(cfg, compute=p.get("compute", "model"))
+    base_latency = p.get("base_latency_us")
+    cluster = Cluster().with_overrides(
+        gpus_per_server=p.get("gpus_per_server"), nvlink_gbps=p.get("nvlink_gbps"),
+        nic_gbps=p.get("nic_gbps"), nics_per_server=p.get("nics_per_server"),
+        base_latency_ns=None if base_latency is None else round(base_latency * 1000))
+    schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = simulate(gen.workload, cluster, AnalyticalCostModel(cluster), SimulationOptions(
+            pp_schedule=schedule, vpp_chunks=cfg.vpp if schedule == "interleaved" else None))
+    c = res.critical
+    it_s = res.iteration_ns / 1e9
+    tokens = cfg.global_batch * cfg.seq_length
+    peak = cfg.gpu_spec.peak_tflops * 1e12
+    out = {
+        "tp": cfg.tp, "sp": cfg.sp, "dp": cfg.dp, "dp_ep": cfg.dp_ep, "ga": cfg.ga,
+        "global_batch": cfg.global_batch, "pp_schedule": schedule,
+        "iteration_ms": res.iteration_ns / 1e6,
+        "compute_ms": c.compute_ns / 1e6,
+        "recompute_ms": c.recompute_ns / 1e6,
+        "bubble_ms": c.bubble_ns / 1e6,
+        **{f"exposed_{g.lower()}_ms": c.exposed_ns[g] / 1e6 for g in BREAKDOWN_GROUPS},
+        "tokens_per_s": tokens / it_s if it_s > 0 else 0.0,
+        "tokens_per_s_per_gpu": tokens / it_s / cfg.world if it_s > 0 else 0.0,
+        "mfu": (gen.model_flops / (it_s * cfg.world * peak)
+                if gen.compute_modelled and it_s > 0 else None),
+        "memory_gib": gen.memory.total_gib,
+        "params_per_gpu": gen.params.per_gpu,
+        "notes": "; ".join(gen.notes),
+    }
+    return out
+
+
+# ------------------------------------------------------------------------ executors
+
+class SerialExecutor(Executor):
+    """Runs each submitted call at once in this process (debugging, tiny sweeps)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001
+            f.set_exception(exc)
+        return f
+
+
+@contextmanager
+def make_executor(kind: str = "process", jobs: int | None = None, scheduler: str | None = None):
+    """An Executor: ``process`` (local pool), ``serial``, or ``dask`` (a scheduler address or
+    a LocalCluster of ``jobs`` single-threaded worker processes)."""
+    if kind == "serial":
+        yield SerialExecutor()
+        return
+    if kind == "process":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        jobs = jobs or os.cpu_count() or 1
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+        try:
+            yield ex
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+        return
+    if kind == "dask":
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("--executor dask needs dask.distributed: pip install "
+                             "'collsim[dask]'", field="--executor") from None
+        cluster = None
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the Dask scheduler: {exc}",
+                                 field="--scheduler") from None
+        else:
+            cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+        try:
+            yield client.get_executor()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return
+    raise InputError(f"unknown executor {kind!r}; expected process, dask or serial",
+                     field="--executor")
+
+
+# ---------------------------------------------------------------------------- cache
+
+class Cache:
+    def __init__(self, directory: str | None):
+        self.dir = directory
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.dir, f"{key}.json")
+
+    def get(self, key: str) -> dict | None:
+        if not self.dir:
+            return None
+        try:
+            with open(self.path(key), encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        return data if data.get("status") in ("ok", "infeasible") else None
+
+    def put(self, key: str, point: dict, result: dict) -> None:
+        if not self.dir or result.get("status") not in ("ok", "infeasible"):
+            return
+        from ..report.output import write_atomic
+
+        write_atomic(self.path(key), json.dumps({"key": key, "point": point, **result},
+                                                sort_keys=True))
+
+
+# --------------------------------------------------------------------------- progress
+
+class Progress:
+    def __init__(self, total: int, enabled: bool = True, desc: str = "sweep"):
+        self.total = total
+        self.enabled = enabled and total > 0
+        self.counts = {s: 0 for s in STATUSES}
+        self.counts["cached"] = 0
+        self.done = 0
+        self.bar = None
+        self.last = 0.0
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+                tqdm.monitor_interval = 0
+                self.bar = tqdm(total=total, desc=desc, unit="pt", file=sys.stderr,
+                                dynamic_ncols=True)
+            except ImportError:
+                self.bar = None
+
+    def update(self, status: str, cached: bool = False) -> None:
+        self.done += 1
+        self.counts[status] += 1
+        if cached:
+            self.counts["cached"] += 1
+        if not self.enabled:
+            return
+        post = (f"ok {self.counts['ok']} infeasible {self.counts['infeasible']} "
+                f"error {self.counts['error']} cached {self.counts['cached']}")
+        if self.bar is not None:
+            self.bar.set_postfix_str(post, refresh=False)
+            self.bar.update(1)
+            return
+        now = time.monotonic()
+        if now - self.last > 0.5 or self.done == self.total:
+            self.last = now
+            sys.stderr.write(f"\r{self.done}/{self.total} points: {post}")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_points(points: list[dict], executor: Executor, cache: Cache | None = None,
+               base_dir: str = ".", progress: bool = True) -> list[dict]:
+    """Results in point order: each the point, its key, ``cached`` and the run_point output."""
+    from .spec import point_key
+
+    cache = cache or Cache(None)
+    results: list[dict | None] = [None] * len(points)
+    keys = [point_key(p, base_dir) for p in points]
+    bar = Progress(len(points), enabled=progress)
+    pending: dict[Future, int] = {}
+    try:
+        first_of: dict[str, int] = {}
+        for i, (p, key) in enumerate(zip(points, keys)):
+            hit = cache.get(key)
+            if hit is not None:
+                results[i] = {"point": p, "key": key, "cached": True,
+                              **{k: v for k, v in hit.items() if k not in ("key", "point")}}
+                bar.update(hit["status"], cached=True)
+            elif key in first_of:
+                continue  # the same point twice: run once
+            else:
+                first_of[key] = i
+                pending[executor.submit(run_point, p, base_dir)] = i
+        for fut in as_completed(list(pending)):
+            i = pending.pop(fut)
+            try:
+                res = fut.result()
+            except BaseException as exc:  # noqa: BLE001 -- a worker died
+                res = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+            cache.put(keys[i], points[i], res)
+            results[i] = {"point": points[i], "key": keys[i], "cached": False, **res}
+            bar.update(res["status"])
+    except KeyboardInterrupt:
+        for fut in pending:
+            fut.cancel()
+        raise
+    finally:
+        bar.close()
+    for i, key in enumerate(keys):  # duplicates share their first point's result
+        if results[i] is None:
+            j = keys.index(key)
+            results[i] = dict(results[j], point=points[i])
+    return results  # type: ignore[return-value]

@@ -1,0 +1,153 @@
+"""collsim sweep: grid expansion, cache, failure isolation, executors, CLI outputs."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from simulator.cli import main
+from simulator.errors import InputError
+from simulator.sweep import runner
+from simulator.sweep.runner import Cache, SerialExecutor, make_executor, run_points
+from simulator.sweep.spec import load_spec, point_key, spec_from_dict
+
+# small and fast: a 2-layer GPT-7B-shaped model, 1024-token sequences
+BASE = {"model": "gpt-7b", "num_layers": 2, "seq_length": 1024, "global_batch": 16}
+
+
+def small_spec(grid=None, points=None, **base):
+    data = {"base": {**BASE, **base}, "grid": grid or {"gpus": [8, 16], "tp": [2, 4]}}
+    if points is not None:
+        data["points"] = points
+    return spec_from_dict(data, path="<test>")
+
+
+def test_grid_expansion_order_and_merge():
+    spec = spec_from_dict({
+        "base": {"model": "gpt-7b", "world_size": 8, "mbs": 2},
+        "grid": {"tp": [1, 2, 4], "pp": [1, 2]},
+        "points": [{"ep": 1}, {"seq_len": 2048}],
+    })
+    assert len(spec.points) == 3 * 2 * 2
+    assert [(p["tp"], p["pp"]) for p in spec.points[:4]] == [(1, 1), (1, 1), (1, 2), (1, 2)]
+    assert all(p["gpus"] == 8 and p["micro_batch"] == 2 for p in spec.points)
+    assert {p["seq_length"] for p in spec.points} == {4096, 2048}
+    assert spec.axes == ["tp", "pp", "seq_length"]
+    # explicit list only
+    spec = spec_from_dict({"base": {"model": "gpt-7b"}, "points": [{"gpus": 8}, {"gpus": 16}]})
+    assert [p["gpus"] for p in spec.points] == [8, 16] and spec.axes == ["gpus"]
+
+
+def test_spec_errors_name_the_line(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\ngrid:\n  tp: [1, 2]\n  tpp: [1]\n")
+    with pytest.raises(InputError) as err:
+        load_spec(str(p))
+    assert err.value.line == 6 and "tpp" in str(err.value)
+    p.write_text("base:\n  model: gpt-7b\ngrid:\n  tp: [1, 2]\n")
+    with pytest.raises(InputError, match="GPU count"):
+        load_spec(str(p))
+    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\n  topology: fat-tree.yaml\n")
+    with pytest.raises(InputError, match="not supported yet"):
+        load_spec(str(p))
+    p.write_text("base:\n  model: gpt-7b\n  gpus: eight\n")
+    with pytest.raises(InputError) as err:
+        load_spec(str(p))
+    assert err.value.line == 3
+
+
+def test_point_key_is_stable_and_discriminating():
+    a = small_spec().points[0]
+    assert point_key(a) == point_key(dict(a))
+    assert point_key(a) != point_key({**a, "nic_gbps": 25.0})
+
+
+def test_run_and_infeasible_points_recorded():
+    spec = small_spec(grid={"gpus": [8], "tp": [2, 3]})
+    res = run_points(spec.points, SerialExecutor(), progress=False)
+    assert [r["status"] for r in res] == ["ok", "infeasible"]
+    ok, bad = res
+    assert ok["iteration_ms"] > ok["compute_ms"] > 0 and 0 < ok["mfu"] < 1
+    assert ok["tokens_per_s"] == pytest.approx(16 * 1024 / (ok["iteration_ms"] / 1e3))
+    assert "--world-size" in bad["error"]
+
+
+def test_cache_second_run_computes_nothing(tmp_path, monkeypatch):
+    spec = small_spec()
+    cache = Cache(str(tmp_path / "cache"))
+    first = run_points(spec.points, SerialExecutor(), cache, progress=False)
+    assert not any(r["cached"] for r in first)
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 4
+
+    def boom(*a, **k):
+        raise AssertionError("computed a cached point")
+    monkeypatch.setattr(runner, "run_point", boom)
+    second = run_points(spec.points, SerialExecutor(), cache, progress=False)
+    assert all(r["cached"] for r in second)
+    assert [r["iteration_ms"] for r in second] == [r["iteration_ms"] for r in first]
+
+
+def test_failure_isolation_and_errors_not_cached(tmp_path, monkeypatch):
+    spec = small_spec()
+    real = runner._simulate_point
+
+    def flaky(p, base_dir):
+        if p["gpus"] == 16 and p["tp"] == 2:
+            raise ZeroDivisionError("boom")
+        return real(p, base_dir)
+    monkeypatch.setattr(runner, "_simulate_point", flaky)
+    cache = Cache(str(tmp_path / "c"))
+    res = run_points(spec.points, SerialExecutor(), cache, progress=False)
+    assert [r["status"] for r in res] == ["ok", "ok", "error", "ok"]
+    assert res[2]["error"].startswith("ZeroDivisionError: boom")
+    assert len(list((tmp_path / "c").glob("*.json"))) == 3  # the failure is retried next time
+
+
+def test_process_pool_matches_serial():
+    spec = small_spec(grid={"gpus": [8, 16], "tp": [2, 4], "ep": [1, 2]})
+    serial = run_points(spec.points, SerialExecutor(), progress=False)
+    with make_executor("process", jobs=2) as ex:
+        pooled = run_points(spec.points, ex, progress=False)
+    strip = lambda rs: [(r["status"], r.get("iteration_ms"), r["error"]) for r in rs]  # noqa
+    assert strip(pooled) == strip(serial)
+    assert [r["status"] for r in serial].count("infeasible") == 4  # EP 2 on a dense model
+
+
+def test_dask_local_cluster():
+    pytest.importorskip("dask.distributed")
+    spec = small_spec(grid={"gpus": [8], "tp": [2, 4]})
+    with make_executor("dask", jobs=2) as ex:
+        res = run_points(spec.points, ex, progress=False)
+    assert [r["status"] for r in res] == ["ok", "ok"]
+
+
+def test_cli_sweep_outputs_and_rerun(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: small\nbase:\n  model: mixtral-8x7b\n  num_layers: 2\n  seq_length: 1024\n"
+        "  global_batch: 64\ngrid:\n  gpus: [16, 32]\n  tp: [1, 2]\n  ep: [1, 2, 3]\n"
+        "plots:\n  heatmap: [tp, ep]\n")
+    out = tmp_path / "r.csv"
+    rc = main(["sweep", str(spec), "-o", str(out), "--jobs", "2", "--quiet"])
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 12
+    assert {r["status"] for r in rows} == {"ok", "infeasible"}
+    assert all(r["status"] == "infeasible" for r in rows if r["ep"] == "3")
+    for suffix in ("heatmap", "breakdown", "pareto"):
+        png = tmp_path / f"r-{suffix}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    rc = main(["sweep", str(spec), "-o", str(out), "--executor", "serial"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "12 from the cache" in printed and "best" in printed
+    cached = json.loads(next((tmp_path / "r.cache").glob("*.json")).read_text())
+    assert cached["status"] in ("ok", "infeasible") and "point" in cached
+
+
+def test_shipped_mixtral_spec_expands():
+    from conftest import ROOT
+    spec = load_spec(str(ROOT / "workloads" / "sweeps" / "mixtral_tp_ep_pp.yaml"))
+    assert len(spec.points) == 4 * 4 * 4 * 3
+    assert {p["gpus"] for p in spec.points} == {64, 128, 256, 512}
+    assert spec.heatmap == ("tp", "ep")
