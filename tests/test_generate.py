@@ -124,9 +124,24 @@ def test_written_file_reads_back_equal(tmp_path):
     assert back.rows == tuple(gen.workload.rows)
     assert (back.tp, back.ep, back.pp, back.ga, back.all_gpus, back.pp_comm_bytes) == (
         2, 4, 2, 4, 64, 2 * 2048 * 4096 // 2)
-    # full recompute: one checkpoint and one initiate row per layer of the first micro-batch
-    assert len(back.checkpoints) == len(back.checkpoint_initiates) == 16
+    # full recompute: one checkpoint and one initiate row per layer of every micro-batch
+    assert len(back.checkpoints) == len(back.checkpoint_initiates) == 16 * 4
     assert all(a < b for a, b in zip(back.checkpoints, back.checkpoint_initiates))
+    assert back.rows[back.checkpoints[0]].name == "attention_column"
+    assert back.rows[back.checkpoint_initiates[0]].name == "mlp_moelayer"
+
+
+def test_recompute_replays_every_layer_forward():
+    import warnings
+
+    from simulator.engine import simulate
+    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=1, global_batch=16, recompute=True)
+    w = generate(cfg).workload
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = simulate(w)
+    layers_fwd = sum(x.fwd_ns for x in w.rows if x.name in ("attention_layer", "mlp_layer"))
+    assert r.critical.recompute_ns == pytest.approx(layers_fwd, rel=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,field", [

@@ -139,10 +139,10 @@ def generate(cfg: TrainConfig, compute: str = "model",
 
     checkpoints: tuple[int, ...] = ()
     initiates: tuple[int, ...] = ()
-    if ckpt:
-        base = len(prefix)
-        checkpoints = tuple(base + a for a, _ in ckpt)
-        initiates = tuple(base + b for _, b in ckpt)
+    if ckpt:  # file row indices: every unrolled micro-batch has its own
+        starts = [len(prefix) + j * len(block) for j in range(cfg.ga)]
+        checkpoints = tuple(s + a for s in starts for a, _ in ckpt)
+        initiates = tuple(s + b for s in starts for _, b in ckpt)
     pp_comm = 0
     if cfg.pp > 1:
         pp_comm = 2 * cfg.tokens * cfg.model.hidden
