@@ -17,6 +17,9 @@ class StageResult:
     exposed_ns: dict[str, int] = field(default_factory=lambda: {g: 0 for g in BREAKDOWN_GROUPS})
     bubble_ns: int = 0
     idle_after_ns: int = 0   # waiting at the end for the slowest stage
+    rank_class: int | None = None  # set when ranks of a stage differ (detailed engine)
+    ranks: int = 0
+    label: str = ""
 
     def parts_sum_ns(self) -> int:
         return self.compute_ns + sum(self.exposed_ns.values()) + self.bubble_ns
@@ -81,6 +84,7 @@ class SimulationResult:
     notes: list[str] = field(default_factory=list)
     trace: list[TraceSlice] | None = None
     events_processed: int = 0
+    step_time_draws_ns: list[int] | None = None  # iteration time of each random what-if draw
 
     @property
     def critical(self) -> StageResult:

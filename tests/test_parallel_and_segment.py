@@ -68,7 +68,7 @@ def test_segment_keeps_micro_batches_that_differ_in_compute():
 
 def test_segment_falls_back_to_whole_file_with_a_warning():
     rows = [f"r{i} -1 {i} ALLREDUCE {i + 1} 1 NONE 0 1 NONE 0 0" for i in range(5)]
-    wl = read_workload_text("HYBRID_TRANSFORMER ga: 2\n5\n" + "\n".join(rows), "t.txt")
+    wl = read_workload_text("HYBRID_TRANSFORMER model_parallel_NPU_group: 2 ga: 2\n5\n" + "\n".join(rows), "t.txt")
     with pytest.warns(SimulationWarning, match="no 2 repeating micro-batches"):
         seg = segment(wl)
     assert seg.ga == 1 and len(seg.micro_batch) == 5

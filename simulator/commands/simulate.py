@@ -23,6 +23,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model chunks per stage for --pp-schedule interleaved "
                         "(default: the header's vpp)")
     add_cluster_arguments(p)
+    w = p.add_argument_group("ranks that differ (what-ifs; simulated with one process per rank class)")
+    w.add_argument("--straggler", action="append", default=[], metavar="SPEC",
+                   help="slow GPUs: 'rank=17,compute=1.3' (30%% slower compute), "
+                        "'ranks=0-7,compute=1.1', or 'fraction=0.01,compute=1.2,seed=7' "
+                        "(a random 1%% of the ranks); repeatable")
+    w.add_argument("--draws", type=positive_int, default=1, metavar="N",
+                   help="with a 'fraction=' straggler: simulate N random draws and report the "
+                        "step-time distribution (percentiles)")
+    w.add_argument("--distribution-plot", metavar="PATH",
+                   help="with --draws: PNG histogram of the step time over the draws")
+    w.add_argument("--engine", choices=["fast", "detailed"], default="fast",
+                   help="fast: one process per stage, passes memoized (default); detailed: "
+                        "row-level rendezvous per rank class (same answer when ranks are alike; "
+                        "chosen automatically when they differ)")
     o = p.add_argument_group("outputs")
     o.add_argument("--csv", metavar="PATH",
                    help="per-layer CSV plus a summary row in SimAI EndToEnd.csv columns (us)")
@@ -38,18 +52,44 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from ..engine import SimulationOptions, simulate
+    from ..engine.simulate import resolve_world
+    from ..errors import InputError
     from ..readers.workload import read_workload
     from ..report.output import write_all
     from ..report.summary import summary_dict
     from ..report.text import render_text
 
+    from ..scenario import parse_straggler, resolve_all
+
+    specs = [parse_straggler(text) for text in args.straggler]
+    random_specs = any(s.fraction is not None for s in specs)
+    if args.draws > 1 and not random_specs:
+        raise InputError("--draws needs a random straggler ('fraction=...')", field="--draws")
+    if args.distribution_plot and args.draws < 2:
+        raise InputError("--distribution-plot needs --draws N with N >= 2",
+                         field="--distribution-plot")
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         workload = read_workload(args.workload, strict=args.strict)
         cluster, cost_model = build_cost_model(args)
         tracing = bool(args.trace or args.plot)
-        result = simulate(workload, cluster, cost_model, options=SimulationOptions(
-            gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            world = resolve_world(workload, args.gpus)
+
+        def run_once(draw: int, trace: bool):
+            return simulate(workload, cluster, cost_model, options=SimulationOptions(
+                gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=trace,
+                engine=args.engine, stragglers=resolve_all(specs, world, draw)))
+
+        result = run_once(0, tracing)
+        draws = [result.iteration_ns]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the first run already said everything once
+            for d in range(1, args.draws):
+                draws.append(run_once(d, False).iteration_ns)
+    if len(draws) > 1:
+        result.step_time_draws_ns = draws
 
     # render everything first, then write: an error leaves no partial set of files
     outputs: dict[str, bytes | str] = {}
@@ -62,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from ..report.plot import render_plot
         outputs[args.plot] = render_plot(result)
+    if args.distribution_plot:
+        from ..report.plot import render_distribution
+        outputs[args.distribution_plot] = render_distribution(result)
     if args.json:
         outputs[args.json] = json.dumps(summary_dict(result), indent=2) + "\n"
     if not args.quiet and args.json != "-":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import warn
-from ..workload import Row, Workload
+from ..workload import NO_COMM, Row, Workload
 
 
 @dataclass(frozen=True)
@@ -37,33 +37,23 @@ class Segmentation:
             object.__setattr__(self, "variants", (self.micro_batch,))
             object.__setattr__(self, "mb_variant", (0,) * self.ga)
 
-    def file_to_template(self, index: int) -> tuple[str, int]:
-        """Map a file row index to (sequence, position in that sequence)."""
-        if index in self.prefix:
-            return "pre", self.prefix.index(index)
-        if index in self.suffix:
-            return "suf", self.suffix.index(index)
-        period = len(self.micro_batch)
-        for start in self.block_starts:
-            if start <= index < start + period:
-                return "mb", index - start
-        raise IndexError(index)
 
-
-def _comm_key(row: Row) -> tuple:
-    return (row.fwd, row.ig, row.wg)
+def _comm_key(row: Row, free: frozenset) -> tuple:
+    return tuple(NO_COMM if c.group in free or c.size_bytes == 0 else c
+                 for c in (row.fwd, row.ig, row.wg))
 
 
 def _full_key(row: Row) -> tuple:
     return (row.fwd_ns, row.fwd, row.ig_ns, row.ig, row.wg_ns, row.wg, row.update_ns)
 
 
-def _variants(rows, starts: list[int], period: int):
+def _variants(rows, starts: list[int], period: int, marks: dict[int, tuple]):
+    """Distinct blocks; a block's checkpoint marks count, so recompute stays where it is."""
     seen: dict[tuple, int] = {}
     variants: list[tuple[int, ...]] = []
     mb_variant: list[int] = []
     for start in starts:
-        key = tuple(_full_key(rows[i]) for i in range(start, start + period))
+        key = tuple((_full_key(rows[i]), marks.get(i)) for i in range(start, start + period))
         v = seen.get(key)
         if v is None:
             v = seen[key] = len(variants)
@@ -72,7 +62,39 @@ def _variants(rows, starts: list[int], period: int):
     return tuple(variants), tuple(mb_variant)
 
 
-def segment(workload: Workload) -> Segmentation:
+def free_groups_of(workload: Workload) -> frozenset:
+    """Groups of one rank according to the header alone (the engine passes its own)."""
+    from ..workload import Group
+
+    free = set()
+    if workload.tp == 1:
+        free.add(Group.TP)
+    if workload.ep == 1:
+        free.add(Group.EP)
+    if workload.all_gpus and workload.all_gpus % (workload.tp * workload.pp) == 0:
+        dp = workload.all_gpus // (workload.tp * workload.pp)
+        if dp == 1:
+            free.add(Group.DP)
+        if dp % workload.ep == 0 and dp // workload.ep == 1:
+            free.add(Group.DP_EP)
+    return frozenset(free)
+
+
+def checkpoint_marks(workload: Workload) -> dict[int, tuple]:
+    """File row index -> (is a checkpoint, is a recompute initiate)."""
+    marks: dict[int, tuple] = {}
+    for i in set(workload.checkpoints) | set(workload.checkpoint_initiates):
+        marks[i] = (i in workload.checkpoints, i in workload.checkpoint_initiates)
+    return marks
+
+
+def segment(workload: Workload, free_groups: frozenset | None = None) -> Segmentation:
+    """Split the rows; collectives on ``free_groups`` (size 1) do not count as differences.
+
+    Without ``free_groups`` they are derived from the header.
+    """
+    if free_groups is None:
+        free_groups = free_groups_of(workload)
     rows = workload.rows
     n = len(rows)
     ga = workload.ga
@@ -81,7 +103,7 @@ def segment(workload: Workload) -> Segmentation:
         return Segmentation((), tuple(range(n)), (), 1, (0,),
                             "whole file as one micro-batch (ga 1)")
     ids: dict[tuple, int] = {}
-    arr = np.fromiter((ids.setdefault(_comm_key(r), len(ids)) for r in rows), dtype=np.int64,
+    arr = np.fromiter((ids.setdefault(_comm_key(r, free_groups), len(ids)) for r in rows), dtype=np.int64,
                       count=n)
     max_extra = n - ga
     for extra in range(0, max_extra + 1):
@@ -94,7 +116,8 @@ def segment(workload: Workload) -> Segmentation:
             block = arr[start:start + ga * period].reshape(ga, period)
             if (block == block[0]).all():
                 starts = [start + k * period for k in range(ga)]
-                variants, mb_variant = _variants(rows, starts, period)
+                variants, mb_variant = _variants(rows, starts, period,
+                                                 checkpoint_marks(workload))
                 differ = (f"; {len(variants)} distinct micro-batches (compute times differ)"
                           if len(variants) > 1 else "")
                 return Segmentation(

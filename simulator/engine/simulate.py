@@ -24,6 +24,9 @@ class SimulationOptions:
     pp_schedule: str = "1f1b"        # 1f1b, interleaved or gpipe
     vpp_chunks: int | None = None    # model chunks per stage for 'interleaved' (default: header vpp)
     trace: bool = False              # keep every slice for the timeline
+    engine: str = "fast"             # fast (pass-level, memoized) or detailed (row-level)
+    # rank -> compute-time factor (a slow GPU); any entry makes ranks differ (detailed engine)
+    stragglers: tuple[tuple[int, float], ...] = ()
 
 
 def resolve_world(workload: Workload, gpus: int | None) -> int:
@@ -41,19 +44,19 @@ def resolve_world(workload: Workload, gpus: int | None) -> int:
 
 
 def split_chunks(rows: list, chunks: int, path: str) -> list[tuple[int, int]]:
-    """Contiguous [start, end) ranges of the micro-batch rows with near-equal compute."""
+    """Contiguous [start, end) ranges of the micro-batch rows, equal in row count.
+
+    Megatron gives each model chunk the same number of layers whatever their cost; cutting by
+    count (not by compute) also keeps a change of compute from moving a chunk boundary.
+    """
     n = len(rows)
     if chunks > n:
         raise InputError(f"cannot split a micro-batch of {n} rows into {chunks} interleaved "
                          "chunks; lower --vpp", path=path, field="vpp")
-    weights = np.array([r.fwd_ns + r.ig_ns + r.wg_ns + 1 for r in rows], dtype=np.float64)
-    cum = np.cumsum(weights)
+    base, extra = divmod(n, chunks)
     bounds = [0]
-    for k in range(1, chunks):
-        idx = int(np.searchsorted(cum, k * cum[-1] / chunks, side="left")) + 1
-        idx = min(max(idx, bounds[-1] + 1), n - (chunks - k))
-        bounds.append(idx)
-    bounds.append(n)
+    for k in range(chunks):
+        bounds.append(bounds[-1] + base + (1 if k < extra else 0))
     return [(bounds[i], bounds[i + 1]) for i in range(chunks)]
 
 
@@ -85,20 +88,62 @@ class _Pricer:
             update_ns=row.update_ns, recompute_from=recompute_from)
 
 
-def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[tuple[str, int], int]:
-    """(sequence, position) of each checkpoint-initiate row -> position to recompute from."""
+def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
+    """File row index of each checkpoint-initiate row -> file index to recompute from.
+
+    The replay restarts at the nearest checkpoint at or before the initiate row inside the same
+    block (the rows before the micro-batches, one micro-batch, or the rows after), or at the
+    block's first row.
+    """
     if not workload.checkpoint_initiates:
         return {}
-    ckpts: dict[str, list[int]] = {}
-    for idx in workload.checkpoints:
-        seq, pos = seg.file_to_template(idx)
-        ckpts.setdefault(seq, []).append(pos)
+    blocks = [seg.prefix, seg.suffix] + [tuple(range(b, b + len(seg.micro_batch)))
+                                         for b in seg.block_starts]
     out = {}
     for idx in workload.checkpoint_initiates:
-        seq, pos = seg.file_to_template(idx)
-        before = [c for c in ckpts.get(seq, []) if c <= pos]
-        out[(seq, pos)] = max(before) if before else 0
+        block = next((b for b in blocks if idx in b), None)
+        if block is None:
+            continue
+        before = [c for c in workload.checkpoints if block[0] <= c <= idx and c in block]
+        out[idx] = max(before) if before else block[0]
     return out
+
+
+def _run_detailed(par, setups: list[StageSetup], schedule, chunks: int,
+                  options: SimulationOptions, seg: Segmentation):
+    from .classes import rank_classes
+    from .detailed import ClassSetup, DetailedSim, scale_rows
+
+    attributes: dict[int, tuple] = {}
+    for rank, factor in options.stragglers:
+        if not 0 <= rank < par.world:
+            raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
+                             field="--straggler")
+        attributes[rank] = (("compute", float(factor)),)
+    classes, _ = rank_classes(par, attributes)
+    by_stage_column: dict[tuple[int, tuple], int] = {}
+    csetups: list[ClassSetup] = []
+    for cls in classes:
+        stage_setup = setups[cls.stage]
+        factor = dict(cls.attributes).get("compute", 1.0)
+        sequences = {k: scale_rows(v, factor)
+                     for k, v in stage_setup.replayer.sequences.items()}
+        column = cls.group_members[Group.PP]
+        stage_of = {c.cid: c.stage for c in classes}
+        nxt = [c for c, _ in column if stage_of[c] == (cls.stage + 1) % par.pp]
+        prv = [c for c, _ in column if stage_of[c] == (cls.stage - 1) % par.pp]
+        csetups.append(ClassSetup(cls, sequences, stage_setup.send_next_ns,
+                                  stage_setup.send_prev_ns, stage_setup.head, stage_setup.tail,
+                                  nxt[0] if nxt else None, prv[0] if prv else None))
+    sim = DetailedSim(csetups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
+    sim.run()
+    for res, cls in zip(sim.results, classes):
+        res.rank_class = cls.cid
+        res.ranks = cls.ranks
+        res.label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} ranks, e.g. rank "
+                     f"{cls.example_rank}" + (f", compute x{dict(cls.attributes)['compute']:g}"
+                                              if cls.attributes else "") + ")")
+    return sim
 
 
 def simulate(workload: Workload, cluster: Cluster | None = None,
@@ -108,7 +153,10 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     cost_model = cost_model or AnalyticalCostModel(cluster)
     world = resolve_world(workload, options.gpus)
     par = make_parallel(world, workload.tp, workload.pp, workload.ep, source=workload.path)
-    seg = segment(workload)
+    # collectives on groups of one rank cost nothing, so they must not decide where the
+    # micro-batches are
+    free_kinds = frozenset(g for g in ROW_GROUPS if par.size(g) == 1)
+    seg = segment(workload, free_kinds)
     rows = workload.rows
     notes: list[str] = [f"rows: {seg.method}"]
 
@@ -158,18 +206,21 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
         replayer = shared.get(signature)
         if replayer is None:
             sequences: dict[object, list[PricedRow]] = {}
+            def restart(block: tuple, k: int, first: int) -> int:
+                """Position (in a sequence starting at block[first]) to recompute from."""
+                src = recompute.get(block[k])
+                return -1 if src is None else max(src - block[first], 0)
+
             if seg.prefix:
-                sequences["pre"] = [pricer.priced(rows[i], ("pre", k), recompute.get(("pre", k), -1))
+                sequences["pre"] = [pricer.priced(rows[i], ("pre", k), restart(seg.prefix, k, 0))
                                     for k, i in enumerate(seg.prefix)]
             if seg.suffix:
-                sequences["suf"] = [pricer.priced(rows[i], ("suf", k), recompute.get(("suf", k), -1))
+                sequences["suf"] = [pricer.priced(rows[i], ("suf", k), restart(seg.suffix, k, 0))
                                     for k, i in enumerate(seg.suffix)]
             for v, block in enumerate(seg.variants):
                 for c, (a, b) in enumerate(ranges):
                     sequences[("mb", v, c)] = [
-                        pricer.priced(rows[block[k]], ("mb", k),
-                                      max(recompute[("mb", k)] - a, 0)
-                                      if ("mb", k) in recompute else -1)
+                        pricer.priced(rows[block[k]], ("mb", k), restart(block, k, a))
                         for k in range(a, b)]
             replayer = shared[signature] = PassReplayer(sequences, options.trace)
         send_next = send_prev = 0
@@ -184,17 +235,21 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
             tail.append((Phase.IG, "pre"))
         setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
 
-    sim = PipelineSim(setups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
-    sim.run()
+    asymmetric = bool(options.stragglers)
+    if options.engine == "detailed" or asymmetric:
+        sim = _run_detailed(par, setups, schedule, chunks, options, seg)
+    else:
+        sim = PipelineSim(setups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
+        sim.run()
 
     iteration = max(r.end_ns for r in sim.results)
-    critical = max(range(par.pp), key=lambda s: (sim.results[s].end_ns, -s))
+    critical = max(range(len(sim.results)), key=lambda i: (sim.results[i].end_ns, -i))
     for r in sim.results:
         r.idle_after_ns = iteration - r.end_ns
 
     # per-row detail, priced as on the critical stage
-    pricer = pricers[critical]
-    row_exposed = sim.row_exposed(critical)
+    pricer = pricers[sim.results[critical].stage]
+    row_exposed = sim.row_exposed(critical) if hasattr(sim, "row_exposed") else {}
     row_results: list[RowResult] = []
     for seq, indices, occurrences in (("pre", seg.prefix, 1), ("mb", seg.micro_batch, seg.ga),
                                       ("suf", seg.suffix, 1)):

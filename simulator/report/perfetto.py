@@ -14,9 +14,9 @@ def render_trace(r: SimulationResult, gzip_output: bool = False) -> bytes:
         raise ValueError("the simulation ran without tracing")
     events: list[dict] = []
     lanes = {name: i for i, name in enumerate(LANE_ORDER)}
-    for s in range(r.pp):
+    for s, stage in enumerate(r.stages):
         events.append({"name": "process_name", "ph": "M", "pid": s, "tid": 0,
-                       "args": {"name": f"stage {s}"}})
+                       "args": {"name": stage.label or f"stage {stage.stage}"}})
         events.append({"name": "process_sort_index", "ph": "M", "pid": s, "tid": 0,
                        "args": {"sort_index": s}})
         for name, tid in lanes.items():

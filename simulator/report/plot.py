@@ -14,8 +14,9 @@ def render_plot(r: SimulationResult) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_b) = plt.subplots(2, 1, figsize=(12, 3 + 0.6 * r.pp),
-                                     gridspec_kw={"height_ratios": [max(r.pp, 1), 1.2]})
+    n = len(r.stages)
+    fig, (ax_t, ax_b) = plt.subplots(2, 1, figsize=(12, 3 + 0.6 * min(n, 24)),
+                                     gridspec_kw={"height_ratios": [max(min(n, 24), 1), 1.2]})
     lanes = ["compute", "TP", "EP", "DP", "DP_EP", "PP"]
     # one row per (stage, lane that has something), stage 0 on top
     rows: dict[tuple[int, str], list[tuple[float, float]]] = {}
@@ -35,7 +36,8 @@ def render_plot(r: SimulationResult) -> bytes:
         for color, bars in by_color.items():
             ax_t.broken_barh(bars, (y - 0.4, 0.8), facecolors=color, linewidth=0)
     ax_t.set_yticks(range(len(keys)))
-    ax_t.set_yticklabels([f"stage {s} {lane}" for s, lane in reversed(keys)], fontsize=7)
+    names = [st.label.split(" (")[0] if st.label else f"stage {st.stage}" for st in r.stages]
+    ax_t.set_yticklabels([f"{names[s]} {lane}" for s, lane in reversed(keys)], fontsize=7)
     ax_t.set_xlabel("time (ms)")
     ax_t.set_xlim(0, r.iteration_ns / 1e6 * 1.01 or 1)
     ax_t.set_title(f"{r.workload.split('/')[-1]}: iteration {r.iteration_ns / 1e6:.2f} ms "
@@ -55,6 +57,30 @@ def render_plot(r: SimulationResult) -> bytes:
     ax_b.set_xlabel(f"breakdown of stage {r.critical_stage} (ms)")
     ax_b.set_xlim(0, r.iteration_ns / 1e6 * 1.01 or 1)
     ax_b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_distribution(r: SimulationResult) -> bytes:
+    """Histogram of the iteration time over random what-if draws."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ms = np.array(r.step_time_draws_ns, dtype=np.float64) / 1e6
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(ms, bins=min(30, max(5, len(ms) // 3)), color=COLORS["compute"])
+    for q, style in ((50, "-"), (90, "--"), (99, ":")):
+        v = float(np.percentile(ms, q))
+        ax.axvline(v, color="black", linestyle=style, linewidth=1, label=f"p{q} {v:.2f} ms")
+    ax.set_xlabel("iteration time (ms)")
+    ax.set_ylabel("draws")
+    ax.set_title(f"{r.workload.split('/')[-1]}: {len(ms)} random straggler draws", fontsize=9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

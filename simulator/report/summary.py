@@ -23,7 +23,9 @@ def summary_dict(r: SimulationResult) -> dict:
         "parallelism": {"tp": r.tp, "ep": r.ep, "pp": r.pp, "dp": r.dp, "dp_ep": r.dp_ep,
                         "ga": r.ga, "chunks": r.chunks, "pp_schedule": r.pp_schedule},
         "critical_stage": r.critical_stage,
-        "stages": [{"stage": s.stage, "end_us": us(s.end_ns), "compute_us": us(s.compute_ns),
+        "stages": [{"stage": s.stage, **({"rank_class": s.rank_class, "ranks": s.ranks,
+                                          "label": s.label} if s.rank_class is not None else {}),
+                    "end_us": us(s.end_ns), "compute_us": us(s.compute_ns),
                     "bubble_us": us(s.bubble_ns), "idle_after_us": us(s.idle_after_ns),
                     "exposed_comm_us": {g: us(s.exposed_ns[g]) for g in BREAKDOWN_GROUPS}}
                    for s in r.stages],
@@ -31,4 +33,17 @@ def summary_dict(r: SimulationResult) -> dict:
         "segmentation": r.segmentation,
         "cost_model": r.cost_model,
         "notes": r.notes,
+        **({"step_time_distribution_us": distribution(r.step_time_draws_ns)}
+           if r.step_time_draws_ns else {}),
     }
+
+
+def distribution(draws_ns: list[int]) -> dict:
+    import numpy as np
+
+    a = np.array(draws_ns, dtype=np.float64) / 1000.0
+    return {"draws": len(a), "min": round(float(a.min()), 3),
+            "p50": round(float(np.percentile(a, 50)), 3),
+            "p90": round(float(np.percentile(a, 90)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3),
+            "mean": round(float(a.mean()), 3)}

@@ -19,8 +19,8 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
         f"cost model   " + ", ".join(f"{k}={v}" for k, v in r.cost_model.items()),
         "",
         f"iteration time {r.iteration_ns / 1e6:.3f} ms"
-        + (f"   (stage {r.critical_stage} of {r.pp} finishes last; breakdown below is that stage)"
-           if r.pp > 1 else ""),
+        + (f"   ({r.critical.label or f'stage {r.critical.stage} of {r.pp}'} finishes last; "
+           "breakdown below is that one)" if len(r.stages) > 1 else ""),
         "",
         f"  {'part':<28}{'ms':>12}{'share':>9}",
     ]
@@ -39,12 +39,18 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
     part("pipeline bubble", c.bubble_ns)
     lines.append(f"  {'total':<28}{_ms(c.parts_sum_ns())}{100 * c.parts_sum_ns() / total:8.1f}%")
 
-    if r.pp > 1:
+    if len(r.stages) > 1:
         lines += ["", "  stage    end ms   compute   exposed    bubble  idle at end"]
         for s in r.stages:
             lines.append(f"  {s.stage:>5}{s.end_ns / 1e6:10.3f}{s.compute_ns / 1e6:10.3f}"
                          f"{sum(s.exposed_ns.values()) / 1e6:10.3f}{s.bubble_ns / 1e6:10.3f}"
-                         f"{s.idle_after_ns / 1e6:13.3f}")
+                         f"{s.idle_after_ns / 1e6:13.3f}  {s.label}")
+    if r.step_time_draws_ns:
+        from .summary import distribution
+        d = distribution(r.step_time_draws_ns)
+        lines += ["", f"  step time over {d['draws']} random draws (ms): min {d['min'] / 1e3:.3f}  "
+                      f"p50 {d['p50'] / 1e3:.3f}  p90 {d['p90'] / 1e3:.3f}  "
+                      f"p99 {d['p99'] / 1e3:.3f}  max {d['max'] / 1e3:.3f}"]
 
     worst = sorted((row for row in r.rows if row.exposed_ns), key=lambda x: -x.exposed_ns)
     if worst and top_rows:

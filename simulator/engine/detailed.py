@@ -1,0 +1,264 @@
+"""Row-level replay with one simpy process per rank class: the straightforward engine.
+
+Every compute phase is a timeout and every collective a rendezvous of the classes in its
+group: it starts when every member has reached it and has its stream free, and ends for all
+of them together. Weight-gradient collectives run in their own small processes so they
+overlap the compute that follows. With one class per stage this gives exactly what the fast
+pass-level engine (:mod:`.pipeline`) computes, and tests hold the two to that; with several
+classes (a straggler, a degraded link) it is what makes ranks wait for each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import simpy
+
+from ..result import StageResult, TraceSlice
+from ..workload import Group, Phase
+from .classes import RankClass
+from .replay import STREAMS, NO_STREAM, PricedRow
+
+_KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
+
+
+@dataclass
+class ClassSetup:
+    cls: RankClass
+    sequences: dict            # sequence id -> list[PricedRow], compute already scaled
+    send_next_ns: int
+    send_prev_ns: int
+    head: list
+    tail: list
+    next_class: int | None     # the class of the same pipeline column in the next stage
+    prev_class: int | None
+
+
+def scale_rows(rows: list[PricedRow], factor: float) -> list[PricedRow]:
+    if factor == 1:
+        return rows
+    return [replace(r, fwd_ns=round(r.fwd_ns * factor), ig_ns=round(r.ig_ns * factor),
+                    wg_ns=round(r.wg_ns * factor)) for r in rows]
+
+
+class _Meeting:
+    __slots__ = ("remaining", "ready", "event", "duration")
+
+    def __init__(self, expected: int, event, duration: int):
+        self.remaining = expected
+        self.ready = 0
+        self.event = event
+        self.duration = duration
+
+
+class DetailedSim:
+    def __init__(self, setups: list[ClassSetup], schedule: list[list], pp: int, chunks: int,
+                 trace: bool, mb_variant: tuple[int, ...]):
+        self.env = simpy.Environment()
+        self.setups = setups
+        self.schedule = schedule
+        self.pp = pp
+        self.chunks = chunks
+        self.mb_variant = mb_variant
+        self.trace: list[TraceSlice] | None = [] if trace else None
+        self.results = [StageResult(stage=s.cls.stage) for s in setups]
+        self.finished = [False] * len(setups)
+        self._meetings: dict[tuple, _Meeting] = {}
+        self._mail: dict[tuple, simpy.Event] = {}
+        self.events = 0
+
+    # -- rendezvous ----------------------------------------------------------------------
+    def _meet(self, cls: RankClass, kind: Group, instance: tuple, ready: int, duration: int):
+        """Arrive at a collective; returns the event that fires (value: end time) at its end."""
+        members = cls.group_members[kind]
+        key = (kind, members, instance)
+        m = self._meetings.get(key)
+        if m is None:
+            m = self._meetings[key] = _Meeting(len(members), self.env.event(), duration)
+        if ready > m.ready:
+            m.ready = ready
+        m.remaining -= 1
+        if m.remaining == 0:
+            del self._meetings[key]
+            end = m.ready + m.duration
+            ev = m.event
+            if end <= self.env.now:
+                ev.succeed(end)
+            else:
+                self.env.timeout(end - self.env.now).callbacks.append(lambda _e: ev.succeed(end))
+        return m.event
+
+    def _box(self, key: tuple) -> simpy.Event:
+        ev = self._mail.get(key)
+        if ev is None:
+            ev = self._mail[key] = self.env.event()
+        return ev
+
+    def _source(self, phase: Phase, mb: int, chunk: int, setup: ClassSetup) -> tuple | None:
+        stage, pp, C = setup.cls.stage, self.pp, self.chunks
+        if phase is Phase.FWD:
+            if stage > 0:
+                return (Phase.FWD, mb, chunk, setup.prev_class)
+            return (Phase.FWD, mb, chunk - 1, setup.prev_class) if chunk > 0 else None
+        if stage < pp - 1:
+            return (Phase.IG, mb, chunk, setup.next_class)
+        return (Phase.IG, mb, chunk + 1, setup.next_class) if chunk < C - 1 else None
+
+    def _has_consumer(self, phase: Phase, chunk: int, stage: int) -> bool:
+        if phase is Phase.FWD:
+            return stage < self.pp - 1 or chunk < self.chunks - 1
+        return stage > 0 or chunk > 0
+
+    # -- one class ---------------------------------------------------------------------
+    def _class(self, idx: int):
+        env = self.env
+        setup = self.setups[idx]
+        cls = setup.cls
+        res = self.results[idx]
+        trace = self.trace
+        stream_last: list = [None] * len(STREAMS)   # last collective process/event per stream
+        stream_end = [0] * len(STREAMS)
+        wg_done: dict = {}
+        send_free = {"next": 0, "prev": 0}
+
+        def slice_(lane: str, name: str, start: int, dur: int) -> None:
+            if trace is not None and dur:
+                trace.append(TraceSlice(idx, lane, name, start, dur))
+
+        def blocking(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str):
+            issued = env.now
+            last = stream_last[stream]
+            if last is not None and not last.triggered:
+                yield last
+            ready = max(env.now, stream_end[stream])
+            ev = self._meet(cls, _KIND_OF_STREAM[stream], instance, ready, comm_ns + update_ns)
+            end = yield ev
+            stream_end[stream] = end
+            res.exposed_ns[STREAMS[stream].value] += end - issued
+            slice_(STREAMS[stream].value, name, end - comm_ns - update_ns, comm_ns + update_ns)
+            self.events += 1
+
+        def asynchronous(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
+                         previous):
+            if previous is not None and not previous.triggered:
+                yield previous
+            ready = max(env.now, stream_end[stream])
+            end = yield self._meet(cls, _KIND_OF_STREAM[stream], instance, ready,
+                                   comm_ns + update_ns)
+            stream_end[stream] = end
+            slice_(STREAMS[stream].value, name, end - comm_ns - update_ns, comm_ns + update_ns)
+            self.events += 1
+
+        def forward_row(row: PricedRow, inst: tuple, tag: str):
+            if tag == "fwd":
+                pending = wg_done.get(row.key)
+                if pending is not None and not pending.triggered:
+                    t0 = env.now
+                    yield pending
+                    res.exposed_ns[STREAMS[row.wg_stream].value] += env.now - t0
+            if row.fwd_ns:
+                slice_("compute", f"{row.name} {tag}", env.now, row.fwd_ns)
+                yield env.timeout(row.fwd_ns)
+            if row.fwd_stream != NO_STREAM:
+                yield from blocking(row.fwd_stream, row.fwd_comm_ns, row.update_ns,
+                                    inst + (tag,), f"{row.name} {tag}")
+
+        def run_pass(phase: Phase, seq, mb: int):
+            rows = setup.sequences[seq]
+            t0 = env.now
+            recompute = 0
+            if phase is Phase.FWD:
+                for pos, row in enumerate(rows):
+                    yield from forward_row(row, (seq, mb, pos), "fwd")
+            else:
+                for pos in range(len(rows) - 1, -1, -1):
+                    row = rows[pos]
+                    if row.recompute_from >= 0:
+                        for p2 in range(row.recompute_from, pos + 1):
+                            yield from forward_row(rows[p2], (seq, mb, p2, "re", pos), "recompute")
+                            recompute += rows[p2].fwd_ns
+                    if row.ig_ns:
+                        slice_("compute", f"{row.name} ig", env.now, row.ig_ns)
+                        yield env.timeout(row.ig_ns)
+                    if row.ig_stream != NO_STREAM:
+                        yield from blocking(row.ig_stream, row.ig_comm_ns, row.update_ns,
+                                            (seq, mb, pos, "ig"), f"{row.name} ig")
+                    if row.wg_ns:
+                        slice_("compute", f"{row.name} wg", env.now, row.wg_ns)
+                        yield env.timeout(row.wg_ns)
+                    if row.wg_stream != NO_STREAM:
+                        s = row.wg_stream
+                        proc = env.process(asynchronous(
+                            s, row.wg_comm_ns, row.update_ns, (seq, mb, pos, "wg"),
+                            f"{row.name} wg", stream_last[s]))
+                        stream_last[s] = proc
+                        wg_done[row.key] = proc
+            res.recompute_ns += recompute
+            self.events += 1
+
+        def compute_of(phase: Phase, seq) -> int:
+            rows = setup.sequences[seq]
+            if phase is Phase.FWD:
+                return sum(r.fwd_ns for r in rows)
+            return sum(r.ig_ns + r.wg_ns + (sum(x.fwd_ns for x in rows[r.recompute_from:i + 1])
+                                            if r.recompute_from >= 0 else 0)
+                       for i, r in enumerate(rows))
+
+        for seq in setup.head:
+            res.compute_ns += compute_of(Phase.FWD, seq)
+            yield from run_pass(Phase.FWD, seq, -1)
+
+        for phase, mb, chunk in self.schedule[cls.stage]:
+            src = self._source(phase, mb, chunk, setup)
+            if src is not None:
+                ev = self._box(src)
+                if not ev.triggered:
+                    w0 = env.now
+                    sent_at, arrived = yield ev
+                    in_flight_from = max(w0, sent_at)
+                    res.exposed_ns["PP"] += arrived - in_flight_from
+                    res.bubble_ns += in_flight_from - w0
+                    slice_("wait", "bubble", w0, in_flight_from - w0)
+                    slice_("wait", "PP receive", in_flight_from, arrived - in_flight_from)
+            seq = ("mb", self.mb_variant[mb], chunk)
+            res.compute_ns += compute_of(phase, seq)
+            yield from run_pass(phase, seq, mb)
+            if self._has_consumer(phase, chunk, cls.stage):
+                direction = "next" if phase is Phase.FWD else "prev"
+                cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
+                start = max(env.now, send_free[direction])
+                arrive = start + cost
+                send_free[direction] = arrive
+                box = self._box((phase, mb, chunk, cls.cid))
+                slice_(f"PP send {direction}", f"{'F' if phase is Phase.FWD else 'B'}{mb} send",
+                       start, cost)
+                if arrive <= env.now:
+                    box.succeed((start, arrive))
+                else:
+                    env.timeout(arrive - env.now).callbacks.append(
+                        lambda _e, box=box, v=(start, arrive): box.succeed(v))
+
+        for phase, seq in setup.tail:
+            res.compute_ns += compute_of(phase, seq)
+            yield from run_pass(phase, seq, -1)
+
+        # drain: wait for every stream, charge the wait to the one that ends last
+        t_compute_end = env.now
+        for last in stream_last:
+            if last is not None and not last.triggered:
+                yield last
+        ends = [max(e, t_compute_end) for e in stream_end]
+        latest = max(range(len(STREAMS)), key=lambda i: ends[i])
+        if ends[latest] > t_compute_end:
+            res.exposed_ns[STREAMS[latest].value] += ends[latest] - t_compute_end
+        if env.now < ends[latest]:
+            yield env.timeout(ends[latest] - env.now)
+        res.end_ns = env.now
+        self.finished[idx] = True
+
+    def run(self) -> None:
+        for i in range(len(self.setups)):
+            self.env.process(self._class(i))
+        self.env.run()
+        stuck = [self.setups[i].cls.cid for i in range(len(self.setups)) if not self.finished[i]]
+        if stuck:
+            raise RuntimeError(f"detailed replay deadlock: classes {stuck} never finished")
