@@ -1,0 +1,162 @@
+"""Ranks that differ: rank classes, the row-level engine, and stragglers derived by hand.
+
+Same cluster as test_engine: 1 byte/ns everywhere, no latency.
+"""
+import glob
+import warnings
+
+import pytest
+
+from conftest import WORKLOADS
+from simulator.cluster import Cluster
+from simulator.engine import SimulationOptions, simulate
+from simulator.engine.classes import rank_classes
+from simulator.errors import InputError, SimulationWarning
+from simulator.parallel import make_parallel
+from simulator.readers.workload import read_workload, read_workload_text
+from simulator.scenario import parse_straggler, resolve_all
+from simulator.workload import Group
+
+UNIT = Cluster(name="unit", gpus_per_server=8, nvlink_gbps=1.0, nic_gbps=1.0, nics_per_server=8,
+               nvlink_efficiency=1.0, nic_efficiency=1.0, base_latency_ns=0, nvlink_hop_ns=0,
+               nic_hop_ns=0)
+
+
+def run(header: str, rows: list[str], **opts):
+    wl = read_workload_text(header + "\n" + str(len(rows)) + "\n" + "\n".join(rows) + "\n", "t.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)
+        return simulate(wl, UNIT, options=SimulationOptions(**opts))
+
+
+def by_example_rank(result, rank):
+    return next(s for s in result.stages if f"e.g. rank {rank}" in s.label)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(str(WORKLOADS / "*.txt"))))
+@pytest.mark.parametrize("schedule", ["1f1b", "gpipe", "interleaved"])
+def test_detailed_engine_equals_fast_engine(path, schedule):
+    # the row-level rendezvous engine and the memoized pass engine are independent
+    # implementations of the same semantics: identical numbers on symmetric clusters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)
+        wl = read_workload(path)
+        try:
+            fast = simulate(wl, options=SimulationOptions(pp_schedule=schedule))
+        except InputError:
+            pytest.skip("schedule not applicable (ga not a multiple of PP)")
+        slow = simulate(wl, options=SimulationOptions(pp_schedule=schedule, engine="detailed"))
+    assert slow.iteration_ns == fast.iteration_ns
+    for a, b in zip(fast.stages, slow.stages):
+        assert (a.end_ns, a.compute_ns, a.bubble_ns, a.exposed_ns) == \
+               (b.end_ns, b.compute_ns, b.bubble_ns, b.exposed_ns)
+
+
+def test_classes_of_one_straggler_seed004_layout():
+    # TP 8, EP 4 = DP 4, PP 4: a straggler at rank 17 (TP position 1 of DP replica 2) splits
+    # stage 0 into itself, its 7 TP mates, its 3 EP/DP mates (same TP position, other
+    # replicas) and the 21 others; each later stage splits the same way through its
+    # pipeline column: 4 x 4 = 16 classes, and every rank is in exactly one.
+    par = make_parallel(128, tp=8, pp=4, ep=4)
+    classes, colour = rank_classes(par, {17: (("compute", 1.3),)})
+    assert len(classes) == 16
+    stage0 = sorted(c.ranks for c in classes if c.stage == 0)
+    assert stage0 == [1, 3, 7, 21]
+    assert sum(c.ranks for c in classes) == 128
+    strag = next(c for c in classes if c.example_rank == 17)
+    assert strag.ranks == 1 and len(strag.group_members[Group.TP]) == 2
+
+
+def test_symmetric_ranks_are_one_class_per_stage_at_any_scale():
+    par = make_parallel(131072, tp=8, pp=8, ep=8)
+    classes, _ = rank_classes(par, {})
+    assert [c.ranks for c in classes] == [16384] * 8
+
+
+def test_straggler_in_a_tp_group():
+    # TP 4, rank 2 computes twice as slowly. Forward: the others reach the all-reduce at 1000,
+    # the straggler at 2000; it runs 2000-8100 (6000 + 100 update) for everyone. Backward:
+    # the others compute 500 + 200 and end at 8800, the straggler 1000 + 400 and ends at 9500.
+    r = run("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 all_gpus: 4",
+            ["l -1 1000 ALLREDUCE 4000 500 NONE 0 200 NONE 0 100"], stragglers=((2, 2.0),))
+    assert r.iteration_ns == 9500
+    others, slow = by_example_rank(r, 0), by_example_rank(r, 2)
+    assert (others.ranks, slow.ranks) == (3, 1)
+    assert others.end_ns == 8800 and others.exposed_ns["TP"] == 7100  # waits 1000 for rank 2
+    assert slow.exposed_ns["TP"] == 6100
+
+
+def test_straggler_in_a_dp_group():
+    # DP 8, rank 3 twice as slow. Row b's weight-gradient all-reduce (14000 + 100) can start
+    # only when rank 3 issues it, at 2*(1000+1000+1000+1000) = 8000, and ends at 22100.
+    # The others finish computing at 14000 and wait for it (8100 exposed); rank 3 computes
+    # a's backward until 8000 + 20000 = 28000, by which time the all-reduce is long done.
+    rows = ["a -1 1000 NONE 0 5000 NONE 0 5000 NONE 0 100",
+            "b -1 1000 NONE 0 1000 NONE 0 1000 ALLREDUCE 8000 100"]
+    r = run("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 all_gpus: 8", rows,
+            stragglers=((3, 2.0),))
+    assert r.iteration_ns == 28000
+    others, slow = by_example_rank(r, 0), by_example_rank(r, 3)
+    assert (others.end_ns, others.exposed_ns["DP"], others.idle_after_ns) == (22100, 8100, 5900)
+    assert (slow.end_ns, slow.exposed_ns["DP"], slow.compute_ns) == (28000, 0, 28000)
+
+
+@pytest.mark.parametrize("pp, ga", [(4, 8), (2, 4), (3, 5)])
+def test_straggler_on_the_last_pipeline_stage(pp, ga):
+    # tf = 1000, tb = 2000 per micro-batch; the last stage computes twice as slowly (6000 per
+    # micro-batch). It is the bottleneck and, once the first activation has crossed the
+    # (pp-1) earlier stages, never waits: (pp-1)*tf + ga*6000, then the last gradient
+    # crosses back through (pp-1) backward passes.
+    r = run(f"HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 pp: {pp} ga: {ga} "
+            f"all_gpus: {pp}", ["l -1 1000 NONE 0 1000 NONE 0 1000 NONE 0 0"] * ga,
+            stragglers=((pp - 1, 2.0),))
+    assert r.iteration_ns == (pp - 1) * 1000 + ga * 6000 + (pp - 1) * 2000
+
+
+def test_straggler_on_the_first_pipeline_stage():
+    # PP 2, GA 4, stage 0 twice as slow (F 2000, B 4000), stage 1 normal (F 1000, B 2000).
+    # Stage 0 runs F0 [0,2000] F1 [2000,4000], waits for stage 1's B0 (F0 2000-3000, B0
+    # 3000-5000), B0 [5000,9000] F2 [9000,11000] B1 [11000,15000] F3 [15000,17000]
+    # B2 [17000,21000] B3 [21000,25000]: busy except 4000-5000.
+    r = run("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 pp: 2 ga: 4 "
+            "all_gpus: 2", ["l -1 1000 NONE 0 1000 NONE 0 1000 NONE 0 0"] * 4,
+            stragglers=((0, 2.0),))
+    assert r.iteration_ns == 25000
+    stage0 = by_example_rank(r, 0)
+    assert stage0.bubble_ns == 1000 and stage0.compute_ns == 24000
+
+
+def test_straggler_specs():
+    assert resolve_all([parse_straggler("rank=17,compute=1.3")], 128) == ((17, 1.3),)
+    assert resolve_all([parse_straggler("ranks=0-2;9,compute=2")], 16) == \
+        ((0, 2.0), (1, 2.0), (2, 2.0), (9, 2.0))
+    a = resolve_all([parse_straggler("fraction=0.05,compute=1.2,seed=7")], 1000)
+    b = resolve_all([parse_straggler("fraction=0.05,compute=1.2,seed=7")], 1000)
+    c = resolve_all([parse_straggler("fraction=0.05,compute=1.2,seed=7")], 1000, draw=1)
+    assert a == b and len(a) == 50 and a != c
+    for bad in ["rank=17", "rank=x,compute=2", "compute=2", "rank=1,fraction=0.1,compute=2",
+                "rank=1,compute=-1", "rank=1,speed=2"]:
+        with pytest.raises(InputError):
+            spec = parse_straggler(bad)
+            if "compute" not in bad:
+                raise InputError("no-op")
+            resolve_all([spec], 16)
+    with pytest.raises(InputError, match="outside the job's 16 ranks"):
+        resolve_all([parse_straggler("rank=16,compute=2")], 16)
+
+
+def test_random_stragglers_give_a_distribution():
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    p = subprocess.run([sys.executable, "-m", "simulator", "simulate",
+                        str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt"), "--straggler",
+                        "fraction=0.02,compute=1.2,seed=7", "--draws", "5", "--json", "-"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)["step_time_distribution_us"]
+    assert d["draws"] == 5
+    # 2-3 ranks 20% slower on a 40.98 ms-per-stage job: between +0 and +3 x 8.2 ms
+    assert 209346 <= d["min"] <= d["p50"] <= d["max"] <= 209347 + 3 * 8196
