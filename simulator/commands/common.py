@@ -47,13 +47,21 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"scale-out NICs per server (default {d.nics_per_server})")
     g.add_argument("--base-latency", type=latency, metavar="T",
                    help=f"fixed cost of one collective call, e.g. 10us or 500ns; a bare number "
-                        f"is microseconds (default {d.base_latency_ns / 1000:g} us)")
+                        f"is microseconds (default {d.base_latency_ns / 1000:g} us); with "
+                        f"--topology: the framework's floor per call (0 = nccl-tests' view)")
+    g.add_argument("--topology", metavar="NAME|FILE",
+                   help="price collectives as NCCL runs them on a topology: a preset (dgx-h100, "
+                        "h200x2, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a size) or a "
+                        "YAML file (docs/topologies.md); the flags above then override its values")
 
 
 def build_cost_model(args: argparse.Namespace):
     """(cluster, cost model) from the command line: the one place commands get them from."""
     from ..costmodel.analytical import AnalyticalCostModel
 
+    if getattr(args, "topology", None):
+        from ..topology.overrides import topology_cost_model
+        return topology_cost_model(args)
     cluster = cluster_from_args(args)
     return cluster, AnalyticalCostModel(cluster)
 

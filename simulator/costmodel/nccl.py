@@ -1,0 +1,491 @@
+"""Collectives priced as NCCL runs them on a topology (docs/topologies.md).
+
+For every collective the model lays out the transfers NCCL's algorithm makes on the group's
+GPUs, routes them over the topology's links and sums the bytes each directed link carries.
+Then, for every (algorithm, protocol) pair that NCCL could use::
+
+    time = call overhead                       # framework dispatch (the preset's method)
+         + base latency[algorithm][protocol]   # NCCL's launch and set-up
+         + hops x hop latency[link class][algorithm][protocol] + wire latency
+         + max over links (bytes on the link / achievable bandwidth) / protocol share
+         + pipeline fill (the first buffer's worth of the busiest link is not overlapped)
+
+and, like NCCL's tuner, keeps the fastest unless ``algorithm=`` / ``protocol=`` force one.
+
+Algorithms: ring and tree all-reduce; ring all-gather, reduce-scatter and broadcast (a
+pipelined chain from the root); direct (pairwise) all-to-all with one NIC per GPU across
+servers, and hierarchical all-to-all (an exchange inside each server, then one between the
+servers; NCCL itself never picks it, ask with ``algorithm="hierarchical"``); send/recv as
+every rank sending its buffer to the next (nccl-tests' sendrecv_perf). Across servers NCCL
+runs one ring (channel) per NIC: channel c enters each server at the group's c-th GPU there
+and leaves through the NIC of the GPU before it.
+
+Sizes follow nccl-tests: the buffer per rank; the gathered output for all-gather, the full
+input for reduce-scatter.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..parallel import GroupPlacement
+from ..topology import Topology, TopologySpec
+from ..topology.spec import PROTOCOLS
+from ..workload import Op
+from .base import CostModel
+
+#: algorithms per operation, NCCL's own first; "hierarchical" only when asked for
+ALGORITHMS = {
+    Op.ALLREDUCE: ("ring", "tree"),
+    Op.ALLGATHER: ("ring",),
+    Op.REDUCESCATTER: ("ring",),
+    Op.BROADCAST: ("ring",),
+    Op.ALLTOALL: ("direct", "hierarchical"),
+    Op.SENDRECV: ("direct",),
+}
+AUTO_ALGORITHMS = {op: tuple(a for a in algos if a != "hierarchical")
+                   for op, algos in ALGORITHMS.items()}
+#: protocols NCCL uses per algorithm family (grouped send/recv: LL for small, Simple else)
+FAMILY = {"ring": "ring", "tree": "tree", "direct": "p2p", "hierarchical": "p2p"}
+FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple")}
+OP_NAMES = {Op.ALLREDUCE: "all_reduce", Op.ALLGATHER: "all_gather",
+            Op.REDUCESCATTER: "reduce_scatter", Op.ALLTOALL: "all_to_all",
+            Op.BROADCAST: "broadcast", Op.SENDRECV: "sendrecv"}
+
+
+@dataclass
+class Phase:
+    """One kernel's worth of transfers: bytes per directed link and the latency it chains."""
+
+    family: str                                   # ring | tree | p2p (latency tables)
+    loads: dict = field(default_factory=lambda: defaultdict(float))
+    nvlink_hops: float = 0.0
+    net_hops: float = 0.0
+    wire_ns: float = 0.0                          # physical link latencies along the chain
+
+    def add(self, path, nbytes: float) -> None:
+        for link in path:
+            self.loads[link] += nbytes
+
+
+@dataclass(frozen=True)
+class Estimate:
+    op: Op
+    size_bytes: int
+    algorithm: str
+    protocol: str
+    time_ns: float           # max(gpu_ns, overhead_ns)
+    gpu_ns: float            # the collective on the GPUs (what nccl-tests measures)
+    overhead_ns: float       # the framework's floor per call
+    latency_ns: float        # base and hop latencies of the GPU time
+    bandwidth_ns: float      # bytes on the busiest link / its bandwidth, with protocol share
+    fill_ns: float
+    bottleneck: tuple | None  # the busiest link (of the last phase)
+
+
+class NcclCostModel(CostModel):
+    name = "nccl"
+
+    def __init__(self, topology: Topology | TopologySpec, algorithm: str | dict | None = None,
+                 protocol: str | None = None, call_overhead_ns: int | None = None) -> None:
+        super().__init__()
+        if isinstance(topology, Topology):
+            self.spec = topology.spec
+            self._topo = topology
+            self._fixed = True
+        else:
+            self.spec = topology
+            self._topo = Topology(topology) if topology.servers is not None else None
+            self._fixed = topology.servers is not None
+        self.params = self.spec.nccl
+        self.call_overhead_ns = call_overhead_ns    # None: the preset's, per operation
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise InputError(f"unknown protocol {protocol!r} (choose from "
+                             f"{', '.join(PROTOCOLS)})", field="protocol")
+        known = {a for algos in ALGORITHMS.values() for a in algos}
+        for algo in (algorithm.values() if isinstance(algorithm, dict) else [algorithm]):
+            if algo is not None and algo not in known:
+                raise InputError(f"unknown algorithm {algo!r} (choose from "
+                                 f"{', '.join(sorted(known))})", field="algorithm")
+        self.algorithm = algorithm
+        self.protocol = protocol
+        self._plans: dict = {}
+
+    # -- topology -------------------------------------------------------------------------
+    @property
+    def topology(self) -> Topology:
+        if self._topo is None:
+            self._topo = Topology(self.spec, 1)
+        return self._topo
+
+    def topology_for(self, gpus: int) -> Topology:
+        """The topology, grown to ``gpus`` GPUs when its servers are 'auto'."""
+        topo = self.topology
+        if gpus <= topo.num_gpus:
+            return topo
+        if self._fixed:
+            hint = (f"; ask for the job's size with {self.spec.name}:GPUS" if self.spec.fabric
+                    else "; it has no fabric to add servers to")
+            raise InputError(f"topology {self.spec.name} has {topo.num_gpus} GPUs "
+                             f"({topo.servers} server(s) of {topo.gpus_per_server}) but the "
+                             f"job uses at least {gpus}{hint}", path=self.spec.source)
+        servers = -(-gpus // self.spec.gpus_per_server)
+        self._topo = Topology(self.spec, servers)
+        self._plans.clear()
+        return self._topo
+
+    def describe(self) -> dict:
+        d = {"name": self.name}
+        d.update(self.topology.describe())
+        if not self._fixed:
+            d["servers"] = "auto"
+        d["call_overhead_us"] = self.overhead_ns(Op.ALLREDUCE) / 1000
+        if self.algorithm:
+            d["algorithm"] = self.algorithm
+        if self.protocol:
+            d["protocol"] = self.protocol
+        return d
+
+    def group_gpus(self, placement: GroupPlacement) -> tuple[int, ...]:
+        """GPUs of a placement's representative group (one is made up if it has no ranks)."""
+        ranks = placement.ranks
+        if not ranks:
+            ranks = _synthetic_ranks(placement, self.spec.gpus_per_server)
+        topo = self.topology_for(max(ranks) + 1)
+        return tuple(topo.gpu_of_rank(r) for r in ranks)
+
+    # -- the engine's entry points --------------------------------------------------------
+    def collective_ns(self, op: Op, size_bytes: int, placement: GroupPlacement) -> int:
+        # the memo key carries the ranks: on a topology two groups with equal placement
+        # summaries can still cross different links (pods, a rank permutation)
+        if placement.size <= 1 or size_bytes <= 0:
+            return 0
+        key = (op, size_bytes, placement, placement.ranks)
+        hit = self._memo.get(key)
+        if hit is None:
+            if op is Op.ALLREDUCEALLTOALL:
+                hit = (self.collective_ns(Op.ALLREDUCE, size_bytes, placement)
+                       + self.collective_ns(Op.ALLTOALL, size_bytes, placement))
+            else:
+                hit = max(0, round(self.price_ns(op, size_bytes, placement)))
+            self._memo[key] = hit
+        return hit
+
+    def price_ns(self, op: Op, size_bytes: int, placement: GroupPlacement) -> float:
+        return self.estimate(op, size_bytes, placement).time_ns
+
+    # -- estimates ------------------------------------------------------------------------
+    def estimate(self, op: Op, size_bytes: int, placement: GroupPlacement | tuple,
+                 algorithm: str | None = None, protocol: str | None = None) -> Estimate:
+        """The chosen (fastest, or forced) algorithm and protocol with the time parts."""
+        cands = self.candidates(op, size_bytes, placement, algorithm, protocol)
+        return min(cands, key=lambda e: e.time_ns)
+
+    def candidates(self, op: Op, size_bytes: int, placement: GroupPlacement | tuple,
+                   algorithm: str | None = None, protocol: str | None = None) -> list[Estimate]:
+        if op not in ALGORITHMS:
+            raise InputError(f"the NCCL model has no algorithm for {op}")
+        gpus = placement if isinstance(placement, tuple) else self.group_gpus(placement)
+        if isinstance(placement, tuple):
+            self.topology_for(max(gpus) + 1)
+        algorithm = algorithm or self._forced_algorithm(op)
+        protocol = protocol or self.protocol
+        if algorithm is not None and algorithm not in ALGORITHMS[op]:
+            raise InputError(f"{OP_NAMES[op]} cannot run algorithm {algorithm!r} (choose from "
+                             f"{', '.join(ALGORITHMS[op])})", field="algorithm")
+        algos = [algorithm] if algorithm else list(AUTO_ALGORITHMS[op])
+        out = []
+        for algo in algos:
+            phases = self._plan(op, algo, gpus)
+            if phases is None:
+                if algorithm:
+                    raise InputError(f"algorithm {algo!r} does not apply to this group "
+                                     f"({len(gpus)} ranks)", field="algorithm")
+                continue
+            protos = FAMILY_PROTOCOLS[FAMILY[algo]]
+            if protocol is not None:
+                if protocol not in protos:
+                    raise InputError(f"{algo} ({FAMILY[algo]}) does not run protocol "
+                                     f"{protocol} (choose from {', '.join(protos)})",
+                                     field="protocol")
+                protos = (protocol,)
+            for proto in protos:
+                out.append(self._time(op, size_bytes, algo, proto, phases))
+        return out
+
+    def _forced_algorithm(self, op: Op) -> str | None:
+        a = self.algorithm
+        if isinstance(a, dict):
+            return a.get(op) or a.get(str(op)) or a.get(op.value.lower())
+        if a is not None and a in ALGORITHMS[op]:
+            return a
+        return None
+
+    def overhead_ns(self, op: Op) -> int:
+        """Floor of one call issued through a framework (the preset's method)."""
+        if self.call_overhead_ns is not None:
+            return self.call_overhead_ns
+        return self.params.overhead_ns(OP_NAMES[op])
+
+    def capacity(self, op: Op, link) -> float:
+        """Achievable bytes/ns of a link for ``op``: NVLink transfers are paced by NCCL's
+        kernels, whose speed differs per operation (measured where the preset says so)."""
+        lk = self.topology.links[link]
+        if lk.kind == "nvlink":
+            return lk.bandwidth * self.spec.scale_up.efficiency_for(OP_NAMES[op])
+        return lk.capacity
+
+    def _time(self, op, size, algo, proto, phases) -> Estimate:
+        p = self.params
+        pbw = p.protocol_bandwidth[proto]
+        i = PROTOCOLS.index(proto)
+        latency = bw_ns = fill_ns = 0.0
+        bottleneck = None
+        for ph in phases:
+            fam = ph.family
+            latency += 1000.0 * (p.base_latency_us[fam][i]
+                                 + ph.nvlink_hops * p.hop_latency_us["nvlink"][fam][i]
+                                 + ph.net_hops * p.hop_latency_us["net"][fam][i]) + ph.wire_ns
+            if ph.loads:
+                # loads are per byte of buffer: scale by the size
+                link, per_byte = max(ph.loads.items(),
+                                     key=lambda kv: kv[1] / self.capacity(op, kv[0]))
+                cap = self.capacity(op, link)
+                bw_ns += size * per_byte / cap / pbw
+                if fam == "p2p":
+                    # grouped send/recv goes through NCCL's channel buffers: sending the
+                    # first buffer's worth and receiving it do not overlap
+                    fill_ns += min(size * per_byte, p.buffer_bytes) / cap
+                bottleneck = link
+        gpu = latency + bw_ns + fill_ns
+        overhead = self.overhead_ns(op)
+        return Estimate(op, size, algo, proto, max(gpu, overhead), gpu, overhead, latency,
+                        bw_ns, fill_ns, bottleneck)
+
+    # -- plans: transfers per byte of buffer, independent of the size ---------------------
+    def _plan(self, op: Op, algo: str, gpus: tuple[int, ...]) -> list[Phase] | None:
+        key = (op, algo, gpus)
+        if key not in self._plans:
+            self._plans[key] = _PLANNERS[(op, algo) if (op, algo) in _PLANNERS else algo](
+                self.topology, op, gpus)
+        return self._plans[key]
+
+    def flow(self, op: Op, size_bytes: int, placement: GroupPlacement,
+             algorithm: str | None = None, protocol: str | None = None):
+        """``(bytes per directed link, latency ns)`` of the chosen algorithm, the input of
+        :meth:`simulator.network.flows.FlowNetwork.transfer` over the links of
+        ``self.topology.capacities()``. Alone on the network the flow takes exactly
+        :meth:`estimate`'s time; bytes are scaled so that a link's plain capacity gives the
+        operation's own pace (protocol share, per-operation NVLink efficiency)."""
+        est = self.estimate(op, size_bytes, placement, algorithm, protocol)
+        gpus = self.group_gpus(placement)
+        share = self.params.protocol_bandwidth[est.protocol]
+        links = self.topology.links
+        loads: dict = defaultdict(float)
+        for ph in self._plan(op, est.algorithm, gpus):
+            for link, per_byte in ph.loads.items():
+                loads[link] += (per_byte * size_bytes / share
+                                * links[link].capacity / self.capacity(op, link))
+        alone = max((b / links[l].capacity for l, b in loads.items()), default=0.0)
+        return dict(loads), max(0.0, est.time_ns - alone)
+
+
+# -- layouts ---------------------------------------------------------------------------------
+def _synthetic_ranks(p: GroupPlacement, gps: int) -> tuple[int, ...]:
+    """A group of rank ids matching a placement summary (for placements without ranks)."""
+    ranks: list[int] = []
+    left = p.size
+    for s in range(p.servers):
+        take = min(p.max_per_server, left - (p.servers - 1 - s))
+        take = max(take, 1)
+        ranks += [s * gps + i for i in range(take)]
+        left -= take
+    return tuple(ranks[:p.size])
+
+
+def _by_server(topo: Topology, gpus) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for g in sorted(gpus):
+        groups.setdefault(topo.server_of(g), []).append(g)
+    return [groups[s] for s in sorted(groups)]
+
+
+def _ring_channels(topo: Topology, gpus) -> list[list[int]]:
+    """NCCL's rings over the group: one per GPU of the fullest server (one per NIC)."""
+    servers = _by_server(topo, gpus)
+    if len(servers) == 1:
+        return [servers[0]]
+    m = max(len(s) for s in servers)
+    rings = []
+    for c in range(m):
+        ring = []
+        for members in servers:
+            k = c % len(members)
+            ring += members[k:] + members[:k]
+        rings.append(ring)
+    return rings
+
+
+def _chain_latency(topo: Topology, ph: Phase, edges, hops: float) -> None:
+    """Hop counts and wire latency of ``hops`` sequential steps over a ring's edges."""
+    cross = [e for e in edges if topo.server_of(e[0]) != topo.server_of(e[1])]
+    local = [e for e in edges if topo.server_of(e[0]) == topo.server_of(e[1])]
+    share = len(cross) / len(edges)
+    ph.net_hops += hops * share
+    ph.nvlink_hops += hops * (1 - share)
+    for group, n in ((cross, hops * share), (local, hops * (1 - share))):
+        if group:
+            ph.wire_ns += n * max(topo.path_latency_ns(topo.route(a, b)) for a, b in group)
+
+
+def _plan_ring(topo: Topology, op: Op, gpus) -> list[Phase]:
+    n = len(gpus)
+    rings = _ring_channels(topo, gpus)
+    ph = Phase("ring")
+    if op is Op.ALLREDUCE:
+        volume, hops = 2 * (n - 1) / n, 2 * (n - 1)
+    elif op in (Op.ALLGATHER, Op.REDUCESCATTER):
+        volume, hops = (n - 1) / n, n - 1
+    else:  # broadcast: a pipelined chain from the root, the whole buffer over every edge
+        volume, hops = 1.0, n - 1
+    root = gpus[0]
+    edges_all = []
+    for ring in rings:
+        if op is Op.BROADCAST:
+            k = ring.index(root)
+            ring = ring[k:] + ring[:k]
+            edges = list(zip(ring, ring[1:]))
+        else:
+            edges = list(zip(ring, ring[1:] + ring[:1]))
+        edges_all += edges
+        for a, b in edges:
+            ph.add(topo.route(a, b), volume / len(rings))
+    _chain_latency(topo, ph, edges_all, hops)
+    return [ph]
+
+
+def _binary_tree(k: int, flip: bool) -> list[tuple[int, int]]:
+    """(parent, child) edges of a heap-shaped binary tree over k nodes (mirrored if flip)."""
+    idx = (lambda i: k - 1 - i) if flip else (lambda i: i)
+    return [(idx((i - 1) // 2), idx(i)) for i in range(1, k)]
+
+
+def _plan_tree(topo: Topology, op: Op, gpus) -> list[Phase]:
+    """NCCL's tree all-reduce: a chain inside each server and a double binary tree across
+    servers, one tree pair per channel (per GPU of the fullest server); reduce goes up and
+    the broadcast comes down, so every tree edge carries the channel's share both ways."""
+    servers = _by_server(topo, gpus)
+    k = len(servers)
+    m = max(len(s) for s in servers)
+    channels = m if k > 1 else 1
+    ph = Phase("tree")
+    for c in range(channels):
+        chains = []
+        for members in servers:
+            j = c % len(members)
+            chains.append(members[j:] + members[:j])     # chain head = the server's leader
+        trees = (_binary_tree(k, False), _binary_tree(k, True)) if k > 1 else ([],)
+        share = 1.0 / channels / len(trees)
+        for tree in trees:
+            for chain in chains:
+                for a, b in zip(chain, chain[1:]):
+                    ph.add(topo.route(a, b), share)
+                    ph.add(topo.route(b, a), share)
+            for parent, child in tree:
+                a, b = chains[parent][0], chains[child][0]
+                ph.add(topo.route(a, b), share)
+                ph.add(topo.route(b, a), share)
+    depth = math.floor(math.log2(k)) if k > 1 else 0
+    ph.nvlink_hops = 2 * (m - 1)
+    ph.net_hops = 2 * depth
+    chain = servers[0]
+    if len(chain) > 1:
+        ph.wire_ns += 2 * (m - 1) * topo.path_latency_ns(topo.route(chain[0], chain[1]))
+    if k > 1:
+        ph.wire_ns += 2 * depth * topo.path_latency_ns(topo.route(servers[0][0], servers[1][0]))
+    return [ph]
+
+
+def _p2p_latency(topo: Topology, ph: Phase, src: int, peers, conc: int) -> None:
+    local = [d for d in peers if topo.server_of(d) == topo.server_of(src)]
+    remote = [d for d in peers if topo.server_of(d) != topo.server_of(src)]
+    ph.nvlink_hops = max(ph.nvlink_hops, math.ceil(len(local) / conc))
+    ph.net_hops = max(ph.net_hops, math.ceil(len(remote) / conc))
+    for group in (local, remote):
+        if group:
+            ph.wire_ns = max(ph.wire_ns, topo.path_latency_ns(topo.route(src, group[-1])))
+
+
+def _add_exchange(topo: Topology, ph: Phase, src: int, dsts, share: float) -> None:
+    """``src`` sends ``share`` of the buffer to each of ``dsts``; transfers to one remote
+    server are routed once to the GPU on the sending NIC's rail there, then spread."""
+    per_server: dict[int, list[int]] = {}
+    for d in dsts:
+        if topo.server_of(d) == topo.server_of(src):
+            ph.add(topo.route(src, d), share)
+        else:
+            per_server.setdefault(topo.server_of(d), []).append(d)
+    for s, members in per_server.items():
+        path = topo.route(src, members[0])
+        # the part up to and including the link into the receiving server's GPU
+        cut = max(i for i, (u, v) in enumerate(path) if v.startswith("gpu")
+                  and int(v[3:]) // topo.gpus_per_server == s and u.startswith("s"))
+        ph.add(path[:cut + 1], share * len(members))
+        entry = int(path[cut][1][3:])
+        for d in members:
+            ph.add(topo.route(entry, d), share)
+
+
+def _plan_direct_a2a(topo: Topology, op: Op, gpus) -> list[Phase]:
+    n = len(gpus)
+    ph = Phase("p2p")
+    conc = topo.spec.nccl.p2p_concurrency
+    for src in gpus:
+        peers = [d for d in gpus if d != src]
+        _add_exchange(topo, ph, src, peers, 1.0 / n)
+        _p2p_latency(topo, ph, src, peers, conc)
+    return [ph]
+
+
+def _plan_hier_a2a(topo: Topology, op: Op, gpus) -> list[Phase] | None:
+    servers = _by_server(topo, gpus)
+    k, m = len(servers), len(servers[0])
+    if k < 2 or m < 2 or any(len(s) != m for s in servers):
+        return None
+    n = len(gpus)
+    conc = topo.spec.nccl.p2p_concurrency
+    intra, inter = Phase("p2p"), Phase("p2p")
+    for members in servers:
+        for i, src in enumerate(members):
+            # 1: to the local GPU j, everything bound for the j-th GPU of any server
+            local_peers = [d for d in members if d != src]
+            _add_exchange(topo, intra, src, local_peers, k / n)
+            _p2p_latency(topo, intra, src, local_peers, conc)
+            # 2: to the i-th GPU of every other server, what its server's GPUs sent for it
+            remote = [s[i] for s in servers if s is not members]
+            _add_exchange(topo, inter, src, remote, m / n)
+            _p2p_latency(topo, inter, src, remote, conc)
+    return [intra, inter]
+
+
+def _plan_sendrecv(topo: Topology, op: Op, gpus) -> list[Phase]:
+    """Rank i sends its whole buffer to rank i+1 (and receives from i-1), as sendrecv_perf;
+    for a pipeline pair that is one send each way."""
+    ph = Phase("p2p")
+    n = len(gpus)
+    for i, src in enumerate(gpus):
+        dst = gpus[(i + 1) % n]
+        ph.add(topo.route(src, dst), 1.0)
+        _p2p_latency(topo, ph, src, [dst], 1)
+    return [ph]
+
+
+_PLANNERS = {
+    "ring": _plan_ring,
+    "tree": _plan_tree,
+    (Op.ALLTOALL, "direct"): _plan_direct_a2a,
+    (Op.ALLTOALL, "hierarchical"): _plan_hier_a2a,
+    (Op.SENDRECV, "direct"): _plan_sendrecv,
+}

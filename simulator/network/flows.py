@@ -1,0 +1,189 @@
+"""Flow-level contention: transfers that share links split their bandwidth max-min fairly.
+
+A *flow* is one collective (or one transfer) aggregated over the links it crosses: a mapping
+``{link_id: bytes}`` of what it moves over each directed link, and a latency paid before its
+data moves. While several flows are active, each link's capacity (bytes per ns) is shared
+max-min fairly: every flow gets the same bandwidth on its busiest link unless a link it
+crosses is saturated by others, in which case it gets its fair share there and the rest goes
+to the others (progressive filling, weighted by how much of the flow crosses each link). A
+flow alone finishes after ``latency + max(bytes_l / capacity_l)``, exactly as the cost
+models price it.
+
+Rates are re-solved only when the set of active flows changes (a flow starts or ends); in
+between, every flow progresses linearly. One simpy event per change, whatever the number
+of links::
+
+    net = FlowNetwork(env, {"nvl0": 370.0, "nic0": 48.5})        # capacities in bytes/ns
+    done = net.transfer({"nic0": 64e6, "nvl0": 8e6}, latency_ns=20_000)
+    yield done                                                     # fires at completion
+    done.value.end_ns, done.value.start_ns
+
+:meth:`NcclCostModel.flow <simulator.costmodel.nccl.NcclCostModel.flow>` gives the loads and
+latency of a collective on a topology, and ``Topology.capacities()`` the links.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Mapping
+
+import simpy
+
+_EPS = 1e-9
+
+
+@dataclass(eq=False)
+class Flow:
+    """One active or finished transfer; ``value`` of the event ``transfer`` returns."""
+
+    loads: dict                      # link -> bytes
+    latency_ns: float
+    name: str = ""
+    submit_ns: float = 0.0           # when transfer() was called
+    start_ns: float | None = None    # when its data began to move (after the latency)
+    end_ns: float | None = None
+    peak: float = 0.0                # bytes on its busiest link
+    weights: dict = field(default_factory=dict)   # link -> share of the peak
+    remaining: float = 1.0           # share of the data still to move
+    rate: float = 0.0                # bytes/ns on its busiest link, now
+    event: simpy.Event | None = None
+
+    @property
+    def bytes(self) -> float:
+        return sum(self.loads.values())
+
+    @property
+    def duration_ns(self) -> float | None:
+        return None if self.end_ns is None else self.end_ns - self.submit_ns
+
+
+class FlowNetwork:
+    """Links with capacities (bytes per ns, i.e. GB/s) shared max-min fairly by flows."""
+
+    def __init__(self, env: simpy.Environment, links: Mapping[Hashable, float],
+                 on_change: Callable[["FlowNetwork"], None] | None = None):
+        bad = [l for l, c in links.items() if not c > 0]
+        if bad:
+            raise ValueError(f"link capacities must be positive: {bad[:5]}")
+        self.env = env
+        self.capacity = dict(links)
+        self.active: list[Flow] = []
+        self.finished = 0
+        self.carried: dict = {l: 0.0 for l in self.capacity}   # bytes moved per link so far
+        self.solves = 0                                         # rate re-solves (for tests)
+        self.on_change = on_change
+        self._last = env.now
+        self._generation = 0
+
+    # -- public ---------------------------------------------------------------------------
+    def transfer(self, loads: Mapping[Hashable, float], latency_ns: float = 0.0,
+                 name: str = "") -> simpy.Event:
+        """Start a flow now; the returned event fires (value: the Flow) when it is done."""
+        unknown = [l for l in loads if l not in self.capacity]
+        if unknown:
+            raise KeyError(f"unknown link(s) {unknown[:5]}")
+        if latency_ns < 0 or any(b < 0 for b in loads.values()):
+            raise ValueError("latency and bytes must not be negative")
+        flow = Flow({l: float(b) for l, b in loads.items() if b > 0}, float(latency_ns), name,
+                    submit_ns=self.env.now)
+        flow.event = self.env.event()
+        if latency_ns > 0:
+            self.env.timeout(latency_ns).callbacks.append(lambda _e: self._join(flow))
+        else:
+            self._join(flow)
+        return flow.event
+
+    def rates(self) -> dict[str, float]:
+        """Current bytes/ns of every active flow on its busiest link (by name)."""
+        return {f.name: f.rate for f in self.active}
+
+    def link_rate(self, link) -> float:
+        """Bytes/ns crossing ``link`` now."""
+        return sum(f.rate * f.weights.get(link, 0.0) for f in self.active)
+
+    # -- internals -------------------------------------------------------------------------
+    def _join(self, flow: Flow) -> None:
+        now = self.env.now
+        flow.start_ns = now
+        if not flow.loads:
+            self._finish(flow, now)
+            return
+        flow.peak = max(flow.loads.values())
+        flow.weights = {l: b / flow.peak for l, b in flow.loads.items()}
+        self._advance(now)
+        self.active.append(flow)
+        self._resolve()
+
+    def _advance(self, now: float) -> None:
+        """Move every active flow forward at its current rate up to ``now``."""
+        dt = now - self._last
+        if dt > 0:
+            for f in self.active:
+                moved = f.rate * dt / f.peak          # share of the flow's data
+                moved = min(moved, f.remaining)
+                f.remaining -= moved
+                for l, b in f.loads.items():
+                    self.carried[l] += moved * b
+        self._last = now
+
+    def _resolve(self) -> None:
+        """Max-min fair rates by progressive filling, then wake up at the next completion."""
+        self.solves += 1
+        flows = self.active
+        for f in flows:
+            f.rate = 0.0
+        left = {}
+        users: dict = {}
+        for f in flows:
+            for l, w in f.weights.items():
+                users.setdefault(l, []).append((f, w))
+                left[l] = self.capacity[l]
+        unfrozen = set(flows)
+        while unfrozen:
+            step, tight = None, []
+            for l, us in users.items():
+                w = sum(wt for f, wt in us if f in unfrozen)
+                if w <= 0:
+                    continue
+                inc = left[l] / w
+                if step is None or inc < step * (1 - _EPS):
+                    step, tight = inc, [l]
+                elif inc <= step * (1 + _EPS):
+                    tight.append(l)
+            if step is None:
+                break
+            for l, us in users.items():
+                left[l] -= step * sum(wt for f, wt in us if f in unfrozen)
+            for f in unfrozen:
+                f.rate += step
+            for l in tight:
+                for f, _ in users[l]:
+                    unfrozen.discard(f)
+        self._generation += 1
+        gen = self._generation
+        if flows:
+            wait = min(f.remaining * f.peak / f.rate for f in flows)
+            self.env.timeout(max(wait, 0.0)).callbacks.append(lambda _e: self._wake(gen))
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def _wake(self, gen: int) -> None:
+        if gen != self._generation:
+            return                                  # rates changed since: a stale wake-up
+        now = self.env.now
+        self._advance(now)
+        done = [f for f in self.active if f.remaining * f.peak <= 1e-6 + 1e-12 * f.peak]
+        if not done:                                # rounding: finish the nearest one
+            done = [min(self.active, key=lambda f: f.remaining * f.peak / f.rate)]
+        for f in done:
+            self.active.remove(f)
+            for l, b in f.loads.items():
+                self.carried[l] += f.remaining * b
+            f.remaining = 0.0
+            f.rate = 0.0
+            self._finish(f, now)
+        self._resolve()
+
+    def _finish(self, flow: Flow, now: float) -> None:
+        flow.end_ns = now
+        self.finished += 1
+        flow.event.succeed(flow)

@@ -1,0 +1,253 @@
+"""A topology instance: the networkx graph of GPUs, switches, NICs and links, and routes.
+
+Nodes are named ``gpu<g>`` (global GPU id g = server * gpus_per_server + local index),
+``s<s>.nvsw`` (a server's NVSwitch), ``s<s>.nic<k>``, ``pod<p>.leaf<r>`` (rail-optimized:
+the leaf of rail r in pod p) or ``pod<p>.leaf`` (fat tree), and ``spine`` (the spine layer,
+one node: it never limits bandwidth itself, the leaves' uplinks do). Every physical link is
+two directed edges (one per direction), each with ``bandwidth`` (GB/s == bytes/ns, line
+rate), ``efficiency`` (share of the line rate large transfers reach), ``latency`` (ns) and
+``kind`` (nvlink, pcie, nic, fabric). A link's id is the edge ``(u, v)``.
+
+Routes follow what NCCL does on such machines: inside a server over NVLink (through the
+NVSwitch, or the direct link); across servers out of the sending GPU's own NIC (one NIC per
+GPU), through the rail's leaf (and the spine when the servers sit under different leaves),
+into the NIC of the same rail on the receiving server, and over NVLink to the receiving GPU
+when that NIC is another GPU's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import networkx as nx
+
+from ..errors import InputError
+from .spec import TopologySpec
+
+LinkId = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    bandwidth: float     # GB/s per direction (line rate); GB/s == bytes per ns
+    efficiency: float
+    latency_ns: int
+    kind: str            # nvlink | pcie | nic | fabric
+
+    @property
+    def capacity(self) -> float:
+        """Achievable bytes per nanosecond."""
+        return self.bandwidth * self.efficiency
+
+
+def gpu_node(g: int) -> str:
+    return f"gpu{g}"
+
+
+class Topology:
+    """``servers`` servers built from ``spec``; see the module docstring for names."""
+
+    def __init__(self, spec: TopologySpec, servers: int | None = None):
+        self.spec = spec
+        self.servers = servers if servers is not None else (spec.servers or 1)
+        self.gpus_per_server = spec.gpus_per_server
+        self.num_gpus = self.servers * self.gpus_per_server
+        self.name = spec.name
+        if self.servers > 1 and spec.fabric is None:
+            raise InputError(
+                f"GPUs on different servers are not reachable: the topology has no fabric, so "
+                f"it holds at most one server of {self.gpus_per_server} GPUs "
+                f"({self.num_gpus} needed)", path=spec.source, field="fabric")
+        self.graph = nx.DiGraph(name=spec.name)
+        self.links: dict[LinkId, Link] = {}
+        self._nics_of_gpu: list[list[int]] = []   # local index -> NIC indices on its server
+        self._gpu_of_nic: list[int] = []          # NIC index -> the local GPU it hangs off
+        self._build()
+        self._check_reachable()
+        self.rank_gpu = self._rank_map()
+        self.route = lru_cache(maxsize=1 << 16)(self._route)
+
+    # -- building -----------------------------------------------------------------------
+    def _add(self, u: str, v: str, bw: float, eff: float, lat: int, kind: str,
+             lat_back: int | None = None) -> None:
+        for a, b, latency in ((u, v, lat), (v, u, lat if lat_back is None else lat_back)):
+            link = Link(bw, eff, latency, kind)
+            self.links[(a, b)] = link
+            self.graph.add_edge(a, b, bandwidth=bw, efficiency=eff, latency=latency, kind=kind)
+
+    def _build(self) -> None:
+        spec, gps = self.spec, self.gpus_per_server
+        su = spec.scale_up
+        nics = spec.nics
+        k_per_server = nics.per_server(gps) if nics else 0
+        if nics:
+            for local in range(gps):
+                if k_per_server >= gps:
+                    per = k_per_server // gps
+                    self._nics_of_gpu.append(list(range(local * per, (local + 1) * per)))
+                else:
+                    self._nics_of_gpu.append([local * k_per_server // gps])
+            self._gpu_of_nic = [min(l for l in range(gps) if k in self._nics_of_gpu[l])
+                                for k in range(k_per_server)]
+        for s in range(self.servers):
+            for local in range(gps):
+                g = s * gps + local
+                self.graph.add_node(gpu_node(g), kind="gpu", server=s, local=local)
+            if su.type == "nvswitch":
+                sw = f"s{s}.nvsw"
+                self.graph.add_node(sw, kind="nvswitch", server=s)
+                for local in range(gps):
+                    self._add(gpu_node(s * gps + local), sw, su.bandwidth_gbps, su.efficiency,
+                              su.latency_ns, "nvlink")
+            else:
+                for a, b, bw in su.links:
+                    self._add(gpu_node(s * gps + a), gpu_node(s * gps + b), bw, su.efficiency,
+                              su.latency_ns, "nvlink")
+            if nics:
+                for k in range(k_per_server):
+                    nic = f"s{s}.nic{k}"
+                    self.graph.add_node(nic, kind="nic", server=s, rail=k)
+                for local in range(gps):
+                    for k in self._nics_of_gpu[local]:
+                        self._add(gpu_node(s * gps + local), f"s{s}.nic{k}", nics.pcie_gbps,
+                                  nics.efficiency, 0, "pcie")
+        fab = spec.fabric
+        if fab is None or nics is None:
+            return
+        pods = -(-self.servers // fab.servers_per_leaf)
+        rails = k_per_server if fab.type == "rail-optimized" else 1
+        nics_per_leaf = fab.servers_per_leaf * (1 if fab.type == "rail-optimized" else k_per_server)
+        uplink = nics_per_leaf * nics.bandwidth_gbps / fab.oversubscription
+        for s in range(self.servers):
+            pod = s // fab.servers_per_leaf
+            for k in range(k_per_server):
+                leaf = self.leaf_name(pod, k)
+                self.graph.add_node(leaf, kind="leaf", pod=pod)
+                # into the leaf: cable + the leaf's latency; out of it: the cable
+                self._add(f"s{s}.nic{k}", leaf, nics.bandwidth_gbps, nics.efficiency,
+                          nics.latency_ns + fab.leaf_latency_ns, "nic", lat_back=nics.latency_ns)
+        if pods > 1:
+            self.graph.add_node("spine", kind="spine")
+            for pod in range(pods):
+                for r in range(rails):
+                    self._add(self.leaf_name(pod, r), "spine", uplink, nics.efficiency,
+                              fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns)
+
+    def leaf_name(self, pod: int, nic: int) -> str:
+        if self.spec.fabric.type == "rail-optimized":
+            return f"pod{pod}.leaf{nic}"
+        return f"pod{pod}.leaf"
+
+    def _check_reachable(self) -> None:
+        if self.spec.scale_up.type != "direct":
+            return
+        gps = self.gpus_per_server
+        sub = nx.Graph()
+        sub.add_nodes_from(range(gps))
+        sub.add_edges_from((a, b) for a, b, _ in self.spec.scale_up.links)
+        parts = list(nx.connected_components(sub))
+        if len(parts) > 1:
+            main = max(parts, key=len)
+            lost = sorted(g for part in parts if part is not main for g in part)
+            raise InputError(f"GPUs not reachable over NVLink: local GPU(s) {lost} have no "
+                             f"path to GPU {min(main)}; add them to scale_up.links",
+                             path=self.spec.source, field="scale_up.links")
+
+    def _rank_map(self) -> list[int]:
+        given = self.spec.ranks or ()
+        for i, g in enumerate(given):
+            if g >= self.num_gpus:
+                raise InputError(f"rank {i} is placed on GPU {g}, but the topology has "
+                                 f"{self.num_gpus} GPUs", path=self.spec.source,
+                                 field=f"placement.ranks[{i}]")
+        used = set(given)
+        rest = [g for g in range(self.num_gpus) if g not in used]
+        return list(given) + rest
+
+    # -- queries ------------------------------------------------------------------------
+    def gpu_of_rank(self, rank: int) -> int:
+        if not 0 <= rank < self.num_gpus:
+            raise InputError(f"rank {rank} does not exist: topology {self.name} has "
+                             f"{self.num_gpus} GPUs", path=self.spec.source)
+        return self.rank_gpu[rank]
+
+    def server_of(self, gpu: int) -> int:
+        return gpu // self.gpus_per_server
+
+    def local_of(self, gpu: int) -> int:
+        return gpu % self.gpus_per_server
+
+    def nic_of(self, gpu: int) -> int:
+        """The NIC (index on its server) a GPU sends through: its own, the closest one."""
+        if not self._nics_of_gpu:
+            raise InputError(f"topology {self.name} has no NICs", path=self.spec.source)
+        return self._nics_of_gpu[self.local_of(gpu)][0]
+
+    def nics_of(self, gpu: int) -> list[int]:
+        return list(self._nics_of_gpu[self.local_of(gpu)]) if self._nics_of_gpu else []
+
+    def _nvlink_path(self, src: int, dst: int) -> tuple[LinkId, ...]:
+        if src == dst:
+            return ()
+        a, b = gpu_node(src), gpu_node(dst)
+        if self.spec.scale_up.type == "nvswitch":
+            sw = f"s{self.server_of(src)}.nvsw"
+            return ((a, sw), (sw, b))
+        if (a, b) in self.links:
+            return ((a, b),)
+        server = self.server_of(src)
+        nodes = nx.shortest_path(self.graph.subgraph(
+            [gpu_node(server * self.gpus_per_server + i) for i in range(self.gpus_per_server)]),
+            a, b)
+        return tuple(zip(nodes, nodes[1:]))
+
+    def _route(self, src: int, dst: int, nic: int | None = None) -> tuple[LinkId, ...]:
+        """Directed links from GPU ``src`` to GPU ``dst`` (``nic``: the sending NIC index)."""
+        if src == dst:
+            return ()
+        s_src, s_dst = self.server_of(src), self.server_of(dst)
+        if s_src == s_dst:
+            return self._nvlink_path(src, dst)
+        k = self.nic_of(src) if nic is None else nic
+        gps = self.gpus_per_server
+        fab = self.spec.fabric
+        out: list[LinkId] = []
+        exit_gpu = s_src * gps + self._gpu_of_nic[k]
+        out += self._nvlink_path(src, exit_gpu)            # PXN: to the GPU next to NIC k
+        nic_a = f"s{s_src}.nic{k}"
+        out.append((gpu_node(exit_gpu), nic_a))
+        if fab.type == "rail-optimized":
+            k_dst = k                                        # stay on the rail
+        else:
+            k_dst = self.nic_of(dst)                         # any leaf port: the receiver's NIC
+        pod_a, pod_b = s_src // fab.servers_per_leaf, s_dst // fab.servers_per_leaf
+        leaf_a, leaf_b = self.leaf_name(pod_a, k), self.leaf_name(pod_b, k_dst)
+        nic_b = f"s{s_dst}.nic{k_dst}"
+        out.append((nic_a, leaf_a))
+        if leaf_a != leaf_b:
+            out += [(leaf_a, "spine"), ("spine", leaf_b)]
+        out.append((leaf_b, nic_b))
+        entry_gpu = s_dst * gps + self._gpu_of_nic[k_dst]
+        out.append((nic_b, gpu_node(entry_gpu)))
+        out += self._nvlink_path(entry_gpu, dst)
+        return tuple(out)
+
+    def path_latency_ns(self, path) -> int:
+        return sum(self.links[l].latency_ns for l in path)
+
+    def capacities(self) -> dict[LinkId, float]:
+        """Achievable bytes per nanosecond of every directed link (for FlowNetwork)."""
+        return {lid: link.capacity for lid, link in self.links.items()}
+
+    def describe(self) -> dict:
+        s = self.spec
+        d = {"topology": s.name, "servers": self.servers, "gpus_per_server": s.gpus_per_server,
+             "scale_up": s.scale_up.type, "scale_up_gbps": s.scale_up.bandwidth_gbps}
+        if s.nics:
+            d.update(nics_per_server=s.nics.per_server(s.gpus_per_server),
+                     nic_gbps=s.nics.bandwidth_gbps)
+        if s.fabric:
+            d.update(fabric=s.fabric.type, oversubscription=s.fabric.oversubscription)
+        d["call_overhead_us"] = s.nccl.call_overhead_ns / 1000
+        d["method"] = s.nccl.method
+        return d

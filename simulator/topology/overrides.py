@@ -1,0 +1,77 @@
+"""``--topology``: a (cluster, NcclCostModel) pair from a topology and the cluster flags.
+
+The engine places groups on servers of ``Cluster.gpus_per_server`` GPUs, so the cluster is
+derived from the topology. Cluster flags change the topology where they can apply
+(bandwidths, NIC count, the per-call floor) and are refused where they cannot
+(``--gpus-per-server`` different from the topology's, NIC flags on a topology without NICs).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from ..cluster import Cluster
+from ..errors import InputError
+from . import load_spec
+from .spec import TopologySpec
+
+
+def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, nic_gbps=None,
+                    nics_per_server=None, base_latency_ns=None) -> TopologySpec:
+    gps = spec.gpus_per_server
+    if gpus_per_server is not None and gpus_per_server != gps:
+        raise InputError(f"topology {spec.name} has {gps} GPUs per server; change its YAML "
+                         f"rather than asking for {gpus_per_server}", field="--gpus-per-server")
+    if nvlink_gbps is not None:
+        su = spec.scale_up
+        scale = nvlink_gbps / su.bandwidth_gbps
+        spec = replace(spec, scale_up=replace(
+            su, bandwidth_gbps=nvlink_gbps,
+            links=tuple((a, b, bw * scale) for a, b, bw in su.links)))
+    if nic_gbps is not None or nics_per_server is not None:
+        flag = "--nic-gbps" if nic_gbps is not None else "--nics-per-server"
+        if spec.nics is None:
+            raise InputError(f"topology {spec.name} has no NICs (one server, NVLink only)",
+                             field=flag)
+        nics = spec.nics
+        if nic_gbps is not None:
+            nics = replace(nics, bandwidth_gbps=nic_gbps)
+        if nics_per_server is not None:
+            if nics_per_server % gps == 0:
+                nics = replace(nics, attach="gpu", count=nics_per_server // gps)
+            elif gps % nics_per_server == 0:
+                nics = replace(nics, attach="server", count=nics_per_server)
+            else:
+                raise InputError(f"{nics_per_server} NICs cannot be shared evenly by {gps} GPUs",
+                                 field="--nics-per-server")
+        spec = replace(spec, nics=nics)
+    if base_latency_ns is not None:
+        spec = replace(spec, nccl=replace(spec.nccl, call_overhead_ns=base_latency_ns,
+                                          call_overhead_op=()))
+    return spec
+
+
+def cluster_for(spec: TopologySpec) -> Cluster:
+    """The engine's view of a topology: its server size and headline figures."""
+    d = Cluster()
+    nics = spec.nics
+    return Cluster(
+        name=spec.name, gpus_per_server=spec.gpus_per_server,
+        nvlink_gbps=spec.scale_up.bandwidth_gbps, nvlink_efficiency=spec.scale_up.efficiency,
+        nic_gbps=nics.bandwidth_gbps if nics else d.nic_gbps,
+        nic_efficiency=nics.efficiency if nics else d.nic_efficiency,
+        nics_per_server=nics.per_server(spec.gpus_per_server) if nics else d.nics_per_server,
+        base_latency_ns=spec.nccl.call_overhead_ns)
+
+
+def topology_cost_model(args: argparse.Namespace):
+    from ..costmodel.nccl import NcclCostModel
+
+    spec = load_spec(args.topology)
+    spec = apply_overrides(spec, gpus_per_server=args.gpus_per_server,
+                           nvlink_gbps=args.nvlink_gbps, nic_gbps=args.nic_gbps,
+                           nics_per_server=args.nics_per_server,
+                           base_latency_ns=args.base_latency)
+    model = NcclCostModel(spec, algorithm=getattr(args, "algorithm", None),
+                          protocol=getattr(args, "protocol", None))
+    return cluster_for(spec), model

@@ -1,0 +1,104 @@
+"""GPU-only collective times on 2 GPUs: eager back-to-back average and CUDA-graph replay.
+
+The source of the h200x2 preset's base latencies and protocol shares (topologies/h200x2.yaml).
+Per op and size (1 KiB .. 1 GiB, bf16): 5 warm-up calls, then `iters` calls issued back to
+back timed with CUDA events (eager_us: their average), then the same calls captured in one
+CUDA graph and replayed 3 times (graph_us: per call; no host dispatch, so this is the
+device time nccl-tests would see). Needs PyTorch with NCCL and 2 GPUs::
+
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    python3 measure_cuda_graph.py --out auto.csv
+    python3 measure_cuda_graph.py --out ll.csv --ops all_reduce,all_gather --proto LL --max-log2 28
+
+(what produced h200x2_cuda_graph_collectives.csv and h200x2_cuda_graph_protocols.csv).
+"""
+import argparse, csv, os, sys, time
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--ops", default="all_reduce,all_gather,reduce_scatter,all_to_all,broadcast,sendrecv")
+    ap.add_argument("--proto", default="")
+    ap.add_argument("--algo", default="")
+    ap.add_argument("--max-log2", type=int, default=30)
+    a = ap.parse_args()
+    import torch.multiprocessing as mp
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    if a.proto: os.environ["NCCL_PROTO"] = a.proto
+    if a.algo: os.environ["NCCL_ALGO"] = a.algo
+    mp.spawn(worker, args=(2, a), nprocs=2, join=True)
+
+def worker(rank, world, a):
+    import torch, torch.distributed as dist
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", rank=rank, world_size=world, device_id=torch.device(f"cuda:{rank}"))
+    x = torch.ones(1024, device="cuda"); dist.all_reduce(x); torch.cuda.synchronize()
+    rows = []
+    sizes = [1 << k for k in range(10, a.max_log2 + 1)]
+    for op in a.ops.split(","):
+        for S in sizes:
+            n = S // 2
+            dt = torch.bfloat16
+            if op == "all_reduce":
+                buf = torch.randn(n, device="cuda", dtype=dt)
+                fn = lambda: dist.all_reduce(buf)
+            elif op == "all_gather":
+                out = torch.empty(n, device="cuda", dtype=dt); inp = torch.randn(n // world, device="cuda", dtype=dt)
+                fn = lambda: dist.all_gather_into_tensor(out, inp)
+            elif op == "reduce_scatter":
+                inp = torch.randn(n, device="cuda", dtype=dt); out = torch.empty(n // world, device="cuda", dtype=dt)
+                fn = lambda: dist.reduce_scatter_tensor(out, inp)
+            elif op == "all_to_all":
+                inp = torch.randn(n, device="cuda", dtype=dt); out = torch.empty(n, device="cuda", dtype=dt)
+                fn = lambda: dist.all_to_all_single(out, inp)
+            elif op == "broadcast":
+                buf = torch.randn(n, device="cuda", dtype=dt)
+                fn = lambda: dist.broadcast(buf, 0)
+            elif op == "sendrecv":
+                sb = torch.randn(n, device="cuda", dtype=dt); rb = torch.empty(n, device="cuda", dtype=dt)
+                def fn():
+                    ops = [dist.P2POp(dist.isend, sb, (rank + 1) % world), dist.P2POp(dist.irecv, rb, (rank - 1) % world)]
+                    for r in dist.batch_isend_irecv(ops): r.wait()
+            iters = 20 if S <= (64 << 20) else 5
+            for _ in range(5): fn()
+            torch.cuda.synchronize(); dist.barrier(); torch.cuda.synchronize()
+            e0 = torch.cuda.Event(enable_timing=True); e1 = torch.cuda.Event(enable_timing=True)
+            e0.record()
+            for _ in range(iters): fn()
+            e1.record(); torch.cuda.synchronize()
+            eager = e0.elapsed_time(e1) * 1000 / iters
+            graph = float("nan")
+            try:
+                g = torch.cuda.CUDAGraph()
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    fn()
+                torch.cuda.current_stream().wait_stream(s)
+                torch.cuda.synchronize()
+                with torch.cuda.graph(g):
+                    for _ in range(iters): fn()
+                g.replay(); torch.cuda.synchronize(); dist.barrier(); torch.cuda.synchronize()
+                reps = 3
+                e0.record()
+                for _ in range(reps): g.replay()
+                e1.record(); torch.cuda.synchronize()
+                graph = e0.elapsed_time(e1) * 1000 / (iters * reps)
+                del g
+            except Exception as exc:
+                if rank == 0: print("graph failed", op, S, repr(exc)[:200], flush=True)
+            t = torch.tensor([eager, graph], device="cuda", dtype=torch.float64)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            if rank == 0:
+                rows.append([op, world, S, round(t[0].item(), 3), round(t[1].item(), 3), a.proto or "auto", a.algo or "auto"])
+                print(rows[-1], flush=True)
+            del fn
+            torch.cuda.empty_cache()
+    if rank == 0:
+        with open(a.out, "w", newline="") as fh:
+            w = csv.writer(fh); w.writerow(["op", "ranks", "bytes", "eager_us", "graph_us", "proto", "algo"]); w.writerows(rows)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    main()
