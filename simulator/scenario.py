@@ -80,3 +80,134 @@ def resolve_all(specs: list[StragglerSpec], world: int, draw: int = 0) -> tuple[
         for rank, f in spec.resolve(world, draw):
             factors[rank] = factors.get(rank, 1.0) * f
     return tuple(sorted((r, f) for r, f in factors.items() if f != 1.0))
+
+
+DEGRADE_FLAG = "--degrade"
+
+
+@dataclass(frozen=True)
+class DegradeSpec:
+    """Slower scale-out NICs on one server or one GPU: ``server=3,nic=0.5,latency=5us``."""
+
+    text: str
+    server: int | None = None
+    rank: int | None = None
+    nic: float = 1.0
+    extra_latency_ns: int = 0
+
+    def resolve(self, world: int, gpus_per_server: int) -> list[tuple[int, float, int]]:
+        if self.server is not None:
+            first = self.server * gpus_per_server
+            if first >= world:
+                raise InputError(f"server {self.server} is outside the job's "
+                                 f"{-(-world // gpus_per_server)} servers (in {self.text!r})",
+                                 field=DEGRADE_FLAG)
+            ranks = range(first, min(first + gpus_per_server, world))
+        else:
+            if self.rank >= world:
+                raise InputError(f"rank {self.rank} is outside the job's {world} ranks "
+                                 f"(in {self.text!r})", field=DEGRADE_FLAG)
+            ranks = [self.rank]
+        return [(r, self.nic, self.extra_latency_ns) for r in ranks]
+
+
+def parse_degrade(text: str) -> DegradeSpec:
+    from .units import parse_latency_ns
+
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"expected key=value pairs such as 'server=3,nic=0.5', got {text!r}",
+                             field=DEGRADE_FLAG)
+        fields[key.strip()] = value.strip()
+    unknown = set(fields) - {"server", "rank", "nic", "latency"}
+    if unknown:
+        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} in {text!r}; use server "
+                         "or rank, nic (bandwidth factor), latency (extra, e.g. 5us)",
+                         field=DEGRADE_FLAG)
+    if ("server" in fields) == ("rank" in fields):
+        raise InputError(f"give exactly one of server= or rank= in {text!r}", field=DEGRADE_FLAG)
+    try:
+        server = int(fields["server"]) if "server" in fields else None
+        rank = int(fields["rank"]) if "rank" in fields else None
+        nic = float(fields.get("nic", "1"))
+        extra = parse_latency_ns(fields["latency"]) if "latency" in fields else 0
+    except ValueError as exc:
+        raise InputError(f"bad value in {text!r}: {exc}", field=DEGRADE_FLAG) from None
+    if not 0 < nic <= 1:
+        raise InputError(f"nic is a bandwidth factor in (0, 1], got {nic}", field=DEGRADE_FLAG)
+    if (server is not None and server < 0) or (rank is not None and rank < 0) or extra < 0:
+        raise InputError(f"negative value in {text!r}", field=DEGRADE_FLAG)
+    if nic == 1 and extra == 0:
+        raise InputError(f"{text!r} changes nothing: give nic=<factor below 1> or latency=",
+                         field=DEGRADE_FLAG)
+    return DegradeSpec(text=text, server=server, rank=rank, nic=nic, extra_latency_ns=extra)
+
+
+def resolve_degrades(specs: list[DegradeSpec], world: int,
+                     gpus_per_server: int) -> tuple[tuple[int, float, int], ...]:
+    """(rank, NIC factor, extra latency) per affected rank; overlapping specs compound."""
+    out: dict[int, tuple[float, int]] = {}
+    for spec in specs:
+        for rank, factor, extra in spec.resolve(world, gpus_per_server):
+            f0, e0 = out.get(rank, (1.0, 0))
+            out[rank] = (f0 * factor, e0 + extra)
+    return tuple(sorted((r, f, e) for r, (f, e) in out.items()))
+
+
+@dataclass(frozen=True)
+class FailureSpec:
+    at_ns: int
+    restart_ns: int | None
+    lost_iterations: int = 0
+
+
+def parse_failure(text: str) -> FailureSpec:
+    """``at=120ms,restart=300s[,lost-iterations=N]``: a node fails during the iteration."""
+    from .units import parse_latency_ns
+
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InputError(f"expected key=value pairs such as 'at=120ms,restart=300s', got "
+                             f"{text!r}", field="--fail")
+        fields[key.strip()] = value.strip()
+    unknown = set(fields) - {"at", "restart", "lost-iterations", "server", "rank"}
+    if unknown or "at" not in fields:
+        raise InputError(f"--fail needs at= (and optionally restart=, lost-iterations=); got "
+                         f"{text!r}", field="--fail")
+    try:
+        at = parse_latency_ns(fields["at"])
+        restart = parse_latency_ns(fields["restart"]) if "restart" in fields else None
+        lost = int(fields.get("lost-iterations", "0"))
+    except ValueError as exc:
+        raise InputError(f"bad value in {text!r}: {exc}", field="--fail") from None
+    if lost < 0:
+        raise InputError("lost-iterations must not be negative", field="--fail")
+    return FailureSpec(at_ns=at, restart_ns=restart, lost_iterations=lost)
+
+
+def failure_report(spec: FailureSpec, iteration_ns: int) -> dict:
+    """Lost time when a node fails ``at_ns`` into an iteration of ``iteration_ns``.
+
+    A synchronous job cannot finish the iteration without the failed node: the work since the
+    last checkpoint (this iteration's ``at_ns`` plus ``lost_iterations`` whole ones) is lost,
+    and the restart costs ``restart_ns``. Without a restart the iteration never completes.
+    """
+    if spec.at_ns >= iteration_ns:
+        return {"fails_at_us": spec.at_ns / 1e3, "lost_us": 0.0,
+                "summary": f"the failure at {spec.at_ns / 1e6:g} ms comes after the iteration "
+                           f"ends ({iteration_ns / 1e6:.3f} ms): nothing is lost"}
+    if spec.restart_ns is None:
+        return {"fails_at_us": spec.at_ns / 1e3, "lost_us": None, "stalls": True,
+                "summary": f"a node fails at {spec.at_ns / 1e6:g} ms: the iteration stalls "
+                           "and never completes (give restart= for a restart from checkpoint)"}
+    lost = spec.at_ns + spec.lost_iterations * iteration_ns + spec.restart_ns
+    return {"fails_at_us": spec.at_ns / 1e3, "restart_us": spec.restart_ns / 1e3,
+            "lost_us": lost / 1e3, "iteration_with_failure_us": (lost + iteration_ns) / 1e3,
+            "summary": f"a node fails at {spec.at_ns / 1e6:g} ms: {lost / 1e6:.3f} ms lost "
+                       f"({spec.at_ns / 1e6:g} ms of this iteration, {spec.lost_iterations} "
+                       f"earlier iteration(s), restart {spec.restart_ns / 1e6:g} ms); the "
+                       f"iteration completes after {(lost + iteration_ns) / 1e6:.3f} ms"}

@@ -28,6 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="slow GPUs: 'rank=17,compute=1.3' (30%% slower compute), "
                         "'ranks=0-7,compute=1.1', or 'fraction=0.01,compute=1.2,seed=7' "
                         "(a random 1%% of the ranks); repeatable")
+    w.add_argument("--degrade", action="append", default=[], metavar="SPEC",
+                   help="slower scale-out NICs: 'server=3,nic=0.5' (half bandwidth on server "
+                        "3), 'rank=17,nic=0.25,latency=5us' (one GPU's NIC, 5 us more "
+                        "latency); repeatable")
+    w.add_argument("--fail", metavar="SPEC",
+                   help="a node fails during the iteration: 'at=120ms,restart=300s' (restart "
+                        "cost) [',lost-iterations=N' since the last checkpoint]; reports the "
+                        "lost time")
+    w.add_argument("--sensitivity", action="store_true",
+                   help="re-simulate with each group's communication 10%% faster and report "
+                        "how much the iteration gains (which group's bandwidth matters)")
     w.add_argument("--draws", type=positive_int, default=1, metavar="N",
                    help="with a 'fraction=' straggler: simulate N random draws and report the "
                         "step-time distribution (percentiles)")
@@ -59,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from ..report.summary import summary_dict
     from ..report.text import render_text
 
-    from ..scenario import parse_straggler, resolve_all
+    from ..scenario import (failure_report, parse_degrade, parse_failure, parse_straggler,
+                            resolve_all, resolve_degrades)
 
     specs = [parse_straggler(text) for text in args.straggler]
+    degrade_specs = [parse_degrade(text) for text in args.degrade]
+    failure_spec = parse_failure(args.fail) if args.fail else None
     random_specs = any(s.fraction is not None for s in specs)
     if args.draws > 1 and not random_specs:
         raise InputError("--draws needs a random straggler ('fraction=...')", field="--draws")
@@ -77,10 +91,12 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")
             world = resolve_world(workload, args.gpus)
 
-        def run_once(draw: int, trace: bool):
+        def run_once(draw: int, trace: bool, comm_scale=()):
             return simulate(workload, cluster, cost_model, options=SimulationOptions(
                 gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=trace,
-                engine=args.engine, stragglers=resolve_all(specs, world, draw)))
+                engine=args.engine, stragglers=resolve_all(specs, world, draw),
+                degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
+                comm_scale=comm_scale))
 
         result = run_once(0, tracing)
         draws = [result.iteration_ns]
@@ -88,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")  # the first run already said everything once
             for d in range(1, args.draws):
                 draws.append(run_once(d, False).iteration_ns)
+            if args.sensitivity:
+                result.sensitivity = {
+                    g: run_once(0, False, ((g, 1 / 1.1),)).iteration_ns
+                    for g in ("TP", "EP", "DP", "DP_EP", "PP") if g not in result.free_groups}
+    if failure_spec is not None:
+        result.failure = failure_report(failure_spec, result.iteration_ns)
+        result.notes.append(result.failure["summary"])
     if len(draws) > 1:
         result.step_time_draws_ns = draws
 

@@ -33,6 +33,12 @@ class AnalyticalCostModel(CostModel):
                 "nvlink_gbps": c.nvlink_gbps, "nic_gbps": c.nic_gbps,
                 "nics_per_server": c.nics_per_server}
 
+    def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> "AnalyticalCostModel":
+        c = self.cluster
+        return AnalyticalCostModel(c.with_overrides(
+            name=f"{c.name} (NIC x{nic_factor:g})", nic_gbps=c.nic_gbps * nic_factor,
+            nic_hop_ns=c.nic_hop_ns + extra_nic_latency_ns))
+
     # bandwidths in bytes per nanosecond (== GB/s)
     def nvlink_bw(self) -> float:
         return self.cluster.nvlink_gbps * self.cluster.nvlink_efficiency

@@ -181,7 +181,7 @@ class NcclCostModel(CostModel):
                  algorithm: str | None = None, protocol: str | None = None) -> Estimate:
         """The chosen (fastest, or forced) algorithm and protocol with the time parts."""
         cands = self.candidates(op, size_bytes, placement, algorithm, protocol)
-        return min(cands, key=lambda e: e.time_ns)
+        return min(cands, key=lambda e: e.gpu_ns)      # NCCL's tuner knows nothing of the host
 
     def candidates(self, op: Op, size_bytes: int, placement: GroupPlacement | tuple,
                    algorithm: str | None = None, protocol: str | None = None) -> list[Estimate]:

@@ -38,6 +38,7 @@ class PricedRow:
     wg_comm_ns: int
     update_ns: int
     recompute_from: int   # position in the sequence to replay forward from, or -1
+    comms: tuple = ()     # the row's (fwd, ig, wg) Comm, for re-pricing a rank class
 
 
 @dataclass(slots=True)

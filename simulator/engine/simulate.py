@@ -1,7 +1,7 @@
 """Wire a workload, a parallel layout and a cost model into one pipeline simulation."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,10 @@ class SimulationOptions:
     engine: str = "fast"             # fast (pass-level, memoized) or detailed (row-level)
     # rank -> compute-time factor (a slow GPU); any entry makes ranks differ (detailed engine)
     stragglers: tuple[tuple[int, float], ...] = ()
+    # rank -> (NIC bandwidth factor, extra NIC latency in ns): a degraded NIC or link
+    degraded: tuple[tuple[int, float, int], ...] = ()
+    # (group name, factor) on that group's collective times: sensitivity studies
+    comm_scale: tuple[tuple[str, float], ...] = ()
 
 
 def resolve_world(workload: Workload, gpus: int | None) -> int:
@@ -64,16 +68,22 @@ class _Pricer:
     """Prices a row's collectives on one stage: the slowest placement of that group kind."""
 
     def __init__(self, par: ParallelConfig, cost: CostModel,
-                 placements: dict[Group, list[GroupPlacement]]):
+                 placements: dict[Group, list[GroupPlacement]], scale: dict | None = None):
         self.par = par
         self.cost = cost
         self.placements = placements
+        self.scale = scale or {}  # group -> factor on collective times (sensitivity studies)
+
+    def with_cost(self, cost: CostModel) -> "_Pricer":
+        return _Pricer(self.par, cost, self.placements, self.scale)
 
     def comm_ns(self, comm: Comm) -> int:
         if comm.op is None or comm.size_bytes == 0 or self.par.size(comm.group) <= 1:
             return 0
-        return max(self.cost.collective_ns(comm.op, comm.size_bytes, p)
-                   for p in self.placements[comm.group])
+        ns = max(self.cost.collective_ns(comm.op, comm.size_bytes, p)
+                 for p in self.placements[comm.group])
+        factor = self.scale.get(comm.group)
+        return ns if factor is None else round(ns * factor)
 
     def priced(self, row, key, recompute_from: int) -> PricedRow:
         fwd, ig, wg = self.comm_ns(row.fwd), self.comm_ns(row.ig), self.comm_ns(row.wg)
@@ -85,7 +95,35 @@ class _Pricer:
             ig_comm_ns=ig,
             wg_ns=row.wg_ns, wg_stream=STREAM_INDEX[row.wg.group] if wg else NO_STREAM,
             wg_comm_ns=wg,
-            update_ns=row.update_ns, recompute_from=recompute_from)
+            update_ns=row.update_ns, recompute_from=recompute_from,
+            comms=(row.fwd, row.ig, row.wg))
+
+    def repriced(self, row: PricedRow, kinds: frozenset) -> PricedRow:
+        """The row with its collectives on ``kinds`` priced by this pricer instead."""
+        fwd, ig, wg = row.comms
+        changes = {}
+        for comm, field in ((fwd, "fwd_comm_ns"), (ig, "ig_comm_ns"), (wg, "wg_comm_ns")):
+            if comm.group in kinds and getattr(row, field):
+                changes[field] = self.comm_ns(comm)
+        return replace(row, **changes) if changes else row
+
+
+def _describe_places(group: str, places: set, par: ParallelConfig) -> str:
+    """'4 ranks over 4 servers (NICs)' and the like, for the report."""
+    if group == "PP":
+        if par.pp == 1:
+            return "no pipeline"
+        size = par.pp
+        cross = any(servers > 1 for _, servers, _ in places)
+        return f"{size} stages, sends {'across servers (NICs)' if cross else 'inside a server (NVLink)'}"
+    size = next(iter(places))[0]
+    if size == 1:
+        return "1 rank (free)"
+    parts = []
+    for _, servers, per in sorted(places):
+        parts.append(f"{size} ranks in 1 server (NVLink)" if servers == 1 else
+                     f"{size} ranks over {servers} servers, up to {per} per server (NICs)")
+    return "; ".join(parts)
 
 
 def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
@@ -109,40 +147,85 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
     return out
 
 
-def _run_detailed(par, setups: list[StageSetup], schedule, chunks: int,
-                  options: SimulationOptions, seg: Segmentation):
+def _run_detailed(par, setups: list[StageSetup], pricers: list[_Pricer], schedule,
+                  chunks: int, options: SimulationOptions, seg: Segmentation,
+                  cost_model: CostModel, pp_comm_bytes: int, gpus_per_server: int):
     from .classes import rank_classes
     from .detailed import ClassSetup, DetailedSim, scale_rows
 
-    attributes: dict[int, tuple] = {}
+    attributes: dict[int, dict] = {}
     for rank, factor in options.stragglers:
         if not 0 <= rank < par.world:
             raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
                              field="--straggler")
-        attributes[rank] = (("compute", float(factor)),)
-    classes, _ = rank_classes(par, attributes)
-    by_stage_column: dict[tuple[int, tuple], int] = {}
+        attributes.setdefault(rank, {})["compute"] = float(factor)
+    for rank, nic_factor, extra_ns in options.degraded:
+        if not 0 <= rank < par.world:
+            raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
+                             field="--degrade")
+        attributes.setdefault(rank, {}).update(nic=float(nic_factor), nic_latency_ns=int(extra_ns))
+    classes, _ = rank_classes(par, {r: tuple(sorted(a.items())) for r, a in attributes.items()})
+    attrs = [dict(c.attributes) for c in classes]
+    stage_of = {c.cid: c.stage for c in classes}
+    degraded_models: dict[tuple, CostModel] = {}
+
+    def worst_nic(member_classes) -> tuple[float, int]:
+        """The slowest NIC among a group's members: (bandwidth factor, extra latency)."""
+        factor = min((attrs[c].get("nic", 1.0) for c in member_classes), default=1.0)
+        extra = max((attrs[c].get("nic_latency_ns", 0) for c in member_classes), default=0)
+        return factor, extra
+
+    def degraded_model(factor: float, extra: int) -> CostModel:
+        key = (factor, extra)
+        if key not in degraded_models:
+            degraded_models[key] = cost_model.degraded(factor, extra)
+        return degraded_models[key]
+
     csetups: list[ClassSetup] = []
     for cls in classes:
         stage_setup = setups[cls.stage]
-        factor = dict(cls.attributes).get("compute", 1.0)
-        sequences = {k: scale_rows(v, factor)
-                     for k, v in stage_setup.replayer.sequences.items()}
+        sequences = stage_setup.replayer.sequences
+        # collectives of groups that hold a degraded NIC are priced with it
+        by_model: dict[tuple, set] = {}
+        for kind in (Group.TP, Group.EP, Group.DP, Group.DP_EP):
+            factor, extra = worst_nic(c for c, _ in cls.group_members[kind])
+            if (factor, extra) != (1.0, 0):
+                by_model.setdefault((factor, extra), set()).add(kind)
+        for (factor, extra), kinds in by_model.items():
+            pricer = pricers[cls.stage].with_cost(degraded_model(factor, extra))
+            sequences = {k: [pricer.repriced(r, frozenset(kinds)) for r in v]
+                         for k, v in sequences.items()}
+        sequences = {k: scale_rows(v, attrs[cls.cid].get("compute", 1.0))
+                     for k, v in sequences.items()}
         column = cls.group_members[Group.PP]
-        stage_of = {c.cid: c.stage for c in classes}
         nxt = [c for c, _ in column if stage_of[c] == (cls.stage + 1) % par.pp]
         prv = [c for c, _ in column if stage_of[c] == (cls.stage - 1) % par.pp]
-        csetups.append(ClassSetup(cls, sequences, stage_setup.send_next_ns,
-                                  stage_setup.send_prev_ns, stage_setup.head, stage_setup.tail,
-                                  nxt[0] if nxt else None, prv[0] if prv else None))
+        send_next, send_prev = stage_setup.send_next_ns, stage_setup.send_prev_ns
+        if par.pp > 1 and pp_comm_bytes:
+            for partner, direction in ((nxt, "next"), (prv, "prev")):
+                factor, extra = worst_nic([cls.cid] + partner)
+                if (factor, extra) == (1.0, 0):
+                    continue
+                model = degraded_model(factor, extra)
+                stage = cls.stage if direction == "next" else (cls.stage - 1) % par.pp
+                ns = max(model.collective_ns(Op.SENDRECV, pp_comm_bytes, p)
+                         for p in stage_placements(par, Group.PP, stage, gpus_per_server))
+                if direction == "next":
+                    send_next = ns
+                else:
+                    send_prev = ns
+        csetups.append(ClassSetup(cls, sequences, send_next, send_prev, stage_setup.head,
+                                  stage_setup.tail, nxt[0] if nxt else None,
+                                  prv[0] if prv else None))
     sim = DetailedSim(csetups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
     sim.run()
     for res, cls in zip(sim.results, classes):
         res.rank_class = cls.cid
         res.ranks = cls.ranks
+        what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
+                         for k, v in attrs[cls.cid].items())
         res.label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} ranks, e.g. rank "
-                     f"{cls.example_rank}" + (f", compute x{dict(cls.attributes)['compute']:g}"
-                                              if cls.attributes else "") + ")")
+                     f"{cls.example_rank}" + (f", {what}" if what else "") + ")")
     return sim
 
 
@@ -195,12 +278,18 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     shared: dict[tuple, PassReplayer] = {}
     pricers: list[_Pricer] = []
     # point-to-point time from each stage to the next (the last wraps to the first)
-    p2p_ns = [max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
-                  for p in stage_placements(par, Group.PP, s, gps))
+    scale = {Group(g): float(f) for g, f in options.comm_scale}
+    p2p_ns = [round(max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
+                        for p in stage_placements(par, Group.PP, s, gps)) * scale.get(Group.PP, 1))
               if par.pp > 1 and workload.pp_comm_bytes else 0 for s in range(par.pp)]
+    group_places: dict[str, set] = {}
     for s in range(par.pp):
         placements = {g: stage_placements(par, g, s, gps) for g in ROW_GROUPS}
-        pricer = _Pricer(par, cost_model, placements)
+        for g, plist in list(placements.items()) + [(Group.PP, stage_placements(par, Group.PP, s, gps))]:
+            for p in plist:
+                group_places.setdefault(g.value, set()).add(
+                    (p.size, p.servers, p.max_per_server))
+        pricer = _Pricer(par, cost_model, placements, scale)
         pricers.append(pricer)
         signature = tuple(tuple(placements[g]) for g in ROW_GROUPS)
         replayer = shared.get(signature)
@@ -235,9 +324,10 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
             tail.append((Phase.IG, "pre"))
         setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
 
-    asymmetric = bool(options.stragglers)
+    asymmetric = bool(options.stragglers or options.degraded)
     if options.engine == "detailed" or asymmetric:
-        sim = _run_detailed(par, setups, schedule, chunks, options, seg)
+        sim = _run_detailed(par, setups, pricers, schedule, chunks, options, seg, cost_model,
+                            workload.pp_comm_bytes, gps)
     else:
         sim = PipelineSim(setups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
         sim.run()
@@ -271,5 +361,6 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
         dp_ep=par.dp_ep, ga=seg.ga, chunks=chunks, pp_schedule=schedule_name,
         segmentation=seg.method, iteration_ns=iteration, critical_stage=critical,
         stages=sim.results, rows=row_results, free_groups=free_groups,
+        group_placements={g: _describe_places(g, v, par) for g, v in group_places.items()},
         cost_model=cost_model.describe(), notes=notes, trace=trace,
         events_processed=sim.events)

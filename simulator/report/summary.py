@@ -33,6 +33,10 @@ def summary_dict(r: SimulationResult) -> dict:
         "segmentation": r.segmentation,
         "cost_model": r.cost_model,
         "notes": r.notes,
+        "group_placements": r.group_placements,
+        **({"sensitivity_iteration_us": {g: us(v) for g, v in r.sensitivity.items()}}
+           if r.sensitivity else {}),
+        **({"failure": r.failure} if r.failure else {}),
         **({"step_time_distribution_us": distribution(r.step_time_draws_ns)}
            if r.step_time_draws_ns else {}),
     }

@@ -52,6 +52,16 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
                       f"p50 {d['p50'] / 1e3:.3f}  p90 {d['p90'] / 1e3:.3f}  "
                       f"p99 {d['p99'] / 1e3:.3f}  max {d['max'] / 1e3:.3f}"]
 
+    if r.group_placements:
+        lines += ["", "  where the groups sit:"]
+        for g, where in r.group_placements.items():
+            lines.append(f"    {g:<6}{where}")
+    if r.sensitivity:
+        lines += ["", "  each group's communication 10% faster (sensitivity):"]
+        for g, ns in r.sensitivity.items():
+            gain = r.iteration_ns - ns
+            lines.append(f"    {g:<6}{ns / 1e6:12.3f} ms   saves {gain / 1e6:8.3f} ms "
+                         f"({100 * gain / total:5.2f}%)")
     worst = sorted((row for row in r.rows if row.exposed_ns), key=lambda x: -x.exposed_ns)
     if worst and top_rows:
         lines += ["", f"  rows with the most exposed communication (all occurrences, stage "

@@ -1,0 +1,49 @@
+"""Calibration of the communication model on measured collectives (``collsim calibrate``).
+
+``calibrate(files)`` fits the model of :mod:`.model` (structural terms per placement class,
+then per-size-band corrections per measured operation) and returns a
+:class:`~.fit.Calibration` with its residuals and a cross-validated error; ``save`` writes
+it as YAML. ``load_calibration(path)`` gives a :class:`CalibratedCostModel` for the engine;
+``wrap_with_calibration(cluster, cost_model, path)`` puts one in front of any cost model.
+See docs/calibration.md.
+"""
+from __future__ import annotations
+
+from .costmodel import CalibratedCostModel, load_calibration, wrap_with_calibration
+from .fit import Calibration
+
+__all__ = ["CalibratedCostModel", "Calibration", "calibrate", "load_calibration",
+           "wrap_with_calibration", "save"]
+
+
+def calibrate(paths: list[str], ops: list[str] | None = None, method: str | None = None,
+              method_default: str | None = None, placement: str | None = None,
+              folds: int = 5, knot_octaves: float | None = None) -> Calibration:
+    """Read measurement files, fit, and attach residuals and cross-validation."""
+    from .data import read_files, select
+    from .fit import DEFAULT_KNOT_OCTAVES, cross_validate, fit, residuals
+
+    octaves = knot_octaves or DEFAULT_KNOT_OCTAVES
+    rows, sources = read_files(paths, method_default=method_default, placement=placement)
+    chosen, method_class = select(rows, ops, method)
+    cal = fit(chosen, octaves, method_class)
+    used: dict[str, int] = {}
+    for r in chosen:
+        used[r.source] = used.get(r.source, 0) + 1
+    for s in sources:
+        s["used"] = used.get(s["path"], 0)
+    cal.sources = sources
+    cal.methods = sorted({r.method for r in chosen})
+    cal.selection = {"ops": sorted({r.op for r in chosen}), "method": method_class,
+                     "rows": len(chosen),
+                     "sizes": [min(r.size for r in chosen), max(r.size for r in chosen)]}
+    cal.residuals = residuals(cal, chosen)
+    if folds:
+        cal.cross_validation = cross_validate(chosen, folds, octaves)
+    cal.rows = chosen
+    return cal
+
+
+def save(cal: Calibration, path: str) -> str:
+    from .yamlio import dump
+    return dump(cal, path)

@@ -1,0 +1,200 @@
+"""Cases: the 4-GPU MoE layer runs of seeds 000 (Tutel-style) and 002 (per-rank kernel logs).
+
+Both are A100-class runs (108 SMs) of the same layer: world 4, model dim 1024, hidden 4096,
+8192 tokens per rank, top-2, fp16. Seed 002 adds an attention block (q, k, v, o linears)
+and logs, per rank and step, the MoE layer's forward (``forward: F``) and its two backward
+halves (``Linear 2 Backward``, ``Linear 1 Backward``), which contain the fused all-to-all
+kernels (AG, GA), the host-side planning and the waits for other ranks.
+
+Two predictions, each saying what it measured and what it modelled:
+
+* **parts** (seed 002, 16/32/64 local experts): the MoE layer's forward and backward as
+  logged (measured, slowest rank per step, mean of the last 10 steps: the synchronized step),
+  plus the rest of the step (attention, gate, loss, DDP all-reduce) taken from the
+  8-expert run, where it is the step minus its MoE parts (measured by difference). The rest
+  does not depend on the expert count, so the 8-expert run calibrates it and the other three
+  runs test it. Communication is inside the measured kernels: this case tests the composition,
+  not the communication model.
+* **roofline** (seed 000, and seed 002 as a diagnostic): everything modelled. Expert and
+  attention GEMMs by an A100 roofline (312 TFLOP/s fp16 peak, 2039 GB/s HBM; the GEMM
+  efficiency curve of ``simulator.generate.gpu`` when present, else 80% of peak, 6 us per
+  call), element-wise kernels at 80% of HBM, all-to-alls on a PCIe-class link of 16.4 GB/s
+  per GPU (docs/real-runs.md: the logs' AG/GA kernels cost 7-9 us per remote 128 KiB block),
+  balanced routing. Seed 002's attention core is left out (its sequence length is not
+  logged).
+"""
+from __future__ import annotations
+
+import re
+import statistics
+
+from ..cluster import Cluster
+from ..costmodel.analytical import AnalyticalCostModel
+from ..engine import SimulationOptions, simulate
+from ..readers.moe_logs import mean_steps, read_moe_log
+from ..workload import Group, Op
+from .common import MS, TRACES, CaseResult, comm, need, rel, row, stream_copy_us, workload
+
+SEED000 = TRACES / "seeds" / "000_29816c293d78207d.txt"
+SEED002 = TRACES / "seeds" / "002_ca1fcef3d5de366d.txt"
+REFERENCE_EXPERTS = 8
+A100_LINK_GBPS = 131072 / 8.0e-6 / 1e9   # 128 KiB per 8 us
+A100_PEAK_TFLOPS = 312.0
+A100_HBM_GBPS = 2039.0
+
+_PART = {
+    "moe_forward": re.compile(r"^forward:\s+([0-9.]+)"),
+    "linear2_backward": re.compile(r"^Linear 2 Backward:\s+([0-9.]+)"),
+    "linear1_backward": re.compile(r"^Linear 1 Backward:\s+([0-9.]+)"),
+}
+_STEP = re.compile(r"^STEP-(\d+):")
+_BENCH = re.compile(r"num_local_experts\s*=\s*(\d+)")
+
+
+def seed002_parts(path=SEED002) -> dict[int, dict]:
+    """Per local-expert count: mean over the last 10 steps of the per-step maxima over ranks."""
+    sections: dict[int, list[dict]] = {}
+    current: list[dict] | None = None
+    step: dict = {}
+    with open(need(path), encoding="utf-8", errors="replace") as fh:
+        for raw in fh:
+            line = raw.strip()
+            if line.startswith("[Benchmark]"):
+                m = _BENCH.search(line)
+                current = sections.setdefault(int(m.group(1)) if m else -1, [])
+                step = {}
+                continue
+            if current is None:
+                continue
+            for key, rx in _PART.items():
+                m = rx.match(line)
+                if m:
+                    step.setdefault(key, []).append(float(m.group(1)))
+            m = _STEP.match(line)
+            if m:
+                step["step"] = int(m.group(1))
+                current.append(step)
+                step = {}
+    log = read_moe_log(path)
+    summary = {sec.num_local_experts: sec for sec in log.sections if sec.summary is not None}
+    out = {}
+    for experts, steps in sections.items():
+        last = [s for s in steps if all(k in s for k in _PART)][-10:]
+        sec = summary[experts]
+        means = mean_steps(sec, last[0]["step"], last[-1]["step"])
+        out[experts] = {
+            "moe_forward_ms": statistics.fmean(max(s["moe_forward"]) for s in last),
+            "moe_backward_ms": statistics.fmean(
+                max(a + b for a, b in zip(s["linear2_backward"], s["linear1_backward"]))
+                for s in last),
+            "step_ms": sec.summary.step_ms, "steps_averaged": len(last),
+            "forward_ms": means.forward_ms, "backward_ms": means.backward_ms,
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# roofline
+# ------------------------------------------------------------------------------------------
+
+def _a100():
+    try:
+        from ..generate.gpu import get_gpu
+        return get_gpu("a100")
+    except Exception:  # the generate package is optional here
+        return None
+
+
+def gemm_source() -> str:
+    return ("simulator.generate.gpu 'a100' GEMM curve" if _a100() is not None
+            else "80% of peak and 6 us per GEMM (simulator.generate.gpu not found)")
+
+
+def _gemm_us(m: int, n: int, k: int) -> float:
+    gpu = _a100()
+    if gpu is not None:
+        return gpu.gemm_us(m, n, k)
+    return 6.0 + 2.0 * m * n * k / (A100_PEAK_TFLOPS * 0.8 * 1e6)
+
+
+def roofline_workload(experts: int, attention: bool, tokens: int = 8192, d: int = 1024,
+                      h: int = 4096, topk: int = 2, world: int = 4, dtype_bytes: int = 2):
+    rows_e = tokens * topk // experts            # rows per local expert (balanced routing)
+    a2a = tokens * topk * d * dtype_bytes        # dispatch / combine buffer per rank
+    rows = []
+    if attention:
+        lin = 4 * _gemm_us(tokens, d, d)
+        rows.append(row("attention.linears", fwd_ns=lin * 1e3, ig_ns=2 * lin * 1e3))
+    gate_f = _gemm_us(tokens, world * experts, d) + stream_copy_us(
+        tokens * world * experts * 4 * 3, 3, A100_HBM_GBPS)
+    rows.append(row("gate", fwd_ns=gate_f * 1e3,
+                    fwd=comm(Op.ALLTOALL, Group.EP, a2a), ig_ns=2 * gate_f * 1e3,
+                    ig=comm(Op.ALLTOALL, Group.EP, a2a)))
+    fc = _gemm_us(rows_e, h, d) + _gemm_us(rows_e, d, h)
+    act = stream_copy_us(rows_e * h * dtype_bytes * 2, 1, A100_HBM_GBPS)
+    rows.append(row("experts", fwd_ns=experts * (fc + act) * 1e3,
+                    fwd=comm(Op.ALLTOALL, Group.EP, a2a),
+                    ig_ns=experts * (2 * fc + 2 * act) * 1e3,
+                    ig=comm(Op.ALLTOALL, Group.EP, a2a)))
+    return workload(f"moe-layer-roofline-{experts}", rows, ep=world, gpus=world)
+
+
+def roofline_step_ms(experts: int, attention: bool) -> float:
+    cluster = Cluster(name="a100x4-pcie", gpus_per_server=4, nvlink_gbps=A100_LINK_GBPS,
+                      nvlink_efficiency=1.0, nics_per_server=1)
+    res = simulate(roofline_workload(experts, attention), cluster,
+                   AnalyticalCostModel(cluster), SimulationOptions())
+    return res.iteration_ns / MS
+
+
+# ------------------------------------------------------------------------------------------
+
+def parts_step_ms(parts: dict, rest_ms: float) -> float:
+    rows = [row("moe", fwd_ns=parts["moe_forward_ms"] * MS, ig_ns=parts["moe_backward_ms"] * MS),
+            row("rest (attention, gate, loss, DDP)", fwd_ns=rest_ms * MS)]
+    res = simulate(workload("seed002-parts", rows, ep=4, gpus=4), Cluster(), None,
+                   SimulationOptions())
+    return res.iteration_ns / MS
+
+
+def run(cost_model=None, cluster=None) -> list[CaseResult]:
+    parts = seed002_parts()
+    ref = parts[REFERENCE_EXPERTS]
+    rest = ref["step_ms"] - ref["moe_forward_ms"] - ref["moe_backward_ms"]
+    out = []
+    p_inputs = (f"measured: the MoE layer's logged forward and backward (slowest rank); "
+                f"the rest of the step ({rest:.2f} ms) measured by difference on the "
+                f"{REFERENCE_EXPERTS}-expert run")
+    for experts in sorted(parts):
+        p = parts[experts]
+        pred = parts_step_ms(p, rest)
+        ref_row = experts == REFERENCE_EXPERTS
+        out.append(CaseResult(
+            f"seed 002 MoE layer, {experts} local experts (parts)", "step (summary)",
+            p["step_ms"], pred, primary=not ref_row, inputs=p_inputs,
+            note=("reference run: the rest of the step is fitted here (0 by construction)"
+                  if ref_row else
+                  f"MoE forward {p['moe_forward_ms']:.2f} + backward "
+                  f"{p['moe_backward_ms']:.2f} ms logged")))
+    seed000 = read_moe_log(SEED000).sections[0]
+    m000 = seed000.summary.step_ms if seed000.summary else mean_steps(seed000, 40, 99).step_ms
+    r_inputs = (f"modelled: GEMMs (A100 roofline: {gemm_source()}), element-wise kernels, "
+                "all-to-alls on a 16.4 GB/s PCIe-class link (from the logs' remote-block "
+                "cost), balanced routing")
+    out.append(CaseResult(
+        "seed 000 MoE layer, 8 local experts (roofline)", "step (summary)", m000,
+        roofline_step_ms(8, attention=False), inputs=r_inputs,
+        note=("no per-kernel log: only a model can predict it; the real step is dominated by "
+              "what a roofline does not see (seed 002's logs of the same layer: host "
+              "planning 3.7-4.3 ms and waits 1.7-2.1 ms per step, 64-token block GEMMs)")))
+    for experts in sorted(parts):
+        out.append(CaseResult(
+            f"seed 002 MoE layer, {experts} local experts (roofline)", "step (summary)",
+            parts[experts]["step_ms"], roofline_step_ms(experts, attention=True),
+            primary=False, inputs=r_inputs + "; attention core left out",
+            note="diagnostic, not counted: the same layer fully modelled"))
+    return out
+
+
+def source_files() -> list[str]:
+    return [rel(SEED000), rel(SEED002)]
