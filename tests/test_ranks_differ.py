@@ -160,3 +160,51 @@ def test_random_stragglers_give_a_distribution():
     assert d["draws"] == 5
     # 2-3 ranks 20% slower on a 40.98 ms-per-stage job: between +0 and +3 x 8.2 ms
     assert 209346 <= d["min"] <= d["p50"] <= d["max"] <= 209347 + 3 * 8196
+
+
+def test_halved_nic_on_one_server():
+    # TP 8 fills a server, DP 2 pairs rank r with r+8 on the next server. The weight-gradient
+    # all-reduce of 4000 bytes on 2 ranks across servers moves 2*(1/2)*4000 = 4000 bytes
+    # through each GPU's NIC share (8 NICs x 1 GB/s / 8 GPUs = 1 byte/ns): 4000 ns after
+    # the 1000 ns forward. The TP all-reduce (2*7/8*800 = 1400 ns on NVLink) is unaffected.
+    # Halving server 1's NICs halves the share of every DP pair (each has a rank there): 8000.
+    rows = ["l -1 1000 ALLREDUCE 800 0 NONE 0 0 ALLREDUCE 4000 0"]
+    hdr = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 8 all_gpus: 16"
+    assert run(hdr, rows).iteration_ns == 1000 + 1400 + 4000
+    r = run(hdr, rows, degraded=tuple((rank, 0.5, 0) for rank in range(8, 16)))
+    assert r.iteration_ns == 1000 + 1400 + 8000
+    # extra latency on one GPU's NIC: only its DP pair waits, but everyone waits for the
+    # slowest pair at the end of the iteration; the analytical all-reduce crosses 2(n-1) = 2
+    # network steps, so 3 us more per step adds 6000 ns
+    r = run(hdr, rows, degraded=((9, 1.0, 3000),))
+    assert r.iteration_ns == 1000 + 1400 + 4000 + 6000
+
+
+def test_degrade_specs_and_failure_accounting():
+    from simulator.scenario import (failure_report, parse_degrade, parse_failure,
+                                    resolve_degrades)
+    assert resolve_degrades([parse_degrade("server=1,nic=0.5")], 32, 8) == \
+        tuple((r, 0.5, 0) for r in range(8, 16))
+    assert resolve_degrades([parse_degrade("rank=3,nic=0.5,latency=2us"),
+                             parse_degrade("rank=3,nic=0.5")], 32, 8) == ((3, 0.25, 2000),)
+    for bad in ["server=1", "server=1,rank=2,nic=0.5", "server=1,nic=2", "nic=0.5",
+                "server=1,nic=0.5,colour=red"]:
+        with pytest.raises(InputError):
+            parse_degrade(bad)
+    with pytest.raises(InputError, match="outside the job's 4 servers"):
+        resolve_degrades([parse_degrade("server=4,nic=0.5")], 32, 8)
+    # a failure 120 ms into a 200 ms iteration, 2 iterations since the checkpoint, 300 s
+    # restart: lost 120 ms + 2 x 200 ms + 300 s; the iteration completes 200 ms after that
+    rep = failure_report(parse_failure("at=120ms,restart=300s,lost-iterations=2"), 200_000_000)
+    assert rep["lost_us"] == 120_000 + 400_000 + 300_000_000
+    assert rep["iteration_with_failure_us"] == rep["lost_us"] + 200_000
+    assert failure_report(parse_failure("at=120ms"), 200_000_000)["stalls"] is True
+    assert failure_report(parse_failure("at=250ms,restart=1s"), 200_000_000)["lost_us"] == 0
+
+
+def test_sensitivity_of_each_group():
+    # TP all-reduce 6000 ns blocking; 10% faster communication is 6000/1.1 = 5455 ns
+    r = run("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 all_gpus: 4",
+            ["l -1 1000 ALLREDUCE 4000 500 NONE 0 200 NONE 0 100"],
+            comm_scale=(("TP", 1 / 1.1),))
+    assert r.iteration_ns == 1000 + round(6000 / 1.1) + 100 + 500 + 200

@@ -188,7 +188,7 @@ def _run_detailed(par, setups: list[StageSetup], pricers: list[_Pricer], schedul
         # collectives of groups that hold a degraded NIC are priced with it
         by_model: dict[tuple, set] = {}
         for kind in (Group.TP, Group.EP, Group.DP, Group.DP_EP):
-            factor, extra = worst_nic(c for c, _ in cls.group_members[kind])
+            factor, extra = worst_nic([c for c, _ in cls.group_members[kind]])
             if (factor, extra) != (1.0, 0):
                 by_model.setdefault((factor, extra), set()).add(kind)
         for (factor, extra), kinds in by_model.items():
