@@ -9,7 +9,6 @@ latency tables (microseconds, LL / LL128 / Simple):
     network   ring/tree 1 / 2 / 4        p2p 1 / - / 4
     protocol bandwidth share: LL 0.5, LL128 0.9, Simple 1
 """
-import pathlib
 import statistics
 
 import pytest
@@ -20,7 +19,7 @@ from simulator.costmodel.analytical import AnalyticalCostModel
 from simulator.costmodel.nccl import NcclCostModel
 from simulator.errors import InputError
 from simulator.parallel import GroupPlacement
-from simulator.topology import Topology, load_spec, read_spec
+from simulator.topology import load_spec, read_spec
 from simulator.topology.overrides import apply_overrides, cluster_for
 from simulator.workload import Op
 

@@ -6,7 +6,7 @@ import pytest
 from simulator.errors import InputError
 from simulator.topology import Topology, load_spec, presets, read_spec
 
-PRESETS = ("dgx-h100", "h200x2", "dgx-a100", "h800-roce", "fat-tree-h100")
+PRESETS = ("dgx-h100", "h200x2", "hgx-h200", "dgx-a100", "h800-roce", "fat-tree-h100")
 
 SMALL = """\
 name: small
@@ -186,3 +186,17 @@ def test_direct_links_split_the_gpu_bandwidth(tmp_path):
     # full mesh by default: 3 links per GPU, 100 GB/s each
     assert topo.links[("gpu0", "gpu3")].bandwidth == pytest.approx(100)
     assert topo.route(2, 1) == (("gpu2", "gpu1"),)
+
+
+def test_efficiency_per_group_size(tmp_path):
+    text = SMALL.replace("efficiency: 1}\nnics",
+                         "efficiency: {default: 1, all_gather: {2: 0.5, 8: 0.8}}}\nnics")
+    su = read_spec(write(tmp_path, text)).scale_up
+    # linear in log2(ranks) between the given sizes, the nearest one outside them
+    assert su.efficiency_for("all_gather", 2) == pytest.approx(0.5)
+    assert su.efficiency_for("all_gather", 4) == pytest.approx(0.65)
+    assert su.efficiency_for("all_gather", 64) == pytest.approx(0.8)
+    assert su.efficiency_for("all_reduce", 4) == 1
+    bad = SMALL.replace("efficiency: 1}\nnics", "efficiency: {default: 1, all_gather: {1: 0.5}}}\nnics")
+    assert "scale_up.efficiency.all_gather: group sizes are whole numbers >= 2" in error_of(
+        tmp_path, bad)

@@ -51,7 +51,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                         f"--topology: the framework's floor per call (0 = nccl-tests' view)")
     g.add_argument("--topology", metavar="NAME|FILE",
                    help="price collectives as NCCL runs them on a topology: a preset (dgx-h100, "
-                        "h200x2, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a size) or a "
+                        "h200x2, hgx-h200, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a size) or a "
                         "YAML file (docs/topologies.md); the flags above then override its values")
 
 

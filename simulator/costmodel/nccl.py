@@ -212,7 +212,7 @@ class NcclCostModel(CostModel):
                                      field="protocol")
                 protos = (protocol,)
             for proto in protos:
-                out.append(self._time(op, size_bytes, algo, proto, phases))
+                out.append(self._time(op, size_bytes, algo, proto, phases, len(gpus)))
         return out
 
     def _forced_algorithm(self, op: Op) -> str | None:
@@ -229,15 +229,16 @@ class NcclCostModel(CostModel):
             return self.call_overhead_ns
         return self.params.overhead_ns(OP_NAMES[op])
 
-    def capacity(self, op: Op, link) -> float:
-        """Achievable bytes/ns of a link for ``op``: NVLink transfers are paced by NCCL's
-        kernels, whose speed differs per operation (measured where the preset says so)."""
+    def capacity(self, op: Op, link, ranks: int = 2) -> float:
+        """Achievable bytes/ns of a link for ``op`` on a group of ``ranks``: NVLink transfers
+        are paced by NCCL's kernels, whose speed differs per operation and group size
+        (measured where the preset says so)."""
         lk = self.topology.links[link]
         if lk.kind == "nvlink":
-            return lk.bandwidth * self.spec.scale_up.efficiency_for(OP_NAMES[op])
+            return lk.bandwidth * self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
         return lk.capacity
 
-    def _time(self, op, size, algo, proto, phases) -> Estimate:
+    def _time(self, op, size, algo, proto, phases, ranks) -> Estimate:
         p = self.params
         pbw = p.protocol_bandwidth[proto]
         i = PROTOCOLS.index(proto)
@@ -251,8 +252,8 @@ class NcclCostModel(CostModel):
             if ph.loads:
                 # loads are per byte of buffer: scale by the size
                 link, per_byte = max(ph.loads.items(),
-                                     key=lambda kv: kv[1] / self.capacity(op, kv[0]))
-                cap = self.capacity(op, link)
+                                     key=lambda kv: kv[1] / self.capacity(op, kv[0], ranks))
+                cap = self.capacity(op, link, ranks)
                 bw_ns += size * per_byte / cap / pbw
                 if fam == "p2p":
                     # grouped send/recv goes through NCCL's channel buffers: sending the
@@ -287,7 +288,7 @@ class NcclCostModel(CostModel):
         for ph in self._plan(op, est.algorithm, gpus):
             for link, per_byte in ph.loads.items():
                 loads[link] += (per_byte * size_bytes / share
-                                * links[link].capacity / self.capacity(op, link))
+                                * links[link].capacity / self.capacity(op, link, len(gpus)))
         alone = max((b / links[l].capacity for l, b in loads.items()), default=0.0)
         return dict(loads), max(0.0, est.time_ns - alone)
 

@@ -59,10 +59,23 @@ class ScaleUp:
     # direct only: (local GPU a, local GPU b, GB/s per direction) for every joined pair
     links: tuple[tuple[int, int, float], ...] = ()
     # per-operation efficiency where NCCL's kernels, not the wires, set the pace
-    op_efficiency: tuple[tuple[str, float], ...] = ()
+    # an entry is a number, or ((ranks, efficiency), ...) measured at several group sizes
+    op_efficiency: tuple[tuple[str, object], ...] = ()
 
-    def efficiency_for(self, op: str) -> float:
-        return dict(self.op_efficiency).get(op, self.efficiency)
+    def efficiency_for(self, op: str, ranks: int = 2) -> float:
+        """The operation's efficiency for a group of ``ranks``: linear in log2(ranks) between
+        the measured sizes, the nearest one outside them."""
+        v = dict(self.op_efficiency).get(op, self.efficiency)
+        if isinstance(v, float):
+            return v
+        pts = sorted(v)
+        if ranks <= pts[0][0]:
+            return pts[0][1]
+        for (n0, e0), (n1, e1) in zip(pts, pts[1:]):
+            if ranks <= n1:
+                t = (math.log2(ranks) - math.log2(n0)) / (math.log2(n1) - math.log2(n0))
+                return e0 + t * (e1 - e0)
+        return pts[-1][1]
 
 
 @dataclass(frozen=True)
@@ -250,7 +263,8 @@ def parse_spec(doc: Located) -> TopologySpec:
                         p + ("bandwidth",))
     su_lat = c.latency(su.get("latency", 0), p + ("latency",))
     su_eff, op_eff = _per_op(c, su.get("efficiency", 1.0), p + ("efficiency",),
-                             lambda v, q: c.number(v, q, 0, 1), "efficiency")
+                             lambda v, q: c.number(v, q, 0, 1), "efficiency",
+                             by_ranks=True)
     links: list[tuple[int, int, float]] = []
     if "links" in su:
         if su_type != "direct":
@@ -390,13 +404,29 @@ def _parse_nccl(c: _Checker, raw) -> NcclParams:
         p2p_concurrency=c.integer(n.get("p2p_concurrency", 8), p + ("p2p_concurrency",)))
 
 
-def _per_op(c: _Checker, raw, path, parse, what):
-    """A value for every operation, or ``{default: v, all_gather: v2, ...}``."""
+def _per_op(c: _Checker, raw, path, parse, what, by_ranks=False):
+    """A value for every operation, or ``{default: v, all_gather: v2, ...}``; with
+    ``by_ranks`` an operation's value may be ``{2: v, 4: v'}`` (per group size)."""
     if not isinstance(raw, dict):
         return parse(raw, path), ()
     c.mapping(raw, path, {"default", *OP_NAMES}, f"{what} per operation")
     if "default" not in raw:
         raise c.err(path, f"missing default (the {what} of operations not listed)")
     default = parse(raw["default"], path + ("default",))
-    return default, tuple((op, parse(v, path + (op,))) for op, v in raw.items()
-                          if op != "default")
+    out = []
+    for op, v in raw.items():
+        if op == "default":
+            continue
+        q = path + (op,)
+        if by_ranks and isinstance(v, dict):
+            if not v:
+                raise c.err(q, "expected {ranks: value, ...}, got an empty mapping")
+            pts = []
+            for n, e in v.items():
+                if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+                    raise c.err(q, f"group sizes are whole numbers >= 2, got {n!r}")
+                pts.append((n, parse(e, q + (n,))))
+            out.append((op, tuple(sorted(pts))))
+        else:
+            out.append((op, parse(v, q)))
+    return default, tuple(out)

@@ -2,7 +2,8 @@
 
 The source of the h200x2 preset's base latencies and protocol shares (topologies/h200x2.yaml).
 Per op and size (1 KiB .. 1 GiB, bf16): 5 warm-up calls, then `iters` calls issued back to
-back timed with CUDA events (eager_us: their average), then the same calls captured in one
+back with CUDA events around each (call_us: the median call, the slower rank's), then
+timed as one span (eager_us: the average), then the same calls captured in one
 CUDA graph and replayed 3 times (graph_us: per call; no host dispatch, so this is the
 device time nccl-tests would see). Needs PyTorch with NCCL and 2 GPUs::
 
@@ -21,13 +22,14 @@ def main():
     ap.add_argument("--proto", default="")
     ap.add_argument("--algo", default="")
     ap.add_argument("--max-log2", type=int, default=30)
+    ap.add_argument("--world", type=int, default=2, help="GPUs (one process each)")
     a = ap.parse_args()
     import torch.multiprocessing as mp
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
     if a.proto: os.environ["NCCL_PROTO"] = a.proto
     if a.algo: os.environ["NCCL_ALGO"] = a.algo
-    mp.spawn(worker, args=(2, a), nprocs=2, join=True)
+    mp.spawn(worker, args=(a.world, a), nprocs=a.world, join=True)
 
 def worker(rank, world, a):
     import torch, torch.distributed as dist
@@ -63,6 +65,14 @@ def worker(rank, world, a):
             iters = 20 if S <= (64 << 20) else 5
             for _ in range(5): fn()
             torch.cuda.synchronize(); dist.barrier(); torch.cuda.synchronize()
+            # per call, as inside a framework: events around each call, median over calls
+            evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                   for _ in range(iters)]
+            for s0, s1 in evs:
+                s0.record(); fn(); s1.record()
+            torch.cuda.synchronize()
+            per_call = sorted(s0.elapsed_time(s1) * 1000 for s0, s1 in evs)[iters // 2]
+            dist.barrier(); torch.cuda.synchronize()
             e0 = torch.cuda.Event(enable_timing=True); e1 = torch.cuda.Event(enable_timing=True)
             e0.record()
             for _ in range(iters): fn()
@@ -88,16 +98,16 @@ def worker(rank, world, a):
                 del g
             except Exception as exc:
                 if rank == 0: print("graph failed", op, S, repr(exc)[:200], flush=True)
-            t = torch.tensor([eager, graph], device="cuda", dtype=torch.float64)
+            t = torch.tensor([eager, graph, per_call], device="cuda", dtype=torch.float64)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             if rank == 0:
-                rows.append([op, world, S, round(t[0].item(), 3), round(t[1].item(), 3), a.proto or "auto", a.algo or "auto"])
+                rows.append([op, world, S, round(t[0].item(), 3), round(t[1].item(), 3), a.proto or "auto", a.algo or "auto", round(t[2].item(), 3)])
                 print(rows[-1], flush=True)
             del fn
             torch.cuda.empty_cache()
     if rank == 0:
         with open(a.out, "w", newline="") as fh:
-            w = csv.writer(fh); w.writerow(["op", "ranks", "bytes", "eager_us", "graph_us", "proto", "algo"]); w.writerows(rows)
+            w = csv.writer(fh); w.writerow(["op", "ranks", "bytes", "eager_us", "graph_us", "proto", "algo", "call_us"]); w.writerows(rows)
     dist.destroy_process_group()
 
 if __name__ == "__main__":
