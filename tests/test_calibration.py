@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, shared_path
 from simulator.calibration import calibrate, load_calibration, wrap_with_calibration
 from simulator.calibration.data import CalRow, detect_format
-from simulator.calibration.fit import (Calibration, cross_validate, error_table, fit,
+from simulator.calibration.fit import (cross_validate, error_table, fit,
                                        fit_curve, fold_of_sizes, residuals, summarize)
 from simulator.calibration.model import (INTER, INTRA, ClassParams, Curve, OpCorrection,
                                          band_of, knot_grid, wire_bytes)
@@ -144,9 +144,6 @@ def test_calibrated_cost_model_in_front_of_a_base_model():
     assert d["priced_by_base"] == ["ALLREDUCE inter-server n=2"]
     assert model.alltoall_uneven_ns(2 ** 26, intra, 1.0) == pytest.approx(
         TRUE.predict_us("moe_all_to_all", 2, 2 ** 26, 1.0) * 1e3, rel=1e-3)
-
-
-_tmp_counter = [0]
 
 
 def _write(text):

@@ -135,7 +135,7 @@ def render(cal, test: dict | None = None) -> str:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..calibration import calibrate, save
+    from ..calibration import calibrate
     from ..calibration.data import read_files
     from ..calibration.fit import evaluate
 

@@ -1,0 +1,110 @@
+"""`collsim validate`: the cases run, are deterministic, and the docs section is replaced in
+place without touching the rest of the file."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from simulator.cluster import Cluster
+from simulator.costmodel.base import CostModel
+from simulator.engine.segment import segment
+from simulator.errors import InputError
+from simulator.validation import BEGIN, END, Report, write_docs
+from simulator.validation import moe_step, seed003
+from simulator.validation.common import CaseResult
+
+
+def collsim(*args):
+    return subprocess.run([sys.executable, "-m", "simulator", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+class FlatCost(CostModel):
+    """Every collective costs 100 us: makes the replays checkable by hand."""
+
+    name = "flat"
+
+    def price_ns(self, op, size_bytes, placement):
+        return 100_000
+
+
+def test_validate_cli_is_deterministic(tmp_path):
+    doc_a, doc_b = tmp_path / "a.md", tmp_path / "b.md"
+    js = tmp_path / "v.json"
+    p = collsim("validate", "--docs", doc_a, "--json", js)
+    assert p.returncode == 0, p.stderr
+    q = collsim("validate", "--docs", doc_b)
+    assert q.returncode == 0, q.stderr
+    assert p.stdout.replace(str(doc_a), "") == q.stdout.replace(str(doc_b), "")
+    assert doc_a.read_text() == doc_b.read_text()
+    for text in ("seed 003", "EP MoE step", "seed 002", "seed 000", "median |error|",
+                 "maximum", "all_gather", "sendrecv"):
+        assert text in p.stdout
+    data = json.loads(js.read_text())
+    counted = [c for c in data["cases"] if c["counted"]]
+    assert data["summary"]["n"] == len(counted) >= 8
+    for c in data["cases"]:
+        assert c["error"] == pytest.approx(c["predicted"] / c["measured"] - 1, abs=1e-5)
+    errs = sorted(abs(c["error"]) for c in counted)
+    assert data["summary"]["max_abs"] == pytest.approx(errs[-1], abs=1e-6)
+    doc = doc_a.read_text()
+    assert doc.count(BEGIN) == 1 and doc.count(END) == 1
+
+
+def _report():
+    return Report(results=[CaseResult("c", "q", 10.0, 10.9), CaseResult("d", "q", 10.0, 9.8),
+                           CaseResult("e", "q", 10.0, 20.0, primary=False)],
+                  calibration="x.yaml", calibration_summary="test")
+
+
+def test_report_statistics():
+    st = _report().stats()
+    assert st["n"] == 2
+    assert st["median_abs"] == pytest.approx(0.055)
+    assert st["max_abs"] == pytest.approx(0.09)
+    assert st["within_5"] == 1 and st["within_10"] == 2
+
+
+def test_docs_section_replaced_in_place(tmp_path):
+    path = tmp_path / "validation.md"
+    other = ("# Validation\n\nIntro written by hand.\n\n<!-- collectives:begin -->\n"
+             "collectives table\n<!-- collectives:end -->\n\n")
+    path.write_text(other + f"{BEGIN}\nold content\n{END}\n\nTrailing notes.\n")
+    write_docs(_report(), path)
+    text = path.read_text()
+    assert text.startswith(other)
+    assert "old content" not in text and "Trailing notes." in text
+    assert text.count(BEGIN) == 1 and "| c | q |" in text
+    again = write_docs(_report(), path)
+    assert again == text  # idempotent
+    fresh = tmp_path / "new.md"
+    write_docs(_report(), fresh)
+    assert fresh.read_text().startswith("# Validation") and BEGIN in fresh.read_text()
+    broken = tmp_path / "broken.md"
+    broken.write_text(f"text\n{BEGIN}\nno end marker\n")
+    with pytest.raises(InputError, match="markers"):
+        write_docs(_report(), broken)
+
+
+def test_seed003_workload_is_one_stage_of_16_micro_batches():
+    wl, s = seed003.build_workload()
+    seg = segment(wl)
+    assert seg.ga == 16 and len(seg.prefix) == 2 and len(seg.micro_batch) == 6
+    assert len(seg.variants) == 16          # each micro-batch keeps its own compute time
+    total_fwd = sum(r.fwd_ns for r in wl.rows) / 1e6
+    gb = sum(o.duration_ms for o in s.ops if o.op == "get_batch")
+    assert total_fwd == pytest.approx(sum(s.forward_compute_ms) + gb, abs=1e-3)
+    p = seed003.replay(FlatCost(), Cluster())
+    assert p["period_ms"] > 0 and p["span_ms"] > 16 * (11 + 18)
+
+
+def test_moe_step_prediction_adds_compute_and_priced_all_to_alls():
+    parts = moe_step._parts(moe_step.MOE_STEP)["mixtral"]
+    p = moe_step.predict_case(parts, FlatCost(), Cluster())
+    # 4 layers: a count exchange forward, dispatch and combine forward and backward
+    assert p["a2a_ms"] == pytest.approx(4 * 5 * 0.1)
+    assert p["step_ms"] == pytest.approx(p["compute_ms"] + p["a2a_ms"], rel=1e-6)
+    cs = float(parts["compute_step"]["time_us"]) / 1e3
+    assert p["compute_ms"] == pytest.approx(cs - p["standins_ms"], rel=1e-6)
