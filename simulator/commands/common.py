@@ -53,6 +53,10 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                    help="price collectives as NCCL runs them on a topology: a preset (dgx-h100, "
                         "h200x2, hgx-h200, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a size) or a "
                         "YAML file (docs/topologies.md); the flags above then override its values")
+    g.add_argument("--calibration", metavar="YAML",
+                   help="a calibration written by 'collsim calibrate' (e.g. "
+                        "traces/h200x2/calib_h200x2.yaml): measured corrections on top of the "
+                        "cost model, for the placements it was fitted on")
 
 
 def build_cost_model(args: argparse.Namespace):
@@ -61,9 +65,14 @@ def build_cost_model(args: argparse.Namespace):
 
     if getattr(args, "topology", None):
         from ..topology.overrides import topology_cost_model
-        return topology_cost_model(args)
-    cluster = cluster_from_args(args)
-    return cluster, AnalyticalCostModel(cluster)
+        cluster, cost_model = topology_cost_model(args)
+    else:
+        cluster = cluster_from_args(args)
+        cost_model = AnalyticalCostModel(cluster)
+    if getattr(args, "calibration", None):
+        from ..calibration import wrap_with_calibration
+        cost_model = wrap_with_calibration(cluster, cost_model, args.calibration)
+    return cluster, cost_model
 
 
 def cluster_from_args(args: argparse.Namespace) -> Cluster:
