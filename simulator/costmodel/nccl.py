@@ -131,7 +131,8 @@ class NcclCostModel(CostModel):
             raise InputError(f"topology {self.spec.name} has {topo.num_gpus} GPUs "
                              f"({topo.servers} server(s) of {topo.gpus_per_server}) but the "
                              f"job uses at least {gpus}{hint}", path=self.spec.source)
-        servers = -(-gpus // self.spec.gpus_per_server)
+        # grow at least twofold: the engine asks for ever higher ranks, stage by stage
+        servers = max(-(-gpus // self.spec.gpus_per_server), 2 * topo.servers)
         self._topo = Topology(self.spec, servers)
         self._plans.clear()
         return self._topo

@@ -58,7 +58,8 @@ class Topology:
                 f"GPUs on different servers are not reachable: the topology has no fabric, so "
                 f"it holds at most one server of {self.gpus_per_server} GPUs "
                 f"({self.num_gpus} needed)", path=spec.source, field="fabric")
-        self.graph = nx.DiGraph(name=spec.name)
+        self._graph: nx.DiGraph | None = None
+        self._nodes: dict[str, dict] = {}          # node -> attributes
         self.links: dict[LinkId, Link] = {}
         self._nics_of_gpu: list[list[int]] = []   # local index -> NIC indices on its server
         self._gpu_of_nic: list[int] = []          # NIC index -> the local GPU it hangs off
@@ -67,13 +68,26 @@ class Topology:
         self.rank_gpu = self._rank_map()
         self.route = lru_cache(maxsize=1 << 16)(self._route)
 
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The networkx graph (built on first use: routes do not need it)."""
+        if self._graph is None:
+            g = nx.DiGraph(name=self.spec.name)
+            g.add_nodes_from(self._nodes.items())
+            g.add_edges_from((u, v, {"bandwidth": l.bandwidth, "efficiency": l.efficiency,
+                                     "latency": l.latency_ns, "kind": l.kind})
+                             for (u, v), l in self.links.items())
+            self._graph = g
+        return self._graph
+
     # -- building -----------------------------------------------------------------------
+    def _node(self, name: str, **attrs) -> None:
+        self._nodes[name] = attrs
+
     def _add(self, u: str, v: str, bw: float, eff: float, lat: int, kind: str,
              lat_back: int | None = None) -> None:
-        for a, b, latency in ((u, v, lat), (v, u, lat if lat_back is None else lat_back)):
-            link = Link(bw, eff, latency, kind)
-            self.links[(a, b)] = link
-            self.graph.add_edge(a, b, bandwidth=bw, efficiency=eff, latency=latency, kind=kind)
+        self.links[(u, v)] = Link(bw, eff, lat, kind)
+        self.links[(v, u)] = Link(bw, eff, lat if lat_back is None else lat_back, kind)
 
     def _build(self) -> None:
         spec, gps = self.spec, self.gpus_per_server
@@ -92,10 +106,10 @@ class Topology:
         for s in range(self.servers):
             for local in range(gps):
                 g = s * gps + local
-                self.graph.add_node(gpu_node(g), kind="gpu", server=s, local=local)
+                self._node(gpu_node(g), kind="gpu", server=s, local=local)
             if su.type == "nvswitch":
                 sw = f"s{s}.nvsw"
-                self.graph.add_node(sw, kind="nvswitch", server=s)
+                self._node(sw, kind="nvswitch", server=s)
                 for local in range(gps):
                     self._add(gpu_node(s * gps + local), sw, su.bandwidth_gbps, su.efficiency,
                               su.latency_ns, "nvlink")
@@ -106,7 +120,7 @@ class Topology:
             if nics:
                 for k in range(k_per_server):
                     nic = f"s{s}.nic{k}"
-                    self.graph.add_node(nic, kind="nic", server=s, rail=k)
+                    self._node(nic, kind="nic", server=s, rail=k)
                 for local in range(gps):
                     for k in self._nics_of_gpu[local]:
                         self._add(gpu_node(s * gps + local), f"s{s}.nic{k}", nics.pcie_gbps,
@@ -122,12 +136,12 @@ class Topology:
             pod = s // fab.servers_per_leaf
             for k in range(k_per_server):
                 leaf = self.leaf_name(pod, k)
-                self.graph.add_node(leaf, kind="leaf", pod=pod)
+                self._node(leaf, kind="leaf", pod=pod)
                 # into the leaf: cable + the leaf's latency; out of it: the cable
                 self._add(f"s{s}.nic{k}", leaf, nics.bandwidth_gbps, nics.efficiency,
                           nics.latency_ns + fab.leaf_latency_ns, "nic", lat_back=nics.latency_ns)
         if pods > 1:
-            self.graph.add_node("spine", kind="spine")
+            self._node("spine", kind="spine")
             for pod in range(pods):
                 for r in range(rails):
                     self._add(self.leaf_name(pod, r), "spine", uplink, nics.efficiency,
