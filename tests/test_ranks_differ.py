@@ -208,3 +208,31 @@ def test_sensitivity_of_each_group():
             ["l -1 1000 ALLREDUCE 4000 500 NONE 0 200 NONE 0 100"],
             comm_scale=(("TP", 1 / 1.1),))
     assert r.iteration_ns == 1000 + round(6000 / 1.1) + 100 + 500 + 200
+
+
+def test_overlapping_collectives_share_a_link():
+    # DP 8 = EP 8 inside one server: both groups use the ranks' NVLink. Row b's weight-gradient
+    # all-reduce (14000 ns alone, 2*7/8*8000) is issued at 4000; row a's input-gradient
+    # all-to-all (7000 ns alone, 7/8*8000) at 5000. Without contention: the all-to-all ends at
+    # 12000 (+100), the all-reduce at 18000 (+100); the iteration ends at 18100.
+    # With contention both run at half rate from 5000: the all-to-all needs 14000 ns and ends
+    # at 19000 (the all-reduce has 13000 - 7000 = 6000 left), the all-reduce then runs alone
+    # and ends at 25000. Each takes longer than alone and together they never exceed the link.
+    rows = ["a -1 1000 NONE 0 1000 ALLTOALL_EP 8000 1000 NONE 0 100",
+            "b -1 1000 NONE 0 1000 NONE 0 1000 ALLREDUCE 8000 100"]
+    hdr = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 ep: 8 all_gpus: 8"
+    alone = run(hdr, rows)
+    assert alone.iteration_ns == 18100
+    shared = run(hdr, rows, contention=True, trace=True)
+    assert shared.iteration_ns == 25100
+    slices = {(s.lane, s.name): (s.start_ns, s.dur_ns) for s in shared.trace if s.lane != "compute"}
+    assert slices[("EP", "a ig")] == (5000, 14000 + 100)
+    assert slices[("DP", "b wg")] == (4000, 21000 + 100)
+    # bytes over time: 8000*7/8 + 2*7/8*8000 link-ns of work in 21000 ns of busy link
+    assert 7000 + 14000 == 21000
+
+
+def test_contention_changes_nothing_when_nothing_overlaps():
+    rows = ["l -1 1000 ALLREDUCE 4000 500 NONE 0 200 NONE 0 100"]
+    hdr = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 all_gpus: 4"
+    assert run(hdr, rows, contention=True).iteration_ns == run(hdr, rows).iteration_ns == 7800

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "step-time distribution (percentiles)")
     w.add_argument("--distribution-plot", metavar="PATH",
                    help="with --draws: PNG histogram of the step time over the draws")
+    w.add_argument("--contention", action="store_true",
+                   help="collectives and pipeline sends that overlap in time share their "
+                        "NVLink or NIC max-min fairly (flow level; uses the detailed engine)")
     w.add_argument("--engine", choices=["fast", "detailed"], default="fast",
                    help="fast: one process per stage, passes memoized (default); detailed: "
                         "row-level rendezvous per rank class (same answer when ranks are alike; "
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=trace,
                 engine=args.engine, stragglers=resolve_all(specs, world, draw),
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
-                comm_scale=comm_scale))
+                comm_scale=comm_scale, contention=args.contention))
 
         result = run_once(0, tracing)
         draws = [result.iteration_ns]

@@ -41,19 +41,40 @@ def scale_rows(rows: list[PricedRow], factor: float) -> list[PricedRow]:
 
 
 class _Meeting:
-    __slots__ = ("remaining", "ready", "event", "duration")
+    __slots__ = ("remaining", "ready", "event", "duration", "update")
 
-    def __init__(self, expected: int, event, duration: int):
+    def __init__(self, expected: int, event, duration: int, update: int):
         self.remaining = expected
         self.ready = 0
         self.event = event
         self.duration = duration
+        self.update = update
+
+
+@dataclass
+class Contention:
+    """Which link kind ('nvlink' or 'nic') each class uses for each group and for its sends.
+
+    Links are per class: a class's ranks all load their own links alike, so one link per
+    (class, kind) stands for each of them. A collective loads the links of every member class
+    for its stand-alone time; overlapping collectives on a link share it max-min fairly.
+    """
+
+    group_link: dict        # (class id, Group) -> link kind
+    send_link: dict         # (class id, "next"|"prev") -> link kind
 
 
 class DetailedSim:
     def __init__(self, setups: list[ClassSetup], schedule: list[list], pp: int, chunks: int,
-                 trace: bool, mb_variant: tuple[int, ...]):
+                 trace: bool, mb_variant: tuple[int, ...], contention: Contention | None = None):
         self.env = simpy.Environment()
+        self.contention = contention
+        self.net = None
+        if contention is not None:
+            from ..network.flows import FlowNetwork
+            links = {(cid, kind): 1.0 for (cid, _), kind in contention.group_link.items()}
+            links.update({(cid, kind): 1.0 for (cid, _), kind in contention.send_link.items()})
+            self.net = FlowNetwork(self.env, links, integer_time=True)
         self.setups = setups
         self.schedule = schedule
         self.pp = pp
@@ -67,25 +88,43 @@ class DetailedSim:
         self.events = 0
 
     # -- rendezvous ----------------------------------------------------------------------
-    def _meet(self, cls: RankClass, kind: Group, instance: tuple, ready: int, duration: int):
+    def _meet(self, cls: RankClass, kind: Group, instance: tuple, ready: int, comm_ns: int,
+              update_ns: int):
         """Arrive at a collective; returns the event that fires (value: end time) at its end."""
         members = cls.group_members[kind]
         key = (kind, members, instance)
         m = self._meetings.get(key)
         if m is None:
-            m = self._meetings[key] = _Meeting(len(members), self.env.event(), duration)
+            m = self._meetings[key] = _Meeting(len(members), self.env.event(), comm_ns, update_ns)
         if ready > m.ready:
             m.ready = ready
         m.remaining -= 1
         if m.remaining == 0:
             del self._meetings[key]
-            end = m.ready + m.duration
             ev = m.event
-            if end <= self.env.now:
-                ev.succeed(end)
+            start = m.ready
+            if self.net is not None and m.duration:
+                # every member's ranks move the data over their own links of this kind
+                link = self.contention.group_link[(cls.cid, kind)]
+                flow = self.net.transfer({(c, link): m.duration for c, _ in members})
+                flow.callbacks.append(
+                    lambda _f, ev=ev, upd=m.update, t0=start: self._after(ev, upd, t0))
             else:
-                self.env.timeout(end - self.env.now).callbacks.append(lambda _e: ev.succeed(end))
+                end = start + m.duration + m.update
+                if end <= self.env.now:
+                    ev.succeed((start, end))
+                else:
+                    self.env.timeout(end - self.env.now).callbacks.append(
+                        lambda _e: ev.succeed((start, end)))
         return m.event
+
+    def _after(self, ev, delay: int, start: int) -> None:
+        """Fire ``ev`` with (start, end) ``delay`` ns from now."""
+        end = self.env.now + delay
+        if delay:
+            self.env.timeout(delay).callbacks.append(lambda _e: ev.succeed((start, end)))
+        else:
+            ev.succeed((start, end))
 
     def _box(self, key: tuple) -> simpy.Event:
         ev = self._mail.get(key)
@@ -119,6 +158,7 @@ class DetailedSim:
         stream_end = [0] * len(STREAMS)
         wg_done: dict = {}
         send_free = {"next": 0, "prev": 0}
+        send_chain: dict = {"next": None, "prev": None}
 
         def slice_(lane: str, name: str, start: int, dur: int) -> None:
             if trace is not None and dur:
@@ -130,11 +170,11 @@ class DetailedSim:
             if last is not None and not last.triggered:
                 yield last
             ready = max(env.now, stream_end[stream])
-            ev = self._meet(cls, _KIND_OF_STREAM[stream], instance, ready, comm_ns + update_ns)
-            end = yield ev
+            ev = self._meet(cls, _KIND_OF_STREAM[stream], instance, ready, comm_ns, update_ns)
+            start, end = yield ev
             stream_end[stream] = end
             res.exposed_ns[STREAMS[stream].value] += end - issued
-            slice_(STREAMS[stream].value, name, end - comm_ns - update_ns, comm_ns + update_ns)
+            slice_(STREAMS[stream].value, name, start, end - start)
             self.events += 1
 
         def asynchronous(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
@@ -142,10 +182,10 @@ class DetailedSim:
             if previous is not None and not previous.triggered:
                 yield previous
             ready = max(env.now, stream_end[stream])
-            end = yield self._meet(cls, _KIND_OF_STREAM[stream], instance, ready,
-                                   comm_ns + update_ns)
+            start, end = yield self._meet(cls, _KIND_OF_STREAM[stream], instance, ready,
+                                          comm_ns, update_ns)
             stream_end[stream] = end
-            slice_(STREAMS[stream].value, name, end - comm_ns - update_ns, comm_ns + update_ns)
+            slice_(STREAMS[stream].value, name, start, end - start)
             self.events += 1
 
         def forward_row(row: PricedRow, inst: tuple, tag: str):
@@ -225,10 +265,16 @@ class DetailedSim:
             if self._has_consumer(phase, chunk, cls.stage):
                 direction = "next" if phase is Phase.FWD else "prev"
                 cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
+                box = self._box((phase, mb, chunk, cls.cid))
+                if self.net is not None and cost:
+                    partner = setup.next_class if direction == "next" else setup.prev_class
+                    prev_send = send_chain[direction]
+                    send_chain[direction] = env.process(self._contended_send(
+                        cls.cid, partner, direction, cost, box, prev_send))
+                    continue
                 start = max(env.now, send_free[direction])
                 arrive = start + cost
                 send_free[direction] = arrive
-                box = self._box((phase, mb, chunk, cls.cid))
                 slice_(f"PP send {direction}", f"{'F' if phase is Phase.FWD else 'B'}{mb} send",
                        start, cost)
                 if arrive <= env.now:
@@ -254,6 +300,19 @@ class DetailedSim:
             yield env.timeout(ends[latest] - env.now)
         res.end_ns = env.now
         self.finished[idx] = True
+
+    def _contended_send(self, sender: int, receiver: int, direction: str, cost: int, box,
+                        previous):
+        """A pipeline send as a flow on the sender's and receiver's links, after the last one."""
+        if previous is not None and not previous.triggered:
+            yield previous
+        start = self.env.now
+        link = self.contention.send_link[(sender, direction)]
+        loads = {(sender, link): cost}
+        if receiver is not None and (receiver, link) in self.net.capacity:
+            loads[(receiver, link)] = cost
+        yield self.net.transfer(loads)
+        box.succeed((start, self.env.now))
 
     def run(self) -> None:
         for i in range(len(self.setups)):

@@ -31,6 +31,8 @@ class SimulationOptions:
     degraded: tuple[tuple[int, float, int], ...] = ()
     # (group name, factor) on that group's collective times: sensitivity studies
     comm_scale: tuple[tuple[str, float], ...] = ()
+    # collectives (and pipeline sends) that overlap share their NVLink/NIC max-min fairly
+    contention: bool = False
 
 
 def resolve_world(workload: Workload, gpus: int | None) -> int:
@@ -217,7 +219,24 @@ def _run_detailed(par, setups: list[StageSetup], pricers: list[_Pricer], schedul
         csetups.append(ClassSetup(cls, sequences, send_next, send_prev, stage_setup.head,
                                   stage_setup.tail, nxt[0] if nxt else None,
                                   prv[0] if prv else None))
-    sim = DetailedSim(csetups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
+    contention = None
+    if options.contention:
+        from .detailed import Contention
+
+        def kind_of(placements) -> str:
+            return "nvlink" if all(p.servers == 1 for p in placements) else "nic"
+
+        group_link, send_link = {}, {}
+        for cls in classes:
+            for g in ROW_GROUPS:
+                group_link[(cls.cid, g)] = kind_of(pricers[cls.stage].placements[g])
+            send_link[(cls.cid, "next")] = kind_of(
+                stage_placements(par, Group.PP, cls.stage, gpus_per_server))
+            send_link[(cls.cid, "prev")] = kind_of(
+                stage_placements(par, Group.PP, (cls.stage - 1) % par.pp, gpus_per_server))
+        contention = Contention(group_link, send_link)
+    sim = DetailedSim(csetups, schedule, par.pp, chunks, options.trace, seg.mb_variant,
+                      contention)
     sim.run()
     for res, cls in zip(sim.results, classes):
         res.rank_class = cls.cid
@@ -324,7 +343,7 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
             tail.append((Phase.IG, "pre"))
         setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
 
-    asymmetric = bool(options.stragglers or options.degraded)
+    asymmetric = bool(options.stragglers or options.degraded or options.contention)
     if options.engine == "detailed" or asymmetric:
         sim = _run_detailed(par, setups, pricers, schedule, chunks, options, seg, cost_model,
                             workload.pp_comm_bytes, gps)

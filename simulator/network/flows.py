@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Mapping
 
+import math
+
 import simpy
 
 _EPS = 1e-9
@@ -60,7 +62,8 @@ class FlowNetwork:
     """Links with capacities (bytes per ns, i.e. GB/s) shared max-min fairly by flows."""
 
     def __init__(self, env: simpy.Environment, links: Mapping[Hashable, float],
-                 on_change: Callable[["FlowNetwork"], None] | None = None):
+                 on_change: Callable[["FlowNetwork"], None] | None = None,
+                 integer_time: bool = False):
         bad = [l for l, c in links.items() if not c > 0]
         if bad:
             raise ValueError(f"link capacities must be positive: {bad[:5]}")
@@ -73,6 +76,9 @@ class FlowNetwork:
         self.on_change = on_change
         self._last = env.now
         self._generation = 0
+        # the engine keeps time in whole nanoseconds: completions are rounded up to the next
+        # one (never early; at most 1 ns late per rate change)
+        self.integer_time = integer_time
 
     # -- public ---------------------------------------------------------------------------
     def transfer(self, loads: Mapping[Hashable, float], latency_ns: float = 0.0,
@@ -161,8 +167,10 @@ class FlowNetwork:
         self._generation += 1
         gen = self._generation
         if flows:
-            wait = min(f.remaining * f.peak / f.rate for f in flows)
-            self.env.timeout(max(wait, 0.0)).callbacks.append(lambda _e: self._wake(gen))
+            wait = max(min(f.remaining * f.peak / f.rate for f in flows), 0.0)
+            if self.integer_time:
+                wait = math.ceil(wait - 1e-6)
+            self.env.timeout(wait).callbacks.append(lambda _e: self._wake(gen))
         if self.on_change is not None:
             self.on_change(self)
 
