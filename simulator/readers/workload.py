@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 
 from ..errors import InputError, warn
 from ..workload import NO_COMM, POLICIES, Comm, Group, Op, Phase, Row, Workload
@@ -21,6 +22,30 @@ _INT_KEYS = {
     "all_gpus": "all_gpus",
 }
 _LIST_KEYS = {"checkpoints": "checkpoints", "checkpoint_initiates": "checkpoint_initiates"}
+
+#: the largest time (ns) or size (bytes) a field may hold: 2^62 ns is 146 years, 2^62 bytes
+#: 4.6 EB; anything larger is a typo, and sums of such values still fit a float
+MAX_NUMBER = 1 << 62
+#: the largest GPU count or parallel size in a header (the engine holds arrays of ranks)
+MAX_GPUS = 1 << 22
+#: the most pipeline stages: the engine simulates each one (and no model has this many layers)
+MAX_PP = 1 << 14
+
+# numbers as SimAI/AICB write them: ASCII digits, an optional sign, decimals and exponent
+# (no '1_000', no '0x10', no non-ASCII digits, no 'nan' or 'inf')
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+# lines end at \n, \r\n or \r only (str.splitlines also splits at form feeds and Unicode
+# separators, which would shift every line number after them)
+_LINE_RE = re.compile(r"\r\n|\r|\n")
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """repr of a token for a message, shortened so the message stays readable."""
+    if len(text) <= n:
+        return repr(text)
+    return f"{text[:n]!r}... ({len(text)} characters)"
+
 
 _OPS_BY_NAME = {op.value: op for op in Op if op is not Op.SENDRECV}
 _FIELD_NAMES = tuple(f"field {n + 1} ({name})" for n, name in enumerate(ROW_FIELDS))
@@ -56,25 +81,31 @@ class _Reader:
         return InputError(message, path=self.path, line=line, field=field)
 
     # -- numbers -------------------------------------------------------------------------
-    def nonneg_int(self, text: str, line: int, field: str, allow_fraction: bool = False) -> int:
-        if text.isdigit():  # the common case, and isdigit() rejects signs, dots and spaces
-            return int(text)
-        try:
-            value = float(text) if any(c in text for c in ".eE") else int(text)
-        except ValueError:
-            raise self.error(f"expected a non-negative integer, got {text!r}", line, field) from None
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise self.error(f"expected a finite number, got {text!r}", line, field)
-            if value != int(value) and not allow_fraction:
-                raise self.error(f"expected a whole number, got {text!r}", line, field)
-            value = round(value)
+    def nonneg_int(self, text: str, line: int, field: str, allow_fraction: bool = False,
+                   limit: int = MAX_NUMBER) -> int:
+        if len(text) <= 18 and text.isascii() and text.isdigit():  # the common case
+            value = int(text)
+        elif _INT_RE.match(text):
+            digits = text.lstrip("+-").lstrip("0")
+            value = int(text) if len(digits) <= 40 else (limit + 1) * (-1 if text[0] == "-" else 1)
+        elif _FLOAT_RE.match(text):
+            number = float(text)
+            if not math.isfinite(number):  # only overflow gets here: the pattern has no inf
+                raise self.error(f"expected a finite number, got {_clip(text)} (too large)",
+                                 line, field)
+            if number != int(number) and not allow_fraction:
+                raise self.error(f"expected a whole number, got {_clip(text)}", line, field)
+            value = round(number)
+        else:
+            raise self.error(f"expected a non-negative integer, got {_clip(text)}", line, field)
         if value < 0:
-            raise self.error(f"must not be negative, got {text!r}", line, field)
+            raise self.error(f"must not be negative, got {_clip(text)}", line, field)
+        if value > limit:
+            raise self.error(f"{_clip(text)} is too large (at most {limit:,})", line, field)
         return value
 
-    def positive_int(self, text: str, line: int, field: str) -> int:
-        value = self.nonneg_int(text, line, field)
+    def positive_int(self, text: str, line: int, field: str, limit: int = MAX_NUMBER) -> int:
+        value = self.nonneg_int(text, line, field, limit=limit)
         if value == 0:
             raise self.error("must be at least 1, got 0", line, field)
         return value
@@ -87,7 +118,7 @@ class _Reader:
                              "HYBRID_TRANSFORMER_FWD_IN_BCKWD", 1, "policy")
         policy = tokens[0]
         if policy not in POLICIES:
-            raise self.error(f"unknown policy {policy!r}; expected one of "
+            raise self.error(f"unknown policy {_clip(policy)}; expected one of "
                              f"{', '.join(sorted(POLICIES))}", 1, "policy")
         # split glued 'key:value' tokens so 'ep:4' and 'ep: 4' read the same
         flat: list[str] = []
@@ -104,19 +135,20 @@ class _Reader:
             key = flat[i].rstrip(":")
             i += 1
             if key in seen:
-                raise self.error(f"header key {key!r} given twice", 1, key)
+                raise self.error(f"header key {_clip(key)} given twice", 1, key)
             seen.append(key)
 
             def take(what: str) -> str:
                 nonlocal i
                 if i >= len(flat):
-                    raise self.error(f"missing value for {key!r} ({what})", 1, key)
+                    raise self.error(f"missing value for {_clip(key)} ({what})", 1, key)
                 value = flat[i]
                 i += 1
                 return value
 
             if key in _INT_KEYS:
-                value = self.positive_int(take("an integer"), 1, key)
+                limit = MAX_PP if key == "pp" else MAX_GPUS
+                value = self.positive_int(take("an integer"), 1, key, limit=limit)
                 out[_INT_KEYS[key]] = value
             elif key == "pp_comm":
                 # AICB writes 'pp_comm: 0', SimAI examples 'pp_comm 50331648', some a float
@@ -127,10 +159,14 @@ class _Reader:
                                for n in range(count))
                 out[_LIST_KEYS[key]] = values
             else:
-                raise self.error(f"unknown header key {key!r}; known keys: "
+                raise self.error(f"unknown header key {_clip(key)}; known keys: "
                                  f"{', '.join(list(_INT_KEYS) + list(_LIST_KEYS) + ['pp_comm'])}",
                                  1, key)
         out["header_fields"] = tuple(seen)
+        gpus = out.get("tp", 1) * out.get("pp", 1) * out.get("ep", 1)
+        if gpus > MAX_GPUS:  # TP x PP x EP GPUs at least, whatever all_gpus says
+            raise self.error(f"TP x PP x EP = {gpus:,} GPUs is more than collsim simulates "
+                             f"({MAX_GPUS:,})", 1, "model_parallel_NPU_group")
         return out
 
     # -- rows ------------------------------------------------------------------------------
@@ -147,7 +183,7 @@ class _Reader:
             size = self.nonneg_int(fields[n_type + 1], line, fname(n_type + 1))
             parsed = parse_comm_type(word, phase)
             if parsed is None:
-                raise self.error(f"unknown collective type {word!r}; expected NONE, ALLREDUCE, "
+                raise self.error(f"unknown collective type {_clip(word)}; expected NONE, ALLREDUCE, "
                                  "ALLGATHER, REDUCESCATTER, ALLTOALL, BROADCAST, "
                                  "ALLREDUCEALLTOALL, optionally with _EP or _DP_EP", line,
                                  fname(n_type))
@@ -157,10 +193,8 @@ class _Reader:
 
         name = fields[0]
         # field 2 (dep) is reserved; SimAI writes -1. Accept any integer.
-        try:
-            int(fields[1])
-        except ValueError:
-            raise self.error(f"expected an integer, got {fields[1]!r}", line, fname(1)) from None
+        if not _INT_RE.match(fields[1]):
+            raise self.error(f"expected an integer, got {_clip(fields[1])}", line, fname(1))
         return Row(
             name=name,
             fwd_ns=self.nonneg_int(fields[2], line, fname(2), allow_fraction=True),
@@ -174,7 +208,9 @@ class _Reader:
         )
 
     def read(self, text: str) -> Workload:
-        lines = text.splitlines()
+        if text.startswith("\ufeff"):  # a byte-order mark, as Windows editors write
+            text = text[1:]
+        lines = _LINE_RE.split(text)
         # skip leading blank lines but keep real line numbers
         numbered = [(n + 1, ln) for n, ln in enumerate(lines) if ln.strip()]
         if not numbered:
@@ -213,14 +249,18 @@ def read_workload(path: str | os.PathLike, strict: bool = False) -> Workload:
     """Parse a workload file. Raises InputError for a missing or malformed file."""
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
     except IsADirectoryError:
         raise InputError("is a directory, expected a workload file", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not a text file ({exc.reason} at byte {exc.start})", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"not a text file ({exc.reason} at byte {exc.start})", path=path,
+                         line=line) from None
     return _Reader(path, strict).read(text)
