@@ -97,10 +97,49 @@ def make_parallel(world: int, tp: int, pp: int, ep: int, source: str = "header")
     return ParallelConfig(world=world, tp=tp, pp=pp, ep=ep)
 
 
-def _placements_of(members: np.ndarray, gpus_per_server: int) -> list[GroupPlacement]:
+@dataclass(frozen=True)
+class RankMap:
+    """Which GPU of the cluster each rank of a job runs on.
+
+    ``packed``: ranks fill GPUs in order from ``offset`` (a job alone: rank r on GPU r).
+    ``spread``: ``jobs`` jobs interleave GPU by GPU; job ``index`` takes GPUs index, index+jobs, ...
+    ``rail``: each server's GPUs are cut into ``jobs`` equal slices of consecutive local indices
+    (rails); job ``index`` takes slice ``index`` on every server.
+    In all three a group's placement depends only on the GPU of its first rank modulo the
+    server size, which keeps placement work independent of the GPU count.
+    """
+
+    gpus_per_server: int
+    policy: str = "packed"
+    jobs: int = 1
+    index: int = 0
+    offset: int = 0
+
+    def gpu(self, ranks):
+        gps, k = self.gpus_per_server, self.jobs
+        if self.policy == "spread":
+            return ranks * k + self.index
+        if self.policy == "rail":
+            m = gps // k
+            return (ranks // m) * gps + self.index * m + ranks % m
+        return ranks + self.offset
+
+    def gpus_needed(self, world: int) -> int:
+        if self.policy == "packed":
+            return self.offset + world
+        return int(self.gpu(np.array([world - 1]))[0]) + 1
+
+
+def as_rank_map(rank_map: "RankMap | int") -> RankMap:
+    return rank_map if isinstance(rank_map, RankMap) else RankMap(int(rank_map))
+
+
+def _placements_of(members: np.ndarray, rank_map: "RankMap | int") -> list[GroupPlacement]:
     """Distinct placements among groups given as rows of a (groups, size) rank array."""
-    servers = members // gpus_per_server
-    local = members % gpus_per_server
+    rank_map = as_rank_map(rank_map)
+    gpus = rank_map.gpu(members)
+    servers = gpus // rank_map.gpus_per_server
+    local = gpus % rank_map.gpus_per_server
     size = members.shape[1]
     s_sorted = np.sort(servers, axis=1)
     change = np.diff(s_sorted, axis=1) != 0
@@ -124,7 +163,7 @@ def _placements_of(members: np.ndarray, gpus_per_server: int) -> list[GroupPlace
 
 
 def stage_placements(par: ParallelConfig, group: Group, stage: int,
-                     gpus_per_server: int) -> list[GroupPlacement]:
+                     gpus_per_server: "RankMap | int") -> list[GroupPlacement]:
     """Distinct placements of the groups of one kind whose ranks are in ``stage``.
 
     For PP, the groups are the pairs (rank in this stage, same position in the next stage).
@@ -133,7 +172,8 @@ def stage_placements(par: ParallelConfig, group: Group, stage: int,
     # A group's placement depends only on its first rank modulo the server size (moving it by
     # one server moves every member by one server), so one group per residue is enough: the
     # work stays below gpus_per_server groups whatever the GPU count.
-    _, keep = np.unique(firsts % gpus_per_server, return_index=True)
+    rank_map = as_rank_map(gpus_per_server)
+    _, keep = np.unique(rank_map.gpu(firsts) % rank_map.gpus_per_server, return_index=True)
     firsts = firsts[np.sort(keep)]
     if group is Group.PP:
         nxt = (stage + 1) % par.pp
@@ -141,4 +181,4 @@ def stage_placements(par: ParallelConfig, group: Group, stage: int,
         members = np.stack([firsts, partner], axis=1)
     else:
         members = firsts[:, None] + stride * np.arange(size)[None, :]
-    return _placements_of(members, gpus_per_server)
+    return _placements_of(members, rank_map)

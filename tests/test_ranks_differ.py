@@ -236,3 +236,37 @@ def test_contention_changes_nothing_when_nothing_overlaps():
     rows = ["l -1 1000 ALLREDUCE 4000 500 NONE 0 200 NONE 0 100"]
     hdr = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 all_gpus: 4"
     assert run(hdr, rows, contention=True).iteration_ns == run(hdr, rows).iteration_ns == 7800
+
+
+def test_two_jobs_sharing_one_nic():
+    # Servers of 2 GPUs with ONE NIC of 1 byte/ns: each GPU's share is 0.5 byte/ns, so an
+    # all-reduce of 1000 bytes on 2 ranks in different servers is priced 2*(1/2)*1000/0.5 =
+    # 2000 ns for a fully loaded server.
+    from simulator.costmodel.analytical import AnalyticalCostModel
+    from simulator.engine.simulate import simulate_jobs
+    cluster = Cluster(name="one-nic", gpus_per_server=2, nvlink_gbps=1.0, nic_gbps=1.0,
+                      nics_per_server=1, nvlink_efficiency=1.0, nic_efficiency=1.0,
+                      base_latency_ns=0, nvlink_hop_ns=0, nic_hop_ns=0)
+    model = AnalyticalCostModel(cluster)
+    wl = read_workload_text("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 "
+                            "all_gpus: 2\n1\nl -1 1000 NONE 0 0 NONE 0 0 ALLREDUCE 1000 0\n", "j.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)
+        # packed: a job's 2 ranks share one server and its NVLink (1000 ns): 2000 each
+        assert [r.iteration_ns for r in simulate_jobs([wl, wl], cluster, model, placement="packed")] \
+            == [2000, 2000]
+        # spread alone: ranks on GPU 0 of two servers; the other GPU is idle, so the job has
+        # the whole NIC and its all-reduce takes 1000 ns: 2000
+        assert simulate_jobs([wl], cluster, model, placement="spread")[0].iteration_ns == 2000
+        # spread, two jobs: both all-reduces start at 1000 on the same NICs and share them:
+        # each gets half a NIC and takes 2000 ns, so each job takes 3000 (longer than alone,
+        # and together they move 2 x 1000 link-ns of work in 2000 ns: never above the rate)
+        both = simulate_jobs([wl, wl], cluster, model, placement="spread")
+        assert [r.iteration_ns for r in both] == [3000, 3000]
+        # rail: job 1 on GPU 0 of each server, job 2 on GPU 1: the same NICs again
+        assert [r.iteration_ns for r in simulate_jobs([wl, wl], cluster, model,
+                                                      placement="rail")] == [3000, 3000]
+    with pytest.raises(InputError, match="equal size"):
+        big = read_workload_text(wl and "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 "
+                                 "all_gpus: 4\n1\nl -1 1000 NONE 0 0 NONE 0 0 ALLREDUCE 1000 0\n", "b.txt")
+        simulate_jobs([wl, big], cluster, model, placement="spread")

@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--contention", action="store_true",
                    help="collectives and pipeline sends that overlap in time share their "
                         "NVLink or NIC max-min fairly (flow level; uses the detailed engine)")
+    w.add_argument("--co-job", action="append", default=[], metavar="WORKLOAD",
+                   help="another job on the same cluster (repeatable): each job gets its own "
+                        "result, and jobs share the NICs their GPUs share (contention on)")
+    w.add_argument("--placement", choices=["packed", "spread", "rail"], default="packed",
+                   help="with --co-job: packed (whole servers per job), spread (jobs "
+                        "interleaved GPU by GPU), rail (each job a slice of every server)")
     w.add_argument("--engine", choices=["fast", "detailed"], default="fast",
                    help="fast: one process per stage, passes memoized (default); detailed: "
                         "row-level rendezvous per rank class (same answer when ranks are alike; "
@@ -101,7 +107,21 @@ def run(args: argparse.Namespace) -> int:
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
                 comm_scale=comm_scale, contention=args.contention))
 
-        result = run_once(0, tracing)
+        co_results = []
+        if args.co_job:
+            from ..engine.simulate import simulate_jobs
+            if args.draws > 1 or args.sensitivity:
+                raise InputError("--co-job cannot be combined with --draws or --sensitivity",
+                                 field="--co-job")
+            others = [read_workload(path, strict=args.strict) for path in args.co_job]
+            results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
+                gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp,
+                trace=tracing, stragglers=resolve_all(specs, world, 0),
+                degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server)),
+                placement=args.placement)
+            result, co_results = results[0], results[1:]
+        else:
+            result = run_once(0, tracing)
         draws = [result.iteration_ns]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the first run already said everything once
@@ -132,8 +152,13 @@ def run(args: argparse.Namespace) -> int:
         from ..report.plot import render_distribution
         outputs[args.distribution_plot] = render_distribution(result)
     if args.json:
-        outputs[args.json] = json.dumps(summary_dict(result), indent=2) + "\n"
+        doc = summary_dict(result)
+        if co_results:
+            doc["co_jobs"] = [summary_dict(r) for r in co_results]
+        outputs[args.json] = json.dumps(doc, indent=2) + "\n"
     if not args.quiet and args.json != "-":
         sys.stdout.write(render_text(result))
+        for r in co_results:
+            sys.stdout.write("\n--- co-located job ---\n" + render_text(r, top_rows=0))
     write_all(outputs)
     return 0

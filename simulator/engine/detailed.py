@@ -9,7 +9,7 @@ classes (a straggler, a degraded link) it is what makes ranks wait for each othe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import simpy
 
@@ -22,15 +22,31 @@ _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
 
 
 @dataclass
+class JobRun:
+    """What the classes of one job share: its schedule and micro-batches."""
+
+    job: int
+    schedule: list
+    pp: int
+    chunks: int
+    mb_variant: tuple[int, ...]
+
+
+@dataclass
 class ClassSetup:
     cls: RankClass
+    cid: int                   # global id (classes of all jobs numbered together)
+    job: JobRun
     sequences: dict            # sequence id -> list[PricedRow], compute already scaled
     send_next_ns: int
     send_prev_ns: int
     head: list
     tail: list
-    next_class: int | None     # the class of the same pipeline column in the next stage
+    next_class: int | None     # global id of the same pipeline column's class in the next stage
     prev_class: int | None
+    label: str = ""
+    # for contention: group kind or "next"/"prev" -> (link id, share of the link it loads)
+    links: dict = field(default_factory=dict)
 
 
 def scale_rows(rows: list[PricedRow], factor: float) -> list[PricedRow]:
@@ -51,48 +67,29 @@ class _Meeting:
         self.update = update
 
 
-@dataclass
-class Contention:
-    """Which link kind ('nvlink' or 'nic') each class uses for each group and for its sends.
-
-    Links are per class: a class's ranks all load their own links alike, so one link per
-    (class, kind) stands for each of them. A collective loads the links of every member class
-    for its stand-alone time; overlapping collectives on a link share it max-min fairly.
-    """
-
-    group_link: dict        # (class id, Group) -> link kind
-    send_link: dict         # (class id, "next"|"prev") -> link kind
-
-
 class DetailedSim:
-    def __init__(self, setups: list[ClassSetup], schedule: list[list], pp: int, chunks: int,
-                 trace: bool, mb_variant: tuple[int, ...], contention: Contention | None = None):
+    def __init__(self, setups: list[ClassSetup], trace: bool, contention: bool = False):
         self.env = simpy.Environment()
-        self.contention = contention
-        self.net = None
-        if contention is not None:
-            from ..network.flows import FlowNetwork
-            links = {(cid, kind): 1.0 for (cid, _), kind in contention.group_link.items()}
-            links.update({(cid, kind): 1.0 for (cid, _), kind in contention.send_link.items()})
-            self.net = FlowNetwork(self.env, links, integer_time=True)
         self.setups = setups
-        self.schedule = schedule
-        self.pp = pp
-        self.chunks = chunks
-        self.mb_variant = mb_variant
         self.trace: list[TraceSlice] | None = [] if trace else None
         self.results = [StageResult(stage=s.cls.stage) for s in setups]
         self.finished = [False] * len(setups)
         self._meetings: dict[tuple, _Meeting] = {}
         self._mail: dict[tuple, simpy.Event] = {}
         self.events = 0
+        self.net = None
+        if contention:
+            # links are shared by whoever names them: a NIC by every class whose GPUs use it
+            from ..network.flows import FlowNetwork
+            links = {link: 1.0 for s in setups for link, _ in s.links.values()}
+            self.net = FlowNetwork(self.env, links, integer_time=True)
 
-    # -- rendezvous ----------------------------------------------------------------------
-    def _meet(self, cls: RankClass, kind: Group, instance: tuple, ready: int, comm_ns: int,
+    def _meet(self, cid: int, kind: Group, instance: tuple, ready: int, comm_ns: int,
               update_ns: int):
         """Arrive at a collective; returns the event that fires (value: end time) at its end."""
-        members = cls.group_members[kind]
-        key = (kind, members, instance)
+        setup = self.setups[cid]
+        members = setup.cls.group_members[kind]
+        key = (setup.job.job, kind, members, instance)
         m = self._meetings.get(key)
         if m is None:
             m = self._meetings[key] = _Meeting(len(members), self.env.event(), comm_ns, update_ns)
@@ -104,9 +101,13 @@ class DetailedSim:
             ev = m.event
             start = m.ready
             if self.net is not None and m.duration:
-                # every member's ranks move the data over their own links of this kind
-                link = self.contention.group_link[(cls.cid, kind)]
-                flow = self.net.transfer({(c, link): m.duration for c, _ in members})
+                # every member's ranks move the data over their links of this kind
+                base = setup.cid - setup.cls.cid
+                loads: dict = {}
+                for c, _ in members:
+                    link, share = self.setups[base + c].links[kind]
+                    loads[link] = loads.get(link, 0.0) + m.duration * share
+                flow = self.net.transfer(loads)
                 flow.callbacks.append(
                     lambda _f, ev=ev, upd=m.update, t0=start: self._after(ev, upd, t0))
             else:
@@ -133,7 +134,7 @@ class DetailedSim:
         return ev
 
     def _source(self, phase: Phase, mb: int, chunk: int, setup: ClassSetup) -> tuple | None:
-        stage, pp, C = setup.cls.stage, self.pp, self.chunks
+        stage, pp, C = setup.cls.stage, setup.job.pp, setup.job.chunks
         if phase is Phase.FWD:
             if stage > 0:
                 return (Phase.FWD, mb, chunk, setup.prev_class)
@@ -142,9 +143,11 @@ class DetailedSim:
             return (Phase.IG, mb, chunk, setup.next_class)
         return (Phase.IG, mb, chunk + 1, setup.next_class) if chunk < C - 1 else None
 
-    def _has_consumer(self, phase: Phase, chunk: int, stage: int) -> bool:
+    @staticmethod
+    def _has_consumer(phase: Phase, chunk: int, setup: ClassSetup) -> bool:
+        stage, pp, C = setup.cls.stage, setup.job.pp, setup.job.chunks
         if phase is Phase.FWD:
-            return stage < self.pp - 1 or chunk < self.chunks - 1
+            return stage < pp - 1 or chunk < C - 1
         return stage > 0 or chunk > 0
 
     # -- one class ---------------------------------------------------------------------
@@ -170,7 +173,7 @@ class DetailedSim:
             if last is not None and not last.triggered:
                 yield last
             ready = max(env.now, stream_end[stream])
-            ev = self._meet(cls, _KIND_OF_STREAM[stream], instance, ready, comm_ns, update_ns)
+            ev = self._meet(idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns, update_ns)
             start, end = yield ev
             stream_end[stream] = end
             res.exposed_ns[STREAMS[stream].value] += end - issued
@@ -182,7 +185,7 @@ class DetailedSim:
             if previous is not None and not previous.triggered:
                 yield previous
             ready = max(env.now, stream_end[stream])
-            start, end = yield self._meet(cls, _KIND_OF_STREAM[stream], instance, ready,
+            start, end = yield self._meet(idx, _KIND_OF_STREAM[stream], instance, ready,
                                           comm_ns, update_ns)
             stream_end[stream] = end
             slice_(STREAMS[stream].value, name, start, end - start)
@@ -247,7 +250,7 @@ class DetailedSim:
             res.compute_ns += compute_of(Phase.FWD, seq)
             yield from run_pass(Phase.FWD, seq, -1)
 
-        for phase, mb, chunk in self.schedule[cls.stage]:
+        for phase, mb, chunk in setup.job.schedule[cls.stage]:
             src = self._source(phase, mb, chunk, setup)
             if src is not None:
                 ev = self._box(src)
@@ -259,18 +262,18 @@ class DetailedSim:
                     res.bubble_ns += in_flight_from - w0
                     slice_("wait", "bubble", w0, in_flight_from - w0)
                     slice_("wait", "PP receive", in_flight_from, arrived - in_flight_from)
-            seq = ("mb", self.mb_variant[mb], chunk)
+            seq = ("mb", setup.job.mb_variant[mb], chunk)
             res.compute_ns += compute_of(phase, seq)
             yield from run_pass(phase, seq, mb)
-            if self._has_consumer(phase, chunk, cls.stage):
+            if self._has_consumer(phase, chunk, setup):
                 direction = "next" if phase is Phase.FWD else "prev"
                 cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
-                box = self._box((phase, mb, chunk, cls.cid))
+                box = self._box((phase, mb, chunk, setup.cid))
                 if self.net is not None and cost:
                     partner = setup.next_class if direction == "next" else setup.prev_class
                     prev_send = send_chain[direction]
                     send_chain[direction] = env.process(self._contended_send(
-                        cls.cid, partner, direction, cost, box, prev_send))
+                        setup, partner, direction, cost, box, prev_send))
                     continue
                 start = max(env.now, send_free[direction])
                 arrive = start + cost
@@ -301,16 +304,18 @@ class DetailedSim:
         res.end_ns = env.now
         self.finished[idx] = True
 
-    def _contended_send(self, sender: int, receiver: int, direction: str, cost: int, box,
-                        previous):
+    def _contended_send(self, setup: ClassSetup, receiver: int | None, direction: str,
+                        cost: int, box, previous):
         """A pipeline send as a flow on the sender's and receiver's links, after the last one."""
         if previous is not None and not previous.triggered:
             yield previous
         start = self.env.now
-        link = self.contention.send_link[(sender, direction)]
-        loads = {(sender, link): cost}
-        if receiver is not None and (receiver, link) in self.net.capacity:
-            loads[(receiver, link)] = cost
+        link, share = setup.links[direction]
+        loads = {link: cost * share}
+        if receiver is not None:
+            back = "prev" if direction == "next" else "next"
+            rlink, rshare = self.setups[receiver].links[back]
+            loads[rlink] = loads.get(rlink, 0.0) + cost * rshare
         yield self.net.transfer(loads)
         box.succeed((start, self.env.now))
 
@@ -318,6 +323,6 @@ class DetailedSim:
         for i in range(len(self.setups)):
             self.env.process(self._class(i))
         self.env.run()
-        stuck = [self.setups[i].cls.cid for i in range(len(self.setups)) if not self.finished[i]]
+        stuck = [self.setups[i].cid for i in range(len(self.setups)) if not self.finished[i]]
         if stuck:
             raise RuntimeError(f"detailed replay deadlock: classes {stuck} never finished")

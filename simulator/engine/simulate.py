@@ -1,7 +1,14 @@
-"""Wire a workload, a parallel layout and a cost model into one pipeline simulation."""
+"""Run one job (or several sharing a cluster) and assemble the results.
+
+The fast engine (:mod:`.pipeline`) simulates one representative rank per stage with memoized
+passes; the detailed engine (:mod:`.detailed`) one process per rank class with a rendezvous
+per collective. The detailed one is used when ranks differ (stragglers, degraded NICs), when
+collectives contend for links, and for several jobs on one cluster; both give the same numbers
+when ranks are alike (tested).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -9,13 +16,14 @@ from ..cluster import Cluster
 from ..costmodel.analytical import AnalyticalCostModel
 from ..costmodel.base import CostModel
 from ..errors import InputError, warn
-from ..parallel import GroupPlacement, ParallelConfig, make_parallel, stage_placements
-from ..result import RowResult, SimulationResult
-from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
-from .pipeline import PipelineSim, StageSetup
-from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
-from .schedule import build_schedule
-from .segment import Segmentation, segment
+from ..parallel import RankMap, stage_placements
+from ..result import RowResult, SimulationResult, TraceSlice
+from ..workload import ROW_GROUPS, Group, Op, Workload
+from .pipeline import PipelineSim
+from .plan import (JobPlan, _describe_places, plan_job, resolve_world,  # noqa: F401 (API)
+                   split_chunks)
+
+PLACEMENTS = ("packed", "spread", "rail")
 
 
 @dataclass(frozen=True)
@@ -35,126 +43,14 @@ class SimulationOptions:
     contention: bool = False
 
 
-def resolve_world(workload: Workload, gpus: int | None) -> int:
-    if gpus is not None:
-        if gpus < 1:
-            raise InputError(f"must be at least 1, got {gpus}", field="--gpus")
-        return gpus
-    if workload.all_gpus is not None:
-        return workload.all_gpus
-    world = workload.tp * workload.pp * workload.ep
-    warn(f"{workload.path}: the header has no all_gpus; assuming {world} GPUs "
-         f"(TP {workload.tp} x PP {workload.pp} x EP {workload.ep}, so DP {workload.ep}); "
-         "pass --gpus N for the real world size")
-    return world
-
-
-def split_chunks(rows: list, chunks: int, path: str) -> list[tuple[int, int]]:
-    """Contiguous [start, end) ranges of the micro-batch rows, equal in row count.
-
-    Megatron gives each model chunk the same number of layers whatever their cost; cutting by
-    count (not by compute) also keeps a change of compute from moving a chunk boundary.
-    """
-    n = len(rows)
-    if chunks > n:
-        raise InputError(f"cannot split a micro-batch of {n} rows into {chunks} interleaved "
-                         "chunks; lower --vpp", path=path, field="vpp")
-    base, extra = divmod(n, chunks)
-    bounds = [0]
-    for k in range(chunks):
-        bounds.append(bounds[-1] + base + (1 if k < extra else 0))
-    return [(bounds[i], bounds[i + 1]) for i in range(chunks)]
-
-
-class _Pricer:
-    """Prices a row's collectives on one stage: the slowest placement of that group kind."""
-
-    def __init__(self, par: ParallelConfig, cost: CostModel,
-                 placements: dict[Group, list[GroupPlacement]], scale: dict | None = None):
-        self.par = par
-        self.cost = cost
-        self.placements = placements
-        self.scale = scale or {}  # group -> factor on collective times (sensitivity studies)
-
-    def with_cost(self, cost: CostModel) -> "_Pricer":
-        return _Pricer(self.par, cost, self.placements, self.scale)
-
-    def comm_ns(self, comm: Comm) -> int:
-        if comm.op is None or comm.size_bytes == 0 or self.par.size(comm.group) <= 1:
-            return 0
-        ns = max(self.cost.collective_ns(comm.op, comm.size_bytes, p)
-                 for p in self.placements[comm.group])
-        factor = self.scale.get(comm.group)
-        return ns if factor is None else round(ns * factor)
-
-    def priced(self, row, key, recompute_from: int) -> PricedRow:
-        fwd, ig, wg = self.comm_ns(row.fwd), self.comm_ns(row.ig), self.comm_ns(row.wg)
-        return PricedRow(
-            key=key, name=row.name,
-            fwd_ns=row.fwd_ns, fwd_stream=STREAM_INDEX[row.fwd.group] if fwd else NO_STREAM,
-            fwd_comm_ns=fwd,
-            ig_ns=row.ig_ns, ig_stream=STREAM_INDEX[row.ig.group] if ig else NO_STREAM,
-            ig_comm_ns=ig,
-            wg_ns=row.wg_ns, wg_stream=STREAM_INDEX[row.wg.group] if wg else NO_STREAM,
-            wg_comm_ns=wg,
-            update_ns=row.update_ns, recompute_from=recompute_from,
-            comms=(row.fwd, row.ig, row.wg))
-
-    def repriced(self, row: PricedRow, kinds: frozenset) -> PricedRow:
-        """The row with its collectives on ``kinds`` priced by this pricer instead."""
-        fwd, ig, wg = row.comms
-        changes = {}
-        for comm, field in ((fwd, "fwd_comm_ns"), (ig, "ig_comm_ns"), (wg, "wg_comm_ns")):
-            if comm.group in kinds and getattr(row, field):
-                changes[field] = self.comm_ns(comm)
-        return replace(row, **changes) if changes else row
-
-
-def _describe_places(group: str, places: set, par: ParallelConfig) -> str:
-    """'4 ranks over 4 servers (NICs)' and the like, for the report."""
-    if group == "PP":
-        if par.pp == 1:
-            return "no pipeline"
-        size = par.pp
-        cross = any(servers > 1 for _, servers, _ in places)
-        return f"{size} stages, sends {'across servers (NICs)' if cross else 'inside a server (NVLink)'}"
-    size = next(iter(places))[0]
-    if size == 1:
-        return "1 rank (free)"
-    parts = []
-    for _, servers, per in sorted(places):
-        parts.append(f"{size} ranks in 1 server (NVLink)" if servers == 1 else
-                     f"{size} ranks over {servers} servers, up to {per} per server (NICs)")
-    return "; ".join(parts)
-
-
-def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
-    """File row index of each checkpoint-initiate row -> file index to recompute from.
-
-    The replay restarts at the nearest checkpoint at or before the initiate row inside the same
-    block (the rows before the micro-batches, one micro-batch, or the rows after), or at the
-    block's first row.
-    """
-    if not workload.checkpoint_initiates:
-        return {}
-    blocks = [seg.prefix, seg.suffix] + [tuple(range(b, b + len(seg.micro_batch)))
-                                         for b in seg.block_starts]
-    out = {}
-    for idx in workload.checkpoint_initiates:
-        block = next((b for b in blocks if idx in b), None)
-        if block is None:
-            continue
-        before = [c for c in workload.checkpoints if block[0] <= c <= idx and c in block]
-        out[idx] = max(before) if before else block[0]
-    return out
-
-
-def _run_detailed(par, setups: list[StageSetup], pricers: list[_Pricer], schedule,
-                  chunks: int, options: SimulationOptions, seg: Segmentation,
-                  cost_model: CostModel, pp_comm_bytes: int, gpus_per_server: int):
+# ------------------------------------------------------------------------------ detailed
+def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, job: int,
+                  cluster: Cluster):
+    """Rank classes of one job and their setups for the detailed engine."""
     from .classes import rank_classes
-    from .detailed import ClassSetup, DetailedSim, scale_rows
+    from .detailed import ClassSetup, JobRun, scale_rows
 
+    par, cost_model, pricers, setups = plan.par, plan.cost_model, plan.pricers, plan.setups
     attributes: dict[int, dict] = {}
     for rank, factor in options.stragglers:
         if not 0 <= rank < par.world:
@@ -166,30 +62,33 @@ def _run_detailed(par, setups: list[StageSetup], pricers: list[_Pricer], schedul
             raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
                              field="--degrade")
         attributes.setdefault(rank, {}).update(nic=float(nic_factor), nic_latency_ns=int(extra_ns))
-    classes, _ = rank_classes(par, {r: tuple(sorted(a.items())) for r, a in attributes.items()})
+    classes, colour = rank_classes(par, {r: tuple(sorted(a.items()))
+                                         for r, a in attributes.items()})
     attrs = [dict(c.attributes) for c in classes]
     stage_of = {c.cid: c.stage for c in classes}
     degraded_models: dict[tuple, CostModel] = {}
+    pp_bytes = plan.workload.pp_comm_bytes
 
-    def worst_nic(member_classes) -> tuple[float, int]:
+    def worst_nic(member_classes: list) -> tuple[float, int]:
         """The slowest NIC among a group's members: (bandwidth factor, extra latency)."""
         factor = min((attrs[c].get("nic", 1.0) for c in member_classes), default=1.0)
         extra = max((attrs[c].get("nic_latency_ns", 0) for c in member_classes), default=0)
         return factor, extra
 
     def degraded_model(factor: float, extra: int) -> CostModel:
-        key = (factor, extra)
-        if key not in degraded_models:
-            degraded_models[key] = cost_model.degraded(factor, extra)
-        return degraded_models[key]
+        if (factor, extra) not in degraded_models:
+            degraded_models[(factor, extra)] = cost_model.degraded(factor, extra)
+        return degraded_models[(factor, extra)]
 
-    csetups: list[ClassSetup] = []
+    run = JobRun(job=job, schedule=plan.schedule, pp=par.pp, chunks=plan.chunks,
+                 mb_variant=plan.seg.mb_variant)
+    out = []
     for cls in classes:
         stage_setup = setups[cls.stage]
         sequences = stage_setup.replayer.sequences
         # collectives of groups that hold a degraded NIC are priced with it
         by_model: dict[tuple, set] = {}
-        for kind in (Group.TP, Group.EP, Group.DP, Group.DP_EP):
+        for kind in ROW_GROUPS:
             factor, extra = worst_nic([c for c, _ in cls.group_members[kind]])
             if (factor, extra) != (1.0, 0):
                 by_model.setdefault((factor, extra), set()).add(kind)
@@ -203,162 +102,85 @@ def _run_detailed(par, setups: list[StageSetup], pricers: list[_Pricer], schedul
         nxt = [c for c, _ in column if stage_of[c] == (cls.stage + 1) % par.pp]
         prv = [c for c, _ in column if stage_of[c] == (cls.stage - 1) % par.pp]
         send_next, send_prev = stage_setup.send_next_ns, stage_setup.send_prev_ns
-        if par.pp > 1 and pp_comm_bytes:
+        if par.pp > 1 and pp_bytes:
             for partner, direction in ((nxt, "next"), (prv, "prev")):
                 factor, extra = worst_nic([cls.cid] + partner)
                 if (factor, extra) == (1.0, 0):
                     continue
-                model = degraded_model(factor, extra)
                 stage = cls.stage if direction == "next" else (cls.stage - 1) % par.pp
-                ns = max(model.collective_ns(Op.SENDRECV, pp_comm_bytes, p)
-                         for p in stage_placements(par, Group.PP, stage, gpus_per_server))
+                ns = max(degraded_model(factor, extra).collective_ns(Op.SENDRECV, pp_bytes, p)
+                         for p in stage_placements(par, Group.PP, stage, plan.rank_map))
                 if direction == "next":
                     send_next = ns
                 else:
                     send_prev = ns
-        csetups.append(ClassSetup(cls, sequences, send_next, send_prev, stage_setup.head,
-                                  stage_setup.tail, nxt[0] if nxt else None,
-                                  prv[0] if prv else None))
-    contention = None
-    if options.contention:
-        from .detailed import Contention
-
-        def kind_of(placements) -> str:
-            return "nvlink" if all(p.servers == 1 for p in placements) else "nic"
-
-        group_link, send_link = {}, {}
-        for cls in classes:
-            for g in ROW_GROUPS:
-                group_link[(cls.cid, g)] = kind_of(pricers[cls.stage].placements[g])
-            send_link[(cls.cid, "next")] = kind_of(
-                stage_placements(par, Group.PP, cls.stage, gpus_per_server))
-            send_link[(cls.cid, "prev")] = kind_of(
-                stage_placements(par, Group.PP, (cls.stage - 1) % par.pp, gpus_per_server))
-        contention = Contention(group_link, send_link)
-    sim = DetailedSim(csetups, schedule, par.pp, chunks, options.trace, seg.mb_variant,
-                      contention)
-    sim.run()
-    for res, cls in zip(sim.results, classes):
-        res.rank_class = cls.cid
-        res.ranks = cls.ranks
         what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
                          for k, v in attrs[cls.cid].items())
-        res.label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} ranks, e.g. rank "
-                     f"{cls.example_rank}" + (f", {what}" if what else "") + ")")
-    return sim
+        label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} ranks, e.g. rank "
+                 f"{cls.example_rank}" + (f", {what}" if what else "") + ")")
+        out.append(ClassSetup(
+            cls=cls, cid=cid_offset + cls.cid, job=run, sequences=sequences,
+            send_next_ns=send_next, send_prev_ns=send_prev, head=stage_setup.head,
+            tail=stage_setup.tail,
+            next_class=cid_offset + nxt[0] if nxt else None,
+            prev_class=cid_offset + prv[0] if prv else None,
+            label=label, links=_class_links(plan, cls, colour, cid_offset, job, cluster)))
+    return out
 
 
-def simulate(workload: Workload, cluster: Cluster | None = None,
-             cost_model: CostModel | None = None,
-             options: SimulationOptions = SimulationOptions()) -> SimulationResult:
-    cluster = cluster or Cluster()
-    cost_model = cost_model or AnalyticalCostModel(cluster)
-    world = resolve_world(workload, options.gpus)
-    par = make_parallel(world, workload.tp, workload.pp, workload.ep, source=workload.path)
-    # collectives on groups of one rank cost nothing, so they must not decide where the
-    # micro-batches are
-    free_kinds = frozenset(g for g in ROW_GROUPS if par.size(g) == 1)
-    seg = segment(workload, free_kinds)
-    rows = workload.rows
-    notes: list[str] = [f"rows: {seg.method}"]
+def _class_links(plan: JobPlan, cls, colour: np.ndarray, cid_offset: int, job: int,
+                 cluster: Cluster) -> dict:
+    """For contention: the link each of the class's group kinds and sends loads, and how much.
 
-    # groups of size 1 that rows use: free, and said so
-    used = {c.group for r in rows for c in (r.fwd, r.ig, r.wg) if c.op is not None}
-    free_groups = [g.value for g in ROW_GROUPS if g in used and par.size(g) == 1]
-    if free_groups:
-        msg = (f"group(s) of size 1: {', '.join(free_groups)}; their collectives cost nothing "
-               "(no other rank to talk to)")
-        warn(f"{workload.path}: {msg}")
-        notes.append(msg)
-    placeholder = sum(1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1)
-    if placeholder > len(rows) // 2:
-        notes.append(f"{placeholder} of {len(rows)} rows carry placeholder compute times (<= 1 ns, "
-                     "as AICB writes without profiling): the result is communication only")
-    if par.pp > 1 and workload.pp_comm_bytes == 0:
-        notes.append("pp_comm is 0: pipeline sends are free")
-
-    schedule_name = options.pp_schedule
-    mb_rows = [rows[i] for i in seg.micro_batch]
-    chunks = 1
-    if schedule_name == "interleaved":
-        chunks = options.vpp_chunks or workload.vpp or 1
-        if chunks < 1:
-            raise InputError(f"must be at least 1, got {chunks}", field="--vpp")
-    elif options.vpp_chunks not in (None, 1):
-        raise InputError("model chunks (--vpp) only apply to --pp-schedule interleaved",
-                         field="--vpp")
-    ranges = split_chunks(mb_rows, chunks, workload.path)
-    schedule = build_schedule(schedule_name, par.pp, seg.ga, chunks)
-    recompute = _recompute_starts(workload, seg)
-
-    # price every stage; stages whose groups sit alike share one replayer (and its memo)
+    NVLink is per GPU (an NVSwitch never blocks), so each class has its own. A NIC is shared
+    by the GPUs wired to it, of this class, other classes and other jobs alike: the link is
+    the physical NIC of the class's example rank, and the class loads it in proportion to how
+    many of its GPUs sit on that NIC (a collective priced for a GPU's share of its NICs takes
+    its priced time when all those GPUs run it, less when the others are idle).
+    """
+    par, rank_map = plan.par, plan.rank_map
     gps = cluster.gpus_per_server
-    setups: list[StageSetup] = []
-    shared: dict[tuple, PassReplayer] = {}
-    pricers: list[_Pricer] = []
-    # point-to-point time from each stage to the next (the last wraps to the first)
-    scale = {Group(g): float(f) for g, f in options.comm_scale}
-    p2p_ns = [round(max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
-                        for p in stage_placements(par, Group.PP, s, gps)) * scale.get(Group.PP, 1))
-              if par.pp > 1 and workload.pp_comm_bytes else 0 for s in range(par.pp)]
-    group_places: dict[str, set] = {}
-    for s in range(par.pp):
-        placements = {g: stage_placements(par, g, s, gps) for g in ROW_GROUPS}
-        for g, plist in list(placements.items()) + [(Group.PP, stage_placements(par, Group.PP, s, gps))]:
-            for p in plist:
-                group_places.setdefault(g.value, set()).add(
-                    (p.size, p.servers, p.max_per_server))
-        pricer = _Pricer(par, cost_model, placements, scale)
-        pricers.append(pricer)
-        signature = tuple(tuple(placements[g]) for g in ROW_GROUPS)
-        replayer = shared.get(signature)
-        if replayer is None:
-            sequences: dict[object, list[PricedRow]] = {}
-            def restart(block: tuple, k: int, first: int) -> int:
-                """Position (in a sequence starting at block[first]) to recompute from."""
-                src = recompute.get(block[k])
-                return -1 if src is None else max(src - block[first], 0)
+    gpus_per_nic = max(1, gps // cluster.nics_per_server)
+    gpu = int(rank_map.gpu(np.array([cls.example_rank]))[0])
+    server, nic = gpu // gps, (gpu % gps) // gpus_per_nic
+    all_gpus = rank_map.gpu(np.arange(par.world, dtype=np.int64))
+    on_nic = int(np.count_nonzero((colour == cls.cid) & (all_gpus // gps == server)
+                                  & ((all_gpus % gps) // gpus_per_nic == nic)))
+    nic_link = (("nic", server, nic), on_nic / gpus_per_nic)
+    nvl_link = (("nvlink", job, cid_offset + cls.cid), 1.0)
 
-            if seg.prefix:
-                sequences["pre"] = [pricer.priced(rows[i], ("pre", k), restart(seg.prefix, k, 0))
-                                    for k, i in enumerate(seg.prefix)]
-            if seg.suffix:
-                sequences["suf"] = [pricer.priced(rows[i], ("suf", k), restart(seg.suffix, k, 0))
-                                    for k, i in enumerate(seg.suffix)]
-            for v, block in enumerate(seg.variants):
-                for c, (a, b) in enumerate(ranges):
-                    sequences[("mb", v, c)] = [
-                        pricer.priced(rows[block[k]], ("mb", k), restart(block, k, a))
-                        for k in range(a, b)]
-            replayer = shared[signature] = PassReplayer(sequences, options.trace)
-        send_next = send_prev = 0
-        if par.pp > 1 and workload.pp_comm_bytes:
-            send_next = p2p_ns[s]
-            send_prev = p2p_ns[(s - 1) % par.pp]
-        head = ["pre"] if seg.prefix else []
-        tail = []
-        if seg.suffix:
-            tail += [(Phase.FWD, "suf"), (Phase.IG, "suf")]
-        if seg.prefix:
-            tail.append((Phase.IG, "pre"))
-        setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
+    def kind_of(placements) -> tuple:
+        return nvl_link if all(p.servers == 1 for p in placements) else nic_link
 
-    asymmetric = bool(options.stragglers or options.degraded or options.contention)
-    if options.engine == "detailed" or asymmetric:
-        sim = _run_detailed(par, setups, pricers, schedule, chunks, options, seg, cost_model,
-                            workload.pp_comm_bytes, gps)
-    else:
-        sim = PipelineSim(setups, schedule, par.pp, chunks, options.trace, seg.mb_variant)
-        sim.run()
+    links = {g: kind_of(plan.pricers[cls.stage].placements[g]) for g in ROW_GROUPS}
+    links["next"] = kind_of(stage_placements(par, Group.PP, cls.stage, rank_map))
+    links["prev"] = kind_of(stage_placements(par, Group.PP, (cls.stage - 1) % par.pp, rank_map))
+    return links
 
-    iteration = max(r.end_ns for r in sim.results)
-    critical = max(range(len(sim.results)), key=lambda i: (sim.results[i].end_ns, -i))
-    for r in sim.results:
+
+def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluster: Cluster):
+    """One detailed simulation of every job's rank classes (options per job)."""
+    from .detailed import DetailedSim
+
+    setups = []
+    for job, (plan, opts) in enumerate(zip(plans, options)):
+        setups.extend(_class_setups(plan, opts, len(setups), job, cluster))
+    sim = DetailedSim(setups, options[0].trace,
+                      contention=any(o.contention for o in options))
+    sim.run()
+    return sim, setups
+
+
+# ------------------------------------------------------------------------------ results
+def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, events: int,
+              options: SimulationOptions) -> SimulationResult:
+    par, seg, rows = plan.par, plan.seg, plan.workload.rows
+    iteration = max(r.end_ns for r in stage_results)
+    critical = max(range(len(stage_results)), key=lambda i: (stage_results[i].end_ns, -i))
+    for r in stage_results:
         r.idle_after_ns = iteration - r.end_ns
-
     # per-row detail, priced as on the critical stage
-    pricer = pricers[sim.results[critical].stage]
-    row_exposed = sim.row_exposed(critical) if hasattr(sim, "row_exposed") else {}
+    pricer = plan.pricers[stage_results[critical].stage]
     row_results: list[RowResult] = []
     for seq, indices, occurrences in (("pre", seg.prefix, 1), ("mb", seg.micro_batch, seg.ga),
                                       ("suf", seg.suffix, 1)):
@@ -373,13 +195,103 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
                 wg_compute_ns=r.wg_ns, wg_comm=r.wg.type_name(), wg_group=str(r.wg.group or ""),
                 wg_bytes=r.wg.size_bytes, wg_comm_ns=pricer.comm_ns(r.wg),
                 exposed_ns=row_exposed.get((seq, k), 0)))
-
-    trace = sorted(sim.trace, key=lambda x: (x.stage, x.start_ns)) if sim.trace is not None else None
+    if trace is not None:
+        trace = sorted(trace, key=lambda x: (x.stage, x.start_ns))
     return SimulationResult(
-        workload=workload.path, gpus=world, tp=par.tp, ep=par.ep, pp=par.pp, dp=par.dp,
-        dp_ep=par.dp_ep, ga=seg.ga, chunks=chunks, pp_schedule=schedule_name,
-        segmentation=seg.method, iteration_ns=iteration, critical_stage=critical,
-        stages=sim.results, rows=row_results, free_groups=free_groups,
-        group_placements={g: _describe_places(g, v, par) for g, v in group_places.items()},
-        cost_model=cost_model.describe(), notes=notes, trace=trace,
-        events_processed=sim.events)
+        workload=plan.workload.path, gpus=par.world, tp=par.tp, ep=par.ep, pp=par.pp,
+        dp=par.dp, dp_ep=par.dp_ep, ga=seg.ga, chunks=plan.chunks,
+        pp_schedule=plan.schedule_name, segmentation=seg.method, iteration_ns=iteration,
+        critical_stage=critical, stages=stage_results, rows=row_results,
+        free_groups=plan.free_groups,
+        group_placements={g: _describe_places(g, v, par) for g, v in plan.group_places.items()},
+        cost_model=plan.cost_model.describe(), notes=plan.notes, trace=trace,
+        events_processed=events)
+
+
+def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[SimulationResult]:
+    results = []
+    for job, plan in enumerate(plans):
+        idx = [i for i, s in enumerate(setups) if s.job.job == job]
+        local = {g: n for n, g in enumerate(idx)}
+        stage_results = []
+        for i in idx:
+            res = sim.results[i]
+            res.rank_class = setups[i].cls.cid
+            res.ranks = setups[i].cls.ranks
+            res.label = setups[i].label
+            stage_results.append(res)
+        trace = None
+        if sim.trace is not None:
+            trace = [TraceSlice(local[t.stage], t.lane, t.name, t.start_ns, t.dur_ns, t.args)
+                     for t in sim.trace if t.stage in local]
+        results.append(_assemble(plan, stage_results, {}, trace, sim.events, options))
+    return results
+
+
+# ------------------------------------------------------------------------------ API
+def simulate(workload: Workload, cluster: Cluster | None = None,
+             cost_model: CostModel | None = None,
+             options: SimulationOptions = SimulationOptions()) -> SimulationResult:
+    """Simulate one iteration of one job."""
+    cluster = cluster or Cluster()
+    cost_model = cost_model or AnalyticalCostModel(cluster)
+    plan = plan_job(workload, cluster, cost_model, options)
+    asymmetric = bool(options.stragglers or options.degraded or options.contention)
+    if options.engine == "detailed" or asymmetric:
+        sim, setups = _run_detailed([plan], [options], cluster)
+        return _detailed_results([plan], sim, setups, options)[0]
+    sim = PipelineSim(plan.setups, plan.schedule, plan.par.pp, plan.chunks, options.trace,
+                      plan.seg.mb_variant)
+    sim.run()
+    critical = max(range(len(sim.results)), key=lambda i: (sim.results[i].end_ns, -i))
+    return _assemble(plan, sim.results, sim.row_exposed(critical), sim.trace, sim.events,
+                     options)
+
+
+def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostModel,
+                  options: SimulationOptions = SimulationOptions(),
+                  placement: str = "packed") -> list[SimulationResult]:
+    """Several jobs on disjoint GPUs of one cluster, sharing its NICs; one result each.
+
+    ``packed`` gives each job whole servers in turn (they share no NIC: results are those of
+    each job alone); ``spread`` interleaves the jobs GPU by GPU and ``rail`` gives each job a
+    slice of every server's GPUs, so jobs meet on the NICs their GPUs share.
+    """
+    if placement not in PLACEMENTS:
+        raise InputError(f"unknown placement {placement!r}; expected one of "
+                         f"{', '.join(PLACEMENTS)}", field="--placement")
+    gps = cluster.gpus_per_server
+    k = len(workloads)
+    worlds = [resolve_world(w, options.gpus if i == 0 else None) for i, w in enumerate(workloads)]
+    maps: list[RankMap] = []
+    if placement == "packed":
+        offset = 0
+        for world in worlds:
+            maps.append(RankMap(gps, "packed", k, len(maps), offset))
+            offset += -(-world // gps) * gps   # each job starts on a fresh server
+    else:
+        if len(set(worlds)) != 1:
+            raise InputError(f"--placement {placement} needs jobs of equal size, got "
+                             f"{', '.join(map(str, worlds))} GPUs", field="--placement")
+        if gps % k:
+            raise InputError(f"--placement {placement}: {k} jobs cannot share servers of "
+                             f"{gps} GPUs evenly", field="--placement")
+        maps = [RankMap(gps, placement, k, j) for j in range(k)]
+    # what-ifs on ranks (stragglers, degraded NICs) apply to the first job
+    job_options = [SimulationOptions(
+        gpus=options.gpus if i == 0 else None, pp_schedule=options.pp_schedule,
+        vpp_chunks=options.vpp_chunks if i == 0 else None, trace=options.trace,
+        engine="detailed", stragglers=options.stragglers if i == 0 else (),
+        degraded=options.degraded if i == 0 else (), contention=True) for i in range(k)]
+    plans = [plan_job(w, cluster, cost_model, o, m)
+             for w, o, m in zip(workloads, job_options, maps)]
+    if placement == "packed":
+        warn("with --placement packed the jobs share no NIC (the fabric is non-blocking in "
+             "this model): each runs as if alone")
+    sim, setups = _run_detailed(plans, job_options, cluster)
+    results = _detailed_results(plans, sim, setups, options)
+    total = max(m.gpus_needed(w) for m, w in zip(maps, worlds))
+    for r, m in zip(results, maps):
+        r.notes.append(f"job {m.index + 1} of {k} placed '{m.policy}' on one cluster of "
+                       f"{total} GPUs; jobs share the NICs their GPUs share (contention on)")
+    return results

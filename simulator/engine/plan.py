@@ -1,0 +1,250 @@
+"""Planning one job: world size, groups, micro-batches, schedule, priced rows per stage.
+
+Everything the engines need, computed once before any event runs: the pipeline schedule, the
+rows of each pass priced for each stage's group placements, and the pipeline send times.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..cluster import Cluster
+from ..costmodel.base import CostModel
+from ..errors import InputError, warn
+from ..parallel import (GroupPlacement, ParallelConfig, RankMap, make_parallel,
+                        stage_placements)
+from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
+from .pipeline import StageSetup
+from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
+from .schedule import build_schedule
+from .segment import Segmentation, segment
+
+
+def resolve_world(workload: Workload, gpus: int | None) -> int:
+    if gpus is not None:
+        if gpus < 1:
+            raise InputError(f"must be at least 1, got {gpus}", field="--gpus")
+        return gpus
+    if workload.all_gpus is not None:
+        return workload.all_gpus
+    world = workload.tp * workload.pp * workload.ep
+    warn(f"{workload.path}: the header has no all_gpus; assuming {world} GPUs "
+         f"(TP {workload.tp} x PP {workload.pp} x EP {workload.ep}, so DP {workload.ep}); "
+         "pass --gpus N for the real world size")
+    return world
+
+
+def split_chunks(rows: list, chunks: int, path: str) -> list[tuple[int, int]]:
+    """Contiguous [start, end) ranges of the micro-batch rows, equal in row count.
+
+    Megatron gives each model chunk the same number of layers whatever their cost; cutting by
+    count (not by compute) also keeps a change of compute from moving a chunk boundary.
+    """
+    n = len(rows)
+    if chunks > n:
+        raise InputError(f"cannot split a micro-batch of {n} rows into {chunks} interleaved "
+                         "chunks; lower --vpp", path=path, field="vpp")
+    base, extra = divmod(n, chunks)
+    bounds = [0]
+    for k in range(chunks):
+        bounds.append(bounds[-1] + base + (1 if k < extra else 0))
+    return [(bounds[i], bounds[i + 1]) for i in range(chunks)]
+
+
+class _Pricer:
+    """Prices a row's collectives on one stage: the slowest placement of that group kind."""
+
+    def __init__(self, par: ParallelConfig, cost: CostModel,
+                 placements: dict[Group, list[GroupPlacement]], scale: dict | None = None):
+        self.par = par
+        self.cost = cost
+        self.placements = placements
+        self.scale = scale or {}  # group -> factor on collective times (sensitivity studies)
+
+    def with_cost(self, cost: CostModel) -> "_Pricer":
+        return _Pricer(self.par, cost, self.placements, self.scale)
+
+    def comm_ns(self, comm: Comm) -> int:
+        if comm.op is None or comm.size_bytes == 0 or self.par.size(comm.group) <= 1:
+            return 0
+        ns = max(self.cost.collective_ns(comm.op, comm.size_bytes, p)
+                 for p in self.placements[comm.group])
+        factor = self.scale.get(comm.group)
+        return ns if factor is None else round(ns * factor)
+
+    def priced(self, row, key, recompute_from: int) -> PricedRow:
+        fwd, ig, wg = self.comm_ns(row.fwd), self.comm_ns(row.ig), self.comm_ns(row.wg)
+        return PricedRow(
+            key=key, name=row.name,
+            fwd_ns=row.fwd_ns, fwd_stream=STREAM_INDEX[row.fwd.group] if fwd else NO_STREAM,
+            fwd_comm_ns=fwd,
+            ig_ns=row.ig_ns, ig_stream=STREAM_INDEX[row.ig.group] if ig else NO_STREAM,
+            ig_comm_ns=ig,
+            wg_ns=row.wg_ns, wg_stream=STREAM_INDEX[row.wg.group] if wg else NO_STREAM,
+            wg_comm_ns=wg,
+            update_ns=row.update_ns, recompute_from=recompute_from,
+            comms=(row.fwd, row.ig, row.wg))
+
+    def repriced(self, row: PricedRow, kinds: frozenset) -> PricedRow:
+        """The row with its collectives on ``kinds`` priced by this pricer instead."""
+        fwd, ig, wg = row.comms
+        changes = {}
+        for comm, field in ((fwd, "fwd_comm_ns"), (ig, "ig_comm_ns"), (wg, "wg_comm_ns")):
+            if comm.group in kinds and getattr(row, field):
+                changes[field] = self.comm_ns(comm)
+        return replace(row, **changes) if changes else row
+
+
+def _describe_places(group: str, places: set, par: ParallelConfig) -> str:
+    """'4 ranks over 4 servers (NICs)' and the like, for the report."""
+    if group == "PP":
+        if par.pp == 1:
+            return "no pipeline"
+        size = par.pp
+        cross = any(servers > 1 for _, servers, _ in places)
+        return f"{size} stages, sends {'across servers (NICs)' if cross else 'inside a server (NVLink)'}"
+    size = next(iter(places))[0]
+    if size == 1:
+        return "1 rank (free)"
+    parts = []
+    for _, servers, per in sorted(places):
+        parts.append(f"{size} ranks in 1 server (NVLink)" if servers == 1 else
+                     f"{size} ranks over {servers} servers, up to {per} per server (NICs)")
+    return "; ".join(parts)
+
+
+def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
+    """File row index of each checkpoint-initiate row -> file index to recompute from.
+
+    The replay restarts at the nearest checkpoint at or before the initiate row inside the same
+    block (the rows before the micro-batches, one micro-batch, or the rows after), or at the
+    block's first row.
+    """
+    if not workload.checkpoint_initiates:
+        return {}
+    blocks = [seg.prefix, seg.suffix] + [tuple(range(b, b + len(seg.micro_batch)))
+                                         for b in seg.block_starts]
+    out = {}
+    for idx in workload.checkpoint_initiates:
+        block = next((b for b in blocks if idx in b), None)
+        if block is None:
+            continue
+        before = [c for c in workload.checkpoints if block[0] <= c <= idx and c in block]
+        out[idx] = max(before) if before else block[0]
+    return out
+
+
+@dataclass
+class JobPlan:
+    workload: Workload
+    par: ParallelConfig
+    seg: Segmentation
+    chunks: int
+    schedule_name: str
+    schedule: list
+    setups: list[StageSetup]       # per stage
+    pricers: list["_Pricer"]       # per stage
+    rank_map: RankMap
+    cost_model: CostModel
+    notes: list[str] = field(default_factory=list)
+    free_groups: list[str] = field(default_factory=list)
+    group_places: dict = field(default_factory=dict)
+
+
+def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, options,
+             rank_map: RankMap | None = None) -> JobPlan:
+    """Everything about one job that does not depend on time."""
+    rank_map = rank_map or RankMap(cluster.gpus_per_server)
+    world = resolve_world(workload, options.gpus)
+    par = make_parallel(world, workload.tp, workload.pp, workload.ep, source=workload.path)
+    # collectives on groups of one rank cost nothing, so they must not decide where the
+    # micro-batches are
+    free_kinds = frozenset(g for g in ROW_GROUPS if par.size(g) == 1)
+    seg = segment(workload, free_kinds)
+    rows = workload.rows
+    notes: list[str] = [f"rows: {seg.method}"]
+
+    # groups of size 1 that rows use: free, and said so
+    used = {c.group for r in rows for c in (r.fwd, r.ig, r.wg) if c.op is not None}
+    free_groups = [g.value for g in ROW_GROUPS if g in used and par.size(g) == 1]
+    if free_groups:
+        msg = (f"group(s) of size 1: {', '.join(free_groups)}; their collectives cost nothing "
+               "(no other rank to talk to)")
+        warn(f"{workload.path}: {msg}")
+        notes.append(msg)
+    placeholder = sum(1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1)
+    if placeholder > len(rows) // 2:
+        notes.append(f"{placeholder} of {len(rows)} rows carry placeholder compute times (<= 1 ns, "
+                     "as AICB writes without profiling): the result is communication only")
+    if par.pp > 1 and workload.pp_comm_bytes == 0:
+        notes.append("pp_comm is 0: pipeline sends are free")
+
+    schedule_name = options.pp_schedule
+    mb_rows = [rows[i] for i in seg.micro_batch]
+    chunks = 1
+    if schedule_name == "interleaved":
+        chunks = options.vpp_chunks or workload.vpp or 1
+        if chunks < 1:
+            raise InputError(f"must be at least 1, got {chunks}", field="--vpp")
+    elif options.vpp_chunks not in (None, 1):
+        raise InputError("model chunks (--vpp) only apply to --pp-schedule interleaved",
+                         field="--vpp")
+    ranges = split_chunks(mb_rows, chunks, workload.path)
+    schedule = build_schedule(schedule_name, par.pp, seg.ga, chunks)
+    recompute = _recompute_starts(workload, seg)
+
+    # price every stage; stages whose groups sit alike share one replayer (and its memo)
+    gps = rank_map
+    setups: list[StageSetup] = []
+    shared: dict[tuple, PassReplayer] = {}
+    pricers: list[_Pricer] = []
+    # point-to-point time from each stage to the next (the last wraps to the first)
+    scale = {Group(g): float(f) for g, f in options.comm_scale}
+    p2p_ns = [round(max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
+                        for p in stage_placements(par, Group.PP, s, gps)) * scale.get(Group.PP, 1))
+              if par.pp > 1 and workload.pp_comm_bytes else 0 for s in range(par.pp)]
+    group_places: dict[str, set] = {}
+    for s in range(par.pp):
+        placements = {g: stage_placements(par, g, s, gps) for g in ROW_GROUPS}
+        for g, plist in list(placements.items()) + [(Group.PP, stage_placements(par, Group.PP, s, gps))]:
+            for p in plist:
+                group_places.setdefault(g.value, set()).add(
+                    (p.size, p.servers, p.max_per_server))
+        pricer = _Pricer(par, cost_model, placements, scale)
+        pricers.append(pricer)
+        signature = tuple(tuple(placements[g]) for g in ROW_GROUPS)
+        replayer = shared.get(signature)
+        if replayer is None:
+            sequences: dict[object, list[PricedRow]] = {}
+            def restart(block: tuple, k: int, first: int) -> int:
+                """Position (in a sequence starting at block[first]) to recompute from."""
+                src = recompute.get(block[k])
+                return -1 if src is None else max(src - block[first], 0)
+
+            if seg.prefix:
+                sequences["pre"] = [pricer.priced(rows[i], ("pre", k), restart(seg.prefix, k, 0))
+                                    for k, i in enumerate(seg.prefix)]
+            if seg.suffix:
+                sequences["suf"] = [pricer.priced(rows[i], ("suf", k), restart(seg.suffix, k, 0))
+                                    for k, i in enumerate(seg.suffix)]
+            for v, block in enumerate(seg.variants):
+                for c, (a, b) in enumerate(ranges):
+                    sequences[("mb", v, c)] = [
+                        pricer.priced(rows[block[k]], ("mb", k), restart(block, k, a))
+                        for k in range(a, b)]
+            replayer = shared[signature] = PassReplayer(sequences, options.trace)
+        send_next = send_prev = 0
+        if par.pp > 1 and workload.pp_comm_bytes:
+            send_next = p2p_ns[s]
+            send_prev = p2p_ns[(s - 1) % par.pp]
+        head = ["pre"] if seg.prefix else []
+        tail = []
+        if seg.suffix:
+            tail += [(Phase.FWD, "suf"), (Phase.IG, "suf")]
+        if seg.prefix:
+            tail.append((Phase.IG, "pre"))
+        setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
+
+    return JobPlan(workload=workload, par=par, seg=seg, chunks=chunks,
+                   schedule_name=schedule_name, schedule=schedule, setups=setups,
+                   pricers=pricers, rank_map=rank_map, cost_model=cost_model, notes=notes,
+                   free_groups=free_groups, group_places=group_places)
