@@ -102,11 +102,44 @@ def segment(workload: Workload, free_groups: frozenset | None = None) -> Segment
     if ga <= 1:
         return Segmentation((), tuple(range(n)), (), 1, (0,),
                             "whole file as one micro-batch (ga 1)")
-    ids: dict[tuple, int] = {}
-    arr = np.fromiter((ids.setdefault(_comm_key(r, free_groups), len(ids)) for r in rows), dtype=np.int64,
-                      count=n)
-    max_extra = n - ga
-    for extra in range(0, max_extra + 1):
+    # first by communication, then (blocks that differ in their collectives, kept as
+    # distinct micro-batches) by row names, which AICB repeats in every micro-batch
+    keys = (("communication", lambda r: _comm_key(r, free_groups)), ("row names", lambda r: r.name))
+    for basis, key in keys:
+        found = _find_period(rows, ga, key)
+        if found is None:
+            continue
+        start, period = found
+        starts = [start + k * period for k in range(ga)]
+        variants, mb_variant = _variants(rows, starts, period, checkpoint_marks(workload))
+        differ = (f"; {len(variants)} distinct micro-batches ("
+                  + ("compute times differ" if basis == "communication"
+                     else "found by row names; their collectives differ") + ")"
+                  if len(variants) > 1 else "")
+        if basis != "communication":
+            warn(f"{workload.path}: the {ga} micro-batches differ in their collectives; split "
+                 f"by row names into blocks of {period} rows, each replayed as written")
+        return Segmentation(
+            prefix=tuple(range(start)),
+            micro_batch=tuple(range(start, start + period)),
+            suffix=tuple(range(start + ga * period, n)),
+            ga=ga,
+            block_starts=tuple(starts),
+            method=(f"{start} iteration rows before, {ga} micro-batches of {period} rows, "
+                    f"{n - start - ga * period} after{differ}"),
+            variants=variants, mb_variant=mb_variant,
+        )
+    warn(f"{workload.path}: no {ga} repeating micro-batches found in {n} rows; replaying the "
+         "whole file as one micro-batch (pipeline schedules then see ga 1)")
+    return whole
+
+
+def _find_period(rows, ga: int, key) -> tuple[int, int] | None:
+    """(first row, period) of the shortest prefix+suffix leaving ga equal blocks, or None."""
+    n = len(rows)
+    ids: dict = {}
+    arr = np.fromiter((ids.setdefault(key(r), len(ids)) for r in rows), dtype=np.int64, count=n)
+    for extra in range(0, n - ga + 1):
         if (n - extra) % ga:
             continue
         period = (n - extra) // ga
@@ -115,21 +148,5 @@ def segment(workload: Workload, free_groups: frozenset | None = None) -> Segment
                 continue
             block = arr[start:start + ga * period].reshape(ga, period)
             if (block == block[0]).all():
-                starts = [start + k * period for k in range(ga)]
-                variants, mb_variant = _variants(rows, starts, period,
-                                                 checkpoint_marks(workload))
-                differ = (f"; {len(variants)} distinct micro-batches (compute times differ)"
-                          if len(variants) > 1 else "")
-                return Segmentation(
-                    prefix=tuple(range(start)),
-                    micro_batch=tuple(range(start, start + period)),
-                    suffix=tuple(range(start + ga * period, n)),
-                    ga=ga,
-                    block_starts=tuple(starts),
-                    method=(f"{start} iteration rows before, {ga} micro-batches of {period} rows, "
-                            f"{n - start - ga * period} after{differ}"),
-                    variants=variants, mb_variant=mb_variant,
-                )
-    warn(f"{workload.path}: no {ga} repeating micro-batches found in {n} rows; replaying the "
-         "whole file as one micro-batch (pipeline schedules then see ga 1)")
-    return whole
+                return start, period
+    return None
