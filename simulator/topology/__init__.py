@@ -15,8 +15,19 @@ from .graph import Link, LinkId, Topology, gpu_node
 from .spec import TopologySpec, parse_spec
 from .yamlsrc import load_located
 
-#: where the presets live (the repository's topologies/ folder)
-PRESET_DIR = Path(__file__).resolve().parents[2] / "topologies"
+def _preset_dir() -> Path:
+    """The repository's topologies/ folder, or the copy a non-editable install puts under
+    <prefix>/share/collsim/topologies (pyproject's data-files)."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[2] / "topologies"
+    if repo.is_dir():
+        return repo
+    return Path(sys.prefix) / "share" / "collsim" / "topologies"
+
+
+#: where the presets live
+PRESET_DIR = _preset_dir()
 
 __all__ = ["Link", "LinkId", "Topology", "TopologySpec", "gpu_node", "load_spec",
            "load_topology", "presets", "PRESET_DIR"]
