@@ -4,6 +4,8 @@ Cases (each module's docstring says what it measured and what it modelled):
 
 * :mod:`.seed003` -- replay of a traced Megatron pipeline stage (seed 003);
 * :mod:`.moe_step` -- the EP MoE step measured on two H200s;
+* :mod:`.h200x4` -- the EP 4 MoE step measured on four H200s, and the collectives at four
+  ranks (a table, not counted);
 * :mod:`.moe_layer` -- the 4-GPU A100-class MoE layer runs (seeds 000 and 002);
 * the collectives: a calibration fitted on all-to-all measurements only predicting the other
   five collectives measured on the same GPUs (not counted in the end-to-end statistics).
@@ -42,6 +44,7 @@ class Report:
     transfer: dict | None = None          # a2a-only calibration on the other collectives
     transfer_calibration: str | None = None
     sources: list[str] = field(default_factory=list)
+    collectives4: dict | None = None      # collectives at 4 ranks (h200x4.collectives)
 
     @property
     def primary(self) -> list[CaseResult]:
@@ -78,7 +81,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
                    transfer_calibration: str | os.PathLike | None = None) -> Report:
     from ..calibration import load_calibration
     from ..cluster import Cluster
-    from . import moe_layer, moe_step, seed003
+    from . import h200x4, moe_layer, moe_step, seed003
 
     path = Path(calibration) if calibration else DEFAULT_CALIBRATION
     if not path.exists():
@@ -88,7 +91,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
     cost = load_calibration(path, cluster=cluster)
     results: list[CaseResult] = []
     sources: list[str] = []
-    for module in (seed003, moe_step, moe_layer):
+    for module in (seed003, moe_step, h200x4, moe_layer):
         results.extend(module.run(cost, cluster))
         sources.extend(module.source_files())
     cal = cost.calibration
@@ -101,7 +104,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
     return Report(results=results, calibration=rel(path),
                   calibration_summary=f"{cal.method_class}; " + "; ".join(parts),
                   transfer=transfer, transfer_calibration=rel(tpath) if transfer else None,
-                  sources=sources)
+                  sources=sources, collectives4=h200x4.collectives(path))
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -166,6 +169,16 @@ def render_text(rep: Report) -> str:
         out.append(f"  all five: median {100 * o['median_abs']:.1f}%, max "
                    f"{100 * o['max_abs']:.1f}% ({o['n']} points); structural terms alone: "
                    f"median {100 * so['median_abs']:.1f}%, max {100 * so['max_abs']:.1f}%")
+    if rep.collectives4:
+        from .h200x4 import table_rows
+        c4 = rep.collectives4
+        out.append("")
+        out.append(f"collectives at 4 ranks ({c4['data']}), median / max |error| %: "
+                   f"{c4['given_path']} on run 2, {c4['x4_path']} on run 1:")
+        out.append(f"  {'op':16s}{'points':>8s}{'median':>9s}{'max':>6s}{'median':>9s}"
+                   f"{'max':>6s}")
+        for op, n, gm, gx, xm, xx in table_rows(c4):
+            out.append(f"  {op:16s}{n:>8s}{gm:>9s}{gx:>6s}{xm:>9s}{xx:>6s}")
     return "\n".join(out) + "\n"
 
 
@@ -217,6 +230,25 @@ def render_markdown(rep: Report) -> str:
                   f"{100 * o['max_abs']:.1f}% over {o['n']} points (structural terms alone, "
                   f"without the transfer correction: median {100 * so['median_abs']:.1f}%, "
                   f"maximum {100 * so['max_abs']:.1f}%).", ""]
+    if rep.collectives4:
+        from .h200x4 import table_rows
+        c4 = rep.collectives4
+        given = (f"`{c4['given_path']}` (fitted on these four GPUs: in-sample)"
+                 if c4["given_is_x4"] else
+                 f"`{c4['given_path']}`, the calibration above, extrapolated to 4 ranks")
+        lines += ["### Collectives at 4 ranks (four H200s)", "",
+                  f"Measured: `{c4['data']}` (run 2) and `{c4['data_run1']}` (run 1), "
+                  "in-framework (torch.distributed), 1 KiB-1 GiB; the uneven all-to-all at "
+                  "its 16-byte-aligned shares 0 and 0.75 (traces/h200x4/README.md says why "
+                  f"the others are left out). Predicted by {given}, on run 2, and by "
+                  f"`{c4['x4_path']}` (fitted on run 2) on run 1, the held-out run. Median "
+                  "and maximum |error| in %, corrected model. Not counted above.", "",
+                  f"| op | points | {'in-sample' if c4['given_is_x4'] else 'extrapolated'} "
+                  "on run 2: median | max | 4-GPU calibration on run 1: median | max |",
+                  "|---|---|---|---|---|---|"]
+        for cells in table_rows(c4):
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     lines += ["Inputs: " + ", ".join(f"`{s}`" for s in dict.fromkeys(rep.sources)) + ".", "",
               END]
     return "\n".join(lines) + "\n"

@@ -56,7 +56,7 @@ def predict_case(parts: dict[str, dict], cost_model, cluster: Cluster) -> dict:
         rows.append(row(f"l{i}.combine", fwd=comm(Op.ALLTOALL, Group.EP, comb[i]),
                         ig=comm(Op.ALLTOALL, Group.EP, comb[i])))
     ranks = int(first["ranks"])
-    wl = workload("h200x2-moe-step", rows, ep=ranks, gpus=ranks)
+    wl = workload(f"h200x{ranks}-moe-step", rows, ep=ranks, gpus=ranks)
     res = simulate(wl, cluster, cost_model, SimulationOptions())
     comm_ns = res.stages[0].exposed_ns["EP"]
     return {"step_ms": res.iteration_ns / MS, "compute_ms": (fwd_c + bwd_c) / 1e3,
