@@ -270,8 +270,12 @@ def moe_splits(n: int, world: int, rank: int, share: float) -> list[int]:
     ranks, the rest kept (a local copy). Symmetric, so input and output splits agree."""
     if world == 1:
         return [n]
-    per_peer = int(round(n * share / (world - 1)))
-    per_peer = min(per_peer, n // (world - 1))
+    # Whole multiples of 8 elements per peer, as real MoE splits (whole token rows) are:
+    # chunks that start at 2- or 4-byte offsets measure NCCL's misaligned copies, not the
+    # share (traces/h200x4/README.md).
+    align = 8
+    per_peer = int(round(n * share / (world - 1) / align)) * align
+    per_peer = min(per_peer, (n // (world - 1)) // align * align)
     splits = [per_peer] * world
     splits[rank] = n - per_peer * (world - 1)
     return splits
