@@ -16,6 +16,7 @@ import simpy
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
 from .classes import RankClass
+from .messages import Mailbox, has_consumer, source, split_wait
 from .replay import STREAMS, NO_STREAM, PricedRow
 
 _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
@@ -75,7 +76,7 @@ class DetailedSim:
         self.results = [StageResult(stage=s.cls.stage) for s in setups]
         self.finished = [False] * len(setups)
         self._meetings: dict[tuple, _Meeting] = {}
-        self._mail: dict[tuple, simpy.Event] = {}
+        self.mail = Mailbox(self.env)
         self.events = 0
         self.net = None
         if contention:
@@ -126,29 +127,6 @@ class DetailedSim:
             self.env.timeout(delay).callbacks.append(lambda _e: ev.succeed((start, end)))
         else:
             ev.succeed((start, end))
-
-    def _box(self, key: tuple) -> simpy.Event:
-        ev = self._mail.get(key)
-        if ev is None:
-            ev = self._mail[key] = self.env.event()
-        return ev
-
-    def _source(self, phase: Phase, mb: int, chunk: int, setup: ClassSetup) -> tuple | None:
-        stage, pp, C = setup.cls.stage, setup.job.pp, setup.job.chunks
-        if phase is Phase.FWD:
-            if stage > 0:
-                return (Phase.FWD, mb, chunk, setup.prev_class)
-            return (Phase.FWD, mb, chunk - 1, setup.prev_class) if chunk > 0 else None
-        if stage < pp - 1:
-            return (Phase.IG, mb, chunk, setup.next_class)
-        return (Phase.IG, mb, chunk + 1, setup.next_class) if chunk < C - 1 else None
-
-    @staticmethod
-    def _has_consumer(phase: Phase, chunk: int, setup: ClassSetup) -> bool:
-        stage, pp, C = setup.cls.stage, setup.job.pp, setup.job.chunks
-        if phase is Phase.FWD:
-            return stage < pp - 1 or chunk < C - 1
-        return stage > 0 or chunk > 0
 
     # -- one class ---------------------------------------------------------------------
     def _class(self, idx: int):
@@ -251,40 +229,37 @@ class DetailedSim:
             yield from run_pass(Phase.FWD, seq, -1)
 
         for phase, mb, chunk in setup.job.schedule[cls.stage]:
-            src = self._source(phase, mb, chunk, setup)
+            src = source(phase, mb, chunk, cls.stage, setup.job.pp, setup.job.chunks)
             if src is not None:
-                ev = self._box(src)
+                ev = self.mail.box(src[:3] + (setup.prev_class if src[3] == "prev"
+                                               else setup.next_class,))
                 if not ev.triggered:
                     w0 = env.now
                     sent_at, arrived = yield ev
-                    in_flight_from = max(w0, sent_at)
-                    res.exposed_ns["PP"] += arrived - in_flight_from
-                    res.bubble_ns += in_flight_from - w0
-                    slice_("wait", "bubble", w0, in_flight_from - w0)
-                    slice_("wait", "PP receive", in_flight_from, arrived - in_flight_from)
+                    bubble, pp_ns = split_wait(w0, sent_at, arrived)
+                    res.exposed_ns["PP"] += pp_ns
+                    res.bubble_ns += bubble
+                    slice_("wait", "bubble", w0, bubble)
+                    slice_("wait", "PP receive", w0 + bubble, pp_ns)
             seq = ("mb", setup.job.mb_variant[mb], chunk)
             res.compute_ns += compute_of(phase, seq)
             yield from run_pass(phase, seq, mb)
-            if self._has_consumer(phase, chunk, setup):
+            if has_consumer(phase, chunk, cls.stage, setup.job.pp, setup.job.chunks):
                 direction = "next" if phase is Phase.FWD else "prev"
                 cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
-                box = self._box((phase, mb, chunk, setup.cid))
+                key = (phase, mb, chunk, setup.cid)
                 if self.net is not None and cost:
                     partner = setup.next_class if direction == "next" else setup.prev_class
                     prev_send = send_chain[direction]
                     send_chain[direction] = env.process(self._contended_send(
-                        setup, partner, direction, cost, box, prev_send))
+                        setup, partner, direction, cost, key, prev_send))
                     continue
                 start = max(env.now, send_free[direction])
                 arrive = start + cost
                 send_free[direction] = arrive
                 slice_(f"PP send {direction}", f"{'F' if phase is Phase.FWD else 'B'}{mb} send",
                        start, cost)
-                if arrive <= env.now:
-                    box.succeed((start, arrive))
-                else:
-                    env.timeout(arrive - env.now).callbacks.append(
-                        lambda _e, box=box, v=(start, arrive): box.succeed(v))
+                self.mail.deliver(key, start, arrive)
 
         for phase, seq in setup.tail:
             res.compute_ns += compute_of(phase, seq)
@@ -305,7 +280,7 @@ class DetailedSim:
         self.finished[idx] = True
 
     def _contended_send(self, setup: ClassSetup, receiver: int | None, direction: str,
-                        cost: int, box, previous):
+                        cost: int, key: tuple, previous):
         """A pipeline send as a flow on the sender's and receiver's links, after the last one."""
         if previous is not None and not previous.triggered:
             yield previous
@@ -317,7 +292,7 @@ class DetailedSim:
             rlink, rshare = self.setups[receiver].links[back]
             loads[rlink] = loads.get(rlink, 0.0) + cost * rshare
         yield self.net.transfer(loads)
-        box.succeed((start, self.env.now))
+        self.mail.deliver(key, start, self.env.now)
 
     def run(self) -> None:
         for i in range(len(self.setups)):

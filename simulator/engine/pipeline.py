@@ -15,6 +15,7 @@ import simpy
 
 from ..result import StageResult, TraceSlice
 from ..workload import Phase
+from .messages import Mailbox, has_consumer, source, split_wait
 from .replay import STREAMS, PassOutcome, PassReplayer
 
 
@@ -39,32 +40,9 @@ class PipelineSim:
         self.trace: list[TraceSlice] | None = [] if trace else None
         self.results = [StageResult(stage=s) for s in range(pp)]
         self._outcomes: list[dict[int, list]] = [dict() for _ in range(pp)]
-        self._mail: dict[tuple, simpy.Event] = {}
+        self.mail = Mailbox(self.env)
         self.events = 0
         self.finished = [False] * pp
-
-    # -- messages ----------------------------------------------------------------------
-    def _box(self, key: tuple) -> simpy.Event:
-        ev = self._mail.get(key)
-        if ev is None:
-            ev = self._mail[key] = self.env.event()
-        return ev
-
-    def _source(self, phase: Phase, mb: int, chunk: int, stage: int) -> tuple | None:
-        """The pass whose output this pass needs, or None."""
-        pp, C = self.pp, self.chunks
-        if phase is Phase.FWD:
-            if stage > 0:
-                return (Phase.FWD, mb, chunk, stage - 1)
-            return (Phase.FWD, mb, chunk - 1, pp - 1) if chunk > 0 else None
-        if stage < pp - 1:
-            return (Phase.IG, mb, chunk, stage + 1)
-        return (Phase.IG, mb, chunk + 1, 0) if chunk < C - 1 else None
-
-    def _has_consumer(self, phase: Phase, chunk: int, stage: int) -> bool:
-        if phase is Phase.FWD:
-            return stage < self.pp - 1 or chunk < self.chunks - 1
-        return stage > 0 or chunk > 0
 
     # -- bookkeeping -------------------------------------------------------------------
     def _apply(self, s: int, out: PassOutcome, now: int, free: list[int], wg_done: dict,
@@ -111,43 +89,37 @@ class PipelineSim:
                 yield env.timeout(d)
 
         for phase, mb, chunk in self.schedule[s]:
-            src = self._source(phase, mb, chunk, s)
+            src = source(phase, mb, chunk, s, self.pp, self.chunks)
             if src is not None:
-                ev = self._box(src)
+                ev = self.mail.box(src[:3] + ((s - 1) % self.pp if src[3] == "prev"
+                                               else (s + 1) % self.pp,))
                 if not ev.triggered:
                     w0 = env.now
-                    yield ev
-                    sent_at, arrived = ev.value
-                    in_flight_from = max(w0, sent_at)
-                    res.exposed_ns["PP"] += arrived - in_flight_from
-                    res.bubble_ns += in_flight_from - w0
+                    sent_at, arrived = yield ev
+                    bubble, pp_ns = split_wait(w0, sent_at, arrived)
+                    res.exposed_ns["PP"] += pp_ns
+                    res.bubble_ns += bubble
                     if self.trace is not None:
-                        if in_flight_from > w0:
-                            self.trace.append(TraceSlice(s, "wait", "bubble", w0,
-                                                         in_flight_from - w0))
-                        if arrived > in_flight_from:
-                            self.trace.append(TraceSlice(s, "wait", "PP receive",
-                                                         in_flight_from, arrived - in_flight_from))
+                        if bubble:
+                            self.trace.append(TraceSlice(s, "wait", "bubble", w0, bubble))
+                        if pp_ns:
+                            self.trace.append(TraceSlice(s, "wait", "PP receive", w0 + bubble,
+                                                         pp_ns))
             tag = "F" if phase is Phase.FWD else "B"
             label = f"{tag}{mb}" + (f".{chunk}" if self.chunks > 1 else "") + " "
             d = run_pass(phase, ("mb", self.mb_variant[mb], chunk), label, {"micro_batch": mb, "chunk": chunk})
             if d:
                 yield env.timeout(d)
-            if self._has_consumer(phase, chunk, s):
+            if has_consumer(phase, chunk, s, self.pp, self.chunks):
                 direction = "next" if phase is Phase.FWD else "prev"
                 cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
                 start = max(env.now, send_free[direction])
                 arrive = start + cost
                 send_free[direction] = arrive
-                box = self._box((phase, mb, chunk, s))
                 if self.trace is not None and cost:
                     self.trace.append(TraceSlice(s, f"PP send {direction}",
                                                  f"{tag}{mb} send", start, cost))
-                if arrive <= env.now:
-                    box.succeed((start, arrive))
-                else:
-                    env.timeout(arrive - env.now).callbacks.append(
-                        lambda _e, box=box, v=(start, arrive): box.succeed(v))
+                self.mail.deliver((phase, mb, chunk, s), start, arrive)
 
         for phase, seq in setup.tail:
             d = run_pass(phase, seq, "", {"part": "iteration end"})
