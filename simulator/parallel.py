@@ -81,8 +81,15 @@ class ParallelConfig:
         raise ValueError(group)
 
 
+#: the most GPUs one job may have: the engine holds a few arrays of this many ranks
+MAX_WORLD = 1 << 22
+
+
 def make_parallel(world: int, tp: int, pp: int, ep: int, source: str = "header") -> ParallelConfig:
     """Check that the sizes divide and build the layout; errors name the header field."""
+    if world > MAX_WORLD:
+        raise InputError(f"{world} GPUs is more than the {MAX_WORLD} this simulator handles",
+                         path=source, field="all_gpus")
     for name, value in (("all_gpus", world), ("model_parallel_NPU_group", tp), ("pp", pp),
                         ("ep", ep)):
         if value < 1:

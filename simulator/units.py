@@ -41,6 +41,9 @@ def parse_bandwidth_gbps(text: str | float | int) -> float:
     gbps = value * _BW_UNITS[key]
     if not gbps > 0:
         raise ValueError(f"bandwidth must be positive, got {text!r}")
+    # below 1 kB/s or above 1 EB/s is a typo, and would overflow the nanosecond arithmetic
+    if not 1e-6 <= gbps <= 1e9:
+        raise ValueError(f"bandwidth {text!r} is outside 1e-6 .. 1e9 GB/s")
     return gbps
 
 
@@ -59,12 +62,15 @@ def parse_size_bytes(text: str) -> int:
 def parse_latency_ns(text: str | float | int) -> int:
     """Nanoseconds from ``'2us'``, ``'500ns'``, ``'0.002ms'``; a bare number is microseconds."""
     if isinstance(text, (int, float)):
-        return round(float(text) * 1000)
+        text = str(text)
     m = re.match(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ns|us|ms|s)?\s*$", text)
     if not m:
         raise ValueError(f"expected a latency like 2us or 500ns, got {text!r}")
     factor = {"ns": 1, "us": 1_000, None: 1_000, "ms": 1_000_000, "s": 1_000_000_000}[m.group(2)]
-    return round(float(m.group(1)) * factor)
+    ns = float(m.group(1)) * factor
+    if not ns <= 2 ** 62:  # also catches inf and nan: 2^62 ns is 146 years
+        raise ValueError(f"latency {text!r} is too large")
+    return round(ns)
 
 
 def ns_to_us(ns: int | float) -> float:

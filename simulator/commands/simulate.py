@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine import SimulationOptions, simulate
     from ..engine.simulate import resolve_world
-    from ..errors import InputError
+    from ..errors import InputError, SimulationWarning
     from ..readers.workload import read_workload
     from ..report.output import write_all
     from ..report.summary import summary_dict
@@ -107,6 +107,17 @@ def run(args: argparse.Namespace) -> int:
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
                 comm_scale=comm_scale, contention=args.contention))
 
+        from ..checks import overrides_from_args, unused_parameters
+        from ..parallel import make_parallel
+        overrides = overrides_from_args(args)
+        if overrides:
+            # a what-if flag the job never exercises cannot change the answer: say so
+            par = make_parallel(world, workload.tp, workload.pp, workload.ep, workload.path)
+            structural = bool(args.topology or args.calibration or args.contention
+                              or args.co_job)
+            for message in unused_parameters(workload, par, cluster, overrides,
+                                             structural_only=structural):
+                warnings.warn(message, SimulationWarning)
         co_results = []
         if args.co_job:
             from ..engine.simulate import simulate_jobs
