@@ -170,11 +170,7 @@ def test_successful_run_replaces_old_files(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "report/output.py write_all writes the outputs one by one: when a later one cannot be "
-    "written (here its directory is missing) the earlier ones are already replaced, so the "
-    "run exits 2 but leaves a new CSV beside an old JSON. Check every directory (or write "
-    "every temporary file) before renaming any."))
+# (was a strict xfail: write_all renamed each output as it went; it now stages them all first)
 def test_a_failed_write_leaves_no_mixed_set(tmp_path):
     csv_path = tmp_path / "r.csv"
     csv_path.write_bytes(OLD)

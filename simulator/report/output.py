@@ -31,10 +31,37 @@ def write_atomic(path: str, data: bytes | str) -> None:
 
 
 def write_all(outputs: dict[str, bytes | str]) -> None:
-    """Write several rendered outputs; rendering happened before, so errors cannot leave a mix."""
-    for path, data in outputs.items():
-        if path == "-":
-            import sys
-            sys.stdout.write(data if isinstance(data, str) else data.decode())
-        else:
-            write_atomic(path, data)
+    """Write several rendered outputs as a set: every file is written to a temporary beside
+    its target first, and only when all of them are written are they renamed into place, so
+    an error (a missing directory, a full disk) leaves the old files, never a mix."""
+    import sys
+
+    staged: list[tuple[str, str]] = []
+    try:
+        for path, data in outputs.items():
+            if path == "-":
+                continue
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                raise InputError("the output directory does not exist", path=path)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".collsim-", suffix=".tmp")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        staged = []
+    finally:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    if "-" in outputs:
+        data = outputs["-"]
+        sys.stdout.write(data if isinstance(data, str) else data.decode())
