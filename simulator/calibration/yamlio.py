@@ -200,15 +200,12 @@ class _Reader:
         return Curve(tuple(knots), tuple(factors))
 
     def read(self, text: str) -> Calibration:
+        from ..readers.source import yaml_error, yaml_errors
+
         try:
             root = yaml.compose(text)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            what = exc.problem or exc.context or "malformed YAML"
-            raise InputError(f"not valid YAML: {what}", path=self.path, line=line) from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML: {exc}", path=self.path) from None
+        except yaml_errors() as exc:
+            raise yaml_error(exc, self.path) from None
         if root is None:
             raise InputError("the file is empty: expected a calibration written by "
                              "`collsim calibrate`", path=self.path, line=1)

@@ -16,6 +16,7 @@ Lines that start with ``#`` and blank lines are skipped. A bad value raises
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -94,12 +95,12 @@ def read_measurement_csv(path: str | os.PathLike, method: str = "",
 
     ``method`` and ``placement`` are defaults for files without such columns.
     """
+    from .source import read_text
+
     path = os.fspath(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return parse_measurement_csv(fh, path=path, method=method, placement=placement)
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    text = read_text(path, "measurement CSV")
+    return parse_measurement_csv(io.StringIO(text, newline=""), path=path, method=method,
+                                 placement=placement)
 
 
 def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str = "",

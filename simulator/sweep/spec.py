@@ -154,20 +154,14 @@ def _lines(node, prefix: str = "") -> dict[str, int]:
 def load_spec(path: str) -> SweepSpec:
     import yaml
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    from ..readers.source import read_text, yaml_error, yaml_errors
+
+    text = read_text(path, "sweep spec")
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path,
-                         line=mark.line + 1 if mark else None) from None
+    except yaml_errors() as exc:
+        raise yaml_error(exc, path) from None
     return spec_from_dict(data, path=path, lines=_lines(node) if node is not None else {})
 
 

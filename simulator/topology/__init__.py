@@ -41,13 +41,10 @@ def presets() -> list[str]:
 
 
 def read_spec(path: str | os.PathLike) -> TopologySpec:
+    from ..readers.source import read_text
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise InputError(f"cannot read topology: {exc.strerror or exc}", path=path) from None
-    return parse_spec(load_located(text, path))
+    return parse_spec(load_located(read_text(path, "topology"), path))
 
 
 def load_spec(name: str) -> TopologySpec:

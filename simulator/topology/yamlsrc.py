@@ -41,18 +41,16 @@ class Located:
 
 def load_located(text: str, source: str) -> Located:
     """Parse one YAML document; syntax errors become an InputError at the offending line."""
-    loader = yaml.SafeLoader(text)
+    from ..readers.source import yaml_error, yaml_errors
+
     try:
-        node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise InputError(f"YAML syntax error: {problem}", path=source, line=line) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"YAML error: {exc}", path=source) from None
-    finally:
-        loader.dispose()
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml_errors() as exc:
+        raise yaml_error(exc, source) from None
     lines: dict[Path, int] = {}
     if node is None:
         return Located({}, lines, source)
@@ -81,4 +79,7 @@ def load_located(text: str, source: str) -> Located:
             return [plain(item, path + (i,)) for i, item in enumerate(n.value)]
         return constructor.construct_object(n)
 
-    return Located(plain(node, ()), lines, source)
+    try:
+        return Located(plain(node, ()), lines, source)
+    except yaml_errors() as exc:
+        raise yaml_error(exc, source) from None
