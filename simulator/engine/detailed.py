@@ -292,6 +292,10 @@ class DetailedSim:
             rlink, rshare = self.setups[receiver].links[back]
             loads[rlink] = loads.get(rlink, 0.0) + cost * rshare
         yield self.net.transfer(loads)
+        if self.trace is not None:
+            tag = "F" if key[0] is Phase.FWD else "B"
+            self.trace.append(TraceSlice(self.setups.index(setup), f"PP send {direction}",
+                                         f"{tag}{key[1]} send", start, self.env.now - start))
         self.mail.deliver(key, start, self.env.now)
 
     def run(self) -> None:

@@ -54,7 +54,8 @@ def render_plot(r: SimulationResult) -> bytes:
         ax_b.barh([0], [width], left=left, color=COLORS[name], label=f"{name} {width:.2f} ms")
         left += width
     ax_b.set_yticks([])
-    ax_b.set_xlabel(f"breakdown of stage {r.critical_stage} (ms)")
+    who = (r.critical.label.split(" (")[0] if r.critical.label else f"stage {r.critical.stage}")
+    ax_b.set_xlabel(f"breakdown of {who}, which finishes last (ms)")
     ax_b.set_xlim(0, r.iteration_ns / 1e6 * 1.01 or 1)
     ax_b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=4, fontsize=8, frameon=False)
     fig.tight_layout()

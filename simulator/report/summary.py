@@ -22,7 +22,9 @@ def summary_dict(r: SimulationResult) -> dict:
         "gpus": r.gpus,
         "parallelism": {"tp": r.tp, "ep": r.ep, "pp": r.pp, "dp": r.dp, "dp_ep": r.dp_ep,
                         "ga": r.ga, "chunks": r.chunks, "pp_schedule": r.pp_schedule},
-        "critical_stage": r.critical_stage,
+        "critical_stage": r.critical.stage,
+        **({"critical_rank_class": r.critical.rank_class, "critical_label": r.critical.label}
+           if r.critical.rank_class is not None else {}),
         "stages": [{"stage": s.stage, **({"rank_class": s.rank_class, "ranks": s.ranks,
                                           "label": s.label} if s.rank_class is not None else {}),
                     "end_us": us(s.end_ns), "compute_us": us(s.compute_ns),

@@ -64,8 +64,8 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
                          f"({100 * gain / total:5.2f}%)")
     worst = sorted((row for row in r.rows if row.exposed_ns), key=lambda x: -x.exposed_ns)
     if worst and top_rows:
-        lines += ["", f"  rows with the most exposed communication (all occurrences, stage "
-                      f"{r.critical_stage}):",
+        who = r.critical.label.split(" (")[0] if r.critical.label else f"stage {r.critical.stage}"
+        lines += ["", f"  rows with the most exposed communication (all occurrences, {who}):",
                   f"  {'line':>6}  {'name':<24}{'x':>4}{'exposed ms':>12}  collectives"]
         for row in worst[:top_rows]:
             comms = " ".join(f"{p}:{t}" for p, t in (("fwd", row.fwd_comm), ("ig", row.ig_comm),
