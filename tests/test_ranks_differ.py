@@ -270,3 +270,14 @@ def test_two_jobs_sharing_one_nic():
         big = read_workload_text(wl and "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 "
                                  "all_gpus: 4\n1\nl -1 1000 NONE 0 0 NONE 0 0 ALLREDUCE 1000 0\n", "b.txt")
         simulate_jobs([wl, big], cluster, model, placement="spread")
+
+
+def test_per_row_detail_is_the_same_in_both_engines():
+    from simulator.report.csv_report import render_csv
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)
+        wl = read_workload(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")
+        fast = simulate(wl)
+        slow = simulate(wl, options=SimulationOptions(engine="detailed"))
+    assert sum(r.exposed_ns for r in fast.rows) > 0
+    assert render_csv(fast) == render_csv(slow)

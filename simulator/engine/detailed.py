@@ -78,6 +78,7 @@ class DetailedSim:
         self._meetings: dict[tuple, _Meeting] = {}
         self.mail = Mailbox(self.env)
         self.events = 0
+        self.row_exposed: list[dict] = [dict() for _ in setups]  # per class: row key -> ns
         self.net = None
         if contention:
             # links are shared by whoever names them: a NIC by every class whose GPUs use it
@@ -138,6 +139,7 @@ class DetailedSim:
         stream_last: list = [None] * len(STREAMS)   # last collective process/event per stream
         stream_end = [0] * len(STREAMS)
         wg_done: dict = {}
+        row_exposed = self.row_exposed[idx]
         send_free = {"next": 0, "prev": 0}
         send_chain: dict = {"next": None, "prev": None}
 
@@ -145,7 +147,8 @@ class DetailedSim:
             if trace is not None and dur:
                 trace.append(TraceSlice(idx, lane, name, start, dur))
 
-        def blocking(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str):
+        def blocking(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
+                     row_key: tuple):
             issued = env.now
             last = stream_last[stream]
             if last is not None and not last.triggered:
@@ -155,6 +158,7 @@ class DetailedSim:
             start, end = yield ev
             stream_end[stream] = end
             res.exposed_ns[STREAMS[stream].value] += end - issued
+            row_exposed[row_key] = row_exposed.get(row_key, 0) + end - issued
             slice_(STREAMS[stream].value, name, start, end - start)
             self.events += 1
 
@@ -176,12 +180,13 @@ class DetailedSim:
                     t0 = env.now
                     yield pending
                     res.exposed_ns[STREAMS[row.wg_stream].value] += env.now - t0
+                    row_exposed[row.key] = row_exposed.get(row.key, 0) + env.now - t0
             if row.fwd_ns:
                 slice_("compute", f"{row.name} {tag}", env.now, row.fwd_ns)
                 yield env.timeout(row.fwd_ns)
             if row.fwd_stream != NO_STREAM:
                 yield from blocking(row.fwd_stream, row.fwd_comm_ns, row.update_ns,
-                                    inst + (tag,), f"{row.name} {tag}")
+                                    inst + (tag,), f"{row.name} {tag}", row.key)
 
         def run_pass(phase: Phase, seq, mb: int):
             rows = setup.sequences[seq]
@@ -202,7 +207,7 @@ class DetailedSim:
                         yield env.timeout(row.ig_ns)
                     if row.ig_stream != NO_STREAM:
                         yield from blocking(row.ig_stream, row.ig_comm_ns, row.update_ns,
-                                            (seq, mb, pos, "ig"), f"{row.name} ig")
+                                            (seq, mb, pos, "ig"), f"{row.name} ig", row.key)
                     if row.wg_ns:
                         slice_("compute", f"{row.name} wg", env.now, row.wg_ns)
                         yield env.timeout(row.wg_ns)

@@ -224,7 +224,9 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
         if sim.trace is not None:
             trace = [TraceSlice(local[t.stage], t.lane, t.name, t.start_ns, t.dur_ns, t.args)
                      for t in sim.trace if t.stage in local]
-        results.append(_assemble(plan, stage_results, {}, trace, sim.events, options))
+        critical = max(range(len(idx)), key=lambda n: (stage_results[n].end_ns, -n))
+        results.append(_assemble(plan, stage_results, sim.row_exposed[idx[critical]], trace,
+                                 sim.events, options))
     return results
 
 
