@@ -241,3 +241,118 @@ def test_nccl_tests_output_is_detected(tmp_path):
     cal = calibrate([str(path)], folds=3)
     assert cal.method_class == "nccl-tests"
     assert cal.classes[INTRA].overhead_us < 20  # nccl-tests sees no framework dispatch
+
+
+# ------------------------------------------------- the bundled 2-GPU calibrations and their input
+
+H200X2 = ROOT / "traces" / "h200x2"
+ALIGNED_INPUT = H200X2 / "collectives_aligned.csv"
+GiB = 1 << 30
+
+
+def _times(path, op="moe_all_to_all"):
+    import csv
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    return {(float(r["share_remote"]), int(r["bytes"])): float(r["time_us"])
+            for r in rows if r["op"] == op}
+
+
+def _build_aligned():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("h200x2_build_aligned",
+                                                  H200X2 / "build_aligned.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_old_splits_were_misaligned_at_shares_005_and_01_only():
+    mod = _build_aligned()
+    # 2 ranks, 1 KiB of bf16 = 512 elements: share 0.05 -> round(25.6) = 26 elements to the
+    # peer, so rank 1's chunk starts at 26 x 2 = 52 bytes (not a multiple of 16); share 0.25
+    # -> 128 elements = 256 bytes. n x F = 2^(k-1) / 20 or / 10 is never a multiple of 8 (5
+    # divides no power of two), so 0.05 and 0.1 are misaligned at every size
+    assert mod.old_moe_splits(512, 2, 0, 0.05) == [486, 26]
+    row = {"op": "moe_all_to_all", "ranks": "2", "dtype": "bf16"}
+    for k in range(10, 31):
+        for share, ok in ((0.0, True), (0.05, False), (0.1, False), (0.25, True),
+                          (0.5, True), (0.75, True), (1.0, True)):
+            assert mod.old_splits_aligned({**row, "bytes": str(1 << k),
+                                           "share_remote": str(share)}) == ok, (k, share)
+    # `collsim measure` now sends 24 elements (a multiple of 8) at share 0.05
+    from simulator.measure.bench import moe_splits
+    assert moe_splits(512, 2, 0, 0.05) == [488, 24]
+
+
+def test_calibration_input_is_run_2_with_the_misaligned_shares_replaced():
+    lines, info = _build_aligned().build()
+    # 273 rows of run 2 - 2 shares x 21 sizes = 231, + 2 shares x 5 sizes (64 MiB-1 GiB) = 10
+    assert info == {"dropped_shares": ["0.05", "0.1"], "kept": 231, "added": 10,
+                    "source_rows": 273}
+    with open(ALIGNED_INPUT, newline="") as fh:
+        assert fh.read() == "".join(lines)  # the committed file is the script's output
+    got = _times(ALIGNED_INPUT)
+    run2 = _times(H200X2 / "collectives.csv")
+    new = _times(H200X2 / "moe_all_to_all_aligned.csv")
+    assert len(got) == 7 * 21 - 2 * 16
+    for (share, size), t in got.items():
+        src = new if share in (0.05, 0.1) else run2
+        assert t == src[(share, size)]
+        assert share not in (0.05, 0.1) or size >= 64 << 20
+
+
+def test_aligned_uneven_all_to_all_and_the_controlled_pair():
+    new = _times(H200X2 / "moe_all_to_all_aligned.csv")
+    repeat = _times(H200X2 / "moe_a2a_rerun" / "repeat.csv")
+    control = _times(H200X2 / "moe_a2a_rerun" / "misaligned_control.csv")
+    run2 = _times(H200X2 / "collectives.csv")
+    assert len(new) == len(repeat) == 7 * 21 and len(control) == 2 * 21
+    # 1 GiB (median of 100 calls, slower rank), measured 2026-11-22 on 2 x H200
+    assert new[(0.05, GiB)] == pytest.approx(990.432)
+    assert new[(0.1, GiB)] == pytest.approx(1013.296)
+    assert control[(0.05, GiB)] == pytest.approx(2501.552)   # run 2: 2502.3201
+    assert control[(0.1, GiB)] == pytest.approx(2545.536)    # run 2: 2543.3279
+    # aligned, the time rises with the remote share (0: 910, ..., 1: 2992 us)
+    at = [new[(s, GiB)] for s in (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)]
+    assert at == sorted(at)
+    for (share, size), t in control.items():
+        if size >= 64 << 20:
+            # the old splits reproduce run 2 and are 2.4-3.3x slower than the aligned ones
+            assert t == pytest.approx(run2[(share, size)], rel=0.005)
+            assert 2.3 < t / new[(share, size)] < 3.4
+    for (share, size), t in new.items():
+        if size >= 64 << 20:
+            # the repeat within 11% (share 0.75 at 64 MiB: 215.2 against 194.8 us)
+            assert t == pytest.approx(repeat[(share, size)], rel=0.11)
+            if share not in (0.05, 0.1):   # aligned in both sessions: the same device time
+                assert t == pytest.approx(run2[(share, size)], rel=0.02)
+
+
+def test_bundled_calibrations_are_fitted_on_the_aligned_input():
+    import hashlib
+    import yaml
+    digest = hashlib.sha256(ALIGNED_INPUT.read_bytes()).hexdigest()
+    for name in ("calib_h200x2.yaml", "calib_h200x2_a2a_only.yaml"):
+        doc = yaml.safe_load((H200X2 / name).read_text())
+        assert [(s["path"], s["sha256"]) for s in doc["sources"]] == \
+            [("traces/h200x2/collectives_aligned.csv", digest)], name
+    bundled = load_calibration(H200X2 / "calib_h200x2.yaml").calibration
+    refit = calibrate([str(ALIGNED_INPUT)], folds=0)
+    b, r = bundled.classes[INTRA], refit.classes[INTRA]
+    for attr in ("overhead_us", "dispatch_us", "latency_us", "step_latency_us", "link_gbps",
+                 "copy_gbps"):
+        assert getattr(b, attr) == pytest.approx(getattr(r, attr), rel=1e-4), attr
+    # fitted 2026-11-22: overhead 29.5 us, link 302.5 GB/s, own-share copy 965 GB/s (802 with
+    # the misaligned shares 0.05 and 0.1 in)
+    assert b.overhead_us == pytest.approx(29.53, abs=0.05)
+    assert b.link_gbps == pytest.approx(302.5, abs=0.5)
+    assert b.copy_gbps == pytest.approx(965.1, abs=1.0)
+    # share 0.05 at 1 GiB: 965 us against 990 measured aligned (the old fit said 2282 us)
+    new = _times(H200X2 / "moe_all_to_all_aligned.csv")
+    for share in (0.05, 0.1):
+        got = bundled.predict_us("moe_all_to_all", 2, GiB, share, INTRA, 2)
+        assert got == pytest.approx(new[(share, GiB)], rel=0.05), share
+    a2a = load_calibration(H200X2 / "calib_h200x2_a2a_only.yaml").calibration
+    assert a2a.classes[INTRA].ops == ("all_to_all", "moe_all_to_all")
+    assert a2a.classes[INTRA].copy_gbps == pytest.approx(962.0, abs=1.0)

@@ -51,6 +51,29 @@ def test_validate_cli_is_deterministic(tmp_path):
     assert data["summary"]["max_abs"] == pytest.approx(errs[-1], abs=1e-6)
     doc = doc_a.read_text()
     assert doc.count(BEGIN) == 1 and doc.count(END) == 1
+    # the 4-rank collectives table is in the JSON too, with the numbers the text prints
+    c4 = data["collectives_4_ranks"]
+    given, x4 = c4["given"], c4["x4_on_run1"]
+    assert given["calibration"] == "traces/h200x2/calib_h200x2.yaml" and not given["in_sample"]
+    assert x4["calibration"] == "traces/h200x4/calib_h200x4.yaml"
+    assert given["overall"]["n"] == x4["overall"]["n"] == 168
+    assert sum(v["all"]["n"] for v in given["ops"].values()) == 168
+    line = next(ln for ln in p.stdout.splitlines()[::-1] if ln.strip().startswith("sendrecv"))
+    assert line.split()[1:] == [
+        "21", f"{100 * given['ops']['sendrecv']['all']['median_abs']:.1f}",
+        f"{100 * given['ops']['sendrecv']['all']['max_abs']:.0f}",
+        f"{100 * x4['ops']['sendrecv']['all']['median_abs']:.1f}",
+        f"{100 * x4['ops']['sendrecv']['all']['max_abs']:.0f}"]
+
+
+def test_validate_help_names_every_case():
+    p = collsim("validate", "--help")
+    assert p.returncode == 0
+    text = " ".join(p.stdout.split())
+    for case in ("seed 003", "two H200s (EP 2)", "four H200s (EP 4)", "seeds 000 and 002",
+                 "all-to-all-only calibration", "collectives measured at 4 ranks",
+                 "4-rank collectives table"):
+        assert case in text, case
 
 
 def _report():

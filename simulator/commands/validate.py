@@ -5,10 +5,11 @@ import argparse
 import sys
 
 HELP = ("Run the bundled validation cases (seed 003 pipeline-stage replay, the EP MoE step "
-        "measured on two H200s, the A100 MoE-layer runs of seeds 000 and 002, and the "
-        "collectives predicted from an all-to-all-only calibration), print measured vs "
-        "predicted with each error, the median and the maximum, and update the validate "
-        "section of docs/validation.md.")
+        "measured on two H200s (EP 2) and on four H200s (EP 4), the A100 MoE-layer runs of "
+        "seeds 000 and 002, the collectives predicted from an all-to-all-only calibration, and "
+        "the collectives measured at 4 ranks predicted by the given calibration and by the "
+        "4-GPU one), print measured vs predicted with each error, the median and the maximum, "
+        "and update the validate section of docs/validation.md.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,8 +23,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="markdown file whose validate section to write (default: "
                         "docs/validation.md of the repository)")
     p.add_argument("--no-docs", action="store_true", help="write no markdown")
-    p.add_argument("--json", metavar="PATH", help="results as JSON ('-' for stdout)")
+    p.add_argument("--json", metavar="PATH",
+                   help="results as JSON ('-' for stdout): cases, summary, the transfer table "
+                        "and the 4-rank collectives table")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _bands(tab: dict) -> dict:
+    """{op: {band: {n, median_abs, max_abs}}} of an evaluate() block's corrected errors."""
+    return {op: {b: {"n": v["n"], "median_abs": round(v["median_abs"], 6),
+                     "max_abs": round(v["max_abs"], 6)} for b, v in bands.items()}
+            for op, bands in tab["corrected"].items()}
+
+
+def _collectives4(c4: dict | None) -> dict | None:
+    if c4 is None:
+        return None
+    overall = {k: {m: (round(v, 6) if isinstance(v, float) else v)
+                   for m, v in c4[k]["overall"]["corrected"].items()}
+               for k in ("given", "x4_on_run1")}
+    return {"data": c4["data"], "data_run1": c4["data_run1"],
+            "given": {"calibration": c4["given_path"], "in_sample": c4["given_is_x4"],
+                      "on": c4["data"], "ops": _bands(c4["given"]),
+                      "overall": overall["given"]},
+            "x4_on_run1": {"calibration": c4["x4_path"], "on": c4["data_run1"],
+                           "ops": _bands(c4["x4_on_run1"]), "overall": overall["x4_on_run1"]}}
 
 
 def _json(rep) -> str:
@@ -36,10 +60,8 @@ def _json(rep) -> str:
                    "error": round(r.error, 6), "counted": r.primary, "inputs": r.inputs,
                    "note": r.note} for r in rep.results],
         "summary": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in st.items()},
-        "transfer": None if rep.transfer is None else {
-            op: {b: {"n": v["n"], "median_abs": round(v["median_abs"], 6),
-                     "max_abs": round(v["max_abs"], 6)} for b, v in bands.items()}
-            for op, bands in rep.transfer["corrected"].items()},
+        "transfer": None if rep.transfer is None else _bands(rep.transfer),
+        "collectives_4_ranks": _collectives4(rep.collectives4),
     }, indent=2) + "\n"
 
 

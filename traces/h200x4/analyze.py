@@ -8,11 +8,12 @@ Run from the repository root (no GPU needed)::
     python traces/h200x4/analyze.py compare     # compare.md: presets and calibrations
 
 ``aligned`` drops the uneven all-to-all (``moe_all_to_all``) points whose split offsets are
-not 16-byte aligned. `collsim measure` splits a share F of each rank's buffer evenly over
-the other ranks (``moe_splits``): with 4 ranks and F = 0.05, 0.1, 0.25, 0.5 or 1 a split is
-not a multiple of 8 bf16 elements, the chunks start at 2- or 4-byte aligned offsets, and
-from 16 MiB these points take 1.9-4.2x what a fit of the aligned points gives (most likely
-NCCL's unaligned copy path; see README.md). Real MoE
+not 16-byte aligned. `collsim measure` split a share F of each rank's buffer evenly over
+the other ranks in whole elements (``moe_splits`` as it was when these runs were made): with
+4 ranks and F = 0.05, 0.1, 0.25, 0.5 or 1 a split is not a multiple of 8 bf16 elements, the
+chunks start at 2- or 4-byte aligned offsets, and from 16 MiB these points take 1.9-4.2x what
+a fit of the aligned points gives (NCCL's unaligned copy path: a controlled pair on 2 GPUs,
+traces/h200x2/README.md, confirmed it; ``moe_splits`` now rounds to 8 elements). Real MoE
 splits are whole token rows (hidden x 2 bytes), always aligned, so those points measure the
 alignment, not the share. Everything else is kept as measured.
 
@@ -48,7 +49,9 @@ NVLINK_GBPS = 478.0     # 18 links x 26.562 GB/s per direction (env.txt)
 
 
 def moe_splits(n: int, world: int, rank: int, share: float) -> list[int]:
-    """The splits `collsim measure` uses (simulator/measure/bench.py, copied: torch-free)."""
+    """The splits these runs were measured with (simulator/measure/bench.py before commit
+    'measure: uneven all-to-all splits...', copied: torch-free). The current code rounds each
+    per-peer split to a multiple of 8 elements."""
     per_peer = min(int(round(n * share / (world - 1))), n // (world - 1))
     splits = [per_peer] * world
     splits[rank] = n - per_peer * (world - 1)
