@@ -186,3 +186,27 @@ def test_existing_warnings_and_notes():
     with pytest.warns(SimulationWarning, match="no 2 repeating micro-batches"):
         r = simulate(w, Cluster())
     assert any("pp_comm is 0" in n for n in r.notes)
+
+
+def test_cli_warns_about_a_what_if_that_cannot_change_the_answer(tmp_path):
+    import contextlib
+    import io
+    import sys
+
+    from simulator.cli import main
+
+    path = tmp_path / "one_server.txt"
+    path.write_text(
+        "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 ep: 2 pp: 1 ga: 1 "
+        "all_gpus: 8\n1\na -1 1000 ALLREDUCE 1048576 1000 ALLTOALL_EP 1048576 1000 "
+        "ALLREDUCE 8388608 100\n")
+    for flags, expected in ((["--nic-gbps", "100"], True), (["--nvlink-gbps", "900"], False)):
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(
+                warnings.formatwarning(m, c, f, n, line))
+            assert main(["simulate", str(path), "--quiet", *flags]) == 0
+        said = "cannot change the answer" in err.getvalue()
+        assert said == expected, err.getvalue()
