@@ -73,13 +73,11 @@ def test_nvlink_what_if_with_one_gpu_per_server():
     assert msgs == ["--nvlink-gbps 900 cannot change the answer: no group of this job has two "
                     "GPUs in one server, so no traffic uses NVLink"]
     assert sim(w, c).iteration_ns == sim(w, ref).iteration_ns
-    # structurally NVLink is idle here too, but the analytical model caps a ring that
-    # crosses servers at the NVLink bandwidth: below the NIC's 48.5 GB/s it binds
+    # even an NVLink slower than the NIC cannot matter: a ring with one member per server
+    # goes GPU -> NIC -> NIC -> GPU (the analytical model once capped it at NVLink speed)
     slow = dataclasses.replace(ref, nvlink_gbps=40)
-    assert unused_parameters(w, layout(w), slow, {"nvlink_gbps": 40}, reference=ref) == []
-    assert sim(w, slow).iteration_ns > sim(w, ref).iteration_ns
-    assert unused_parameters(w, layout(w), slow, {"nvlink_gbps": 40}, reference=ref,
-                             structural_only=True) != []
+    assert unused_parameters(w, layout(w), slow, {"nvlink_gbps": 40}, reference=ref) != []
+    assert sim(w, slow).iteration_ns == sim(w, ref).iteration_ns
 
 
 def test_nvlink_what_if_when_every_collective_is_nic_bound():

@@ -540,12 +540,9 @@ moe -1 1000 NONE 0 2000000 NONE 0 2000000 {wg} 100
 """
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine/segment.py: with no collectives every split is possible and the first by "
-    "communication is [attention attention] [moe moe] (names ignored); one 4 KiB DP "
-    "all-reduce on the last row makes it [attention] [attention] + two closing rows, which "
-    "every stage runs without pipeline dependencies: 24.012 ms -> 8.014 ms. Requiring the "
-    "row names to repeat too (where they do) would keep one reading"))
+# Was a strict xfail: the split went by communication alone, so one 4 KiB all-reduce flipped
+# [attention attention] [moe moe] into [attention] [attention] + two closing rows
+# (24.012 -> 8.014 ms). Segmentation now requires the row names to repeat too, first.
 def test_extra_collective_in_an_ambiguous_file_never_speeds_up():
     plain = sim(read_workload_text(REPRO_AMBIGUOUS.replace("{wg}", "NONE 0")), Cluster())
     extra = sim(read_workload_text(REPRO_AMBIGUOUS.replace("{wg}", "ALLREDUCE 4096")), Cluster())

@@ -145,7 +145,7 @@ def test_bad_values_point_at_their_line(tmp_path):
     assert ":2: gpus_per_server: expected a whole number" in error_of(
         tmp_path, SMALL.replace("gpus_per_server: 2", "gpus_per_server: two"))
     assert ":3: servers: duplicate key (first at line 2)" in error_of(tmp_path, "name: a\nservers: 1\nservers: 2\n")
-    assert ":2: YAML syntax error: mapping values are not allowed" in error_of(
+    assert ":2: not valid YAML: mapping values are not allowed" in error_of(
         tmp_path, "name: a\nservers: 1: 2\n")
 
 

@@ -49,6 +49,8 @@ class AnalyticalCostModel(CostModel):
     def ring_bw(self, p: GroupPlacement) -> float:
         if p.intra_server:
             return self.nvlink_bw()
+        if p.max_per_server == 1:
+            return self.nic_bw_per_gpu()  # one member per server: no NVLink hop in the ring
         return min(self.nvlink_bw(), self.nic_bw_per_gpu() * p.max_per_server)
 
     def hop_ns(self, p: GroupPlacement) -> int:

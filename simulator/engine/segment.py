@@ -104,7 +104,11 @@ def segment(workload: Workload, free_groups: frozenset | None = None) -> Segment
                             "whole file as one micro-batch (ga 1)")
     # first by communication, then (blocks that differ in their collectives, kept as
     # distinct micro-batches) by row names, which AICB repeats in every micro-batch
-    keys = (("communication", lambda r: _comm_key(r, free_groups)), ("row names", lambda r: r.name))
+    # names first where they repeat too (AICB's do), so that one collective more or less
+    # cannot flip an ambiguous split
+    keys = (("communication", lambda r: (_comm_key(r, free_groups), r.name)),
+            ("communication", lambda r: _comm_key(r, free_groups)),
+            ("row names", lambda r: r.name))
     for basis, key in keys:
         found = _find_period(rows, ga, key)
         if found is None:
