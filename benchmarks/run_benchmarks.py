@@ -43,12 +43,13 @@ def run_case(args: list[str], repeat: int) -> dict:
             "peak_rss_mib": max(rss) / 1024}
 
 
-def generate(tmp: str, model: str, gpus: int, tp: int, pp: int, ep: int, ga: int) -> str | None:
-    out = os.path.join(tmp, f"{model}-{gpus}.txt")
+def generate(tmp: str, model: str, gpus: int, tp: int, pp: int, ep: int, ga: int,
+             extra: tuple = ()) -> str | None:
+    out = os.path.join(tmp, f"{model}-{gpus}{'-'.join(extra)}.txt")
     dp = gpus // (tp * pp)
     cmd = [sys.executable, "-m", "simulator", "generate", "--model", model, "--world-size",
            str(gpus), "--tp", str(tp), "--pp", str(pp), "--ep", str(ep), "--global-batch",
-           str(ga * dp), "--micro-batch", "1", "--seq-length", "4096", "-o", out]
+           str(ga * dp), "--micro-batch", "1", "--seq-length", "4096", "-o", out, *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
         print(f"skip {model} {gpus}: {p.stderr.strip()[-300:]}", file=sys.stderr)
@@ -71,6 +72,20 @@ def cases(tmp: str, quick: bool):
             path = generate(tmp, model, gpus, tp, pp, ep, ga=32)
             if path:
                 yield f"{model} generated", gpus, 32, [path]
+    # communication only, as AICB writes it (compute 1 ns): SimAI takes 0.04-0.31 s on these
+    for gpus in (1024, 65536):
+        path = generate(tmp, "gpt-175b", gpus, 8, 8, 1, ga=8, extra=("--style", "aicb",
+                                                                      "--no-compute"))
+        if path:
+            yield "gpt-175b comm-only (AICB style)", gpus, 8, [path]
+    # the detailed engine: contention, and one straggler (rank classes)
+    yield "SimAI example --contention", 9216, 24, [EX9216, "--contention"]
+    yield "SimAI example scaled --contention", 147456, 24, [
+        os.path.join(tmp, "x147k.txt"), "--contention"]
+    big = generate(tmp, "gpt-175b", 131072, 8, 16, 1, ga=32)
+    if big:
+        yield "gpt-175b 131k one straggler", 131072, 32, [big, "--straggler",
+                                                          "rank=12345,compute=1.2"]
 
 
 def plot(rows: list[dict], path: str) -> None:
