@@ -48,7 +48,7 @@ def test_spec_errors_name_the_line(tmp_path):
     p.write_text("base:\n  model: gpt-7b\ngrid:\n  tp: [1, 2]\n")
     with pytest.raises(InputError, match="GPU count"):
         load_spec(str(p))
-    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\n  topology: fat-tree.yaml\n")
+    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\n  cost_model: nccl\n")
     with pytest.raises(InputError, match="not supported yet"):
         load_spec(str(p))
     p.write_text("base:\n  model: gpt-7b\n  gpus: eight\n")
@@ -151,3 +151,36 @@ def test_shipped_mixtral_spec_expands():
     assert len(spec.points) == 4 * 4 * 4 * 3
     assert {p["gpus"] for p in spec.points} == {64, 128, 256, 512}
     assert spec.heatmap == ("tp", "ep")
+
+
+def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
+    """A point with a topology or a calibration is priced exactly as `collsim simulate
+    --topology/--calibration` prices the same generated workload."""
+    import argparse
+    import warnings
+
+    from simulator.commands.common import build_cost_model
+    from simulator.engine import SimulationOptions, simulate
+    from simulator.generate import generate, get_preset, resolve
+    from simulator.sweep.runner import _simulate_point
+    from conftest import ROOT
+
+    calib = str(ROOT / "traces" / "h200x2" / "calib_h200x2.yaml")
+    base = {"model": "gpt-7b", "gpus": 16, "tp": 4, "pp": 2, "global_batch": 16,
+            "seq_length": 2048}
+    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=2, global_batch=16, seq_length=2048)
+    wl = generate(cfg).workload
+    times = {}
+    for topo, cal in ((None, None), ("dgx-h100", None), (None, calib)):
+        point = dict(base, topology=topo, calibration=cal)
+        got = _simulate_point(point, str(tmp_path))["iteration_ms"]
+        ns = argparse.Namespace(gpus_per_server=None, nvlink_gbps=None, nic_gbps=None,
+                                nics_per_server=None, base_latency=None, topology=topo,
+                                calibration=cal)
+        cluster, model = build_cost_model(ns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = simulate(wl, cluster, model, SimulationOptions()).iteration_ns / 1e6
+        assert got == pytest.approx(want, rel=1e-12)
+        times[(topo, cal)] = got
+    assert len(set(times.values())) == 3  # each cost model gives its own answer

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 
 from .spec import KEYS
 
@@ -59,6 +60,12 @@ def label(r: dict, axes: list[str]) -> str:
     parts = []
     for a in axes:
         v = _value(r, a)
+        if a in ("topology", "calibration"):
+            # a file by its name; no topology is the analytical model, no calibration none
+            text = os.path.basename(str(v)) if v else ("analytical" if a == "topology" else "")
+            if text:
+                parts.append(f"{a}={text}")
+            continue
         parts.append(f"{names.get(a, a)}{_fmt(v)}")
     return " ".join(parts) or r["key"][:8]
 

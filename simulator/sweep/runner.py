@@ -41,8 +41,6 @@ def run_point(point: dict, base_dir: str = ".") -> dict:
 def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
-    from ..cluster import Cluster
-    from ..costmodel.analytical import AnalyticalCostModel
     from ..engine import SimulationOptions, simulate
     from ..generate import generate, get_preset, load_model_yaml, resolve, with_overrides
     from ..result import BREAKDOWN_GROUPS
@@ -66,14 +64,26 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
                   style=p.get("style", "megatron"))
     gen = generate(cfg, compute=p.get("compute", "model"))
     base_latency = p.get("base_latency_us")
-    cluster = Cluster().with_overrides(
+
+    def local(name):
+        """A YAML file named in the spec is relative to the spec; a preset name stays."""
+        if name and name.endswith((".yaml", ".yml")) and not os.path.isabs(name):
+            return os.path.join(base_dir, name)
+        return name
+
+    # the same builder as `collsim simulate`: topology, flags and calibration alike
+    from argparse import Namespace
+
+    from ..commands.common import build_cost_model
+    cluster, cost_model = build_cost_model(Namespace(
         gpus_per_server=p.get("gpus_per_server"), nvlink_gbps=p.get("nvlink_gbps"),
         nic_gbps=p.get("nic_gbps"), nics_per_server=p.get("nics_per_server"),
-        base_latency_ns=None if base_latency is None else round(base_latency * 1000))
+        base_latency=None if base_latency is None else round(base_latency * 1000),
+        topology=local(p.get("topology")), calibration=local(p.get("calibration"))))
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = simulate(gen.workload, cluster, AnalyticalCostModel(cluster), SimulationOptions(
+        res = simulate(gen.workload, cluster, cost_model, SimulationOptions(
             pp_schedule=schedule, vpp_chunks=cfg.vpp if schedule == "interleaved" else None))
     c = res.critical
     it_s = res.iteration_ns / 1e9

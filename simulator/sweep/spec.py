@@ -59,6 +59,9 @@ KEYS: dict[str, tuple[str, object]] = {
     "nic_gbps": ("float?", None),
     "nics_per_server": ("int?", None),
     "base_latency_us": ("float?", None),
+    # cost model: a topology preset or YAML file (NCCL algorithms), a calibration file
+    "topology": ("str?", None),
+    "calibration": ("str?", None),
     # simulation
     "pp_schedule": ("str?", None),
 }
@@ -73,8 +76,8 @@ ALIASES = {
     "dist_opt": "distributed_optimizer", "moe_router_topk": "topk",
 }
 
-#: keys reserved for later (topology files, calibrated cost models)
-RESERVED = ("topology", "calibration", "cost_model")
+#: keys reserved for later
+RESERVED = ("cost_model",)
 
 SECTIONS = ("name", "base", "grid", "points", "plots", "best")
 
@@ -278,14 +281,17 @@ def point_key(point: dict, base_dir: str = ".") -> str:
     from .. import __version__
 
     payload = dict(point)
-    model = str(point.get("model") or "")
-    if model.endswith((".yaml", ".yml")):
-        full = model if os.path.isabs(model) else os.path.join(base_dir, model)
+    # files a point names count by their content, so editing one re-runs its points
+    for key in ("model", "topology", "calibration"):
+        name = str(point.get(key) or "")
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        full = name if os.path.isabs(name) else os.path.join(base_dir, name)
         try:
             with open(full, "rb") as fh:
-                payload["model_file_sha"] = hashlib.sha256(fh.read()).hexdigest()
+                payload[f"{key}_file_sha"] = hashlib.sha256(fh.read()).hexdigest()
         except OSError:
-            payload["model_file_sha"] = "missing"
+            payload[f"{key}_file_sha"] = "missing"
     payload["_version"] = [__version__, CACHE_VERSION]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
