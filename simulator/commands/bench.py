@@ -42,11 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--details", action="store_true",
                    help="also print the algorithm and protocol chosen per size (CSV columns "
                         "algorithm,protocol)")
-    add_cluster_arguments(p)
-    if not any("--calibration" in a.option_strings for a in p._actions):
-        p.add_argument("--calibration", metavar="FILE",
-                       help="calibration file fitted by `collsim calibrate`: calibrated "
-                            "collectives are priced by it, the rest by the model above")
+    add_cluster_arguments(p)  # includes --topology and --calibration
 
 
 def parse_sizes(text: str, factor: int) -> list[int]:
@@ -122,18 +118,6 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
     return rows
 
 
-def with_calibration(cluster, cost_model, path: str | None):
-    """``cost_model`` wrapped by the calibration in ``path`` (simulator.calibration), if any."""
-    if path is None or getattr(cost_model, "name", "") == "calibrated":
-        return cost_model              # none asked for, or the builder has applied it
-    try:
-        from ..calibration.costmodel import wrap_with_calibration
-    except ImportError:
-        raise InputError(f"{path}: calibration is not yet supported (this version has no "
-                         "calibration module)", field="--calibration") from None
-    return wrap_with_calibration(cluster, cost_model, path)
-
-
 def render(rows: list[dict], fmt: str, details: bool, header: str = "") -> str:
     cols = list(COLUMNS) + (["algorithm", "protocol"] if details or fmt == "table" else [])
 
@@ -158,8 +142,7 @@ def render(rows: list[dict], fmt: str, details: bool, header: str = "") -> str:
 
 def run(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes, args.factor)
-    cluster, cost_model = build_cost_model(args)
-    cost_model = with_calibration(cluster, cost_model, getattr(args, "calibration", None))
+    cluster, cost_model = build_cost_model(args)  # the same builder as simulate
     rows = bench_rows(cost_model, cluster, args.op, args.ranks, sizes, args.algorithm,
                       args.protocol)
     d = cost_model.describe()
