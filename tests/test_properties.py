@@ -46,7 +46,7 @@ from simulator.costmodel.base import CostModel
 from simulator.engine import SimulationOptions, simulate
 from simulator.engine.schedule import build_schedule
 from simulator.engine.segment import segment
-from simulator.engine.simulate import split_chunks
+from simulator.engine.plan import split_chunks
 from simulator.parallel import make_parallel, stage_placements
 from simulator.readers.workload import read_workload_text
 from simulator.report.csv_report import render_csv

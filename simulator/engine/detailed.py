@@ -190,7 +190,6 @@ class DetailedSim:
 
         def run_pass(phase: Phase, seq, mb: int):
             rows = setup.sequences[seq]
-            t0 = env.now
             recompute = 0
             if phase is Phase.FWD:
                 for pos, row in enumerate(rows):

@@ -88,9 +88,9 @@ class _Pricer:
         """The row with its collectives on ``kinds`` priced by this pricer instead."""
         fwd, ig, wg = row.comms
         changes = {}
-        for comm, field in ((fwd, "fwd_comm_ns"), (ig, "ig_comm_ns"), (wg, "wg_comm_ns")):
-            if comm.group in kinds and getattr(row, field):
-                changes[field] = self.comm_ns(comm)
+        for comm, name in ((fwd, "fwd_comm_ns"), (ig, "ig_comm_ns"), (wg, "wg_comm_ns")):
+            if comm.group in kinds and getattr(row, name):
+                changes[name] = self.comm_ns(comm)
         return replace(row, **changes) if changes else row
 
 

@@ -20,8 +20,7 @@ from ..parallel import RankMap, stage_placements
 from ..result import RowResult, SimulationResult, TraceSlice
 from ..workload import ROW_GROUPS, Group, Op, Workload
 from .pipeline import PipelineSim
-from .plan import (JobPlan, _describe_places, plan_job, resolve_world,  # noqa: F401 (API)
-                   split_chunks)
+from .plan import JobPlan, _describe_places, plan_job, resolve_world
 
 PLACEMENTS = ("packed", "spread", "rail")
 

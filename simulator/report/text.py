@@ -16,7 +16,7 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
         f"cluster      {r.gpus} GPUs: TP {r.tp}  EP {r.ep}  PP {r.pp}  DP {r.dp}  DP_EP {r.dp_ep}"
         f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
         + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
-        f"cost model   " + ", ".join(f"{k}={v}" for k, v in r.cost_model.items()),
+        "cost model   " + ", ".join(f"{k}={v}" for k, v in r.cost_model.items()),
         "",
         f"iteration time {r.iteration_ns / 1e6:.3f} ms"
         + (f"   ({r.critical.label or f'stage {r.critical.stage} of {r.pp}'} finishes last; "
