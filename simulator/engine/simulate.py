@@ -258,6 +258,11 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
     each job alone); ``spread`` interleaves the jobs GPU by GPU and ``rail`` gives each job a
     slice of every server's GPUs, so jobs meet on the NICs their GPUs share.
     """
+    if getattr(cost_model, "name", "") not in ("analytical",):
+        # topology models place a job's ranks on GPUs 0..N themselves: they would not see
+        # where the other jobs sit
+        raise InputError("several jobs on one cluster need the analytical cost model (no "
+                         "--topology or --calibration) for now", field="--co-job")
     if placement not in PLACEMENTS:
         raise InputError(f"unknown placement {placement!r}; expected one of "
                          f"{', '.join(PLACEMENTS)}", field="--placement")
