@@ -211,3 +211,32 @@ def failure_report(spec: FailureSpec, iteration_ns: int) -> dict:
                        f"({spec.at_ns / 1e6:g} ms of this iteration, {spec.lost_iterations} "
                        f"earlier iteration(s), restart {spec.restart_ns / 1e6:g} ms); the "
                        f"iteration completes after {(lost + iteration_ns) / 1e6:.3f} ms"}
+
+
+def parse_jitter(text: str) -> tuple[tuple[tuple[str, float], ...], int]:
+    """``cv=0.05,seed=3`` or ``fwd=0.05,ig=0.1,wg=0.02``: per-phase coefficients of variation
+    of the compute times, and a seed."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"expected key=value pairs such as 'cv=0.05,seed=3', got {text!r}",
+                             field="--jitter")
+        fields[key.strip()] = value.strip()
+    unknown = set(fields) - {"cv", "fwd", "ig", "wg", "seed"}
+    if unknown:
+        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} in {text!r}; use cv, "
+                         "fwd, ig, wg (coefficients of variation) and seed", field="--jitter")
+    try:
+        base = float(fields.get("cv", "0"))
+        cvs = {k: float(fields.get(k, base)) for k in ("fwd", "ig", "wg")}
+        seed = int(fields.get("seed", "0"))
+    except ValueError as exc:
+        raise InputError(f"bad number in {text!r}: {exc}", field="--jitter") from None
+    if any(not 0 <= v <= 10 for v in cvs.values()):
+        raise InputError(f"coefficients of variation must be in [0, 10], got {text!r}",
+                         field="--jitter")
+    if not any(cvs.values()):
+        raise InputError(f"{text!r} changes nothing: give cv= (or fwd/ig/wg) above 0",
+                         field="--jitter")
+    return tuple(sorted(cvs.items())), seed

@@ -134,6 +134,12 @@ def test_straggler_specs():
     b = resolve_all([parse_straggler("fraction=0.05,compute=1.2,seed=7")], 1000)
     c = resolve_all([parse_straggler("fraction=0.05,compute=1.2,seed=7")], 1000, draw=1)
     assert a == b and len(a) == 50 and a != c
+    from simulator.scenario import parse_jitter
+    assert parse_jitter("cv=0.05,seed=3") == ((("fwd", 0.05), ("ig", 0.05), ("wg", 0.05)), 3)
+    assert parse_jitter("fwd=0.1")[0] == (("fwd", 0.1), ("ig", 0.0), ("wg", 0.0))
+    for bad in ["cv=0", "cv=x", "noise=1", "cv=-1", "cv"]:
+        with pytest.raises(InputError):
+            parse_jitter(bad)
     for bad in ["rank=17", "rank=x,compute=2", "compute=2", "rank=1,fraction=0.1,compute=2",
                 "rank=1,compute=-1", "rank=1,speed=2"]:
         with pytest.raises(InputError):
@@ -281,3 +287,24 @@ def test_per_row_detail_is_the_same_in_both_engines():
         slow = simulate(wl, options=SimulationOptions(engine="detailed"))
     assert sum(r.exposed_ns for r in fast.rows) > 0
     assert render_csv(fast) == render_csv(slow)
+
+
+def test_jitter():
+    import math
+    rows = ["l -1 1000 NONE 0 0 NONE 0 0 NONE 0 0"] * 400
+    one = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 all_gpus: 1"
+    eight = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 8 all_gpus: 8"
+    jit = (("fwd", 0.1), ("ig", 0.1), ("wg", 0.1))
+    a = run(one, rows, jitter=jit, jitter_seed=3)
+    assert a.iteration_ns == run(one, rows, jitter=jit, jitter_seed=3).iteration_ns  # seeded
+    assert a.iteration_ns != run(one, rows, jitter=jit, jitter_seed=4).iteration_ns
+    # one rank: mean-1 factors, so 400 phases of 1000 ns sum to 400,000 within a few standard
+    # deviations (0.1 * 1000 * sqrt(400) = 2000 ns)
+    assert abs(a.iteration_ns - 400_000) < 4 * 2000
+    # a class of 8 ranks waits for the slowest of 8 draws at every phase: E[max of 8 standard
+    # normals] = 1.4236, so the mean factor is about exp(0.0998 * 1.4236 - 0.0998**2 / 2) =
+    # 1.147 (sigma = sqrt(ln(1 + 0.1^2)) = 0.0998)
+    b = run(eight, rows, jitter=jit, jitter_seed=3)
+    sigma = math.sqrt(math.log(1.01))
+    expected = 400_000 * math.exp(sigma * 1.4236 - sigma ** 2 / 2)
+    assert abs(b.iteration_ns - expected) < 0.02 * expected

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="slow GPUs: 'rank=17,compute=1.3' (30%% slower compute), "
                         "'ranks=0-7,compute=1.1', or 'fraction=0.01,compute=1.2,seed=7' "
                         "(a random 1%% of the ranks); repeatable")
+    w.add_argument("--jitter", metavar="SPEC",
+                   help="random compute times: 'cv=0.05,seed=3' (coefficient of variation of "
+                        "every phase) or 'fwd=0.05,ig=0.1,wg=0.02'; a class of n ranks waits "
+                        "for the slowest of n draws; with --draws N, N seeds")
     w.add_argument("--degrade", action="append", default=[], metavar="SPEC",
                    help="slower scale-out NICs: 'server=3,nic=0.5' (half bandwidth on server "
                         "3), 'rank=17,nic=0.25,latency=5us' (one GPU's NIC, 5 us more "
@@ -79,15 +83,17 @@ def run(args: argparse.Namespace) -> int:
     from ..report.summary import summary_dict
     from ..report.text import render_text
 
-    from ..scenario import (failure_report, parse_degrade, parse_failure, parse_straggler,
-                            resolve_all, resolve_degrades)
+    from ..scenario import (failure_report, parse_degrade, parse_failure, parse_jitter,
+                            parse_straggler, resolve_all, resolve_degrades)
 
     specs = [parse_straggler(text) for text in args.straggler]
     degrade_specs = [parse_degrade(text) for text in args.degrade]
     failure_spec = parse_failure(args.fail) if args.fail else None
+    jitter, jitter_seed = parse_jitter(args.jitter) if args.jitter else ((), 0)
     random_specs = any(s.fraction is not None for s in specs)
-    if args.draws > 1 and not random_specs:
-        raise InputError("--draws needs a random straggler ('fraction=...')", field="--draws")
+    if args.draws > 1 and not random_specs and not args.jitter:
+        raise InputError("--draws needs something random: a 'fraction=' straggler or --jitter",
+                         field="--draws")
     if args.distribution_plot and args.draws < 2:
         raise InputError("--distribution-plot needs --draws N with N >= 2",
                          field="--distribution-plot")
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                 gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=trace,
                 engine=args.engine, stragglers=resolve_all(specs, world, draw),
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
-                comm_scale=comm_scale, contention=args.contention))
+                comm_scale=comm_scale, contention=args.contention, jitter=jitter,
+                jitter_seed=jitter_seed + draw))
 
         from ..checks import overrides_from_args, unused_parameters
         from ..parallel import make_parallel

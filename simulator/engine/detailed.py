@@ -50,6 +50,38 @@ class ClassSetup:
     links: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """Random compute times: each phase's time times a mean-1 lognormal factor.
+
+    ``cv`` is the coefficient of variation per phase kind (fwd, ig, wg). A class stands for
+    ``n`` ranks that wait for each other at their next collective, so its factor is the
+    largest of ``n`` independent draws (sampled directly: u^(1/n) through the inverse CDF).
+    That is exact for ranks that synchronise after every phase (TP and EP collectives in
+    every layer) and an upper bound for ranks that synchronise less often.
+    """
+
+    cv: dict                 # phase kind -> coefficient of variation
+    seed: int = 0
+
+    def rng_for(self, cid: int):
+        import random
+        return random.Random(f"{self.seed}:{cid}")
+
+    def draw(self, rng, what: str, ns: int, n: int) -> int:
+        import math
+        from statistics import NormalDist
+
+        cv = self.cv.get(what, 0.0)
+        if cv <= 0:
+            return ns
+        sigma = math.sqrt(math.log(1 + cv * cv))
+        u = rng.random() or 1e-12
+        q = math.exp(math.log(u) / max(1, n))          # the max of n uniforms
+        z = NormalDist().inv_cdf(min(q, 1 - 1e-16))
+        return max(0, round(ns * math.exp(sigma * z - sigma * sigma / 2)))
+
+
 def scale_rows(rows: list[PricedRow], factor: float) -> list[PricedRow]:
     if factor == 1:
         return rows
@@ -69,8 +101,10 @@ class _Meeting:
 
 
 class DetailedSim:
-    def __init__(self, setups: list[ClassSetup], trace: bool, contention: bool = False):
+    def __init__(self, setups: list[ClassSetup], trace: bool, contention: bool = False,
+                 jitter: "Jitter | None" = None):
         self.env = simpy.Environment()
+        self.jitter = jitter
         self.setups = setups
         self.trace: list[TraceSlice] | None = [] if trace else None
         self.results = [StageResult(stage=s.cls.stage) for s in setups]
@@ -173,6 +207,20 @@ class DetailedSim:
             slice_(STREAMS[stream].value, name, start, end - start)
             self.events += 1
 
+        jitter = self.jitter
+        rng = jitter.rng_for(setup.cid) if jitter is not None else None
+
+        def compute(ns: int, what: str, name: str, recompute: bool = False):
+            """One compute phase: a timeout, jittered when asked; accounted as compute."""
+            if ns and rng is not None:
+                ns = jitter.draw(rng, what, ns, cls.ranks)
+            if ns:
+                slice_("compute", name, env.now, ns)
+                res.compute_ns += ns
+                if recompute:
+                    res.recompute_ns += ns
+                yield env.timeout(ns)
+
         def forward_row(row: PricedRow, inst: tuple, tag: str):
             if tag == "fwd":
                 pending = wg_done.get(row.key)
@@ -181,16 +229,13 @@ class DetailedSim:
                     yield pending
                     res.exposed_ns[STREAMS[row.wg_stream].value] += env.now - t0
                     row_exposed[row.key] = row_exposed.get(row.key, 0) + env.now - t0
-            if row.fwd_ns:
-                slice_("compute", f"{row.name} {tag}", env.now, row.fwd_ns)
-                yield env.timeout(row.fwd_ns)
+            yield from compute(row.fwd_ns, "fwd", f"{row.name} {tag}", tag == "recompute")
             if row.fwd_stream != NO_STREAM:
                 yield from blocking(row.fwd_stream, row.fwd_comm_ns, row.update_ns,
                                     inst + (tag,), f"{row.name} {tag}", row.key)
 
         def run_pass(phase: Phase, seq, mb: int):
             rows = setup.sequences[seq]
-            recompute = 0
             if phase is Phase.FWD:
                 for pos, row in enumerate(rows):
                     yield from forward_row(row, (seq, mb, pos), "fwd")
@@ -200,16 +245,11 @@ class DetailedSim:
                     if row.recompute_from >= 0:
                         for p2 in range(row.recompute_from, pos + 1):
                             yield from forward_row(rows[p2], (seq, mb, p2, "re", pos), "recompute")
-                            recompute += rows[p2].fwd_ns
-                    if row.ig_ns:
-                        slice_("compute", f"{row.name} ig", env.now, row.ig_ns)
-                        yield env.timeout(row.ig_ns)
+                    yield from compute(row.ig_ns, "ig", f"{row.name} ig")
                     if row.ig_stream != NO_STREAM:
                         yield from blocking(row.ig_stream, row.ig_comm_ns, row.update_ns,
                                             (seq, mb, pos, "ig"), f"{row.name} ig", row.key)
-                    if row.wg_ns:
-                        slice_("compute", f"{row.name} wg", env.now, row.wg_ns)
-                        yield env.timeout(row.wg_ns)
+                    yield from compute(row.wg_ns, "wg", f"{row.name} wg")
                     if row.wg_stream != NO_STREAM:
                         s = row.wg_stream
                         proc = env.process(asynchronous(
@@ -217,19 +257,9 @@ class DetailedSim:
                             f"{row.name} wg", stream_last[s]))
                         stream_last[s] = proc
                         wg_done[row.key] = proc
-            res.recompute_ns += recompute
             self.events += 1
 
-        def compute_of(phase: Phase, seq) -> int:
-            rows = setup.sequences[seq]
-            if phase is Phase.FWD:
-                return sum(r.fwd_ns for r in rows)
-            return sum(r.ig_ns + r.wg_ns + (sum(x.fwd_ns for x in rows[r.recompute_from:i + 1])
-                                            if r.recompute_from >= 0 else 0)
-                       for i, r in enumerate(rows))
-
         for seq in setup.head:
-            res.compute_ns += compute_of(Phase.FWD, seq)
             yield from run_pass(Phase.FWD, seq, -1)
 
         for phase, mb, chunk in setup.job.schedule[cls.stage]:
@@ -246,7 +276,6 @@ class DetailedSim:
                     slice_("wait", "bubble", w0, bubble)
                     slice_("wait", "PP receive", w0 + bubble, pp_ns)
             seq = ("mb", setup.job.mb_variant[mb], chunk)
-            res.compute_ns += compute_of(phase, seq)
             yield from run_pass(phase, seq, mb)
             if has_consumer(phase, chunk, cls.stage, setup.job.pp, setup.job.chunks):
                 direction = "next" if phase is Phase.FWD else "prev"
@@ -266,7 +295,6 @@ class DetailedSim:
                 self.mail.deliver(key, start, arrive)
 
         for phase, seq in setup.tail:
-            res.compute_ns += compute_of(phase, seq)
             yield from run_pass(phase, seq, -1)
 
         # drain: wait for every stream, charge the wait to the one that ends last

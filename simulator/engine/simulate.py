@@ -40,6 +40,9 @@ class SimulationOptions:
     comm_scale: tuple[tuple[str, float], ...] = ()
     # collectives (and pipeline sends) that overlap share their NVLink/NIC max-min fairly
     contention: bool = False
+    # random compute times: ((phase kind, coefficient of variation), ...) and a seed
+    jitter: tuple[tuple[str, float], ...] = ()
+    jitter_seed: int = 0
 
 
 # ------------------------------------------------------------------------------ detailed
@@ -164,8 +167,12 @@ def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluste
     setups = []
     for job, (plan, opts) in enumerate(zip(plans, options)):
         setups.extend(_class_setups(plan, opts, len(setups), job, cluster))
+    jitter = None
+    if options[0].jitter:
+        from .detailed import Jitter
+        jitter = Jitter(dict(options[0].jitter), options[0].jitter_seed)
     sim = DetailedSim(setups, options[0].trace,
-                      contention=any(o.contention for o in options))
+                      contention=any(o.contention for o in options), jitter=jitter)
     sim.run()
     return sim, setups
 
@@ -237,7 +244,8 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     cluster = cluster or Cluster()
     cost_model = cost_model or AnalyticalCostModel(cluster)
     plan = plan_job(workload, cluster, cost_model, options)
-    asymmetric = bool(options.stragglers or options.degraded or options.contention)
+    asymmetric = bool(options.stragglers or options.degraded or options.contention
+                      or options.jitter)
     if options.engine == "detailed" or asymmetric:
         sim, setups = _run_detailed([plan], [options], cluster)
         return _detailed_results([plan], sim, setups, options)[0]
