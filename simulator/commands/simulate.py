@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-simulate with each group's communication 10%% faster and report "
                         "how much the iteration gains (which group's bandwidth matters)")
     w.add_argument("--draws", type=positive_int, default=1, metavar="N",
-                   help="with a 'fraction=' straggler: simulate N random draws and report the "
+                   help="with a 'fraction=' straggler or --jitter: simulate N random draws and report the "
                         "step-time distribution (percentiles)")
     w.add_argument("--distribution-plot", metavar="PATH",
                    help="with --draws: PNG histogram of the step time over the draws")
