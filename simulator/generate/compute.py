@@ -43,7 +43,7 @@ class ComputeModel:
         rot = (st(4 * T * (nh + nkv) * hd, 2), st(4 * T * (nh + nkv) * hd, 2), 0.0) \
             if m.max_position == 0 else (0.0, 0.0, 0.0)
         attn_f = 4.0 * cfg.micro_batch * cfg.seq_length ** 2 * nh * hd * 0.5
-        core = (gpu.attention_us(attn_f), gpu.attention_us(2.5 * attn_f), 0.0)
+        core = (gpu.attention_us(attn_f), gpu.attention_us(2.5 * attn_f, backward=True), 0.0)
         qkv = _gemm3(gpu, T, (nh + 2 * nkv) * hd, h)
         proj = _gemm3(gpu, T, h, nh * hd)
         t["ln"], t["resid"] = ln, resid

@@ -9,8 +9,10 @@ A GEMM of m x n x k (bf16, ``2mnk`` FLOPs) takes
 on an H200 (``traces/h200x2/gemm.csv``; :func:`fit_gemm_curve` redoes the fit, and
 ``docs/generate-and-sweep.md`` gives the error). Other GPUs reuse the H200's curve with their
 own peak and bandwidth (H100/H800 have the same SM array; the A100 gets its own ``e_max``, an
-assumption, not a fit). Flash attention and element-wise kernels use fixed efficiencies
-(assumptions, documented).
+assumption, not a fit). Element-wise kernels and the attention forward use fixed efficiencies
+(assumptions, documented); the attention backward's efficiency on Hopper was fitted to
+attention kernels measured on an H200 (``traces/h200/layers_attention.csv``,
+``benchmarks/accuracy_layers.py --fit``).
 """
 from __future__ import annotations
 
@@ -31,7 +33,10 @@ class GPUSpec:
     gemm_x0: float = 11.8      # dimension at which a GEMM reaches half efficiency per axis
     gemm_t0_us: float = 8.17   # fixed cost per GEMM call (launch, tail), microseconds
     mem_eff: float = 0.80      # share of HBM bandwidth a streaming kernel reaches
-    attn_eff: float = 0.50     # flash-attention share of peak (forward; backward the same)
+    attn_eff: float = 0.50     # attention forward share of peak (an assumption)
+    # attention backward share of peak (of 2.5x the forward FLOPs); None = attn_eff. Hopper:
+    # fitted to cuDNN fused attention on an H200 (traces/h200/layers_attention.csv)
+    attn_bwd_eff: float | None = 0.23
     kernel_us: float = 4.0     # fixed cost of one element-wise kernel
 
     def gemm_us(self, m: int, n: int, k: int, count: int = 1) -> float:
@@ -44,9 +49,10 @@ class GPUSpec:
         t_mem = 2.0 * (m * k + k * n + m * n) / (self.hbm_gbps * 1e3 * self.mem_eff)
         return count * (self.gemm_t0_us + max(t_flop, t_mem))
 
-    def attention_us(self, flops: float) -> float:
-        return 0.0 if flops <= 0 else self.gemm_t0_us + flops / (self.peak_tflops * 1e6
-                                                                  * self.attn_eff)
+    def attention_us(self, flops: float, backward: bool = False) -> float:
+        """Causal attention kernel of ``flops`` (the backward's: ``backward=True``)."""
+        eff = self.attn_bwd_eff if backward and self.attn_bwd_eff is not None else self.attn_eff
+        return 0.0 if flops <= 0 else self.gemm_t0_us + flops / (self.peak_tflops * 1e6 * eff)
 
     def stream_us(self, nbytes: float, kernels: int = 1) -> float:
         """A memory-bound kernel sequence moving ``nbytes`` in total."""
@@ -61,7 +67,7 @@ GPUS: dict[str, GPUSpec] = {g.name: g for g in [
     GPUSpec("h800", peak_tflops=989.4, hbm_gbps=3350, hbm_gib=80),
     # A100: about 80% of peak on large bf16 GEMMs is typical; not fitted here
     GPUSpec("a100", peak_tflops=312.0, hbm_gbps=2039, hbm_gib=80, gemm_emax=0.80,
-            attn_eff=0.60, gemm_t0_us=6.0),
+            attn_eff=0.60, attn_bwd_eff=None, gemm_t0_us=6.0),
 ]}
 
 

@@ -1,8 +1,13 @@
-"""``collsim measure``: time collectives, uneven MoE all-to-alls, GEMMs and an EP MoE step.
+"""``collsim measure``: time collectives, uneven MoE all-to-alls, GEMMs, an EP MoE step and
+dense transformer layers.
 
 Run on a machine with GPUs (needs PyTorch)::
 
     python -m simulator.measure.cli --out results/ --sizes 1K:1G
+    python -m simulator.measure.cli --out results/ --phases layer     # one GPU, no NCCL
+
+The ``layer`` phase (not in the default set) runs in this process on GPU 0: see
+:mod:`simulator.measure.layer`.
 
 One process per GPU is started with ``torch.multiprocessing`` (or, under ``torchrun``, the
 launcher's processes are used). Every point is warmed up, then timed call by call with
@@ -19,7 +24,12 @@ import os
 import re
 import sys
 
-PHASES = ("collectives", "moe_a2a", "gemm", "moe_step")
+from simulator.measure.layer import (DEFAULT_LAYER_CASES, DEFAULT_LAYER_MBS,
+                                     DEFAULT_LAYER_SEQS, LayerCaseError, parse_ints,
+                                     parse_layer_cases)
+
+DEFAULT_PHASES = ("collectives", "moe_a2a", "gemm", "moe_step")
+PHASES = DEFAULT_PHASES + ("layer",)
 COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
                   "sendrecv")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -124,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "bf16 GEMMs and an expert-parallel MoE step on this machine's GPUs; "
                     "write CSV files that collsim reads as calibration data. Needs PyTorch.")
     p.add_argument("--out", default="measurements", help="output folder (default: %(default)s)")
-    p.add_argument("--phases", default=",".join(PHASES),
-                   help="what to measure, comma-separated from %s (default: all)"
+    p.add_argument("--phases", default=",".join(DEFAULT_PHASES),
+                   help="what to measure, comma-separated from %s (default: %%(default)s; "
+                        "'layer' times dense transformer layers on one GPU)"
                         % ", ".join(PHASES))
     p.add_argument("--world-size", type=int, default=0,
                    help="processes (one per GPU) to spawn; 0 = every visible GPU "
@@ -156,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EP MoE step cases name:hidden:ffn:tokens_per_rank:experts:topk:layers"
                         " (default: %(default)s)")
     p.add_argument("--moe-steps", type=int, default=20, help="timed MoE steps per case")
+    p.add_argument("--layer-cases", default=DEFAULT_LAYER_CASES,
+                   help="layer phase: name:hidden:ffn:heads:kv_groups:tp:style[:preset], "
+                        "style gpt or llama; tp > 1 times one rank's shard "
+                        "(default: %(default)s)")
+    p.add_argument("--layer-seqs", default=DEFAULT_LAYER_SEQS,
+                   help="layer phase: sequence lengths (default: %(default)s)")
+    p.add_argument("--layer-mbs", default=DEFAULT_LAYER_MBS,
+                   help="layer phase: micro-batch sizes (default: %(default)s)")
     p.add_argument("--time-budget-s", type=float, default=0,
                    help="stop starting new points after this many seconds (0 = no limit); "
                         "what was measured is kept")
@@ -184,6 +203,9 @@ def config_from_args(args: argparse.Namespace) -> dict:
         "gemm_target_ms": args.gemm_target_ms,
         "moe_cases": parse_moe_cases(args.moe_cases),
         "moe_steps": args.moe_steps,
+        "layer_cases": parse_layer_cases(args.layer_cases),
+        "layer_seqs": parse_ints(args.layer_seqs, "--layer-seqs"),
+        "layer_mbs": parse_ints(args.layer_mbs, "--layer-mbs"),
         "time_budget_s": args.time_budget_s,
         "timeout_s": args.timeout_s,
     }
@@ -197,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args)
-    except UsageError as exc:
+    except (UsageError, LayerCaseError) as exc:
         print(f"collsim measure: error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -206,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         print("collsim measure: error: PyTorch is not installed (install the 'measure' extra)",
               file=sys.stderr)
         return 2
-    from simulator.measure.bench import launch
-    return launch(cfg)
+    rc = 0
+    if any(ph in cfg["phases"] for ph in DEFAULT_PHASES):
+        from simulator.measure.bench import launch
+        rc = launch(cfg)
+    if "layer" in cfg["phases"] and rc == 0:
+        from simulator.measure.layer import run_layers
+        rc = run_layers(cfg)
+    return rc
 
 
 if __name__ == "__main__":
