@@ -88,6 +88,8 @@ class SimulationResult:
     group_placements: dict[str, str] = field(default_factory=dict)  # where each group sits
     sensitivity: dict[str, int] | None = None  # group -> iteration with its comm 10% faster
     failure: dict | None = None
+    # link utilisation over time with --contention and a trace: (link name, time ns, share)
+    link_samples: list[tuple[str, int, float]] | None = None
 
     @property
     def critical(self) -> StageResult:

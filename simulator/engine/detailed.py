@@ -118,7 +118,27 @@ class DetailedSim:
             # links are shared by whoever names them: a NIC by every class whose GPUs use it
             from ..network.flows import FlowNetwork
             links = {link: 1.0 for s in setups for link, _ in s.links.values()}
-            self.net = FlowNetwork(self.env, links, integer_time=True)
+            self.net = FlowNetwork(self.env, links, integer_time=True,
+                                   on_change=self._record_links if trace else None)
+        # link utilisation over time, for the timeline: (link, time ns, share of capacity)
+        self.link_samples: list[tuple] = []
+        self._last_rate: dict = {}
+
+    def _record_links(self, net) -> None:
+        """After each re-solve of the flow rates: every link whose load changed."""
+        now = int(self.env.now)
+        rates = {}
+        for f in net.active:
+            for link, w in f.weights.items():
+                rates[link] = rates.get(link, 0.0) + f.rate * w
+        for link in set(rates) | set(self._last_rate):
+            value = round(rates.get(link, 0.0) / net.capacity[link], 6)
+            if value != self._last_rate.get(link, 0.0):
+                self.link_samples.append((link, now, value))
+                if value:
+                    self._last_rate[link] = value
+                else:
+                    self._last_rate.pop(link, None)
 
     def _meet(self, cid: int, kind: Group, instance: tuple, ready: int, comm_ns: int,
               update_ns: int):

@@ -231,9 +231,21 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
             trace = [TraceSlice(local[t.stage], t.lane, t.name, t.start_ns, t.dur_ns, t.args)
                      for t in sim.trace if t.stage in local]
         critical = max(range(len(idx)), key=lambda n: (stage_results[n].end_ns, -n))
-        results.append(_assemble(plan, stage_results, sim.row_exposed[idx[critical]], trace,
-                                 sim.events, options))
+        result = _assemble(plan, stage_results, sim.row_exposed[idx[critical]], trace,
+                           sim.events, options)
+        if sim.trace is not None and sim.link_samples:
+            mine = {setups[i].cid for i in idx}
+            result.link_samples = [(_link_name(link, setups), t, v)
+                                   for link, t, v in sim.link_samples
+                                   if link[0] == "nic" or link[2] in mine]
+        results.append(result)
     return results
+
+
+def _link_name(link: tuple, setups) -> str:
+    if link[0] == "nic":
+        return f"NIC server {link[1]} #{link[2]}"
+    return f"NVLink {setups[link[2]].label.split(' (')[0]}"
 
 
 # ------------------------------------------------------------------------------ API

@@ -30,6 +30,14 @@ def render_trace(r: SimulationResult, gzip_output: bool = False) -> bytes:
         if sl.args:
             ev["args"] = sl.args
         events.append(ev)
+    if r.link_samples:
+        # link utilisation counters (share of the link's rate) in a process of their own
+        pid = len(r.stages)
+        events.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                       "args": {"name": "links (share of capacity)"}})
+        for name, t_ns, value in r.link_samples:
+            events.append({"name": name, "ph": "C", "pid": pid, "ts": t_ns / 1000.0,
+                           "args": {"utilisation": value}})
     doc = {"traceEvents": events, "displayTimeUnit": "ns",
            "otherData": {"workload": r.workload, "iteration_time_us": r.iteration_ns / 1000.0}}
     data = json.dumps(doc, separators=(",", ":")).encode()
