@@ -203,6 +203,9 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
                 exposed_ns=row_exposed.get((seq, k), 0)))
     if trace is not None:
         trace = sorted(trace, key=lambda x: (x.stage, x.start_ns))
+    notes = list(plan.notes)
+    if par.pp > 1:
+        notes.append(_simai_bubble_note(plan, row_results, stage_results[critical].bubble_ns))
     return SimulationResult(
         workload=plan.workload.path, gpus=par.world, tp=par.tp, ep=par.ep, pp=par.pp,
         dp=par.dp, dp_ep=par.dp_ep, ga=seg.ga, chunks=plan.chunks,
@@ -210,8 +213,22 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
         critical_stage=critical, stages=stage_results, rows=row_results,
         free_groups=plan.free_groups,
         group_placements={g: _describe_places(g, v, par) for g, v in plan.group_places.items()},
-        cost_model=plan.cost_model.describe(), notes=plan.notes, trace=trace,
+        cost_model=plan.cost_model.describe(), notes=notes, trace=trace,
         events_processed=events)
+
+
+def _simai_bubble_note(plan: JobPlan, rows: list[RowResult], simulated_ns: int) -> str:
+    """What SimAI's closed form would charge: (pp-1)/(ga*vpp) of the stage's compute plus
+    blocking communication, rows named embedding_layer left out (for users comparing)."""
+    wl = plan.workload
+    stage_ns = sum(r.occurrences * (r.fwd_compute_ns + r.ig_compute_ns + r.wg_compute_ns
+                                    + r.fwd_comm_ns + r.ig_comm_ns)
+                   for r in rows if r.name != "embedding_layer")
+    ga, vpp = max(1, wl.ga), max(1, wl.vpp)
+    closed = (plan.par.pp - 1) * stage_ns / (ga * vpp)
+    return (f"SimAI's closed-form bubble, (pp-1)/(ga*vpp) = {plan.par.pp - 1}/({ga}*{vpp}) of "
+            f"{stage_ns / 1e6:.3f} ms, would be {closed / 1e6:.3f} ms; simulated as events: "
+            f"{simulated_ns / 1e6:.3f} ms")
 
 
 def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[SimulationResult]:
