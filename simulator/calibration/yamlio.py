@@ -282,7 +282,7 @@ class _Reader:
                                f"no class {scope!r} in model.classes")
             n = self.number(self.need(k, "ranks", kn, f), f + ".ranks", positive=True)
             if n != int(n) or n < 2:
-                raise self.err(k["ranks"], f + ".ranks", f"expected a whole number >= 2")
+                raise self.err(k["ranks"], f + ".ranks", "expected a whole number >= 2")
             share = (self.number(k["share_remote"], f + ".share_remote", allow_null=True)
                      if "share_remote" in k else None)
             if share is not None and share > 1:
@@ -305,19 +305,10 @@ class _Reader:
 
 
 def load(path: str | os.PathLike) -> Calibration:
+    from ..readers.source import read_text
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise InputError("no such calibration file", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a calibration YAML file", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not a text file ({exc.reason} at byte {exc.start})",
-                         path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    text = read_text(path, "calibration YAML file")
     return _Reader(path).read(text)
 
 

@@ -9,6 +9,11 @@ from ..errors import InputError
 
 def write_atomic(path: str, data: bytes | str) -> None:
     """Write to a temporary file beside ``path`` and rename it into place."""
+    write_all({path: data})
+
+
+def _stage(path: str, data: bytes | str) -> str:
+    """Write ``data`` to a temporary file beside ``path``; returns the temporary's name."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
@@ -21,13 +26,10 @@ def write_atomic(path: str, data: bytes | str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        os.unlink(tmp)
         raise
+    return tmp
 
 
 def write_all(outputs: dict[str, bytes | str]) -> None:
@@ -39,20 +41,8 @@ def write_all(outputs: dict[str, bytes | str]) -> None:
     staged: list[tuple[str, str]] = []
     try:
         for path, data in outputs.items():
-            if path == "-":
-                continue
-            if isinstance(data, str):
-                data = data.encode("utf-8")
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                raise InputError("the output directory does not exist", path=path)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".collsim-", suffix=".tmp")
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            if path != "-":
+                staged.append((_stage(path, data), path))
         for tmp, path in staged:
             os.replace(tmp, path)
         staged = []
