@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import InputError
+from ..parallel import ParallelConfig
 from .gpu import GPUSpec, get_gpu
 from .models import ModelSpec, check_model
 
@@ -34,12 +35,17 @@ class TrainConfig:
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
+    def parallel(self) -> ParallelConfig:
+        """The engine's layout: DP and DP_EP follow from the one rule in simulator.parallel."""
+        return ParallelConfig(world=self.world, tp=self.tp, pp=self.pp, ep=self.ep)
+
+    @property
     def dp(self) -> int:
-        return self.world // (self.tp * self.pp)
+        return self.parallel.dp
 
     @property
     def dp_ep(self) -> int:
-        return self.dp // self.ep
+        return self.parallel.dp_ep
 
     @property
     def ga(self) -> int:
