@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -76,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_from_args(args: argparse.Namespace):
     """(GeneratedWorkload) from parsed arguments; shared with tests."""
     from ..errors import InputError
-    from ..generate import generate, get_preset, load_model_yaml, resolve, with_overrides
+    from ..generate import generate, get_preset, load_model_yaml, resolve
+    from ..generate.models import with_derived_overrides
     from ..generate.compute import profile_path_ok, read_compute_profile
 
     name = args.model
@@ -84,7 +86,7 @@ def build_from_args(args: argparse.Namespace):
         model = load_model_yaml(name)
     else:
         model = get_preset(name)
-    model = with_overrides(model, layers=args.num_layers, hidden=args.hidden_size,
+    model, derived = with_derived_overrides(model, layers=args.num_layers, hidden=args.hidden_size,
                            ffn=args.ffn_hidden_size, heads=args.num_attention_heads,
                            kv_groups=args.num_query_groups, vocab=args.vocab_size,
                            experts=args.num_experts, topk=args.topk,
@@ -95,6 +97,8 @@ def build_from_args(args: argparse.Namespace):
                   vpp=args.vpp, micro_batch=args.micro_batch, global_batch=args.global_batch,
                   seq_length=args.seq_length, distributed_optimizer=args.dist_opt,
                   recompute=args.recompute, gpu=args.gpu, style=args.style)
+    if derived:
+        cfg = dataclasses.replace(cfg, notes=tuple(derived) + cfg.notes)
     profile = None
     if args.compute_profile:
         profile = read_compute_profile(profile_path_ok(args.compute_profile))

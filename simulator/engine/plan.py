@@ -13,6 +13,7 @@ from ..errors import InputError, warn
 from ..parallel import (GroupPlacement, ParallelConfig, RankMap, make_parallel,
                         stage_placements)
 from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
+from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
 from .pipeline import StageSetup
 from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
 from .schedule import build_schedule
@@ -31,23 +32,6 @@ def resolve_world(workload: Workload, gpus: int | None) -> int:
          f"(TP {workload.tp} x PP {workload.pp} x EP {workload.ep}, so DP {workload.ep}); "
          "pass --gpus N for the real world size")
     return world
-
-
-def split_chunks(rows: list, chunks: int, path: str) -> list[tuple[int, int]]:
-    """Contiguous [start, end) ranges of the micro-batch rows, equal in row count.
-
-    Megatron gives each model chunk the same number of layers whatever their cost; cutting by
-    count (not by compute) also keeps a change of compute from moving a chunk boundary.
-    """
-    n = len(rows)
-    if chunks > n:
-        raise InputError(f"cannot split a micro-batch of {n} rows into {chunks} interleaved "
-                         "chunks; lower --vpp", path=path, field="vpp")
-    base, extra = divmod(n, chunks)
-    bounds = [0]
-    for k in range(chunks):
-        bounds.append(bounds[-1] + base + (1 if k < extra else 0))
-    return [(bounds[i], bounds[i + 1]) for i in range(chunks)]
 
 
 class _Pricer:
@@ -188,7 +172,12 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     elif options.vpp_chunks not in (None, 1):
         raise InputError("model chunks (--vpp) only apply to --pp-schedule interleaved",
                          field="--vpp")
-    ranges = split_chunks(mb_rows, chunks, workload.path)
+    split = chunk_split(mb_rows, chunks, workload.path)
+    ranges = split.ranges
+    if chunks > 1:
+        notes.append(split.note)
+        if not split.layers:
+            warn(f"{workload.path}: {split.note}")
     schedule = build_schedule(schedule_name, par.pp, seg.ga, chunks)
     recompute = _recompute_starts(workload, seg)
 

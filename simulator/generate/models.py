@@ -149,6 +149,52 @@ def with_overrides(model: ModelSpec, **values) -> ModelSpec:
     return replace(model, **values) if values else model
 
 
+def with_derived_overrides(model: ModelSpec, **values) -> tuple[ModelSpec, list[str]]:
+    """Overrides as :func:`with_overrides`, with the sizes derived from them following.
+
+    A new hidden size without a new FFN size scales the FFN (and the expert FFN) by the
+    model's ratio, as a preset's FFN is a multiple of its hidden size; without a new head
+    count that no longer divides it, the head dimension is kept and the heads follow. Returns
+    the model and one note per derived size, saying what it kept and which flag sets it.
+    """
+    given = {k: v for k, v in values.items() if v is not None}
+    notes: list[str] = []
+    hidden = given.get("hidden")
+    if hidden is not None and hidden != model.hidden:
+        old = model.hidden
+        if "ffn" not in given:
+            ffn = _scaled(model.ffn, hidden, old)
+            given["ffn"] = ffn
+            notes.append(f"--hidden-size {hidden}: FFN size follows at the model's ratio "
+                         f"{model.ffn / old:g} x hidden: {model.ffn} -> {ffn} "
+                         "(--ffn-hidden-size sets it)")
+        if model.moe_ffn is not None and "moe_ffn" not in given:
+            moe_ffn = _scaled(model.moe_ffn, hidden, old)
+            given["moe_ffn"] = moe_ffn
+            notes.append(f"--hidden-size {hidden}: expert FFN size follows: {model.moe_ffn} -> "
+                         f"{moe_ffn} (--moe-ffn-hidden-size sets it)")
+        if "heads" not in given and model.head_dim is None:
+            hd = model.hd
+            if hidden % hd == 0 and hidden // hd != model.heads:
+                heads = hidden // hd
+                kv = given.get("kv_groups", model.kv_groups)
+                if kv is None or heads % kv == 0:
+                    given["heads"] = heads
+                    notes.append(f"--hidden-size {hidden}: head dimension {hd} kept, so "
+                                 f"{model.heads} -> {heads} attention heads "
+                                 "(--num-attention-heads sets them)")
+            if "heads" not in given:
+                notes.append(f"--hidden-size {hidden}: {model.heads} attention heads kept "
+                             "(--num-attention-heads sets them)")
+    return (replace(model, **given) if given else model), notes
+
+
+def _scaled(size: int, new_hidden: int, old_hidden: int) -> int:
+    """``size`` x new/old, rounded to a multiple of 64 (kernel-friendly, as presets are)."""
+    exact = size * new_hidden / old_hidden
+    return max(64, int(round(exact / 64)) * 64) if exact >= 64 else max(1, round(exact))
+
+
 def load_model_yaml(path: str) -> ModelSpec:
     """A model from a YAML mapping; errors name the file, line and key."""
     import yaml

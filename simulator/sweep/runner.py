@@ -42,7 +42,8 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
     from ..engine import SimulationOptions, simulate
-    from ..generate import generate, get_preset, load_model_yaml, resolve, with_overrides
+    from ..generate import generate, get_preset, load_model_yaml, resolve
+    from ..generate.models import with_derived_overrides
     from ..result import BREAKDOWN_GROUPS
 
     model_name = p["model"]
@@ -51,7 +52,7 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
         model = load_model_yaml(path)
     else:
         model = get_preset(model_name)
-    model = with_overrides(model, layers=p.get("num_layers"), hidden=p.get("hidden_size"),
+    model, _derived = with_derived_overrides(model, layers=p.get("num_layers"), hidden=p.get("hidden_size"),
                            ffn=p.get("ffn_hidden_size"), heads=p.get("num_attention_heads"),
                            kv_groups=p.get("num_query_groups"), vocab=p.get("vocab_size"),
                            experts=p.get("num_experts"), topk=p.get("topk"),
