@@ -57,19 +57,18 @@ def overrides_from_args(args) -> dict[str, object]:
 
 def _collectives(workload: Workload, par: ParallelConfig) -> set[tuple[Op, Group, int]]:
     """(op, group, bytes) of every row collective that moves data between ranks."""
+    sizes = {g: par.size(g) for g in ROW_GROUPS}
     return {(c.op, c.group, c.size_bytes) for r in workload.rows for c in (r.fwd, r.ig, r.wg)
-            if c.op is not None and c.size_bytes > 0 and par.size(c.group) > 1}
+            if c.op is not None and c.size_bytes > 0 and sizes[c.group] > 1}
 
 
-def priced_table(workload: Workload, par: ParallelConfig, cluster: Cluster,
-                 cost_model: CostModel) -> tuple[dict[tuple, int], list[GroupPlacement]]:
-    """What the engine sees of the cluster: the price of each (stage, group, op, bytes), the
-    slowest group of that kind on the stage, and of each stage's pipeline send; with the
-    placements those prices came from."""
-    gps = cluster.gpus_per_server
-    comms = _collectives(workload, par)
+def _layout(workload: Workload, par: ParallelConfig, gps: int,
+            comms: set | None = None) -> tuple[list[tuple], list[GroupPlacement]]:
+    """What priced_table prices: ((stage, group, op, bytes), op, bytes, placements) entries,
+    and every placement met."""
+    comms = _collectives(workload, par) if comms is None else comms
     kinds = sorted({g for _, g, _ in comms}, key=ROW_GROUPS.index)
-    table: dict[tuple, int] = {}
+    entries: list[tuple] = []
     seen: list[GroupPlacement] = []
     for s in range(par.pp):
         for g in kinds:
@@ -77,15 +76,36 @@ def priced_table(workload: Workload, par: ParallelConfig, cluster: Cluster,
             seen.extend(placements)
             for op, group, size in comms:
                 if group is g:
-                    table[(s, g, op, size)] = max(cost_model.collective_ns(op, size, p)
-                                                  for p in placements)
+                    entries.append(((s, g, op, size), op, size, placements))
         if par.pp > 1 and workload.pp_comm_bytes:
             placements = stage_placements(par, Group.PP, s, gps)
             seen.extend(placements)
-            table[(s, Group.PP, Op.SENDRECV, workload.pp_comm_bytes)] = max(
-                cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
-                for p in placements)
-    return table, seen
+            entries.append(((s, Group.PP, Op.SENDRECV, workload.pp_comm_bytes), Op.SENDRECV,
+                            workload.pp_comm_bytes, placements))
+    return entries, seen
+
+
+def _price(cost_model: CostModel, op: Op, size: int, placements) -> int:
+    return max(cost_model.collective_ns(op, size, p) for p in placements)
+
+
+def priced_table(workload: Workload, par: ParallelConfig, cluster: Cluster,
+                 cost_model: CostModel) -> tuple[dict[tuple, int], list[GroupPlacement]]:
+    """What the engine sees of the cluster: the price of each (stage, group, op, bytes), the
+    slowest group of that kind on the stage, and of each stage's pipeline send; with the
+    placements those prices came from."""
+    entries, seen = _layout(workload, par, cluster.gpus_per_server)
+    return {key: _price(cost_model, op, size, pl) for key, op, size, pl in entries}, seen
+
+
+def _same_prices(table: dict, entries: list[tuple], cost_model: CostModel) -> bool:
+    """Whether every entry prices as in ``table`` (stops at the first that does not)."""
+    if len(entries) != len(table):
+        return False
+    for key, op, size, placements in entries:
+        if table.get(key) != _price(cost_model, op, size, placements):
+            return False
+    return True
 
 
 def _show(field: str, value) -> str:
@@ -114,7 +134,10 @@ def unused_parameters(workload: Workload, parallel: ParallelConfig, cluster: Clu
              if v is not None and f in FLAGS and v != getattr(reference, f)}
     if not asked:
         return []
-    table, placements = priced_table(workload, parallel, cluster, cost_model_for(cluster))
+    comms = _collectives(workload, parallel)
+    entries, placements = _layout(workload, parallel, cluster.gpus_per_server, comms)
+    model = cost_model_for(cluster)
+    table = {key: _price(model, op, size, pl) for key, op, size, pl in entries}
     any_comm = bool(table)
     crosses_servers = any(p.servers > 1 for p in placements)
     shares_a_server = any(p.max_per_server > 1 for p in placements)
@@ -124,8 +147,9 @@ def unused_parameters(workload: Workload, parallel: ParallelConfig, cluster: Clu
     for field, value in asked.items():
         if not structural_only:
             other = replace(cluster, **{field: getattr(reference, field)})
-            other_table, _ = priced_table(workload, parallel, other, cost_model_for(other))
-            if other_table != table:
+            other_entries = (entries if other.gpus_per_server == cluster.gpus_per_server
+                             else _layout(workload, parallel, other.gpus_per_server, comms)[0])
+            if not _same_prices(table, other_entries, cost_model_for(other)):
                 continue  # some price differs: the what-if can change the answer
         reason: str | None = None
         if not any_comm:

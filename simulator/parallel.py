@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .errors import InputError
 from .workload import Group
 
@@ -55,12 +53,25 @@ class ParallelConfig:
         return self.tp * self.dp
 
     def size(self, group: Group) -> int:
-        return {Group.TP: self.tp, Group.DP: self.dp, Group.EP: self.ep,
-                Group.DP_EP: self.dp_ep, Group.PP: self.pp}[group]
+        if group is Group.TP:
+            return self.tp
+        if group is Group.DP:
+            return self.dp
+        if group is Group.EP:
+            return self.ep
+        if group is Group.DP_EP:
+            return self.dp_ep
+        if group is Group.PP:
+            return self.pp
+        if isinstance(group, str) and group in Group._value2member_map_:  # "TP" as a string
+            return self.size(Group(group))
+        raise KeyError(group)
 
     # -- progressions ------------------------------------------------------------------
-    def progression(self, group: Group, stage: int) -> tuple[np.ndarray, int, int]:
+    def progression(self, group: Group, stage: int) -> tuple["np.ndarray", int, int]:
         """(first ranks of every group of this kind in this stage, stride, size)."""
+        import numpy as np
+
         tp, dp, ep = self.tp, self.dp, self.ep
         base = stage * tp * dp
         if group is Group.TP:
@@ -134,39 +145,76 @@ class RankMap:
     def gpus_needed(self, world: int) -> int:
         if self.policy == "packed":
             return self.offset + world
-        return int(self.gpu(np.array([world - 1]))[0]) + 1
+        return int(self.gpu(world - 1)) + 1
 
 
 def as_rank_map(rank_map: "RankMap | int") -> RankMap:
     return rank_map if isinstance(rank_map, RankMap) else RankMap(int(rank_map))
 
 
-def _placements_of(members: np.ndarray, rank_map: "RankMap | int") -> list[GroupPlacement]:
-    """Distinct placements among groups given as rows of a (groups, size) rank array."""
+def _placements_of(members, rank_map: "RankMap | int") -> list[GroupPlacement]:
+    """Distinct placements among groups given as rows of rank numbers, sorted by
+    (servers, most per server, one rail); each keeps the first group that has it."""
     rank_map = as_rank_map(rank_map)
-    gpus = rank_map.gpu(members)
-    servers = gpus // rank_map.gpus_per_server
-    local = gpus % rank_map.gpus_per_server
-    size = members.shape[1]
-    s_sorted = np.sort(servers, axis=1)
-    change = np.diff(s_sorted, axis=1) != 0
-    n_servers = 1 + change.sum(axis=1)
-    # longest run of equal servers in each sorted row = most members on one server
-    if size == 1:
-        max_per = np.ones(len(members), dtype=np.int64)
-    else:
-        idx = np.arange(size)[None, :].repeat(len(members), axis=0)
-        starts = np.where(np.concatenate([np.ones((len(members), 1), bool), change], axis=1),
-                          idx, 0)
-        run_start = np.maximum.accumulate(starts, axis=1)
-        max_per = (idx - run_start + 1).max(axis=1)
-    same_local = (local == local[:, :1]).all(axis=1)
-    keys = np.stack([n_servers, max_per, same_local.astype(np.int64)], axis=1)
-    uniq, first = np.unique(keys, axis=0, return_index=True)
-    return [GroupPlacement(size=size, servers=int(k[0]), max_per_server=int(k[1]),
-                           same_local_index=bool(k[2]),
-                           ranks=tuple(int(r) for r in members[i]))
-            for k, i in zip(uniq, first)]
+    found: dict[tuple, tuple] = {}
+    for group in members:
+        ranks = tuple(int(r) for r in group)
+        key = _shape(rank_map, ranks)
+        if key not in found:
+            found[key] = ranks
+    return [GroupPlacement(size=len(ranks), servers=k[0], max_per_server=k[1],
+                           same_local_index=k[2], ranks=ranks)
+            for k, ranks in sorted(found.items())]
+
+
+def _shape(rank_map: RankMap, ranks: tuple) -> tuple[int, int, bool]:
+    """(servers spanned, most members on one server, all on one local index)."""
+    gps = rank_map.gpus_per_server
+    per_server: dict[int, int] = {}
+    locals_ = set()
+    for r in ranks:
+        server, local = divmod(rank_map.gpu(r), gps)
+        per_server[server] = per_server.get(server, 0) + 1
+        locals_.add(local)
+    return len(per_server), max(per_server.values()), len(locals_) == 1
+
+
+_SHAPES: dict[tuple, tuple] = {}
+
+
+def _progression_shape(rank_map: RankMap, first: int, stride: int, size: int) -> tuple:
+    """_shape of first, first+stride, ...: memoized by the first GPU's index in its server,
+    which is all it depends on (moving the first rank by whole servers moves every member)."""
+    key = (rank_map, rank_map.gpu(first) % rank_map.gpus_per_server, stride, size)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) > 4096:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _shape(rank_map, tuple(range(first, first + stride * size, stride)))
+    return shape
+
+
+def _stage_firsts(par: ParallelConfig, group: Group, stage: int, gps: int) -> list[int]:
+    """First ranks of the groups of one kind in ``stage``, in rank order, cut where the
+    sequence of their in-server GPU indices starts repeating.
+
+    Within each progression the index of a group's first GPU in its server repeats with a
+    period of at most ``gps`` groups (for every RankMap policy), so ``gps`` terms per
+    progression already show every index that occurs, each first where it first occurs.
+    """
+    tp, dp, ep = par.tp, par.dp, par.ep
+    base = stage * tp * dp
+    if group is Group.TP:
+        return [base + tp * i for i in range(min(dp, gps))]
+    if group is Group.DP:
+        return [base + t for t in range(min(tp, gps))]
+    if group is Group.EP:
+        return [base + b * ep * tp + t for b in range(min(dp // ep, gps)) for t in range(tp)]
+    if group is Group.DP_EP:
+        return [base + e * tp + t for e in range(min(ep, gps)) for t in range(tp)]
+    if group is Group.PP:
+        return [base + j for j in range(min(tp * dp, gps))]
+    raise ValueError(group)
 
 
 def stage_placements(par: ParallelConfig, group: Group, stage: int,
@@ -175,17 +223,26 @@ def stage_placements(par: ParallelConfig, group: Group, stage: int,
 
     For PP, the groups are the pairs (rank in this stage, same position in the next stage).
     """
-    firsts, stride, size = par.progression(group, stage)
     # A group's placement depends only on its first rank modulo the server size (moving it by
     # one server moves every member by one server), so one group per residue is enough: the
     # work stays below gpus_per_server groups whatever the GPU count.
     rank_map = as_rank_map(gpus_per_server)
-    _, keep = np.unique(rank_map.gpu(firsts) % rank_map.gpus_per_server, return_index=True)
-    firsts = firsts[np.sort(keep)]
+    gps = rank_map.gpus_per_server
+    firsts, seen = [], set()
+    for f in _stage_firsts(par, group, stage, gps):
+        residue = rank_map.gpu(f) % gps
+        if residue not in seen:
+            seen.add(residue)
+            firsts.append(f)
     if group is Group.PP:
         nxt = (stage + 1) % par.pp
-        partner = nxt * par.stage_ranks + (firsts - stage * par.stage_ranks)
-        members = np.stack([firsts, partner], axis=1)
-    else:
-        members = firsts[:, None] + stride * np.arange(size)[None, :]
-    return _placements_of(members, rank_map)
+        return _placements_of([(f, nxt * par.stage_ranks + (f - stage * par.stage_ranks))
+                               for f in firsts], rank_map)
+    stride, size = {Group.TP: (1, par.tp), Group.DP: (par.tp, par.dp),
+                    Group.EP: (par.tp, par.ep), Group.DP_EP: (par.tp * par.ep, par.dp_ep)}[group]
+    found: dict[tuple, int] = {}
+    for f in firsts:
+        found.setdefault(_progression_shape(rank_map, f, stride, size), f)
+    return [GroupPlacement(size=size, servers=k[0], max_per_server=k[1], same_local_index=k[2],
+                           ranks=tuple(range(f, f + stride * size, stride)))
+            for k, f in sorted(found.items())]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .errors import InputError
 
 FLAG = "--straggler"
@@ -25,6 +23,8 @@ class StragglerSpec:
 
     def resolve(self, world: int, draw: int = 0) -> list[tuple[int, float]]:
         if self.fraction is not None:
+            import numpy as np
+
             count = max(1, round(self.fraction * world))
             rng = np.random.default_rng([self.seed, draw])
             chosen = rng.choice(world, size=min(count, world), replace=False)

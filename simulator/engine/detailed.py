@@ -10,14 +10,17 @@ classes (a straggler, a degraded link) it is what makes ranks wait for each othe
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import simpy
+from .._simpy import simpy
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
-from .classes import RankClass
 from .messages import Mailbox, has_consumer, source, split_wait
 from .replay import STREAMS, NO_STREAM, PricedRow
+
+if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
+    from .classes import RankClass
 
 _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
 

@@ -7,7 +7,7 @@ A message is an event keyed by the pass that produced it; its value is (sent, ar
 """
 from __future__ import annotations
 
-import simpy
+from .._simpy import simpy
 
 from ..workload import Phase
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import simpy
+from .._simpy import simpy
 
 from ..result import StageResult, TraceSlice
 from ..workload import Phase

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import warn
 from ..workload import NO_COMM, Row, Workload
 
@@ -142,7 +140,7 @@ def _find_period(rows, ga: int, key) -> tuple[int, int] | None:
     """(first row, period) of the shortest prefix+suffix leaving ga equal blocks, or None."""
     n = len(rows)
     ids: dict = {}
-    arr = np.fromiter((ids.setdefault(key(r), len(ids)) for r in rows), dtype=np.int64, count=n)
+    arr = [ids.setdefault(key(r), len(ids)) for r in rows]
     for extra in range(0, n - ga + 1):
         if (n - extra) % ga:
             continue
@@ -150,7 +148,7 @@ def _find_period(rows, ga: int, key) -> tuple[int, int] | None:
         for start in range(0, extra + 1):
             if arr[start] != arr[start + period]:
                 continue
-            block = arr[start:start + ga * period].reshape(ga, period)
-            if (block == block[0]).all():
+            # ga equal blocks: the span equals itself shifted by one period
+            if arr[start:start + (ga - 1) * period] == arr[start + period:start + ga * period]:
                 return start, period
     return None

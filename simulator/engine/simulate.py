@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..cluster import Cluster
 from ..costmodel.analytical import AnalyticalCostModel
 from ..costmodel.base import CostModel
@@ -130,7 +128,7 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
     return out
 
 
-def _class_links(plan: JobPlan, cls, colour: np.ndarray, cid_offset: int, job: int,
+def _class_links(plan: JobPlan, cls, colour: "np.ndarray", cid_offset: int, job: int,
                  cluster: Cluster) -> dict:
     """For contention: the link each of the class's group kinds and sends loads, and how much.
 
@@ -140,6 +138,8 @@ def _class_links(plan: JobPlan, cls, colour: np.ndarray, cid_offset: int, job: i
     many of its GPUs sit on that NIC (a collective priced for a GPU's share of its NICs takes
     its priced time when all those GPUs run it, less when the others are idle).
     """
+    import numpy as np
+
     par, rank_map = plan.par, plan.rank_map
     gps = cluster.gpus_per_server
     gpus_per_nic = max(1, gps // cluster.nics_per_server)

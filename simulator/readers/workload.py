@@ -207,6 +207,21 @@ class _Reader:
             line=line,
         )
 
+    def rows(self, numbered: list[tuple[int, str]]) -> tuple[Row, ...]:
+        """Every row; a line repeated verbatim (AICB writes each micro-batch's rows ``ga``
+        times) is parsed once and only its line number differs."""
+        out: list[Row] = []
+        seen: dict[str, Row] = {}
+        for n, t in numbered:
+            row = seen.get(t)
+            if row is None:
+                row = seen[t] = self.row(t, n)
+            else:
+                row = Row(row.name, row.fwd_ns, row.fwd, row.ig_ns, row.ig, row.wg_ns, row.wg,
+                          row.update_ns, n)
+            out.append(row)
+        return tuple(out)
+
     def read(self, text: str) -> Workload:
         if text.startswith("\ufeff"):  # a byte-order mark, as Windows editors write
             text = text[1:]
@@ -223,7 +238,7 @@ class _Reader:
             raise self.error("truncated: expected the number of rows on line 2", 2, "row count")
         cline, ctext = numbered[1]
         declared = self.nonneg_int(ctext.strip(), cline, "row count")
-        rows = tuple(self.row(t, n) for n, t in numbered[2:])
+        rows = self.rows(numbered[2:])
         if not rows:
             raise self.error(f"truncated: line {cline} declares {declared} rows but none follow",
                              cline, "row count")

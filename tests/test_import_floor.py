@@ -1,0 +1,51 @@
+"""The simulate path imports only what a run uses (docs/performance.md, start-up).
+
+numpy, networkx, matplotlib, scipy and yaml cost tens of milliseconds to import; a plain
+``collsim simulate`` needs none of them, so they must load on first use only. Each check runs
+in a fresh interpreter (this process has imported everything already).
+"""
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, WORKLOADS
+
+HEAVY = ("numpy", "networkx", "matplotlib", "scipy", "yaml", "importlib.metadata")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = (code + "\nimport sys\n"
+             f"print('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("loaded:"), out.stdout[-2000:]
+    return [m for m in last[len("loaded:"):].split(",") if m]
+
+
+def test_engine_import_loads_no_heavy_library():
+    assert _loaded_after("import simulator.engine, simulator.engine.detailed") == []
+
+
+def test_plain_simulate_run_loads_no_heavy_library():
+    # the whole CLI path, options that need no plot included (JSON, CSV, a what-if flag)
+    code = ("import contextlib, io, tempfile, os\n"
+            "from simulator.cli import main\n"
+            "d = tempfile.mkdtemp()\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+            "'--nic-gbps', '25', '--json', os.path.join(d, 's.json'), "
+            "'--csv', os.path.join(d, 's.csv')]) == 0")
+    assert _loaded_after(code) == []
+
+
+def test_simpy_loads_without_importlib_metadata_and_stays_usable():
+    code = ("from simulator._simpy import simpy\n"
+            "env = simpy.Environment(); env.timeout(5); env.run(); assert env.now == 5\n"
+            "import importlib.metadata  # the real one still loads afterwards\n"
+            "assert importlib.metadata.version('simpy')")
+    assert "importlib.metadata" in _loaded_after(code)
+    assert "importlib.metadata" not in _loaded_after("from simulator._simpy import simpy")
