@@ -48,6 +48,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "distributed optimizer, reduce-scatter + all-gather)")
     g.add_argument("--recompute", action="store_true",
                    help="full activation recompute of every layer (checkpoint rows in the header)")
+    f = p.add_argument_group("Megatron-LM features (Megatron's flag names)")
+    f.add_argument("--recompute-granularity", choices=["full", "selective"],
+                   help="activation recompute: full (whole layers, see --recompute-method) or "
+                        "selective (the core attention kernel only); --recompute = full")
+    f.add_argument("--recompute-method", choices=["uniform", "block"],
+                   help="with full recompute: uniform (checkpoint every group of "
+                        "--recompute-num-layers layers, default) or block (recompute only the "
+                        "first --recompute-num-layers layers of each model chunk)")
+    f.add_argument("--recompute-num-layers", type=positive_int, metavar="N",
+                   help="layers per recompute group (uniform) or recomputed layers (block); "
+                        "default 1")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -96,7 +107,8 @@ def build_from_args(args: argparse.Namespace):
     cfg = resolve(model, args.world_size, tp=args.tp, pp=args.pp, ep=args.ep, sp=args.sp,
                   vpp=args.vpp, micro_batch=args.micro_batch, global_batch=args.global_batch,
                   seq_length=args.seq_length, distributed_optimizer=args.dist_opt,
-                  recompute=args.recompute, gpu=args.gpu, style=args.style)
+                  recompute=args.recompute, gpu=args.gpu, style=args.style,
+                  features=features_from_args(args))
     if derived:
         cfg = dataclasses.replace(cfg, notes=tuple(derived) + cfg.notes)
     profile = None
@@ -105,6 +117,15 @@ def build_from_args(args: argparse.Namespace):
     out = args.output if args.output != "-" else "<stdout>"
     return generate(cfg, compute="none" if args.no_compute else "model", profile=profile,
                     check_memory=not args.no_memory_check, path=out)
+
+
+def features_from_args(args: argparse.Namespace):
+    from ..generate.features import Features
+
+    return Features(
+        recompute_granularity=getattr(args, "recompute_granularity", None),
+        recompute_method=getattr(args, "recompute_method", None),
+        recompute_num_layers=getattr(args, "recompute_num_layers", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ POLICY = "HYBRID_TRANSFORMER_FWD_IN_BCKWD"
 HEADER_FIELDS = ("model_parallel_NPU_group", "ep", "pp", "vpp", "ga", "all_gpus", "checkpoints",
                  "checkpoint_initiates", "pp_comm")
 UPDATE_NS = 100
+CORE_ATTENTION = "core_attention"   # row kind: the attention kernel alone (selective recompute)
 
 
 @dataclass
@@ -118,7 +119,9 @@ def generate(cfg: TrainConfig, compute: str = "model",
         if profile:
             t = profile.get(f"{name}.{slot + 1}") or profile.get(name)
         if t is None and cm is not None:
-            t = tuple(x * 1000.0 for x in cm.row(kind, slot))
+            t = tuple(x * 1000.0 for x in _model_row_us(cm, cfg, kind, slot))
+        elif t is not None and cm is not None:
+            t = _moved_out(cm, cfg, kind, t)
         if t is None:
             t = (placeholder,) * 3 if times is None else times
         r = Row(name=name, fwd_ns=max(0, round(t[0])), fwd=fwd, ig_ns=max(0, round(t[1])), ig=ig,
@@ -161,6 +164,28 @@ def generate(cfg: TrainConfig, compute: str = "model",
                              notes=notes, microbatch_compute_ns=mb_ns)
 
 
+def _core_us(cm: ComputeModel) -> tuple[float, float, float]:
+    return cm.parts["attn_core"]
+
+
+def _model_row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):
+    """The compute model's row times (us), with the work features move between rows."""
+    if kind == CORE_ATTENTION:
+        return (_core_us(cm)[0], 0.0, 0.0)
+    t = cm.row(kind, slot)
+    return tuple(x / 1000.0 for x in _moved_out(cm, cfg, kind, tuple(v * 1000.0 for v in t)))
+
+
+def _moved_out(cm: ComputeModel, cfg: TrainConfig, kind: str, t_ns: tuple) -> tuple:
+    """Row times (ns) less what another row carries: the core attention forward moves to its
+    own row under selective recompute (its backward stays with the attention backward)."""
+    if cfg.features.recompute_granularity == "selective" and kind in (
+            "attention_row", "attention_layer"):
+        core_ns = _core_us(cm)[0] * 1000.0
+        return (max(0.0, t_ns[0] - core_ns),) + tuple(t_ns[1:])
+    return t_ns
+
+
 # ------------------------------------------------------------------------------ megatron
 
 def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
@@ -190,15 +215,20 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     R.rows = []
 
     # one micro-batch
-    ckpt: list[tuple[int, int]] = []
+    layer_rows: list[tuple[int, int]] = []   # (first, last) row of each layer in the block
+    selective = cfg.features.recompute_granularity == "selective"
     R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act))
     for i in stage_layers(cfg):
         first = len(R.rows)
         if cfg.sp:
             R.add("attention_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+            if selective:
+                R.add("attention_core", kind=CORE_ATTENTION)
             R.add("attention_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
         else:
             R.add("attention_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act))
+            if selective:
+                R.add("attention_core", kind=CORE_ATTENTION)
         if m.moe_layer(i):
             k = m.topk
             counts = 8 * m.experts * cfg.ep
@@ -214,7 +244,7 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
             R.add("mlp_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
         else:
             R.add("mlp_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act))
-        ckpt.append((first, len(R.rows) - 1))
+        layer_rows.append((first, len(R.rows) - 1))
     if cfg.sp:
         R.add("final_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
     else:
@@ -226,7 +256,37 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     for j in range(4):
         R.add(f"optimizer{j + 1}", fwd=c(AR, TP, 4), kind="optimizer" if j == 0 else "none")
     suffix = R.rows
-    return prefix, block, suffix, (ckpt if cfg.recompute else [])
+    return prefix, block, suffix, recompute_spans(cfg, block, layer_rows)
+
+
+def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, int]]):
+    """(checkpoint row, recompute-initiate row) pairs of one micro-batch block.
+
+    Full recompute, Megatron's methods, inside each model chunk (a chunk is a transformer
+    block of its own): ``uniform`` checkpoints the input of every group of N consecutive
+    layers and replays the whole group before its backward; ``block`` checkpoints the first
+    N layers one by one and keeps every activation of the others. Selective recompute
+    replays the core attention row alone (its forward holds no collective).
+    """
+    f = cfg.features
+    if f.recompute_granularity == "selective":
+        cores = [k for k, spec in enumerate(block) if spec[1] == CORE_ATTENTION]
+        return [(k, k) for k in cores]
+    if not f.full_recompute:
+        return []
+    chunks = cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1
+    per_chunk = max(1, len(layer_rows) // chunks)
+    n = f.recompute_num_layers or 1
+    spans = []
+    for c0 in range(0, len(layer_rows), per_chunk):
+        chunk = layer_rows[c0:c0 + per_chunk]
+        if f.recompute_method == "block":
+            spans.extend(chunk[:n])
+        else:
+            for g in range(0, len(chunk), n):
+                group = chunk[g:g + n]
+                spans.append((group[0][0], group[-1][1]))
+    return spans
 
 
 # ---------------------------------------------------------------------------------- aicb

@@ -49,6 +49,7 @@ class ComputeModel:
         t["ln"], t["resid"] = ln, resid
         t["attn_in"] = ln
         t["attn_body"] = _add(qkv, rot, core, proj, resid)
+        t["attn_core"] = core  # the attention kernel alone (selective recompute replays it)
         # dense MLP
         F = m.ffn // tp
         fc1 = _gemm3(gpu, T, mats_in * F, h)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import InputError
 from ..parallel import ParallelConfig
+from .features import Features, check_features
 from .gpu import GPUSpec, get_gpu
 from .models import ModelSpec, check_model
 
@@ -32,6 +33,7 @@ class TrainConfig:
     recompute: bool = False         # full activation recompute of every layer
     gpu: str = "h100"
     style: str = "megatron"
+    features: Features = Features()  # Megatron/DeepSpeed features (recompute, overlap, ...)
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -76,7 +78,7 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
             sp: bool = False, vpp: int | None = None, micro_batch: int = 1,
             global_batch: int | None = None, seq_length: int = 4096,
             distributed_optimizer: bool = True, recompute: bool = False, gpu: str = "h100",
-            style: str = "megatron") -> TrainConfig:
+            style: str = "megatron", features: Features | None = None) -> TrainConfig:
     """Apply the style's rules and check that the configuration can exist."""
     notes: list[str] = []
     if style not in STYLES:
@@ -156,8 +158,19 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
     if sp and seq_length % tp:
         raise InputError(f"sequence length {seq_length} is not divisible by TP {tp} "
                          "(sequence parallelism splits it)", field="--seq-length")
+    features, fnotes = check_features(
+        features or Features(), recompute=recompute, tp=tp, dp=dp, is_moe=model.is_moe,
+        seq_length=seq_length, micro_batch=micro_batch, gpu=gpu.strip().lower(),
+        distributed_optimizer=distributed_optimizer)
+    notes.extend(fnotes)
+    recompute = features.full_recompute
+    if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend"}
+                            or features.attention_backend != "flash"
+                            or features.recompute_granularity == "selective"):
+        raise InputError("Megatron features other than full recompute need --style megatron "
+                         "(AICB's generator has none of them)", field="--style")
     return TrainConfig(model=model, world=world, tp=tp, pp=pp, ep=ep, sp=sp, vpp=vpp,
                        micro_batch=micro_batch, global_batch=global_batch,
                        seq_length=seq_length, distributed_optimizer=distributed_optimizer,
                        recompute=recompute, gpu=gpu.strip().lower(), style=style,
-                       notes=tuple(notes))
+                       features=features, notes=tuple(notes))

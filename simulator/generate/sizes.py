@@ -158,10 +158,20 @@ def memory_estimate(cfg: TrainConfig, params: ParamCounts | None = None) -> Memo
     in_flight = min(cfg.pp, cfg.ga)  # 1F1B: the first stage holds pp micro-batches
     if cfg.vpp and cfg.vpp > 1:
         in_flight = min(cfg.ga, cfg.pp + (cfg.pp - 1) // cfg.vpp + 1)
+    f = cfg.features
     if cfg.recompute:
         div = cfg.tp if (cfg.sp or cfg.tp == 1) else 1
-        kept = len(layers) * 2.0 * cfg.tokens * m.hidden / div
-        act = in_flight * kept + per_mb / max(1, len(layers))  # one layer recomputed at a time
+        layer_input = 2.0 * cfg.tokens * m.hidden / div
+        per_layer = per_mb / max(1, len(layers))
+        n = min(f.recompute_num_layers or 1, len(layers))
+        if f.recompute_method == "block":
+            # the first n layers keep their input, the others everything
+            kept = n * layer_input + (len(layers) - n) * per_layer
+            act = in_flight * kept + per_layer
+        else:
+            # one input per group of n layers; one group recomputed at a time
+            groups = -(-len(layers) // n)
+            act = in_flight * groups * layer_input + n * per_layer
     else:
         act = in_flight * per_mb
     logits = cfg.tokens * padded_vocab(m.vocab, cfg.tp) / cfg.tp * 6.0  # bf16 + fp32 copy

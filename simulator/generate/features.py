@@ -1,0 +1,143 @@
+"""Megatron-LM (and DeepSpeed) training features that change the work of a step.
+
+A :class:`Features` holds what ``collsim generate`` was asked for, under Megatron's own flag
+names; :func:`check_features` rejects what Megatron would reject, naming the flag. The
+builder (:mod:`.builder`) turns each feature into rows and collectives as the framework
+does; ``docs/generate-and-sweep.md`` says how, feature by feature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+RECOMPUTE_GRANULARITIES = ("full", "selective")
+RECOMPUTE_METHODS = ("uniform", "block")
+ATTENTION_BACKENDS = ("flash", "fused", "unfused")
+CP_COMM_TYPES = ("p2p", "a2a", "allgather")
+FP8_FORMATS = ("hybrid", "e4m3")
+
+#: Megatron's default DDP bucket: max(40M, 1M x DP) parameters
+DEFAULT_BUCKET_PARAMS = 40_000_000
+
+
+@dataclass(frozen=True)
+class Features:
+    recompute_granularity: str | None = None   # None: keep every activation
+    recompute_method: str | None = None        # full only: uniform (groups) or block (first N)
+    recompute_num_layers: int | None = None    # layers per group (uniform) or recomputed (block)
+    overlap_grad_reduce: bool = False          # gradient buckets reduced during the backward
+    overlap_param_gather: bool = False         # parameter buckets gathered during the forward
+    bucket_size: int | None = None             # parameters per DDP bucket (None: Megatron's)
+    attention_backend: str = "flash"           # flash/fused: no score matrix; unfused: s x s
+    fp8: str | None = None                     # FP8 GEMMs (Hopper): hybrid or e4m3
+    cp: int = 1                                # context parallelism
+    cp_comm_type: str = "p2p"
+    etp: int | None = None                     # expert tensor parallelism (None: TP)
+    zero_stage: int = 0                        # DeepSpeed ZeRO 1-3 (0: Megatron's optimizer)
+    scatter_gather: bool = True                # pipeline sends of 1/TP plus a TP all-gather
+    tied_embedding_allreduce: bool = True      # PP > 1, tied embeddings: first/last stage
+
+    @property
+    def full_recompute(self) -> bool:
+        return self.recompute_granularity == "full"
+
+    def describe(self) -> dict:
+        """The features that are on, for the reports (JSON and text)."""
+        on: dict = {}
+        if self.recompute_granularity:
+            on["recompute"] = self.recompute_granularity + (
+                f" ({self.recompute_method}, {self.recompute_num_layers} layer(s))"
+                if self.full_recompute else " (core attention)")
+        if self.overlap_grad_reduce:
+            on["overlap_grad_reduce"] = True
+        if self.overlap_param_gather:
+            on["overlap_param_gather"] = True
+        if self.overlap_grad_reduce or self.overlap_param_gather:
+            on["bucket_size_params"] = self.bucket_size
+        on["attention_backend"] = self.attention_backend
+        if self.fp8:
+            on["fp8"] = self.fp8
+        if self.cp > 1:
+            on["context_parallel"] = f"{self.cp} ({self.cp_comm_type})"
+        if self.etp is not None:
+            on["expert_tensor_parallel"] = self.etp
+        if self.zero_stage:
+            on["zero_stage"] = self.zero_stage
+        return on
+
+
+def check_features(f: Features, *, recompute: bool, tp: int, dp: int, is_moe: bool,
+                   seq_length: int, micro_batch: int, gpu: str,
+                   distributed_optimizer: bool) -> tuple[Features, list[str]]:
+    """``f`` with defaults filled in, and notes; InputError for what cannot run."""
+    from dataclasses import replace
+
+    notes: list[str] = []
+    g = f.recompute_granularity
+    if recompute and g is None:
+        g = "full"
+    if g is not None and g not in RECOMPUTE_GRANULARITIES:
+        raise InputError(f"expected one of {', '.join(RECOMPUTE_GRANULARITIES)}, got {g!r}",
+                         field="--recompute-granularity")
+    method, n = f.recompute_method, f.recompute_num_layers
+    if g != "full" and (method is not None or n is not None):
+        raise InputError("needs --recompute-granularity full (as in Megatron-LM)",
+                         field="--recompute-method" if method is not None
+                         else "--recompute-num-layers")
+    if g == "full":
+        if method is None:
+            method = "uniform"
+        if method not in RECOMPUTE_METHODS:
+            raise InputError(f"expected one of {', '.join(RECOMPUTE_METHODS)}, got {method!r}",
+                             field="--recompute-method")
+        if n is None:
+            n = 1
+        if not isinstance(n, int) or n < 1:
+            raise InputError(f"must be a whole number >= 1, got {n!r}",
+                             field="--recompute-num-layers")
+    if f.attention_backend not in ATTENTION_BACKENDS:
+        raise InputError(f"expected one of {', '.join(ATTENTION_BACKENDS)}, got "
+                         f"{f.attention_backend!r}", field="--attention-backend")
+    if f.overlap_param_gather and not (distributed_optimizer or f.zero_stage):
+        raise InputError("needs the distributed optimizer (Megatron-LM gathers parameters only "
+                         "with --use-distributed-optimizer)", field="--overlap-param-gather")
+    bucket = f.bucket_size
+    if bucket is not None and (not isinstance(bucket, int) or bucket < 1):
+        raise InputError(f"must be a whole number of parameters >= 1, got {bucket!r}",
+                         field="--ddp-bucket-size")
+    if (f.overlap_grad_reduce or f.overlap_param_gather) and bucket is None:
+        bucket = max(DEFAULT_BUCKET_PARAMS, 1_000_000 * dp)
+    if f.fp8 is not None:
+        if f.fp8 not in FP8_FORMATS:
+            raise InputError(f"expected one of {', '.join(FP8_FORMATS)}, got {f.fp8!r}",
+                             field="--fp8")
+        if gpu == "a100":
+            raise InputError("FP8 GEMMs need Hopper tensor cores (h100, h200, h800)",
+                             field="--fp8")
+    if not isinstance(f.cp, int) or f.cp < 1:
+        raise InputError(f"must be a whole number >= 1, got {f.cp!r}",
+                         field="--context-parallel-size")
+    if f.cp > 1:
+        if f.cp_comm_type not in CP_COMM_TYPES:
+            raise InputError(f"expected one of {', '.join(CP_COMM_TYPES)}, got "
+                             f"{f.cp_comm_type!r}", field="--cp-comm-type")
+        if is_moe:
+            raise InputError("context parallelism with experts is not modelled (its CP ranks "
+                             "would share the EP column of the table)",
+                             field="--context-parallel-size")
+        if seq_length % (2 * f.cp * (tp if tp > 1 else 1)):
+            raise InputError(f"sequence length {seq_length} is not divisible by 2 x CP x TP "
+                             f"= {2 * f.cp * tp} (Megatron splits it into 2 x CP chunks)",
+                             field="--seq-length")
+    if f.etp is not None:
+        if not is_moe:
+            raise InputError("needs a model with experts", field="--expert-tensor-parallel-size")
+        if f.etp not in (1, tp):
+            raise InputError(f"only 1 or TP ({tp}) is modelled, got {f.etp}",
+                             field="--expert-tensor-parallel-size")
+    if f.zero_stage not in (0, 1, 2, 3):
+        raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="--zero-stage")
+    out = replace(f, recompute_granularity=g, recompute_method=method,
+                  recompute_num_layers=n, bucket_size=bucket)
+    return out, notes

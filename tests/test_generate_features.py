@@ -1,0 +1,106 @@
+"""Megatron-LM features of `collsim generate` (issue 12): rows and sizes derived by hand."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from simulator.engine import SimulationOptions, simulate
+from simulator.errors import InputError, SimulationWarning
+from simulator.generate import generate, resolve
+from simulator.generate.features import Features
+from simulator.generate.models import ModelSpec
+from simulator.generate.sizes import memory_estimate
+from simulator.workload import Group, Op
+
+# 4 layers, no SP (TP 1): rows are grad_gather, grad_param_comm (0-1), then per micro-batch
+# embedding_layer, 4 x (attention_layer, mlp_layer), final_column, cross_entropy1-3
+TINY4 = ModelSpec("tiny4", layers=4, hidden=256, ffn=1024, heads=4, vocab=1000,
+                  max_position=0, tied_embeddings=False)
+
+
+def gen(world=1, features=Features(), compute="model", model=TINY4, **kw):
+    cfg = resolve(model, world, features=features, seq_length=kw.pop("seq_length", 128), **kw)
+    return generate(cfg, compute=compute, check_memory=False)
+
+
+def sim(w, **opts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)
+        return simulate(w, options=SimulationOptions(**opts))
+
+
+# ------------------------------------------------------------------------------ recompute
+
+def test_full_uniform_groups_of_two_layers():
+    # micro-batch 0 occupies rows 2-14 (13 rows), micro-batch 1 rows 15-27; the layers of
+    # micro-batch 0 are rows 3-4, 5-6, 7-8, 9-10. Groups of 2 layers: checkpoint at the
+    # group's first row, recompute initiated at its last: (3, 6), (7, 10), then +13.
+    w = gen(features=Features(recompute_granularity="full", recompute_num_layers=2),
+            global_batch=2).workload
+    assert w.checkpoints == (3, 7, 16, 20)
+    assert w.checkpoint_initiates == (6, 10, 19, 23)
+
+
+def test_full_block_recomputes_only_the_first_layers():
+    # block 1: only layer 0 of each micro-batch (rows 3-4 and 16-17)
+    w = gen(features=Features(recompute_granularity="full", recompute_method="block",
+                              recompute_num_layers=1), global_batch=2).workload
+    assert (w.checkpoints, w.checkpoint_initiates) == ((3, 16), (4, 17))
+
+
+def test_legacy_recompute_flag_is_full_uniform_per_layer():
+    w = gen(recompute=True, global_batch=1).workload
+    assert w.checkpoints == (3, 5, 7, 9) and w.checkpoint_initiates == (4, 6, 8, 10)
+
+
+def test_recompute_groups_stay_inside_model_chunks():
+    # PP 2 x vpp 2: a stage holds 2 layers, one per chunk; groups of 2 cannot span chunks,
+    # so every layer is its own group
+    m = ModelSpec("t", layers=4, hidden=256, ffn=1024, heads=4, vocab=1000, max_position=0,
+                  tied_embeddings=False)
+    w = gen(world=2, model=m, pp=2, vpp=2, global_batch=2,
+            features=Features(recompute_granularity="full", recompute_num_layers=2)).workload
+    # block: embedding (2), layers (3-4), (5-6), final + loss (7-10); 9 rows; mb 1 at 11
+    assert w.checkpoints == (3, 5, 12, 14)
+    assert w.checkpoint_initiates == (4, 6, 13, 15)
+
+
+def test_selective_recompute_replays_core_attention_only():
+    plain = gen(global_batch=2).workload
+    sel = gen(features=Features(recompute_granularity="selective"), global_batch=2).workload
+    names = [r.name for r in sel.rows]
+    # each layer: attention_layer, attention_core, mlp_layer; a micro-batch is 1 + 4 x 3 +
+    # 1 + 3 = 17 rows from row 2: cores at 4, 7, 10, 13 and, 17 rows later, 21, 24, 27, 30
+    cores = [i for i, n in enumerate(names) if n == "attention_core"]
+    assert cores == [4, 7, 10, 13, 21, 24, 27, 30]
+    assert sel.checkpoints == sel.checkpoint_initiates == tuple(cores)
+    # the core row holds no collective and no backward: its forward was moved out of
+    # attention_layer, so the table's total work is unchanged (to a ns of rounding per row)
+    assert all(sel.rows[i].fwd.op is None and sel.rows[i].ig_ns == 0 for i in cores)
+    total = lambda w: sum(r.fwd_ns + r.ig_ns + r.wg_ns for r in w.rows)  # noqa: E731
+    assert abs(total(sel) - total(plain)) <= len(sel.rows)
+    # simulated: the recompute is exactly the 8 core-attention forwards
+    r = sim(sel)
+    assert r.critical.recompute_ns == sum(sel.rows[i].fwd_ns for i in cores)
+    assert r.critical.recompute_ns > 0
+
+
+def test_recompute_memory_follows_the_method():
+    def gib(**f):
+        cfg = resolve(TINY4, 1, seq_length=128, features=Features(**f) if f else None)
+        return memory_estimate(cfg).activations_gib
+    none, full1 = gib(), gib(recompute_granularity="full")
+    block2 = gib(recompute_granularity="full", recompute_method="block", recompute_num_layers=2)
+    assert full1 < block2 < none
+
+
+@pytest.mark.parametrize("features, flag", [
+    (Features(recompute_method="block"), "--recompute-method"),
+    (Features(recompute_granularity="selective", recompute_num_layers=2),
+     "--recompute-num-layers"),
+    (Features(recompute_granularity="partial"), "--recompute-granularity"),
+])
+def test_recompute_flags_megatron_rejects(features, flag):
+    with pytest.raises(InputError, match=flag):
+        resolve(TINY4, 1, features=features)
