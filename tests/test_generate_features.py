@@ -104,3 +104,54 @@ def test_recompute_memory_follows_the_method():
 def test_recompute_flags_megatron_rejects(features, flag):
     with pytest.raises(InputError, match=flag):
         resolve(TINY4, 1, features=features)
+
+
+# ---------------------------------------------------------------------- overlap-grad-reduce
+
+def test_gradient_buckets_on_the_last_micro_batch():
+    # TINY4 on 4 GPUs (DP 4), ga 2, buckets of 1,000,000 parameters. Per GPU: attention
+    # 4h^2 = 262,144 + norm 256 = 262,400; MLP 2 x 256 x 1024 = 524,288 + 256 = 524,544;
+    # embedding 1024 (padded vocab) x 256 = 262,144; output layer + final norm 262,400.
+    # Backward order: output 262,400 + MLP3 -> 786,944 + attention3 -> 1,049,344 (closes at
+    # attention3); MLP2 + attention2 + MLP1 -> 1,311,488 (closes at MLP1); attention1 + MLP0
+    # + attention0 -> 1,049,344 (closes at attention0); the embedding's 262,144 is left.
+    # Rows: grad_gather (0; its reduce-scatter moved into the buckets), micro-batch 0 at 1-13,
+    # micro-batch 1 at 14-26: embedding 14, attention0 15, MLP1 18, attention3 21.
+    g = gen(world=4, global_batch=8,
+            features=Features(overlap_grad_reduce=True, bucket_size=1_000_000))
+    w = g.workload
+    assert [r.name for r in w.rows[:1]] == ["grad_gather"]
+    dp = {i: r.wg.size_bytes for i, r in enumerate(w.rows) if r.wg.group is Group.DP
+          and r.wg.op is Op.REDUCESCATTER}
+    assert dp == {14: 4 * 262_144, 15: 4 * 1_049_344, 18: 4 * 1_311_488, 21: 4 * 1_049_344}
+    # all of the stage's gradients, 4 bytes each: what the single reduce-scatter carried
+    assert sum(dp.values()) == 4 * g.params.dense == 4 * 3_672_320
+
+
+def test_overlapped_gradient_reduction_hides_behind_the_backward():
+    kw = dict(world=64, model=ModelSpec("m", layers=8, hidden=2048, ffn=8192, heads=16,
+                                        vocab=32000, max_position=0), tp=8, global_batch=32,
+              seq_length=1024)
+    after = sim(gen(**kw).workload)
+    over = sim(gen(features=Features(overlap_grad_reduce=True), **kw).workload)
+    assert over.critical.exposed_ns["DP"] < after.critical.exposed_ns["DP"]
+    assert over.iteration_ns < after.iteration_ns
+    assert over.compute_ns == after.compute_ns
+
+
+def test_feature_flags_on_the_command_line(tmp_path, capsys):
+    from simulator.cli import main
+    from simulator.readers.workload import read_workload
+
+    out = tmp_path / "w.txt"
+    rc = main(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
+               "--global-batch", "4", "--recompute-granularity", "selective",
+               "--overlap-grad-reduce", "--ddp-bucket-size", "50000000", "-o", str(out),
+               "--quiet"])
+    assert rc == 0
+    w = read_workload(str(out))
+    assert w.checkpoints and w.checkpoints == w.checkpoint_initiates
+    assert any(r.wg.op is Op.REDUCESCATTER and r.name != "grad_param_comm" for r in w.rows)
+    rc = main(["generate", "--model", "gpt-7b", "--world-size", "8", "--recompute-method",
+               "block", "-o", str(out)])
+    assert rc == 2 and "--recompute-method" in capsys.readouterr().err

@@ -59,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--recompute-num-layers", type=positive_int, metavar="N",
                    help="layers per recompute group (uniform) or recomputed layers (block); "
                         "default 1")
+    f.add_argument("--overlap-grad-reduce", action="store_true",
+                   help="reduce the gradients in buckets during the last micro-batch's "
+                        "backward, overlapped with it (default: all after the backward)")
+    f.add_argument("--ddp-bucket-size", type=positive_int, metavar="PARAMS",
+                   help="parameters per gradient bucket (default Megatron's max(40M, 1M x DP))")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -125,7 +130,9 @@ def features_from_args(args: argparse.Namespace):
     return Features(
         recompute_granularity=getattr(args, "recompute_granularity", None),
         recompute_method=getattr(args, "recompute_method", None),
-        recompute_num_layers=getattr(args, "recompute_num_layers", None))
+        recompute_num_layers=getattr(args, "recompute_num_layers", None),
+        overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
+        bucket_size=getattr(args, "ddp_bucket_size", None))
 
 
 def run(args: argparse.Namespace) -> int:

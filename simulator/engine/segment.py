@@ -104,21 +104,34 @@ def segment(workload: Workload, free_groups: frozenset | None = None) -> Segment
     # distinct micro-batches) by row names, which AICB repeats in every micro-batch
     # names first where they repeat too (AICB's do), so that one collective more or less
     # cannot flip an ambiguous split
+    # each basis only where the ones before found nothing, except the weight-gradient one:
+    # it accepts micro-batches that differ only in their weight-gradient collectives (as
+    # Megatron's gradient buckets on the last micro-batch make them) and wins where the
+    # stricter bases found only a spurious short period leaving more rows outside
     keys = (("communication", lambda r: (_comm_key(r, free_groups), r.name)),
             ("communication", lambda r: _comm_key(r, free_groups)),
+            ("weight-gradient", lambda r: (_comm_key(r, free_groups)[:2], r.name)),
             ("row names", lambda r: r.name))
+    best = None
     for basis, key in keys:
-        found = _find_period(rows, ga, key)
-        if found is None:
+        if best is not None and basis != "weight-gradient":
             continue
-        start, period = found
+        limit = n if best is None else best[0] - 1
+        found = _find_period(rows, ga, key, limit)
+        if found is not None:
+            best = (n - ga * found[1], basis, found)
+            if best[0] == 0:
+                break
+    for basis, (start, period) in ([(best[1], best[2])] if best else []):
         starts = [start + k * period for k in range(ga)]
         variants, mb_variant = _variants(rows, starts, period, checkpoint_marks(workload))
         differ = (f"; {len(variants)} distinct micro-batches ("
                   + ("compute times differ" if basis == "communication"
+                     else "they differ in weight-gradient collectives only"
+                     if basis == "weight-gradient"
                      else "found by row names; their collectives differ") + ")"
                   if len(variants) > 1 else "")
-        if basis != "communication":
+        if basis == "row names":
             warn(f"{workload.path}: the {ga} micro-batches differ in their collectives; split "
                  f"by row names into blocks of {period} rows, each replayed as written")
         return Segmentation(
@@ -136,12 +149,16 @@ def segment(workload: Workload, free_groups: frozenset | None = None) -> Segment
     return whole
 
 
-def _find_period(rows, ga: int, key) -> tuple[int, int] | None:
-    """(first row, period) of the shortest prefix+suffix leaving ga equal blocks, or None."""
+def _find_period(rows, ga: int, key, max_extra: int | None = None) -> tuple[int, int] | None:
+    """(first row, period) of the shortest prefix+suffix leaving ga equal blocks, or None.
+
+    Only prefix+suffix lengths up to ``max_extra`` are tried.
+    """
     n = len(rows)
     ids: dict = {}
     arr = [ids.setdefault(key(r), len(ids)) for r in rows]
-    for extra in range(0, n - ga + 1):
+    top = n - ga if max_extra is None else min(n - ga, max_extra)
+    for extra in range(0, top + 1):
         if (n - extra) % ga:
             continue
         period = (n - extra) // ga

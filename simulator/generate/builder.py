@@ -23,8 +23,8 @@ from ..errors import InputError
 from ..workload import NO_COMM, Comm, Group, Op, Row, Workload
 from .compute import ComputeModel
 from .config import TrainConfig
-from .sizes import (MemoryEstimate, ParamCounts, aicb_params, megatron_params, memory_estimate,
-                    model_flops_per_iteration, stage_layers)
+from .sizes import (MemoryEstimate, ParamCounts, aicb_params, layer_params, megatron_params,
+                    memory_estimate, model_flops_per_iteration, padded_vocab, stage_layers)
 
 POLICY = "HYBRID_TRANSFORMER_FWD_IN_BCKWD"
 HEADER_FIELDS = ("model_parallel_NPU_group", "ep", "pp", "vpp", "ga", "all_gpus", "checkpoints",
@@ -80,8 +80,10 @@ class _Rows:
                 return NO_COMM
         return Comm(op, group, int(size))
 
-    def add(self, name, fwd=NO_COMM, ig=NO_COMM, wg=NO_COMM, kind=None, slot=0, times=None):
-        self.rows.append([name, kind or name, slot, fwd, ig, wg, times])
+    def add(self, name, fwd=NO_COMM, ig=NO_COMM, wg=NO_COMM, kind=None, slot=0, times=None,
+            params=None):
+        # params: (group, count) of the parameters whose gradients this row's backward makes
+        self.rows.append([name, kind or name, slot, fwd, ig, wg, times, params])
 
 
 def generate(cfg: TrainConfig, compute: str = "model",
@@ -114,7 +116,7 @@ def generate(cfg: TrainConfig, compute: str = "model",
 
     def finish(spec, placeholder: int) -> Row:
         nonlocal line
-        name, kind, slot, fwd, ig, wg, times = spec
+        name, kind, slot, fwd, ig, wg, times = spec[:7]
         t = None
         if profile:
             t = profile.get(f"{name}.{slot + 1}") or profile.get(name)
@@ -129,13 +131,16 @@ def generate(cfg: TrainConfig, compute: str = "model",
         line += 1
         return r
 
+    # with --overlap-grad-reduce the last micro-batch's backward reduces the gradients in
+    # buckets (Megatron syncs gradients only on the last micro-batch)
+    last_block = bucketed(cfg, block) if cfg.features.overlap_grad_reduce else block
     for spec in prefix:
         rows.append(finish(spec, 1))
-    block_rows = [finish(spec, 1) for spec in block]
+    block_rows = [finish(spec, 1) for spec in (block if cfg.ga > 1 else last_block)]
     mb_ns = sum(r.fwd_ns + r.ig_ns + r.wg_ns for r in block_rows)
     rows.extend(block_rows)
-    for _ in range(cfg.ga - 1):
-        for spec in block:
+    for j in range(1, cfg.ga):
+        for spec in (last_block if j == cfg.ga - 1 else block):
             rows.append(finish(spec, 1))
     for spec in suffix:
         rows.append(finish(spec, 0))
@@ -162,6 +167,45 @@ def generate(cfg: TrainConfig, compute: str = "model",
                              model_flops=model_flops_per_iteration(cfg),
                              compute_modelled=compute == "model" or bool(profile),
                              notes=notes, microbatch_compute_ns=mb_ns)
+
+
+def bucketed(cfg: TrainConfig, block: list) -> list:
+    """The micro-batch block with Megatron's gradient buckets on its weight-gradient column.
+
+    Inside each model chunk, the rows' parameters are taken in backward order (last row
+    first) and closed into a bucket once it holds ``bucket_size`` parameters (dense on DP,
+    experts on DP_EP, separate buffers as in Megatron); the bucket's reduce-scatter
+    (distributed optimizer) or all-reduce, 4 bytes a parameter, is issued after the weight
+    gradient of the row that completes it, asynchronously, so it overlaps the rest of the
+    backward. What is left opens no new bucket: it goes with the chunk's earliest row.
+    """
+    from ..engine.chunks import chunk_split
+
+    class _Named:
+        def __init__(self, name):
+            self.name = name
+
+    comm = _Rows(cfg, sizes_group_free=True).comm
+    op = Op.REDUCESCATTER if cfg.distributed_optimizer else Op.ALLREDUCE
+    limit = cfg.features.bucket_size
+    chunks = cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1
+    ranges = chunk_split([_Named(spec[0]) for spec in block], chunks, "<generated>").ranges
+    out = [list(spec) for spec in block]
+    for a, b in ranges:
+        pending: dict = {}
+        for k in range(b - 1, a - 1, -1):
+            par = out[k][7]
+            if not par or par[1] <= 0:
+                continue
+            group, n = par
+            count = pending.get(group, (0, k))[0] + n
+            pending[group] = (count, k)
+            if count >= limit:
+                out[k][5] = comm(op, group, 4 * count)
+                del pending[group]
+        for group, (count, k) in pending.items():
+            out[k][5] = comm(op, group, 4 * count)
+    return out
 
 
 def _core_us(cm: ComputeModel) -> tuple[float, float, float]:
@@ -197,36 +241,45 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     TP, EP, DP, DPEP = Group.TP, Group.EP, Group.DP, Group.DP_EP
     c = R.comm
 
-    # data-parallel rows (their weight-gradient collectives are issued at the end of backward)
+    # data-parallel rows (their weight-gradient collectives are issued at the end of backward;
+    # with --overlap-grad-reduce the gradient reduction moves into the last backward instead)
+    f = cfg.features
+    after = not f.overlap_grad_reduce
     if cfg.distributed_optimizer:
         R.add("grad_gather", wg=c(AG, DP, 2 * p.dense))
-        R.add("grad_param_comm", wg=c(RS, DP, 4 * p.dense))
-    else:
+        if after:
+            R.add("grad_param_comm", wg=c(RS, DP, 4 * p.dense))
+    elif after:
         R.add("grad_param_comm", wg=c(AR, DP, 4 * p.dense))
     if cfg.sp:
         R.add("layernorm", ig=c(AR, TP, 4 * p.norms))
     if m.is_moe:
         if cfg.distributed_optimizer:
             R.add("moe_grad_norm1", wg=c(AG, DPEP, 2 * p.expert))
-            R.add("moe_grad_norm2", wg=c(RS, DPEP, 4 * p.expert))
-        else:
+            if after:
+                R.add("moe_grad_norm2", wg=c(RS, DPEP, 4 * p.expert))
+        elif after:
             R.add("moe_grad_norm2", wg=c(AR, DPEP, 4 * p.expert))
+    lp = layer_params(cfg)
+    table = padded_vocab(m.vocab, cfg.tp) // cfg.tp * m.hidden
+    emb_params = table + m.max_position * m.hidden if cfg.pp == 1 else 0
     prefix = R.rows
     R.rows = []
 
     # one micro-batch
     layer_rows: list[tuple[int, int]] = []   # (first, last) row of each layer in the block
     selective = cfg.features.recompute_granularity == "selective"
-    R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act))
+    R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act), params=(DP, emb_params))
     for i in stage_layers(cfg):
         first = len(R.rows)
+        attn_params = (DP, lp.attn + lp.norm)
         if cfg.sp:
-            R.add("attention_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+            R.add("attention_column", fwd=c(AG, TP, act), ig=c(RS, TP, act), params=attn_params)
             if selective:
                 R.add("attention_core", kind=CORE_ATTENTION)
             R.add("attention_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
         else:
-            R.add("attention_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act))
+            R.add("attention_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act), params=attn_params)
             if selective:
                 R.add("attention_core", kind=CORE_ATTENTION)
         if m.moe_layer(i):
@@ -234,21 +287,29 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
             counts = 8 * m.experts * cfg.ep
             a2a = k * T_local * m.hidden * 2
             gathered = k * act
-            R.add("mlp_moelayer", fwd=c(AG, EP, counts), slot=0)
+            R.add("mlp_moelayer", fwd=c(AG, EP, counts), slot=0,
+                  params=(DP, lp.router + lp.shared + lp.norm))
             R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=1)
-            R.add("mlp_moelayer", fwd=c(AG, TP, gathered), ig=c(RS, TP, gathered), slot=2)
+            R.add("mlp_moelayer", fwd=c(AG, TP, gathered), ig=c(RS, TP, gathered), slot=2,
+                  params=(DPEP, lp.experts))
             R.add("mlp_moelayer", fwd=c(RS, TP, gathered), ig=c(AG, TP, gathered), slot=3)
             R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=4)
         elif cfg.sp:
-            R.add("mlp_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+            R.add("mlp_column", fwd=c(AG, TP, act), ig=c(RS, TP, act),
+                  params=(DP, lp.dense_mlp + lp.norm))
             R.add("mlp_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
         else:
-            R.add("mlp_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act))
+            R.add("mlp_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act),
+                  params=(DP, lp.dense_mlp + lp.norm))
         layer_rows.append((first, len(R.rows) - 1))
+    # the output layer (untied, or the last stage's copy) and the final norm: the rest of the
+    # stage's dense parameters
+    assigned = sum(spec[7][1] for spec in R.rows if spec[7] and spec[7][0] is DP)
+    out_params = (DP, max(0, p.dense - assigned))
     if cfg.sp:
-        R.add("final_column", fwd=c(AG, TP, act), ig=c(RS, TP, act))
+        R.add("final_column", fwd=c(AG, TP, act), ig=c(RS, TP, act), params=out_params)
     else:
-        R.add("final_column", ig=c(AR, TP, act))
+        R.add("final_column", ig=c(AR, TP, act), params=out_params)
     for j in range(3):  # vocabulary-parallel cross entropy: max, target logit, sum of exp
         R.add(f"cross_entropy{j + 1}", fwd=c(AR, TP, 4 * cfg.tokens), kind="cross_entropy")
     block = R.rows

@@ -40,16 +40,36 @@ def stage_layers(cfg: TrainConfig) -> list[int]:
     return list(range(L - lps, L))
 
 
-def megatron_params(cfg: TrainConfig) -> ParamCounts:
+@dataclass(frozen=True)
+class LayerParams:
+    """Parameters of one layer on one GPU, by the part of the layer that holds them."""
+    attn: int          # QKV and output projection
+    norm: int          # one layer norm (a layer has two)
+    dense_mlp: int
+    router: int
+    shared: int        # shared experts
+    experts: int       # the local routed experts
+
+
+def layer_params(cfg: TrainConfig) -> LayerParams:
     m, tp, ep = cfg.model, cfg.tp, cfg.ep
+    etp = cfg.features.etp if cfg.features.etp is not None else tp
     h, hd = m.hidden, m.hd
     mats = 3 if m.gated_mlp else 2
-    attn = h * (m.heads + 2 * m.kv) * hd // tp + m.heads * hd * h // tp
-    norms_layer = 2 * h
-    dense_mlp = mats * h * m.ffn // tp
-    router = h * m.experts
-    experts = (m.experts // ep) * mats * h * m.expert_ffn // tp if m.is_moe else 0
-    shared = m.shared_experts * mats * h * m.expert_ffn // tp
+    return LayerParams(
+        attn=h * (m.heads + 2 * m.kv) * hd // tp + m.heads * hd * h // tp, norm=h,
+        dense_mlp=mats * h * m.ffn // tp, router=h * m.experts,
+        shared=m.shared_experts * mats * h * m.expert_ffn // tp,
+        experts=(m.experts // ep) * mats * h * m.expert_ffn // etp if m.is_moe else 0)
+
+
+def megatron_params(cfg: TrainConfig) -> ParamCounts:
+    m, tp = cfg.model, cfg.tp
+    h, hd = m.hidden, m.hd
+    mats = 3 if m.gated_mlp else 2
+    lp = layer_params(cfg)
+    attn, norms_layer, dense_mlp = lp.attn, 2 * lp.norm, lp.dense_mlp
+    router, experts, shared = lp.router, lp.experts, lp.shared
     vp = padded_vocab(m.vocab, tp)
     dense = expert = norms = 0
     for i in stage_layers(cfg):
