@@ -235,7 +235,6 @@ def test_gemm_model_fit_matches_h200_measurements():
            for m in ms if m.op == "gemm"]
     assert len(err) >= 100
     assert np.median(np.abs(err)) < 0.06 and np.max(np.abs(err)) < 0.40
-    pytest.importorskip("scipy")
     fitted, stats = fit_gemm_curve(ms, h200)
     assert abs(fitted.gemm_emax - h200.gemm_emax) < 0.02
     assert stats["median_abs_err"] < 0.06

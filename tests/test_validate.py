@@ -33,9 +33,9 @@ class FlatCost(CostModel):
 def test_validate_cli_is_deterministic(tmp_path):
     doc_a, doc_b = tmp_path / "a.md", tmp_path / "b.md"
     js = tmp_path / "v.json"
-    p = collsim("validate", "--docs", doc_a, "--json", js)
+    p = collsim("validate", "--write-docs", doc_a, "--json", js)
     assert p.returncode == 0, p.stderr
-    q = collsim("validate", "--docs", doc_b)
+    q = collsim("validate", "--write-docs", doc_b)
     assert q.returncode == 0, q.stderr
     assert p.stdout.replace(str(doc_a), "") == q.stdout.replace(str(doc_b), "")
     assert doc_a.read_text() == doc_b.read_text()
@@ -131,3 +131,13 @@ def test_moe_step_prediction_adds_compute_and_priced_all_to_alls():
     assert p["step_ms"] == pytest.approx(p["compute_ms"] + p["a2a_ms"], rel=1e-6)
     cs = float(parts["compute_step"]["time_us"]) / 1e3
     assert p["compute_ms"] == pytest.approx(cs - p["standins_ms"], rel=1e-6)
+
+
+def test_validate_writes_no_docs_unless_asked(tmp_path):
+    # writing docs/validation.md is an explicit option: a plain run leaves the file as it is
+    doc = ROOT / "docs" / "validation.md"
+    before = doc.read_bytes(), doc.stat().st_mtime_ns
+    p = collsim("validate", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert (doc.read_bytes(), doc.stat().st_mtime_ns) == before
+    assert "wrote" not in p.stdout + p.stderr

@@ -8,8 +8,8 @@ HELP = ("Run the bundled validation cases (seed 003 pipeline-stage replay, the E
         "measured on two H200s (EP 2) and on four H200s (EP 4), the A100 MoE-layer runs of "
         "seeds 000 and 002, the collectives predicted from an all-to-all-only calibration, and "
         "the collectives measured at 4 ranks predicted by the given calibration and by the "
-        "4-GPU one), print measured vs predicted with each error, the median and the maximum, "
-        "and update the validate section of docs/validation.md.")
+        "4-GPU one), print measured vs predicted with each error, the median and the maximum; "
+        "with --write-docs, also rewrite the validate section of docs/validation.md.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,10 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transfer-calibration", metavar="YAML",
                    help="calibration whose prediction of the collectives it was not fitted on "
                         "is reported (default: traces/h200x2/calib_h200x2_a2a_only.yaml)")
-    p.add_argument("--docs", metavar="PATH",
-                   help="markdown file whose validate section to write (default: "
-                        "docs/validation.md of the repository)")
-    p.add_argument("--no-docs", action="store_true", help="write no markdown")
+    p.add_argument("--write-docs", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the validate section of a markdown file (default PATH: "
+                        "docs/validation.md of the source checkout); nothing is written "
+                        "without this option")
+    p.add_argument("--docs", dest="write_docs", metavar="PATH", help=argparse.SUPPRESS)
+    p.add_argument("--no-docs", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.add_argument("--json", metavar="PATH",
                    help="results as JSON ('-' for stdout): cases, summary, the transfer table "
                         "and the 4-rank collectives table")
@@ -68,7 +70,7 @@ def _json(rep) -> str:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..validation import DEFAULT_DOCS, render_text, run_validation, write_docs
+    from ..validation import render_text, run_validation, write_docs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the cases' size-1 groups are intended
@@ -82,9 +84,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..report.output import write_all
             write_all({args.json: text})
-    if not args.no_docs:
-        path = args.docs or str(DEFAULT_DOCS)
+    if args.write_docs is not None:
+        from ..errors import InputError
+        from ..validation import DEFAULT_DOCS
+        if not args.write_docs and DEFAULT_DOCS is None:
+            raise InputError("--write-docs needs a PATH outside a source checkout (an "
+                             "installed collsim has no docs/ of its own)", field="--write-docs")
+        path = args.write_docs or str(DEFAULT_DOCS)
         write_docs(rep, path)
         if not args.quiet and args.json != "-":
-            sys.stdout.write(f"wrote the validate section of {path}\n")
+            sys.stderr.write(f"wrote the validate section of {path}\n")
     return 0

@@ -18,12 +18,9 @@ from .yamlsrc import load_located
 def _preset_dir() -> Path:
     """The repository's topologies/ folder, or the copy a non-editable install puts under
     <prefix>/share/collsim/topologies (pyproject's data-files)."""
-    import sys
+    from ..resources import bundled
 
-    repo = Path(__file__).resolve().parents[2] / "topologies"
-    if repo.is_dir():
-        return repo
-    return Path(sys.prefix) / "share" / "collsim" / "topologies"
+    return bundled("topologies")
 
 
 #: where the presets live

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..resources import REPO_ROOT, in_checkout
 from .common import DEFAULT_CALIBRATION, ROOT, TRACES, CaseResult, rel
 
 BEGIN = "<!-- validate:begin -->"
 END = "<!-- validate:end -->"
-DEFAULT_DOCS = ROOT / "docs" / "validation.md"
+#: the checkout's docs/validation.md (None for an installed copy: no docs to write back)
+DEFAULT_DOCS = REPO_ROOT / "docs" / "validation.md" if in_checkout() else None
 A2A_ONLY_CALIBRATION = TRACES / "h200x2" / "calib_h200x2_a2a_only.yaml"
 COLLECTIVES = TRACES / "h200x2" / "collectives_aligned.csv"   # what the calibrations fit
 TARGET_MEDIAN = 0.05
@@ -254,7 +256,7 @@ def render_markdown(rep: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(rep: Report, path: str | os.PathLike = DEFAULT_DOCS) -> str:
+def write_docs(rep: Report, path: str | os.PathLike) -> str:
     """Replace (or append) the validate section of ``path``; other content is kept."""
     path = os.fspath(path)
     section = render_markdown(rep)

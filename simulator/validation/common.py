@@ -9,7 +9,10 @@ from pathlib import Path
 from ..errors import InputError
 from ..workload import NO_COMM, Comm, Group, Op, Row, Workload
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..resources import data_root
+
+#: the folder holding traces/: the checkout, or <prefix>/share/collsim for an installed copy
+ROOT = data_root("traces")
 TRACES = ROOT / "traces"
 DEFAULT_CALIBRATION = TRACES / "h200x2" / "calib_h200x2.yaml"
 MS = 1_000_000  # ns per ms
