@@ -90,6 +90,8 @@ class SimulationResult:
     failure: dict | None = None
     # link utilisation over time with --contention and a trace: (link name, time ns, share)
     link_samples: list[tuple[str, int, float]] | None = None
+    policy: str = ""                 # the policy word on line 1
+    replay: str = ""                 # how it was replayed (iterate_* followed, compat)
 
     @property
     def critical(self) -> StageResult:

@@ -91,6 +91,7 @@ class Row:
     wg: Comm
     update_ns: int
     line: int = 0  # line number in the source file, for messages
+    policy: str = ""  # HYBRID_CUSTOMIZED: the row's own policy (its 13th field)
 
     def comm(self, phase: Phase) -> Comm:
         return self.fwd if phase is Phase.FWD else self.ig if phase is Phase.IG else self.wg
@@ -117,6 +118,16 @@ class Workload:
     declared_rows: int = 0
     rows: tuple[Row, ...] = field(default_factory=tuple)
     header_fields: tuple[str, ...] = ()  # header keys present in the file, for reports
+    dlrm_last_bottom_layer: int | None = None  # HYBRID_DLRM: row index of the last bottom MLP
+    mode: str | None = None  # AICB's 'mode:' (training, inference, ...)
+
+    @property
+    def inference(self) -> bool:
+        """DISTRIBUTED_INFERENCE, or an AICB inference file: forward passes only."""
+        if self.policy == "DISTRIBUTED_INFERENCE":
+            return True
+        m = (self.mode or "").lower()
+        return any(w in m for w in ("infer", "prefill", "decode"))
 
     @property
     def name(self) -> str:

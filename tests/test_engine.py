@@ -90,7 +90,8 @@ def test_forward_waits_for_the_rows_previous_weight_gradient_collective():
 
 def test_activation_recompute_from_checkpoints():
     # checkpoint at row 0, recompute initiated at row 2: before row 2's backward the forward of
-    # rows 0..2 is replayed, with its blocking TP all-reduce (2*3/4*800 = 1200) + update 10.
+    # rows 0..1 is replayed (ASTRA-sim 1.0's Forward_In_BackPass runs rows c .. j-1; row 2's own
+    # forward is not repeated), with its blocking TP all-reduce (2*3/4*800 = 1200) + update 10.
     rows = ["r0 -1 100 NONE 0 1000 NONE 0 0 NONE 0 10",
             "r1 -1 200 ALLREDUCE 800 1000 NONE 0 0 NONE 0 10",
             "r2 -1 300 NONE 0 1000 NONE 0 0 NONE 0 10"]
@@ -98,9 +99,10 @@ def test_activation_recompute_from_checkpoints():
            "checkpoints: 1 0 checkpoint_initiates: 1 2")
     r = run(hdr, rows)
     forward = 600 + 1210
-    assert r.critical.recompute_ns == 600
-    assert r.iteration_ns == forward + forward + 3000
-    assert r.compute_ns == 600 + 600 + 3000
+    recompute = 100 + 200 + 1210
+    assert r.critical.recompute_ns == 300
+    assert r.iteration_ns == forward + recompute + 3000
+    assert r.compute_ns == 600 + 300 + 3000
 
 
 def test_group_of_size_one_is_free_and_reported():

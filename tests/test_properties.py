@@ -281,7 +281,8 @@ def pass_compute(w: Workload, seg, chunks: int):
         for i in idxs:
             total += w.rows[i].ig_ns + w.rows[i].wg_ns
             if i in starts:  # replay from the checkpoint, but not before this pass's rows
-                total += fwd(range(max(starts[i], idxs[0]), i + 1))
+                # ASTRA-sim 1.0: rows c .. j-1 (the initiate row's own forward is not repeated)
+                total += fwd(range(max(starts[i], idxs[0]), i))
         return total
 
     period = len(seg.micro_batch)
@@ -667,7 +668,8 @@ def oracle_pp1(w: Workload, schedule: str) -> tuple[int, int]:
     waits for that row's previous weight-gradient collective (rows of a micro-batch are the
     same row in every micro-batch); ``update_ns`` follows every collective that costs time;
     activation recompute replays the forwards of the initiate row's own block (one
-    micro-batch, or the rows before or after them) from the nearest checkpoint; the iteration ends
+    micro-batch, or the rows before or after them) from the nearest checkpoint c up to the row
+    before the initiate row (ASTRA-sim 1.0's rows c .. j-1); the iteration ends
     when all streams are idle. Micro-batches run F0 B0 F1 B1 .. (1F1B on one stage) or all
     forwards then all backwards (GPipe); iteration rows first, closing rows last.
     """
@@ -708,7 +710,7 @@ def oracle_pp1(w: Workload, schedule: str) -> tuple[int, int]:
         for k in range(len(idxs) - 1, -1, -1):
             r = w.rows[idxs[k]]
             if idxs[k] in starts:
-                for x in w.rows[starts[idxs[k]]: idxs[k] + 1]:
+                for x in w.rows[starts[idxs[k]]: idxs[k]]:  # rows c .. j-1
                     t += x.fwd_ns
                     compute += x.fwd_ns
                     collective(x.fwd, x.update_ns, True)

@@ -122,7 +122,6 @@ def test_malformed_rows_name_line_and_field(rows, line, fragment):
     ("TRANSFORMERS model_parallel_NPU_group: 2\n1\n" + ROW, "t.txt:1: policy: unknown policy 'TRANSFORMERS'"),
     ("HYBRID_TRANSFORMER model_parallel_NPU_group: two\n1\n" + ROW, "t.txt:1: model_parallel_NPU_group: expected a non-negative integer"),
     ("HYBRID_TRANSFORMER model_parallel_NPU_group: 0\n1\n" + ROW, "must be at least 1"),
-    ("HYBRID_TRANSFORMER tp: 2\n1\n" + ROW, "t.txt:1: tp: unknown header key 'tp'"),
     ("HYBRID_TRANSFORMER model_parallel_NPU_group: 2 ep:\n1\n" + ROW, "t.txt:1: ep: missing value"),
     ("HYBRID_TRANSFORMER checkpoints: 2 0\n1\n" + ROW, "checkpoints: missing value for 'checkpoints' (index 2 of 2)"),
     ("HYBRID_TRANSFORMER checkpoints: 1 7\n1\n" + ROW, "row index 7 is past the last row (0)"),

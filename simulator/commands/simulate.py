@@ -15,6 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workload", help="workload table (SimAI/AICB text format)")
     p.add_argument("--gpus", type=positive_int, metavar="N",
                    help="world size; overrides the header's all_gpus")
+    p.add_argument("--compat", choices=["auto", "simai", "astra-sim"], default="auto",
+                   help="whose replay of the policy word on line 1: astra-sim (ASTRA-sim 1.0: "
+                        "the policy picks each column's communicator), simai (the type word's "
+                        "suffix and the header's sizes pick it); default auto: the header's "
+                        "style (SimAI/AICB keys such as all_gpus: or ga: mean simai)")
     p.add_argument("--strict", action="store_true",
                    help="treat a wrong row count on line 2 as an error instead of a warning")
     p.add_argument("--pp-schedule", choices=["1f1b", "interleaved", "gpipe"], default="1f1b",
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         tracing = bool(args.trace or args.plot)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            world = resolve_world(workload, args.gpus)
+            world = resolve_world(workload, args.gpus, cost_model)
 
         def run_once(draw: int, trace: bool, comm_scale=()):
             return simulate(workload, cluster, cost_model, options=SimulationOptions(
@@ -112,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 engine=args.engine, stragglers=resolve_all(specs, world, draw),
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
                 comm_scale=comm_scale, contention=args.contention, jitter=jitter,
-                jitter_seed=jitter_seed + draw))
+                jitter_seed=jitter_seed + draw, compat=args.compat))
 
         from ..checks import overrides_from_args, unused_parameters
         from ..parallel import make_parallel
@@ -135,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
             results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
                 gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp,
                 trace=tracing, stragglers=resolve_all(specs, world, 0),
-                degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server)),
+                degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
+                compat=args.compat),
                 placement=args.placement)
             result, co_results = results[0], results[1:]
         else:

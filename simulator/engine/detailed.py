@@ -34,6 +34,10 @@ class JobRun:
     pp: int
     chunks: int
     mb_variant: tuple[int, ...]
+    # the policy's replay (shared with the fast engine: .policy.pass_program)
+    rules: object = None
+    dlrm_lbl: int | None = None
+    seq_first: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -244,42 +248,51 @@ class DetailedSim:
                     res.recompute_ns += ns
                 yield env.timeout(ns)
 
-        def forward_row(row: PricedRow, inst: tuple, tag: str):
-            if tag == "fwd":
-                pending = wg_done.get(row.key)
-                if pending is not None and not pending.triggered:
-                    t0 = env.now
-                    yield pending
-                    res.exposed_ns[STREAMS[row.wg_stream].value] += env.now - t0
-                    row_exposed[row.key] = row_exposed.get(row.key, 0) + env.now - t0
-            yield from compute(row.fwd_ns, "fwd", f"{row.name} {tag}", tag == "recompute")
-            if row.fwd_stream != NO_STREAM:
-                yield from blocking(row.fwd_stream, row.fwd_comm_ns, row.update_ns,
-                                    inst + (tag,), f"{row.name} {tag}", row.key)
+        programs: dict = {}
+
+        def program(phase: Phase, seq) -> tuple:
+            prog = programs.get((phase, seq))
+            if prog is None:
+                from .policy import pass_program, rules_for
+                job = setup.job
+                prog = programs[(phase, seq)] = pass_program(
+                    setup.sequences[seq], phase,
+                    job.rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD"), job.dlrm_lbl,
+                    job.seq_first.get(seq, -1))
+            return prog
+
+        def wait_for(proc, stream: int, row: PricedRow):
+            if proc is not None and not proc.triggered:
+                t0 = env.now
+                yield proc
+                res.exposed_ns[STREAMS[stream].value] += env.now - t0
+                row_exposed[row.key] = row_exposed.get(row.key, 0) + env.now - t0
 
         def run_pass(phase: Phase, seq, mb: int):
-            rows = setup.sequences[seq]
-            if phase is Phase.FWD:
-                for pos, row in enumerate(rows):
-                    yield from forward_row(row, (seq, mb, pos), "fwd")
-            else:
-                for pos in range(len(rows) - 1, -1, -1):
-                    row = rows[pos]
-                    if row.recompute_from >= 0:
-                        for p2 in range(row.recompute_from, pos + 1):
-                            yield from forward_row(rows[p2], (seq, mb, p2, "re", pos), "recompute")
-                    yield from compute(row.ig_ns, "ig", f"{row.name} ig")
-                    if row.ig_stream != NO_STREAM:
-                        yield from blocking(row.ig_stream, row.ig_comm_ns, row.update_ns,
-                                            (seq, mb, pos, "ig"), f"{row.name} ig", row.key)
-                    yield from compute(row.wg_ns, "wg", f"{row.name} wg")
-                    if row.wg_stream != NO_STREAM:
-                        s = row.wg_stream
-                        proc = env.process(asynchronous(
-                            s, row.wg_comm_ns, row.update_ns, (seq, mb, pos, "wg"),
-                            f"{row.name} wg", stream_last[s]))
-                        stream_last[s] = proc
+            from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG
+
+            local: dict = {}
+            for idx, step in enumerate(program(phase, seq)):
+                kind, row = step[0], step[1]
+                if kind == COMPUTE:
+                    yield from compute(step[2], step[3], step[4], step[5])
+                elif kind == BLOCK:
+                    yield from blocking(step[2], step[3], step[4], (seq, mb, idx),
+                                        f"{row.name} {step[5]}", row.key)
+                elif kind == ISSUE:
+                    s = step[2]
+                    proc = env.process(asynchronous(
+                        s, step[3], step[4], (seq, mb, idx), f"{row.name} {step[5]}",
+                        stream_last[s]))
+                    stream_last[s] = proc
+                    if step[6][0] == "wg":
                         wg_done[row.key] = proc
+                    else:
+                        local[step[6]] = proc
+                elif kind == WAIT:
+                    yield from wait_for(local.get(step[2]), step[3], row)
+                elif kind == WAIT_WG:
+                    yield from wait_for(wg_done.get(row.key), row.wg_stream, row)
             self.events += 1
 
         for seq in setup.head:

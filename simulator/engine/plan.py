@@ -20,17 +20,44 @@ from .schedule import build_schedule
 from .segment import Segmentation, segment
 
 
-def resolve_world(workload: Workload, gpus: int | None) -> int:
+def topology_gpus(cost_model) -> int | None:
+    """GPUs of a topology with a fixed server count (``--topology`` with ``servers: N``)."""
+    spec = getattr(cost_model, "spec", None)
+    servers = getattr(spec, "servers", None)
+    gps = getattr(spec, "gpus_per_server", None)
+    if isinstance(servers, int) and isinstance(gps, int):
+        return servers * gps
+    return None
+
+
+#: said on stdout (in the notes) when nothing gives the world size
+ONE_GPU_GROUPS = ("the header has no all_gpus and neither --gpus nor a --topology with a fixed "
+                  "server count was given: assumed {world} GPU(s) (TP x PP x EP), so {what}; "
+                  "pass --gpus N (or --topology) for the real world size")
+
+
+def resolve_world(workload: Workload, gpus: int | None, cost_model=None,
+                  notes: list | None = None) -> int:
+    """World size: --gpus, else all_gpus, else a topology's GPU count, else TP x PP x EP
+    (ASTRA-sim 1.0 files never carry all_gpus: it comes from the network there)."""
     if gpus is not None:
         if gpus < 1:
             raise InputError(f"must be at least 1, got {gpus}", field="--gpus")
         return gpus
     if workload.all_gpus is not None:
         return workload.all_gpus
+    from_topology = topology_gpus(cost_model)
+    if from_topology is not None:
+        if notes is not None:
+            notes.append(f"world size {from_topology} GPUs from the topology (no all_gpus)")
+        return from_topology
     world = workload.tp * workload.pp * workload.ep
-    warn(f"{workload.path}: the header has no all_gpus; assuming {world} GPUs "
-         f"(TP {workload.tp} x PP {workload.pp} x EP {workload.ep}, so DP {workload.ep}); "
-         "pass --gpus N for the real world size")
+    what = ("every group is one GPU and every collective is free" if world == 1 else
+            f"DP {workload.ep} (TP {workload.tp} x PP {workload.pp} x EP {workload.ep})")
+    message = ONE_GPU_GROUPS.format(world=world, what=what)
+    warn(f"{workload.path}: {message}")
+    if notes is not None:
+        notes.append(message)
     return world
 
 
@@ -119,7 +146,11 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
 
 @dataclass
 class JobPlan:
-    workload: Workload
+    workload: Workload             # as replayed: rows on the policy's communicators
+    source_workload: Workload
+    replay: str                    # policy and replay used, for the report
+    policy_rules: object
+    compat: str
     par: ParallelConfig
     seg: Segmentation
     chunks: int
@@ -137,19 +168,37 @@ class JobPlan:
 def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, options,
              rank_map: RankMap | None = None) -> JobPlan:
     """Everything about one job that does not depend on time."""
+    from .policy import layout, rules_for
+
     rank_map = rank_map or RankMap(cluster.gpus_per_server)
-    world = resolve_world(workload, options.gpus)
+    notes: list[str] = []
+    world = resolve_world(workload, options.gpus, cost_model, notes)
+    # the policy word decides the passes, and (ASTRA-sim 1.0) the communicators
+    lay = layout(workload, getattr(options, "compat", "auto"), world, cluster.gpus_per_server)
+    source = workload
+    workload = lay.workload
+    rules = rules_for(workload.policy)
+    forward_only = rules.forward_only or workload.inference
+    replay_name = (f"{workload.policy} replayed as {rules.source} "
+                   f"({'ASTRA-sim 1.0' if lay.compat == 'astra-sim' else 'SimAI'} "
+                   f"communicators, --compat {lay.compat})")
+    if forward_only and not rules.forward_only:
+        replay_name += f"; mode {workload.mode}: forward passes only"
+    notes.append(f"replay: {replay_name}: {rules.describe()}")
+    notes.extend(lay.notes)
     par = make_parallel(world, workload.tp, workload.pp, workload.ep, source=workload.path)
     # collectives on groups of one rank cost nothing, so they must not decide where the
     # micro-batches are
     free_kinds = frozenset(g for g in ROW_GROUPS if par.size(g) == 1)
     seg = segment(workload, free_kinds)
     rows = workload.rows
-    notes: list[str] = [f"rows: {seg.method}"]
+    notes.append(f"rows: {seg.method}")
 
     # groups of size 1 that rows use: free, and said so
     used = {c.group for r in rows for c in (r.fwd, r.ig, r.wg) if c.op is not None}
     free_groups = [g.value for g in ROW_GROUPS if g in used and par.size(g) == 1]
+    if par.world == 1 and used:
+        notes.append("1 GPU: every group is one GPU and every collective is free")
     if free_groups:
         msg = (f"group(s) of size 1: {', '.join(free_groups)}; their collectives cost nothing "
                "(no other rank to talk to)")
@@ -179,7 +228,10 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
         if not split.layers:
             warn(f"{workload.path}: {split.note}")
     schedule = build_schedule(schedule_name, par.pp, seg.ga, chunks)
-    recompute = _recompute_starts(workload, seg)
+    if forward_only:
+        schedule = [[step for step in steps if step[0] is Phase.FWD] for steps in schedule]
+    recompute = _recompute_starts(workload, seg) if rules.checkpoints else {}
+    dlrm_lbl = workload.dlrm_last_bottom_layer
 
     # price every stage; stages whose groups sit alike share one replayer (and its memo)
     gps = rank_map
@@ -220,7 +272,11 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                     sequences[("mb", v, c)] = [
                         pricer.priced(rows[block[k]], ("mb", k), restart(block, k, a))
                         for k in range(a, b)]
-            replayer = shared[signature] = PassReplayer(sequences, options.trace)
+            seq_first = {k: (seg.prefix[0] if k == "pre" else seg.suffix[0] if k == "suf"
+                             else seg.variants[k[1]][ranges[k[2]][0]])
+                         for k in sequences}
+            replayer = shared[signature] = PassReplayer(sequences, options.trace, rules,
+                                                        dlrm_lbl, seq_first)
         send_next = send_prev = 0
         if par.pp > 1 and workload.pp_comm_bytes:
             send_next = p2p_ns[s]
@@ -231,9 +287,13 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
             tail += [(Phase.FWD, "suf"), (Phase.IG, "suf")]
         if seg.prefix:
             tail.append((Phase.IG, "pre"))
+        if forward_only:
+            tail = [t for t in tail if t[0] is Phase.FWD]
         setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
 
-    return JobPlan(workload=workload, par=par, seg=seg, chunks=chunks,
+    return JobPlan(workload=workload, source_workload=source, replay=replay_name,
+                   policy_rules=rules, compat=lay.compat,
+                   par=par, seg=seg, chunks=chunks,
                    schedule_name=schedule_name, schedule=schedule, setups=setups,
                    pricers=pricers, rank_map=rank_map, cost_model=cost_model, notes=notes,
                    free_groups=free_groups, group_places=group_places)

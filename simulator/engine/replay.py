@@ -54,16 +54,37 @@ class PassOutcome:
 
 
 class PassReplayer:
-    """Replays passes of the sequences of one stage, memoizing by relative stream state."""
+    """Replays passes of the sequences of one stage, memoizing by relative stream state.
 
-    def __init__(self, sequences: dict[object, list[PricedRow]], trace: bool):
+    A pass is the policy's program of steps (:func:`.policy.pass_program`); ``seq_first``
+    gives each sequence's first file row (DLRM and row-0 rules refer to file rows).
+    """
+
+    def __init__(self, sequences: dict[object, list[PricedRow]], trace: bool,
+                 rules=None, dlrm_lbl: int | None = None, seq_first: dict | None = None):
+        from .policy import rules_for
+
         self.sequences = sequences
         self.trace = trace
+        self.rules = rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD")
+        self.dlrm_lbl = dlrm_lbl
+        self.seq_first = seq_first or {}
         self._memo: dict[tuple, PassOutcome] = {}
+        self._programs: dict[tuple, tuple] = {}
         self.evaluations = 0
         # rows whose forward must wait for their previous weight-gradient collective
         self._wg_rows = {sid: tuple(r.key for r in rows if r.wg_stream != NO_STREAM)
                          for sid, rows in sequences.items()}
+
+    def program(self, phase: Phase, seq_id) -> tuple:
+        key = (phase, seq_id)
+        prog = self._programs.get(key)
+        if prog is None:
+            from .policy import pass_program
+            prog = self._programs[key] = pass_program(
+                self.sequences[seq_id], phase, self.rules, self.dlrm_lbl,
+                self.seq_first.get(seq_id, -1))
+        return prog
 
     def run(self, phase: Phase, seq_id, now: int, stream_free: list[int],
             wg_done: dict[tuple, int]) -> PassOutcome:
@@ -85,71 +106,63 @@ class PassReplayer:
     # ------------------------------------------------------------------------------------
     def _replay(self, phase: Phase, seq_id, free_in: tuple[int, ...],
                 wg_pending: dict[tuple, int]) -> PassOutcome:
-        rows = self.sequences[seq_id]
+        from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG
+
         free = list(free_in)
         exposed = [0] * len(STREAMS)
         row_exposed: dict[tuple, int] = {}
         wg_done: dict[tuple, int] = {}
+        local: dict[tuple, int] = {}     # non-blocking collectives of this pass by handle
         slices: list | None = [] if self.trace else None
         t = 0
         compute = 0
         recompute = 0
 
-        def blocking(stream: int, comm_ns: int, update_ns: int, row: PricedRow, what: str) -> None:
+        def wait_until(done: int, stream: int, row: PricedRow) -> None:
             nonlocal t
-            start = free[stream] if free[stream] > t else t
-            end = start + comm_ns + update_ns
-            free[stream] = end
-            exposed[stream] += end - t
-            row_exposed[row.key] = row_exposed.get(row.key, 0) + end - t
-            if slices is not None:
-                slices.append((STREAMS[stream].value, f"{row.name} {what}", start, end - start))
-            t = end
-
-        def forward(row: PricedRow, tag: str) -> int:
-            nonlocal t
-            done = wg_pending.get(row.key, 0)
-            if done > t and tag == "fwd":
-                exposed[row.wg_stream] += done - t
+            if done > t:
+                exposed[stream] += done - t
                 row_exposed[row.key] = row_exposed.get(row.key, 0) + done - t
                 t = done
-            if slices is not None and row.fwd_ns:
-                slices.append(("compute", f"{row.name} {tag}", t, row.fwd_ns))
-            t += row.fwd_ns
-            if row.fwd_stream != NO_STREAM:
-                blocking(row.fwd_stream, row.fwd_comm_ns, row.update_ns, row, tag)
-            return row.fwd_ns
 
-        if phase is Phase.FWD:
-            for row in rows:
-                compute += forward(row, "fwd")
-        else:
-            for pos in range(len(rows) - 1, -1, -1):
-                row = rows[pos]
-                if row.recompute_from >= 0:
-                    for r in rows[row.recompute_from:pos + 1]:
-                        spent = forward(r, "recompute")
-                        compute += spent
-                        recompute += spent
-                if slices is not None and row.ig_ns:
-                    slices.append(("compute", f"{row.name} ig", t, row.ig_ns))
-                t += row.ig_ns
-                compute += row.ig_ns
-                if row.ig_stream != NO_STREAM:
-                    blocking(row.ig_stream, row.ig_comm_ns, row.update_ns, row, "ig")
-                if slices is not None and row.wg_ns:
-                    slices.append(("compute", f"{row.name} wg", t, row.wg_ns))
-                t += row.wg_ns
-                compute += row.wg_ns
-                if row.wg_stream != NO_STREAM:
-                    # asynchronous: queued on its stream, overlapping the compute that follows
-                    s = row.wg_stream
-                    start = free[s] if free[s] > t else t
-                    end = start + row.wg_comm_ns + row.update_ns
-                    free[s] = end
+        for step in self.program(phase, seq_id):
+            kind, row = step[0], step[1]
+            if kind == COMPUTE:
+                ns = step[2]
+                if slices is not None:
+                    slices.append(("compute", step[4], t, ns))
+                t += ns
+                compute += ns
+                if step[5]:
+                    recompute += ns
+            elif kind == BLOCK:
+                stream, comm_ns, update_ns = step[2], step[3], step[4]
+                start = free[stream] if free[stream] > t else t
+                end = start + comm_ns + update_ns
+                free[stream] = end
+                exposed[stream] += end - t
+                row_exposed[row.key] = row_exposed.get(row.key, 0) + end - t
+                if slices is not None:
+                    slices.append((STREAMS[stream].value, f"{row.name} {step[5]}", start,
+                                   end - start))
+                t = end
+            elif kind == ISSUE:
+                # asynchronous: queued on its stream, overlapping the compute that follows
+                stream, comm_ns, update_ns, handle = step[2], step[3], step[4], step[6]
+                start = free[stream] if free[stream] > t else t
+                end = start + comm_ns + update_ns
+                free[stream] = end
+                if handle[0] == "wg":
                     wg_done[row.key] = end
-                    if slices is not None:
-                        slices.append((STREAMS[s].value, f"{row.name} wg", start, end - start))
+                else:
+                    local[handle] = end
+                if slices is not None:
+                    slices.append((STREAMS[stream].value, f"{row.name} {step[5]}", start,
+                                   end - start))
+            elif kind == WAIT:
+                wait_until(local.get(step[2], 0), step[3], row)
+            elif kind == WAIT_WG:
+                wait_until(wg_pending.get(row.key, 0), row.wg_stream, row)
         return PassOutcome(
             duration_ns=t, compute_ns=compute, recompute_ns=recompute, exposed_ns=exposed,
             stream_free=tuple(free), wg_done=tuple(wg_done.items()),

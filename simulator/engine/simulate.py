@@ -41,6 +41,8 @@ class SimulationOptions:
     # random compute times: ((phase kind, coefficient of variation), ...) and a seed
     jitter: tuple[tuple[str, float], ...] = ()
     jitter_seed: int = 0
+    # whose replay of the policy word: auto (the header's style), simai or astra-sim
+    compat: str = "auto"
 
 
 # ------------------------------------------------------------------------------ detailed
@@ -80,8 +82,10 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
             degraded_models[(factor, extra)] = cost_model.degraded(factor, extra)
         return degraded_models[(factor, extra)]
 
+    rep = setups[0].replayer
     run = JobRun(job=job, schedule=plan.schedule, pp=par.pp, chunks=plan.chunks,
-                 mb_variant=plan.seg.mb_variant)
+                 mb_variant=plan.seg.mb_variant, rules=rep.rules, dlrm_lbl=rep.dlrm_lbl,
+                 seq_first=rep.seq_first)
     out = []
     for cls in classes:
         stage_setup = setups[cls.stage]
@@ -214,7 +218,7 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
         free_groups=plan.free_groups,
         group_placements={g: _describe_places(g, v, par) for g, v in plan.group_places.items()},
         cost_model=plan.cost_model.describe(), notes=notes, trace=trace,
-        events_processed=events)
+        events_processed=events, policy=plan.workload.policy, replay=plan.replay)
 
 
 def _simai_bubble_note(plan: JobPlan, rows: list[RowResult], simulated_ns: int) -> str:
@@ -305,7 +309,8 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
                          f"{', '.join(PLACEMENTS)}", field="--placement")
     gps = cluster.gpus_per_server
     k = len(workloads)
-    worlds = [resolve_world(w, options.gpus if i == 0 else None) for i, w in enumerate(workloads)]
+    worlds = [resolve_world(w, options.gpus if i == 0 else None, cost_model)
+              for i, w in enumerate(workloads)]
     maps: list[RankMap] = []
     if placement == "packed":
         offset = 0
@@ -325,7 +330,8 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
         gpus=options.gpus if i == 0 else None, pp_schedule=options.pp_schedule,
         vpp_chunks=options.vpp_chunks if i == 0 else None, trace=options.trace,
         engine="detailed", stragglers=options.stragglers if i == 0 else (),
-        degraded=options.degraded if i == 0 else (), contention=True) for i in range(k)]
+        degraded=options.degraded if i == 0 else (), contention=True, compat=options.compat)
+        for i in range(k)]
     plans = [plan_job(w, cluster, cost_model, o, m)
              for w, o, m in zip(workloads, job_options, maps)]
     if placement == "packed":

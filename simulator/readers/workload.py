@@ -22,6 +22,8 @@ _INT_KEYS = {
     "all_gpus": "all_gpus",
 }
 _LIST_KEYS = {"checkpoints": "checkpoints", "checkpoint_initiates": "checkpoint_initiates"}
+_KNOWN = frozenset(list(_INT_KEYS) + list(_LIST_KEYS)
+                   + ["pp_comm", "DLRM_LAST_BOTTOM_LAYER", "mode"])
 
 #: the largest time (ns) or size (bytes) a field may hold: 2^62 ns is 146 years, 2^62 bytes
 #: 4.6 EB; anything larger is a typo, and sums of such values still fit a float
@@ -131,6 +133,11 @@ class _Reader:
         out: dict = {"policy": policy}
         seen: list[str] = []
         i = 0
+        if policy in ("HYBRID_DLRM", "HYBRID_DLRM_ENHANCED") and flat and _INT_RE.match(flat[0]):
+            # ASTRA-sim 1.0 writes the last bottom layer as a bare number after the policy
+            out["dlrm_last_bottom_layer"] = self.nonneg_int(flat[0], 1, "DLRM_LAST_BOTTOM_LAYER")
+            seen.append("DLRM_LAST_BOTTOM_LAYER")
+            i = 1
         while i < len(flat):
             key = flat[i].rstrip(":")
             i += 1
@@ -148,7 +155,15 @@ class _Reader:
 
             if key in _INT_KEYS:
                 limit = MAX_PP if key == "pp" else MAX_GPUS
-                value = self.positive_int(take("an integer"), 1, key, limit=limit)
+                text = take("an integer")
+                if key in ("ga", "pp", "vpp") and _INT_RE.match(text) and int(text) == 0:
+                    # real AICB output writes 'ga: 0' / 'pp: 0'; SimAI warns and goes on
+                    warn(f"{self.path}: line 1: {key}: 0 read as {key} 1 (no "
+                         f"{'pipeline' if key == 'pp' else 'repetition'}); SimAI warns the "
+                         "same way")
+                    out[_INT_KEYS[key]] = 1
+                    continue
+                value = self.positive_int(text, 1, key, limit=limit)
                 out[_INT_KEYS[key]] = value
             elif key == "pp_comm":
                 # AICB writes 'pp_comm: 0', SimAI examples 'pp_comm 50331648', some a float
@@ -158,10 +173,24 @@ class _Reader:
                 values = tuple(self.nonneg_int(take(f"index {n + 1} of {count}"), 1, key)
                                for n in range(count))
                 out[_LIST_KEYS[key]] = values
+            elif key == "DLRM_LAST_BOTTOM_LAYER":
+                out["dlrm_last_bottom_layer"] = self.nonneg_int(take("a row index"), 1, key)
+            elif key == "mode":
+                out["mode"] = take("a word")
             else:
-                raise self.error(f"unknown header key {_clip(key)}; known keys: "
-                                 f"{', '.join(list(_INT_KEYS) + list(_LIST_KEYS) + ['pp_comm'])}",
-                                 1, key)
+                # generators add keys of their own (sha256 sums, versions): skip the token and,
+                # when the next one is not a key, its value
+                skipped = ""
+                if i < len(flat) and not flat[i].endswith(":") and flat[i] not in _KNOWN:
+                    skipped = flat[i]
+                    i += 1
+                seen.pop()
+                if self.strict:
+                    raise self.error(f"unknown header key {_clip(key)} (--strict); known keys: "
+                                     + ", ".join(sorted(_KNOWN)), 1, key)
+                warn(f"{self.path}: line 1: unknown header token {_clip(key)}"
+                     + (f" (value {_clip(skipped)})" if skipped else "")
+                     + " ignored; known keys: " + ", ".join(sorted(_KNOWN)))
         out["header_fields"] = tuple(seen)
         gpus = out.get("tp", 1) * out.get("pp", 1) * out.get("ep", 1)
         if gpus > MAX_GPUS:  # TP x PP x EP GPUs at least, whatever all_gpus says
@@ -170,8 +199,15 @@ class _Reader:
         return out
 
     # -- rows ------------------------------------------------------------------------------
-    def row(self, text: str, line: int) -> Row:
+    def row(self, text: str, line: int, customized: bool = False) -> Row:
         fields = text.split()
+        row_policy = ""
+        if customized and len(fields) == len(ROW_FIELDS) + 1:
+            # HYBRID_CUSTOMIZED: the 13th field is the row's own policy
+            row_policy = fields.pop()
+            if row_policy not in POLICIES:
+                raise self.error(f"unknown row policy {_clip(row_policy)}; expected one of "
+                                 f"{', '.join(sorted(POLICIES))}", line, "field 13 (policy)")
         if len(fields) != len(ROW_FIELDS):
             raise self.error(f"expected {len(ROW_FIELDS)} whitespace-separated fields "
                              f"({' '.join(ROW_FIELDS)}), got {len(fields)}", line)
@@ -205,9 +241,10 @@ class _Reader:
             wg=comm(9, Phase.WG),
             update_ns=self.nonneg_int(fields[11], line, fname(11), allow_fraction=True),
             line=line,
+            policy=row_policy,
         )
 
-    def rows(self, numbered: list[tuple[int, str]]) -> tuple[Row, ...]:
+    def rows(self, numbered: list[tuple[int, str]], customized: bool = False) -> tuple[Row, ...]:
         """Every row; a line repeated verbatim (AICB writes each micro-batch's rows ``ga``
         times) is parsed once and only its line number differs."""
         out: list[Row] = []
@@ -215,10 +252,10 @@ class _Reader:
         for n, t in numbered:
             row = seen.get(t)
             if row is None:
-                row = seen[t] = self.row(t, n)
+                row = seen[t] = self.row(t, n, customized)
             else:
                 row = Row(row.name, row.fwd_ns, row.fwd, row.ig_ns, row.ig, row.wg_ns, row.wg,
-                          row.update_ns, n)
+                          row.update_ns, n, row.policy)
             out.append(row)
         return tuple(out)
 
@@ -238,7 +275,7 @@ class _Reader:
             raise self.error("truncated: expected the number of rows on line 2", 2, "row count")
         cline, ctext = numbered[1]
         declared = self.nonneg_int(ctext.strip(), cline, "row count")
-        rows = self.rows(numbered[2:])
+        rows = self.rows(numbered[2:], header["policy"] == "HYBRID_CUSTOMIZED")
         if not rows:
             raise self.error(f"truncated: line {cline} declares {declared} rows but none follow",
                              cline, "row count")
@@ -253,6 +290,10 @@ class _Reader:
             for idx in header.get(key, ()):
                 if idx >= nrows:
                     raise self.error(f"row index {idx} is past the last row ({nrows - 1})", 1, key)
+        lbl = header.get("dlrm_last_bottom_layer")
+        if lbl is not None and lbl >= nrows:
+            raise self.error(f"last bottom layer {lbl} is past the last row ({nrows - 1})", 1,
+                             "DLRM_LAST_BOTTOM_LAYER")
         return Workload(path=self.path, declared_rows=declared, rows=rows, **header)
 
 

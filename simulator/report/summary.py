@@ -12,6 +12,8 @@ def summary_dict(r: SimulationResult) -> dict:
     c = r.critical
     return {
         "workload": r.workload,
+        "policy": r.policy,
+        "replay": r.replay,
         "iteration_time_us": us(r.iteration_ns),
         "iteration_time_ns": r.iteration_ns,
         "compute_us": us(c.compute_ns),

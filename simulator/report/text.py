@@ -13,6 +13,7 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
     total = r.iteration_ns or 1
     lines = [
         f"workload     {r.workload}",
+        *([f"policy       {r.replay}"] if r.replay else []),
         f"cluster      {r.gpus} GPUs: TP {r.tp}  EP {r.ep}  PP {r.pp}  DP {r.dp}  DP_EP {r.dp_ep}"
         f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
         + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
