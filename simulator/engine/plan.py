@@ -31,8 +31,8 @@ def topology_gpus(cost_model) -> int | None:
 
 
 #: said on stdout (in the notes) when nothing gives the world size
-ONE_GPU_GROUPS = ("the header has no all_gpus and neither --gpus nor a --topology with a fixed "
-                  "server count was given: assumed {world} GPU(s) (TP x PP x EP), so {what}; "
+ONE_GPU_GROUPS = ("the header has no all_gpus; assuming {world} GPUs (TP x PP x EP, as neither "
+                  "--gpus nor a --topology with a fixed server count was given), so {what}; "
                   "pass --gpus N (or --topology) for the real world size")
 
 
@@ -53,7 +53,7 @@ def resolve_world(workload: Workload, gpus: int | None, cost_model=None,
         return from_topology
     world = workload.tp * workload.pp * workload.ep
     what = ("every group is one GPU and every collective is free" if world == 1 else
-            f"DP {workload.ep} (TP {workload.tp} x PP {workload.pp} x EP {workload.ep})")
+            f"TP {workload.tp}, PP {workload.pp}, EP {workload.ep}, DP {workload.ep}")
     message = ONE_GPU_GROUPS.format(world=world, what=what)
     warn(f"{workload.path}: {message}")
     if notes is not None:
