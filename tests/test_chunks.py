@@ -56,14 +56,16 @@ def test_interleaved_bubble_is_closed_form_whatever_the_rows_per_layer(rows_per_
 
 
 def test_recompute_stays_whole_when_chunks_follow_layers():
-    # every layer replays its 1200 ns forward before its backward, in any schedule: compute is
-    # 8 micro-batches x 4 layers x (3600 + 1200) = 153600 ns per stage
+    # every layer replays the forward of its rows c .. j-1 (ASTRA-sim 1.0: from the checkpoint
+    # at its first row up to the row before the initiating last row: 2 of 3 rows, 800 ns)
+    # before its backward, in any schedule: compute is 8 micro-batches x 4 layers x
+    # (3600 + 800) = 140800 ns per stage
     rows, marks = _layered_rows(4, 3, 8, ckpt=True)
     hdr = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 pp: 4 ga: 8 all_gpus: 4"
     for sched, vpp in (("1f1b", None), ("interleaved", 2), ("interleaved", 4)):
         r = run(hdr + marks, rows, pp_schedule=sched, vpp_chunks=vpp)
-        assert r.compute_ns == 153600, sched
-        assert r.critical.recompute_ns == 8 * 4 * 1200
+        assert r.compute_ns == 140800, sched
+        assert r.critical.recompute_ns == 8 * 4 * 800
 
 
 def _names(*parts):

@@ -74,7 +74,9 @@ def test_selective_recompute_replays_core_attention_only():
     # 1 + 3 = 17 rows from row 2: cores at 4, 7, 10, 13 and, 17 rows later, 21, 24, 27, 30
     cores = [i for i, n in enumerate(names) if n == "attention_core"]
     assert cores == [4, 7, 10, 13, 21, 24, 27, 30]
-    assert sel.checkpoints == sel.checkpoint_initiates == tuple(cores)
+    # checkpoint at the core, initiate at the next row: rows c .. j-1 is the core alone
+    assert sel.checkpoints == tuple(cores)
+    assert sel.checkpoint_initiates == tuple(k + 1 for k in cores)
     # the core row holds no collective and no backward: its forward was moved out of
     # attention_layer, so the table's total work is unchanged (to a ns of rounding per row)
     assert all(sel.rows[i].fwd.op is None and sel.rows[i].ig_ns == 0 for i in cores)
@@ -150,7 +152,8 @@ def test_feature_flags_on_the_command_line(tmp_path, capsys):
                "--quiet"])
     assert rc == 0
     w = read_workload(str(out))
-    assert w.checkpoints and w.checkpoints == w.checkpoint_initiates
+    # selective: checkpoint at each core-attention row, recompute initiated at the next row
+    assert w.checkpoints and w.checkpoint_initiates == tuple(c + 1 for c in w.checkpoints)
     assert any(r.wg.op is Op.REDUCESCATTER and r.name != "grad_param_comm" for r in w.rows)
     rc = main(["generate", "--model", "gpt-7b", "--world-size", "8", "--recompute-method",
                "block", "-o", str(out)])

@@ -325,14 +325,17 @@ def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, i
 
     Full recompute, Megatron's methods, inside each model chunk (a chunk is a transformer
     block of its own): ``uniform`` checkpoints the input of every group of N consecutive
-    layers and replays the whole group before its backward; ``block`` checkpoints the first
+    layers and replays the group (rows c .. j-1: up to the row before the initiating last
+    row, as ASTRA-sim 1.0 does) before its backward; ``block`` checkpoints the first
     N layers one by one and keeps every activation of the others. Selective recompute
     replays the core attention row alone (its forward holds no collective).
     """
     f = cfg.features
     if f.recompute_granularity == "selective":
         cores = [k for k, spec in enumerate(block) if spec[1] == CORE_ATTENTION]
-        return [(k, k) for k in cores]
+        # the replay runs rows c .. j-1 (ASTRA-sim 1.0): initiate at the row after the core
+        # (the layer's MLP row, always there), so exactly the core's forward is replayed
+        return [(k, k + 1) for k in cores if k + 1 < len(block)]
     if not f.full_recompute:
         return []
     chunks = cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1
