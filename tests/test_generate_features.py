@@ -158,3 +158,55 @@ def test_feature_flags_on_the_command_line(tmp_path, capsys):
     rc = main(["generate", "--model", "gpt-7b", "--world-size", "8", "--recompute-method",
                "block", "-o", str(out)])
     assert rc == 2 and "--recompute-method" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- context parallelism
+
+@pytest.mark.parametrize("comm_type", ["p2p", "allgather", "a2a"])
+def test_context_parallel_rows_and_sizes(comm_type):
+    # 8 GPUs, TP 2, CP 2 -> DP 2; sequence 128 -> 64 tokens a rank; global batch 4 -> ga 2.
+    # The header's EP is the CP group; the table's DP (gradient reduction) is DP x CP = 4.
+    g = gen(world=8, tp=2, global_batch=4, features=Features(cp=2, cp_comm_type=comm_type))
+    w = g.workload
+    assert (w.tp, w.ep, w.all_gpus, w.ga) == (2, 2, 8, 2)
+    assert g.info()["dp"] == 2 and g.info()["cp"] == 2
+    # TP all-reduce of one activation: 2 bytes x 64 tokens x hidden 256 = 32768
+    att = next(r for r in w.rows if r.name == "attention_layer")
+    assert (att.fwd.op, att.fwd.size_bytes) == (Op.ALLREDUCE, 32768)
+    # 2 heads and 2 KV heads of 64 a TP rank
+    if comm_type == "a2a":
+        qkv = [r for r in w.rows if r.name == "attention_cp_qkv"]
+        out = [r for r in w.rows if r.name == "attention_cp_out"]
+        assert len(qkv) == len(out) == 4 * 2
+        # Q, K, V of 64 tokens: 2 bytes x 64 x (2 + 2 x 2) heads x 64 = 49152; output 16384
+        assert {(r.fwd.op, r.fwd.group, r.fwd.size_bytes, r.ig.size_bytes) for r in qkv} == {
+            (Op.ALLTOALL, Group.EP, 49152, 49152)}
+        assert {(r.fwd.size_bytes, r.ig.size_bytes) for r in out} == {(16384, 16384)}
+    else:
+        kv = [r for r in w.rows if r.name == "attention_cp_kv"]
+        assert len(kv) == 4 * 2
+        # K and V of the whole sequence: 2 x 2 bytes x 64 tokens x CP 2 x 2 heads x 64 = 65536
+        assert {(r.fwd.op, r.fwd.group, r.fwd.size_bytes, r.ig.op, r.ig.size_bytes)
+                for r in kv} == {(Op.ALLGATHER, Group.EP, 65536, Op.REDUCESCATTER, 65536)}
+    # gradients over DP x CP: 4 bytes a parameter of the whole (unsplit) layer stack
+    rs = next(r for r in w.rows if r.name == "grad_param_comm")
+    assert rs.wg.size_bytes == 4 * g.params.dense
+    r = sim(w)
+    assert (r.ep, r.dp) == (2, 4)
+
+
+def test_context_parallel_halves_the_attention_work_per_rank():
+    one = gen(world=2, global_batch=2, seq_length=256)
+    two = gen(world=2, global_batch=1, seq_length=256, features=Features(cp=2))
+    att = lambda g: next(r for r in g.workload.rows if r.name == "attention_layer")  # noqa
+    assert att(two).fwd_ns < att(one).fwd_ns and att(two).ig_ns < att(one).ig_ns
+
+
+@pytest.mark.parametrize("kw, flag", [
+    (dict(world=6, features=Features(cp=4)), "--world-size"),
+    (dict(world=4, seq_length=100, features=Features(cp=4)), "--seq-length"),
+    (dict(world=8, features=Features(cp=8, cp_comm_type="a2a")), "--cp-comm-type"),
+])
+def test_context_parallel_checks(kw, flag):
+    with pytest.raises(InputError, match=flag):
+        resolve(TINY4, **kw)

@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "backward, overlapped with it (default: all after the backward)")
     f.add_argument("--ddp-bucket-size", type=positive_int, metavar="PARAMS",
                    help="parameters per gradient bucket (default Megatron's max(40M, 1M x DP))")
+    f.add_argument("--context-parallel-size", "--cp", dest="cp", type=positive_int, default=1,
+                   metavar="N", help="context parallelism: each rank holds 1/N of the sequence "
+                                     "(dense models; the table's EP column is the CP group)")
+    f.add_argument("--cp-comm-type", choices=["p2p", "a2a", "allgather"], default="p2p",
+                   help="CP collectives: p2p ring (default) and allgather move K and V around "
+                        "the CP group; a2a (Ulysses) all-to-alls Q, K, V and the output")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -132,7 +138,8 @@ def features_from_args(args: argparse.Namespace):
         recompute_method=getattr(args, "recompute_method", None),
         recompute_num_layers=getattr(args, "recompute_num_layers", None),
         overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
-        bucket_size=getattr(args, "ddp_bucket_size", None))
+        bucket_size=getattr(args, "ddp_bucket_size", None),
+        cp=getattr(args, "cp", 1), cp_comm_type=getattr(args, "cp_comm_type", "p2p"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         stream = sys.stderr if args.output == "-" else sys.stdout
         print(f"wrote {args.output}: {i['rows']} rows, {i['model']} ({i['style']} sizes) on "
               f"{i['world']} x {i['gpu'].upper()}: TP {i['tp']} PP {i['pp']} EP {i['ep']} "
-              f"DP {i['dp']}{' SP' if i['sp'] else ''}, {i['ga']} micro-batches of "
+              f"DP {i['dp']}{' CP ' + str(i['cp']) if i['cp'] > 1 else ''}{' SP' if i['sp'] else ''}, {i['ga']} micro-batches of "
               f"{i['micro_batch']} x {i['seq_length']}", file=stream)
         print(f"  parameters: model {i['params_model'] / 1e9:.2f} B; per GPU dense "
               f"{i['params_per_gpu_dense'] / 1e9:.3f} B, experts "

@@ -48,7 +48,8 @@ class GeneratedWorkload:
         c = self.config
         return {
             "model": c.model.name, "style": c.style, "gpu": c.gpu, "world": c.world,
-            "tp": c.tp, "pp": c.pp, "ep": c.ep, "dp": c.dp, "dp_ep": c.dp_ep, "sp": c.sp,
+            "tp": c.tp, "pp": c.pp, "ep": c.ep, "dp": c.data_parallel, "cp": c.cp,
+            "dp_ep": c.dp_ep, "sp": c.sp,
             "vpp": c.vpp, "ga": c.ga, "micro_batch": c.micro_batch,
             "global_batch": c.global_batch, "seq_length": c.seq_length,
             "layers_per_stage": c.layers_per_stage,
@@ -74,8 +75,9 @@ class _Rows:
         if op is None:
             return Comm(None, None, size) if size else NO_COMM
         if self.free:
-            n = {Group.TP: self.cfg.tp, Group.EP: self.cfg.ep, Group.DP: self.cfg.dp,
-                 Group.DP_EP: self.cfg.dp_ep}[group]
+            par = self.cfg.parallel
+            n = {Group.TP: par.tp, Group.EP: par.ep, Group.DP: par.dp,
+                 Group.DP_EP: par.dp_ep}[group]
             if n <= 1 or size <= 0:
                 return NO_COMM
         return Comm(op, group, int(size))
@@ -157,7 +159,8 @@ def generate(cfg: TrainConfig, compute: str = "model",
         if cfg.sp:
             pp_comm //= cfg.tp
     vpp = cfg.vpp if (cfg.vpp and cfg.vpp > 1) else cfg.layers_per_stage
-    wl = Workload(path=path, policy=POLICY, tp=cfg.tp, ep=cfg.ep, pp=cfg.pp, vpp=vpp, ga=cfg.ga,
+    wl = Workload(path=path, policy=POLICY, tp=cfg.tp, ep=cfg.parallel.ep, pp=cfg.pp, vpp=vpp,
+                  ga=cfg.ga,
                   all_gpus=cfg.world, checkpoints=checkpoints, checkpoint_initiates=initiates,
                   pp_comm_bytes=pp_comm, declared_rows=len(rows), rows=tuple(rows),
                   header_fields=HEADER_FIELDS)
@@ -215,19 +218,30 @@ def _core_us(cm: ComputeModel) -> tuple[float, float, float]:
 def _model_row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):
     """The compute model's row times (us), with the work features move between rows."""
     if kind == CORE_ATTENTION:
-        return (_core_us(cm)[0], 0.0, 0.0)
+        return (_core_us(cm)[0] / cfg.cp, 0.0, 0.0)
     t = cm.row(kind, slot)
     return tuple(x / 1000.0 for x in _moved_out(cm, cfg, kind, tuple(v * 1000.0 for v in t)))
 
 
 def _moved_out(cm: ComputeModel, cfg: TrainConfig, kind: str, t_ns: tuple) -> tuple:
-    """Row times (ns) less what another row carries: the core attention forward moves to its
-    own row under selective recompute (its backward stays with the attention backward)."""
-    if cfg.features.recompute_granularity == "selective" and kind in (
-            "attention_row", "attention_layer"):
-        core_ns = _core_us(cm)[0] * 1000.0
-        return (max(0.0, t_ns[0] - core_ns),) + tuple(t_ns[1:])
-    return t_ns
+    """Row times (ns) less what another row carries or a feature removes.
+
+    Selective recompute moves the core attention forward to its own row (its backward stays
+    with the attention backward). Context parallelism leaves each rank 1/CP of the attention
+    scores (its queries against every key, load-balanced as Megatron chunks the sequence):
+    the compute model prices the whole sequence's, so (1 - 1/CP) of it goes.
+    """
+    core = _core_us(cm)
+    keep = 1.0 / cfg.cp
+    fwd_row = "attention_row" if cfg.sp else "attention_layer"
+    bwd_row = "attention_column" if cfg.sp else "attention_layer"
+    f, ig, wg = t_ns
+    if kind == fwd_row:
+        selective = cfg.features.recompute_granularity == "selective"
+        f -= core[0] * 1000.0 * (1.0 if selective else 1.0 - keep)
+    if kind == bwd_row:
+        ig -= core[1] * 1000.0 * (1.0 - keep)
+    return (max(0.0, f), max(0.0, ig), wg)
 
 
 # ------------------------------------------------------------------------------ megatron
@@ -275,11 +289,13 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
         attn_params = (DP, lp.attn + lp.norm)
         if cfg.sp:
             R.add("attention_column", fwd=c(AG, TP, act), ig=c(RS, TP, act), params=attn_params)
+            _context_parallel_rows(cfg, R)
             if selective:
                 R.add("attention_core", kind=CORE_ATTENTION)
             R.add("attention_row", fwd=c(RS, TP, act), ig=c(AG, TP, act))
         else:
             R.add("attention_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act), params=attn_params)
+            _context_parallel_rows(cfg, R)
             if selective:
                 R.add("attention_core", kind=CORE_ATTENTION)
         if m.moe_layer(i):
@@ -318,6 +334,34 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
         R.add(f"optimizer{j + 1}", fwd=c(AR, TP, 4), kind="optimizer" if j == 0 else "none")
     suffix = R.rows
     return prefix, block, suffix, recompute_spans(cfg, block, layer_rows)
+
+
+def _context_parallel_rows(cfg: TrainConfig, R: "_Rows") -> None:
+    """The context-parallel collectives of one attention block, on the CP group (EP column).
+
+    ``allgather`` and ``p2p`` (the ring: CP-1 steps each passing one rank's K and V on, the
+    same bytes as gathering them): forward all-gather of the whole sequence's K and V
+    (2 tensors x tokens x CP x local KV heads x head dim x 2 bytes), backward reduce-scatter
+    of their gradients. The ring's steps overlap the attention kernel in Transformer Engine;
+    here they block, an upper bound. ``a2a`` (Ulysses): all-to-all of Q, K, V before the
+    kernel and of its output after, each way, per rank ``2 x tokens x heads x head dim``.
+    """
+    if cfg.cp <= 1:
+        return
+    m, tp = cfg.model, cfg.tp
+    nh, nkv, hd = m.heads // tp, max(1, m.kv // tp), m.hd
+    T = cfg.tokens
+    if cfg.features.cp_comm_type == "a2a":
+        qkv = 2 * T * (nh + 2 * nkv) * hd
+        out = 2 * T * nh * hd
+        R.add("attention_cp_qkv", fwd=R.comm(Op.ALLTOALL, Group.EP, qkv),
+              ig=R.comm(Op.ALLTOALL, Group.EP, qkv), kind="none")
+        R.add("attention_cp_out", fwd=R.comm(Op.ALLTOALL, Group.EP, out),
+              ig=R.comm(Op.ALLTOALL, Group.EP, out), kind="none")
+    else:
+        kv = 2 * 2 * T * cfg.cp * nkv * hd
+        R.add("attention_cp_kv", fwd=R.comm(Op.ALLGATHER, Group.EP, kv),
+              ig=R.comm(Op.REDUCESCATTER, Group.EP, kv), kind="none")
 
 
 def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, int]]):

@@ -37,13 +37,28 @@ class TrainConfig:
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
+    def cp(self) -> int:
+        return self.features.cp
+
+    @property
     def parallel(self) -> ParallelConfig:
-        """The engine's layout: DP and DP_EP follow from the one rule in simulator.parallel."""
-        return ParallelConfig(world=self.world, tp=self.tp, pp=self.pp, ep=self.ep)
+        """The engine's layout: DP and DP_EP follow from the one rule in simulator.parallel.
+
+        With context parallelism (dense models) the table's EP column is the CP group: Megatron
+        orders ranks TP, CP, DP, PP, so the CP ranks sit where the engine carves EP groups.
+        """
+        return ParallelConfig(world=self.world, tp=self.tp, pp=self.pp,
+                              ep=self.ep if self.cp == 1 else self.cp)
 
     @property
     def dp(self) -> int:
+        """The gradient-reduction group: data-parallel x context-parallel ranks."""
         return self.parallel.dp
+
+    @property
+    def data_parallel(self) -> int:
+        """Model replicas that take different samples (DP without CP)."""
+        return self.parallel.dp // self.cp
 
     @property
     def dp_ep(self) -> int:
@@ -51,7 +66,7 @@ class TrainConfig:
 
     @property
     def ga(self) -> int:
-        return self.global_batch // (self.micro_batch * self.dp)
+        return self.global_batch // (self.micro_batch * self.data_parallel)
 
     @property
     def layers_per_stage(self) -> int:
@@ -63,8 +78,8 @@ class TrainConfig:
 
     @property
     def tokens(self) -> int:
-        """Tokens of one micro-batch on one rank (the whole sequence)."""
-        return self.micro_batch * self.seq_length
+        """Tokens of one micro-batch on one rank (the whole sequence, or its 1/CP share)."""
+        return self.micro_batch * self.seq_length // self.cp
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -101,10 +116,15 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
             raise InputError(f"must be a whole number >= 1, got {value!r}", field=name)
     if vpp is not None and (not isinstance(vpp, int) or vpp < 1):
         raise InputError(f"must be a whole number >= 1, got {vpp!r}", field="--vpp")
-    if world % (tp * pp):
-        raise InputError(f"{world} GPUs are not divisible by TP x PP = {tp} x {pp}",
+    cp = features.cp if features is not None else 1
+    if not isinstance(cp, int) or isinstance(cp, bool) or cp < 1:
+        raise InputError(f"must be a whole number >= 1, got {cp!r}",
+                         field="--context-parallel-size")
+    if world % (tp * pp * cp):
+        raise InputError(f"{world} GPUs are not divisible by TP x PP"
+                         + (f" x CP = {tp} x {pp} x {cp}" if cp > 1 else f" = {tp} x {pp}"),
                          field="--world-size")
-    dp = world // (tp * pp)
+    dp = world // (tp * pp * cp)
     if global_batch is None:
         global_batch = micro_batch * dp
     if global_batch < 1:
@@ -164,6 +184,10 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         distributed_optimizer=distributed_optimizer)
     notes.extend(fnotes)
     recompute = features.full_recompute
+    if features.cp > 1 and features.cp_comm_type == "a2a" and (model.heads // tp) % features.cp:
+        raise InputError(f"all-to-all context parallelism splits the {model.heads // tp} heads "
+                         f"of a TP rank over CP {features.cp}: not divisible",
+                         field="--cp-comm-type")
     if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend"}
                             or features.attention_backend != "flash"
                             or features.recompute_granularity == "selective"):

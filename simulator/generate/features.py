@@ -138,6 +138,10 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, is_moe: bo
                              field="--expert-tensor-parallel-size")
     if f.zero_stage not in (0, 1, 2, 3):
         raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="--zero-stage")
+    if f.cp > 1:
+        notes.append(f"context parallelism CP {f.cp} ({f.cp_comm_type}): the table's EP column is "
+                     "the CP group, so 'EP' times in collsim simulate are CP's; gradients are "
+                     "reduced over DP x CP (the table's DP)")
     out = replace(f, recompute_granularity=g, recompute_method=method,
                   recompute_num_layers=n, bucket_size=bucket)
     return out, notes
