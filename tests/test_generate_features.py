@@ -210,3 +210,46 @@ def test_context_parallel_halves_the_attention_work_per_rank():
 def test_context_parallel_checks(kw, flag):
     with pytest.raises(InputError, match=flag):
         resolve(TINY4, **kw)
+
+
+# ------------------------------------------------------------ expert tensor parallelism
+
+MOE = ModelSpec("moe", layers=2, hidden=256, ffn=1024, heads=4, vocab=1000, max_position=0,
+                tied_embeddings=False, experts=4, topk=2, moe_ffn=512)
+
+
+def test_expert_tensor_parallel_one_keeps_whole_experts():
+    # 8 GPUs, TP 2, DP 4, EP 2; sequence 128, micro-batch 1 (SP on for MoE with TP)
+    tp2 = gen(world=8, tp=2, ep=2, model=MOE, global_batch=4)
+    et1 = gen(world=8, tp=2, ep=2, model=MOE, global_batch=4, features=Features(etp=1))
+    # local experts 4 / EP 2 = 2, each 2 x 256 x 512 = 262,144 parameters; 2 layers:
+    # ETP = TP 2 -> 2 x 2 x 262,144 / 2 = 524,288; ETP 1 -> 1,048,576
+    assert tp2.params.expert == 524_288 and et1.params.expert == 1_048_576
+    slot = lambda g, k: [r for r in g.workload.rows if r.name == "mlp_moelayer"][k]  # noqa
+    # slots 2 and 3 gather / scatter the routed tokens over TP: top-2 x 2 bytes x 128 x 256
+    assert (slot(tp2, 2).fwd.op, slot(tp2, 2).fwd.size_bytes) == (Op.ALLGATHER, 131072)
+    assert slot(et1, 2).fwd.op is None and slot(et1, 3).fwd.op is None
+    assert slot(et1, 2).ig.op is None and slot(et1, 3).ig.op is None
+    # the expert gradients: 4 bytes a parameter over DP_EP
+    rs = lambda g: next(r for r in g.workload.rows if r.name == "moe_grad_norm2")  # noqa
+    assert rs(et1).wg.size_bytes == 4 * 1_048_576
+    with pytest.raises(InputError, match="--expert-tensor-parallel-size"):
+        resolve(MOE, 8, tp=2, ep=2, features=Features(etp=4))
+
+
+def test_shared_experts_gather_and_scatter_over_tp():
+    # one shared expert on 8 GPUs, TP 2 (SP): its own all-gather / reduce-scatter of one
+    # activation, 2 bytes x 128 tokens x 256 = 65536, per MoE layer (2 layers)
+    shared = ModelSpec("moe_s", layers=2, hidden=256, ffn=1024, heads=4, vocab=1000,
+                       max_position=0, tied_embeddings=False, experts=4, topk=2, moe_ffn=512,
+                       shared_experts=1)
+    w = gen(world=8, tp=2, ep=2, model=shared, global_batch=4).workload
+    col = [r for r in w.rows if r.name == "mlp_shared_column"]
+    row = [r for r in w.rows if r.name == "mlp_shared_row"]
+    assert len(col) == len(row) == 2 * 2
+    assert {(r.fwd.op, r.fwd.size_bytes, r.ig.op, r.ig.size_bytes) for r in col} == {
+        (Op.ALLGATHER, 65536, Op.REDUCESCATTER, 65536)}
+    assert {(r.fwd.op, r.ig.op) for r in row} == {(Op.REDUCESCATTER, Op.ALLGATHER)}
+    # without a shared expert the layer has the five routed-expert rows only
+    plain = gen(world=8, tp=2, ep=2, model=MOE, global_batch=4).workload
+    assert not any(r.name.startswith("mlp_shared") for r in plain.rows)

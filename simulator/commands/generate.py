@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--cp-comm-type", choices=["p2p", "a2a", "allgather"], default="p2p",
                    help="CP collectives: p2p ring (default) and allgather move K and V around "
                         "the CP group; a2a (Ulysses) all-to-alls Q, K, V and the output")
+    f.add_argument("--expert-tensor-parallel-size", dest="etp", type=positive_int, metavar="N",
+                   help="tensor parallelism of the experts: 1 (whole experts, no TP gather of "
+                        "the routed tokens) or TP (default)")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -139,7 +142,8 @@ def features_from_args(args: argparse.Namespace):
         recompute_num_layers=getattr(args, "recompute_num_layers", None),
         overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
         bucket_size=getattr(args, "ddp_bucket_size", None),
-        cp=getattr(args, "cp", 1), cp_comm_type=getattr(args, "cp_comm_type", "p2p"))
+        cp=getattr(args, "cp", 1), cp_comm_type=getattr(args, "cp_comm_type", "p2p"),
+        etp=getattr(args, "etp", None))
 
 
 def run(args: argparse.Namespace) -> int:

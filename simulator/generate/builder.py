@@ -302,7 +302,8 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
             k = m.topk
             counts = 8 * m.experts * cfg.ep
             a2a = k * T_local * m.hidden * 2
-            gathered = k * act
+            # the routed tokens are gathered over the expert-TP group; ETP 1: none
+            gathered = k * act if (cfg.features.etp or cfg.tp) > 1 else 0
             R.add("mlp_moelayer", fwd=c(AG, EP, counts), slot=0,
                   params=(DP, lp.router + lp.shared + lp.norm))
             R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=1)
@@ -310,6 +311,13 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
                   params=(DPEP, lp.experts))
             R.add("mlp_moelayer", fwd=c(RS, TP, gathered), ig=c(AG, TP, gathered), slot=3)
             R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=4)
+            if m.shared_experts and cfg.sp:
+                # the shared experts are a TP-sharded MLP of their own on the layer's input:
+                # sequence-parallel all-gather before, reduce-scatter after (their GEMMs are
+                # priced with the experts); without --moe-shared-expert-overlap they run after
+                # the routed experts
+                R.add("mlp_shared_column", fwd=c(AG, TP, act), ig=c(RS, TP, act), kind="none")
+                R.add("mlp_shared_row", fwd=c(RS, TP, act), ig=c(AG, TP, act), kind="none")
         elif cfg.sp:
             R.add("mlp_column", fwd=c(AG, TP, act), ig=c(RS, TP, act),
                   params=(DP, lp.dense_mlp + lp.norm))

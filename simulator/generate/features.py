@@ -136,6 +136,10 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, is_moe: bo
         if f.etp not in (1, tp):
             raise InputError(f"only 1 or TP ({tp}) is modelled, got {f.etp}",
                              field="--expert-tensor-parallel-size")
+    if f.etp == 1 and tp > 1:
+        notes.append("expert tensor parallelism 1: whole experts on each rank; EP groups are "
+                     "still carved out of the DP ranks, and the experts' gradients are reduced "
+                     "over DP_EP (Megatron's expert-data-parallel group also spans the TP ranks)")
     if f.zero_stage not in (0, 1, 2, 3):
         raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="--zero-stage")
     if f.cp > 1:
