@@ -246,7 +246,7 @@ def test_shared_experts_gather_and_scatter_over_tp():
     w = gen(world=8, tp=2, ep=2, model=shared, global_batch=4).workload
     col = [r for r in w.rows if r.name == "mlp_shared_column"]
     row = [r for r in w.rows if r.name == "mlp_shared_row"]
-    assert len(col) == len(row) == 2 * 2
+    assert len(col) == len(row) == 2  # DP 4, global batch 4: one micro-batch
     assert {(r.fwd.op, r.fwd.size_bytes, r.ig.op, r.ig.size_bytes) for r in col} == {
         (Op.ALLGATHER, 65536, Op.REDUCESCATTER, 65536)}
     assert {(r.fwd.op, r.ig.op) for r in row} == {(Op.REDUCESCATTER, Op.ALLGATHER)}
