@@ -253,3 +253,60 @@ def test_shared_experts_gather_and_scatter_over_tp():
     # without a shared expert the layer has the five routed-expert rows only
     plain = gen(world=8, tp=2, ep=2, model=MOE, global_batch=4).workload
     assert not any(r.name.startswith("mlp_shared") for r in plain.rows)
+
+
+# --------------------------------------------------------------------------- DeepSpeed ZeRO
+# TINY4 on 4 GPUs (DP 4), ga 2: 3,672,320 parameters a GPU (see the bucket test), bf16 on the
+# wire (2 bytes a parameter)
+
+def _dp_comms(w, column):
+    return {i: (getattr(r, column).op, getattr(r, column).group, getattr(r, column).size_bytes)
+            for i, r in enumerate(w.rows) if getattr(r, column).op is not None}
+
+
+def test_zero1_reduces_and_gathers_once_after_the_backward():
+    w = gen(world=4, global_batch=8, features=Features(zero_stage=1)).workload
+    assert [r.name for r in w.rows[:2]] == ["zero_param_gather", "zero_grad_reduce"]
+    assert _dp_comms(w, "wg") == {0: (Op.ALLGATHER, Group.DP, 7_344_640),
+                                  1: (Op.REDUCESCATTER, Group.DP, 7_344_640)}
+
+
+def test_zero2_reduces_buckets_in_every_backward():
+    # the buckets of the Megatron test (1,049,344 / 1,311,488 / 1,049,344 / 262,144 params)
+    # at 2 bytes, in both micro-batches (rows 1-13 and 14-26), after the gather row 0
+    w = gen(world=4, global_batch=8,
+            features=Features(zero_stage=2, bucket_size=1_000_000)).workload
+    buckets = {0: 524_288, 1: 2_098_688, 4: 2_622_976, 7: 2_098_688}
+    expect = {0: (Op.ALLGATHER, Group.DP, 7_344_640)}
+    for start in (1, 14):
+        expect.update({start + k: (Op.REDUCESCATTER, Group.DP, b) for k, b in buckets.items()})
+    assert _dp_comms(w, "wg") == expect
+
+
+def test_zero3_gathers_every_layer_twice_and_reduces_it():
+    # a layer: attention 262,144 + 2 norms 512 + MLP 524,288 = 786,944 params -> 1,573,888
+    # bytes; embedding 262,144 -> 524,288; output layer + final norm 262,400 -> 524,800
+    w = gen(world=4, global_batch=8, features=Features(zero_stage=3)).workload
+    gathers = [r for r in w.rows if r.name == "zero3_param_gather"]
+    regathers = [r for r in w.rows if r.name == "zero3_param_regather"]
+    assert [r.fwd.size_bytes for r in gathers[:6]] == [524_288] + [1_573_888] * 4 + [524_800]
+    assert all(r.fwd.op is Op.ALLGATHER and r.fwd.group is Group.DP_EP for r in gathers)
+    assert all(r.wg.op is Op.REDUCESCATTER and r.wg.group is Group.DP and
+               r.wg.size_bytes == r.fwd.size_bytes for r in gathers)
+    assert [(r.ig.op, r.ig.size_bytes) for r in regathers] == [
+        (Op.ALLGATHER, r.fwd.size_bytes) for r in gathers]
+    # per micro-batch the reduce-scatters carry every parameter once: 2 x 3,672,320
+    assert sum(r.wg.size_bytes for r in gathers) == 2 * 2 * 3_672_320
+    assert not any(r.name.startswith(("grad_", "zero_")) for r in w.rows)
+    # the DP_EP group of a dense job is the DP group
+    assert sim(w).dp_ep == 4
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(world=4, pp=2, features=Features(zero_stage=2)), "stage 0 or 1"),
+    (dict(world=4, model=MOE, features=Features(zero_stage=1)), "experts"),
+])
+def test_zero_combinations_deepspeed_refuses(kw, match):
+    model = kw.pop("model", TINY4)
+    with pytest.raises(InputError, match=match):
+        resolve(model, **kw)

@@ -73,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--expert-tensor-parallel-size", dest="etp", type=positive_int, metavar="N",
                    help="tensor parallelism of the experts: 1 (whole experts, no TP gather of "
                         "the routed tokens) or TP (default)")
+    f.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3], default=0,
+                   help="DeepSpeed ZeRO instead of Megatron's optimizer: 1 (optimizer states "
+                        "sharded), 2 (+ gradients, reduced in buckets every backward), 3 (+ "
+                        "parameters, gathered per layer); default 0")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -143,7 +147,7 @@ def features_from_args(args: argparse.Namespace):
         overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
         bucket_size=getattr(args, "ddp_bucket_size", None),
         cp=getattr(args, "cp", 1), cp_comm_type=getattr(args, "cp_comm_type", "p2p"),
-        etp=getattr(args, "etp", None))
+        etp=getattr(args, "etp", None), zero_stage=getattr(args, "zero_stage", 0))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -135,6 +135,8 @@ def generate(cfg: TrainConfig, compute: str = "model",
 
     # with --overlap-grad-reduce the last micro-batch's backward reduces the gradients in
     # buckets (Megatron syncs gradients only on the last micro-batch)
+    if cfg.style == "megatron" and cfg.features.zero_stage == 2:
+        block = bucketed(cfg, block, bytes_per_param=2, op=Op.REDUCESCATTER)
     last_block = bucketed(cfg, block) if cfg.features.overlap_grad_reduce else block
     for spec in prefix:
         rows.append(finish(spec, 1))
@@ -172,7 +174,8 @@ def generate(cfg: TrainConfig, compute: str = "model",
                              notes=notes, microbatch_compute_ns=mb_ns)
 
 
-def bucketed(cfg: TrainConfig, block: list) -> list:
+def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
+             op: Op | None = None) -> list:
     """The micro-batch block with Megatron's gradient buckets on its weight-gradient column.
 
     Inside each model chunk, the rows' parameters are taken in backward order (last row
@@ -189,7 +192,8 @@ def bucketed(cfg: TrainConfig, block: list) -> list:
             self.name = name
 
     comm = _Rows(cfg, sizes_group_free=True).comm
-    op = Op.REDUCESCATTER if cfg.distributed_optimizer else Op.ALLREDUCE
+    if op is None:
+        op = Op.REDUCESCATTER if cfg.distributed_optimizer else Op.ALLREDUCE
     limit = cfg.features.bucket_size
     chunks = cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1
     ranges = chunk_split([_Named(spec[0]) for spec in block], chunks, "<generated>").ranges
@@ -204,10 +208,10 @@ def bucketed(cfg: TrainConfig, block: list) -> list:
             count = pending.get(group, (0, k))[0] + n
             pending[group] = (count, k)
             if count >= limit:
-                out[k][5] = comm(op, group, 4 * count)
+                out[k][5] = comm(op, group, bytes_per_param * count)
                 del pending[group]
         for group, (count, k) in pending.items():
-            out[k][5] = comm(op, group, 4 * count)
+            out[k][5] = comm(op, group, bytes_per_param * count)
     return out
 
 
@@ -259,7 +263,17 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     # with --overlap-grad-reduce the gradient reduction moves into the last backward instead)
     f = cfg.features
     after = not f.overlap_grad_reduce
-    if cfg.distributed_optimizer:
+    zero = f.zero_stage
+    if zero:
+        # DeepSpeed ZeRO, bf16 gradients and parameters on the wire (2 bytes): stage 1
+        # reduce-scatters the accumulated gradients after the last backward, 2 in buckets
+        # during every backward (gradients are partitioned), 3 per layer (below); 1 and 2
+        # all-gather the updated parameters after the step
+        if zero < 3:
+            R.add("zero_param_gather", wg=c(AG, DP, 2 * p.dense))
+        if zero == 1:
+            R.add("zero_grad_reduce", wg=c(RS, DP, 2 * p.dense))
+    elif cfg.distributed_optimizer:
         R.add("grad_gather", wg=c(AG, DP, 2 * p.dense))
         if after:
             R.add("grad_param_comm", wg=c(RS, DP, 4 * p.dense))
@@ -283,8 +297,24 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     # one micro-batch
     layer_rows: list[tuple[int, int]] = []   # (first, last) row of each layer in the block
     selective = cfg.features.recompute_granularity == "selective"
+    def zero3(count: int, before: bool) -> None:
+        """ZeRO-3's parameter all-gather before a layer's forward (and its gradients'
+        reduce-scatter after its backward), or the re-gather before its backward."""
+        # the table can put a forward or input-gradient collective on the data-parallel
+        # ranks only as *_DP_EP; with EP 1 (ZeRO runs no experts here) that is the DP group
+        if zero != 3 or count <= 0:
+            return
+        if before:
+            R.add("zero3_param_gather", fwd=c(AG, DPEP, 2 * count), wg=c(RS, DP, 2 * count),
+                  kind="none")
+        else:
+            R.add("zero3_param_regather", ig=c(AG, DPEP, 2 * count), kind="none")
+
+    zero3(emb_params, True)
     R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act), params=(DP, emb_params))
+    zero3(emb_params, False)
     for i in stage_layers(cfg):
+        zero3(lp.attn + 2 * lp.norm + lp.dense_mlp, True)
         first = len(R.rows)
         attn_params = (DP, lp.attn + lp.norm)
         if cfg.sp:
@@ -326,14 +356,17 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
             R.add("mlp_layer", fwd=c(AR, TP, act), ig=c(AR, TP, act),
                   params=(DP, lp.dense_mlp + lp.norm))
         layer_rows.append((first, len(R.rows) - 1))
+        zero3(lp.attn + 2 * lp.norm + lp.dense_mlp, False)
     # the output layer (untied, or the last stage's copy) and the final norm: the rest of the
     # stage's dense parameters
     assigned = sum(spec[7][1] for spec in R.rows if spec[7] and spec[7][0] is DP)
     out_params = (DP, max(0, p.dense - assigned))
+    zero3(out_params[1], True)
     if cfg.sp:
         R.add("final_column", fwd=c(AG, TP, act), ig=c(RS, TP, act), params=out_params)
     else:
         R.add("final_column", ig=c(AR, TP, act), params=out_params)
+    zero3(out_params[1], False)
     for j in range(3):  # vocabulary-parallel cross entropy: max, target logit, sum of exp
         R.add(f"cross_entropy{j + 1}", fwd=c(AR, TP, 4 * cfg.tokens), kind="cross_entropy")
     block = R.rows

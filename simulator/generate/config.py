@@ -179,11 +179,13 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         raise InputError(f"sequence length {seq_length} is not divisible by TP {tp} "
                          "(sequence parallelism splits it)", field="--seq-length")
     features, fnotes = check_features(
-        features or Features(), recompute=recompute, tp=tp, dp=dp, is_moe=model.is_moe,
+        features or Features(), recompute=recompute, tp=tp, dp=dp, pp=pp, is_moe=model.is_moe,
         seq_length=seq_length, micro_batch=micro_batch, gpu=gpu.strip().lower(),
         distributed_optimizer=distributed_optimizer)
     notes.extend(fnotes)
     recompute = features.full_recompute
+    if features.zero_stage:
+        distributed_optimizer = True  # ZeRO shards the optimizer states over DP
     if features.cp > 1 and features.cp_comm_type == "a2a" and (model.heads // tp) % features.cp:
         raise InputError(f"all-to-all context parallelism splits the {model.heads // tp} heads "
                          f"of a TP rank over CP {features.cp}: not divisible",

@@ -19,6 +19,8 @@ FP8_FORMATS = ("hybrid", "e4m3")
 
 #: Megatron's default DDP bucket: max(40M, 1M x DP) parameters
 DEFAULT_BUCKET_PARAMS = 40_000_000
+#: DeepSpeed's default reduce_bucket_size (elements)
+ZERO_REDUCE_BUCKET_PARAMS = 500_000_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Features:
         return on
 
 
-def check_features(f: Features, *, recompute: bool, tp: int, dp: int, is_moe: bool,
+def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, is_moe: bool,
                    seq_length: int, micro_batch: int, gpu: str,
                    distributed_optimizer: bool) -> tuple[Features, list[str]]:
     """``f`` with defaults filled in, and notes; InputError for what cannot run."""
@@ -108,6 +110,8 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, is_moe: bo
                          field="--ddp-bucket-size")
     if (f.overlap_grad_reduce or f.overlap_param_gather) and bucket is None:
         bucket = max(DEFAULT_BUCKET_PARAMS, 1_000_000 * dp)
+    if f.zero_stage == 2 and bucket is None:
+        bucket = ZERO_REDUCE_BUCKET_PARAMS
     if f.fp8 is not None:
         if f.fp8 not in FP8_FORMATS:
             raise InputError(f"expected one of {', '.join(FP8_FORMATS)}, got {f.fp8!r}",
@@ -142,6 +146,20 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, is_moe: bo
                      "over DP_EP (Megatron's expert-data-parallel group also spans the TP ranks)")
     if f.zero_stage not in (0, 1, 2, 3):
         raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="--zero-stage")
+    if f.zero_stage:
+        if is_moe:
+            raise InputError("ZeRO with experts is not modelled", field="--zero-stage")
+        if f.overlap_grad_reduce or f.overlap_param_gather:
+            raise InputError("Megatron's --overlap-* options belong to its own distributed "
+                             "optimizer, not to DeepSpeed ZeRO", field="--zero-stage")
+    if f.zero_stage >= 2 and pp > 1:
+        raise InputError("DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 only",
+                         field="--zero-stage")
+    if f.zero_stage == 3:
+        notes.append("ZeRO-3: each layer's parameters are all-gathered before its forward and "
+                     "again before its backward, blocking (DeepSpeed's prefetch would hide "
+                     "part of it: an upper bound); written as ALLGATHER_DP_EP, the table's "
+                     "data-parallel group for forward collectives (EP 1: the DP ranks)")
     if f.cp > 1:
         notes.append(f"context parallelism CP {f.cp} ({f.cp_comm_type}): the table's EP column is "
                      "the CP group, so 'EP' times in collsim simulate are CP's; gradients are "

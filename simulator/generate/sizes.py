@@ -169,6 +169,11 @@ def memory_estimate(cfg: TrainConfig, params: ParamCounts | None = None) -> Memo
     m = cfg.model
     weights = 2.0 * p.per_gpu
     grads = 4.0 * p.per_gpu
+    zero = cfg.features.zero_stage
+    if zero >= 2:   # gradients partitioned over DP
+        grads /= cfg.dp
+    if zero >= 3:   # parameters partitioned (one layer gathered at a time, ignored)
+        weights /= cfg.dp
     if cfg.distributed_optimizer:
         optim = 12.0 * (p.dense / cfg.dp + p.expert / cfg.dp_ep)
     else:
