@@ -19,7 +19,8 @@ class GroupPlacement:
     """Where one communicator's ranks sit: what a cost model needs to price a collective.
 
     Two placements that compare equal cost the same on a symmetric cluster; ``ranks`` is one
-    representative group, kept for topology-aware models and excluded from comparisons.
+    representative group as the cluster's GPU slots its ranks run on (the job's ranks for a
+    job alone), kept for topology-aware models and excluded from comparisons.
     """
 
     size: int            # ranks in the group
@@ -161,7 +162,7 @@ def _placements_of(members, rank_map: "RankMap | int") -> list[GroupPlacement]:
         ranks = tuple(int(r) for r in group)
         key = _shape(rank_map, ranks)
         if key not in found:
-            found[key] = ranks
+            found[key] = tuple(int(rank_map.gpu(r)) for r in ranks)   # the GPU slots
     return [GroupPlacement(size=len(ranks), servers=k[0], max_per_server=k[1],
                            same_local_index=k[2], ranks=ranks)
             for k, ranks in sorted(found.items())]
@@ -244,5 +245,6 @@ def stage_placements(par: ParallelConfig, group: Group, stage: int,
     for f in firsts:
         found.setdefault(_progression_shape(rank_map, f, stride, size), f)
     return [GroupPlacement(size=size, servers=k[0], max_per_server=k[1], same_local_index=k[2],
-                           ranks=tuple(range(f, f + stride * size, stride)))
+                           ranks=tuple(int(rank_map.gpu(r))
+                                       for r in range(f, f + stride * size, stride)))
             for k, f in sorted(found.items())]

@@ -274,6 +274,22 @@ class NcclCostModel(CostModel):
                 self.topology, op, gpus)
         return self._plans[key]
 
+    def group_loads(self, op: Op, algo: str, gpus: tuple[int, ...]) -> dict:
+        """Bytes per byte of buffer on every directed link when the group on ``gpus`` runs
+        ``op`` with ``algo`` (all phases together), before protocol share and NVLink pace."""
+        self.topology_for(max(gpus) + 1)
+        phases = self._plan(op, algo, gpus)
+        if phases is None:
+            raise InputError(f"algorithm {algo!r} does not apply to {len(gpus)} ranks",
+                             field="algorithm")
+        if len(phases) == 1:
+            return phases[0].loads
+        loads: dict = defaultdict(float)
+        for ph in phases:
+            for link, b in ph.loads.items():
+                loads[link] += b
+        return loads
+
     def flow(self, op: Op, size_bytes: int, placement: GroupPlacement,
              algorithm: str | None = None, protocol: str | None = None):
         """``(bytes per directed link, latency ns)`` of the chosen algorithm, the input of

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
     from .classes import RankClass
 
 _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
+#: a program step's tag -> which of the row's (fwd, ig, wg) collectives it issues
+_COMM_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
 
 
 @dataclass
@@ -109,7 +111,7 @@ class _Meeting:
 
 class DetailedSim:
     def __init__(self, setups: list[ClassSetup], trace: bool, contention: bool = False,
-                 jitter: "Jitter | None" = None):
+                 jitter: "Jitter | None" = None, fabric=None):
         self.env = simpy.Environment()
         self.jitter = jitter
         self.setups = setups
@@ -121,7 +123,13 @@ class DetailedSim:
         self.events = 0
         self.row_exposed: list[dict] = [dict() for _ in setups]  # per class: row key -> ns
         self.net = None
-        if contention:
+        # with a topology: flows over its links (simulator.network.fabric), else per class
+        self.fabric = fabric
+        if fabric is not None:
+            from ..network.flows import FlowNetwork
+            self.net = FlowNetwork(self.env, fabric.capacity, integer_time=True,
+                                   on_change=self._record_links if trace else None)
+        elif contention:
             # links are shared by whoever names them: a NIC by every class whose GPUs use it
             from ..network.flows import FlowNetwork
             links = {link: 1.0 for s in setups for link, _ in s.links.values()}
@@ -148,7 +156,7 @@ class DetailedSim:
                     self._last_rate.pop(link, None)
 
     def _meet(self, cid: int, kind: Group, instance: tuple, ready: int, comm_ns: int,
-              update_ns: int):
+              update_ns: int, comm=None):
         """Arrive at a collective; returns the event that fires (value: end time) at its end."""
         setup = self.setups[cid]
         members = setup.cls.group_members[kind]
@@ -163,7 +171,14 @@ class DetailedSim:
             del self._meetings[key]
             ev = m.event
             start = m.ready
-            if self.net is not None and m.duration:
+            if self.fabric is not None and m.duration:
+                # every group the member classes stand for moves its data over the fabric
+                loads, latency = self.fabric.collective(
+                    (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration)
+                flow = self.net.transfer(loads, latency)
+                flow.callbacks.append(
+                    lambda _f, ev=ev, upd=m.update, t0=start: self._after(ev, upd, t0))
+            elif self.net is not None and m.duration:
                 # every member's ranks move the data over their links of this kind
                 base = setup.cid - setup.cls.cid
                 loads: dict = {}
@@ -209,13 +224,14 @@ class DetailedSim:
                 trace.append(TraceSlice(idx, lane, name, start, dur))
 
         def blocking(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
-                     row_key: tuple):
+                     row_key: tuple, comm=None):
             issued = env.now
             last = stream_last[stream]
             if last is not None and not last.triggered:
                 yield last
             ready = max(env.now, stream_end[stream])
-            ev = self._meet(idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns, update_ns)
+            ev = self._meet(idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns, update_ns,
+                            comm)
             start, end = yield ev
             stream_end[stream] = end
             res.exposed_ns[STREAMS[stream].value] += end - issued
@@ -224,12 +240,12 @@ class DetailedSim:
             self.events += 1
 
         def asynchronous(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
-                         previous):
+                         previous, comm=None):
             if previous is not None and not previous.triggered:
                 yield previous
             ready = max(env.now, stream_end[stream])
             start, end = yield self._meet(idx, _KIND_OF_STREAM[stream], instance, ready,
-                                          comm_ns, update_ns)
+                                          comm_ns, update_ns, comm)
             stream_end[stream] = end
             slice_(STREAMS[stream].value, name, start, end - start)
             self.events += 1
@@ -278,12 +294,13 @@ class DetailedSim:
                     yield from compute(step[2], step[3], step[4], step[5])
                 elif kind == BLOCK:
                     yield from blocking(step[2], step[3], step[4], (seq, mb, idx),
-                                        f"{row.name} {step[5]}", row.key)
+                                        f"{row.name} {step[5]}", row.key,
+                                        row.comms[_COMM_OF_TAG.get(step[5], 0)])
                 elif kind == ISSUE:
                     s = step[2]
                     proc = env.process(asynchronous(
                         s, step[3], step[4], (seq, mb, idx), f"{row.name} {step[5]}",
-                        stream_last[s]))
+                        stream_last[s], row.comms[_COMM_OF_TAG.get(step[5], 0)]))
                     stream_last[s] = proc
                     if step[6][0] == "wg":
                         wg_done[row.key] = proc
@@ -353,6 +370,20 @@ class DetailedSim:
         if previous is not None and not previous.triggered:
             yield previous
         start = self.env.now
+        if self.fabric is not None:
+            loads, latency = self.fabric.send((setup.job.job, direction, setup.cid),
+                                              self.fabric.pp_bytes[setup.job.job], cost)
+            yield self.net.transfer(loads, latency)
+        else:
+            yield from self._class_link_send(setup, receiver, direction, cost)
+        if self.trace is not None:
+            tag = "F" if key[0] is Phase.FWD else "B"
+            self.trace.append(TraceSlice(self.setups.index(setup), f"PP send {direction}",
+                                         f"{tag}{key[1]} send", start, self.env.now - start))
+        self.mail.deliver(key, start, self.env.now)
+
+    def _class_link_send(self, setup: ClassSetup, receiver: int | None, direction: str,
+                         cost: int):
         link, share = setup.links[direction]
         loads = {link: cost * share}
         if receiver is not None:
@@ -360,11 +391,6 @@ class DetailedSim:
             rlink, rshare = self.setups[receiver].links[back]
             loads[rlink] = loads.get(rlink, 0.0) + cost * rshare
         yield self.net.transfer(loads)
-        if self.trace is not None:
-            tag = "F" if key[0] is Phase.FWD else "B"
-            self.trace.append(TraceSlice(self.setups.index(setup), f"PP send {direction}",
-                                         f"{tag}{key[1]} send", start, self.env.now - start))
-        self.mail.deliver(key, start, self.env.now)
 
     def run(self) -> None:
         for i in range(len(self.setups)):

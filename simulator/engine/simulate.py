@@ -18,6 +18,7 @@ from ..parallel import RankMap, stage_placements
 from ..result import RowResult, SimulationResult, TraceSlice
 from ..workload import ROW_GROUPS, Group, Op, Workload
 from .pipeline import PipelineSim
+from .fabric import uses_fabric
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
 
 PLACEMENTS = ("packed", "spread", "rail")
@@ -36,8 +37,10 @@ class SimulationOptions:
     degraded: tuple[tuple[int, float, int], ...] = ()
     # (group name, factor) on that group's collective times: sensitivity studies
     comm_scale: tuple[tuple[str, float], ...] = ()
-    # collectives (and pipeline sends) that overlap share their NVLink/NIC max-min fairly
-    contention: bool = False
+    # collectives (and pipeline sends) that overlap share links max-min fairly: with a
+    # topology, every link of its graph (None: on whenever the cost model has a topology);
+    # without one, each rank class's NVLink and NIC
+    contention: bool | None = None
     # random compute times: ((phase kind, coefficient of variation), ...) and a seed
     jitter: tuple[tuple[str, float], ...] = ()
     jitter_seed: int = 0
@@ -129,7 +132,7 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
             next_class=cid_offset + nxt[0] if nxt else None,
             prev_class=cid_offset + prv[0] if prv else None,
             label=label, links=_class_links(plan, cls, colour, cid_offset, job, cluster)))
-    return out
+    return out, colour
 
 
 def _class_links(plan: JobPlan, cls, colour: "np.ndarray", cid_offset: int, job: int,
@@ -168,17 +171,34 @@ def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluste
     """One detailed simulation of every job's rank classes (options per job)."""
     from .detailed import DetailedSim
 
+    from .fabric import build_fabric
+
     setups = []
+    colours = []
     for job, (plan, opts) in enumerate(zip(plans, options)):
-        setups.extend(_class_setups(plan, opts, len(setups), job, cluster))
+        job_setups, colour = _class_setups(plan, opts, len(setups), job, cluster)
+        setups.extend(job_setups)
+        colours.append(colour)
+    fabric = None
+    if any(_contention(plan, o) for plan, o in zip(plans, options)) and uses_fabric(
+            plans[0].cost_model):
+        fabric = build_fabric(plans, setups, colours)
     jitter = None
     if options[0].jitter:
         from .detailed import Jitter
         jitter = Jitter(dict(options[0].jitter), options[0].jitter_seed)
     sim = DetailedSim(setups, options[0].trace,
-                      contention=any(o.contention for o in options), jitter=jitter)
+                      contention=any(_contention(p, o) for p, o in zip(plans, options)),
+                      jitter=jitter, fabric=fabric)
     sim.run()
     return sim, setups
+
+
+def _contention(plan: JobPlan, options: SimulationOptions) -> bool:
+    """Contention asked for, or by default wherever the cost model routes over a topology."""
+    if options.contention is not None:
+        return bool(options.contention)
+    return uses_fabric(plan.cost_model)
 
 
 # ------------------------------------------------------------------------------ results
@@ -256,14 +276,17 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
                            sim.events, options)
         if sim.trace is not None and sim.link_samples:
             mine = {setups[i].cid for i in idx}
-            result.link_samples = [(_link_name(link, setups), t, v)
+            result.link_samples = [(_link_name(link, setups, sim.fabric), t, v)
                                    for link, t, v in sim.link_samples
-                                   if link[0] == "nic" or link[2] in mine]
+                                   if link[0] in ("nic", "fabric") or link[2] in mine]
         results.append(result)
     return results
 
 
-def _link_name(link: tuple, setups) -> str:
+def _link_name(link: tuple, setups, fabric=None) -> str:
+    if link[0] == "fabric":
+        n = fabric.link_classes.get(link, 0) if fabric is not None else 0
+        return f"fabric link class {link[1]} ({n} link{'s' if n != 1 else ''})"
     if link[0] == "nic":
         return f"NIC server {link[1]} #{link[2]}"
     return f"NVLink {setups[link[2]].label.split(' (')[0]}"
@@ -277,7 +300,7 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     cluster = cluster or Cluster()
     cost_model = cost_model or AnalyticalCostModel(cluster)
     plan = plan_job(workload, cluster, cost_model, options)
-    asymmetric = bool(options.stragglers or options.degraded or options.contention
+    asymmetric = bool(options.stragglers or options.degraded or _contention(plan, options)
                       or options.jitter)
     if options.engine == "detailed" or asymmetric:
         sim, setups = _run_detailed([plan], [options], cluster)
@@ -299,11 +322,9 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
     each job alone); ``spread`` interleaves the jobs GPU by GPU and ``rail`` gives each job a
     slice of every server's GPUs, so jobs meet on the NICs their GPUs share.
     """
-    if getattr(cost_model, "name", "") not in ("analytical",):
-        # topology models place a job's ranks on GPUs 0..N themselves: they would not see
-        # where the other jobs sit
-        raise InputError("several jobs on one cluster need the analytical cost model (no "
-                         "--topology or --calibration) for now", field="--co-job")
+    if getattr(cost_model, "name", "") not in ("analytical",) and not uses_fabric(cost_model):
+        raise InputError("several jobs on one cluster need the analytical cost model or a "
+                         "--topology (not --calibration) for now", field="--co-job")
     if placement not in PLACEMENTS:
         raise InputError(f"unknown placement {placement!r}; expected one of "
                          f"{', '.join(PLACEMENTS)}", field="--placement")
@@ -334,13 +355,15 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
         for i in range(k)]
     plans = [plan_job(w, cluster, cost_model, o, m)
              for w, o, m in zip(workloads, job_options, maps)]
-    if placement == "packed":
+    if placement == "packed" and not uses_fabric(cost_model):
         warn("with --placement packed the jobs share no NIC (the fabric is non-blocking in "
              "this model): each runs as if alone")
     sim, setups = _run_detailed(plans, job_options, cluster)
     results = _detailed_results(plans, sim, setups, options)
     total = max(m.gpus_needed(w) for m, w in zip(maps, worlds))
     for r, m in zip(results, maps):
+        shared = ("every fabric link they both cross" if uses_fabric(cost_model)
+                  else "the NICs their GPUs share")
         r.notes.append(f"job {m.index + 1} of {k} placed '{m.policy}' on one cluster of "
-                       f"{total} GPUs; jobs share the NICs their GPUs share (contention on)")
+                       f"{total} GPUs; jobs share {shared} (contention on)")
     return results

@@ -140,12 +140,24 @@ class Topology:
                 # into the leaf: cable + the leaf's latency; out of it: the cable
                 self._add(f"s{s}.nic{k}", leaf, nics.bandwidth_gbps, nics.efficiency,
                           nics.latency_ns + fab.leaf_latency_ns, "nic", lat_back=nics.latency_ns)
-        if pods > 1:
+        self.uplinks = fab.uplinks or max(1, round(nics_per_leaf / fab.oversubscription))
+        if pods > 1 and fab.ecmp == "ideal":
+            # an even spread over the uplinks is one link of their summed bandwidth
             self._node("spine", kind="spine")
             for pod in range(pods):
                 for r in range(rails):
                     self._add(self.leaf_name(pod, r), "spine", uplink, nics.efficiency,
                               fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns)
+        elif pods > 1:
+            # one spine switch per uplink of a leaf; a connection takes one of them (hash)
+            per = uplink / self.uplinks
+            for j in range(self.uplinks):
+                self._node(f"spine{j}", kind="spine")
+            for pod in range(pods):
+                for r in range(rails):
+                    for j in range(self.uplinks):
+                        self._add(self.leaf_name(pod, r), f"spine{j}", per, nics.efficiency,
+                                  fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns)
 
     def leaf_name(self, pod: int, nic: int) -> str:
         if self.spec.fabric.type == "rail-optimized":
@@ -239,12 +251,25 @@ class Topology:
         nic_b = f"s{s_dst}.nic{k_dst}"
         out.append((nic_a, leaf_a))
         if leaf_a != leaf_b:
-            out += [(leaf_a, "spine"), ("spine", leaf_b)]
+            spine = "spine" if fab.ecmp == "ideal" else f"spine{self.ecmp_uplink(src, dst, k)}"
+            out += [(leaf_a, spine), (spine, leaf_b)]
         out.append((leaf_b, nic_b))
         entry_gpu = s_dst * gps + self._gpu_of_nic[k_dst]
         out.append((nic_b, gpu_node(entry_gpu)))
         out += self._nvlink_path(entry_gpu, dst)
         return tuple(out)
+
+    def ecmp_uplink(self, src: int, dst: int, nic: int) -> int:
+        """The uplink a connection (sending GPU, receiving GPU, sending NIC) hashes onto:
+        deterministic for a seed, like a switch hashing a flow's header fields."""
+        x = (src * 0x9E3779B1 + dst * 0x85EBCA77 + nic * 0xC2B2AE3D
+             + self.spec.fabric.ecmp_seed * 0x27D4EB2F + 0x165667B1) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 33
+        x = (x * 0xFF51AFD7ED558CCD) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 33
+        x = (x * 0xC4CEB9FE1A85EC53) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 33
+        return x % self.uplinks
 
     def path_latency_ns(self, path) -> int:
         return sum(self.links[l].latency_ns for l in path)
@@ -261,7 +286,8 @@ class Topology:
             d.update(nics_per_server=s.nics.per_server(s.gpus_per_server),
                      nic_gbps=s.nics.bandwidth_gbps)
         if s.fabric:
-            d.update(fabric=s.fabric.type, oversubscription=s.fabric.oversubscription)
+            d.update(fabric=s.fabric.type, oversubscription=s.fabric.oversubscription,
+                     ecmp=s.fabric.ecmp)
         d["call_overhead_us"] = s.nccl.call_overhead_ns / 1000
         d["method"] = s.nccl.method
         return d

@@ -98,6 +98,11 @@ class Fabric:
     oversubscription: float       # leaf downlink : uplink bandwidth (1 = non-blocking)
     leaf_latency_ns: int
     spine_latency_ns: int
+    # equal-cost paths over the spine: "ideal" spreads every flow evenly over a leaf's uplinks
+    # (one aggregate link), "hash" puts each connection on one uplink by a seeded hash
+    ecmp: str = "ideal"
+    ecmp_seed: int = 0
+    uplinks: int | None = None    # uplinks (spine switches) per leaf; None: down ports / oversub
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,8 @@ _TOP_KEYS = {"name", "description", "gpu", "gpus_per_server", "servers", "scale_
 _SCALE_UP_KEYS = {"type", "bandwidth", "latency", "efficiency", "links"}
 _NIC_KEYS = {"per", "count", "bandwidth", "latency", "efficiency", "pcie_bandwidth"}
 _FABRIC_KEYS = {"type", "servers_per_leaf", "oversubscription", "leaf_latency",
-                "spine_latency"}
+                "spine_latency", "ecmp", "ecmp_seed", "uplinks"}
+ECMP_MODES = ("ideal", "hash")
 _NCCL_KEYS = {"call_overhead", "method", "base_latency", "hop_latency", "protocol_bandwidth",
               "buffer_size", "p2p_concurrency"}
 _PLACEMENT_KEYS = {"ranks"}
@@ -331,7 +337,11 @@ def parse_spec(doc: Located) -> TopologySpec:
                         c.number(f.get("oversubscription", 1.0), p + ("oversubscription",),
                                  0, 1e6),
                         c.latency(f.get("leaf_latency", 0), p + ("leaf_latency",)),
-                        c.latency(f.get("spine_latency", 0), p + ("spine_latency",)))
+                        c.latency(f.get("spine_latency", 0), p + ("spine_latency",)),
+                        c.choice(f.get("ecmp", "ideal"), p + ("ecmp",), ECMP_MODES),
+                        c.integer(f.get("ecmp_seed", 0), p + ("ecmp_seed",), minimum=0),
+                        (c.integer(f["uplinks"], p + ("uplinks",))
+                         if f.get("uplinks") is not None else None))
         if f.get("oversubscription", 1.0) < 1:
             raise c.err(p + ("oversubscription",), "must be at least 1 (downlink:uplink)")
 

@@ -1,0 +1,165 @@
+"""The shared fabric: collectives and sends as flows over every link of the topology graph.
+
+Topologies here have no latencies and no per-call floor, so a collective costs exactly its
+bytes on its busiest link over that link's bandwidth, and every expected time below is
+derived by hand from the layout of NCCL's algorithm (stated in each test).
+"""
+from __future__ import annotations
+
+import pytest
+
+from simulator.costmodel.nccl import NcclCostModel
+from simulator.engine import SimulationOptions, simulate
+from simulator.engine.simulate import simulate_jobs
+from simulator.readers.workload import read_workload
+from simulator.topology import read_spec
+from simulator.topology.overrides import cluster_for
+
+S = 100_000_000   # bytes per collective: 1e8 B at 10 GB/s (10 B/ns) is 1e7 ns
+
+ZERO_NCCL = """nccl:
+  call_overhead: 0us
+  base_latency: {ring: [0, 0, 0], tree: [0, 0, 0], p2p: [0, 0, 0]}
+  hop_latency:
+    nvlink: {ring: [0, 0, 0], tree: [0, 0, 0], p2p: [0, 0, 0]}
+    net: {ring: [0, 0, 0], tree: [0, 0, 0], p2p: [0, 0, 0]}
+  protocol_bandwidth: {LL: 0.5, LL128: 0.9, Simple: 1.0}
+  buffer_size: 0
+"""
+
+
+def topo_file(tmp_path, gps=2, nics="per: gpu, count: 1", fabric="rail-optimized",
+              per_leaf=2, oversub=1, extra="", name="t"):
+    text = f"""name: {name}
+gpus_per_server: {gps}
+servers: auto
+scale_up: {{type: nvswitch, bandwidth: 100GB/s, latency: 0us, efficiency: 1.0}}
+nics: {{{nics}, bandwidth: 10GB/s, latency: 0us, efficiency: 1.0, pcie_bandwidth: 100GB/s}}
+fabric: {{type: {fabric}, servers_per_leaf: {per_leaf}, oversubscription: {oversub},
+          leaf_latency: 0us, spine_latency: 0us{extra}}}
+""" + ZERO_NCCL
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return read_spec(path)
+
+
+def workload(tmp_path, tp, world, wg="ALLREDUCE", fwd="NONE", fwd_bytes=0, name="w"):
+    path = tmp_path / f"{name}.txt"
+    path.write_text(
+        f"HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: {tp} ep: 1 pp: 1 vpp: 1 "
+        f"ga: 1 all_gpus: {world} checkpoints: 0 checkpoint_initiates: 0\n1\n"
+        f"layer -1 1 {fwd} {fwd_bytes} 1 NONE 0 1 {wg} {S if wg != 'NONE' else 0} 1\n")
+    return read_workload(str(path))
+
+
+def run(spec, wl, contention=None, gpus=None):
+    return simulate(wl, cluster_for(spec), NcclCostModel(spec),
+                    SimulationOptions(gpus=gpus, contention=contention))
+
+
+def comm_ns(result):
+    """Iteration time less the 3 ns of compute of the one row."""
+    return result.iteration_ns - 3
+
+
+def test_two_groups_on_one_nic_take_twice_as_long_as_one(tmp_path):
+    # 2 servers x 2 GPUs, TP 2: the DP groups {0, 2} and {1, 3} each run a 2-rank ring
+    # all-reduce across the servers: 2(n-1)/n = 1 byte per byte of buffer each way, S/10 ns
+    # on a 10 GB/s NIC. With a NIC per GPU each group has its own; with one NIC per server
+    # both groups cross it: 2S on 10 GB/s = 2e7 ns.
+    wl = workload(tmp_path, tp=2, world=4)
+    own = run(topo_file(tmp_path, nics="per: gpu, count: 1", name="own"), wl)
+    shared = run(topo_file(tmp_path, nics="per: server, count: 1", name="shared"), wl)
+    assert comm_ns(own) == pytest.approx(S / 10, rel=1e-6)
+    assert comm_ns(shared) == pytest.approx(2 * S / 10, rel=1e-6)
+    # priced alone (the old view) sharing the NIC is invisible
+    alone = run(topo_file(tmp_path, nics="per: server, count: 1", name="alone"), wl,
+                contention=False)
+    assert comm_ns(alone) == pytest.approx(S / 10, rel=1e-6)
+
+
+def test_eight_dp_groups_on_one_nic_of_dgx_h100_take_about_8x():
+    from simulator.topology import load_spec
+    from simulator.topology.overrides import apply_overrides
+    import pathlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = pathlib.Path(d)
+        wl = workload(p, tp=8, world=16)
+        eight = run(load_spec("dgx-h100"), wl)
+        one = run(apply_overrides(load_spec("dgx-h100"), nics_per_server=1), wl)
+    # 8 groups on one NIC: the bandwidth part 8x, the NCCL latencies and floor once
+    assert 7.5 < one.iteration_ns / eight.iteration_ns < 8.0
+
+
+def test_oversubscribed_leaf_halves_cross_pod_all_to_all_not_rail_local_ring(tmp_path):
+    # 4 servers x 1 GPU, 2 servers per leaf: servers 0, 1 under leaf 0 and 2, 3 under leaf
+    # 1. TP 2 groups {0, 1} and {2, 3} stay under their leaf; DP groups {0, 2} and {1, 3}
+    # cross the spine.
+    # DP all-to-all of S: each rank sends S/2 to its peer in the other pod. Leaf 0's uplink
+    # carries S/2 from GPU 0 and S/2 from GPU 1: 1:1 it is 2 NICs = 20 GB/s -> S/20 (as the
+    # NIC, S/2 on 10); 2:1 it is 10 GB/s -> S/10, twice as long.
+    a2a = workload(tmp_path, tp=2, world=4, wg="ALLTOALL", name="a2a")
+    t1 = comm_ns(run(topo_file(tmp_path, gps=1, oversub=1, name="o1"), a2a))
+    t2 = comm_ns(run(topo_file(tmp_path, gps=1, oversub=2, name="o2"), a2a))
+    assert t1 == pytest.approx(S / 20, rel=1e-6)
+    assert t2 == pytest.approx(S / 10, rel=1e-6)
+    # TP ring all-reduce of S on {0, 1} under one leaf: 1 byte per byte each way on the NIC,
+    # S/10 whatever the uplinks
+    ring = workload(tmp_path, tp=2, world=4, wg="NONE", fwd="ALLREDUCE", fwd_bytes=S,
+                    name="ring")
+    r1 = comm_ns(run(topo_file(tmp_path, gps=1, oversub=1, name="r1"), ring))
+    r2 = comm_ns(run(topo_file(tmp_path, gps=1, oversub=2, name="r2"), ring))
+    assert r1 == pytest.approx(S / 10, rel=1e-6) and r2 == pytest.approx(S / 10, rel=1e-6)
+
+
+def test_jobs_packed_on_separate_leaves_do_not_interfere_and_spread_ones_do(tmp_path):
+    # 4 servers x 2 GPUs, fat tree, 2 servers per leaf, 4:1: a leaf's uplink is 4 NICs x 10
+    # / 4 = 10 GB/s. Two jobs of 4 ranks (TP 1: one DP ring all-reduce of S each).
+    spec = topo_file(tmp_path, gps=2, fabric="fat-tree", oversub=4, name="ft")
+    a, b = (workload(tmp_path, tp=1, world=4, name=n) for n in ("a", "b"))
+    model = NcclCostModel(spec)
+    cluster = cluster_for(spec)
+    # packed: job 1 on servers 0-1 (leaf 0), job 2 on servers 2-3 (leaf 1): no shared link,
+    # each takes what it takes alone
+    alone = run(spec, a)
+    packed = simulate_jobs([a, b], cluster, model, SimulationOptions(), placement="packed")
+    assert [r.iteration_ns for r in packed] == [alone.iteration_ns] * 2
+    # spread: job 1 on GPUs 0, 2, 4, 6 (local GPU 0 of every server), job 2 on 1, 3, 5, 7.
+    # One GPU per server: one ring 0 -> 2 -> 4 -> 6 -> 0, 2(n-1)/n = 1.5 bytes per byte on
+    # every edge. 2 -> 4 leaves leaf 0 and 6 -> 0 leaves leaf 1: each uplink carries 1.5 S of
+    # each job = 3 S at 10 GB/s = 0.3 S ns (alone a job would need 1.5 S on 10 = 0.15 S).
+    spread = simulate_jobs([a, b], cluster, NcclCostModel(spec), SimulationOptions(),
+                           placement="spread")
+    for r in spread:
+        assert comm_ns(r) == pytest.approx(0.3 * S, rel=1e-6)
+    # the same placement with a non-blocking fabric: 1.5 S on a NIC, 3 S on 40 GB/s uplinks
+    wide = topo_file(tmp_path, gps=2, fabric="fat-tree", oversub=1, name="ft1")
+    spread1 = simulate_jobs([a, b], cluster_for(wide), NcclCostModel(wide),
+                            SimulationOptions(), placement="spread")
+    for r in spread1:
+        assert comm_ns(r) == pytest.approx(0.15 * S, rel=1e-6)
+
+
+def test_ecmp_collisions_slow_the_hashed_case_not_the_ideal_one(tmp_path):
+    # 4 servers x 1 GPU, 2 per leaf, non-blocking: 2 uplinks of 10 GB/s per leaf (hashed) or
+    # one spread of 20 GB/s (ideal). DP groups {0, 2} and {1, 3}: 2-rank ring all-reduces, S
+    # each way per group. Ideal: 2 S over 20 GB/s = S/10 (as the NIC). Hashed onto the same
+    # uplink, 0 -> 2 and 1 -> 3 share 10 GB/s: 2 S / 10; onto different ones: S/10.
+    wl = workload(tmp_path, tp=2, world=4)
+    ideal = comm_ns(run(topo_file(tmp_path, gps=1, name="ideal"), wl))
+    assert ideal == pytest.approx(S / 10, rel=1e-6)
+    from simulator.topology import Topology
+    outcomes = {}
+    for seed in range(16):
+        spec = topo_file(tmp_path, gps=1, extra=f", ecmp: hash, ecmp_seed: {seed}",
+                         name=f"h{seed}")
+        topo = Topology(spec, 4)
+        up = {topo.ecmp_uplink(s, d, 0) for s, d in ((0, 2), (1, 3))}
+        down = {topo.ecmp_uplink(s, d, 0) for s, d in ((2, 0), (3, 1))}
+        collide = len(up) == 1 or len(down) == 1
+        outcomes.setdefault(collide, comm_ns(run(spec, wl)))
+    assert set(outcomes) == {True, False}         # 16 seeds give both cases
+    assert outcomes[False] == pytest.approx(S / 10, rel=1e-6)
+    assert outcomes[True] == pytest.approx(2 * S / 10, rel=1e-6)
