@@ -163,3 +163,109 @@ def test_ecmp_collisions_slow_the_hashed_case_not_the_ideal_one(tmp_path):
     assert set(outcomes) == {True, False}         # 16 seeds give both cases
     assert outcomes[False] == pytest.approx(S / 10, rel=1e-6)
     assert outcomes[True] == pytest.approx(2 * S / 10, rel=1e-6)
+
+
+# -- the answer follows the fabric ---------------------------------------------------------
+def _cli_iteration_ms(args) -> float:
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "simulator", "simulate", *args, "--json", "-"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["iteration_time_us"] / 1000
+
+
+def test_simulate_topology_follows_nics_oversubscription_fabric_and_placement(tmp_path):
+    # 64 GPUs, TP 8: 8 DP groups of 8 ranks crossing 8 servers (2 per leaf), one all-reduce
+    # and one all-to-all on them
+    path = tmp_path / "dp.txt"
+    path.write_text(
+        "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 8 ep: 1 pp: 1 vpp: 1 ga: 1 "
+        "all_gpus: 64 checkpoints: 0 checkpoint_initiates: 0\n2\n"
+        "a -1 1000 NONE 0 1 NONE 0 1 ALLREDUCE 268435456 1\n"
+        "b -1 1000 NONE 0 1 NONE 0 1 ALLTOALL 268435456 1\n")
+    base = [str(path), "--topology", "dgx-h100", "--servers-per-leaf", "2"]
+    t = _cli_iteration_ms(base)
+    # one NIC per server instead of eight: the 8 groups share it (several times slower)
+    assert _cli_iteration_ms(base + ["--nics-per-server", "1"]) > 4 * t
+    # 4:1 leaves: the cross-leaf part of the rings and the all-to-all slows down
+    assert _cli_iteration_ms(base + ["--oversubscription", "4"]) > 1.3 * t
+    # a fat tree of one leaf per 2 servers at 4:1 against the rail-optimized 4:1
+    rail4 = _cli_iteration_ms(base + ["--oversubscription", "4"])
+    fat4 = _cli_iteration_ms(base + ["--oversubscription", "4", "--fabric", "fat-tree"])
+    assert fat4 != rail4
+    # placement: ranks permuted so each DP group sits inside one server (TP across servers)
+    perm = [(r % 8) * 8 + r // 8 for r in range(64)]
+    spec = Path(__file__).resolve().parent.parent / "topologies" / "dgx-h100.yaml"
+    text = spec.read_text().replace("servers: auto", "servers: 8")
+    text += f"placement: {{ranks: {perm}}}\n"
+    placed = tmp_path / "placed.yaml"
+    placed.write_text(text)
+    moved = _cli_iteration_ms([str(path), "--topology", str(placed), "--servers-per-leaf", "2"])
+    assert moved < t / 2      # the DP traffic now stays on NVLink
+    # and pricing every collective alone hides the shared NIC
+    one_alone = _cli_iteration_ms(base + ["--nics-per-server", "1", "--no-contention"])
+    assert one_alone < 2 * t
+
+
+from pathlib import Path  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.mark.filterwarnings("ignore::simulator.errors.SimulationWarning")
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(gps=st.sampled_from([1, 2, 4]), servers_per_leaf=st.sampled_from([1, 2]),
+       fabric=st.sampled_from(["rail-optimized", "fat-tree"]),
+       nic_attach=st.sampled_from(["gpu", "server"]),
+       oversub=st.sampled_from([1, 2, 3]), tp=st.sampled_from([1, 2]),
+       ops=st.lists(st.sampled_from(["ALLREDUCE", "ALLGATHER", "REDUCESCATTER", "ALLTOALL"]),
+                    min_size=1, max_size=3),
+       link=st.sampled_from(["nvlink", "nic", "pcie", "uplink"]),
+       factor=st.sampled_from([1.5, 2.0, 4.0]))
+def test_more_bandwidth_on_any_link_never_slows_the_iteration(tmp_path_factory, gps,
+                                                               servers_per_leaf, fabric,
+                                                               nic_attach, oversub, tp, ops,
+                                                               link, factor):
+    # an iteration is a max-plus expression of flow completions; raising one link class's
+    # capacity leaves every max-min rate of these synchronous collectives the same or higher
+    tmp = tmp_path_factory.mktemp("mono")
+    world = 8 if gps < 4 else 16
+    if tp > gps:
+        tp = 1
+    rows = "".join(f"r{i} -1 100 {op} 4000000 1 NONE 0 1 {ops[-1 - i]} 8000000 1\n"
+                   for i, op in enumerate(ops))
+    path = tmp / "w.txt"
+    path.write_text(
+        f"HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: {tp} ep: 1 pp: 1 vpp: 1 "
+        f"ga: 1 all_gpus: {world} checkpoints: 0 checkpoint_initiates: 0\n{len(ops)}\n{rows}")
+    wl = read_workload(str(path))
+
+    def spec(scale_link):
+        nvl, nic, pcie, up = 100, 10, 30, oversub
+        if scale_link == "nvlink":
+            nvl *= factor
+        elif scale_link == "nic":
+            nic *= factor
+        elif scale_link == "pcie":
+            pcie *= factor
+        elif scale_link == "uplink":
+            up /= factor
+        up = max(up, 1)
+        text = f"""name: m
+gpus_per_server: {gps}
+servers: auto
+scale_up: {{type: nvswitch, bandwidth: {nvl}GB/s, latency: 0us, efficiency: 1.0}}
+nics: {{per: {nic_attach}, count: 1, bandwidth: {nic}GB/s, latency: 1us, efficiency: 1.0,
+        pcie_bandwidth: {pcie}GB/s}}
+fabric: {{type: {fabric}, servers_per_leaf: {servers_per_leaf}, oversubscription: {up}}}
+"""
+        p = tmp / f"{scale_link}.yaml"
+        p.write_text(text)
+        return read_spec(p)
+
+    before = run(spec(None), wl).iteration_ns
+    after = run(spec(link), wl).iteration_ns
+    assert after <= before + 2          # whole-ns rounding of flow completions

@@ -53,6 +53,18 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                    help="price collectives as NCCL runs them on a topology: a preset (dgx-h100, "
                         "h200x2, hgx-h200, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a size) or a "
                         "YAML file (docs/topologies.md); the flags above then override its values")
+    f = p.add_argument_group("fabric (with --topology: change its scale-out fabric)")
+    f.add_argument("--fabric", choices=["rail-optimized", "fat-tree"],
+                   help="rail-optimized: NIC k of every server on rail k's leaf; fat-tree: "
+                        "all of a server's NICs on one leaf")
+    f.add_argument("--oversubscription", type=float, metavar="RATIO",
+                   help="leaf downlink:uplink bandwidth, e.g. 2 for 2:1 (1 = non-blocking)")
+    f.add_argument("--servers-per-leaf", type=positive_int, metavar="N",
+                   help="servers under one leaf (per rail when rail-optimized)")
+    f.add_argument("--ecmp", metavar="MODE",
+                   help="paths over the spine: 'ideal' (every flow spread evenly over a "
+                        "leaf's uplinks, the default) or 'hash' / 'hash:SEED' (each "
+                        "connection on one uplink by a seeded hash: collisions show)")
     g.add_argument("--calibration", metavar="YAML",
                    help="a calibration written by 'collsim calibrate' (e.g. "
                         "traces/h200x2/calib_h200x2.yaml): measured corrections on top of the "
@@ -67,6 +79,10 @@ def build_cost_model(args: argparse.Namespace):
         from ..topology.overrides import topology_cost_model
         cluster, cost_model = topology_cost_model(args)
     else:
+        for flag in ("fabric", "oversubscription", "servers_per_leaf", "ecmp"):
+            if getattr(args, flag, None) is not None:
+                raise InputError("the analytical model has no fabric to change: use it with "
+                                 "--topology", field=f"--{flag.replace('_', '-')}")
         cluster = cluster_from_args(args)
         cost_model = AnalyticalCostModel(cluster)
     if getattr(args, "calibration", None):

@@ -169,7 +169,7 @@ class FabricFlows:
                 loads[c] += b * size_bytes
             solo += self.shapes[k].solo_ns_per_byte * size_bytes
         # what a group alone would not spend moving data is latency (launch, hops, floor)
-        return dict(loads), max(0.0, priced_ns - solo)
+        return dict(loads), max(0, round(priced_ns - solo))
 
 
 def group_members(gid: np.ndarray) -> np.ndarray:

@@ -51,6 +51,35 @@ def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, 
     return spec
 
 
+def apply_fabric_overrides(spec: TopologySpec, fabric_type=None, oversubscription=None,
+                           servers_per_leaf=None, ecmp=None) -> TopologySpec:
+    """The topology with its fabric changed (flags named in errors)."""
+    asked = [(flag, v) for flag, v in (("--fabric", fabric_type),
+                                       ("--oversubscription", oversubscription),
+                                       ("--servers-per-leaf", servers_per_leaf),
+                                       ("--ecmp", ecmp)) if v is not None]
+    if not asked:
+        return spec
+    if spec.fabric is None:
+        raise InputError(f"topology {spec.name} has no fabric (one server)", field=asked[0][0])
+    fab = spec.fabric
+    if fabric_type is not None:
+        fab = replace(fab, type=fabric_type)
+    if oversubscription is not None:
+        if not oversubscription >= 1 or oversubscription > 1e6:
+            raise InputError(f"must be at least 1 (downlink:uplink), got {oversubscription:g}",
+                             field="--oversubscription")
+        fab = replace(fab, oversubscription=float(oversubscription))
+    if servers_per_leaf is not None:
+        fab = replace(fab, servers_per_leaf=int(servers_per_leaf))
+    if ecmp is not None:
+        mode, _, seed = str(ecmp).partition(":")
+        if mode not in ("ideal", "hash") or (seed and (mode != "hash" or not seed.isdigit())):
+            raise InputError(f"expected ideal, hash or hash:SEED, got {ecmp!r}", field="--ecmp")
+        fab = replace(fab, ecmp=mode, ecmp_seed=int(seed) if seed else fab.ecmp_seed)
+    return replace(spec, fabric=fab)
+
+
 def cluster_for(spec: TopologySpec) -> Cluster:
     """The engine's view of a topology: its server size and headline figures."""
     d = Cluster()
@@ -72,6 +101,10 @@ def topology_cost_model(args: argparse.Namespace):
                            nvlink_gbps=args.nvlink_gbps, nic_gbps=args.nic_gbps,
                            nics_per_server=args.nics_per_server,
                            base_latency_ns=args.base_latency)
+    spec = apply_fabric_overrides(spec, fabric_type=getattr(args, "fabric", None),
+                                  oversubscription=getattr(args, "oversubscription", None),
+                                  servers_per_leaf=getattr(args, "servers_per_leaf", None),
+                                  ecmp=getattr(args, "ecmp", None))
     model = NcclCostModel(spec, algorithm=getattr(args, "algorithm", None),
                           protocol=getattr(args, "protocol", None))
     return cluster_for(spec), model
