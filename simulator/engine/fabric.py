@@ -48,7 +48,7 @@ def build_fabric(plans, setups, colours):
                     members_of[mk] = (gid, group_members(gid))
                 gid, rows = members_of[mk]
                 chosen = np.unique(gid[mine])
-                fabric.add_groups(key, [tuple(int(g) for g in gpus[r]) for r in rows[chosen]])
+                fabric.add_groups(key, gpus[rows[chosen]])
             rep = _slowest(plan.cost_model, pricer.placements[kind], slots[job], rank_gpu)
             seen = set()
             for rows_ in setup.sequences.values():
@@ -64,7 +64,7 @@ def build_fabric(plans, setups, colours):
             ranks = np.nonzero(mine)[0]
             for direction, step in (("next", par.stage_ranks), ("prev", -par.stage_ranks)):
                 partner = (ranks + step) % par.world
-                pairs = list(zip(gpus[ranks].tolist(), gpus[partner].tolist()))
+                pairs = np.stack([gpus[ranks], gpus[partner]], axis=1)
                 stage = setup.cls.stage if direction == "next" else (setup.cls.stage - 1) % par.pp
                 place = stage_placements(par, Group.PP, stage, plan.rank_map)[0]
                 fabric.add_send((job, direction, setup.cid), pairs, size,

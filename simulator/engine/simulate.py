@@ -279,6 +279,12 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
             result.link_samples = [(_link_name(link, setups, sim.fabric), t, v)
                                    for link, t, v in sim.link_samples
                                    if link[0] in ("nic", "fabric") or link[2] in mine]
+        if sim.fabric is not None:
+            f = sim.fabric
+            result.notes.append(
+                f"fabric: collectives and sends as {len(f.shapes)} flow shapes over "
+                f"{f.physical_links} links of the topology in {len(f.capacity)} link classes, "
+                f"shared max-min (--no-contention: each alone)")
         results.append(result)
     return results
 

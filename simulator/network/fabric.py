@@ -29,9 +29,10 @@ _PAIR_OPS = (Op.ALLREDUCE, Op.ALLTOALL)
 
 @dataclass
 class Shape:
-    """One flow shape: bytes per byte of buffer on each link, summed over the groups."""
+    """One flow shape: bytes per byte of buffer on each link (by link id), all groups."""
 
-    loads: dict              # link -> bytes per byte of buffer (all groups)
+    ids: np.ndarray          # link ids (Topology.link_index)
+    loads: np.ndarray        # bytes per byte of buffer on each, scaled to the op's pace
     solo_ns_per_byte: float  # the slowest single group alone: ns per byte of buffer
 
 
@@ -41,27 +42,73 @@ class FabricFlows:
     ``add_*`` register shapes before the simulation (every (job, group kind, class, op,
     algorithm) the run can issue), :meth:`finish` merges links into classes, and
     :meth:`collective` / :meth:`send` give a FlowNetwork transfer's ``(loads, latency_ns)``.
+
+    Groups that are the same pattern moved by whole pods (whole servers in a one-pod fabric)
+    are laid out once: their link ids are the pattern's, shifted (Topology.link_index).
     """
 
     def __init__(self, model):
         self.model = model                   # an NcclCostModel (its topology, its algorithms)
         self.shapes: dict = {}               # shape key -> Shape
-        self._meeting: dict = {}             # meeting key -> [(op, (algo, proto) by size)]
-        self._groups: dict = {}              # meeting key -> list of GPU tuples
+        self._meeting: dict = {}             # (meeting key, op, size) -> shape keys
+        self._groups: dict = {}              # meeting key -> (patterns, shifts) of its groups
         self.capacity: dict = {}             # link class -> capacity (1: loads are in ns)
         self._class_loads: dict = {}         # shape key -> {link class: ns per byte}
         self.link_classes: dict = {}         # link class -> number of physical links in it
         self.physical_links = 0
+        self.layouts = 0                     # groups laid out by the NCCL model
+        self.pp_bytes: dict = {}
 
     @property
     def topology(self):
         return self.model.topology
 
+    # -- groups as patterns and shifts ----------------------------------------------------
+    def _patterns(self, groups: np.ndarray) -> list:
+        """[(pattern GPUs, server shifts, pod shifts of its copies)] for groups as rows.
+
+        Routes depend only on which members share a server, which share a pod, and the
+        local GPU (rail) of each: two groups with the same GPUs relative to their first
+        server and the same pods relative to its pod are one pattern; a copy's server-owned
+        link ids move by its server shift, its pod-owned ones (leaf-spine) by its pod shift.
+        """
+        topo = self.topology
+        _, _, _, _, spl, exact = topo.link_index()
+        gps = topo.gpus_per_server
+        none = np.zeros(1, dtype=np.int64)
+        if not exact or len(groups) == 0:
+            return [(tuple(int(g) for g in row), none, none) for row in groups]
+        servers = groups // gps
+        first = servers.min(axis=1)
+        pod = servers // spl
+        rel = groups - (first * gps)[:, None]
+        rel_pod = pod - (first // spl)[:, None]
+        keys, inverse = np.unique(np.column_stack([rel, rel_pod]), axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(keys)))]
+        n = groups.shape[1]
+        out = []
+        for i, key in enumerate(keys):
+            copies = order[bounds[i]:bounds[i + 1]]
+            out.append((tuple(int(g) for g in key[:n]), first[copies], first[copies] // spl))
+        return out
+
+    def _spread(self, ids: np.ndarray, server_shift: np.ndarray,
+                pod_shift: np.ndarray) -> np.ndarray:
+        """Link ids of a pattern's copies: (copies, links)."""
+        topo = self.topology
+        _, _, per_server, per_pod, _, _ = topo.link_index()
+        server_links = ids < topo.servers * per_server
+        off = np.where(server_links[None, :], (server_shift * per_server)[:, None],
+                       (pod_shift * per_pod)[:, None])
+        return ids[None, :] + off
+
     # -- registering ----------------------------------------------------------------------
-    def add_groups(self, key, groups: list[tuple[int, ...]]) -> None:
-        """GPUs of every group a meeting (job, kind, member classes) stands for."""
+    def add_groups(self, key, groups) -> None:
+        """GPUs of every group a meeting (job, kind, member classes) stands for, as rows."""
         if key not in self._groups:
-            self._groups[key] = groups
+            self._groups[key] = self._patterns(np.asarray(groups, dtype=np.int64))
 
     def has_groups(self, key) -> bool:
         return key in self._groups
@@ -81,77 +128,103 @@ class FabricFlows:
         self._meeting[(key, op, size_bytes)] = tuple(parts)
         return tuple(parts)
 
-    def add_send(self, key, pairs: list[tuple[int, int]], size_bytes: int, representative):
+    def add_send(self, key, pairs, size_bytes: int, representative) -> None:
         """Register one-way pipeline sends ``(src GPU, dst GPU)`` of ``size_bytes`` each."""
         est = self.model.estimate(Op.SENDRECV, size_bytes, representative)
         shape_key = (key, Op.SENDRECV, est.algorithm, est.protocol)
         if shape_key not in self.shapes:
-            topo = self.topology
             share = self.model.params.protocol_bandwidth[est.protocol]
-            loads: dict = defaultdict(float)
-            solo = 0.0
-            for a, b in pairs:
-                path = topo.route(a, b)
-                worst = 0.0
-                for link in path:
-                    loads[link] += 1.0 / share
-                    worst = max(worst, 1.0 / share / self._pace(Op.SENDRECV, link, 2))
-                solo = max(solo, worst)
-            self.shapes[shape_key] = Shape(self._rescale(Op.SENDRECV, loads, 2), solo)
+            topo = self.topology
+
+            def layout(gpus):
+                loads: dict = defaultdict(float)
+                loads.update((l, 1.0) for l in topo.route(gpus[0], gpus[1]))
+                return loads
+            self.shapes[shape_key] = self._shape(
+                Op.SENDRECV, share, self._patterns(np.asarray(pairs, dtype=np.int64)), layout)
         self._meeting[(key, Op.SENDRECV, size_bytes)] = (shape_key,)
 
-    def _pace(self, op: Op, link, ranks: int) -> float:
-        return self.model.capacity(op, link, ranks)
-
-    def _rescale(self, op: Op, loads: dict, ranks: int) -> dict:
-        """Bytes scaled so that a link's plain capacity gives the operation's pace there."""
-        links = self.topology.links
-        return {l: b * links[l].capacity / self._pace(op, l, ranks) for l, b in loads.items()}
-
-    def _collective_shape(self, op: Op, algo: str, proto: str, groups) -> Shape:
+    def _collective_shape(self, op: Op, algo: str, proto: str, patterns) -> Shape:
         share = self.model.params.protocol_bandwidth[proto]
-        links = self.topology.links
-        total: dict = defaultdict(float)
+        return self._shape(op, share, patterns,
+                           lambda gpus: self.model.group_loads(op, algo, gpus))
+
+    def _shape(self, op: Op, share: float, patterns, layout) -> Shape:
+        topo = self.topology
+        table, caps, *_ = topo.link_index()
+        links = topo.links
+        all_ids, all_loads = [], []
         solo = 0.0
-        cache: dict = {}
-        for gpus in groups:
-            got = cache.get(gpus)
-            if got is None:
-                loads = self.model.group_loads(op, algo, gpus)
-                n = len(gpus)
-                scaled = {l: b / share * links[l].capacity / self._pace(op, l, n)
-                          for l, b in loads.items()}
-                worst = max((b / links[l].capacity for l, b in scaled.items()), default=0.0)
-                got = cache[gpus] = (scaled, worst)
-            for l, b in got[0].items():
-                total[l] += b
-            solo = max(solo, got[1])
-        return Shape(dict(total), solo)
+        for gpus, shifts, pod_shifts in patterns:
+            loads = layout(gpus)
+            self.layouts += 1
+            n = len(gpus)
+            ids = np.fromiter((table[l] for l in loads), dtype=np.int64, count=len(loads))
+            # bytes scaled so that a link's plain capacity gives the op's pace there
+            vals = np.fromiter((b / share * links[l].capacity / self.model.capacity(op, l, n)
+                                for l, b in loads.items()), dtype=np.float64, count=len(loads))
+            if len(ids):
+                solo = max(solo, float((vals / caps[ids]).max()))
+            all_ids.append(self._spread(ids, shifts, pod_shifts).ravel())
+            all_loads.append(np.tile(vals, len(shifts)))
+        if not all_ids:
+            return Shape(np.zeros(0, dtype=np.int64), np.zeros(0), 0.0)
+        ids = np.concatenate(all_ids)
+        vals = np.concatenate(all_loads)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        total = np.zeros(len(uniq))
+        np.add.at(total, inv.ravel(), vals)
+        return Shape(uniq, total, solo)
 
     # -- link classes ---------------------------------------------------------------------
     def finish(self) -> None:
-        """Merge links with identical constraints under every shape into link classes."""
-        links = self.topology.links
-        signature: dict = defaultdict(list)
+        """Merge links with identical constraints under every shape into link classes.
+
+        A link's signature is its load per byte over its capacity under each shape, hashed
+        into two 64-bit words (sums of per-shape random words times the rounded value, as
+        the rank classes do); equal signatures are the same max-min constraint."""
+        _, caps, *_ = self.topology.link_index()
         keys = list(self.shapes)
-        for i, k in enumerate(keys):
-            for l, b in self.shapes[k].loads.items():
-                signature[l].append((i, round(b / links[l].capacity, 12)))
-        self.physical_links = len(signature)
-        classes: dict = {}
-        member: dict = {}
-        for l, sig in signature.items():
-            cid = classes.setdefault(tuple(sig), len(classes))
-            member[l] = cid
-        self.capacity = {("fabric", c): 1.0 for c in range(len(classes))}
-        counts = np.bincount(np.fromiter(member.values(), dtype=np.int64, count=len(member)),
-                             minlength=len(classes))
-        self.link_classes = {("fabric", c): int(n) for c, n in enumerate(counts)}
+        if not keys:
+            return
+        shape_of = np.concatenate([np.full(len(self.shapes[k].ids), i, dtype=np.int64)
+                                   for i, k in enumerate(keys)])
+        link_of = np.concatenate([self.shapes[k].ids for k in keys])
+        value = np.concatenate([self.shapes[k].loads for k in keys]) / caps[link_of]
+        used, link_of = np.unique(link_of, return_inverse=True)
+        link_of = link_of.ravel()
+        self.physical_links = len(used)
+        if not len(used):
+            return
+        # round to 9 significant digits: sums of the same bytes in another order still match
+        exp = np.floor(np.log10(np.abs(value) + 1e-300))
+        quant = (np.round(value / 10.0 ** (exp - 8)).astype(np.int64)
+                 ^ (exp.astype(np.int64) << 40)).astype(np.uint64)
+        rng = np.random.default_rng(0xFAB)
+        r1 = rng.integers(1, 2**63, size=len(keys), dtype=np.uint64) | np.uint64(1)
+        r2 = rng.integers(1, 2**63, size=len(keys), dtype=np.uint64) | np.uint64(1)
+        h1 = np.zeros(len(used), dtype=np.uint64)
+        h2 = np.zeros(len(used), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            np.add.at(h1, link_of,
+                      r1[shape_of] * (quant * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)))
+            np.add.at(h2, link_of, r2[shape_of] * (quant ^ np.uint64(0xC2B2AE3D27D4EB4F)))
+        _, first, member = np.unique(np.stack([h1, h2], axis=1), axis=0, return_index=True,
+                                     return_inverse=True)
+        member = member.ravel()
+        n = len(first)
+        self.capacity = {("fabric", c): 1.0 for c in range(n)}
+        counts = np.bincount(member, minlength=n)
+        self.link_classes = {("fabric", c): int(k) for c, k in enumerate(counts)}
+        # a class's load under a shape is that of any of its links (they are all equal)
+        rep = np.zeros(len(used), dtype=bool)
+        rep[first] = True
+        pick = rep[link_of]
         for k in keys:
-            per: dict = {}
-            for l, b in self.shapes[k].loads.items():
-                per[("fabric", member[l])] = b / links[l].capacity   # ns per byte
-            self._class_loads[k] = per
+            self._class_loads[k] = {}
+        for i, c, v in zip(shape_of[pick].tolist(), member[link_of[pick]].tolist(),
+                           value[pick].tolist()):
+            self._class_loads[keys[i]][("fabric", c)] = v     # ns per byte
 
     # -- flows ----------------------------------------------------------------------------
     def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[dict, float]:

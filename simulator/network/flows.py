@@ -9,8 +9,9 @@ to the others (progressive filling, weighted by how much of the flow crosses eac
 flow alone finishes after ``latency + max(bytes_l / capacity_l)``, exactly as the cost
 models price it.
 
-Rates are re-solved only when the set of active flows changes (a flow starts or ends); in
-between, every flow progresses linearly. One simpy event per change, whatever the number
+Rates are re-solved only when the set of active flows changes (a flow starts or ends), and
+only for the flows connected to it through shared links (max-min rates split by connected
+component, so the others cannot move); in between, every flow progresses linearly. One simpy event per change, whatever the number
 of links::
 
     net = FlowNetwork(env, {"nvl0": 370.0, "nic0": 48.5})        # capacities in bytes/ns
@@ -70,6 +71,7 @@ class FlowNetwork:
         self.env = env
         self.capacity = dict(links)
         self.active: list[Flow] = []
+        self._on_link: dict = {}                                 # link -> its active flows
         self.finished = 0
         self.carried: dict = {l: 0.0 for l in self.capacity}   # bytes moved per link so far
         self.solves = 0                                         # rate re-solves (for tests)
@@ -117,7 +119,9 @@ class FlowNetwork:
         flow.weights = {l: b / flow.peak for l, b in flow.loads.items()}
         self._advance(now)
         self.active.append(flow)
-        self._resolve()
+        for l in flow.weights:
+            self._on_link.setdefault(l, set()).add(flow)
+        self._resolve(flow.weights)
 
     def _advance(self, now: float) -> None:
         """Move every active flow forward at its current rate up to ``now``."""
@@ -131,24 +135,42 @@ class FlowNetwork:
                     self.carried[l] += moved * b
         self._last = now
 
-    def _resolve(self) -> None:
-        """Max-min fair rates by progressive filling, then wake up at the next completion."""
+    def _component(self, links) -> list[Flow]:
+        """Active flows connected to ``links`` through shared links: the only ones whose
+        max-min rates a change on those links can move (max-min splits by component)."""
+        seen_links = set()
+        flows: dict = {}
+        stack = list(links)
+        on_link = self._on_link
+        while stack:
+            l = stack.pop()
+            if l in seen_links:
+                continue
+            seen_links.add(l)
+            for f in on_link.get(l, ()):
+                if f not in flows:
+                    flows[f] = None
+                    stack.extend(x for x in f.weights if x not in seen_links)
+        return list(flows)
+
+    def _resolve(self, touched) -> None:
+        """Max-min fair rates of the flows connected to the links ``touched`` (progressive
+        filling), then wake up at the next completion of any flow."""
         self.solves += 1
-        flows = self.active
+        flows = self._component(touched)
         for f in flows:
             f.rate = 0.0
-        left = {}
-        users: dict = {}
+        left: dict = {}
+        weight: dict = {}            # link -> weight of its flows not yet frozen
         for f in flows:
             for l, w in f.weights.items():
-                users.setdefault(l, []).append((f, w))
+                weight[l] = weight.get(l, 0.0) + w
                 left[l] = self.capacity[l]
         unfrozen = set(flows)
         while unfrozen:
             step, tight = None, []
-            for l, us in users.items():
-                w = sum(wt for f, wt in us if f in unfrozen)
-                if w <= 0:
+            for l, w in weight.items():
+                if w <= 1e-12:
                     continue
                 inc = left[l] / w
                 if step is None or inc < step * (1 - _EPS):
@@ -157,17 +179,23 @@ class FlowNetwork:
                     tight.append(l)
             if step is None:
                 break
-            for l, us in users.items():
-                left[l] -= step * sum(wt for f, wt in us if f in unfrozen)
+            for l, w in weight.items():
+                if w > 1e-12:
+                    left[l] -= step * w
             for f in unfrozen:
                 f.rate += step
             for l in tight:
-                for f, _ in users[l]:
-                    unfrozen.discard(f)
+                for f in self._on_link[l]:
+                    if f in unfrozen:
+                        unfrozen.discard(f)
+                        for x, w in f.weights.items():
+                            weight[x] -= w
+                weight[l] = 0.0
         self._generation += 1
         gen = self._generation
-        if flows:
-            wait = max(min(f.remaining * f.peak / f.rate for f in flows), 0.0)
+        if self.active:
+            wait = max(min(f.remaining * f.peak / f.rate for f in self.active if f.rate > 0),
+                       0.0)
             if self.integer_time:
                 wait = math.ceil(wait - 1e-6)
             self.env.timeout(wait).callbacks.append(lambda _e: self._wake(gen))
@@ -182,14 +210,20 @@ class FlowNetwork:
         done = [f for f in self.active if f.remaining * f.peak <= 1e-6 + 1e-12 * f.peak]
         if not done:                                # rounding: finish the nearest one
             done = [min(self.active, key=lambda f: f.remaining * f.peak / f.rate)]
+        touched = set()
         for f in done:
             self.active.remove(f)
             for l, b in f.loads.items():
                 self.carried[l] += f.remaining * b
+                users = self._on_link[l]
+                users.discard(f)
+                if not users:
+                    del self._on_link[l]
+                touched.add(l)
             f.remaining = 0.0
             f.rate = 0.0
             self._finish(f, now)
-        self._resolve()
+        self._resolve(touched)
 
     def _finish(self, flow: Flow, now: float) -> None:
         flow.end_ns = now

@@ -63,6 +63,8 @@ class Topology:
         self.links: dict[LinkId, Link] = {}
         self._nics_of_gpu: list[list[int]] = []   # local index -> NIC indices on its server
         self._gpu_of_nic: list[int] = []          # NIC index -> the local GPU it hangs off
+        self._owner: list[int] = []               # per link: its server s, or -1 - its pod
+        self._index = None
         self._build()
         self._check_reachable()
         self.rank_gpu = self._rank_map()
@@ -85,9 +87,10 @@ class Topology:
         self._nodes[name] = attrs
 
     def _add(self, u: str, v: str, bw: float, eff: float, lat: int, kind: str,
-             lat_back: int | None = None) -> None:
+             lat_back: int | None = None, owner: int = 0) -> None:
         self.links[(u, v)] = Link(bw, eff, lat, kind)
         self.links[(v, u)] = Link(bw, eff, lat if lat_back is None else lat_back, kind)
+        self._owner += (owner, owner)
 
     def _build(self) -> None:
         spec, gps = self.spec, self.gpus_per_server
@@ -112,11 +115,11 @@ class Topology:
                 self._node(sw, kind="nvswitch", server=s)
                 for local in range(gps):
                     self._add(gpu_node(s * gps + local), sw, su.bandwidth_gbps, su.efficiency,
-                              su.latency_ns, "nvlink")
+                              su.latency_ns, "nvlink", owner=s)
             else:
                 for a, b, bw in su.links:
                     self._add(gpu_node(s * gps + a), gpu_node(s * gps + b), bw, su.efficiency,
-                              su.latency_ns, "nvlink")
+                              su.latency_ns, "nvlink", owner=s)
             if nics:
                 for k in range(k_per_server):
                     nic = f"s{s}.nic{k}"
@@ -124,7 +127,7 @@ class Topology:
                 for local in range(gps):
                     for k in self._nics_of_gpu[local]:
                         self._add(gpu_node(s * gps + local), f"s{s}.nic{k}", nics.pcie_gbps,
-                                  nics.efficiency, 0, "pcie")
+                                  nics.efficiency, 0, "pcie", owner=s)
         fab = spec.fabric
         if fab is None or nics is None:
             return
@@ -139,7 +142,8 @@ class Topology:
                 self._node(leaf, kind="leaf", pod=pod)
                 # into the leaf: cable + the leaf's latency; out of it: the cable
                 self._add(f"s{s}.nic{k}", leaf, nics.bandwidth_gbps, nics.efficiency,
-                          nics.latency_ns + fab.leaf_latency_ns, "nic", lat_back=nics.latency_ns)
+                          nics.latency_ns + fab.leaf_latency_ns, "nic", lat_back=nics.latency_ns,
+                          owner=s)
         self.uplinks = fab.uplinks or max(1, round(nics_per_leaf / fab.oversubscription))
         if pods > 1 and fab.ecmp == "ideal":
             # an even spread over the uplinks is one link of their summed bandwidth
@@ -147,7 +151,8 @@ class Topology:
             for pod in range(pods):
                 for r in range(rails):
                     self._add(self.leaf_name(pod, r), "spine", uplink, nics.efficiency,
-                              fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns)
+                              fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns,
+                              owner=-1 - pod)
         elif pods > 1:
             # one spine switch per uplink of a leaf; a connection takes one of them (hash)
             per = uplink / self.uplinks
@@ -157,7 +162,8 @@ class Topology:
                 for r in range(rails):
                     for j in range(self.uplinks):
                         self._add(self.leaf_name(pod, r), f"spine{j}", per, nics.efficiency,
-                                  fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns)
+                                  fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns,
+                                  owner=-1 - pod)
 
     def leaf_name(self, pod: int, nic: int) -> str:
         if self.spec.fabric.type == "rail-optimized":
@@ -258,6 +264,39 @@ class Topology:
         out.append((nic_b, gpu_node(entry_gpu)))
         out += self._nvlink_path(entry_gpu, dst)
         return tuple(out)
+
+    def link_index(self):
+        """``(id of every link, capacity by id, links per server, links per pod, servers
+        per pod, translation exact)``: ids laid out so that moving a group by whole pods
+        (any number of servers when there is one pod) adds ``servers x links per server`` to
+        a server's link ids and ``pods x links per pod`` to a pod's: the routes of the
+        moved group are the moved routes (not so under ECMP hashing: ``exact`` is False)."""
+        if self._index is None:
+            import numpy as np
+
+            owner = np.asarray(self._owner, dtype=np.int64)
+            per_server = int(np.count_nonzero(owner == 0))
+            per_pod = int(np.count_nonzero(owner == -1))
+            ids = np.empty(len(owner), dtype=np.int64)
+            is_server = owner >= 0
+            # position of each link among its owner's links, in insertion order
+            order = np.lexsort((np.arange(len(owner)), owner))
+            sorted_owner = owner[order]
+            starts = np.r_[0, np.flatnonzero(np.diff(sorted_owner)) + 1]
+            run = np.arange(len(owner)) - np.repeat(starts, np.diff(np.r_[starts, len(owner)]))
+            local = np.empty(len(owner), dtype=np.int64)
+            local[order] = run
+            ids[is_server] = owner[is_server] * per_server + local[is_server]
+            pod = -1 - owner[~is_server]
+            ids[~is_server] = self.servers * per_server + pod * per_pod + local[~is_server]
+            table = dict(zip(self.links, ids.tolist()))
+            caps = np.empty(len(owner), dtype=np.float64)
+            caps[ids] = [l.capacity for l in self.links.values()]
+            fab = self.spec.fabric
+            spl = fab.servers_per_leaf if fab is not None else max(1, self.servers)
+            exact = fab is None or fab.ecmp == "ideal"
+            self._index = (table, caps, per_server, per_pod, spl, exact)
+        return self._index
 
     def ecmp_uplink(self, src: int, dst: int, nic: int) -> int:
         """The uplink a connection (sending GPU, receiving GPU, sending NIC) hashes onto:
