@@ -5,10 +5,10 @@ and a note), a row count that disagrees with the file (a warning, an error with 
 no repeating micro-batches (a warning), placeholder compute times (a note), no all_gpus in
 the header (a warning), pp_comm 0 with pipeline stages (a note).
 
-This module adds the one that was missing: a what-if parameter (``--nic-gbps``,
-``--nvlink-gbps``, ``--nics-per-server``, ``--gpus-per-server``, ``--base-latency``) that
-the workload never exercises, so that changing it changes nothing: ``--nic-gbps`` for a job
-that fits in one server, ``--nvlink-gbps`` when no group has two GPUs in one server.
+This module adds the one that was missing: a what-if parameter (``--nic-bw``,
+``--nvlink-bw``, ``--nics-per-server``, ``--gpus-per-server``, ``--base-latency``) that
+the workload never exercises, so that changing it changes nothing: ``--nic-bw`` for a job
+that fits in one server, ``--nvlink-bw`` when no group has two GPUs in one server.
 
 The test is exact for the replay engine, which sees the cluster only through the price of
 each collective: every collective the job runs (each row's collective on groups of more than
@@ -18,7 +18,7 @@ differ, and the message says why (nothing leaves a server, no two members of a g
 one, no collective at all, or simply no price moves). Models that see the cluster otherwise
 (``--contention`` flows, a ``--topology`` graph) should pass ``structural_only=True``: then
 only the structural reasons count. (The analytical model caps a ring that crosses servers at
-the NVLink bandwidth even with one member per server, so there ``--nvlink-gbps`` can matter
+the NVLink bandwidth even with one member per server, so there ``--nvlink-bw`` can matter
 where no NVLink carries traffic: the price comparison, not the structure, decides.)
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ from .workload import ROW_GROUPS, Group, Op, Workload
 #: the Cluster fields a user sets from the command line, and their flags
 FLAGS = {
     "gpus_per_server": "--gpus-per-server",
-    "nvlink_gbps": "--nvlink-gbps",
-    "nic_gbps": "--nic-gbps",
+    "nvlink_gbps": "--nvlink-bw",
+    "nic_gbps": "--nic-bw",
     "nics_per_server": "--nics-per-server",
     "base_latency_ns": "--base-latency",
     "nvlink_efficiency": "nvlink_efficiency",
@@ -49,8 +49,8 @@ _NVLINK_FIELDS = ("nvlink_gbps", "nvlink_efficiency", "nvlink_hop_ns")
 
 def overrides_from_args(args) -> dict[str, object]:
     """The cluster fields set on a ``collsim simulate`` command line (see commands/common)."""
-    names = {"gpus_per_server": "gpus_per_server", "nvlink_gbps": "nvlink_gbps",
-             "nic_gbps": "nic_gbps", "nics_per_server": "nics_per_server",
+    names = {"gpus_per_server": "gpus_per_server", "nvlink_gbps": "nvlink_bw",
+             "nic_gbps": "nic_bw", "nics_per_server": "nics_per_server",
              "base_latency_ns": "base_latency"}
     return {f: getattr(args, a) for f, a in names.items() if getattr(args, a, None) is not None}
 

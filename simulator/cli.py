@@ -37,6 +37,7 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = _format_warning  # flags may warn while they are parsed
     available = _available()
     parser = argparse.ArgumentParser(
         prog="collsim", description="Trace-driven network and collective simulator for "

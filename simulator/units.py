@@ -79,3 +79,36 @@ def ns_to_us(ns: int | float) -> float:
 
 def ns_to_ms(ns: int | float) -> float:
     return ns / 1_000_000.0
+
+
+#: the highest per-direction bandwidth, in GB/s, a part ships with today; a bare number above
+#: it is most likely gigabits typed as gigabytes (a 400 Gbit/s NIC written as 400)
+PLAUSIBLE_MAX_GBPS = {
+    "nic": 100.0,       # one NIC: 800 Gbit/s (ConnectX-8, 2024) is 100 GB/s
+    "nvlink": 2000.0,   # NVLink per GPU per direction: NVLink 5 is 900 GB/s; 2 TB/s is headroom
+}
+_PART_NAMES = {"nic": "a NIC", "nvlink": "NVLink per GPU"}
+
+
+def is_bare_number(text: str | float | int) -> bool:
+    """True when ``text`` has no unit (so it was read as GB/s)."""
+    if isinstance(text, (int, float)):
+        return True
+    m = _BW_RE.match(str(text))
+    return bool(m) and not m.group(2)
+
+
+def implausible_bandwidth(text: str | float | int, gbps: float, part: str,
+                          key: str) -> str | None:
+    """A warning when a bare number is more than ``part`` ('nic', 'nvlink') can carry."""
+    limit = PLAUSIBLE_MAX_GBPS[part]
+    if not is_bare_number(text) or gbps <= limit:
+        return None
+    return (f"{key} {text}: a bare number is GB/s, so this is {format_bandwidth(gbps)}, more "
+            f"than {_PART_NAMES[part]} carries (at most about {limit:g} GB/s); write "
+            f"{text}Gbit/s if you meant gigabits")
+
+
+def format_bandwidth(gbps: float) -> str:
+    """``50 GB/s (400 Gbit/s)``: a resolved bandwidth both ways, for reports."""
+    return f"{gbps:.4g} GB/s ({gbps * 8:.4g} Gbit/s)"

@@ -31,19 +31,19 @@ def test_csv_columns_and_busbw_conventions(capsys, op):
     rc, out, _ = bench(capsys, "--topology", "dgx-h100", "--op", op, "--ranks", 8,
                        "--sizes", "1K:1G", "--factor", 4, "--format", "csv")
     assert rc == 0
-    assert out.splitlines()[0] == "op,ranks,bytes,time_us,algbw_gbps,busbw_gbps"
+    assert out.splitlines()[0] == "op,ranks,bytes,time_us,algbw_GB_per_s,busbw_GB_per_s"
     rows = rows_of(out)
     assert [int(r["bytes"]) for r in rows] == [1024 * 4 ** k for k in range(11)]
     for r in rows:
         assert r["op"] == op and r["ranks"] == "8"
-        t, algbw, busbw = float(r["time_us"]), float(r["algbw_gbps"]), float(r["busbw_gbps"])
+        t, algbw, busbw = float(r["time_us"]), float(r["algbw_GB_per_s"]), float(r["busbw_GB_per_s"])
         assert algbw == pytest.approx(int(r["bytes"]) / (t * 1e3), rel=2e-3)   # GB/s
         assert busbw == pytest.approx(algbw * FACTORS[op](8), rel=2e-3)
     times = [float(r["time_us"]) for r in rows]
     assert times == sorted(times)
     # the in-framework floor at small sizes, a plateau below the NVLink rate at large ones
     assert times[0] == pytest.approx(45.0 if op == "sendrecv" else 28.0)
-    assert float(rows[-1]["busbw_gbps"]) <= 450 * 0.82 * 1.0001
+    assert float(rows[-1]["busbw_GB_per_s"]) <= 450 * 0.82 * 1.0001
 
 
 def test_table_format_with_algorithm_and_protocol(capsys):
@@ -51,10 +51,11 @@ def test_table_format_with_algorithm_and_protocol(capsys):
                        "--sizes", "1K,1G")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].startswith("# name=nccl, topology=h200x2")
-    assert lines[1].split() == ["op", "ranks", "bytes", "time_us", "algbw_gbps", "busbw_gbps",
+    assert lines[0].startswith("# cost model   name=nccl, topology=h200x2")
+    assert lines[1] == "# bandwidth    NVLink 478 GB/s (3824 Gbit/s) per GPU per direction"
+    assert lines[2].split() == ["op", "ranks", "bytes", "time_us", "algbw_GB_per_s", "busbw_GB_per_s",
                                 "algorithm", "protocol"]
-    assert lines[3].split()[-1] == "Simple" and len(lines) == 4
+    assert lines[4].split()[-1] == "Simple" and len(lines) == 5
 
 
 def test_forced_algorithm_and_details_column(capsys):
@@ -82,7 +83,7 @@ def test_without_topology_the_analytical_model(capsys):
     (row,) = rows_of(out)
     # ring over 2 servers: busbw = min(NVLink 450 x 0.82 = 369, 8 NICs x 50 x 0.97 = 388)
     # GB/s, minus the latency terms
-    assert 355 < float(row["busbw_gbps"]) < 369
+    assert 355 < float(row["busbw_GB_per_s"]) < 369
 
 
 @pytest.mark.parametrize("args, message", [
@@ -93,8 +94,8 @@ def test_without_topology_the_analytical_model(capsys):
     (["--op", "all_reduce", "--ranks", 2, "--protocol", "LL"], "needs --topology"),
     (["--op", "all_reduce", "--ranks", 1], "--ranks: a collective needs at least 2 ranks"),
     (["--op", "all_reduce", "--ranks", 2, "--sizes", "1G:1K"], "--sizes: expected 1 <= LO <= HI"),
-    (["--topology", "h200x2", "--op", "all_reduce", "--ranks", 2, "--nic-gbps", "50"],
-     "--nic-gbps: topology h200x2 has no NICs"),
+    (["--topology", "h200x2", "--op", "all_reduce", "--ranks", 2, "--nic-bw", "50"],
+     "--nic-bw: topology h200x2 has no NICs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     rc, out, err = bench(capsys, *args)

@@ -49,7 +49,7 @@ def test_nic_what_if_on_a_single_server_job():
     w = one_server_job()
     c = Cluster(nic_gbps=100)
     msgs = unused_parameters(w, layout(w), c, {"nic_gbps": 100})
-    assert msgs == ["--nic-gbps 100 cannot change the answer: every group and pipeline send "
+    assert msgs == ["--nic-bw 100 cannot change the answer: every group and pipeline send "
                     "of this job stays inside one server (8 GPUs, 8 per server), so no "
                     "traffic uses the NICs"]
     assert sim(w, c).iteration_ns == sim(w, Cluster()).iteration_ns
@@ -70,7 +70,7 @@ def test_nvlink_what_if_with_one_gpu_per_server():
     ref = Cluster(gpus_per_server=1, nics_per_server=1)
     c = dataclasses.replace(ref, nvlink_gbps=900)
     msgs = unused_parameters(w, layout(w), c, {"nvlink_gbps": 900}, reference=ref)
-    assert msgs == ["--nvlink-gbps 900 cannot change the answer: no group of this job has two "
+    assert msgs == ["--nvlink-bw 900 cannot change the answer: no group of this job has two "
                     "GPUs in one server, so no traffic uses NVLink"]
     assert sim(w, c).iteration_ns == sim(w, ref).iteration_ns
     # even an NVLink slower than the NIC cannot matter: a ring with one member per server
@@ -101,7 +101,7 @@ def test_a_job_without_collectives_flags_every_what_if():
     msgs = unused_parameters(w, layout(w, 1), c, {"nic_gbps": 10, "nvlink_gbps": 100,
                                                  "base_latency_ns": 0, "gpus_per_server": 4})
     assert [m.split(" cannot")[0] for m in msgs] == [
-        "--nic-gbps 10", "--nvlink-gbps 100", "--base-latency 0us", "--gpus-per-server 4"]
+        "--nic-bw 10", "--nvlink-bw 100", "--base-latency 0us", "--gpus-per-server 4"]
     assert all("runs no collective" in m for m in msgs)
 
 
@@ -113,8 +113,8 @@ def test_values_equal_to_the_default_are_no_what_if():
 def test_overrides_from_args():
     class Args:
         gpus_per_server = None
-        nvlink_gbps = 900.0
-        nic_gbps = None
+        nvlink_bw = 900.0
+        nic_bw = None
         nics_per_server = 4
         base_latency = 5000
     assert overrides_from_args(Args()) == {"nvlink_gbps": 900.0, "nics_per_server": 4,
@@ -198,7 +198,7 @@ def test_cli_warns_about_a_what_if_that_cannot_change_the_answer(tmp_path):
         "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 ep: 2 pp: 1 ga: 1 "
         "all_gpus: 8\n1\na -1 1000 ALLREDUCE 1048576 1000 ALLTOALL_EP 1048576 1000 "
         "ALLREDUCE 8388608 100\n")
-    for flags, expected in ((["--nic-gbps", "100"], True), (["--nvlink-gbps", "900"], False)):
+    for flags, expected in ((["--nic-bw", "100"], True), (["--nvlink-bw", "900"], False)):
         err = io.StringIO()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), \
                 warnings.catch_warnings():

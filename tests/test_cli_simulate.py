@@ -55,9 +55,9 @@ def test_json_to_stdout_is_pure_json():
 
 
 def test_bandwidth_units():
-    a = collsim("simulate", SEED, "--json", "-", "--nic-gbps", "400Gbit/s")
-    b = collsim("simulate", SEED, "--json", "-", "--nic-gbps", "50")
-    c = collsim("simulate", SEED, "--json", "-", "--nic-gbps", "25GB/s")
+    a = collsim("simulate", SEED, "--json", "-", "--nic-bw", "400Gbit/s")
+    b = collsim("simulate", SEED, "--json", "-", "--nic-bw", "50")
+    c = collsim("simulate", SEED, "--json", "-", "--nic-bw", "25GB/s")
     ta, tb, tc = (json.loads(x.stdout)["iteration_time_us"] for x in (a, b, c))
     assert ta == tb and tc > tb
 
@@ -82,7 +82,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make, fragmen
 
 
 def test_bad_flags_exit_2():
-    assert collsim("simulate", SEED, "--nic-gbps", "fast").returncode == 2
+    assert collsim("simulate", SEED, "--nic-bw", "fast").returncode == 2
     assert collsim("simulate", SEED, "--gpus", "0").returncode == 2
     p = collsim("simulate", SEED, "--gpus", "96")  # 96 / (8*4) = 3 not divisible by EP 4
     assert p.returncode == 2 and "not divisible by EP = 4" in p.stderr

@@ -222,7 +222,7 @@ SMALL = table(["a -1 1000 ALLREDUCE 1048576 1000 NONE 0 1000 ALLREDUCE 1048576 1
               tp=8, gpus=16)
 
 
-@pytest.mark.parametrize("flags", [["--nvlink-gbps", "0.0001"], ["--nic-gbps", "1e6"],
+@pytest.mark.parametrize("flags", [["--nvlink-bw", "0.0001"], ["--nic-bw", "1e6"],
                                    ["--gpus", "4096"], ["--base-latency", "0"]])
 def test_extreme_but_valid_cluster_flags(flags, tmp_path):
     path = tmp_path / "w.txt"
@@ -237,9 +237,9 @@ def test_extreme_but_valid_cluster_flags(flags, tmp_path):
     # these four were strict xfails (an OverflowError or MemoryError traceback) until the
     # flags got bounds: units.py rejects infinite latencies and bandwidths outside
     # 1e-6..1e9 GB/s, parallel.make_parallel more than 2^22 GPUs
-    ["--base-latency", "1e400"], ["--nic-gbps", "1e-310"], ["--nvlink-gbps", "1e-310", "--gpus", "8"],
+    ["--base-latency", "1e400"], ["--nic-bw", "1e-310"], ["--nvlink-bw", "1e-310", "--gpus", "8"],
     ["--gpus", str(2 ** 50)],
-    ["--gpus", "0"], ["--nic-gbps", "nan"], ["--nic-gbps", "-5"], ["--base-latency", "-1us"],
+    ["--gpus", "0"], ["--nic-bw", "nan"], ["--nic-bw", "-5"], ["--base-latency", "-1us"],
     ["--gpus-per-server", "0"], ["--nics-per-server", "-1"], ["--vpp", "0"],
 ])
 def test_absurd_cluster_flags_are_clear_errors(flags, tmp_path):

@@ -37,7 +37,7 @@ def test_plain_simulate_run_loads_no_heavy_library():
             "with contextlib.redirect_stdout(io.StringIO()), "
             "contextlib.redirect_stderr(io.StringIO()):\n"
             f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--nic-gbps', '25', '--json', os.path.join(d, 's.json'), "
+            "'--nic-bw', '25', '--json', os.path.join(d, 's.json'), "
             "'--csv', os.path.join(d, 's.csv')]) == 0")
     assert _loaded_after(code) == []
 

@@ -244,7 +244,7 @@ def test_cluster_flags_override_the_topology():
     assert (c.gpus_per_server, c.nics_per_server, c.nic_gbps) == (8, 4, 25)
     with pytest.raises(InputError, match="--gpus-per-server"):
         apply_overrides(spec, gpus_per_server=4)
-    with pytest.raises(InputError, match="--nic-gbps: topology h200x2 has no NICs"):
+    with pytest.raises(InputError, match="--nic-bw: topology h200x2 has no NICs"):
         apply_overrides(load_spec("h200x2"), nic_gbps=50)
 
 

@@ -60,7 +60,7 @@ def test_spec_errors_name_the_line(tmp_path):
 def test_point_key_is_stable_and_discriminating():
     a = small_spec().points[0]
     assert point_key(a) == point_key(dict(a))
-    assert point_key(a) != point_key({**a, "nic_gbps": 25.0})
+    assert point_key(a) != point_key({**a, "nic_bw": 25.0})
 
 
 def test_run_and_infeasible_points_recorded():
@@ -174,7 +174,7 @@ def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
     for topo, cal in ((None, None), ("dgx-h100", None), (None, calib)):
         point = dict(base, topology=topo, calibration=cal)
         got = _simulate_point(point, str(tmp_path))["iteration_ms"]
-        ns = argparse.Namespace(gpus_per_server=None, nvlink_gbps=None, nic_gbps=None,
+        ns = argparse.Namespace(gpus_per_server=None, nvlink_bw=None, nic_bw=None,
                                 nics_per_server=None, base_latency=None, topology=topo,
                                 calibration=cal)
         cluster, model = build_cost_model(ns)

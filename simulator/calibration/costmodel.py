@@ -71,7 +71,7 @@ class CalibratedCostModel(CostModel):
         for scope, c in cal.classes.items():
             classes[scope] = {"ranks_measured": list(c.ranks), "ops_measured": list(c.ops),
                               "overhead_us": round(c.overhead_us, 3),
-                              "link_gbps": round(c.link_gbps, 2)}
+                              "link_GB_per_s": round(c.link_gbps, 2)}
         extrapolated = sorted({f"{op} {scope} n={n}" for op, scope, n in self.calibrated_calls
                                if n not in cal.classes[scope].ranks})
         return {"name": self.name, "calibration": cal.path, "method": cal.method_class,

@@ -19,7 +19,7 @@ HELP = ("Simulated nccl-tests: the time, algorithm bandwidth and bus bandwidth o
         "collective over a range of sizes, priced by the same cost model as simulate.")
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "sendrecv")
-COLUMNS = ("op", "ranks", "bytes", "time_us", "algbw_gbps", "busbw_gbps")
+COLUMNS = ("op", "ranks", "bytes", "time_us", "algbw_GB_per_s", "busbw_GB_per_s")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,7 +113,7 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
         time_us = ns / 1000.0
         algbw = size / ns if ns > 0 else float("inf")   # bytes/ns == GB/s
         rows.append({"op": op, "ranks": ranks, "bytes": size, "time_us": time_us,
-                     "algbw_gbps": algbw, "busbw_gbps": algbw * factor,
+                     "algbw_GB_per_s": algbw, "busbw_GB_per_s": algbw * factor,
                      "algorithm": algo, "protocol": proto})
     return rows
 
@@ -125,7 +125,7 @@ def render(rows: list[dict], fmt: str, details: bool, header: str = "") -> str:
         v = row[c]
         if c == "time_us":
             return f"{v:.3f}" if fmt == "csv" else f"{v:.2f}"
-        if c.endswith("_gbps"):
+        if c.endswith("_GB_per_s"):
             return f"{v:.6g}" if fmt == "csv" else f"{v:.2f}"
         return str(v)
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     cluster, cost_model = build_cost_model(args)  # the same builder as simulate
     rows = bench_rows(cost_model, cluster, args.op, args.ranks, sizes, args.algorithm,
                       args.protocol)
-    d = cost_model.describe()
-    header = ", ".join(f"{k}={v}" for k, v in d.items())
+    from ..report.text import describe_cost_model
+    header = "\n# ".join(describe_cost_model(cost_model.describe()))
     sys.stdout.write(render(rows, args.format, args.details, header))
     return 0

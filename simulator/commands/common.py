@@ -5,7 +5,7 @@ import argparse
 
 from ..cluster import Cluster
 from ..errors import InputError
-from ..units import parse_bandwidth_gbps, parse_latency_ns
+from ..units import format_bandwidth, implausible_bandwidth, parse_bandwidth_gbps, parse_latency_ns
 
 
 def bandwidth(text: str) -> float:
@@ -13,6 +13,30 @@ def bandwidth(text: str) -> float:
         return parse_bandwidth_gbps(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class BandwidthAction(argparse.Action):
+    """A bandwidth flag: parses a unit (a bare number is GB/s), warns when a bare number is
+    implausible for the part, and, for an old spelling, that it is deprecated."""
+
+    def __init__(self, option_strings, dest, part: str, new_name: str | None = None, **kwargs):
+        self.part, self.new_name = part, new_name
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..errors import warn
+        try:
+            gbps = parse_bandwidth_gbps(values)
+        except ValueError as exc:
+            parser.error(f"argument {option_string}: {exc}")
+        if self.new_name:
+            warn(f"{option_string} is deprecated and will be removed: use {self.new_name} "
+                 f"(the same value: a bare number is GB/s; 'gbps' reads as gigabits, so write "
+                 f"a unit, e.g. 400Gbit/s or 50GB/s)")
+        message = implausible_bandwidth(values, gbps, self.part, option_string)
+        if message:
+            warn(message)
+        setattr(namespace, self.dest, gbps)
 
 
 def latency(text: str) -> int:
@@ -37,12 +61,18 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster (defaults: 8-GPU H100/H200 servers, 8 x 400 Gbit/s NICs)")
     g.add_argument("--gpus-per-server", type=positive_int, metavar="N",
                    help=f"GPUs in one scale-up (NVLink) domain (default {d.gpus_per_server})")
-    g.add_argument("--nvlink-gbps", type=bandwidth, metavar="BW",
-                   help=f"NVLink bandwidth per GPU per direction, GB/s or with a unit such as "
-                        f"3600Gbit/s (default {d.nvlink_gbps:g} GB/s)")
-    g.add_argument("--nic-gbps", type=bandwidth, metavar="BW",
-                   help=f"bandwidth of one NIC per direction, GB/s or with a unit such as "
-                        f"400Gbit/s (default {d.nic_gbps:g} GB/s = 400 Gbit/s)")
+    g.add_argument("--nvlink-bw", action=BandwidthAction, part="nvlink", metavar="BW",
+                   help=f"NVLink bandwidth per GPU per direction: a unit (450GB/s, "
+                        f"3600Gbit/s) or a bare number in GB/s (default "
+                        f"{format_bandwidth(d.nvlink_gbps)})")
+    g.add_argument("--nic-bw", action=BandwidthAction, part="nic", metavar="BW",
+                   help=f"bandwidth of one NIC per direction: a unit (400Gbit/s, 50GB/s) or a "
+                        f"bare number in GB/s (default {format_bandwidth(d.nic_gbps)})")
+    # the old spellings, for a release: same meaning (GB/s), with a deprecation warning
+    g.add_argument("--nvlink-gbps", dest="nvlink_bw", action=BandwidthAction, part="nvlink",
+                   new_name="--nvlink-bw", help=argparse.SUPPRESS)
+    g.add_argument("--nic-gbps", dest="nic_bw", action=BandwidthAction, part="nic",
+                   new_name="--nic-bw", help=argparse.SUPPRESS)
     g.add_argument("--nics-per-server", type=positive_int, metavar="N",
                    help=f"scale-out NICs per server (default {d.nics_per_server})")
     g.add_argument("--base-latency", type=latency, metavar="T",
@@ -92,10 +122,16 @@ def build_cost_model(args: argparse.Namespace):
 
 
 def cluster_from_args(args: argparse.Namespace) -> Cluster:
+    d = Cluster()
+    name = None
+    if args.nic_bw is not None or args.nics_per_server is not None:
+        # the default's name says 8x400g: name what the flags made instead
+        nics = args.nics_per_server or d.nics_per_server
+        name = f"h100-{nics}x{(args.nic_bw or d.nic_gbps) * 8:g}g"
     try:
-        return Cluster().with_overrides(
-            gpus_per_server=args.gpus_per_server, nvlink_gbps=args.nvlink_gbps,
-            nic_gbps=args.nic_gbps, nics_per_server=args.nics_per_server,
+        return d.with_overrides(name=name,
+            gpus_per_server=args.gpus_per_server, nvlink_gbps=args.nvlink_bw,
+            nic_gbps=args.nic_bw, nics_per_server=args.nics_per_server,
             base_latency_ns=args.base_latency)
     except InputError as exc:
         raise InputError(exc.message, field=f"--{exc.field.replace('_', '-')}") from None

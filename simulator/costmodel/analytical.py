@@ -30,7 +30,7 @@ class AnalyticalCostModel(CostModel):
     def describe(self) -> dict:
         c = self.cluster
         return {"name": self.name, "cluster": c.name, "gpus_per_server": c.gpus_per_server,
-                "nvlink_gbps": c.nvlink_gbps, "nic_gbps": c.nic_gbps,
+                "nvlink_GB_per_s": c.nvlink_gbps, "nic_GB_per_s": c.nic_gbps,
                 "nics_per_server": c.nics_per_server}
 
     def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> "AnalyticalCostModel":

@@ -8,6 +8,47 @@ def _ms(ns: int) -> str:
     return f"{ns / 1e6:12.3f}"
 
 
+def _scalars(d: dict, skip=()) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items()
+                     if k not in skip and not isinstance(v, (dict, list)))
+
+
+def describe_cost_model(d: dict) -> list[str]:
+    """A cost model's describe() as header lines: which model, then the resolved bandwidths
+    both ways (GB/s and Gbit/s), then any calibration, in words rather than a raw dict."""
+    from ..units import format_bandwidth
+
+    name = d.get("name", "?")
+    if name == "calibrated":
+        lines = [f"cost model   calibrated: {d.get('calibration')} ({d.get('method')}) on top "
+                 f"of the model below"]
+        for scope, c in (d.get("classes") or {}).items():
+            link = c.get("link_GB_per_s")
+            lines.append(f"  {scope}: {c.get('overhead_us')} us per call + "
+                         + (f"{format_bandwidth(link)} link" if link else "?")
+                         + f", fitted at {', '.join(map(str, c.get('ranks_measured', [])))} "
+                         f"ranks on {', '.join(c.get('ops_measured', []))}")
+        for key, label in (("priced_by_base", "priced by the base model"),
+                           ("group_sizes_extrapolated", "extrapolated to group sizes")):
+            if d.get(key):
+                lines.append(f"  {label}: {', '.join(d[key])}")
+        return lines + describe_cost_model(d.get("base") or {})
+    gps = d.get("gpus_per_server")
+    nvlink = d.get("nvlink_GB_per_s", d.get("scale_up_GB_per_s"))
+    nic, nics = d.get("nic_GB_per_s"), d.get("nics_per_server")
+    skip = {"nvlink_GB_per_s", "scale_up_GB_per_s", "nic_GB_per_s", "nics_per_server"}
+    lines = ["cost model   " + _scalars(d, skip)]
+    parts = []
+    if nvlink is not None:
+        parts.append(f"NVLink {format_bandwidth(nvlink)} per GPU per direction")
+    if nic is not None:
+        parts.append(f"{nics} NIC(s) per server of {format_bandwidth(nic)} each"
+                     + (f" ({gps} GPUs)" if gps else ""))
+    if parts:
+        lines.append("bandwidth    " + "; ".join(parts))
+    return lines
+
+
 def render_text(r: SimulationResult, top_rows: int = 10) -> str:
     c = r.critical
     total = r.iteration_ns or 1
@@ -17,7 +58,7 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
         f"cluster      {r.gpus} GPUs: TP {r.tp}  EP {r.ep}  PP {r.pp}  DP {r.dp}  DP_EP {r.dp_ep}"
         f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
         + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
-        "cost model   " + ", ".join(f"{k}={v}" for k, v in r.cost_model.items()),
+        *describe_cost_model(r.cost_model),
         "",
         f"iteration time {r.iteration_ns / 1e6:.3f} ms"
         + (f"   ({r.critical.label or f'stage {r.critical.stage} of {r.pp}'} finishes last; "

@@ -77,8 +77,8 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
 
     from ..commands.common import build_cost_model
     cluster, cost_model = build_cost_model(Namespace(
-        gpus_per_server=p.get("gpus_per_server"), nvlink_gbps=p.get("nvlink_gbps"),
-        nic_gbps=p.get("nic_gbps"), nics_per_server=p.get("nics_per_server"),
+        gpus_per_server=p.get("gpus_per_server"), nvlink_bw=p.get("nvlink_bw"),
+        nic_bw=p.get("nic_bw"), nics_per_server=p.get("nics_per_server"),
         base_latency=None if base_latency is None else round(base_latency * 1000),
         topology=local(p.get("topology")), calibration=local(p.get("calibration"))))
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")

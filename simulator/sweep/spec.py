@@ -55,8 +55,8 @@ KEYS: dict[str, tuple[str, object]] = {
     "moe_ffn_hidden_size": ("int?", None),
     # cluster (None: the Cluster default)
     "gpus_per_server": ("int?", None),
-    "nvlink_gbps": ("float?", None),
-    "nic_gbps": ("float?", None),
+    "nvlink_bw": ("bw?", None),           # per GPU per direction: 450GB/s, 3600Gbit/s, 450
+    "nic_bw": ("bw?", None),              # one NIC per direction: 400Gbit/s, 50GB/s, 50
     "nics_per_server": ("int?", None),
     "base_latency_us": ("float?", None),
     # cost model: a topology preset or YAML file (NCCL algorithms), a calibration file
@@ -75,6 +75,10 @@ ALIASES = {
     "gbs": "global_batch", "seq_len": "seq_length", "seq": "seq_length",
     "dist_opt": "distributed_optimizer", "moe_router_topk": "topk",
 }
+
+#: old spellings still read, with a warning (a release): 'gbps' reads as gigabits, but they
+#: always meant GB/s
+DEPRECATED = {"nvlink_gbps": "nvlink_bw", "nic_gbps": "nic_bw"}
 
 #: keys reserved for later
 RESERVED = ("cost_model",)
@@ -96,6 +100,7 @@ class SweepSpec:
 
 def canonical_key(key: str) -> str:
     k = key.strip().lower().replace("-", "_")
+    k = DEPRECATED.get(k, k)
     return ALIASES.get(k, k)
 
 
@@ -119,6 +124,23 @@ def _coerce(key: str, value, where: dict):
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"expected a whole number, got {value!r}", **where)
         return value
+    if kind == "bw":
+        from ..units import implausible_bandwidth, parse_bandwidth_gbps
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InputError(f"expected a bandwidth like 400Gbit/s or 50GB/s, got {value!r}",
+                             **where)
+        try:
+            gbps = parse_bandwidth_gbps(value)
+        except ValueError as exc:
+            raise InputError(str(exc), **where) from None
+        message = implausible_bandwidth(value, gbps, key.split("_")[0], "")
+        if message:
+            import warnings
+
+            from ..errors import SimulationWarning
+            at = f"{where.get('path')}:{where.get('line')}: " if where.get("line") else ""
+            warnings.warn(f"{at}{where.get('field') or key}{message}", SimulationWarning)
+        return gbps
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"expected a number, got {value!r}", **where)
@@ -128,6 +150,15 @@ def _coerce(key: str, value, where: dict):
 
 def _check_key(key: str, where: dict) -> str:
     k = canonical_key(key)
+    old = key.strip().lower().replace("-", "_")
+    if old in DEPRECATED:
+        import warnings
+
+        from ..errors import SimulationWarning
+        at = f"{where.get('path')}:{where.get('line')}: " if where.get("line") else ""
+        warnings.warn(f"{at}{key!r} is deprecated and will be removed: write "
+                      f"{DEPRECATED[old]!r} (the same value: a bare number is GB/s; or give a "
+                      "unit, e.g. 400Gbit/s)", SimulationWarning)
     if k in RESERVED:
         raise InputError(f"{key!r} sweeps are not supported yet (only the analytical cost model "
                          "on the built-in cluster)", **where)

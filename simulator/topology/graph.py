@@ -320,10 +320,10 @@ class Topology:
     def describe(self) -> dict:
         s = self.spec
         d = {"topology": s.name, "servers": self.servers, "gpus_per_server": s.gpus_per_server,
-             "scale_up": s.scale_up.type, "scale_up_gbps": s.scale_up.bandwidth_gbps}
+             "scale_up": s.scale_up.type, "scale_up_GB_per_s": s.scale_up.bandwidth_gbps}
         if s.nics:
             d.update(nics_per_server=s.nics.per_server(s.gpus_per_server),
-                     nic_gbps=s.nics.bandwidth_gbps)
+                     nic_GB_per_s=s.nics.bandwidth_gbps)
         if s.fabric:
             d.update(fabric=s.fabric.type, oversubscription=s.fabric.oversubscription,
                      ecmp=s.fabric.ecmp)

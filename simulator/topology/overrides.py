@@ -29,7 +29,7 @@ def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, 
             su, bandwidth_gbps=nvlink_gbps,
             links=tuple((a, b, bw * scale) for a, b, bw in su.links)))
     if nic_gbps is not None or nics_per_server is not None:
-        flag = "--nic-gbps" if nic_gbps is not None else "--nics-per-server"
+        flag = "--nic-bw" if nic_gbps is not None else "--nics-per-server"
         if spec.nics is None:
             raise InputError(f"topology {spec.name} has no NICs (one server, NVLink only)",
                              field=flag)
@@ -98,7 +98,7 @@ def topology_cost_model(args: argparse.Namespace):
 
     spec = load_spec(args.topology)
     spec = apply_overrides(spec, gpus_per_server=args.gpus_per_server,
-                           nvlink_gbps=args.nvlink_gbps, nic_gbps=args.nic_gbps,
+                           nvlink_gbps=args.nvlink_bw, nic_gbps=args.nic_bw,
                            nics_per_server=args.nics_per_server,
                            base_latency_ns=args.base_latency)
     spec = apply_fabric_overrides(spec, fabric_type=getattr(args, "fabric", None),
