@@ -95,8 +95,8 @@ ROW_POLICIES = frozenset(POLICY_RULES) - {"HYBRID_CUSTOMIZED", "HYBRID_DLRM",
                                           "HYBRID_DLRM_ENHANCED", "MICRO"}
 
 # SimAI/AICB header keys that ASTRA-sim 1.0 never writes: a file with any is in SimAI's style
-_SIMAI_KEYS = frozenset({"ep", "pp", "vpp", "ga", "all_gpus", "pp_comm", "mode",
-                         "DLRM_LAST_BOTTOM_LAYER"})
+# (SimAI's DLRM_LAST_BOTTOM_LAYER: alone does not count: SimAI reads no group size for DLRM)
+_SIMAI_KEYS = frozenset({"ep", "pp", "vpp", "ga", "all_gpus", "pp_comm", "mode"})
 
 
 def rules_for(policy: str) -> PolicyRules:
