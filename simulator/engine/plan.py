@@ -31,7 +31,7 @@ def topology_gpus(cost_model) -> int | None:
 
 
 #: said on stdout (in the notes) when nothing gives the world size
-ONE_GPU_GROUPS = ("the header has no all_gpus; assuming {world} GPUs (TP x PP x EP, as neither "
+ONE_GPU_GROUPS = ("the header has no all_gpus; assuming {world} GPU{s} (TP x PP x EP, as neither "
                   "--gpus nor a --topology with a fixed server count was given), so {what}; "
                   "pass --gpus N (or --topology) for the real world size")
 
@@ -54,7 +54,7 @@ def resolve_world(workload: Workload, gpus: int | None, cost_model=None,
     world = workload.tp * workload.pp * workload.ep
     what = ("every group is one GPU and every collective is free" if world == 1 else
             f"TP {workload.tp}, PP {workload.pp}, EP {workload.ep}, DP {workload.ep}")
-    message = ONE_GPU_GROUPS.format(world=world, what=what)
+    message = ONE_GPU_GROUPS.format(world=world, s="" if world == 1 else "s", what=what)
     warn(f"{workload.path}: {message}")
     if notes is not None:
         notes.append(message)
@@ -197,7 +197,7 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     # groups of size 1 that rows use: free, and said so
     used = {c.group for r in rows for c in (r.fwd, r.ig, r.wg) if c.op is not None}
     free_groups = [g.value for g in ROW_GROUPS if g in used and par.size(g) == 1]
-    if par.world == 1 and used:
+    if par.world == 1 and used and not any("every collective is free" in n for n in notes):
         notes.append("1 GPU: every group is one GPU and every collective is free")
     if free_groups:
         msg = (f"group(s) of size 1: {', '.join(free_groups)}; their collectives cost nothing "

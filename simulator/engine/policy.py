@@ -134,17 +134,21 @@ class Layout:
     notes: tuple[str, ...]
 
 
-def _column_groups(policy: str, rules: PolicyRules, swap: bool, top: str) -> tuple:
-    """collsim group per column for ASTRA-sim dimensions (None: not issued)."""
+def _column_groups(row_policy: str, rules: PolicyRules, top: str) -> tuple:
+    """collsim group per column for ASTRA-sim 1.0's dimensions (None: not issued).
+
+    The layout makes TP the contiguous group (the first network dimension, or the model
+    group of HYBRID_TRANSFORMER) and DP the rest; 'all' dimensions are the group the layout
+    made world-sized (TP for MODEL and DISTRIBUTED_INFERENCE, DP otherwise)."""
+    swap = row_policy == "HYBRID_MODEL_DATA"   # data on the first dimension, model across
+    world_group = Group.TP if (row_policy if top == "HYBRID_CUSTOMIZED" else top) in (
+        "MODEL", "DISTRIBUTED_INFERENCE") else Group.DP
     out = []
     for dim in rules.dims:
         if dim is None:
             out.append(None)
         elif dim == "all":
-            # the whole world: the group the top-level layout made world-sized
-            out.append(Group.TP if top in ("MODEL", "DISTRIBUTED_INFERENCE")
-                       else Group.TP if (top == "HYBRID_CUSTOMIZED" and policy == "MODEL")
-                       else Group.DP)
+            out.append(world_group)
         elif dim == "model":
             out.append(Group.DP if swap else Group.TP)
         else:
@@ -195,17 +199,16 @@ def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) ->
             if policy == "HYBRID_CUSTOMIZED" and row.policy and row.policy not in ROW_POLICIES:
                 raise InputError(f"row policy {row.policy!r} cannot be used per row",
                                  path=workload.path, line=row.line, field="field 13 (policy)")
-            swap = row_policy == "HYBRID_MODEL_DATA" and policy != "HYBRID_MODEL_DATA"
-            swap = swap or policy == "HYBRID_MODEL_DATA"
-            if policy == "HYBRID_CUSTOMIZED" and row_policy == "HYBRID_MODEL_DATA":
-                swap = True
-            groups = _column_groups(row_policy, r_rules, swap, policy)
+            groups = _column_groups(row_policy, r_rules, policy)
             if rules.dlrm and i == 0:
                 groups = (Group.EP, Group.EP, Group.DP)  # DLRM's row 0: every dimension
             comms = []
             for comm, group in zip((row.fwd, row.ig, row.wg), groups):
                 if comm.op is None or group is None:
                     comms.append(NO_COMM)
+                elif comm.group in (Group.EP, Group.DP_EP) and row_policy.startswith(
+                        "HYBRID_TRANSFORMER"):
+                    comms.append(comm)   # SimAI's _EP/_DP_EP suffix: the file names the group
                 else:
                     comms.append(Comm(comm.op, group, comm.size_bytes))
             new_rows.append(replace(row, fwd=comms[0], ig=comms[1], wg=comms[2]))
