@@ -126,8 +126,9 @@ class Workload:
         """DISTRIBUTED_INFERENCE, or an AICB inference file: forward passes only."""
         if self.policy == "DISTRIBUTED_INFERENCE":
             return True
+        # AICB's inference generator writes 'mode: 1' (its training files no mode, or 0)
         m = (self.mode or "").lower()
-        return any(w in m for w in ("infer", "prefill", "decode"))
+        return m == "1" or any(w in m for w in ("infer", "prefill", "decode"))
 
     @property
     def name(self) -> str:

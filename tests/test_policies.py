@@ -166,11 +166,18 @@ def test_distributed_inference_is_forward_only_on_every_gpu():
     assert [c[1] for c in collectives(r)] == ["r0 fwd", "r1 fwd"]
 
 
-def test_aicb_inference_mode_replays_forward_only():
-    r = run("HYBRID_TRANSFORMER model_parallel_NPU_group: 4 all_gpus: 4 mode: inference",
-            MODEL_ROWS)
+@pytest.mark.parametrize("mode", ["1", "inference"])
+def test_aicb_inference_mode_replays_forward_only(mode):
+    # AICB's SimAI_inference_workload_generator writes this header with 'mode: 1': forward
+    # only, as DISTRIBUTED_INFERENCE above (TP 4 from the header): 2100
+    hdr = (f"HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 ep: 1 pp: 1 "
+           f"all_gpus: 4 mode: {mode} vpp: 1 ga: 1 checkpoints: 0 checkpoint_initiates: 0 "
+           "pp_comm: 0")
+    r = run(hdr, MODEL_ROWS)
     assert r.iteration_ns == 2100
     assert "forward passes only" in r.replay
+    training = run(hdr.replace(f"mode: {mode}", "mode: 0"), MODEL_ROWS)
+    assert training.iteration_ns == 6000     # HYBRID_TRANSFORMER's, derived above
 
 
 DLRM_ROWS = ["emb -1 300 ALLTOALL 800 300 ALLTOALL 4000 300 NONE 0 0",

@@ -127,10 +127,15 @@ def run(args: argparse.Namespace) -> int:
         overrides = overrides_from_args(args)
         if overrides:
             # a what-if flag the job never exercises cannot change the answer: say so
-            par = make_parallel(world, workload.tp, workload.pp, workload.ep, workload.path)
+            # the job as the policy word replays it (its groups and collectives)
+            from ..engine.policy import layout
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                replayed = layout(workload, args.compat, world, cluster.gpus_per_server).workload
+            par = make_parallel(world, replayed.tp, replayed.pp, replayed.ep, workload.path)
             structural = bool(args.topology or args.calibration or args.contention
                               or args.co_job)
-            for message in unused_parameters(workload, par, cluster, overrides,
+            for message in unused_parameters(replayed, par, cluster, overrides,
                                              structural_only=structural):
                 warnings.warn(message, SimulationWarning)
         co_results = []
