@@ -51,7 +51,8 @@ def test_table_format_with_algorithm_and_protocol(capsys):
                        "--sizes", "1K,1G")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].startswith("# cost model   name=nccl, topology=h200x2")
+    assert lines[0].startswith("# cost model   nccl (NCCL's algorithms, protocols and latencies "
+                               "on a topology): name=nccl, topology=h200x2")
     assert lines[1] == "# bandwidth    NVLink 478 GB/s (3824 Gbit/s) per GPU per direction"
     assert lines[2].split() == ["op", "ranks", "bytes", "time_us", "algbw_GB_per_s", "busbw_GB_per_s",
                                 "algorithm", "protocol"]

@@ -48,8 +48,8 @@ def test_spec_errors_name_the_line(tmp_path):
     p.write_text("base:\n  model: gpt-7b\ngrid:\n  tp: [1, 2]\n")
     with pytest.raises(InputError, match="GPU count"):
         load_spec(str(p))
-    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\n  cost_model: nccl\n")
-    with pytest.raises(InputError, match="not supported yet"):
+    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\n  cost_model: busbw\n")
+    with pytest.raises(InputError, match="known: nccl, simai"):
         load_spec(str(p))
     p.write_text("base:\n  model: gpt-7b\n  gpus: eight\n")
     with pytest.raises(InputError) as err:

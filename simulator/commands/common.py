@@ -95,25 +95,76 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                    help="paths over the spine: 'ideal' (every flow spread evenly over a "
                         "leaf's uplinks, the default) or 'hash' / 'hash:SEED' (each "
                         "connection on one uplink by a seeded hash: collisions show)")
+    g.add_argument("--cost-model", choices=COST_MODELS, metavar="|".join(COST_MODELS),
+                   help=f"how a collective is priced. nccl: NCCL's algorithms, protocols and "
+                        f"per-hop latencies on a topology (--topology, or without it the "
+                        f"{DEFAULT_PRESET} preset changed by the flags above): the model checked "
+                        f"against measurements (docs/validation.md). simai: SimAI's analytical "
+                        f"bus-bandwidth model (one alpha-beta formula per collective), for "
+                        f"comparisons with SimAI (default {DEFAULT_COST_MODEL})")
     g.add_argument("--calibration", metavar="YAML",
                    help="a calibration written by 'collsim calibrate' (e.g. "
                         "traces/h200x2/calib_h200x2.yaml): measured corrections on top of the "
                         "cost model, for the placements it was fitted on")
 
 
+#: --cost-model choices; 'simai' is the analytical busbw model (costmodel/analytical.py)
+COST_MODELS = ("nccl", "simai")
+DEFAULT_COST_MODEL = "simai"
+#: the preset the default cluster describes (8 x H100 SXM per server, NVLink 450 GB/s per GPU,
+#: one 400 Gbit/s NIC per GPU): what --cost-model nccl prices on without --topology
+DEFAULT_PRESET = "dgx-h100"
+
+
+def cost_model_name(args: argparse.Namespace) -> str:
+    """--cost-model as given; without it, nccl on a --topology, else the default."""
+    if getattr(args, "cost_model", None):
+        return args.cost_model
+    return "nccl" if getattr(args, "topology", None) else DEFAULT_COST_MODEL
+
+
+def _default_spec(args: argparse.Namespace):
+    """The default preset, resized to --gpus-per-server where that differs (the flags then
+    describe the cluster, the preset the rest: NVSwitch, rail-optimized fabric, NCCL)."""
+    from dataclasses import replace
+
+    from ..topology import load_spec
+    spec = load_spec(DEFAULT_PRESET)
+    gps = getattr(args, "gpus_per_server", None)
+    if gps is not None and gps != spec.gpus_per_server:
+        spec = replace(spec, gpus_per_server=gps, name=f"{DEFAULT_PRESET} ({gps} GPUs per server)")
+    return spec
+
+
 def build_cost_model(args: argparse.Namespace):
     """(cluster, cost model) from the command line: the one place commands get them from."""
     from ..costmodel.analytical import AnalyticalCostModel
 
-    if getattr(args, "topology", None):
+    model = cost_model_name(args)
+    if model not in COST_MODELS:
+        raise InputError(f"unknown cost model {model!r}; known: {', '.join(COST_MODELS)}",
+                         field="--cost-model")
+    if model == "nccl":
         from ..topology.overrides import topology_cost_model
-        cluster, cost_model = topology_cost_model(args)
+        if getattr(args, "topology", None):
+            cluster, cost_model = topology_cost_model(args)
+        else:
+            cluster, cost_model = topology_cost_model(args, _default_spec(args))
     else:
         for flag in ("fabric", "oversubscription", "servers_per_leaf", "ecmp"):
             if getattr(args, flag, None) is not None:
-                raise InputError("the analytical model has no fabric to change: use it with "
-                                 "--topology", field=f"--{flag.replace('_', '-')}")
-        cluster = cluster_from_args(args)
+                raise InputError("SimAI's busbw model has no fabric to change: use "
+                                 "--cost-model nccl", field=f"--{flag.replace('_', '-')}")
+        if getattr(args, "topology", None):
+            # SimAI's busbw model on the topology's headline figures (servers, NVLink, NICs)
+            from ..topology import load_spec
+            from ..topology.overrides import apply_overrides, cluster_for
+            cluster = cluster_for(apply_overrides(
+                load_spec(args.topology), gpus_per_server=args.gpus_per_server,
+                nvlink_gbps=args.nvlink_bw, nic_gbps=args.nic_bw,
+                nics_per_server=args.nics_per_server, base_latency_ns=args.base_latency))
+        else:
+            cluster = cluster_from_args(args)
         cost_model = AnalyticalCostModel(cluster)
     if getattr(args, "calibration", None):
         from ..calibration import wrap_with_calibration

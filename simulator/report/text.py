@@ -13,6 +13,13 @@ def _scalars(d: dict, skip=()) -> str:
                      if k not in skip and not isinstance(v, (dict, list)))
 
 
+#: a cost model's name -> the words the summary uses for it (--cost-model's choices)
+MODEL_LABELS = {
+    "analytical": "simai (SimAI's analytical bus-bandwidth model)",
+    "nccl": "nccl (NCCL's algorithms, protocols and latencies on a topology)",
+}
+
+
 def describe_cost_model(d: dict) -> list[str]:
     """A cost model's describe() as header lines: which model, then the resolved bandwidths
     both ways (GB/s and Gbit/s), then any calibration, in words rather than a raw dict."""
@@ -37,7 +44,8 @@ def describe_cost_model(d: dict) -> list[str]:
     nvlink = d.get("nvlink_GB_per_s", d.get("scale_up_GB_per_s"))
     nic, nics = d.get("nic_GB_per_s"), d.get("nics_per_server")
     skip = {"nvlink_GB_per_s", "scale_up_GB_per_s", "nic_GB_per_s", "nics_per_server"}
-    lines = ["cost model   " + _scalars(d, skip)]
+    label = MODEL_LABELS.get(name)
+    lines = ["cost model   " + (label + ": " if label else "") + _scalars(d, skip)]
     parts = []
     if nvlink is not None:
         parts.append(f"NVLink {format_bandwidth(nvlink)} per GPU per direction")

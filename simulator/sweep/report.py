@@ -15,7 +15,7 @@ RESULT_COLUMNS = ["iteration_ms", "compute_ms", "recompute_ms", "bubble_ms", "ex
 CONFIG_COLUMNS = ["model", "gpus", "tp", "pp", "ep", "dp", "dp_ep", "sp", "vpp", "micro_batch",
                   "global_batch", "ga", "seq_length", "gpu", "style", "recompute",
                   "distributed_optimizer", "pp_schedule", "gpus_per_server", "nvlink_bw",
-                  "nic_bw", "nics_per_server"]
+                  "nic_bw", "nics_per_server", "cost_model"]
 PARTS = [("compute_ms", "compute"), ("exposed_tp_ms", "TP"), ("exposed_ep_ms", "EP"),
          ("exposed_dp_ms", "DP"), ("exposed_dp_ep_ms", "DP_EP"), ("exposed_pp_ms", "PP"),
          ("bubble_ms", "bubble")]

@@ -75,12 +75,14 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     # the same builder as `collsim simulate`: topology, flags and calibration alike
     from argparse import Namespace
 
-    from ..commands.common import build_cost_model
-    cluster, cost_model = build_cost_model(Namespace(
+    from ..commands.common import build_cost_model, cost_model_name
+    ns = Namespace(
         gpus_per_server=p.get("gpus_per_server"), nvlink_bw=p.get("nvlink_bw"),
         nic_bw=p.get("nic_bw"), nics_per_server=p.get("nics_per_server"),
         base_latency=None if base_latency is None else round(base_latency * 1000),
-        topology=local(p.get("topology")), calibration=local(p.get("calibration"))))
+        topology=local(p.get("topology")), calibration=local(p.get("calibration")),
+        cost_model=p.get("cost_model"))
+    cluster, cost_model = build_cost_model(ns)
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,6 +95,7 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     out = {
         "tp": cfg.tp, "sp": cfg.sp, "dp": cfg.dp, "dp_ep": cfg.dp_ep, "ga": cfg.ga,
         "global_batch": cfg.global_batch, "pp_schedule": schedule,
+        "cost_model": cost_model_name(ns),
         "iteration_ms": res.iteration_ns / 1e6,
         "compute_ms": c.compute_ns / 1e6,
         "recompute_ms": c.recompute_ns / 1e6,

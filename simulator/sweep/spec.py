@@ -61,6 +61,7 @@ KEYS: dict[str, tuple[str, object]] = {
     "base_latency_us": ("float?", None),
     # cost model: a topology preset or YAML file (NCCL algorithms), a calibration file
     "topology": ("str?", None),
+    "cost_model": ("str?", None),         # nccl or simai, as --cost-model
     "calibration": ("str?", None),
     # simulation
     "pp_schedule": ("str?", None),
@@ -81,7 +82,7 @@ ALIASES = {
 DEPRECATED = {"nvlink_gbps": "nvlink_bw", "nic_gbps": "nic_bw"}
 
 #: keys reserved for later
-RESERVED = ("cost_model",)
+RESERVED: tuple[str, ...] = ()
 
 SECTIONS = ("name", "base", "grid", "points", "plots", "best")
 
@@ -115,6 +116,8 @@ def _coerce(key: str, value, where: dict):
     if kind == "str":
         if isinstance(value, (dict, list)):
             raise InputError(f"expected a name, got {value!r}", **where)
+        if key == "cost_model" and str(value) not in ("nccl", "simai"):
+            raise InputError(f"unknown cost model {value!r}; known: nccl, simai", **where)
         return str(value)
     if kind == "bool":
         if not isinstance(value, bool):

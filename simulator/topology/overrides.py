@@ -93,10 +93,11 @@ def cluster_for(spec: TopologySpec) -> Cluster:
         base_latency_ns=spec.nccl.call_overhead_ns)
 
 
-def topology_cost_model(args: argparse.Namespace):
+def topology_cost_model(args: argparse.Namespace, spec: TopologySpec | None = None):
+    """(cluster, NcclCostModel) for ``args.topology`` (or a given spec) and the flags."""
     from ..costmodel.nccl import NcclCostModel
 
-    spec = load_spec(args.topology)
+    spec = spec or load_spec(args.topology)
     spec = apply_overrides(spec, gpus_per_server=args.gpus_per_server,
                            nvlink_gbps=args.nvlink_bw, nic_gbps=args.nic_bw,
                            nics_per_server=args.nics_per_server,
