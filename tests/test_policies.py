@@ -156,6 +156,8 @@ def test_hybrid_model_data_data_on_the_first_dimension():
     assert r.critical.exposed_ns["DP"] == 800 + 100      # the model-parallel collectives
     assert r.critical.exposed_ns["TP"] == 4200 - 2100    # the data-parallel tail
     assert any("HYBRID_MODEL_DATA: data parallel on the first dimension" in n for n in r.notes)
+    assert collectives(r) == [("DP", "r0 fwd", 100, 900), ("DP", "r1 ig", 1200, 1600),
+                              ("TP", "r1 wg", 1500, 3000), ("TP", "r0 wg", 3000, 4200)]
 
 
 def test_distributed_inference_is_forward_only_on_every_gpu():
@@ -291,3 +293,26 @@ def test_no_world_size_says_every_collective_is_free(capsys):
         out = capsys.readouterr().out
         assert "every collective is free" not in out
         assert "DATA replayed as iterate_data_parallel" in out
+        import json
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(["simulate", path, "--gpus", "4", "--json", "-"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["policy"] == "DATA"
+        assert doc["replay"].startswith("DATA replayed as iterate_data_parallel (ASTRA-sim 1.0")
+
+
+def test_rank_classes_and_contention_replay_the_policy_too():
+    # the detailed engine's what-ifs go through the same policy program. Rank 0 with twice
+    # the compute (in TP group 0-3 and DP group 0, 4: every collective waits for it) under
+    # HYBRID_DATA_MODEL: r0 fwd 200 + AR(TP) 1200 -> 1400, r1 fwd -> 1600; r1 ig 400 ->
+    # 2000, AR(TP) 600 [2000, 2600]; wg 600 -> 2600, AR(DP) 1000 [2600, 3600]; wait ig
+    # (done); r0 ig -> 3000, wg -> 3600, AR(DP) 800 [3600, 4400]. Contention keeps 3700: the
+    # collectives of the table never share a link at the same time.
+    wl = load("HYBRID_DATA_MODEL", DM_ROWS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)
+        slow = simulate(wl, UNIT4, options=SimulationOptions(gpus=8, stragglers=((0, 2.0),)))
+        shared = simulate(wl, UNIT4, options=SimulationOptions(gpus=8, contention=True))
+    assert slow.iteration_ns == 4400
+    assert shared.iteration_ns == 3700
