@@ -310,3 +310,66 @@ def test_zero_combinations_deepspeed_refuses(kw, match):
     model = kw.pop("model", TINY4)
     with pytest.raises(InputError, match=match):
         resolve(model, **kw)
+
+
+# ------------------------------------------------------------------- FP8, attention backend
+
+BIG = ModelSpec("big", layers=2, hidden=8192, ffn=32768, heads=64, vocab=32000,
+                max_position=0, tied_embeddings=False)
+
+
+def _row(g, name):
+    return next(r for r in g.workload.rows if r.name == name)
+
+
+def test_fp8_halves_gemm_bound_layers_only():
+    # an MLP of 4096 tokens x 8192 x 32768 is tensor-core bound: FP8's peak is twice bf16's,
+    # so its GEMM time halves; the fixed per-kernel costs and element-wise kernels stay, so
+    # the row lands between 0.5x and 0.6x. The output layer and the attention kernel are bf16.
+    kw = dict(model=BIG, seq_length=4096, features=Features(recompute_granularity="selective"))
+    bf16 = gen(**kw)
+    fp8 = gen(**{**kw, "features": Features(recompute_granularity="selective", fp8="hybrid")})
+    for col in ("fwd_ns", "ig_ns", "wg_ns"):
+        ratio = getattr(_row(fp8, "mlp_layer"), col) / getattr(_row(bf16, "mlp_layer"), col)
+        assert 0.5 <= ratio <= 0.6, col
+    assert _row(fp8, "attention_core").fwd_ns == _row(bf16, "attention_core").fwd_ns
+    assert _row(fp8, "final_column") == _row(bf16, "final_column")
+    assert _row(fp8, "attention_layer").fwd_ns < _row(bf16, "attention_layer").fwd_ns
+    with pytest.raises(InputError, match="--fp8-format: FP8 GEMMs need Hopper"):
+        resolve(TINY4, 1, gpu="a100", features=Features(fp8="hybrid"))
+
+
+def test_unfused_attention_prices_the_score_matrix():
+    from simulator.generate.gpu import get_gpu
+
+    gpu = get_gpu("h100")
+    # 1 sequence of 1024, 64 heads of 128 (TP 1): 64 GEMMs of 1024 x 1024 x 128 (QK^T), the
+    # softmax reading and writing 64 x 1024^2 bf16 scores (4 bytes each), 64 GEMMs of
+    # 1024 x 128 x 1024 (PV). Backward: dV, dP, softmax backward (6 bytes each), dQ, dK.
+    n, s, d = 64, 1024, 128
+    fwd = gpu.gemm_us(s, s, d, n) + gpu.stream_us(4 * n * s * s) + gpu.gemm_us(s, d, s, n)
+    bwd = (3 * gpu.gemm_us(s, d, s, n) + gpu.gemm_us(s, s, d, n)
+           + gpu.stream_us(6 * n * s * s))
+    feats = dict(recompute_granularity="selective")
+    un = gen(model=BIG, seq_length=1024,
+             features=Features(attention_backend="unfused", **feats))
+    fl = gen(model=BIG, seq_length=1024, features=Features(**feats))
+    assert abs(_row(un, "attention_core").fwd_ns - fwd * 1000) <= 1
+    # the backward lives in attention_layer's input gradient: it moved by (unfused - flash)
+    flash_bwd = ComputeModelCore(fl)
+    assert abs((_row(un, "attention_layer").ig_ns - _row(fl, "attention_layer").ig_ns)
+               - (bwd - flash_bwd) * 1000) <= 2
+    # memory: the bf16 probabilities, 2 bytes x 64 heads x 1024^2, kept by each of 2 layers
+    # (selective recompute drops them again)
+    plain = resolve(BIG, 1, seq_length=1024)
+    unf = resolve(BIG, 1, seq_length=1024, features=Features(attention_backend="unfused"))
+    grown = (memory_estimate(unf).activations_gib - memory_estimate(plain).activations_gib)
+    assert abs(grown * 2**30 - 2 * 2 * 64 * 1024**2) < 1e3
+
+
+def ComputeModelCore(g):
+    """The flash kernel's backward the compute model prices (us) for a generated config."""
+    from simulator.generate.compute import ComputeModel
+    from simulator.generate.sizes import megatron_params
+
+    return ComputeModel(g.config, megatron_params(g.config)).parts["attn_core"][1]

@@ -113,6 +113,8 @@ def generate(cfg: TrainConfig, compute: str = "model",
     prefix, block, suffix, ckpt = rb
 
     cm = ComputeModel(cfg, phys) if compute == "model" else None
+    if cm is not None and cfg.features.fp8:
+        cm.fp8_model = ComputeModel(_OnGPU(cfg, fp8_gpu(cfg.gpu_spec)), phys)
     rows: list[Row] = []
     line = 3
 
@@ -215,15 +217,69 @@ def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
     return out
 
 
-def _core_us(cm: ComputeModel) -> tuple[float, float, float]:
+class _OnGPU:
+    """A configuration seen through another GPU spec (the compute model reads cfg.gpu_spec)."""
+
+    def __init__(self, cfg: TrainConfig, gpu):
+        self._cfg = cfg
+        self.gpu_spec = gpu
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
+
+
+def fp8_gpu(gpu):
+    """The GPU as its FP8 GEMMs see it: Hopper's FP8 tensor-core peak is twice bf16's
+    (1979 vs 989 dense TFLOPS on H100/H200), operands of one byte."""
+    from dataclasses import replace
+
+    peak = getattr(gpu, "fp8_peak_tflops", None) or 2.0 * gpu.peak_tflops
+    return replace(gpu, peak_tflops=peak)
+
+
+#: rows whose GEMMs Transformer Engine runs in FP8 (the layers' linear layers, the experts);
+#: the embedding, the output layer and the attention kernel stay in bf16
+FP8_KINDS = {"attention_layer", "attention_column", "attention_row", "mlp_layer",
+             "mlp_column", "mlp_row", "mlp_moelayer"}
+
+
+def _row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):
+    """The compute model's row times (us); with --fp8 the layers' GEMMs at the FP8 rate and
+    the attention kernel still at bf16's."""
+    fp8 = getattr(cm, "fp8_model", None)
+    if fp8 is not None and kind in FP8_KINDS:
+        f, ig, wg = fp8.row(kind, slot)
+        inside = fp8.parts["attn_core"]
+    else:
+        f, ig, wg = cm.row(kind, slot)
+        inside = cm.parts["attn_core"]
+    # the attention kernel the row should hold (bf16; flash or unfused) for the one inside
+    core = _core_us(cm, cfg)
+    if kind == ("attention_row" if cfg.sp else "attention_layer"):
+        f += core[0] - inside[0]
+    if kind == ("attention_column" if cfg.sp else "attention_layer"):
+        ig += core[1] - inside[1]
+    return (max(0.0, f), max(0.0, ig), wg)
+
+
+def _core_us(cm: ComputeModel, cfg: TrainConfig) -> tuple[float, float, float]:
+    """The attention kernel of one layer (us): the compute model's flash/fused attention, or
+    with --attention-backend unfused the materialised scores (whole sequence; CP's share is
+    taken in _moved_out)."""
+    if cfg.features.attention_backend == "unfused":
+        from .compute import unfused_attention_us
+
+        m = cfg.model
+        return unfused_attention_us(cfg.gpu_spec, cfg.micro_batch, cfg.seq_length,
+                                    m.heads // cfg.tp, m.hd)
     return cm.parts["attn_core"]
 
 
 def _model_row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):
     """The compute model's row times (us), with the work features move between rows."""
     if kind == CORE_ATTENTION:
-        return (_core_us(cm)[0] / cfg.cp, 0.0, 0.0)
-    t = cm.row(kind, slot)
+        return (_core_us(cm, cfg)[0] / cfg.cp, 0.0, 0.0)
+    t = _row_us(cm, cfg, kind, slot)
     return tuple(x / 1000.0 for x in _moved_out(cm, cfg, kind, tuple(v * 1000.0 for v in t)))
 
 
@@ -235,7 +291,7 @@ def _moved_out(cm: ComputeModel, cfg: TrainConfig, kind: str, t_ns: tuple) -> tu
     scores (its queries against every key, load-balanced as Megatron chunks the sequence):
     the compute model prices the whole sequence's, so (1 - 1/CP) of it goes.
     """
-    core = _core_us(cm)
+    core = _core_us(cm, cfg)
     keep = 1.0 / cfg.cp
     fwd_row = "attention_row" if cfg.sp else "attention_layer"
     bwd_row = "attention_column" if cfg.sp else "attention_layer"

@@ -136,6 +136,26 @@ class ComputeModel:
         return z
 
 
+def unfused_attention_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
+                         head_dim: int) -> tuple[float, float, float]:
+    """(forward, backward, 0) microseconds of attention that materialises its scores.
+
+    Megatron's unfused path: batched QK^T (batch x heads GEMMs of seq x seq x head_dim, the
+    whole square: the causal mask is applied after), the fused scale-mask-softmax kernel
+    (reads and writes the bf16 scores, 4 bytes an element), the batched PV GEMM. Backward:
+    dV and dP, the softmax backward (reads probabilities and their gradient, writes the
+    scores' gradient: 6 bytes an element), dQ and dK. No attention dropout.
+    """
+    n = batch * heads
+    scores = float(n) * seq * seq
+    qk = gpu.gemm_us(seq, seq, head_dim, n)
+    pv = gpu.gemm_us(seq, head_dim, seq, n)
+    fwd = qk + gpu.stream_us(4 * scores) + pv
+    bwd = (gpu.gemm_us(seq, head_dim, seq, n) + gpu.gemm_us(seq, seq, head_dim, n)
+           + gpu.stream_us(6 * scores) + 2 * gpu.gemm_us(seq, head_dim, seq, n))
+    return (fwd, bwd, 0.0)
+
+
 def _add(*parts: tuple[float, float, float]) -> tuple[float, float, float]:
     return (sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts))
 

@@ -115,10 +115,10 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
     if f.fp8 is not None:
         if f.fp8 not in FP8_FORMATS:
             raise InputError(f"expected one of {', '.join(FP8_FORMATS)}, got {f.fp8!r}",
-                             field="--fp8")
+                             field="--fp8-format")
         if gpu == "a100":
             raise InputError("FP8 GEMMs need Hopper tensor cores (h100, h200, h800)",
-                             field="--fp8")
+                             field="--fp8-format")
     if not isinstance(f.cp, int) or f.cp < 1:
         raise InputError(f"must be a whole number >= 1, got {f.cp!r}",
                          field="--context-parallel-size")

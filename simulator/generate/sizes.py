@@ -159,8 +159,14 @@ def activation_bytes_per_layer(cfg: TrainConfig, moe: bool) -> float:
         mlp = 3.0 + 16.0 * width(m.ffn)
     a = attn + mlp
     if cfg.sp or cfg.tp == 1:
-        return sbh * a / cfg.tp
-    return sbh * (5.0 + (a - 5.0) / cfg.tp)
+        kept = sbh * a / cfg.tp
+    else:
+        kept = sbh * (5.0 + (a - 5.0) / cfg.tp)
+    f = cfg.features
+    if f.attention_backend == "unfused" and f.recompute_granularity != "selective":
+        # the softmax output, bf16, of this rank's heads and queries against every key
+        kept += 2.0 * cfg.micro_batch * (m.heads // cfg.tp) * cfg.seq_length ** 2 / cfg.cp
+    return kept
 
 
 def memory_estimate(cfg: TrainConfig, params: ParamCounts | None = None) -> MemoryEstimate:
