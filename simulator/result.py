@@ -82,6 +82,9 @@ class SimulationResult:
     free_groups: list[str]           # groups of size 1 (their collectives cost nothing)
     cost_model: dict
     notes: list[str] = field(default_factory=list)
+    # what the run rests on beyond the cluster and cost model: the workload's GPU, compute
+    # source and features (simulator.provenance)
+    assumptions: dict = field(default_factory=dict)
     trace: list[TraceSlice] | None = None
     events_processed: int = 0
     step_time_draws_ns: list[int] | None = None  # iteration time of each random what-if draw

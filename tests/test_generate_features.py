@@ -373,3 +373,36 @@ def ComputeModelCore(g):
     from simulator.generate.sizes import megatron_params
 
     return ComputeModel(g.config, megatron_params(g.config)).parts["attn_core"][1]
+
+
+# ------------------------------------------------------------------------------ assumptions
+
+def test_generate_and_simulate_report_what_they_assumed(tmp_path, capsys):
+    import json
+
+    from simulator.cli import main
+
+    out, gj, sj = tmp_path / "w.txt", tmp_path / "g.json", tmp_path / "s.json"
+    assert main(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
+                 "--global-batch", "4", "--gpu", "h200", "--fp8-format", "hybrid",
+                 "--recompute-granularity", "full", "--json", str(gj), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "assumed: H200" in text and "fp8 hybrid" in text
+    g = json.loads(gj.read_text())["assumptions"]
+    assert g["gpu"] == "h200" and g["compute"].startswith("GPU model")
+    assert g["features"]["fp8"] == "hybrid"
+    assert g["features"]["recompute"] == "full (uniform, 1 layer(s))"
+    assert json.loads((tmp_path / "w.txt.meta.json").read_text()) == g
+    assert main(["simulate", str(out), "--json", str(sj)]) == 0
+    s = json.loads(sj.read_text())["assumptions"]
+    assert (s["gpu"], s["features"]["fp8"]) == ("h200", "hybrid")
+    assert "assumed      GPU H200" in capsys.readouterr().out
+    # a table without its sidecar says its compute times are of unknown origin
+    (tmp_path / "w.txt.meta.json").unlink()
+    assert main(["simulate", str(out), "--json", str(sj), "--quiet"]) == 0
+    assert "not recorded" in json.loads(sj.read_text())["assumptions"]["compute"]
+
+
+def test_no_compute_is_said_to_be_communication_only():
+    g = gen(compute="none")
+    assert g.assumptions()["compute"].startswith("none")

@@ -109,6 +109,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the model)")
     c.add_argument("--no-memory-check", action="store_true",
                    help="write the file even when the memory estimate exceeds the GPU's HBM")
+    p.add_argument("--json", metavar="PATH",
+                   help="the summary (sizes, memory, assumptions, notes) as JSON ('-' for "
+                        "stdout); the assumptions are also written beside the table as "
+                        "FILE.meta.json, which 'collsim simulate' reports")
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
 
 
@@ -143,7 +147,8 @@ def build_from_args(args: argparse.Namespace):
         profile = read_compute_profile(profile_path_ok(args.compute_profile))
     out = args.output if args.output != "-" else "<stdout>"
     return generate(cfg, compute="none" if args.no_compute else "model", profile=profile,
-                    check_memory=not args.no_memory_check, path=out)
+                    check_memory=not args.no_memory_check, path=out,
+                    profile_path=args.compute_profile)
 
 
 def features_from_args(args: argparse.Namespace):
@@ -165,8 +170,18 @@ def run(args: argparse.Namespace) -> int:
     from ..report.output import write_all
     from ..writers.workload_text import render_workload
 
+    import json
+
+    from ..provenance import sidecar_path
+
     gen = build_from_args(args)
-    write_all({args.output: render_workload(gen.workload)})
+    outputs = {args.output: render_workload(gen.workload)}
+    if args.output != "-":
+        # what the table assumed, beside it, for 'collsim simulate' to report
+        outputs[sidecar_path(args.output)] = json.dumps(gen.assumptions(), indent=2) + "\n"
+    if getattr(args, "json", None):
+        outputs[args.json] = json.dumps(gen.info(), indent=2) + "\n"
+    write_all(outputs)
     if not args.quiet:
         i = gen.info()
         stream = sys.stderr if args.output == "-" else sys.stdout
@@ -181,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
         if gen.compute_modelled:
             print(f"  compute per micro-batch (one rank, fwd+bwd): "
                   f"{i['microbatch_compute_ms']:.2f} ms", file=stream)
+        a = i["assumptions"]
+        feats = ", ".join(f"{k} {v}" if v is not True else k for k, v in a["features"].items())
+        print(f"  assumed: {a['gpu'].upper()} ({a['gpu_peak_bf16_tflops']:g} TFLOPS bf16, "
+              f"{a['gpu_hbm_gb_per_s']:g} GB/s HBM); compute: {a['compute']}; "
+              f"{a['optimizer']}; features: {feats}", file=stream)
         for note in i["notes"]:
             print(f"  note: {note}", file=stream)
     return 0

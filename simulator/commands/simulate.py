@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 result.sensitivity = {
                     g: run_once(0, False, ((g, 1 / 1.1),)).iteration_ns
                     for g in ("TP", "EP", "DP", "DP_EP", "PP") if g not in result.free_groups}
+    from ..provenance import read_sidecar, workload_assumptions
+    result.assumptions = workload_assumptions(workload, read_sidecar(args.workload))
     if failure_spec is not None:
         result.failure = failure_report(failure_spec, result.iteration_ns)
         result.notes.append(result.failure["summary"])

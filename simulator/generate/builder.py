@@ -43,6 +43,28 @@ class GeneratedWorkload:
     compute_modelled: bool
     notes: list[str] = field(default_factory=list)
     microbatch_compute_ns: int = 0         # forward + backward of one micro-batch, one rank
+    compute_source: str = "model"          # model, profile (+ path), none
+
+    def assumptions(self) -> dict:
+        """What the table assumed: GPU, how compute was obtained, which features were on."""
+        c = self.config
+        gpu = c.gpu_spec
+        if self.compute_source == "none":
+            how = "none: 1 ns placeholders (communication only)"
+        elif self.compute_source.startswith("profile"):
+            how = self.compute_source + " (rows it names), the GPU model for the rest"
+        else:
+            how = ("GPU model: roofline per kernel, GEMM efficiency curve fitted to measured "
+                   "GEMMs (simulator/generate/gpu.py)")
+        return {
+            "generator": "collsim generate", "style": c.style, "model": c.model.name,
+            "gpu": c.gpu, "gpu_peak_bf16_tflops": gpu.peak_tflops,
+            "gpu_hbm_gb_per_s": gpu.hbm_gbps, "compute": how,
+            "features": c.features.describe(),
+            "optimizer": ("DeepSpeed ZeRO-%d" % c.features.zero_stage if c.features.zero_stage
+                          else "Megatron distributed optimizer" if c.distributed_optimizer
+                          else "Megatron DDP (all-reduce)"),
+        }
 
     def info(self) -> dict:
         c = self.config
@@ -60,6 +82,7 @@ class GeneratedWorkload:
             "rows": len(self.workload.rows),
             "microbatch_compute_ms": round(self.microbatch_compute_ns / 1e6, 3),
             "notes": list(self.notes),
+            "assumptions": self.assumptions(),
         }
 
 
@@ -90,7 +113,8 @@ class _Rows:
 
 def generate(cfg: TrainConfig, compute: str = "model",
              profile: dict[str, tuple[float, float, float]] | None = None,
-             check_memory: bool = True, path: str = "<generated>") -> GeneratedWorkload:
+             check_memory: bool = True, path: str = "<generated>",
+             profile_path: str | None = None) -> GeneratedWorkload:
     """Build the workload. ``compute``: ``model`` (GPU model), ``none`` (1 ns placeholders)."""
     if compute not in ("model", "none"):
         raise ValueError(compute)
@@ -173,7 +197,9 @@ def generate(cfg: TrainConfig, compute: str = "model",
     return GeneratedWorkload(workload=wl, config=cfg, params=params, memory=memory,
                              model_flops=model_flops_per_iteration(cfg),
                              compute_modelled=compute == "model" or bool(profile),
-                             notes=notes, microbatch_compute_ns=mb_ns)
+                             notes=notes, microbatch_compute_ns=mb_ns,
+                             compute_source=("profile " + (profile_path or "") if profile
+                                             else compute).strip())
 
 
 def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,

@@ -37,6 +37,7 @@ def summary_dict(r: SimulationResult) -> dict:
         "segmentation": r.segmentation,
         "cost_model": r.cost_model,
         "notes": r.notes,
+        "assumptions": r.assumptions,
         "group_placements": r.group_placements,
         **({"sensitivity_iteration_us": {g: us(v) for g, v in r.sensitivity.items()}}
            if r.sensitivity else {}),

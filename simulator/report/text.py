@@ -67,6 +67,7 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
         f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
         + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
         *describe_cost_model(r.cost_model),
+        *_assumed(r.assumptions),
         "",
         f"iteration time {r.iteration_ns / 1e6:.3f} ms"
         + (f"   ({r.critical.label or f'stage {r.critical.stage} of {r.pp}'} finishes last; "
@@ -125,3 +126,20 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
     if r.notes:
         lines += [""] + [f"note: {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
+
+
+def _assumed(a: dict) -> list[str]:
+    """The workload's assumptions in one line (GPU, compute source, features)."""
+    if not a:
+        return []
+    parts = []
+    if a.get("gpu"):
+        parts.append(f"GPU {str(a['gpu']).upper()}")
+    parts.append(f"compute {a.get('compute', 'unknown')}")
+    if a.get("optimizer"):
+        parts.append(str(a["optimizer"]))
+    feats = a.get("features")
+    if isinstance(feats, dict) and feats:
+        parts.append("features " + ", ".join(f"{k} {v}" if v is not True else str(k)
+                                             for k, v in feats.items()))
+    return ["assumed      " + "; ".join(parts)]

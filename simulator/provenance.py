@@ -1,0 +1,53 @@
+"""What a workload table assumed, kept beside it: ``FILE.meta.json``.
+
+``collsim generate`` writes it next to the table (GPU, how compute was obtained, which
+Megatron features were on); ``collsim simulate`` reads it, if present, to report what the
+compute times it replays rest on. A table without one says nothing about its compute times,
+and the report says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import warn
+
+SUFFIX = ".meta.json"
+MAX_BYTES = 1 << 20
+
+
+def sidecar_path(workload_path: str) -> str:
+    return workload_path + SUFFIX
+
+
+def read_sidecar(workload_path: str) -> dict | None:
+    """The assumptions written beside a table, or None; a damaged file is warned about."""
+    path = sidecar_path(workload_path)
+    if not os.path.isfile(path):
+        return None
+    try:
+        if os.path.getsize(path) > MAX_BYTES:
+            raise ValueError("larger than 1 MiB")
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        warn(f"{path}: ignored ({exc})")
+        return None
+    return doc
+
+
+def workload_assumptions(workload, sidecar: dict | None) -> dict:
+    """The workload side of a simulate run's assumptions."""
+    rows = workload.rows
+    placeholder = sum(1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1)
+    if sidecar is not None:
+        out = {k: sidecar[k] for k in ("generator", "style", "model", "gpu", "compute",
+                                       "optimizer", "features") if k in sidecar}
+        out["source"] = sidecar_path(workload.path)
+        return out
+    return {"compute": ("placeholders (<= 1 ns in most rows): communication only"
+                        if placeholder > len(rows) // 2 else
+                        "as written in the table; its GPU and how it was obtained are not "
+                        "recorded (no " + os.path.basename(sidecar_path(workload.path)) + ")")}
