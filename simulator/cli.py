@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in argv if a != "--debug"]
     rest = rest[rest.index(pre.command) + 1:]
     args = full.parse_args(rest)
-    args.debug = args.debug or pre.debug
+    # --debug anywhere on the line (before or after the subcommand) shows tracebacks
+    args.debug = args.debug or pre.debug or "--debug" in argv
     return run_guarded(module.run, args)
 
 

@@ -18,13 +18,15 @@ __all__ = ["CalibratedCostModel", "Calibration", "calibrate", "load_calibration"
 
 def calibrate(paths: list[str], ops: list[str] | None = None, method: str | None = None,
               method_default: str | None = None, placement: str | None = None,
-              folds: int = 5, knot_octaves: float | None = None) -> Calibration:
+              folds: int = 5, knot_octaves: float | None = None,
+              nccl_tests_op: str | None = None) -> Calibration:
     """Read measurement files, fit, and attach residuals and cross-validation."""
     from .data import read_files, select
     from .fit import DEFAULT_KNOT_OCTAVES, cross_validate, fit, residuals
 
     octaves = knot_octaves or DEFAULT_KNOT_OCTAVES
-    rows, sources = read_files(paths, method_default=method_default, placement=placement)
+    rows, sources = read_files(paths, method_default=method_default, placement=placement,
+                               nccl_tests_op=nccl_tests_op)
     chosen, method_class = select(rows, ops, method)
     cal = fit(chosen, octaves, method_class)
     used: dict[str, int] = {}

@@ -82,8 +82,10 @@ def _sha256(path: str) -> str:
 
 
 def read_files(paths: list[str], method_default: str | None = None,
-               placement: str | None = None) -> tuple[list[CalRow], list[dict]]:
-    """All collective measurements of the files, and a description of each source."""
+               placement: str | None = None,
+               nccl_tests_op: str | None = None) -> tuple[list[CalRow], list[dict]]:
+    """All collective measurements of the files, and a description of each source
+    (``nccl_tests_op``: the operation of nccl-tests files that do not name their binary)."""
     from ..readers.measurement_csv import read_measurement_csv
     from ..readers.nccl_tests import read_nccl_tests
 
@@ -92,7 +94,7 @@ def read_files(paths: list[str], method_default: str | None = None,
     for path in paths:
         path = os.fspath(path)
         fmt = detect_format(path)
-        ms: list[Measurement] = (read_nccl_tests(path) if fmt == "nccl-tests"
+        ms: list[Measurement] = (read_nccl_tests(path, op=nccl_tests_op) if fmt == "nccl-tests"
                                  else read_measurement_csv(path))
         kept = 0
         for m in ms:

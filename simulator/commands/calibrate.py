@@ -67,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "framework timings and nccl-tests)")
     p.add_argument("--method-default", choices=["in-framework", "nccl-tests"],
                    help="method of rows whose file does not say (no 'method' column)")
+    from ..readers.nccl_tests import BINARY_OPS
+    p.add_argument("--nccl-tests-op", metavar="OP", choices=sorted(set(BINARY_OPS.values())),
+                   help="operation of nccl-tests output files that do not name their "
+                        "'<op>_perf' binary (all_reduce, all_gather, all_to_all, ...)")
     p.add_argument("--placement", metavar="NODESxGPUS",
                    help="placement of every measurement (default: the file's 'placement' "
                         "column; none means one server)")
@@ -143,11 +147,12 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("default")
         cal = calibrate(args.files, ops=args.ops, method=args.method,
                         method_default=args.method_default, placement=args.placement,
-                        folds=args.folds, knot_octaves=args.knot_octaves)
+                        folds=args.folds, knot_octaves=args.knot_octaves,
+                        nccl_tests_op=args.nccl_tests_op)
         test = None
         if args.test:
             rows, _ = read_files(args.test, method_default=args.method_default,
-                                 placement=args.placement)
+                                 placement=args.placement, nccl_tests_op=args.nccl_tests_op)
             rows = [r for r in rows if r.method_class == cal.method_class]
             if not rows:
                 from ..errors import InputError

@@ -71,7 +71,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "chosen automatically when they differ)")
     o = p.add_argument_group("outputs")
     o.add_argument("--csv", metavar="PATH",
-                   help="per-layer CSV plus a summary row in SimAI EndToEnd.csv columns (us)")
+                   help="per-layer CSV plus a summary row in SimAI EndToEnd.csv columns (us); "
+                        "'-' for stdout")
+    o.add_argument("--csv-style", choices=["collsim", "simai"], default="collsim",
+                   help="collsim: our per-layer columns, then the summary (default); simai: "
+                        "the layout of SimAI's EndToEnd.csv exactly (summary first, its "
+                        "per-layer columns with algbw/busbw in GiB/s, its separators), for "
+                        "tools written for SimAI's output")
     o.add_argument("--json", metavar="PATH", help="summary as JSON ('-' for stdout)")
     o.add_argument("--trace", metavar="PATH",
                    help="timeline in Chrome/Perfetto trace-event JSON (.json, or .gz compressed)")
@@ -94,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
     from ..scenario import (failure_report, parse_degrade, parse_failure, parse_jitter,
                             parse_straggler, resolve_all, resolve_degrades)
 
+    dashes = [f for f in ("csv", "json") if getattr(args, f) == "-"]
+    if len(dashes) > 1:
+        raise InputError(f"only one output can go to stdout ('-'): --{dashes[0]} and "
+                         f"--{dashes[1]} both ask for it", field=f"--{dashes[1]}")
+    for f in ("trace", "plot", "distribution_plot"):
+        if getattr(args, f) == "-":
+            raise InputError("a binary output cannot go to stdout: give a file name",
+                             field=f"--{f.replace('_', '-')}")
     specs = [parse_straggler(text) for text in args.straggler]
     degrade_specs = [parse_degrade(text) for text in args.degrade]
     failure_spec = parse_failure(args.fail) if args.fail else None
@@ -145,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError("--co-job cannot be combined with --draws or --sensitivity",
                                  field="--co-job")
             others = [read_workload(path, strict=args.strict) for path in args.co_job]
+            from ..progress import wanted
+            if wanted(not args.quiet):
+                sys.stderr.write(f"simulating {1 + len(others)} co-located jobs together...\n")
             results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
                 gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp,
                 trace=tracing, stragglers=resolve_all(specs, world, 0),
@@ -155,14 +172,20 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = run_once(0, tracing)
         draws = [result.iteration_ns]
-        with warnings.catch_warnings():
+        groups = [g for g in ("TP", "EP", "DP", "DP_EP", "PP") if g not in result.free_groups]
+        extra = (args.draws - 1) + (len(groups) if args.sensitivity else 0)
+        from ..progress import Progress
+        with warnings.catch_warnings(), Progress(extra, "what-if runs", "run",
+                                                 enabled=not args.quiet) as bar:
             warnings.simplefilter("ignore")  # the first run already said everything once
             for d in range(1, args.draws):
                 draws.append(run_once(d, False).iteration_ns)
+                bar.update(postfix=f"draw {d + 1} of {args.draws}")
             if args.sensitivity:
-                result.sensitivity = {
-                    g: run_once(0, False, ((g, 1 / 1.1),)).iteration_ns
-                    for g in ("TP", "EP", "DP", "DP_EP", "PP") if g not in result.free_groups}
+                result.sensitivity = {}
+                for g in groups:
+                    result.sensitivity[g] = run_once(0, False, ((g, 1 / 1.1),)).iteration_ns
+                    bar.update(postfix=f"sensitivity {g}")
     from ..provenance import read_sidecar, workload_assumptions
     result.assumptions = workload_assumptions(workload, read_sidecar(args.workload))
     if failure_spec is not None:
@@ -173,26 +196,45 @@ def run(args: argparse.Namespace) -> int:
 
     # render everything first, then write: an error leaves no partial set of files
     outputs: dict[str, bytes | str] = {}
+    kinds: dict[str, str] = {}
     if args.csv:
-        from ..report.csv_report import render_csv
-        outputs[args.csv] = render_csv(result)
+        if args.csv_style == "simai":
+            import os
+
+            from ..report.simai_csv import render_simai_csv
+            run_name = os.path.splitext(os.path.basename(args.workload))[0]
+            outputs[args.csv] = render_simai_csv(result, run_name=run_name)
+        else:
+            from ..report.csv_report import render_csv
+            outputs[args.csv] = render_csv(result)
+        kinds[args.csv] = "per-layer CSV" + (" (SimAI EndToEnd layout)"
+                                             if args.csv_style == "simai" else "")
     if args.trace:
         from ..report.perfetto import render_trace
         outputs[args.trace] = render_trace(result, gzip_output=args.trace.endswith(".gz"))
+        kinds[args.trace] = "Perfetto trace"
     if args.plot:
         from ..report.plot import render_plot
         outputs[args.plot] = render_plot(result)
+        kinds[args.plot] = "timeline plot"
     if args.distribution_plot:
         from ..report.plot import render_distribution
         outputs[args.distribution_plot] = render_distribution(result)
+        kinds[args.distribution_plot] = "step-time distribution plot"
     if args.json:
         doc = summary_dict(result)
         if co_results:
             doc["co_jobs"] = [summary_dict(r) for r in co_results]
         outputs[args.json] = json.dumps(doc, indent=2) + "\n"
-    if not args.quiet and args.json != "-":
+        kinds[args.json] = "JSON summary"
+    to_stdout = "-" in outputs
+    show_summary = not args.quiet and not to_stdout
+    if show_summary:
         sys.stdout.write(render_text(result))
         for r in co_results:
             sys.stdout.write("\n--- co-located job ---\n" + render_text(r, top_rows=0))
     write_all(outputs)
+    written = [(path, kinds.get(path, "output")) for path in outputs if path != "-"]
+    if show_summary and written:
+        sys.stdout.write("\n  wrote: " + "; ".join(f"{p} ({k})" for p, k in written) + "\n")
     return 0

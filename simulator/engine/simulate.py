@@ -123,8 +123,9 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
                     send_prev = ns
         what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
                          for k, v in attrs[cls.cid].items())
-        label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} ranks, e.g. rank "
-                 f"{cls.example_rank}" + (f", {what}" if what else "") + ")")
+        label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} "
+                 f"rank{'' if cls.ranks == 1 else 's'}, e.g. rank {cls.example_rank}"
+                 + (f", {what}" if what else "") + ")")
         out.append(ClassSetup(
             cls=cls, cid=cid_offset + cls.cid, job=run, sequences=sequences,
             send_next_ns=send_next, send_prev_ns=send_prev, head=stage_setup.head,

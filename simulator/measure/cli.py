@@ -127,9 +127,20 @@ def parse_moe_cases(text: str) -> list[dict]:
     return cases
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's default in --help, unless its help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" not in text and action.option_strings
+                and not any(action.default is v for v in (None, argparse.SUPPRESS, False))):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="collsim measure",
+        prog="collsim measure", formatter_class=_DefaultsFormatter,
         description="Measure collectives (torch.distributed + NCCL), uneven MoE all-to-alls, "
                     "bf16 GEMMs and an expert-parallel MoE step on this machine's GPUs; "
                     "write CSV files that collsim reads as calibration data. Needs PyTorch.")

@@ -116,7 +116,8 @@ def parse_nccl_tests(lines: Iterable[str], path: str = "<nccl-tests>", op: str |
     if op is None:
         if found_op is None:
             raise InputError("cannot tell the operation: no '<name>_perf' binary named in the "
-                             "file (pass op=)", path=path)
+                             "file; name it: collsim calibrate --nccl-tests-op OP (op= in the library)",
+                             path=path)
         op = found_op
     if rank_ids:
         ranks = max(rank_ids) + 1

@@ -207,8 +207,10 @@ class Cache:
 
 class Progress:
     def __init__(self, total: int, enabled: bool = True, desc: str = "sweep"):
+        from ..progress import wanted
+
         self.total = total
-        self.enabled = enabled and total > 0
+        self.enabled = wanted(enabled) and total > 0   # a terminal only, not a pipe or log
         self.counts = {s: 0 for s in STATUSES}
         self.counts["cached"] = 0
         self.done = 0
