@@ -406,3 +406,20 @@ def test_generate_and_simulate_report_what_they_assumed(tmp_path, capsys):
 def test_no_compute_is_said_to_be_communication_only():
     g = gen(compute="none")
     assert g.assumptions()["compute"].startswith("none")
+
+
+def test_gradient_buckets_stay_inside_model_chunks():
+    # PP 2 x vpp 2 on 4 GPUs (DP 2): a stage holds 2 of the 4 layers, one per chunk. With
+    # buckets far larger than the stage, each chunk still reduces its own gradients in one
+    # bucket at its earliest row: chunk 0 = embedding (no table on a PP stage here: 0 params)
+    # + layer 0 -> at its attention row; chunk 1 = layer 1 + output layer -> at its attention
+    # row. Micro-batch rows: embedding, (attention, mlp) x 2, final, 3 loss = 9; the last
+    # micro-batch (ga 2) starts after grad_gather and one micro-batch: row 1 + 9 = 10.
+    g = gen(world=4, pp=2, vpp=2, global_batch=4,
+            features=Features(overlap_grad_reduce=True, bucket_size=10**9))
+    w = g.workload
+    rs = {i: r.wg.size_bytes for i, r in enumerate(w.rows) if r.wg.op is Op.REDUCESCATTER}
+    # layer: 262,400 + 524,544 = 786,944 params; the output layer and final norm get the rest
+    # of the stage's 2 x 786,944 + 262,144 (table) + 256 (final norm) = 1,836,288
+    assert rs == {11: 4 * 786_944, 13: 4 * (786_944 + 262_400)}
+    assert sum(rs.values()) == 4 * g.params.dense

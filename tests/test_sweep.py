@@ -184,3 +184,18 @@ def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
         assert got == pytest.approx(want, rel=1e-12)
         times[(topo, cal)] = got
     assert len(set(times.values())) == 3  # each cost model gives its own answer
+
+
+def test_megatron_features_are_sweep_keys():
+    # DP 8 (16 GPUs, TP 2): reducing the gradients during the backward can only shorten the
+    # step; selective recompute replays the attention kernels (recompute > 0), none without
+    spec = small_spec(grid={"gpus": [16], "tp": [2], "overlap_grad_reduce": [False, True],
+                            "recompute_granularity": [None, "selective"]})
+    res = {(r["point"]["overlap_grad_reduce"], r["point"]["recompute_granularity"]): r
+           for r in run_points(spec.points, SerialExecutor(), progress=False)}
+    assert all(r["status"] == "ok" for r in res.values())
+    assert res[(True, None)]["iteration_ms"] < res[(False, None)]["iteration_ms"]
+    assert res[(False, None)]["recompute_ms"] == 0 < res[(False, "selective")]["recompute_ms"]
+    bad = run_points(small_spec(grid={"gpus": [16], "cp": [3]}).points, SerialExecutor(),
+                     progress=False)[0]
+    assert bad["status"] == "infeasible" and "CP" in bad["error"]

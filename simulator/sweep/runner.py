@@ -43,6 +43,7 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
 
     from ..engine import SimulationOptions, simulate
     from ..generate import generate, get_preset, load_model_yaml, resolve
+    from ..generate.features import Features
     from ..generate.models import with_derived_overrides
     from ..result import BREAKDOWN_GROUPS
 
@@ -62,7 +63,17 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
                   global_batch=p.get("global_batch"), seq_length=p.get("seq_length", 4096),
                   distributed_optimizer=p.get("distributed_optimizer", True),
                   recompute=p.get("recompute", False), gpu=p.get("gpu", "h100"),
-                  style=p.get("style", "megatron"))
+                  style=p.get("style", "megatron"), features=Features(
+                      recompute_granularity=p.get("recompute_granularity"),
+                      recompute_method=p.get("recompute_method"),
+                      recompute_num_layers=p.get("recompute_num_layers"),
+                      overlap_grad_reduce=p.get("overlap_grad_reduce", False),
+                      bucket_size=p.get("ddp_bucket_size"),
+                      cp=p.get("context_parallel_size", 1),
+                      cp_comm_type=p.get("cp_comm_type", "p2p"),
+                      etp=p.get("expert_tensor_parallel_size"), fp8=p.get("fp8"),
+                      attention_backend=p.get("attention_backend", "flash"),
+                      zero_stage=p.get("zero_stage", 0)))
     gen = generate(cfg, compute=p.get("compute", "model"))
     base_latency = p.get("base_latency_us")
 

@@ -43,6 +43,18 @@ KEYS: dict[str, tuple[str, object]] = {
     "gpu": ("str", "h100"),
     "style": ("str", "megatron"),
     "compute": ("str", "model"),
+    # Megatron-LM / DeepSpeed features (docs/generate-and-sweep.md)
+    "recompute_granularity": ("str?", None),
+    "recompute_method": ("str?", None),
+    "recompute_num_layers": ("int?", None),
+    "overlap_grad_reduce": ("bool", False),
+    "ddp_bucket_size": ("int?", None),
+    "context_parallel_size": ("int", 1),
+    "cp_comm_type": ("str", "p2p"),
+    "expert_tensor_parallel_size": ("int?", None),
+    "fp8": ("str?", None),
+    "attention_backend": ("str", "flash"),
+    "zero_stage": ("int", 0),
     # model overrides
     "num_layers": ("int?", None),
     "hidden_size": ("int?", None),
@@ -75,6 +87,7 @@ ALIASES = {
     "micro_batch_size": "micro_batch", "mbs": "micro_batch", "global_batch_size": "global_batch",
     "gbs": "global_batch", "seq_len": "seq_length", "seq": "seq_length",
     "dist_opt": "distributed_optimizer", "moe_router_topk": "topk",
+    "cp": "context_parallel_size", "etp": "expert_tensor_parallel_size", "fp8_format": "fp8",
 }
 
 #: old spellings still read, with a warning (a release): 'gbps' reads as gigabits, but they
