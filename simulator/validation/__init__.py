@@ -47,6 +47,7 @@ class Report:
     transfer_calibration: str | None = None
     sources: list[str] = field(default_factory=list)
     collectives4: dict | None = None      # collectives at 4 ranks (h200x4.collectives)
+    multinode: list = field(default_factory=list)   # published multi-node figures (.multinode)
 
     @property
     def primary(self) -> list[CaseResult]:
@@ -106,7 +107,13 @@ def run_validation(calibration: str | os.PathLike | None = None,
     return Report(results=results, calibration=rel(path),
                   calibration_summary=f"{cal.method_class}; " + "; ".join(parts),
                   transfer=transfer, transfer_calibration=rel(tpath) if transfer else None,
-                  sources=sources, collectives4=h200x4.collectives(path))
+                  sources=sources, collectives4=h200x4.collectives(path),
+                  multinode=_multinode())
+
+
+def _multinode() -> list:
+    from . import multinode
+    return multinode.run()
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -181,6 +188,9 @@ def render_text(rep: Report) -> str:
                    f"{'max':>6s}")
         for op, n, gm, gx, xm, xx in table_rows(c4):
             out.append(f"  {op:16s}{n:>8s}{gm:>9s}{gx:>6s}{xm:>9s}{xx:>6s}")
+    if rep.multinode:
+        from .multinode import render_text as multinode_text
+        out.extend(multinode_text(rep.multinode))
     return "\n".join(out) + "\n"
 
 
@@ -251,6 +261,9 @@ def render_markdown(rep: Report) -> str:
         for cells in table_rows(c4):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if rep.multinode:
+        from .multinode import render_markdown as multinode_markdown
+        lines += multinode_markdown(rep.multinode)
     lines += ["Inputs: " + ", ".join(f"`{s}`" for s in dict.fromkeys(rep.sources)) + ".", "",
               END]
     return "\n".join(lines) + "\n"
