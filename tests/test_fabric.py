@@ -269,3 +269,29 @@ fabric: {{type: {fabric}, servers_per_leaf: {servers_per_leaf}, oversubscription
     before = run(spec(None), wl).iteration_ns
     after = run(spec(link), wl).iteration_ns
     assert after <= before + 2          # whole-ns rounding of flow completions
+
+
+def test_groups_moved_by_symmetry_load_the_links_they_would_alone(tmp_path):
+    # groups laid out once per pattern and moved must load exactly the links each group
+    # loads when laid out by itself: 6 servers x 2 GPUs, 4 servers per leaf (a pod boundary
+    # inside the run), groups of 4 GPUs over 2 servers at every offset
+    import numpy as np
+    from simulator.network.fabric import FabricFlows
+    from simulator.workload import Op
+
+    spec = topo_file(tmp_path, gps=2, per_leaf=4, name="sym")
+    model = NcclCostModel(spec)
+    model.topology_for(16)
+    groups = [tuple(range(2 * s, 2 * s + 4)) for s in range(7)]
+    fabric = FabricFlows(model)
+    fabric.add_groups("k", groups)
+    fabric.add_collective("k", Op.ALLTOALL, 1 << 20, groups[0])
+    shape = next(iter(fabric.shapes.values()))
+    table, *_ = model.topology.link_index()
+    expected = {}
+    for g in groups:
+        for link, b in model.group_loads(Op.ALLTOALL, "direct", g).items():
+            expected[table[link]] = expected.get(table[link], 0.0) + b
+    got = dict(zip(shape.ids.tolist(), shape.loads.tolist()))
+    assert got.keys() == expected.keys()
+    assert np.allclose([got[k] for k in expected], list(expected.values()))

@@ -64,6 +64,7 @@ class Phase:
     nvlink_hops: float = 0.0
     net_hops: float = 0.0
     wire_ns: float = 0.0                          # physical link latencies along the chain
+    busiest: dict = field(default_factory=dict)   # (op, ranks) -> slowest link (cache)
 
     def add(self, path, nbytes: float) -> None:
         for link in path:
@@ -112,6 +113,7 @@ class NcclCostModel(CostModel):
         self.algorithm = algorithm
         self.protocol = protocol
         self._plans: dict = {}
+        self._estimates: dict = {}      # (op, size, GPUs, algorithm, protocol, servers)
 
     # -- topology -------------------------------------------------------------------------
     @property
@@ -181,8 +183,20 @@ class NcclCostModel(CostModel):
     def estimate(self, op: Op, size_bytes: int, placement: GroupPlacement | tuple,
                  algorithm: str | None = None, protocol: str | None = None) -> Estimate:
         """The chosen (fastest, or forced) algorithm and protocol with the time parts."""
+        gpus = placement if isinstance(placement, tuple) else None
+        key = None
+        if gpus is not None:
+            key = (op, size_bytes, gpus, algorithm, protocol, self.topology.servers)
+            hit = self._estimates.get(key)
+            if hit is not None:
+                return hit
         cands = self.candidates(op, size_bytes, placement, algorithm, protocol)
-        return min(cands, key=lambda e: e.gpu_ns)      # NCCL's tuner knows nothing of the host
+        best = min(cands, key=lambda e: e.gpu_ns)      # NCCL's tuner knows nothing of the host
+        if key is not None:
+            if len(self._estimates) > 1 << 14:
+                self._estimates.clear()
+            self._estimates[key] = best
+        return best
 
     def candidates(self, op: Op, size_bytes: int, placement: GroupPlacement | tuple,
                    algorithm: str | None = None, protocol: str | None = None) -> list[Estimate]:
@@ -239,6 +253,24 @@ class NcclCostModel(CostModel):
             return lk.bandwidth * self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
         return lk.capacity
 
+    def _busiest(self, op: Op, ph: Phase, ranks: int) -> tuple:
+        """(link, bytes per byte, its capacity for op) of the phase's slowest link (cached:
+        a plan's loads do not change)."""
+        key = (op, ranks)
+        cached = ph.busiest.get(key)
+        if cached is None:
+            links = self.topology.links
+            nvl = self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
+            best, best_t = None, -1.0
+            for link, b in ph.loads.items():
+                lk = links[link]
+                cap = lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity
+                t = b / cap
+                if t > best_t:
+                    best, best_t, best_cap = link, t, cap
+            cached = ph.busiest[key] = (best, ph.loads[best], best_cap)
+        return cached
+
     def _time(self, op, size, algo, proto, phases, ranks) -> Estimate:
         p = self.params
         pbw = p.protocol_bandwidth[proto]
@@ -252,9 +284,7 @@ class NcclCostModel(CostModel):
                                  + ph.net_hops * p.hop_latency_us["net"][fam][i]) + ph.wire_ns
             if ph.loads:
                 # loads are per byte of buffer: scale by the size
-                link, per_byte = max(ph.loads.items(),
-                                     key=lambda kv: kv[1] / self.capacity(op, kv[0], ranks))
-                cap = self.capacity(op, link, ranks)
+                link, per_byte, cap = self._busiest(op, ph, ranks)
                 bw_ns += size * per_byte / cap / pbw
                 if fam == "p2p":
                     # grouped send/recv goes through NCCL's channel buffers: sending the
@@ -355,7 +385,7 @@ def _chain_latency(topo: Topology, ph: Phase, edges, hops: float) -> None:
     ph.nvlink_hops += hops * (1 - share)
     for group, n in ((cross, hops * share), (local, hops * (1 - share))):
         if group:
-            ph.wire_ns += n * max(topo.path_latency_ns(topo.route(a, b)) for a, b in group)
+            ph.wire_ns += n * max(topo.route_latency_ns(a, b) for a, b in group)
 
 
 def _plan_ring(topo: Topology, op: Op, gpus) -> list[Phase]:

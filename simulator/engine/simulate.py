@@ -306,6 +306,9 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     """Simulate one iteration of one job."""
     cluster = cluster or Cluster()
     cost_model = cost_model or AnalyticalCostModel(cluster)
+    if uses_fabric(cost_model) and (options.gpus or workload.all_gpus):
+        # build the topology once at the job's size, not grown stage by stage
+        cost_model.topology_for(options.gpus or workload.all_gpus)
     plan = plan_job(workload, cluster, cost_model, options)
     asymmetric = bool(options.stragglers or options.degraded or _contention(plan, options)
                       or options.jitter)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..costmodel.nccl import OP_NAMES
 from ..workload import Op
 
 _PAIR_OPS = (Op.ALLREDUCE, Op.ALLTOALL)
@@ -57,6 +58,7 @@ class FabricFlows:
         self.link_classes: dict = {}         # link class -> number of physical links in it
         self.physical_links = 0
         self.layouts = 0                     # groups laid out by the NCCL model
+        self._layouts: dict = {}             # (kind, pattern) -> (first server, ids, loads, worst)
         self.pp_bytes: dict = {}
 
     @property
@@ -73,11 +75,11 @@ class FabricFlows:
         link ids move by its server shift, its pod-owned ones (leaf-spine) by its pod shift.
         """
         topo = self.topology
-        _, _, _, _, spl, exact = topo.link_index()
+        _, _, _, _, spl, exact, _ = topo.link_index()
         gps = topo.gpus_per_server
         none = np.zeros(1, dtype=np.int64)
         if not exact or len(groups) == 0:
-            return [(tuple(int(g) for g in row), none, none) for row in groups]
+            return [(tuple(int(g) for g in row), none, none, None) for row in groups]
         servers = groups // gps
         first = servers.min(axis=1)
         pod = servers // spl
@@ -87,18 +89,21 @@ class FabricFlows:
         inverse = inverse.ravel()
         order = np.argsort(inverse, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(keys)))]
-        n = groups.shape[1]
         out = []
         for i, key in enumerate(keys):
             copies = order[bounds[i]:bounds[i + 1]]
-            out.append((tuple(int(g) for g in key[:n]), first[copies], first[copies] // spl))
+            # laid out where its first copy sits (pod boundaries as they are), moved from there
+            base = copies[0]
+            out.append((tuple(int(g) for g in groups[base]), first[copies] - first[base],
+                        first[copies] // spl - first[base] // spl,
+                        (tuple(key.tolist()), int(first[base]))))
         return out
 
     def _spread(self, ids: np.ndarray, server_shift: np.ndarray,
                 pod_shift: np.ndarray) -> np.ndarray:
         """Link ids of a pattern's copies: (copies, links)."""
         topo = self.topology
-        _, _, per_server, per_pod, _, _ = topo.link_index()
+        _, _, per_server, per_pod, _, _, _ = topo.link_index()
         server_links = ids < topo.servers * per_server
         off = np.where(server_links[None, :], (server_shift * per_server)[:, None],
                        (pod_shift * per_pod)[:, None])
@@ -141,30 +146,45 @@ class FabricFlows:
                 loads.update((l, 1.0) for l in topo.route(gpus[0], gpus[1]))
                 return loads
             self.shapes[shape_key] = self._shape(
-                Op.SENDRECV, share, self._patterns(np.asarray(pairs, dtype=np.int64)), layout)
+                Op.SENDRECV, share, self._patterns(np.asarray(pairs, dtype=np.int64)), layout,
+                ("send", est.protocol))
         self._meeting[(key, Op.SENDRECV, size_bytes)] = (shape_key,)
 
     def _collective_shape(self, op: Op, algo: str, proto: str, patterns) -> Shape:
         share = self.model.params.protocol_bandwidth[proto]
         return self._shape(op, share, patterns,
-                           lambda gpus: self.model.group_loads(op, algo, gpus))
+                           lambda gpus: self.model.group_loads(op, algo, gpus), (op, algo, proto))
 
-    def _shape(self, op: Op, share: float, patterns, layout) -> Shape:
+    def _shape(self, op: Op, share: float, patterns, layout, kind) -> Shape:
         topo = self.topology
-        table, caps, *_ = topo.link_index()
-        links = topo.links
+        table, caps, *_, nvlink = topo.link_index()
+        su = topo.spec.scale_up
         all_ids, all_loads = [], []
         solo = 0.0
-        for gpus, shifts, pod_shifts in patterns:
-            loads = layout(gpus)
-            self.layouts += 1
-            n = len(gpus)
-            ids = np.fromiter((table[l] for l in loads), dtype=np.int64, count=len(loads))
-            # bytes scaled so that a link's plain capacity gives the op's pace there
-            vals = np.fromiter((b / share * links[l].capacity / self.model.capacity(op, l, n)
-                                for l, b in loads.items()), dtype=np.float64, count=len(loads))
-            if len(ids):
-                solo = max(solo, float((vals / caps[ids]).max()))
+        spl = topo.link_index()[4]
+        for gpus, shifts, pod_shifts, pattern in patterns:
+            # the same pattern in another meeting (another stage, job or class) is laid out
+            # once: moved from where it was laid out first
+            cached = self._layouts.get((kind, pattern[0])) if pattern is not None else None
+            if cached is not None:
+                base_first, ids, vals, worst = cached
+                shifts = shifts + (pattern[1] - base_first)
+                pod_shifts = pod_shifts + (pattern[1] // spl - base_first // spl)
+            else:
+                loads = layout(gpus)
+                self.layouts += 1
+                n = len(gpus)
+                ids = np.fromiter(map(table.__getitem__, loads), dtype=np.int64,
+                                  count=len(loads))
+                # bytes scaled so that a link's plain capacity gives the op's pace there:
+                # NVLink runs at the operation's efficiency, every other link at its own
+                pace = su.efficiency / su.efficiency_for(OP_NAMES[op], n)
+                vals = np.fromiter(loads.values(), dtype=np.float64, count=len(loads)) / share
+                vals = np.where(nvlink[ids], vals * pace, vals)
+                worst = float((vals / caps[ids]).max()) if len(ids) else 0.0
+                if pattern is not None:
+                    self._layouts[(kind, pattern[0])] = (pattern[1], ids, vals, worst)
+            solo = max(solo, worst)
             all_ids.append(self._spread(ids, shifts, pod_shifts).ravel())
             all_loads.append(np.tile(vals, len(shifts)))
         if not all_ids:

@@ -64,11 +64,14 @@ class Topology:
         self._nics_of_gpu: list[list[int]] = []   # local index -> NIC indices on its server
         self._gpu_of_nic: list[int] = []          # NIC index -> the local GPU it hangs off
         self._owner: list[int] = []               # per link: its server s, or -1 - its pod
+        self._link_cache: dict = {}
         self._index = None
         self._build()
         self._check_reachable()
         self.rank_gpu = self._rank_map()
         self.route = lru_cache(maxsize=1 << 16)(self._route)
+        self.route_latency_ns = lru_cache(maxsize=1 << 16)(
+            lambda a, b: self.path_latency_ns(self.route(a, b)))
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -88,8 +91,16 @@ class Topology:
 
     def _add(self, u: str, v: str, bw: float, eff: float, lat: int, kind: str,
              lat_back: int | None = None, owner: int = 0) -> None:
-        self.links[(u, v)] = Link(bw, eff, lat, kind)
-        self.links[(v, u)] = Link(bw, eff, lat if lat_back is None else lat_back, kind)
+        # links are immutable: equal ones share one object (a million links at 147k GPUs)
+        fwd = self._link_cache.get((bw, eff, lat, kind))
+        if fwd is None:
+            fwd = self._link_cache[(bw, eff, lat, kind)] = Link(bw, eff, lat, kind)
+        back_lat = lat if lat_back is None else lat_back
+        back = self._link_cache.get((bw, eff, back_lat, kind))
+        if back is None:
+            back = self._link_cache[(bw, eff, back_lat, kind)] = Link(bw, eff, back_lat, kind)
+        self.links[(u, v)] = fwd
+        self.links[(v, u)] = back
         self._owner += (owner, owner)
 
     def _build(self) -> None:
@@ -267,7 +278,7 @@ class Topology:
 
     def link_index(self):
         """``(id of every link, capacity by id, links per server, links per pod, servers
-        per pod, translation exact)``: ids laid out so that moving a group by whole pods
+        per pod, translation exact, NVLink or not by id)``: ids laid out so that moving a group by whole pods
         (any number of servers when there is one pod) adds ``servers x links per server`` to
         a server's link ids and ``pods x links per pod`` to a pod's: the routes of the
         moved group are the moved routes (not so under ECMP hashing: ``exact`` is False)."""
@@ -292,10 +303,12 @@ class Topology:
             table = dict(zip(self.links, ids.tolist()))
             caps = np.empty(len(owner), dtype=np.float64)
             caps[ids] = [l.capacity for l in self.links.values()]
+            nvlink = np.zeros(len(owner), dtype=bool)
+            nvlink[ids] = [l.kind == "nvlink" for l in self.links.values()]
             fab = self.spec.fabric
             spl = fab.servers_per_leaf if fab is not None else max(1, self.servers)
             exact = fab is None or fab.ecmp == "ideal"
-            self._index = (table, caps, per_server, per_pod, spl, exact)
+            self._index = (table, caps, per_server, per_pod, spl, exact, nvlink)
         return self._index
 
     def ecmp_uplink(self, src: int, dst: int, nic: int) -> int:
