@@ -6,9 +6,6 @@ pipeline send, the groups it stands for are found from the class colouring and h
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..parallel import stage_placements
 from ..workload import ROW_GROUPS, Group, Op
 
 
@@ -19,7 +16,10 @@ def uses_fabric(cost_model) -> bool:
 
 def build_fabric(plans, setups, colours):
     """FabricFlows for the jobs' plans, their class setups and per-job rank colourings."""
+    import numpy as np
+
     from ..network.fabric import FabricFlows, group_members
+    from ..parallel import stage_placements
     from .classes import group_ids
 
     model = plans[0].cost_model
