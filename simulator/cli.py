@@ -67,11 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(module.run, args)
 
 
+def _terminate_by_unwinding() -> None:
+    """SIGTERM and SIGHUP raise Terminated, so a killed command cleans up like Ctrl-C."""
+    import signal
+
+    from .errors import Terminated
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def run_guarded(func, args) -> int:
     """Run a command; input errors become one line and exit 2 (a traceback only with --debug)."""
-    from .errors import InputError
+    from .errors import InputError, Terminated
 
     warnings.formatwarning = _format_warning
+    _terminate_by_unwinding()
     try:
         return int(func(args) or 0)
     except InputError as exc:
@@ -79,6 +96,9 @@ def run_guarded(func, args) -> int:
             raise
         print(f"collsim: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        print("collsim: terminated", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("collsim: interrupted", file=sys.stderr)
         return 130

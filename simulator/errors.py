@@ -38,3 +38,11 @@ class SimulationWarning(UserWarning):
 def warn(message: str) -> None:
     """Emit a :class:`SimulationWarning`; the CLI prints these as ``warning: ...`` lines."""
     warnings.warn(message, SimulationWarning, stacklevel=2)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -7,11 +7,13 @@ value of the wrong type or a missing key is reported at its own line:
 from __future__ import annotations
 
 import math
+import re
 import os
 
 import yaml
 
 from ..errors import InputError
+from ..readers.numbers import shown
 from .. import __version__
 from .fit import Calibration
 from .model import CAL_OPS, SCOPES, ClassParams, Curve, OpCorrection
@@ -106,16 +108,29 @@ def dump(cal: Calibration, path: str | None = None) -> str:
             + yaml.safe_dump(to_dict(cal), sort_keys=False, default_flow_style=None,
                              width=100))
     if path is not None:
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        from ..report.output import write_atomic
+        write_atomic(path, text)
     return text
 
 
 # ------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------
+
+_CURVE_KEYS = {"by", "knots_bytes", "factors"}
+#: the keys `collsim calibrate` writes, per section: anything else is a typo
+_KNOWN_KEYS = {
+    "": {"format", "written_by", "method", "sources", "selection", "model", "residuals",
+         "cross_validation", "test"},
+    "method": {"class", "as_written", "note"},
+    "model": {"form", "knot_octaves", "classes", "corrections"},
+    "model.classes[]": {"scope", "ranks_measured", "ops_measured", "overhead_us", "dispatch_us",
+                        "latency_us", "step_latency_us", "link_gbps", "copy_gbps",
+                        "transfer_correction"},
+    "model.classes[].transfer_correction": _CURVE_KEYS,
+    "model.corrections[]": {"op", "scope", "ranks", "share_remote"} | _CURVE_KEYS,
+}
+
 
 class _Reader:
     def __init__(self, path: str):
@@ -130,9 +145,15 @@ class _Reader:
         if not isinstance(node, yaml.MappingNode):
             raise self.err(node, field, f"expected a mapping, got {self.kind(node)}")
         out = {}
+        known = _KNOWN_KEYS.get(field.split("[")[0].rstrip(".") if "[" not in field
+                                else re.sub(r"\[\d+\]", "[]", field))
         for k, v in node.value:
             if not isinstance(k, yaml.ScalarNode):
                 raise self.err(k, field, "keys must be plain words")
+            if known is not None and k.value not in known:
+                raise self.err(k, f"{field}.{k.value}".lstrip("."),
+                               f"unknown key {shown(k.value)}; expected one of "
+                               f"{', '.join(sorted(known))}")
             out[k.value] = v
         return out
 
@@ -142,7 +163,7 @@ class _Reader:
             return "a mapping"
         if isinstance(node, yaml.SequenceNode):
             return "a list"
-        return repr(node.value)
+        return shown(node.value)
 
     def seq(self, node, field: str) -> list:
         if not isinstance(node, yaml.SequenceNode):
@@ -163,16 +184,18 @@ class _Reader:
             raise self.err(node, field, f"bad value {node.value!r}: {exc}") from None
 
     def number(self, node, field: str, positive: bool = False, allow_null: bool = False,
-               minimum: float | None = 0.0) -> float | None:
+               minimum: float | None = 0.0, maximum: float = 1e9) -> float | None:
         v = self.scalar(node, field)
         if v is None and allow_null:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise self.err(node, field, f"expected a number, got {node.value!r}")
+            raise self.err(node, field, f"expected a number, got {shown(node.value)}")
         if positive and v <= 0:
-            raise self.err(node, field, f"expected a positive number, got {node.value!r}")
+            raise self.err(node, field, f"expected a positive number, got {shown(node.value)}")
         if minimum is not None and v < minimum:
-            raise self.err(node, field, f"must not be below {minimum:g}, got {node.value!r}")
+            raise self.err(node, field, f"must not be below {minimum:g}, got {shown(node.value)}")
+        if v > maximum:
+            raise self.err(node, field, f"must be at most {maximum:g}, got {shown(node.value)}")
         return float(v)
 
     def text(self, node, field: str) -> str:
@@ -184,9 +207,10 @@ class _Reader:
     def curve(self, m: dict, node, field: str) -> Curve:
         kn = self.seq(self.need(m, "knots_bytes", node, field), field + ".knots_bytes")
         fn = self.seq(self.need(m, "factors", node, field), field + ".factors")
-        knots = [self.number(k, f"{field}.knots_bytes[{i}]", positive=True)
+        knots = [self.number(k, f"{field}.knots_bytes[{i}]", positive=True, maximum=2.0 ** 62)
                  for i, k in enumerate(kn)]
-        factors = [self.number(f, f"{field}.factors[{i}]", positive=True)
+        # a correction is a factor on a modelled time: beyond 1000x it is not a correction
+        factors = [self.number(f, f"{field}.factors[{i}]", positive=True, maximum=1e3)
                    for i, f in enumerate(fn)]
         if not knots:
             raise self.err(node, field, "knots_bytes is empty")
@@ -202,10 +226,9 @@ class _Reader:
     def read(self, text: str) -> Calibration:
         from ..readers.source import yaml_error, yaml_errors
 
-        try:
-            root = yaml.compose(text)
-        except yaml_errors() as exc:
-            raise yaml_error(exc, self.path) from None
+        from ..readers.yamlload import compose_yaml
+
+        root, self.ctor = compose_yaml(text, self.path)
         if root is None:
             raise InputError("the file is empty: expected a calibration written by "
                              "`collsim calibrate`", path=self.path, line=1)
@@ -308,7 +331,8 @@ def load(path: str | os.PathLike) -> Calibration:
     from ..readers.source import read_text
 
     path = os.fspath(path)
-    text = read_text(path, "calibration YAML file")
+    from ..readers.yamlload import MAX_BYTES
+    text = read_text(path, "calibration YAML file", limit=MAX_BYTES)
     return _Reader(path).read(text)
 
 

@@ -142,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     from ..calibration import calibrate
     from ..calibration.data import read_files
     from ..calibration.fit import evaluate
+    from .common import check_outputs
 
+    inputs = check_outputs(args, {"output": "--output"})
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         cal = calibrate(args.files, ops=args.ops, method=args.method,
@@ -171,15 +173,8 @@ def run(args: argparse.Namespace) -> int:
                          "not in selection.ops were not fitted (transfer)")
         text += yaml.safe_dump({"test": block}, sort_keys=False, default_flow_style=None,
                                width=100)
-    import os
-    tmp = f"{args.output}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, args.output)
-    except OSError as exc:
-        from ..errors import InputError
-        raise InputError(f"cannot write: {exc.strerror or exc}", path=args.output) from None
+    from ..report.output import write_all
+    write_all({args.output: text}, inputs=inputs)
     if not args.quiet:
         sys.stdout.write(render(cal, test))
         sys.stdout.write(f"wrote {args.output}\n")

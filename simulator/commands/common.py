@@ -186,3 +186,30 @@ def cluster_from_args(args: argparse.Namespace) -> Cluster:
             base_latency_ns=args.base_latency)
     except InputError as exc:
         raise InputError(exc.message, field=f"--{exc.field.replace('_', '-')}") from None
+
+
+def check_outputs(args: argparse.Namespace, dests: dict[str, str],
+                  extra_outputs: dict[str, str] | None = None, extra_inputs=()) -> list[str]:
+    """Refuse outputs that are inputs or each other (exit 2, before any work); the inputs.
+
+    ``dests``: argparse dest -> the flag as the user wrote it, for every output option;
+    ``extra_outputs``: more (what, path) a command derives. Every other file named on the
+    command line is an input, so a flag added later is protected without being listed here.
+    """
+    import os
+
+    from ..report.output import check_paths
+
+    inputs: list[str] = []
+    for dest, value in vars(args).items():
+        if dest in dests:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if (isinstance(item, str) and item and item != "-" and len(item) < 4096
+                    and os.path.exists(item) and not os.path.isdir(item)):
+                inputs.append(item)
+    inputs += [p for p in extra_inputs if p]
+    outputs = [(flag, getattr(args, dest, None)) for dest, flag in dests.items()]
+    outputs += list((extra_outputs or {}).items())
+    check_paths([(flag, path) for flag, path in outputs if path], inputs)
+    return inputs

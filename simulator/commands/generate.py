@@ -174,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..provenance import sidecar_path
 
+    from .common import check_outputs
+    sidecar = sidecar_path(args.output) if args.output != "-" else None
+    inputs = check_outputs(args, {"output": "--output", "json": "--json"},
+                           extra_outputs={"the assumptions file": sidecar} if sidecar else None)
     gen = build_from_args(args)
     outputs = {args.output: render_workload(gen.workload)}
     if args.output != "-":
@@ -181,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         outputs[sidecar_path(args.output)] = json.dumps(gen.assumptions(), indent=2) + "\n"
     if getattr(args, "json", None):
         outputs[args.json] = json.dumps(gen.info(), indent=2) + "\n"
-    write_all(outputs)
+    write_all(outputs, inputs=inputs)
     if not args.quiet:
         i = gen.info()
         stream = sys.stderr if args.output == "-" else sys.stdout

@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, f) == "-":
             raise InputError("a binary output cannot go to stdout: give a file name",
                              field=f"--{f.replace('_', '-')}")
+    from .common import check_outputs
+    inputs = check_outputs(args, {"json": "--json", "csv": "--csv", "trace": "--trace",
+                                  "plot": "--plot", "distribution_plot": "--distribution-plot"})
     specs = [parse_straggler(text) for text in args.straggler]
     degrade_specs = [parse_degrade(text) for text in args.degrade]
     failure_spec = parse_failure(args.fail) if args.fail else None
@@ -233,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(result))
         for r in co_results:
             sys.stdout.write("\n--- co-located job ---\n" + render_text(r, top_rows=0))
-    write_all(outputs)
+    write_all(outputs, inputs=inputs)
     written = [(path, kinds.get(path, "output")) for path in outputs if path != "-"]
     if show_summary and written:
         sys.stdout.write("\n  wrote: " + "; ".join(f"{p} ({k})" for p, k in written) + "\n")

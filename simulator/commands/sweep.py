@@ -46,9 +46,21 @@ def run(args: argparse.Namespace) -> int:
     from ..sweep.runner import Cache, make_executor, run_points
     from ..sweep.spec import KEYS, canonical_key, load_spec
 
+    from ..report.output import check_paths
+
     spec = load_spec(args.spec)
     out = args.output or f"{spec.name}.csv"
     stem = out[:-4] if out.endswith(".csv") else out
+    planned = {"--output": out}
+    if not args.no_plots and not args.dry_run:
+        planned.update({f"the {kind} plot": f"{stem}-{kind}.png"
+                        for kind in ("heatmap", "breakdown", "pareto")})
+    cache_dir = None if args.no_cache else (args.cache_dir or f"{stem}.cache")
+    inputs = [args.spec] + spec.files
+    check_paths(list(planned.items()), inputs)
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise InputError("the cache directory is a file; give --cache-dir a directory or "
+                         "use --no-cache", path=cache_dir, field="--cache-dir")
     if args.dry_run:
         axes = spec.axes or ["gpus", "tp", "pp", "ep"]
         print(f"{len(spec.points)} points; varying: {', '.join(spec.axes) or 'nothing'}")
@@ -66,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise InputError("the output directory does not exist", path=out)
-    cache_dir = None if args.no_cache else (args.cache_dir or f"{stem}.cache")
 
     t0 = time.perf_counter()
     with make_executor(args.executor, args.jobs, args.scheduler) as ex:
@@ -84,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                                                                  title=f"{spec.name}: breakdown")
         outputs[f"{stem}-pareto.png"] = report.plot_pareto(results, axes,
                                                            title=f"{spec.name}: time vs GPUs")
-    write_all(outputs)
+    write_all(outputs, inputs=inputs)
     if not args.quiet:
         sys.stdout.write(report.best_table(results, axes, args.best or spec.best))
         print(f"wrote {', '.join(outputs)} in {wall:.1f} s"

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..validation import render_text, run_validation, write_docs
 
+    from .common import check_outputs
+    inputs = check_outputs(args, {"json": "--json", "write_docs": "--write-docs"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the cases' size-1 groups are intended
         rep = run_validation(args.calibration, args.transfer_calibration)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             from ..report.output import write_all
-            write_all({args.json: text})
+            write_all({args.json: text}, inputs=inputs)
     if args.write_docs is not None:
         from ..errors import InputError
         from ..validation import DEFAULT_DOCS

@@ -199,15 +199,10 @@ def load_model_yaml(path: str) -> ModelSpec:
     """A model from a YAML mapping; errors name the file, line and key."""
     import yaml
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            node = yaml.compose(fh)
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                         line=mark.line + 1 if mark else None) from None
+    from ..readers.yamlload import MAX_BYTES, compose_yaml, construct
+    from ..readers.source import read_text
+
+    node, loader = compose_yaml(read_text(path, "model YAML", limit=MAX_BYTES), path)
     if node is None or not isinstance(node, yaml.MappingNode):
         raise InputError("expected a mapping of model fields (layers, hidden, ffn, heads, ...)",
                          path=path, line=1)
@@ -217,6 +212,8 @@ def load_model_yaml(path: str) -> ModelSpec:
         key = str(knode.value)
         line = knode.start_mark.line + 1
         if key in ("preset", "base"):
+            if not isinstance(vnode, yaml.ScalarNode):
+                raise InputError("expected a preset name", path=path, line=line, field=key)
             base = get_preset(str(vnode.value))
             continue
         target = YAML_KEYS.get(key)
@@ -224,7 +221,7 @@ def load_model_yaml(path: str) -> ModelSpec:
             raise InputError(f"unknown model key {key!r}; known: "
                              f"{', '.join(sorted(set(YAML_KEYS)))}", path=path, line=line,
                              field=key)
-        value = yaml.safe_load(yaml.serialize(vnode))
+        value = construct(loader, vnode)
         try:
             values[target] = _coerce(target, value)
         except ValueError as exc:

@@ -10,11 +10,12 @@ failures (``status: error``) are recorded in the output but retried on the next 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 import traceback
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import BrokenExecutor, Executor, Future, as_completed
 from contextlib import contextmanager
 
 from ..errors import InputError
@@ -137,6 +138,62 @@ class SerialExecutor(Executor):
         return f
 
 
+def _worker_init() -> None:
+    """In a pool worker: die with the parent (even when it is SIGKILLed), leave Ctrl-C and
+    SIGTERM to the parent, which stops the pool itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() == 1:  # the parent died before prctl took effect
+                os._exit(1)
+        except (OSError, AttributeError):
+            pass
+
+
+class LocalPool(Executor):
+    """A local process pool that can be replaced when a worker dies (run_points retries the
+    points that were in flight, so one killed worker fails only its own point)."""
+
+    def __init__(self, jobs: int, ctx):
+        self.jobs, self.ctx = jobs, ctx
+        self.pool = self._new(jobs)
+
+    def _new(self, jobs: int):
+        from concurrent.futures import ProcessPoolExecutor
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=self.ctx,
+                                   initializer=_worker_init)
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.pool.submit(fn, *args, **kwargs)
+
+    def respawn(self, jobs: int | None = None) -> None:
+        self.kill()
+        self.pool = self._new(jobs or self.jobs)
+
+    def kill(self) -> None:
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        for proc in procs:
+            try:
+                proc.kill()
+            except (OSError, AttributeError, ValueError):
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            try:
+                proc.join(5)
+            except (OSError, AttributeError, ValueError, AssertionError):
+                pass
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 @contextmanager
 def make_executor(kind: str = "process", jobs: int | None = None, scheduler: str | None = None):
     """An Executor: ``process`` (local pool), ``serial``, or ``dask`` (a scheduler address or
@@ -146,13 +203,15 @@ def make_executor(kind: str = "process", jobs: int | None = None, scheduler: str
         return
     if kind == "process":
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         jobs = jobs or os.cpu_count() or 1
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+        ex = LocalPool(jobs, ctx)
         try:
             yield ex
+        except BaseException:
+            ex.kill()  # Ctrl-C, SIGTERM or an error: no worker outlives the sweep
+            raise
         finally:
             ex.shutdown(wait=True, cancel_futures=True)
         return
@@ -189,8 +248,13 @@ def make_executor(kind: str = "process", jobs: int | None = None, scheduler: str
 class Cache:
     def __init__(self, directory: str | None):
         self.dir = directory
+        self.broken = ""
         if directory:
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot use as the cache directory: {exc.strerror or exc}",
+                                 path=directory, field="--cache-dir") from None
 
     def path(self, key: str) -> str:
         return os.path.join(self.dir, f"{key}.json")
@@ -200,18 +264,37 @@ class Cache:
             return None
         try:
             with open(self.path(key), encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
+                data = json.loads(fh.read(1 << 20))
+        except (OSError, ValueError, RecursionError):
             return None
-        return data if data.get("status") in ("ok", "infeasible") else None
+        # an entry edited by hand or by another version is recomputed, never trusted
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        if data.get("status") == "infeasible" and isinstance(data.get("error"), str):
+            return data
+        if data.get("status") == "ok" and all(
+                isinstance(data.get(f), (int, float)) and not isinstance(data.get(f), bool)
+                and math.isfinite(data[f]) and data[f] >= 0
+                for f in ("iteration_ms", "compute_ms", "bubble_ms", "tokens_per_s")):
+            return data
+        return None
 
     def put(self, key: str, point: dict, result: dict) -> None:
         if not self.dir or result.get("status") not in ("ok", "infeasible"):
             return
         from ..report.output import write_atomic
 
-        write_atomic(self.path(key), json.dumps({"key": key, "point": point, **result},
-                                                sort_keys=True))
+        if self.broken:
+            return
+        try:
+            write_atomic(self.path(key), json.dumps({"key": key, "point": point, **result},
+                                                    sort_keys=True))
+        except InputError as exc:  # a read-only cache: the sweep goes on without it
+            import warnings
+
+            from ..errors import SimulationWarning
+            self.broken = str(exc)
+            warnings.warn(f"not caching results: {exc}", SimulationWarning)
 
 
 # --------------------------------------------------------------------------- progress
@@ -274,6 +357,7 @@ def run_points(points: list[dict], executor: Executor, cache: Cache | None = Non
     pending: dict[Future, int] = {}
     try:
         first_of: dict[str, int] = {}
+        todo: list[int] = []
         for i, (p, key) in enumerate(zip(points, keys)):
             hit = cache.get(key)
             if hit is not None:
@@ -284,16 +368,50 @@ def run_points(points: list[dict], executor: Executor, cache: Cache | None = Non
                 continue  # the same point twice: run once
             else:
                 first_of[key] = i
-                pending[executor.submit(run_point, p, base_dir)] = i
-        for fut in as_completed(list(pending)):
-            i = pending.pop(fut)
-            try:
-                res = fut.result()
-            except BaseException as exc:  # noqa: BLE001 -- a worker died
-                res = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-            cache.put(keys[i], points[i], res)
-            results[i] = {"point": points[i], "key": keys[i], "cached": False, **res}
-            bar.update(res["status"])
+                todo.append(i)
+        # a worker that dies (killed, out of memory) breaks the whole pool: the points in
+        # flight are run again in a new pool; a point that is in flight at a second break
+        # runs alone, so only a point that kills its own worker is failed for it
+        lost: dict[int, int] = {}
+        isolated = False
+        while todo:
+            batch, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
+            if isolated:
+                executor.respawn(1)
+            pending = {executor.submit(run_point, points[i], base_dir): i for i in batch}
+            broken: list[int] = []
+            for fut in as_completed(list(pending)):
+                i = pending.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenExecutor:
+                    broken.append(i)
+                    continue
+                except BaseException as exc:  # noqa: BLE001 -- a worker died
+                    res = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                cache.put(keys[i], points[i], res)
+                results[i] = {"point": points[i], "key": keys[i], "cached": False, **res}
+                bar.update(res["status"])
+            if not broken:
+                continue
+            if not hasattr(executor, "respawn"):
+                retry = []
+            else:
+                for i in broken:
+                    lost[i] = lost.get(i, 0) + 1
+                retry = [i for i in broken if lost[i] < (2 if isolated else 3)]
+                if any(lost[i] >= 2 for i in broken):
+                    isolated = True
+                if not isolated:
+                    executor.respawn()
+            for i in sorted(set(broken) - set(retry)):
+                res = {"status": "error", "error": "the worker process running this point "
+                       "died (killed, or out of memory)"}
+                results[i] = {"point": points[i], "key": keys[i], "cached": False, **res}
+                bar.update("error")
+            todo = sorted(retry) + todo
+        if isolated and hasattr(executor, "respawn"):
+            executor.respawn()
     except KeyboardInterrupt:
         for fut in pending:
             fut.cancel()

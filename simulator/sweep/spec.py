@@ -21,9 +21,16 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..readers.numbers import shown
+
+#: a sweep's name becomes file names: no directories, no hidden files
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+MAX_POINTS = 100_000
+MAX_INT = 2 ** 31
 
 #: point keys -> (kind, default). kind: str, int, bool, float or 'int?' (int or null)
 KEYS: dict[str, tuple[str, object]] = {
@@ -110,6 +117,7 @@ class SweepSpec:
     best: int = 5
     base_dir: str = "."
     raw: dict = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # the files the points name (inputs)
 
 
 def canonical_key(key: str) -> str:
@@ -128,17 +136,21 @@ def _coerce(key: str, value, where: dict):
         raise InputError(f"{key} needs a value", **where)
     if kind == "str":
         if isinstance(value, (dict, list)):
-            raise InputError(f"expected a name, got {value!r}", **where)
+            raise InputError(f"expected a name, got {shown(value)}", **where)
         if key == "cost_model" and str(value) not in ("nccl", "simai"):
-            raise InputError(f"unknown cost model {value!r}; known: nccl, simai", **where)
+            raise InputError(f"unknown cost model {shown(value)}; known: nccl, simai", **where)
         return str(value)
     if kind == "bool":
         if not isinstance(value, bool):
-            raise InputError(f"expected true or false, got {value!r}", **where)
+            raise InputError(f"expected true or false, got {shown(value)}", **where)
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"expected a whole number, got {value!r}", **where)
+            raise InputError(f"expected a whole number, got {shown(value)}", **where)
+        lo = 0 if key == "num_experts" else 1
+        if not lo <= value <= MAX_INT:
+            raise InputError(f"must be between {lo} and {MAX_INT:,} (as on the command "
+                             f"line), got {value}", **where)
         return value
     if kind == "bw":
         from ..units import implausible_bandwidth, parse_bandwidth_gbps
@@ -158,8 +170,17 @@ def _coerce(key: str, value, where: dict):
             warnings.warn(f"{at}{where.get('field') or key}{message}", SimulationWarning)
         return gbps
     if kind == "float":
+        if key.endswith("_gbps"):
+            from ..units import parse_bandwidth_gbps
+            try:  # the same units and bounds as --nic-gbps / --nvlink-gbps
+                return parse_bandwidth_gbps(value if isinstance(value, (int, float, str))
+                                            and not isinstance(value, bool) else "?")
+            except ValueError as exc:
+                raise InputError(str(exc), **where) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"expected a number, got {value!r}", **where)
+            raise InputError(f"expected a number, got {shown(value)}", **where)
+        if not 0 <= value <= 1e9:  # base_latency_us: 0 .. 1000 s, as --base-latency
+            raise InputError(f"must be between 0 and 1e9, got {value:g}", **where)
         return float(value)
     raise AssertionError(kind)
 
@@ -176,10 +197,10 @@ def _check_key(key: str, where: dict) -> str:
                       f"{DEPRECATED[old]!r} (the same value: a bare number is GB/s; or give a "
                       "unit, e.g. 400Gbit/s)", SimulationWarning)
     if k in RESERVED:
-        raise InputError(f"{key!r} sweeps are not supported yet (only the analytical cost model "
+        raise InputError(f"{shown(key)} sweeps are not supported yet (only the analytical cost model "
                          "on the built-in cluster)", **where)
     if k not in KEYS:
-        raise InputError(f"unknown key {key!r}; known: {', '.join(sorted(KEYS))}", **where)
+        raise InputError(f"unknown key {shown(key)}; known: {', '.join(sorted(KEYS))}", **where)
     return k
 
 
@@ -202,16 +223,11 @@ def _lines(node, prefix: str = "") -> dict[str, int]:
 
 
 def load_spec(path: str) -> SweepSpec:
-    import yaml
+    from ..readers.source import read_text
+    from ..readers.yamlload import MAX_BYTES, compose_yaml, construct
 
-    from ..readers.source import read_text, yaml_error, yaml_errors
-
-    text = read_text(path, "sweep spec")
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml_errors() as exc:
-        raise yaml_error(exc, path) from None
+    node, loader = compose_yaml(read_text(path, "sweep spec", limit=MAX_BYTES), path)
+    data = None if node is None else construct(loader, node)
     return spec_from_dict(data, path=path, lines=_lines(node) if node is not None else {})
 
 
@@ -225,9 +241,18 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
         raise InputError("expected a mapping with base:, grid: and/or points:", path=path, line=1)
     for section in data:
         if section not in SECTIONS:
-            raise InputError(f"unknown section {section!r}; expected "
+            raise InputError(f"unknown section {shown(section)}; expected "
                              f"{', '.join(SECTIONS)}", **where(str(section), str(section)))
-    name = str(data.get("name") or os.path.splitext(os.path.basename(path))[0] or "sweep")
+    name = data.get("name")
+    if name is not None:
+        name = str(name)
+        if not _NAME_RE.fullmatch(name):
+            raise InputError(f"expected a plain file name (letters, digits, '.', '_', '-'; no "
+                             f"directory), got {shown(name)}: outputs go in the current or "
+                             "the -o directory", **where("name", "name"))
+    else:  # the file's stem, made a plain name
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".-")[:100] or "sweep"
 
     base: dict = {}
     raw_base = data.get("base") or {}
@@ -268,6 +293,12 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
                 d[k] = _coerce(k, value, w)
             explicit.append(d)
 
+    count = len(explicit or [{}])
+    for _, values in grid_axes:
+        count *= len(values)
+    if count > MAX_POINTS:
+        raise InputError(f"the grid has {count:,} points; at most {MAX_POINTS:,} are run "
+                         "(split the sweep)", **where("grid", "grid"))
     combos = [dict(zip([k for k, _ in grid_axes], vals))
               for vals in itertools.product(*[v for _, v in grid_axes])] or [{}]
     points = []
@@ -295,12 +326,16 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
         heatmap = tuple(canonical_key(str(h)) for h in hm)
         for h in heatmap:
             if h not in KEYS:
-                raise InputError(f"unknown key {h!r}", **where("plots.heatmap", "plots.heatmap"))
+                raise InputError(f"unknown key {shown(h)}", **where("plots.heatmap", "plots.heatmap"))
     best = data.get("best", 5)
     if isinstance(best, bool) or not isinstance(best, int) or best < 1:
-        raise InputError(f"expected a whole number >= 1, got {best!r}", **where("best", "best"))
+        raise InputError(f"expected a whole number >= 1, got {shown(best)}", **where("best", "best"))
+    base_dir = os.path.dirname(os.path.abspath(path))
+    files = sorted({os.path.join(base_dir, str(p[k])) for p in points
+                    for k in ("model", "topology", "calibration")
+                    if str(p.get(k) or "").endswith((".yaml", ".yml"))})
     return SweepSpec(name=name, path=path, points=points, axes=axes, heatmap=heatmap, best=best,
-                     base_dir=os.path.dirname(os.path.abspath(path)), raw=data)
+                     base_dir=base_dir, raw=data, files=files)
 
 
 def normalize(point: dict, path: str = "<spec>") -> dict:
@@ -314,7 +349,7 @@ def normalize(point: dict, path: str = "<spec>") -> dict:
     if not out["gpus"]:
         raise InputError("every point needs a GPU count (gpus:)", path=path, field="gpus")
     if out["compute"] not in ("model", "none"):
-        raise InputError(f"compute: expected model or none, got {out['compute']!r}", path=path,
+        raise InputError(f"compute: expected model or none, got {shown(out['compute'])}", path=path,
                          field="compute")
     return out
 

@@ -42,19 +42,12 @@ class Located:
 def load_located(text: str, source: str) -> Located:
     """Parse one YAML document; syntax errors become an InputError at the offending line."""
     from ..readers.source import yaml_error, yaml_errors
+    from ..readers.yamlload import compose_yaml
 
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except yaml_errors() as exc:
-        raise yaml_error(exc, source) from None
+    node, constructor = compose_yaml(text, source)
     lines: dict[Path, int] = {}
     if node is None:
         return Located({}, lines, source)
-    constructor = yaml.SafeLoader("")  # only for constructing scalars with the safe resolver
 
     def plain(n: yaml.Node, path: Path) -> Any:
         lines.setdefault(path, n.start_mark.line + 1)

@@ -288,11 +288,6 @@ def write_docs(rep: Report, path: str | os.PathLike) -> str:
         new = text[:b] + section.rstrip("\n") + text[e + len(END):]
     else:
         new = text.rstrip("\n") + "\n\n" + section
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(new)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", path=path) from None
+    from ..report.output import write_atomic
+    write_atomic(path, new)
     return new
