@@ -8,9 +8,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, warn
+from .readers.numbers import parse_float, parse_int, shown
 
 FLAG = "--straggler"
+#: ranks a spec may name: the workload reader's largest world (TP x PP x EP <= 2^22)
+MAX_RANKS = 1 << 22
+#: a GPU 1000 times slower is not a straggler but a typo
+MAX_FACTOR = 1e3
+
+
+def _pairs(text: str, flag: str, example: str, allow_empty: bool = False) -> dict[str, str]:
+    """``k=v,k=v`` -> {k: v}; a key given twice is an error (the last would win silently)."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or (not value and not allow_empty):
+            raise InputError(f"expected key=value pairs such as {example!r}, got {shown(text)}",
+                             field=flag)
+        if key in fields:
+            raise InputError(f"{shown(key)} given twice in {shown(text)}", field=flag)
+        fields[key] = value
+    return fields
+
+
+def _num(fields: dict, key: str, default: str, flag: str, kind=float, **bounds):
+    try:
+        if kind is int:
+            return parse_int(fields.get(key, default), **bounds)
+        return parse_float(fields.get(key, default), **bounds)
+    except ValueError as exc:
+        raise InputError(f"{key}: {exc}", field=flag) from None
 
 
 @dataclass(frozen=True)
@@ -32,43 +61,44 @@ class StragglerSpec:
         for r in self.ranks:
             if r >= world:
                 raise InputError(f"rank {r} is outside the job's {world} ranks "
-                                 f"(in {self.text!r})", field=FLAG)
+                                 f"(in {shown(self.text)})", field=FLAG)
         return [(r, self.compute) for r in self.ranks]
 
 
 def parse_straggler(text: str) -> StragglerSpec:
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InputError(f"expected key=value pairs such as 'rank=17,compute=1.3', got "
-                             f"{text!r}", field=FLAG)
-        fields[key.strip()] = value.strip()
+    fields = _pairs(text, FLAG, "rank=17,compute=1.3")
     unknown = set(fields) - {"rank", "ranks", "fraction", "compute", "seed"}
     if unknown:
-        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} in {text!r}; use rank, "
-                         "ranks, fraction, compute, seed", field=FLAG)
-    try:
-        compute = float(fields.get("compute", "1"))
-        seed = int(fields.get("seed", "0"))
-        fraction = float(fields["fraction"]) if "fraction" in fields else None
-        ranks: list[int] = []
-        if "rank" in fields:
-            ranks.append(int(fields["rank"]))
-        if "ranks" in fields:
-            for piece in fields["ranks"].split(";"):
-                lo, dash, hi = piece.partition("-")
-                ranks.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
-    except ValueError as exc:
-        raise InputError(f"bad number in {text!r}: {exc}", field=FLAG) from None
-    if not compute > 0 or compute != compute or compute == float("inf"):
-        raise InputError(f"compute factor must be a positive number, got {compute}", field=FLAG)
+        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; "
+                         "use rank, ranks, fraction, compute, seed", field=FLAG)
+    compute = _num(fields, "compute", "1", FLAG)
+    seed = _num(fields, "seed", "0", FLAG, int, lo=0, hi=2 ** 63 - 1)
+    fraction = _num(fields, "fraction", "0", FLAG) if "fraction" in fields else None
+    ranks: list[int] = []
+    if "rank" in fields:
+        ranks.append(_num(fields, "rank", "0", FLAG, int, lo=0, hi=MAX_RANKS - 1))
+    if "ranks" in fields:
+        for piece in fields["ranks"].split(";"):
+            lo_text, dash, hi_text = piece.partition("-")
+            lo = _num({"ranks": lo_text}, "ranks", "", FLAG, int, lo=0, hi=MAX_RANKS - 1)
+            hi = (_num({"ranks": hi_text}, "ranks", "", FLAG, int, lo=0, hi=MAX_RANKS - 1)
+                  if dash else lo)
+            if hi < lo:
+                raise InputError(f"the range {shown(piece)} is empty (write low-high)",
+                                 field=FLAG)
+            if len(ranks) + hi - lo + 1 > MAX_RANKS:
+                raise InputError(f"more than {MAX_RANKS:,} ranks in {shown(text)}", field=FLAG)
+            ranks.extend(range(lo, hi + 1))
+    if not 0 < compute <= MAX_FACTOR:
+        raise InputError(f"compute factor must be in (0, {MAX_FACTOR:g}], got {compute:g}",
+                         field=FLAG)
     if fraction is not None and not 0 < fraction <= 1:
-        raise InputError(f"fraction must be in (0, 1], got {fraction}", field=FLAG)
+        raise InputError(f"fraction must be in (0, 1], got {fraction:g}", field=FLAG)
     if (fraction is None) == (not ranks):
-        raise InputError(f"give either rank/ranks or fraction in {text!r}", field=FLAG)
-    if any(r < 0 for r in ranks):
-        raise InputError(f"ranks must not be negative in {text!r}", field=FLAG)
+        raise InputError(f"give either rank/ranks or fraction in {shown(text)}", field=FLAG)
+    if compute == 1:
+        warn(f"{FLAG} {shown(text)} changes nothing: give compute=<factor>, e.g. compute=1.3 "
+             "for a GPU 30% slower")
     return StragglerSpec(text=text, ranks=tuple(ranks), fraction=fraction, compute=compute,
                          seed=seed)
 
@@ -100,13 +130,13 @@ class DegradeSpec:
             first = self.server * gpus_per_server
             if first >= world:
                 raise InputError(f"server {self.server} is outside the job's "
-                                 f"{-(-world // gpus_per_server)} servers (in {self.text!r})",
+                                 f"{-(-world // gpus_per_server)} servers (in {shown(self.text)})",
                                  field=DEGRADE_FLAG)
             ranks = range(first, min(first + gpus_per_server, world))
         else:
             if self.rank >= world:
                 raise InputError(f"rank {self.rank} is outside the job's {world} ranks "
-                                 f"(in {self.text!r})", field=DEGRADE_FLAG)
+                                 f"(in {shown(self.text)})", field=DEGRADE_FLAG)
             ranks = [self.rank]
         return [(r, self.nic, self.extra_latency_ns) for r in ranks]
 
@@ -114,33 +144,29 @@ class DegradeSpec:
 def parse_degrade(text: str) -> DegradeSpec:
     from .units import parse_latency_ns
 
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InputError(f"expected key=value pairs such as 'server=3,nic=0.5', got {text!r}",
-                             field=DEGRADE_FLAG)
-        fields[key.strip()] = value.strip()
+    fields = _pairs(text, DEGRADE_FLAG, "server=3,nic=0.5")
     unknown = set(fields) - {"server", "rank", "nic", "latency"}
     if unknown:
-        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} in {text!r}; use server "
+        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; use server "
                          "or rank, nic (bandwidth factor), latency (extra, e.g. 5us)",
                          field=DEGRADE_FLAG)
     if ("server" in fields) == ("rank" in fields):
-        raise InputError(f"give exactly one of server= or rank= in {text!r}", field=DEGRADE_FLAG)
+        raise InputError(f"give exactly one of server= or rank= in {shown(text)}", field=DEGRADE_FLAG)
+    server = (_num(fields, "server", "0", DEGRADE_FLAG, int, lo=0, hi=MAX_RANKS - 1)
+              if "server" in fields else None)
+    rank = (_num(fields, "rank", "0", DEGRADE_FLAG, int, lo=0, hi=MAX_RANKS - 1)
+            if "rank" in fields else None)
+    nic = _num(fields, "nic", "1", DEGRADE_FLAG)
     try:
-        server = int(fields["server"]) if "server" in fields else None
-        rank = int(fields["rank"]) if "rank" in fields else None
-        nic = float(fields.get("nic", "1"))
         extra = parse_latency_ns(fields["latency"]) if "latency" in fields else 0
     except ValueError as exc:
-        raise InputError(f"bad value in {text!r}: {exc}", field=DEGRADE_FLAG) from None
+        raise InputError(f"latency: {exc}", field=DEGRADE_FLAG) from None
     if not 0 < nic <= 1:
         raise InputError(f"nic is a bandwidth factor in (0, 1], got {nic}", field=DEGRADE_FLAG)
     if (server is not None and server < 0) or (rank is not None and rank < 0) or extra < 0:
-        raise InputError(f"negative value in {text!r}", field=DEGRADE_FLAG)
+        raise InputError(f"negative value in {shown(text)}", field=DEGRADE_FLAG)
     if nic == 1 and extra == 0:
-        raise InputError(f"{text!r} changes nothing: give nic=<factor below 1> or latency=",
+        raise InputError(f"{shown(text)} changes nothing: give nic=<factor below 1> or latency=",
                          field=DEGRADE_FLAG)
     return DegradeSpec(text=text, server=server, rank=rank, nic=nic, extra_latency_ns=extra)
 
@@ -149,6 +175,9 @@ def resolve_degrades(specs: list[DegradeSpec], world: int,
                      gpus_per_server: int) -> tuple[tuple[int, float, int], ...]:
     """(rank, NIC factor, extra latency) per affected rank; overlapping specs compound."""
     out: dict[int, tuple[float, int]] = {}
+    if specs and world <= gpus_per_server:
+        warn(f"{DEGRADE_FLAG} changes nothing: the job's {world} GPUs fit in one server "
+             f"({gpus_per_server} per server), so no traffic uses the NICs")
     for spec in specs:
         for rank, factor, extra in spec.resolve(world, gpus_per_server):
             f0, e0 = out.get(rank, (1.0, 0))
@@ -167,25 +196,23 @@ def parse_failure(text: str) -> FailureSpec:
     """``at=120ms,restart=300s[,lost-iterations=N]``: a node fails during the iteration."""
     from .units import parse_latency_ns
 
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise InputError(f"expected key=value pairs such as 'at=120ms,restart=300s', got "
-                             f"{text!r}", field="--fail")
-        fields[key.strip()] = value.strip()
+    fields = _pairs(text, "--fail", "at=120ms,restart=300s")
     unknown = set(fields) - {"at", "restart", "lost-iterations", "server", "rank"}
     if unknown or "at" not in fields:
         raise InputError(f"--fail needs at= (and optionally restart=, lost-iterations=); got "
-                         f"{text!r}", field="--fail")
+                         f"{shown(text)}", field="--fail")
     try:
         at = parse_latency_ns(fields["at"])
         restart = parse_latency_ns(fields["restart"]) if "restart" in fields else None
-        lost = int(fields.get("lost-iterations", "0"))
     except ValueError as exc:
-        raise InputError(f"bad value in {text!r}: {exc}", field="--fail") from None
-    if lost < 0:
-        raise InputError("lost-iterations must not be negative", field="--fail")
+        raise InputError(f"bad value in {shown(text)}: {exc}", field="--fail") from None
+    lost = _num(fields, "lost-iterations", "0", "--fail", int, lo=0, hi=10 ** 6)
+    for key in ("server", "rank"):
+        if key in fields:
+            _num(fields, key, "0", "--fail", int, lo=0, hi=MAX_RANKS - 1)
+            warn(f"--fail {key}= changes nothing: in a synchronous job every node's failure "
+                 "stalls the whole iteration the same way; the lost time depends on at=, "
+                 "restart= and lost-iterations= only")
     return FailureSpec(at_ns=at, restart_ns=restart, lost_iterations=lost)
 
 
@@ -216,27 +243,18 @@ def failure_report(spec: FailureSpec, iteration_ns: int) -> dict:
 def parse_jitter(text: str) -> tuple[tuple[tuple[str, float], ...], int]:
     """``cv=0.05,seed=3`` or ``fwd=0.05,ig=0.1,wg=0.02``: per-phase coefficients of variation
     of the compute times, and a seed."""
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"expected key=value pairs such as 'cv=0.05,seed=3', got {text!r}",
-                             field="--jitter")
-        fields[key.strip()] = value.strip()
+    fields = _pairs(text, "--jitter", "cv=0.05,seed=3")
     unknown = set(fields) - {"cv", "fwd", "ig", "wg", "seed"}
     if unknown:
-        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} in {text!r}; use cv, "
+        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; use cv, "
                          "fwd, ig, wg (coefficients of variation) and seed", field="--jitter")
-    try:
-        base = float(fields.get("cv", "0"))
-        cvs = {k: float(fields.get(k, base)) for k in ("fwd", "ig", "wg")}
-        seed = int(fields.get("seed", "0"))
-    except ValueError as exc:
-        raise InputError(f"bad number in {text!r}: {exc}", field="--jitter") from None
+    base = _num(fields, "cv", "0", "--jitter")
+    cvs = {k: _num(fields, k, str(base), "--jitter") for k in ("fwd", "ig", "wg")}
+    seed = _num(fields, "seed", "0", "--jitter", int, lo=0, hi=2 ** 63 - 1)
     if any(not 0 <= v <= 10 for v in cvs.values()):
-        raise InputError(f"coefficients of variation must be in [0, 10], got {text!r}",
+        raise InputError(f"coefficients of variation must be in [0, 10], got {shown(text)}",
                          field="--jitter")
     if not any(cvs.values()):
-        raise InputError(f"{text!r} changes nothing: give cv= (or fwd/ig/wg) above 0",
+        raise InputError(f"{shown(text)} changes nothing: give cv= (or fwd/ig/wg) above 0",
                          field="--jitter")
     return tuple(sorted(cvs.items())), seed

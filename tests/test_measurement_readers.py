@@ -245,7 +245,7 @@ def test_csv_minimal_and_extra_columns():
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="nope.csv: no such file"):
         read_measurement_csv(tmp_path / "nope.csv")
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="nope.txt: no such file"):
         read_nccl_tests(tmp_path / "nope.txt")
 
 

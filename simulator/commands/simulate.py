@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--co-job", action="append", default=[], metavar="WORKLOAD",
                    help="another job on the same cluster (repeatable): each job gets its own "
                         "result, and jobs share the NICs their GPUs share (contention on)")
-    w.add_argument("--placement", choices=["packed", "spread", "rail"], default="packed",
+    w.add_argument("--placement", choices=["packed", "spread", "rail"], default=None,
                    help="with --co-job: packed (whole servers per job), spread (jobs "
                         "interleaved GPU by GPU), rail (each job a slice of every server)")
     w.add_argument("--engine", choices=["fast", "detailed"], default="fast",
@@ -83,6 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timeline in Chrome/Perfetto trace-event JSON (.json, or .gz compressed)")
     o.add_argument("--plot", metavar="PATH", help="PNG with the stages' timeline and the breakdown")
     o.add_argument("--quiet", action="store_true", help="do not print the summary")
+
+
+#: each draw is a whole simulation
+MAX_DRAWS = 10_000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
     failure_spec = parse_failure(args.fail) if args.fail else None
     jitter, jitter_seed = parse_jitter(args.jitter) if args.jitter else ((), 0)
     random_specs = any(s.fraction is not None for s in specs)
+    if args.draws > MAX_DRAWS:
+        raise InputError(f"at most {MAX_DRAWS:,} draws (each is a whole simulation), got "
+                         f"{args.draws:,}", field="--draws")
+    if args.placement and not args.co_job:
+        warnings.warn("--placement changes nothing without --co-job: it places co-located "
+                      "jobs, and there is one job", SimulationWarning)
     if args.draws > 1 and not random_specs and not args.jitter:
         raise InputError("--draws needs something random: a 'fraction=' straggler or --jitter",
                          field="--draws")
@@ -150,9 +160,18 @@ def run(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore")
                 replayed = layout(workload, args.compat, world, cluster.gpus_per_server).workload
             par = make_parallel(world, replayed.tp, replayed.pp, replayed.ep, workload.path)
-            structural = bool(args.topology or args.calibration or args.contention
-                              or args.co_job)
+            structural = bool(args.topology or args.contention or args.co_job)
+            cost_model_for = None
+            if args.calibration and not structural:
+                # the calibrated model sees the cluster only through prices, as the
+                # analytical one: compare prices through it (its classes may replace NVLink)
+                from ..calibration import wrap_with_calibration
+                from ..costmodel.analytical import AnalyticalCostModel
+
+                def cost_model_for(c):
+                    return wrap_with_calibration(c, AnalyticalCostModel(c), args.calibration)
             for message in unused_parameters(replayed, par, cluster, overrides,
+                                             cost_model_for=cost_model_for,
                                              structural_only=structural):
                 warnings.warn(message, SimulationWarning)
         co_results = []
@@ -170,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 trace=tracing, stragglers=resolve_all(specs, world, 0),
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
                 compat=args.compat),
-                placement=args.placement)
+                placement=args.placement or "packed")
             result, co_results = results[0], results[1:]
         else:
             result = run_once(0, tracing)

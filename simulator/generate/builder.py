@@ -111,6 +111,10 @@ class _Rows:
         self.rows.append([name, kind or name, slot, fwd, ig, wg, times, params])
 
 
+#: rows of a generated table: beyond this the file is gigabytes and simulating it takes hours
+MAX_ROWS = 1 << 20
+
+
 def generate(cfg: TrainConfig, compute: str = "model",
              profile: dict[str, tuple[float, float, float]] | None = None,
              check_memory: bool = True, path: str = "<generated>",
@@ -135,12 +139,18 @@ def generate(cfg: TrainConfig, compute: str = "model",
     else:
         rb = _megatron_rows(cfg, params)
     prefix, block, suffix, ckpt = rb
+    n_rows = len(prefix) + cfg.ga * len(block) + len(suffix)
+    if n_rows > MAX_ROWS:
+        raise InputError(f"the table would have {n_rows:,} rows ({cfg.ga:,} micro-batches of "
+                         f"{len(block):,}); at most {MAX_ROWS:,}: lower the global batch or "
+                         "raise the micro-batch", field="global_batch")
 
     cm = ComputeModel(cfg, phys) if compute == "model" else None
     if cm is not None and cfg.features.fp8:
         cm.fp8_model = ComputeModel(_OnGPU(cfg, fp8_gpu(cfg.gpu_spec)), phys)
     rows: list[Row] = []
     line = 3
+    profile_used: set[str] = set()
 
     def finish(spec, placeholder: int) -> Row:
         nonlocal line
@@ -148,6 +158,7 @@ def generate(cfg: TrainConfig, compute: str = "model",
         t = None
         if profile:
             t = profile.get(f"{name}.{slot + 1}") or profile.get(name)
+            profile_used.update((f"{name}.{slot + 1}", name))
         if t is None and cm is not None:
             t = tuple(x * 1000.0 for x in _model_row_us(cm, cfg, kind, slot))
         elif t is not None and cm is not None:
@@ -192,6 +203,13 @@ def generate(cfg: TrainConfig, compute: str = "model",
                   all_gpus=cfg.world, checkpoints=checkpoints, checkpoint_initiates=initiates,
                   pp_comm_bytes=pp_comm, declared_rows=len(rows), rows=tuple(rows),
                   header_fields=HEADER_FIELDS)
+    unused = sorted(set(profile or ()) - profile_used)
+    if unused:
+        from ..errors import warn
+        from ..readers.numbers import shown
+        warn(f"{len(unused)} compute-profile row(s) name no row of this workload and change "
+             f"nothing: {', '.join(shown(u) for u in unused[:5])}"
+             + (" ..." if len(unused) > 5 else ""))
     if compute == "none" and not profile:
         notes.append("no compute modelled: compute columns hold AICB's 1 ns placeholders")
     return GeneratedWorkload(workload=wl, config=cfg, params=params, memory=memory,

@@ -169,10 +169,12 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
     row of that name; ``name.N`` (1-based) targets the N-th of consecutive rows of that name
     inside a layer (``mlp_moelayer.4`` is the expert computation). Returns nanoseconds.
     """
-    try:
-        fh = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    import io
+
+    from ..readers.numbers import parse_float, shown
+    from ..readers.source import read_text
+
+    fh = io.StringIO(read_text(path, "compute profile CSV", limit=64 * 2 ** 20), newline="")
     out: dict[str, tuple[float, float, float]] = {}
     with fh:
         lines = [(i, ln) for i, ln in enumerate(fh, start=1)
@@ -180,8 +182,10 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
         if not lines:
             raise InputError("empty profile: expected a header name,fwd_us,ig_us,wg_us",
                              path=path, line=1)
-        reader = csv.reader(ln for _, ln in lines)
-        header = [c.strip().lower() for c in next(reader)]
+        from ..readers.measurement_csv import _guarded
+        seen: list[int] = []
+        reader = _guarded(csv.reader(seen.append(i) or ln for i, ln in lines), path, seen)
+        header = [c.strip().lower() for c in next(reader, [])]
         unit = None
         for u, scale in (("us", 1000.0), ("ns", 1.0), ("ms", 1e6)):
             if all(f"{p}_{u}" in header for p in ("fwd", "ig", "wg")):
@@ -189,7 +193,7 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
                 break
         if "name" not in header or unit is None:
             raise InputError("expected columns name,fwd_us,ig_us,wg_us (or _ns/_ms), got "
-                             + ",".join(header), path=path, line=lines[0][0])
+                             + shown(",".join(header), 120), path=path, line=lines[0][0])
         u, scale = unit
         cols = [header.index(f"{p}_{u}") for p in ("fwd", "ig", "wg")]
         ni = header.index("name")
@@ -199,16 +203,17 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
                                  line=lineno)
             vals = []
             for c in cols:
-                try:
-                    v = float(row[c])
-                except ValueError:
-                    raise InputError(f"expected a number, got {row[c]!r}", path=path,
-                                     line=lineno, field=header[c]) from None
-                if not v >= 0:
-                    raise InputError(f"must not be negative, got {row[c]!r}", path=path,
-                                     line=lineno, field=header[c])
+                try:  # at most 2^62 ns in all, as the workload reader's times
+                    v = parse_float(row[c], lo=0, hi=2.0 ** 62 / scale)
+                except ValueError as exc:
+                    raise InputError(str(exc), path=path, line=lineno,
+                                     field=header[c]) from None
                 vals.append(v * scale)
-            out[row[ni].strip()] = tuple(vals)
+            name = row[ni].strip()
+            if name in out:
+                raise InputError(f"row {shown(name)} given twice", path=path, line=lineno,
+                                 field="name")
+            out[name] = tuple(vals)
     return out
 
 

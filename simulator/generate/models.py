@@ -258,6 +258,14 @@ def _coerce(name: str, value):
     return str(value)
 
 
+#: the largest published models are far inside these (about 128 layers, hidden 18k, 256
+#: experts, vocabularies of 256k)
+_SIZE_LIMITS = {"layers": 4096, "hidden": 2 ** 20, "ffn": 2 ** 22, "heads": 2 ** 16,
+                "vocab": 2 ** 24, "experts": 2 ** 16, "moe_ffn": 2 ** 22, "head_dim": 2 ** 16,
+                "kv_groups": 2 ** 16, "topk": 2 ** 16, "shared_experts": 2 ** 16,
+                "dense_layers": 4096, "max_position": 2 ** 30}
+
+
 def check_model(m: ModelSpec, source: str | None = None) -> None:
     def bad(msg, fld):
         raise InputError(msg, path=source, field=fld)
@@ -270,6 +278,10 @@ def check_model(m: ModelSpec, source: str | None = None) -> None:
     for name in ("layers", "hidden", "ffn", "heads", "vocab"):
         if getattr(m, name) < 1:
             bad(f"must be at least 1, got {getattr(m, name)}", name)
+    for name, limit in _SIZE_LIMITS.items():  # beyond these a size is a typo (and a hang)
+        v = getattr(m, name, None)
+        if isinstance(v, int) and v > limit:
+            bad(f"must be at most {limit:,}, got {v:,}", name)
     if m.head_dim is None and m.hidden % m.heads:
         bad(f"hidden size {m.hidden} is not divisible by {m.heads} heads (give head_dim)",
             "heads")

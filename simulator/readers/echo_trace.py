@@ -514,11 +514,10 @@ def parse_echo_trace(text: str, path: str | None = "<string>") -> list[EchoRecor
 
 def read_echo_trace(path: str | Path) -> list[EchoRecord]:
     """Read an Echo trace file (one ``rank:R:OP(...)`` record per line)."""
+    from .source import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=str(p)) from None
+    text = read_text(p, "Echo trace")
     records = parse_echo_trace(text, path=str(p))
     if not records:
         raise InputError("no 'rank:R:OP(...)' records found", path=str(p))

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from simulator.errors import InputError
 from simulator.measurements import Measurement, canonical_op
+from simulator.readers.numbers import parse_float, parse_int, shown
 
 _ALTERNATIVES = {
     "op": ("op",),
@@ -35,43 +36,40 @@ _OPTIONAL = ("dtype", "method", "placement", "share_remote")
 _MOE_SHARE = re.compile(r"^(moe_all_to_all|moe_alltoall|moe_a2a)_f([0-9]*\.?[0-9]+)$")
 
 
+#: beyond these a row is a typo, not a measurement: 2^20 ranks, a 16 TiB buffer per rank,
+#: 1000 s for one operation
+MAX_RANKS = 2 ** 20
+MAX_BYTES = 2 ** 44
+MAX_TIME_US = 1e9
+
+
 def _value(text: str) -> Any:
     """A number where the text is one (int before float), else the text itself."""
     try:
-        return int(text)
+        return parse_int(text)
     except ValueError:
         pass
     try:
-        return float(text)
+        return parse_float(text)
     except ValueError:
         return text
 
 
-def _parse_int(text: str, where: dict, minimum: int) -> int:
+def _parse_int(text: str, where: dict, minimum: int, maximum: int | None = None) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        try:
-            f = float(text)
-        except ValueError:
-            raise InputError(f"expected an integer, got {text!r}", **where) from None
-        if not math.isfinite(f) or f != int(f):
-            raise InputError(f"expected an integer, got {text!r}", **where) from None
-        value = int(f)
-    if value < minimum:
-        raise InputError(f"expected an integer >= {minimum}, got {text!r}", **where)
-    return value
+        return parse_int(text, lo=minimum, hi=maximum, what="an integer")
+    except ValueError as exc:
+        raise InputError(str(exc), **where) from None
 
 
-def _parse_float(text: str, where: dict, positive: bool = False) -> float:
+def _parse_float(text: str, where: dict, positive: bool = False,
+                 maximum: float | None = None) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"expected a number, got {text!r}", **where) from None
-    if not math.isfinite(value):
-        raise InputError(f"expected a finite number, got {text!r}", **where)
+        value = parse_float(text, hi=maximum)
+    except ValueError as exc:
+        raise InputError(str(exc), **where) from None
     if positive and value <= 0:
-        raise InputError(f"expected a positive number, got {text!r}", **where)
+        raise InputError(f"expected a positive number, got {shown(text)}", **where)
     return value
 
 
@@ -81,11 +79,11 @@ def _parse_op(text: str, where: dict) -> tuple[str, float | None]:
     if m:
         share = float(m.group(2))
         if not 0.0 <= share <= 1.0:
-            raise InputError(f"remote share in {name!r} must lie in [0, 1]", **where)
+            raise InputError(f"remote share in {shown(name)} must lie in [0, 1]", **where)
         return "moe_all_to_all", share
     op = canonical_op(name)
     if op is None:
-        raise InputError(f"unknown operation {name!r}", **where)
+        raise InputError(f"unknown operation {shown(name)}", **where)
     return op, None
 
 
@@ -103,6 +101,19 @@ def read_measurement_csv(path: str | os.PathLike, method: str = "",
                                  placement=placement)
 
 
+def _guarded(reader, path: str, line_numbers: list[int]):
+    """csv rows, with the module's own errors (a field over 128 KiB, a NUL) as one line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"not a valid CSV line: {exc}", path=path,
+                             line=line_numbers[-1] if line_numbers else None) from None
+        yield row
+
+
 def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str = "",
                           placement: str = "") -> list[Measurement]:
     """Parse measurement CSV text (an iterable of lines, e.g. an open file)."""
@@ -116,7 +127,7 @@ def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str
             line_numbers.append(i)
             yield line
 
-    reader = csv.reader(feed())
+    reader = _guarded(csv.reader(feed()), path, line_numbers)
     header: list[str] | None = None
     header_line = 0
     columns: dict[str, int] = {}
@@ -131,7 +142,8 @@ def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str
                 found = [lowered.index(n) for n in names if n in lowered]
                 if not found:
                     raise InputError(
-                        f"missing column {key!r} (header has: {', '.join(header)})",
+                        f"missing column {key!r} (header has: "
+                        f"{shown(', '.join(header), 120)})",
                         path=path, line=lineno, field=key)
                 columns[key] = found[0]
             for key in _OPTIONAL:
@@ -147,17 +159,18 @@ def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str
 
         cell = {key: row[idx].strip() for key, idx in columns.items()}
         op, share = _parse_op(cell["op"], where("op"))
-        ranks = _parse_int(cell["ranks"], where("ranks"), 1)
-        size = _parse_int(cell["bytes"], where("bytes"), 0)
-        time_us = _parse_float(cell["time_us"], where("time_us"), positive=True)
+        ranks = _parse_int(cell["ranks"], where("ranks"), 1, MAX_RANKS)
+        size = _parse_int(cell["bytes"], where("bytes"), 0, MAX_BYTES)
+        time_us = _parse_float(cell["time_us"], where("time_us"), positive=True,
+                               maximum=MAX_TIME_US)
         if cell.get("share_remote"):
             explicit = _parse_float(cell["share_remote"], where("share_remote"))
             if not 0.0 <= explicit <= 1.0:
-                raise InputError(f"expected a share in [0, 1], got {cell['share_remote']!r}",
+                raise InputError(f"expected a share in [0, 1], got {shown(cell['share_remote'])}",
                                  **where("share_remote"))
             if share is not None and abs(share - explicit) > 1e-9:
                 raise InputError(f"share {explicit} disagrees with the op name "
-                                 f"{cell['op']!r}", **where("share_remote"))
+                                 f"{shown(cell['op'])}", **where("share_remote"))
             share = explicit
         used = set(columns.values())
         extra = {header[i]: _value(row[i].strip()) for i in range(len(header))

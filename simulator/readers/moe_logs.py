@@ -29,12 +29,14 @@ their magnitude says milliseconds).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from simulator.errors import InputError
+from simulator.readers.numbers import parse_float, parse_int
 
 __all__ = [
     "BenchmarkConfig", "StepTime", "SummaryLine", "BlockInfo", "KernelCall", "ProcessTime",
@@ -205,6 +207,9 @@ class KernelMeans:
 # line parsers
 # --------------------------------------------------------------------------------------------
 
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
 class _Bad(Exception):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
@@ -219,26 +224,27 @@ def _clip(text: str, n: int = 60) -> str:
 def _num(text: str, name: str) -> float:
     t = text.strip()
     try:
-        value = float(t)
-    except ValueError:
-        raise _Bad(f"expected a number, got {_clip(t)!r}", name) from None
-    if not math.isfinite(value):
-        raise _Bad(f"expected a finite number, got {t!r}", name)
-    return value
+        # times in ms, counts: 10^12 is a typo (31 years of milliseconds)
+        return parse_float(t, hi=1e12)
+    except ValueError as exc:
+        raise _Bad(str(exc), name) from None
 
 
 def _nonneg(text: str, name: str) -> float:
     value = _num(text, name)
     if value < 0:
-        raise _Bad(f"expected a non-negative number, got {text.strip()!r}", name)
+        raise _Bad(f"expected a non-negative number, got {_clip(text.strip())!r}", name)
     return value
 
 
 def _int(text: str, name: str) -> int:
     t = text.strip()
-    if not t.isdigit():
+    if not _DIGITS.fullmatch(t):
         raise _Bad(f"expected a non-negative integer, got {_clip(t)!r}", name)
-    return int(t)
+    try:
+        return parse_int(t, lo=0, hi=2 ** 40)
+    except ValueError as exc:
+        raise _Bad(str(exc), name) from None
 
 
 def _assignments(text: str, sep: str = "=") -> dict[str, str]:
@@ -353,9 +359,9 @@ def _parse_kernel(text: str, step: int) -> KernelCall:
         raise _Bad(f"expected a fraction in [0, 1], got {parts[1]!r}", "Y/X")
     flag_text = parts[3]
     try:
-        flag = int(flag_text)
-    except ValueError:
-        raise _Bad(f"expected an integer, got {flag_text!r}", "flag") from None
+        flag = parse_int(flag_text, what="an integer")
+    except ValueError as exc:
+        raise _Bad(str(exc), "flag") from None
     return KernelCall(kind=parts[0], remote_fraction=ratio,
                       time_ms=_nonneg(parts[2], "t_ms"), flag=flag, step=step)
 
@@ -456,8 +462,8 @@ def parse_moe_log(text: str, path: str | None = "<string>") -> MoeLog:
                 wt.line = number
                 sec.wait_times.append(wt)
                 pending_waits.append(wt)
-            elif line.isdigit() and pending_waits:
-                pending_waits.pop(0).blocks = int(line)
+            elif _DIGITS.fullmatch(line) and pending_waits:
+                pending_waits.pop(0).blocks = _int(line, "blocks")
             # anything else: log noise
         except _Bad as exc:
             raise InputError(exc.message, path=path, line=number, field=exc.field) from None
@@ -469,11 +475,10 @@ def parse_moe_log(text: str, path: str | None = "<string>") -> MoeLog:
 
 def read_moe_log(path: str | Path) -> MoeLog:
     """Read a Tutel-style MoE benchmark log (seeds 000, 001, 002)."""
+    from .source import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=str(p)) from None
+    text = read_text(p, "MoE benchmark log", limit=256 * 2 ** 20)
     log = parse_moe_log(text, path=str(p))
     if not log.sections:
         raise InputError("no [Benchmark], STEP-, [Summary] or kernel lines found", path=str(p))

@@ -15,6 +15,7 @@ import re
 from typing import Iterable
 
 from simulator.errors import InputError
+from simulator.readers.numbers import parse_float, parse_int, shown
 from simulator.measurements import Measurement
 
 #: nccl-tests binary stem -> canonical op.
@@ -40,8 +41,10 @@ DTYPES = {
 }
 
 _PERF = re.compile(r"\b([a-z_]+)_perf(?:_mpi)?\b")
-_RANK = re.compile(r"^#\s*Rank\s+(\d+)\b")
-_PARAMS = re.compile(r"nThread\s+(\d+)\s+nGpus\s+(\d+)")
+_RANK = re.compile(r"^#\s*Rank\s+(\S+)", re.ASCII)
+_PARAMS = re.compile(r"nThread\s+(\S+)\s+nGpus\s+(\S+)", re.ASCII)
+MAX_RANKS = 2 ** 20
+MAX_BYTES = 2 ** 44
 _LOG = re.compile(r"\bNCCL (INFO|WARN|TRACE)\b")
 
 # Columns of a row before the out-of-place block, when no column header is found.
@@ -51,25 +54,22 @@ _DEFAULT_PREFIX = ["size", "count", "type", "redop", "root"]
 def read_nccl_tests(path: str | os.PathLike, op: str | None = None,
                     placement: str = "") -> list[Measurement]:
     """Read an nccl-tests output file. ``op`` overrides the op found in the file."""
+    import io
+
+    from .source import read_text
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return parse_nccl_tests(fh, path=path, op=op, placement=placement)
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    text = read_text(path, "nccl-tests output", limit=256 * 2 ** 20)
+    return parse_nccl_tests(io.StringIO(text), path=path, op=op, placement=placement)
 
 
-def _number(text: str, kind, lineno: int, name: str, path: str):
+def _number(text: str, kind, lineno: int, name: str, path: str, lo=None, hi=None):
     try:
-        value = kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise InputError(f"expected {what}, got {text!r}", path=path, line=lineno,
-                         field=name) from None
-    if kind is float and not math.isfinite(value):
-        raise InputError(f"expected a finite number, got {text!r}", path=path, line=lineno,
-                         field=name)
-    return value
+        if kind is int:
+            return parse_int(text, lo=lo, hi=hi, what="an integer")
+        return parse_float(text, lo=lo, hi=hi)
+    except ValueError as exc:
+        raise InputError(str(exc), path=path, line=lineno, field=name) from None
 
 
 def parse_nccl_tests(lines: Iterable[str], path: str = "<nccl-tests>", op: str | None = None,
@@ -90,10 +90,15 @@ def parse_nccl_tests(lines: Iterable[str], path: str = "<nccl-tests>", op: str |
         if text.startswith("#"):
             m = _RANK.match(text)
             if m:
-                rank_ids.add(int(m.group(1)))
+                rank_ids.add(_number(m.group(1), int, lineno, "Rank", path, 0, MAX_RANKS - 1))
             m = _PARAMS.search(text)
             if m:
-                threads_x_gpus = int(m.group(1)) * int(m.group(2))
+                threads_x_gpus = (_number(m.group(1), int, lineno, "nThread", path, 1, MAX_RANKS)
+                                  * _number(m.group(2), int, lineno, "nGpus", path, 1,
+                                            MAX_RANKS))
+                if threads_x_gpus > MAX_RANKS:
+                    raise InputError(f"nThread x nGpus is {threads_x_gpus:,}; at most "
+                                     f"{MAX_RANKS:,} ranks", path=path, line=lineno)
             body = text.lstrip("#").split()
             if len(body) >= 3 and body[0] == "size" and body[1] == "count":
                 prefix = body[:body.index("time")] if "time" in body else _DEFAULT_PREFIX
@@ -136,14 +141,11 @@ def parse_nccl_tests(lines: Iterable[str], path: str = "<nccl-tests>", op: str |
                              f"algbw, busbw, #wrong out of place and in place), got "
                              f"{len(cells)}", path=path, line=lineno)
         named = dict(zip(prefix, cells))
-        size = _number(named["size"], int, lineno, "size", path)
-        if size < 0:
-            raise InputError(f"expected a size >= 0, got {size}", path=path, line=lineno,
-                             field="size")
+        size = _number(named["size"], int, lineno, "size", path, 0, MAX_BYTES)
         base = len(prefix)
         time_us = _number(cells[base], float, lineno, "time (out-of-place)", path)
         if time_us <= 0:
-            raise InputError(f"expected a positive time, got {cells[base]!r}", path=path,
+            raise InputError(f"expected a positive time, got {shown(cells[base])}", path=path,
                              line=lineno, field="time (out-of-place)")
         extra: dict = {}
         if "count" in named:

@@ -68,9 +68,13 @@ def parse_float(text: str | int | float, lo: float | None = None, hi: float | No
     return _range(value, lo, hi)
 
 
+def _fmt(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
 def _range(value, lo, hi):
     if lo is not None and value < lo:
-        raise ValueError(f"must be at least {lo:g}, got {value:g}")
+        raise ValueError(f"must be >= {_fmt(lo)}, got {_fmt(value)}")
     if hi is not None and value > hi:
-        raise ValueError(f"must be at most {hi:g}, got {value:g}")
+        raise ValueError(f"must be <= {_fmt(hi)}, got {_fmt(value)}")
     return value
