@@ -73,7 +73,7 @@ class FlowNetwork:
         self.active: list[Flow] = []
         self._on_link: dict = {}                                 # link -> its active flows
         self.finished = 0
-        self.carried: dict = {l: 0.0 for l in self.capacity}   # bytes moved per link so far
+        self._carried_done: dict = {l: 0.0 for l in self.capacity}   # by finished flows
         self.solves = 0                                         # rate re-solves (for tests)
         self.on_change = on_change
         self._last = env.now
@@ -129,11 +129,19 @@ class FlowNetwork:
         if dt > 0:
             for f in self.active:
                 moved = f.rate * dt / f.peak          # share of the flow's data
-                moved = min(moved, f.remaining)
-                f.remaining -= moved
-                for l, b in f.loads.items():
-                    self.carried[l] += moved * b
+                f.remaining -= min(moved, f.remaining)
         self._last = now
+
+    @property
+    def carried(self) -> dict:
+        """Bytes moved over every link so far (finished flows, and the share of the active
+        ones moved by the last change)."""
+        out = dict(self._carried_done)
+        for f in self.active:
+            done = 1.0 - f.remaining
+            for l, b in f.loads.items():
+                out[l] += done * b
+        return out
 
     def _component(self, links) -> list[Flow]:
         """Active flows connected to ``links`` through shared links: the only ones whose
@@ -214,7 +222,7 @@ class FlowNetwork:
         for f in done:
             self.active.remove(f)
             for l, b in f.loads.items():
-                self.carried[l] += f.remaining * b
+                self._carried_done[l] += b
                 users = self._on_link[l]
                 users.discard(f)
                 if not users:
