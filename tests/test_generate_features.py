@@ -372,7 +372,7 @@ def ComputeModelCore(g):
     from simulator.generate.compute import ComputeModel
     from simulator.generate.sizes import megatron_params
 
-    return ComputeModel(g.config, megatron_params(g.config)).parts["attn_core"][1]
+    return ComputeModel(g.config, megatron_params(g.config)).core_attention_us()[1]
 
 
 # ------------------------------------------------------------------------------ assumptions

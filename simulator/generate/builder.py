@@ -293,10 +293,10 @@ def _row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):
     fp8 = getattr(cm, "fp8_model", None)
     if fp8 is not None and kind in FP8_KINDS:
         f, ig, wg = fp8.row(kind, slot)
-        inside = fp8.parts["attn_core"]
+        inside = fp8.core_attention_us()
     else:
         f, ig, wg = cm.row(kind, slot)
-        inside = cm.parts["attn_core"]
+        inside = cm.core_attention_us()
     # the attention kernel the row should hold (bf16; flash or unfused) for the one inside
     core = _core_us(cm, cfg)
     if kind == ("attention_row" if cfg.sp else "attention_layer"):
@@ -316,7 +316,7 @@ def _core_us(cm: ComputeModel, cfg: TrainConfig) -> tuple[float, float, float]:
         m = cfg.model
         return unfused_attention_us(cfg.gpu_spec, cfg.micro_batch, cfg.seq_length,
                                     m.heads // cfg.tp, m.hd)
-    return cm.parts["attn_core"]
+    return cm.core_attention_us()
 
 
 def _model_row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):

@@ -95,6 +95,12 @@ class ComputeModel:
         t["optimizer"] = (st(34.0 * local_params, 8), 0.0, 0.0)
         self.parts = t
 
+    def core_attention_us(self) -> tuple[float, float, float]:
+        """(forward, backward, 0) microseconds of one layer's attention kernel alone, the part
+        of the attention rows that selective recompute replays and that the generator rescales
+        for context parallelism, FP8 and the unfused backend (builder.py)."""
+        return tuple(float(getattr(x, "us", x)) for x in self.parts["attn_core"])
+
     def row(self, kind: str, slot: int = 0) -> tuple[float, float, float]:
         """(forward, input-gradient, weight-gradient) microseconds of a row kind.
 
