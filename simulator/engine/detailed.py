@@ -219,9 +219,14 @@ class DetailedSim:
         send_free = {"next": 0, "prev": 0}
         send_chain: dict = {"next": None, "prev": None}
 
-        def slice_(lane: str, name: str, start: int, dur: int) -> None:
+        def slice_(lane: str, name: str, start: int, dur: int, comm=None,
+                   blocking_call: bool = True) -> None:
             if trace is not None and dur:
-                trace.append(TraceSlice(idx, lane, name, start, dur))
+                args = None
+                if comm is not None and getattr(comm, "op", None) is not None:
+                    args = {"collective": comm.op.value, "bytes": comm.size_bytes,
+                            "group": comm.group.value, "blocking": blocking_call}
+                trace.append(TraceSlice(idx, lane, name, start, dur, args))
 
         def blocking(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
                      row_key: tuple, comm=None):
@@ -236,7 +241,7 @@ class DetailedSim:
             stream_end[stream] = end
             res.exposed_ns[STREAMS[stream].value] += end - issued
             row_exposed[row_key] = row_exposed.get(row_key, 0) + end - issued
-            slice_(STREAMS[stream].value, name, start, end - start)
+            slice_(STREAMS[stream].value, name, start, end - start, comm)
             self.events += 1
 
         def asynchronous(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
@@ -247,7 +252,7 @@ class DetailedSim:
             start, end = yield self._meet(idx, _KIND_OF_STREAM[stream], instance, ready,
                                           comm_ns, update_ns, comm)
             stream_end[stream] = end
-            slice_(STREAMS[stream].value, name, start, end - start)
+            slice_(STREAMS[stream].value, name, start, end - start, comm, False)
             self.events += 1
 
         jitter = self.jitter

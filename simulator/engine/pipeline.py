@@ -19,6 +19,11 @@ from .messages import Mailbox, has_consumer, source, split_wait
 from .replay import STREAMS, PassOutcome, PassReplayer
 
 
+def flow_id(phase, mb: int, chunk: int, sender: int) -> str:
+    """One pipeline message: what a send slice and the receiving pass share in the trace."""
+    return f"{getattr(phase, 'name', phase)}:{mb}:{chunk}:{sender}"
+
+
 @dataclass
 class StageSetup:
     replayer: PassReplayer
@@ -65,8 +70,9 @@ class PipelineSim:
             else:
                 seen[1] += 1
         if self.trace is not None and out.slices:
-            for lane, name, start, dur in out.slices:
-                self.trace.append(TraceSlice(s, lane, f"{label}{name}", now + start, dur, args))
+            for lane, name, start, dur, extra in out.slices:
+                self.trace.append(TraceSlice(s, lane, f"{label}{name}", now + start, dur,
+                                             {**args, **extra} if extra else args))
 
     def _stage(self, s: int):
         env = self.env
@@ -107,7 +113,12 @@ class PipelineSim:
                                                          pp_ns))
             tag = "F" if phase is Phase.FWD else "B"
             label = f"{tag}{mb}" + (f".{chunk}" if self.chunks > 1 else "") + " "
-            d = run_pass(phase, ("mb", self.mb_variant[mb], chunk), label, {"micro_batch": mb, "chunk": chunk})
+            pass_args = {"micro_batch": mb, "chunk": chunk}
+            if src is not None:
+                # the trace joins the pipeline send this pass waited for to the pass (a flow)
+                sender = (s - 1) % self.pp if src[3] == "prev" else (s + 1) % self.pp
+                pass_args["flow_in"] = flow_id(src[0], src[1], src[2], sender)
+            d = run_pass(phase, ("mb", self.mb_variant[mb], chunk), label, pass_args)
             if d:
                 yield env.timeout(d)
             if has_consumer(phase, chunk, s, self.pp, self.chunks):
@@ -117,8 +128,11 @@ class PipelineSim:
                 arrive = start + cost
                 send_free[direction] = arrive
                 if self.trace is not None and cost:
-                    self.trace.append(TraceSlice(s, f"PP send {direction}",
-                                                 f"{tag}{mb} send", start, cost))
+                    self.trace.append(TraceSlice(
+                        s, f"PP send {direction}", f"{tag}{mb} send", start, cost,
+                        {"micro_batch": mb, "chunk": chunk, "flow_out": flow_id(phase, mb, chunk, s),
+                         "to_stage": (s + 1) % self.pp if direction == "next"
+                         else (s - 1) % self.pp}))
                 self.mail.deliver((phase, mb, chunk, s), start, arrive)
 
         for phase, seq in setup.tail:

@@ -50,7 +50,24 @@ class PassOutcome:
     stream_free: tuple[int, ...]           # relative to the pass start
     wg_done: tuple[tuple[tuple, int], ...]  # (row key, relative completion) set by this pass
     row_exposed: tuple[tuple[tuple, int], ...]
-    slices: tuple | None                   # (lane, name, start, dur) relative, when tracing
+    slices: tuple | None                   # (lane, name, start, dur, args) relative, when tracing
+
+
+_PHASE_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
+
+
+def comm_args(row: PricedRow, tag: str, blocking: bool) -> dict | None:
+    """Trace args of a row's collective: its type as the file wrote it, bytes and group."""
+    phase = _PHASE_OF_TAG.get(str(tag).split()[0]) if tag else None
+    if phase is None or not row.comms:
+        return None
+    comm = row.comms[phase]
+    if comm is None or comm.op is None:
+        return None
+    return {"collective": comm.op.value if hasattr(comm.op, "value") else str(comm.op),
+            "bytes": comm.size_bytes,
+            "group": comm.group.value if hasattr(comm.group, "value") else str(comm.group),
+            "phase": ("fwd", "ig", "wg")[phase], "blocking": blocking}
 
 
 class PassReplayer:
@@ -130,7 +147,7 @@ class PassReplayer:
             if kind == COMPUTE:
                 ns = step[2]
                 if slices is not None:
-                    slices.append(("compute", step[4], t, ns))
+                    slices.append(("compute", step[4], t, ns, None))
                 t += ns
                 compute += ns
                 if step[5]:
@@ -144,7 +161,7 @@ class PassReplayer:
                 row_exposed[row.key] = row_exposed.get(row.key, 0) + end - t
                 if slices is not None:
                     slices.append((STREAMS[stream].value, f"{row.name} {step[5]}", start,
-                                   end - start))
+                                   end - start, comm_args(row, step[5], True)))
                 t = end
             elif kind == ISSUE:
                 # asynchronous: queued on its stream, overlapping the compute that follows
@@ -158,7 +175,7 @@ class PassReplayer:
                     local[handle] = end
                 if slices is not None:
                     slices.append((STREAMS[stream].value, f"{row.name} {step[5]}", start,
-                                   end - start))
+                                   end - start, comm_args(row, step[5], False)))
             elif kind == WAIT:
                 wait_until(local.get(step[2], 0), step[3], row)
             elif kind == WAIT_WG:

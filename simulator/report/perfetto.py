@@ -24,12 +24,36 @@ def render_trace(r: SimulationResult, gzip_output: bool = False) -> bytes:
                            "args": {"name": name}})
             events.append({"name": "thread_sort_index", "ph": "M", "pid": s, "tid": tid,
                            "args": {"sort_index": tid}})
+    # flows (trace-event "s"/"f" pairs) join each pipeline send to the pass that received it:
+    # the start sits on the send slice, the end on the first slice of the receiving pass
+    flow_ids: dict[str, int] = {}
+    flow_ends: dict[str, dict] = {}
+    sends: list[tuple[str, dict]] = []
     for sl in r.trace:
-        ev = {"name": sl.name, "ph": "X", "pid": sl.stage, "tid": lanes.get(sl.lane, len(lanes)),
+        tid = lanes.get(sl.lane, len(lanes))
+        ev = {"name": sl.name, "ph": "X", "pid": sl.stage, "tid": tid,
               "ts": sl.start_ns / 1000.0, "dur": sl.dur_ns / 1000.0, "cat": sl.lane}
-        if sl.args:
-            ev["args"] = sl.args
+        args = dict(sl.args) if sl.args else {}
+        flow_out, flow_in = args.pop("flow_out", None), args.pop("flow_in", None)
+        if args:
+            ev["args"] = args
         events.append(ev)
+        if flow_out is not None:
+            sends.append((flow_out, ev))
+        if flow_in is not None:
+            first = flow_ends.get(flow_in)
+            if first is None or ev["ts"] < first["ts"]:
+                flow_ends[flow_in] = ev
+    for key, send in sends:
+        end = flow_ends.get(key)
+        if end is None:
+            continue
+        fid = flow_ids.setdefault(key, len(flow_ids) + 1)
+        common = {"name": "pipeline message", "cat": "PP", "id": fid}
+        events.append({**common, "ph": "s", "pid": send["pid"], "tid": send["tid"],
+                       "ts": send["ts"]})
+        events.append({**common, "ph": "f", "bp": "e", "pid": end["pid"], "tid": end["tid"],
+                       "ts": end["ts"]})
     if r.link_samples:
         # link utilisation counters (share of the link's rate) in a process of their own
         pid = len(r.stages)
