@@ -82,11 +82,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--trace", metavar="PATH",
                    help="timeline in Chrome/Perfetto trace-event JSON (.json, or .gz compressed)")
     o.add_argument("--plot", metavar="PATH", help="PNG with the stages' timeline and the breakdown")
+    o.add_argument("--report", metavar="PATH.html",
+                   help="with --draws N: a self-contained HTML study report (the step-time "
+                        "summary, a sortable table of the draws, the distribution plot, the "
+                        "settings and cost model; opens offline)")
     o.add_argument("--quiet", action="store_true", help="do not print the summary")
 
 
 #: each draw is a whole simulation
 MAX_DRAWS = 10_000
+
+
+def _html_report(args: argparse.Namespace, result, draws: list[int]) -> str:
+    from ..report.html import render_report
+    from ..report.plot import render_distribution
+    from ..report.text import describe_cost_model, render_text
+
+    order = sorted(range(len(draws)), key=lambda i: draws[i])
+    fastest = draws[order[0]]
+    rows = [[i, f"{draws[i] / 1e6:.3f}", f"{100 * (draws[i] / fastest - 1):.2f}",
+             rank + 1] for rank, i in enumerate(order)]
+    rows.sort(key=lambda r: r[0])
+    settings = [("workload", args.workload),
+                ("command", " ".join(["collsim", *sys.argv[1:]])),
+                ("draws", str(args.draws)),
+                ("stragglers", "; ".join(args.straggler) or "none"),
+                ("jitter", args.jitter or "none"),
+                ("degraded", "; ".join(args.degrade) or "none"),
+                ("cost model", "\n".join(describe_cost_model(result.cost_model)))]
+    return render_report(
+        title=f"collsim simulate: {args.workload}",
+        subtitle=f"{result.gpus} GPUs, TP {result.tp} EP {result.ep} PP {result.pp} "
+                 f"DP {result.dp}; {len(draws)} random draws",
+        headline=render_text(result, top_rows=5),
+        columns=["draw", "step time (ms)", "slower than the fastest draw (%)", "rank"],
+        rows=rows, images=[("step time over the draws", render_distribution(result))],
+        settings=settings, table_title="Every draw")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     if args.draws > 1 and not random_specs and not args.jitter:
         raise InputError("--draws needs something random: a 'fraction=' straggler or --jitter",
                          field="--draws")
+    if args.report and args.draws < 2:
+        raise InputError("--report needs --draws N with N >= 2 (a study of random draws); "
+                         "for one run use --json or --csv", field="--report")
     if args.distribution_plot and args.draws < 2:
         raise InputError("--distribution-plot needs --draws N with N >= 2",
                          field="--distribution-plot")
@@ -243,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
         from ..report.plot import render_distribution
         outputs[args.distribution_plot] = render_distribution(result)
         kinds[args.distribution_plot] = "step-time distribution plot"
+    if args.report:
+        outputs[args.report] = _html_report(args, result, draws)
+        kinds[args.report] = "HTML report"
     if args.json:
         doc = summary_dict(result)
         if co_results:

@@ -35,8 +35,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the first two grid axes)")
     p.add_argument("--best", type=positive_int, metavar="N", help="configurations to print")
     p.add_argument("--no-plots", action="store_true", help="write the CSV only")
+    p.add_argument("--report", metavar="PATH.html",
+                   help="also write a self-contained HTML study report: the best "
+                        "configurations, the sortable table, the plots, the spec and cost "
+                        "model (opens offline in any browser)")
     p.add_argument("--dry-run", action="store_true", help="list the points and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def _html_report(spec, results, table: str, axes, args, plots, wall: float) -> str:
+    import csv
+    import io
+
+    import yaml
+
+    from ..report.html import render_report
+    from ..sweep import report
+
+    rows = list(csv.reader(io.StringIO(table)))
+    ok = sum(r["status"] == "ok" for r in results)
+    models = sorted({str(r.get("cost_model")) for r in results if r.get("cost_model")})
+    settings = [("spec", os.path.abspath(args.spec)),
+                ("points", f"{len(results)} ({ok} ran, {len(results) - ok} infeasible or "
+                           "failed)"),
+                ("cost model", ", ".join(models) or "the default"),
+                ("executor", f"{args.executor}, {args.jobs or os.cpu_count()} workers, "
+                             f"{wall:.1f} s"),
+                ("command", " ".join(["collsim", "sweep", *sys.argv[2:]])
+                 if len(sys.argv) > 1 else "collsim sweep " + args.spec),
+                ("spec contents", yaml.safe_dump(spec.raw, sort_keys=False).rstrip())]
+    return render_report(
+        title=f"collsim sweep: {spec.name}",
+        subtitle=f"{len(results)} configurations; varying {', '.join(spec.axes) or 'nothing'}",
+        headline=report.best_table(results, axes, args.best or spec.best),
+        columns=rows[0] if rows else [], rows=rows[1:],
+        images=list(plots.values()), settings=settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plots and not args.dry_run:
         planned.update({f"the {kind} plot": f"{stem}-{kind}.png"
                         for kind in ("heatmap", "breakdown", "pareto")})
+    if args.report and not args.dry_run:
+        planned["--report"] = args.report
     cache_dir = None if args.no_cache else (args.cache_dir or f"{stem}.cache")
     inputs = [args.spec] + spec.files
     check_paths(list(planned.items()), inputs)
@@ -85,16 +120,25 @@ def run(args: argparse.Namespace) -> int:
                              progress=not args.quiet)
     wall = time.perf_counter() - t0
 
-    outputs: dict[str, bytes | str] = {out: report.render_csv(results, spec.axes)}
+    table = report.render_csv(results, spec.axes)
+    outputs: dict[str, bytes | str] = {out: table}
     axes = spec.axes or ["gpus", "tp", "pp", "ep"]
-    if not args.no_plots and any(r["status"] == "ok" for r in results):
+    plots: dict[str, tuple[str, bytes]] = {}
+    if (not args.no_plots or args.report) and any(r["status"] == "ok" for r in results):
         if heatmap:
-            outputs[f"{stem}-heatmap.png"] = report.plot_heatmap(
-                results, heatmap[0], heatmap[1], title=f"{spec.name}: iteration time (ms)")
-        outputs[f"{stem}-breakdown.png"] = report.plot_breakdown(results, axes,
-                                                                 title=f"{spec.name}: breakdown")
-        outputs[f"{stem}-pareto.png"] = report.plot_pareto(results, axes,
-                                                           title=f"{spec.name}: time vs GPUs")
+            plots[f"{stem}-heatmap.png"] = ("iteration time over " + " x ".join(heatmap),
+                                            report.plot_heatmap(
+                results, heatmap[0], heatmap[1], title=f"{spec.name}: iteration time (ms)"))
+        plots[f"{stem}-breakdown.png"] = ("where the time goes, best configurations",
+                                          report.plot_breakdown(
+            results, axes, title=f"{spec.name}: breakdown"))
+        plots[f"{stem}-pareto.png"] = ("iteration time against GPU count (Pareto front)",
+                                       report.plot_pareto(
+            results, axes, title=f"{spec.name}: time vs GPUs"))
+    if not args.no_plots:
+        outputs.update({path: png for path, (_, png) in plots.items()})
+    if args.report:
+        outputs[args.report] = _html_report(spec, results, table, axes, args, plots, wall)
     write_all(outputs, inputs=inputs)
     if not args.quiet:
         sys.stdout.write(report.best_table(results, axes, args.best or spec.best))
