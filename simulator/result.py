@@ -88,6 +88,7 @@ class SimulationResult:
     trace: list[TraceSlice] | None = None
     events_processed: int = 0
     step_time_draws_ns: list[int] | None = None  # iteration time of each random what-if draw
+    baseline_ns: int | None = None   # with draws: the iteration with no straggler or jitter
     group_placements: dict[str, str] = field(default_factory=dict)  # where each group sits
     sensitivity: dict[str, int] | None = None  # group -> iteration with its comm 10% faster
     failure: dict | None = None

@@ -86,6 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --draws N: a self-contained HTML study report (the step-time "
                         "summary, a sortable table of the draws, the distribution plot, the "
                         "settings and cost model; opens offline)")
+    o.add_argument("--full-tables", action="store_true",
+                   help="with rank classes: list every class (default: the slowest classes "
+                        "and each pipeline stage's slowest)")
     o.add_argument("--quiet", action="store_true", help="do not print the summary")
 
 
@@ -175,13 +178,15 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")
             world = resolve_world(workload, args.gpus, cost_model)
 
-        def run_once(draw: int, trace: bool, comm_scale=()):
+        def run_once(draw: int, trace: bool, comm_scale=(), baseline: bool = False):
             return simulate(workload, cluster, cost_model, options=SimulationOptions(
                 gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=trace,
-                engine=args.engine, stragglers=resolve_all(specs, world, draw),
+                engine=args.engine,
+                stragglers=() if baseline else resolve_all(specs, world, draw),
                 degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
-                comm_scale=comm_scale, contention=args.contention, jitter=jitter,
-                jitter_seed=jitter_seed + draw, compat=args.compat))
+                comm_scale=comm_scale, contention=args.contention,
+                jitter=() if baseline else jitter, jitter_seed=jitter_seed + draw,
+                compat=args.compat))
 
         from ..checks import overrides_from_args, unused_parameters
         from ..parallel import make_parallel
@@ -229,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_once(0, tracing)
         draws = [result.iteration_ns]
         groups = [g for g in ("TP", "EP", "DP", "DP_EP", "PP") if g not in result.free_groups]
-        extra = (args.draws - 1) + (len(groups) if args.sensitivity else 0)
+        extra = (args.draws - 1) + (len(groups) if args.sensitivity else 0) + (args.draws > 1)
         from ..progress import Progress
         with warnings.catch_warnings(), Progress(extra, "what-if runs", "run",
                                                  enabled=not args.quiet) as bar:
@@ -237,6 +242,10 @@ def run(args: argparse.Namespace) -> int:
             for d in range(1, args.draws):
                 draws.append(run_once(d, False).iteration_ns)
                 bar.update(postfix=f"draw {d + 1} of {args.draws}")
+            if args.draws > 1:
+                # beside the draws: the same job with every GPU at full speed
+                result.baseline_ns = run_once(0, False, baseline=True).iteration_ns
+                bar.update(postfix="baseline")
             if args.sensitivity:
                 result.sensitivity = {}
                 for g in groups:
@@ -244,6 +253,17 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(postfix=f"sensitivity {g}")
     from ..provenance import read_sidecar, workload_assumptions
     result.assumptions = workload_assumptions(workload, read_sidecar(args.workload))
+    slow = resolve_all(specs, world, 0) if specs else ()
+    if slow:
+        # where the slow GPUs of the reported run sit: pipeline stage (PP is outermost in
+        # Megatron's rank order) and server
+        per_stage = world // max(workload.pp, 1)
+        where = [f"rank {rank} (stage {rank // per_stage}, server "
+                 f"{rank // cluster.gpus_per_server}) x{factor:g}"
+                 for rank, factor in sorted(slow)[:12]]
+        more = f" and {len(slow) - 12} more" if len(slow) > 12 else ""
+        result.notes.append(f"slow GPUs{' in draw 1' if args.draws > 1 else ''}: "
+                            + "; ".join(where) + more)
     if failure_spec is not None:
         result.failure = failure_report(failure_spec, result.iteration_ns)
         result.notes.append(result.failure["summary"])
@@ -289,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = "-" in outputs
     show_summary = not args.quiet and not to_stdout
     if show_summary:
-        sys.stdout.write(render_text(result))
+        sys.stdout.write(render_text(result, full=args.full_tables))
         for r in co_results:
             sys.stdout.write("\n--- co-located job ---\n" + render_text(r, top_rows=0))
     write_all(outputs, inputs=inputs)

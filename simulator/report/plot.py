@@ -9,18 +9,36 @@ COLORS = {"compute": "#4c78a8", "TP": "#f58518", "EP": "#e45756", "DP": "#72b7b2
           "DP_EP": "#54a24b", "PP": "#b279a2", "bubble": "#d3d3d3", "wait": "#d3d3d3"}
 
 
+#: at most this many stages / rank classes in the timeline
+MAX_PLOT_ROWS = 8
+
+
 def render_plot(r: SimulationResult) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(r.stages)
+    # many rank classes: draw the slowest few (the critical one among them), so the timeline
+    # stays readable and cheap whatever the class count
+    shown = set(range(len(r.stages)))
+    if len(r.stages) > MAX_PLOT_ROWS:
+        # each pipeline stage's slowest class first, then the slowest others
+        order = sorted(range(len(r.stages)), key=lambda i: (-r.stages[i].end_ns, i))
+        firsts: dict[int, int] = {}
+        for i in order:
+            firsts.setdefault(r.stages[i].stage, i)
+        picked = list(firsts.values())[:MAX_PLOT_ROWS]
+        picked += [i for i in order if i not in picked][:MAX_PLOT_ROWS - len(picked)]
+        shown = set(picked)
+    n = len(shown)
     fig, (ax_t, ax_b) = plt.subplots(2, 1, figsize=(12, 3 + 0.6 * min(n, 24)),
                                      gridspec_kw={"height_ratios": [max(min(n, 24), 1), 1.2]})
     lanes = ["compute", "TP", "EP", "DP", "DP_EP", "PP"]
     # one row per (stage, lane that has something), stage 0 on top
     rows: dict[tuple[int, str], list[tuple[float, float]]] = {}
     for sl in r.trace or []:
+        if sl.stage not in shown:
+            continue
         lane = "PP" if sl.lane.startswith("PP") else sl.lane
         if lane == "wait":
             lane = "compute"  # draw waits in the compute row, in grey
@@ -41,7 +59,9 @@ def render_plot(r: SimulationResult) -> bytes:
     ax_t.set_xlabel("time (ms)")
     ax_t.set_xlim(0, r.iteration_ns / 1e6 * 1.01 or 1)
     ax_t.set_title(f"{r.workload.split('/')[-1]}: iteration {r.iteration_ns / 1e6:.2f} ms "
-                   f"({r.gpus} GPUs, TP {r.tp} EP {r.ep} PP {r.pp} DP {r.dp})", fontsize=9)
+                   f"({r.gpus} GPUs, TP {r.tp} EP {r.ep} PP {r.pp} DP {r.dp})"
+                   + (f"; {n} of {len(r.stages)} rank classes (each stage's slowest first)"
+                      if n < len(r.stages) else ""), fontsize=9)
 
     c = r.critical
     parts = [("compute", c.compute_ns)] + [(g, c.exposed_ns[g]) for g in BREAKDOWN_GROUPS] + [

@@ -44,6 +44,7 @@ def summary_dict(r: SimulationResult) -> dict:
         **({"failure": r.failure} if r.failure else {}),
         **({"step_time_distribution_us": distribution(r.step_time_draws_ns)}
            if r.step_time_draws_ns else {}),
+        **({"baseline_iteration_time_us": r.baseline_ns / 1000} if r.baseline_ns else {}),
     }
 
 

@@ -57,7 +57,39 @@ def describe_cost_model(d: dict) -> list[str]:
     return lines
 
 
-def render_text(r: SimulationResult, top_rows: int = 10) -> str:
+#: more stage rows than this (rank classes) are summarised unless full tables are asked for
+SUMMARY_CLASSES = 5
+
+
+def _stage_row(s) -> str:
+    return (f"  {s.stage:>5}{s.end_ns / 1e6:10.3f}{s.compute_ns / 1e6:10.3f}"
+            f"{sum(s.exposed_ns.values()) / 1e6:10.3f}{s.bubble_ns / 1e6:10.3f}"
+            f"{s.idle_after_ns / 1e6:13.3f}  {s.label}")
+
+
+def _stage_table(r: SimulationResult, full: bool) -> list[str]:
+    head = "  stage    end ms   compute   exposed    bubble  idle at end"
+    classes = any(s.rank_class is not None for s in r.stages)
+    if full or not classes or len(r.stages) <= 2 * SUMMARY_CLASSES:
+        return ["", head] + [_stage_row(s) for s in r.stages]
+    # rank classes: the slowest classes, and per pipeline stage its slowest class
+    slowest = sorted(r.stages, key=lambda s: (-s.end_ns, s.stage))[:SUMMARY_CLASSES]
+    per_stage: dict[int, object] = {}
+    for s in r.stages:
+        if s.stage not in per_stage or s.end_ns > per_stage[s.stage].end_ns:
+            per_stage[s.stage] = s
+    counts: dict[int, int] = {}
+    for s in r.stages:
+        counts[s.stage] = counts.get(s.stage, 0) + 1
+    lines = ["", f"  {len(r.stages)} rank classes; the {len(slowest)} slowest "
+                 "(--full-tables lists every class):", head]
+    lines += [_stage_row(s) for s in slowest]
+    lines += ["", "  each pipeline stage's slowest class (of its classes):", head]
+    lines += [_stage_row(per_stage[k]) + f"  [{counts[k]} classes]" for k in sorted(per_stage)]
+    return lines
+
+
+def render_text(r: SimulationResult, top_rows: int = 10, full: bool = False) -> str:
     c = r.critical
     total = r.iteration_ns or 1
     lines = [
@@ -91,17 +123,20 @@ def render_text(r: SimulationResult, top_rows: int = 10) -> str:
     lines.append(f"  {'total':<28}{_ms(c.parts_sum_ns())}{100 * c.parts_sum_ns() / total:8.1f}%")
 
     if len(r.stages) > 1:
-        lines += ["", "  stage    end ms   compute   exposed    bubble  idle at end"]
-        for s in r.stages:
-            lines.append(f"  {s.stage:>5}{s.end_ns / 1e6:10.3f}{s.compute_ns / 1e6:10.3f}"
-                         f"{sum(s.exposed_ns.values()) / 1e6:10.3f}{s.bubble_ns / 1e6:10.3f}"
-                         f"{s.idle_after_ns / 1e6:13.3f}  {s.label}")
+        lines += _stage_table(r, full)
     if r.step_time_draws_ns:
         from .summary import distribution
         d = distribution(r.step_time_draws_ns)
         lines += ["", f"  step time over {d['draws']} random draws (ms): min {d['min'] / 1e3:.3f}  "
                       f"p50 {d['p50'] / 1e3:.3f}  p90 {d['p90'] / 1e3:.3f}  "
-                      f"p99 {d['p99'] / 1e3:.3f}  max {d['max'] / 1e3:.3f}"]
+                      f"p99 {d['p99'] / 1e3:.3f}  max {d['max'] / 1e3:.3f}",
+                  "  (the iteration time and tables above are draw 1's)"]
+        base = r.baseline_ns
+        if base:
+            lines.append(f"  baseline without the random stragglers and jitter: "
+                         f"{base / 1e6:.3f} ms; p50 is "
+                         f"{100 * (d['p50'] * 1e3 / base - 1):+.1f}%, max "
+                         f"{100 * (d['max'] * 1e3 / base - 1):+.1f}%")
 
     if r.group_placements:
         lines += ["", "  where the groups sit:"]
