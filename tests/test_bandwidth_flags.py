@@ -49,7 +49,7 @@ def test_nic_bw_with_units_and_header_both_ways():
     assert header == ["bandwidth    NVLink 450 GB/s (3600 Gbit/s) per GPU per direction; "
                       "8 NIC(s) per server of 50 GB/s (400 Gbit/s) each (8 GPUs)"]
     # the cluster's name follows the flags: 200 Gbit/s NICs are not '8x400g'
-    c = collsim("simulate", SEED, "--nic-bw", "200Gbit/s")
+    c = collsim("simulate", SEED, "--nic-bw", "200Gbit/s", "--cost-model", "simai")
     assert "cluster=h100-8x200g" in c.stdout and "25 GB/s (200 Gbit/s)" in c.stdout
 
 

@@ -79,7 +79,7 @@ def test_nccl_tests_view_without_framework_floor(capsys):
 
 def test_without_topology_the_analytical_model(capsys):
     rc, out, _ = bench(capsys, "--op", "all_reduce", "--ranks", 16, "--sizes", "1G",
-                       "--format", "csv")
+                       "--format", "csv", "--cost-model", "simai")
     assert rc == 0
     (row,) = rows_of(out)
     # ring over 2 servers: busbw = min(NVLink 450 x 0.82 = 369, 8 NICs x 50 x 0.97 = 388)
@@ -92,7 +92,8 @@ def test_without_topology_the_analytical_model(capsys):
     (["--topology", "h200x2", "--op", "all_reduce", "--ranks", 4], "h200x2 has 2 GPUs"),
     (["--topology", "h200x2", "--op", "all_gather", "--ranks", 2, "--algorithm", "tree"],
      "--algorithm: all_gather cannot run algorithm 'tree'"),
-    (["--op", "all_reduce", "--ranks", 2, "--protocol", "LL"], "needs --topology"),
+    (["--op", "all_reduce", "--ranks", 2, "--protocol", "LL", "--cost-model", "simai"],
+     "needs the nccl cost model"),
     (["--op", "all_reduce", "--ranks", 1], "--ranks: a collective needs at least 2 ranks"),
     (["--op", "all_reduce", "--ranks", 2, "--sizes", "1G:1K"], "--sizes: expected 1 <= LO <= HI"),
     (["--topology", "h200x2", "--op", "all_reduce", "--ranks", 2, "--nic-bw", "50"],

@@ -48,7 +48,8 @@ def test_sweep_report_is_self_contained_with_table_plots_settings(sweep_report):
     rows = list(csv.reader(io.StringIO(table.read_text())))
     assert text.count("<tr>") == len(rows)                  # header + every point
     assert text.count("data:image/png;base64,") == 3       # heatmap, breakdown, Pareto
-    for fragment in ("Settings", "spec contents", "cost model", "simai", "click a column"):
+    models = {r[rows[0].index("cost_model")] for r in rows[1:]}
+    for fragment in ("Settings", "spec contents", "cost model", "click a column", *models):
         assert fragment in text
     assert not (page.parent / "tiny-heatmap.png").exists()  # --no-plots: only in the page
 

@@ -57,7 +57,8 @@ def _run_on_a_terminal(*args) -> str:
 def test_draws_show_progress_on_a_terminal_only():
     args = ("simulate", SEED, "--straggler", "fraction=0.05,compute=1.2,seed=1", "--draws", "3")
     tty = _run_on_a_terminal(*args)
-    assert "what-if runs" in tty and "2/2" in tty
+    # 2 more draws and the baseline beside them
+    assert "what-if runs" in tty and "3/3" in tty
     assert "what-if runs" not in _run_on_a_terminal(*args, "--quiet")
     piped = subprocess.run([sys.executable, "-m", "simulator", *args], capture_output=True,
                            text=True, cwd=ROOT, timeout=120)

@@ -159,7 +159,8 @@ def test_random_stragglers_give_a_distribution():
     from conftest import ROOT
     p = subprocess.run([sys.executable, "-m", "simulator", "simulate",
                         str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt"), "--straggler",
-                        "fraction=0.02,compute=1.2,seed=7", "--draws", "5", "--json", "-"],
+                        "fraction=0.02,compute=1.2,seed=7", "--draws", "5", "--json", "-",
+                        "--cost-model", "simai"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)["step_time_distribution_us"]

@@ -171,12 +171,12 @@ def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
     cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=2, global_batch=16, seq_length=2048)
     wl = generate(cfg).workload
     times = {}
-    for topo, cal in ((None, None), ("dgx-h100", None), (None, calib)):
-        point = dict(base, topology=topo, calibration=cal)
+    for topo, cal, cm in ((None, None, "simai"), ("dgx-h100", None, None), (None, calib, None)):
+        point = dict(base, topology=topo, calibration=cal, cost_model=cm)
         got = _simulate_point(point, str(tmp_path))["iteration_ms"]
         ns = argparse.Namespace(gpus_per_server=None, nvlink_bw=None, nic_bw=None,
                                 nics_per_server=None, base_latency=None, topology=topo,
-                                calibration=cal)
+                                calibration=cal, cost_model=cm)
         cluster, model = build_cost_model(ns)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

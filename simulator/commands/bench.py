@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="step between sizes of a LO:HI range (default 2)")
     p.add_argument("--algorithm", metavar="NAME",
                    help="force an algorithm (ring, tree, direct, hierarchical); default: the "
-                        "fastest, as NCCL's tuner picks (needs --topology)")
+                        "fastest, as NCCL's tuner picks (needs the nccl cost model)")
     p.add_argument("--protocol", choices=("LL", "LL128", "Simple"),
-                   help="force a protocol (needs --topology); default: the fastest")
+                   help="force a protocol (needs the nccl cost model); default: the fastest")
     p.add_argument("--format", choices=("table", "csv"), default="table",
                    help="output format (default table)")
     p.add_argument("--details", action="store_true",
@@ -95,7 +95,8 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
     nccl = isinstance(cost_model, NcclCostModel)
     if (algorithm or protocol) and not nccl and not isinstance(getattr(cost_model, "base", None),
                                                                NcclCostModel):
-        raise InputError("choosing an algorithm or protocol needs --topology (the NCCL model)",
+        raise InputError("choosing an algorithm or protocol needs the nccl cost model "
+                         "(--cost-model nccl or --topology)",
                          field="--algorithm" if algorithm else "--protocol")
     factor = bus_factor(op, ranks)
     rows = []
