@@ -77,10 +77,11 @@ def _members(gid: np.ndarray, colour: np.ndarray, rank: int) -> tuple:
     return tuple(zip(values.tolist(), counts.tolist()))
 
 
-def rank_classes(par: ParallelConfig, attributes: dict[int, tuple]) -> tuple[list[RankClass], np.ndarray]:
-    """Classes of ranks given per-rank attributes (rank -> hashable tuple; others are ()).
+def class_colours(par: ParallelConfig, attributes: dict[int, tuple]):
+    """The stable partition itself: for every rank its class id (classes numbered by their
+    first rank), the attribute tuple of each class, and the group ids per kind.
 
-    Returns the classes and, for every rank, its class id.
+    Cost O(world) numpy work per refinement round, whatever the number of classes.
     """
     world = par.world
     stage = np.arange(world, dtype=np.int64) // par.stage_ranks
@@ -112,12 +113,30 @@ def rank_classes(par: ParallelConfig, attributes: dict[int, tuple]) -> tuple[lis
     remap[order] = np.arange(len(order))
     colour = remap[colour]
     inv_attr = {v: k for k, v in attr_ids.items()}
+    firsts = np.sort(first)
+    class_attrs = [inv_attr[int(a)] for a in attr[firsts]]
+    return colour, firsts, stage[firsts], class_attrs, gids
+
+
+def meeting_ids(colour: np.ndarray, firsts: np.ndarray, gids: np.ndarray) -> np.ndarray:
+    """Per class, an id of the multiset of classes in its group of one kind (the classes'
+    collectives of that kind meet by it): equal ids, equal multisets (128-bit hashes)."""
+    n_groups = int(gids.max()) + 1
+    h = _group_hash(gids, colour, n_groups)[gids[firsts]]
+    return np.unique(h, axis=0, return_inverse=True)[1].ravel()
+
+
+def rank_classes(par: ParallelConfig, attributes: dict[int, tuple]) -> tuple[list[RankClass], np.ndarray]:
+    """Classes of ranks given per-rank attributes (rank -> hashable tuple; others are ()).
+
+    Returns the classes and, for every rank, its class id.
+    """
+    colour, firsts, stages, class_attrs, gids = class_colours(par, attributes)
     classes: list[RankClass] = []
     counts = np.bincount(colour)
-    firsts = np.sort(first)
     for cid, rank in enumerate(firsts.tolist()):
         gm = {k: _members(gids[k], colour, rank) for k in KINDS}
-        classes.append(RankClass(cid=cid, stage=int(stage[rank]), ranks=int(counts[cid]),
-                                 example_rank=rank, attributes=inv_attr[int(attr[rank])],
+        classes.append(RankClass(cid=cid, stage=int(stages[cid]), ranks=int(counts[cid]),
+                                 example_rank=rank, attributes=class_attrs[cid],
                                  group_members=gm))
     return classes, colour

@@ -121,11 +121,7 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
                     send_next = ns
                 else:
                     send_prev = ns
-        what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
-                         for k, v in attrs[cls.cid].items())
-        label = (f"stage {cls.stage} class {cls.cid} ({cls.ranks} "
-                 f"rank{'' if cls.ranks == 1 else 's'}, e.g. rank {cls.example_rank}"
-                 + (f", {what}" if what else "") + ")")
+        label = class_label(cls.stage, cls.cid, cls.ranks, cls.example_rank, attrs[cls.cid])
         out.append(ClassSetup(
             cls=cls, cid=cid_offset + cls.cid, job=run, sequences=sequences,
             send_next_ns=send_next, send_prev_ns=send_prev, head=stage_setup.head,
@@ -134,6 +130,14 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
             prev_class=cid_offset + prv[0] if prv else None,
             label=label, links=_class_links(plan, cls, colour, cid_offset, job, cluster)))
     return out, colour
+
+
+def class_label(stage: int, cid: int, ranks: int, example_rank: int, attrs: dict) -> str:
+    """'stage 0 class 3 (7 ranks, e.g. rank 17, compute x1.2)': how reports name a class."""
+    what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
+                     for k, v in attrs.items())
+    return (f"stage {stage} class {cid} ({ranks} rank{'' if ranks == 1 else 's'}, e.g. rank "
+            f"{example_rank}" + (f", {what}" if what else "") + ")")
 
 
 def _class_links(plan: JobPlan, cls, colour: "np.ndarray", cid_offset: int, job: int,
@@ -299,6 +303,19 @@ def _link_name(link: tuple, setups, fabric=None) -> str:
     return f"NVLink {setups[link[2]].label.split(' (')[0]}"
 
 
+def _run_classes(plan: JobPlan, options: SimulationOptions) -> SimulationResult:
+    """Ranks that differ only in compute or NIC: every class of a stage replayed at once
+    (vectors; the row-level engine's numbers, tested), for thousands of classes."""
+    from .class_replay import ClassReplay
+
+    replay = ClassReplay(plan, options.stragglers, options.degraded)
+    replay.run()
+    stage_results = replay.stage_results()
+    critical = max(range(len(stage_results)), key=lambda n: (stage_results[n].end_ns, -n))
+    return _assemble(plan, stage_results, replay.row_exposed(critical), None, replay.events,
+                     options)
+
+
 # ------------------------------------------------------------------------------ API
 def simulate(workload: Workload, cluster: Cluster | None = None,
              cost_model: CostModel | None = None,
@@ -312,6 +329,9 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     plan = plan_job(workload, cluster, cost_model, options)
     asymmetric = bool(options.stragglers or options.degraded or _contention(plan, options)
                       or options.jitter)
+    if (asymmetric and options.engine != "detailed" and not _contention(plan, options)
+            and not options.jitter and not options.trace):
+        return _run_classes(plan, options)
     if options.engine == "detailed" or asymmetric:
         sim, setups = _run_detailed([plan], [options], cluster)
         return _detailed_results([plan], sim, setups, options)[0]

@@ -1,0 +1,389 @@
+"""Rank classes replayed together: one set of numpy vectors per pipeline stage.
+
+Ranks that differ only in their compute (stragglers) or their NIC (degraded links) can split a
+stage into thousands of classes (a random 1% of slow ranks makes nearly every rank its own).
+The row-level engine (:mod:`.detailed`) gives each class a simpy process and a rendezvous per
+collective; this one replays all classes of a stage at once, the same semantics as array
+arithmetic in program order:
+
+* a compute phase adds each class's own time to its clock;
+* a collective starts when every member class is ready (its clock, and its stream free
+  after the previous collective on that stream), a max-reduction over the classes that meet
+  (classes meet by the multiset of classes in their group, as in the row-level engine), and
+  ends for all of them ``comm + update`` later; blocking ones move the clock to the end,
+  weight-gradient ones only the stream;
+* a pipeline pass first waits for its message from the neighbouring stage's partner class
+  (a gather by partner index); stages are advanced in any order their messages allow.
+
+Program order is a valid evaluation order because a collective's start depends only on its
+members' earlier history, so the numbers are exactly the row-level engine's (tested on every
+straggler and degraded-NIC case). Cost: rows x passes x a few vector operations per stage,
+independent of the number of classes up to the vectors' length; no Python object per class
+during the replay.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..parallel import stage_placements
+from ..result import BREAKDOWN_GROUPS, StageResult
+from ..workload import ROW_GROUPS, Group, Op, Phase
+from .classes import class_colours, meeting_ids
+from .detailed import scale_rows
+from .messages import has_consumer, source
+from .replay import NO_STREAM, STREAMS
+
+_PP = BREAKDOWN_GROUPS.index("PP")
+_STREAM_KIND = [BREAKDOWN_GROUPS.index(g.value) for g in STREAMS]
+_ROW_KIND_INDEX = {g: i for i, g in enumerate(ROW_GROUPS)}
+#: a program step's tag -> which of the row's (fwd, ig, wg) collectives it issues
+_COMM_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
+
+
+class _Meet:
+    """Max over the classes of each meeting of one group kind, on one stage."""
+
+    def __init__(self, ids: np.ndarray):
+        n = len(ids)
+        ids = np.unique(ids, return_inverse=True)[1].ravel()   # 0..m-1 on this stage
+        m = int(ids.max()) + 1 if n else 0
+        self.mode = "all" if m == 1 else "each" if m == n else "groups"
+        if self.mode == "groups":
+            self.order = np.argsort(ids, kind="stable")
+            sorted_ids = ids[self.order]
+            self.bounds = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+            self.ids = ids
+
+    def max(self, ready: np.ndarray) -> np.ndarray:
+        if self.mode == "each":
+            return ready
+        if self.mode == "all":
+            return np.full_like(ready, ready.max())
+        return np.maximum.reduceat(ready[self.order], self.bounds)[self.ids]
+
+    def reduce(self, values: np.ndarray, ufunc) -> np.ndarray:
+        """ufunc-reduction over each meeting, broadcast back to its classes."""
+        if self.mode == "each":
+            return values
+        if self.mode == "all":
+            return np.full_like(values, ufunc.reduce(values))
+        return ufunc.reduceat(values[self.order], self.bounds)[self.ids]
+
+
+class _StageState:
+    """Clocks, streams and tallies of the classes of one stage (vectors over them)."""
+
+    def __init__(self, n: int):
+        z = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
+        self.t = z()
+        self.stream_end = [z() for _ in STREAMS]
+        self.wg_end: dict = {}
+        self.send_free = {"next": z(), "prev": z()}
+        self.compute = z()
+        self.recompute = z()
+        self.exposed = [z() for _ in BREAKDOWN_GROUPS]
+        self.bubble = z()
+        self.row_exposed: dict = {}
+        self.events = 0
+        self.pos = 0            # next schedule entry
+        self.done = False
+
+
+class ClassReplay:
+    """All rank classes of one job, replayed as vectors per stage (see module docstring)."""
+
+    def __init__(self, plan, stragglers, degraded):
+        par = plan.par
+        self.plan = plan
+        attributes: dict[int, dict] = {}
+        for rank, factor in stragglers:
+            if not 0 <= rank < par.world:
+                raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
+                                 field="--straggler")
+            attributes.setdefault(rank, {})["compute"] = float(factor)
+        for rank, nic_factor, extra_ns in degraded:
+            if not 0 <= rank < par.world:
+                raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
+                                 field="--degrade")
+            attributes.setdefault(rank, {}).update(nic=float(nic_factor),
+                                                   nic_latency_ns=int(extra_ns))
+        colour, firsts, stages, class_attrs, gids = class_colours(
+            par, {r: tuple(sorted(a.items())) for r, a in attributes.items()})
+        self.colour = colour
+        self.example = firsts
+        self.class_stage = stages
+        self.attrs = [dict(a) for a in class_attrs]
+        self.counts = np.bincount(colour)
+        n_classes = len(firsts)
+        self.n_classes = n_classes
+        # per stage: its classes (global ids, ascending) and each class's local index
+        self.members = [np.flatnonzero(stages == s) for s in range(par.pp)]
+        self.local = np.empty(n_classes, dtype=np.int64)
+        for idx in self.members:
+            self.local[idx] = np.arange(len(idx))
+        meet = {k: meeting_ids(colour, firsts, gids[k]) for k in ROW_GROUPS}
+        self.meets = [[_Meet(meet[k][idx]) for k in ROW_GROUPS] for idx in self.members]
+        # pipeline partners: the class of the same position one stage on / back
+        sr, world = par.stage_ranks, par.world
+        self.next_class = colour[(firsts + sr) % world]
+        self.prev_class = colour[(firsts - sr) % world]
+        self._build_rows(meet)
+
+    # -- per-class pricing ---------------------------------------------------------------
+    def _build_rows(self, meet) -> None:
+        plan, par = self.plan, self.plan.par
+        compute = np.array([a.get("compute", 1.0) for a in self.attrs])
+        nic = np.array([a.get("nic", 1.0) for a in self.attrs])
+        lat = np.array([a.get("nic_latency_ns", 0) for a in self.attrs], dtype=np.int64)
+        # the slowest NIC among each class's group (all classes of a meeting agree)
+        worst: dict = {}
+        for k in ROW_GROUPS:
+            f = np.empty(self.n_classes)
+            e = np.empty(self.n_classes, dtype=np.int64)
+            for s, idx in enumerate(self.members):
+                m = self.meets[s][_ROW_KIND_INDEX[k]]
+                f[idx] = m.reduce(nic[idx], np.minimum)
+                e[idx] = m.reduce(lat[idx], np.maximum)
+            worst[k] = (f, e)
+        models: dict = {}
+
+        def model(factor: float, extra: int):
+            if (factor, extra) not in models:
+                models[(factor, extra)] = plan.cost_model.degraded(factor, extra)
+            return models[(factor, extra)]
+
+        pp_bytes = plan.workload.pp_comm_bytes
+        # a class's pricing variant: compute factor, degraded kinds, degraded sends
+        self.variant = np.empty(self.n_classes, dtype=np.int64)
+        self.send_ns = {"next": np.zeros(self.n_classes, dtype=np.int64),
+                        "prev": np.zeros(self.n_classes, dtype=np.int64)}
+        variants: dict = {}
+        self.stage_variants: list[list[tuple]] = [[] for _ in range(par.pp)]
+        for c in range(self.n_classes):
+            s = int(self.class_stage[c])
+            by_model: dict = {}
+            for k in ROW_GROUPS:
+                fe = (float(worst[k][0][c]), int(worst[k][1][c]))
+                if fe != (1.0, 0):
+                    by_model.setdefault(fe, []).append(k)
+            vkey = (s, float(compute[c]), tuple(sorted((fe, tuple(ks))
+                                                       for fe, ks in by_model.items())))
+            v = variants.get(vkey)
+            if v is None:
+                v = variants[vkey] = len(self.stage_variants[s])
+                self.stage_variants[s].append(vkey)
+            self.variant[c] = v
+            setup = plan.setups[s]
+            send = {"next": setup.send_next_ns, "prev": setup.send_prev_ns}
+            if par.pp > 1 and pp_bytes:
+                for direction, partner in (("next", self.next_class[c]),
+                                           ("prev", self.prev_class[c])):
+                    f = min(nic[c], nic[partner])
+                    e = max(lat[c], lat[partner])
+                    if (f, e) == (1.0, 0):
+                        continue
+                    stage = s if direction == "next" else (s - 1) % par.pp
+                    send[direction] = max(
+                        model(float(f), int(e)).collective_ns(Op.SENDRECV, pp_bytes, p)
+                        for p in stage_placements(par, Group.PP, stage, plan.rank_map))
+            self.send_ns["next"][c] = send["next"]
+            self.send_ns["prev"][c] = send["prev"]
+        self._model = model
+        self._rows_cache: dict = {}
+
+    def _variant_rows(self, s: int, seq) -> list[list]:
+        """The rows of one sequence on stage ``s`` as each pricing variant sees them."""
+        plan = self.plan
+        base = plan.setups[s].replayer.sequences[seq]
+        per_variant = []
+        for _, factor, degraded in self.stage_variants[s]:
+            rows = base
+            for (f, e), kinds in degraded:
+                pricer = plan.pricers[s].with_cost(self._model(f, e))
+                rows = [pricer.repriced(r, frozenset(kinds)) for r in rows]
+            per_variant.append(scale_rows(rows, factor))
+        return per_variant
+
+    def _program(self, s: int, phase: Phase, seq) -> list[tuple]:
+        """The policy's program of one pass (the row-level engine's, :mod:`.policy`), with
+        each step's times as scalars where every class agrees, per-class vectors (indexed by
+        local class) where they differ."""
+        hit = self._rows_cache.get((s, phase, seq))
+        if hit is not None:
+            return hit
+        from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG, pass_program, rules_for
+
+        plan = self.plan
+        rep = plan.setups[0].replayer
+        base = plan.setups[s].replayer.sequences[seq]
+        steps = pass_program(base, phase, rep.rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD"),
+                             rep.dlrm_lbl, rep.seq_first.get(seq, -1))
+        per_variant = self._variant_rows(s, seq)
+        var = self.variant[self.members[s]]
+        position = {id(r): i for i, r in enumerate(base)}
+
+        def col(pos: int, fields: tuple):
+            values = [sum(getattr(rows[pos], f) for f in fields) for rows in per_variant]
+            if all(v == values[0] for v in values):
+                return values[0]
+            return np.array(values, dtype=np.int64)[var]
+
+        out = []
+        for step in steps:
+            kind, row = step[0], step[1]
+            pos = position[id(row)]
+            if kind == COMPUTE:
+                out.append(("C", col(pos, (f"{step[3]}_ns",)), step[5]))
+            elif kind in (BLOCK, ISSUE):
+                comm = ("fwd", "ig", "wg")[_COMM_OF_TAG.get(step[5], 0)]
+                cost = col(pos, (f"{comm}_comm_ns", "update_ns"))
+                if kind == BLOCK:
+                    out.append(("B", step[2], cost, row.key))
+                else:
+                    handle = step[6]
+                    out.append(("I", step[2], cost, handle, handle[0] == "wg", row.key))
+            elif kind == WAIT:
+                out.append(("W", step[2], _STREAM_KIND[step[3]], row.key))
+            elif kind == WAIT_WG:
+                out.append(("G", row.key, _STREAM_KIND[row.wg_stream], row.key))
+        self._rows_cache[(s, phase, seq)] = out
+        return out
+
+    # -- replay ----------------------------------------------------------------------------
+    def _pass(self, s: int, st: _StageState, phase: Phase, seq) -> None:
+        meets = self.meets[s]
+        local: dict = {}
+        row_exposed = st.row_exposed
+        for step in self._program(s, phase, seq):
+            kind = step[0]
+            if kind == "C":
+                ns = step[1]
+                st.t = st.t + ns
+                st.compute += ns
+                if step[2]:
+                    st.recompute += ns
+            elif kind == "B" or kind == "I":
+                stream, cost = step[1], step[2]
+                ready = np.maximum(st.t, st.stream_end[stream])
+                end = meets[stream].max(ready) + cost
+                st.stream_end[stream] = end
+                if kind == "B":
+                    waited = end - st.t
+                    st.exposed[_STREAM_KIND[stream]] += waited
+                    _add(row_exposed, step[3], waited)
+                    st.t = end
+                elif step[4]:
+                    st.wg_end[step[5]] = end
+                else:
+                    local[step[3]] = end
+                st.events += 1
+            else:   # "W": a non-blocking collective of this pass, "G": the row's last wg
+                end = (local if kind == "W" else st.wg_end).get(step[1])
+                if end is not None:
+                    waited = np.maximum(end - st.t, 0)
+                    st.exposed[step[2]] += waited
+                    _add(row_exposed, step[3], waited)
+                    st.t = st.t + waited
+        st.events += 1
+
+    def run(self) -> None:
+        plan, par = self.plan, self.plan.par
+        pp, chunks = par.pp, plan.chunks
+        states = [_StageState(len(idx)) for idx in self.members]
+        self.states = states
+        sent: dict = {}   # (phase, mb, chunk, stage) -> (sent_at, arrive) over that stage
+        for s, st in enumerate(states):
+            for seq in plan.setups[s].head:
+                self._pass(s, st, Phase.FWD, seq)
+        remaining = pp
+        while remaining:
+            progressed = False
+            for s, st in enumerate(states):
+                if st.done:
+                    continue
+                schedule = plan.schedule[s]
+                idx = self.members[s]
+                while st.pos < len(schedule):
+                    phase, mb, chunk = schedule[st.pos]
+                    src = source(phase, mb, chunk, s, pp, chunks)
+                    if src is not None:
+                        other = (s - 1) % pp if src[3] == "prev" else (s + 1) % pp
+                        msg = sent.get(src[:3] + (other,))
+                        if msg is None:
+                            break
+                        partner = (self.prev_class if src[3] == "prev"
+                                   else self.next_class)[idx]
+                        at = self.local[partner]
+                        sent_at, arrive = msg[0][at], msg[1][at]
+                        late = arrive > st.t
+                        if late.any():
+                            flight = np.maximum(st.t, sent_at)
+                            st.bubble += np.where(late, flight - st.t, 0)
+                            st.exposed[_PP] += np.where(late, arrive - flight, 0)
+                            st.t = np.maximum(st.t, arrive)
+                    self._pass(s, st, phase, ("mb", plan.seg.mb_variant[mb], chunk))
+                    if has_consumer(phase, chunk, s, pp, chunks):
+                        direction = "next" if phase is Phase.FWD else "prev"
+                        cost = self.send_ns[direction][idx]
+                        start = np.maximum(st.t, st.send_free[direction])
+                        arrive = start + cost
+                        st.send_free[direction] = arrive
+                        sent[(phase, mb, chunk, s)] = (start, arrive)
+                    st.pos += 1
+                    progressed = True
+                if st.pos == len(schedule):
+                    for phase, seq in plan.setups[s].tail:
+                        self._pass(s, st, phase, seq)
+                    self._drain(st)
+                    st.done = True
+                    remaining -= 1
+                    progressed = True
+            if remaining and not progressed:
+                raise RuntimeError("class replay deadlock: a stage waits for a message "
+                                   "nobody sends")
+
+    @staticmethod
+    def _drain(st: _StageState) -> None:
+        ends = np.stack([np.maximum(e, st.t) for e in st.stream_end])
+        latest = np.argmax(ends, axis=0)            # first stream with the latest end
+        last = ends[latest, np.arange(len(st.t))]
+        extra = last - st.t
+        for i in range(len(STREAMS)):
+            st.exposed[_STREAM_KIND[i]] += np.where(latest == i, extra, 0)
+        st.t = last
+
+    # -- results ---------------------------------------------------------------------------
+    def stage_results(self) -> list[StageResult]:
+        """One StageResult per class, in class order, labelled as the row-level engine does."""
+        from .simulate import class_label
+
+        out = []
+        for c in range(self.n_classes):
+            s = int(self.class_stage[c])
+            st, i = self.states[s], int(self.local[c])
+            res = StageResult(stage=s)
+            res.end_ns = int(st.t[i])
+            res.compute_ns = int(st.compute[i])
+            res.recompute_ns = int(st.recompute[i])
+            res.exposed_ns = {g: int(st.exposed[n][i]) for n, g in enumerate(BREAKDOWN_GROUPS)}
+            res.bubble_ns = int(st.bubble[i])
+            res.rank_class = c
+            res.ranks = int(self.counts[c])
+            res.label = class_label(s, c, res.ranks, int(self.example[c]), self.attrs[c])
+            out.append(res)
+        return out
+
+    def row_exposed(self, c: int) -> dict:
+        st, i = self.states[int(self.class_stage[c])], int(self.local[c])
+        return {k: int(v[i]) if isinstance(v, np.ndarray) else int(v)
+                for k, v in st.row_exposed.items()}
+
+    @property
+    def events(self) -> int:
+        return sum(st.events * len(idx) for st, idx in zip(self.states, self.members))
+
+
+def _add(tally: dict, key, values) -> None:
+    prev = tally.get(key)
+    tally[key] = values if prev is None else prev + values
