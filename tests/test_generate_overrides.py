@@ -42,3 +42,18 @@ def test_llama_gqa_keeps_its_groups(capsys, tmp_path):
     out = capsys.readouterr().out
     assert rc == 0
     assert "14336 -> 17920" in out and "32 -> 40 attention heads" in out
+
+
+def test_yaml_preset_with_a_new_hidden_size_derives_and_warns(tmp_path):
+    import pytest
+
+    from simulator.errors import SimulationWarning
+    from simulator.generate import load_model_yaml
+
+    f = tmp_path / "m.yaml"
+    f.write_text("preset: gpt-175b\nhidden: 20480\nlayers: 105\n")
+    with pytest.warns(SimulationWarning, match="49152 -> 81920 \\(ffn sets it\\)"):
+        m = load_model_yaml(str(f))
+    assert (m.ffn, m.heads) == (81920, 160)
+    f.write_text("preset: gpt-175b\nhidden: 20480\nffn: 50000\nheads: 128\n")
+    assert (load_model_yaml(str(f)).ffn, load_model_yaml(str(f)).heads) == (50000, 128)

@@ -236,7 +236,14 @@ def load_model_yaml(path: str) -> ModelSpec:
         values.setdefault("ffn", 4 * values["hidden"])
         spec = ModelSpec(**values)
     else:
-        spec = replace(base, **values)
+        # sizes derived from an overridden one follow it, and the file is told which
+        spec, derived = with_derived_overrides(base, **values)
+        for note in derived:
+            from ..errors import warn
+            warn(f"{path}: " + note.replace("--hidden-size", "hidden").replace(
+                "(--ffn-hidden-size sets it)", "(ffn sets it)").replace(
+                "(--moe-ffn-hidden-size sets it)", "(moe_ffn sets it)").replace(
+                "(--num-attention-heads sets them)", "(heads sets them)"))
     check_model(spec, source=path)
     return spec
 
