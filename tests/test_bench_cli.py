@@ -43,7 +43,10 @@ def test_csv_columns_and_busbw_conventions(capsys, op):
     assert times == sorted(times)
     # the in-framework floor at small sizes, a plateau below the NVLink rate at large ones
     assert times[0] == pytest.approx(45.0 if op == "sendrecv" else 28.0)
-    assert float(rows[-1]["busbw_GB_per_s"]) <= 450 * 0.82 * 1.0001
+    # (all-reduce: NVLS moves each GPU's buffer once up and once down the switch, so its
+    # busbw may reach 2(n-1)/n x 450 x 0.61 = 480 GB/s, NCCL's ~480 on 8 H100s)
+    bound = 2 * 7 / 8 * 450 * 0.61 if op == "all_reduce" else 450 * 0.82
+    assert float(rows[-1]["busbw_GB_per_s"]) <= bound * 1.0001
 
 
 def test_table_format_with_algorithm_and_protocol(capsys):

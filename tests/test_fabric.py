@@ -295,3 +295,22 @@ def test_groups_moved_by_symmetry_load_the_links_they_would_alone(tmp_path):
     got = dict(zip(shape.ids.tolist(), shape.loads.tolist()))
     assert got.keys() == expected.keys()
     assert np.allclose([got[k] for k in expected], list(expected.values()))
+
+
+def test_nvls_all_reduce_inside_an_nvswitch_server_only():
+    from simulator.topology import load_spec
+    from simulator.workload import Op
+
+    model = NcclCostModel(load_spec("dgx-h100:16"))
+    one = model.estimate(Op.ALLREDUCE, 1 << 30, tuple(range(8)))
+    # NVLS: each GPU's 1 GiB goes up the switch once and comes down once, at 0.61 of 450
+    # GB/s: 2^30 / 274.5 B/ns = 3.91 ms plus tens of us of latency; busbw = 2(n-1)/n algbw
+    assert one.algorithm == "nvls"
+    assert (1 << 30) / one.gpu_ns * 2 * 7 / 8 == pytest.approx(2 * 7 / 8 * 450 * 0.61, rel=0.02)
+    # across two servers there is no NVLS (no NVLS-tree modelled): ring or tree
+    two = model.estimate(Op.ALLREDUCE, 1 << 30, tuple(range(16)))
+    assert two.algorithm in ("ring", "tree")
+    # a preset without nvls_efficiency never picks it
+    plain = NcclCostModel(load_spec("hgx-h200:8")).estimate(Op.ALLREDUCE, 1 << 30,
+                                                            tuple(range(8)))
+    assert plain.algorithm != "nvls"

@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..parallel import GroupPlacement
-from ..topology import Topology, TopologySpec
+from ..topology import Topology, TopologySpec, gpu_node
 from ..topology.spec import PROTOCOLS
 from ..workload import Op
 from .base import CostModel
 
 #: algorithms per operation, NCCL's own first; "hierarchical" only when asked for
 ALGORITHMS = {
-    Op.ALLREDUCE: ("ring", "tree"),
+    Op.ALLREDUCE: ("ring", "tree", "nvls"),
     Op.ALLGATHER: ("ring",),
     Op.REDUCESCATTER: ("ring",),
     Op.BROADCAST: ("ring",),
@@ -48,7 +48,8 @@ ALGORITHMS = {
 AUTO_ALGORITHMS = {op: tuple(a for a in algos if a != "hierarchical")
                    for op, algos in ALGORITHMS.items()}
 #: protocols NCCL uses per algorithm family (grouped send/recv: LL for small, Simple else)
-FAMILY = {"ring": "ring", "tree": "tree", "direct": "p2p", "hierarchical": "p2p"}
+FAMILY = {"ring": "ring", "tree": "tree", "direct": "p2p", "hierarchical": "p2p",
+          "nvls": "tree"}   # NVLS: NCCL's tree latencies (no NVLS entry of its own here)
 FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple")}
 OP_NAMES = {Op.ALLREDUCE: "all_reduce", Op.ALLGATHER: "all_gather",
             Op.REDUCESCATTER: "reduce_scatter", Op.ALLTOALL: "all_to_all",
@@ -64,6 +65,7 @@ class Phase:
     nvlink_hops: float = 0.0
     net_hops: float = 0.0
     wire_ns: float = 0.0                          # physical link latencies along the chain
+    nvlink_efficiency: float | None = None        # NVLink pace when not the operation's
     busiest: dict = field(default_factory=dict)   # (op, ranks) -> slowest link (cache)
 
     def add(self, path, nbytes: float) -> None:
@@ -219,7 +221,7 @@ class NcclCostModel(CostModel):
                     raise InputError(f"algorithm {algo!r} does not apply to this group "
                                      f"({len(gpus)} ranks)", field="algorithm")
                 continue
-            protos = FAMILY_PROTOCOLS[FAMILY[algo]]
+            protos = ("Simple",) if algo == "nvls" else FAMILY_PROTOCOLS[FAMILY[algo]]
             if protocol is not None:
                 if protocol not in protos:
                     raise InputError(f"{algo} ({FAMILY[algo]}) does not run protocol "
@@ -244,6 +246,13 @@ class NcclCostModel(CostModel):
             return self.call_overhead_ns
         return self.params.overhead_ns(OP_NAMES[op])
 
+    def nvlink_efficiency(self, op: Op, algo: str, ranks: int) -> float:
+        """The share of NVLink's line rate ``algo`` reaches for ``op`` on ``ranks``."""
+        su = self.spec.scale_up
+        if algo == "nvls" and su.nvls_efficiency is not None:
+            return su.nvls_efficiency
+        return su.efficiency_for(OP_NAMES[op], ranks)
+
     def capacity(self, op: Op, link, ranks: int = 2) -> float:
         """Achievable bytes/ns of a link for ``op`` on a group of ``ranks``: NVLink transfers
         are paced by NCCL's kernels, whose speed differs per operation and group size
@@ -260,7 +269,7 @@ class NcclCostModel(CostModel):
         cached = ph.busiest.get(key)
         if cached is None:
             links = self.topology.links
-            nvl = self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
+            nvl = ph.nvlink_efficiency or self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
             best, best_t = None, -1.0
             for link, b in ph.loads.items():
                 lk = links[link]
@@ -334,8 +343,10 @@ class NcclCostModel(CostModel):
         loads: dict = defaultdict(float)
         for ph in self._plan(op, est.algorithm, gpus):
             for link, per_byte in ph.loads.items():
-                loads[link] += (per_byte * size_bytes / share
-                                * links[link].capacity / self.capacity(op, link, len(gpus)))
+                lk = links[link]
+                pace = (lk.bandwidth * self.nvlink_efficiency(op, est.algorithm, len(gpus))
+                        if lk.kind == "nvlink" else lk.capacity)
+                loads[link] += per_byte * size_bytes / share * lk.capacity / pace
         alone = max((b / links[l].capacity for l, b in loads.items()), default=0.0)
         return dict(loads), max(0.0, est.time_ns - alone)
 
@@ -530,7 +541,25 @@ def _plan_sendrecv(topo: Topology, op: Op, gpus) -> list[Phase]:
     return [ph]
 
 
+def _plan_nvls(topo: Topology, op: Op, gpus) -> list[Phase] | None:
+    """NVLS all-reduce inside one NVSwitch server (NVLink SHARP): every GPU pushes each
+    shard it does not own into the switch, which reduces them, and pulls its own reduced
+    shard; then it multicasts its shard through the switch to all. Per GPU and direction:
+    (n-1)/n + 1/n = the whole buffer once. Needs the preset's nvls_efficiency."""
+    su = topo.spec.scale_up
+    if (su.type != "nvswitch" or su.nvls_efficiency is None
+            or len({topo.server_of(g) for g in gpus}) != 1 or len(gpus) < 2):
+        return None
+    ph = Phase("tree", nvlink_efficiency=su.nvls_efficiency)
+    switch = f"s{topo.server_of(gpus[0])}.nvsw"
+    for g in gpus:
+        ph.add(((gpu_node(g), switch), (switch, gpu_node(g))), 1.0)   # once up, once down
+    ph.nvlink_hops = 2
+    return [ph]
+
+
 _PLANNERS = {
+    "nvls": _plan_nvls,
     "ring": _plan_ring,
     "tree": _plan_tree,
     (Op.ALLTOALL, "direct"): _plan_direct_a2a,

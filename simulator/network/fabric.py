@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..costmodel.nccl import OP_NAMES
 from ..workload import Op
 
 _PAIR_OPS = (Op.ALLREDUCE, Op.ALLTOALL)
@@ -147,7 +146,7 @@ class FabricFlows:
                 return loads
             self.shapes[shape_key] = self._shape(
                 Op.SENDRECV, share, self._patterns(np.asarray(pairs, dtype=np.int64)), layout,
-                ("send", est.protocol))
+                (Op.SENDRECV, "direct", est.protocol))
         self._meeting[(key, Op.SENDRECV, size_bytes)] = (shape_key,)
 
     def _collective_shape(self, op: Op, algo: str, proto: str, patterns) -> Shape:
@@ -178,7 +177,7 @@ class FabricFlows:
                                   count=len(loads))
                 # bytes scaled so that a link's plain capacity gives the op's pace there:
                 # NVLink runs at the operation's efficiency, every other link at its own
-                pace = su.efficiency / su.efficiency_for(OP_NAMES[op], n)
+                pace = su.efficiency / self.model.nvlink_efficiency(op, kind[1], n)
                 vals = np.fromiter(loads.values(), dtype=np.float64, count=len(loads)) / share
                 vals = np.where(nvlink[ids], vals * pace, vals)
                 worst = float((vals / caps[ids]).max()) if len(ids) else 0.0

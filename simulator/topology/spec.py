@@ -61,6 +61,9 @@ class ScaleUp:
     # per-operation efficiency where NCCL's kernels, not the wires, set the pace
     # an entry is a number, or ((ranks, efficiency), ...) measured at several group sizes
     op_efficiency: tuple[tuple[str, object], ...] = ()
+    # NVSwitch multicast with in-switch reduction (NVLink SHARP): the share of the line rate
+    # NCCL's NVLS all-reduce kernels reach; None: the switch has none (no NVLS algorithm)
+    nvls_efficiency: float | None = None
 
     def efficiency_for(self, op: str, ranks: int = 2) -> float:
         """The operation's efficiency for a group of ``ranks``: linear in log2(ranks) between
@@ -142,7 +145,7 @@ class TopologySpec:
 # -- checks -------------------------------------------------------------------------------
 _TOP_KEYS = {"name", "description", "gpu", "gpus_per_server", "servers", "scale_up", "nics",
              "fabric", "nccl", "placement"}
-_SCALE_UP_KEYS = {"type", "bandwidth", "latency", "efficiency", "links"}
+_SCALE_UP_KEYS = {"type", "bandwidth", "latency", "efficiency", "links", "nvls_efficiency"}
 _NIC_KEYS = {"per", "count", "bandwidth", "latency", "efficiency", "pcie_bandwidth"}
 _FABRIC_KEYS = {"type", "servers_per_leaf", "oversubscription", "leaf_latency",
                 "spine_latency", "ecmp", "ecmp_seed", "uplinks"}
@@ -306,7 +309,12 @@ def parse_spec(doc: Located) -> TopologySpec:
             degree[b] += 1
         links = [(a, b, bw if bw is not None else su_bw / max(degree[a], degree[b]))
                  for a, b, bw in links]
-    scale_up = ScaleUp(su_type, su_bw, su_lat, su_eff, tuple(links), op_eff)
+    nvls = None
+    if su.get("nvls_efficiency") is not None:
+        if su_type != "nvswitch":
+            raise c.err(("scale_up", "nvls_efficiency"), "NVLS needs an NVSwitch (type: nvswitch)")
+        nvls = c.number(su["nvls_efficiency"], ("scale_up", "nvls_efficiency"), 0, 1)
+    scale_up = ScaleUp(su_type, su_bw, su_lat, su_eff, tuple(links), op_eff, nvls)
 
     # NICs
     nics = None
