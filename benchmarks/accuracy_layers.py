@@ -89,7 +89,8 @@ def predict(row: dict, bwd_eff=CURRENT) -> dict:
         s, mbs, tp = int(row["seq"]), int(row["mbs"]), int(row["tp"])
         model = cm.cfg.model
         af = 4.0 * mbs * s * s * (model.heads // tp) * model.hd * 0.5
-        core = (g.attention_us(af), g.attention_us(2.5 * af, backward=True))
+        core = (g.attention_us(af, seq=s, head_dim=model.hd),
+                g.attention_us(2.5 * af, backward=True, seq=s, head_dim=model.hd))
     return {"fwd": a[0] + m[0], "bwd": a[1] + a[2] + m[1] + m[2],
             "attn_fwd": a[0], "attn_bwd": a[1] + a[2], "mlp_fwd": m[0], "mlp_bwd": m[1] + m[2],
             "core_fwd": core[0], "core_bwd": core[1]}
@@ -208,7 +209,6 @@ def report(bwd_eff=CURRENT, path: Path = LAYERS) -> list[str]:
 def docs_section() -> str:
     rows = read()
     after = errors(rows)
-    before = errors(rows, BEFORE)
     repeat = errors(read(REPEAT)) if REPEAT.exists() else None
     g = GPUS["h200"]
     fitted, rms = fit_attn_eff(passes=("bwd",))
@@ -228,19 +228,16 @@ def docs_section() -> str:
            "docs/generate-and-sweep.md` rewrites this section.",
            "",
            "| case | seq | measured fwd / bwd (us) | model fwd / bwd (us) | fwd error | "
-           "bwd error | before: fwd / bwd error |",
-           "|---|---|---|---|---|---|---|"]
-    for a, b in zip(after, before):
+           "bwd error |",
+           "|---|---|---|---|---|---|"]
+    for a in after:
         out.append(f"| {a['case']} | {a['seq']} | {a['fwd_meas']:.0f} / {a['bwd_meas']:.0f} | "
                    f"{a['fwd_pred']:.0f} / {a['bwd_pred']:.0f} | {pct(a['fwd'])} | "
-                   f"{pct(a['bwd'])} | {pct(b['fwd'])} / {pct(b['bwd'])} |")
-    out += ["", "| prediction / measurement - 1 | attention bwd efficiency | fwd mean / max abs "
-            "| bwd mean / max abs | fwd+bwd mean / max abs |", "|---|---|---|---|---|"]
-    for label, errs, e in (("before, all 10", before, g.attn_eff),
-                           ("now, all 10", after, g.attn_bwd_eff),
-                           ("now, GPT (6)", after, g.attn_bwd_eff),
-                           ("now, Llama (4)", after, g.attn_bwd_eff),
-                           ("now, all 10, repeat run (`run2/`)", repeat, g.attn_bwd_eff)):
+                   f"{pct(a['bwd'])} |")
+    out += ["", "| prediction / measurement - 1 | fwd mean / max abs "
+            "| bwd mean / max abs | fwd+bwd mean / max abs |", "|---|---|---|---|"]
+    for label, errs in (("all 10", after), ("GPT (6)", after), ("Llama (4)", after),
+                        ("all 10, repeat run (`run2/`)", repeat)):
         if errs is None:
             continue
         style = "gpt" if "GPT" in label else "llama" if "Llama" in label else None
@@ -248,39 +245,29 @@ def docs_section() -> str:
         for k in ("fwd", "bwd", "total"):
             mean, mx = summary(errs, k, style)
             cells.append(f"{pct(mean)} / {mx:.1%}")
-        out.append(f"| {label} | {g.attn_eff if e is None else e:g} | " + " | ".join(cells)
-                   + " |")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["",
-            f"**Recalibrated: the attention backward's efficiency on Hopper (`attn_bwd_eff` "
-            f"of h100, h200, h800), from the forward's {g.attn_eff:g} to {g.attn_bwd_eff:g}** "
-            "(the A100 keeps one efficiency for both). The GEMMs were right (this layer's "
-            "GEMM shapes in `traces/h200x2/gemm.csv` add up to within 3% of the curve) and so "
-            "were the element-wise kernels of the GPT layers; the miss was the attention "
-            "kernel's backward. PyTorch picks cuDNN's fused attention here (Transformer Engine, "
-            "under Megatron-LM, can run the same kernels), and its backward takes 3.3-4.9x its "
-            "forward, "
-            "not the 2.5x of the FLOP ratio at one efficiency. Least squares on log time over "
-            "the 10 backward timings of the attention kernel alone (default backend, "
-            f"`traces/h200/layers_attention.csv`; `--fit`) give {fitted:.3f} of peak (rms log "
-            f"error {rms:.2f}); {g.attn_bwd_eff:g} is that, rounded. The forward's "
-            f"{g.attn_eff:g} stays (the same fit gives {fitted_fwd:.2f}; the attention kernel "
-            "is about a tenth of a layer's forward). Efficiency rises with the sequence (the "
-            "kernels at 2048 tokens reach 53-78% of the TFLOP/s of those at 4096) and GQA's "
-            "backward is faster, which one constant does not capture: the attention kernel "
-            "alone is off by -41% to +60%, the layer much less.",
+            "**Out of sample.** The compute model is fitted on the kernel sweep of "
+            "`traces/h200/compute/` (docs/compute-model.md), measured a week after these "
+            "layers on another H200 machine; none of these timings enter it. The attention "
+            "kernel is priced by its shape-aware fit (`attn_fwd`, `attn_bwd`), so "
+            "`attn_eff` / `attn_bwd_eff` "
+            f"({g.attn_eff:g} / {g.attn_bwd_eff:g}; the latter was fitted to "
+            f"`traces/h200/layers_attention.csv`: {fitted:.3f}, rms log error {rms:.2f}; the "
+            f"forward's fit gives {fitted_fwd:.2f}) now only serve callers that give no "
+            "shape. Between the two runs of this table on one machine: forward up to 9% per "
+            "case (GPT-7B at 4096: 2900 vs 2647 us), backward up to 5%, forward + backward up "
+            "to 3%.",
             "",
             ] + attention_table() + [
             "",
-            "What is left: the Llama layers are slower than modelled (forward 7-14%, backward "
-            "up to 14%) because this measurement applies RoPE as three unfused element-wise "
-            "kernels on a strided view (the Llama-2-7B attention block's forward takes 220-535 "
-            "us longer than GPT-7B's, whose GEMM and attention shapes are the same) and "
-            "SwiGLU as two; Megatron-LM fuses both, and the model's RoPE (two kernels) is the "
-            "fused case. GPT-7B at 2048 tokens is the forward outlier (+14%; +7% in the repeat "
-            "run). Run-to-run spread between the two runs on one machine: forward up to 9% "
-            "per case (GPT-7B at 4096: 2900 vs 2647 us), backward up to 5%, forward + "
-            "backward up to 3%. Not measured: micro-batches above 1, other GPUs, "
-            "sequence-parallel layers (their norms run on 1/TP of the tokens), FP8.",
+            "What is left: the Llama layers are slower than modelled because this measurement "
+            "applies RoPE as three unfused element-wise kernels on a strided view (the "
+            "Llama-2-7B attention block's forward takes 220-535 us longer than GPT-7B's, whose "
+            "GEMM and attention shapes are the same) and SwiGLU as two; Megatron-LM fuses "
+            "both, and the model's RoPE is priced as three element-wise passes over the query "
+            "and key heads. Not measured here: micro-batches above 1 (the training steps of "
+            "docs/validation.md are), sequence-parallel layers, FP8.",
             END]
     return "\n".join(line if line.startswith(("|", "<!--", "#")) else
                      textwrap.fill(line, 95, break_on_hyphens=False) for line in out)

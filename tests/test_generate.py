@@ -226,23 +226,25 @@ def test_compute_profile_and_placeholders(tmp_path):
     assert (mlp.fwd_ns, mlp.ig_ns, mlp.wg_ns) == (1000, 2000, 3500)
 
 
-def test_gemm_model_fit_matches_h200_measurements():
+def test_gemm_model_on_the_earlier_h200_gemms():
+    """The GEMM curve is fitted on traces/h200/compute (device time, no host gaps); the
+    earlier sweep traces/h200x2/gemm.csv timed each call between its own events, so its small
+    shapes carry the launch (1024^3: 16.5 us there, 6.1 us device time in the new sweep) and
+    the curve runs faster than it; on the 61 shapes both swept the two agree within ~5% from
+    0.1 TFLOP up (test_compute_model.py checks the new sweep itself)."""
     path = ROOT / "traces" / "h200x2" / "gemm.csv"
     if not path.exists():
         pytest.skip("no GEMM measurements")
-    from simulator.generate.gpu import fit_gemm_curve, get_gpu
+    from simulator.generate.gpu import get_gpu
     from simulator.readers.measurement_csv import read_measurement_csv
     ms = read_measurement_csv(str(path))
     h200 = get_gpu("h200")
-    # the shipped constants predict the measurements (median error ~4%)
     import numpy as np
-    err = [h200.gemm_us(int(m.extra["m"]), int(m.extra["n"]), int(m.extra["k"])) / m.time_us - 1
-           for m in ms if m.op == "gemm"]
+    err = np.array([h200.gemm_us(int(m.extra["m"]), int(m.extra["n"]), int(m.extra["k"]))
+                    / m.time_us - 1 for m in ms if m.op == "gemm"])
     assert len(err) >= 100
-    assert np.median(np.abs(err)) < 0.06 and np.max(np.abs(err)) < 0.40
-    fitted, stats = fit_gemm_curve(ms, h200)
-    assert abs(fitted.gemm_emax - h200.gemm_emax) < 0.02
-    assert stats["median_abs_err"] < 0.06
+    # measured 2026-12-01: median |error| 9.6%, mean -11% (the curve faster), max 62%
+    assert np.median(np.abs(err)) < 0.11 and err.mean() < 0
 
 
 def test_compute_model_orders_of_magnitude():

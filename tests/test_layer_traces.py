@@ -69,7 +69,9 @@ def test_attention_kernels():
 
 def test_attention_backward_efficiency_is_the_fit():
     eff, rms = acc.fit_attn_eff(passes=("bwd",))
-    assert eff == pytest.approx(0.234, abs=0.002) and rms < 0.35
+    # 0.231 with the GEMM curve's 3.4 us fixed cost (fitted on traces/h200/compute); the
+    # shape-aware attention fit (attn_fwd / attn_bwd) prices generate's rows
+    assert eff == pytest.approx(0.231, abs=0.002) and rms < 0.35
     for gpu in ("h100", "h200", "h800"):
         assert get_gpu(gpu).attn_bwd_eff == pytest.approx(round(eff, 2))
         assert get_gpu(gpu).attn_eff == 0.5
@@ -92,18 +94,15 @@ def test_model_error_on_measured_layers():
 
     def stat(key, style):
         return acc.summary(errs, key, style)
-    # GPT (6 cases): forward within 15%, backward within 10%, forward + backward within 6%
-    assert stat("fwd", "gpt")[1] < 0.145 and abs(stat("fwd", "gpt")[0]) < 0.02
-    assert stat("bwd", "gpt")[1] < 0.095 and -0.05 < stat("bwd", "gpt")[0] < -0.035
-    assert stat("total", "gpt")[1] < 0.055
+    # out of sample (the model is fitted on traces/h200/compute): GPT (6 cases) forward
+    # within 10% (mean -2.0%), backward within 9% (mean -6.2%), forward + backward within 7%
+    assert stat("fwd", "gpt")[1] < 0.10 and abs(stat("fwd", "gpt")[0]) < 0.03
+    assert stat("bwd", "gpt")[1] < 0.09 and -0.07 < stat("bwd", "gpt")[0] < -0.05
+    assert stat("total", "gpt")[1] < 0.07
     # Llama (4): slower than modelled (unfused RoPE and SwiGLU in the measurement)
-    assert stat("fwd", "llama")[1] < 0.145 and stat("bwd", "llama")[1] < 0.14
-    assert stat("total", "llama")[1] < 0.12
-    assert -0.09 < stat("total", None)[0] < -0.045
-    # before the recalibration (backward at the forward's 0.5) the backward was 13% short
-    before = acc.errors(list(rows().values()), acc.BEFORE)
-    assert acc.summary(before, "bwd", None)[0] == pytest.approx(-0.130, abs=0.002)
-    assert acc.summary(before, "bwd", "gpt")[1] > 0.15
+    assert stat("fwd", "llama")[1] < 0.18 and stat("bwd", "llama")[1] < 0.14
+    assert stat("total", "llama")[1] < 0.14
+    assert -0.08 < stat("total", None)[0] < -0.07
 
 
 def test_docs_section_is_current():

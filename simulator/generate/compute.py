@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import NamedTuple
 
 from ..errors import InputError
 from .config import TrainConfig
@@ -16,10 +17,127 @@ from .gpu import GPUSpec
 from .sizes import ParamCounts, padded_vocab
 
 
-def _gemm3(gpu: GPUSpec, m: int, n: int, k: int, count: int = 1) -> tuple[float, float, float]:
-    """(forward, dgrad, wgrad) microseconds of ``count`` GEMMs m x n x k."""
-    return (gpu.gemm_us(m, n, k, count), gpu.gemm_us(m, k, n, count),
-            gpu.gemm_us(n, k, m, count))
+class Cost(NamedTuple):
+    """A kernel sequence: ``kernels`` holds (device us, host us) of each kernel in issue order.
+
+    Its time (:attr:`us`) replays the sequence as the host and the GPU run it: the host issues
+    kernel i after spending its dispatch time, the GPU starts it when both it is issued and
+    the previous kernel is done. So a sequence is never faster than its launches (the sum of
+    the host times) nor than its kernels (the sum of the device times), and a mix of short and
+    long kernels pays for the gaps where the GPU waits. Each sequence starts with the host and
+    the GPU both idle (the host gets no lead from the row before)."""
+
+    kernels: tuple = ()
+
+    def __add__(self, other):  # type: ignore[override]
+        return Cost(self.kernels + other.kernels)
+
+    @property
+    def dev(self) -> float:
+        return sum(k[0] for k in self.kernels)
+
+    @property
+    def host(self) -> float:
+        return sum(k[1] for k in self.kernels)
+
+    @property
+    def us(self) -> float:
+        issued = gpu_free = 0.0
+        for dev, host in self.kernels:
+            issued += host
+            gpu_free = max(gpu_free, issued) + dev
+        return gpu_free
+
+    def scaled_host(self, k: float) -> "Cost":
+        return Cost(tuple((d, h * k) for d, h in self.kernels))
+
+
+def _k(dev: float, host: float, count: int = 1) -> Cost:
+    """``count`` kernels of ``dev`` / ``host`` microseconds together."""
+    if count <= 0 or (dev <= 0 and host <= 0):
+        return Cost()
+    return Cost(((dev / count, host / count),) * count)
+
+
+Z = Cost()
+Part = tuple  # (forward, input gradient, weight gradient) of Cost
+
+
+def _sum(*parts: Part) -> Part:
+    return (sum((p[0] for p in parts), Z), sum((p[1] for p in parts), Z),
+            sum((p[2] for p in parts), Z))
+
+
+class _Kernels:
+    """The kernels of one rank's training step as PyTorch eager issues them (see
+    docs/compute-model.md): ``(forward, input-gradient, weight-gradient)`` Costs.
+
+    Host time: each forward op weighs its measured dispatch time (``host_ops``); the forward
+    carries ``sf`` times those weights, the backward ``sb`` times them (the backward's nodes
+    follow the forward's ops), ``sf`` and ``sb`` scaled so that a GPT layer takes the measured
+    host floor of one (:func:`host_scales`)."""
+
+    def __init__(self, gpu: GPUSpec, sf: float = 1.0, sb: float = 1.0):
+        self.g, self.sf, self.sb = gpu, sf, sb
+
+    def _host(self, op: str, n: float = 1.0) -> tuple[float, float]:
+        w = n * self.g.host_us(f"{op}.fwd")
+        return w * self.sf, w * self.sb
+
+    def mem(self, op: str, fwd_bytes: float, bwd_bytes: float = 0.0, kernels: int = 1,
+            cols: float | None = None) -> Part:
+        g = self.g
+        hf, hb = self._host(op, kernels)
+        f = _k(g.mem_us(f"{op}.fwd", fwd_bytes, cols), hf, kernels) if fwd_bytes else Z
+        b = _k(g.mem_us(f"{op}.bwd", bwd_bytes, cols), hb, kernels) if bwd_bytes else Z
+        return (f, b, Z)
+
+    def linear(self, m: int, n: int, k: int, bias: bool, count: int = 1) -> Part:
+        """``count`` GEMMs m x n x k: forward, dgrad (m x k x n), wgrad (n x k x m) and the
+        bias gradient (a reduction over the m rows of dy)."""
+        g = self.g
+        if m <= 0 or n <= 0 or k <= 0 or count <= 0:
+            return (Z, Z, Z)
+        wg = _k(g.gemm_us(n, k, m, count), 0.0, count)
+        if bias:
+            wg = wg + _k(count * g.mem_us("bias_grad.fwd", 2.0 * m * n, n), 0.0, count)
+        hf, hb = self._host("linear", count)
+        return (_k(g.gemm_us(m, n, k, count), hf, count),
+                _k(g.gemm_us(m, k, n, count), hb, count), wg)
+
+    def attention(self, flops: float, seq: int, head_dim: int) -> Part:
+        g = self.g
+        hf, hb = self._host("sdpa")
+        return (_k(g.attention_us(flops, seq=seq, head_dim=head_dim), hf),
+                _k(g.attention_us(2.5 * flops, backward=True, seq=seq, head_dim=head_dim), hb),
+                Z)
+
+    def grad_sum(self, nbytes: float, cols: float | None = None) -> Part:
+        """Autograd adding the two gradients of a tensor used twice (a residual branch)."""
+        return (Z, _k(self.g.mem_us("add.fwd", nbytes, cols), 0.0), Z)
+
+
+#: the forward ops of the measured GPT layer (simulator/measure/gpt.py), for the host scale
+GPT_LAYER_OPS = (("layer_norm", 2), ("linear", 4), ("sdpa", 1), ("dropout", 2), ("add", 2),
+                 ("gelu", 1), ("float", 1))
+
+
+def host_scales(gpu: GPUSpec) -> tuple[float, float]:
+    """(forward, backward) factors on the per-op host weights that give a GPT layer the
+    measured host floor of one (1, 1 where it was not measured)."""
+    w = sum(n * gpu.host_us(f"{op}.fwd") for op, n in GPT_LAYER_OPS)
+    if not gpu.host_layer_fwd_us or w <= 0:
+        return 1.0, 1.0
+    return gpu.host_layer_fwd_us / w, gpu.host_layer_bwd_us / w
+
+
+def _rescale_host(parts: list[Part], fwd_us: float, bwd_us: float) -> list[Part]:
+    """Scale the host times of ``parts`` so that they add up to fwd_us / bwd_us."""
+    hf = sum(p[0].host for p in parts)
+    hb = sum(p[1].host + p[2].host for p in parts)
+    kf = fwd_us / hf if hf > 0 else 0.0
+    kb = bwd_us / hb if hb > 0 else 0.0
+    return [(p[0].scaled_host(kf), p[1].scaled_host(kb), p[2].scaled_host(kb)) for p in parts]
 
 
 class ComputeModel:
@@ -28,6 +146,8 @@ class ComputeModel:
     def __init__(self, cfg: TrainConfig, params: ParamCounts):
         self.cfg = cfg
         self.gpu = gpu = cfg.gpu_spec
+        sf, sb = host_scales(gpu)
+        K = _Kernels(gpu, sf, sb)
         m = cfg.model
         tp = cfg.tp
         T = cfg.tokens                       # tokens in the TP region (whole sequence)
@@ -35,27 +155,38 @@ class ComputeModel:
         h, hd = m.hidden, m.hd
         nh, nkv = m.heads // tp, max(1, m.kv // tp)
         mats_in = 2 if m.gated_mlp else 1
-        st = gpu.stream_us
-        t: dict[str, tuple[float, float, float]] = {}
+        bias = m.max_position > 0            # GPT-style presets: biases and LayerNorm
+        drop = getattr(cfg, "hidden_dropout", 0.1) > 0   # Megatron's default 0.1
+        t: dict[str, Part] = {}
 
-        ln = (st(4 * Ts * h), st(8 * Ts * h), 0.0)
-        resid = (st(6 * Ts * h), st(6 * Ts * h), 0.0)
-        rot = (st(4 * T * (nh + nkv) * hd, 2), st(4 * T * (nh + nkv) * hd, 2), 0.0) \
-            if m.max_position == 0 else (0.0, 0.0, 0.0)
+        ln = K.mem("layer_norm", 4 * Ts * h, 8 * Ts * h, cols=h)
+        dropout = K.mem("dropout", 5 * Ts * h, 5 * Ts * h, cols=h) if drop else (Z, Z, Z)
+        resid = _sum(K.mem("add", 6 * Ts * h, cols=h), dropout, K.grad_sum(6 * Ts * h, h))
+        rot = K.mem("add", 4 * T * (nh + nkv) * hd, 4 * T * (nh + nkv) * hd, kernels=3) \
+            if m.max_position == 0 else (Z, Z, Z)
         attn_f = 4.0 * cfg.micro_batch * cfg.seq_length ** 2 * nh * hd * 0.5
-        core = (gpu.attention_us(attn_f), gpu.attention_us(2.5 * attn_f, backward=True), 0.0)
-        qkv = _gemm3(gpu, T, (nh + 2 * nkv) * hd, h)
-        proj = _gemm3(gpu, T, h, nh * hd)
+        core = K.attention(attn_f, cfg.seq_length, hd)
+        qkv = K.linear(T, (nh + 2 * nkv) * hd, h, bias)
+        proj = K.linear(T, h, nh * hd, bias)
         t["ln"], t["resid"] = ln, resid
         t["attn_in"] = ln
-        t["attn_body"] = _add(qkv, rot, core, proj, resid)
+        # layout copies: the attention output to [tokens, heads x head size] (forward), its
+        # gradient back and the fused QKV gradient (backward); the QKV split's backward
+        # zero-fills one full-width gradient per chunk and adds them up
+        width = T * (nh + 2 * nkv) * hd
+        copies = K.mem("float", 4 * T * nh * hd, 0.0)
+        copies = _sum(copies, (Z, _k(2 * gpu.mem_us("float.fwd", 4 * T * nh * hd), 0.0, 2), Z))
+        split = (Z, _k(3 * gpu.mem_us("zero_fp32.fwd", 2 * width), 0.0, 3)
+                 + _k(2 * gpu.mem_us("add.fwd", 6 * width), 0.0, 2), Z)
+        t["attn_body"] = _sum(qkv, rot, core, copies, split, proj, resid)
         t["attn_core"] = core  # the attention kernel alone (selective recompute replays it)
         # dense MLP
         F = m.ffn // tp
-        fc1 = _gemm3(gpu, T, mats_in * F, h)
-        fc2 = _gemm3(gpu, T, h, F)
-        act = (st(2 * T * F * (mats_in + 1)), st(4 * T * F * (mats_in + 1)), 0.0)
-        t["mlp_body"] = _add(fc1, act, fc2, resid)
+        fc1 = K.linear(T, mats_in * F, h, bias)
+        fc2 = K.linear(T, h, F, bias)
+        act = K.mem("gelu", 2 * T * F * (mats_in + 1), 3 * T * F * (mats_in + 1),
+                    kernels=mats_in, cols=F)
+        t["mlp_body"] = _sum(fc1, act, fc2, resid)
         # MoE
         if m.is_moe:
             E, k = m.experts, m.topk
@@ -63,37 +194,91 @@ class ComputeModel:
             local = E // cfg.ep
             Fe = m.expert_ffn // tp
             per_expert = max(1, -(-cfg.ep * T * k // E))
-            router = _gemm3(gpu, Tl, E, h)
-            topk = (st(16 * Tl * E, 3), st(16 * Tl * E, 3), 0.0)
-            permute = (st(4 * k * Tl * h, 2), st(4 * k * Tl * h, 2), 0.0)
-            e1 = _gemm3(gpu, per_expert, mats_in * Fe, h, local)
-            e2 = _gemm3(gpu, per_expert, h, Fe, local)
-            eact = (st(2 * local * per_expert * Fe * (mats_in + 1)),
-                    st(4 * local * per_expert * Fe * (mats_in + 1)), 0.0)
-            experts = _add(e1, eact, e2)
+            router = K.linear(Tl, E, h, False)
+            topk = K.mem("float", 16 * Tl * E, 16 * Tl * E, kernels=3)
+            permute = K.mem("float", 4 * k * Tl * h, 4 * k * Tl * h, kernels=2)
+            e1 = K.linear(per_expert, mats_in * Fe, h, False, local)
+            e2 = K.linear(per_expert, h, Fe, False, local)
+            eact = K.mem("gelu", 2 * local * per_expert * Fe * (mats_in + 1),
+                         3 * local * per_expert * Fe * (mats_in + 1), kernels=local * mats_in)
+            experts = _sum(e1, eact, e2)
             if m.shared_experts:
                 Fs = m.shared_experts * m.expert_ffn // tp
-                experts = _add(experts, _gemm3(gpu, T, mats_in * Fs, h), _gemm3(gpu, T, h, Fs),
-                               (st(2 * T * Fs * (mats_in + 1)), st(4 * T * Fs * (mats_in + 1)),
-                                0.0))
-            t["moe_router"] = _add(ln, router, topk)
+                experts = _sum(experts, K.linear(T, mats_in * Fs, h, False),
+                               K.linear(T, h, Fs, False),
+                               K.mem("gelu", 2 * T * Fs * (mats_in + 1),
+                                     3 * T * Fs * (mats_in + 1), kernels=mats_in))
+            t["moe_router"] = _sum(ln, router, topk)
             t["moe_permute"] = permute
             t["moe_experts"] = experts
-            t["moe_unpermute"] = _add(permute, resid)
-        # embedding, output layer and loss
+            t["moe_unpermute"] = _sum(permute, resid)
+        # embedding (lookup + positions, dropout), output layer and loss
         V = padded_vocab(m.vocab, tp) // tp
-        emb_bytes = 4 * T * h + (6 * T * h if m.max_position else 0)
-        t["embedding"] = (st(emb_bytes, 2), 0.0, st(6 * T * h, 2))
-        out = _gemm3(gpu, T, V, h)
-        loss = (st(10 * T * V, 4), st(10 * T * V, 2), 0.0)
-        t["output"] = _add(ln, out, loss)
-        # optimizer step: Adam over the local shard (fp32 master, moments, grads; bf16 params)
+        emb_fwd = 4 * T * h + (4 * T * h if m.max_position else 0)
+        emb = K.mem("embedding_pos", emb_fwd, 2 * (V * tp) * h // tp, cols=h)
+        emb = (emb[0], Z, emb[1])            # its backward is a weight gradient
+        edrop = K.mem("dropout", 5 * T * h, 5 * T * h, cols=h) if drop else (Z, Z, Z)
+        t["embedding"] = _sum(emb, (edrop[0], Z, edrop[1]))
+        out = K.linear(T, V, h, False)
+        loss = K.mem("cross_entropy_fp32", 14 * T * V, 16 * T * V, cols=V)
+        t["output"] = _sum(K.mem("layer_norm", 4 * T * h, 8 * T * h, cols=h), out, loss)
+        if gpu.host_fixed_fwd_us:   # the measured host floor of embedding, head and loss
+            t["embedding"], t["output"] = _rescale_host(
+                [t["embedding"], t["output"]], gpu.host_fixed_fwd_us, gpu.host_fixed_bwd_us)
+        else:
+            t["output"] = _sum(t["output"], (Z, _k(0.0, gpu.host_us("backward_call")), Z))
+        if cfg.recompute and gpu.host_layer_recompute_us:
+            # a checkpointed layer's host cost beyond its forward, which the engine replays
+            extra = max(0.0, gpu.host_layer_recompute_us - gpu.host_layer_fwd_us)
+            total = t["attn_body"][0].host + t["mlp_body"][0].host
+            for key in ("attn_body", "mlp_body"):
+                f, ig, wg = t[key]
+                share = f.host / total if total > 0 else 0.5
+                t[key] = (f, ig + _k(0.0, share * extra), wg)
+        # optimizer: fp32 main gradients zeroed, accumulated per micro-batch, then norm,
+        # clipping, Adam over the local shard and the bf16 copy
         if cfg.distributed_optimizer:
             local_params = params.dense / cfg.dp + params.expert / cfg.dp_ep
         else:
             local_params = params.per_gpu
-        t["optimizer"] = (st(34.0 * local_params, 8), 0.0, 0.0)
-        self.parts = t
+        per_layer = (12 if bias else 6)
+        tensors = cfg.layers_per_stage * per_layer + 4
+        accum = params.per_gpu * gpu.opt_accum_ns / 1e3
+        if not gpu.host_layer_bwd_us:   # else its host time is in the layers' backward
+            accum = max(accum, tensors * gpu.host_accum_us)
+        opt = gpu.optimizer_us(local_params, tensors) + params.per_gpu * gpu.opt_zero_ns / 1e3 \
+            + cfg.ga * accum
+        t["optimizer"] = (_k(opt, 0.0), Z, Z)
+        self.tensors = tensors
+        self.parts = {k: tuple(c.us for c in v) for k, v in t.items()}
+        self.costs = t
+        self.lead = self._host_lead(cfg)
+
+    def _host_lead(self, cfg: TrainConfig) -> tuple[float, float]:
+        """(forward, backward) factors that carry the host's lead from row to row.
+
+        Each row's kernel sequence is replayed from an idle host and GPU (:class:`Cost`);
+        in a step the host runs ahead through GPU-bound rows and the GPU drains that queue
+        in host-bound ones. The micro-batch's forward (embedding, every layer, output layer
+        and loss) and backward (in reverse) are replayed once as one chain each; the factor
+        is the chain's time over the sum of its rows' own times, applied to every row, so
+        the rows add up to the chained micro-batch."""
+        t = self.costs
+        m = cfg.model
+        if m.is_moe:
+            mlp = _sum(t["moe_router"], t["moe_permute"], t["moe_experts"], t["moe_unpermute"])
+        else:
+            mlp = _sum(t["ln"], t["mlp_body"])
+        layer = [_sum(t["attn_in"], t["attn_body"]), mlp]
+        seq_f = [t["embedding"]] + layer * cfg.layers_per_stage + [t["output"]]
+        seq_b = [t["output"]] + layer[::-1] * cfg.layers_per_stage + [t["embedding"]]
+        out = []
+        for seq, sides in ((seq_f, (0,)), (seq_b, (1, 2))):
+            parts = [sum((p[i] for i in sides), Z) for p in seq]
+            alone = sum(c.us for c in parts)
+            chained = Cost(tuple(k for c in parts for k in c.kernels)).us
+            out.append(chained / alone if alone > 0 else 1.0)
+        return out[0], out[1]
 
     def core_attention_us(self) -> tuple[float, float, float]:
         """(forward, backward, 0) microseconds of one layer's attention kernel alone, the part
@@ -111,27 +296,36 @@ class ComputeModel:
         dispatch, TP all-gather, experts, combine), ``embedding_layer``, ``final_column``,
         ``optimizer``.
         """
-        p = self.parts
-        z = (0.0, 0.0, 0.0)
+        f, ig, wg = self.row_costs(kind, slot)
+        if kind == "optimizer":   # after a host read of the gradient norm: no lead
+            return (f.us,) + _split_backward(ig, wg)
+        lf, lb = self.lead
+        b = _split_backward(ig, wg)
+        return (f.us * lf, b[0] * lb, b[1] * lb)
+
+    def row_costs(self, kind: str, slot: int = 0) -> Part:
+        """:meth:`row` as (device, host) Costs."""
+        p = self.costs
+        z = (Z, Z, Z)
         if kind == "attention_layer":
-            return _add(p["attn_in"], p["attn_body"])
+            return _sum(p["attn_in"], p["attn_body"])
         if kind == "mlp_layer":
-            return _add(p["ln"], p["mlp_body"])
+            return _sum(p["ln"], p["mlp_body"])
         if kind in ("attention_column", "mlp_column"):
             body = p["attn_body"] if kind == "attention_column" else p["mlp_body"]
             return (p["ln"][0], body[1] + p["ln"][1], body[2])
         if kind in ("attention_row", "mlp_row"):
             body = p["attn_body"] if kind == "attention_row" else p["mlp_body"]
-            return (body[0], 0.0, 0.0)
+            return (body[0], Z, Z)
         if kind == "mlp_moelayer":
             if slot == 0:
                 return p["moe_router"]
             if slot == 1:
                 return p["moe_permute"]
             if slot == 2:
-                return (0.0,) + p["moe_experts"][1:]
+                return (Z,) + p["moe_experts"][1:]
             if slot == 3:
-                return (p["moe_experts"][0], 0.0, 0.0)
+                return (p["moe_experts"][0], Z, Z)
             return p["moe_unpermute"]
         if kind == "embedding_layer":
             return p["embedding"]
@@ -160,6 +354,17 @@ def unfused_attention_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
     bwd = (gpu.gemm_us(seq, head_dim, seq, n) + gpu.gemm_us(seq, seq, head_dim, n)
            + gpu.stream_us(6 * scores) + 2 * gpu.gemm_us(seq, head_dim, seq, n))
     return (fwd, bwd, 0.0)
+
+
+def _split_backward(ig: Cost, wg: Cost) -> tuple[float, float]:
+    """The backward's time, max(device, host) of input and weight gradients together (the
+    weight-gradient GEMMs run while the host dispatches), split in their device shares."""
+    total = (ig + wg).us
+    if total <= 0:
+        return (0.0, 0.0)
+    dev = ig.dev + wg.dev
+    share = ig.dev / dev if dev > 0 else 1.0
+    return (total * share, total * (1.0 - share))
 
 
 def _add(*parts: tuple[float, float, float]) -> tuple[float, float, float]:

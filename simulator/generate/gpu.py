@@ -13,6 +13,23 @@ assumption, not a fit). Element-wise kernels and the attention forward use fixed
 (assumptions, documented); the attention backward's efficiency on Hopper was fitted to
 attention kernels measured on an H200 (``traces/h200/layers_attention.csv``,
 ``benchmarks/accuracy_layers.py --fit``).
+
+Kernel-level extensions (fitted on one H200, ``traces/h200/compute/``, by
+:mod:`simulator.generate.kernel_fit`; see docs/compute-model.md):
+
+* ``mem_ops``: per memory-bound operation and direction (``layer_norm.fwd``, ``dropout.bwd``,
+  ``cross_entropy_fp32.fwd``, ...) a fixed device time and a bandwidth,
+  ``t = t0 + bytes / bw`` (:meth:`GPUSpec.mem_us`);
+* ``attn_fwd`` / ``attn_bwd``: attention as ``t0 + flops / (peak x e x s/(s+s0) x d/(d+d0))``
+  (sequence ``s``, head size ``d``), used when the shape is given;
+* ``host_ops``: the host (CPU) time of one operation's dispatch, forward and backward; a part
+  of a row takes ``max(device time, host time)``: a step is never faster than its launches;
+* the optimizer: the step (norm, clipping, fused Adam, bf16 copy) as ``a + b x params +
+  c x tensors``, zeroing and the fp32 gradient accumulation per parameter, the
+  accumulation's host cost per tensor.
+
+GPUs that were not measured take the H200's values scaled by their published peaks: see
+:func:`derived`.
 """
 from __future__ import annotations
 
@@ -38,6 +55,23 @@ class GPUSpec:
     # fitted to cuDNN fused attention on an H200 (traces/h200/layers_attention.csv)
     attn_bwd_eff: float | None = 0.23
     kernel_us: float = 4.0     # fixed cost of one element-wise kernel
+    # kernel-level model (None/empty: the plain roofline above); see the module docstring
+    mem_ops: tuple = ()        # ((name, t0_us, gbps, c0), ...)
+    attn_fwd: tuple | None = None   # (t0_us, e, s0, d0)
+    attn_bwd: tuple | None = None
+    host_ops: tuple = ()       # ((name, us), ...)
+    opt_step: tuple | None = None   # (us, ns per parameter, us per tensor)
+    opt_zero_ns: float = 0.0        # ns per parameter
+    opt_accum_ns: float = 0.0       # ns per parameter
+    host_accum_us: float = 0.0      # host us per parameter tensor
+    # host floor of a GPT layer (tiny GPTs, kernel_fit.fit_host_floor): per layer forward,
+    # backward (with its gradient accumulation), a checkpointed layer's extra, the fixed rest
+    host_layer_fwd_us: float = 0.0
+    host_layer_bwd_us: float = 0.0
+    host_layer_recompute_us: float = 0.0
+    host_fixed_fwd_us: float = 0.0
+    host_fixed_bwd_us: float = 0.0
+    derivation: str = ""            # how the kernel-level values were obtained
 
     def gemm_us(self, m: int, n: int, k: int, count: int = 1) -> float:
         """Time of ``count`` GEMMs of m x n x k (bf16 in and out), microseconds."""
@@ -49,10 +83,45 @@ class GPUSpec:
         t_mem = 2.0 * (m * k + k * n + m * n) / (self.hbm_gbps * 1e3 * self.mem_eff)
         return count * (self.gemm_t0_us + max(t_flop, t_mem))
 
-    def attention_us(self, flops: float, backward: bool = False) -> float:
-        """Causal attention kernel of ``flops`` (the backward's: ``backward=True``)."""
+    def attention_us(self, flops: float, backward: bool = False, seq: int | None = None,
+                     head_dim: int | None = None) -> float:
+        """Causal attention kernel of ``flops`` (the backward's: ``backward=True``); with
+        ``seq`` and ``head_dim`` the shape-aware fit, else one efficiency."""
+        if flops <= 0:
+            return 0.0
+        fit = self.attn_bwd if backward else self.attn_fwd
+        if fit and seq and head_dim:
+            t0, e, s0, d0 = fit
+            eff = e * seq / (seq + s0) * head_dim / (head_dim + d0)
+            return t0 + flops / (self.peak_tflops * 1e6 * eff)
         eff = self.attn_bwd_eff if backward and self.attn_bwd_eff is not None else self.attn_eff
-        return 0.0 if flops <= 0 else self.gemm_t0_us + flops / (self.peak_tflops * 1e6 * eff)
+        return self.gemm_t0_us + flops / (self.peak_tflops * 1e6 * eff)
+
+    def mem_us(self, op: str, nbytes: float, cols: float | None = None) -> float:
+        """A memory-bound kernel ``op`` (``layer_norm.fwd``, ...) moving ``nbytes`` over rows
+        of ``cols`` elements (the bandwidth falls for narrow rows: ``bw x c/(c+c0)``); an op
+        without a fit falls back to :meth:`stream_us`."""
+        if nbytes <= 0:
+            return 0.0
+        for name, t0, gbps, c0 in self.mem_ops:
+            if name == op:
+                share = cols / (cols + c0) if (cols and c0) else 1.0
+                return t0 + nbytes / (gbps * 1e3 * share)
+        return self.stream_us(nbytes)
+
+    def host_us(self, op: str) -> float:
+        """Host time of one dispatch of ``op`` (``linear.fwd``, ``layer_norm.bwd``, ...)."""
+        for name, us in self.host_ops:
+            if name == op:
+                return us
+        return 0.0
+
+    def optimizer_us(self, params: float, tensors: int) -> float:
+        """Device time of one optimizer step over ``params`` local parameters."""
+        if self.opt_step:
+            a, ns, per_tensor = self.opt_step
+            return a + params * ns / 1e3 + per_tensor * tensors
+        return self.stream_us(34.0 * params, 8)
 
     def stream_us(self, nbytes: float, kernels: int = 1) -> float:
         """A memory-bound kernel sequence moving ``nbytes`` in total."""
@@ -61,13 +130,48 @@ class GPUSpec:
         return kernels * self.kernel_us + nbytes / (self.hbm_gbps * 1e3 * self.mem_eff)
 
 
+def _h200() -> GPUSpec:
+    from .h200_fit import H200_KERNEL_FIT
+    fit = dict(H200_KERNEL_FIT)
+    fit["mem_ops"] = tuple((tuple(m) + (0.0,))[:4] for m in fit.get("mem_ops", ()))
+    return GPUSpec("h200", peak_tflops=989.4, hbm_gbps=4800, hbm_gib=141, **fit,
+                   derivation="fitted on kernels measured on one H200 (traces/h200/compute/, "
+                              "scripts/fit_compute_model.py)")
+
+
+def derived(base: GPUSpec, name: str, peak_tflops: float, hbm_gbps: float,
+            hbm_gib: float) -> GPUSpec:
+    """A GPU that was not measured, from ``base`` (measured) and its published peaks.
+
+    Compute-bound terms keep the measured share of peak (GEMM ``e_max`` and size curve,
+    attention efficiencies), so they scale with ``peak_tflops``; memory-bound kernels keep the
+    measured share of HBM bandwidth (each op's bandwidth x hbm_gbps / base's, the optimizer's
+    ns per parameter x base's / hbm_gbps); fixed per-kernel device times and every host
+    (dispatch) time stay as measured: they depend on the launch path and the CPU, not the GPU.
+    """
+    k = base.hbm_gbps / hbm_gbps
+    mem = tuple((n, t0, gbps / k, c0) for n, t0, gbps, c0 in base.mem_ops)
+    opt = base.opt_step
+    if opt:
+        opt = (opt[0], opt[1] * k, opt[2])
+    return replace(base, name=name, peak_tflops=peak_tflops, hbm_gbps=hbm_gbps,
+                   hbm_gib=hbm_gib, mem_ops=mem, opt_step=opt,
+                   opt_zero_ns=base.opt_zero_ns * k, opt_accum_ns=base.opt_accum_ns * k,
+                   derivation=f"derived from the H200 fit and published peaks "
+                              f"({peak_tflops:g} TFLOP/s bf16 dense, {hbm_gbps:g} GB/s HBM): "
+                              "compute at the measured share of peak, memory-bound kernels at "
+                              "the measured share of HBM bandwidth, host and fixed kernel "
+                              "times as measured")
+
+
+_H200 = _h200()
 GPUS: dict[str, GPUSpec] = {g.name: g for g in [
-    GPUSpec("h100", peak_tflops=989.4, hbm_gbps=3350, hbm_gib=80),
-    GPUSpec("h200", peak_tflops=989.4, hbm_gbps=4800, hbm_gib=141),
-    GPUSpec("h800", peak_tflops=989.4, hbm_gbps=3350, hbm_gib=80),
-    # A100: about 80% of peak on large bf16 GEMMs is typical; not fitted here
-    GPUSpec("a100", peak_tflops=312.0, hbm_gbps=2039, hbm_gib=80, gemm_emax=0.80,
-            attn_eff=0.60, attn_bwd_eff=None, gemm_t0_us=6.0),
+    # H100 and H800 SXM: the H200's SM array and clocks, 80 GB of HBM3 at 3.35 TB/s
+    derived(_H200, "h100", 989.4, 3350, 80),
+    _H200,
+    derived(_H200, "h800", 989.4, 3350, 80),
+    # A100 SXM 80 GB: 312 TFLOP/s bf16 dense, 2039 GB/s (the vendor's datasheet)
+    replace(derived(_H200, "a100", 312.0, 2039, 80), attn_bwd_eff=None, attn_eff=0.60),
 ]}
 
 

@@ -7,6 +7,8 @@ Cases (each module's docstring says what it measured and what it modelled):
 * :mod:`.h200x4` -- the EP 4 MoE step measured on four H200s, and the collectives at four
   ranks (a table, not counted);
 * :mod:`.moe_layer` -- the 4-GPU A100-class MoE layer runs (seeds 000 and 002);
+* :mod:`.h200_train` -- GPT training steps (125M-6.7B) measured on one H200, predicted by
+  ``collsim generate`` + ``simulate`` from the kernel-level compute model;
 * the collectives: a calibration fitted on all-to-all measurements only predicting the other
   five collectives measured on the same GPUs (not counted in the end-to-end statistics).
 
@@ -61,6 +63,15 @@ class Report:
                 "within_5": sum(e <= 0.05 for e in errs),
                 "within_10": sum(e <= 0.10 for e in errs)}
 
+    def group_stats(self, group: str) -> dict:
+        errs = [r.error for r in self.primary if r.extra.get("group") == group]
+        if not errs:
+            return {"n": 0}
+        a = [abs(e) for e in errs]
+        return {"n": len(a), "median_abs": statistics.median(a), "max_abs": max(a),
+                "within_5": sum(e <= 0.05 for e in a), "within_10": sum(e <= 0.10 for e in a),
+                "mean": statistics.fmean(errs)}
+
 
 def _transfer(path: Path) -> dict | None:
     from ..calibration.data import read_files
@@ -84,7 +95,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
                    transfer_calibration: str | os.PathLike | None = None) -> Report:
     from ..calibration import load_calibration
     from ..cluster import Cluster
-    from . import h200x4, moe_layer, moe_step, seed003
+    from . import h200_train, h200x4, moe_layer, moe_step, seed003
 
     path = Path(calibration) if calibration else DEFAULT_CALIBRATION
     if not path.exists():
@@ -94,7 +105,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
     cost = load_calibration(path, cluster=cluster)
     results: list[CaseResult] = []
     sources: list[str] = []
-    for module in (seed003, moe_step, h200x4, moe_layer):
+    for module in (seed003, moe_step, h200x4, moe_layer, h200_train):
         results.extend(module.run(cost, cluster))
         sources.extend(module.source_files())
     cal = cost.calibration
@@ -132,6 +143,16 @@ def _summary_line(st: dict) -> str:
             f"{st['within_10']}")
 
 
+def _train_line(rep: Report) -> str:
+    st = rep.group_stats("h200_train")
+    if not st.get("n"):
+        return "H200 GPT training steps: none measured"
+    return (f"H200 GPT training steps alone ({st['n']} cases, 125M-6.7B parameters): median "
+            f"|error| {100 * st['median_abs']:.1f}%, maximum {100 * st['max_abs']:.1f}%, mean "
+            f"signed {100 * st['mean']:+.1f}%; within 5%: {st['within_5']}, within 10%: "
+            f"{st['within_10']}")
+
+
 def _transfer_rows(tr: dict) -> list[tuple[str, str, str, str, str, str]]:
     rows = []
     c = tr["corrected"]
@@ -160,6 +181,7 @@ def render_text(rep: Report) -> str:
                        f"{_fmt(r.predicted, r.unit):>11s}  {100 * r.error:+6.1f}%")
     out.append("")
     out.append(_summary_line(rep.stats()))
+    out.append(_train_line(rep))
     misses = [r for r in rep.primary if abs(r.error) > TARGET_MAX]
     if misses:
         out.append("beyond 10%: " + "; ".join(f"{r.case} {r.quantity} ({100 * r.error:+.1f}%)"
@@ -210,7 +232,8 @@ def render_markdown(rep: Report) -> str:
             name = r.case if counted else f"{r.case} *(diagnostic)*"
             lines.append(f"| {name} | {r.quantity} | {_fmt(r.measured, r.unit)} | "
                          f"{_fmt(r.predicted, r.unit)} | {100 * r.error:+.1f}% | {r.inputs} |")
-    lines += ["", f"**{_summary_line(st)}.** Diagnostics are not counted.", ""]
+    lines += ["", f"**{_summary_line(st)}.** Diagnostics are not counted.", "",
+              f"**{_train_line(rep)}.**", ""]
     misses = [r for r in rep.primary if abs(r.error) > TARGET_MAX]
     lines.append("### Notes per case")
     lines.append("")

@@ -1,0 +1,332 @@
+"""Fit the compute model's kernel parameters to a kernel sweep (``kernels.csv``).
+
+The sweep is :mod:`simulator.measure.kernels` run on one GPU (``traces/h200/compute/run*/``).
+Every group is fitted on its own, by least squares on the log of the time (relative error):
+
+* ``gemm``: the GEMM curve of :class:`~simulator.generate.gpu.GPUSpec` (``gemm_emax``,
+  ``gemm_x0``, ``gemm_t0_us``) on the forward, dgrad and wgrad layouts together;
+* ``eltwise``, ``loss``, ``embedding``: per operation and direction a fixed device cost and a
+  bandwidth, ``t = t0 + bytes / bw`` (the backward's time is forward+backward minus forward,
+  its bytes likewise), the bytes counted as the sweep's ``bytes`` column counts them;
+* ``attention``: ``t = t0 + flops / (peak x e x s/(s+s0) x d/(d+d0))`` for the forward and
+  the backward (2.5x the forward's FLOPs), ``s`` the sequence, ``d`` the head size;
+* ``optimizer``: the step (gradient norm with its host read, clipping, fused Adam, bf16 copy)
+  as ``a + b x params + c x tensors``; zeroing and the fp32 gradient accumulation per
+  parameter, the accumulation's host cost per tensor;
+* ``host``: the host time of one call of each operation (the medians over every size, where
+  the host time does not depend on the size), the backward's by difference with the
+  ``add`` operation, whose backward launches no kernel (the cost of ``backward()`` itself).
+
+:func:`fit_kernels` returns the parameters and the residuals (prediction / measurement - 1)
+of every group; ``benchmarks/fit_compute.py`` prints them and docs/validation.md holds them.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+MEM_OPS = ("layer_norm", "gelu", "dropout", "add", "float", "accum_fp32", "zero_fp32",
+           "bias_grad", "cross_entropy_fp32", "embedding_pos")
+HOST_OPS = ("linear", "layer_norm", "gelu", "dropout", "add", "float", "sdpa",
+            "cross_entropy_fp32", "embedding_pos")
+
+
+def read_kernels(paths) -> list[dict]:
+    rows = []
+    for p in paths:
+        with open(p, newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                r["source"] = str(p)
+                rows.append(r)
+    return rows
+
+
+def _f(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stats(err) -> dict:
+    a = [abs(e) for e in err]
+    if not a:
+        return {"n": 0}
+    return {"n": len(a), "median_abs": statistics.median(a), "max_abs": max(a),
+            "mean": statistics.fmean(err)}
+
+
+def _fit_t0_bw(points):
+    """points: (bytes, us, row width) -> (t0_us, gbps, c0, residuals) of
+    ``t = t0 + bytes / (bw x c / (c + c0))`` (c0 = 0 where one width only)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+    b = np.array([p[0] for p in points], dtype=float)
+    t = np.array([p[1] for p in points], dtype=float)
+    c = np.array([p[2] or 1.0 for p in points], dtype=float)
+    widths = len(set(c.tolist())) > 1
+
+    def pred(x):
+        c0 = x[2] if widths else 0.0
+        return x[0] + b / (x[1] * 1e3 * c / (c + c0))
+    fit = least_squares(lambda x: np.log(pred(x) / t), [3.0, 2500.0, 64.0],
+                        bounds=([0.0, 50.0, 0.0], [200.0, 20000.0, 65536.0]))
+    err = pred(fit.x) / t - 1
+    return (float(fit.x[0]), float(fit.x[1]), float(fit.x[2]) if widths else 0.0,
+            [float(e) for e in err])
+
+
+def _pairs(rows, group, op):
+    """(fwd row, fwdbwd row) per (source, shape) of one op."""
+    by = defaultdict(dict)
+    for r in rows:
+        if r["group"] != group or r["op"] != op:
+            continue
+        key = (r["source"], r["rows"], r["cols"], r["numel"], r["m"], r["batch"], r["seq"],
+               r["heads"], r["head_dim"])
+        by[key][r["phase"]] = r
+    return list(by.values())
+
+
+def fit_memory_ops(rows) -> tuple[dict, dict]:
+    params, resid = {}, {}
+    prof = any(r["group"] == "embedding_prof" for r in rows)
+    for op in MEM_OPS:
+        group = {"cross_entropy_fp32": "loss",
+                 "embedding_pos": "embedding_prof" if prof else "embedding"}.get(op, "eltwise")
+        fwd, bwd = [], []
+        for pr in _pairs(rows, group, op):
+            f, fb = pr.get("fwd"), pr.get("fwdbwd")
+            if f and _f(f["dev_us"]) and _f(f["bytes"]) and f["status"] in ("ok", "profiler"):
+                fwd.append((_f(f["bytes"]), _f(f["dev_us"]), _f(f["cols"])))
+            if f and fb and _f(fb["dev_us"]) and _f(f["dev_us"]) and _f(fb["bytes"]):
+                d = _f(fb["dev_us"]) - _f(f["dev_us"])
+                nb = _f(fb["bytes"]) - _f(f["bytes"])
+                if d > 0.2 and nb > 0:  # host-bound rows kept: the sync is part of the kernel
+                    bwd.append((nb, d, _f(f["cols"])))
+        for phase, pts in (("fwd", fwd), ("bwd", bwd)):
+            if len(pts) >= 3:
+                t0, bw, c0, err = _fit_t0_bw(pts)
+                params[f"{op}.{phase}"] = (round(t0, 3), round(bw, 1), round(c0, 1))
+                resid[f"{op}.{phase}"] = _stats(err)
+    return params, resid
+
+
+def fit_gemm(rows, gpu) -> tuple[dict, dict]:
+    from ..measurements import Measurement
+    from .gpu import fit_gemm_curve
+    ms = []
+    for r in rows:
+        if r["group"] != "gemm" or not _f(r["dev_us"]) or r["status"] != "ok":
+            continue
+        m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
+        if r["phase"] == "dgrad":      # dy[m,n] @ W[n,k]: an m x k x n GEMM
+            m, n, k = m, k, n
+        elif r["phase"] == "wgrad":    # dy^T[n,m] @ x[m,k]: an n x k x m GEMM
+            m, n, k = n, k, m
+        ms.append(Measurement(op="gemm", ranks=1, size_bytes=0, time_us=_f(r["dev_us"]),
+                              extra={"m": m, "n": n, "k": k}))
+    fitted, stats = fit_gemm_curve(ms, gpu)
+    return ({"gemm_emax": round(fitted.gemm_emax, 4), "gemm_x0": round(fitted.gemm_x0, 2),
+             "gemm_t0_us": round(fitted.gemm_t0_us, 3)}, {"gemm": stats})
+
+
+def fit_attention(rows, peak_tflops: float) -> tuple[dict, dict]:
+    import numpy as np
+    from scipy.optimize import least_squares
+    fwd, bwd = [], []
+    group = "attention_prof" if any(r["group"] == "attention_prof" for r in rows) \
+        else "attention"
+    for pr in _pairs(rows, group, "sdpa_causal"):
+        f, fb = pr.get("fwd"), pr.get("fwdbwd")
+        if not f or not _f(f["dev_us"]):
+            continue
+        s, d, fl = int(f["seq"]), int(f["head_dim"]), float(f["flops"])
+        fwd.append((fl, s, d, _f(f["dev_us"])))
+        if fb and _f(fb["dev_us"]):
+            bwd.append((2.5 * fl, s, d, _f(fb["dev_us"]) - _f(f["dev_us"])))
+    params, resid = {}, {}
+    for name, pts in (("attn", fwd), ("attn_bwd", bwd)):
+        if len(pts) < 5:
+            continue
+        a = np.array(pts, dtype=float)
+        fl, s, d, t = a.T
+
+        def pred(x):
+            eff = x[1] * s / (s + x[2]) * d / (d + x[3])
+            return x[0] + fl / (peak_tflops * 1e6 * eff)
+        fit = least_squares(lambda x: np.log(pred(x) / t), [10.0, 0.6, 256.0, 32.0],
+                            bounds=([0.0, 0.05, 0.0, 0.0], [200.0, 1.0, 16384.0, 1024.0]))
+        err = pred(fit.x) / t - 1
+        params[name] = tuple(round(float(v), 4) for v in fit.x)
+        resid[name] = _stats([float(e) for e in err])
+    return params, resid
+
+
+def fit_optimizer(rows) -> tuple[dict, dict]:
+    import numpy as np
+    pts = defaultdict(list)
+    for r in rows:
+        if r["group"] != "optimizer" or not _f(r["dev_us"]):
+            continue
+        pts[r["op"]].append((float(r["numel"]), float(r["tensors"]), _f(r["dev_us"]),
+                             _f(r["host_us"])))
+    params, resid = {}, {}
+    if pts.get("step"):
+        a = np.array(pts["step"])
+        X = np.column_stack([np.ones(len(a)), a[:, 0], a[:, 1]])
+        coef, *_ = np.linalg.lstsq(X / a[:, 2:3], np.ones(len(a)), rcond=None)
+        pred = X @ coef
+        params["opt_step"] = (round(float(coef[0]), 2), round(float(coef[1]) * 1e3, 6),
+                              round(float(coef[2]), 3))   # us, ns/param, us/tensor
+        resid["opt_step"] = _stats(list(pred / a[:, 2] - 1))
+    for op in ("zero_grad", "accumulate_fp32"):
+        if not pts.get(op):
+            continue
+        a = np.array(pts[op])
+        ns = float(np.median(a[:, 2] / a[:, 0] * 1e3))
+        pred = a[:, 0] * ns / 1e3
+        params[f"opt_{op}"] = round(ns, 6)
+        resid[f"opt_{op}"] = _stats(list(pred / a[:, 2] - 1))
+        if op == "accumulate_fp32":
+            params["host_accumulate_per_tensor"] = round(float(np.median(a[:, 3] / a[:, 1])), 2)
+    return params, resid
+
+
+def fit_host(rows) -> tuple[dict, dict]:
+    """Host microseconds per call: forward ops, backward nodes, the backward() call."""
+    host = defaultdict(list)
+    for r in rows:
+        if r["group"] not in ("host", "eltwise", "gemm", "attention", "loss", "embedding") \
+                or not _f(r["host_us"]) or r["status"] not in ("ok", "host_bound"):
+            continue
+        op = r["op"]
+        if r["group"] == "gemm":
+            if r["phase"] != "fwd":
+                continue
+            op = "linear_nobias"
+        if r["group"] == "attention":
+            op = "sdpa" if r["op"] == "sdpa_causal" else "unfused"
+        host[(op, r["phase"], r["source"], r["group"], r["numel"], r["batch"], r["seq"])].append(
+            _f(r["host_us"]))
+    per = defaultdict(list)
+    diff = defaultdict(list)
+    for (op, phase, src, grp, numel, b, s), v in host.items():
+        per[(op, phase)].append(v[0])
+        if phase == "fwd":
+            fb = host.get((op, "fwdbwd", src, grp, numel, b, s))
+            if fb:
+                diff[op].append(fb[0] - v[0])
+    out = {f"host.{op}.fwd": round(statistics.median(per[(op, "fwd")]), 2)
+           for op in HOST_OPS + ("linear_nobias",) if per.get((op, "fwd"))}
+    call = statistics.median(diff["add"]) if diff.get("add") else 0.0
+    out["host.backward_call"] = round(call, 2)
+    for op in HOST_OPS:
+        if diff.get(op) and op != "add":
+            out[f"host.{op}.bwd"] = round(max(0.0, statistics.median(diff[op]) - call), 2)
+    spread = {k: _stats([x / statistics.median(per[k]) - 1 for x in per[k]])
+              for k in per if len(per[k]) > 1}
+    return out, {f"host {a}.{b}": v for (a, b), v in spread.items()}
+
+
+def _line(xs, ys):
+    """Least-squares line y = a + b x; (a, b, relative residuals)."""
+    import numpy as np
+    x, y = np.array(xs, dtype=float), np.array(ys, dtype=float)
+    b, a = np.polyfit(x, y, 1)
+    return float(a), float(b), [float(v) for v in (a + b * x) / y - 1]
+
+
+def fit_host_floor(rows) -> tuple[dict, dict]:
+    """Tiny GPTs of 1-16 layers (``hostfloor``): host microseconds per layer, forward and
+    backward (with the fp32 accumulation of its 12 tensors), the extra of a checkpointed
+    layer beyond its recomputed forward, and the fixed rest (embedding, head, loss)."""
+    by = defaultdict(list)
+    for r in rows:
+        if r["group"] == "hostfloor" and _f(r["host_us"]):
+            by[r["op"]].append((int(r["rows"]), _f(r["host_us"]), int(r["tensors"] or 0)))
+    need = ("forward", "fwdbwd_accumulate")
+    if not all(len(by.get(k, ())) >= 3 for k in need):
+        return {}, {}
+    params, resid = {}, {}
+    lines = {}
+    for op, pts in by.items():
+        a, b, err = _line([p[0] for p in pts], [p[1] for p in pts])
+        lines[op] = (a, b)
+        resid[f"hostfloor {op}"] = _stats(err)
+        ka, kb, _ = _line([p[0] for p in pts], [p[2] for p in pts])
+        params[f"kernels_per_layer.{op}"] = round(kb, 1)
+    fa, fb = lines["forward"]
+    ta, tb = lines["fwdbwd_accumulate"]
+    params["host_layer_fwd_us"] = round(fb, 2)
+    params["host_layer_bwd_us"] = round(tb - fb, 2)     # backward + accumulate of 12 tensors
+    params["host_fixed_fwd_us"] = round(fa, 2)
+    params["host_fixed_bwd_us"] = round(ta - fa, 2)
+    if "fwdbwd_accumulate_recompute" in lines:
+        ra, rb = lines["fwdbwd_accumulate_recompute"]
+        params["host_layer_recompute_us"] = round(rb - tb, 2)   # forward again + checkpoint
+    return params, resid
+
+
+def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
+    """All groups: (parameters, residuals by group)."""
+    from .gpu import GPUS
+    gpu = gpu or GPUS["h200"]
+    rows = read_kernels(paths)
+    params, resid = {}, {}
+    for fn in (lambda r: fit_gemm(r, gpu), fit_memory_ops,
+               lambda r: fit_attention(r, gpu.peak_tflops), fit_optimizer, fit_host,
+               fit_host_floor):
+        p, e = fn(rows)
+        params.update(p)
+        resid.update(e)
+    return params, resid
+
+
+def default_paths(root: Path | None = None) -> list[Path]:
+    root = root or Path(__file__).resolve().parents[2]
+    return sorted((root / "traces" / "h200" / "compute").glob("run*/kernels.csv"))
+
+
+def summary_lines(params: dict, resid: dict) -> list[str]:
+    out = []
+    for k, v in params.items():
+        out.append(f"{k} = {v}")
+    for k, s in resid.items():
+        if s.get("n"):
+            out.append(f"residual {k}: n {s['n']}, median |err| {100 * s['median_abs']:.1f}%, "
+                       f"max {100 * s['max_abs']:.1f}%")
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    p, r = fit_kernels(default_paths())
+    print("\n".join(summary_lines(p, r)))
+    _ = math
+
+
+def spec_kwargs(params: dict) -> dict:
+    """GPUSpec keyword arguments from :func:`fit_kernels`'s parameters."""
+    kw = {k: params[k] for k in ("gemm_emax", "gemm_x0", "gemm_t0_us") if k in params}
+    kw["mem_ops"] = tuple((k, float(v[0]), float(v[1]), float(v[2]))
+                          for k, v in params.items()
+                          if isinstance(v, tuple) and len(v) == 3 and "." in k)
+    if "attn" in params:
+        kw["attn_fwd"] = tuple(params["attn"])
+    if "attn_bwd" in params:
+        kw["attn_bwd"] = tuple(params["attn_bwd"])
+    kw["host_ops"] = tuple((k[len("host."):], float(v)) for k, v in params.items()
+                           if k.startswith("host."))
+    if "opt_step" in params:
+        kw["opt_step"] = tuple(params["opt_step"])
+    kw["opt_zero_ns"] = params.get("opt_zero_grad", 0.0)
+    kw["opt_accum_ns"] = params.get("opt_accumulate_fp32", 0.0)
+    kw["host_accum_us"] = params.get("host_accumulate_per_tensor", 0.0)
+    for k in ("host_layer_fwd_us", "host_layer_bwd_us", "host_layer_recompute_us",
+              "host_fixed_fwd_us", "host_fixed_bwd_us"):
+        if k in params:
+            kw[k] = params[k]
+    return kw
