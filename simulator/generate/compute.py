@@ -357,14 +357,16 @@ def unfused_attention_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
 
 
 def _split_backward(ig: Cost, wg: Cost) -> tuple[float, float]:
-    """The backward's time, max(device, host) of input and weight gradients together (the
-    weight-gradient GEMMs run while the host dispatches), split in their device shares."""
+    """The backward's time, input and weight gradients replayed together (the weight-gradient
+    GEMMs run while the host dispatches), split as each one's device time plus a share of the
+    host's excess in proportion to its dispatch time."""
     total = (ig + wg).us
     if total <= 0:
         return (0.0, 0.0)
-    dev = ig.dev + wg.dev
-    share = ig.dev / dev if dev > 0 else 1.0
-    return (total * share, total * (1.0 - share))
+    excess = max(0.0, total - ig.dev - wg.dev)
+    host = ig.host + wg.host
+    share = ig.host / host if host > 0 else 1.0
+    return (ig.dev + excess * share, wg.dev + excess * (1.0 - share))
 
 
 def _add(*parts: tuple[float, float, float]) -> tuple[float, float, float]:

@@ -64,7 +64,7 @@ class Report:
                 "within_10": sum(e <= 0.10 for e in errs)}
 
     def group_stats(self, group: str) -> dict:
-        errs = [r.error for r in self.primary if r.extra.get("group") == group]
+        errs = [r.error for r in self.results if r.extra.get("group") == group and r.primary]
         if not errs:
             return {"n": 0}
         a = [abs(e) for e in errs]
@@ -147,10 +147,20 @@ def _train_line(rep: Report) -> str:
     st = rep.group_stats("h200_train")
     if not st.get("n"):
         return "H200 GPT training steps: none measured"
-    return (f"H200 GPT training steps alone ({st['n']} cases, 125M-6.7B parameters): median "
+    line = (f"H200 GPT training steps alone ({st['n']} cases, 125M-6.7B parameters): median "
             f"|error| {100 * st['median_abs']:.1f}%, maximum {100 * st['max_abs']:.1f}%, mean "
             f"signed {100 * st['mean']:+.1f}%; within 5%: {st['within_5']}, within 10%: "
             f"{st['within_10']}")
+    for label, want in (("without recompute", False), ("with full recompute", True)):
+        errs = sorted(r.error for r in rep.primary if r.extra.get("group") == "h200_train"
+                      and r.extra.get("recompute") == want)
+        if errs:
+            a = sorted(abs(e) for e in errs)
+            n = len(a)
+            med = a[n // 2] if n % 2 else (a[n // 2 - 1] + a[n // 2]) / 2
+            line += (f"; {label} ({n}): median {100 * med:.1f}%, maximum {100 * a[-1]:.1f}%, "
+                     f"mean {100 * sum(errs) / n:+.1f}%")
+    return line
 
 
 def _transfer_rows(tr: dict) -> list[tuple[str, str, str, str, str, str]]:

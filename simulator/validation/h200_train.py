@@ -82,7 +82,8 @@ def run(cost_model, cluster) -> list[CaseResult]:
                   f"hidden {r['hidden']}, {r['heads']} heads, seq {r['seq']}, micro-batch "
                   f"{r['mbs']} x {r['ga']}{', full recompute' if int(r['recompute']) else ''}; "
                   f"runs: {runs} ms (spread {100 * spread:.0f}%)"),
-            extra={"group": "h200_train", "spread": spread}))
+            extra={"group": "h200_train", "spread": spread,
+                   "recompute": bool(int(r["recompute"]))}))
     return out
 
 
