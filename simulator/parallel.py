@@ -218,12 +218,27 @@ def _stage_firsts(par: ParallelConfig, group: Group, stage: int, gps: int) -> li
     raise ValueError(group)
 
 
+_STAGE_PLACEMENTS: dict[tuple, list[GroupPlacement]] = {}
+
+
 def stage_placements(par: ParallelConfig, group: Group, stage: int,
                      gpus_per_server: "RankMap | int") -> list[GroupPlacement]:
     """Distinct placements of the groups of one kind whose ranks are in ``stage``.
 
     For PP, the groups are the pairs (rank in this stage, same position in the next stage).
+    Memoized (a sweep re-plans the same layout under other bandwidths).
     """
+    key = (par, group, stage, as_rank_map(gpus_per_server))
+    hit = _STAGE_PLACEMENTS.get(key)
+    if hit is None:
+        if len(_STAGE_PLACEMENTS) > 4096:
+            _STAGE_PLACEMENTS.clear()
+        hit = _STAGE_PLACEMENTS[key] = _stage_placements(par, group, stage, key[3])
+    return list(hit)
+
+
+def _stage_placements(par: ParallelConfig, group: Group, stage: int,
+                      gpus_per_server: "RankMap | int") -> list[GroupPlacement]:
     # A group's placement depends only on its first rank modulo the server size (moving it by
     # one server moves every member by one server), so one group per residue is enough: the
     # work stays below gpus_per_server groups whatever the GPU count.

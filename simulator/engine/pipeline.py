@@ -24,6 +24,9 @@ def flow_id(phase, mb: int, chunk: int, sender: int) -> str:
     return f"{getattr(phase, 'name', phase)}:{mb}:{chunk}:{sender}"
 
 
+_STREAM_NAMES = tuple(g.value for g in STREAMS)  # Enum .value is a slow property
+
+
 @dataclass
 class StageSetup:
     replayer: PassReplayer
@@ -55,8 +58,10 @@ class PipelineSim:
         res = self.results[s]
         res.compute_ns += out.compute_ns
         res.recompute_ns += out.recompute_ns
-        for i, g in enumerate(STREAMS):
-            res.exposed_ns[g.value] += out.exposed_ns[i]
+        exposed = res.exposed_ns
+        for name, ns in zip(_STREAM_NAMES, out.exposed_ns):
+            if ns:
+                exposed[name] += ns
         for i, rel in enumerate(out.stream_free):
             if now + rel > free[i]:
                 free[i] = now + rel

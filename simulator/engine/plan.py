@@ -13,6 +13,7 @@ from ..errors import InputError, warn
 from ..parallel import (GroupPlacement, ParallelConfig, RankMap, make_parallel,
                         stage_placements)
 from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
+from .memo import per_workload
 from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
 from .pipeline import StageSetup
 from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
@@ -174,7 +175,9 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     notes: list[str] = []
     world = resolve_world(workload, options.gpus, cost_model, notes)
     # the policy word decides the passes, and (ASTRA-sim 1.0) the communicators
-    lay = layout(workload, getattr(options, "compat", "auto"), world, cluster.gpus_per_server)
+    compat = getattr(options, "compat", "auto")
+    lay = per_workload(workload, ("layout", compat, world, cluster.gpus_per_server),
+                       lambda: layout(workload, compat, world, cluster.gpus_per_server))
     source = workload
     workload = lay.workload
     rules = rules_for(workload.policy)
@@ -190,7 +193,7 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     # collectives on groups of one rank cost nothing, so they must not decide where the
     # micro-batches are
     free_kinds = frozenset(g for g in ROW_GROUPS if par.size(g) == 1)
-    seg = segment(workload, free_kinds)
+    seg = per_workload(workload, ("segment", free_kinds), lambda: segment(workload, free_kinds))
     rows = workload.rows
     notes.append(f"rows: {seg.method}")
 

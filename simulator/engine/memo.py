@@ -1,0 +1,33 @@
+"""What a sweep does not change, computed once per workload object.
+
+A sweep (or any loop over the Python API) simulates one parsed workload under many clusters
+and options; its policy layout and its split into micro-batches depend only on the workload
+and a few plan inputs, not on the cluster's bandwidths. They are kept per workload object (by
+identity, dropped when the workload is), keyed by those inputs. Warnings the computation gave
+are given again on every use, so a cached call says exactly what a fresh one would.
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+
+_CACHE: dict[int, dict] = {}
+
+
+def per_workload(workload, key: tuple, compute):
+    """``compute()``, memoized for this workload object and ``key``."""
+    wid = id(workload)
+    slot = _CACHE.get(wid)
+    if slot is None:
+        slot = _CACHE[wid] = {}
+        weakref.finalize(workload, _CACHE.pop, wid, None)
+    hit = slot.get(key)
+    if hit is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = compute()
+        hit = slot[key] = (value, [(w.message, w.category) for w in caught])
+    value, said = hit
+    for message, category in said:
+        warnings.warn(message, category, stacklevel=3)
+    return value
