@@ -128,8 +128,8 @@ def test_generated_step_reports_gpu_derivation():
 
 def test_measured_training_steps_against_generate_and_simulate():
     """`collsim validate`'s H200 cases (docs/validation.md). Without recompute (18 cases):
-    median |error| 3.9%, maximum 22.1% (host-bound 24-layer models at small micro-batches,
-    docs/compute-model.md). With full recompute (8): 12-22% too fast, because generate's
+    median |error| 3.0%, maximum 24.0% (gpt-125m-s1024-b1, host-bound: docs/compute-model.md).
+    With full recompute (8): median 13.0%, too fast by 12-16% from 760M up, because generate's
     recompute replays rows c .. j-1 of each layer, its attention row and not the MLP row
     that initiates, while the measured step recomputes the whole layer."""
     from simulator.calibration import load_calibration
@@ -148,9 +148,9 @@ def test_measured_training_steps_against_generate_and_simulate():
     median = (plain[8] + plain[9]) / 2
     assert median <= MEDIAN_TARGET and plain[-1] <= MAX_TARGET
     rc = [r.error for r in res if r.extra["recompute"]]
-    assert all(-0.25 < e < 0.0 for e in rc)
+    assert all(-0.20 < e < 0.10 for e in rc) and sum(rc) / len(rc) < -0.05
 
 
 # what the validation gives today (docs/validation.md); a model change that worsens it fails
 MEDIAN_TARGET = 0.05
-MAX_TARGET = 0.25   # today 22.1% (gpt-760m-s2048-b1, host-bound; its runs spread 12%)
+MAX_TARGET = 0.25   # today 24.0% (gpt-125m-s1024-b1, host-bound; its runs spread 20%)

@@ -233,10 +233,12 @@ def fit_host(rows) -> tuple[dict, dict]:
 
 
 def _line(xs, ys):
-    """Least-squares line y = a + b x; (a, b, relative residuals)."""
+    """Least-squares line y = a + b x with a, b >= 0 (a host time is never negative); (a, b,
+    relative residuals)."""
     import numpy as np
+    from scipy.optimize import nnls
     x, y = np.array(xs, dtype=float), np.array(ys, dtype=float)
-    b, a = np.polyfit(x, y, 1)
+    (a, b), _ = nnls(np.column_stack([np.ones_like(x), x]), y)
     return float(a), float(b), [float(v) for v in (a + b * x) / y - 1]
 
 
@@ -262,9 +264,9 @@ def fit_host_floor(rows) -> tuple[dict, dict]:
     fa, fb = lines["forward"]
     ta, tb = lines["fwdbwd_accumulate"]
     params["host_layer_fwd_us"] = round(fb, 2)
-    params["host_layer_bwd_us"] = round(tb - fb, 2)     # backward + accumulate of 12 tensors
+    params["host_layer_bwd_us"] = round(max(0.0, tb - fb), 2)  # backward + accumulation
     params["host_fixed_fwd_us"] = round(fa, 2)
-    params["host_fixed_bwd_us"] = round(ta - fa, 2)
+    params["host_fixed_bwd_us"] = round(max(0.0, ta - fa), 2)
     if "fwdbwd_accumulate_recompute" in lines:
         ra, rb = lines["fwdbwd_accumulate_recompute"]
         params["host_layer_recompute_us"] = round(rb - tb, 2)   # forward again + checkpoint

@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=480.0,
                     help="stop starting new work after this many seconds")
     ap.add_argument("--cases", default="", help="train cases to run (names; default all)")
+    ap.add_argument("--hostfloor-layers", default="1,2,4,8,16",
+                    help="layer counts of the tiny GPTs of the host-floor phase")
+    ap.add_argument("--hostfloor-reps", type=int, default=20)
     args = ap.parse_args(argv)
     import torch
 
@@ -151,8 +154,9 @@ def main(argv=None) -> int:
         ltok = [1024, 4096, 16384, 32768]
         opt = [(L, h, 4 * h) for L, h, _ in train.MODELS.values()]
     phase("sync", lambda: kernels.sync_check(device, dtype, log=_log), 0.05)
-    phase("hostfloor", lambda: kernels.run_host_floor(sw, (1, 2) if tiny else (1, 2, 4, 8, 16)),
-          0.2)
+    floor_layers = tuple(int(x) for x in args.hostfloor_layers.split(",") if x.strip())
+    phase("hostfloor", lambda: kernels.run_host_floor(sw, (1, 2) if tiny else floor_layers,
+                                                      reps=args.hostfloor_reps), 0.9)
     phase("attention_prof", lambda: kernels.run_profiled_attention(sw, att), 0.3)
     phase("embedding_prof", lambda: kernels.run_profiled_embedding(
         sw, ltok, pv, (64,) if tiny else (768, 2048, 4096)), 0.2)
