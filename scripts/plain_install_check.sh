@@ -50,5 +50,13 @@ step "$collsim" bench --topology h200x2 --op all_to_all --ranks 2 --calibration 
 # bundled data through the installed copy, from a folder with no traces/ in it
 mkdir -p "$tmp/empty" && (cd "$tmp/empty" && step "$collsim" validate && test -z "$(ls -A)")
 grep -q "median |error|" "$tmp/out.txt"
+# ... and every case the source tree runs (a traces/ folder missing from pyproject's
+# data-files would otherwise drop its cases silently)
+(cd "$tmp/empty" && step "$collsim" validate --quiet --json "$tmp/v_installed.json")
+(cd "$repo" && PYTHONPATH="$repo" step "$py" -m simulator validate --quiet --json "$tmp/v_source.json")
+step "$py" -c "import json, sys; a, b = (json.load(open(p)) for p in sys.argv[1:]); \
+names = lambda d: sorted(c['case'] + ' / ' + c['quantity'] for c in d['cases']); \
+assert names(a) == names(b), sorted(set(names(b)) ^ set(names(a)))" \
+    "$tmp/v_installed.json" "$tmp/v_source.json"
 step "$collsim" measure --help
 echo "plain-install check: all commands passed on a plain install in $(($SECONDS))s" >&2
