@@ -54,8 +54,9 @@ class GeneratedWorkload:
         elif self.compute_source.startswith("profile"):
             how = self.compute_source + " (rows it names), the GPU model for the rest"
         else:
-            how = ("GPU model: roofline per kernel, GEMM efficiency curve fitted to measured "
-                   "GEMMs (simulator/generate/gpu.py)")
+            how = ("GPU model: every kernel's device time (GEMM curve, attention, memory-bound "
+                   "kernels) and host dispatch, replayed as the host issues them "
+                   "(docs/compute-model.md); " + (gpu.derivation or "roofline constants"))
         return {
             "generator": "collsim generate", "style": c.style, "model": c.model.name,
             "gpu": c.gpu, "gpu_peak_bf16_tflops": gpu.peak_tflops,

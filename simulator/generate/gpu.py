@@ -1,4 +1,4 @@
-"""GPU compute models for ``collsim generate``: a roofline per kernel with a fitted GEMM curve.
+"""GPU compute models for ``collsim generate``: kernel-level device and host terms per GPU.
 
 A GEMM of m x n x k (bf16, ``2mnk`` FLOPs) takes
 
