@@ -32,7 +32,8 @@ def _available() -> dict[str, str]:
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"
+    from .report.escape import for_terminal
+    return f"warning: {for_terminal(' '.join(str(message).splitlines()))}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +95,10 @@ def run_guarded(func, args) -> int:
     except InputError as exc:
         if getattr(args, "debug", False):
             raise
-        print(f"collsim: error: {exc}", file=sys.stderr)
+        from .report.escape import for_terminal
+        # one line, and nothing from an input file that a terminal would act on
+        print(f"collsim: error: {for_terminal(' '.join(str(exc).splitlines()))}",
+              file=sys.stderr)
         return 2
     except Terminated as exc:
         print("collsim: terminated", file=sys.stderr)

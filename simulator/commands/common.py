@@ -46,14 +46,23 @@ def latency(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def positive_int(text: str) -> int:
+#: the largest count any flag takes: the workload reader's largest world (2^22 GPUs)
+MAX_COUNT = 1 << 22
+
+
+def positive_int(text: str, hi: int = MAX_COUNT) -> int:
+    """A whole number 1 .. ``hi`` in ASCII digits (not ``١٦``, ``1_6`` or 5,000 digits)."""
+    from ..readers.numbers import parse_int
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+        return parse_int(text, lo=1, hi=hi)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(">= 1", "at least 1")) from None
+
+
+def large_positive_int(text: str) -> int:
+    """As :func:`positive_int`, up to 2^40 (parameter counts, byte counts)."""
+    return positive_int(text, 1 << 40)
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from .common import positive_int
+from .common import large_positive_int, positive_int
 
 HELP = ("Write a SimAI/AICB workload table (readable by 'collsim simulate' and by SimAI) for a "
         "model preset or YAML model file and a parallel configuration. Communication sizes "
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--overlap-grad-reduce", action="store_true",
                    help="reduce the gradients in buckets during the last micro-batch's "
                         "backward, overlapped with it (default: all after the backward)")
-    f.add_argument("--ddp-bucket-size", type=positive_int, metavar="PARAMS",
+    f.add_argument("--ddp-bucket-size", type=large_positive_int, metavar="PARAMS",
                    help="parameters per gradient bucket (default Megatron's max(40M, 1M x DP))")
     f.add_argument("--context-parallel-size", "--cp", dest="cp", type=positive_int, default=1,
                    metavar="N", help="context parallelism: each rank holds 1/N of the sequence "

@@ -94,6 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 #: each draw is a whole simulation
 MAX_DRAWS = 10_000
+#: slices a --trace or --plot timeline may hold (each about 1 kB)
+MAX_TRACE_SLICES = 3_000_000
 
 
 def _html_report(args: argparse.Namespace, result, draws: list[int]) -> str:
@@ -174,6 +176,16 @@ def run(args: argparse.Namespace) -> int:
         workload = read_workload(args.workload, strict=args.strict)
         cluster, cost_model = build_cost_model(args)
         tracing = bool(args.trace or args.plot)
+        if tracing:
+            # every stage replays the table: a timeline holds up to rows x 3 x PP slices,
+            # about 1 kB each in memory and JSON
+            slices = len(workload.rows) * 3 * max(1, workload.pp)
+            if slices > MAX_TRACE_SLICES:
+                flag = "--trace" if args.trace else "--plot"
+                raise InputError(f"a timeline of {len(workload.rows):,} rows on {workload.pp:,} "
+                                 f"pipeline stages holds up to {slices:,} slices; at most "
+                                 f"{MAX_TRACE_SLICES:,} (a few GB): drop {flag} or trace a "
+                                 "smaller configuration", field=flag)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             world = resolve_world(workload, args.gpus, cost_model)

@@ -135,13 +135,29 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
         return {}
     blocks = [seg.prefix, seg.suffix] + [tuple(range(b, b + len(seg.micro_batch)))
                                          for b in seg.block_starts]
+    import bisect
+
+    # linear in rows + checkpoints (a table of 10^5 rows with recompute took minutes when
+    # each initiate scanned every block and every checkpoint)
+    block_of: dict[int, int] = {}
+    for b, block in enumerate(blocks):
+        for i in block:
+            block_of.setdefault(i, b)  # the first block holding a row, as the scan found it
+    in_block: dict[int, list[int]] = {}
+    for c in sorted(set(workload.checkpoints)):
+        b = block_of.get(c)
+        if b is not None:
+            in_block.setdefault(b, []).append(c)
     out = {}
     for idx in workload.checkpoint_initiates:
-        block = next((b for b in blocks if idx in b), None)
-        if block is None:
+        b = block_of.get(idx)
+        if b is None:
             continue
-        before = [c for c in workload.checkpoints if block[0] <= c <= idx and c in block]
-        out[idx] = max(before) if before else block[0]
+        block = blocks[b]
+        cands = in_block.get(b, [])
+        k = bisect.bisect_right(cands, idx)
+        # the last checkpoint of the block at or before idx (not before the block's start)
+        out[idx] = cands[k - 1] if k and cands[k - 1] >= block[0] else block[0]
     return out
 
 

@@ -81,8 +81,9 @@ def free_groups_of(workload: Workload) -> frozenset:
 def checkpoint_marks(workload: Workload) -> dict[int, tuple]:
     """File row index -> (is a checkpoint, is a recompute initiate)."""
     marks: dict[int, tuple] = {}
-    for i in set(workload.checkpoints) | set(workload.checkpoint_initiates):
-        marks[i] = (i in workload.checkpoints, i in workload.checkpoint_initiates)
+    checkpoints, initiates = set(workload.checkpoints), set(workload.checkpoint_initiates)
+    for i in checkpoints | initiates:
+        marks[i] = (i in checkpoints, i in initiates)
     return marks
 
 

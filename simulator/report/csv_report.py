@@ -5,6 +5,7 @@ import csv
 import io
 
 from ..result import SimulationResult
+from .escape import csv_cell
 
 LAYER_COLUMNS = [
     "sequence", "index", "line", "name", "occurrences",
@@ -30,7 +31,7 @@ def render_csv(r: SimulationResult) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(LAYER_COLUMNS)
     for x in r.rows:
-        w.writerow([x.sequence, x.index, x.file_line, x.name, x.occurrences,
+        w.writerow([x.sequence, x.index, x.file_line, csv_cell(x.name), x.occurrences,
                     _us(x.fwd_compute_ns), x.fwd_comm, x.fwd_group, x.fwd_bytes, _us(x.fwd_comm_ns),
                     _us(x.ig_compute_ns), x.ig_comm, x.ig_group, x.ig_bytes, _us(x.ig_comm_ns),
                     _us(x.wg_compute_ns), x.wg_comm, x.wg_group, x.wg_bytes, _us(x.wg_comm_ns),
@@ -39,6 +40,6 @@ def render_csv(r: SimulationResult) -> str:
     e = c.exposed_ns
     w.writerow([])
     w.writerow(SIMAI_SUMMARY_COLUMNS)
-    w.writerow([r.workload, _us(e["DP"]), _us(e["DP_EP"]), _us(e["TP"]), _us(e["EP"]), _us(e["PP"]),
+    w.writerow([csv_cell(r.workload), _us(e["DP"]), _us(e["DP_EP"]), _us(e["TP"]), _us(e["EP"]), _us(e["PP"]),
                 _us(c.bubble_ns), _us(c.compute_ns), _us(sum(e.values())), _us(r.iteration_ns)])
     return buf.getvalue()

@@ -160,7 +160,8 @@ def render_text(r: SimulationResult, top_rows: int = 10, full: bool = False) -> 
                          f"{row.exposed_ns / 1e6:12.3f}  {comms}")
     if r.notes:
         lines += [""] + [f"note: {n}" for n in r.notes]
-    return "\n".join(lines) + "\n"
+    from .escape import for_terminal
+    return for_terminal("\n".join(lines) + "\n")  # names from the file reach a terminal
 
 
 def _assumed(a: dict) -> list[str]:

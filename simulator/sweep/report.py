@@ -39,6 +39,8 @@ def _fmt(v) -> str:
 
 
 def render_csv(results: list[dict], extra_axes: list[str] = ()) -> str:
+    from ..report.escape import csv_cell
+
     cols = list(CONFIG_COLUMNS)
     for a in extra_axes:
         if a not in cols:
@@ -50,7 +52,7 @@ def render_csv(results: list[dict], extra_axes: list[str] = ()) -> str:
         row = [i, r["key"], r["status"]] + [_fmt(_value(r, c)) for c in cols]
         row += [_fmt(r.get(c)) for c in RESULT_COLUMNS]
         row += [_fmt(r.get("cached", False)), r.get("error", ""), r.get("notes", "")]
-        w.writerow(row)
+        w.writerow([csv_cell(c) for c in row])
     return buf.getvalue()
 
 
@@ -71,6 +73,11 @@ def label(r: dict, axes: list[str]) -> str:
 
 
 def best_table(results: list[dict], axes: list[str], n: int = 5) -> str:
+    from ..report.escape import for_terminal
+    return for_terminal(_best_table(results, axes, n))  # spec values reach a terminal
+
+
+def _best_table(results: list[dict], axes: list[str], n: int = 5) -> str:
     ok = [r for r in results if r["status"] == "ok"]
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("ok", "infeasible",
                                                                         "error")}

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..readers.numbers import shown
 from ..units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 from .yamlsrc import Located
 
@@ -209,16 +210,18 @@ class _Checker:
         except ValueError as exc:
             raise self.err(path, str(exc)) from None
 
-    def integer(self, value, path, minimum: int = 1) -> int:
+    def integer(self, value, path, minimum: int = 1, maximum: int = 1 << 22) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.err(path, f"expected a whole number, got {value!r}")
+            raise self.err(path, f"expected a whole number, got {shown(value)}")
         if value < minimum:
             raise self.err(path, f"must be at least {minimum}, got {value}")
+        if value > maximum:  # counts of GPUs, servers, NICs: 2^22 is the largest world
+            raise self.err(path, f"must be at most {maximum:,}, got {value:,}")
         return value
 
     def number(self, value, path, lo: float, hi: float, lo_open=True) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.err(path, f"expected a number, got {value!r}")
+            raise self.err(path, f"expected a number, got {shown(value)}")
         if (value <= lo if lo_open else value < lo) or value > hi:
             interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
             raise self.err(path, f"must be in {interval}, got {value}")
@@ -347,7 +350,8 @@ def parse_spec(doc: Located) -> TopologySpec:
                         c.latency(f.get("leaf_latency", 0), p + ("leaf_latency",)),
                         c.latency(f.get("spine_latency", 0), p + ("spine_latency",)),
                         c.choice(f.get("ecmp", "ideal"), p + ("ecmp",), ECMP_MODES),
-                        c.integer(f.get("ecmp_seed", 0), p + ("ecmp_seed",), minimum=0),
+                        c.integer(f.get("ecmp_seed", 0), p + ("ecmp_seed",), minimum=0,
+                                  maximum=2 ** 63 - 1),
                         (c.integer(f["uplinks"], p + ("uplinks",))
                          if f.get("uplinks") is not None else None))
         if f.get("oversubscription", 1.0) < 1:
