@@ -19,6 +19,11 @@ _BW_UNITS = {
 }
 
 
+def _shown(text) -> str:
+    from .readers.numbers import shown
+    return shown(text)
+
+
 def parse_bandwidth_gbps(text: str | float | int) -> float:
     """Bandwidth in GB/s from ``'50'``, ``'50GB/s'``, ``'400Gbit/s'`` or ``'400Gbps'``.
 
@@ -30,20 +35,20 @@ def parse_bandwidth_gbps(text: str | float | int) -> float:
     else:
         m = _BW_RE.match(text)
         if not m:
-            raise ValueError(f"expected a bandwidth like 50, 50GB/s or 400Gbit/s, got {text!r}")
+            raise ValueError(f"expected a bandwidth like 50, 50GB/s or 400Gbit/s, got {_shown(text)}")
         value, unit = float(m.group(1)), m.group(2)
     key = unit.lower()
     # 'GB/s' vs 'Gb/s': case matters for the b only when written with a slash
     if unit in ("Gb/s", "Tb/s", "Mb/s"):
         key = unit[0].lower() + "bit/s"
     if key not in _BW_UNITS:
-        raise ValueError(f"unknown bandwidth unit {unit!r} in {text!r} (use GB/s or Gbit/s)")
+        raise ValueError(f"unknown bandwidth unit {_shown(unit)} in {_shown(text)} (use GB/s or Gbit/s)")
     gbps = value * _BW_UNITS[key]
     if not gbps > 0:
-        raise ValueError(f"bandwidth must be positive, got {text!r}")
+        raise ValueError(f"bandwidth must be positive, got {_shown(text)}")
     # below 1 kB/s or above 1 EB/s is a typo, and would overflow the nanosecond arithmetic
     if not 1e-6 <= gbps <= 1e9:
-        raise ValueError(f"bandwidth {text!r} is outside 1e-6 .. 1e9 GB/s")
+        raise ValueError(f"bandwidth {_shown(text)} is outside 1e-6 .. 1e9 GB/s")
     return gbps
 
 
@@ -55,7 +60,9 @@ def parse_size_bytes(text: str) -> int:
     """Bytes from ``'4096'``, ``'1K'``, ``'1KiB'``, ``'1G'`` (binary multiples, as nccl-tests)."""
     m = _SIZE_RE.match(str(text))
     if not m:
-        raise ValueError(f"expected a size like 4096, 1K or 1GiB, got {text!r}")
+        raise ValueError(f"expected a size like 4096, 1K or 1GiB, got {_shown(text)}")
+    if len(m.group(1)) > 30:
+        raise ValueError(f"size {_shown(text)} is too large")
     return int(m.group(1)) * 1024 ** _SIZE_POW[m.group(2).lower()]
 
 
@@ -65,11 +72,11 @@ def parse_latency_ns(text: str | float | int) -> int:
         text = str(text)
     m = re.match(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ns|us|ms|s)?\s*$", text)
     if not m:
-        raise ValueError(f"expected a latency like 2us or 500ns, got {text!r}")
+        raise ValueError(f"expected a latency like 2us or 500ns, got {_shown(text)}")
     factor = {"ns": 1, "us": 1_000, None: 1_000, "ms": 1_000_000, "s": 1_000_000_000}[m.group(2)]
     ns = float(m.group(1)) * factor
     if not ns <= 2 ** 62:  # also catches inf and nan: 2^62 ns is 146 years
-        raise ValueError(f"latency {text!r} is too large")
+        raise ValueError(f"latency {_shown(text)} is too large")
     return round(ns)
 
 

@@ -138,7 +138,8 @@ def get_preset(name: str) -> ModelSpec:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in PRESETS:
-        raise InputError(f"unknown model {name!r}; presets: {', '.join(preset_names())} "
+        from ..readers.numbers import shown
+        raise InputError(f"unknown model {shown(name)}; presets: {', '.join(preset_names())} "
                          "(or a YAML model file)", field="--model")
     return PRESETS[key]
 
@@ -214,7 +215,10 @@ def load_model_yaml(path: str) -> ModelSpec:
         if key in ("preset", "base"):
             if not isinstance(vnode, yaml.ScalarNode):
                 raise InputError("expected a preset name", path=path, line=line, field=key)
-            base = get_preset(str(vnode.value))
+            try:
+                base = get_preset(str(vnode.value))
+            except InputError as exc:  # at the line of the file, not of --model
+                raise InputError(exc.message, path=path, line=line, field=key) from None
             continue
         target = YAML_KEYS.get(key)
         if target is None:
