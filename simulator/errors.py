@@ -6,6 +6,7 @@ The CLI turns it into exit code 2 without a traceback.
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 
@@ -28,7 +29,20 @@ class InputError(Exception):
                 where += f":{self.line}"
             where += ": "
         field = f"{self.field}: " if self.field else ""
-        return f"{where}{field}{self.message}"
+        return _bounded(f"{where}{field}{self.message}")
+
+
+_LONG_QUOTE = re.compile(r"""(['"])([^'"\n]{48})[^'"\n]{24,}?([^'"\n]{8})\1""")
+
+
+def _bounded(text: str) -> str:
+    """One line, with any quoted value over 80 characters shortened (a 200k-character name
+    from a file is not repeated to the terminal), and at most 1,000 characters."""
+    text = " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+    if len(text) > 200:
+        text = _LONG_QUOTE.sub(lambda m: f"{m.group(1)}{m.group(2)}...{m.group(3)}{m.group(1)}",
+                               text)
+    return text if len(text) <= 1000 else text[:990] + " [...]"
 
 
 class SimulationWarning(UserWarning):

@@ -406,7 +406,7 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
                 break
         if "name" not in header or unit is None:
             raise InputError("expected columns name,fwd_us,ig_us,wg_us (or _ns/_ms), got "
-                             + shown(",".join(header), 120), path=path, line=lines[0][0])
+                             + shown(",".join(header), 50), path=path, line=lines[0][0])
         u, scale = unit
         cols = [header.index(f"{p}_{u}") for p in ("fwd", "ig", "wg")]
         ni = header.index("name")
