@@ -166,6 +166,23 @@ def features_from_args(args: argparse.Namespace):
         attention_backend=getattr(args, "attention_backend", "flash"))
 
 
+def _readable_by_simulate(table: str, path: str) -> None:
+    """Never write a table `collsim simulate` would refuse: read it back with its reader."""
+    import warnings
+
+    from ..errors import InputError
+    from ..readers.workload import read_workload_text
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read_workload_text(table, path=path, strict=True)
+    except InputError as exc:
+        raise InputError(f"the generated table would be refused by 'collsim simulate' "
+                         f"({exc.message}); not writing it", path=path,
+                         field=exc.field) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..report.output import write_all
     from ..writers.workload_text import render_workload
@@ -179,7 +196,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = check_outputs(args, {"output": "--output", "json": "--json"},
                            extra_outputs={"the assumptions file": sidecar} if sidecar else None)
     gen = build_from_args(args)
-    outputs = {args.output: render_workload(gen.workload)}
+    table = render_workload(gen.workload)
+    _readable_by_simulate(table, args.output)
+    outputs = {args.output: table}
     if args.output != "-":
         # what the table assumed, beside it, for 'collsim simulate' to report
         outputs[sidecar_path(args.output)] = json.dumps(gen.assumptions(), indent=2) + "\n"
