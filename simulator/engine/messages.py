@@ -7,7 +7,10 @@ A message is an event keyed by the pass that produced it; its value is (sent, ar
 """
 from __future__ import annotations
 
-from .._simpy import simpy
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # any environment with simpy's event(), timeout() and now: simpy or .loop
+    from .._simpy import simpy
 
 from ..workload import Phase
 

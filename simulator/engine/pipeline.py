@@ -1,4 +1,4 @@
-"""Pipeline stages as simpy processes exchanging activations and gradients.
+"""Pipeline stages as event-loop processes exchanging activations and gradients.
 
 One process per stage simulates one representative rank of that stage (all ranks of a stage
 replay identically on a symmetric cluster), so the event count grows with stages and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._simpy import simpy
+from .loop import Environment
 
 from ..result import StageResult, TraceSlice
 from ..workload import Phase
@@ -39,7 +39,7 @@ class StageSetup:
 class PipelineSim:
     def __init__(self, stages: list[StageSetup], schedule: list[list], pp: int, chunks: int,
                  trace: bool, mb_variant: tuple[int, ...]):
-        self.env = simpy.Environment()
+        self.env = Environment()   # simpy semantics, a lighter loop (.loop)
         self.stages = stages
         self.schedule = schedule
         self.pp = pp
