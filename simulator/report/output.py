@@ -95,8 +95,8 @@ def check_paths(outputs: Iterable[tuple[str, str]], inputs: Iterable[str] = ()) 
         src_keys = _keys(src)
         for what, path in outs:
             if path != STDOUT and _keys(path) & src_keys:
-                raise InputError(f"{what} would overwrite the input {src}; choose another "
-                                 "output path", path=path, field=what)
+                raise InputError(f"would overwrite the input {src}; choose another output "
+                                 "path", path=path, field=what)
 
 
 def _os_error(exc: OSError, path: str, doing: str = "cannot write") -> InputError:
