@@ -129,9 +129,9 @@ def test_generated_step_reports_gpu_derivation():
 def test_measured_training_steps_against_generate_and_simulate():
     """`collsim validate`'s H200 cases (docs/validation.md). Without recompute (18 cases):
     median |error| 3.0%, maximum 24.0% (gpt-125m-s1024-b1, host-bound: docs/compute-model.md).
-    With full recompute (8): median 13.0%, too fast by 12-16% from 760M up, because generate's
-    recompute replays rows c .. j-1 of each layer, its attention row and not the MLP row
-    that initiates, while the measured step recomputes the whole layer."""
+    With full recompute (8), every layer's forward replayed whole: median 4.0%, 760M and up
+    within -5.4% .. -1.8%; the two host-bound small ones (125M and 350M, runs spread 25-34%)
+    +10.8% and +13.4%."""
     from simulator.calibration import load_calibration
     from simulator.cluster import Cluster
     from simulator.validation import h200_train
@@ -147,8 +147,9 @@ def test_measured_training_steps_against_generate_and_simulate():
     assert len(plain) == 18
     median = (plain[8] + plain[9]) / 2
     assert median <= MEDIAN_TARGET and plain[-1] <= MAX_TARGET
-    rc = [r.error for r in res if r.extra["recompute"]]
-    assert all(-0.20 < e < 0.10 for e in rc) and sum(rc) / len(rc) < -0.05
+    rc = sorted(abs(r.error) for r in res if r.extra["recompute"])
+    assert len(rc) == 8
+    assert (rc[3] + rc[4]) / 2 <= MEDIAN_TARGET and rc[-1] <= MAX_TARGET
 
 
 # what the validation gives today (docs/validation.md); a model change that worsens it fails

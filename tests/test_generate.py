@@ -128,7 +128,10 @@ def test_written_file_reads_back_equal(tmp_path):
     assert len(back.checkpoints) == len(back.checkpoint_initiates) == 16 * 4
     assert all(a < b for a, b in zip(back.checkpoints, back.checkpoint_initiates))
     assert back.rows[back.checkpoints[0]].name == "attention_column"
-    assert back.rows[back.checkpoint_initiates[0]].name == "mlp_moelayer"
+    # the initiate is the row after the layer (the next layer's first row), so that rows
+    # c .. j-1 replay the whole layer
+    assert back.rows[back.checkpoint_initiates[0]].name == "attention_column"
+    assert back.checkpoint_initiates[0] == back.checkpoints[1]
 
 
 def test_recompute_replays_every_layer_forward():
@@ -140,12 +143,13 @@ def test_recompute_replays_every_layer_forward():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = simulate(w)
-    # each layer is checkpointed at its attention row and initiates at its mlp row; as in
-    # ASTRA-sim 1.0 (its sample marks checkpoints 2, 11 and initiates 10, 19) the forward of
-    # rows c .. j-1 is replayed, so the attention row's and not the initiating mlp row's
+    # each layer is checkpointed at its attention row and initiates at the row after its mlp
+    # row (the next layer's attention row, or the output layer after the last); rows
+    # c .. j-1 are replayed, c the checkpoint before j, so every layer's forward (attention
+    # and mlp rows) is recomputed once, as Megatron's full recompute does
     assert [w.rows[i].name for i in w.checkpoints[:1] + w.checkpoint_initiates[:1]] == [
-        "attention_layer", "mlp_layer"]
-    layers_fwd = sum(x.fwd_ns for x in w.rows if x.name == "attention_layer")
+        "attention_layer", "attention_layer"]
+    layers_fwd = sum(x.fwd_ns for x in w.rows if x.name in ("attention_layer", "mlp_layer"))
     assert r.critical.recompute_ns == pytest.approx(layers_fwd, rel=1e-6)
 
 

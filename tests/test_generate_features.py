@@ -35,23 +35,28 @@ def sim(w, **opts):
 def test_full_uniform_groups_of_two_layers():
     # micro-batch 0 occupies rows 2-14 (13 rows), micro-batch 1 rows 15-27; the layers of
     # micro-batch 0 are rows 3-4, 5-6, 7-8, 9-10. Groups of 2 layers: checkpoint at the
-    # group's first row, recompute initiated at its last: (3, 6), (7, 10), then +13.
+    # group's first row, recompute initiated at the row after its last, so the replay of
+    # rows c .. j-1 covers the whole group: (3, 7), (7, 11) (row 7 is the second group's
+    # checkpoint too: its initiate replays from the checkpoint before it), then +13.
     w = gen(features=Features(recompute_granularity="full", recompute_num_layers=2),
             global_batch=2).workload
     assert w.checkpoints == (3, 7, 16, 20)
-    assert w.checkpoint_initiates == (6, 10, 19, 23)
+    assert w.checkpoint_initiates == (7, 11, 20, 24)
 
 
 def test_full_block_recomputes_only_the_first_layers():
-    # block 1: only layer 0 of each micro-batch (rows 3-4 and 16-17)
+    # block 1: only layer 0 of each micro-batch (rows 3-4 and 16-17), initiated at the row
+    # after it (layer 1's first row, 5 and 18) so that rows c .. j-1 are the whole layer
     w = gen(features=Features(recompute_granularity="full", recompute_method="block",
                               recompute_num_layers=1), global_batch=2).workload
-    assert (w.checkpoints, w.checkpoint_initiates) == ((3, 16), (4, 17))
+    assert (w.checkpoints, w.checkpoint_initiates) == ((3, 16), (5, 18))
 
 
 def test_legacy_recompute_flag_is_full_uniform_per_layer():
     w = gen(recompute=True, global_batch=1).workload
-    assert w.checkpoints == (3, 5, 7, 9) and w.checkpoint_initiates == (4, 6, 8, 10)
+    # layers at rows 3-4, 5-6, 7-8, 9-10; each initiated at the row after it (the next
+    # layer's checkpoint, then the output layer at 11)
+    assert w.checkpoints == (3, 5, 7, 9) and w.checkpoint_initiates == (5, 7, 9, 11)
 
 
 def test_recompute_groups_stay_inside_model_chunks():
@@ -61,9 +66,11 @@ def test_recompute_groups_stay_inside_model_chunks():
                   tied_embeddings=False)
     w = gen(world=2, model=m, pp=2, vpp=2, global_batch=2,
             features=Features(recompute_granularity="full", recompute_num_layers=2)).workload
-    # block: embedding (2), layers (3-4), (5-6), final + loss (7-10); 9 rows; mb 1 at 11
+    # block: embedding (2), layers (3-4), (5-6), final + loss (7-10); 9 rows; mb 1 at 11.
+    # The last chunk's layer initiates at the output layer after it (7); the first chunk's
+    # has no later row in its chunk's pass, so it initiates at its own last row (4)
     assert w.checkpoints == (3, 5, 12, 14)
-    assert w.checkpoint_initiates == (4, 6, 13, 15)
+    assert w.checkpoint_initiates == (4, 7, 13, 16)
 
 
 def test_selective_recompute_replays_core_attention_only():

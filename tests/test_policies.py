@@ -119,11 +119,18 @@ def test_checkpoints_only_under_fwd_in_bckwd_and_rows_c_to_j_minus_1():
     assert any("checkpoint lists are ignored" in n for n in plain.notes)
 
 
-def test_checkpoint_at_the_initiate_row_replays_nothing():
-    # c = j = 2: rows c .. j-1 is empty (ASTRA-sim would run on past the initiate row)
-    r = run("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 checkpoints: 1 2 "
-            "checkpoint_initiates: 1 2", MODEL_ROWS, gpus=4)
-    assert r.iteration_ns == 6000 and r.critical.recompute_ns == 0
+def test_initiate_row_that_is_a_checkpoint_replays_from_the_checkpoint_before_it():
+    # two one-row "layers" each checkpointed at its row and each recomputed from the row
+    # after it, as generate writes full recompute: checkpoints 0, 1; initiates 1, 2. Before
+    # r2's ig the replay starts at the checkpoint before row 2 (row 1, not row 2 itself):
+    # r1 forward 100 + AG 600 = 700; before r1's ig, from row 0: r0 100 + AR 1200 = 1300.
+    # 6000 (HYBRID_TRANSFORMER above) + 700 + 1300 = 8000; recompute compute 100 + 100.
+    # (ASTRA-sim 1.0 stops its search at row 2 itself and runs on past it.)
+    r = run("HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 4 checkpoints: 2 0 1 "
+            "checkpoint_initiates: 2 1 2", MODEL_ROWS, gpus=4)
+    assert r.iteration_ns == 8000 and r.critical.recompute_ns == 200
+    assert [c[1] for c in collectives(r)] == ["r0 fwd", "r1 fwd", "r1 recompute", "r2 ig",
+                                              "r0 recompute", "r1 ig", "r0 ig"]
 
 
 DM_ROWS = ["r0 -1 100 ALLREDUCE 800 200 ALLREDUCE 800 300 ALLREDUCE 800 0",

@@ -257,13 +257,13 @@ def blocks_of(seg) -> list[list[int]]:
 
 def recompute_starts(w: Workload, seg) -> dict[int, int]:
     """File index of each recompute-initiate row -> file index its forward replay starts at:
-    the nearest checkpoint at or before it in the same block, else the block's first row
+    the nearest checkpoint before it in the same block, else the block's first row
     (docs/workload-format.md; a checkpoint marks one row of the file, so in one micro-batch)."""
     out = {}
     for block in blocks_of(seg):
         for idx in block:
             if idx in w.checkpoint_initiates:
-                before = [c for c in block if c <= idx and c in w.checkpoints]
+                before = [c for c in block if c < idx and c in w.checkpoints]
                 out[idx] = max(before) if before else block[0]
     return out
 

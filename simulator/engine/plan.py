@@ -127,9 +127,12 @@ def _describe_places(group: str, places: set, par: ParallelConfig) -> str:
 def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
     """File row index of each checkpoint-initiate row -> file index to recompute from.
 
-    The replay restarts at the nearest checkpoint at or before the initiate row inside the same
+    The replay restarts at the nearest checkpoint before the initiate row inside the same
     block (the rows before the micro-batches, one micro-batch, or the rows after), or at the
-    block's first row.
+    block's first row. A row that is both a checkpoint and an initiate replays the segment
+    that ends at it (from the previous checkpoint): that is how consecutive layers, each
+    checkpointed at its first row, each recompute whole. ASTRA-sim 1.0 would instead run its
+    forward on past such a row; rows c .. j-1 with c = j would replay nothing.
     """
     if not workload.checkpoint_initiates:
         return {}
@@ -155,8 +158,8 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
             continue
         block = blocks[b]
         cands = in_block.get(b, [])
-        k = bisect.bisect_right(cands, idx)
-        # the last checkpoint of the block at or before idx (not before the block's start)
+        k = bisect.bisect_left(cands, idx)
+        # the last checkpoint of the block before idx (not before the block's start)
         out[idx] = cands[k - 1] if k and cands[k - 1] >= block[0] else block[0]
     return out
 

@@ -511,8 +511,8 @@ def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, i
 
     Full recompute, Megatron's methods, inside each model chunk (a chunk is a transformer
     block of its own): ``uniform`` checkpoints the input of every group of N consecutive
-    layers and replays the group (rows c .. j-1: up to the row before the initiating last
-    row, as ASTRA-sim 1.0 does) before its backward; ``block`` checkpoints the first
+    layers and replays the whole group (rows c .. j-1, the initiate on the row after the
+    group) before its backward; ``block`` checkpoints the first
     N layers one by one and keeps every activation of the others. Selective recompute
     replays the core attention row alone (its forward holds no collective).
     """
@@ -528,14 +528,26 @@ def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, i
     per_chunk = max(1, len(layer_rows) // chunks)
     n = f.recompute_num_layers or 1
     spans = []
+
+    def span(group: list[tuple[int, int]], chunk_end: int) -> tuple[int, int]:
+        # replay is rows c .. j-1: initiate at the row after the group's last row (the next
+        # layer's first row, itself a checkpoint, or the output layer), so the whole group is
+        # recomputed, as Megatron does; a group that ends its model chunk has no later row in
+        # the chunk's pass and keeps its last row's forward unreplayed
+        last = group[-1][1]
+        return (group[0][0], last + 1 if last < chunk_end else last)
+
     for c0 in range(0, len(layer_rows), per_chunk):
         chunk = layer_rows[c0:c0 + per_chunk]
+        last_chunk = c0 + per_chunk >= len(layer_rows)
+        # rows after the chunk's last layer that belong to the same pass: the output layer
+        # and loss in the last chunk; none in the others (the next chunk starts there)
+        chunk_end = len(block) - 1 if last_chunk else chunk[-1][1]
         if f.recompute_method == "block":
-            spans.extend(chunk[:n])
+            spans.extend(span([layer], chunk_end) for layer in chunk[:n])
         else:
             for g in range(0, len(chunk), n):
-                group = chunk[g:g + n]
-                spans.append((group[0][0], group[-1][1]))
+                spans.append(span(chunk[g:g + n], chunk_end))
     return spans
 
 
