@@ -141,3 +141,22 @@ def test_validate_writes_no_docs_unless_asked(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (doc.read_bytes(), doc.stat().st_mtime_ns) == before
     assert "wrote" not in p.stdout + p.stderr
+
+
+def test_json_and_docs_are_one_set_of_outputs(tmp_path):
+    # a docs file with only the begin marker cannot take the section: the command fails
+    # with one line, exit 2, and writes neither output (the JSON used to be written first)
+    doc = tmp_path / "v.md"
+    doc.write_text(f"# mine\n\n{BEGIN}\nhalf a section\n")
+    js = tmp_path / "v.json"
+    p = collsim("validate", "--quiet", "--json", js, "--write-docs", doc)
+    assert p.returncode == 2 and "markers" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert not js.exists()
+    assert doc.read_text() == f"# mine\n\n{BEGIN}\nhalf a section\n"
+    # with a well-formed file both are written, the rest of the file kept
+    doc.write_text("# mine\n\nkept\n")
+    p = collsim("validate", "--quiet", "--json", js, "--write-docs", doc)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(js.read_text())["cases"]
+    text = doc.read_text()
+    assert text.startswith("# mine\n\nkept\n") and BEGIN in text and END in text

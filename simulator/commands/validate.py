@@ -70,7 +70,7 @@ def _json(rep) -> str:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..validation import render_text, run_validation, write_docs
+    from ..validation import docs_text, render_text, run_validation
 
     from .common import check_outputs
     inputs = check_outputs(args, {"json": "--json", "write_docs": "--write-docs"})
@@ -79,21 +79,22 @@ def run(args: argparse.Namespace) -> int:
         rep = run_validation(args.calibration, args.transfer_calibration)
     if not args.quiet and args.json != "-":
         sys.stdout.write(render_text(rep))
+    # the JSON and the docs section are one set of outputs: both written or neither
+    outputs: dict[str, str] = {}
     if args.json:
-        text = _json(rep)
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            from ..report.output import write_all
-            write_all({args.json: text}, inputs=inputs)
+        outputs[args.json] = _json(rep)
+    docs_path = None
     if args.write_docs is not None:
         from ..errors import InputError
         from ..validation import DEFAULT_DOCS
         if not args.write_docs and DEFAULT_DOCS is None:
             raise InputError("--write-docs needs a PATH outside a source checkout (an "
                              "installed collsim has no docs/ of its own)", field="--write-docs")
-        path = args.write_docs or str(DEFAULT_DOCS)
-        write_docs(rep, path)
-        if not args.quiet and args.json != "-":
-            sys.stderr.write(f"wrote the validate section of {path}\n")
+        docs_path = args.write_docs or str(DEFAULT_DOCS)
+        outputs[docs_path] = docs_text(rep, docs_path)
+    if outputs:
+        from ..report.output import write_all
+        write_all(outputs, inputs=inputs)
+    if docs_path is not None and not args.quiet and args.json != "-":
+        sys.stderr.write(f"wrote the validate section of {docs_path}\n")
     return 0

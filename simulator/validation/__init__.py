@@ -302,8 +302,9 @@ def render_markdown(rep: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(rep: Report, path: str | os.PathLike) -> str:
-    """Replace (or append) the validate section of ``path``; other content is kept."""
+def docs_text(rep: Report, path: str | os.PathLike) -> str:
+    """The file at ``path`` with its validate section replaced (or appended); other content
+    is kept. Nothing is written: the command writes it with its other outputs as one set."""
     path = os.fspath(path)
     section = render_markdown(rep)
     try:
@@ -318,9 +319,13 @@ def write_docs(rep: Report, path: str | os.PathLike) -> str:
         raise InputError(f"found only one of the markers {BEGIN} / {END}, or in the wrong "
                          "order; fix the file by hand", path=path)
     if b >= 0:
-        new = text[:b] + section.rstrip("\n") + text[e + len(END):]
-    else:
-        new = text.rstrip("\n") + "\n\n" + section
+        return text[:b] + section.rstrip("\n") + text[e + len(END):]
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def write_docs(rep: Report, path: str | os.PathLike) -> str:
+    """Replace (or append) the validate section of ``path``; other content is kept."""
+    new = docs_text(rep, path)
     from ..report.output import write_atomic
-    write_atomic(path, new)
+    write_atomic(os.fspath(path), new)
     return new
