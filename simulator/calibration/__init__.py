@@ -22,7 +22,8 @@ def calibrate(paths: list[str], ops: list[str] | None = None, method: str | None
               nccl_tests_op: str | None = None) -> Calibration:
     """Read measurement files, fit, and attach residuals and cross-validation."""
     from .data import read_files, select
-    from .fit import DEFAULT_KNOT_OCTAVES, cross_validate, fit, residuals
+    from .fit import OUTLIER_RATIO
+    from .fit import DEFAULT_KNOT_OCTAVES, cross_validate, fit, outliers, residuals
 
     octaves = knot_octaves or DEFAULT_KNOT_OCTAVES
     rows, sources = read_files(paths, method_default=method_default, placement=placement,
@@ -40,6 +41,15 @@ def calibrate(paths: list[str], ops: list[str] | None = None, method: str | None
                      "rows": len(chosen),
                      "sizes": [min(r.size for r in chosen), max(r.size for r in chosen)]}
     cal.residuals = residuals(cal, chosen)
+    cal.outliers = outliers(cal, chosen)
+    if cal.outliers:
+        from ..errors import warn
+        shown = "; ".join(
+            f"{r.source}: {r.op} {r.ranks} ranks {r.size} bytes measured {r.time_us:.4g} us, "
+            f"fitted {r.time_us * ratio:.4g} us" for r, ratio in cal.outliers[:3])
+        more = f" (+{len(cal.outliers) - 3} more)" if len(cal.outliers) > 3 else ""
+        warn(f"{len(cal.outliers)} measurement(s) the fit misses by more than "
+             f"{OUTLIER_RATIO:g}x and far more than their neighbours, check them: {shown}{more}")
     if folds:
         cal.cross_validation = cross_validate(chosen, folds, octaves)
     cal.rows = chosen

@@ -49,6 +49,7 @@ class Calibration:
         self.sources: list[dict] = []
         self.selection: dict = {}
         self.residuals: dict = {}
+        self.outliers: list = []   # (row, predicted / measured) the fit misses far (see outliers)
         self.cross_validation: dict | None = None
         self.path: str | None = None
 
@@ -297,6 +298,28 @@ def residuals(cal: Calibration, rows: list[CalRow]) -> dict:
         c_err.append(c / r.time_us - 1.0)
     return {"structural": error_table(rows, s_err), "corrected": error_table(rows, c_err),
             "overall": {"structural": summarize(s_err), "corrected": summarize(c_err)}}
+
+
+OUTLIER_RATIO = 2.0      # a point the fit misses by more than 2x either way ...
+OUTLIER_SPREAD = 5.0     # ... and by 5x its operation's median miss (in log terms)
+
+
+def outliers(cal: Calibration, rows: list[CalRow]) -> list[tuple[CalRow, float]]:
+    """Measured points the fitted model misses far more than it misses their neighbours:
+    (row, predicted / measured), worst first. A single mistyped row (a time off by 100x)
+    still pulls the fit a little; naming it lets the user drop or fix it."""
+    logs = []
+    for r in rows:
+        pred = cal.predict_row(r)
+        logs.append(abs(math.log(pred / r.time_us)) if pred and pred > 0 else 0.0)
+    by_op: dict[str, list[float]] = defaultdict(list)
+    for r, x in zip(rows, logs):
+        by_op[r.op].append(x)
+    median = {op: float(np.median(v)) for op, v in by_op.items()}
+    out = [(r, math.exp(x) if cal.predict_row(r) > r.time_us else math.exp(-x))
+           for r, x in zip(rows, logs)
+           if x > math.log(OUTLIER_RATIO) and x > OUTLIER_SPREAD * median[r.op]]
+    return sorted(out, key=lambda t: -abs(math.log(t[1])))
 
 
 def fold_of_sizes(rows: list[CalRow], k: int) -> dict[int, int]:
