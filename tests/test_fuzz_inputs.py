@@ -83,56 +83,10 @@ def existing(*patterns: str) -> list[Path]:
 
 # --------------------------------------------------------------------------- the readers
 
-def _topology(path):
-    from simulator.topology import Topology, read_spec
-    from simulator.topology.overrides import cluster_for
-    spec = read_spec(path)
-    cluster_for(spec)
-    return Topology(spec)
-
-
-def _sweep(path):
-    from simulator.sweep.spec import load_spec
-    return load_spec(str(path))
-
-
-def _calibration(path):
-    from simulator.calibration.yamlio import load
-    return load(path)
-
-
-def _model(path):
-    from simulator.generate import load_model_yaml
-    return load_model_yaml(str(path))
-
-
-def _measurement_csv(path):
-    from simulator.readers.measurement_csv import read_measurement_csv
-    return read_measurement_csv(path)
-
-
-def _nccl_tests(path):
-    from simulator.readers.nccl_tests import read_nccl_tests
-    return read_nccl_tests(path)
-
-
-def _moe_logs(path):
-    from simulator.readers.moe_logs import kernel_means, read_moe_log, summary_step_times
-    log = read_moe_log(path)
-    kernel_means(log)
-    summary_step_times(log)
-    return log
-
-
-def _echo(path):
-    from simulator.readers.echo_trace import read_echo_trace, summarize_echo_trace
-    return summarize_echo_trace(read_echo_trace(path))
-
-
-def _compute_profile(path):
-    from simulator.generate.compute import read_compute_profile
-    return read_compute_profile(str(path))
-
+from reader_targets import (calibration as _calibration, compute_profile as _compute_profile,
+                            echo as _echo, measurement_csv as _measurement_csv,
+                            model as _model, moe_logs as _moe_logs, nccl_tests as _nccl_tests,
+                            sweep as _sweep, topology as _topology)
 
 YAML_READERS = {"topology_yaml", "sweep_yaml", "calibration_yaml", "model_yaml"}
 READERS = {

@@ -509,51 +509,9 @@ def test_reader_round_trip_of_every_source():
 
 # ------------------------------------------------------------------------------ other readers
 
-def _echo(path):
-    from simulator.readers.echo_trace import read_echo_trace, summarize_echo_trace
-    return summarize_echo_trace(read_echo_trace(path))
-
-
-def _moe(path):
-    from simulator.readers.moe_logs import (
-        impl_summary_table, kernel_means, mean_last_steps, read_moe_log, summary_step_times)
-    log = read_moe_log(path)
-    kernel_means(log)
-    summary_step_times(log)
-    impl_summary_table(log)
-    for sec in log.sections:
-        if sec.steps:
-            mean_last_steps(sec)
-    return log
-
-
-def _measurement_csv(path):
-    from simulator.readers.measurement_csv import read_measurement_csv
-    return read_measurement_csv(path)
-
-
-def _nccl_tests(path):
-    from simulator.readers.nccl_tests import read_nccl_tests
-    return read_nccl_tests(path)
-
-
-def _topology(path):
-    from simulator.topology import Topology, read_spec
-    from simulator.topology.overrides import cluster_for
-    spec = read_spec(path)
-    cluster_for(spec)
-    return Topology(spec)
-
-
-def _sweep(path):
-    from simulator.sweep.spec import load_spec
-    return load_spec(str(path))
-
-
-def _calibration(path):
-    from simulator.calibration.yamlio import load
-    return load(path)
-
+from reader_targets import (calibration as _calibration, echo as _echo,  # noqa: E402
+                            measurement_csv as _measurement_csv, moe_logs as _moe,
+                            nccl_tests as _nccl_tests, sweep as _sweep, topology as _topology)
 
 # seed 002 (930 KB) is left out: every mutation would re-read it; 000 and 001 are the same format
 READERS = {
