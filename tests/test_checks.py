@@ -19,7 +19,7 @@ from simulator.engine import simulate
 from simulator.errors import SimulationWarning
 from simulator.parallel import make_parallel
 from simulator.readers.workload import read_workload, read_workload_text
-from test_properties import ROOT, cases, describe, examples, sim
+from property_strategies import ROOT, cases, describe, examples, sim
 
 SEED004 = ROOT / "workloads" / "seed004_moe_tp8_ep4_pp4_128gpus.txt"
 

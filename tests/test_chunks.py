@@ -10,7 +10,7 @@ from simulator.engine.chunks import chunk_split, find_layers
 from simulator.errors import SimulationWarning
 from simulator.readers.workload import read_workload_text
 
-from test_engine import UNIT, run
+from engine_helpers import UNIT, run
 
 LAYER_ROW_NAMES = ["attention_column", "attention_row", "mlp_column", "mlp_row", "mlp_extra"]
 

@@ -8,21 +8,11 @@ import warnings
 
 import pytest
 
-from simulator.cluster import Cluster
-from simulator.engine import SimulationOptions, simulate
+from simulator.engine import simulate
 from simulator.errors import InputError, SimulationWarning
 from simulator.readers.workload import read_workload_text
 
-UNIT = Cluster(name="unit", gpus_per_server=8, nvlink_gbps=1.0, nic_gbps=1.0, nics_per_server=8,
-               nvlink_efficiency=1.0, nic_efficiency=1.0, base_latency_ns=0, nvlink_hop_ns=0,
-               nic_hop_ns=0)
-
-
-def run(header: str, rows: list[str], cluster=UNIT, **opts):
-    wl = read_workload_text(header + "\n" + str(len(rows)) + "\n" + "\n".join(rows) + "\n", "t.txt")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SimulationWarning)
-        return simulate(wl, cluster, options=SimulationOptions(**opts))
+from engine_helpers import UNIT, run
 
 
 def tp4(rows, **opts):

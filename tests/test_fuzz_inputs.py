@@ -25,7 +25,7 @@ import pytest
 
 from simulator.errors import InputError
 
-from test_fuzz_readers import Mutator, TimeLimit, time_limit
+from fuzz_mutator import Mutator, TimeLimit, time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.engine import SimulationOptions
-from test_properties import cases, examples, sim
+from property_strategies import cases, examples, sim
 
 
 def _opts(opts: SimulationOptions, **kw) -> SimulationOptions:
