@@ -2,5 +2,12 @@
 
 Needs PyTorch (the ``measure`` extra); every module here imports torch inside functions
 only, so ``collsim measure --help`` works without it. Entry point:
-:func:`simulator.measure.cli.main`.
+:func:`simulator.measure.cli.main` (``python -m simulator.measure``).
+
+Self-contained: nothing here imports the rest of ``simulator`` (modules import each other
+relatively), so a GPU machine can copy this folder alone and run it
+(``tests/test_measure_package.py`` checks that). Module layering, without cycles:
+``timing`` (shared helpers) <- ``bench`` (collectives, GEMMs), ``moe`` (the EP MoE step)
+<- ``processes`` (one process per GPU, the phases) <- ``cli``; ``layer``, ``gpt``,
+``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps).
 """

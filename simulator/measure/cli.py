@@ -24,9 +24,8 @@ import os
 import re
 import sys
 
-from simulator.measure.layer import (DEFAULT_LAYER_CASES, DEFAULT_LAYER_MBS,
-                                     DEFAULT_LAYER_SEQS, LayerCaseError, parse_ints,
-                                     parse_layer_cases)
+from .layer import (DEFAULT_LAYER_CASES, DEFAULT_LAYER_MBS, DEFAULT_LAYER_SEQS,
+                    LayerCaseError, parse_ints, parse_layer_cases)
 
 DEFAULT_PHASES = ("collectives", "moe_a2a", "gemm", "moe_step")
 PHASES = DEFAULT_PHASES + ("layer",)
@@ -241,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rc = 0
     if any(ph in cfg["phases"] for ph in DEFAULT_PHASES):
-        from simulator.measure.bench import launch
+        from .processes import launch
         rc = launch(cfg)
     if "layer" in cfg["phases"] and rc == 0:
-        from simulator.measure.layer import run_layers
+        from .layer import run_layers
         rc = run_layers(cfg)
     return rc
 

@@ -23,7 +23,6 @@ Torch is imported inside functions only.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import csv
 import datetime
-import math
 import os
 import platform
 import time
+
+from .timing import Timer, log, quantile, rounded
 
 STYLES = ("gpt", "llama")
 # name:hidden:ffn:heads:kv_groups:tp:style[:preset] (the preset of collsim generate's model)
@@ -115,24 +116,8 @@ def layer_flops(case: dict, seq: int, mbs: int) -> float:
     return gemm + attn
 
 
-def _quantile(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    pos = q * (len(xs) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def _median(xs: list[float]) -> float:
-    return _quantile(xs, 0.5)
-
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _r(x):
-    return "" if x is None else round(x, 3)
+def _r3(x):
+    return rounded(x, 3)
 
 
 # ------------------------------------------------------------------------- the layer
@@ -260,28 +245,17 @@ def default_backend(q, k, v, gqa: bool) -> str:
 
 def time_loop(fn, before, warmup: int, iters: int, cuda: bool) -> list[float]:
     """Per-call microseconds of ``fn`` (``before`` runs outside the timed span)."""
-    import torch
     for _ in range(warmup):
         before()
         fn()
-    if cuda:
-        torch.cuda.synchronize()
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        stops = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        for i in range(iters):
-            before()
-            starts[i].record()
-            fn()
-            stops[i].record()
-        torch.cuda.synchronize()
-        return [starts[i].elapsed_time(stops[i]) * 1e3 for i in range(iters)]
-    out = []
-    for _ in range(iters):
+    timer = Timer(cuda, iters)
+    timer.sync()
+    for i in range(iters):
         before()
-        t0 = time.perf_counter()
+        timer.start(i)
         fn()
-        out.append((time.perf_counter() - t0) * 1e6)
-    return out
+        timer.stop(i)
+    return timer.times_us()
 
 
 def time_fwd_bwd(f, x, dy, params, warmup: int, iters: int, cuda: bool) -> tuple[list, list]:
@@ -352,22 +326,23 @@ def measure_case(case: dict, seq: int, mbs: int, device, dtype, warmup: int, ite
     afwd, afb = time_fwd_bwd(layer.attn_block, x, dy, params, warmup, iters, cuda)
     mfwd, mfb = time_fwd_bwd(layer.mlp_block, x, dy, params, warmup, iters, cuda)
     max_mem = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None
-    med = _median
+    def med(xs):
+        return quantile(xs, 0.5)
     flops = layer_flops(case, seq, mbs)
     row = {"case": case["name"], "hidden": h, "ffn": case["ffn"], "heads": case["heads"],
            "kv_groups": case["kv"], "seq": seq, "mbs": mbs, "tp": case["tp"],
-           "fwd_us": _r(med(fwd)), "bwd_us": _r(med(fb) - med(fwd)),
-           "fwd_p10_us": _r(_quantile(fwd, 0.1)), "fwd_p90_us": _r(_quantile(fwd, 0.9)),
-           "fwdbwd_us": _r(med(fb)), "fwdbwd_p10_us": _r(_quantile(fb, 0.1)),
-           "fwdbwd_p90_us": _r(_quantile(fb, 0.9)),
-           "attn_fwd_us": _r(med(afwd)), "attn_bwd_us": _r(med(afb) - med(afwd)),
-           "mlp_fwd_us": _r(med(mfwd)), "mlp_bwd_us": _r(med(mfb) - med(mfwd)),
+           "fwd_us": _r3(med(fwd)), "bwd_us": _r3(med(fb) - med(fwd)),
+           "fwd_p10_us": _r3(quantile(fwd, 0.1)), "fwd_p90_us": _r3(quantile(fwd, 0.9)),
+           "fwdbwd_us": _r3(med(fb)), "fwdbwd_p10_us": _r3(quantile(fb, 0.1)),
+           "fwdbwd_p90_us": _r3(quantile(fb, 0.9)),
+           "attn_fwd_us": _r3(med(afwd)), "attn_bwd_us": _r3(med(afb) - med(afwd)),
+           "mlp_fwd_us": _r3(med(mfwd)), "mlp_bwd_us": _r3(med(mfb) - med(mfwd)),
            "attn_backend": backend, "preset": case["preset"], "style": case["style"],
            "head_dim": layer.hd, "heads_local": layer.nh, "kv_local": layer.nkv,
            "ffn_local": layer.F, "flops_fwd": f"{flops:.6g}",
-           "tflops_fwd": _r(flops / med(fwd) / 1e6),
-           "tflops_fwdbwd": _r(3 * flops / med(fb) / 1e6),
-           "max_mem_mib": _r(max_mem), "dtype": str(dtype).replace("torch.", ""),
+           "tflops_fwd": _r3(flops / med(fwd) / 1e6),
+           "tflops_fwdbwd": _r3(3 * flops / med(fb) / 1e6),
+           "max_mem_mib": _r3(max_mem), "dtype": str(dtype).replace("torch.", ""),
            "device": str(device), "iters": iters, "warmup": warmup,
            "method": "torch (F.linear, F.layer_norm, F.scaled_dot_product_attention); "
                      "CUDA events per call; median"}
@@ -403,10 +378,10 @@ def measure_case(case: dict, seq: int, mbs: int, device, dtype, warmup: int, ite
                 torch.cuda.synchronize()
             continue
         fa, fba = med(a), med(b)
-        arow.update(fwd_us=_r(fa), bwd_us=_r(fba - fa), fwd_p10_us=_r(_quantile(a, 0.1)),
-                    fwd_p90_us=_r(_quantile(a, 0.9)), fwdbwd_us=_r(fba),
-                    tflops_fwd=_r(af / fa / 1e6),
-                    tflops_bwd=_r(2.5 * af / (fba - fa) / 1e6) if fba > fa else "",
+        arow.update(fwd_us=_r3(fa), bwd_us=_r3(fba - fa), fwd_p10_us=_r3(quantile(a, 0.1)),
+                    fwd_p90_us=_r3(quantile(a, 0.9)), fwdbwd_us=_r3(fba),
+                    tflops_fwd=_r3(af / fa / 1e6),
+                    tflops_bwd=_r3(2.5 * af / (fba - fa) / 1e6) if fba > fa else "",
                     status="ok")
         attn_rows.append(arow)
         if name == "default":
@@ -441,7 +416,7 @@ def write_env(out: str, cfg: dict) -> None:
     with open(os.path.join(out, "layers_env.txt"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     for line in lines[:-1]:
-        _log(line)
+        log(line)
 
 
 def run_layers(cfg: dict) -> int:
@@ -461,7 +436,7 @@ def run_layers(cfg: dict) -> int:
     t0 = time.monotonic()
     write_env(out, cfg)
     err = check_layer(device, dtype)
-    _log(f"check: layer in {cfg['dtype']} against float32: relative error {err:.1e}; causal")
+    log(f"check: layer in {cfg['dtype']} against float32: relative error {err:.1e}; causal")
     if cuda:  # bring the clocks up before the first timed case
         a = torch.randn(8192, 8192, device=device, dtype=dtype)
         end = time.monotonic() + 1.0
@@ -476,19 +451,19 @@ def run_layers(cfg: dict) -> int:
         for seq in cfg["layer_seqs"]:
             for mbs in cfg["layer_mbs"]:
                 if budget and time.monotonic() - t0 > budget:
-                    _log(f"time budget spent: skipping {case['name']} seq {seq} mbs {mbs}")
+                    log(f"time budget spent: skipping {case['name']} seq {seq} mbs {mbs}")
                     continue
                 row, ar = measure_case(case, seq, mbs, device, dtype, cfg["warmup"],
                                        cfg["iters"], cuda)
                 rows.append(row)
                 arows.extend(ar)
-                _log(f"layer {case['name']} seq {seq} mbs {mbs}: fwd {row['fwd_us']} us, "
+                log(f"layer {case['name']} seq {seq} mbs {mbs}: fwd {row['fwd_us']} us, "
                      f"bwd {row['bwd_us']} us ({row['tflops_fwdbwd']} TFLOP/s fwd+bwd); "
                      f"attention {row['attn_backend']} {row.get('core_fwd_us')}/"
                      f"{row.get('core_bwd_us')} us")
                 _write(os.path.join(out, "layers.csv"), LAYER_COLUMNS, rows)
                 _write(os.path.join(out, "layers_attention.csv"), ATTN_COLUMNS, arows)
-    _log(f"layers done at {time.monotonic() - t0:.0f} s")
+    log(f"layers done at {time.monotonic() - t0:.0f} s")
     return 0
 
 

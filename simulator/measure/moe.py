@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 import time
 
-from simulator.measure.bench import CsvOut, Ctx, combine_ranks, log, quantile, r4, \
-    time_calls, torch_dtype
+from .timing import CsvOut, Ctx, combine_ranks, log, quantile, r4, time_calls, torch_dtype
 
 MOE_COLUMNS = ["case", "part", "rank", "ranks", "time_us", "p10_us", "p90_us", "wall_us",
                "calls_per_step", "bytes", "share_remote", "tokens", "hidden", "ffn",
