@@ -31,21 +31,58 @@ def collsim(*args):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
-def synthetic(params=TRUE, factor=None, ranks=(2, 4)):
-    """Exact times of a known model (optionally times a known correction of all_to_all)."""
+def hand_time_us(op: str, n: int, size: int, share: float | None) -> float:
+    """TRUE's time of one call, written out from the model's definition (docs/calibration.md
+    and calibration/model.py's docstring), not computed by it: in microseconds,
+
+        t = max(overhead + (calls - 1) x dispatch,
+                latency + steps x step_latency + max(wire / link, local / copy))
+
+    with calls 2 for send/recv (a send and a receive) else 1; steps 2(n-1) for all-reduce,
+    1 for send/recv, n-1 otherwise; wire bytes 2(n-1)/n S for all-reduce, (n-1)/n S for
+    all-gather, S for broadcast and send/recv, the remote share x S for all-to-all (even:
+    (n-1)/n); local bytes (1 - share) S for all-to-all, else 0. B / (GB/s) = ns, / 1e3 = us."""
+    overhead, latency, step, link, copy, dispatch = 25.0, 8.0, 2.0, 200.0, 900.0, 15.0
+    calls = 2 if op == "sendrecv" else 1
+    steps = {"all_reduce": 2 * (n - 1), "sendrecv": 1}.get(op, n - 1)
+    if op in ("all_to_all", "moe_all_to_all"):
+        remote = (n - 1) / n if share is None else share
+        wire, local = remote * size, (1 - remote) * size
+    else:
+        wire = {"all_reduce": 2 * (n - 1) / n * size, "all_gather": (n - 1) / n * size}.get(
+            op, float(size))
+        local = 0.0
+    device = latency + steps * step + max(wire / link / 1e3, local / copy / 1e3)
+    return max(overhead + (calls - 1) * dispatch, device)
+
+
+def synthetic(factor=None, ranks=(2, 4)):
+    """Exact times of TRUE (optionally times a known correction of all_to_all)."""
     rows = []
     for n in ranks:
         for op, share in [("all_reduce", None), ("all_gather", None), ("all_to_all", None),
                           ("broadcast", None), ("sendrecv", None), ("moe_all_to_all", 0.0),
                           ("moe_all_to_all", 0.25), ("moe_all_to_all", 1.0)]:
             for s in SIZES:
-                t = params.predict_us(op, n, s, share)
+                t = hand_time_us(op, n, s, share)
                 if factor is not None and op == "all_to_all":
                     t *= factor(s)
                 rows.append(CalRow(op=op, ranks=n, size=s, time_us=t, share=share,
                                    scope=INTRA, per_server=n, method="torch", method_class=
-                                   "in-framework", host_us=params.dispatch_us, source="synth"))
+                                   "in-framework", host_us=TRUE.dispatch_us, source="synth"))
     return rows
+
+
+def test_hand_times_by_hand():
+    # all-reduce on 2 ranks, 64 MiB: wire 2 x 1/2 x 2^26 = 67,108,864 B at 200 GB/s
+    # = 335.54432 us; + latency 8 + 2 steps x 2 = 347.54432 us (above the 25 us floor)
+    assert hand_time_us("all_reduce", 2, 2 ** 26, None) == pytest.approx(347.54432)
+    # send/recv of 1 KiB: device 8 + 2 + 0.00512 us, under the floor 25 + 1 x 15 = 40 us
+    assert hand_time_us("sendrecv", 2, 1024, None) == 40.0
+    # uneven all-to-all, share 0 of 1 GiB on 4 ranks: all local, 2^30 B at 900 GB/s
+    # = 1193.046 us; + 8 + 3 x 2
+    assert hand_time_us("moe_all_to_all", 4, 2 ** 30, 0.0) == pytest.approx(
+        2 ** 30 / 900 / 1e3 + 14.0)
 
 
 def test_fit_recovers_known_parameters():
@@ -137,13 +174,15 @@ def test_calibrated_cost_model_in_front_of_a_base_model():
     intra = GroupPlacement(size=2, servers=1, max_per_server=2, same_local_index=False)
     inter = GroupPlacement(size=2, servers=2, max_per_server=1, same_local_index=True)
     got = model.collective_ns(Op.ALLREDUCE, 2 ** 26, intra)
-    assert got == pytest.approx(TRUE.predict_us("all_reduce", 2, 2 ** 26) * 1e3, rel=1e-3)
+    # 347.54432 us by hand (test_hand_times_by_hand)
+    assert got == pytest.approx(347_544.32, rel=1e-3)
     assert model.collective_ns(Op.ALLREDUCE, 2 ** 26, inter) == base.collective_ns(
         Op.ALLREDUCE, 2 ** 26, inter)
     d = model.describe()
     assert d["priced_by_base"] == ["ALLREDUCE inter-server n=2"]
-    assert model.alltoall_uneven_ns(2 ** 26, intra, 1.0) == pytest.approx(
-        TRUE.predict_us("moe_all_to_all", 2, 2 ** 26, 1.0) * 1e3, rel=1e-3)
+    # uneven all-to-all, all of 64 MiB remote on 2 ranks: 335.54432 us on the wire (no local
+    # copy) + latency 8 + 1 step x 2 = 345.54432 us
+    assert model.alltoall_uneven_ns(2 ** 26, intra, 1.0) == pytest.approx(345_544.32, rel=1e-3)
 
 
 def _write(text):

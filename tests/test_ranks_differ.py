@@ -140,13 +140,23 @@ def test_straggler_specs():
     for bad in ["cv=0", "cv=x", "noise=1", "cv=-1", "cv"]:
         with pytest.raises(InputError):
             parse_jitter(bad)
-    for bad in ["rank=17", "rank=x,compute=2", "compute=2", "rank=1,fraction=0.1,compute=2",
-                "rank=1,compute=-1", "rank=1,speed=2"]:
-        with pytest.raises(InputError):
-            spec = parse_straggler(bad)
-            if "compute" not in bad:
-                raise InputError("no-op")
-            resolve_all([spec], 16)
+    # each bad spec fails for its own reason, named in the message
+    for bad, why in [("rank=x,compute=2", "rank: expected a whole number, got 'x'"),
+                     ("compute=2", "give either rank/ranks or fraction"),
+                     ("rank=1,fraction=0.1,compute=2", "give either rank/ranks or fraction"),
+                     ("rank=1,compute=-1", r"compute factor must be in \(0, 1000\], got -1"),
+                     ("rank=1,speed=2", "unknown key.*'speed'")]:
+        with pytest.raises(InputError, match=why):
+            parse_straggler(bad)
+    # without compute= the factor is 1: a warning that it changes nothing, and no straggler
+    with pytest.warns(SimulationWarning, match="changes nothing"):
+        idle = parse_straggler("rank=3")
+    assert resolve_all([idle], 16) == ()
+    # a rank past the job is caught when the job's size is known (16 ranks: 0-15)
+    with pytest.warns(SimulationWarning, match="changes nothing"):
+        far = parse_straggler("rank=17")
+    with pytest.raises(InputError, match="rank 17 is outside the job's 16 ranks"):
+        resolve_all([far], 16)
     with pytest.raises(InputError, match="outside the job's 16 ranks"):
         resolve_all([parse_straggler("rank=16,compute=2")], 16)
 
