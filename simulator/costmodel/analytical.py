@@ -22,6 +22,7 @@ GB = 1e9  # bytes per GB; bandwidths are GB/s so bytes / (GB/s * 1e9) = seconds
 
 class AnalyticalCostModel(CostModel):
     name = "analytical"
+    shares_nics = True     # each rank class loads its server's NIC (engine contention links)
 
     def __init__(self, cluster: Cluster) -> None:
         super().__init__()

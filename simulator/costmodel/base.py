@@ -20,6 +20,19 @@ class CostModel(ABC):
     #: a short name for reports
     name: str = "cost-model"
 
+    # -- capabilities: what the engine may ask of a model beyond prices (read, never sniffed)
+    #: it prices collectives by routing them over a topology graph, so the engine can replay
+    #: them as flows over that graph's links (the model then has ``topology_for``,
+    #: ``estimate`` and ``group_loads``)
+    routes_over_topology: bool = False
+    #: jobs sharing one cluster meet on its NICs under this model (per-class NIC links for a
+    #: model that knows the cluster's NICs, the fabric's links for a topology)
+    shares_nics: bool = False
+
+    def fixed_gpus(self) -> int | None:
+        """GPUs of a topology with a fixed server count, or None (the model scales to any)."""
+        return None
+
     def __init__(self) -> None:
         self._memo: dict[tuple[Op, int, GroupPlacement], int] = {}
 

@@ -90,6 +90,8 @@ class Estimate:
 
 class NcclCostModel(CostModel):
     name = "nccl"
+    routes_over_topology = True
+    shares_nics = True     # through the topology's fabric links
 
     def __init__(self, topology: Topology | TopologySpec, algorithm: str | dict | None = None,
                  protocol: str | None = None, call_overhead_ns: int | None = None) -> None:
@@ -118,6 +120,12 @@ class NcclCostModel(CostModel):
         self._estimates: dict = {}      # (op, size, GPUs, algorithm, protocol, servers)
 
     # -- topology -------------------------------------------------------------------------
+    def fixed_gpus(self) -> int | None:
+        servers, gps = self.spec.servers, self.spec.gpus_per_server
+        if isinstance(servers, int) and isinstance(gps, int):
+            return servers * gps
+        return None
+
     @property
     def topology(self) -> Topology:
         if self._topo is None:

@@ -31,7 +31,8 @@ from ..result import BREAKDOWN_GROUPS, StageResult
 from ..workload import ROW_GROUPS, Group, Op, Phase
 from .classes import class_colours, meeting_ids
 from .detailed import scale_rows
-from .messages import has_consumer, source
+from .messages import Direction
+from .stage import StagePass, drive, queue_send, stage_passes
 from .replay import NO_STREAM, STREAMS
 
 _PP = BREAKDOWN_GROUPS.index("PP")
@@ -79,14 +80,14 @@ class _StageState:
         self.t = z()
         self.stream_end = [z() for _ in STREAMS]
         self.wg_end: dict = {}
-        self.send_free = {"next": z(), "prev": z()}
+        self.send_free = {Direction.NEXT: z(), Direction.PREV: z()}
         self.compute = z()
         self.recompute = z()
         self.exposed = [z() for _ in BREAKDOWN_GROUPS]
         self.bubble = z()
         self.row_exposed: dict = {}
         self.events = 0
-        self.pos = 0            # next schedule entry
+        self.pos = 0            # passes done (progress of the stage driver)
         self.done = False
 
 
@@ -156,8 +157,8 @@ class ClassReplay:
         pp_bytes = plan.workload.pp_comm_bytes
         # a class's pricing variant: compute factor, degraded kinds, degraded sends
         self.variant = np.empty(self.n_classes, dtype=np.int64)
-        self.send_ns = {"next": np.zeros(self.n_classes, dtype=np.int64),
-                        "prev": np.zeros(self.n_classes, dtype=np.int64)}
+        self.send_ns = {Direction.NEXT: np.zeros(self.n_classes, dtype=np.int64),
+                        Direction.PREV: np.zeros(self.n_classes, dtype=np.int64)}
         variants: dict = {}
         self.stage_variants: list[list[tuple]] = [[] for _ in range(par.pp)]
         for c in range(self.n_classes):
@@ -175,20 +176,20 @@ class ClassReplay:
                 self.stage_variants[s].append(vkey)
             self.variant[c] = v
             setup = plan.setups[s]
-            send = {"next": setup.send_next_ns, "prev": setup.send_prev_ns}
+            send = {Direction.NEXT: setup.send_next_ns, Direction.PREV: setup.send_prev_ns}
             if par.pp > 1 and pp_bytes:
-                for direction, partner in (("next", self.next_class[c]),
-                                           ("prev", self.prev_class[c])):
+                for direction, partner in ((Direction.NEXT, self.next_class[c]),
+                                           (Direction.PREV, self.prev_class[c])):
                     f = min(nic[c], nic[partner])
                     e = max(lat[c], lat[partner])
                     if (f, e) == (1.0, 0):
                         continue
-                    stage = s if direction == "next" else (s - 1) % par.pp
+                    stage = s if direction is Direction.NEXT else (s - 1) % par.pp
                     send[direction] = max(
                         model(float(f), int(e)).collective_ns(Op.SENDRECV, pp_bytes, p)
                         for p in stage_placements(par, Group.PP, stage, plan.rank_map))
-            self.send_ns["next"][c] = send["next"]
-            self.send_ns["prev"][c] = send["prev"]
+            for direction in Direction:
+                self.send_ns[direction][c] = send[direction]
         self._model = model
         self._rows_cache: dict = {}
 
@@ -293,53 +294,22 @@ class ClassReplay:
         states = [_StageState(len(idx)) for idx in self.members]
         self.states = states
         sent: dict = {}   # (phase, mb, chunk, stage) -> (sent_at, arrive) over that stage
-        for s, st in enumerate(states):
-            for seq in plan.setups[s].head:
-                self._pass(s, st, Phase.FWD, seq)
-        remaining = pp
-        while remaining:
-            progressed = False
-            for s, st in enumerate(states):
-                if st.done:
-                    continue
-                schedule = plan.schedule[s]
-                idx = self.members[s]
-                while st.pos < len(schedule):
-                    phase, mb, chunk = schedule[st.pos]
-                    src = source(phase, mb, chunk, s, pp, chunks)
-                    if src is not None:
-                        other = (s - 1) % pp if src[3] == "prev" else (s + 1) % pp
-                        msg = sent.get(src[:3] + (other,))
-                        if msg is None:
-                            break
-                        partner = (self.prev_class if src[3] == "prev"
-                                   else self.next_class)[idx]
-                        at = self.local[partner]
-                        sent_at, arrive = msg[0][at], msg[1][at]
-                        late = arrive > st.t
-                        if late.any():
-                            flight = np.maximum(st.t, sent_at)
-                            st.bubble += np.where(late, flight - st.t, 0)
-                            st.exposed[_PP] += np.where(late, arrive - flight, 0)
-                            st.t = np.maximum(st.t, arrive)
-                    self._pass(s, st, phase, ("mb", plan.seg.mb_variant[mb], chunk))
-                    if has_consumer(phase, chunk, s, pp, chunks):
-                        direction = "next" if phase is Phase.FWD else "prev"
-                        cost = self.send_ns[direction][idx]
-                        start = np.maximum(st.t, st.send_free[direction])
-                        arrive = start + cost
-                        st.send_free[direction] = arrive
-                        sent[(phase, mb, chunk, s)] = (start, arrive)
-                    st.pos += 1
-                    progressed = True
-                if st.pos == len(schedule):
-                    for phase, seq in plan.setups[s].tail:
-                        self._pass(s, st, phase, seq)
-                    self._drain(st)
-                    st.done = True
-                    remaining -= 1
-                    progressed = True
-            if remaining and not progressed:
+        # each stage walks its passes until it needs a message not sent yet (drive yields),
+        # then the next stage runs; a round in which no stage moves is a deadlock
+        drivers = {s: drive(stage_passes(plan.schedule[s], s, pp, chunks, plan.seg.mb_variant,
+                                         plan.setups[s].head, plan.setups[s].tail),
+                            _VectorStage(self, s, states[s], sent))
+                   for s in range(pp)}
+        while drivers:
+            before = sum(st.pos for st in states)
+            for s in list(drivers):
+                try:
+                    next(drivers[s])
+                except StopIteration:
+                    del drivers[s]
+                    states[s].done = True
+                    states[s].pos += 1
+            if drivers and sum(st.pos for st in states) == before:
                 raise RuntimeError("class replay deadlock: a stage waits for a message "
                                    "nobody sends")
 
@@ -382,6 +352,54 @@ class ClassReplay:
     @property
     def events(self) -> int:
         return sum(st.events * len(idx) for st, idx in zip(self.states, self.members))
+
+
+class _VectorStage:
+    """The class replay's executor of one stage's passes (:func:`.stage.drive`): every
+    class of the stage at once; a pass whose message is not sent yet parks the stage."""
+
+    def __init__(self, replay: ClassReplay, s: int, st: _StageState, sent: dict):
+        self.replay = replay
+        self.s = s
+        self.st = st
+        self.sent = sent
+        self.pp = replay.plan.par.pp
+        self.idx = replay.members[s]
+        self.partner = {Direction.NEXT: replay.next_class[self.idx],
+                        Direction.PREV: replay.prev_class[self.idx]}
+
+    def receive(self, p: StagePass):
+        r, st = p.receive, self.st
+        key = (r.phase, r.mb, r.chunk, r.sender.of(self.s, self.pp))
+        msg = self.sent.get(key)
+        while msg is None:
+            yield None                      # parked until the sending stage has run
+            msg = self.sent.get(key)
+        at = self.replay.local[self.partner[r.sender]]
+        sent_at, arrive = msg[0][at], msg[1][at]
+        late = arrive > st.t
+        if late.any():
+            # split_wait on vectors: in flight from max(t, sent) is PP, before it bubble
+            flight = np.maximum(st.t, sent_at)
+            st.bubble += np.where(late, flight - st.t, 0)
+            st.exposed[_PP] += np.where(late, arrive - flight, 0)
+            st.t = np.maximum(st.t, arrive)
+
+    def run_pass(self, p: StagePass):
+        self.replay._pass(self.s, self.st, p.phase, p.seq)
+        self.st.pos += 1
+        return iter(())
+
+    def send(self, p: StagePass) -> None:
+        st, direction = self.st, p.send
+        start, arrive = queue_send(st.t, st.send_free[direction],
+                                   self.replay.send_ns[direction][self.idx], np.maximum)
+        st.send_free[direction] = arrive
+        self.sent[(p.phase, p.mb, p.chunk, self.s)] = (start, arrive)
+
+    def drain(self):
+        self.replay._drain(self.st)
+        return iter(())
 
 
 def _add(tally: dict, key, values) -> None:

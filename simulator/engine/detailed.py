@@ -16,8 +16,9 @@ from .._simpy import simpy
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
-from .messages import Mailbox, has_consumer, source, split_wait
-from .replay import STREAMS, NO_STREAM, PricedRow
+from .messages import Direction, Mailbox
+from .replay import STREAMS, PricedRow
+from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 
 if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
     from .classes import RankClass
@@ -55,7 +56,7 @@ class ClassSetup:
     next_class: int | None     # global id of the same pipeline column's class in the next stage
     prev_class: int | None
     label: str = ""
-    # for contention: group kind or "next"/"prev" -> (link id, share of the link it loads)
+    # for contention: group kind or send Direction -> the LinkShare it loads
     links: dict = field(default_factory=dict)
 
 
@@ -207,169 +208,13 @@ class DetailedSim:
 
     # -- one class ---------------------------------------------------------------------
     def _class(self, idx: int):
-        env = self.env
         setup = self.setups[idx]
-        cls = setup.cls
-        res = self.results[idx]
-        trace = self.trace
-        stream_last: list = [None] * len(STREAMS)   # last collective process/event per stream
-        stream_end = [0] * len(STREAMS)
-        wg_done: dict = {}
-        row_exposed = self.row_exposed[idx]
-        send_free = {"next": 0, "prev": 0}
-        send_chain: dict = {"next": None, "prev": None}
+        job = setup.job
+        passes = stage_passes(job.schedule[setup.cls.stage], setup.cls.stage, job.pp,
+                              job.chunks, job.mb_variant, setup.head, setup.tail)
+        yield from drive(passes, _ClassStage(self, idx))
 
-        def slice_(lane: str, name: str, start: int, dur: int, comm=None,
-                   blocking_call: bool = True) -> None:
-            if trace is not None and dur:
-                args = None
-                if comm is not None and getattr(comm, "op", None) is not None:
-                    args = {"collective": comm.op.value, "bytes": comm.size_bytes,
-                            "group": comm.group.value, "blocking": blocking_call}
-                trace.append(TraceSlice(idx, lane, name, start, dur, args))
-
-        def blocking(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
-                     row_key: tuple, comm=None):
-            issued = env.now
-            last = stream_last[stream]
-            if last is not None and not last.triggered:
-                yield last
-            ready = max(env.now, stream_end[stream])
-            ev = self._meet(idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns, update_ns,
-                            comm)
-            start, end = yield ev
-            stream_end[stream] = end
-            res.exposed_ns[STREAMS[stream].value] += end - issued
-            row_exposed[row_key] = row_exposed.get(row_key, 0) + end - issued
-            slice_(STREAMS[stream].value, name, start, end - start, comm)
-            self.events += 1
-
-        def asynchronous(stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
-                         previous, comm=None):
-            if previous is not None and not previous.triggered:
-                yield previous
-            ready = max(env.now, stream_end[stream])
-            start, end = yield self._meet(idx, _KIND_OF_STREAM[stream], instance, ready,
-                                          comm_ns, update_ns, comm)
-            stream_end[stream] = end
-            slice_(STREAMS[stream].value, name, start, end - start, comm, False)
-            self.events += 1
-
-        jitter = self.jitter
-        rng = jitter.rng_for(setup.cid) if jitter is not None else None
-
-        def compute(ns: int, what: str, name: str, recompute: bool = False):
-            """One compute phase: a timeout, jittered when asked; accounted as compute."""
-            if ns and rng is not None:
-                ns = jitter.draw(rng, what, ns, cls.ranks)
-            if ns:
-                slice_("compute", name, env.now, ns)
-                res.compute_ns += ns
-                if recompute:
-                    res.recompute_ns += ns
-                yield env.timeout(ns)
-
-        programs: dict = {}
-
-        def program(phase: Phase, seq) -> tuple:
-            prog = programs.get((phase, seq))
-            if prog is None:
-                from .policy import pass_program, rules_for
-                job = setup.job
-                prog = programs[(phase, seq)] = pass_program(
-                    setup.sequences[seq], phase,
-                    job.rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD"), job.dlrm_lbl,
-                    job.seq_first.get(seq, -1))
-            return prog
-
-        def wait_for(proc, stream: int, row: PricedRow):
-            if proc is not None and not proc.triggered:
-                t0 = env.now
-                yield proc
-                res.exposed_ns[STREAMS[stream].value] += env.now - t0
-                row_exposed[row.key] = row_exposed.get(row.key, 0) + env.now - t0
-
-        def run_pass(phase: Phase, seq, mb: int):
-            from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG
-
-            local: dict = {}
-            for idx, step in enumerate(program(phase, seq)):
-                kind, row = step[0], step[1]
-                if kind == COMPUTE:
-                    yield from compute(step[2], step[3], step[4], step[5])
-                elif kind == BLOCK:
-                    yield from blocking(step[2], step[3], step[4], (seq, mb, idx),
-                                        f"{row.name} {step[5]}", row.key,
-                                        row.comms[_COMM_OF_TAG.get(step[5], 0)])
-                elif kind == ISSUE:
-                    s = step[2]
-                    proc = env.process(asynchronous(
-                        s, step[3], step[4], (seq, mb, idx), f"{row.name} {step[5]}",
-                        stream_last[s], row.comms[_COMM_OF_TAG.get(step[5], 0)]))
-                    stream_last[s] = proc
-                    if step[6][0] == "wg":
-                        wg_done[row.key] = proc
-                    else:
-                        local[step[6]] = proc
-                elif kind == WAIT:
-                    yield from wait_for(local.get(step[2]), step[3], row)
-                elif kind == WAIT_WG:
-                    yield from wait_for(wg_done.get(row.key), row.wg_stream, row)
-            self.events += 1
-
-        for seq in setup.head:
-            yield from run_pass(Phase.FWD, seq, -1)
-
-        for phase, mb, chunk in setup.job.schedule[cls.stage]:
-            src = source(phase, mb, chunk, cls.stage, setup.job.pp, setup.job.chunks)
-            if src is not None:
-                ev = self.mail.box(src[:3] + (setup.prev_class if src[3] == "prev"
-                                               else setup.next_class,))
-                if not ev.triggered:
-                    w0 = env.now
-                    sent_at, arrived = yield ev
-                    bubble, pp_ns = split_wait(w0, sent_at, arrived)
-                    res.exposed_ns["PP"] += pp_ns
-                    res.bubble_ns += bubble
-                    slice_("wait", "bubble", w0, bubble)
-                    slice_("wait", "PP receive", w0 + bubble, pp_ns)
-            seq = ("mb", setup.job.mb_variant[mb], chunk)
-            yield from run_pass(phase, seq, mb)
-            if has_consumer(phase, chunk, cls.stage, setup.job.pp, setup.job.chunks):
-                direction = "next" if phase is Phase.FWD else "prev"
-                cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
-                key = (phase, mb, chunk, setup.cid)
-                if self.net is not None and cost:
-                    partner = setup.next_class if direction == "next" else setup.prev_class
-                    prev_send = send_chain[direction]
-                    send_chain[direction] = env.process(self._contended_send(
-                        setup, partner, direction, cost, key, prev_send))
-                    continue
-                start = max(env.now, send_free[direction])
-                arrive = start + cost
-                send_free[direction] = arrive
-                slice_(f"PP send {direction}", f"{'F' if phase is Phase.FWD else 'B'}{mb} send",
-                       start, cost)
-                self.mail.deliver(key, start, arrive)
-
-        for phase, seq in setup.tail:
-            yield from run_pass(phase, seq, -1)
-
-        # drain: wait for every stream, charge the wait to the one that ends last
-        t_compute_end = env.now
-        for last in stream_last:
-            if last is not None and not last.triggered:
-                yield last
-        ends = [max(e, t_compute_end) for e in stream_end]
-        latest = max(range(len(STREAMS)), key=lambda i: ends[i])
-        if ends[latest] > t_compute_end:
-            res.exposed_ns[STREAMS[latest].value] += ends[latest] - t_compute_end
-        if env.now < ends[latest]:
-            yield env.timeout(ends[latest] - env.now)
-        res.end_ns = env.now
-        self.finished[idx] = True
-
-    def _contended_send(self, setup: ClassSetup, receiver: int | None, direction: str,
+    def _contended_send(self, setup: ClassSetup, receiver: int | None, direction: Direction,
                         cost: int, key: tuple, previous):
         """A pipeline send as a flow on the sender's and receiver's links, after the last one."""
         if previous is not None and not previous.triggered:
@@ -383,17 +228,16 @@ class DetailedSim:
             yield from self._class_link_send(setup, receiver, direction, cost)
         if self.trace is not None:
             tag = "F" if key[0] is Phase.FWD else "B"
-            self.trace.append(TraceSlice(self.setups.index(setup), f"PP send {direction}",
+            self.trace.append(TraceSlice(self.setups.index(setup), f"PP send {direction.value}",
                                          f"{tag}{key[1]} send", start, self.env.now - start))
         self.mail.deliver(key, start, self.env.now)
 
-    def _class_link_send(self, setup: ClassSetup, receiver: int | None, direction: str,
+    def _class_link_send(self, setup: ClassSetup, receiver: int | None, direction: Direction,
                          cost: int):
         link, share = setup.links[direction]
         loads = {link: cost * share}
         if receiver is not None:
-            back = "prev" if direction == "next" else "next"
-            rlink, rshare = self.setups[receiver].links[back]
+            rlink, rshare = self.setups[receiver].links[direction.reverse]
             loads[rlink] = loads.get(rlink, 0.0) + cost * rshare
         yield self.net.transfer(loads)
 
@@ -404,3 +248,167 @@ class DetailedSim:
         stuck = [self.setups[i].cid for i in range(len(self.setups)) if not self.finished[i]]
         if stuck:
             raise RuntimeError(f"detailed replay deadlock: classes {stuck} never finished")
+
+
+class _ClassStage:
+    """The row-level engine's executor of one rank class's passes (:func:`.stage.drive`):
+    compute phases are timeouts, collectives rendezvous with the other classes of the group."""
+
+    def __init__(self, sim: DetailedSim, idx: int):
+        self.sim = sim
+        self.env = sim.env
+        self.idx = idx
+        self.setup = setup = sim.setups[idx]
+        self.res = sim.results[idx]
+        self.trace = sim.trace
+        self.stream_last: list = [None] * len(STREAMS)   # last collective process per stream
+        self.stream_end = [0] * len(STREAMS)
+        self.wg_done: dict = {}
+        self.row_exposed = sim.row_exposed[idx]
+        self.send_free = {Direction.NEXT: 0, Direction.PREV: 0}
+        self.send_chain: dict = {Direction.NEXT: None, Direction.PREV: None}
+        self.cost = {Direction.NEXT: setup.send_next_ns, Direction.PREV: setup.send_prev_ns}
+        self.partner = {Direction.NEXT: setup.next_class, Direction.PREV: setup.prev_class}
+        self.jitter = sim.jitter
+        self.rng = sim.jitter.rng_for(setup.cid) if sim.jitter is not None else None
+        self.programs: dict = {}
+
+    def slice_(self, lane: str, name: str, start: int, dur: int, comm=None,
+               blocking_call: bool = True) -> None:
+        if self.trace is not None and dur:
+            args = None
+            if comm is not None and getattr(comm, "op", None) is not None:
+                args = {"collective": comm.op.value, "bytes": comm.size_bytes,
+                        "group": comm.group.value, "blocking": blocking_call}
+            self.trace.append(TraceSlice(self.idx, lane, name, start, dur, args))
+
+    # -- collectives and compute -----------------------------------------------------------
+    def blocking(self, stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
+                 row_key: tuple, comm=None):
+        env = self.env
+        issued = env.now
+        last = self.stream_last[stream]
+        if last is not None and not last.triggered:
+            yield last
+        ready = max(env.now, self.stream_end[stream])
+        ev = self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns,
+                            update_ns, comm)
+        start, end = yield ev
+        self.stream_end[stream] = end
+        self.res.exposed_ns[STREAMS[stream].value] += end - issued
+        self.row_exposed[row_key] = self.row_exposed.get(row_key, 0) + end - issued
+        self.slice_(STREAMS[stream].value, name, start, end - start, comm)
+        self.sim.events += 1
+
+    def asynchronous(self, stream: int, comm_ns: int, update_ns: int, instance: tuple,
+                     name: str, previous, comm=None):
+        if previous is not None and not previous.triggered:
+            yield previous
+        ready = max(self.env.now, self.stream_end[stream])
+        start, end = yield self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready,
+                                          comm_ns, update_ns, comm)
+        self.stream_end[stream] = end
+        self.slice_(STREAMS[stream].value, name, start, end - start, comm, False)
+        self.sim.events += 1
+
+    def compute(self, ns: int, what: str, name: str, recompute: bool = False):
+        """One compute phase: a timeout, jittered when asked; accounted as compute."""
+        if ns and self.rng is not None:
+            ns = self.jitter.draw(self.rng, what, ns, self.setup.cls.ranks)
+        if ns:
+            self.slice_("compute", name, self.env.now, ns)
+            self.res.compute_ns += ns
+            if recompute:
+                self.res.recompute_ns += ns
+            yield self.env.timeout(ns)
+
+    def program(self, phase: Phase, seq) -> tuple:
+        prog = self.programs.get((phase, seq))
+        if prog is None:
+            from .policy import pass_program, rules_for
+            job = self.setup.job
+            prog = self.programs[(phase, seq)] = pass_program(
+                self.setup.sequences[seq], phase,
+                job.rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD"), job.dlrm_lbl,
+                job.seq_first.get(seq, -1))
+        return prog
+
+    def wait_for(self, proc, stream: int, row: PricedRow):
+        if proc is not None and not proc.triggered:
+            t0 = self.env.now
+            yield proc
+            self.res.exposed_ns[STREAMS[stream].value] += self.env.now - t0
+            self.row_exposed[row.key] = self.row_exposed.get(row.key, 0) + self.env.now - t0
+
+    # -- the stage driver's steps ----------------------------------------------------------
+    def run_pass(self, p: StagePass):
+        from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG
+
+        seq, mb = p.seq, p.mb
+        stream_last = self.stream_last
+        local: dict = {}
+        for i, step in enumerate(self.program(p.phase, seq)):
+            kind, row = step[0], step[1]
+            if kind == COMPUTE:
+                yield from self.compute(step[2], step[3], step[4], step[5])
+            elif kind == BLOCK:
+                yield from self.blocking(step[2], step[3], step[4], (seq, mb, i),
+                                         f"{row.name} {step[5]}", row.key,
+                                         row.comms[_COMM_OF_TAG.get(step[5], 0)])
+            elif kind == ISSUE:
+                s = step[2]
+                proc = self.env.process(self.asynchronous(
+                    s, step[3], step[4], (seq, mb, i), f"{row.name} {step[5]}",
+                    stream_last[s], row.comms[_COMM_OF_TAG.get(step[5], 0)]))
+                stream_last[s] = proc
+                if step[6][0] == "wg":
+                    self.wg_done[row.key] = proc
+                else:
+                    local[step[6]] = proc
+            elif kind == WAIT:
+                yield from self.wait_for(local.get(step[2]), step[3], row)
+            elif kind == WAIT_WG:
+                yield from self.wait_for(self.wg_done.get(row.key), row.wg_stream, row)
+        self.sim.events += 1
+
+    def receive(self, p: StagePass):
+        r, env, res = p.receive, self.env, self.res
+        ev = self.sim.mail.box((r.phase, r.mb, r.chunk, self.partner[r.sender]))
+        if not ev.triggered:
+            w0 = env.now
+            sent_at, arrived = yield ev
+            bubble, pp_ns = split_wait(w0, sent_at, arrived)
+            res.exposed_ns["PP"] += pp_ns
+            res.bubble_ns += bubble
+            self.slice_("wait", "bubble", w0, bubble)
+            self.slice_("wait", "PP receive", w0 + bubble, pp_ns)
+
+    def send(self, p: StagePass) -> None:
+        sim, setup, direction = self.sim, self.setup, p.send
+        cost = self.cost[direction]
+        key = (p.phase, p.mb, p.chunk, setup.cid)
+        if sim.net is not None and cost:
+            prev_send = self.send_chain[direction]
+            self.send_chain[direction] = self.env.process(sim._contended_send(
+                setup, self.partner[direction], direction, cost, key, prev_send))
+            return
+        start, arrive = queue_send(self.env.now, self.send_free[direction], cost)
+        self.send_free[direction] = arrive
+        self.slice_(f"PP send {direction.value}", f"{p.tag}{p.mb} send", start, cost)
+        sim.mail.deliver(key, start, arrive)
+
+    def drain(self):
+        # wait for every stream, charge the wait to the one that ends last
+        env, res = self.env, self.res
+        t_compute_end = env.now
+        for last in self.stream_last:
+            if last is not None and not last.triggered:
+                yield last
+        ends = [max(e, t_compute_end) for e in self.stream_end]
+        latest = max(range(len(STREAMS)), key=lambda i: ends[i])
+        if ends[latest] > t_compute_end:
+            res.exposed_ns[STREAMS[latest].value] += ends[latest] - t_compute_end
+        if env.now < ends[latest]:
+            yield env.timeout(ends[latest] - env.now)
+        res.end_ns = env.now
+        self.sim.finished[self.idx] = True

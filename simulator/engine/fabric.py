@@ -7,11 +7,12 @@ pipeline send, the groups it stands for are found from the class colouring and h
 from __future__ import annotations
 
 from ..workload import ROW_GROUPS, Group, Op
+from .messages import Direction
 
 
 def uses_fabric(cost_model) -> bool:
     """Whether the cost model routes over a topology graph (the NCCL model)."""
-    return hasattr(cost_model, "group_loads") and hasattr(cost_model, "topology_for")
+    return cost_model.routes_over_topology
 
 
 def build_fabric(plans, setups, colours):
@@ -62,10 +63,12 @@ def build_fabric(plans, setups, colours):
         size = plan.workload.pp_comm_bytes
         if par.pp > 1 and size:
             ranks = np.nonzero(mine)[0]
-            for direction, step in (("next", par.stage_ranks), ("prev", -par.stage_ranks)):
+            for direction, step in ((Direction.NEXT, par.stage_ranks),
+                                    (Direction.PREV, -par.stage_ranks)):
                 partner = (ranks + step) % par.world
                 pairs = np.stack([gpus[ranks], gpus[partner]], axis=1)
-                stage = setup.cls.stage if direction == "next" else (setup.cls.stage - 1) % par.pp
+                stage = (setup.cls.stage if direction is Direction.NEXT
+                         else (setup.cls.stage - 1) % par.pp)
                 place = stage_placements(par, Group.PP, stage, plan.rank_map)[0]
                 fabric.add_send((job, direction, setup.cid), pairs, size,
                                 _gpus_of(place, slots[job], rank_gpu))

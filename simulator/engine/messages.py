@@ -7,6 +7,7 @@ A message is an event keyed by the pass that produced it; its value is (sent, ar
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # any environment with simpy's event(), timeout() and now: simpy or .loop
@@ -15,15 +16,35 @@ if TYPE_CHECKING:  # any environment with simpy's event(), timeout() and now: si
 from ..workload import Phase
 
 
+class Direction(Enum):
+    """Which neighbour of a stage a pipeline message goes to or comes from."""
+
+    NEXT = "next"   # stage s+1 (the last stage's next is stage 0: interleaved chunks)
+    PREV = "prev"   # stage s-1
+
+    @property
+    def reverse(self) -> "Direction":
+        return Direction.PREV if self is Direction.NEXT else Direction.NEXT
+
+    def of(self, stage: int, pp: int) -> int:
+        """The neighbouring stage in this direction."""
+        return (stage + 1) % pp if self is Direction.NEXT else (stage - 1) % pp
+
+
+def send_direction(phase: Phase) -> Direction:
+    """Forward passes send activations on, backward passes gradients back."""
+    return Direction.NEXT if phase is Phase.FWD else Direction.PREV
+
+
 def source(phase: Phase, mb: int, chunk: int, stage: int, pp: int, chunks: int):
-    """(phase, micro-batch, chunk, 'prev'|'next') of the pass this one needs, or None."""
+    """(phase, micro-batch, chunk, Direction) of the pass this one needs, or None."""
     if phase is Phase.FWD:
         if stage > 0:
-            return (Phase.FWD, mb, chunk, "prev")
-        return (Phase.FWD, mb, chunk - 1, "prev") if chunk > 0 else None
+            return (Phase.FWD, mb, chunk, Direction.PREV)
+        return (Phase.FWD, mb, chunk - 1, Direction.PREV) if chunk > 0 else None
     if stage < pp - 1:
-        return (Phase.IG, mb, chunk, "next")
-    return (Phase.IG, mb, chunk + 1, "next") if chunk < chunks - 1 else None
+        return (Phase.IG, mb, chunk, Direction.NEXT)
+    return (Phase.IG, mb, chunk + 1, Direction.NEXT) if chunk < chunks - 1 else None
 
 
 def has_consumer(phase: Phase, chunk: int, stage: int, pp: int, chunks: int) -> bool:

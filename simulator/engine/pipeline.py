@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from .loop import Environment
 
 from ..result import StageResult, TraceSlice
-from ..workload import Phase
-from .messages import Mailbox, has_consumer, source, split_wait
+from .messages import Direction, Mailbox
+from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 from .replay import STREAMS, PassOutcome, PassReplayer
 
 
@@ -80,79 +80,9 @@ class PipelineSim:
                                              {**args, **extra} if extra else args))
 
     def _stage(self, s: int):
-        env = self.env
-        setup = self.stages[s]
-        rep = setup.replayer
-        res = self.results[s]
-        free = [0] * len(STREAMS)
-        wg_done: dict = {}
-        send_free = {"next": 0, "prev": 0}
-
-        def run_pass(phase: Phase, seq, label: str, args: dict):
-            out = rep.run(phase, seq, env.now, free, wg_done)
-            self._apply(s, out, env.now, free, wg_done, label, args)
-            self.events += 1
-            return out.duration_ns
-
-        for seq in setup.head:
-            d = run_pass(Phase.FWD, seq, "", {"part": "iteration start"})
-            if d:
-                yield env.timeout(d)
-
-        for phase, mb, chunk in self.schedule[s]:
-            src = source(phase, mb, chunk, s, self.pp, self.chunks)
-            if src is not None:
-                ev = self.mail.box(src[:3] + ((s - 1) % self.pp if src[3] == "prev"
-                                               else (s + 1) % self.pp,))
-                if not ev.triggered:
-                    w0 = env.now
-                    sent_at, arrived = yield ev
-                    bubble, pp_ns = split_wait(w0, sent_at, arrived)
-                    res.exposed_ns["PP"] += pp_ns
-                    res.bubble_ns += bubble
-                    if self.trace is not None:
-                        if bubble:
-                            self.trace.append(TraceSlice(s, "wait", "bubble", w0, bubble))
-                        if pp_ns:
-                            self.trace.append(TraceSlice(s, "wait", "PP receive", w0 + bubble,
-                                                         pp_ns))
-            tag = "F" if phase is Phase.FWD else "B"
-            label = f"{tag}{mb}" + (f".{chunk}" if self.chunks > 1 else "") + " "
-            pass_args = {"micro_batch": mb, "chunk": chunk}
-            if src is not None:
-                # the trace joins the pipeline send this pass waited for to the pass (a flow)
-                sender = (s - 1) % self.pp if src[3] == "prev" else (s + 1) % self.pp
-                pass_args["flow_in"] = flow_id(src[0], src[1], src[2], sender)
-            d = run_pass(phase, ("mb", self.mb_variant[mb], chunk), label, pass_args)
-            if d:
-                yield env.timeout(d)
-            if has_consumer(phase, chunk, s, self.pp, self.chunks):
-                direction = "next" if phase is Phase.FWD else "prev"
-                cost = setup.send_next_ns if phase is Phase.FWD else setup.send_prev_ns
-                start = max(env.now, send_free[direction])
-                arrive = start + cost
-                send_free[direction] = arrive
-                if self.trace is not None and cost:
-                    self.trace.append(TraceSlice(
-                        s, f"PP send {direction}", f"{tag}{mb} send", start, cost,
-                        {"micro_batch": mb, "chunk": chunk, "flow_out": flow_id(phase, mb, chunk, s),
-                         "to_stage": (s + 1) % self.pp if direction == "next"
-                         else (s - 1) % self.pp}))
-                self.mail.deliver((phase, mb, chunk, s), start, arrive)
-
-        for phase, seq in setup.tail:
-            d = run_pass(phase, seq, "", {"part": "iteration end"})
-            if d:
-                yield env.timeout(d)
-
-        # drain: the iteration ends when every stream is idle; the wait is charged to the
-        # stream that finishes last (the one on the critical path)
-        last = max(range(len(STREAMS)), key=lambda i: free[i])
-        if free[last] > env.now:
-            res.exposed_ns[STREAMS[last].value] += free[last] - env.now
-            yield env.timeout(free[last] - env.now)
-        res.end_ns = env.now
-        self.finished[s] = True
+        passes = stage_passes(self.schedule[s], s, self.pp, self.chunks, self.mb_variant,
+                              self.stages[s].head, self.stages[s].tail)
+        yield from drive(passes, _FastStage(self, s))
 
     def row_exposed(self, stage: int) -> dict:
         """Exposed communication per row key on one stage, over the whole iteration."""
@@ -170,3 +100,83 @@ class PipelineSim:
         if stuck:
             # a stage waited for a message nobody sent: a schedule bug, never bad input
             raise RuntimeError(f"pipeline deadlock: stages {stuck} never finished")
+
+
+_PART_ARGS = {"head": "iteration start", "tail": "iteration end"}
+
+
+class _FastStage:
+    """The fast engine's executor of a stage's passes (:func:`.stage.drive`): one
+    representative rank, a pass one memoized busy-until evaluation and one timeout."""
+
+    __slots__ = ("sim", "s", "env", "rep", "res", "free", "wg_done", "send_free", "cost")
+
+    def __init__(self, sim: PipelineSim, s: int):
+        self.sim = sim
+        self.s = s
+        self.env = sim.env
+        setup = sim.stages[s]
+        self.rep = setup.replayer
+        self.res = sim.results[s]
+        self.free = [0] * len(STREAMS)
+        self.wg_done: dict = {}
+        self.send_free = {Direction.NEXT: 0, Direction.PREV: 0}
+        self.cost = {Direction.NEXT: setup.send_next_ns, Direction.PREV: setup.send_prev_ns}
+
+    def receive(self, p: StagePass):
+        sim, env, r = self.sim, self.env, p.receive
+        ev = sim.mail.box((r.phase, r.mb, r.chunk, r.sender.of(self.s, sim.pp)))
+        if not ev.triggered:
+            w0 = env.now
+            sent_at, arrived = yield ev
+            bubble, pp_ns = split_wait(w0, sent_at, arrived)
+            self.res.exposed_ns["PP"] += pp_ns
+            self.res.bubble_ns += bubble
+            if sim.trace is not None:
+                if bubble:
+                    sim.trace.append(TraceSlice(self.s, "wait", "bubble", w0, bubble))
+                if pp_ns:
+                    sim.trace.append(TraceSlice(self.s, "wait", "PP receive", w0 + bubble,
+                                                pp_ns))
+
+    def run_pass(self, p: StagePass):
+        sim, env = self.sim, self.env
+        label, args = "", None
+        if sim.trace is not None:
+            if p.part != "pipeline":
+                args = {"part": _PART_ARGS[p.part]}
+            else:
+                label = f"{p.tag}{p.mb}" + (f".{p.chunk}" if sim.chunks > 1 else "") + " "
+                args = {"micro_batch": p.mb, "chunk": p.chunk}
+                r = p.receive
+                if r is not None:
+                    # the trace joins the pipeline send this pass waited for to the pass
+                    args["flow_in"] = flow_id(r.phase, r.mb, r.chunk, r.sender.of(self.s, sim.pp))
+        out = self.rep.run(p.phase, p.seq, env.now, self.free, self.wg_done)
+        sim._apply(self.s, out, env.now, self.free, self.wg_done, label, args)
+        sim.events += 1
+        if out.duration_ns:
+            yield env.timeout(out.duration_ns)
+
+    def send(self, p: StagePass) -> None:
+        sim, direction, s = self.sim, p.send, self.s
+        cost = self.cost[direction]
+        start, arrive = queue_send(self.env.now, self.send_free[direction], cost)
+        self.send_free[direction] = arrive
+        if sim.trace is not None and cost:
+            sim.trace.append(TraceSlice(
+                s, f"PP send {direction.value}", f"{p.tag}{p.mb} send", start, cost,
+                {"micro_batch": p.mb, "chunk": p.chunk, "flow_out": flow_id(p.phase, p.mb, p.chunk, s),
+                 "to_stage": direction.of(s, sim.pp)}))
+        sim.mail.deliver((p.phase, p.mb, p.chunk, s), start, arrive)
+
+    def drain(self):
+        # the iteration ends when every stream is idle; the wait is charged to the stream
+        # that finishes last (the one on the critical path)
+        env, free, res = self.env, self.free, self.res
+        last = max(range(len(STREAMS)), key=lambda i: free[i])
+        if free[last] > env.now:
+            res.exposed_ns[STREAMS[last].value] += free[last] - env.now
+            yield env.timeout(free[last] - env.now)
+        res.end_ns = env.now
+        self.sim.finished[self.s] = True

@@ -23,12 +23,7 @@ from .segment import Segmentation, segment
 
 def topology_gpus(cost_model) -> int | None:
     """GPUs of a topology with a fixed server count (``--topology`` with ``servers: N``)."""
-    spec = getattr(cost_model, "spec", None)
-    servers = getattr(spec, "servers", None)
-    gps = getattr(spec, "gpus_per_server", None)
-    if isinstance(servers, int) and isinstance(gps, int):
-        return servers * gps
-    return None
+    return cost_model.fixed_gpus() if cost_model is not None else None
 
 
 #: said on stdout (in the notes) when nothing gives the world size

@@ -17,6 +17,8 @@ from ..errors import InputError, warn
 from ..parallel import RankMap, stage_placements
 from ..result import RowResult, SimulationResult, TraceSlice
 from ..workload import ROW_GROUPS, Group, Op, Workload
+from ..network.links import Link, LinkKind, LinkShare
+from .messages import Direction
 from .pipeline import PipelineSim
 from .fabric import uses_fabric
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
@@ -110,14 +112,14 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
         prv = [c for c, _ in column if stage_of[c] == (cls.stage - 1) % par.pp]
         send_next, send_prev = stage_setup.send_next_ns, stage_setup.send_prev_ns
         if par.pp > 1 and pp_bytes:
-            for partner, direction in ((nxt, "next"), (prv, "prev")):
+            for partner, direction in ((nxt, Direction.NEXT), (prv, Direction.PREV)):
                 factor, extra = worst_nic([cls.cid] + partner)
                 if (factor, extra) == (1.0, 0):
                     continue
-                stage = cls.stage if direction == "next" else (cls.stage - 1) % par.pp
+                stage = cls.stage if direction is Direction.NEXT else (cls.stage - 1) % par.pp
                 ns = max(degraded_model(factor, extra).collective_ns(Op.SENDRECV, pp_bytes, p)
                          for p in stage_placements(par, Group.PP, stage, plan.rank_map))
-                if direction == "next":
+                if direction is Direction.NEXT:
                     send_next = ns
                 else:
                     send_prev = ns
@@ -160,15 +162,16 @@ def _class_links(plan: JobPlan, cls, colour: "np.ndarray", cid_offset: int, job:
     all_gpus = rank_map.gpu(np.arange(par.world, dtype=np.int64))
     on_nic = int(np.count_nonzero((colour == cls.cid) & (all_gpus // gps == server)
                                   & ((all_gpus % gps) // gpus_per_nic == nic)))
-    nic_link = (("nic", server, nic), on_nic / gpus_per_nic)
-    nvl_link = (("nvlink", job, cid_offset + cls.cid), 1.0)
+    nic_link = LinkShare(Link(LinkKind.NIC, server, nic), on_nic / gpus_per_nic)
+    nvl_link = LinkShare(Link(LinkKind.NVLINK, job, cid_offset + cls.cid), 1.0)
 
-    def kind_of(placements) -> tuple:
+    def kind_of(placements) -> LinkShare:
         return nvl_link if all(p.servers == 1 for p in placements) else nic_link
 
-    links = {g: kind_of(plan.pricers[cls.stage].placements[g]) for g in ROW_GROUPS}
-    links["next"] = kind_of(stage_placements(par, Group.PP, cls.stage, rank_map))
-    links["prev"] = kind_of(stage_placements(par, Group.PP, (cls.stage - 1) % par.pp, rank_map))
+    links: dict = {g: kind_of(plan.pricers[cls.stage].placements[g]) for g in ROW_GROUPS}
+    links[Direction.NEXT] = kind_of(stage_placements(par, Group.PP, cls.stage, rank_map))
+    links[Direction.PREV] = kind_of(stage_placements(par, Group.PP, (cls.stage - 1) % par.pp,
+                                                     rank_map))
     return links
 
 
@@ -283,7 +286,8 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
             mine = {setups[i].cid for i in idx}
             result.link_samples = [(_link_name(link, setups, sim.fabric), t, v)
                                    for link, t, v in sim.link_samples
-                                   if link[0] in ("nic", "fabric") or link[2] in mine]
+                                   if link.kind is not LinkKind.NVLINK
+                                   or link.second in mine]
         if sim.fabric is not None:
             f = sim.fabric
             result.notes.append(
@@ -294,13 +298,13 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
     return results
 
 
-def _link_name(link: tuple, setups, fabric=None) -> str:
-    if link[0] == "fabric":
+def _link_name(link: Link, setups, fabric=None) -> str:
+    if link.kind is LinkKind.FABRIC:
         n = fabric.link_classes.get(link, 0) if fabric is not None else 0
-        return f"fabric link class {link[1]} ({n} link{'s' if n != 1 else ''})"
-    if link[0] == "nic":
-        return f"NIC server {link[1]} #{link[2]}"
-    return f"NVLink {setups[link[2]].label.split(' (')[0]}"
+        return f"fabric link class {link.first} ({n} link{'s' if n != 1 else ''})"
+    if link.kind is LinkKind.NIC:
+        return f"NIC server {link.first} #{link.second}"
+    return f"NVLink {setups[link.second].label.split(' (')[0]}"
 
 
 def _run_classes(plan: JobPlan, options: SimulationOptions) -> SimulationResult:
@@ -352,7 +356,7 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
     each job alone); ``spread`` interleaves the jobs GPU by GPU and ``rail`` gives each job a
     slice of every server's GPUs, so jobs meet on the NICs their GPUs share.
     """
-    if getattr(cost_model, "name", "") not in ("analytical",) and not uses_fabric(cost_model):
+    if not cost_model.shares_nics:
         raise InputError("several jobs on one cluster need the analytical cost model or a "
                          "--topology (not --calibration) for now", field="--co-job")
     if placement not in PLACEMENTS:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..workload import Op
+from .links import Link, LinkKind
 
 _PAIR_OPS = (Op.ALLREDUCE, Op.ALLTOALL)
 
@@ -232,9 +233,9 @@ class FabricFlows:
                                      return_inverse=True)
         member = member.ravel()
         n = len(first)
-        self.capacity = {("fabric", c): 1.0 for c in range(n)}
+        self.capacity = {Link(LinkKind.FABRIC, c): 1.0 for c in range(n)}
         counts = np.bincount(member, minlength=n)
-        self.link_classes = {("fabric", c): int(k) for c, k in enumerate(counts)}
+        self.link_classes = {Link(LinkKind.FABRIC, c): int(k) for c, k in enumerate(counts)}
         # a class's load under a shape is that of any of its links (they are all equal)
         rep = np.zeros(len(used), dtype=bool)
         rep[first] = True
@@ -243,7 +244,7 @@ class FabricFlows:
             self._class_loads[k] = {}
         for i, c, v in zip(shape_of[pick].tolist(), member[link_of[pick]].tolist(),
                            value[pick].tolist()):
-            self._class_loads[keys[i]][("fabric", c)] = v     # ns per byte
+            self._class_loads[keys[i]][Link(LinkKind.FABRIC, c)] = v     # ns per byte
 
     # -- flows ----------------------------------------------------------------------------
     def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[dict, float]:
