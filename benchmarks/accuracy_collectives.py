@@ -109,7 +109,8 @@ def p90(xs: list[float]) -> float:
 
 
 def summary_table(errs: list[dict]) -> list[str]:
-    lines = ["| source | op | " + " | ".join(b[0] for b in BANDS) + " | all sizes | signed median |",
+    lines = ["| source | op | " + " | ".join(b[0] for b in BANDS)
+             + " | all sizes | signed median |",
              "|---|---|" + "---|" * (len(BANDS) + 2)]
     for source in dict.fromkeys(e["source"] for e in errs):
         sub = [e for e in errs if e["source"] == source]

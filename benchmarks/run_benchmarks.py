@@ -61,7 +61,8 @@ def cases(tmp: str, quick: bool):
     yield "seed 004", 128, 1, [SEED]
     yield "SimAI example 9216", 9216, 24, [EX9216]
     yield "SimAI example 9216 interleaved", 9216, 24, [EX9216, "--pp-schedule", "interleaved"]
-    yield "SimAI example scaled", 147456, 24, [with_gpus(EX9216, os.path.join(tmp, "x147k.txt"), 147456)]
+    yield "SimAI example scaled", 147456, 24, [with_gpus(EX9216, os.path.join(tmp, "x147k.txt"),
+                                                         147456)]
     if quick:
         return
     for ga in (8, 24, 48, 96):
@@ -119,7 +120,8 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(HERE, "results.csv"))
     ap.add_argument("--quick", action="store_true", help="only the first four cases")

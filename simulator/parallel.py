@@ -9,9 +9,13 @@ one Python object per GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import InputError
 from .workload import Group
+
+if TYPE_CHECKING:  # numpy loads on first use (tests/test_import_floor.py)
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,9 @@ class ParallelConfig:
         raise KeyError(group)
 
     # -- progressions ------------------------------------------------------------------
-    def progression(self, group: Group, stage: int) -> tuple["np.ndarray", int, int]:
-        """(first ranks of every group of this kind in this stage, stride, size)."""
+    def progression(self, group: Group, stage: int) -> tuple[np.ndarray, int | None, int]:
+        """(first ranks of every group of this kind in this stage, stride, size); PP has no
+        stride (its pairs span two stages)."""
         import numpy as np
 
         tp, dp, ep = self.tp, self.dp, self.ep
@@ -149,11 +154,11 @@ class RankMap:
         return int(self.gpu(world - 1)) + 1
 
 
-def as_rank_map(rank_map: "RankMap | int") -> RankMap:
+def as_rank_map(rank_map: RankMap | int) -> RankMap:
     return rank_map if isinstance(rank_map, RankMap) else RankMap(int(rank_map))
 
 
-def _placements_of(members, rank_map: "RankMap | int") -> list[GroupPlacement]:
+def _placements_of(members, rank_map: RankMap | int) -> list[GroupPlacement]:
     """Distinct placements among groups given as rows of rank numbers, sorted by
     (servers, most per server, one rail); each keeps the first group that has it."""
     rank_map = as_rank_map(rank_map)
@@ -222,7 +227,7 @@ _STAGE_PLACEMENTS: dict[tuple, list[GroupPlacement]] = {}
 
 
 def stage_placements(par: ParallelConfig, group: Group, stage: int,
-                     gpus_per_server: "RankMap | int") -> list[GroupPlacement]:
+                     gpus_per_server: RankMap | int) -> list[GroupPlacement]:
     """Distinct placements of the groups of one kind whose ranks are in ``stage``.
 
     For PP, the groups are the pairs (rank in this stage, same position in the next stage).
@@ -238,7 +243,7 @@ def stage_placements(par: ParallelConfig, group: Group, stage: int,
 
 
 def _stage_placements(par: ParallelConfig, group: Group, stage: int,
-                      gpus_per_server: "RankMap | int") -> list[GroupPlacement]:
+                      gpus_per_server: RankMap | int) -> list[GroupPlacement]:
     # A group's placement depends only on its first rank modulo the server size (moving it by
     # one server moves every member by one server), so one group per residue is enough: the
     # work stays below gpus_per_server groups whatever the GPU count.

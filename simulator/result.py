@@ -27,7 +27,8 @@ class StageResult:
 
 @dataclass
 class RowResult:
-    """One template row: priced durations (per occurrence) and exposed time on the critical stage."""
+    """One template row: priced durations (per occurrence) and exposed time on the critical
+    stage."""
 
     sequence: str            # "pre", "mb" (one micro-batch, repeated ga times) or "suf"
     index: int               # position in the sequence

@@ -35,14 +35,16 @@ def parse_bandwidth_gbps(text: str | float | int) -> float:
     else:
         m = _BW_RE.match(text)
         if not m:
-            raise ValueError(f"expected a bandwidth like 50, 50GB/s or 400Gbit/s, got {_shown(text)}")
+            raise ValueError("expected a bandwidth like 50, 50GB/s or 400Gbit/s, "
+                             f"got {_shown(text)}")
         value, unit = float(m.group(1)), m.group(2)
     key = unit.lower()
     # 'GB/s' vs 'Gb/s': case matters for the b only when written with a slash
     if unit in ("Gb/s", "Tb/s", "Mb/s"):
         key = unit[0].lower() + "bit/s"
     if key not in _BW_UNITS:
-        raise ValueError(f"unknown bandwidth unit {_shown(unit)} in {_shown(text)} (use GB/s or Gbit/s)")
+        raise ValueError(f"unknown bandwidth unit {_shown(unit)} in {_shown(text)} "
+                         "(use GB/s or Gbit/s)")
     gbps = value * _BW_UNITS[key]
     if not gbps > 0:
         raise ValueError(f"bandwidth must be positive, got {_shown(text)}")
@@ -102,7 +104,7 @@ def is_bare_number(text: str | float | int) -> bool:
     if isinstance(text, (int, float)):
         return True
     m = _BW_RE.match(str(text))
-    return bool(m) and not m.group(2)
+    return m is not None and not m.group(2)
 
 
 def implausible_bandwidth(text: str | float | int, gbps: float, part: str,

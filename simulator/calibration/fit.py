@@ -50,6 +50,7 @@ class Calibration:
         self.selection: dict = {}
         self.residuals: dict = {}
         self.outliers: list = []   # (row, predicted / measured) the fit misses far (see outliers)
+        self.rows: list[CalRow] = []   # the measurements fitted (after selection)
         self.cross_validation: dict | None = None
         self.path: str | None = None
 
@@ -92,6 +93,14 @@ class Calibration:
 
     def predict_row(self, r: CalRow) -> float | None:
         return self.predict_us(r.op, r.ranks, r.size, r.share, r.scope, r.per_server)
+
+    def fitted_row_us(self, r: CalRow) -> tuple[float, float]:
+        """(structural, calibrated) time of a row whose class this calibration fitted."""
+        s = self.structural_us(r.op, r.ranks, r.size, r.share, r.scope, r.per_server)
+        if s is None:
+            raise InputError(f"{r.source}: {r.op} {r.ranks} ranks: no fitted parameters for "
+                             f"placement class {r.scope!r} (measure it at 3 or more sizes)")
+        return s, s * self.factor(r.op, r.ranks, r.size, r.share, r.scope, r.per_server)[0]
 
 
 # ------------------------------------------------------------------------------------------
@@ -152,6 +161,7 @@ def fit_class(rows: list[CalRow], scope: str) -> ClassParams:
                                 f_scale=ROBUST_SCALE, x_scale="jac", max_nfev=4000)
             if best is None or res.cost < best.cost - 1e-12:
                 best = res
+    assert best is not None   # the loops above run six fits
     p = best.x
     return ClassParams(scope=scope, overhead_us=float(p[0]), latency_us=float(p[1]),
                        step_latency_us=float(p[2]), link_gbps=float(p[3]),
@@ -292,8 +302,7 @@ def residuals(cal: Calibration, rows: list[CalRow]) -> dict:
     """Fit residuals: structural only and with corrections, per op and band."""
     s_err, c_err = [], []
     for r in rows:
-        s = cal.structural_us(r.op, r.ranks, r.size, r.share, r.scope, r.per_server)
-        c = cal.predict_row(r)
+        s, c = cal.fitted_row_us(r)
         s_err.append(s / r.time_us - 1.0)
         c_err.append(c / r.time_us - 1.0)
     return {"structural": error_table(rows, s_err), "corrected": error_table(rows, c_err),
@@ -308,16 +317,17 @@ def outliers(cal: Calibration, rows: list[CalRow]) -> list[tuple[CalRow, float]]
     """Measured points the fitted model misses far more than it misses their neighbours:
     (row, predicted / measured), worst first. A single mistyped row (a time off by 100x)
     still pulls the fit a little; naming it lets the user drop or fix it."""
-    logs = []
+    logs, over = [], []
     for r in rows:
         pred = cal.predict_row(r)
         logs.append(abs(math.log(pred / r.time_us)) if pred and pred > 0 else 0.0)
+        over.append(pred is not None and pred > r.time_us)
     by_op: dict[str, list[float]] = defaultdict(list)
     for r, x in zip(rows, logs):
         by_op[r.op].append(x)
     median = {op: float(np.median(v)) for op, v in by_op.items()}
-    out = [(r, math.exp(x) if cal.predict_row(r) > r.time_us else math.exp(-x))
-           for r, x in zip(rows, logs)
+    out = [(r, math.exp(x) if above else math.exp(-x))
+           for r, x, above in zip(rows, logs, over)
            if x > math.log(OUTLIER_RATIO) and x > OUTLIER_SPREAD * median[r.op]]
     return sorted(out, key=lambda t: -abs(math.log(t[1])))
 
@@ -344,9 +354,7 @@ def cross_validate(rows: list[CalRow], k: int = 5, octaves: float = DEFAULT_KNOT
         cal = fit(train, octaves)
         for i, r in enumerate(rows):
             if fold[r.size] == f:
-                pred_s[i] = cal.structural_us(r.op, r.ranks, r.size, r.share, r.scope,
-                                              r.per_server)
-                pred_c[i] = cal.predict_row(r)
+                pred_s[i], pred_c[i] = cal.fitted_row_us(r)
     s_err = [p / r.time_us - 1.0 for p, r in zip(pred_s, rows)]
     c_err = [p / r.time_us - 1.0 for p, r in zip(pred_c, rows)]
     return {"folds": k, "split": "sizes, i-th smallest size in fold i mod k",
@@ -358,10 +366,9 @@ def evaluate(cal: Calibration, rows: list[CalRow]) -> dict:
     """Prediction errors of a calibration on other measurements (e.g. unmeasured ops)."""
     kept, s_err, c_err, how = [], [], [], defaultdict(set)
     for r in rows:
-        c = cal.predict_row(r)
-        if c is None:
+        if r.scope not in cal.classes:    # a class this calibration did not fit
             continue
-        s = cal.structural_us(r.op, r.ranks, r.size, r.share, r.scope, r.per_server)
+        s, c = cal.fitted_row_us(r)
         kept.append(r)
         s_err.append(s / r.time_us - 1.0)
         c_err.append(c / r.time_us - 1.0)

@@ -106,7 +106,7 @@ class ClassParams:
     dispatch_us: float | None = None    # None: extra framework calls cost nothing more
     ranks: tuple[int, ...] = ()
     ops: tuple[str, ...] = ()
-    transfer: "Curve | None" = None     # correction for unmeasured operations, by wire bytes
+    transfer: Curve | None = None     # correction for unmeasured operations, by wire bytes
 
     def floor_us(self, op: str) -> float:
         extra = FRAMEWORK_CALLS.get(op, 1) - 1

@@ -62,7 +62,7 @@ class GeneratedWorkload:
             "gpu": c.gpu, "gpu_peak_bf16_tflops": gpu.peak_tflops,
             "gpu_hbm_gb_per_s": gpu.hbm_gbps, "compute": how,
             "features": c.features.describe(),
-            "optimizer": ("DeepSpeed ZeRO-%d" % c.features.zero_stage if c.features.zero_stage
+            "optimizer": (f"DeepSpeed ZeRO-{c.features.zero_stage:d}" if c.features.zero_stage
                           else "Megatron distributed optimizer" if c.distributed_optimizer
                           else "Megatron DDP (all-reduce)"),
         }
@@ -98,6 +98,7 @@ class _Rows:
     def comm(self, op: Op | None, group: Group | None, size: int) -> Comm:
         if op is None:
             return Comm(None, None, size) if size else NO_COMM
+        assert group is not None, f"{op} without a group"
         if self.free:
             par = self.cfg.parallel
             n = {Group.TP: par.tp, Group.EP: par.ep, Group.DP: par.dp,
@@ -148,7 +149,7 @@ def generate(cfg: TrainConfig, compute: str = "model",
 
     cm = ComputeModel(cfg, phys) if compute == "model" else None
     if cm is not None and cfg.features.fp8:
-        cm.fp8_model = ComputeModel(_OnGPU(cfg, fp8_gpu(cfg.gpu_spec)), phys)
+        cm.fp8_model = ComputeModel(cfg, phys, gpu=fp8_gpu(cfg.gpu_spec))
     rows: list[Row] = []
     line = 3
     profile_used: set[str] = set()
@@ -262,17 +263,6 @@ def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
     return out
 
 
-class _OnGPU:
-    """A configuration seen through another GPU spec (the compute model reads cfg.gpu_spec)."""
-
-    def __init__(self, cfg: TrainConfig, gpu):
-        self._cfg = cfg
-        self.gpu_spec = gpu
-
-    def __getattr__(self, name):
-        return getattr(self._cfg, name)
-
-
 def fp8_gpu(gpu):
     """The GPU as its FP8 GEMMs see it: Hopper's FP8 tensor-core peak is twice bf16's
     (1979 vs 989 dense TFLOPS on H100/H200), operands of one byte."""
@@ -291,7 +281,7 @@ FP8_KINDS = {"attention_layer", "attention_column", "attention_row", "mlp_layer"
 def _row_us(cm: ComputeModel, cfg: TrainConfig, kind: str, slot: int):
     """The compute model's row times (us); with --fp8 the layers' GEMMs at the FP8 rate and
     the attention kernel still at bf16's."""
-    fp8 = getattr(cm, "fp8_model", None)
+    fp8 = cm.fp8_model
     if fp8 is not None and kind in FP8_KINDS:
         f, ig, wg = fp8.row(kind, slot)
         inside = fp8.core_attention_us()
@@ -478,7 +468,7 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     return prefix, block, suffix, recompute_spans(cfg, block, layer_rows)
 
 
-def _context_parallel_rows(cfg: TrainConfig, R: "_Rows") -> None:
+def _context_parallel_rows(cfg: TrainConfig, R: _Rows) -> None:
     """The context-parallel collectives of one attention block, on the CP group (EP column).
 
     ``allgather`` and ``p2p`` (the ring: CP-1 steps each passing one rank's K and V on, the
@@ -527,7 +517,7 @@ def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, i
     chunks = cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1
     per_chunk = max(1, len(layer_rows) // chunks)
     n = f.recompute_num_layers or 1
-    spans = []
+    spans: list[tuple[int, int]] = []
 
     def span(group: list[tuple[int, int]], chunk_end: int) -> tuple[int, int]:
         # replay is rows c .. j-1: initiate at the row after the group's last row (the next

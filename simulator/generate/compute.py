@@ -29,7 +29,7 @@ class Cost(NamedTuple):
 
     kernels: tuple = ()
 
-    def __add__(self, other):  # type: ignore[override]
+    def __add__(self, other):
         return Cost(self.kernels + other.kernels)
 
     @property
@@ -48,7 +48,7 @@ class Cost(NamedTuple):
             gpu_free = max(gpu_free, issued) + dev
         return gpu_free
 
-    def scaled_host(self, k: float) -> "Cost":
+    def scaled_host(self, k: float) -> Cost:
         return Cost(tuple((d, h * k) for d, h in self.kernels))
 
 
@@ -143,9 +143,12 @@ def _rescale_host(parts: list[Part], fwd_us: float, bwd_us: float) -> list[Part]
 class ComputeModel:
     """Per-row-kind compute times for one configuration."""
 
-    def __init__(self, cfg: TrainConfig, params: ParamCounts):
+    def __init__(self, cfg: TrainConfig, params: ParamCounts, gpu: GPUSpec | None = None):
+        """``gpu``: price the kernels on this GPU instead of ``cfg.gpu_spec`` (FP8 GEMMs)."""
         self.cfg = cfg
-        self.gpu = gpu = cfg.gpu_spec
+        self.gpu = gpu = gpu if gpu is not None else cfg.gpu_spec
+        #: the same model at the FP8 rate, for the rows --fp8 moves to FP8 (builder.py)
+        self.fp8_model: ComputeModel | None = None
         sf, sb = host_scales(gpu)
         K = _Kernels(gpu, sf, sb)
         m = cfg.model
@@ -284,7 +287,8 @@ class ComputeModel:
         """(forward, backward, 0) microseconds of one layer's attention kernel alone, the part
         of the attention rows that selective recompute replays and that the generator rescales
         for context parallelism, FP8 and the unfused backend (builder.py)."""
-        return tuple(float(getattr(x, "us", x)) for x in self.parts["attn_core"])
+        fwd, bwd, zero = (float(getattr(x, "us", x)) for x in self.parts["attn_core"])
+        return fwd, bwd, zero
 
     def row(self, kind: str, slot: int = 0) -> tuple[float, float, float]:
         """(forward, input-gradient, weight-gradient) microseconds of a row kind.
@@ -397,7 +401,12 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
                              path=path, line=1)
         from ..readers.measurement_csv import _guarded
         seen: list[int] = []
-        reader = _guarded(csv.reader(seen.append(i) or ln for i, ln in lines), path, seen)
+
+        def numbered():   # the reader's lines, noting each one's number as it is read
+            for i, ln in lines:
+                seen.append(i)
+                yield ln
+        reader = _guarded(csv.reader(numbered()), path, seen)
         header = [c.strip().lower() for c in next(reader, [])]
         unit = None
         for u, scale in (("us", 1000.0), ("ns", 1.0), ("ms", 1e6)):
@@ -426,7 +435,7 @@ def read_compute_profile(path: str) -> dict[str, tuple[float, float, float]]:
             if name in out:
                 raise InputError(f"row {shown(name)} given twice", path=path, line=lineno,
                                  field="name")
-            out[name] = tuple(vals)
+            out[name] = (vals[0], vals[1], vals[2])
     return out
 
 

@@ -34,6 +34,7 @@ GPUs that were not measured take the H200's values scaled by their published pea
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import InputError
 
@@ -132,7 +133,7 @@ class GPUSpec:
 
 def _h200() -> GPUSpec:
     from .h200_fit import H200_KERNEL_FIT
-    fit = dict(H200_KERNEL_FIT)
+    fit: dict[str, Any] = dict(H200_KERNEL_FIT)
     fit["mem_ops"] = tuple((tuple(m) + (0.0,))[:4] for m in fit.get("mem_ops", ()))
     return GPUSpec("h200", peak_tflops=989.4, hbm_gbps=4800, hbm_gib=141, **fit,
                    derivation="fitted on kernels measured on one H200 (traces/h200/compute/, "

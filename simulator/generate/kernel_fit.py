@@ -27,6 +27,7 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 MEM_OPS = ("layer_norm", "gelu", "dropout", "add", "float", "accum_fp32", "zero_fp32",
            "bias_grad", "cross_entropy_fp32", "embedding_pos")
@@ -81,7 +82,7 @@ def _fit_t0_bw(points):
 
 def _pairs(rows, group, op):
     """(fwd row, fwdbwd row) per (source, shape) of one op."""
-    by = defaultdict(dict)
+    by: dict[tuple, dict] = defaultdict(dict)
     for r in rows:
         if r["group"] != group or r["op"] != op:
             continue
@@ -134,6 +135,13 @@ def fit_gemm(rows, gpu) -> tuple[dict, dict]:
              "gemm_t0_us": round(fitted.gemm_t0_us, 3)}, {"gemm": stats})
 
 
+def _attention_us(x, flops, seq, head_dim, peak_tflops: float):
+    """Attention time (us) for parameters x = (t0_us, e_max, seq_half, head_dim_half): the
+    efficiency saturates in the sequence length and in the head dimension."""
+    eff = x[1] * seq / (seq + x[2]) * head_dim / (head_dim + x[3])
+    return x[0] + flops / (peak_tflops * 1e6 * eff)
+
+
 def fit_attention(rows, peak_tflops: float) -> tuple[dict, dict]:
     import numpy as np
     from scipy.optimize import least_squares
@@ -154,13 +162,11 @@ def fit_attention(rows, peak_tflops: float) -> tuple[dict, dict]:
             continue
         a = np.array(pts, dtype=float)
         fl, s, d, t = a.T
-
-        def pred(x):
-            eff = x[1] * s / (s + x[2]) * d / (d + x[3])
-            return x[0] + fl / (peak_tflops * 1e6 * eff)
-        fit = least_squares(lambda x: np.log(pred(x) / t), [10.0, 0.6, 256.0, 32.0],
+        fit = least_squares(lambda x, fl=fl, s=s, d=d, t=t:
+                            np.log(_attention_us(x, fl, s, d, peak_tflops) / t),
+                            [10.0, 0.6, 256.0, 32.0],
                             bounds=([0.0, 0.05, 0.0, 0.0], [200.0, 1.0, 16384.0, 1024.0]))
-        err = pred(fit.x) / t - 1
+        err = _attention_us(fit.x, fl, s, d, peak_tflops) / t - 1
         params[name] = tuple(round(float(v), 4) for v in fit.x)
         resid[name] = _stats([float(e) for e in err])
     return params, resid
@@ -174,7 +180,8 @@ def fit_optimizer(rows) -> tuple[dict, dict]:
             continue
         pts[r["op"]].append((float(r["numel"]), float(r["tensors"]), _f(r["dev_us"]),
                              _f(r["host_us"])))
-    params, resid = {}, {}
+    params: dict[str, Any] = {}
+    resid: dict[str, dict] = {}
     if pts.get("step"):
         a = np.array(pts["step"])
         X = np.column_stack([np.ones(len(a)), a[:, 0], a[:, 1]])

@@ -29,7 +29,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from simulator.errors import InputError
 
@@ -364,7 +364,7 @@ def _dtype_name(text: str, name: str) -> str:
     t = text.strip()
     if t[:1] in ("'", '"'):
         t = _unquote(t)
-    if dtype_bytes(t, missing=None) is None:
+    if _dtype_key(t) not in DTYPE_BYTES:
         raise _SyntaxError(f"unknown dtype {t!r}", name)
     return t
 
@@ -378,16 +378,18 @@ def _dtypes(text: str, name: str) -> tuple[str, ...]:
     return (_dtype_name(t, name),)
 
 
-def dtype_bytes(dtype: str, missing: object = KeyError) -> int:
-    """Bytes per element of ``dtype`` (``torch.bfloat16`` or ``bfloat16``)."""
+def _dtype_key(dtype: str) -> str:
     key = dtype.strip()
-    if key.startswith("torch."):
-        key = key[len("torch."):]
-    if key in DTYPE_BYTES:
-        return DTYPE_BYTES[key]
-    if missing is KeyError:
+    return key[len("torch."):] if key.startswith("torch.") else key
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of ``dtype`` (``torch.bfloat16`` or ``bfloat16``); KeyError for an
+    unknown one."""
+    key = _dtype_key(dtype)
+    if key not in DTYPE_BYTES:
         raise KeyError(f"unknown dtype {dtype!r}")
-    return missing  # type: ignore[return-value]
+    return DTYPE_BYTES[key]
 
 
 def _optional_ident(text: str, name: str) -> str | None:

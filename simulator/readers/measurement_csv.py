@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import re
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from simulator.errors import InputError
 from simulator.measurements import Measurement, canonical_op
@@ -154,8 +154,9 @@ def parse_measurement_csv(lines: Iterable[str], path: str = "<csv>", method: str
             raise InputError(f"expected {len(header)} fields as in the header on line "
                              f"{header_line}, got {len(row)}", path=path, line=lineno)
 
+        # called in this iteration only, so the loop variables are the current row's
         def where(key: str) -> dict:
-            return {"path": path, "line": lineno, "field": header[columns[key]]}
+            return {"path": path, "line": lineno, "field": header[columns[key]]}  # noqa: B023
 
         cell = {key: row[idx].strip() for key, idx in columns.items()}
         op, share = _parse_op(cell["op"], where("op"))

@@ -28,12 +28,11 @@ their magnitude says milliseconds).
 """
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from simulator.errors import InputError
 from simulator.readers.numbers import parse_float, parse_int
@@ -548,33 +547,32 @@ def mean_last_steps(section: MoeSection, n: int = 10) -> StepMeans:
     return mean_steps(section, tail[0].step, tail[-1].step)
 
 
-def _summarized(log: MoeLog) -> Iterable[MoeSection]:
+def _summarized(log: MoeLog) -> Iterable[tuple[MoeSection, SummaryLine]]:
+    """(section, its summary) of every section that has one."""
     for sec in log.sections:
         if sec.summary is not None:
-            yield sec
+            yield sec, sec.summary
 
 
 def summary_step_times(log: MoeLog) -> dict[int, float]:
     """``[Summary]`` step time per number of local experts (seed 002: 8, 16, 32, 64)."""
     out: dict[int, float] = {}
-    for sec in _summarized(log):
+    for sec, summary in _summarized(log):
         key = sec.num_local_experts
         if key is None:
             raise InputError("a section has no [Benchmark] line and no local-expert count",
                              path=log.path, line=sec.start_line)
         if key in out:
             raise InputError(f"two sections with {key} local experts; use "
-                             "impl_summary_table()", path=log.path, line=sec.summary.line)
-        out[key] = sec.summary.step_ms  # type: ignore[union-attr]
+                             "impl_summary_table()", path=log.path, line=summary.line)
+        out[key] = summary.step_ms
     return out
 
 
 def impl_summary_table(log: MoeLog) -> dict[tuple[str, str, int], float]:
     """Seed 001: ``{(impl, model, local experts): step_ms}`` from the labelled summaries."""
     out: dict[tuple[str, str, int], float] = {}
-    for sec in _summarized(log):
-        s = sec.summary
-        assert s is not None
+    for _, s in _summarized(log):
         if s.impl is None or s.model is None or s.local_experts is None:
             continue
         out[(s.impl, s.model, s.local_experts)] = s.step_ms

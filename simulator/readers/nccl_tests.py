@@ -9,10 +9,9 @@ and the rest go to ``extra``.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from simulator.errors import InputError
 from simulator.readers.numbers import parse_float, parse_int, shown
@@ -121,7 +120,8 @@ def parse_nccl_tests(lines: Iterable[str], path: str = "<nccl-tests>", op: str |
     if op is None:
         if found_op is None:
             raise InputError("cannot tell the operation: no '<name>_perf' binary named in the "
-                             "file; name it: collsim calibrate --nccl-tests-op OP (op= in the library)",
+                             "file; name it: collsim calibrate --nccl-tests-op OP (op= in the "
+                             "library)",
                              path=path)
         op = found_op
     if rank_ids:

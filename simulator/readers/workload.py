@@ -145,7 +145,7 @@ class _Reader:
                 raise self.error(f"header key {_clip(key)} given twice", 1, key)
             seen.append(key)
 
-            def take(what: str) -> str:
+            def take(what: str, key: str = key) -> str:  # bound: the key being read now
                 nonlocal i
                 if i >= len(flat):
                     raise self.error(f"missing value for {_clip(key)} ({what})", 1, key)
@@ -163,8 +163,7 @@ class _Reader:
                          "same way")
                     out[_INT_KEYS[key]] = 1
                     continue
-                value = self.positive_int(text, 1, key, limit=limit)
-                out[_INT_KEYS[key]] = value
+                out[_INT_KEYS[key]] = self.positive_int(text, 1, key, limit=limit)
             elif key == "pp_comm":
                 # AICB writes 'pp_comm: 0', SimAI examples 'pp_comm 50331648', some a float
                 out["pp_comm_bytes"] = self.nonneg_int(take("bytes"), 1, key)
@@ -219,8 +218,8 @@ class _Reader:
             size = self.nonneg_int(fields[n_type + 1], line, fname(n_type + 1))
             parsed = parse_comm_type(word, phase)
             if parsed is None:
-                raise self.error(f"unknown collective type {_clip(word)}; expected NONE, ALLREDUCE, "
-                                 "ALLGATHER, REDUCESCATTER, ALLTOALL, BROADCAST, "
+                raise self.error(f"unknown collective type {_clip(word)}; expected NONE, "
+                                 "ALLREDUCE, ALLGATHER, REDUCESCATTER, ALLTOALL, BROADCAST, "
                                  "ALLREDUCEALLTOALL, optionally with _EP or _DP_EP", line,
                                  fname(n_type))
             if parsed.op is None:

@@ -40,6 +40,7 @@ def render_csv(r: SimulationResult) -> str:
     e = c.exposed_ns
     w.writerow([])
     w.writerow(SIMAI_SUMMARY_COLUMNS)
-    w.writerow([csv_cell(r.workload), _us(e["DP"]), _us(e["DP_EP"]), _us(e["TP"]), _us(e["EP"]), _us(e["PP"]),
-                _us(c.bubble_ns), _us(c.compute_ns), _us(sum(e.values())), _us(r.iteration_ns)])
+    w.writerow([csv_cell(r.workload), _us(e["DP"]), _us(e["DP_EP"]), _us(e["TP"]), _us(e["EP"]),
+                _us(e["PP"]), _us(c.bubble_ns), _us(c.compute_ns), _us(sum(e.values())),
+                _us(r.iteration_ns)])
     return buf.getvalue()

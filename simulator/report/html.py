@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
@@ -71,7 +72,7 @@ def _table(columns: list[str], rows: list[list], table_id: str) -> str:
 
 def render_report(title: str, subtitle: str, headline: str, columns: list[str],
                   rows: list[list], images: list[tuple[str, bytes]],
-                  settings: list[tuple[str, str]], notes: list[str] = (),
+                  settings: list[tuple[str, str]], notes: Sequence[str] = (),
                   table_title: str = "All results") -> str:
     """The page as a string; ``images`` are (caption, PNG bytes)."""
     from .. import __version__

@@ -35,7 +35,7 @@ def render_plot(r: SimulationResult) -> bytes:
                                      gridspec_kw={"height_ratios": [max(min(n, 24), 1), 1.2]})
     lanes = ["compute", "TP", "EP", "DP", "DP_EP", "PP"]
     # one row per (stage, lane that has something), stage 0 on top
-    rows: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    rows: dict[tuple[int, str], list[tuple[float, float, str]]] = {}   # (start, length, kind)
     for sl in r.trace or []:
         if sl.stage not in shown:
             continue

@@ -1,7 +1,7 @@
 """The human-readable summary printed by ``collsim simulate``."""
 from __future__ import annotations
 
-from ..result import BREAKDOWN_GROUPS, SimulationResult
+from ..result import BREAKDOWN_GROUPS, SimulationResult, StageResult
 
 
 def _ms(ns: int) -> str:
@@ -44,8 +44,8 @@ def describe_cost_model(d: dict) -> list[str]:
     nvlink = d.get("nvlink_GB_per_s", d.get("scale_up_GB_per_s"))
     nic, nics = d.get("nic_GB_per_s"), d.get("nics_per_server")
     skip = {"nvlink_GB_per_s", "scale_up_GB_per_s", "nic_GB_per_s", "nics_per_server"}
-    label = MODEL_LABELS.get(name)
-    lines = ["cost model   " + (label + ": " if label else "") + _scalars(d, skip)]
+    model_label = MODEL_LABELS.get(name)
+    lines = ["cost model   " + (model_label + ": " if model_label else "") + _scalars(d, skip)]
     parts = []
     if nvlink is not None:
         parts.append(f"NVLink {format_bandwidth(nvlink)} per GPU per direction")
@@ -74,7 +74,7 @@ def _stage_table(r: SimulationResult, full: bool) -> list[str]:
         return ["", head] + [_stage_row(s) for s in r.stages]
     # rank classes: the slowest classes, and per pipeline stage its slowest class
     slowest = sorted(r.stages, key=lambda s: (-s.end_ns, s.stage))[:SUMMARY_CLASSES]
-    per_stage: dict[int, object] = {}
+    per_stage: dict[int, StageResult] = {}
     for s in r.stages:
         if s.stage not in per_stage or s.end_ns > per_stage[s.stage].end_ns:
             per_stage[s.stage] = s

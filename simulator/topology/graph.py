@@ -22,7 +22,7 @@ from functools import lru_cache
 import networkx as nx
 
 from ..errors import InputError
-from .spec import TopologySpec
+from .spec import Fabric, TopologySpec
 
 LinkId = tuple[str, str]
 
@@ -65,7 +65,7 @@ class Topology:
         self._gpu_of_nic: list[int] = []          # NIC index -> the local GPU it hangs off
         self._owner: list[int] = []               # per link: its server s, or -1 - its pod
         self._link_cache: dict = {}
-        self._index = None
+        self._index: tuple | None = None            # link_index(), built on first use
         self._build()
         self._check_reachable()
         self.rank_gpu = self._rank_map()
@@ -79,9 +79,9 @@ class Topology:
         if self._graph is None:
             g = nx.DiGraph(name=self.spec.name)
             g.add_nodes_from(self._nodes.items())
-            g.add_edges_from((u, v, {"bandwidth": l.bandwidth, "efficiency": l.efficiency,
-                                     "latency": l.latency_ns, "kind": l.kind})
-                             for (u, v), l in self.links.items())
+            g.add_edges_from((u, v, {"bandwidth": link.bandwidth, "efficiency": link.efficiency,
+                                     "latency": link.latency_ns, "kind": link.kind})
+                             for (u, v), link in self.links.items())
             self._graph = g
         return self._graph
 
@@ -115,7 +115,7 @@ class Topology:
                     self._nics_of_gpu.append(list(range(local * per, (local + 1) * per)))
                 else:
                     self._nics_of_gpu.append([local * k_per_server // gps])
-            self._gpu_of_nic = [min(l for l in range(gps) if k in self._nics_of_gpu[l])
+            self._gpu_of_nic = [min(gpu for gpu in range(gps) if k in self._nics_of_gpu[gpu])
                                 for k in range(k_per_server)]
         for s in range(self.servers):
             for local in range(gps):
@@ -166,18 +166,27 @@ class Topology:
                               owner=-1 - pod)
         elif pods > 1:
             # one spine switch per uplink of a leaf; a connection takes one of them (hash)
-            per = uplink / self.uplinks
+            per_spine = uplink / self.uplinks
             for j in range(self.uplinks):
                 self._node(f"spine{j}", kind="spine")
             for pod in range(pods):
                 for r in range(rails):
                     for j in range(self.uplinks):
-                        self._add(self.leaf_name(pod, r), f"spine{j}", per, nics.efficiency,
+                        self._add(self.leaf_name(pod, r), f"spine{j}", per_spine, nics.efficiency,
                                   fab.spine_latency_ns, "fabric", lat_back=fab.leaf_latency_ns,
                                   owner=-1 - pod)
 
+    def _fabric(self) -> Fabric:
+        """The scale-out fabric: only routes between servers ask, and a topology spanning
+        servers has one (checked in __init__)."""
+        fab = self.spec.fabric
+        if fab is None:
+            raise InputError("the topology has no fabric: GPUs on different servers are not "
+                             "reachable", path=self.spec.source, field="fabric")
+        return fab
+
     def leaf_name(self, pod: int, nic: int) -> str:
-        if self.spec.fabric.type == "rail-optimized":
+        if self._fabric().type == "rail-optimized":
             return f"pod{pod}.leaf{nic}"
         return f"pod{pod}.leaf"
 
@@ -253,7 +262,7 @@ class Topology:
             return self._nvlink_path(src, dst)
         k = self.nic_of(src) if nic is None else nic
         gps = self.gpus_per_server
-        fab = self.spec.fabric
+        fab = self._fabric()
         out: list[LinkId] = []
         exit_gpu = s_src * gps + self._gpu_of_nic[k]
         out += self._nvlink_path(src, exit_gpu)            # PXN: to the GPU next to NIC k
@@ -278,10 +287,10 @@ class Topology:
 
     def link_index(self):
         """``(id of every link, capacity by id, links per server, links per pod, servers
-        per pod, translation exact, NVLink or not by id)``: ids laid out so that moving a group by whole pods
-        (any number of servers when there is one pod) adds ``servers x links per server`` to
-        a server's link ids and ``pods x links per pod`` to a pod's: the routes of the
-        moved group are the moved routes (not so under ECMP hashing: ``exact`` is False)."""
+        per pod, translation exact, NVLink or not by id)``: ids laid out so that moving a group
+        by whole pods (any number of servers when there is one pod) adds ``servers x links per
+        server`` to a server's link ids and ``pods x links per pod`` to a pod's: the routes of
+        the moved group are the moved routes (not so under ECMP hashing: ``exact`` is False)."""
         if self._index is None:
             import numpy as np
 
@@ -302,9 +311,9 @@ class Topology:
             ids[~is_server] = self.servers * per_server + pod * per_pod + local[~is_server]
             table = dict(zip(self.links, ids.tolist()))
             caps = np.empty(len(owner), dtype=np.float64)
-            caps[ids] = [l.capacity for l in self.links.values()]
+            caps[ids] = [link.capacity for link in self.links.values()]
             nvlink = np.zeros(len(owner), dtype=bool)
-            nvlink[ids] = [l.kind == "nvlink" for l in self.links.values()]
+            nvlink[ids] = [link.kind == "nvlink" for link in self.links.values()]
             fab = self.spec.fabric
             spl = fab.servers_per_leaf if fab is not None else max(1, self.servers)
             exact = fab is None or fab.ecmp == "ideal"
@@ -315,7 +324,7 @@ class Topology:
         """The uplink a connection (sending GPU, receiving GPU, sending NIC) hashes onto:
         deterministic for a seed, like a switch hashing a flow's header fields."""
         x = (src * 0x9E3779B1 + dst * 0x85EBCA77 + nic * 0xC2B2AE3D
-             + self.spec.fabric.ecmp_seed * 0x27D4EB2F + 0x165667B1) & 0xFFFFFFFFFFFFFFFF
+             + self._fabric().ecmp_seed * 0x27D4EB2F + 0x165667B1) & 0xFFFFFFFFFFFFFFFF
         x ^= x >> 33
         x = (x * 0xFF51AFD7ED558CCD) & 0xFFFFFFFFFFFFFFFF
         x ^= x >> 33
@@ -324,7 +333,7 @@ class Topology:
         return x % self.uplinks
 
     def path_latency_ns(self, path) -> int:
-        return sum(self.links[l].latency_ns for l in path)
+        return sum(self.links[hop].latency_ns for hop in path)
 
     def capacities(self) -> dict[LinkId, float]:
         """Achievable bytes per nanosecond of every directed link (for FlowNetwork)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..resources import REPO_ROOT, in_checkout
-from .common import DEFAULT_CALIBRATION, ROOT, TRACES, CaseResult, rel
+from .common import DEFAULT_CALIBRATION, TRACES, CaseResult, rel
 
 BEGIN = "<!-- validate:begin -->"
 END = "<!-- validate:end -->"
@@ -82,7 +82,7 @@ def _transfer(path: Path) -> dict | None:
         return None
     cal = load(path)
     rows, _ = read_files([str(COLLECTIVES)])
-    fitted = set()
+    fitted: set[str] = set()   # operations the calibration measured
     for c in cal.classes.values():
         fitted.update(c.ops)
     rows = [r for r in rows if r.op not in fitted and r.method_class == cal.method_class]
@@ -291,8 +291,8 @@ def render_markdown(rep: Report) -> str:
                   f"| op | points | {'in-sample' if c4['given_is_x4'] else 'extrapolated'} "
                   "on run 2: median | max | 4-GPU calibration on run 1: median | max |",
                   "|---|---|---|---|---|---|"]
-        for cells in table_rows(c4):
-            lines.append("| " + " | ".join(cells) + " |")
+        for x4_cells in table_rows(c4):
+            lines.append("| " + " | ".join(x4_cells) + " |")
         lines.append("")
     if rep.multinode:
         from .multinode import render_markdown as multinode_markdown

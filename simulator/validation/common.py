@@ -60,8 +60,9 @@ def comm(op: Op, group: Group, size: int) -> Comm:
     return Comm(op, group, int(size)) if size > 0 else NO_COMM
 
 
-def row(name: str, fwd_ns: int = 0, fwd: Comm = NO_COMM, ig_ns: int = 0, ig: Comm = NO_COMM,
-        wg_ns: int = 0, wg: Comm = NO_COMM, update_ns: int = 0) -> Row:
+def row(name: str, fwd_ns: float = 0, fwd: Comm = NO_COMM, ig_ns: float = 0,
+        ig: Comm = NO_COMM, wg_ns: float = 0, wg: Comm = NO_COMM, update_ns: float = 0) -> Row:
+    """A workload row; times in ns, rounded to whole ns."""
     return Row(name=name, fwd_ns=int(round(fwd_ns)), fwd=fwd, ig_ns=int(round(ig_ns)), ig=ig,
                wg_ns=int(round(wg_ns)), wg=wg, update_ns=int(round(update_ns)))
 

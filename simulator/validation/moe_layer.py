@@ -76,18 +76,19 @@ def seed002_parts(path=SEED002) -> dict[int, dict]:
                 current.append(step)
                 step = {}
     log = read_moe_log(path)
-    summary = {sec.num_local_experts: sec for sec in log.sections if sec.summary is not None}
+    summary = {sec.num_local_experts: (sec, sec.summary) for sec in log.sections
+               if sec.summary is not None}
     out = {}
     for experts, steps in sections.items():
         last = [s for s in steps if all(k in s for k in _PART)][-10:]
-        sec = summary[experts]
+        sec, sec_summary = summary[experts]
         means = mean_steps(sec, last[0]["step"], last[-1]["step"])
         out[experts] = {
             "moe_forward_ms": statistics.fmean(max(s["moe_forward"]) for s in last),
             "moe_backward_ms": statistics.fmean(
                 max(a + b for a, b in zip(s["linear2_backward"], s["linear1_backward"]))
                 for s in last),
-            "step_ms": sec.summary.step_ms, "steps_averaged": len(last),
+            "step_ms": sec_summary.step_ms, "steps_averaged": len(last),
             "forward_ms": means.forward_ms, "backward_ms": means.backward_ms,
         }
     return out

@@ -23,13 +23,17 @@ rate), so the calibrated H200 model prices its collectives too low.
 from __future__ import annotations
 
 import statistics
+from typing import TypeVar
 
 from ..cluster import Cluster
 from ..costmodel.base import CostModel
 from ..engine import SimulationOptions, simulate
+from ..errors import InputError
 from ..readers.echo_trace import read_echo_trace, summarize_echo_trace
 from ..workload import Group, Op
 from .common import MS, TRACES, CaseResult, comm, rel, row, workload
+
+T = TypeVar("T")
 
 SEED003 = TRACES / "seeds" / "003_cac42666c59f300b.txt"
 DP = 4
@@ -52,18 +56,27 @@ class MeasuredCommModel(CostModel):
         return {"name": self.name}
 
 
+def _known(value: T | None) -> T:
+    """A shape or size the seed-003 trace records (every communication there has both)."""
+    if value is None:
+        raise InputError("a communication without input__shape or input__dtype",
+                         path=rel(SEED003))
+    return value
+
+
 def _inputs():
     records = read_echo_trace(SEED003)
     s = summarize_echo_trace(records, path=rel(SEED003))
     get_batch = {o.batch_id: o.duration_ms for o in s.ops if o.op == "get_batch"}
-    sizes = {}
+    sizes: dict[int, int] = {}   # all-to-all bytes by leading dimension
     for c in s.comm:
         if c.comm_func == "all_to_all":
-            sizes.setdefault(c.shape[0], c.size_bytes)
+            sizes.setdefault(_known(c.shape)[0], _known(c.size_bytes))
     a2a_small = sizes[min(sizes)]
     a2a_big = sizes[max(sizes)]
     ag = next(c for c in s.comm if c.comm_func == "allgather")
-    ag_bytes = ag.size_bytes * 2  # nccl-tests convention: the gathered output of EP 2 ranks
+    # nccl-tests convention: the gathered output of EP 2 ranks
+    ag_bytes = _known(ag.size_bytes) * 2
     pp_bytes = next(o.size_bytes for o in s.ops if o.op == "send_forward")
     return s, get_batch, a2a_small, a2a_big, ag_bytes, pp_bytes
 
@@ -133,12 +146,12 @@ def run(cost_model: CostModel, cluster: Cluster) -> list[CaseResult]:
     ]
     # diagnostic: the same replay with the trace's own communication times, to separate
     # the pipeline model from the communication model
-    table = {}
+    durations: dict[tuple[Op, int], list[float]] = {}
     for c in s.comm:
         op = Op.ALLTOALL if c.comm_func == "all_to_all" else Op.ALLGATHER
-        size = c.size_bytes * (2 if op is Op.ALLGATHER else 1)
-        table.setdefault((op, size), []).extend(c.durations_ms)
-    table = {k: statistics.median(v) for k, v in table.items()}
+        size = _known(c.size_bytes) * (2 if op is Op.ALLGATHER else 1)
+        durations.setdefault((op, size), []).extend(c.durations_ms)
+    table = {k: statistics.median(v) for k, v in durations.items()}
     table[(Op.ALLREDUCE, s.dp_allreduce_bytes)] = s.dp_allreduce_ms
     table[(Op.ALLREDUCE, s.ep_dp_allreduce_bytes)] = s.ep_dp_allreduce_ms
     table[(Op.SENDRECV, next(o.size_bytes for o in s.ops if o.op == "send_forward"))] = \
