@@ -26,8 +26,7 @@ def _load():
         raise PackageNotFoundError(name)
 
     shim = types.ModuleType("importlib.metadata")
-    shim.PackageNotFoundError = PackageNotFoundError
-    shim.version = version
+    vars(shim).update(PackageNotFoundError=PackageNotFoundError, version=version)
     sys.modules["importlib.metadata"] = shim
     importlib.metadata = shim
     try:

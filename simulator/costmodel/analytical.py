@@ -34,7 +34,7 @@ class AnalyticalCostModel(CostModel):
                 "nvlink_GB_per_s": c.nvlink_gbps, "nic_GB_per_s": c.nic_gbps,
                 "nics_per_server": c.nics_per_server}
 
-    def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> "AnalyticalCostModel":
+    def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> AnalyticalCostModel:
         c = self.cluster
         return AnalyticalCostModel(c.with_overrides(
             name=f"{c.name} (NIC x{nic_factor:g})", nic_gbps=c.nic_gbps * nic_factor,
@@ -71,7 +71,8 @@ class AnalyticalCostModel(CostModel):
             local_peers = p.max_per_server - 1
             remote_peers = n - p.max_per_server
             t_local = local_peers / n * size_bytes / self.nvlink_bw()
-            t_remote = remote_peers / n * size_bytes / self.nic_bw_per_gpu() if remote_peers else 0.0
+            t_remote = (remote_peers / n * size_bytes / self.nic_bw_per_gpu() if remote_peers
+                        else 0.0)
             return base + hop + max(t_local, t_remote)
         if op is Op.SENDRECV:
             bw = self.nvlink_bw() if p.intra_server else self.nic_bw_per_gpu()
