@@ -11,35 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Canonical operation names.
-OPS: tuple[str, ...] = (
-    "all_reduce",
-    "all_gather",
-    "reduce_scatter",
-    "all_to_all",
-    "broadcast",
-    "sendrecv",
-    "moe_all_to_all",
-    "gemm",
-)
+from .collectives import BY_NAME, COLLECTIVES as _TABLE
+
+#: Canonical operation names: the collectives of simulator.collectives, then GEMMs.
+OPS: tuple[str, ...] = (*(c.name for c in _TABLE), "gemm")
 
 #: Collective operations (every canonical op except ``gemm``).
 COLLECTIVES: tuple[str, ...] = tuple(op for op in OPS if op != "gemm")
 
-_ALIASES = {
-    "allreduce": "all_reduce",
-    "allgather": "all_gather",
-    "reducescatter": "reduce_scatter",
-    "alltoall": "all_to_all",
-    "a2a": "all_to_all",
-    "bcast": "broadcast",
-    "send_recv": "sendrecv",
-    "p2p": "sendrecv",
-    "moe_alltoall": "moe_all_to_all",
-    "moe_a2a": "moe_all_to_all",
-    "matmul": "gemm",
-    "mm": "gemm",
-}
+_ALIASES = {**{a: c.name for c in _TABLE for a in c.aliases}, "matmul": "gemm", "mm": "gemm"}
 
 
 def canonical_op(name: str) -> str | None:
@@ -56,16 +36,8 @@ def bus_factor(op: str, ranks: int, share_remote: float | None = None) -> float 
     For ``moe_all_to_all`` the factor is the share of the buffer that leaves the rank
     (``share_remote``; an even all-to-all sends (n-1)/n).
     """
-    n = ranks
-    if op == "all_reduce":
-        return 2.0 * (n - 1) / n
-    if op in ("all_gather", "reduce_scatter", "all_to_all"):
-        return (n - 1) / n
-    if op in ("broadcast", "sendrecv"):
-        return 1.0
-    if op == "moe_all_to_all":
-        return share_remote if share_remote is not None else (n - 1) / n
-    return None
+    c = BY_NAME.get(op)
+    return None if c is None else c.bus_factor(ranks, share_remote)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..cluster import Cluster
+from ..collectives import OP_NAMES
 from ..costmodel.base import CostModel
 from ..errors import warn
 from ..parallel import GroupPlacement
@@ -17,9 +18,8 @@ from ..workload import Op
 from .fit import Calibration
 from .model import INTER, INTRA
 
-ENGINE_OPS = {Op.ALLREDUCE: "all_reduce", Op.ALLGATHER: "all_gather",
-              Op.REDUCESCATTER: "reduce_scatter", Op.ALLTOALL: "all_to_all",
-              Op.BROADCAST: "broadcast", Op.SENDRECV: "sendrecv"}
+#: workload word -> the calibration's operation name
+ENGINE_OPS = OP_NAMES
 
 
 class CalibratedCostModel(CostModel):

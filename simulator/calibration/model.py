@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..collectives import BY_NAME, COLLECTIVES
+
 #: operations the calibration knows (canonical names of simulator.measurements)
-CAL_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "sendrecv",
-           "moe_all_to_all")
+CAL_OPS = tuple(c.name for c in COLLECTIVES)
 
 #: framework operations one call issues (PyTorch): send/recv is a batch of a send and a recv
 FRAMEWORK_CALLS = {"sendrecv": 2}
@@ -68,12 +69,6 @@ def steps(op: str, n: int) -> int:
 def wire_bytes(op: str, n: int, size: float, share: float | None = None,
                max_per_server: int | None = None, scope: str = INTRA) -> float:
     """Bytes through the busiest link of one rank."""
-    if op == "all_reduce":
-        return 2.0 * (n - 1) / n * size
-    if op in ("all_gather", "reduce_scatter"):
-        return (n - 1) / n * size
-    if op in ("broadcast", "sendrecv"):
-        return float(size)
     if op in ("all_to_all", "moe_all_to_all"):
         if share is None:
             if scope == INTER and max_per_server:
@@ -81,6 +76,8 @@ def wire_bytes(op: str, n: int, size: float, share: float | None = None,
                 return (n - max_per_server) / n * size
             share = (n - 1) / n
         return share * size
+    if op in BY_NAME:  # the others: nccl-tests' bus factor x the buffer (simulator.collectives)
+        return BY_NAME[op].wire_bytes(n, size)
     raise ValueError(f"no wire bytes for {op}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..collectives import BY_NAME, ENGINE_NAMES
 from ..errors import InputError
 from ..units import parse_size_bytes
 from .common import add_cluster_arguments, build_cost_model, positive_int
@@ -18,7 +19,8 @@ from .common import add_cluster_arguments, build_cost_model, positive_int
 HELP = ("Simulated nccl-tests: the time, algorithm bandwidth and bus bandwidth of one "
         "collective over a range of sizes, priced by the same cost model as simulate.")
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "sendrecv")
+#: the collectives nccl-tests and the engine share (simulator.collectives)
+OPS = ENGINE_NAMES
 COLUMNS = ("op", "ranks", "bytes", "time_us", "algbw_GB_per_s", "busbw_GB_per_s")
 
 
@@ -83,12 +85,7 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
                algorithm: str | None = None, protocol: str | None = None) -> list[dict]:
     """One dict per size: the columns of COLUMNS plus algorithm and protocol."""
     from ..costmodel.nccl import NcclCostModel
-    from ..measurements import bus_factor
-    from ..workload import Op
-
-    workload_op = {"all_reduce": Op.ALLREDUCE, "all_gather": Op.ALLGATHER,
-                   "reduce_scatter": Op.REDUCESCATTER, "all_to_all": Op.ALLTOALL,
-                   "broadcast": Op.BROADCAST, "sendrecv": Op.SENDRECV}[op]
+    workload_op = BY_NAME[op].op
     if ranks < 2:
         raise InputError("a collective needs at least 2 ranks", field="--ranks")
     placement = group_placement(ranks, cluster.gpus_per_server)
@@ -98,7 +95,7 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
         raise InputError("choosing an algorithm or protocol needs the nccl cost model "
                          "(--cost-model nccl or --topology)",
                          field="--algorithm" if algorithm else "--protocol")
-    factor = bus_factor(op, ranks)
+    factor = BY_NAME[op].bus_factor(ranks)
     rows = []
     for size in sizes:
         if nccl:

@@ -33,6 +33,7 @@ from ..errors import InputError
 from ..parallel import GroupPlacement
 from ..topology import Topology, TopologySpec, gpu_node
 from ..topology.spec import PROTOCOLS
+from ..collectives import OP_NAMES
 from ..workload import Op
 from .base import CostModel
 
@@ -51,9 +52,6 @@ AUTO_ALGORITHMS = {op: tuple(a for a in algos if a != "hierarchical")
 FAMILY = {"ring": "ring", "tree": "tree", "direct": "p2p", "hierarchical": "p2p",
           "nvls": "tree"}   # NVLS: NCCL's tree latencies (no NVLS entry of its own here)
 FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple")}
-OP_NAMES = {Op.ALLREDUCE: "all_reduce", Op.ALLGATHER: "all_gather",
-            Op.REDUCESCATTER: "reduce_scatter", Op.ALLTOALL: "all_to_all",
-            Op.BROADCAST: "broadcast", Op.SENDRECV: "sendrecv"}
 
 
 @dataclass

@@ -13,23 +13,13 @@ import os
 import re
 from collections.abc import Iterable
 
+from simulator.collectives import NCCL_TESTS_STEMS
 from simulator.errors import InputError
 from simulator.readers.numbers import parse_float, parse_int, shown
 from simulator.measurements import Measurement
 
 #: nccl-tests binary stem -> canonical op.
-BINARY_OPS = {
-    "all_reduce": "all_reduce",
-    "allreduce": "all_reduce",
-    "all_gather": "all_gather",
-    "allgather": "all_gather",
-    "reduce_scatter": "reduce_scatter",
-    "reducescatter": "reduce_scatter",
-    "alltoall": "all_to_all",
-    "all_to_all": "all_to_all",
-    "broadcast": "broadcast",
-    "sendrecv": "sendrecv",
-}
+BINARY_OPS = NCCL_TESTS_STEMS
 
 #: nccl-tests type names -> the short dtype names used elsewhere.
 DTYPES = {

@@ -20,6 +20,7 @@ attributes it per row.
 """
 from __future__ import annotations
 
+from ..collectives import of_type_word
 from ..result import SimulationResult
 
 SUMMARY_HEADER = ("File name", "Expose DP comm", "Expose DP_EP comm", "Expose TP comm",
@@ -39,14 +40,10 @@ def _whole_us(ns: float) -> str:
 
 def _bus_factor(op: str, n: int) -> float:
     """nccl-tests' bus-bandwidth factor for a collective of n ranks."""
-    base = op.upper().split("_")[0]
     if n <= 0:
         return 0.0
-    if base == "ALLREDUCE":
-        return 2 * (n - 1) / n
-    if base in ("ALLGATHER", "REDUCESCATTER", "ALLTOALL"):
-        return (n - 1) / n
-    return 1.0
+    c = of_type_word(op)
+    return 1.0 if c is None else c.bus_factor(n)   # NONE, ALLREDUCEALLTOALL: SimAI's 1
 
 
 def _bandwidths(op: str, size_bytes: int, comm_ns: int, n: int) -> tuple[str, str]:

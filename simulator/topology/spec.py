@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..collectives import ENGINE_NAMES
 from ..readers.numbers import shown
 from ..units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 from .yamlsrc import Located
@@ -47,8 +48,7 @@ NIC_ATTACH = ("gpu", "server")
 FABRIC_TYPES = ("rail-optimized", "fat-tree")
 METHODS = ("torch.distributed", "nccl-tests")
 #: operation names used as keys in YAML (per-operation efficiency and call overhead)
-OP_NAMES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
-            "sendrecv")
+OP_NAMES = ENGINE_NAMES
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import csv
 import statistics
 from dataclasses import dataclass
 
+from ..collectives import BY_NAME
 from ..errors import InputError
 from .common import TRACES, rel
 
 DATA = TRACES / "published" / "nccl_tests_multinode.csv"
-_OPS = {"all_reduce": ("ALLREDUCE", lambda n: 2 * (n - 1) / n),
-        "all_gather": ("ALLGATHER", lambda n: (n - 1) / n),
-        "reduce_scatter": ("REDUCESCATTER", lambda n: (n - 1) / n)}
+#: the operations the published figures cover (their factors: simulator.collectives)
+_OPS = {name: BY_NAME[name] for name in ("all_reduce", "all_gather", "reduce_scatter")}
 
 
 @dataclass
@@ -59,8 +59,6 @@ def read_rows(path=DATA) -> list[dict]:
 def run(path=DATA) -> list[Row]:
     from ..costmodel.nccl import NcclCostModel
     from ..topology import load_spec
-    from ..workload import Op
-
     if not path.exists():
         return []
     out = []
@@ -71,11 +69,11 @@ def run(path=DATA) -> list[Row]:
         key = (r["preset"], n)
         if key not in models:
             models[key] = NcclCostModel(load_spec(f"{r['preset']}:{n}"))
-        op_name, factor = _OPS[r["op"]]
+        coll = _OPS[r["op"]]
         size = int(r["size_bytes"])
-        est = models[key].estimate(Op[op_name], size, tuple(range(n)),
+        est = models[key].estimate(coll.op, size, tuple(range(n)),
                                    algorithm=r["algorithm"] or None)
-        busbw = size / est.gpu_ns * factor(n)          # bytes/ns == GB/s
+        busbw = size / est.gpu_ns * coll.bus_factor(n)  # bytes/ns == GB/s
         out.append(Row(r["source"], r["system"], r["preset"], r["op"], r["algorithm"], nodes,
                        gpn, size, float(r["busbw_gbps"]), busbw, r["role"] == "predicted"))
     return out
