@@ -300,7 +300,7 @@ def _times(path, op="moe_all_to_all"):
 def _build_aligned():
     import importlib.util
     spec = importlib.util.spec_from_file_location("h200x2_build_aligned",
-                                                  H200X2 / "build_aligned.py")
+                                                  ROOT / "scripts" / "h200x2_build_aligned_collectives.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

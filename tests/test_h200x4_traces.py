@@ -2,6 +2,7 @@
 numbers, the derived files agree with their sources, the 4-GPU calibration loads and fits, and
 the 4-GPU validation case runs without a GPU."""
 import csv
+import io
 import importlib.util
 import warnings
 
@@ -61,7 +62,7 @@ def test_run1_repeats_large_sizes_within_one_percent(main_run):
 
 
 def _analyze():
-    spec = importlib.util.spec_from_file_location("h200x4_analyze", X4 / "analyze.py")
+    spec = importlib.util.spec_from_file_location("h200x4_analyze", ROOT / "scripts" / "h200x4_align_and_compare.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -95,6 +96,19 @@ def test_aligned_files_are_the_aligned_rows_of_their_sources():
             got = list(csv.DictReader(line for line in fh if not line.startswith("#")))
         assert got == want and len(got) == 168
         assert {r["share_remote"] for r in got if r["op"] == "moe_all_to_all"} == {"0.0", "0.75"}
+
+
+def test_analysis_prices_the_presets_as_collsim_bench_does(capsys):
+    # compare.md's column (a) is `collsim bench --topology P --ranks 4`: the script calls the
+    # library, and must get what the command prints (its CSV rounds time_us to 3 decimals)
+    from simulator.cli import main
+    an = _analyze()
+    got = an.bench("hgx-h200", "all_gather")
+    assert main(["bench", "--topology", "hgx-h200", "--ranks", "4", "--op", "all_gather",
+                 "--sizes", "1K:1G", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 21 and sorted(got) == [1 << k for k in range(10, 31)]
+    assert got == {int(r["bytes"]): float(r["time_us"]) for r in rows}
 
 
 def test_moe_step_numbers():

@@ -3,7 +3,7 @@
 # peer (simulator/measure/bench.py:moe_splits), with the settings of run 2 (README.md), then
 # a controlled pair: shares 0.1 and 0.05 with the old rounding (1-element splits, chunks at 2- or
 # 4-byte offsets), then the aligned points again (run-to-run spread). Run from the
-# repository root through the device tool:  bash traces/h200x2/moe_a2a_aligned.sh
+# repository root through the device tool:  bash scripts/measure_h200x2_moe_a2a_aligned.sh
 # On CPU (gloo) to test the logic:  DEV=cpu SIZES=1K:64K ITERS=3 WALL=2 OUT=/tmp/o bash ...
 set -o pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 \

@@ -8,10 +8,11 @@ CUDA graph and replayed 3 times (graph_us: per call; no host dispatch, so this i
 device time nccl-tests would see). Needs PyTorch with NCCL and 2 GPUs::
 
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-    python3 measure_cuda_graph.py --out auto.csv
-    python3 measure_cuda_graph.py --out ll.csv --ops all_reduce,all_gather --proto LL --max-log2 28
+    python3 scripts/measure_nccl_cuda_graph.py --out auto.csv
+    python3 scripts/measure_nccl_cuda_graph.py --out ll.csv --ops all_reduce,all_gather --proto LL --max-log2 28
 
-(what produced h200x2_cuda_graph_collectives.csv and h200x2_cuda_graph_protocols.csv).
+(what produced topologies/data/h200x2_cuda_graph_collectives.csv and
+h200x2_cuda_graph_protocols.csv; h200x4_cuda_graph_collectives.csv with ``--world 4``).
 """
 import argparse, csv, os, sys, time
 
