@@ -296,8 +296,13 @@ def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
 
 
 def default_paths(root: Path | None = None) -> list[Path]:
-    root = root or Path(__file__).resolve().parents[2]
-    return sorted((root / "traces" / "h200" / "compute").glob("run*/kernels.csv"))
+    """The kernel sweeps the compute model is fitted on: ``traces/h200/compute/run*/
+    kernels.csv`` under ``root`` (a repository), by default the bundled copy."""
+    from ..resources import bundled
+
+    base = Path(root) / "traces" / "h200" / "compute" if root else bundled("traces", "h200",
+                                                                          "compute")
+    return sorted(base.glob("run*/kernels.csv"))
 
 
 def summary_lines(params: dict, resid: dict) -> list[str]:

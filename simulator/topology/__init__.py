@@ -16,8 +16,8 @@ from .spec import TopologySpec, parse_spec
 from .yamlsrc import load_located
 
 def _preset_dir() -> Path:
-    """The repository's topologies/ folder, or the copy a non-editable install puts under
-    <prefix>/share/collsim/topologies (pyproject's data-files)."""
+    """The presets' folder, through the one resource lookup (a checkout's topologies/ or an
+    installed copy's <prefix>/share/collsim/topologies)."""
     from ..resources import bundled
 
     return bundled("topologies")

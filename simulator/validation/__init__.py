@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..resources import REPO_ROOT, in_checkout
+from ..resources import checkout_root
 from .common import DEFAULT_CALIBRATION, TRACES, CaseResult, rel
 
 BEGIN = "<!-- validate:begin -->"
 END = "<!-- validate:end -->"
 #: the checkout's docs/validation.md (None for an installed copy: no docs to write back)
-DEFAULT_DOCS = REPO_ROOT / "docs" / "validation.md" if in_checkout() else None
+_CHECKOUT = checkout_root()
+DEFAULT_DOCS = _CHECKOUT / "docs" / "validation.md" if _CHECKOUT else None
 A2A_ONLY_CALIBRATION = TRACES / "h200x2" / "calib_h200x2_a2a_only.yaml"
 COLLECTIVES = TRACES / "h200x2" / "collectives_aligned.csv"   # what the calibrations fit
 TARGET_MEDIAN = 0.05

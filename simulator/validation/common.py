@@ -9,11 +9,11 @@ from pathlib import Path
 from ..errors import InputError
 from ..workload import NO_COMM, Comm, Group, Op, Row, Workload
 
-from ..resources import data_root
+from ..resources import bundled, data_root
 
 #: the folder holding traces/: the checkout, or <prefix>/share/collsim for an installed copy
 ROOT = data_root("traces")
-TRACES = ROOT / "traces"
+TRACES = bundled("traces")
 DEFAULT_CALIBRATION = TRACES / "h200x2" / "calib_h200x2.yaml"
 MS = 1_000_000  # ns per ms
 US = 1_000
