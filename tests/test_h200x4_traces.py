@@ -62,7 +62,8 @@ def test_run1_repeats_large_sizes_within_one_percent(main_run):
 
 
 def _analyze():
-    spec = importlib.util.spec_from_file_location("h200x4_analyze", ROOT / "scripts" / "h200x4_align_and_compare.py")
+    spec = importlib.util.spec_from_file_location("h200x4_analyze",
+                                                  ROOT / "scripts" / "h200x4_align_and_compare.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
