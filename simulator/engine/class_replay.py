@@ -370,7 +370,7 @@ class _VectorStage:
 
     def receive(self, p: StagePass):
         r, st = p.receive, self.st
-        key = (r.phase, r.mb, r.chunk, r.sender.of(self.s, self.pp))
+        key = (r.phase, r.mb, r.chunk, r.sender_stage)
         msg = self.sent.get(key)
         while msg is None:
             yield None                      # parked until the sending stage has run

@@ -208,11 +208,12 @@ class DetailedSim:
 
     # -- one class ---------------------------------------------------------------------
     def _class(self, idx: int):
+        """The process of one rank class: the stage driver over its passes."""
         setup = self.setups[idx]
         job = setup.job
         passes = stage_passes(job.schedule[setup.cls.stage], setup.cls.stage, job.pp,
                               job.chunks, job.mb_variant, setup.head, setup.tail)
-        yield from drive(passes, _ClassStage(self, idx))
+        return drive(passes, _ClassStage(self, idx))
 
     def _contended_send(self, setup: ClassSetup, receiver: int | None, direction: Direction,
                         cost: int, key: tuple, previous):

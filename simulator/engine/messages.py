@@ -22,6 +22,8 @@ class Direction(Enum):
     NEXT = "next"   # stage s+1 (the last stage's next is stage 0: interleaved chunks)
     PREV = "prev"   # stage s-1
 
+    __hash__ = object.__hash__   # singletons: identity hash in C, not Enum's Python __hash__
+
     @property
     def reverse(self) -> "Direction":
         return Direction.PREV if self is Direction.NEXT else Direction.NEXT

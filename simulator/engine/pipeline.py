@@ -82,7 +82,7 @@ class PipelineSim:
     def _stage(self, s: int):
         passes = stage_passes(self.schedule[s], s, self.pp, self.chunks, self.mb_variant,
                               self.stages[s].head, self.stages[s].tail)
-        yield from drive(passes, _FastStage(self, s))
+        return drive(passes, _FastStage(self, s))
 
     def row_exposed(self, stage: int) -> dict:
         """Exposed communication per row key on one stage, over the whole iteration."""
@@ -125,7 +125,7 @@ class _FastStage:
 
     def receive(self, p: StagePass):
         sim, env, r = self.sim, self.env, p.receive
-        ev = sim.mail.box((r.phase, r.mb, r.chunk, r.sender.of(self.s, sim.pp)))
+        ev = sim.mail.box((r.phase, r.mb, r.chunk, r.sender_stage))
         if not ev.triggered:
             w0 = env.now
             sent_at, arrived = yield ev
@@ -151,7 +151,7 @@ class _FastStage:
                 r = p.receive
                 if r is not None:
                     # the trace joins the pipeline send this pass waited for to the pass
-                    args["flow_in"] = flow_id(r.phase, r.mb, r.chunk, r.sender.of(self.s, sim.pp))
+                    args["flow_in"] = flow_id(r.phase, r.mb, r.chunk, r.sender_stage)
         out = self.rep.run(p.phase, p.seq, env.now, self.free, self.wg_done)
         sim._apply(self.s, out, env.now, self.free, self.wg_done, label, args)
         sim.events += 1

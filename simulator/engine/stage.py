@@ -30,18 +30,20 @@ __all__ = ["Receive", "StagePass", "StageExecutor", "stage_passes", "drive", "sp
            "queue_send"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Receive:
     """The message a pass waits for: the pass (phase, micro-batch, chunk) that produced it,
-    on the neighbouring stage in direction ``sender``."""
+    on the neighbouring stage in direction ``sender`` (slots, not frozen: frozen dataclasses
+    are slow to build, and every run builds one per pass)."""
 
     phase: Phase
     mb: int
     chunk: int
     sender: Direction
+    sender_stage: int            # that neighbour's stage index
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StagePass:
     """One pass of a stage's iteration, with its pipeline messages."""
 
@@ -67,7 +69,7 @@ def stage_passes(schedule: list, stage: int, pp: int, chunks: int, mb_variant: t
         src = source(phase, mb, chunk, stage, pp, chunks)
         out.append(StagePass(
             phase, ("mb", mb_variant[mb], chunk), mb, chunk,
-            Receive(*src) if src is not None else None,
+            Receive(*src, src[3].of(stage, pp)) if src is not None else None,
             send_direction(phase) if has_consumer(phase, chunk, stage, pp, chunks) else None))
     out.extend(StagePass(phase, seq, -1, 0, None, None, "tail") for phase, seq in tail)
     return tuple(out)

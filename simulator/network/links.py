@@ -14,6 +14,10 @@ class LinkKind(Enum):
     NVLINK = "nvlink"    # one rank class's NVLink: (job, global class id)
     FABRIC = "fabric"    # a class of topology links that every flow loads alike: (class, 0)
 
+    # members are singletons: hash by identity in C (Enum's own __hash__ is Python code, and
+    # link ids are hashed on every flow re-solve)
+    __hash__ = object.__hash__
+
 
 class Link(NamedTuple):
     kind: LinkKind
