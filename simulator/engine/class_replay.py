@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
 from ..parallel import stage_placements
 from ..result import BREAKDOWN_GROUPS, StageResult
 from ..workload import ROW_GROUPS, Group, Op, Phase
 from .classes import class_colours, meeting_ids
 from .detailed import scale_rows
 from .messages import Direction
+from .ranks import RankAttributes, rank_attributes
 from .stage import StagePass, drive, queue_send, stage_passes
 from .replay import NO_STREAM, STREAMS
 
@@ -97,24 +97,12 @@ class ClassReplay:
     def __init__(self, plan, stragglers, degraded):
         par = plan.par
         self.plan = plan
-        attributes: dict[int, dict] = {}
-        for rank, factor in stragglers:
-            if not 0 <= rank < par.world:
-                raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
-                                 field="--straggler")
-            attributes.setdefault(rank, {})["compute"] = float(factor)
-        for rank, nic_factor, extra_ns in degraded:
-            if not 0 <= rank < par.world:
-                raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
-                                 field="--degrade")
-            attributes.setdefault(rank, {}).update(nic=float(nic_factor),
-                                                   nic_latency_ns=int(extra_ns))
         colour, firsts, stages, class_attrs, gids = class_colours(
-            par, {r: tuple(sorted(a.items())) for r, a in attributes.items()})
+            par, rank_attributes(par.world, stragglers, degraded), RankAttributes())
         self.colour = colour
         self.example = firsts
         self.class_stage = stages
-        self.attrs = [dict(a) for a in class_attrs]
+        self.attrs: list[RankAttributes] = class_attrs
         self.counts = np.bincount(colour)
         n_classes = len(firsts)
         self.n_classes = n_classes
@@ -134,9 +122,9 @@ class ClassReplay:
     # -- per-class pricing ---------------------------------------------------------------
     def _build_rows(self, meet) -> None:
         plan, par = self.plan, self.plan.par
-        compute = np.array([a.get("compute", 1.0) for a in self.attrs])
-        nic = np.array([a.get("nic", 1.0) for a in self.attrs])
-        lat = np.array([a.get("nic_latency_ns", 0) for a in self.attrs], dtype=np.int64)
+        compute = np.array([a.compute_factor for a in self.attrs])
+        nic = np.array([a.nic_factor for a in self.attrs])
+        lat = np.array([a.extra_nic_latency_ns for a in self.attrs], dtype=np.int64)
         # the slowest NIC among each class's group (all classes of a meeting agree)
         worst: dict = {}
         for k in ROW_GROUPS:

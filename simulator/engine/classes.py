@@ -27,7 +27,7 @@ class RankClass:
     stage: int
     ranks: int                  # how many ranks it stands for
     example_rank: int
-    attributes: tuple           # the per-rank attributes it was coloured with
+    attributes: object          # the per-rank attributes it was coloured with (RankAttributes)
     # per group kind: ((class id, members of that class in the group), ...), sorted
     group_members: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -77,7 +77,7 @@ def _members(gid: np.ndarray, colour: np.ndarray, rank: int) -> tuple:
     return tuple(zip(values.tolist(), counts.tolist()))
 
 
-def class_colours(par: ParallelConfig, attributes: dict[int, tuple]):
+def class_colours(par: ParallelConfig, attributes: dict, default=()):
     """The stable partition itself: for every rank its class id (classes numbered by their
     first rank), the attribute tuple of each class, and the group ids per kind.
 
@@ -85,10 +85,10 @@ def class_colours(par: ParallelConfig, attributes: dict[int, tuple]):
     """
     world = par.world
     stage = np.arange(world, dtype=np.int64) // par.stage_ranks
-    attr_ids: dict[tuple, int] = {(): 0}
+    attr_ids: dict = {default: 0}     # ranks not listed have the default attributes
     attr = np.zeros(world, dtype=np.int64)
     for rank, value in attributes.items():
-        attr[rank] = attr_ids.setdefault(tuple(value), len(attr_ids))
+        attr[rank] = attr_ids.setdefault(value, len(attr_ids))
     colour = np.unique(np.stack([stage, attr], axis=1), axis=0, return_inverse=True)[1].ravel()
     gids = {k: group_ids(par, k) for k in KINDS}
     n_groups = {k: int(gids[k].max()) + 1 for k in KINDS}
@@ -126,12 +126,14 @@ def meeting_ids(colour: np.ndarray, firsts: np.ndarray, gids: np.ndarray) -> np.
     return np.unique(h, axis=0, return_inverse=True)[1].ravel()
 
 
-def rank_classes(par: ParallelConfig, attributes: dict[int, tuple]) -> tuple[list[RankClass], np.ndarray]:
-    """Classes of ranks given per-rank attributes (rank -> hashable tuple; others are ()).
+def rank_classes(par: ParallelConfig, attributes: dict,
+                 default=()) -> tuple[list[RankClass], np.ndarray]:
+    """Classes of ranks given per-rank attributes (rank -> hashable value, such as a
+    :class:`.ranks.RankAttributes`; ranks not listed have ``default``).
 
     Returns the classes and, for every rank, its class id.
     """
-    colour, firsts, stages, class_attrs, gids = class_colours(par, attributes)
+    colour, firsts, stages, class_attrs, gids = class_colours(par, attributes, default)
     classes: list[RankClass] = []
     counts = np.bincount(colour)
     for cid, rank in enumerate(firsts.tolist()):

@@ -20,6 +20,7 @@ from ..workload import ROW_GROUPS, Group, Op, Workload
 from ..network.links import Link, LinkKind, LinkShare
 from .messages import Direction
 from .pipeline import PipelineSim
+from .ranks import RankAttributes, rank_attributes
 from .fabric import uses_fabric
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
 
@@ -58,28 +59,18 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
     from .detailed import ClassSetup, JobRun, scale_rows
 
     par, cost_model, pricers, setups = plan.par, plan.cost_model, plan.pricers, plan.setups
-    attributes: dict[int, dict] = {}
-    for rank, factor in options.stragglers:
-        if not 0 <= rank < par.world:
-            raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
-                             field="--straggler")
-        attributes.setdefault(rank, {})["compute"] = float(factor)
-    for rank, nic_factor, extra_ns in options.degraded:
-        if not 0 <= rank < par.world:
-            raise InputError(f"rank {rank} is outside the job's {par.world} ranks",
-                             field="--degrade")
-        attributes.setdefault(rank, {}).update(nic=float(nic_factor), nic_latency_ns=int(extra_ns))
-    classes, colour = rank_classes(par, {r: tuple(sorted(a.items()))
-                                         for r, a in attributes.items()})
-    attrs = [dict(c.attributes) for c in classes]
+    classes, colour = rank_classes(
+        par, rank_attributes(par.world, options.stragglers, options.degraded),
+        RankAttributes())
+    attrs: list[RankAttributes] = [c.attributes for c in classes]
     stage_of = {c.cid: c.stage for c in classes}
     degraded_models: dict[tuple, CostModel] = {}
     pp_bytes = plan.workload.pp_comm_bytes
 
     def worst_nic(member_classes: list) -> tuple[float, int]:
         """The slowest NIC among a group's members: (bandwidth factor, extra latency)."""
-        factor = min((attrs[c].get("nic", 1.0) for c in member_classes), default=1.0)
-        extra = max((attrs[c].get("nic_latency_ns", 0) for c in member_classes), default=0)
+        factor = min((attrs[c].nic_factor for c in member_classes), default=1.0)
+        extra = max((attrs[c].extra_nic_latency_ns for c in member_classes), default=0)
         return factor, extra
 
     def degraded_model(factor: float, extra: int) -> CostModel:
@@ -105,7 +96,7 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
             pricer = pricers[cls.stage].with_cost(degraded_model(factor, extra))
             sequences = {k: [pricer.repriced(r, frozenset(kinds)) for r in v]
                          for k, v in sequences.items()}
-        sequences = {k: scale_rows(v, attrs[cls.cid].get("compute", 1.0))
+        sequences = {k: scale_rows(v, attrs[cls.cid].compute_factor)
                      for k, v in sequences.items()}
         column = cls.group_members[Group.PP]
         nxt = [c for c, _ in column if stage_of[c] == (cls.stage + 1) % par.pp]
@@ -134,10 +125,11 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
     return out, colour
 
 
-def class_label(stage: int, cid: int, ranks: int, example_rank: int, attrs: dict) -> str:
+def class_label(stage: int, cid: int, ranks: int, example_rank: int,
+                attrs: RankAttributes) -> str:
     """'stage 0 class 3 (7 ranks, e.g. rank 17, compute x1.2)': how reports name a class."""
     what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
-                     for k, v in attrs.items())
+                     for k, v in attrs.given())
     return (f"stage {stage} class {cid} ({ranks} rank{'' if ranks == 1 else 's'}, e.g. rank "
             f"{example_rank}" + (f", {what}" if what else "") + ")")
 
