@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..engine.policy import COMPATS
+from ..engine.schedule import SCHEDULES
 from .common import add_cluster_arguments, build_cost_model, positive_int
 
 HELP = ("Replay a SimAI/AICB workload table on a cluster and report the iteration time, its "
@@ -15,14 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workload", help="workload table (SimAI/AICB text format)")
     p.add_argument("--gpus", type=positive_int, metavar="N",
                    help="world size; overrides the header's all_gpus")
-    p.add_argument("--compat", choices=["auto", "simai", "astra-sim"], default="auto",
+    p.add_argument("--compat", choices=list(COMPATS), default="auto",
                    help="whose replay of the policy word on line 1: astra-sim (ASTRA-sim 1.0: "
                         "the policy picks each column's communicator), simai (the type word's "
                         "suffix and the header's sizes pick it); default auto: the header's "
                         "style (SimAI/AICB keys such as all_gpus: or ga: mean simai)")
     p.add_argument("--strict", action="store_true",
                    help="treat a wrong row count on line 2 as an error instead of a warning")
-    p.add_argument("--pp-schedule", choices=["1f1b", "interleaved", "gpipe"], default="1f1b",
+    p.add_argument("--pp-schedule", choices=list(SCHEDULES), default="1f1b",
                    help="pipeline schedule (default 1f1b)")
     p.add_argument("--vpp", type=positive_int, metavar="CHUNKS",
                    help="model chunks per stage for --pp-schedule interleaved "

@@ -33,7 +33,7 @@ from .detailed import scale_rows
 from .messages import Direction
 from .ranks import RankAttributes, rank_attributes
 from .stage import StagePass, drive, queue_send, stage_passes
-from .replay import NO_STREAM, STREAMS
+from .replay import STREAMS
 
 _PP = BREAKDOWN_GROUPS.index("PP")
 _STREAM_KIND = [BREAKDOWN_GROUPS.index(g.value) for g in STREAMS]
@@ -206,7 +206,7 @@ class ClassReplay:
         plan = self.plan
         rep = plan.setups[0].replayer
         base = plan.setups[s].replayer.sequences[seq]
-        steps = pass_program(base, phase, rep.rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD"),
+        steps = pass_program(base, phase, rep.rules or rules_for(),
                              rep.dlrm_lbl, rep.seq_first.get(seq, -1))
         per_variant = self._variant_rows(s, seq)
         var = self.variant[self.members[s]]

@@ -330,7 +330,7 @@ class _ClassStage:
             job = self.setup.job
             prog = self.programs[(phase, seq)] = pass_program(
                 self.setup.sequences[seq], phase,
-                job.rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD"), job.dlrm_lbl,
+                job.rules or rules_for(), job.dlrm_lbl,
                 job.seq_first.get(seq, -1))
         return prog
 

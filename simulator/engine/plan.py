@@ -17,7 +17,7 @@ from .memo import per_workload
 from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
 from .pipeline import StageSetup
 from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
-from .schedule import build_schedule
+from .schedule import SCHEDULES, build_schedule
 from .segment import Segmentation, segment
 
 
@@ -231,7 +231,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     schedule_name = options.pp_schedule
     mb_rows = [rows[i] for i in seg.micro_batch]
     chunks = 1
-    if schedule_name == "interleaved":
+    kind = SCHEDULES.get(schedule_name)
+    if kind is not None and kind.uses_chunks:
         chunks = options.vpp_chunks or workload.vpp or 1
         if chunks < 1:
             raise InputError(f"must be at least 1, got {chunks}", field="--vpp")

@@ -9,6 +9,9 @@ computes a row's input and weight gradients. :data:`POLICY_RULES` describes that
 :mod:`.detailed`) interpret the same steps, so they cannot disagree on policy semantics.
 docs/simulate.md has the table with the source lines each entry follows.
 
+Registries: a new policy word is one :class:`PolicyRules` line in :data:`POLICY_RULES`; a new
+replay of the words (``--compat``) is one function and one line in :data:`REPLAYS`.
+
 Communicators (``--compat``): ASTRA-sim 1.0 picks the network dimensions from the policy
 (DATA: the weight gradient on every dimension; MODEL: forward and input gradient on every
 dimension; HYBRID_DATA_MODEL: model on the first dimension, data on the others;
@@ -22,9 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import InputError
-from ..workload import NO_COMM, Comm, Group, Op, Phase, Row, Workload
+from ..workload import NO_COMM, Comm, Group, Op, Phase, Workload
 
-COMPATS = ("auto", "simai", "astra-sim")
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,11 @@ ROW_POLICIES = frozenset(POLICY_RULES) - {"HYBRID_CUSTOMIZED", "HYBRID_DLRM",
 _SIMAI_KEYS = frozenset({"ep", "pp", "vpp", "ga", "all_gpus", "pp_comm", "mode"})
 
 
-def rules_for(policy: str) -> PolicyRules:
+#: the rules a table built in code without a policy word is replayed with
+DEFAULT_POLICY = "HYBRID_TRANSFORMER_FWD_IN_BCKWD"
+
+
+def rules_for(policy: str = DEFAULT_POLICY) -> PolicyRules:
     return POLICY_RULES[policy]
 
 
@@ -156,67 +162,86 @@ def _column_groups(row_policy: str, rules: PolicyRules, top: str) -> tuple:
     return tuple(out)
 
 
+def _astra_sim_groups(workload: Workload, rules: PolicyRules, world: int,
+                      gpus_per_server: int, notes: list) -> tuple:
+    """ASTRA-sim 1.0's replay: the policy picks each column's network dimensions (see the
+    module docstring); returns (rows, tp, pp, ep) with the collectives on collsim groups."""
+    policy = workload.policy
+    tp, pp, ep = workload.tp, workload.pp, workload.ep
+    has_tp = "model_parallel_NPU_group" in workload.header_fields
+    rows = list(workload.rows)
+    pp = 1
+    inner = min(gpus_per_server, world)
+    if policy in ("DATA", "MICRO"):
+        tp, ep = 1, 1
+    elif policy in ("HYBRID_DLRM", "HYBRID_DLRM_ENHANCED"):
+        tp, ep = 1, world   # row 0's all-to-alls on every GPU, on their own stream
+    elif policy in ("MODEL", "DISTRIBUTED_INFERENCE"):
+        tp, ep = world, 1
+    elif policy == "HYBRID_MODEL_DATA":
+        # data on the first dimension (contiguous ranks), model across the others
+        tp = world // workload.tp if has_tp and world % workload.tp == 0 else inner
+        ep = 1
+        notes.append(f"HYBRID_MODEL_DATA: data parallel on the first dimension ({tp} "
+                     f"contiguous GPUs, reported as TP), model parallel across the others "
+                     f"({world // max(tp, 1)} GPUs, stride {tp}, reported as DP)")
+    elif policy in ("HYBRID_DATA_MODEL", "HYBRID_CUSTOMIZED"):
+        tp = workload.tp if has_tp else inner
+        ep = 1
+    if world % tp:
+        raise InputError(f"{policy}: the model-parallel group of {tp} GPUs does not divide "
+                         f"the {world} GPUs", path=workload.path, field="--gpus")
+    if workload.pp > 1:
+        notes.append("ASTRA-sim 1.0 has no pipeline: pp ignored (--compat simai keeps it)")
+    new_rows = []
+    for i, row in enumerate(rows):
+        row_policy = row.policy if policy == "HYBRID_CUSTOMIZED" and row.policy else policy
+        r_rules = rules_for(row_policy) if row_policy in POLICY_RULES else rules
+        if policy == "HYBRID_CUSTOMIZED" and row.policy and row.policy not in ROW_POLICIES:
+            raise InputError(f"row policy {row.policy!r} cannot be used per row",
+                             path=workload.path, line=row.line, field="field 13 (policy)")
+        groups = _column_groups(row_policy, r_rules, policy)
+        if rules.dlrm and i == 0:
+            groups = (Group.EP, Group.EP, Group.DP)  # DLRM's row 0: every dimension
+        comms = []
+        for comm, group in zip((row.fwd, row.ig, row.wg), groups):
+            if comm.op is None or group is None:
+                comms.append(NO_COMM)
+            elif comm.group in (Group.EP, Group.DP_EP) and row_policy.startswith(
+                    "HYBRID_TRANSFORMER"):
+                comms.append(comm)   # SimAI's _EP/_DP_EP suffix: the file names the group
+            else:
+                comms.append(Comm(comm.op, group, comm.size_bytes))
+        new_rows.append(replace(row, fwd=comms[0], ig=comms[1], wg=comms[2]))
+    return new_rows, tp, pp, ep
+
+
+def _simai_groups(workload: Workload, rules: PolicyRules, world: int,
+                  gpus_per_server: int, notes: list) -> tuple:
+    """SimAI's replay: the type word's suffix and the header's sizes pick the groups, as
+    the file wrote them; returns (rows, tp, pp, ep)."""
+    policy = workload.policy
+    if policy == "HYBRID_CUSTOMIZED":
+        notes.append("HYBRID_CUSTOMIZED under --compat simai: groups from the type words; "
+                     "the rows' own policies only decide which collectives run")
+    return list(workload.rows), workload.tp, workload.pp, workload.ep
+
+
+#: whose replay of the policy word (``--compat``): name -> (workload, rules, world,
+#: gpus_per_server, notes) -> (rows, tp, pp, ep). To add one: a function and one line here.
+REPLAYS = {"simai": _simai_groups, "astra-sim": _astra_sim_groups}
+COMPATS = ("auto", *REPLAYS)   # auto: the header's style (header_style)
+
+
 def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) -> Layout:
     """Group sizes and remapped rows for ``workload`` replayed under ``compat``."""
     policy = workload.policy
     rules = rules_for(policy)
     compat = resolve_compat(workload, compat)
     notes: list[str] = []
-    tp, pp, ep = workload.tp, workload.pp, workload.ep
-    has_tp = "model_parallel_NPU_group" in workload.header_fields
-    rows = list(workload.rows)
-    n = len(rows)
+    n = len(workload.rows)
     lbl = workload.dlrm_last_bottom_layer
-
-    if compat == "astra-sim":
-        pp = 1
-        inner = min(gpus_per_server, world)
-        if policy in ("DATA", "MICRO"):
-            tp, ep = 1, 1
-        elif policy in ("HYBRID_DLRM", "HYBRID_DLRM_ENHANCED"):
-            tp, ep = 1, world   # row 0's all-to-alls on every GPU, on their own stream
-        elif policy in ("MODEL", "DISTRIBUTED_INFERENCE"):
-            tp, ep = world, 1
-        elif policy == "HYBRID_MODEL_DATA":
-            # data on the first dimension (contiguous ranks), model across the others
-            tp = world // workload.tp if has_tp and world % workload.tp == 0 else inner
-            ep = 1
-            notes.append(f"HYBRID_MODEL_DATA: data parallel on the first dimension ({tp} "
-                         f"contiguous GPUs, reported as TP), model parallel across the others "
-                         f"({world // max(tp, 1)} GPUs, stride {tp}, reported as DP)")
-        elif policy in ("HYBRID_DATA_MODEL", "HYBRID_CUSTOMIZED"):
-            tp = workload.tp if has_tp else inner
-            ep = 1
-        if world % tp:
-            raise InputError(f"{policy}: the model-parallel group of {tp} GPUs does not divide "
-                             f"the {world} GPUs", path=workload.path, field="--gpus")
-        if workload.pp > 1:
-            notes.append("ASTRA-sim 1.0 has no pipeline: pp ignored (--compat simai keeps it)")
-        new_rows = []
-        for i, row in enumerate(rows):
-            row_policy = row.policy if policy == "HYBRID_CUSTOMIZED" and row.policy else policy
-            r_rules = rules_for(row_policy) if row_policy in POLICY_RULES else rules
-            if policy == "HYBRID_CUSTOMIZED" and row.policy and row.policy not in ROW_POLICIES:
-                raise InputError(f"row policy {row.policy!r} cannot be used per row",
-                                 path=workload.path, line=row.line, field="field 13 (policy)")
-            groups = _column_groups(row_policy, r_rules, policy)
-            if rules.dlrm and i == 0:
-                groups = (Group.EP, Group.EP, Group.DP)  # DLRM's row 0: every dimension
-            comms = []
-            for comm, group in zip((row.fwd, row.ig, row.wg), groups):
-                if comm.op is None or group is None:
-                    comms.append(NO_COMM)
-                elif comm.group in (Group.EP, Group.DP_EP) and row_policy.startswith(
-                        "HYBRID_TRANSFORMER"):
-                    comms.append(comm)   # SimAI's _EP/_DP_EP suffix: the file names the group
-                else:
-                    comms.append(Comm(comm.op, group, comm.size_bytes))
-            new_rows.append(replace(row, fwd=comms[0], ig=comms[1], wg=comms[2]))
-        rows = new_rows
-    else:
-        if policy == "HYBRID_CUSTOMIZED":
-            notes.append("HYBRID_CUSTOMIZED under --compat simai: groups from the type words; "
-                         "the rows' own policies only decide which collectives run")
+    rows, tp, pp, ep = REPLAYS[compat](workload, rules, world, gpus_per_server, notes)
     # collectives the policy never issues (whatever the communicator)
     out = []
     for i, row in enumerate(rows):

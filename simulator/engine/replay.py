@@ -83,7 +83,7 @@ class PassReplayer:
 
         self.sequences = sequences
         self.trace = trace
-        self.rules = rules or rules_for("HYBRID_TRANSFORMER_FWD_IN_BCKWD")
+        self.rules = rules or rules_for()
         self.dlrm_lbl = dlrm_lbl
         self.seq_first = seq_first or {}
         self._memo: dict[tuple, PassOutcome] = {}

@@ -3,13 +3,18 @@
 A schedule is, per stage, a list of (phase, micro-batch, chunk). 1F1B and interleaved follow
 Megatron-LM's orders (warm-up forwards, steady one-forward-one-backward, cool-down
 backwards); GPipe runs every forward, then every backward.
+
+To add a schedule: write its order function ``(pp, ga, chunks, stage) -> [Step]`` (in its own
+module if it is long) and add one line to :data:`SCHEDULES`; ``--pp-schedule`` offers it, and
+every engine runs it (the stage driver, :mod:`.stage`, walks whatever order it gives).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from ..errors import InputError
 from ..workload import Phase
-
-SCHEDULES = ("1f1b", "interleaved", "gpipe")
 
 Step = tuple[Phase, int, int]
 
@@ -50,17 +55,36 @@ def interleaved(pp: int, ga: int, chunks: int, stage: int) -> list[Step]:
     return order
 
 
+def _check_interleaved(pp: int, ga: int, chunks: int) -> None:
+    if chunks > 1 and pp > 1 and ga % pp:
+        raise InputError(f"the interleaved schedule needs the micro-batch count (ga {ga}) to "
+                         f"be a multiple of PP ({pp}), as in Megatron-LM",
+                         field="--pp-schedule")
+
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    """A registered schedule: its per-stage order and what it requires of (pp, ga, chunks)."""
+
+    order: Callable[[int, int, int, int], list[Step]]    # (pp, ga, chunks, stage) -> steps
+    check: Callable[[int, int, int], None] | None = None  # raises InputError when unusable
+    uses_chunks: bool = False                             # runs the vpp model chunks
+
+
+#: name -> schedule (the ``--pp-schedule`` choices, in this order)
+SCHEDULES: dict[str, ScheduleKind] = {
+    "1f1b": ScheduleKind(lambda pp, ga, chunks, s: one_f_one_b(pp, ga, s)),
+    "interleaved": ScheduleKind(interleaved, _check_interleaved, uses_chunks=True),
+    "gpipe": ScheduleKind(lambda pp, ga, chunks, s: gpipe(pp, ga, s)),
+}
+
+
 def build_schedule(name: str, pp: int, ga: int, chunks: int) -> list[list[Step]]:
     """Per-stage orders; backward passes are written with Phase.IG (input and weight gradient)."""
-    if name not in SCHEDULES:
+    kind = SCHEDULES.get(name)
+    if kind is None:
         raise InputError(f"unknown pipeline schedule {name!r}; expected one of "
                          f"{', '.join(SCHEDULES)}", field="--pp-schedule")
-    if name == "interleaved":
-        if chunks > 1 and pp > 1 and ga % pp:
-            raise InputError(f"the interleaved schedule needs the micro-batch count (ga {ga}) to "
-                             f"be a multiple of PP ({pp}), as in Megatron-LM",
-                             field="--pp-schedule")
-        return [interleaved(pp, ga, chunks, s) for s in range(pp)]
-    if name == "gpipe":
-        return [gpipe(pp, ga, s) for s in range(pp)]
-    return [one_f_one_b(pp, ga, s) for s in range(pp)]
+    if kind.check is not None:
+        kind.check(pp, ga, chunks)
+    return [kind.order(pp, ga, chunks, s) for s in range(pp)]

@@ -9,6 +9,7 @@ when ranks are alike (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..cluster import Cluster
 from ..costmodel.analytical import AnalyticalCostModel
@@ -23,6 +24,9 @@ from .pipeline import PipelineSim
 from .ranks import RankAttributes, rank_attributes
 from .fabric import uses_fabric
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
+
+if TYPE_CHECKING:   # numpy only when rank classes are built
+    import numpy as np
 
 PLACEMENTS = ("packed", "spread", "rail")
 
