@@ -1,18 +1,6 @@
-import os
-import pathlib
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-WORKLOADS = ROOT / "workloads"
-
-
-def shared_path(*parts: str) -> pathlib.Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not available (../shared sits beside the checkout)")
-    return path
+from repo_paths import ROOT, SHARED, WORKLOADS, shared_path  # noqa: F401  (for modules that still import them from here)
 
 
 @pytest.fixture

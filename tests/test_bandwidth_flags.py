@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 from simulator.errors import SimulationWarning
 from simulator.sweep.spec import spec_from_dict
 from simulator.units import format_bandwidth, implausible_bandwidth

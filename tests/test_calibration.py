@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
+from repo_paths import ROOT, shared_path
 from simulator.calibration import calibrate, load_calibration, wrap_with_calibration
 from simulator.calibration.data import CalRow, detect_format
 from simulator.calibration.fit import (cross_validate, error_table, fit,

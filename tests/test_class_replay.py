@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from conftest import WORKLOADS
+from repo_paths import WORKLOADS
 from simulator.engine import SimulationOptions, simulate
 from simulator.errors import InputError, SimulationWarning
 from simulator.readers.workload import read_workload

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import ROOT, WORKLOADS, shared_path
+from repo_paths import ROOT, WORKLOADS, shared_path
 from simulator.engine import simulate
 from simulator.engine.simulate import SimulationOptions
 from simulator.errors import SimulationWarning

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 
 MICRO = str(WORKLOADS / "simai_microAllReduce.txt")
 SEED = str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")

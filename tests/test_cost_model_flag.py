@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 
 SEED = str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")
 

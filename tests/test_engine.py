@@ -150,7 +150,7 @@ def test_pipeline_sends_between_servers():
 
 
 def test_breakdown_adds_up_on_every_stage_of_real_workloads():
-    from conftest import WORKLOADS
+    from repo_paths import WORKLOADS
     from simulator.readers.workload import read_workload
     for name in ["seed004_moe_tp8_ep4_pp4_128gpus.txt",
                  "aicb_gpt_13B-world_size64-tp8-pp2-ep1-gbs128-mbs1-seq4096.txt"]:

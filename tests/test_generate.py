@@ -13,7 +13,7 @@ from simulator.readers.workload import read_workload, read_workload_text
 from simulator.workload import Group, Op
 from simulator.writers.workload_text import render_workload
 
-from conftest import ROOT, shared_path
+from repo_paths import ROOT, shared_path
 
 AICB_CASES = [
     # model, world, tp, pp, ep, global batch, file

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import ROOT
+from repo_paths import ROOT
 from simulator.calibration import load_calibration
 from simulator.calibration.data import read_files
 from simulator.cluster import Cluster

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 
 SEED = str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")
 SPEC = """name: tiny

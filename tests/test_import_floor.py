@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 
 HEAVY = ("numpy", "networkx", "matplotlib", "scipy", "yaml", "importlib.metadata")
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from repo_paths import ROOT
 from simulator.generate import generate, get_gpu, get_preset, resolve
 from simulator.measure.cli import build_parser, config_from_args
 from simulator.measure.layer import (DEFAULT_LAYER_CASES, LayerCaseError, layer_flops,

@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 
-from conftest import ROOT
+from repo_paths import ROOT
 from simulator.commands.bench import group_placement
 from simulator.costmodel.analytical import AnalyticalCostModel
 from simulator.costmodel.nccl import NcclCostModel

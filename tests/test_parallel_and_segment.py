@@ -3,7 +3,7 @@ import warnings
 
 import pytest
 
-from conftest import WORKLOADS, shared_path
+from repo_paths import WORKLOADS, shared_path
 from simulator.engine.segment import segment
 from simulator.errors import SimulationWarning
 from simulator.parallel import make_parallel, stage_placements

@@ -5,7 +5,7 @@ import pty
 import subprocess
 import sys
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 from simulator.progress import Progress, wanted
 
 MICRO = str(WORKLOADS / "simai_microAllReduce.txt")

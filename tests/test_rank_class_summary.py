@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 
 SEED = str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")
 RANDOM = ("--straggler", "fraction=0.05,compute=1.2,seed=1")

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from conftest import WORKLOADS
+from repo_paths import WORKLOADS
 from simulator.cluster import Cluster
 from simulator.engine import SimulationOptions, simulate
 from simulator.engine.classes import rank_classes
@@ -166,7 +166,7 @@ def test_random_stragglers_give_a_distribution():
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from repo_paths import ROOT
     p = subprocess.run([sys.executable, "-m", "simulator", "simulate",
                         str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt"), "--straggler",
                         "fraction=0.02,compute=1.2,seed=7", "--draws", "5", "--json", "-",

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import warnings
 
-from conftest import ROOT, WORKLOADS
+from repo_paths import ROOT, WORKLOADS
 from simulator.cluster import Cluster
 from simulator.engine import simulate
 from simulator.readers.workload import read_workload

@@ -1,5 +1,6 @@
 """The test modules stand alone: none imports another (pytest may collect them in any order
-or one at a time); shared helpers live in non-test modules beside them."""
+or one at a time); shared helpers live in non-test modules beside them (repo_paths.py,
+engine_helpers.py, property_strategies.py, fuzz_mutator.py, reader_targets.py)."""
 import ast
 from pathlib import Path
 

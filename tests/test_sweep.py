@@ -168,7 +168,7 @@ def test_cli_sweep_outputs_and_rerun(tmp_path, capsys):
 
 
 def test_shipped_mixtral_spec_expands():
-    from conftest import ROOT
+    from repo_paths import ROOT
     spec = load_spec(str(ROOT / "workloads" / "sweeps" / "mixtral_tp_ep_pp.yaml"))
     assert len(spec.points) == 4 * 4 * 4 * 3
     assert {p["gpus"] for p in spec.points} == {64, 128, 256, 512}
@@ -185,7 +185,7 @@ def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
     from simulator.engine import SimulationOptions, simulate
     from simulator.generate import generate, get_preset, resolve
     from simulator.sweep.runner import _simulate_point
-    from conftest import ROOT
+    from repo_paths import ROOT
 
     calib = str(ROOT / "traces" / "h200x2" / "calib_h200x2.yaml")
     base = {"model": "gpt-7b", "gpus": 16, "tp": 4, "pp": 2, "global_batch": 16,

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from conftest import WORKLOADS
+from repo_paths import WORKLOADS
 from simulator.cluster import Cluster
 from simulator.engine import SimulationOptions, simulate
 from simulator.readers.workload import read_workload

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from repo_paths import ROOT
 from simulator.cluster import Cluster
 from simulator.costmodel.base import CostModel
 from simulator.engine.segment import segment
