@@ -82,14 +82,6 @@ def parse_latency_ns(text: str | float | int) -> int:
     return round(ns)
 
 
-def ns_to_us(ns: int | float) -> float:
-    return ns / 1_000.0
-
-
-def ns_to_ms(ns: int | float) -> float:
-    return ns / 1_000_000.0
-
-
 #: the highest per-direction bandwidth, in GB/s, a part ships with today; a bare number above
 #: it is most likely gigabits typed as gigabytes (a 400 Gbit/s NIC written as 400)
 PLAUSIBLE_MAX_GBPS = {

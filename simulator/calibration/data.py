@@ -20,7 +20,6 @@ from .model import CAL_OPS, parse_placement
 
 IN_FRAMEWORK = "in-framework"
 NCCL_TESTS = "nccl-tests"
-METHOD_CLASSES = (IN_FRAMEWORK, NCCL_TESTS)
 
 _NCCL_BANNER = re.compile(r"^#\s*(nThread\b|Collective test|Rank\s+\d+|Using devices)|"
                           r"\b[a-z_]+_perf(_mpi)?\b")

@@ -118,10 +118,6 @@ class ClassParams:
         device = self.latency_us + steps(op, n) * self.step_latency_us + t
         return max(self.floor_us(op), device)
 
-    def vector(self) -> list[float]:
-        return [self.overhead_us, self.latency_us, self.step_latency_us, self.link_gbps,
-                self.copy_gbps or 0.0]
-
 
 @dataclass
 class Curve:

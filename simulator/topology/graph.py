@@ -235,9 +235,6 @@ class Topology:
             raise InputError(f"topology {self.name} has no NICs", path=self.spec.source)
         return self._nics_of_gpu[self.local_of(gpu)][0]
 
-    def nics_of(self, gpu: int) -> list[int]:
-        return list(self._nics_of_gpu[self.local_of(gpu)]) if self._nics_of_gpu else []
-
     def _nvlink_path(self, src: int, dst: int) -> tuple[LinkId, ...]:
         if src == dst:
             return ()

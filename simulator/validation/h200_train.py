@@ -55,14 +55,6 @@ def predict(r: dict, cost_model, cluster) -> float:
     return res.iteration_ns / MS
 
 
-def command_for(r: dict) -> str:
-    mbs, ga = int(r["mbs"]), int(r["ga"])
-    return (f"collsim generate --model gpt-7b --num-layers {r['layers']} --hidden-size "
-            f"{r['hidden']} --ffn-hidden-size {r['ffn']} --num-attention-heads {r['heads']} "
-            f"--seq-length {r['seq']} --micro-batch {mbs} --global-batch {mbs * ga} "
-            f"--world-size 1 --tp 1 --gpu h200{' --recompute' if int(r['recompute']) else ''}")
-
-
 def run(cost_model, cluster) -> list[CaseResult]:
     out = []
     cases = measured_cases()
