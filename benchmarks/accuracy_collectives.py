@@ -166,12 +166,11 @@ def report(topology: str, sources: list[tuple[str, str]], command: str) -> str:
             per_op.setdefault(e["op"], []).append(abs(e["err"]))
         lines += ["", f"**Median absolute error over all {len(errs)} points: {pct(med)} %** "
                   f"(90th percentile {pct(p90([abs(e['err']) for e in errs]))} %).", ""]
-        if True:
-            band_meds = []
-            for name, _, _ in BANDS:
-                b = [abs(e["err"]) for e in errs if e["band"] == name]
-                band_meds.append(f"{name}: {pct(statistics.median(b))} %")
-            lines += ["Per size band, all operations: " + "; ".join(band_meds) + ".", ""]
+        band_meds = []
+        for name, _, _ in BANDS:
+            b = [abs(e["err"]) for e in errs if e["band"] == name]
+            band_meds.append(f"{name}: {pct(statistics.median(b))} %")
+        lines += ["Per size band, all operations: " + "; ".join(band_meds) + ".", ""]
     worst = sorted(all_errs, key=lambda e: -abs(e["err"]))[:8]
     lines += ["Largest errors:", "", "| source | op | bytes | measured us | model us | error % | "
               "algorithm/protocol |", "|---|---|---|---|---|---|---|"]

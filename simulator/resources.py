@@ -63,8 +63,3 @@ def checkout_root() -> Path | None:
     if _is_checkout(_SOURCE_ROOT) and (_SOURCE_ROOT / "docs").is_dir():
         return _SOURCE_ROOT
     return None
-
-
-def in_checkout() -> bool:
-    """True when running from a source checkout (docs/ can be written back)."""
-    return checkout_root() is not None

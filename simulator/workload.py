@@ -62,10 +62,6 @@ class Comm:
     group: Group | None
     size_bytes: int
 
-    @property
-    def is_none(self) -> bool:
-        return self.op is None
-
     def type_name(self) -> str:
         """The type as written in a workload file (``ALLTOALL_EP``, ``NONE``, ...)."""
         if self.op is None:

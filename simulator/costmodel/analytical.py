@@ -17,7 +17,6 @@ from ..parallel import GroupPlacement
 from ..workload import Op
 from .base import CostModel
 
-GB = 1e9  # bytes per GB; bandwidths are GB/s so bytes / (GB/s * 1e9) = seconds
 
 
 class AnalyticalCostModel(CostModel):

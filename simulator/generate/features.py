@@ -37,8 +37,6 @@ class Features:
     cp_comm_type: str = "p2p"
     etp: int | None = None                     # expert tensor parallelism (None: TP)
     zero_stage: int = 0                        # DeepSpeed ZeRO 1-3 (0: Megatron's optimizer)
-    scatter_gather: bool = True                # pipeline sends of 1/TP plus a TP all-gather
-    tied_embedding_allreduce: bool = True      # PP > 1, tied embeddings: first/last stage
 
     @property
     def full_recompute(self) -> bool:

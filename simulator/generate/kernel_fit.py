@@ -266,7 +266,7 @@ def fit_host_floor(rows) -> tuple[dict, dict]:
         a, b, err = _line([p[0] for p in pts], [p[1] for p in pts])
         lines[op] = (a, b)
         resid[f"hostfloor {op}"] = _stats(err)
-        ka, kb, _ = _line([p[0] for p in pts], [p[2] for p in pts])
+        _, kb, _ = _line([p[0] for p in pts], [p[2] for p in pts])
         params[f"kernels_per_layer.{op}"] = round(kb, 1)
     fa, fb = lines["forward"]
     ta, tb = lines["fwdbwd_accumulate"]
@@ -275,7 +275,7 @@ def fit_host_floor(rows) -> tuple[dict, dict]:
     params["host_fixed_fwd_us"] = round(fa, 2)
     params["host_fixed_bwd_us"] = round(max(0.0, ta - fa), 2)
     if "fwdbwd_accumulate_recompute" in lines:
-        ra, rb = lines["fwdbwd_accumulate_recompute"]
+        _, rb = lines["fwdbwd_accumulate_recompute"]
         params["host_layer_recompute_us"] = round(rb - tb, 2)   # forward again + checkpoint
     return params, resid
 

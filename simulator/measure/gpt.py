@@ -155,7 +155,6 @@ class MegatronLikeOptimizer:
         self.grads = [model.main_grad[n] for n in model.names]
         self.adam = torch.optim.Adam(self.masters, lr=lr, betas=(0.9, 0.95), eps=1e-8,
                                      fused=True)
-        self.last_norm = None
 
     def zero_grad(self):
         self.model.main_grad_flat.zero_()
@@ -171,7 +170,6 @@ class MegatronLikeOptimizer:
         import torch
         norms = torch._foreach_norm(self.grads)
         total = torch.linalg.vector_norm(torch.stack(norms)).item()   # host sync, as Megatron
-        self.last_norm = total
         coef = self.clip / (total + 1e-6)
         if coef < 1.0:
             torch._foreach_mul_(self.grads, coef)

@@ -177,13 +177,6 @@ def run_gemm(sw: Sweep, shapes):
     sw.flush()
 
 
-def _fwd_bwd(sw: Sweep, fields: dict, make, est_fwd: float, est_bwd: float):
-    """Forward (autograd recording) and forward + backward of ``make()`` -> (fn_fwd, fn_fb)."""
-    fwd, fb, before = make()
-    sw.add({**fields, "phase": "fwd"}, fwd, est_fwd, before=before)
-    sw.add({**fields, "phase": "fwdbwd"}, fb, est_fwd + est_bwd, before=before)
-
-
 def run_eltwise(sw: Sweep, numels, hiddens=(1024, 4096)):
     import torch
     import torch.nn.functional as F

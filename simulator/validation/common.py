@@ -16,7 +16,6 @@ ROOT = data_root("traces")
 TRACES = bundled("traces")
 DEFAULT_CALIBRATION = TRACES / "h200x2" / "calib_h200x2.yaml"
 MS = 1_000_000  # ns per ms
-US = 1_000
 
 
 @dataclass

@@ -91,10 +91,6 @@ def summary(rows: list[Row]) -> dict:
             "within_10": sum(e <= 0.10 for e in errs), "per_source": per_source}
 
 
-def source_file() -> str:
-    return rel(DATA)
-
-
 def render_text(rows: list[Row]) -> list[str]:
     if not rows:
         return []
