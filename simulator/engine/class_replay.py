@@ -31,6 +31,7 @@ from ..workload import ROW_GROUPS, Group, Op, Phase
 from .classes import class_colours, meeting_ids
 from .detailed import scale_rows
 from .messages import Direction
+from .policy import COMM_OF_TAG
 from .ranks import RankAttributes, rank_attributes
 from .stage import StagePass, drive, queue_send, stage_passes
 from .replay import STREAMS
@@ -38,8 +39,6 @@ from .replay import STREAMS
 _PP = BREAKDOWN_GROUPS.index("PP")
 _STREAM_KIND = [BREAKDOWN_GROUPS.index(g.value) for g in STREAMS]
 _ROW_KIND_INDEX = {g: i for i, g in enumerate(ROW_GROUPS)}
-#: a program step's tag -> which of the row's (fwd, ig, wg) collectives it issues
-_COMM_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
 
 
 class _Meet:
@@ -225,7 +224,7 @@ class ClassReplay:
             if kind == COMPUTE:
                 out.append(("C", col(pos, (f"{step[3]}_ns",)), step[5]))
             elif kind in (BLOCK, ISSUE):
-                comm = ("fwd", "ig", "wg")[_COMM_OF_TAG.get(step[5], 0)]
+                comm = ("fwd", "ig", "wg")[COMM_OF_TAG.get(step[5], 0)]
                 cost = col(pos, (f"{comm}_comm_ns", "update_ns"))
                 if kind == BLOCK:
                     out.append(("B", step[2], cost, row.key))

@@ -17,6 +17,7 @@ from .._simpy import simpy
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
 from .messages import Direction, Mailbox
+from .policy import COMM_OF_TAG
 from .replay import STREAMS, PricedRow
 from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 
@@ -24,8 +25,6 @@ if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
     from .classes import RankClass
 
 _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
-#: a program step's tag -> which of the row's (fwd, ig, wg) collectives it issues
-_COMM_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
 
 
 @dataclass
@@ -355,12 +354,12 @@ class _ClassStage:
             elif kind == BLOCK:
                 yield from self.blocking(step[2], step[3], step[4], (seq, mb, i),
                                          f"{row.name} {step[5]}", row.key,
-                                         row.comms[_COMM_OF_TAG.get(step[5], 0)])
+                                         row.comms[COMM_OF_TAG.get(step[5], 0)])
             elif kind == ISSUE:
                 s = step[2]
                 proc = self.env.process(self.asynchronous(
                     s, step[3], step[4], (seq, mb, i), f"{row.name} {step[5]}",
-                    stream_last[s], row.comms[_COMM_OF_TAG.get(step[5], 0)]))
+                    stream_last[s], row.comms[COMM_OF_TAG.get(step[5], 0)]))
                 stream_last[s] = proc
                 if step[6][0] == "wg":
                     self.wg_done[row.key] = proc

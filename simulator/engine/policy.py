@@ -295,6 +295,8 @@ def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) ->
 #   (WAIT, row, handle, stream)                       wait for a non-blocking one
 # handle ("wg", key) outlives the pass (the next forward of that row waits for it).
 WAIT_WG, COMPUTE, BLOCK, ISSUE, WAIT = range(5)
+#: a collective step's tag -> which of the row's (fwd, ig, wg) collectives it issues
+COMM_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
 
 
 def _forward_steps(row, tag: str, steps: list, wait_wg: bool, rules: PolicyRules,

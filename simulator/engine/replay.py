@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..workload import Group, Phase
+from .policy import COMM_OF_TAG
 
 STREAMS = (Group.TP, Group.EP, Group.DP, Group.DP_EP)
 STREAM_INDEX = {g: i for i, g in enumerate(STREAMS)}
@@ -53,12 +54,11 @@ class PassOutcome:
     slices: tuple | None                   # (lane, name, start, dur, args) relative, when tracing
 
 
-_PHASE_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
 
 
 def comm_args(row: PricedRow, tag: str, blocking: bool) -> dict | None:
     """Trace args of a row's collective: its type as the file wrote it, bytes and group."""
-    phase = _PHASE_OF_TAG.get(str(tag).split()[0]) if tag else None
+    phase = COMM_OF_TAG.get(str(tag).split()[0]) if tag else None
     if phase is None or not row.comms:
         return None
     comm = row.comms[phase]
