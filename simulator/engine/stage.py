@@ -3,7 +3,7 @@
 A stage (or a rank class of one) replays its head passes (rows before the pipeline), then its
 schedule's forward and backward passes, each after the message it needs from a neighbouring
 stage and followed by the message it sends on, then its tail passes, and finally waits for its
-communication streams to drain. :func:`stage_passes` writes that order down once, with the
+communication streams to drain. :func:`stage_passes` gives that order once, with the
 message each pass receives and sends (:mod:`.messages`), and :func:`drive` walks it; the
 engines differ only in how they execute the steps (:class:`StageExecutor`):
 
@@ -21,7 +21,7 @@ direction queue behind each other (:func:`queue_send`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 from ..workload import Phase
 from .messages import Direction, has_consumer, send_direction, source, split_wait
@@ -61,18 +61,20 @@ class StagePass:
 
 
 def stage_passes(schedule: list, stage: int, pp: int, chunks: int, mb_variant: tuple,
-                 head: list, tail: list) -> tuple[StagePass, ...]:
+                 head: list, tail: list) -> Iterator[StagePass]:
     """Every pass of ``stage`` in order: head forwards, the schedule's (phase, mb, chunk)
-    entries, the tail's (phase, sequence)."""
-    out = [StagePass(Phase.FWD, seq, -1, 0, None, None, "head") for seq in head]
+    entries, the tail's (phase, sequence). Made as the driver walks them (a long interleaved
+    schedule has thousands: no list of them is kept)."""
+    for seq in head:
+        yield StagePass(Phase.FWD, seq, -1, 0, None, None, "head")
     for phase, mb, chunk in schedule:
         src = source(phase, mb, chunk, stage, pp, chunks)
-        out.append(StagePass(
+        yield StagePass(
             phase, ("mb", mb_variant[mb], chunk), mb, chunk,
             Receive(*src, src[3].of(stage, pp)) if src is not None else None,
-            send_direction(phase) if has_consumer(phase, chunk, stage, pp, chunks) else None))
-    out.extend(StagePass(phase, seq, -1, 0, None, None, "tail") for phase, seq in tail)
-    return tuple(out)
+            send_direction(phase) if has_consumer(phase, chunk, stage, pp, chunks) else None)
+    for phase, seq in tail:
+        yield StagePass(phase, seq, -1, 0, None, None, "tail")
 
 
 class StageExecutor(Protocol):
@@ -88,7 +90,7 @@ class StageExecutor(Protocol):
     def drain(self) -> Iterator: ...
 
 
-def drive(passes: tuple[StagePass, ...], ex: StageExecutor) -> Iterator:
+def drive(passes: Iterable[StagePass], ex: StageExecutor) -> Iterator:
     """The stage loop: receive, pass, send, for each pass in order; then drain."""
     for p in passes:
         if p.receive is not None:
