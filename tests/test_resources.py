@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from repo_paths import ROOT
 from simulator import resources
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
