@@ -94,8 +94,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="do not print the summary")
 
 
-#: each draw is a whole simulation
-MAX_DRAWS = 10_000
 #: slices a --trace or --plot timeline may hold (each about 1 kB)
 MAX_TRACE_SLICES = 3_000_000
 
@@ -127,20 +125,51 @@ def _html_report(args: argparse.Namespace, result, draws: list[int]) -> str:
         settings=settings, table_title="Every draw")
 
 
+def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, cluster) -> None:
+    """A what-if flag the job never exercises cannot change the answer: say so."""
+    import warnings
+
+    from ..checks import overrides_from_args, unused_parameters
+    from ..errors import SimulationWarning
+    from ..parallel import make_parallel
+    overrides = overrides_from_args(args)
+    if not overrides:
+        return
+    # the job as the policy word replays it (its groups and collectives)
+    from ..engine.policy import layout
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        replayed = layout(workload, args.compat, world, cluster.gpus_per_server).workload
+    par = make_parallel(world, replayed.tp, replayed.pp, replayed.ep, workload.path)
+    structural = bool(args.topology or args.contention or args.co_job)
+    cost_model_for = None
+    if args.calibration and not structural:
+        # the calibrated model sees the cluster only through prices, as the
+        # analytical one: compare prices through it (its classes may replace NVLink)
+        from ..calibration import wrap_with_calibration
+        from ..costmodel.analytical import AnalyticalCostModel
+
+        def cost_model_for(c):
+            return wrap_with_calibration(c, AnalyticalCostModel(c), args.calibration)
+    for message in unused_parameters(replayed, par, cluster, overrides,
+                                     cost_model_for=cost_model_for,
+                                     structural_only=structural):
+        warnings.warn(message, SimulationWarning)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import warnings
 
-    from ..engine import SimulationOptions, simulate
+    from ..engine import SimulationOptions
     from ..engine.simulate import resolve_world
-    from ..errors import InputError, SimulationWarning
+    from ..errors import InputError
     from ..readers.workload import read_workload
     from ..report.output import write_all
     from ..report.summary import summary_dict
     from ..report.text import render_text
-
-    from ..scenario import (failure_report, parse_degrade, parse_failure, parse_jitter,
-                            parse_straggler, resolve_all, resolve_degrades)
+    from ..scenario import parse_degrade, parse_failure, parse_jitter, parse_straggler
+    from ..study import WhatIf, run_study
 
     dashes = [f for f in ("csv", "json") if getattr(args, f) == "-"]
     if len(dashes) > 1:
@@ -153,20 +182,13 @@ def run(args: argparse.Namespace) -> int:
     from .common import check_outputs
     inputs = check_outputs(args, {"json": "--json", "csv": "--csv", "trace": "--trace",
                                   "plot": "--plot", "distribution_plot": "--distribution-plot"})
-    specs = [parse_straggler(text) for text in args.straggler]
-    degrade_specs = [parse_degrade(text) for text in args.degrade]
-    failure_spec = parse_failure(args.fail) if args.fail else None
+    stragglers = tuple(parse_straggler(text) for text in args.straggler)
+    degrades = tuple(parse_degrade(text) for text in args.degrade)
+    failure = parse_failure(args.fail) if args.fail else None
     jitter, jitter_seed = parse_jitter(args.jitter) if args.jitter else ((), 0)
-    random_specs = any(s.fraction is not None for s in specs)
-    if args.draws > MAX_DRAWS:
-        raise InputError(f"at most {MAX_DRAWS:,} draws (each is a whole simulation), got "
-                         f"{args.draws:,}", field="--draws")
-    if args.placement and not args.co_job:
-        warnings.warn("--placement changes nothing without --co-job: it places co-located "
-                      "jobs, and there is one job", SimulationWarning)
-    if args.draws > 1 and not random_specs and not args.jitter:
-        raise InputError("--draws needs something random: a 'fraction=' straggler or --jitter",
-                         field="--draws")
+    what_if = WhatIf(
+        stragglers=stragglers, degrades=degrades, failure=failure, jitter=jitter,
+        jitter_seed=jitter_seed, draws=args.draws, sensitivity=args.sensitivity, co_jobs=tuple(args.co_job), placement=args.placement)
     if args.report and args.draws < 2:
         raise InputError("--report needs --draws N with N >= 2 (a study of random draws); "
                          "for one run use --json or --csv", field="--report")
@@ -191,98 +213,12 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             world = resolve_world(workload, args.gpus, cost_model)
-
-        def run_once(draw: int, trace: bool, comm_scale=(), baseline: bool = False):
-            return simulate(workload, cluster, cost_model, options=SimulationOptions(
-                gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=trace,
-                engine=args.engine,
-                stragglers=() if baseline else resolve_all(specs, world, draw),
-                degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
-                comm_scale=comm_scale, contention=args.contention,
-                jitter=() if baseline else jitter, jitter_seed=jitter_seed + draw,
-                compat=args.compat))
-
-        from ..checks import overrides_from_args, unused_parameters
-        from ..parallel import make_parallel
-        overrides = overrides_from_args(args)
-        if overrides:
-            # a what-if flag the job never exercises cannot change the answer: say so
-            # the job as the policy word replays it (its groups and collectives)
-            from ..engine.policy import layout
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                replayed = layout(workload, args.compat, world, cluster.gpus_per_server).workload
-            par = make_parallel(world, replayed.tp, replayed.pp, replayed.ep, workload.path)
-            structural = bool(args.topology or args.contention or args.co_job)
-            cost_model_for = None
-            if args.calibration and not structural:
-                # the calibrated model sees the cluster only through prices, as the
-                # analytical one: compare prices through it (its classes may replace NVLink)
-                from ..calibration import wrap_with_calibration
-                from ..costmodel.analytical import AnalyticalCostModel
-
-                def cost_model_for(c):
-                    return wrap_with_calibration(c, AnalyticalCostModel(c), args.calibration)
-            for message in unused_parameters(replayed, par, cluster, overrides,
-                                             cost_model_for=cost_model_for,
-                                             structural_only=structural):
-                warnings.warn(message, SimulationWarning)
-        co_results = []
-        if args.co_job:
-            from ..engine.simulate import simulate_jobs
-            if args.draws > 1 or args.sensitivity:
-                raise InputError("--co-job cannot be combined with --draws or --sensitivity",
-                                 field="--co-job")
-            others = [read_workload(path, strict=args.strict) for path in args.co_job]
-            from ..progress import wanted
-            if wanted(not args.quiet):
-                sys.stderr.write(f"simulating {1 + len(others)} co-located jobs together...\n")
-            results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
-                gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp,
-                trace=tracing, stragglers=resolve_all(specs, world, 0),
-                degraded=resolve_degrades(degrade_specs, world, cluster.gpus_per_server),
-                compat=args.compat),
-                placement=args.placement or "packed")
-            result, co_results = results[0], results[1:]
-        else:
-            result = run_once(0, tracing)
-        draws = [result.iteration_ns]
-        groups = [g for g in ("TP", "EP", "DP", "DP_EP", "PP") if g not in result.free_groups]
-        extra = (args.draws - 1) + (len(groups) if args.sensitivity else 0) + (args.draws > 1)
-        from ..progress import Progress
-        with warnings.catch_warnings(), Progress(extra, "what-if runs", "run",
-                                                 enabled=not args.quiet) as bar:
-            warnings.simplefilter("ignore")  # the first run already said everything once
-            for d in range(1, args.draws):
-                draws.append(run_once(d, False).iteration_ns)
-                bar.update(postfix=f"draw {d + 1} of {args.draws}")
-            if args.draws > 1:
-                # beside the draws: the same job with every GPU at full speed
-                result.baseline_ns = run_once(0, False, baseline=True).iteration_ns
-                bar.update(postfix="baseline")
-            if args.sensitivity:
-                result.sensitivity = {}
-                for g in groups:
-                    result.sensitivity[g] = run_once(0, False, ((g, 1 / 1.1),)).iteration_ns
-                    bar.update(postfix=f"sensitivity {g}")
-    from ..provenance import read_sidecar, workload_assumptions
-    result.assumptions = workload_assumptions(workload, read_sidecar(args.workload))
-    slow = resolve_all(specs, world, 0) if specs else ()
-    if slow:
-        # where the slow GPUs of the reported run sit: pipeline stage (PP is outermost in
-        # Megatron's rank order) and server
-        per_stage = world // max(workload.pp, 1)
-        where = [f"rank {rank} (stage {rank // per_stage}, server "
-                 f"{rank // cluster.gpus_per_server}) x{factor:g}"
-                 for rank, factor in sorted(slow)[:12]]
-        more = f" and {len(slow) - 12} more" if len(slow) > 12 else ""
-        result.notes.append(f"slow GPUs{' in draw 1' if args.draws > 1 else ''}: "
-                            + "; ".join(where) + more)
-    if failure_spec is not None:
-        result.failure = failure_report(failure_spec, result.iteration_ns)
-        result.notes.append(result.failure["summary"])
-    if len(draws) > 1:
-        result.step_time_draws_ns = draws
+        _warn_unused_parameters(args, workload, world, cluster)
+        study = run_study(workload, cluster, cost_model, SimulationOptions(
+            gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing,
+            engine=args.engine, contention=args.contention, compat=args.compat),
+            what_if, strict=args.strict, sidecar_of=args.workload, progress=not args.quiet)
+    result, co_results, draws = study.result, study.co_results, list(study.draws_ns)
 
     # render everything first, then write: an error leaves no partial set of files
     outputs: dict[str, bytes | str] = {}

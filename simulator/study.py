@@ -1,0 +1,166 @@
+"""A what-if study of one workload: the reported run and the runs around it.
+
+``collsim simulate`` with stragglers, jitter, degraded NICs, a failure, ``--draws``,
+``--sensitivity`` or ``--co-job`` is more than one simulation: random draws of the slow GPUs
+and compute times (the step-time distribution), the same job with every GPU at full speed (the
+baseline beside the draws), each group's communication 10% faster (which bandwidth matters),
+the lost time of a node failure, or several jobs sharing one cluster. :func:`run_study` runs
+them all and returns one :class:`StudyResult` whose reported result is complete (draws,
+baseline, sensitivity, failure, notes, assumptions filled in): reporters render it as it is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import warnings
+from dataclasses import dataclass
+
+from .errors import InputError, SimulationWarning
+from .scenario import DegradeSpec, FailureSpec, StragglerSpec
+
+#: each draw is a whole simulation
+MAX_DRAWS = 10_000
+#: communication groups a sensitivity study speeds up, in report order
+SENSITIVITY_GROUPS = ("TP", "EP", "DP", "DP_EP", "PP")
+#: the speed-up of a sensitivity run: the group's collectives take 1/1.1 of their time
+SENSITIVITY_SPEEDUP = 1.1
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """What makes ranks differ, parsed (see :mod:`simulator.scenario`), and the runs asked for.
+
+    Constructing one checks that the runs asked for make sense together (exit 2 otherwise).
+    """
+    stragglers: tuple[StragglerSpec, ...] = ()
+    degrades: tuple[DegradeSpec, ...] = ()
+    failure: FailureSpec | None = None
+    # random compute times: ((phase kind, coefficient of variation), ...) and the first seed
+    jitter: tuple[tuple[str, float], ...] = ()
+    jitter_seed: int = 0
+    draws: int = 1                   # random draws of the stragglers and the jitter
+    sensitivity: bool = False        # each group's communication 10% faster, one run each
+    co_jobs: tuple[str, ...] = ()    # other workload tables on the same cluster
+    placement: str | None = None     # of the co-located jobs: packed, spread or rail
+
+    def __post_init__(self) -> None:
+        random = bool(self.jitter) or any(s.fraction is not None for s in self.stragglers)
+        if self.draws > MAX_DRAWS:
+            raise InputError(f"at most {MAX_DRAWS:,} draws (each is a whole simulation), got "
+                             f"{self.draws:,}", field="--draws")
+        if self.placement and not self.co_jobs:
+            warnings.warn("--placement changes nothing without --co-job: it places co-located "
+                          "jobs, and there is one job", SimulationWarning)
+        if self.draws > 1 and not random:
+            raise InputError("--draws needs something random: a 'fraction=' straggler or "
+                             "--jitter", field="--draws")
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """The reported run (complete: render it as it is), the co-located jobs' results, and
+    the step time of every draw (the reported run is draw 0)."""
+    result: object                   # SimulationResult
+    co_results: tuple = ()           # SimulationResult of each --co-job, in order
+    draws_ns: tuple[int, ...] = ()
+
+
+def slow_gpus_note(slow, world: int, pp: int, gpus_per_server: int, draws: int) -> str:
+    """Where the slow GPUs of the reported run sit: pipeline stage (PP is outermost in
+    Megatron's rank order) and server; at most 12 listed."""
+    per_stage = world // max(pp, 1)
+    where = [f"rank {rank} (stage {rank // per_stage}, server "
+             f"{rank // gpus_per_server}) x{factor:g}"
+             for rank, factor in sorted(slow)[:12]]
+    more = f" and {len(slow) - 12} more" if len(slow) > 12 else ""
+    return (f"slow GPUs{' in draw 1' if draws > 1 else ''}: " + "; ".join(where) + more)
+
+
+def run_study(workload, cluster, cost_model, options, what_if: WhatIf = WhatIf(), *,
+              strict: bool = False, sidecar_of: str | None = None,
+              progress: bool = True) -> StudyResult:
+    """Simulate ``workload`` under ``what_if``; ``options`` (engine.SimulationOptions) gives
+    the world size, schedule, engine, contention, compat and whether to trace the reported
+    run. ``strict`` reads the co-located jobs' tables strictly; ``sidecar_of``: the workload
+    file whose provenance sidecar names its assumptions; ``progress``: progress on a terminal.
+    """
+    from .engine import simulate
+    from .engine.simulate import resolve_world
+    from .progress import Progress, wanted
+    from .provenance import read_sidecar, workload_assumptions
+    from .readers.workload import read_workload
+    from .scenario import resolve_all, resolve_degrades
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        world = resolve_world(workload, options.gpus, cost_model)
+    degraded = resolve_degrades(list(what_if.degrades), world, cluster.gpus_per_server)
+    stragglers = list(what_if.stragglers)
+
+    def run_once(draw: int, trace: bool, comm_scale=(), baseline: bool = False):
+        return simulate(workload, cluster, cost_model, options=dataclasses.replace(
+            options, trace=trace,
+            stragglers=() if baseline else resolve_all(stragglers, world, draw),
+            degraded=degraded, comm_scale=comm_scale,
+            jitter=() if baseline else what_if.jitter, jitter_seed=what_if.jitter_seed + draw))
+
+    co_results: list = []
+    if what_if.co_jobs:
+        from .engine import SimulationOptions
+        from .engine.simulate import simulate_jobs
+        if what_if.draws > 1 or what_if.sensitivity:
+            raise InputError("--co-job cannot be combined with --draws or --sensitivity",
+                             field="--co-job")
+        others = [read_workload(path, strict=strict) for path in what_if.co_jobs]
+        if wanted(progress):
+            sys.stderr.write(f"simulating {1 + len(others)} co-located jobs together...\n")
+        # the jobs share the NICs their GPUs share: contention on, the engine that shares them
+        results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
+            gpus=options.gpus, pp_schedule=options.pp_schedule, vpp_chunks=options.vpp_chunks,
+            trace=options.trace, stragglers=resolve_all(stragglers, world, 0),
+            degraded=degraded, compat=options.compat),
+            placement=what_if.placement or "packed")
+        first, co_results = results[0], results[1:]
+    else:
+        first = run_once(0, options.trace)
+    draws = [first.iteration_ns]
+    groups = [g for g in SENSITIVITY_GROUPS if g not in first.free_groups]
+    extra = ((what_if.draws - 1) + (len(groups) if what_if.sensitivity else 0)
+             + (what_if.draws > 1))
+    baseline_ns = None
+    sensitivity = None
+    with warnings.catch_warnings(), Progress(extra, "what-if runs", "run",
+                                             enabled=progress) as bar:
+        warnings.simplefilter("ignore")  # the first run already said everything once
+        for d in range(1, what_if.draws):
+            draws.append(run_once(d, False).iteration_ns)
+            bar.update(postfix=f"draw {d + 1} of {what_if.draws}")
+        if what_if.draws > 1:
+            # beside the draws: the same job with every GPU at full speed
+            baseline_ns = run_once(0, False, baseline=True).iteration_ns
+            bar.update(postfix="baseline")
+        if what_if.sensitivity:
+            sensitivity = {}
+            for g in groups:
+                sensitivity[g] = run_once(
+                    0, False, ((g, 1 / SENSITIVITY_SPEEDUP),)).iteration_ns
+                bar.update(postfix=f"sensitivity {g}")
+
+    notes = list(first.notes)
+    slow = resolve_all(stragglers, world, 0) if stragglers else ()
+    if slow:
+        notes.append(slow_gpus_note(slow, world, workload.pp, cluster.gpus_per_server,
+                                    what_if.draws))
+    failure = None
+    if what_if.failure is not None:
+        from .scenario import failure_report
+        failure = failure_report(what_if.failure, first.iteration_ns)
+        notes.append(failure["summary"])
+    result = dataclasses.replace(
+        first, notes=notes,
+        assumptions=workload_assumptions(workload, read_sidecar(sidecar_of or workload.path)),
+        baseline_ns=baseline_ns if baseline_ns is not None else first.baseline_ns,
+        sensitivity=sensitivity if sensitivity is not None else first.sensitivity,
+        failure=failure if failure is not None else first.failure,
+        step_time_draws_ns=draws if len(draws) > 1 else first.step_time_draws_ns)
+    return StudyResult(result=result, co_results=tuple(co_results), draws_ns=tuple(draws))
