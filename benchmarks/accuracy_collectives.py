@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simulator.commands.bench import OPS, bench_rows  # noqa: E402
+from simulator.costmodel.bench import OPS, bench_rows  # noqa: E402
 from simulator.readers.measurement_csv import read_measurement_csv  # noqa: E402
 from simulator.readers.nccl_tests import read_nccl_tests  # noqa: E402
 

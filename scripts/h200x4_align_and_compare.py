@@ -113,7 +113,7 @@ def band(size: int) -> str:
 def bench(preset: str, op: str) -> dict[int, float]:
     """``collsim bench --topology PRESET --ranks 4 --op OP --sizes 1K:1G``'s times in us, from
     the library (the preset's NCCL cost model), rounded as that command's CSV prints them."""
-    from simulator.commands.bench import bench_rows
+    from simulator.costmodel.bench import bench_rows
     from simulator.costmodel.nccl import NcclCostModel
     from simulator.topology import load_spec
     from simulator.topology.overrides import cluster_for

@@ -2,7 +2,7 @@
 import pytest
 import simpy
 
-from simulator.commands.bench import group_placement
+from simulator.costmodel.bench import group_placement
 from simulator.costmodel.nccl import NcclCostModel
 from simulator.network import FlowNetwork
 from simulator.parallel import GroupPlacement

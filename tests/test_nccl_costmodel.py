@@ -14,7 +14,7 @@ import statistics
 import pytest
 
 from repo_paths import ROOT
-from simulator.commands.bench import group_placement
+from simulator.costmodel.bench import group_placement
 from simulator.costmodel.analytical import AnalyticalCostModel
 from simulator.costmodel.nccl import NcclCostModel
 from simulator.errors import InputError

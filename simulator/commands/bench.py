@@ -1,27 +1,22 @@
 """``collsim bench``: simulated nccl-tests, one collective over a range of sizes.
 
-Sizes follow nccl-tests (the buffer per rank; the gathered output for all_gather), and so
-do the bandwidths: algbw = bytes / time, busbw = algbw x 2(n-1)/n for all_reduce, x (n-1)/n
-for all_gather, reduce_scatter and all_to_all, x 1 for broadcast and sendrecv. The cost
-model comes from the same builder as ``collsim simulate`` uses (``--topology`` for the NCCL
-model, else the analytical one).
+The rows come from :mod:`simulator.costmodel.bench`, rendered by :mod:`simulator.report.bench`;
+the cost model from the same builder as ``collsim simulate`` uses (``--topology`` for the
+NCCL model, else the analytical one).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..collectives import BY_NAME, ENGINE_NAMES
+from ..costmodel.bench import OPS, bench_rows
 from ..errors import InputError
+from ..report.bench import render
 from ..units import parse_size_bytes
 from .common import add_cluster_arguments, build_cost_model, positive_int
 
 HELP = ("Simulated nccl-tests: the time, algorithm bandwidth and bus bandwidth of one "
         "collective over a range of sizes, priced by the same cost model as simulate.")
-
-#: the collectives nccl-tests and the engine share (simulator.collectives)
-OPS = ENGINE_NAMES
-COLUMNS = ("op", "ranks", "bytes", "time_us", "algbw_GB_per_s", "busbw_GB_per_s")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,72 +65,6 @@ def parse_sizes(text: str, factor: int) -> list[int]:
         return sizes
     except ValueError as exc:
         raise InputError(str(exc), field="--sizes") from None
-
-
-def group_placement(ranks: int, gpus_per_server: int):
-    """The placement of ranks 0..N-1, as the engine computes placements."""
-    import numpy as np
-
-    from ..parallel import _placements_of
-
-    return _placements_of(np.arange(ranks)[None, :], gpus_per_server)[0]
-
-
-def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
-               algorithm: str | None = None, protocol: str | None = None) -> list[dict]:
-    """One dict per size: the columns of COLUMNS plus algorithm and protocol."""
-    from ..costmodel.nccl import NcclCostModel
-    workload_op = BY_NAME[op].op
-    if ranks < 2:
-        raise InputError("a collective needs at least 2 ranks", field="--ranks")
-    placement = group_placement(ranks, cluster.gpus_per_server)
-    nccl = isinstance(cost_model, NcclCostModel)
-    if (algorithm or protocol) and not nccl and not isinstance(getattr(cost_model, "base", None),
-                                                               NcclCostModel):
-        raise InputError("choosing an algorithm or protocol needs the nccl cost model "
-                         "(--cost-model nccl or --topology)",
-                         field="--algorithm" if algorithm else "--protocol")
-    factor = BY_NAME[op].bus_factor(ranks)
-    rows = []
-    for size in sizes:
-        if nccl:
-            try:
-                est = cost_model.estimate(workload_op, size, placement, algorithm, protocol)
-            except InputError as exc:
-                if exc.field in ("algorithm", "protocol"):
-                    raise InputError(exc.message, field="--" + exc.field) from None
-                raise
-            ns, algo, proto = est.time_ns, est.algorithm, est.protocol
-        else:
-            ns, algo, proto = cost_model.collective_ns(workload_op, size, placement), "-", "-"
-        time_us = ns / 1000.0
-        algbw = size / ns if ns > 0 else float("inf")   # bytes/ns == GB/s
-        rows.append({"op": op, "ranks": ranks, "bytes": size, "time_us": time_us,
-                     "algbw_GB_per_s": algbw, "busbw_GB_per_s": algbw * factor,
-                     "algorithm": algo, "protocol": proto})
-    return rows
-
-
-def render(rows: list[dict], fmt: str, details: bool, header: str = "") -> str:
-    cols = list(COLUMNS) + (["algorithm", "protocol"] if details or fmt == "table" else [])
-
-    def cell(row, c):
-        v = row[c]
-        if c == "time_us":
-            return f"{v:.3f}" if fmt == "csv" else f"{v:.2f}"
-        if c.endswith("_GB_per_s"):
-            return f"{v:.6g}" if fmt == "csv" else f"{v:.2f}"
-        return str(v)
-
-    if fmt == "csv":
-        lines = [",".join(cols)] + [",".join(cell(r, c) for c in cols) for r in rows]
-        return "\n".join(lines) + "\n"
-    table = [cols] + [[cell(r, c) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = [("# " + header) if header else None]
-    for k, row in enumerate(table):
-        lines.append("  ".join(v.rjust(w) if k else v.rjust(w) for v, w in zip(row, widths)))
-    return "\n".join(x for x in lines if x is not None) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
