@@ -12,8 +12,8 @@ from __future__ import annotations
 from .costmodel import CalibratedCostModel, load_calibration, wrap_with_calibration
 from .fit import Calibration
 
-__all__ = ["CalibratedCostModel", "Calibration", "calibrate", "load_calibration",
-           "wrap_with_calibration", "save"]
+__all__ = ["CalibratedCostModel", "Calibration", "calibrate", "evaluate_files",
+           "load_calibration", "wrap_with_calibration", "save"]
 
 
 def calibrate(paths: list[str], ops: list[str] | None = None, method: str | None = None,
@@ -59,3 +59,22 @@ def calibrate(paths: list[str], ops: list[str] | None = None, method: str | None
 def save(cal: Calibration, path: str) -> str:
     from .yamlio import dump
     return dump(cal, path)
+
+
+def evaluate_files(cal: Calibration, paths: list[str], method_default: str | None = None,
+                   placement: str | None = None, nccl_tests_op: str | None = None) -> dict:
+    """The calibrated prediction's errors on other measurement files (collectives that were
+    not fitted, another run): an evaluate() block with the files under ``files``. Only the
+    measurements of the calibration's method class count."""
+    from .data import read_files
+    from .fit import evaluate
+
+    rows, _ = read_files(paths, method_default=method_default, placement=placement,
+                         nccl_tests_op=nccl_tests_op)
+    rows = [r for r in rows if r.method_class == cal.method_class]
+    if not rows:
+        from ..errors import InputError
+        raise InputError(f"the --test files hold no {cal.method_class} measurements")
+    test = evaluate(cal, rows)
+    test["files"] = list(paths)
+    return test
