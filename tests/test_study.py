@@ -101,3 +101,18 @@ def test_what_if_checks():
         WhatIf(draws=10_001, jitter=(("cv", 0.05),))
     with pytest.raises(InputError, match="cannot be combined"):
         _study(SEED004, WhatIf(co_jobs=(str(SEED004),), sensitivity=True))
+
+
+def test_study_report_ranks_the_draws():
+    import dataclasses
+
+    from simulator.report.study_html import render_study_report
+    result = _study(SEED004, WhatIf()).result
+    draws = [3_000_000, 1_000_000, 2_000_000]
+    result = dataclasses.replace(result, step_time_draws_ns=draws)
+    page = render_study_report(result, draws, "w.txt", [("draws", "3")])
+    # draw 0 is 3 ms: 200% slower than the fastest (1 ms), third; draw 2 is 100% slower, second
+    for cells in (["0", "3.000", "200.00", "3"], ["1", "1.000", "0.00", "1"],
+                  ["2", "2.000", "100.00", "2"]):
+        assert "".join(f"<td>{c}</td>" for c in cells) in page
+    assert "collsim simulate: w.txt" in page and "3 random draws" in page

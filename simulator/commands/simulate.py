@@ -98,33 +98,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 MAX_TRACE_SLICES = 3_000_000
 
 
-def _html_report(args: argparse.Namespace, result, draws: list[int]) -> str:
-    from ..report.html import render_report
-    from ..report.plot import render_distribution
-    from ..report.text import describe_cost_model, render_text
-
-    order = sorted(range(len(draws)), key=lambda i: draws[i])
-    fastest = draws[order[0]]
-    rows = [[i, f"{draws[i] / 1e6:.3f}", f"{100 * (draws[i] / fastest - 1):.2f}",
-             rank + 1] for rank, i in enumerate(order)]
-    rows.sort(key=lambda r: r[0])
-    settings = [("workload", args.workload),
-                ("command", " ".join(["collsim", *sys.argv[1:]])),
-                ("draws", str(args.draws)),
-                ("stragglers", "; ".join(args.straggler) or "none"),
-                ("jitter", args.jitter or "none"),
-                ("degraded", "; ".join(args.degrade) or "none"),
-                ("cost model", "\n".join(describe_cost_model(result.cost_model)))]
-    return render_report(
-        title=f"collsim simulate: {args.workload}",
-        subtitle=f"{result.gpus} GPUs, TP {result.tp} EP {result.ep} PP {result.pp} "
-                 f"DP {result.dp}; {len(draws)} random draws",
-        headline=render_text(result, top_rows=5),
-        columns=["draw", "step time (ms)", "slower than the fastest draw (%)", "rank"],
-        rows=rows, images=[("step time over the draws", render_distribution(result))],
-        settings=settings, table_title="Every draw")
-
-
 def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, cluster) -> None:
     """A what-if flag the job never exercises cannot change the answer: say so."""
     import warnings
@@ -248,7 +221,16 @@ def run(args: argparse.Namespace) -> int:
         outputs[args.distribution_plot] = render_distribution(result)
         kinds[args.distribution_plot] = "step-time distribution plot"
     if args.report:
-        outputs[args.report] = _html_report(args, result, draws)
+        from ..report.study_html import render_study_report
+        from ..report.text import describe_cost_model
+        settings = [("workload", args.workload),
+                    ("command", " ".join(["collsim", *sys.argv[1:]])),
+                    ("draws", str(args.draws)),
+                    ("stragglers", "; ".join(args.straggler) or "none"),
+                    ("jitter", args.jitter or "none"),
+                    ("degraded", "; ".join(args.degrade) or "none"),
+                    ("cost model", "\n".join(describe_cost_model(result.cost_model)))]
+        outputs[args.report] = render_study_report(result, draws, args.workload, settings)
         kinds[args.report] = "HTML report"
     if args.json:
         doc = summary_dict(result)
