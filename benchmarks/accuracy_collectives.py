@@ -239,7 +239,8 @@ def write_section(path: Path, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    from simulator.report.output import write_atomic
+    write_atomic(str(path), text)
 
 
 def main(argv=None) -> int:
@@ -265,10 +266,14 @@ def main(argv=None) -> int:
         for method, path in sources:
             if os.path.exists(path):
                 rows += errors_for(a.topology, method, path)
-        with open(a.points, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        import io
+
+        from simulator.report.output import write_atomic
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        write_atomic(str(a.points), buf.getvalue())
     if a.write:
         write_section(ROOT / a.write if not os.path.isabs(a.write) else Path(a.write), section)
     sys.stdout.write(section)

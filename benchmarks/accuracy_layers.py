@@ -281,7 +281,8 @@ def write_section(path: Path, text: str) -> None:
         doc = head + text + tail
     else:
         doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    from simulator.report.output import write_atomic
+    write_atomic(str(path), doc)
 
 
 def main(argv=None) -> int:

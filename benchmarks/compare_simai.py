@@ -173,8 +173,8 @@ def main() -> int:
             text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
-        with open(args.write, "w") as fh:
-            fh.write(text)
+        from simulator.report.output import write_atomic
+        write_atomic(args.write, text)
     return 0
 
 

@@ -67,10 +67,14 @@ def main() -> int:
         rows.append(r)
         print(f"{name:58s} {r['wall_s']:7.2f} s {r['max_rss_mib']:6d} MiB  "
               f"{r['iteration_ms']} ms  classes {r['link_classes']}", flush=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    import io
+
+    from simulator.report.output import write_atomic
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(str(args.out), buf.getvalue())  # the one writer: all or nothing
     return 0
 
 

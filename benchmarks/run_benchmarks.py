@@ -137,10 +137,14 @@ def main() -> int:
             rows.append(row)
             print(f"{name:<34}{gpus:>8} GPUs  GA {ga:>3}  {res['wall_s_median']:7.3f} s  "
                   f"{res['peak_rss_mib']:7.1f} MiB", flush=True)
-    with open(args.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    import io
+
+    from simulator.report.output import write_atomic
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(str(args.out), buf.getvalue())  # the one writer: all or nothing
     if args.plot:
         plot(rows, args.plot)
     if args.max_seconds is not None:
