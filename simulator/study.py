@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 from .errors import InputError, SimulationWarning
+from .result import SimulationResult
 from .scenario import DegradeSpec, FailureSpec, StragglerSpec
 
 #: each draw is a whole simulation
@@ -60,12 +61,12 @@ class WhatIf:
 class StudyResult:
     """The reported run (complete: render it as it is), the co-located jobs' results, and
     the step time of every draw (the reported run is draw 0)."""
-    result: object                   # SimulationResult
-    co_results: tuple = ()           # SimulationResult of each --co-job, in order
+    result: SimulationResult
+    co_results: tuple[SimulationResult, ...] = ()   # each --co-job's, in order
     draws_ns: tuple[int, ...] = ()
 
 
-def slow_gpus_note(slow, world: int, pp: int, gpus_per_server: int, draws: int) -> str:
+def slow_gpus_note(slow: tuple[tuple[int, float], ...], world: int, pp: int, gpus_per_server: int, draws: int) -> str:
     """Where the slow GPUs of the reported run sit: pipeline stage (PP is outermost in
     Megatron's rank order) and server; at most 12 listed."""
     per_stage = world // max(pp, 1)
@@ -104,7 +105,7 @@ def run_study(workload, cluster, cost_model, options, what_if: WhatIf = WhatIf()
             degraded=degraded, comm_scale=comm_scale,
             jitter=() if baseline else what_if.jitter, jitter_seed=what_if.jitter_seed + draw))
 
-    co_results: list = []
+    co_results: list[SimulationResult] = []
     if what_if.co_jobs:
         from .engine import SimulationOptions
         from .engine.simulate import simulate_jobs
