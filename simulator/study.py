@@ -14,10 +14,17 @@ import dataclasses
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import InputError, SimulationWarning
 from .result import SimulationResult
 from .scenario import DegradeSpec, FailureSpec, StragglerSpec
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .costmodel.base import CostModel
+    from .engine.simulate import SimulationOptions
+    from .workload import Workload
 
 #: each draw is a whole simulation
 MAX_DRAWS = 10_000
@@ -77,10 +84,11 @@ def slow_gpus_note(slow: tuple[tuple[int, float], ...], world: int, pp: int, gpu
     return (f"slow GPUs{' in draw 1' if draws > 1 else ''}: " + "; ".join(where) + more)
 
 
-def run_study(workload, cluster, cost_model, options, what_if: WhatIf = WhatIf(), *,
+def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
+              options: SimulationOptions, what_if: WhatIf = WhatIf(), *,
               strict: bool = False, sidecar_of: str | None = None,
               progress: bool = True) -> StudyResult:
-    """Simulate ``workload`` under ``what_if``; ``options`` (engine.SimulationOptions) gives
+    """Simulate ``workload`` under ``what_if``; ``options`` gives
     the world size, schedule, engine, contention, compat and whether to trace the reported
     run. ``strict`` reads the co-located jobs' tables strictly; ``sidecar_of``: the workload
     file whose provenance sidecar names its assumptions; ``progress``: progress on a terminal.
