@@ -73,6 +73,8 @@ def make_collective(ctx: Ctx, op: str, nbytes: int, share: float | None = None):
                 req.wait()
         return f
     if op == "moe_all_to_all":
+        if share is None:
+            raise ValueError("moe_all_to_all needs the remote share (--shares)")
         splits = moe_splits(n, world, rank, share)
         inp, out = rand(n), torch.empty(n, device=dev, dtype=dt)
         return lambda: dist.all_to_all_single(out, inp, splits, splits)
@@ -221,7 +223,7 @@ def run_gemms(ctx: Ctx, out: CsvOut | None) -> None:
     rows = []
     budget = cfg["time_budget_s"]
     check_gemm(ctx, dt)
-    unique = {}
+    unique: dict[tuple[int, int, int], tuple] = {}
     for m, n, k, layer, pas in shapes:
         unique.setdefault((m, n, k), (m, n, k, layer, pas))  # first label of a shape
     for m, n, k, layer, pas in unique.values():
@@ -236,7 +238,7 @@ def run_gemms(ctx: Ctx, out: CsvOut | None) -> None:
         c = [torch.empty(m, n, device=ctx.device, dtype=dt) for _ in range(nsets)]
         state = [0]
 
-        def fn():
+        def fn(a=a, b=b, c=c, state=state, nsets=nsets):   # this shape's sets
             j = state[0] % nsets
             state[0] += 1
             torch.matmul(a[j], b[j], out=c[j])

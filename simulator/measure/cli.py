@@ -104,7 +104,8 @@ def parse_gemm_shapes(text: str) -> list[tuple[int, int, int]]:
         dims = part.lower().split("x")
         if len(dims) != 3:
             raise UsageError(f"bad GEMM shape {part!r} (expected MxNxK)")
-        shapes.append(tuple(parse_size(d.upper()) for d in dims))
+        m, n, k = (parse_size(d.upper()) for d in dims)
+        shapes.append((m, n, k))
     return shapes
 
 
@@ -145,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "write CSV files that collsim reads as calibration data. Needs PyTorch.")
     p.add_argument("--out", default="measurements", help="output folder (default: %(default)s)")
     p.add_argument("--phases", default=",".join(DEFAULT_PHASES),
-                   help="what to measure, comma-separated from %s (default: %%(default)s; "
-                        "'layer' times dense transformer layers on one GPU)"
-                        % ", ".join(PHASES))
+                   help=f"what to measure, comma-separated from {', '.join(PHASES)} "
+                        "(default: %(default)s; 'layer' times dense transformer layers on one "
+                        "GPU)")
     p.add_argument("--world-size", type=int, default=0,
                    help="processes (one per GPU) to spawn; 0 = every visible GPU "
                         "(2 on CPU). Ignored under torchrun")

@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     phase("host", lambda: kernels.run_host(sw), 0.05)
 
     def do_train():
-        rows, prof = [], []
+        rows: list[dict] = []
+        prof: list[dict] = []
         cases = train.DEFAULT_CASES
         if tiny:
             train.MODELS.update({"tiny": (2, 64, 4), "tiny2": (3, 128, 4)})
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
     phase("optimizer", lambda: kernels.run_optimizer(sw, opt, vocab=vocab), 0.25)
     phase("eltwise", lambda: kernels.run_eltwise(sw, numels, (64,) if tiny else (1024, 4096)),
           0.3)
-    phase("gemm", lambda: kernels.run_gemm(sw, kernels.gemm_shapes(models, tokens, grid=not tiny)), 0.9)
+    phase("gemm", lambda: kernels.run_gemm(sw, kernels.gemm_shapes(models, tokens,
+                                                                   grid=not tiny)), 0.9)
     _log(f"all done in {time.monotonic() - t0:.0f} s")
     return 0
 

@@ -29,6 +29,7 @@ Torch is imported inside functions only.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def padded_vocab(vocab: int, multiple: int = 128) -> int:
@@ -38,7 +39,8 @@ def padded_vocab(vocab: int, multiple: int = 128) -> int:
 def param_shapes(layers: int, hidden: int, ffn: int, vocab: int, max_position: int):
     """(name, shape) of every parameter, in order (the flat buffers' layout)."""
     h = hidden
-    shapes = [("wte", (padded_vocab(vocab), h)), ("wpe", (max_position, h))]
+    shapes: list[tuple[str, tuple[int, ...]]] = [("wte", (padded_vocab(vocab), h)),
+                                                 ("wpe", (max_position, h))]
     for i in range(layers):
         shapes += [(f"l{i}.ln1_w", (h,)), (f"l{i}.ln1_b", (h,)),
                    (f"l{i}.wqkv", (3 * h, h)), (f"l{i}.bqkv", (3 * h,)),
@@ -123,7 +125,6 @@ class GPTModel:
         return x + self._drop(F.linear(u, p[f"l{i}.w2"], p[f"l{i}.b2"]))
 
     def loss(self, ids, targets):
-        import torch
         import torch.nn.functional as F
         from torch.utils.checkpoint import checkpoint
         s = ids.shape[1]
@@ -177,7 +178,7 @@ class MegatronLikeOptimizer:
         self.model.flat.copy_(self.model.master_flat)
 
 
-def train_step(model: GPTModel, opt: MegatronLikeOptimizer, batches) -> float:
+def train_step(model: GPTModel, opt: MegatronLikeOptimizer, batches) -> Any:
     """One iteration over ``batches`` (list of (ids, targets)); returns the last loss
     (a device tensor: read it after the timing)."""
     opt.zero_grad()
@@ -187,4 +188,6 @@ def train_step(model: GPTModel, opt: MegatronLikeOptimizer, batches) -> float:
         loss.backward()
         opt.accumulate()
     opt.step()
+    if loss is None:
+        raise ValueError("train_step needs at least one batch")
     return loss

@@ -334,8 +334,8 @@ def run_optimizer(sw: Sweep, configs, vocab: int = 50257):
             sw.log("optimizer: time budget spent")
             break
         try:
-            model = GPTModel(L, h, ffn, max(1, h // 64), vocab, 4096 if vocab > 1000 else 128, sw.device, sw.dtype,
-                             seed=1)
+            model = GPTModel(L, h, ffn, max(1, h // 64), vocab, 4096 if vocab > 1000 else 128,
+                             sw.device, sw.dtype, seed=1)
             opt = MegatronLikeOptimizer(model)
             for p in model.params():
                 p.grad = torch.randn_like(p) * 1e-3

@@ -353,7 +353,7 @@ def measure_case(case: dict, seq: int, mbs: int, device, dtype, warmup: int, ite
     base = torch.randn(mbs, seq, nh + 2 * nkv, layer.hd, device=device,
                        dtype=dtype).requires_grad_()
 
-    def core(_x):
+    def core(_x, layer=layer, base=base):   # bound: both are deleted after the loop below
         return layer.attention(base[:, :, :nh].transpose(1, 2),
                                base[:, :, nh:nh + nkv].transpose(1, 2),
                                base[:, :, nh + nkv:].transpose(1, 2))
@@ -407,11 +407,11 @@ def write_env(out: str, cfg: dict) -> None:
         p = torch.cuda.get_device_properties(0)
         lines.append(f"gpu0 {p.name} {p.total_memory >> 20} MiB sm{p.major}{p.minor} "
                      f"{p.multi_processor_count} SMs")
-        lines.append("sdp enabled: flash %s, mem_efficient %s, cudnn %s, math %s" % (
-            torch.backends.cuda.flash_sdp_enabled(),
-            torch.backends.cuda.mem_efficient_sdp_enabled(),
-            getattr(torch.backends.cuda, "cudnn_sdp_enabled", lambda: "n/a")(),
-            torch.backends.cuda.math_sdp_enabled()))
+        cuda = torch.backends.cuda
+        lines.append(f"sdp enabled: flash {cuda.flash_sdp_enabled()}, "
+                     f"mem_efficient {cuda.mem_efficient_sdp_enabled()}, "
+                     f"cudnn {getattr(cuda, 'cudnn_sdp_enabled', lambda: 'n/a')()}, "
+                     f"math {cuda.math_sdp_enabled()}")
     lines.append(f"config {cfg}")
     with open(os.path.join(out, "layers_env.txt"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

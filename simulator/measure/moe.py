@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from .timing import CsvOut, Ctx, combine_ranks, log, quantile, r4, time_calls, torch_dtype
 
@@ -176,7 +177,7 @@ def check_moe(ctx: Ctx, dtype) -> None:
     """A tiny EP layer against a float64 reference that holds every expert."""
     import torch
     import torch.nn.functional as F
-    case = {"name": "check", "hidden": 128, "ffn": 256, "tokens": 64,
+    case: dict[str, Any] = {"name": "check", "hidden": 128, "ffn": 256, "tokens": 64,
             "experts": 2 * ctx.world, "topk": 2, "layers": 1}
     model = MoEModel(ctx, case, dtype)
     g = torch.Generator(device=ctx.device)
@@ -284,7 +285,8 @@ def run_moe_case(ctx: Ctx, case: dict) -> list[dict]:
                              ("combine", out_splits, in_splits)):
             src = torch.randn(sum(si), h, device=ctx.device).to(dtype)
             dst = torch.empty(sum(so), h, device=ctx.device, dtype=dtype)
-            raw = time_calls(ctx, lambda: dist.all_to_all_single(dst, src, so, si), 5, 30, 10)
+            raw = time_calls(ctx, lambda dst=dst, src=src, so=so, si=si:
+                             dist.all_to_all_single(dst, src, so, si), 5, 30, 10)
             sent = sum(si)
             share = (sent - si[ctx.rank]) / sent if sent else 0.0
             a2a[f"a2a_{name}_l{layer}"] = (raw, sent * h * es, share)
@@ -314,7 +316,7 @@ def run_moe_case(ctx: Ctx, case: dict) -> list[dict]:
             rows.append(stat_row(prefix + part, "max", [max(v) for v in zip(*per)],
                                  [max(v) for v in zip(*walls)] if part == "step" else None,
                                  calls_per_step=1))
-    total = {r: 0.0 for r in list(range(ctx.world)) + ["max"]}
+    total: dict[int | str, float] = {r: 0.0 for r in [*range(ctx.world), "max"]}
     for name in a2a:
         calls = layers if name == "a2a_counts" else 2
         for r in range(ctx.world):
@@ -330,8 +332,8 @@ def run_moe_case(ctx: Ctx, case: dict) -> list[dict]:
                          bytes=max(everyone[r]["a2a"][name][1] for r in range(ctx.world)),
                          **{k: r4(st[k]) for k in ("time_us", "p10_us", "p90_us", "wall_us")}))
         total["max"] += calls * st["time_us"]
-    for r, t in total.items():
-        rows.append(dict(base, part="a2a_per_step", rank=r, time_us=r4(t),
+    for rank, t in total.items():
+        rows.append(dict(base, part="a2a_per_step", rank=rank, time_us=r4(t),
                          calls_per_step=5 * layers))
     get = {(row["part"], row["rank"]): row["time_us"] for row in rows}
     log(f"moe {case['name']}: step {get[('step', 'max')]} us (fwd {get[('forward', 'max')]}, "

@@ -16,12 +16,14 @@ import csv
 import os
 import statistics
 import time
+from typing import Any
 
 from .gpt import GPTModel, MegatronLikeOptimizer, param_count, train_step
 
 COLUMNS = ["case", "layers", "hidden", "ffn", "heads", "vocab", "max_position", "seq", "mbs",
            "ga", "recompute", "hidden_dropout", "params", "step_ms", "step_p10_ms",
-           "step_p90_ms", "fwdbwd_ms", "optimizer_ms", "host_fwdbwd_ms", "steps", "warmup", "tokens_per_s",
+           "step_p90_ms", "fwdbwd_ms", "optimizer_ms", "host_fwdbwd_ms", "steps", "warmup",
+           "tokens_per_s",
            "tflops_model", "max_mem_gib", "loss_first", "loss_last", "attn_backend",
            "status"]
 PROFILE_COLUMNS = ["case", "kernel", "count", "device_us", "device_type", "cpu_us"]
@@ -133,6 +135,7 @@ def run_case(spec, device, dtype, cuda: bool, steps: int, warmup: int, vocab: in
             if cuda:
                 fb.append(e0.elapsed_time(e1))
                 op.append(e1.elapsed_time(e2))
+            assert loss is not None   # a case has at least one micro-batch
             losses.append(float(loss.detach()) * ga)
         med = statistics.median(times)
         tokens = mbs * seq * ga
@@ -169,7 +172,7 @@ def _profile(name, model, opt, batches, cuda) -> list[dict]:
             torch.cuda.synchronize()
     rows = []
     for e in prof.key_averages():
-        dev = getattr(e, "self_device_time_total", None)
+        dev: Any = getattr(e, "self_device_time_total", None)
         if dev is None:
             dev = getattr(e, "self_cuda_time_total", 0)
         if not dev and not (getattr(e, "self_cpu_time_total", 0) or 0) > 0:
