@@ -85,6 +85,7 @@ def chunk_split(rows: list, chunks: int, path: str) -> ChunkSplit:
         return ChunkSplit([(bounds[i], bounds[i + 1]) for i in range(chunks)], 0,
                           f"{why}: the {chunks} interleaved chunks are cut by row count and may "
                           "hold unequal work")
+    assert found is not None   # it found layers >= chunks >= 2
     head_end, starts, tail_start = found
     per, extra = divmod(layers, chunks)
     first_layer = [0]

@@ -19,7 +19,7 @@ _PENDING = object()
 class Event:
     __slots__ = ("env", "callbacks", "_value")
 
-    def __init__(self, env: "Environment"):
+    def __init__(self, env: Environment):
         self.env = env
         self.callbacks: list | None = []
         self._value = _PENDING
@@ -36,7 +36,7 @@ class Event:
     def value(self):
         return self._value
 
-    def succeed(self, value=None) -> "Event":
+    def succeed(self, value=None) -> Event:
         if self._value is not _PENDING:
             raise RuntimeError(f"{self} has already been triggered")
         self._value = value
@@ -47,12 +47,12 @@ class Event:
 class Process(Event):
     __slots__ = ("_generator",)
 
-    def __init__(self, env: "Environment", generator):
+    def __init__(self, env: Environment, generator):
         super().__init__(env)
         self._generator = generator
         start = Event(env)
         start._value = None
-        start.callbacks.append(self._resume)
+        start.callbacks = [self._resume]
         env._schedule(start, _URGENT, 0)
 
     def _resume(self, event: Event) -> None:

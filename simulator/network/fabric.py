@@ -143,7 +143,7 @@ class FabricFlows:
 
             def layout(gpus):
                 loads: dict = defaultdict(float)
-                loads.update((l, 1.0) for l in topo.route(gpus[0], gpus[1]))
+                loads.update((link, 1.0) for link in topo.route(gpus[0], gpus[1]))
                 return loads
             self.shapes[shape_key] = self._shape(
                 Op.SENDRECV, share, self._patterns(np.asarray(pairs, dtype=np.int64)), layout,

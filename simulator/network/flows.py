@@ -11,8 +11,8 @@ models price it.
 
 Rates are re-solved only when the set of active flows changes (a flow starts or ends), and
 only for the flows connected to it through shared links (max-min rates split by connected
-component, so the others cannot move); in between, every flow progresses linearly. One simpy event per change, whatever the number
-of links::
+component, so the others cannot move); in between, every flow progresses linearly. One simpy
+event per change, whatever the number of links::
 
     net = FlowNetwork(env, {"nvl0": 370.0, "nic0": 48.5})        # capacities in bytes/ns
     done = net.transfer({"nic0": 64e6, "nvl0": 8e6}, latency_ns=20_000)
@@ -25,7 +25,7 @@ latency of a collective on a topology, and ``Topology.capacities()`` the links.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import math
 
@@ -63,9 +63,9 @@ class FlowNetwork:
     """Links with capacities (bytes per ns, i.e. GB/s) shared max-min fairly by flows."""
 
     def __init__(self, env: simpy.Environment, links: Mapping[Hashable, float],
-                 on_change: Callable[["FlowNetwork"], None] | None = None,
+                 on_change: Callable[[FlowNetwork], None] | None = None,
                  integer_time: bool = False):
-        bad = [l for l, c in links.items() if not c > 0]
+        bad = [link for link, c in links.items() if not c > 0]
         if bad:
             raise ValueError(f"link capacities must be positive: {bad[:5]}")
         self.env = env
@@ -73,7 +73,7 @@ class FlowNetwork:
         self.active: list[Flow] = []
         self._on_link: dict = {}                                 # link -> its active flows
         self.finished = 0
-        self._carried_done: dict = {l: 0.0 for l in self.capacity}   # by finished flows
+        self._carried_done: dict = {link: 0.0 for link in self.capacity}   # by finished flows
         self.solves = 0                                         # rate re-solves (for tests)
         self.on_change = on_change
         self._last = env.now
@@ -86,12 +86,12 @@ class FlowNetwork:
     def transfer(self, loads: Mapping[Hashable, float], latency_ns: float = 0.0,
                  name: str = "") -> simpy.Event:
         """Start a flow now; the returned event fires (value: the Flow) when it is done."""
-        unknown = [l for l in loads if l not in self.capacity]
+        unknown = [link for link in loads if link not in self.capacity]
         if unknown:
             raise KeyError(f"unknown link(s) {unknown[:5]}")
         if latency_ns < 0 or any(b < 0 for b in loads.values()):
             raise ValueError("latency and bytes must not be negative")
-        flow = Flow({l: float(b) for l, b in loads.items() if b > 0}, float(latency_ns), name,
+        flow = Flow({link: float(b) for link, b in loads.items() if b > 0}, float(latency_ns), name,
                     submit_ns=self.env.now)
         flow.event = self.env.event()
         if latency_ns > 0:
@@ -116,11 +116,11 @@ class FlowNetwork:
             self._finish(flow, now)
             return
         flow.peak = max(flow.loads.values())
-        flow.weights = {l: b / flow.peak for l, b in flow.loads.items()}
+        flow.weights = {link: b / flow.peak for link, b in flow.loads.items()}
         self._advance(now)
         self.active.append(flow)
-        for l in flow.weights:
-            self._on_link.setdefault(l, set()).add(flow)
+        for link in flow.weights:
+            self._on_link.setdefault(link, set()).add(flow)
         self._resolve(flow.weights)
 
     def _advance(self, now: float) -> None:
@@ -139,8 +139,8 @@ class FlowNetwork:
         out = dict(self._carried_done)
         for f in self.active:
             done = 1.0 - f.remaining
-            for l, b in f.loads.items():
-                out[l] += done * b
+            for link, b in f.loads.items():
+                out[link] += done * b
         return out
 
     def _component(self, links) -> list[Flow]:
@@ -151,11 +151,11 @@ class FlowNetwork:
         stack = list(links)
         on_link = self._on_link
         while stack:
-            l = stack.pop()
-            if l in seen_links:
+            link = stack.pop()
+            if link in seen_links:
                 continue
-            seen_links.add(l)
-            for f in on_link.get(l, ()):
+            seen_links.add(link)
+            for f in on_link.get(link, ()):
                 if f not in flows:
                     flows[f] = None
                     stack.extend(x for x in f.weights if x not in seen_links)
@@ -171,34 +171,34 @@ class FlowNetwork:
         left: dict = {}
         weight: dict = {}            # link -> weight of its flows not yet frozen
         for f in flows:
-            for l, w in f.weights.items():
-                weight[l] = weight.get(l, 0.0) + w
-                left[l] = self.capacity[l]
+            for link, w in f.weights.items():
+                weight[link] = weight.get(link, 0.0) + w
+                left[link] = self.capacity[link]
         unfrozen = set(flows)
         while unfrozen:
             step, tight = None, []
-            for l, w in weight.items():
+            for link, w in weight.items():
                 if w <= 1e-12:
                     continue
-                inc = left[l] / w
+                inc = left[link] / w
                 if step is None or inc < step * (1 - _EPS):
-                    step, tight = inc, [l]
+                    step, tight = inc, [link]
                 elif inc <= step * (1 + _EPS):
-                    tight.append(l)
+                    tight.append(link)
             if step is None:
                 break
-            for l, w in weight.items():
+            for link, w in weight.items():
                 if w > 1e-12:
-                    left[l] -= step * w
+                    left[link] -= step * w
             for f in unfrozen:
                 f.rate += step
-            for l in tight:
-                for f in self._on_link[l]:
+            for link in tight:
+                for f in self._on_link[link]:
                     if f in unfrozen:
                         unfrozen.discard(f)
                         for x, w in f.weights.items():
                             weight[x] -= w
-                weight[l] = 0.0
+                weight[link] = 0.0
         self._generation += 1
         gen = self._generation
         if self.active:
@@ -221,13 +221,13 @@ class FlowNetwork:
         touched = set()
         for f in done:
             self.active.remove(f)
-            for l, b in f.loads.items():
-                self._carried_done[l] += b
-                users = self._on_link[l]
+            for link, b in f.loads.items():
+                self._carried_done[link] += b
+                users = self._on_link[link]
                 users.discard(f)
                 if not users:
-                    del self._on_link[l]
-                touched.add(l)
+                    del self._on_link[link]
+                touched.add(link)
             f.remaining = 0.0
             f.rate = 0.0
             self._finish(f, now)
@@ -236,4 +236,5 @@ class FlowNetwork:
     def _finish(self, flow: Flow, now: float) -> None:
         flow.end_ns = now
         self.finished += 1
+        assert flow.event is not None   # transfer() gives every flow its event
         flow.event.succeed(flow)
