@@ -57,7 +57,8 @@ GROUPS = [
     ("cross entropy (fp32) fwd / bwd", "cross_entropy_fp32"),
     ("embedding + positions fwd / bwd", "embedding_pos"),
     ("attention fwd", "attn"), ("attention bwd", "attn_bwd"),
-    ("optimizer step (norm, clip, Adam, copy)", "opt_step"), ("zero main gradients", "opt_zero_grad"),
+    ("optimizer step (norm, clip, Adam, copy)", "opt_step"),
+    ("zero main gradients", "opt_zero_grad"),
     ("fp32 gradient accumulation", "opt_accumulate_fp32"),
     ("host floor: tiny GPT forward", "hostfloor forward"),
     ("host floor: forward + backward + accumulation", "hostfloor fwdbwd_accumulate"),
@@ -99,18 +100,18 @@ def docs_section(params: dict, resid: dict, paths) -> str:
                        "hostfloor fwdbwd_accumulate_recompute":
                            f"+{params.get('host_layer_recompute_us')} us per layer"}[key]
             elif key.startswith("attn"):
-                par = "t0 %s us, e %s, s0 %s, d0 %s" % tuple(v) if v else "-"
+                par = "t0 {} us, e {}, s0 {}, d0 {}".format(*v) if v else "-"
             elif key == "opt_step":
-                par = "%s us + %s ns/param + %s us/tensor" % tuple(v) if v else "-"
+                par = "{} us + {} ns/param + {} us/tensor".format(*v) if v else "-"
             elif key.startswith("opt_"):
                 par = f"{v} ns/param"
             else:
-                par = "t0 %s us, %s GB/s, c0 %s" % tuple(v) if v else "-"
+                par = "t0 {} us, {} GB/s, c0 {}".format(*v) if v else "-"
         else:
             f, b = resid.get(f"{key}.fwd"), resid.get(f"{key}.bwd")
             cell = f"{_cell(f)}; {_cell(b)}"
             vf, vb = params.get(f"{key}.fwd"), params.get(f"{key}.bwd")
-            par = "; ".join("t0 %s us, %s GB/s, c0 %s" % tuple(v) for v in (vf, vb) if v)
+            par = "; ".join("t0 {} us, {} GB/s, c0 {}".format(*v) for v in (vf, vb) if v)
         lines.append(f"| {label} | {cell} | {par} |")
     lines += ["", "Host dispatch of one op (median over every size of the sweep, us): "
               + ", ".join(f"{k[5:]} {v}" for k, v in params.items()
