@@ -186,7 +186,7 @@ def time_limit(seconds: float):
         yield
         return
 
-    def handler(signum, frame):
+    def handler(_signum, _frame):
         raise TimeLimit(f"still running after {seconds} s")
 
     old = signal.signal(signal.SIGALRM, handler)

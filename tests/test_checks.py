@@ -203,7 +203,7 @@ def test_cli_warns_about_a_what_if_that_cannot_change_the_answer(tmp_path):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), \
                 warnings.catch_warnings():
             warnings.simplefilter("default")
-            warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(
+            warnings.showwarning = lambda m, c, f, n, _file=None, line=None: sys.stderr.write(
                 warnings.formatwarning(m, c, f, n, line))
             assert main(["simulate", str(path), "--quiet", *flags]) == 0
         said = "cannot change the answer" in err.getvalue()

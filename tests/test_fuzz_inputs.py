@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import stat
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,10 @@ import pytest
 from simulator.errors import InputError
 
 from fuzz_mutator import Mutator, TimeLimit, time_limit
+from reader_targets import (calibration as _calibration, compute_profile as _compute_profile,
+                            echo as _echo, measurement_csv as _measurement_csv,
+                            model as _model, moe_logs as _moe_logs, nccl_tests as _nccl_tests,
+                            sweep as _sweep, topology as _topology)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -82,11 +85,6 @@ def existing(*patterns: str) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- the readers
-
-from reader_targets import (calibration as _calibration, compute_profile as _compute_profile,
-                            echo as _echo, measurement_csv as _measurement_csv,
-                            model as _model, moe_logs as _moe_logs, nccl_tests as _nccl_tests,
-                            sweep as _sweep, topology as _topology)
 
 YAML_READERS = {"topology_yaml", "sweep_yaml", "calibration_yaml", "model_yaml"}
 READERS = {

@@ -116,7 +116,7 @@ def run_cli_in_process(args: list[str]) -> Outcome:
             contextlib.redirect_stderr(err), warnings.catch_warnings():
         warnings.simplefilter("default")
         # print warnings as the CLI does (one 'warning: ...' line each), not to pytest's log
-        warnings.showwarning = lambda message, category, filename, lineno, file=None, \
+        warnings.showwarning = lambda message, category, filename, lineno, _file=None, \
             line=None: sys.stderr.write(warnings.formatwarning(message, category, filename,
                                                                lineno, line))
         rc = cli_main(args)

@@ -32,7 +32,7 @@ import json
 import os
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -194,7 +194,7 @@ def serial_sum(w: Workload, cluster: Cluster, opts: SimulationOptions, cost: Cos
         placements = {g: stage_placements(par, g, s, gps)
                       for g in (Group.TP, Group.EP, Group.DP, Group.DP_EP)}
 
-        def price(comm: Comm) -> int:
+        def price(comm: Comm, placements=placements) -> int:   # this stage's
             if comm.op is None or comm.size_bytes == 0 or par.size(comm.group) <= 1:
                 return 0
             return max(cost.collective_ns(comm.op, comm.size_bytes, p)
@@ -668,7 +668,7 @@ DETERMINISM_FILES = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cli_outputs(path: str, hashseed: str, tmp: str, extra: tuple = ()) -> tuple[bytes, ...]:
     out = Path(tmp) / f"run-{hashseed}"
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import pytest
 from simulator.cli import main as cli_main
 from simulator.errors import InputError
 from simulator.report import output
-from simulator.report.output import write_all, write_atomic
+from simulator.report.output import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED004 = ROOT / "workloads" / "seed004_moe_tp8_ep4_pp4_128gpus.txt"

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from repo_paths import SHARED, WORKLOADS, shared_path
+from repo_paths import WORKLOADS, shared_path
 from simulator.errors import InputError, SimulationWarning
 from simulator.readers.workload import read_workload, read_workload_text
 from simulator.workload import Group, Op
