@@ -49,5 +49,5 @@ class Cluster:
         """Scale-out bandwidth one GPU gets when every GPU of its server sends at once."""
         return self.nic_gbps * self.nics_per_server / self.gpus_per_server
 
-    def with_overrides(self, **kwargs) -> "Cluster":
+    def with_overrides(self, **kwargs) -> Cluster:
         return replace(self, **{k: v for k, v in kwargs.items() if v is not None})

@@ -93,7 +93,8 @@ class Row:
         return self.fwd if phase is Phase.FWD else self.ig if phase is Phase.IG else self.wg
 
     def compute_ns(self, phase: Phase) -> int:
-        return self.fwd_ns if phase is Phase.FWD else self.ig_ns if phase is Phase.IG else self.wg_ns
+        return (self.fwd_ns if phase is Phase.FWD else self.ig_ns if phase is Phase.IG
+                else self.wg_ns)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InputError
 from ..parallel import GroupPlacement
@@ -94,6 +95,7 @@ class NcclCostModel(CostModel):
     def __init__(self, topology: Topology | TopologySpec, algorithm: str | dict | None = None,
                  protocol: str | None = None, call_overhead_ns: int | None = None) -> None:
         super().__init__()
+        self._topo: Topology | None   # built on first use when the servers are 'auto'
         if isinstance(topology, Topology):
             self.spec = topology.spec
             self._topo = topology
@@ -148,7 +150,7 @@ class NcclCostModel(CostModel):
         return self._topo
 
     def describe(self) -> dict:
-        d = {"name": self.name}
+        d: dict[str, Any] = {"name": self.name}
         d.update(self.topology.describe())
         if not self._fixed:
             d["servers"] = "auto"
@@ -319,14 +321,18 @@ class NcclCostModel(CostModel):
                 self.topology, op, gpus)
         return self._plans[key]
 
-    def group_loads(self, op: Op, algo: str, gpus: tuple[int, ...]) -> dict:
-        """Bytes per byte of buffer on every directed link when the group on ``gpus`` runs
-        ``op`` with ``algo`` (all phases together), before protocol share and NVLink pace."""
-        self.topology_for(max(gpus) + 1)
+    def _phases(self, op: Op, algo: str, gpus: tuple[int, ...]) -> list[Phase]:
         phases = self._plan(op, algo, gpus)
         if phases is None:
             raise InputError(f"algorithm {algo!r} does not apply to {len(gpus)} ranks",
                              field="algorithm")
+        return phases
+
+    def group_loads(self, op: Op, algo: str, gpus: tuple[int, ...]) -> dict:
+        """Bytes per byte of buffer on every directed link when the group on ``gpus`` runs
+        ``op`` with ``algo`` (all phases together), before protocol share and NVLink pace."""
+        self.topology_for(max(gpus) + 1)
+        phases = self._phases(op, algo, gpus)
         if len(phases) == 1:
             return phases[0].loads
         loads: dict = defaultdict(float)
@@ -347,13 +353,13 @@ class NcclCostModel(CostModel):
         share = self.params.protocol_bandwidth[est.protocol]
         links = self.topology.links
         loads: dict = defaultdict(float)
-        for ph in self._plan(op, est.algorithm, gpus):
+        for ph in self._phases(op, est.algorithm, gpus):
             for link, per_byte in ph.loads.items():
                 lk = links[link]
                 pace = (lk.bandwidth * self.nvlink_efficiency(op, est.algorithm, len(gpus))
                         if lk.kind == "nvlink" else lk.capacity)
                 loads[link] += per_byte * size_bytes / share * lk.capacity / pace
-        alone = max((b / links[l].capacity for l, b in loads.items()), default=0.0)
+        alone = max((b / links[link].capacity for link, b in loads.items()), default=0.0)
         return dict(loads), max(0.0, est.time_ns - alone)
 
 

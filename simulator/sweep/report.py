@@ -5,6 +5,7 @@ import csv
 import io
 import math
 import os
+from collections.abc import Sequence
 
 from .spec import KEYS
 
@@ -38,7 +39,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def render_csv(results: list[dict], extra_axes: list[str] = ()) -> str:
+def render_csv(results: list[dict], extra_axes: Sequence[str] = ()) -> str:
     from ..report.escape import csv_cell
 
     cols = list(CONFIG_COLUMNS)

@@ -61,7 +61,7 @@ class ScaleUp:
     links: tuple[tuple[int, int, float], ...] = ()
     # per-operation efficiency where NCCL's kernels, not the wires, set the pace
     # an entry is a number, or ((ranks, efficiency), ...) measured at several group sizes
-    op_efficiency: tuple[tuple[str, object], ...] = ()
+    op_efficiency: tuple[tuple[str, float | tuple[tuple[int, float], ...]], ...] = ()
     # NVSwitch multicast with in-switch reduction (NVLink SHARP): the share of the line rate
     # NCCL's NVLS all-reduce kernels reach; None: the switch has none (no NVLS algorithm)
     nvls_efficiency: float | None = None
@@ -118,7 +118,8 @@ class NcclParams:
     hop_latency_us: dict = field(default_factory=lambda: {
         k: dict(v) for k, v in DEFAULT_HOP_LATENCY_US.items()})
     protocol_bandwidth: dict = field(default_factory=lambda: dict(DEFAULT_PROTOCOL_BANDWIDTH))
-    buffer_bytes: int = 4 << 20   # p2p pipeline fill: bytes moved before sending and receiving overlap
+    # p2p pipeline fill: bytes moved before sending and receiving overlap
+    buffer_bytes: int = 4 << 20
     p2p_concurrency: int = 8      # peers a rank exchanges with at once in a grouped send/recv
 
     def overhead_ns(self, op: str) -> int:
@@ -139,7 +140,7 @@ class TopologySpec:
     description: str = ""
     gpu: str = ""
 
-    def with_servers(self, servers: int | None) -> "TopologySpec":
+    def with_servers(self, servers: int | None) -> TopologySpec:
         return replace(self, servers=servers)
 
 
@@ -185,7 +186,8 @@ class _Checker:
 
     def bandwidth(self, value, path) -> float:
         if isinstance(value, bool):
-            raise self.err(path, f"expected a bandwidth such as 450GB/s or 400Gbit/s, got {value!r}")
+            raise self.err(path,
+                           f"expected a bandwidth such as 450GB/s or 400Gbit/s, got {value!r}")
         try:
             return parse_bandwidth_gbps(value if isinstance(value, (int, float)) else str(value))
         except ValueError as exc:
@@ -220,7 +222,8 @@ class _Checker:
         return value
 
     def number(self, value, path, lo: float, hi: float, lo_open=True) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value)):
             raise self.err(path, f"expected a number, got {shown(value)}")
         if (value <= lo if lo_open else value < lo) or value > hi:
             interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
@@ -244,11 +247,13 @@ class _Checker:
             items = [(v, path + (i,)) for i, v in enumerate(value)]
         else:
             raise self.err(path, "expected [LL, LL128, Simple] latencies in microseconds")
-        return tuple(self.latency(v, p) / 1000.0 for v, p in items)
+        ll, ll128, simple = (self.latency(v, p) / 1000.0 for v, p in items)
+        return ll, ll128, simple
 
 
 def _kind(v) -> str:
-    return {dict: "a mapping", list: "a list", str: f"the text {v!r}"}.get(type(v), repr(v))
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: f"the text {v!r}"}
+    return names.get(type(v), repr(v))
 
 
 def _closest(word: str, options) -> str | None:
@@ -277,7 +282,7 @@ def parse_spec(doc: Located) -> TopologySpec:
     su_eff, op_eff = _per_op(c, su.get("efficiency", 1.0), p + ("efficiency",),
                              lambda v, q: c.number(v, q, 0, 1), "efficiency",
                              by_ranks=True)
-    links: list[tuple[int, int, float]] = []
+    links: list[tuple[int, int, float | None]] = []   # None: a share of the GPU's bandwidth
     if "links" in su:
         if su_type != "direct":
             raise c.err(p + ("links",), "links apply only to type: direct")
@@ -285,11 +290,12 @@ def parse_spec(doc: Located) -> TopologySpec:
         if not isinstance(raw, list) or not raw:
             raise c.err(p + ("links",), "expected a list of [gpu_a, gpu_b] or "
                         "[gpu_a, gpu_b, bandwidth] items")
-        seen = set()
+        seen: set[tuple[int, int]] = set()
         for i, item in enumerate(raw):
             ip = p + ("links", i)
             if not isinstance(item, list) or len(item) not in (2, 3):
-                raise c.err(ip, f"expected [gpu_a, gpu_b] or [gpu_a, gpu_b, bandwidth], got {item!r}")
+                raise c.err(ip, "expected [gpu_a, gpu_b] or [gpu_a, gpu_b, bandwidth], "
+                                f"got {item!r}")
             a, b = (c.integer(item[k], ip + (k,), minimum=0) for k in (0, 1))
             for k, g in ((0, a), (1, b)):
                 if g >= gps:
@@ -304,20 +310,21 @@ def parse_spec(doc: Located) -> TopologySpec:
             links.append((a, b, bw))
     elif su_type == "direct":
         links = [(a, b, None) for a in range(gps) for b in range(a + 1, gps)]
+    pair_links: list[tuple[int, int, float]] = []
     if su_type == "direct":
         # an unspecified pair bandwidth splits the GPU's bandwidth over its links
         degree = [0] * gps
         for a, b, _ in links:
             degree[a] += 1
             degree[b] += 1
-        links = [(a, b, bw if bw is not None else su_bw / max(degree[a], degree[b]))
-                 for a, b, bw in links]
+        pair_links = [(a, b, bw if bw is not None else su_bw / max(degree[a], degree[b]))
+                      for a, b, bw in links]
     nvls = None
     if su.get("nvls_efficiency") is not None:
         if su_type != "nvswitch":
             raise c.err(("scale_up", "nvls_efficiency"), "NVLS needs an NVSwitch (type: nvswitch)")
         nvls = c.number(su["nvls_efficiency"], ("scale_up", "nvls_efficiency"), 0, 1)
-    scale_up = ScaleUp(su_type, su_bw, su_lat, su_eff, tuple(links), op_eff, nvls)
+    scale_up = ScaleUp(su_type, su_bw, su_lat, su_eff, tuple(pair_links), op_eff, nvls)
 
     # NICs
     nics = None
@@ -369,13 +376,13 @@ def parse_spec(doc: Located) -> TopologySpec:
             if not isinstance(raw, list) or not raw:
                 raise c.err(("placement", "ranks"), "expected a list of GPU ids (rank i runs "
                             "on GPU ranks[i]) or 'megatron'")
-            seen: dict[int, int] = {}
+            rank_on_gpu: dict[int, int] = {}
             for i, g in enumerate(raw):
                 g = c.integer(g, ("placement", "ranks", i), minimum=0)
-                if g in seen:
+                if g in rank_on_gpu:
                     raise c.err(("placement", "ranks", i),
-                                f"GPU {g} is given to ranks {seen[g]} and {i}")
-                seen[g] = i
+                                f"GPU {g} is given to ranks {rank_on_gpu[g]} and {i}")
+                rank_on_gpu[g] = i
             ranks = tuple(raw)
             if servers is not None and max(ranks) >= servers * gps:
                 i = ranks.index(max(ranks))

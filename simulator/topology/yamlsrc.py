@@ -34,9 +34,9 @@ class Located:
         return self.lines.get((), None)
 
     def error(self, path: Path, message: str) -> InputError:
-        field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
-        field = field.replace(".[", "[") or None
-        return InputError(message, path=self.source, line=self.line(path), field=field)
+        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
+        return InputError(message, path=self.source, line=self.line(path),
+                          field=dotted.replace(".[", "[") or None)
 
 
 def load_located(text: str, source: str) -> Located:
