@@ -25,7 +25,7 @@ class Direction(Enum):
     __hash__ = object.__hash__   # singletons: identity hash in C, not Enum's Python __hash__
 
     @property
-    def reverse(self) -> "Direction":
+    def reverse(self) -> Direction:
         return Direction.PREV if self is Direction.NEXT else Direction.NEXT
 
     def of(self, stage: int, pp: int) -> int:

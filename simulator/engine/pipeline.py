@@ -10,6 +10,7 @@ exposed PP communication and the rest as pipeline bubble.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .loop import Environment
 
@@ -54,7 +55,7 @@ class PipelineSim:
 
     # -- bookkeeping -------------------------------------------------------------------
     def _apply(self, s: int, out: PassOutcome, now: int, free: list[int], wg_done: dict,
-               label: str, args: dict) -> None:
+               label: str, args: dict | None) -> None:
         res = self.results[s]
         res.compute_ns += out.compute_ns
         res.recompute_ns += out.recompute_ns
@@ -77,7 +78,7 @@ class PipelineSim:
         if self.trace is not None and out.slices:
             for lane, name, start, dur, extra in out.slices:
                 self.trace.append(TraceSlice(s, lane, f"{label}{name}", now + start, dur,
-                                             {**args, **extra} if extra else args))
+                                             {**(args or {}), **extra} if extra else args))
 
     def _stage(self, s: int):
         passes = stage_passes(self.schedule[s], s, self.pp, self.chunks, self.mb_variant,
@@ -125,6 +126,7 @@ class _FastStage:
 
     def receive(self, p: StagePass):
         sim, env, r = self.sim, self.env, p.receive
+        assert r is not None   # the driver calls receive only for a pass that has one
         ev = sim.mail.box((r.phase, r.mb, r.chunk, r.sender_stage))
         if not ev.triggered:
             w0 = env.now
@@ -141,7 +143,8 @@ class _FastStage:
 
     def run_pass(self, p: StagePass):
         sim, env = self.sim, self.env
-        label, args = "", None
+        label = ""
+        args: dict[str, Any] | None = None
         if sim.trace is not None:
             if p.part != "pipeline":
                 args = {"part": _PART_ARGS[p.part]}
@@ -160,13 +163,15 @@ class _FastStage:
 
     def send(self, p: StagePass) -> None:
         sim, direction, s = self.sim, p.send, self.s
+        assert direction is not None   # the driver calls send only for a pass that sends
         cost = self.cost[direction]
         start, arrive = queue_send(self.env.now, self.send_free[direction], cost)
         self.send_free[direction] = arrive
         if sim.trace is not None and cost:
             sim.trace.append(TraceSlice(
                 s, f"PP send {direction.value}", f"{p.tag}{p.mb} send", start, cost,
-                {"micro_batch": p.mb, "chunk": p.chunk, "flow_out": flow_id(p.phase, p.mb, p.chunk, s),
+                {"micro_batch": p.mb, "chunk": p.chunk,
+                 "flow_out": flow_id(p.phase, p.mb, p.chunk, s),
                  "to_stage": direction.of(s, sim.pp)}))
         sim.mail.deliver((p.phase, p.mb, p.chunk, s), start, arrive)
 

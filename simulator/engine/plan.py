@@ -6,6 +6,7 @@ rows of each pass priced for each stage's group placements, and the pipeline sen
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..cluster import Cluster
 from ..costmodel.base import CostModel
@@ -67,15 +68,19 @@ class _Pricer:
         self.placements = placements
         self.scale = scale or {}  # group -> factor on collective times (sensitivity studies)
 
-    def with_cost(self, cost: CostModel) -> "_Pricer":
+    def with_cost(self, cost: CostModel) -> _Pricer:
         return _Pricer(self.par, cost, self.placements, self.scale)
 
     def comm_ns(self, comm: Comm) -> int:
-        if comm.op is None or comm.size_bytes == 0 or self.par.size(comm.group) <= 1:
+        group = comm.group
+        if comm.op is None or comm.size_bytes == 0:
+            return 0
+        assert group is not None   # the reader gives every collective its group
+        if self.par.size(group) <= 1:
             return 0
         ns = max(self.cost.collective_ns(comm.op, comm.size_bytes, p)
-                 for p in self.placements[comm.group])
-        factor = self.scale.get(comm.group)
+                 for p in self.placements[group])
+        factor = self.scale.get(group)
         return ns if factor is None else round(ns * factor)
 
     def priced(self, row, key, recompute_from: int) -> PricedRow:
@@ -94,7 +99,7 @@ class _Pricer:
     def repriced(self, row: PricedRow, kinds: frozenset) -> PricedRow:
         """The row with its collectives on ``kinds`` priced by this pricer instead."""
         fwd, ig, wg = row.comms
-        changes = {}
+        changes: dict[str, Any] = {}
         for comm, name in ((fwd, "fwd_comm_ns"), (ig, "ig_comm_ns"), (wg, "wg_comm_ns")):
             if comm.group in kinds and getattr(row, name):
                 changes[name] = self.comm_ns(comm)
@@ -108,7 +113,8 @@ def _describe_places(group: str, places: set, par: ParallelConfig) -> str:
             return "no pipeline"
         size = par.pp
         cross = any(servers > 1 for _, servers, _ in places)
-        return f"{size} stages, sends {'across servers (NICs)' if cross else 'inside a server (NVLink)'}"
+        where = "across servers (NICs)" if cross else "inside a server (NVLink)"
+        return f"{size} stages, sends {where}"
     size = next(iter(places))[0]
     if size == 1:
         return "1 rank (free)"
@@ -143,16 +149,16 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
             block_of.setdefault(i, b)  # the first block holding a row, as the scan found it
     in_block: dict[int, list[int]] = {}
     for c in sorted(set(workload.checkpoints)):
-        b = block_of.get(c)
-        if b is not None:
-            in_block.setdefault(b, []).append(c)
+        ci = block_of.get(c)
+        if ci is not None:
+            in_block.setdefault(ci, []).append(c)
     out = {}
     for idx in workload.checkpoint_initiates:
-        b = block_of.get(idx)
-        if b is None:
+        bi = block_of.get(idx)
+        if bi is None:
             continue
-        block = blocks[b]
-        cands = in_block.get(b, [])
+        block = blocks[bi]
+        cands = in_block.get(bi, [])
         k = bisect.bisect_left(cands, idx)
         # the last checkpoint of the block before idx (not before the block's start)
         out[idx] = cands[k - 1] if k and cands[k - 1] >= block[0] else block[0]
@@ -172,7 +178,7 @@ class JobPlan:
     schedule_name: str
     schedule: list
     setups: list[StageSetup]       # per stage
-    pricers: list["_Pricer"]       # per stage
+    pricers: list[_Pricer]       # per stage
     rank_map: RankMap
     cost_model: CostModel
     notes: list[str] = field(default_factory=list)
@@ -264,7 +270,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     group_places: dict[str, set] = {}
     for s in range(par.pp):
         placements = {g: stage_placements(par, g, s, gps) for g in ROW_GROUPS}
-        for g, plist in list(placements.items()) + [(Group.PP, stage_placements(par, Group.PP, s, gps))]:
+        pp_places = stage_placements(par, Group.PP, s, gps)
+        for g, plist in [*placements.items(), (Group.PP, pp_places)]:
             for p in plist:
                 group_places.setdefault(g.value, set()).add(
                     (p.size, p.servers, p.max_per_server))
@@ -273,7 +280,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
         signature = tuple(tuple(placements[g]) for g in ROW_GROUPS)
         replayer = shared.get(signature)
         if replayer is None:
-            sequences: dict[object, list[PricedRow]] = {}
+            # keyed "pre", "suf" or ("mb", variant, chunk)
+            sequences: dict[Any, list[PricedRow]] = {}
             def restart(block: tuple, k: int, first: int) -> int:
                 """Position (in a sequence starting at block[first]) to recompute from."""
                 src = recompute.get(block[k])

@@ -11,7 +11,7 @@ every engine runs it (the stage driver, :mod:`.stage`, walks whatever order it g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import InputError
 from ..workload import Phase
