@@ -9,9 +9,13 @@ thousands of identical rows cost one evaluation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Protocol
 
 from ..parallel import GroupPlacement
 from ..workload import Op
+
+if TYPE_CHECKING:
+    from ..topology import Topology
 
 
 class CostModel(ABC):
@@ -34,7 +38,8 @@ class CostModel(ABC):
         return None
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[Op, int, GroupPlacement], int] = {}
+        # keyed (op, bytes, placement, ...): a model may key by more (NCCL adds the ranks)
+        self._memo: dict[tuple, int] = {}
 
     @abstractmethod
     def price_ns(self, op: Op, size_bytes: int, placement: GroupPlacement) -> float:
@@ -44,7 +49,7 @@ class CostModel(ABC):
         """Parameters for reports (JSON-serialisable)."""
         return {"name": self.name}
 
-    def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> "CostModel":
+    def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> CostModel:
         """The same model with slower scale-out NICs (a degraded NIC, cable or switch port)."""
         from ..errors import InputError
         raise InputError(f"the {self.name} cost model cannot degrade links", field="--degrade")
@@ -63,3 +68,11 @@ class CostModel(ABC):
             ns = max(0, round(self.price_ns(op, size_bytes, placement)))
         self._memo[key] = ns
         return ns
+
+
+class RoutesOverTopology(Protocol):
+    """What a model with ``routes_over_topology`` offers the engine besides prices (the
+    engine's ``uses_fabric`` narrows a model to it)."""
+
+    def topology_for(self, gpus: int) -> Topology:
+        ...

@@ -12,6 +12,7 @@ with the number of distinct ranks, never with the GPU count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class RankClass:
     stage: int
     ranks: int                  # how many ranks it stands for
     example_rank: int
-    attributes: object          # the per-rank attributes it was coloured with (RankAttributes)
+    attributes: Any             # the per-rank value it was coloured with (RankAttributes)
     # per group kind: ((class id, members of that class in the group), ...), sorted
     group_members: dict = field(default_factory=dict, compare=False, hash=False)
 

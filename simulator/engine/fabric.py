@@ -6,11 +6,14 @@ pipeline send, the groups it stands for are found from the class colouring and h
 """
 from __future__ import annotations
 
+from typing import TypeGuard
+
+from ..costmodel.base import CostModel, RoutesOverTopology
 from ..workload import ROW_GROUPS, Group, Op
 from .messages import Direction
 
 
-def uses_fabric(cost_model) -> bool:
+def uses_fabric(cost_model: CostModel) -> TypeGuard[RoutesOverTopology]:
     """Whether the cost model routes over a topology graph (the NCCL model)."""
     return cost_model.routes_over_topology
 

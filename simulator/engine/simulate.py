@@ -35,7 +35,7 @@ PLACEMENTS = ("packed", "spread", "rail")
 class SimulationOptions:
     gpus: int | None = None          # world size; overrides the header's all_gpus
     pp_schedule: str = "1f1b"        # 1f1b, interleaved or gpipe
-    vpp_chunks: int | None = None    # model chunks per stage for 'interleaved' (default: header vpp)
+    vpp_chunks: int | None = None    # model chunks per stage, 'interleaved' (default: header vpp)
     trace: bool = False              # keep every slice for the timeline
     engine: str = "fast"             # fast (pass-level, memoized) or detailed (row-level)
     # rank -> compute-time factor (a slow GPU); any entry makes ranks differ (detailed engine)
@@ -138,7 +138,7 @@ def class_label(stage: int, cid: int, ranks: int, example_rank: int,
             f"{example_rank}" + (f", {what}" if what else "") + ")")
 
 
-def _class_links(plan: JobPlan, cls, colour: "np.ndarray", cid_offset: int, job: int,
+def _class_links(plan: JobPlan, cls, colour: np.ndarray, cid_offset: int, job: int,
                  cluster: Cluster) -> dict:
     """For contention: the link each of the class's group kinds and sends loads, and how much.
 
@@ -173,11 +173,10 @@ def _class_links(plan: JobPlan, cls, colour: "np.ndarray", cid_offset: int, job:
 
 def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluster: Cluster):
     """One detailed simulation of every job's rank classes (options per job)."""
-    from .detailed import DetailedSim
-
+    from .detailed import ClassSetup, DetailedSim
     from .fabric import build_fabric
 
-    setups = []
+    setups: list[ClassSetup] = []
     colours = []
     for job, (plan, opts) in enumerate(zip(plans, options)):
         job_setups, colour = _class_setups(plan, opts, len(setups), job, cluster)
@@ -222,7 +221,8 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
             r = rows[i]
             row_results.append(RowResult(
                 sequence=seq, index=k, file_line=r.line, name=r.name, occurrences=occurrences,
-                fwd_compute_ns=r.fwd_ns, fwd_comm=r.fwd.type_name(), fwd_group=str(r.fwd.group or ""),
+                fwd_compute_ns=r.fwd_ns, fwd_comm=r.fwd.type_name(),
+                fwd_group=str(r.fwd.group or ""),
                 fwd_bytes=r.fwd.size_bytes, fwd_comm_ns=pricer.comm_ns(r.fwd),
                 ig_compute_ns=r.ig_ns, ig_comm=r.ig.type_name(), ig_group=str(r.ig.group or ""),
                 ig_bytes=r.ig.size_bytes, ig_comm_ns=pricer.comm_ns(r.ig),
@@ -323,9 +323,11 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     """Simulate one iteration of one job."""
     cluster = cluster or Cluster()
     cost_model = cost_model or AnalyticalCostModel(cluster)
-    if uses_fabric(cost_model) and (options.gpus or workload.all_gpus):
+    job_gpus = options.gpus or workload.all_gpus
+    routed = cost_model   # narrowed by uses_fabric, cost_model stays a CostModel
+    if job_gpus and uses_fabric(routed):
         # build the topology once at the job's size, not grown stage by stage
-        cost_model.topology_for(options.gpus or workload.all_gpus)
+        routed.topology_for(job_gpus)
     plan = plan_job(workload, cluster, cost_model, options)
     asymmetric = bool(options.stragglers or options.degraded or _contention(plan, options)
                       or options.jitter)
