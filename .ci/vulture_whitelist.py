@@ -30,3 +30,8 @@ moe_logs.KernelMeans.ga_backward_ms
 import warnings
 warnings.showwarning
 _.writable  # tests/test_output_safety.py: Full
+
+# Set for a library to read: tqdm reads tqdm.monitor_interval (0: no monitor thread)
+_.monitor_interval  # simulator/progress.py, simulator/sweep/runner.py
+# Python calls a module's __getattr__ for a missing attribute (lazy imports)
+_.__getattr__  # simulator/network/__init__.py

@@ -29,10 +29,6 @@ class Event:
         return self._value is not _PENDING
 
     @property
-    def processed(self) -> bool:
-        return self.callbacks is None
-
-    @property
     def value(self):
         return self._value
 

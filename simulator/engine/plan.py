@@ -168,9 +168,7 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
 @dataclass
 class JobPlan:
     workload: Workload             # as replayed: rows on the policy's communicators
-    source_workload: Workload
     replay: str                    # policy and replay used, for the report
-    policy_rules: object
     compat: str
     par: ParallelConfig
     seg: Segmentation
@@ -198,7 +196,6 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     compat = getattr(options, "compat", "auto")
     lay = per_workload(workload, ("layout", compat, world, cluster.gpus_per_server),
                        lambda: layout(workload, compat, world, cluster.gpus_per_server))
-    source = workload
     workload = lay.workload
     rules = rules_for(workload.policy)
     forward_only = rules.forward_only or workload.inference
@@ -317,8 +314,7 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
             tail = [t for t in tail if t[0] is Phase.FWD]
         setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
 
-    return JobPlan(workload=workload, source_workload=source, replay=replay_name,
-                   policy_rules=rules, compat=lay.compat,
+    return JobPlan(workload=workload, replay=replay_name, compat=lay.compat,
                    par=par, seg=seg, chunks=chunks,
                    schedule_name=schedule_name, schedule=schedule, setups=setups,
                    pricers=pricers, rank_map=rank_map, cost_model=cost_model, notes=notes,
