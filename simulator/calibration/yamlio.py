@@ -7,8 +7,9 @@ value of the wrong type or a missing key is reported at its own line:
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
+from typing import Any
 
 import yaml
 
@@ -73,10 +74,11 @@ def to_dict(cal: Calibration) -> dict:
         p = cal.classes.get(scope)
         if p is None:
             continue
-        d = {"scope": p.scope, "ranks_measured": list(p.ranks), "ops_measured": list(p.ops),
-             "overhead_us": _r(p.overhead_us), "dispatch_us": _r(p.dispatch_us),
-             "latency_us": _r(p.latency_us), "step_latency_us": _r(p.step_latency_us),
-             "link_gbps": _r(p.link_gbps), "copy_gbps": _r(p.copy_gbps)}
+        d: dict[str, Any] = {
+            "scope": p.scope, "ranks_measured": list(p.ranks), "ops_measured": list(p.ops),
+            "overhead_us": _r(p.overhead_us), "dispatch_us": _r(p.dispatch_us),
+            "latency_us": _r(p.latency_us), "step_latency_us": _r(p.step_latency_us),
+            "link_gbps": _r(p.link_gbps), "copy_gbps": _r(p.copy_gbps)}
         if p.transfer is not None:
             d["transfer_correction"] = {"by": "wire_bytes", **_curve(p.transfer)}
         classes.append(d)
@@ -183,11 +185,15 @@ class _Reader:
         except yaml.YAMLError as exc:
             raise self.err(node, field, f"bad value {node.value!r}: {exc}") from None
 
-    def number(self, node, field: str, positive: bool = False, allow_null: bool = False,
-               minimum: float | None = 0.0, maximum: float = 1e9) -> float | None:
-        v = self.scalar(node, field)
-        if v is None and allow_null:
+    def number_or_null(self, node, field: str, **limits) -> float | None:
+        """A number as :meth:`number` reads it, or None for YAML's null."""
+        if self.scalar(node, field) is None:
             return None
+        return self.number(node, field, **limits)
+
+    def number(self, node, field: str, positive: bool = False,
+               minimum: float | None = 0.0, maximum: float = 1e9) -> float:
+        v = self.scalar(node, field)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise self.err(node, field, f"expected a number, got {shown(node.value)}")
         if positive and v <= 0:
@@ -224,8 +230,6 @@ class _Reader:
         return Curve(tuple(knots), tuple(factors))
 
     def read(self, text: str) -> Calibration:
-        from ..readers.source import yaml_error, yaml_errors
-
         from ..readers.yamlload import compose_yaml
 
         root, self.ctor = compose_yaml(text, self.path)
@@ -265,17 +269,17 @@ class _Reader:
             if scope in classes:
                 raise self.err(c["scope"], f + ".scope", f"class {scope} given twice")
 
-            def num(key, **kw):
+            def num(key, c=c, cn=cn, f=f, **kw):   # bound: this class's node
                 return self.number(self.need(c, key, cn, f), f"{f}.{key}", **kw)
 
             params = ClassParams(
                 scope=scope, overhead_us=num("overhead_us"), latency_us=num("latency_us"),
                 step_latency_us=num("step_latency_us"),
                 link_gbps=num("link_gbps", positive=True),
-                copy_gbps=(self.number(c["copy_gbps"], f + ".copy_gbps", positive=True,
-                                       allow_null=True) if "copy_gbps" in c else None),
-                dispatch_us=(self.number(c["dispatch_us"], f + ".dispatch_us",
-                                         allow_null=True) if "dispatch_us" in c else None))
+                copy_gbps=(self.number_or_null(c["copy_gbps"], f + ".copy_gbps",
+                                               positive=True) if "copy_gbps" in c else None),
+                dispatch_us=(self.number_or_null(c["dispatch_us"], f + ".dispatch_us")
+                             if "dispatch_us" in c else None))
             if "ranks_measured" in c:
                 params.ranks = tuple(int(self.number(x, f + ".ranks_measured", positive=True))
                                      for x in self.seq(c["ranks_measured"],
@@ -306,7 +310,7 @@ class _Reader:
             n = self.number(self.need(k, "ranks", kn, f), f + ".ranks", positive=True)
             if n != int(n) or n < 2:
                 raise self.err(k["ranks"], f + ".ranks", "expected a whole number >= 2")
-            share = (self.number(k["share_remote"], f + ".share_remote", allow_null=True)
+            share = (self.number_or_null(k["share_remote"], f + ".share_remote")
                      if "share_remote" in k else None)
             if share is not None and share > 1:
                 raise self.err(k["share_remote"], f + ".share_remote",
