@@ -22,7 +22,9 @@ from .replay import STREAMS, PricedRow
 from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 
 if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
+    from ..network.flows import FlowNetwork
     from .classes import RankClass
+    from .policy import PolicyRules
 
 _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
 
@@ -37,7 +39,7 @@ class JobRun:
     chunks: int
     mb_variant: tuple[int, ...]
     # the policy's replay (shared with the fast engine: .policy.pass_program)
-    rules: object = None
+    rules: PolicyRules | None = None
     dlrm_lbl: int | None = None
     seq_first: dict = field(default_factory=dict)
 
@@ -111,7 +113,7 @@ class _Meeting:
 
 class DetailedSim:
     def __init__(self, setups: list[ClassSetup], trace: bool, contention: bool = False,
-                 jitter: "Jitter | None" = None, fabric=None):
+                 jitter: Jitter | None = None, fabric=None):
         self.env = simpy.Environment()
         self.jitter = jitter
         self.setups = setups
@@ -122,7 +124,7 @@ class DetailedSim:
         self.mail = Mailbox(self.env)
         self.events = 0
         self.row_exposed: list[dict] = [dict() for _ in setups]  # per class: row key -> ns
-        self.net = None
+        self.net: FlowNetwork | None = None   # the shared links, in contention runs
         # with a topology: flows over its links (simulator.network.fabric), else per class
         self.fabric = fabric
         if fabric is not None:
@@ -142,7 +144,7 @@ class DetailedSim:
     def _record_links(self, net) -> None:
         """After each re-solve of the flow rates: every link whose load changed."""
         now = int(self.env.now)
-        rates = {}
+        rates: dict = {}
         for f in net.active:
             for link, w in f.weights.items():
                 rates[link] = rates.get(link, 0.0) + f.rate * w
@@ -175,19 +177,15 @@ class DetailedSim:
                 # every group the member classes stand for moves its data over the fabric
                 loads, latency = self.fabric.collective(
                     (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration)
-                flow = self.net.transfer(loads, latency)
-                flow.callbacks.append(
-                    lambda _f, ev=ev, upd=m.update, t0=start: self._after(ev, upd, t0))
+                self._when_done(self._flows().transfer(loads, latency), ev, m.update, start)
             elif self.net is not None and m.duration:
                 # every member's ranks move the data over their links of this kind
                 base = setup.cid - setup.cls.cid
-                loads: dict = {}
+                link_loads: dict = {}
                 for c, _ in members:
                     link, share = self.setups[base + c].links[kind]
-                    loads[link] = loads.get(link, 0.0) + m.duration * share
-                flow = self.net.transfer(loads)
-                flow.callbacks.append(
-                    lambda _f, ev=ev, upd=m.update, t0=start: self._after(ev, upd, t0))
+                    link_loads[link] = link_loads.get(link, 0.0) + m.duration * share
+                self._when_done(self.net.transfer(link_loads), ev, m.update, start)
             else:
                 end = start + m.duration + m.update
                 if end <= self.env.now:
@@ -196,6 +194,15 @@ class DetailedSim:
                     self.env.timeout(end - self.env.now).callbacks.append(
                         lambda _e: ev.succeed((start, end)))
         return m.event
+
+    def _flows(self) -> FlowNetwork:
+        assert self.net is not None   # a contention run builds its network in __init__
+        return self.net
+
+    def _when_done(self, flow: simpy.Event, ev, delay: int, start: int) -> None:
+        """Fire ``ev`` with (start, end) ``delay`` ns after ``flow`` ends."""
+        assert flow.callbacks is not None   # a flow just started has not fired yet
+        flow.callbacks.append(lambda _f: self._after(ev, delay, start))
 
     def _after(self, ev, delay: int, start: int) -> None:
         """Fire ``ev`` with (start, end) ``delay`` ns from now."""
@@ -223,7 +230,7 @@ class DetailedSim:
         if self.fabric is not None:
             loads, latency = self.fabric.send((setup.job.job, direction, setup.cid),
                                               self.fabric.pp_bytes[setup.job.job], cost)
-            yield self.net.transfer(loads, latency)
+            yield self._flows().transfer(loads, latency)
         else:
             yield from self._class_link_send(setup, receiver, direction, cost)
         if self.trace is not None:
@@ -239,7 +246,7 @@ class DetailedSim:
         if receiver is not None:
             rlink, rshare = self.setups[receiver].links[direction.reverse]
             loads[rlink] = loads.get(rlink, 0.0) + cost * rshare
-        yield self.net.transfer(loads)
+        yield self._flows().transfer(loads)
 
     def run(self) -> None:
         for i in range(len(self.setups)):
@@ -314,6 +321,7 @@ class _ClassStage:
     def compute(self, ns: int, what: str, name: str, recompute: bool = False):
         """One compute phase: a timeout, jittered when asked; accounted as compute."""
         if ns and self.rng is not None:
+            assert self.jitter is not None   # rng comes from it
             ns = self.jitter.draw(self.rng, what, ns, self.setup.cls.ranks)
         if ns:
             self.slice_("compute", name, self.env.now, ns)
@@ -373,6 +381,7 @@ class _ClassStage:
 
     def receive(self, p: StagePass):
         r, env, res = p.receive, self.env, self.res
+        assert r is not None   # the driver calls receive only for a pass that has one
         ev = self.sim.mail.box((r.phase, r.mb, r.chunk, self.partner[r.sender]))
         if not ev.triggered:
             w0 = env.now
@@ -385,6 +394,7 @@ class _ClassStage:
 
     def send(self, p: StagePass) -> None:
         sim, setup, direction = self.sim, self.setup, p.send
+        assert direction is not None   # the driver calls send only for a pass that sends
         cost = self.cost[direction]
         key = (p.phase, p.mb, p.chunk, setup.cid)
         if sim.net is not None and cost:
