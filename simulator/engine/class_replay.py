@@ -167,13 +167,13 @@ class ClassReplay:
             if par.pp > 1 and pp_bytes:
                 for direction, partner in ((Direction.NEXT, self.next_class[c]),
                                            (Direction.PREV, self.prev_class[c])):
-                    f = min(nic[c], nic[partner])
-                    e = max(lat[c], lat[partner])
-                    if (f, e) == (1.0, 0):
+                    nic_factor = float(min(nic[c], nic[partner]))
+                    extra_ns = int(max(lat[c], lat[partner]))
+                    if (nic_factor, extra_ns) == (1.0, 0):
                         continue
                     stage = s if direction is Direction.NEXT else (s - 1) % par.pp
                     send[direction] = max(
-                        model(float(f), int(e)).collective_ns(Op.SENDRECV, pp_bytes, p)
+                        model(nic_factor, extra_ns).collective_ns(Op.SENDRECV, pp_bytes, p)
                         for p in stage_placements(par, Group.PP, stage, plan.rank_map))
             for direction in Direction:
                 self.send_ns[direction][c] = send[direction]
@@ -217,7 +217,7 @@ class ClassReplay:
                 return values[0]
             return np.array(values, dtype=np.int64)[var]
 
-        out = []
+        out: list[tuple] = []   # ("C" | "B" | "I" | "W" | "G", ...) per step
         for step in steps:
             kind, row = step[0], step[1]
             pos = position[id(row)]
@@ -357,6 +357,7 @@ class _VectorStage:
 
     def receive(self, p: StagePass):
         r, st = p.receive, self.st
+        assert r is not None   # the driver calls receive only for a pass that has one
         key = (r.phase, r.mb, r.chunk, r.sender_stage)
         msg = self.sent.get(key)
         while msg is None:
@@ -379,6 +380,7 @@ class _VectorStage:
 
     def send(self, p: StagePass) -> None:
         st, direction = self.st, p.send
+        assert direction is not None   # the driver calls send only for a pass that sends
         start, arrive = queue_send(st.t, st.send_free[direction],
                                    self.replay.send_ns[direction][self.idx], np.maximum)
         st.send_free[direction] = arrive

@@ -38,7 +38,8 @@ def send_direction(phase: Phase) -> Direction:
     return Direction.NEXT if phase is Phase.FWD else Direction.PREV
 
 
-def source(phase: Phase, mb: int, chunk: int, stage: int, pp: int, chunks: int):
+def source(phase: Phase, mb: int, chunk: int, stage: int, pp: int, chunks: int
+           ) -> tuple[Phase, int, int, Direction] | None:
     """(phase, micro-batch, chunk, Direction) of the pass this one needs, or None."""
     if phase is Phase.FWD:
         if stage > 0:

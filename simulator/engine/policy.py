@@ -23,6 +23,7 @@ and sizes it from the header. :func:`layout` maps either onto collsim's groups.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import InputError
 from ..workload import NO_COMM, Comm, Group, Op, Phase, Workload
@@ -63,7 +64,8 @@ class PolicyRules:
 
 
 _ALL = frozenset({"fwd", "ig", "wg"})
-_MODEL_DATA_FLOW = dict(ig_blocking=False, skip_row0_ig_comm=True, wg_first=False)
+_MODEL_DATA_FLOW: dict[str, Any] = dict(ig_blocking=False, skip_row0_ig_comm=True,
+                                         wg_first=False)
 
 POLICY_RULES: dict[str, PolicyRules] = {r.name: r for r in (
     PolicyRules("DATA", frozenset({"wg"}), False, False, True,
@@ -149,7 +151,7 @@ def _column_groups(row_policy: str, rules: PolicyRules, top: str) -> tuple:
     swap = row_policy == "HYBRID_MODEL_DATA"   # data on the first dimension, model across
     world_group = Group.TP if (row_policy if top == "HYBRID_CUSTOMIZED" else top) in (
         "MODEL", "DISTRIBUTED_INFERENCE") else Group.DP
-    out = []
+    out: list[Group | None] = []
     for dim in rules.dims:
         if dim is None:
             out.append(None)
@@ -264,7 +266,7 @@ def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) ->
                 ig = NO_COMM           # only the embedding row's input gradient is issued
             elif lbl is None or not 0 <= lbl + 1 < n:
                 ig = NO_COMM           # its issuing row (last bottom layer + 1) is missing
-        changes = {}
+        changes: dict[str, Any] = {}
         if (fwd, ig, wg) != (row.fwd, row.ig, row.wg):
             changes.update(fwd=fwd, ig=ig, wg=wg)
         if rules.micro:
@@ -326,6 +328,9 @@ def pass_program(rows: list, phase: Phase, rules: PolicyRules, dlrm_lbl: int | N
     steps: list = []
     n = len(rows)
     dlrm_first = rows[0] if rules.dlrm and first_index == 0 and rows else None
+    # the row after the last bottom layer issues the embedding's input-gradient all-to-all
+    # (the reader requires the layer for the DLRM policies; -1 matches no row)
+    dlrm_ig_at = -1 if dlrm_lbl is None else dlrm_lbl + 1
     if phase is Phase.FWD:
         for pos, row in enumerate(rows):
             wait = None
@@ -351,7 +356,7 @@ def pass_program(rows: list, phase: Phase, rules: PolicyRules, dlrm_lbl: int | N
                 continue
             if row.ig_ns:
                 steps.append((COMPUTE, row, row.ig_ns, "ig", f"{row.name} ig", False))
-            if (dlrm_first is not None and first_index + pos == dlrm_lbl + 1
+            if (dlrm_first is not None and first_index + pos == dlrm_ig_at
                     and dlrm_first.ig_stream != NO_STREAM):
                 steps.append((ISSUE, dlrm_first, dlrm_first.ig_stream, dlrm_first.ig_comm_ns,
                               dlrm_first.update_ns, "ig", ("ig", dlrm_first.key)))

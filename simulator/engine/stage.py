@@ -21,7 +21,8 @@ direction queue behind each other (:func:`queue_send`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
+from collections.abc import Iterable, Iterator
 
 from ..workload import Phase
 from .messages import Direction, has_consumer, send_direction, source, split_wait
