@@ -88,7 +88,6 @@ class PassReplayer:
         self.seq_first = seq_first or {}
         self._memo: dict[tuple, PassOutcome] = {}
         self._programs: dict[tuple, tuple] = {}
-        self.evaluations = 0
         # rows whose forward must wait for their previous weight-gradient collective
         self._wg_rows = {sid: tuple(r.key for r in rows if r.wg_stream != NO_STREAM)
                          for sid, rows in sequences.items()}
@@ -114,7 +113,6 @@ class PassReplayer:
         key = (phase, seq_id, rel_free, rel_wg)
         hit = self._memo.get(key)
         if hit is None:
-            self.evaluations += 1
             hit = self._replay(phase, seq_id, rel_free,
                                dict(zip(self._wg_rows[seq_id], rel_wg)))
             self._memo[key] = hit
