@@ -5,8 +5,8 @@ and a note), a row count that disagrees with the file (a warning, an error with 
 no repeating micro-batches (a warning), placeholder compute times (a note), no all_gpus in
 the header (a warning), pp_comm 0 with pipeline stages (a note).
 
-This module adds the one that was missing: a what-if parameter (``--nic-bw``,
-``--nvlink-bw``, ``--nics-per-server``, ``--gpus-per-server``, ``--base-latency``) that
+This module adds the one that was missing: a what-if parameter (``nic_bw``,
+``nvlink_bw``, ``nics_per_server``, ``gpus_per_server``, ``base_latency_ns``) that
 the workload never exercises, so that changing it changes nothing: ``--nic-bw`` for a job
 that fits in one server, ``--nvlink-bw`` when no group has two GPUs in one server.
 
@@ -31,13 +31,14 @@ from .costmodel.base import CostModel
 from .parallel import GroupPlacement, ParallelConfig, stage_placements
 from .workload import ROW_GROUPS, Group, Op, Workload
 
-#: the Cluster fields a user sets from the command line, and their flags
+#: the Cluster fields a what-if may set, and how a message names them by default: the option
+#: key (``nic_bw``); the CLI passes the flags instead (``names=``)
 FLAGS = {
-    "gpus_per_server": "--gpus-per-server",
-    "nvlink_gbps": "--nvlink-bw",
-    "nic_gbps": "--nic-bw",
-    "nics_per_server": "--nics-per-server",
-    "base_latency_ns": "--base-latency",
+    "gpus_per_server": "gpus_per_server",
+    "nvlink_gbps": "nvlink_bw",
+    "nic_gbps": "nic_bw",
+    "nics_per_server": "nics_per_server",
+    "base_latency_ns": "base_latency_ns",
     "nvlink_efficiency": "nvlink_efficiency",
     "nic_efficiency": "nic_efficiency",
     "nvlink_hop_ns": "nvlink_hop_ns",
@@ -47,12 +48,11 @@ _NIC_FIELDS = ("nic_gbps", "nics_per_server", "nic_efficiency", "nic_hop_ns")
 _NVLINK_FIELDS = ("nvlink_gbps", "nvlink_efficiency", "nvlink_hop_ns")
 
 
-def overrides_from_args(args) -> dict[str, object]:
-    """The cluster fields set on a ``collsim simulate`` command line (see commands/common)."""
-    names = {"gpus_per_server": "gpus_per_server", "nvlink_gbps": "nvlink_bw",
-             "nic_gbps": "nic_bw", "nics_per_server": "nics_per_server",
-             "base_latency_ns": "base_latency"}
-    return {f: getattr(args, a) for f, a in names.items() if getattr(args, a, None) is not None}
+def cluster_overrides(options) -> dict[str, object]:
+    """The Cluster fields a :class:`~simulator.config.ClusterOptions` sets (what-ifs)."""
+    from .config.flags import CLUSTER_FIELDS
+    return {field: getattr(options, key) for key, field in CLUSTER_FIELDS.items()
+            if getattr(options, key) is not None}
 
 
 def _collectives(workload: Workload, par: ParallelConfig) -> set[tuple[Op, Group, int]]:
@@ -118,13 +118,15 @@ def unused_parameters(workload: Workload, parallel: ParallelConfig, cluster: Clu
                       overrides: dict[str, object],
                       cost_model_for: Callable[[Cluster], CostModel] | None = None,
                       reference: Cluster | None = None,
-                      structural_only: bool = False) -> list[str]:
+                      structural_only: bool = False,
+                      names: dict[str, str] | None = None) -> list[str]:
     """One warning per what-if in ``overrides`` that cannot change this job's answer.
 
     ``overrides`` maps Cluster fields to the values the user asked for (``cluster`` already
     holds them); each is compared with ``reference`` (default: ``Cluster()``, the defaults).
     A value equal to the reference is no what-if and is not reported. ``cost_model_for``
-    builds the cost model from a cluster (default: the analytical model).
+    builds the cost model from a cluster (default: the analytical model). ``names``: how a
+    message names each field (default :data:`FLAGS`: the option keys).
     """
     if cost_model_for is None:
         from .costmodel.analytical import AnalyticalCostModel
@@ -170,6 +172,6 @@ def unused_parameters(workload: Workload, parallel: ParallelConfig, cluster: Clu
                 reason = (f"no collective or pipeline send of this job costs a different "
                           f"time than with the default {ref}")
         if reason:
-            messages.append(f"{FLAGS[field]} {_show(field, value)} cannot change the answer: "
+            messages.append(f"{(names or FLAGS).get(field, FLAGS[field])} {_show(field, value)} cannot change the answer: "
                             f"{reason}")
     return messages

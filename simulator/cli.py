@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = full.parse_args(rest)
     # --debug anywhere on the line (before or after the subcommand) shows tracebacks
     args.debug = args.debug or pre.debug or "--debug" in argv
-    return run_guarded(module.run, args)
+    return run_guarded(module.run, args, pre.command)
 
 
 def _terminate_by_unwinding() -> None:
@@ -84,8 +84,11 @@ def _terminate_by_unwinding() -> None:
             pass
 
 
-def run_guarded(func, args) -> int:
-    """Run a command; input errors become one line and exit 2 (a traceback only with --debug)."""
+def run_guarded(func, args, command: str | None = None) -> int:
+    """Run a command; input errors become one line and exit 2 (a traceback only with --debug).
+
+    The library names option keys (``nic_bw``); the line names the flag the user typed
+    (``--nic-bw``): :func:`simulator.config.flags.for_cli`, the one key -> flag table."""
     from .errors import InputError, Terminated
 
     warnings.formatwarning = _format_warning
@@ -95,7 +98,9 @@ def run_guarded(func, args) -> int:
     except InputError as exc:
         if getattr(args, "debug", False):
             raise
+        from .config.flags import for_cli
         from .report.escape import for_terminal
+        exc = for_cli(exc, command)
         # one line, and nothing from an input file that a terminal would act on
         print(f"collsim: error: {for_terminal(' '.join(str(exc).splitlines()))}",
               file=sys.stderr)

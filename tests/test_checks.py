@@ -12,7 +12,8 @@ import pytest
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 
-from simulator.checks import overrides_from_args, priced_table, unused_parameters
+from simulator.checks import cluster_overrides, priced_table, unused_parameters
+from simulator.config import ClusterOptions
 from simulator.cluster import Cluster
 from simulator.costmodel.analytical import AnalyticalCostModel
 from simulator.engine import simulate
@@ -49,7 +50,7 @@ def test_nic_what_if_on_a_single_server_job():
     w = one_server_job()
     c = Cluster(nic_gbps=100)
     msgs = unused_parameters(w, layout(w), c, {"nic_gbps": 100})
-    assert msgs == ["--nic-bw 100 cannot change the answer: every group and pipeline send "
+    assert msgs == ["nic_bw 100 cannot change the answer: every group and pipeline send "
                     "of this job stays inside one server (8 GPUs, 8 per server), so no "
                     "traffic uses the NICs"]
     assert sim(w, c).iteration_ns == sim(w, Cluster()).iteration_ns
@@ -62,7 +63,7 @@ def test_nic_what_if_on_a_single_server_job():
 def test_nics_per_server_what_if_on_a_single_server_job():
     w = one_server_job()
     msgs = unused_parameters(w, layout(w), Cluster(nics_per_server=4), {"nics_per_server": 4})
-    assert len(msgs) == 1 and msgs[0].startswith("--nics-per-server 4 cannot change")
+    assert len(msgs) == 1 and msgs[0].startswith("nics_per_server 4 cannot change")
 
 
 def test_nvlink_what_if_with_one_gpu_per_server():
@@ -70,7 +71,7 @@ def test_nvlink_what_if_with_one_gpu_per_server():
     ref = Cluster(gpus_per_server=1, nics_per_server=1)
     c = dataclasses.replace(ref, nvlink_gbps=900)
     msgs = unused_parameters(w, layout(w), c, {"nvlink_gbps": 900}, reference=ref)
-    assert msgs == ["--nvlink-bw 900 cannot change the answer: no group of this job has two "
+    assert msgs == ["nvlink_bw 900 cannot change the answer: no group of this job has two "
                     "GPUs in one server, so no traffic uses NVLink"]
     assert sim(w, c).iteration_ns == sim(w, ref).iteration_ns
     # even an NVLink slower than the NIC cannot matter: a ring with one member per server
@@ -101,7 +102,7 @@ def test_a_job_without_collectives_flags_every_what_if():
     msgs = unused_parameters(w, layout(w, 1), c, {"nic_gbps": 10, "nvlink_gbps": 100,
                                                  "base_latency_ns": 0, "gpus_per_server": 4})
     assert [m.split(" cannot")[0] for m in msgs] == [
-        "--nic-bw 10", "--nvlink-bw 100", "--base-latency 0us", "--gpus-per-server 4"]
+        "nic_bw 10", "nvlink_bw 100", "base_latency_ns 0us", "gpus_per_server 4"]
     assert all("runs no collective" in m for m in msgs)
 
 
@@ -110,15 +111,10 @@ def test_values_equal_to_the_default_are_no_what_if():
     assert unused_parameters(w, layout(w), Cluster(), {"nic_gbps": 50.0, "nvlink_gbps": None}) == []
 
 
-def test_overrides_from_args():
-    class Args:
-        gpus_per_server = None
-        nvlink_bw = 900.0
-        nic_bw = None
-        nics_per_server = 4
-        base_latency = 5000
-    assert overrides_from_args(Args()) == {"nvlink_gbps": 900.0, "nics_per_server": 4,
-                                           "base_latency_ns": 5000}
+def test_cluster_overrides():
+    options = ClusterOptions(nvlink_bw=900.0, nics_per_server=4, base_latency_ns=5000)
+    assert cluster_overrides(options) == {"nvlink_gbps": 900.0, "nics_per_server": 4,
+                                          "base_latency_ns": 5000}
 
 
 @examples(120)

@@ -242,9 +242,9 @@ def test_cluster_flags_override_the_topology():
     assert spec.nics.per_server(8) == 4 and spec.nccl.overhead_ns("sendrecv") == 0
     c = cluster_for(spec)
     assert (c.gpus_per_server, c.nics_per_server, c.nic_gbps) == (8, 4, 25)
-    with pytest.raises(InputError, match="--gpus-per-server"):
+    with pytest.raises(InputError, match="gpus_per_server"):
         apply_overrides(spec, gpus_per_server=4)
-    with pytest.raises(InputError, match="--nic-bw: topology h200x2 has no NICs"):
+    with pytest.raises(InputError, match="nic_bw: topology h200x2 has no NICs"):
         apply_overrides(load_spec("h200x2"), nic_gbps=50)
 
 

@@ -69,7 +69,8 @@ def test_run_and_infeasible_points_recorded():
     assert [r["status"] for r in res] == ["ok", "infeasible"]
     ok, bad = res
     assert ok["iteration_ms"] > ok["compute_ms"] > 0 and 0 < ok["mfu"] < 1
-    assert "--world-size" in bad["error"]
+    # a sweep user wrote gpus: and tp: (keys), not --world-size: the error names the key
+    assert bad["error"].startswith("gpus: 8 GPUs are not divisible by TP x PP = 3 x 1")
 
 
 def test_point_matches_generate_then_simulate(tmp_path):

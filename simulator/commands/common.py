@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..cluster import Cluster
-from ..errors import InputError
+from ..costmodel.registry import COST_MODELS, DEFAULT_COST_MODEL, DEFAULT_PRESET
 from ..units import format_bandwidth, implausible_bandwidth, parse_bandwidth_gbps, parse_latency_ns
 
 
@@ -104,7 +104,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                    help="paths over the spine: 'ideal' (every flow spread evenly over a "
                         "leaf's uplinks, the default) or 'hash' / 'hash:SEED' (each "
                         "connection on one uplink by a seeded hash: collisions show)")
-    g.add_argument("--cost-model", choices=COST_MODELS, metavar="|".join(COST_MODELS),
+    g.add_argument("--cost-model", choices=list(COST_MODELS), metavar="|".join(COST_MODELS),
                    help=f"how a collective is priced. nccl: NCCL's algorithms, protocols and "
                         f"per-hop latencies on a topology (--topology, or without it the "
                         f"{DEFAULT_PRESET} preset changed by the flags above): the model checked "
@@ -117,84 +117,34 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                         "cost model, for the placements it was fitted on")
 
 
-#: --cost-model choices; 'simai' is the analytical busbw model (costmodel/analytical.py)
-COST_MODELS = ("nccl", "simai")
-DEFAULT_COST_MODEL = "simai"
-#: the preset the default cluster describes (8 x H100 SXM per server, NVLink 450 GB/s per GPU,
-#: one 400 Gbit/s NIC per GPU): what --cost-model nccl prices on without --topology
-DEFAULT_PRESET = "dgx-h100"
+def cluster_options(args: argparse.Namespace):
+    """The cluster options on the command line (the flags of add_cluster_arguments)."""
+    from ..config import ClusterOptions
+    return ClusterOptions(
+        gpus_per_server=getattr(args, "gpus_per_server", None),
+        nvlink_bw=getattr(args, "nvlink_bw", None), nic_bw=getattr(args, "nic_bw", None),
+        nics_per_server=getattr(args, "nics_per_server", None),
+        base_latency_ns=getattr(args, "base_latency", None),
+        topology=getattr(args, "topology", None), fabric=getattr(args, "fabric", None),
+        oversubscription=getattr(args, "oversubscription", None),
+        servers_per_leaf=getattr(args, "servers_per_leaf", None),
+        ecmp=getattr(args, "ecmp", None))
 
 
-def cost_model_name(args: argparse.Namespace) -> str:
-    """--cost-model as given; without it, nccl on a --topology, else the default."""
-    if getattr(args, "cost_model", None):
-        return args.cost_model
-    return "nccl" if getattr(args, "topology", None) else DEFAULT_COST_MODEL
-
-
-def _default_spec(args: argparse.Namespace):
-    """The default preset, resized to --gpus-per-server where that differs (the flags then
-    describe the cluster, the preset the rest: NVSwitch, rail-optimized fabric, NCCL)."""
-    from dataclasses import replace
-
-    from ..topology import load_spec
-    spec = load_spec(DEFAULT_PRESET)
-    gps = getattr(args, "gpus_per_server", None)
-    if gps is not None and gps != spec.gpus_per_server:
-        spec = replace(spec, gpus_per_server=gps, name=f"{DEFAULT_PRESET} ({gps} GPUs per server)")
-    return spec
+def cost_model_options(args: argparse.Namespace):
+    """The cost-model options on the command line."""
+    from ..config import CostModelOptions
+    return CostModelOptions(cost_model=getattr(args, "cost_model", None),
+                            calibration=getattr(args, "calibration", None),
+                            algorithm=getattr(args, "algorithm", None),
+                            protocol=getattr(args, "protocol", None))
 
 
 def build_cost_model(args: argparse.Namespace):
-    """(cluster, cost model) from the command line: the one place commands get them from."""
-    from ..costmodel.analytical import AnalyticalCostModel
-
-    model = cost_model_name(args)
-    if model not in COST_MODELS:
-        raise InputError(f"unknown cost model {model!r}; known: {', '.join(COST_MODELS)}",
-                         field="--cost-model")
-    if model == "nccl":
-        from ..topology.overrides import topology_cost_model
-        if getattr(args, "topology", None):
-            cluster, cost_model = topology_cost_model(args)
-        else:
-            cluster, cost_model = topology_cost_model(args, _default_spec(args))
-    else:
-        for flag in ("fabric", "oversubscription", "servers_per_leaf", "ecmp"):
-            if getattr(args, flag, None) is not None:
-                raise InputError("SimAI's busbw model has no fabric to change: use "
-                                 "--cost-model nccl", field=f"--{flag.replace('_', '-')}")
-        if getattr(args, "topology", None):
-            # SimAI's busbw model on the topology's headline figures (servers, NVLink, NICs)
-            from ..topology import load_spec
-            from ..topology.overrides import apply_overrides, cluster_for
-            cluster = cluster_for(apply_overrides(
-                load_spec(args.topology), gpus_per_server=args.gpus_per_server,
-                nvlink_gbps=args.nvlink_bw, nic_gbps=args.nic_bw,
-                nics_per_server=args.nics_per_server, base_latency_ns=args.base_latency))
-        else:
-            cluster = cluster_from_args(args)
-        cost_model = AnalyticalCostModel(cluster)
-    if getattr(args, "calibration", None):
-        from ..calibration import wrap_with_calibration
-        cost_model = wrap_with_calibration(cluster, cost_model, args.calibration)
-    return cluster, cost_model
-
-
-def cluster_from_args(args: argparse.Namespace) -> Cluster:
-    d = Cluster()
-    name = None
-    if args.nic_bw is not None or args.nics_per_server is not None:
-        # the default's name says 8x400g: name what the flags made instead
-        nics = args.nics_per_server or d.nics_per_server
-        name = f"h100-{nics}x{(args.nic_bw or d.nic_gbps) * 8:g}g"
-    try:
-        return d.with_overrides(name=name,
-            gpus_per_server=args.gpus_per_server, nvlink_gbps=args.nvlink_bw,
-            nic_gbps=args.nic_bw, nics_per_server=args.nics_per_server,
-            base_latency_ns=args.base_latency)
-    except InputError as exc:
-        raise InputError(exc.message, field=f"--{exc.field.replace('_', '-')}") from None
+    """(cluster, cost model) from the command line: the flags as typed options, built by the
+    cost-model registry (the one place commands and sweeps get them from)."""
+    from ..costmodel.registry import build_cost_model as build
+    return build(cluster_options(args), cost_model_options(args))
 
 
 def check_outputs(args: argparse.Namespace, dests: dict[str, str],

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import sys
 
 from .common import large_positive_int, positive_int
@@ -116,54 +114,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
 
 
-def build_from_args(args: argparse.Namespace):
-    """(GeneratedWorkload) from parsed arguments; shared with tests."""
-    from ..errors import InputError
-    from ..generate import generate, get_preset, load_model_yaml, resolve
-    from ..generate.models import with_derived_overrides
-    from ..generate.compute import profile_path_ok, read_compute_profile
+def generate_options(args: argparse.Namespace):
+    """The command line as :class:`~simulator.config.GenerateOptions` (the keys a sweep spec
+    writes): flags -> fields, nothing else."""
+    from ..config import GenerateOptions
 
-    name = args.model
-    if name.endswith((".yaml", ".yml")) or os.path.sep in name:
-        model = load_model_yaml(name)
-    else:
-        model = get_preset(name)
-    model, derived = with_derived_overrides(model, layers=args.num_layers, hidden=args.hidden_size,
-                           ffn=args.ffn_hidden_size, heads=args.num_attention_heads,
-                           kv_groups=args.num_query_groups, vocab=args.vocab_size,
-                           experts=args.num_experts, topk=args.topk,
-                           moe_ffn=args.moe_ffn_hidden_size)
-    if args.num_experts is not None and args.num_experts < 0:
-        raise InputError("must not be negative", field="--num-experts")
-    cfg = resolve(model, args.world_size, tp=args.tp, pp=args.pp, ep=args.ep, sp=args.sp,
-                  vpp=args.vpp, micro_batch=args.micro_batch, global_batch=args.global_batch,
-                  seq_length=args.seq_length, distributed_optimizer=args.dist_opt,
-                  recompute=args.recompute, gpu=args.gpu, style=args.style,
-                  features=features_from_args(args))
-    if derived:
-        cfg = dataclasses.replace(cfg, notes=tuple(derived) + cfg.notes)
-    profile = None
-    if args.compute_profile:
-        profile = read_compute_profile(profile_path_ok(args.compute_profile))
-    out = args.output if args.output != "-" else "<stdout>"
-    return generate(cfg, compute="none" if args.no_compute else "model", profile=profile,
-                    check_memory=not args.no_memory_check, path=out,
-                    profile_path=args.compute_profile)
-
-
-def features_from_args(args: argparse.Namespace):
-    from ..generate.features import Features
-
-    return Features(
+    return GenerateOptions(
+        model=args.model, gpus=args.world_size, tp=args.tp, pp=args.pp, ep=args.ep,
+        sp=args.sp, vpp=args.vpp, micro_batch=args.micro_batch,
+        global_batch=args.global_batch, seq_length=args.seq_length,
+        distributed_optimizer=args.dist_opt, recompute=args.recompute, gpu=args.gpu,
+        style=args.style, compute="none" if args.no_compute else "model",
         recompute_granularity=getattr(args, "recompute_granularity", None),
         recompute_method=getattr(args, "recompute_method", None),
         recompute_num_layers=getattr(args, "recompute_num_layers", None),
         overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
-        bucket_size=getattr(args, "ddp_bucket_size", None),
-        cp=getattr(args, "cp", 1), cp_comm_type=getattr(args, "cp_comm_type", "p2p"),
-        etp=getattr(args, "etp", None), zero_stage=getattr(args, "zero_stage", 0),
+        ddp_bucket_size=getattr(args, "ddp_bucket_size", None),
+        context_parallel_size=getattr(args, "cp", 1),
+        cp_comm_type=getattr(args, "cp_comm_type", "p2p"),
+        expert_tensor_parallel_size=getattr(args, "etp", None),
         fp8=getattr(args, "fp8", None),
-        attention_backend=getattr(args, "attention_backend", "flash"))
+        attention_backend=getattr(args, "attention_backend", "flash"),
+        zero_stage=getattr(args, "zero_stage", 0),
+        num_layers=args.num_layers, hidden_size=args.hidden_size,
+        ffn_hidden_size=args.ffn_hidden_size, num_attention_heads=args.num_attention_heads,
+        num_query_groups=args.num_query_groups, vocab_size=args.vocab_size,
+        num_experts=args.num_experts, topk=args.topk,
+        moe_ffn_hidden_size=args.moe_ffn_hidden_size)
+
+
+def build_from_args(args: argparse.Namespace):
+    """(GeneratedWorkload) from parsed arguments; shared with tests."""
+    from ..errors import InputError
+    from ..generate import generate
+    from ..generate.compute import profile_path_ok, read_compute_profile
+
+    options = generate_options(args)
+    if options.num_experts is not None and options.num_experts < 0:
+        raise InputError("must not be negative", field="num_experts")
+    cfg = options.train_config()
+    profile = None
+    if args.compute_profile:
+        profile = read_compute_profile(profile_path_ok(args.compute_profile))
+    out = args.output if args.output != "-" else "<stdout>"
+    return generate(cfg, compute=options.compute, profile=profile,
+                    check_memory=not args.no_memory_check, path=out,
+                    profile_path=args.compute_profile)
 
 
 def _readable_by_simulate(table: str, path: str) -> None:

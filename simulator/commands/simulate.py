@@ -102,10 +102,12 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
     """A what-if flag the job never exercises cannot change the answer: say so."""
     import warnings
 
-    from ..checks import overrides_from_args, unused_parameters
+    from ..checks import cluster_overrides, unused_parameters
+    from ..config.flags import CLUSTER_FIELDS, flag_for
     from ..errors import SimulationWarning
     from ..parallel import make_parallel
-    overrides = overrides_from_args(args)
+    from .common import cluster_options
+    overrides = cluster_overrides(cluster_options(args))
     if not overrides:
         return
     # the job as the policy word replays it (its groups and collectives)
@@ -126,7 +128,9 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
             return wrap_with_calibration(c, AnalyticalCostModel(c), args.calibration)
     for message in unused_parameters(replayed, par, cluster, overrides,
                                      cost_model_for=cost_model_for,
-                                     structural_only=structural):
+                                     structural_only=structural,
+                                     names={field: flag_for(key) for key, field
+                                            in CLUSTER_FIELDS.items()}):
         warnings.warn(message, SimulationWarning)
 
 

@@ -98,7 +98,7 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
     notes: list[str] = []
     if style not in STYLES:
         raise InputError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}",
-                         field="--style")
+                         field="style")
     get_gpu(gpu)
     if style == "aicb":
         if model.aicb:
@@ -110,65 +110,65 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
             tp = model.aicb_tp
     check_model(model)
     tp = tp or model.aicb_tp or 1
-    for name, value in (("--world-size", world), ("--tp", tp), ("--pp", pp), ("--ep", ep),
-                        ("--micro-batch", micro_batch), ("--seq-length", seq_length)):
+    for name, value in (("gpus", world), ("tp", tp), ("pp", pp), ("ep", ep),
+                        ("micro_batch", micro_batch), ("seq_length", seq_length)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InputError(f"must be a whole number >= 1, got {value!r}", field=name)
     if vpp is not None and (not isinstance(vpp, int) or vpp < 1):
-        raise InputError(f"must be a whole number >= 1, got {vpp!r}", field="--vpp")
+        raise InputError(f"must be a whole number >= 1, got {vpp!r}", field="vpp")
     cp = features.cp if features is not None else 1
     if not isinstance(cp, int) or isinstance(cp, bool) or cp < 1:
         raise InputError(f"must be a whole number >= 1, got {cp!r}",
-                         field="--context-parallel-size")
+                         field="context_parallel_size")
     if world % (tp * pp * cp):
         raise InputError(f"{world} GPUs are not divisible by TP x PP"
                          + (f" x CP = {tp} x {pp} x {cp}" if cp > 1 else f" = {tp} x {pp}"),
-                         field="--world-size")
+                         field="gpus")
     dp = world // (tp * pp * cp)
     if global_batch is None:
         global_batch = micro_batch * dp
     if global_batch < 1:
         raise InputError(f"must be a whole number >= 1, got {global_batch!r}",
-                         field="--global-batch")
+                         field="global_batch")
     if ep > 1 and not model.is_moe:
         raise InputError(f"EP {ep} needs a model with experts ({model.name} is dense)",
-                         field="--ep")
+                         field="ep")
     if dp % ep:
         raise InputError(f"DP = {world}/({tp}x{pp}) = {dp} is not divisible by EP {ep} "
                          "(expert-parallel groups are carved out of the data-parallel replicas)",
-                         field="--ep")
+                         field="ep")
     if model.is_moe and model.experts % ep:
         raise InputError(f"{model.experts} experts cannot be split evenly over EP {ep}",
-                         field="--ep")
+                         field="ep")
     if model.heads % tp:
         raise InputError(f"{model.heads} attention heads are not divisible by TP {tp}",
-                         field="--tp")
+                         field="tp")
     if style == "megatron":
         if model.kv % tp:
             raise InputError(f"{model.kv} key/value groups are not divisible by TP {tp}",
-                             field="--tp")
+                             field="tp")
         if model.ffn % tp or (model.is_moe and model.expert_ffn % tp):
             raise InputError(f"the MLP hidden size ({model.ffn if model.ffn % tp else model.expert_ffn}) "
-                             f"is not divisible by TP {tp}", field="--tp")
+                             f"is not divisible by TP {tp}", field="tp")
     if global_batch % (micro_batch * dp):
         raise InputError(f"global batch {global_batch} is not a multiple of micro-batch x DP = "
-                         f"{micro_batch} x {dp} = {micro_batch * dp}", field="--global-batch")
+                         f"{micro_batch} x {dp} = {micro_batch * dp}", field="global_batch")
     if model.layers % pp:
         if style == "aicb":
-            raise InputError(f"{model.layers} layers are not divisible by PP {pp}", field="--pp")
+            raise InputError(f"{model.layers} layers are not divisible by PP {pp}", field="pp")
         notes.append(f"{model.layers} layers over PP {pp}: uneven stages; the file describes the "
                      f"largest ({math.ceil(model.layers / pp)} layers)")
     lps = math.ceil(model.layers / pp)
     if vpp is not None and vpp > 1:
         if pp == 1:
-            raise InputError("virtual pipeline chunks (--vpp) need PP > 1", field="--vpp")
+            raise InputError("virtual pipeline chunks need PP > 1", field="vpp")
         if lps % vpp:
             raise InputError(f"{lps} layers per stage cannot be split into {vpp} equal chunks",
-                             field="--vpp")
+                             field="vpp")
         ga = global_batch // (micro_batch * dp)
         if ga % pp:
             raise InputError(f"the interleaved schedule needs the number of micro-batches "
-                             f"({ga}) to be a multiple of PP {pp}", field="--vpp")
+                             f"({ga}) to be a multiple of PP {pp}", field="vpp")
     if model.is_moe and tp > 1 and not sp:
         sp = True
         notes.append("MoE with TP > 1 runs with sequence parallelism (as Megatron-LM and AICB "
@@ -177,7 +177,7 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         sp = False
     if sp and seq_length % tp:
         raise InputError(f"sequence length {seq_length} is not divisible by TP {tp} "
-                         "(sequence parallelism splits it)", field="--seq-length")
+                         "(sequence parallelism splits it)", field="seq_length")
     features, fnotes = check_features(
         features or Features(), recompute=recompute, tp=tp, dp=dp, pp=pp, is_moe=model.is_moe,
         seq_length=seq_length, micro_batch=micro_batch, gpu=gpu.strip().lower(),
@@ -189,12 +189,12 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
     if features.cp > 1 and features.cp_comm_type == "a2a" and (model.heads // tp) % features.cp:
         raise InputError(f"all-to-all context parallelism splits the {model.heads // tp} heads "
                          f"of a TP rank over CP {features.cp}: not divisible",
-                         field="--cp-comm-type")
+                         field="cp_comm_type")
     if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend"}
                             or features.attention_backend != "flash"
                             or features.recompute_granularity == "selective"):
-        raise InputError("Megatron features other than full recompute need --style megatron "
-                         "(AICB's generator has none of them)", field="--style")
+        raise InputError("Megatron features other than full recompute need style megatron "
+                         "(AICB's generator has none of them)", field="style")
     return TrainConfig(model=model, world=world, tp=tp, pp=pp, ep=ep, sp=sp, vpp=vpp,
                        micro_batch=micro_batch, global_batch=global_batch,
                        seq_length=seq_length, distributed_optimizer=distributed_optimizer,

@@ -79,33 +79,33 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
         g = "full"
     if g is not None and g not in RECOMPUTE_GRANULARITIES:
         raise InputError(f"expected one of {', '.join(RECOMPUTE_GRANULARITIES)}, got {g!r}",
-                         field="--recompute-granularity")
+                         field="recompute_granularity")
     method, n = f.recompute_method, f.recompute_num_layers
     if g != "full" and (method is not None or n is not None):
-        raise InputError("needs --recompute-granularity full (as in Megatron-LM)",
-                         field="--recompute-method" if method is not None
-                         else "--recompute-num-layers")
+        raise InputError("needs recompute_granularity full (as in Megatron-LM)",
+                         field="recompute_method" if method is not None
+                         else "recompute_num_layers")
     if g == "full":
         if method is None:
             method = "uniform"
         if method not in RECOMPUTE_METHODS:
             raise InputError(f"expected one of {', '.join(RECOMPUTE_METHODS)}, got {method!r}",
-                             field="--recompute-method")
+                             field="recompute_method")
         if n is None:
             n = 1
         if not isinstance(n, int) or n < 1:
             raise InputError(f"must be a whole number >= 1, got {n!r}",
-                             field="--recompute-num-layers")
+                             field="recompute_num_layers")
     if f.attention_backend not in ATTENTION_BACKENDS:
         raise InputError(f"expected one of {', '.join(ATTENTION_BACKENDS)}, got "
-                         f"{f.attention_backend!r}", field="--attention-backend")
+                         f"{f.attention_backend!r}", field="attention_backend")
     if f.overlap_param_gather and not (distributed_optimizer or f.zero_stage):
         raise InputError("needs the distributed optimizer (Megatron-LM gathers parameters only "
-                         "with --use-distributed-optimizer)", field="--overlap-param-gather")
+                         "with --use-distributed-optimizer)", field="overlap_param_gather")
     bucket = f.bucket_size
     if bucket is not None and (not isinstance(bucket, int) or bucket < 1):
         raise InputError(f"must be a whole number of parameters >= 1, got {bucket!r}",
-                         field="--ddp-bucket-size")
+                         field="ddp_bucket_size")
     if (f.overlap_grad_reduce or f.overlap_param_gather) and bucket is None:
         bucket = max(DEFAULT_BUCKET_PARAMS, 1_000_000 * dp)
     if f.zero_stage == 2 and bucket is None:
@@ -113,46 +113,46 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
     if f.fp8 is not None:
         if f.fp8 not in FP8_FORMATS:
             raise InputError(f"expected one of {', '.join(FP8_FORMATS)}, got {f.fp8!r}",
-                             field="--fp8-format")
+                             field="fp8")
         if gpu == "a100":
             raise InputError("FP8 GEMMs need Hopper tensor cores (h100, h200, h800)",
-                             field="--fp8-format")
+                             field="fp8")
     if not isinstance(f.cp, int) or f.cp < 1:
         raise InputError(f"must be a whole number >= 1, got {f.cp!r}",
-                         field="--context-parallel-size")
+                         field="context_parallel_size")
     if f.cp > 1:
         if f.cp_comm_type not in CP_COMM_TYPES:
             raise InputError(f"expected one of {', '.join(CP_COMM_TYPES)}, got "
-                             f"{f.cp_comm_type!r}", field="--cp-comm-type")
+                             f"{f.cp_comm_type!r}", field="cp_comm_type")
         if is_moe:
             raise InputError("context parallelism with experts is not modelled (its CP ranks "
                              "would share the EP column of the table)",
-                             field="--context-parallel-size")
+                             field="context_parallel_size")
         if seq_length % (2 * f.cp * (tp if tp > 1 else 1)):
             raise InputError(f"sequence length {seq_length} is not divisible by 2 x CP x TP "
                              f"= {2 * f.cp * tp} (Megatron splits it into 2 x CP chunks)",
-                             field="--seq-length")
+                             field="seq_length")
     if f.etp is not None:
         if not is_moe:
-            raise InputError("needs a model with experts", field="--expert-tensor-parallel-size")
+            raise InputError("needs a model with experts", field="expert_tensor_parallel_size")
         if f.etp not in (1, tp):
             raise InputError(f"only 1 or TP ({tp}) is modelled, got {f.etp}",
-                             field="--expert-tensor-parallel-size")
+                             field="expert_tensor_parallel_size")
     if f.etp == 1 and tp > 1:
         notes.append("expert tensor parallelism 1: whole experts on each rank; EP groups are "
                      "still carved out of the DP ranks, and the experts' gradients are reduced "
                      "over DP_EP (Megatron's expert-data-parallel group also spans the TP ranks)")
     if f.zero_stage not in (0, 1, 2, 3):
-        raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="--zero-stage")
+        raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="zero_stage")
     if f.zero_stage:
         if is_moe:
-            raise InputError("ZeRO with experts is not modelled", field="--zero-stage")
+            raise InputError("ZeRO with experts is not modelled", field="zero_stage")
         if f.overlap_grad_reduce or f.overlap_param_gather:
             raise InputError("Megatron's --overlap-* options belong to its own distributed "
-                             "optimizer, not to DeepSpeed ZeRO", field="--zero-stage")
+                             "optimizer, not to DeepSpeed ZeRO", field="zero_stage")
     if f.zero_stage >= 2 and pp > 1:
         raise InputError("DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 only",
-                         field="--zero-stage")
+                         field="zero_stage")
     if f.zero_stage == 3:
         notes.append("ZeRO-3: each layer's parameters are all-gathered before its forward and "
                      "again before its backward, blocking (DeepSpeed's prefetch would hide "

@@ -180,7 +180,7 @@ def get_gpu(name: str) -> GPUSpec:
     key = name.strip().lower()
     if key not in GPUS:
         raise InputError(f"unknown GPU {name!r}; expected one of {', '.join(sorted(GPUS))}",
-                         field="--gpu")
+                         field="gpu")
     return GPUS[key]
 
 

@@ -140,7 +140,7 @@ def get_preset(name: str) -> ModelSpec:
     if key not in PRESETS:
         from ..readers.numbers import shown
         raise InputError(f"unknown model {shown(name)}; presets: {', '.join(preset_names())} "
-                         "(or a YAML model file)", field="--model")
+                         "(or a YAML model file)", field="model")
     return PRESETS[key]
 
 

@@ -189,3 +189,20 @@ def construct_scalar(loader: _Loader, node) -> Any:
         raise
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
         raise _syntax_error(exc, loader.source) from None
+
+
+def key_lines(node, prefix: str = "") -> dict[str, int]:
+    """'section.key' (items as 'section.0') -> 1-based line of that key in a node tree: what
+    the option loader names in its errors."""
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            name = f"{prefix}{k.value}"
+            out[name] = k.start_mark.line + 1
+            out.update(key_lines(v, name + "."))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            name = f"{prefix}{i}"
+            out[name] = v.start_mark.line + 1
+            out.update(key_lines(v, name + "."))
+    return out

@@ -42,59 +42,19 @@ def run_point(point: dict, base_dir: str = ".") -> dict:
 def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
+    from ..config import SweepPoint
+    from ..costmodel.registry import build_cost_model, cost_model_name
     from ..engine import SimulationOptions, simulate
-    from ..generate import generate, get_preset, load_model_yaml, resolve
-    from ..generate.features import Features
-    from ..generate.models import with_derived_overrides
+    from ..generate import generate
     from ..result import BREAKDOWN_GROUPS
 
-    model_name = p["model"]
-    if model_name.endswith((".yaml", ".yml")):
-        path = model_name if os.path.isabs(model_name) else os.path.join(base_dir, model_name)
-        model = load_model_yaml(path)
-    else:
-        model = get_preset(model_name)
-    model, _derived = with_derived_overrides(model, layers=p.get("num_layers"), hidden=p.get("hidden_size"),
-                           ffn=p.get("ffn_hidden_size"), heads=p.get("num_attention_heads"),
-                           kv_groups=p.get("num_query_groups"), vocab=p.get("vocab_size"),
-                           experts=p.get("num_experts"), topk=p.get("topk"),
-                           moe_ffn=p.get("moe_ffn_hidden_size"))
-    cfg = resolve(model, p["gpus"], tp=p.get("tp"), pp=p.get("pp", 1), ep=p.get("ep", 1),
-                  sp=p.get("sp", False), vpp=p.get("vpp"), micro_batch=p.get("micro_batch", 1),
-                  global_batch=p.get("global_batch"), seq_length=p.get("seq_length", 4096),
-                  distributed_optimizer=p.get("distributed_optimizer", True),
-                  recompute=p.get("recompute", False), gpu=p.get("gpu", "h100"),
-                  style=p.get("style", "megatron"), features=Features(
-                      recompute_granularity=p.get("recompute_granularity"),
-                      recompute_method=p.get("recompute_method"),
-                      recompute_num_layers=p.get("recompute_num_layers"),
-                      overlap_grad_reduce=p.get("overlap_grad_reduce", False),
-                      bucket_size=p.get("ddp_bucket_size"),
-                      cp=p.get("context_parallel_size", 1),
-                      cp_comm_type=p.get("cp_comm_type", "p2p"),
-                      etp=p.get("expert_tensor_parallel_size"), fp8=p.get("fp8"),
-                      attention_backend=p.get("attention_backend", "flash"),
-                      zero_stage=p.get("zero_stage", 0)))
-    gen = generate(cfg, compute=p.get("compute", "model"))
-    base_latency = p.get("base_latency_us")
-
-    def local(name):
-        """A YAML file named in the spec is relative to the spec; a preset name stays."""
-        if name and name.endswith((".yaml", ".yml")) and not os.path.isabs(name):
-            return os.path.join(base_dir, name)
-        return name
-
-    # the same builder as `collsim simulate`: topology, flags and calibration alike
-    from argparse import Namespace
-
-    from ..commands.common import build_cost_model, cost_model_name
-    ns = Namespace(
-        gpus_per_server=p.get("gpus_per_server"), nvlink_bw=p.get("nvlink_bw"),
-        nic_bw=p.get("nic_bw"), nics_per_server=p.get("nics_per_server"),
-        base_latency=None if base_latency is None else round(base_latency * 1000),
-        topology=local(p.get("topology")), calibration=local(p.get("calibration")),
-        cost_model=p.get("cost_model"))
-    cluster, cost_model = build_cost_model(ns)
+    point = SweepPoint.from_point(p)
+    cfg = point.generate_options().train_config(base_dir, derived_notes=False)
+    gen = generate(cfg, compute=point.compute)
+    # the same builder as `collsim simulate`: topology, cluster options and calibration alike
+    cluster_opts = point.cluster_options(base_dir)
+    cost_opts = point.cost_model_options(base_dir)
+    cluster, cost_model = build_cost_model(cluster_opts, cost_opts)
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -107,7 +67,7 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     out = {
         "tp": cfg.tp, "sp": cfg.sp, "dp": cfg.dp, "dp_ep": cfg.dp_ep, "ga": cfg.ga,
         "global_batch": cfg.global_batch, "pp_schedule": schedule,
-        "cost_model": cost_model_name(ns),
+        "cost_model": cost_model_name(cluster_opts, cost_opts),
         "iteration_ms": res.iteration_ns / 1e6,
         "compute_ms": c.compute_ns / 1e6,
         "recompute_ms": c.recompute_ns / 1e6,

@@ -30,61 +30,17 @@ from ..readers.numbers import shown
 #: a sweep's name becomes file names: no directories, no hidden files
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 MAX_POINTS = 100_000
-MAX_INT = 2 ** 31
 
-#: point keys -> (kind, default). kind: str, int, bool, float or 'int?' (int or null)
-KEYS: dict[str, tuple[str, object]] = {
-    # model and training
-    "model": ("str", None),
-    "gpus": ("int", None),
-    "tp": ("int?", None),
-    "pp": ("int", 1),
-    "ep": ("int", 1),
-    "sp": ("bool", False),
-    "vpp": ("int?", None),
-    "micro_batch": ("int", 1),
-    "global_batch": ("int?", None),
-    "seq_length": ("int", 4096),
-    "distributed_optimizer": ("bool", True),
-    "recompute": ("bool", False),
-    "gpu": ("str", "h100"),
-    "style": ("str", "megatron"),
-    "compute": ("str", "model"),
-    # Megatron-LM / DeepSpeed features (docs/generate-and-sweep.md)
-    "recompute_granularity": ("str?", None),
-    "recompute_method": ("str?", None),
-    "recompute_num_layers": ("int?", None),
-    "overlap_grad_reduce": ("bool", False),
-    "ddp_bucket_size": ("int?", None),
-    "context_parallel_size": ("int", 1),
-    "cp_comm_type": ("str", "p2p"),
-    "expert_tensor_parallel_size": ("int?", None),
-    "fp8": ("str?", None),
-    "attention_backend": ("str", "flash"),
-    "zero_stage": ("int", 0),
-    # model overrides
-    "num_layers": ("int?", None),
-    "hidden_size": ("int?", None),
-    "ffn_hidden_size": ("int?", None),
-    "num_attention_heads": ("int?", None),
-    "num_query_groups": ("int?", None),
-    "vocab_size": ("int?", None),
-    "num_experts": ("int?", None),
-    "topk": ("int?", None),
-    "moe_ffn_hidden_size": ("int?", None),
-    # cluster (None: the Cluster default)
-    "gpus_per_server": ("int?", None),
-    "nvlink_bw": ("bw?", None),           # per GPU per direction: 450GB/s, 3600Gbit/s, 450
-    "nic_bw": ("bw?", None),              # one NIC per direction: 400Gbit/s, 50GB/s, 50
-    "nics_per_server": ("int?", None),
-    "base_latency_us": ("float?", None),
-    # cost model: a topology preset or YAML file (NCCL algorithms), a calibration file
-    "topology": ("str?", None),
-    "cost_model": ("str?", None),         # nccl or simai, as --cost-model
-    "calibration": ("str?", None),
-    # simulation
-    "pp_schedule": ("str?", None),
-}
+def _keys() -> dict[str, tuple[str, object]]:
+    from dataclasses import fields
+
+    from ..config import SweepPoint
+    return {f.name: (f.metadata["kind"], f.default) for f in fields(SweepPoint)}
+
+
+#: point keys -> (kind, default): the fields of :class:`simulator.config.SweepPoint` (a new
+#: key is a new field there); kind: str, int, bool, float, bw, with '?' when null is allowed
+KEYS: dict[str, tuple[str, object]] = _keys()
 
 ALIASES = {
     "world_size": "gpus", "world": "gpus", "num_gpus": "gpus",
@@ -127,62 +83,15 @@ def canonical_key(key: str) -> str:
 
 
 def _coerce(key: str, value, where: dict):
-    kind, _ = KEYS[key]
-    optional = kind.endswith("?")
-    kind = kind.rstrip("?")
-    if value is None:
-        if optional:
-            return None
-        raise InputError(f"{key} needs a value", **where)
-    if kind == "str":
-        if isinstance(value, (dict, list)):
-            raise InputError(f"expected a name, got {shown(value)}", **where)
-        if key == "cost_model" and str(value) not in ("nccl", "simai"):
-            raise InputError(f"unknown cost model {shown(value)}; known: nccl, simai", **where)
-        return str(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise InputError(f"expected true or false, got {shown(value)}", **where)
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"expected a whole number, got {shown(value)}", **where)
-        lo = 0 if key == "num_experts" else 1
-        if not lo <= value <= MAX_INT:
-            raise InputError(f"must be between {lo} and {MAX_INT:,} (as on the command "
-                             f"line), got {value}", **where)
-        return value
-    if kind == "bw":
-        from ..units import implausible_bandwidth, parse_bandwidth_gbps
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InputError(f"expected a bandwidth like 400Gbit/s or 50GB/s, got {value!r}",
-                             **where)
-        try:
-            gbps = parse_bandwidth_gbps(value)
-        except ValueError as exc:
-            raise InputError(str(exc), **where) from None
-        message = implausible_bandwidth(value, gbps, key.split("_")[0], "")
-        if message:
-            import warnings
+    """``value`` checked as the SweepPoint field ``key`` declares (the one loader's rules)."""
+    from dataclasses import fields
 
-            from ..errors import SimulationWarning
-            at = f"{where.get('path')}:{where.get('line')}: " if where.get("line") else ""
-            warnings.warn(f"{at}{where.get('field') or key}{message}", SimulationWarning)
-        return gbps
-    if kind == "float":
-        if key.endswith("_gbps"):
-            from ..units import parse_bandwidth_gbps
-            try:  # the same units and bounds as --nic-gbps / --nvlink-gbps
-                return parse_bandwidth_gbps(value if isinstance(value, (int, float, str))
-                                            and not isinstance(value, bool) else "?")
-            except ValueError as exc:
-                raise InputError(str(exc), **where) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"expected a number, got {shown(value)}", **where)
-        if not 0 <= value <= 1e9:  # base_latency_us: 0 .. 1000 s, as --base-latency
-            raise InputError(f"must be between 0 and 1e9, got {value:g}", **where)
-        return float(value)
-    raise AssertionError(kind)
+    from ..config import SweepPoint
+    from ..config.loader import Where, coerce
+
+    f = next(f for f in fields(SweepPoint) if f.name == key)
+    return coerce(f, value, Where(where.get("path"), where.get("line"),
+                                  where.get("field")))
 
 
 def _check_key(key: str, where: dict) -> str:
@@ -200,35 +109,19 @@ def _check_key(key: str, where: dict) -> str:
         raise InputError(f"{shown(key)} sweeps are not supported yet (only the analytical cost model "
                          "on the built-in cluster)", **where)
     if k not in KEYS:
-        raise InputError(f"unknown key {shown(key)}; known: {', '.join(sorted(KEYS))}", **where)
+        from ..config.loader import Where, unknown_key
+        raise unknown_key(key, KEYS, Where(where.get("path"), where.get("line"),
+                                           where.get("field")))
     return k
-
-
-def _lines(node, prefix: str = "") -> dict[str, int]:
-    """'section.key' -> 1-based line of that key in the YAML node tree."""
-    import yaml
-
-    out: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            name = f"{prefix}{k.value}"
-            out[name] = k.start_mark.line + 1
-            out.update(_lines(v, name + "."))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            name = f"{prefix}{i}"
-            out[name] = v.start_mark.line + 1
-            out.update(_lines(v, name + "."))
-    return out
 
 
 def load_spec(path: str) -> SweepSpec:
     from ..readers.source import read_text
-    from ..readers.yamlload import MAX_BYTES, compose_yaml, construct
+    from ..readers.yamlload import MAX_BYTES, compose_yaml, construct, key_lines
 
     node, loader = compose_yaml(read_text(path, "sweep spec", limit=MAX_BYTES), path)
     data = None if node is None else construct(loader, node)
-    return spec_from_dict(data, path=path, lines=_lines(node) if node is not None else {})
+    return spec_from_dict(data, path=path, lines=key_lines(node) if node is not None else {})
 
 
 def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = None) -> SweepSpec:

@@ -55,9 +55,9 @@ def load_spec(name: str) -> TopologySpec:
             gpus = int(count)
         except ValueError:
             raise InputError(f"expected NAME or NAME:GPUS (e.g. fat-tree-h100:1024), got "
-                             f"{text!r}", field="--topology") from None
+                             f"{text!r}", field="topology") from None
         if gpus < 1:
-            raise InputError(f"GPU count must be at least 1, got {gpus}", field="--topology")
+            raise InputError(f"GPU count must be at least 1, got {gpus}", field="topology")
     if os.path.exists(base) or base.endswith((".yaml", ".yml")) or os.sep in base:
         spec = read_spec(base)
     else:
@@ -65,13 +65,13 @@ def load_spec(name: str) -> TopologySpec:
         if not path.exists():
             known = ", ".join(presets()) or "none found"
             raise InputError(f"unknown topology {base!r}: not a file and not a preset "
-                             f"(presets: {known})", field="--topology")
+                             f"(presets: {known})", field="topology")
         spec = read_spec(path)
     if gpus is not None:
         gps = spec.gpus_per_server
         if gpus % gps:
             raise InputError(f"{gpus} GPUs do not fill whole servers of {gps} GPUs",
-                             field="--topology")
+                             field="topology")
         spec = spec.with_servers(gpus // gps)
         Topology(spec)  # check now: reachability, placement
     return spec

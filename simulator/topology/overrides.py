@@ -1,18 +1,19 @@
-"""``--topology``: a (cluster, NcclCostModel) pair from a topology and the cluster flags.
+"""A topology changed by the cluster options, and the engine's cluster view of it.
 
 The engine places groups on servers of ``Cluster.gpus_per_server`` GPUs, so the cluster is
-derived from the topology. Cluster flags change the topology where they can apply
+derived from the topology. Cluster options change the topology where they can apply
 (bandwidths, NIC count, the per-call floor) and are refused where they cannot
-(``--gpus-per-server`` different from the topology's, NIC flags on a topology without NICs).
+(``gpus_per_server`` different from the topology's, NIC options on a topology without NICs).
+Errors name the option key (``nic_bw``); the CLI shows the flag (``--nic-bw``). The cost model
+built on the result lives in ``simulator/costmodel/registry.py`` (topology does not import
+costmodel).
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 from ..cluster import Cluster
 from ..errors import InputError
-from . import load_spec
 from .spec import TopologySpec
 
 
@@ -21,7 +22,7 @@ def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, 
     gps = spec.gpus_per_server
     if gpus_per_server is not None and gpus_per_server != gps:
         raise InputError(f"topology {spec.name} has {gps} GPUs per server; change its YAML "
-                         f"rather than asking for {gpus_per_server}", field="--gpus-per-server")
+                         f"rather than asking for {gpus_per_server}", field="gpus_per_server")
     if nvlink_gbps is not None:
         su = spec.scale_up
         scale = nvlink_gbps / su.bandwidth_gbps
@@ -29,7 +30,7 @@ def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, 
             su, bandwidth_gbps=nvlink_gbps,
             links=tuple((a, b, bw * scale) for a, b, bw in su.links)))
     if nic_gbps is not None or nics_per_server is not None:
-        flag = "--nic-bw" if nic_gbps is not None else "--nics-per-server"
+        flag = "nic_bw" if nic_gbps is not None else "nics_per_server"
         if spec.nics is None:
             raise InputError(f"topology {spec.name} has no NICs (one server, NVLink only)",
                              field=flag)
@@ -43,7 +44,7 @@ def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, 
                 nics = replace(nics, attach="server", count=nics_per_server)
             else:
                 raise InputError(f"{nics_per_server} NICs cannot be shared evenly by {gps} GPUs",
-                                 field="--nics-per-server")
+                                 field="nics_per_server")
         spec = replace(spec, nics=nics)
     if base_latency_ns is not None:
         spec = replace(spec, nccl=replace(spec.nccl, call_overhead_ns=base_latency_ns,
@@ -53,11 +54,11 @@ def apply_overrides(spec: TopologySpec, gpus_per_server=None, nvlink_gbps=None, 
 
 def apply_fabric_overrides(spec: TopologySpec, fabric_type=None, oversubscription=None,
                            servers_per_leaf=None, ecmp=None) -> TopologySpec:
-    """The topology with its fabric changed (flags named in errors)."""
-    asked = [(flag, v) for flag, v in (("--fabric", fabric_type),
-                                       ("--oversubscription", oversubscription),
-                                       ("--servers-per-leaf", servers_per_leaf),
-                                       ("--ecmp", ecmp)) if v is not None]
+    """The topology with its fabric changed (option keys named in errors)."""
+    asked = [(key, v) for key, v in (("fabric", fabric_type),
+                                     ("oversubscription", oversubscription),
+                                     ("servers_per_leaf", servers_per_leaf),
+                                     ("ecmp", ecmp)) if v is not None]
     if not asked:
         return spec
     if spec.fabric is None:
@@ -68,14 +69,14 @@ def apply_fabric_overrides(spec: TopologySpec, fabric_type=None, oversubscriptio
     if oversubscription is not None:
         if not oversubscription >= 1 or oversubscription > 1e6:
             raise InputError(f"must be at least 1 (downlink:uplink), got {oversubscription:g}",
-                             field="--oversubscription")
+                             field="oversubscription")
         fab = replace(fab, oversubscription=float(oversubscription))
     if servers_per_leaf is not None:
         fab = replace(fab, servers_per_leaf=int(servers_per_leaf))
     if ecmp is not None:
         mode, _, seed = str(ecmp).partition(":")
         if mode not in ("ideal", "hash") or (seed and (mode != "hash" or not seed.isdigit())):
-            raise InputError(f"expected ideal, hash or hash:SEED, got {ecmp!r}", field="--ecmp")
+            raise InputError(f"expected ideal, hash or hash:SEED, got {ecmp!r}", field="ecmp")
         fab = replace(fab, ecmp=mode, ecmp_seed=int(seed) if seed else fab.ecmp_seed)
     return replace(spec, fabric=fab)
 
@@ -91,21 +92,3 @@ def cluster_for(spec: TopologySpec) -> Cluster:
         nic_efficiency=nics.efficiency if nics else d.nic_efficiency,
         nics_per_server=nics.per_server(spec.gpus_per_server) if nics else d.nics_per_server,
         base_latency_ns=spec.nccl.call_overhead_ns)
-
-
-def topology_cost_model(args: argparse.Namespace, spec: TopologySpec | None = None):
-    """(cluster, NcclCostModel) for ``args.topology`` (or a given spec) and the flags."""
-    from ..costmodel.nccl import NcclCostModel
-
-    spec = spec or load_spec(args.topology)
-    spec = apply_overrides(spec, gpus_per_server=args.gpus_per_server,
-                           nvlink_gbps=args.nvlink_bw, nic_gbps=args.nic_bw,
-                           nics_per_server=args.nics_per_server,
-                           base_latency_ns=args.base_latency)
-    spec = apply_fabric_overrides(spec, fabric_type=getattr(args, "fabric", None),
-                                  oversubscription=getattr(args, "oversubscription", None),
-                                  servers_per_leaf=getattr(args, "servers_per_leaf", None),
-                                  ecmp=getattr(args, "ecmp", None))
-    model = NcclCostModel(spec, algorithm=getattr(args, "algorithm", None),
-                          protocol=getattr(args, "protocol", None))
-    return cluster_for(spec), model

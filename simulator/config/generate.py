@@ -1,0 +1,106 @@
+"""Options of ``collsim generate`` and of a sweep point's workload: model, parallelism,
+batch, Megatron-LM/DeepSpeed features and model overrides (one field each)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schema import option
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    # model and training
+    model: str | None = option(None, "a model preset or a model YAML file", "", "str")
+    gpus: int | None = option(None, "world size", "GPUs", "int")
+    tp: int | None = option(None, "tensor-parallel size (default: 1, or AICB's)", "GPUs", "int?")
+    pp: int = option(1, "pipeline stages", "stages", "int")
+    ep: int = option(1, "expert-parallel size", "GPUs", "int")
+    sp: bool = option(False, "sequence parallelism", "", "bool")
+    vpp: int | None = option(None, "virtual pipeline chunks per stage", "chunks", "int?")
+    micro_batch: int = option(1, "micro-batch size", "samples", "int")
+    global_batch: int | None = option(
+        None, "global batch (default: micro_batch x DP)", "samples", "int?")
+    seq_length: int = option(4096, "sequence length", "tokens", "int")
+    distributed_optimizer: bool = option(True, "Megatron's distributed optimizer", "", "bool")
+    recompute: bool = option(False, "full activation recompute of every layer", "", "bool")
+    gpu: str = option("h100", "GPU whose kernels are modelled", "", "str")
+    style: str = option("megatron", "generator whose rules apply: megatron or aicb", "", "str")
+    compute: str = option("model", "compute times: model or none", "", "str")
+    # Megatron-LM / DeepSpeed features (docs/generate-and-sweep.md)
+    recompute_granularity: str | None = option(None, "full or selective", "", "str?")
+    recompute_method: str | None = option(None, "uniform or block (full recompute)", "", "str?")
+    recompute_num_layers: int | None = option(None, "layers per recompute group", "layers",
+                                              "int?")
+    overlap_grad_reduce: bool = option(False, "reduce gradient buckets during the backward",
+                                       "", "bool")
+    ddp_bucket_size: int | None = option(None, "parameters per DDP bucket", "parameters",
+                                         "int?")
+    context_parallel_size: int = option(1, "context-parallel size", "GPUs", "int")
+    cp_comm_type: str = option("p2p", "context-parallel exchange: p2p, a2a or allgather", "",
+                               "str")
+    expert_tensor_parallel_size: int | None = option(
+        None, "expert tensor-parallel size (default: TP)", "GPUs", "int?")
+    fp8: str | None = option(None, "FP8 GEMMs: hybrid or e4m3", "", "str?")
+    attention_backend: str = option("flash", "flash, fused or unfused", "", "str")
+    zero_stage: int = option(0, "DeepSpeed ZeRO stage 0-3", "", "int", lo=0, hi=3)
+    # model overrides
+    num_layers: int | None = option(None, "override the model's layers", "layers", "int?")
+    hidden_size: int | None = option(None, "override the hidden size", "", "int?")
+    ffn_hidden_size: int | None = option(None, "override the FFN hidden size", "", "int?")
+    num_attention_heads: int | None = option(None, "override the attention heads", "heads",
+                                             "int?")
+    num_query_groups: int | None = option(None, "override the KV groups", "groups", "int?")
+    vocab_size: int | None = option(None, "override the vocabulary", "tokens", "int?")
+    num_experts: int | None = option(None, "override the experts (0: dense)", "experts",
+                                     "int?", lo=0)
+    topk: int | None = option(None, "override the experts per token", "experts", "int?")
+    moe_ffn_hidden_size: int | None = option(None, "override the expert FFN hidden size", "",
+                                             "int?")
+
+    def features(self):
+        from ..generate.features import Features
+        return Features(
+            recompute_granularity=self.recompute_granularity,
+            recompute_method=self.recompute_method,
+            recompute_num_layers=self.recompute_num_layers,
+            overlap_grad_reduce=self.overlap_grad_reduce, bucket_size=self.ddp_bucket_size,
+            cp=self.context_parallel_size, cp_comm_type=self.cp_comm_type,
+            etp=self.expert_tensor_parallel_size, fp8=self.fp8,
+            attention_backend=self.attention_backend, zero_stage=self.zero_stage)
+
+    def model_spec(self, base_dir: str = "."):
+        """(model, notes on derived values): the preset or file with the overrides applied."""
+        import os
+
+        from ..generate import get_preset, load_model_yaml
+        from ..generate.models import with_derived_overrides
+
+        name = self.model or ""
+        if name.endswith((".yaml", ".yml")) or os.path.sep in name:
+            path = name if os.path.isabs(name) else os.path.join(base_dir, name)
+            model = load_model_yaml(path)
+        else:
+            model = get_preset(name)
+        return with_derived_overrides(
+            model, layers=self.num_layers, hidden=self.hidden_size, ffn=self.ffn_hidden_size,
+            heads=self.num_attention_heads, kv_groups=self.num_query_groups,
+            vocab=self.vocab_size, experts=self.num_experts, topk=self.topk,
+            moe_ffn=self.moe_ffn_hidden_size)
+
+    def train_config(self, base_dir: str = ".", derived_notes: bool = True):
+        """The checked :class:`~simulator.generate.config.TrainConfig` (errors name keys);
+        ``derived_notes``: say which model values the overrides derived."""
+        from dataclasses import replace
+
+        from ..generate import resolve
+
+        model, derived = self.model_spec(base_dir)
+        cfg = resolve(model, self.gpus, tp=self.tp, pp=self.pp, ep=self.ep, sp=self.sp,
+                      vpp=self.vpp, micro_batch=self.micro_batch,
+                      global_batch=self.global_batch, seq_length=self.seq_length,
+                      distributed_optimizer=self.distributed_optimizer,
+                      recompute=self.recompute, gpu=self.gpu, style=self.style,
+                      features=self.features())
+        if derived and derived_notes:
+            cfg = replace(cfg, notes=tuple(derived) + cfg.notes)
+        return cfg

@@ -1,0 +1,118 @@
+"""Cost models by name: ``--cost-model`` / ``cost_model:`` choices and how each is built.
+
+A builder takes the typed options (:class:`~simulator.config.ClusterOptions`,
+:class:`~simulator.config.CostModelOptions`) and returns ``(cluster, cost model)``. Adding a
+model is one function and one line in :data:`COST_MODELS`. Errors name the option key
+(``nic_bw``, ``fabric``); the CLI shows the flag.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from ..errors import InputError
+
+#: the preset the default cluster describes (8 x H100 SXM per server, NVLink 450 GB/s per GPU,
+#: one 400 Gbit/s NIC per GPU): what the nccl model prices on without a topology
+DEFAULT_PRESET = "dgx-h100"
+DEFAULT_COST_MODEL = "simai"
+_FABRIC_KEYS = ("fabric", "oversubscription", "servers_per_leaf", "ecmp")
+
+
+def _default_spec(cluster):
+    """The default preset, resized to gpus_per_server where that differs (the options then
+    describe the cluster, the preset the rest: NVSwitch, rail-optimized fabric, NCCL)."""
+    from ..topology import load_spec
+    spec = load_spec(DEFAULT_PRESET)
+    gps = cluster.gpus_per_server
+    if gps is not None and gps != spec.gpus_per_server:
+        spec = replace(spec, gpus_per_server=gps, name=f"{DEFAULT_PRESET} ({gps} GPUs per server)")
+    return spec
+
+
+def _spec_with_overrides(cluster):
+    from ..topology import load_spec
+    from ..topology.overrides import apply_overrides
+    spec = load_spec(cluster.topology) if cluster.topology else _default_spec(cluster)
+    return apply_overrides(spec, gpus_per_server=cluster.gpus_per_server,
+                           nvlink_gbps=cluster.nvlink_bw, nic_gbps=cluster.nic_bw,
+                           nics_per_server=cluster.nics_per_server,
+                           base_latency_ns=cluster.base_latency_ns)
+
+
+def build_nccl(cluster, cost):
+    """NCCL's algorithms, protocols and per-hop latencies on a topology (or the default
+    preset changed by the cluster options)."""
+    from ..costmodel.nccl import NcclCostModel
+    from ..topology.overrides import apply_fabric_overrides, cluster_for
+
+    spec = apply_fabric_overrides(_spec_with_overrides(cluster), fabric_type=cluster.fabric,
+                                  oversubscription=cluster.oversubscription,
+                                  servers_per_leaf=cluster.servers_per_leaf, ecmp=cluster.ecmp)
+    model = NcclCostModel(spec, algorithm=cost.algorithm, protocol=cost.protocol)
+    return cluster_for(spec), model
+
+
+def build_simai(cluster, cost):
+    """SimAI's analytical bus-bandwidth model (one alpha-beta formula per collective)."""
+    from ..cluster import Cluster
+    from ..costmodel.analytical import AnalyticalCostModel
+    from ..topology.overrides import cluster_for
+
+    for key in _FABRIC_KEYS:
+        if getattr(cluster, key) is not None:
+            raise InputError("SimAI's busbw model has no fabric to change: use the nccl "
+                             "cost model", field=key)
+    if cluster.topology:
+        # SimAI's busbw model on the topology's headline figures (servers, NVLink, NICs)
+        built = cluster_for(_spec_with_overrides(cluster))
+    else:
+        d = Cluster()
+        name = None
+        if cluster.nic_bw is not None or cluster.nics_per_server is not None:
+            # the default's name says 8x400g: name what the options made instead
+            nics = cluster.nics_per_server or d.nics_per_server
+            name = f"h100-{nics}x{(cluster.nic_bw or d.nic_gbps) * 8:g}g"
+        try:
+            built = d.with_overrides(
+                name=name, gpus_per_server=cluster.gpus_per_server,
+                nvlink_gbps=cluster.nvlink_bw, nic_gbps=cluster.nic_bw,
+                nics_per_server=cluster.nics_per_server,
+                base_latency_ns=cluster.base_latency_ns)
+        except InputError as exc:  # name the option key, not the Cluster field
+            from ..config.flags import CLUSTER_FIELDS
+            key = {f: k for k, f in CLUSTER_FIELDS.items()}.get(exc.field, exc.field)
+            raise InputError(exc.message, field=key) from None
+    return built, AnalyticalCostModel(built)
+
+
+#: name -> builder(ClusterOptions, CostModelOptions) -> (Cluster, CostModel); one line a model
+COST_MODELS: dict[str, Callable] = {
+    "nccl": build_nccl,
+    "simai": build_simai,
+}
+
+
+def cost_model_name(cluster, cost) -> str:
+    """The cost model asked for; without one, nccl on a topology, else the default."""
+    if cost.cost_model:
+        return cost.cost_model
+    return "nccl" if cluster.topology else DEFAULT_COST_MODEL
+
+
+def build_cost_model(cluster=None, cost=None):
+    """(cluster, cost model) from typed options: the one place every command and the sweep
+    get them from. A calibration wraps whichever model was built."""
+    from ..config import ClusterOptions, CostModelOptions
+
+    cluster = cluster or ClusterOptions()
+    cost = cost or CostModelOptions()
+    name = cost_model_name(cluster, cost)
+    if name not in COST_MODELS:
+        raise InputError(f"unknown cost model {name!r}; known: {', '.join(COST_MODELS)}",
+                         field="cost_model")
+    built, model = COST_MODELS[name](cluster, cost)
+    if cost.calibration:
+        from ..calibration import wrap_with_calibration
+        model = wrap_with_calibration(built, model, cost.calibration)
+    return built, model
