@@ -57,14 +57,15 @@ def build_simai(cluster, cost):
     """SimAI's analytical bus-bandwidth model (one alpha-beta formula per collective)."""
     from ..cluster import Cluster
     from ..costmodel.analytical import AnalyticalCostModel
-    from ..topology.overrides import cluster_for
 
     for key in _FABRIC_KEYS:
         if getattr(cluster, key) is not None:
             raise InputError("SimAI's busbw model has no fabric to change: use the nccl "
                              "cost model", field=key)
     if cluster.topology:
-        # SimAI's busbw model on the topology's headline figures (servers, NVLink, NICs)
+        # SimAI's busbw model on the topology's headline figures (servers, NVLink, NICs);
+        # the topology package (networkx) loads only here
+        from ..topology.overrides import cluster_for
         built = cluster_for(_spec_with_overrides(cluster))
     else:
         d = Cluster()
