@@ -24,7 +24,7 @@ where no NVLink carries traffic: the price comparison, not the structure, decide
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from collections.abc import Callable
 
 from .cluster import Cluster
 from .costmodel.base import CostModel
@@ -172,6 +172,7 @@ def unused_parameters(workload: Workload, parallel: ParallelConfig, cluster: Clu
                 reason = (f"no collective or pipeline send of this job costs a different "
                           f"time than with the default {ref}")
         if reason:
-            messages.append(f"{(names or FLAGS).get(field, FLAGS[field])} {_show(field, value)} cannot change the answer: "
+            name = (names or FLAGS).get(field, FLAGS[field])
+            messages.append(f"{name} {_show(field, value)} cannot change the answer: "
                             f"{reason}")
     return messages

@@ -12,6 +12,8 @@ from .errors import InputError, warn
 from .readers.numbers import parse_float, parse_int, shown
 
 FLAG = "--straggler"
+#: the option keys errors name (simulator.config.ScenarioOptions); the CLI shows the flags
+STRAGGLERS, DEGRADES, FAILURE, JITTER = "stragglers", "degrades", "failure", "jitter"
 #: ranks a spec may name: the workload reader's largest world (TP x PP x EP <= 2^22)
 MAX_RANKS = 1 << 22
 #: a GPU 1000 times slower is not a straggler but a typo
@@ -61,41 +63,42 @@ class StragglerSpec:
         for r in self.ranks:
             if r >= world:
                 raise InputError(f"rank {r} is outside the job's {world} ranks "
-                                 f"(in {shown(self.text)})", field=FLAG)
+                                 f"(in {shown(self.text)})", field=STRAGGLERS)
         return [(r, self.compute) for r in self.ranks]
 
 
 def parse_straggler(text: str) -> StragglerSpec:
-    fields = _pairs(text, FLAG, "rank=17,compute=1.3")
+    fields = _pairs(text, STRAGGLERS, "rank=17,compute=1.3")
     unknown = set(fields) - {"rank", "ranks", "fraction", "compute", "seed"}
     if unknown:
         raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; "
-                         "use rank, ranks, fraction, compute, seed", field=FLAG)
-    compute = _num(fields, "compute", "1", FLAG)
-    seed = _num(fields, "seed", "0", FLAG, int, lo=0, hi=2 ** 63 - 1)
-    fraction = _num(fields, "fraction", "0", FLAG) if "fraction" in fields else None
+                         "use rank, ranks, fraction, compute, seed", field=STRAGGLERS)
+    compute = _num(fields, "compute", "1", STRAGGLERS)
+    seed = _num(fields, "seed", "0", STRAGGLERS, int, lo=0, hi=2 ** 63 - 1)
+    fraction = _num(fields, "fraction", "0", STRAGGLERS) if "fraction" in fields else None
     ranks: list[int] = []
     if "rank" in fields:
-        ranks.append(_num(fields, "rank", "0", FLAG, int, lo=0, hi=MAX_RANKS - 1))
+        ranks.append(_num(fields, "rank", "0", STRAGGLERS, int, lo=0, hi=MAX_RANKS - 1))
     if "ranks" in fields:
         for piece in fields["ranks"].split(";"):
             lo_text, dash, hi_text = piece.partition("-")
-            lo = _num({"ranks": lo_text}, "ranks", "", FLAG, int, lo=0, hi=MAX_RANKS - 1)
-            hi = (_num({"ranks": hi_text}, "ranks", "", FLAG, int, lo=0, hi=MAX_RANKS - 1)
+            lo = _num({"ranks": lo_text}, "ranks", "", STRAGGLERS, int, lo=0, hi=MAX_RANKS - 1)
+            hi = (_num({"ranks": hi_text}, "ranks", "", STRAGGLERS, int, lo=0, hi=MAX_RANKS - 1)
                   if dash else lo)
             if hi < lo:
                 raise InputError(f"the range {shown(piece)} is empty (write low-high)",
-                                 field=FLAG)
+                                 field=STRAGGLERS)
             if len(ranks) + hi - lo + 1 > MAX_RANKS:
-                raise InputError(f"more than {MAX_RANKS:,} ranks in {shown(text)}", field=FLAG)
+                raise InputError(f"more than {MAX_RANKS:,} ranks in {shown(text)}",
+                                 field=STRAGGLERS)
             ranks.extend(range(lo, hi + 1))
     if not 0 < compute <= MAX_FACTOR:
         raise InputError(f"compute factor must be in (0, {MAX_FACTOR:g}], got {compute:g}",
-                         field=FLAG)
+                         field=STRAGGLERS)
     if fraction is not None and not 0 < fraction <= 1:
-        raise InputError(f"fraction must be in (0, 1], got {fraction:g}", field=FLAG)
+        raise InputError(f"fraction must be in (0, 1], got {fraction:g}", field=STRAGGLERS)
     if (fraction is None) == (not ranks):
-        raise InputError(f"give either rank/ranks or fraction in {shown(text)}", field=FLAG)
+        raise InputError(f"give either rank/ranks or fraction in {shown(text)}", field=STRAGGLERS)
     if compute == 1:
         warn(f"{FLAG} {shown(text)} changes nothing: give compute=<factor>, e.g. compute=1.3 "
              "for a GPU 30% slower")
@@ -103,7 +106,8 @@ def parse_straggler(text: str) -> StragglerSpec:
                          seed=seed)
 
 
-def resolve_all(specs: list[StragglerSpec], world: int, draw: int = 0) -> tuple[tuple[int, float], ...]:
+def resolve_all(specs: list[StragglerSpec], world: int,
+                draw: int = 0) -> tuple[tuple[int, float], ...]:
     """(rank, factor) pairs; a rank named twice takes the product of its factors."""
     factors: dict[int, float] = {}
     for spec in specs:
@@ -131,12 +135,12 @@ class DegradeSpec:
             if first >= world:
                 raise InputError(f"server {self.server} is outside the job's "
                                  f"{-(-world // gpus_per_server)} servers (in {shown(self.text)})",
-                                 field=DEGRADE_FLAG)
+                                 field=DEGRADES)
             ranks = range(first, min(first + gpus_per_server, world))
         else:
             if self.rank >= world:
                 raise InputError(f"rank {self.rank} is outside the job's {world} ranks "
-                                 f"(in {shown(self.text)})", field=DEGRADE_FLAG)
+                                 f"(in {shown(self.text)})", field=DEGRADES)
             ranks = [self.rank]
         return [(r, self.nic, self.extra_latency_ns) for r in ranks]
 
@@ -144,30 +148,31 @@ class DegradeSpec:
 def parse_degrade(text: str) -> DegradeSpec:
     from .units import parse_latency_ns
 
-    fields = _pairs(text, DEGRADE_FLAG, "server=3,nic=0.5")
+    fields = _pairs(text, DEGRADES, "server=3,nic=0.5")
     unknown = set(fields) - {"server", "rank", "nic", "latency"}
     if unknown:
-        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; use server "
+        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; "
+                         "use server "
                          "or rank, nic (bandwidth factor), latency (extra, e.g. 5us)",
-                         field=DEGRADE_FLAG)
+                         field=DEGRADES)
     if ("server" in fields) == ("rank" in fields):
-        raise InputError(f"give exactly one of server= or rank= in {shown(text)}", field=DEGRADE_FLAG)
-    server = (_num(fields, "server", "0", DEGRADE_FLAG, int, lo=0, hi=MAX_RANKS - 1)
+        raise InputError(f"give exactly one of server= or rank= in {shown(text)}", field=DEGRADES)
+    server = (_num(fields, "server", "0", DEGRADES, int, lo=0, hi=MAX_RANKS - 1)
               if "server" in fields else None)
-    rank = (_num(fields, "rank", "0", DEGRADE_FLAG, int, lo=0, hi=MAX_RANKS - 1)
+    rank = (_num(fields, "rank", "0", DEGRADES, int, lo=0, hi=MAX_RANKS - 1)
             if "rank" in fields else None)
-    nic = _num(fields, "nic", "1", DEGRADE_FLAG)
+    nic = _num(fields, "nic", "1", DEGRADES)
     try:
         extra = parse_latency_ns(fields["latency"]) if "latency" in fields else 0
     except ValueError as exc:
-        raise InputError(f"latency: {exc}", field=DEGRADE_FLAG) from None
+        raise InputError(f"latency: {exc}", field=DEGRADES) from None
     if not 0 < nic <= 1:
-        raise InputError(f"nic is a bandwidth factor in (0, 1], got {nic}", field=DEGRADE_FLAG)
+        raise InputError(f"nic is a bandwidth factor in (0, 1], got {nic}", field=DEGRADES)
     if (server is not None and server < 0) or (rank is not None and rank < 0) or extra < 0:
-        raise InputError(f"negative value in {shown(text)}", field=DEGRADE_FLAG)
+        raise InputError(f"negative value in {shown(text)}", field=DEGRADES)
     if nic == 1 and extra == 0:
         raise InputError(f"{shown(text)} changes nothing: give nic=<factor below 1> or latency=",
-                         field=DEGRADE_FLAG)
+                         field=DEGRADES)
     return DegradeSpec(text=text, server=server, rank=rank, nic=nic, extra_latency_ns=extra)
 
 
@@ -196,20 +201,20 @@ def parse_failure(text: str) -> FailureSpec:
     """``at=120ms,restart=300s[,lost-iterations=N]``: a node fails during the iteration."""
     from .units import parse_latency_ns
 
-    fields = _pairs(text, "--fail", "at=120ms,restart=300s")
+    fields = _pairs(text, FAILURE, "at=120ms,restart=300s")
     unknown = set(fields) - {"at", "restart", "lost-iterations", "server", "rank"}
     if unknown or "at" not in fields:
-        raise InputError(f"--fail needs at= (and optionally restart=, lost-iterations=); got "
-                         f"{shown(text)}", field="--fail")
+        raise InputError(f"needs at= (and optionally restart=, lost-iterations=); got "
+                         f"{shown(text)}", field=FAILURE)
     try:
         at = parse_latency_ns(fields["at"])
         restart = parse_latency_ns(fields["restart"]) if "restart" in fields else None
     except ValueError as exc:
-        raise InputError(f"bad value in {shown(text)}: {exc}", field="--fail") from None
-    lost = _num(fields, "lost-iterations", "0", "--fail", int, lo=0, hi=10 ** 6)
+        raise InputError(f"bad value in {shown(text)}: {exc}", field=FAILURE) from None
+    lost = _num(fields, "lost-iterations", "0", FAILURE, int, lo=0, hi=10 ** 6)
     for key in ("server", "rank"):
         if key in fields:
-            _num(fields, key, "0", "--fail", int, lo=0, hi=MAX_RANKS - 1)
+            _num(fields, key, "0", FAILURE, int, lo=0, hi=MAX_RANKS - 1)
             warn(f"--fail {key}= changes nothing: in a synchronous job every node's failure "
                  "stalls the whole iteration the same way; the lost time depends on at=, "
                  "restart= and lost-iterations= only")
@@ -243,18 +248,19 @@ def failure_report(spec: FailureSpec, iteration_ns: int) -> dict:
 def parse_jitter(text: str) -> tuple[tuple[tuple[str, float], ...], int]:
     """``cv=0.05,seed=3`` or ``fwd=0.05,ig=0.1,wg=0.02``: per-phase coefficients of variation
     of the compute times, and a seed."""
-    fields = _pairs(text, "--jitter", "cv=0.05,seed=3")
+    fields = _pairs(text, JITTER, "cv=0.05,seed=3")
     unknown = set(fields) - {"cv", "fwd", "ig", "wg", "seed"}
     if unknown:
-        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; use cv, "
-                         "fwd, ig, wg (coefficients of variation) and seed", field="--jitter")
-    base = _num(fields, "cv", "0", "--jitter")
-    cvs = {k: _num(fields, k, str(base), "--jitter") for k in ("fwd", "ig", "wg")}
-    seed = _num(fields, "seed", "0", "--jitter", int, lo=0, hi=2 ** 63 - 1)
+        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; "
+                         "use cv, "
+                         "fwd, ig, wg (coefficients of variation) and seed", field=JITTER)
+    base = _num(fields, "cv", "0", JITTER)
+    cvs = {k: _num(fields, k, str(base), JITTER) for k in ("fwd", "ig", "wg")}
+    seed = _num(fields, "seed", "0", JITTER, int, lo=0, hi=2 ** 63 - 1)
     if any(not 0 <= v <= 10 for v in cvs.values()):
         raise InputError(f"coefficients of variation must be in [0, 10], got {shown(text)}",
-                         field="--jitter")
+                         field=JITTER)
     if not any(cvs.values()):
         raise InputError(f"{shown(text)} changes nothing: give cv= (or fwd/ig/wg) above 0",
-                         field="--jitter")
+                         field=JITTER)
     return tuple(sorted(cvs.items())), seed

@@ -143,12 +143,13 @@ def test_sweep_point_builds_the_cluster_options(tmp_path):
 def test_every_option_says_what_it_is(cls):
     for f in fields(cls):
         assert f.metadata["help"], f.name
-        assert f.metadata["kind"].rstrip("?") in ("int", "float", "bool", "str", "bw",
+        assert f.metadata["kind"].rstrip("?") in ("int", "float", "bool", "str", "strs", "bw",
                                                   "latency"), f.name
         if f.metadata["kind"].startswith("bw"):
             assert f.metadata["unit"] == "GB/s" and not f.name.endswith("gbps")
-    with pytest.raises(Exception):
-        setattr(cls(), fields(cls)[0].name, 1)  # frozen
+    from dataclasses import FrozenInstanceError
+    with pytest.raises(FrozenInstanceError):
+        setattr(cls(), fields(cls)[0].name, 1)
 
 
 def test_sweep_keys_are_the_sweep_point_fields():
@@ -206,3 +207,28 @@ def test_library_never_sees_argparse_and_topology_never_imports_costmodel():
     for path in (pkg / "topology").glob("*.py"):
         assert not any("costmodel" in name for name in _imports(path)), path.name
     assert not any("commands" in name for name in _imports(pkg / "sweep" / "runner.py"))
+
+
+def test_scenario_errors_name_the_key_and_the_cli_the_flag(capsys):
+    from simulator.commands.common import scenario_options
+    from simulator.scenario import parse_degrade, parse_failure, parse_jitter, parse_straggler
+
+    for parse, text, key in ((parse_straggler, "rank=x,compute=2", "stragglers"),
+                             (parse_degrade, "server=1", "degrades"),
+                             (parse_failure, "restart=1s", "failure"),
+                             (parse_jitter, "cv=0", "jitter")):
+        with pytest.raises(InputError) as err:
+            parse(text)
+        assert err.value.field == key, text
+    rc = main(["simulate", str(ROOT / "workloads" / "seed004_moe_tp8_ep4_pp4_128gpus.txt"),
+               "--straggler", "rank=200,compute=2", "--quiet"])
+    err = capsys.readouterr().err
+    # seed 004 has 128 ranks: rank 200 is outside them
+    assert rc == 2 and "collsim: error: --straggler: rank 200 is outside the job's 128 ranks" in err
+    args = _parse("simulate", ["w.txt", "--straggler", "rank=3,compute=1.5", "--straggler",
+                               "ranks=0-7,compute=1.1", "--jitter", "cv=0.05", "--draws", "4"])
+    assert scenario_options(args) == from_mapping(ScenarioOptions, {
+        "stragglers": ["rank=3,compute=1.5", "ranks=0-7,compute=1.1"], "jitter": "cv=0.05",
+        "draws": 4})
+    with pytest.raises(InputError, match="^degrades: expected a list of texts, got"):
+        from_mapping(ScenarioOptions, {"degrades": [3]})

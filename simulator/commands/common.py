@@ -90,8 +90,9 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                         f"--topology: the framework's floor per call (0 = nccl-tests' view)")
     g.add_argument("--topology", metavar="NAME|FILE",
                    help="price collectives as NCCL runs them on a topology: a preset (dgx-h100, "
-                        "h200x2, hgx-h200, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a size) or a "
-                        "YAML file (docs/topologies.md); the flags above then override its values")
+                        "h200x2, hgx-h200, dgx-a100, h800-roce, fat-tree-h100; NAME:GPUS for a "
+                        "size) or a YAML file (docs/topologies.md); the flags above then "
+                        "override its values")
     f = p.add_argument_group("fabric (with --topology: change its scale-out fabric)")
     f.add_argument("--fabric", choices=["rail-optimized", "fat-tree"],
                    help="rail-optimized: NIC k of every server on rail k's leaf; fat-tree: "
@@ -138,6 +139,20 @@ def cost_model_options(args: argparse.Namespace):
                             calibration=getattr(args, "calibration", None),
                             algorithm=getattr(args, "algorithm", None),
                             protocol=getattr(args, "protocol", None))
+
+
+def scenario_options(args: argparse.Namespace):
+    """The what-ifs that make ranks differ, as typed options (the spec texts as written)."""
+    from ..config import ScenarioOptions
+    return ScenarioOptions(
+        stragglers=tuple(getattr(args, "straggler", None) or ()),
+        jitter=getattr(args, "jitter", None),
+        degrades=tuple(getattr(args, "degrade", None) or ()),
+        failure=getattr(args, "fail", None),
+        co_jobs=tuple(getattr(args, "co_job", None) or ()),
+        placement=getattr(args, "placement", None), draws=getattr(args, "draws", 1),
+        sensitivity=getattr(args, "sensitivity", False),
+        contention=getattr(args, "contention", None))
 
 
 def build_cost_model(args: argparse.Namespace):

@@ -50,6 +50,16 @@ FLAGS: dict[str, str] = {
     "expert_tensor_parallel_size": "--expert-tensor-parallel-size",
     "zero_stage": "--zero-stage",
     "num_experts": "--num-experts",
+    # what-ifs that make ranks differ (commands/simulate.py)
+    "stragglers": "--straggler",
+    "degrades": "--degrade",
+    "failure": "--fail",
+    "jitter": "--jitter",
+    "co_jobs": "--co-job",
+    "placement": "--placement",
+    "draws": "--draws",
+    "sensitivity": "--sensitivity",
+    "contention": "--contention",
 }
 
 #: where one command spells a key differently (generate's world size is --world-size)

@@ -94,6 +94,9 @@ class GenerateOptions:
 
         from ..generate import resolve
 
+        if self.gpus is None:
+            from ..errors import InputError
+            raise InputError("needs a GPU count", field="gpus")
         model, derived = self.model_spec(base_dir)
         cfg = resolve(model, self.gpus, tp=self.tp, pp=self.pp, ep=self.ep, sp=self.sp,
                       vpp=self.vpp, micro_batch=self.micro_batch,

@@ -56,6 +56,11 @@ def coerce(f: Field, value: Any, where: Where) -> Any:
             raise where.error(f"unknown {f.name.replace('_', ' ')} {shown(value)}; known: "
                               f"{', '.join(choices)}")
         return str(value)
+    if kind == "strs":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise where.error(f"expected a list of texts, got {shown(value)}")
+        return tuple(items)
     if kind == "bool":
         if not isinstance(value, bool):
             raise where.error(f"expected true or false, got {shown(value)}")
@@ -80,7 +85,7 @@ def coerce(f: Field, value: Any, where: Where) -> Any:
         message = implausible_bandwidth(value, gbps, f.name.split("_")[0], "")
         if message:
             at = f"{where.path}:{where.line}: " if where.path and where.line else ""
-            warnings.warn(f"{at}{where.key or f.name}{message}", SimulationWarning)
+            warnings.warn(f"{at}{where.key or f.name}{message}", SimulationWarning, stacklevel=2)
         return gbps
     if kind == "latency":
         from ..units import parse_latency_ns

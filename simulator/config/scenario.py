@@ -12,17 +12,17 @@ from .schema import option
 class ScenarioOptions:
     stragglers: tuple[str, ...] = option(
         (), "slow GPUs: 'rank=17,compute=1.3', 'ranks=0-7,compute=1.1' or "
-        "'fraction=0.01,compute=1.2,seed=7'", "compute-time factor", "str")
+        "'fraction=0.01,compute=1.2,seed=7'", "compute-time factor", "strs")
     jitter: str | None = option(
         None, "random compute times: 'cv=0.05,seed=3' or 'fwd=0.05,ig=0.1,wg=0.02'",
         "coefficient of variation", "str?")
     degrades: tuple[str, ...] = option(
         (), "slower NICs: 'server=3,nic=0.5' or 'rank=17,nic=0.25,latency=5us'",
-        "bandwidth factor", "str")
+        "bandwidth factor", "strs")
     failure: str | None = option(
         None, "a node fails: 'at=120ms,restart=300s[,lost-iterations=N]'", "", "str?")
     co_jobs: tuple[str, ...] = option((), "other workload tables on the same cluster", "",
-                                      "str")
+                                      "strs")
     placement: str | None = option(None, "co-job placement: packed, spread or rail", "",
                                    "str?", choices=("packed", "spread", "rail"))
     draws: int = option(1, "random draws of the stragglers and jitter", "draws", "int")

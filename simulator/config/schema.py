@@ -3,20 +3,22 @@
 Every option of the typed configuration layer is declared with :func:`option`, so one
 declaration carries the default, the help text, the unit and how a value from YAML is checked
 (``kind``: ``int``, ``float``, ``bool``, ``str``, ``bw`` (a bandwidth, GB/s inside),
-``latency`` (ns inside); a trailing ``?`` allows null). The loader and the documentation read
+``latency`` (ns inside), ``strs`` (a list of texts, kept as a tuple); a trailing ``?``
+allows null). The loader and the documentation read
 the metadata; adding a parameter is adding one field.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
-KINDS = ("int", "float", "bool", "str", "bw", "latency")
+KINDS = ("int", "float", "bool", "str", "strs", "bw", "latency")
 
 
 def option(default: Any = None, help: str = "", unit: str = "", kind: str = "str",
            lo: float | None = None, hi: float | None = None,
-           choices: tuple[str, ...] | None = None) -> Any:
+           choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None) -> Any:
     """A dataclass field with its help, unit and kind in ``metadata``."""
     base = kind.rstrip("?")
     if base not in KINDS:

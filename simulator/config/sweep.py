@@ -38,7 +38,7 @@ class SweepPoint(GenerateOptions):
                                      "with vpp > 1, else 1f1b)", "", "str?")
 
     @classmethod
-    def from_point(cls, point: dict) -> "SweepPoint":
+    def from_point(cls, point: dict) -> SweepPoint:
         return cls(**{k: v for k, v in point.items() if k in _NAMES})
 
     def generate_options(self) -> GenerateOptions:

@@ -8,7 +8,7 @@ model is one function and one line in :data:`COST_MODELS`. Errors name the optio
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import InputError
 
@@ -82,8 +82,9 @@ def build_simai(cluster, cost):
                 base_latency_ns=cluster.base_latency_ns)
         except InputError as exc:  # name the option key, not the Cluster field
             from ..config.flags import CLUSTER_FIELDS
-            key = {f: k for k, f in CLUSTER_FIELDS.items()}.get(exc.field, exc.field)
-            raise InputError(exc.message, field=key) from None
+            keys = {f: k for k, f in CLUSTER_FIELDS.items()}
+            option_key = keys.get(exc.field, exc.field) if exc.field else None
+            raise InputError(exc.message, field=option_key) from None
     return built, AnalyticalCostModel(built)
 
 

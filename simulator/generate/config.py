@@ -148,7 +148,8 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
             raise InputError(f"{model.kv} key/value groups are not divisible by TP {tp}",
                              field="tp")
         if model.ffn % tp or (model.is_moe and model.expert_ffn % tp):
-            raise InputError(f"the MLP hidden size ({model.ffn if model.ffn % tp else model.expert_ffn}) "
+            size = model.ffn if model.ffn % tp else model.expert_ffn
+            raise InputError(f"the MLP hidden size ({size}) "
                              f"is not divisible by TP {tp}", field="tp")
     if global_batch % (micro_batch * dp):
         raise InputError(f"global batch {global_batch} is not a multiple of micro-batch x DP = "

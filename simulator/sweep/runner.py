@@ -254,7 +254,7 @@ class Cache:
 
             from ..errors import SimulationWarning
             self.broken = str(exc)
-            warnings.warn(f"not caching results: {exc}", SimulationWarning)
+            warnings.warn(f"not caching results: {exc}", SimulationWarning, stacklevel=2)
 
 
 # --------------------------------------------------------------------------- progress

@@ -104,9 +104,10 @@ def _check_key(key: str, where: dict) -> str:
         at = f"{where.get('path')}:{where.get('line')}: " if where.get("line") else ""
         warnings.warn(f"{at}{key!r} is deprecated and will be removed: write "
                       f"{DEPRECATED[old]!r} (the same value: a bare number is GB/s; or give a "
-                      "unit, e.g. 400Gbit/s)", SimulationWarning)
+                      "unit, e.g. 400Gbit/s)", SimulationWarning, stacklevel=2)
     if k in RESERVED:
-        raise InputError(f"{shown(key)} sweeps are not supported yet (only the analytical cost model "
+        raise InputError(f"{shown(key)} sweeps are not supported yet (only the analytical cost "
+                         "model "
                          "on the built-in cluster)", **where)
     if k not in KEYS:
         from ..config.loader import Where, unknown_key
@@ -219,10 +220,12 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
         heatmap = tuple(canonical_key(str(h)) for h in hm)
         for h in heatmap:
             if h not in KEYS:
-                raise InputError(f"unknown key {shown(h)}", **where("plots.heatmap", "plots.heatmap"))
+                raise InputError(f"unknown key {shown(h)}",
+                                 **where("plots.heatmap", "plots.heatmap"))
     best = data.get("best", 5)
     if isinstance(best, bool) or not isinstance(best, int) or best < 1:
-        raise InputError(f"expected a whole number >= 1, got {shown(best)}", **where("best", "best"))
+        raise InputError(f"expected a whole number >= 1, got {shown(best)}",
+                         **where("best", "best"))
     base_dir = os.path.dirname(os.path.abspath(path))
     files = sorted({os.path.join(base_dir, str(p[k])) for p in points
                     for k in ("model", "topology", "calibration")
