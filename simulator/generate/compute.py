@@ -120,15 +120,22 @@ class _Kernels:
 #: the forward ops of the measured GPT layer (simulator/measure/gpt.py), for the host scale
 GPT_LAYER_OPS = (("layer_norm", 2), ("linear", 4), ("sdpa", 1), ("dropout", 2), ("add", 2),
                  ("gelu", 1), ("float", 1))
+#: those of them that :class:`_Kernels` gives a backward dispatch (the residual adds and the
+#: layout copy have none: their gradients are the wgrad/gradient-sum kernels, host-free)
+GPT_LAYER_BWD_OPS = (("layer_norm", 2), ("linear", 4), ("sdpa", 1), ("dropout", 2),
+                     ("gelu", 1))
 
 
 def host_scales(gpu: GPUSpec) -> tuple[float, float]:
     """(forward, backward) factors on the per-op host weights that give a GPT layer the
-    measured host floor of one (1, 1 where it was not measured)."""
-    w = sum(n * gpu.host_us(f"{op}.fwd") for op, n in GPT_LAYER_OPS)
-    if not gpu.host_layer_fwd_us or w <= 0:
+    measured host floor of one (1, 1 where it was not measured): the forward's weights add
+    up to ``host_layer_fwd_us``, those of the ops with a backward dispatch to
+    ``host_layer_bwd_us``."""
+    wf = sum(n * gpu.host_us(f"{op}.fwd") for op, n in GPT_LAYER_OPS)
+    wb = sum(n * gpu.host_us(f"{op}.fwd") for op, n in GPT_LAYER_BWD_OPS)
+    if not gpu.host_layer_fwd_us or wf <= 0 or wb <= 0:
         return 1.0, 1.0
-    return gpu.host_layer_fwd_us / w, gpu.host_layer_bwd_us / w
+    return gpu.host_layer_fwd_us / wf, gpu.host_layer_bwd_us / wb
 
 
 def _rescale_host(parts: list[Part], fwd_us: float, bwd_us: float) -> list[Part]:
