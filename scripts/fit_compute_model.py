@@ -60,9 +60,16 @@ GROUPS = [
     ("optimizer step (norm, clip, Adam, copy)", "opt_step"),
     ("zero main gradients", "opt_zero_grad"),
     ("fp32 gradient accumulation", "opt_accumulate_fp32"),
-    ("host floor: tiny GPT forward", "hostfloor forward"),
+    ("FP8 GEMM curve (torch._scaled_mm, fwd, dgrad, wgrad)", "fp8_gemm"),
+    ("cast bf16 -> FP8", "cast_fp8.fwd"), ("FP8 transpose copy", "transpose_fp8.fwd"),
+    ("unfused attention fwd (beyond its GEMMs)", "unfused_fwd"),
+    ("unfused attention bwd (beyond its GEMMs)", "unfused_bwd"),
+    ("host floor: GPT forward", "hostfloor forward"),
     ("host floor: forward + backward + accumulation", "hostfloor fwdbwd_accumulate"),
     ("host floor: the same with full recompute", "hostfloor fwdbwd_accumulate_recompute"),
+    ("host floor, FP8 GPT: forward + backward", "hostfloor fwdbwd_accumulate (fp8)"),
+    ("host floor, unfused-attention GPT: forward + backward",
+     "hostfloor fwdbwd_accumulate (unfused)"),
 ]
 
 
@@ -83,7 +90,25 @@ def docs_section(params: dict, resid: dict, paths) -> str:
              "the `collsim validate` section are not fitted at all.", "",
              "| kernel group | median / max abs residual (n) | parameters |", "|---|---|---|"]
     for label, key in GROUPS:
-        if key == "gemm":
+        if key == "fp8_gemm":
+            g = resid.get("fp8_gemm", {})
+            cell = (f"{100 * g['median_abs_err']:.1f}% / {100 * g['max_abs_err']:.1f}% "
+                    f"({g['shapes']}; >= 0.1 TFLOP: {100 * g['large_median_abs_err']:.1f}% / "
+                    f"{100 * g['large_max_abs_err']:.1f}%)") if g else "-"
+            v = params.get("fp8_gemm")
+            par = (f"e_max {v[0]}, x0 {v[1]}, t0 {v[2]} us on the FP8 peak (2 x bf16)"
+                   if v else "-")
+        elif key.startswith("unfused_"):
+            cell = _cell(resid.get(key))
+            v = params.get(key)
+            par = f"t0 {v[0]} us + {v[1]} ns per score element" if v else "-"
+        elif key.startswith("hostfloor") and key.endswith(")"):
+            cell = _cell(resid.get(key))
+            variant = key.rsplit("(", 1)[1].rstrip(")")
+            v = params.get(f"host_variant.{variant}")
+            par = (f"x {v[0]} forward, x {v[1]} backward, x {v[2]} recompute extra per "
+                   "layer of the default GPT's, measured side by side") if v else "-"
+        elif key == "gemm":
             g = resid.get("gemm", {})
             cell = (f"{100 * g['median_abs_err']:.1f}% / {100 * g['max_abs_err']:.1f}% "
                     f"({g['shapes']}; >= 0.1 TFLOP: {100 * g['large_median_abs_err']:.1f}% / "

@@ -265,11 +265,14 @@ def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
 
 def fp8_gpu(gpu):
     """The GPU as its FP8 GEMMs see it: Hopper's FP8 tensor-core peak is twice bf16's
-    (1979 vs 989 dense TFLOPS on H100/H200), operands of one byte."""
+    (1979 vs 989 dense TFLOPS on H100/H200), operands of one byte, the GEMM curve fitted on
+    FP8 GEMMs where there is one (``fp8_gemm``), the casts to FP8 and the FP8 host floor
+    (compute.py)."""
     from dataclasses import replace
 
     peak = getattr(gpu, "fp8_peak_tflops", None) or 2.0 * gpu.peak_tflops
-    return replace(gpu, peak_tflops=peak)
+    curve = dict(zip(("gemm_emax", "gemm_x0", "gemm_t0_us"), gpu.fp8_gemm or ()))
+    return replace(gpu, peak_tflops=peak, gemm_dtype="fp8", **curve)
 
 
 #: rows whose GEMMs Transformer Engine runs in FP8 (the layers' linear layers, the experts);

@@ -102,8 +102,31 @@ class _Kernels:
         if bias:
             wg = wg + _k(count * g.mem_us("bias_grad.fwd", 2.0 * m * n, n), 0.0, count)
         hf, hb = self._host("linear", count)
-        return (_k(g.gemm_us(m, n, k, count), hf, count),
-                _k(g.gemm_us(m, k, n, count), hb, count), wg)
+        fwd = _k(g.gemm_us(m, n, k, count), hf, count)
+        dgrad = _k(g.gemm_us(m, k, n, count), hb, count)
+        if g.gemm_dtype == "fp8":
+            cast = g.mem_us
+            if g.fp8_transpose == "copy":
+                # simulator/measure/paired.py's FP8 linear: the input and the weight cast
+                # forward (3 bytes an element); the output gradient cast, and the transposes
+                # the backward GEMMs read (W^T, dy^T, x^T: strided copies, 2 bytes an element)
+                fwd = fwd + _k(count * (cast("cast_fp8.fwd", 3.0 * m * k, k)
+                                        + cast("cast_fp8.fwd", 3.0 * n * k, k)), 0.0, 2 * count)
+                dgrad = dgrad + _k(count * (cast("cast_fp8.fwd", 3.0 * m * n, n)
+                                            + cast("transpose_fp8.fwd", 2.0 * n * k, k)),
+                                   0.0, 2 * count)
+                wg = wg + _k(count * (cast("transpose_fp8.fwd", 2.0 * m * n, n)
+                                      + cast("transpose_fp8.fwd", 2.0 * m * k, k)), 0.0,
+                             2 * count)
+            else:
+                # Transformer Engine: one cast-transpose per operand (bf16 read, FP8 written in
+                # both layouts: 4 bytes an element) at the measured cast's bandwidth: the input
+                # and the weight forward, the output gradient backward
+                fwd = fwd + _k(count * (cast("cast_fp8.fwd", 4.0 * m * k, k)
+                                        + cast("cast_fp8.fwd", 4.0 * n * k, k)), 0.0, 2 * count)
+                dgrad = dgrad + _k(count * cast("cast_fp8.fwd", 4.0 * m * n, n), 0.0, count)
+            # launched with the GEMMs: their host time is in the FP8 host floor
+        return (fwd, dgrad, wg)
 
     def attention(self, flops: float, seq: int, head_dim: int) -> Part:
         g = self.g
@@ -138,6 +161,22 @@ def host_scales(gpu: GPUSpec) -> tuple[float, float]:
     return gpu.host_layer_fwd_us / wf, gpu.host_layer_bwd_us / wb
 
 
+def _host_variant(gpu: GPUSpec, cfg) -> GPUSpec:
+    """``gpu`` with the host floor of the GPT whose layers this configuration runs: FP8
+    GEMMs (a spec of :func:`~simulator.generate.builder.fp8_gpu`) or the unfused attention,
+    where that floor was measured (FP8 and unfused together: FP8's)."""
+    from dataclasses import replace
+    features = getattr(cfg, "features", None)
+    variant = "fp8" if gpu.gemm_dtype == "fp8" else (
+        "unfused" if getattr(features, "attention_backend", "") == "unfused" else "")
+    ratio = gpu.host_variant(variant) if variant else None
+    if not ratio:
+        return gpu
+    return replace(gpu, host_layer_fwd_us=gpu.host_layer_fwd_us * ratio[0],
+                   host_layer_bwd_us=gpu.host_layer_bwd_us * ratio[1],
+                   host_layer_recompute_us=gpu.host_layer_recompute_us * ratio[2])
+
+
 def _rescale_host(parts: list[Part], fwd_us: float, bwd_us: float) -> list[Part]:
     """Scale the host times of ``parts`` so that they add up to fwd_us / bwd_us."""
     hf = sum(p[0].host for p in parts)
@@ -153,7 +192,7 @@ class ComputeModel:
     def __init__(self, cfg: TrainConfig, params: ParamCounts, gpu: GPUSpec | None = None):
         """``gpu``: price the kernels on this GPU instead of ``cfg.gpu_spec`` (FP8 GEMMs)."""
         self.cfg = cfg
-        self.gpu = gpu = gpu if gpu is not None else cfg.gpu_spec
+        self.gpu = gpu = _host_variant(gpu if gpu is not None else cfg.gpu_spec, cfg)
         #: the same model at the FP8 rate, for the rows --fp8 moves to FP8 (builder.py)
         self.fp8_model: ComputeModel | None = None
         sf, sb = host_scales(gpu)
@@ -347,24 +386,42 @@ class ComputeModel:
         return z
 
 
+def batched_gemm_us(gpu: GPUSpec, m: int, n: int, k: int, count: int) -> float:
+    """One batched GEMM kernel of ``count`` m x n x k products: one fixed cost."""
+    if count <= 0:
+        return 0.0
+    return gpu.gemm_t0_us + count * (gpu.gemm_us(m, n, k) - gpu.gemm_t0_us)
+
+
+def unfused_gemms_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
+                     head_dim: int) -> tuple[float, float]:
+    """(forward, backward) microseconds of the batched GEMMs of unfused attention: QK^T
+    (seq x seq x head_dim, the whole square: the causal mask is applied after) and PV
+    (seq x head_dim x seq); backward dV = P^T dO and dQ = dS K and dK = dS^T Q (seq x
+    head_dim x seq each) and dP = dO V^T (seq x seq x head_dim)."""
+    n = batch * heads
+    square = batched_gemm_us(gpu, seq, seq, head_dim, n)
+    thin = batched_gemm_us(gpu, seq, head_dim, seq, n)
+    return (square + thin, square + 3 * thin)
+
+
 def unfused_attention_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
                          head_dim: int) -> tuple[float, float, float]:
     """(forward, backward, 0) microseconds of attention that materialises its scores.
 
-    Megatron's unfused path: batched QK^T (batch x heads GEMMs of seq x seq x head_dim, the
-    whole square: the causal mask is applied after), the fused scale-mask-softmax kernel
-    (reads and writes the bf16 scores, 4 bytes an element), the batched PV GEMM. Backward:
-    dV and dP, the softmax backward (reads probabilities and their gradient, writes the
-    scores' gradient: 6 bytes an element), dQ and dK. No attention dropout.
+    Its batched GEMMs (:func:`unfused_gemms_us`) and the passes over the scores (mask,
+    softmax, and their backward): with a fit (``unfused_fwd`` / ``unfused_bwd``: a fixed
+    time and ns per score element, measured on PyTorch's unfused path, the mask and softmax
+    as separate kernels) those; else Megatron's fused scale-mask-softmax as streaming
+    traffic: 4 bytes an element forward (bf16 scores read and written), 6 backward. No
+    attention dropout.
     """
-    n = batch * heads
-    scores = float(n) * seq * seq
-    qk = gpu.gemm_us(seq, seq, head_dim, n)
-    pv = gpu.gemm_us(seq, head_dim, seq, n)
-    fwd = qk + gpu.stream_us(4 * scores) + pv
-    bwd = (gpu.gemm_us(seq, head_dim, seq, n) + gpu.gemm_us(seq, seq, head_dim, n)
-           + gpu.stream_us(6 * scores) + 2 * gpu.gemm_us(seq, head_dim, seq, n))
-    return (fwd, bwd, 0.0)
+    scores = float(batch * heads) * seq * seq
+    gf, gb = unfused_gemms_us(gpu, batch, seq, heads, head_dim)
+    if gpu.unfused_fwd and gpu.unfused_bwd:
+        (t0f, nsf), (t0b, nsb) = gpu.unfused_fwd, gpu.unfused_bwd
+        return (gf + t0f + scores * nsf / 1e3, gb + t0b + scores * nsb / 1e3, 0.0)
+    return (gf + gpu.stream_us(4 * scores), gb + gpu.stream_us(6 * scores), 0.0)
 
 
 def _split_backward(ig: Cost, wg: Cost) -> tuple[float, float]:

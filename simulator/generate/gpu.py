@@ -72,7 +72,31 @@ class GPUSpec:
     host_layer_recompute_us: float = 0.0
     host_fixed_fwd_us: float = 0.0
     host_fixed_bwd_us: float = 0.0
+    # the host floor of GPTs with FP8 GEMMs or the unfused attention (their layers launch more
+    # kernels) over the default GPT's, measured side by side:
+    # ((variant, layer fwd ratio, layer bwd ratio, layer recompute ratio), ...)
+    host_variants: tuple = ()
+    # FP8 GEMMs (torch._scaled_mm, e4m3/e5m2 in, bf16 out): their curve (e_max, x0, t0 us) on
+    # the FP8 peak (twice the bf16 one on Hopper); None: the bf16 curve at that peak
+    fp8_gemm: tuple | None = None
+    gemm_dtype: str = "bf16"   # "fp8": the GEMMs of this spec are FP8 (builder.fp8_gpu)
+    # how the FP8 operands' transposes are made: "fused" (Transformer Engine's cast-transpose:
+    # one pass writing both layouts, priced at the measured cast's bandwidth) or "copy" (a
+    # separate strided copy, as the measured plain-PyTorch FP8 layer does)
+    fp8_transpose: str = "fused"
+    # unfused attention beyond its batched GEMMs: (t0 us, ns per score element), forward and
+    # backward (kernel_fit.fit_unfused_attention)
+    unfused_fwd: tuple | None = None
+    unfused_bwd: tuple | None = None
     derivation: str = ""            # how the kernel-level values were obtained
+
+    def host_variant(self, variant: str) -> tuple | None:
+        """(layer fwd, layer bwd, layer recompute) host floor of ``variant`` over the default
+        GPT's."""
+        for name, *vals in self.host_variants:
+            if name == variant:
+                return tuple(vals)
+        return None
 
     def gemm_us(self, m: int, n: int, k: int, count: int = 1) -> float:
         """Time of ``count`` GEMMs of m x n x k (bf16 in and out), microseconds."""

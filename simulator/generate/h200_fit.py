@@ -3,19 +3,23 @@ traces/h200/compute/run1/kernels.csv
 traces/h200/compute/run2/kernels.csv
 traces/h200/compute/run3/kernels.csv
 traces/h200/compute/run4/kernels.csv
+traces/h200/compute/run5/kernels.csv
+traces/h200/compute/run6/kernels.csv
+traces/h200/compute/run7/kernels.csv
 (generated: do not edit by hand; rerun the script with --write)."""
 
 H200_KERNEL_FIT = {'attn_bwd': (27.623, 0.539, 2343.8373, 21.8338),
  'attn_fwd': (9.7839, 0.9745, 220.0113, 95.6815),
+ 'fp8_gemm': (0.7502, 97.52, 3.669),
  'gemm_emax': 0.7686,
  'gemm_t0_us': 3.426,
  'gemm_x0': 13.11,
  'host_accum_us': 36.2,
- 'host_fixed_bwd_us': 1746.76,
- 'host_fixed_fwd_us': 0.0,
- 'host_layer_bwd_us': 1140.23,
- 'host_layer_fwd_us': 700.25,
- 'host_layer_recompute_us': 2732.76,
+ 'host_fixed_bwd_us': 1239.6,
+ 'host_fixed_fwd_us': 328.51,
+ 'host_layer_bwd_us': 1217.56,
+ 'host_layer_fwd_us': 535.51,
+ 'host_layer_recompute_us': 2514.03,
  'host_ops': (('linear.fwd', 20.74),
               ('layer_norm.fwd', 25.45),
               ('gelu.fwd', 13.11),
@@ -35,6 +39,7 @@ H200_KERNEL_FIT = {'attn_bwd': (27.623, 0.539, 2343.8373, 21.8338),
               ('sdpa.bwd', 1990.78),
               ('cross_entropy_fp32.bwd', 163.12),
               ('embedding_pos.bwd', 2054.23)),
+ 'host_variants': (('fp8', 1.8397, 1.5174, 1.0947), ('unfused', 1.3472, 1.1865, 0.9898)),
  'mem_ops': (('layer_norm.fwd', 4.833, 3028.1, 552.2),
              ('layer_norm.bwd', 5.794, 2814.4, 700.1),
              ('gelu.fwd', 1.876, 3653.9, 0.4),
@@ -51,7 +56,11 @@ H200_KERNEL_FIT = {'attn_bwd': (27.623, 0.539, 2343.8373, 21.8338),
              ('cross_entropy_fp32.fwd', 39.731, 2149.6, 0.0),
              ('cross_entropy_fp32.bwd', 28.37, 2536.6, 0.0),
              ('embedding_pos.fwd', 1.175, 3531.3, 38.2),
-             ('embedding_pos.bwd', 0.769, 679.6, 765.3)),
+             ('embedding_pos.bwd', 0.769, 679.6, 765.3),
+             ('cast_fp8.fwd', 2.121, 3466.0, 137.6),
+             ('transpose_fp8.fwd', 2.449, 363.1, 81.0)),
  'opt_accum_ns': 0.004482,
  'opt_step': (646.23, 0.010736, 2.549),
- 'opt_zero_ns': 0.000856}
+ 'opt_zero_ns': 0.000856,
+ 'unfused_bwd': (68.316, 0.007236),
+ 'unfused_fwd': (0.0, 0.006953)}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 MEM_OPS = ("layer_norm", "gelu", "dropout", "add", "float", "accum_fp32", "zero_fp32",
-           "bias_grad", "cross_entropy_fp32", "embedding_pos")
+           "bias_grad", "cross_entropy_fp32", "embedding_pos", "cast_fp8", "transpose_fp8")
 HOST_OPS = ("linear", "layer_norm", "gelu", "dropout", "add", "float", "sdpa",
             "cross_entropy_fp32", "embedding_pos")
 
@@ -249,13 +249,22 @@ def _line(xs, ys):
     return float(a), float(b), [float(v) for v in (a + b * x) / y - 1]
 
 
-def fit_host_floor(rows) -> tuple[dict, dict]:
-    """Tiny GPTs of 1-16 layers (``hostfloor``): host microseconds per layer, forward and
-    backward (with the fp32 accumulation of its 12 tensors), the extra of a checkpointed
-    layer beyond its recomputed forward, and the fixed rest (embedding, head, loss)."""
+def floor_variant(r: dict) -> str:
+    """The model of a ``hostfloor`` row: ``default``, ``fp8`` or ``unfused`` (its note says
+    ``variant X``)."""
+    note = r.get("note") or ""
+    return note.split("variant ", 1)[1].split(";")[0].strip() if "variant " in note \
+        else "default"
+
+
+def fit_host_floor(rows, variant: str = "default") -> tuple[dict, dict]:
+    """GPTs of 1-24 layers whose kernels take microseconds (``hostfloor``): host
+    microseconds per layer, forward and backward (with the fp32 accumulation of its 12
+    tensors), the extra of a checkpointed layer beyond its recomputed forward, and the fixed
+    rest (embedding, head, loss): least-squares lines over every width and round given."""
     by = defaultdict(list)
     for r in rows:
-        if r["group"] == "hostfloor" and _f(r["host_us"]):
+        if r["group"] == "hostfloor" and _f(r["host_us"]) and floor_variant(r) == variant:
             by[r["op"]].append((int(r["rows"]), _f(r["host_us"]), int(r["tensors"] or 0)))
     need = ("forward", "fwdbwd_accumulate")
     if not all(len(by.get(k, ())) >= 3 for k in need):
@@ -280,19 +289,106 @@ def fit_host_floor(rows) -> tuple[dict, dict]:
     return params, resid
 
 
+def fit_host_variants(rows) -> tuple[dict, dict]:
+    """The host floor of the FP8 and unfused-attention GPTs as ratios to the default GPT's
+    on the same machines (the runs that measured both): per layer forward, backward and
+    recompute extra. Host speed differs between machines; the ratio of two floors measured
+    side by side is what carries over to another machine's default floor."""
+    params, resid = {}, {}
+    floor = [r for r in rows if r["group"] == "hostfloor"]
+    for variant in sorted({floor_variant(r) for r in floor} - {"default"}):
+        sources = {r["source"] for r in floor if floor_variant(r) == variant}
+        same = [r for r in floor if r["source"] in sources]
+        p, e = fit_host_floor(same, variant)
+        d, _ = fit_host_floor(same)
+        if not p or not d:
+            continue
+        keys = ("host_layer_fwd_us", "host_layer_bwd_us", "host_layer_recompute_us")
+        params[f"host_variant.{variant}"] = tuple(
+            round(p.get(k, 0.0) / d[k], 4) if d.get(k) else 1.0 for k in keys)
+        resid.update({f"{k} ({variant})": v for k, v in e.items()})
+    return params, resid
+
+
+def fit_fp8_gemm(rows, gpu) -> tuple[dict, dict]:
+    """The GEMM curve of FP8 GEMMs (``gemm_fp8``: ``torch._scaled_mm``) on the FP8 peak
+    (twice the bf16 peak on Hopper)."""
+    from dataclasses import replace
+    fp8 = [dict(r, group="gemm") for r in rows if r["group"] == "gemm_fp8"]
+    if len(fp8) < 4:
+        return {}, {}
+    p, e = fit_gemm(fp8, replace(gpu, peak_tflops=2.0 * gpu.peak_tflops))
+    return ({"fp8_gemm": (p["gemm_emax"], p["gemm_x0"], p["gemm_t0_us"])},
+            {"fp8_gemm": e["gemm"]})
+
+
+def fit_unfused_attention(rows, gpu) -> tuple[dict, dict]:
+    """Unfused causal attention (scores materialised; ``unfused_mask`` rows, the profiler's
+    kernel durations where there are some): beyond its batched GEMMs (QK^T and PV forward;
+    dV, dP, dQ, dK backward, priced by ``gpu``'s GEMM curve, one kernel each), a fixed time
+    plus nanoseconds per score element, ``t0 + ns x batch x heads x seq^2``, forward and
+    backward (forward+backward minus forward)."""
+    from .compute import unfused_gemms_us
+    group = "attention_prof" if any(r["group"] == "attention_prof" and r["op"] ==
+                                    "unfused_mask" for r in rows) else "attention"
+    fwd, bwd = [], []
+    for pr in _pairs(rows, group, "unfused_mask"):
+        f, fb = pr.get("fwd"), pr.get("fwdbwd")
+        if not f or not _f(f["dev_us"]) or f["status"] not in ("ok", "profiler"):
+            continue
+        b, s, nh, hd = (int(f[k]) for k in ("batch", "seq", "heads", "head_dim"))
+        scores = float(b * nh * s * s)
+        gf, gb = unfused_gemms_us(gpu, b, s, nh, hd)
+        fwd.append((scores, _f(f["dev_us"]) - gf, _f(f["dev_us"]), gf))
+        if fb and _f(fb["dev_us"]) and fb["status"] in ("ok", "profiler"):
+            t = _f(fb["dev_us"]) - _f(f["dev_us"])
+            bwd.append((scores, t - gb, t, gb))
+    params, resid = {}, {}
+    for name, pts in (("unfused_fwd", fwd), ("unfused_bwd", bwd)):
+        if len(pts) < 3:
+            continue
+        t0, ns_per_us, _ = _line([p[0] for p in pts], [p[1] for p in pts])
+        params[name] = (round(t0, 3), round(ns_per_us * 1e3, 6))   # us, ns per score
+        resid[name] = _stats([(t0 + ns_per_us * p[0] + p[3]) / p[2] - 1 for p in pts])
+    return params, resid
+
+
 def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
     """All groups: (parameters, residuals by group)."""
+    from dataclasses import replace
+
     from .gpu import GPUS
     gpu = gpu or GPUS["h200"]
     rows = read_kernels(paths)
     params, resid = {}, {}
     for fn in (lambda r: fit_gemm(r, gpu), fit_memory_ops,
                lambda r: fit_attention(r, gpu.peak_tflops), fit_optimizer, fit_host,
-               fit_host_floor):
+               fit_host_floor, fit_host_variants, lambda r: fit_fp8_gemm(r, gpu)):
         p, e = fn(rows)
         params.update(p)
         resid.update(e)
+    fitted = replace(gpu, gemm_emax=params.get("gemm_emax", gpu.gemm_emax),
+                     gemm_x0=params.get("gemm_x0", gpu.gemm_x0),
+                     gemm_t0_us=params.get("gemm_t0_us", gpu.gemm_t0_us))
+    p, e = fit_unfused_attention(rows, fitted)
+    params.update(p)
+    resid.update(e)
     return params, resid
+
+
+def host_floor_spec(gpu, paths):
+    """``gpu`` with the host floor fitted on ``paths`` alone (one machine's runs)."""
+    from dataclasses import replace
+    rows = [r for r in read_kernels(paths) if r["group"] == "hostfloor"]
+    p, _ = fit_host_floor(rows)
+    if not p:
+        return gpu
+    v, _ = fit_host_variants(rows)
+    kw = {k: p[k] for k in ("host_layer_fwd_us", "host_layer_bwd_us", "host_layer_recompute_us",
+                            "host_fixed_fwd_us", "host_fixed_bwd_us") if k in p}
+    if v:   # this machine's own ratios; else the fit's (measured on other machines)
+        kw["host_variants"] = tuple((k.split(".", 1)[1],) + tuple(x) for k, x in v.items())
+    return replace(gpu, **kw)
 
 
 def default_paths(root: Path | None = None) -> list[Path]:
@@ -327,7 +423,8 @@ def spec_kwargs(params: dict) -> dict:
     kw = {k: params[k] for k in ("gemm_emax", "gemm_x0", "gemm_t0_us") if k in params}
     kw["mem_ops"] = tuple((k, float(v[0]), float(v[1]), float(v[2]))
                           for k, v in params.items()
-                          if isinstance(v, tuple) and len(v) == 3 and "." in k)
+                          if isinstance(v, tuple) and len(v) == 3 and "." in k
+                          and not k.startswith("host_variant."))
     if "attn" in params:
         kw["attn_fwd"] = tuple(params["attn"])
     if "attn_bwd" in params:
@@ -340,7 +437,10 @@ def spec_kwargs(params: dict) -> dict:
     kw["opt_accum_ns"] = params.get("opt_accumulate_fp32", 0.0)
     kw["host_accum_us"] = params.get("host_accumulate_per_tensor", 0.0)
     for k in ("host_layer_fwd_us", "host_layer_bwd_us", "host_layer_recompute_us",
-              "host_fixed_fwd_us", "host_fixed_bwd_us"):
+              "host_fixed_fwd_us", "host_fixed_bwd_us", "fp8_gemm", "unfused_fwd",
+              "unfused_bwd"):
         if k in params:
             kw[k] = params[k]
+    kw["host_variants"] = tuple((k.split(".", 1)[1],) + tuple(v) for k, v in params.items()
+                                if k.startswith("host_variant."))
     return kw

@@ -26,6 +26,7 @@ measurement itself allows.
 
 Torch is imported inside functions only.
 """
+# ruff: noqa: B023 - every closure made in a loop here is called before the loop moves on
 from __future__ import annotations
 
 import argparse
@@ -217,7 +218,7 @@ def host_floor(sw: kernels.Sweep, widths, layer_counts, seq: int, reps: int, rou
                 sw.rows.append({**base, "op": op, "dev_us": kernels._r(d),
                                 "host_us": kernels._r(wall)})
             model.recompute = False
-            del model, opt
+            model = opt = None
     if cuda:
         torch.cuda.empty_cache()
     sw.flush()
@@ -261,7 +262,7 @@ def run_fp8_gemm(sw: kernels.Sweep, shapes):
         sw.add({**base, "phase": "wgrad", "dtype": "e5m2xe4m3"},
                lambda: torch._scaled_mm(gq_t, xq_t, scale_a=one, scale_b=one,
                                         out_dtype=torch.bfloat16), est)
-        del x, w, dy, xq, wq, gq, wq_t, gq_t, xq_t
+        x = w = dy = xq = wq = gq = wq_t = gq_t = xq_t = None
     if sw.cuda:
         torch.cuda.empty_cache()
     sw.flush()
@@ -283,7 +284,7 @@ def run_fp8_casts(sw: kernels.Sweep, numels, cols=(1024, 4096)):
                    lambda: x.to(torch.float8_e4m3fn), 3 * n / 3.5e6 + 5)
             sw.add({**base, "op": "transpose_fp8", "bytes": 2 * n, "dtype": "e4m3"},
                    lambda: xq.t().contiguous(), 2 * n / 3.5e6 + 5)
-            del x, xq
+            x = xq = None
     sw.flush()
 
 
@@ -330,7 +331,7 @@ def run_unfused_attention(sw: kernels.Sweep, cases):
                                         "wall per call; tensors: kernels per call"})
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-        del qkv, do, mask
+        qkv = do = mask = None
     if sw.cuda:
         torch.cuda.empty_cache()
     sw.flush()
@@ -440,7 +441,8 @@ def main(argv=None) -> int:
                 guarded(f"hostfloor {variant} round {rno}", lambda: host_floor(
                     sw, widths, layers, args.hostfloor_seq, args.hostfloor_reps, rno, vocab,
                     maxpos, variant), 60)
-            _log(f"host floor, {max(layers)} layers, forward + backward + accumulation: " + ", ".join(
+            _log(f"host floor, {max(layers)} layers, forward + backward + accumulation: "
+                 + ", ".join(
                 f"hidden {r['cols']} {r['host_us']:.0f} us" for r in sw.rows
                 if r.get("group") == "hostfloor" and r["op"] == "fwdbwd_accumulate"
                 and r["rows"] == max(layers) and r["note"].startswith(f"round {rno}")))

@@ -152,9 +152,13 @@ def _train_line(rep: Report) -> str:
             f"|error| {100 * st['median_abs']:.1f}%, maximum {100 * st['max_abs']:.1f}%, mean "
             f"signed {100 * st['mean']:+.1f}%; within 5%: {st['within_5']}, within 10%: "
             f"{st['within_10']}")
-    for label, want in (("without recompute", False), ("with full recompute", True)):
+    for label, key, want in (("without recompute", "recompute", False),
+                             ("with full recompute", "recompute", True),
+                             ("default GPTs", "variant", "default"),
+                             ("FP8 GEMMs", "variant", "fp8"),
+                             ("unfused attention", "variant", "unfused")):
         errs = sorted(r.error for r in rep.primary if r.extra.get("group") == "h200_train"
-                      and r.extra.get("recompute") == want)
+                      and r.extra.get(key) == want)
         if errs:
             a = sorted(abs(e) for e in errs)
             n = len(a)

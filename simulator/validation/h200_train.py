@@ -2,55 +2,130 @@
 
 Measured: ``traces/h200/compute/run*/train.csv`` (:mod:`simulator.measure.train`: GPT-like
 models of 125M-6.7B parameters, micro-batch 1-16, with and without full recompute, bf16,
-fp32 main gradients and Adam, one GPU; each run's median over its timed steps). The measured
-value of a case is the median over the runs that measured it; the runs' values are in the
-note.
+fp32 main gradients and Adam, one GPU; each row the median over its timed steps; variants
+with FP8 GEMMs and with the unfused attention).
+
+Two kinds of run:
+
+* **paired** runs (run5 on; :mod:`simulator.measure.paired`) measured the host floor and the
+  host-bound steps in interleaved rounds on one machine: each case is compared run by run
+  (``case (runN)``), its measured value the median over the run's rounds, its prediction
+  made with the host floor fitted on that run's ``kernels.csv`` alone. Host (CPU) speed
+  differs by some 50% between the lent machines, and a host-bound step is the host's time.
+* the other runs (run1-run3) measured steps without a host floor of their own: a case that
+  no paired run measured is compared once, its measured value the median over those runs,
+  predicted with the H200 fit's host floor (every run's). For a case a paired run measured,
+  those other runs' median is shown as well, not counted (``case (runs without a floor)``).
 
 Predicted: the same configuration written by ``collsim generate`` (``--model gpt-7b`` with
 ``--num-layers``, ``--hidden-size``, ``--ffn-hidden-size``, ``--num-attention-heads``,
-``--seq-length``, ``--micro-batch``, ``--global-batch``, ``--recompute``, ``--world-size 1
---tp 1 --gpu h200``) and replayed by the engine. Nothing of these runs enters the model:
-its kernel parameters come from the kernel sweep (``kernels.csv``,
+``--seq-length``, ``--micro-batch``, ``--global-batch``, ``--recompute``, ``--fp8-format
+hybrid``, ``--attention-backend unfused``, ``--world-size 1 --tp 1 --gpu h200``) and
+replayed by the engine (the FP8 steps with the measured layer's strided transposes, see
+:func:`_on_machine`). Nothing of these steps enters the model: its kernel parameters
+come from the kernel sweep and the host floor (``kernels.csv``,
 :mod:`simulator.generate.kernel_fit`), never from a step time.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 from .common import MS, TRACES, CaseResult, read_csv_rows, rel
 
 RUNS = TRACES / "h200" / "compute"
+VARIANTS = ("fp8", "unfused")
+
+
+def _variant(r: dict) -> str:
+    v = r.get("variant") or "default"
+    return v if v in VARIANTS else "default"
+
+
+def is_paired(run_dir: Path) -> bool:
+    """A run that measured its steps in rounds and its host floor beside them."""
+    rows = read_csv_rows(run_dir / "train.csv")
+    if not rows or not any((r.get("round") or "").strip() for r in rows):
+        return False
+    k = run_dir / "kernels.csv"
+    return k.exists() and any(r.get("group") == "hostfloor" for r in read_csv_rows(k))
 
 
 def measured_cases() -> dict[str, dict]:
-    """case -> {"row": first row, "steps_ms": [one median per run], "runs": [names]}."""
-    out: dict[str, dict] = defaultdict(lambda: {"steps_ms": [], "runs": []})
+    """key -> {"row", "steps_ms" (one value per run or round), "runs", "run" (the paired run
+    or None), "counted"}: ``case (runN)`` per paired run, ``case`` for the cases only other
+    runs measured, ``case (runs without a floor)`` (not counted) for the rest of those."""
+    paired: dict[tuple[str, str], dict] = {}
+    other: dict[str, dict] = defaultdict(lambda: {"steps_ms": [], "runs": []})
     for path in sorted(RUNS.glob("run*/train.csv")):
+        run = path.parent.name
+        pair = is_paired(path.parent)
         for r in read_csv_rows(path):
             if r.get("status") != "ok":
                 continue
-            c = out[r["case"]]
-            c.setdefault("row", r)
-            c["steps_ms"].append(float(r["step_ms"]))
-            c["runs"].append(path.parent.name)
-    return dict(out)
+            if pair:
+                c = paired.setdefault((r["case"], run), {"row": r, "steps_ms": [], "runs": [],
+                                                         "run": run, "counted": True})
+                c["steps_ms"].append(float(r["step_ms"]))
+                c["runs"].append(f"round {r.get('round')}")
+            else:
+                c = other[r["case"]]
+                c.setdefault("row", r)
+                c["steps_ms"].append(float(r["step_ms"]))
+                c["runs"].append(run)
+    out: dict[str, dict] = {}
+    with_pair = {case for case, _ in paired}
+    for (case, run), c in sorted(paired.items()):
+        out[f"{case} ({run})"] = c
+    for case, c in other.items():
+        c.update(run=None, counted=case not in with_pair)
+        out[case if c["counted"] else f"{case} (runs without a floor)"] = c
+    return out
 
 
 def config_for(r: dict):
     from ..generate import get_preset, resolve, with_overrides
+    from ..generate.features import Features
     model = with_overrides(get_preset("gpt-7b"), layers=int(r["layers"]),
                            hidden=int(r["hidden"]), ffn=int(r["ffn"]), heads=int(r["heads"]),
                            vocab=int(r["vocab"]))
     mbs, ga = int(r["mbs"]), int(r["ga"])
+    v = _variant(r)
+    features = Features(fp8="hybrid" if v == "fp8" else None,
+                        attention_backend="unfused" if v == "unfused" else "flash")
     return resolve(model, 1, tp=1, micro_batch=mbs, global_batch=mbs * ga,
-                   seq_length=int(r["seq"]), recompute=bool(int(r["recompute"])), gpu="h200")
+                   seq_length=int(r["seq"]), recompute=bool(int(r["recompute"])), gpu="h200",
+                   features=features)
 
 
-def predict(r: dict, cost_model, cluster) -> float:
+@contextlib.contextmanager
+def _on_machine(run: str | None, variant: str = "default"):
+    """While the block runs, the H200 spec with the host floor of ``run``'s machine (its
+    kernels.csv alone; the shipped fit's where ``run`` is None) and, for the FP8 steps, the
+    FP8 layer as it was measured: plain PyTorch, its transposes strided copies (``--fp8``
+    prices Transformer Engine's fused cast-transpose)."""
+    from dataclasses import replace
+
+    from ..generate import gpu as gpus
+    from ..generate.kernel_fit import host_floor_spec
+    old = gpus.GPUS["h200"]
+    spec = host_floor_spec(old, [RUNS / run / "kernels.csv"]) if run else old
+    if variant == "fp8":
+        spec = replace(spec, fp8_transpose="copy")
+    gpus.GPUS["h200"] = spec
+    try:
+        yield
+    finally:
+        gpus.GPUS["h200"] = old
+
+
+def predict(r: dict, cost_model, cluster, run: str | None = None) -> float:
     from ..engine import SimulationOptions, simulate
     from ..generate import generate
-    gen = generate(config_for(r), check_memory=False, path=f"h200-{r['case']}")
+    with _on_machine(run, _variant(r)):
+        gen = generate(config_for(r), check_memory=False, path=f"h200-{r['case']}")
     res = simulate(gen.workload, cluster, cost_model, SimulationOptions())
     return res.iteration_ns / MS
 
@@ -58,23 +133,32 @@ def predict(r: dict, cost_model, cluster) -> float:
 def run(cost_model, cluster) -> list[CaseResult]:
     out = []
     cases = measured_cases()
-    order = sorted(cases, key=lambda c: (float(cases[c]["row"]["params"]), c))
-    for case in order:
-        c = cases[case]
+    order = sorted(cases, key=lambda c: (cases[c]["run"] is not None, _variant(cases[c]["row"]),
+                                         float(cases[c]["row"]["params"]), c))
+    for key in order:
+        c = cases[key]
         r = c["row"]
         measured = statistics.median(c["steps_ms"])
-        runs = ", ".join(f"{n} {v:.2f}" for n, v in zip(c["runs"], c["steps_ms"]))
+        vals = ", ".join(f"{n} {v:.2f}" for n, v in zip(c["runs"], c["steps_ms"]))
         spread = max(c["steps_ms"]) / min(c["steps_ms"]) - 1
+        v = _variant(r)
+        host = (f"the host floor of {c['run']} (its kernels.csv)" if c["run"]
+                else "the H200 fit's host floor")
         out.append(CaseResult(
-            case=f"H200 GPT step {case}", quantity="training step (median)",
-            measured=measured, predicted=predict(r, cost_model, cluster),
-            inputs="modelled: every kernel (H200 kernel fit) and its host dispatch; "
-                   "measured: nothing of these runs",
+            case=f"H200 GPT step {key}", quantity="training step (median)",
+            measured=measured, predicted=predict(r, cost_model, cluster, c["run"]),
+            primary=c["counted"],
+            inputs=f"modelled: every kernel (H200 kernel fit) and its host dispatch ({host}); "
+                   "measured: nothing of these steps",
             note=(f"{int(float(r['params'])) / 1e6:.0f}M parameters, {r['layers']} layers, "
                   f"hidden {r['hidden']}, {r['heads']} heads, seq {r['seq']}, micro-batch "
-                  f"{r['mbs']} x {r['ga']}{', full recompute' if int(r['recompute']) else ''}; "
-                  f"runs: {runs} ms (spread {100 * spread:.0f}%)"),
-            extra={"group": "h200_train", "spread": spread,
+                  f"{r['mbs']} x {r['ga']}{', full recompute' if int(r['recompute']) else ''}"
+                  f"{', FP8 GEMMs' if v == 'fp8' else ''}"
+                  f"{', unfused attention' if v == 'unfused' else ''}; "
+                  f"{'rounds' if c['run'] else 'runs'}: {vals} ms (spread {100 * spread:.0f}%)"
+                  + ("" if c["counted"] else "; not counted: these machines' host floor was "
+                     "not measured with the steps")),
+            extra={"group": "h200_train", "spread": spread, "variant": v, "run": c["run"],
                    "recompute": bool(int(r["recompute"]))}))
     return out
 
