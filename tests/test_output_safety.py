@@ -311,9 +311,9 @@ from simulator.report import output
 _terminate_by_unwinding()
 real_stage, real_replace = output._stage, output.os.replace
 def slow_stage(*a, **k):
-    t = real_stage(*a, **k); print("staged", flush=True); time.sleep(0.4); return t
+    t = real_stage(*a, **k); print("staged", flush=True); time.sleep({stage_s}); return t
 def slow_replace(src, dst):
-    print("renaming", flush=True); time.sleep(0.4); return real_replace(src, dst)
+    print("renaming", flush=True); time.sleep({rename_s}); return real_replace(src, dst)
 output._stage = slow_stage
 output.os.replace = slow_replace
 d = sys.argv[1]
@@ -325,6 +325,14 @@ print("done", flush=True)
 """
 
 
+def _default_signals() -> None:
+    """The writer starts with default signal dispositions: a suite run from a background
+    shell (``&``, ``nohup``) hands its children SIGINT/SIGHUP ignored, and the command rightly
+    keeps an ignored signal ignored, so the test would otherwise signal a deaf writer."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("moment", ["staged", "renaming"])
 def test_signal_during_a_set_of_writes_is_all_or_nothing(tmp_path, sig, moment):
@@ -333,9 +341,13 @@ def test_signal_during_a_set_of_writes_is_all_or_nothing(tmp_path, sig, moment):
     for n in "abc":
         (tmp_path / n).write_bytes(OLD)
     script = tmp_path / "writer.py"
-    script.write_text(_WRITER.format(root=str(ROOT)))
+    # The writer pauses at the moment the signal is meant for, long enough that a parent
+    # descheduled on a loaded machine still signals inside it: a signal while staging ends
+    # the pause at once; one while renaming is held, so those pauses stay short.
+    stage_s, rename_s = (30, 0) if moment == "staged" else (0, 1.5)
+    script.write_text(_WRITER.format(root=str(ROOT), stage_s=stage_s, rename_s=rename_s))
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     while True:
         line = proc.stdout.readline()
         assert line, "the writer ended early"
@@ -359,7 +371,7 @@ def test_sigkill_leaves_each_file_old_or_whole(tmp_path):
     for n in "abc":
         (tmp_path / n).write_bytes(OLD)
     script = tmp_path / "writer.py"
-    script.write_text(_WRITER.format(root=str(ROOT)))
+    script.write_text(_WRITER.format(root=str(ROOT), stage_s=0, rename_s=0.4))
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
                             stdout=subprocess.PIPE, text=True)
     seen = 0
