@@ -58,7 +58,7 @@ class WhatIf:
                              f"{self.draws:,}", field="--draws")
         if self.placement and not self.co_jobs:
             warnings.warn("--placement changes nothing without --co-job: it places co-located "
-                          "jobs, and there is one job", SimulationWarning)
+                          "jobs, and there is one job", SimulationWarning, stacklevel=2)
         if self.draws > 1 and not random:
             raise InputError("--draws needs something random: a 'fraction=' straggler or "
                              "--jitter", field="--draws")
@@ -73,7 +73,8 @@ class StudyResult:
     draws_ns: tuple[int, ...] = ()
 
 
-def slow_gpus_note(slow: tuple[tuple[int, float], ...], world: int, pp: int, gpus_per_server: int, draws: int) -> str:
+def slow_gpus_note(slow: tuple[tuple[int, float], ...], world: int, pp: int,
+                   gpus_per_server: int, draws: int) -> str:
     """Where the slow GPUs of the reported run sit: pipeline stage (PP is outermost in
     Megatron's rank order) and server; at most 12 listed."""
     per_stage = world // max(pp, 1)

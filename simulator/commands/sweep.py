@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         if len(parts) != 2 or any(a not in KEYS for a in parts):
             raise InputError(f"expected two keys like tp,ep, got {args.heatmap!r}",
                              field="--heatmap")
-        heatmap = tuple(parts)
+        heatmap = (parts[0], parts[1])
     heatmap = heatmap or report.default_heatmap_axes(spec.axes)
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):

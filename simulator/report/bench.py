@@ -20,7 +20,7 @@ def render(rows: list[dict], fmt: str, details: bool, header: str = "") -> str:
         return "\n".join(lines) + "\n"
     table = [cols] + [[cell(r, c) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = [("# " + header) if header else None]
+    lines = ["# " + header] if header else []
     for k, row in enumerate(table):
         lines.append("  ".join(v.rjust(w) if k else v.rjust(w) for v, w in zip(row, widths)))
-    return "\n".join(x for x in lines if x is not None) + "\n"
+    return "\n".join(lines) + "\n"

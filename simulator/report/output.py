@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..errors import InputError
 
@@ -178,7 +178,7 @@ def _encode(data: bytes | str) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
-def write_all(outputs: dict[str, bytes | str], inputs: Iterable[str] = ()) -> None:
+def write_all(outputs: Mapping[str, bytes | str], inputs: Iterable[str] = ()) -> None:
     """Write several rendered outputs as one set (see the module docstring).
 
     ``outputs`` maps paths (``-`` for standard output) to their content; ``inputs`` are the

@@ -18,8 +18,7 @@ def render_study_report(result, draws_ns: list[int], workload: str,
     order = sorted(range(len(draws)), key=lambda i: draws[i])
     fastest = draws[order[0]]
     rows = [[i, f"{draws[i] / 1e6:.3f}", f"{100 * (draws[i] / fastest - 1):.2f}",
-             rank + 1] for rank, i in enumerate(order)]
-    rows.sort(key=lambda r: r[0])
+             rank + 1] for rank, i in sorted(enumerate(order), key=lambda ri: ri[1])]
     return render_report(
         title=f"collsim simulate: {workload}",
         subtitle=f"{result.gpus} GPUs, TP {result.tp} EP {result.ep} PP {result.pp} "
