@@ -59,7 +59,8 @@ def _collectives(workload: Workload, par: ParallelConfig) -> set[tuple[Op, Group
     """(op, group, bytes) of every row collective that moves data between ranks."""
     sizes = {g: par.size(g) for g in ROW_GROUPS}
     return {(c.op, c.group, c.size_bytes) for r in workload.rows for c in (r.fwd, r.ig, r.wg)
-            if c.op is not None and c.size_bytes > 0 and sizes[c.group] > 1}
+            if c.op is not None and c.group is not None and c.size_bytes > 0
+            and sizes[c.group] > 1}
 
 
 def _layout(workload: Workload, par: ParallelConfig, gps: int,

@@ -74,7 +74,7 @@ def _terminate_by_unwinding() -> None:
 
     from .errors import Terminated
 
-    def handler(signum, frame):
+    def handler(signum, _frame):
         raise Terminated(signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:

@@ -136,8 +136,9 @@ class DegradeSpec:
                 raise InputError(f"server {self.server} is outside the job's "
                                  f"{-(-world // gpus_per_server)} servers (in {shown(self.text)})",
                                  field=DEGRADES)
-            ranks = range(first, min(first + gpus_per_server, world))
+            ranks: range | list[int] = range(first, min(first + gpus_per_server, world))
         else:
+            assert self.rank is not None   # a degrade names a server or a rank (parse)
             if self.rank >= world:
                 raise InputError(f"rank {self.rank} is outside the job's {world} ranks "
                                  f"(in {shown(self.text)})", field=DEGRADES)

@@ -206,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
         stream = sys.stderr if args.output == "-" else sys.stdout
         print(f"wrote {args.output}: {i['rows']} rows, {i['model']} ({i['style']} sizes) on "
               f"{i['world']} x {i['gpu'].upper()}: TP {i['tp']} PP {i['pp']} EP {i['ep']} "
-              f"DP {i['dp']}{' CP ' + str(i['cp']) if i['cp'] > 1 else ''}{' SP' if i['sp'] else ''}, {i['ga']} micro-batches of "
+              f"DP {i['dp']}{' CP ' + str(i['cp']) if i['cp'] > 1 else ''}"
+              f"{' SP' if i['sp'] else ''}, {i['ga']} micro-batches of "
               f"{i['micro_batch']} x {i['seq_length']}", file=stream)
         print(f"  parameters: model {i['params_model'] / 1e9:.2f} B; per GPU dense "
               f"{i['params_per_gpu_dense'] / 1e9:.3f} B, experts "

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model chunks per stage for --pp-schedule interleaved "
                         "(default: the header's vpp)")
     add_cluster_arguments(p)
-    w = p.add_argument_group("ranks that differ (what-ifs; simulated with one process per rank class)")
+    w = p.add_argument_group("ranks that differ (what-ifs; simulated with one process per rank "
+                             "class)")
     w.add_argument("--straggler", action="append", default=[], metavar="SPEC",
                    help="slow GPUs: 'rank=17,compute=1.3' (30%% slower compute), "
                         "'ranks=0-7,compute=1.1', or 'fraction=0.01,compute=1.2,seed=7' "
@@ -51,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-simulate with each group's communication 10%% faster and report "
                         "how much the iteration gains (which group's bandwidth matters)")
     w.add_argument("--draws", type=positive_int, default=1, metavar="N",
-                   help="with a 'fraction=' straggler or --jitter: simulate N random draws and report the "
+                   help="with a 'fraction=' straggler or --jitter: simulate N random draws and "
+                        "report the "
                         "step-time distribution (percentiles)")
     w.add_argument("--distribution-plot", metavar="PATH",
                    help="with --draws: PNG histogram of the step time over the draws")
@@ -131,7 +133,7 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
                                      structural_only=structural,
                                      names={field: flag_for(key) for key, field
                                             in CLUSTER_FIELDS.items()}):
-        warnings.warn(message, SimulationWarning)
+        warnings.warn(message, SimulationWarning, stacklevel=2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     jitter, jitter_seed = parse_jitter(args.jitter) if args.jitter else ((), 0)
     what_if = WhatIf(
         stragglers=stragglers, degrades=degrades, failure=failure, jitter=jitter,
-        jitter_seed=jitter_seed, draws=args.draws, sensitivity=args.sensitivity, co_jobs=tuple(args.co_job), placement=args.placement)
+        jitter_seed=jitter_seed, draws=args.draws, sensitivity=args.sensitivity,
+        co_jobs=tuple(args.co_job), placement=args.placement)
     if args.report and args.draws < 2:
         raise InputError("--report needs --draws N with N >= 2 (a study of random draws); "
                          "for one run use --json or --csv", field="--report")

@@ -36,6 +36,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Any
 
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, padded_vocab
@@ -113,6 +114,7 @@ class VariantGPT(GPTModel):
 
     attention = "sdpa"
     fp8 = False
+    _mask: Any = None     # the unfused path's causal mask, made for the sequence length
 
     def _linear(self, x, w, b):
         import torch.nn.functional as F
@@ -133,7 +135,7 @@ class VariantGPT(GPTModel):
         qkv = self._linear(y, f"l{i}.wqkv", f"l{i}.bqkv").view(b, s, 3, nh, hd)
         q, k, v = (qkv[:, :, j].transpose(1, 2) for j in range(3))
         if self.attention == "unfused":
-            if getattr(self, "_mask", None) is None or self._mask.shape[0] != s:
+            if self._mask is None or self._mask.shape[0] != s:
                 self._mask = torch.ones(s, s, device=x.device, dtype=torch.bool).triu(1)
             o = unfused_attention(q, k, v, self._mask)
         else:
@@ -150,11 +152,11 @@ def _variant(attention: str = "sdpa", fp8: bool = False):
     """train.run_case builds ``train.GPTModel``: point it at a variant for the block."""
     cls = type("GPT", (VariantGPT,), {"attention": attention, "fp8": fp8})
     old = train.GPTModel
-    train.GPTModel = cls
+    vars(train)["GPTModel"] = cls
     try:
         yield
     finally:
-        train.GPTModel = old
+        vars(train)["GPTModel"] = old
 
 
 # ------------------------------------------------------------------------- host floor
@@ -182,14 +184,15 @@ def host_floor(sw: kernels.Sweep, widths, layer_counts, seq: int, reps: int, rou
             ids = torch.randint(0, v, (1, s), device=dev)
             tgt = torch.randint(0, v, (1, s), device=dev)
 
-            def fwd():
+            # bound: model and opt are deleted after this width's loop, to free the GPU
+            def fwd(model=model):
                 model.loss(ids, tgt)
 
-            def fb():
+            def fb(model=model, opt=opt):
                 model.loss(ids, tgt).backward()
                 opt.accumulate()
 
-            def step():
+            def step(opt=opt):
                 with torch.no_grad():
                     opt.step()
             base = {"group": "hostfloor", "phase": "fwd", "rows": L, "cols": h, "seq": s,
@@ -218,7 +221,7 @@ def host_floor(sw: kernels.Sweep, widths, layer_counts, seq: int, reps: int, rou
                 sw.rows.append({**base, "op": op, "dev_us": kernels._r(d),
                                 "host_us": kernels._r(wall)})
             model.recompute = False
-            model = opt = None
+            del model, opt
     if cuda:
         torch.cuda.empty_cache()
     sw.flush()
@@ -399,7 +402,7 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     tiny = args.tiny
     vocab, maxpos = (512, 128) if tiny else (50257, 4096)
-    widths = [(64, 2), (128, 4)] if tiny else FLOOR_WIDTHS
+    widths: list[tuple[int, ...]] = [(64, 2), (128, 4)] if tiny else list(FLOOR_WIDTHS)
     if args.hostfloor_widths and not tiny:
         widths = [tuple(int(v) for v in w.split(":")) for w in args.hostfloor_widths.split(",")]
     layers = (1, 2) if tiny else tuple(int(x) for x in args.hostfloor_layers.split(","))

@@ -24,7 +24,7 @@ import yaml
 
 from ..errors import InputError
 from .numbers import MAX_DIGITS, parse_float
-from .source import one_line, read_text
+from .source import one_line
 
 MAX_NODES = 1_000_000
 MAX_DEPTH = 64
@@ -175,10 +175,6 @@ def load_yaml(text: str, source: str) -> Any:
     """Plain values of one YAML document (None when empty)."""
     node, loader = compose_yaml(text, source)
     return None if node is None else construct(loader, node)
-
-
-def load_yaml_file(path: str, what: str = "YAML file") -> Any:
-    return load_yaml(read_text(path, what, limit=MAX_BYTES), path)
 
 
 def construct_scalar(loader: _Loader, node) -> Any:

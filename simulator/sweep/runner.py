@@ -217,6 +217,7 @@ class Cache:
                                  path=directory, field="--cache-dir") from None
 
     def path(self, key: str) -> str:
+        assert self.dir   # get and put return early without a cache directory
         return os.path.join(self.dir, f"{key}.json")
 
     def get(self, key: str) -> dict | None:
@@ -336,7 +337,7 @@ def run_points(points: list[dict], executor: Executor, cache: Cache | None = Non
         isolated = False
         while todo:
             batch, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
-            if isolated:
+            if isolated and isinstance(executor, LocalPool):   # only a pool breaks
                 executor.respawn(1)
             pending = {executor.submit(run_point, points[i], base_dir): i for i in batch}
             broken: list[int] = []
@@ -380,6 +381,7 @@ def run_points(points: list[dict], executor: Executor, cache: Cache | None = Non
         bar.close()
     for i, key in enumerate(keys):  # duplicates share their first point's result
         if results[i] is None:
-            j = keys.index(key)
-            results[i] = dict(results[j], point=points[i])
+            first = results[keys.index(key)]
+            assert first is not None   # every first point ran (or raised above)
+            results[i] = dict(first, point=points[i])
     return results  # type: ignore[return-value]

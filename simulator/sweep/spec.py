@@ -217,7 +217,7 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
         if not (isinstance(hm, list) and len(hm) == 2):
             raise InputError("plots.heatmap: expected two keys, e.g. [tp, ep]",
                              **where("plots.heatmap", "plots.heatmap"))
-        heatmap = tuple(canonical_key(str(h)) for h in hm)
+        heatmap = (canonical_key(str(hm[0])), canonical_key(str(hm[1])))
         for h in heatmap:
             if h not in KEYS:
                 raise InputError(f"unknown key {shown(h)}",
