@@ -160,7 +160,7 @@ def draw_png(graph: dict[str, dict[str, set[str]]], path: Path) -> None:
                      arrowsize=8, edge_color="#888888", width=0.6)
     ax.set_title("simulator: who imports whom (bottom: imported by many)")
     ax.axis("off")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=72, bbox_inches="tight")
 
 
 def main(argv: list[str] | None = None) -> int:
