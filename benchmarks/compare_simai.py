@@ -72,7 +72,8 @@ def cases(tmp: str):
 
 def time_collsim(path: str) -> float:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "simulator", "simulate", "--quiet", path],
+    p = subprocess.run([sys.executable, "-m", "simulator", "simulate", "--quiet",
+                        "--cost-model", "simai", path],
                        capture_output=True, cwd=ROOT, env=_env())
     dt = time.perf_counter() - t0
     if p.returncode != 0:

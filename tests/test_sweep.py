@@ -222,3 +222,32 @@ def test_megatron_features_are_sweep_keys():
     bad = run_points(small_spec(grid={"gpus": [16], "cp": [3]}).points, SerialExecutor(),
                      progress=False)[0]
     assert bad["status"] == "infeasible" and "CP" in bad["error"]
+
+
+def test_points_sharing_workload_keys_generate_once(monkeypatch):
+    """Points that differ only in a cluster key (nic_bw) reuse one generated workload; a
+    point with another workload key (num_layers) generates its own. The reused points give
+    the numbers a fresh generation gives (the memo emptied before each)."""
+    import simulator.generate as gen_mod
+
+    real = gen_mod.generate
+    calls = []
+
+    def counting(cfg, **kw):
+        calls.append(cfg)
+        return real(cfg, **kw)
+    monkeypatch.setattr(gen_mod, "generate", counting)
+    monkeypatch.setattr(runner, "_GENERATED", type(runner._GENERATED)())
+    spec = small_spec(grid={"gpus": [16], "tp": [2], "nic_bw": [25.0, 50.0, 100.0],
+                            "num_layers": [2, 4]})
+    memoized = run_points(spec.points, SerialExecutor(), progress=False)
+    assert [r["status"] for r in memoized] == ["ok"] * 6
+    assert len(calls) == 2  # one per num_layers value, not one per point
+    fresh = []
+    for p in spec.points:
+        runner._GENERATED.clear()
+        fresh.append(runner.run_point(p))
+    assert len(calls) == 8
+    assert [r["iteration_ms"] for r in memoized] == [r["iteration_ms"] for r in fresh]
+    # the NIC bandwidth really changed the points (else sharing would prove nothing)
+    assert len({r["iteration_ms"] for r in memoized}) > 2

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+from collections import OrderedDict
 from concurrent.futures import BrokenExecutor, Executor, Future, as_completed
 from contextlib import contextmanager
 
@@ -45,12 +46,10 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     from ..config import SweepPoint
     from ..costmodel.registry import build_cost_model, cost_model_name
     from ..engine import SimulationOptions, simulate
-    from ..generate import generate
     from ..result import BREAKDOWN_GROUPS
 
     point = SweepPoint.from_point(p)
-    cfg = point.generate_options().train_config(base_dir, derived_notes=False)
-    gen = generate(cfg, compute=point.compute)
+    cfg, gen = _generated(point.generate_options(), base_dir)
     # the same builder as `collsim simulate`: topology, cluster options and calibration alike
     cluster_opts = point.cluster_options(base_dir)
     cost_opts = point.cost_model_options(base_dir)
@@ -82,6 +81,39 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
         "notes": "; ".join(gen.notes),
     }
     return out
+
+
+# Points of a sweep that differ only in cluster, cost-model or schedule keys share one
+# generated workload: generating it again would cost more than the point's simulation, and
+# the shared object keeps the engine's per-workload memos (simulator/engine/memo.py) warm.
+# Keyed by the workload's options and the spec's folder; the few most recent are kept.
+_GENERATED: OrderedDict = OrderedDict()
+_GENERATED_KEPT = 8
+
+
+def _generated(options, base_dir: str):
+    """(train config, generated workload) for these workload options, memoized in this
+    process; warnings the generation gave are given again on every use."""
+    import warnings
+
+    from ..generate import generate
+
+    key = (options, os.path.abspath(base_dir))
+    hit = _GENERATED.get(key)
+    if hit is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cfg = options.train_config(base_dir, derived_notes=False)
+            gen = generate(cfg, compute=options.compute)
+        hit = _GENERATED[key] = (cfg, gen, [(w.message, w.category) for w in caught])
+        while len(_GENERATED) > _GENERATED_KEPT:
+            _GENERATED.popitem(last=False)
+    else:
+        _GENERATED.move_to_end(key)
+    cfg, gen, said = hit
+    for message, category in said:
+        warnings.warn(message, category, stacklevel=3)
+    return cfg, gen
 
 
 # ------------------------------------------------------------------------ executors
