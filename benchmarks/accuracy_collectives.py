@@ -55,13 +55,11 @@ METHODS = {
 
 
 def build(topology: str, nccl_tests: bool):
-    from simulator.commands.common import build_cost_model
+    from simulator.config import ClusterOptions
+    from simulator.costmodel.registry import build_cost_model
 
-    args = argparse.Namespace(topology=topology, gpus_per_server=None, nvlink_bw=None,
-                              nic_bw=None, nics_per_server=None,
-                              base_latency=0 if nccl_tests else None, algorithm=None,
-                              protocol=None)
-    return build_cost_model(args)
+    return build_cost_model(ClusterOptions(topology=topology,
+                                           base_latency_ns=0 if nccl_tests else None))
 
 
 def read(path: str):

@@ -55,13 +55,13 @@ class WhatIf:
         random = bool(self.jitter) or any(s.fraction is not None for s in self.stragglers)
         if self.draws > MAX_DRAWS:
             raise InputError(f"at most {MAX_DRAWS:,} draws (each is a whole simulation), got "
-                             f"{self.draws:,}", field="--draws")
+                             f"{self.draws:,}", field="draws")
         if self.placement and not self.co_jobs:
             warnings.warn("--placement changes nothing without --co-job: it places co-located "
                           "jobs, and there is one job", SimulationWarning, stacklevel=2)
         if self.draws > 1 and not random:
             raise InputError("--draws needs something random: a 'fraction=' straggler or "
-                             "--jitter", field="--draws")
+                             "--jitter", field="draws")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         from .engine.simulate import simulate_jobs
         if what_if.draws > 1 or what_if.sensitivity:
             raise InputError("--co-job cannot be combined with --draws or --sensitivity",
-                             field="--co-job")
+                             field="co_jobs")
         others = [read_workload(path, strict=strict) for path in what_if.co_jobs]
         if wanted(progress):
             sys.stderr.write(f"simulating {1 + len(others)} co-located jobs together...\n")

@@ -179,10 +179,10 @@ def test_shipped_mixtral_spec_expands():
 def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
     """A point with a topology or a calibration is priced exactly as `collsim simulate
     --topology/--calibration` prices the same generated workload."""
-    import argparse
     import warnings
 
-    from simulator.commands.common import build_cost_model
+    from simulator.config import ClusterOptions, CostModelOptions
+    from simulator.costmodel.registry import build_cost_model
     from simulator.engine import SimulationOptions, simulate
     from simulator.generate import generate, get_preset, resolve
     from simulator.sweep.runner import _simulate_point
@@ -197,10 +197,8 @@ def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
     for topo, cal, cm in ((None, None, "simai"), ("dgx-h100", None, None), (None, calib, None)):
         point = dict(base, topology=topo, calibration=cal, cost_model=cm)
         got = _simulate_point(point, str(tmp_path))["iteration_ms"]
-        ns = argparse.Namespace(gpus_per_server=None, nvlink_bw=None, nic_bw=None,
-                                nics_per_server=None, base_latency=None, topology=topo,
-                                calibration=cal, cost_model=cm)
-        cluster, model = build_cost_model(ns)
+        cluster, model = build_cost_model(ClusterOptions(topology=topo),
+                                          CostModelOptions(cost_model=cm, calibration=cal))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             want = simulate(wl, cluster, model, SimulationOptions()).iteration_ns / 1e6

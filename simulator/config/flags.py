@@ -60,6 +60,15 @@ FLAGS: dict[str, str] = {
     "draws": "--draws",
     "sensitivity": "--sensitivity",
     "contention": "--contention",
+    # how a run is replayed (commands/simulate.py)
+    "pp_schedule": "--pp-schedule",
+    "compat": "--compat",
+    # simulated nccl-tests (commands/bench.py)
+    "ranks": "--ranks",
+    # how a sweep runs (commands/sweep.py)
+    "executor": "--executor",
+    "scheduler": "--scheduler",
+    "cache_dir": "--cache-dir",
 }
 
 #: where one command spells a key differently (generate's world size is --world-size)

@@ -52,7 +52,7 @@ class CostModel(ABC):
     def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> CostModel:
         """The same model with slower scale-out NICs (a degraded NIC, cable or switch port)."""
         from ..errors import InputError
-        raise InputError(f"the {self.name} cost model cannot degrade links", field="--degrade")
+        raise InputError(f"the {self.name} cost model cannot degrade links", field="degrades")
 
     def collective_ns(self, op: Op, size_bytes: int, placement: GroupPlacement) -> int:
         if placement.size <= 1 or size_bytes <= 0:

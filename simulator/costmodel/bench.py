@@ -30,14 +30,14 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
     from .nccl import NcclCostModel
     workload_op = BY_NAME[op].op
     if ranks < 2:
-        raise InputError("a collective needs at least 2 ranks", field="--ranks")
+        raise InputError("a collective needs at least 2 ranks", field="ranks")
     placement = group_placement(ranks, cluster.gpus_per_server)
     nccl = isinstance(cost_model, NcclCostModel)
     if (algorithm or protocol) and not nccl and not isinstance(getattr(cost_model, "base", None),
                                                                NcclCostModel):
         raise InputError("choosing an algorithm or protocol needs the nccl cost model "
                          "(--cost-model nccl or --topology)",
-                         field="--algorithm" if algorithm else "--protocol")
+                         field="algorithm" if algorithm else "protocol")
     factor = BY_NAME[op].bus_factor(ranks)
     rows = []
     for size in sizes:
@@ -46,7 +46,7 @@ def bench_rows(cost_model, cluster, op: str, ranks: int, sizes: list[int],
                 est = cost_model.estimate(workload_op, size, placement, algorithm, protocol)
             except InputError as exc:
                 if exc.field in ("algorithm", "protocol"):
-                    raise InputError(exc.message, field="--" + exc.field) from None
+                    raise InputError(exc.message, field=exc.field) from None
                 raise
             ns, algo, proto = est.time_ns, est.algorithm, est.protocol
         else:

@@ -39,7 +39,7 @@ def resolve_world(workload: Workload, gpus: int | None, cost_model=None,
     (ASTRA-sim 1.0 files never carry all_gpus: it comes from the network there)."""
     if gpus is not None:
         if gpus < 1:
-            raise InputError(f"must be at least 1, got {gpus}", field="--gpus")
+            raise InputError(f"must be at least 1, got {gpus}", field="gpus")
         return gpus
     if workload.all_gpus is not None:
         return workload.all_gpus
@@ -238,10 +238,10 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     if kind is not None and kind.uses_chunks:
         chunks = options.vpp_chunks or workload.vpp or 1
         if chunks < 1:
-            raise InputError(f"must be at least 1, got {chunks}", field="--vpp")
+            raise InputError(f"must be at least 1, got {chunks}", field="vpp")
     elif options.vpp_chunks not in (None, 1):
         raise InputError("model chunks (--vpp) only apply to --pp-schedule interleaved",
-                         field="--vpp")
+                         field="vpp")
     split = chunk_split(mb_rows, chunks, workload.path)
     ranges = split.ranges
     if chunks > 1:

@@ -126,7 +126,7 @@ def header_style(workload: Workload) -> str:
 def resolve_compat(workload: Workload, compat: str) -> str:
     if compat not in COMPATS:
         raise InputError(f"unknown compat {compat!r}; expected one of {', '.join(COMPATS)}",
-                         field="--compat")
+                         field="compat")
     return header_style(workload) if compat == "auto" else compat
 
 

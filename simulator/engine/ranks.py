@@ -44,12 +44,12 @@ def rank_attributes(world: int, stragglers, degraded) -> dict[int, RankAttribute
     for rank, factor in stragglers:
         if not 0 <= rank < world:
             raise InputError(f"rank {rank} is outside the job's {world} ranks",
-                             field="--straggler")
+                             field="stragglers")
         out[rank] = replace(out.get(rank, RankAttributes()), compute=float(factor))
     for rank, nic_factor, extra_ns in degraded:
         if not 0 <= rank < world:
             raise InputError(f"rank {rank} is outside the job's {world} ranks",
-                             field="--degrade")
+                             field="degrades")
         out[rank] = replace(out.get(rank, RankAttributes()), nic=float(nic_factor),
                             nic_latency_ns=int(extra_ns))
     return out

@@ -59,7 +59,7 @@ def _check_interleaved(pp: int, ga: int, chunks: int) -> None:
     if chunks > 1 and pp > 1 and ga % pp:
         raise InputError(f"the interleaved schedule needs the micro-batch count (ga {ga}) to "
                          f"be a multiple of PP ({pp}), as in Megatron-LM",
-                         field="--pp-schedule")
+                         field="pp_schedule")
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def build_schedule(name: str, pp: int, ga: int, chunks: int) -> list[list[Step]]
     kind = SCHEDULES.get(name)
     if kind is None:
         raise InputError(f"unknown pipeline schedule {name!r}; expected one of "
-                         f"{', '.join(SCHEDULES)}", field="--pp-schedule")
+                         f"{', '.join(SCHEDULES)}", field="pp_schedule")
     if kind.check is not None:
         kind.check(pp, ga, chunks)
     return [kind.order(pp, ga, chunks, s) for s in range(pp)]

@@ -356,10 +356,10 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
     """
     if not cost_model.shares_nics:
         raise InputError("several jobs on one cluster need the analytical cost model or a "
-                         "--topology (not --calibration) for now", field="--co-job")
+                         "--topology (not --calibration) for now", field="co_jobs")
     if placement not in PLACEMENTS:
         raise InputError(f"unknown placement {placement!r}; expected one of "
-                         f"{', '.join(PLACEMENTS)}", field="--placement")
+                         f"{', '.join(PLACEMENTS)}", field="placement")
     gps = cluster.gpus_per_server
     k = len(workloads)
     worlds = [resolve_world(w, options.gpus if i == 0 else None, cost_model)
@@ -373,10 +373,10 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
     else:
         if len(set(worlds)) != 1:
             raise InputError(f"--placement {placement} needs jobs of equal size, got "
-                             f"{', '.join(map(str, worlds))} GPUs", field="--placement")
+                             f"{', '.join(map(str, worlds))} GPUs", field="placement")
         if gps % k:
             raise InputError(f"--placement {placement}: {k} jobs cannot share servers of "
-                             f"{gps} GPUs evenly", field="--placement")
+                             f"{gps} GPUs evenly", field="placement")
         maps = [RankMap(gps, placement, k, j) for j in range(k)]
     # what-ifs on ranks (stragglers, degraded NICs) apply to the first job
     job_options = [SimulationOptions(

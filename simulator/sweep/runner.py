@@ -212,14 +212,14 @@ def make_executor(kind: str = "process", jobs: int | None = None, scheduler: str
             from dask.distributed import Client, LocalCluster
         except ImportError:
             raise InputError("--executor dask needs dask.distributed: pip install "
-                             "'collsim[dask]'", field="--executor") from None
+                             "'collsim[dask]'", field="executor") from None
         cluster = None
         if scheduler:
             try:
                 client = Client(scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
                 raise InputError(f"cannot reach the Dask scheduler: {exc}",
-                                 field="--scheduler") from None
+                                 field="scheduler") from None
         else:
             cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
                                    processes=True, dashboard_address=None)
@@ -232,7 +232,7 @@ def make_executor(kind: str = "process", jobs: int | None = None, scheduler: str
                 cluster.close()
         return
     raise InputError(f"unknown executor {kind!r}; expected process, dask or serial",
-                     field="--executor")
+                     field="executor")
 
 
 # ---------------------------------------------------------------------------- cache
@@ -246,7 +246,7 @@ class Cache:
                 os.makedirs(directory, exist_ok=True)
             except OSError as exc:
                 raise InputError(f"cannot use as the cache directory: {exc.strerror or exc}",
-                                 path=directory, field="--cache-dir") from None
+                                 path=directory, field="cache_dir") from None
 
     def path(self, key: str) -> str:
         assert self.dir   # get and put return early without a cache directory
