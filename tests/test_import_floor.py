@@ -13,9 +13,9 @@ from repo_paths import ROOT, WORKLOADS
 HEAVY = ("numpy", "networkx", "matplotlib", "scipy", "yaml", "importlib.metadata")
 
 
-def _loaded_after(code: str) -> list[str]:
+def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
     probe = (code + "\nimport sys\n"
-             f"print('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
+             f"print('loaded:' + ','.join(m for m in {names!r} if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=ROOT, env=env, timeout=120)
@@ -40,6 +40,18 @@ def test_plain_simulate_run_loads_no_heavy_library():
             "'--nic-bw', '25', '--json', os.path.join(d, 's.json'), "
             "'--csv', os.path.join(d, 's.csv')]) == 0")
     assert _loaded_after(code) == []
+
+
+def test_simulate_run_loads_no_generate_or_sweep_options():
+    # their dataclasses take milliseconds to create; a simulate run builds neither
+    code = ("import contextlib, io\n"
+            "from simulator.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+            "'--quiet', '--nic-bw', '25']) == 0")
+    assert _loaded_after(code, ("simulator.config.generate", "simulator.config.sweep",
+                                "simulator.generate")) == []
 
 
 def test_simpy_loads_without_importlib_metadata_and_stays_usable():

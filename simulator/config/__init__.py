@@ -13,12 +13,34 @@ library takes options and never sees argparse.
 """
 from __future__ import annotations
 
-from .cluster import ClusterOptions, CostModelOptions
-from .generate import GenerateOptions
-from .loader import from_mapping, load_options
-from .scenario import ScenarioOptions
-from .schema import describe, option
-from .sweep import SweepPoint
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cluster import ClusterOptions, CostModelOptions
+    from .generate import GenerateOptions
+    from .loader import from_mapping, load_options
+    from .scenario import ScenarioOptions
+    from .schema import describe, option
+    from .sweep import SweepPoint
+
+# each name loads its own module on first use: a plain simulate needs the cluster and
+# scenario options, not the generate and sweep ones (whose dataclasses cost milliseconds
+# to create at import)
+_HOME = {"ClusterOptions": "cluster", "CostModelOptions": "cluster",
+         "GenerateOptions": "generate", "ScenarioOptions": "scenario", "SweepPoint": "sweep",
+         "describe": "schema", "option": "schema", "from_mapping": "loader",
+         "load_options": "loader"}
+
+
+def __getattr__(name: str):
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["ClusterOptions", "CostModelOptions", "GenerateOptions", "ScenarioOptions",
            "SweepPoint", "describe", "from_mapping", "load_options", "option"]
