@@ -72,6 +72,7 @@ def cases(tmp: str):
 
 def time_collsim(path: str) -> float:
     t0 = time.perf_counter()
+    # SimAI's analytical model on both sides, like for like (collsim's default is nccl)
     p = subprocess.run([sys.executable, "-m", "simulator", "simulate", "--quiet",
                         "--cost-model", "simai", path],
                        capture_output=True, cwd=ROOT, env=_env())

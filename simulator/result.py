@@ -97,6 +97,7 @@ class SimulationResult:
     link_samples: list[tuple[str, int, float]] | None = None
     policy: str = ""                 # the policy word on line 1
     replay: str = ""                 # how it was replayed (iterate_* followed, compat)
+    link_sharing: str = ""           # whether overlapping transfers shared links, in words
 
     @property
     def critical(self) -> StageResult:

@@ -181,7 +181,12 @@ def test_registry_builds_each_model():
     cluster, model = build_cost_model(ClusterOptions(topology="dgx-h100"))
     assert cost_model_name(ClusterOptions(topology="dgx-h100"), CostModelOptions()) == "nccl"
     assert (cluster.gpus_per_server, type(model).__name__) == (8, "NcclCostModel")
-    assert cost_model_name(ClusterOptions(), CostModelOptions()) == "simai"
+    assert model.shares_links_by_default    # a topology the user named shares its links
+    # no model asked, no topology: nccl (the default) on the implied preset, links not shared
+    assert cost_model_name(ClusterOptions(), CostModelOptions()) == "nccl"
+    cluster, model = build_cost_model()
+    assert (cluster.gpus_per_server, type(model).__name__) == (8, "NcclCostModel")
+    assert not model.shares_links_by_default
     with pytest.raises(InputError, match="^fabric: SimAI's busbw model has no fabric"):
         build_cost_model(ClusterOptions(fabric="fat-tree"), CostModelOptions("simai"))
     with pytest.raises(InputError, match="^gpus_per_server: topology dgx-h100 has 8 GPUs"):

@@ -108,8 +108,9 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cost-model", choices=list(COST_MODELS), metavar="|".join(COST_MODELS),
                    help=f"how a collective is priced. nccl: NCCL's algorithms, protocols and "
                         f"per-hop latencies on a topology (--topology, or without it the "
-                        f"{DEFAULT_PRESET} preset changed by the flags above): the model checked "
-                        f"against measurements (docs/validation.md). simai: SimAI's analytical "
+                        f"{DEFAULT_PRESET} preset changed by the flags above, each collective "
+                        f"priced alone unless --contention): the model checked against "
+                        f"measurements (docs/validation.md). simai: SimAI's analytical "
                         f"bus-bandwidth model (one alpha-beta formula per collective), for "
                         f"comparisons with SimAI (default {DEFAULT_COST_MODEL})")
     g.add_argument("--calibration", metavar="YAML",

@@ -59,9 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --draws: PNG histogram of the step time over the draws")
     w.add_argument("--contention", action=argparse.BooleanOptionalAction, default=None,
                    help="collectives and pipeline sends that overlap in time share links "
-                        "max-min fairly (flow level; the detailed engine): with --topology "
-                        "every link of its graph (NVLink, PCIe, NIC, leaf, spine), on by "
-                        "default; without, each rank class's NVLink and NIC, off by default. "
+                        "max-min fairly (flow level; the detailed engine): with the nccl "
+                        "cost model every link of its graph (NVLink, PCIe, NIC, leaf, spine), "
+                        "on by default with --topology, off on the preset the flags imply; "
+                        "with simai each rank class's NVLink and NIC, off by default. "
                         "--no-contention prices every collective alone")
     w.add_argument("--co-job", action="append", default=[], metavar="WORKLOAD",
                    help="another job on the same cluster (repeatable): each job gets its own "

@@ -32,6 +32,9 @@ class CostModel(ABC):
     #: jobs sharing one cluster meet on its NICs under this model (per-class NIC links for a
     #: model that knows the cluster's NICs, the fabric's links for a topology)
     shares_nics: bool = False
+    #: overlapping transfers share links unless told otherwise (``contention`` None): the
+    #: NCCL model on a topology the user named; off for an implied preset and the simai model
+    shares_links_by_default: bool = False
 
     def fixed_gpus(self) -> int | None:
         """GPUs of a topology with a fixed server count, or None (the model scales to any)."""

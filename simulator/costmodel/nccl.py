@@ -91,6 +91,7 @@ class NcclCostModel(CostModel):
     name = "nccl"
     routes_over_topology = True
     shares_nics = True     # through the topology's fabric links
+    shares_links_by_default = True   # a topology as given; the registry's implied preset: off
 
     def __init__(self, topology: Topology | TopologySpec, algorithm: str | dict | None = None,
                  protocol: str | None = None, call_overhead_ns: int | None = None) -> None:

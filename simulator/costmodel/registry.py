@@ -15,7 +15,9 @@ from ..errors import InputError
 #: the preset the default cluster describes (8 x H100 SXM per server, NVLink 450 GB/s per GPU,
 #: one 400 Gbit/s NIC per GPU): what the nccl model prices on without a topology
 DEFAULT_PRESET = "dgx-h100"
-DEFAULT_COST_MODEL = "simai"
+#: the most faithful model (checked against measurements, docs/validation.md); ``simai``
+#: stays for comparisons with SimAI
+DEFAULT_COST_MODEL = "nccl"
 _FABRIC_KEYS = ("fabric", "oversubscription", "servers_per_leaf", "ecmp")
 
 
@@ -50,6 +52,9 @@ def build_nccl(cluster, cost):
                                   oversubscription=cluster.oversubscription,
                                   servers_per_leaf=cluster.servers_per_leaf, ecmp=cluster.ecmp)
     model = NcclCostModel(spec, algorithm=cost.algorithm, protocol=cost.protocol)
+    # on the preset the flags imply, each collective is priced alone (fast, and as the simai
+    # model does); a topology the user names shares its links (--contention either way)
+    model.shares_links_by_default = bool(cluster.topology)
     return cluster_for(spec), model
 
 
@@ -96,10 +101,8 @@ COST_MODELS: dict[str, Callable] = {
 
 
 def cost_model_name(cluster, cost) -> str:
-    """The cost model asked for; without one, nccl on a topology, else the default."""
-    if cost.cost_model:
-        return cost.cost_model
-    return "nccl" if cluster.topology else DEFAULT_COST_MODEL
+    """The cost model asked for, else the default (nccl, on a topology or the implied preset)."""
+    return cost.cost_model or DEFAULT_COST_MODEL
 
 
 def build_cost_model(cluster=None, cost=None):

@@ -198,10 +198,11 @@ def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluste
 
 
 def _contention(plan: JobPlan, options: SimulationOptions) -> bool:
-    """Contention asked for, or by default wherever the cost model routes over a topology."""
+    """Contention asked for, or by default where the cost model routes over a topology the
+    user named (not over the preset the cluster flags imply)."""
     if options.contention is not None:
         return bool(options.contention)
-    return uses_fabric(plan.cost_model)
+    return plan.cost_model.shares_links_by_default and uses_fabric(plan.cost_model)
 
 
 # ------------------------------------------------------------------------------ results
@@ -242,7 +243,20 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
         free_groups=plan.free_groups,
         group_placements={g: _describe_places(g, v, par) for g, v in plan.group_places.items()},
         cost_model=plan.cost_model.describe(), notes=notes, trace=trace,
-        events_processed=events, policy=plan.workload.policy, replay=plan.replay)
+        events_processed=events, policy=plan.workload.policy, replay=plan.replay,
+        link_sharing=_link_sharing(plan, options))
+
+
+def _link_sharing(plan: JobPlan, options: SimulationOptions) -> str:
+    """Whether transfers that overlap in time shared links, and how to change it."""
+    if not _contention(plan, options):
+        return ("not shared: each collective priced alone (--contention or --topology NAME "
+                "shares links)")
+    if uses_fabric(plan.cost_model):
+        return ("shared: overlapping transfers split every link of the topology max-min "
+                "(--no-contention: each alone)")
+    return ("shared: overlapping transfers split each rank class's NVLink and NIC "
+            "(--no-contention: each alone)")
 
 
 def _simai_bubble_note(plan: JobPlan, rows: list[RowResult], simulated_ns: int) -> str:

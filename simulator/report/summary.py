@@ -36,6 +36,7 @@ def summary_dict(r: SimulationResult) -> dict:
         "free_groups": r.free_groups,
         "segmentation": r.segmentation,
         "cost_model": r.cost_model,
+        "link_sharing": r.link_sharing,
         "notes": r.notes,
         "assumptions": r.assumptions,
         "group_placements": r.group_placements,

@@ -99,6 +99,7 @@ def render_text(r: SimulationResult, top_rows: int = 10, full: bool = False) -> 
         f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
         + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
         *describe_cost_model(r.cost_model),
+        *([f"links        {r.link_sharing}"] if r.link_sharing else []),
         *_assumed(r.assumptions),
         "",
         f"iteration time {r.iteration_ns / 1e6:.3f} ms"
