@@ -10,6 +10,9 @@ with new prices and the event replay. SimAI runs one process per point; its rate
     python benchmarks/sweep_throughput.py [--points 200] [--simai DIR]
 
 Each point sets a different NIC bandwidth (25-74 GB/s), so every price really changes.
+The last case runs the generated point as a sweep spec's points do (``run_point``: model and
+parallelism keys per point, the workload generated from them), where points that share
+those keys share one generated workload.
 """
 from __future__ import annotations
 
@@ -62,6 +65,24 @@ def points_per_second(path: str, points: int) -> tuple[float, float]:
     return first, rate
 
 
+def sweep_points_per_second(gpus: int, ga: int, points: int) -> tuple[float, float]:
+    """The same NIC what-if through the sweep runner (simulator/sweep/runner.py), as a sweep
+    spec's points: each point names the model and parallelism, so the runner generates the
+    workload; points that share those keys share one generated workload."""
+    from simulator.sweep.runner import run_point
+
+    base = {"model": "gpt-175b", "gpus": gpus, "tp": 8, "pp": 16,
+            "global_batch": ga * gpus // (8 * 16), "micro_batch": 1, "seq_length": 4096,
+            "cost_model": "simai"}
+    t0 = time.perf_counter()
+    assert run_point({**base, "nic_bw": 25.0})["status"] == "ok"
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(1, points + 1):
+        assert run_point({**base, "nic_bw": 25.0 + i % 50})["status"] == "ok"
+    return first, points / (time.perf_counter() - t0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,8 +105,11 @@ def main() -> int:
         print("| case | collsim first point s | collsim points/s after | ms/point | "
               "SimAI -O3 s/process | SimAI points/s | ratio |")
         print("|---|---:|---:|---:|---:|---:|---:|")
+        runner = "the same as sweep-spec points (simulator/sweep/runner.py)"
+        cases.append((runner, 1024, cases[1][2]))
         for name, gpus, path in cases:
-            first, rate = points_per_second(path, args.points)
+            first, rate = (sweep_points_per_second(gpus, 32, args.points) if name == runner
+                           else points_per_second(path, args.points))
             simai = "-"
             simai_rate = ratio = "-"
             if work:
