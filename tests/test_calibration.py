@@ -16,7 +16,7 @@ from simulator.calibration.model import (INTER, INTRA, ClassParams, Curve, OpCor
 from simulator.calibration.yamlio import dump, loads
 from simulator.cluster import Cluster
 from simulator.costmodel.analytical import AnalyticalCostModel
-from simulator.errors import InputError
+from simulator.errors import InputError, SimulationWarning
 from simulator.parallel import GroupPlacement
 from simulator.workload import Op
 
@@ -206,7 +206,7 @@ def test_cli_calibrate_is_deterministic_and_loads_back(tmp_path):
     assert a.read_text() == b.read_text()
     text = a.read_text()
     for key in ("method:", "class: in-framework", "sources:", "sha256", "residuals:",
-                "cross_validation:", "overhead_us", "link_gbps", "copy_gbps"):
+                "cross_validation:", "overhead_us", "link_bw", "copy_bw"):
         assert key in text
     model = load_calibration(a)
     cal = calibrate([str(COLLECTIVES)], folds=0)
@@ -245,8 +245,8 @@ MALFORMED = [
     ("format: collsim-calibration/1\nmodel:\n  classes:\n  - scope: intra-server\n"
      "    overhead_us: [1\n", 6, "not valid YAML"),
     ("format: collsim-calibration/1\nmodel:\n  classes:\n  - scope: intra-server\n"
-     "    overhead_us: 1\n    latency_us: 1\n    step_latency_us: 1\n    link_gbps: fast\n",
-     8, "link_gbps: expected a number"),
+     "    overhead_us: 1\n    latency_us: 1\n    step_latency_us: 1\n    link_bw: fast\n",
+     8, "link_bw: expected a bandwidth like 50, 50GB/s or 400Gbit/s"),
     ("format: collsim-calibration/1\nmodel:\n  classes:\n  - scope: intra-server\n"
      "    overhead_us: 1\n", 4, "missing key 'latency_us'"),
     ("format: collsim-calibration/1\nmodel:\n  classes:\n  - scope: nowhere\n", 4,
@@ -269,8 +269,29 @@ def test_malformed_yaml_through_the_cli(tmp_path):
     bad.write_text(MALFORMED[1][0])
     p = collsim("validate", "--calibration", bad, "--no-docs")
     assert p.returncode == 2
-    assert p.stderr.strip() == f"collsim: error: {bad}:8: model.classes[0].link_gbps: " \
-                               "expected a number, got 'fast'"
+    assert p.stderr.strip() == f"collsim: error: {bad}:8: model.classes[0].link_bw: " \
+                               "expected a bandwidth like 50, 50GB/s or 400Gbit/s, got 'fast'"
+
+
+_CLASS = ("format: collsim-calibration/1\nmodel:\n  classes:\n  - scope: intra-server\n"
+          "    overhead_us: 1\n    latency_us: 1\n    step_latency_us: 1\n")
+
+
+def test_bandwidth_keys_take_units_and_the_old_names_warn():
+    # link_bw/copy_bw are GB/s: a bare 303 and '303GB/s' are 303 GB/s, '2424Gbit/s' is
+    # 2424/8 = 303 GB/s
+    for link in ("303", "303GB/s", "2424Gbit/s"):
+        cal = loads(_CLASS + f"    link_bw: {link}\n    copy_bw: 900GB/s\n", path="c.yaml")
+        assert cal.classes[INTRA].link_gbps == pytest.approx(303.0)
+        assert cal.classes[INTRA].copy_gbps == pytest.approx(900.0)
+    # the old names (GB/s values under gigabit-looking names) read the same, with a warning
+    with pytest.warns(SimulationWarning, match="link_gbps is deprecated, write link_bw"):
+        cal = loads(_CLASS + "    link_gbps: 303\n    copy_gbps: 900\n", path="c.yaml")
+    assert (cal.classes[INTRA].link_gbps, cal.classes[INTRA].copy_gbps) == (303.0, 900.0)
+    with pytest.raises(InputError, match="link_gbps is the old name of link_bw"):
+        loads(_CLASS + "    link_bw: 303\n    link_gbps: 303\n", path="c.yaml")
+    with pytest.raises(InputError, match="missing key 'link_bw'"):
+        loads(_CLASS, path="c.yaml")
 
 
 def test_nccl_tests_output_is_detected(tmp_path):

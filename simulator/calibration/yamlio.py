@@ -2,7 +2,8 @@
 
 Reading composes the YAML into nodes first (PyYAML keeps each node's start mark), so a
 value of the wrong type or a missing key is reported at its own line:
-``calib.yaml:14: model.classes[0].link_gbps: expected a positive number, got 'fast'``.
+``calib.yaml:14: model.classes[0].link_bw: expected a bandwidth like 50, 50GB/s or
+400Gbit/s, got 'fast'``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InputError
+from ..errors import InputError, warn
 from ..readers.numbers import shown
 from .. import __version__
 from .fit import Calibration
@@ -23,8 +24,9 @@ FORMAT = "collsim-calibration/1"
 
 MODEL_FORM = (
     "t = max(overhead_us + (framework calls - 1) * dispatch_us, latency_us + "
-    "steps(op, n) * step_latency_us + max(wire_bytes / link_gbps, own_share_bytes / "
-    "copy_gbps)) * factor; steps: all_reduce 2(n-1), send/recv 1, others n-1; wire bytes: "
+    "steps(op, n) * step_latency_us + max(wire_bytes / link_bw, own_share_bytes / "
+    "copy_bw)) * factor (link_bw, copy_bw in GB/s); steps: all_reduce 2(n-1), send/recv 1, "
+    "others n-1; wire bytes: "
     "all_reduce 2(n-1)/n S, all_gather / reduce_scatter / all_to_all (n-1)/n S, broadcast "
     "and send/recv S, uneven all-to-all share_remote * S; framework calls: send/recv 2 "
     "(batch_isend_irecv), others 1; factor: piecewise linear in log2(size) between knots "
@@ -78,7 +80,7 @@ def to_dict(cal: Calibration) -> dict:
             "scope": p.scope, "ranks_measured": list(p.ranks), "ops_measured": list(p.ops),
             "overhead_us": _r(p.overhead_us), "dispatch_us": _r(p.dispatch_us),
             "latency_us": _r(p.latency_us), "step_latency_us": _r(p.step_latency_us),
-            "link_gbps": _r(p.link_gbps), "copy_gbps": _r(p.copy_gbps)}
+            "link_bw": _r(p.link_gbps), "copy_bw": _r(p.copy_gbps)}   # GB/s
         if p.transfer is not None:
             d["transfer_correction"] = {"by": "wire_bytes", **_curve(p.transfer)}
         classes.append(d)
@@ -120,6 +122,9 @@ def dump(cal: Calibration, path: str | None = None) -> str:
 # ------------------------------------------------------------------------------------------
 
 _CURVE_KEYS = {"by", "knots_bytes", "factors"}
+#: the bandwidth keys' names before they were named by the quantity (GB/s values under
+#: gigabit-looking names): read for a release, with a deprecation warning
+_OLD_BW_KEYS = {"link_gbps": "link_bw", "copy_gbps": "copy_bw"}
 #: the keys `collsim calibrate` writes, per section: anything else is a typo
 _KNOWN_KEYS = {
     "": {"format", "written_by", "method", "sources", "selection", "model", "residuals",
@@ -127,8 +132,8 @@ _KNOWN_KEYS = {
     "method": {"class", "as_written", "note"},
     "model": {"form", "knot_octaves", "classes", "corrections"},
     "model.classes[]": {"scope", "ranks_measured", "ops_measured", "overhead_us", "dispatch_us",
-                        "latency_us", "step_latency_us", "link_gbps", "copy_gbps",
-                        "transfer_correction"},
+                        "latency_us", "step_latency_us", "link_bw", "copy_bw",
+                        *_OLD_BW_KEYS, "transfer_correction"},
     "model.classes[].transfer_correction": _CURVE_KEYS,
     "model.corrections[]": {"op", "scope", "ranks", "share_remote"} | _CURVE_KEYS,
 }
@@ -190,6 +195,20 @@ class _Reader:
         if self.scalar(node, field) is None:
             return None
         return self.number(node, field, **limits)
+
+    def bandwidth(self, node, field: str) -> float | None:
+        """GB/s from a bare number or a value with its unit (``303GB/s``, ``400Gbit/s``);
+        None for YAML's null."""
+        from ..units import parse_bandwidth_gbps
+        v = self.scalar(node, field)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise self.err(node, field, f"expected a bandwidth, got {shown(node.value)}")
+        try:
+            return parse_bandwidth_gbps(v)
+        except ValueError as exc:
+            raise self.err(node, field, str(exc)) from None
 
     def number(self, node, field: str, positive: bool = False,
                minimum: float | None = 0.0, maximum: float = 1e9) -> float:
@@ -272,12 +291,33 @@ class _Reader:
             def num(key, c=c, cn=cn, f=f, **kw):   # bound: this class's node
                 return self.number(self.need(c, key, cn, f), f"{f}.{key}", **kw)
 
+            def bw(key, c=c, cn=cn, f=f, required=True):   # GB/s, units accepted
+                old = next(o for o, n in _OLD_BW_KEYS.items() if n == key)
+                if key in c and old in c:
+                    raise self.err(c[old], f"{f}.{old}", f"{old} is the old name of {key}: "
+                                   "give one of them")
+                if old in c:
+                    warn(f"{self.path}: {f}.{old} is deprecated, write {key} (GB/s, or with "
+                         "a unit: 303GB/s)")
+                    key = old
+                if key not in c:
+                    if required:
+                        raise self.err(cn, f, f"missing key {key!r}")
+                    return None
+                value = self.bandwidth(c[key], f"{f}.{key}")
+                if value is None and required:
+                    raise self.err(c[key], f"{f}.{key}", "expected a bandwidth, got null")
+                return value
+
+            overhead_us, latency_us = num("overhead_us"), num("latency_us")
+            step_latency_us = num("step_latency_us")
+            link_bw = bw("link_bw")
+            assert link_bw is not None   # bw refuses a missing or null required key
+
             params = ClassParams(
-                scope=scope, overhead_us=num("overhead_us"), latency_us=num("latency_us"),
-                step_latency_us=num("step_latency_us"),
-                link_gbps=num("link_gbps", positive=True),
-                copy_gbps=(self.number_or_null(c["copy_gbps"], f + ".copy_gbps",
-                                               positive=True) if "copy_gbps" in c else None),
+                scope=scope, overhead_us=overhead_us, latency_us=latency_us,
+                step_latency_us=step_latency_us,
+                link_gbps=link_bw, copy_gbps=bw("copy_bw", required=False),
                 dispatch_us=(self.number_or_null(c["dispatch_us"], f + ".dispatch_us")
                              if "dispatch_us" in c else None))
             if "ranks_measured" in c:
