@@ -71,3 +71,20 @@ def test_flows_join_pipeline_sends_to_receives():
     _check_flows(events, pp=4, ga=1)
     w, r, events = _trace(WORKLOADS / "mixtral8x7b_256gpu_tp4_pp4_ep8.txt")
     _check_flows(events, pp=w.pp, ga=r.ga)
+
+
+@pytest.mark.parametrize("options", [{"engine": "detailed"},
+                                     {"engine": "detailed", "contention": True}])
+def test_detailed_trace_has_the_fast_engines_args_and_flows(options):
+    # the row-level engine (one process per rank class; seed 004 has one class per stage, as
+    # many pids as stages) writes the same flows and collective args as the fast engine
+    w, r, events = _trace(SEED, **options)
+    assert len(r.stages) == 4
+    _check_flows(events, pp=4, ga=1)
+    keys = ("collective", "bytes", "group", "phase", "blocking")
+
+    def comm_args(evs):   # per stage, every collective's args (names differ: F0/B0 labels)
+        return {(e["pid"], tuple(e["args"][k] for k in keys)) for e in evs
+                if e["ph"] == "X" and e["cat"] in COMM_LANES}
+    mine = comm_args(events)
+    assert mine and mine == comm_args(_trace(SEED)[2])

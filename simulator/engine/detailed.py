@@ -18,7 +18,8 @@ from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
 from .messages import Direction, Mailbox
 from .policy import COMM_OF_TAG
-from .replay import STREAMS, PricedRow
+from .pipeline import flow_id
+from .replay import STREAMS, PricedRow, comm_args
 from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 
 if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
@@ -236,7 +237,8 @@ class DetailedSim:
         if self.trace is not None:
             tag = "F" if key[0] is Phase.FWD else "B"
             self.trace.append(TraceSlice(self.setups.index(setup), f"PP send {direction.value}",
-                                         f"{tag}{key[1]} send", start, self.env.now - start))
+                                         f"{tag}{key[1]} send", start, self.env.now - start,
+                                         _send_args(key, receiver)))
         self.mail.deliver(key, start, self.env.now)
 
     def _class_link_send(self, setup: ClassSetup, receiver: int | None, direction: Direction,
@@ -279,19 +281,29 @@ class _ClassStage:
         self.jitter = sim.jitter
         self.rng = sim.jitter.rng_for(setup.cid) if sim.jitter is not None else None
         self.programs: dict = {}
+        # while tracing a pipeline pass: its micro-batch, chunk and the message it received
+        # (flow_in), for the slices the pass itself issues (not its asynchronous collectives,
+        # which may end during a later pass)
+        self.pass_args: dict | None = None
 
-    def slice_(self, lane: str, name: str, start: int, dur: int, comm=None,
-               blocking_call: bool = True) -> None:
+    def slice_(self, lane: str, name: str, start: int, dur: int,
+               args: dict | None = None) -> None:
         if self.trace is not None and dur:
-            args = None
-            if comm is not None and getattr(comm, "op", None) is not None:
-                args = {"collective": comm.op.value, "bytes": comm.size_bytes,
-                        "group": comm.group.value, "blocking": blocking_call}
             self.trace.append(TraceSlice(self.idx, lane, name, start, dur, args))
+
+    def _comm_args(self, row: PricedRow, tag: str, blocking: bool, own: bool) -> dict | None:
+        """The fast engine's collective args (type, bytes, group, phase, blocking), with the
+        pass's when the pass issues the slice itself."""
+        if self.trace is None:
+            return None
+        args = comm_args(row, tag, blocking)
+        if own and self.pass_args:
+            args = {**self.pass_args, **(args or {})}
+        return args
 
     # -- collectives and compute -----------------------------------------------------------
     def blocking(self, stream: int, comm_ns: int, update_ns: int, instance: tuple, name: str,
-                 row_key: tuple, comm=None):
+                 row_key: tuple, comm=None, args: dict | None = None):
         env = self.env
         issued = env.now
         last = self.stream_last[stream]
@@ -304,18 +316,18 @@ class _ClassStage:
         self.stream_end[stream] = end
         self.res.exposed_ns[STREAMS[stream].value] += end - issued
         self.row_exposed[row_key] = self.row_exposed.get(row_key, 0) + end - issued
-        self.slice_(STREAMS[stream].value, name, start, end - start, comm)
+        self.slice_(STREAMS[stream].value, name, start, end - start, args)
         self.sim.events += 1
 
     def asynchronous(self, stream: int, comm_ns: int, update_ns: int, instance: tuple,
-                     name: str, previous, comm=None):
+                     name: str, previous, comm=None, args: dict | None = None):
         if previous is not None and not previous.triggered:
             yield previous
         ready = max(self.env.now, self.stream_end[stream])
         start, end = yield self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready,
                                           comm_ns, update_ns, comm)
         self.stream_end[stream] = end
-        self.slice_(STREAMS[stream].value, name, start, end - start, comm, False)
+        self.slice_(STREAMS[stream].value, name, start, end - start, args)
         self.sim.events += 1
 
     def compute(self, ns: int, what: str, name: str, recompute: bool = False):
@@ -324,7 +336,7 @@ class _ClassStage:
             assert self.jitter is not None   # rng comes from it
             ns = self.jitter.draw(self.rng, what, ns, self.setup.cls.ranks)
         if ns:
-            self.slice_("compute", name, self.env.now, ns)
+            self.slice_("compute", name, self.env.now, ns, self.pass_args)
             self.res.compute_ns += ns
             if recompute:
                 self.res.recompute_ns += ns
@@ -355,6 +367,14 @@ class _ClassStage:
         seq, mb = p.seq, p.mb
         stream_last = self.stream_last
         local: dict = {}
+        self.pass_args = None
+        if self.trace is not None and p.part == "pipeline":
+            self.pass_args = {"micro_batch": p.mb, "chunk": p.chunk}
+            r = p.receive
+            if r is not None:
+                # the trace joins the pipeline send this pass waited for to the pass
+                self.pass_args["flow_in"] = flow_id(r.phase, r.mb, r.chunk,
+                                                    self.partner[r.sender])
         for i, step in enumerate(self.program(p.phase, seq)):
             kind, row = step[0], step[1]
             if kind == COMPUTE:
@@ -362,12 +382,14 @@ class _ClassStage:
             elif kind == BLOCK:
                 yield from self.blocking(step[2], step[3], step[4], (seq, mb, i),
                                          f"{row.name} {step[5]}", row.key,
-                                         row.comms[COMM_OF_TAG.get(step[5], 0)])
+                                         row.comms[COMM_OF_TAG.get(step[5], 0)],
+                                         self._comm_args(row, step[5], True, True))
             elif kind == ISSUE:
                 s = step[2]
                 proc = self.env.process(self.asynchronous(
                     s, step[3], step[4], (seq, mb, i), f"{row.name} {step[5]}",
-                    stream_last[s], row.comms[COMM_OF_TAG.get(step[5], 0)]))
+                    stream_last[s], row.comms[COMM_OF_TAG.get(step[5], 0)],
+                    self._comm_args(row, step[5], False, False)))
                 stream_last[s] = proc
                 if step[6][0] == "wg":
                     self.wg_done[row.key] = proc
@@ -377,6 +399,7 @@ class _ClassStage:
                 yield from self.wait_for(local.get(step[2]), step[3], row)
             elif kind == WAIT_WG:
                 yield from self.wait_for(self.wg_done.get(row.key), row.wg_stream, row)
+        self.pass_args = None
         self.sim.events += 1
 
     def receive(self, p: StagePass):
@@ -404,7 +427,8 @@ class _ClassStage:
             return
         start, arrive = queue_send(self.env.now, self.send_free[direction], cost)
         self.send_free[direction] = arrive
-        self.slice_(f"PP send {direction.value}", f"{p.tag}{p.mb} send", start, cost)
+        self.slice_(f"PP send {direction.value}", f"{p.tag}{p.mb} send", start, cost,
+                    _send_args(key, self.partner[direction]) if self.trace is not None else None)
         sim.mail.deliver(key, start, arrive)
 
     def drain(self):
@@ -422,3 +446,10 @@ class _ClassStage:
             yield env.timeout(ends[latest] - env.now)
         res.end_ns = env.now
         self.sim.finished[self.idx] = True
+
+
+def _send_args(key: tuple, receiver: int | None) -> dict:
+    """A pipeline send's trace args: the message (the flow to the pass that receives it)."""
+    phase, mb, chunk, sender = key
+    return {"micro_batch": mb, "chunk": chunk, "flow_out": flow_id(phase, mb, chunk, sender),
+            **({"to_class": receiver} if receiver is not None else {})}

@@ -20,7 +20,7 @@ from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 from .replay import STREAMS, PassOutcome, PassReplayer
 
 
-def flow_id(phase, mb: int, chunk: int, sender: int) -> str:
+def flow_id(phase, mb: int, chunk: int, sender: int | None) -> str:
     """One pipeline message: what a send slice and the receiving pass share in the trace."""
     return f"{getattr(phase, 'name', phase)}:{mb}:{chunk}:{sender}"
 
