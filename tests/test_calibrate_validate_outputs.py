@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import stat
@@ -21,7 +19,7 @@ import pytest
 import yaml
 
 from simulator.calibration.report import render_table, render_yaml
-from simulator.cli import main as cli_main
+from cli_helpers import run_cli as cli
 from simulator.validation import Report
 from simulator.validation.common import CaseResult
 from simulator.validation.report_json import render_json
@@ -30,14 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MEASURED = ROOT / "traces" / "h200x2" / "collectives_aligned.csv"
 OLD = "old content that must survive\n"
 
-
-def cli(args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rc = cli_main([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _err(n, median, mx):

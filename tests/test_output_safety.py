@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
@@ -21,12 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
-from simulator.cli import main as cli_main
+from cli_helpers import run_cli as cli
 from simulator.errors import InputError
 from simulator.report import output
 from simulator.report.output import write_all
@@ -37,14 +35,6 @@ SMALL = ROOT / "workloads" / "sweeps" / "mixtral_nic_whatif.yaml"
 CALIB = ROOT / "traces" / "h200x2" / "calib_h200x2.yaml"
 OLD = b"old content that must survive\n"
 
-
-def cli(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rc = cli_main([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def leftovers(directory: Path) -> list[str]:
