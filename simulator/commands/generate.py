@@ -60,6 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--overlap-grad-reduce", action="store_true",
                    help="reduce the gradients in buckets during the last micro-batch's "
                         "backward, overlapped with it (default: all after the backward)")
+    f.add_argument("--overlap-param-gather", action="store_true",
+                   help="distributed optimizer: gather the updated parameters in buckets before "
+                        "the next forward uses them (default: all at once after the step); "
+                        "written before the first forward, blocking (overlap not modelled)")
     f.add_argument("--ddp-bucket-size", type=large_positive_int, metavar="PARAMS",
                    help="parameters per gradient bucket (default Megatron's max(40M, 1M x DP))")
     f.add_argument("--context-parallel-size", "--cp", dest="cp", type=positive_int, default=1,
@@ -68,6 +72,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--cp-comm-type", choices=["p2p", "a2a", "allgather"], default="p2p",
                    help="CP collectives: p2p ring (default) and allgather move K and V around "
                         "the CP group; a2a (Ulysses) all-to-alls Q, K, V and the output")
+    f.add_argument("--scatter-gather-tensors-in-pipeline", dest="scatter_gather",
+                   action="store_true", default=False,
+                   help="pipeline sends split over TP (each TP rank sends 1/TP of the "
+                        "activation) and all-gathered over TP by the receiver, as Megatron-LM "
+                        "before megatron-core did by default; no effect with --sp (default off: "
+                        "megatron-core sends the whole activation from every TP rank)")
+    f.add_argument("--no-scatter-gather-tensors-in-pipeline", dest="scatter_gather",
+                   action="store_false", help="every TP rank sends the whole activation "
+                   "(the default)")
+    f.add_argument("--untie-embeddings-and-output-weights", action="store_true",
+                   help="the output layer has its own weights: no word-embedding gradient "
+                        "all-reduce between the first and last stage (default: the model's)")
+    f.add_argument("--fp16", dest="params_dtype", action="store_const", const="fp16",
+                   default="bf16", help="fp16 training: main gradients fp16 (2 bytes on the "
+                                        "wire) unless --accumulate-allreduce-grads-in-fp32")
+    f.add_argument("--bf16", dest="params_dtype", action="store_const", const="bf16",
+                   help="bf16 training (default): main gradients fp32 (4 bytes on the wire), "
+                        "as Megatron-LM forces, unless --grad-reduce-in-bf16")
+    f.add_argument("--accumulate-allreduce-grads-in-fp32", action="store_true",
+                   help="with --fp16: fp32 main gradients, reduced as 4 bytes")
+    f.add_argument("--grad-reduce-in-bf16", action="store_true",
+                   help="with bf16: bf16 main gradients, reduced as 2 bytes")
     f.add_argument("--expert-tensor-parallel-size", dest="etp", type=positive_int, metavar="N",
                    help="tensor parallelism of the experts: 1 (whole experts, no TP gather of "
                         "the routed tokens) or TP (default)")
@@ -129,7 +155,15 @@ def generate_options(args: argparse.Namespace):
         recompute_method=getattr(args, "recompute_method", None),
         recompute_num_layers=getattr(args, "recompute_num_layers", None),
         overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
+        overlap_param_gather=getattr(args, "overlap_param_gather", False),
         ddp_bucket_size=getattr(args, "ddp_bucket_size", None),
+        scatter_gather_tensors_in_pipeline=getattr(args, "scatter_gather", False),
+        untie_embeddings_and_output_weights=getattr(
+            args, "untie_embeddings_and_output_weights", False),
+        params_dtype=getattr(args, "params_dtype", "bf16"),
+        accumulate_allreduce_grads_in_fp32=getattr(
+            args, "accumulate_allreduce_grads_in_fp32", False),
+        grad_reduce_in_bf16=getattr(args, "grad_reduce_in_bf16", False),
         context_parallel_size=getattr(args, "cp", 1),
         cp_comm_type=getattr(args, "cp_comm_type", "p2p"),
         expert_tensor_parallel_size=getattr(args, "etp", None),

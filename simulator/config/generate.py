@@ -33,8 +33,23 @@ class GenerateOptions:
                                               "int?")
     overlap_grad_reduce: bool = option(False, "reduce gradient buckets during the backward",
                                        "", "bool")
+    overlap_param_gather: bool = option(
+        False, "gather the updated parameters in buckets before the next forward (needs the "
+        "distributed optimizer)", "", "bool")
     ddp_bucket_size: int | None = option(None, "parameters per DDP bucket", "parameters",
                                          "int?")
+    scatter_gather_tensors_in_pipeline: bool = option(
+        False, "pipeline sends split over TP, re-gathered by the receiver (Megatron's old "
+        "default; no effect with SP)", "", "bool")
+    untie_embeddings_and_output_weights: bool = option(
+        False, "separate output-layer weights (no embedding all-reduce between stages)", "",
+        "bool")
+    params_dtype: str = option("bf16", "training precision: bf16 or fp16", "", "str",
+                               choices=("bf16", "fp16"))
+    accumulate_allreduce_grads_in_fp32: bool = option(
+        False, "fp16: fp32 main gradients (reduced as 4 bytes)", "", "bool")
+    grad_reduce_in_bf16: bool = option(
+        False, "bf16: bf16 main gradients (reduced as 2 bytes)", "", "bool")
     context_parallel_size: int = option(1, "context-parallel size", "GPUs", "int")
     cp_comm_type: str = option("p2p", "context-parallel exchange: p2p, a2a or allgather", "",
                                "str")
@@ -63,7 +78,12 @@ class GenerateOptions:
             recompute_granularity=self.recompute_granularity,
             recompute_method=self.recompute_method,
             recompute_num_layers=self.recompute_num_layers,
-            overlap_grad_reduce=self.overlap_grad_reduce, bucket_size=self.ddp_bucket_size,
+            overlap_grad_reduce=self.overlap_grad_reduce,
+            overlap_param_gather=self.overlap_param_gather, bucket_size=self.ddp_bucket_size,
+            scatter_gather_p2p=self.scatter_gather_tensors_in_pipeline,
+            params_dtype=self.params_dtype,
+            accumulate_allreduce_grads_in_fp32=self.accumulate_allreduce_grads_in_fp32,
+            grad_reduce_in_bf16=self.grad_reduce_in_bf16,
             cp=self.context_parallel_size, cp_comm_type=self.cp_comm_type,
             etp=self.expert_tensor_parallel_size, fp8=self.fp8,
             attention_backend=self.attention_backend, zero_stage=self.zero_stage)
@@ -85,7 +105,8 @@ class GenerateOptions:
             model, layers=self.num_layers, hidden=self.hidden_size, ffn=self.ffn_hidden_size,
             heads=self.num_attention_heads, kv_groups=self.num_query_groups,
             vocab=self.vocab_size, experts=self.num_experts, topk=self.topk,
-            moe_ffn=self.moe_ffn_hidden_size)
+            moe_ffn=self.moe_ffn_hidden_size,
+            tied_embeddings=False if self.untie_embeddings_and_output_weights else None)
 
     def train_config(self, base_dir: str = ".", derived_notes: bool = True):
         """The checked :class:`~simulator.generate.config.TrainConfig` (errors name keys);

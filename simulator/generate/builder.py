@@ -82,6 +82,8 @@ class GeneratedWorkload:
             "memory_gib": round(self.memory.total_gib, 2),
             "rows": len(self.workload.rows),
             "microbatch_compute_ms": round(self.microbatch_compute_ns / 1e6, 3),
+            "pp_comm_bytes": self.workload.pp_comm_bytes,
+            "not_in_table": not_in_table(c),
             "notes": list(self.notes),
             "assumptions": self.assumptions(),
         }
@@ -140,6 +142,7 @@ def generate(cfg: TrainConfig, compute: str = "model",
         rb = _aicb_rows(cfg, params)
     else:
         rb = _megatron_rows(cfg, params)
+        notes.extend(_feature_notes(cfg))
     prefix, block, suffix, ckpt = rb
     n_rows = len(prefix) + cfg.ga * len(block) + len(suffix)
     if n_rows > MAX_ROWS:
@@ -176,7 +179,8 @@ def generate(cfg: TrainConfig, compute: str = "model",
     # buckets (Megatron syncs gradients only on the last micro-batch)
     if cfg.style == "megatron" and cfg.features.zero_stage == 2:
         block = bucketed(cfg, block, bytes_per_param=2, op=Op.REDUCESCATTER)
-    last_block = bucketed(cfg, block) if cfg.features.overlap_grad_reduce else block
+    last_block = (bucketed(cfg, block, bytes_per_param=cfg.features.grad_bytes)
+                  if cfg.features.overlap_grad_reduce else block)
     for spec in prefix:
         rows.append(finish(spec, 1))
     block_rows = [finish(spec, 1) for spec in (block if cfg.ga > 1 else last_block)]
@@ -196,8 +200,11 @@ def generate(cfg: TrainConfig, compute: str = "model",
         initiates = tuple(s + b for s in starts for _, b in ckpt)
     pp_comm = 0
     if cfg.pp > 1:
+        # one rank's pipeline message: the bf16 activation b x s x h (its 1/CP), of which
+        # each TP rank sends 1/TP when sequence parallelism has split it or scatter-gather
+        # splits it; else every TP rank sends the whole of it
         pp_comm = 2 * cfg.tokens * cfg.model.hidden
-        if cfg.sp:
+        if cfg.sp or scatter_gather_p2p(cfg):
             pp_comm //= cfg.tp
     vpp = cfg.vpp if (cfg.vpp and cfg.vpp > 1) else cfg.layers_per_stage
     wl = Workload(path=path, policy=POLICY, tp=cfg.tp, ep=cfg.parallel.ep, pp=cfg.pp, vpp=vpp,
@@ -220,6 +227,71 @@ def generate(cfg: TrainConfig, compute: str = "model",
                              notes=notes, microbatch_compute_ns=mb_ns,
                              compute_source=("profile " + (profile_path or "") if profile
                                              else compute).strip())
+
+
+def not_in_table(cfg: TrainConfig) -> list[dict]:
+    """Collectives a real step runs that the table format cannot carry (no column for their
+    group), with their bytes, so that a report can say what the simulation leaves out."""
+    out = []
+    emb = embedding_grad_allreduce_bytes(cfg) if cfg.style == "megatron" else 0
+    if emb:
+        out.append({"collective": "ALLREDUCE", "group": "embedding (first and last stage)",
+                    "bytes": emb, "when": "once per step, after the gradient reduction"})
+    return out
+
+
+def _feature_notes(cfg: TrainConfig) -> list[str]:
+    """What a feature did not change, or what the table could not say, for the summary."""
+    f = cfg.features
+    notes = []
+    emb = embedding_grad_allreduce_bytes(cfg)
+    if emb:
+        notes.append(f"tied embeddings with PP {cfg.pp}: Megatron all-reduces the word-embedding "
+                     f"gradient ({emb:,} bytes) between the first and last stage once per step; "
+                     "the table has no column for that group, so collsim simulate does not "
+                     "price it (--untie-embeddings-and-output-weights removes it)")
+    if f.scatter_gather_p2p and not scatter_gather_p2p(cfg):
+        why = ("sequence parallelism already splits the activation" if cfg.sp else
+               "needs PP > 1 and TP > 1")
+        notes.append(f"--scatter-gather-tensors-in-pipeline changes nothing here: {why}")
+    if f.overlap_param_gather and not f.zero_stage:
+        notes.append("--overlap-param-gather: the parameter buckets are gathered before the "
+                     "first forward (the table's forward collectives block, so their overlap "
+                     "with the first micro-batch's forward is not modelled: an upper bound)")
+        if cfg.parallel.ep > 1:
+            notes.append("--overlap-param-gather with EP or CP > 1: the dense parameters' "
+                         "gather stays after the step (the table puts forward collectives "
+                         "on the data-parallel ranks only through DP_EP, which is not DP here)")
+    return notes
+
+
+def scatter_gather_p2p(cfg: TrainConfig) -> bool:
+    """Whether pipeline tensors are scattered over TP and gathered by the receiver: asked
+    for, with PP and TP > 1, and without sequence parallelism (whose activation is already
+    split, so Megatron skips it)."""
+    return (cfg.features.scatter_gather_p2p and cfg.pp > 1 and cfg.tp > 1 and not cfg.sp
+            and cfg.style == "megatron")
+
+
+def embedding_grad_allreduce_bytes(cfg: TrainConfig) -> int:
+    """Bytes of the tied word-embedding gradient all-reduce between the first and the last
+    pipeline stage (Megatron's embedding group, two ranks of the same TP/DP position), once
+    per step after the data-parallel reduction: the local vocabulary shard (padded vocab /
+    TP rows of h) of the main gradient; 0 without PP or with untied embeddings."""
+    m = cfg.model
+    if cfg.pp == 1 or not m.tied_embeddings:
+        return 0
+    per_param = 2 if cfg.features.zero_stage else cfg.features.grad_bytes
+    return padded_vocab(m.vocab, cfg.tp) // cfg.tp * m.hidden * per_param
+
+
+def param_buckets(count: int, bucket: int) -> list[int]:
+    """``count`` parameters cut into Megatron's buckets of ``bucket``: full buckets and
+    what is left (the bucket that closes the buffer), none for no parameters."""
+    if count <= 0:
+        return []
+    full, rest = divmod(count, bucket)
+    return [bucket] * full + ([rest] if rest else [])
 
 
 def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
@@ -357,7 +429,13 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     # with --overlap-grad-reduce the gradient reduction moves into the last backward instead)
     f = cfg.features
     after = not f.overlap_grad_reduce
+    gb = f.grad_bytes   # main-gradient bytes per parameter (fp32: 4, unless bf16/fp16 grads)
     zero = f.zero_stage
+    # --overlap-param-gather: the updated parameters are gathered bucket by bucket before the
+    # next forward uses them, not all at once after the step; the table can put a forward
+    # collective on the data-parallel ranks only as *_DP_EP, which is DP when the table's EP
+    # column is one rank (no experts, no CP)
+    gather_ahead = f.overlap_param_gather and not zero and cfg.parallel.ep == 1
     if zero:
         # DeepSpeed ZeRO, bf16 gradients and parameters on the wire (2 bytes): stage 1
         # reduce-scatters the accumulated gradients after the last backward, 2 in buckets
@@ -368,20 +446,29 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
         if zero == 1:
             R.add("zero_grad_reduce", wg=c(RS, DP, 2 * p.dense))
     elif cfg.distributed_optimizer:
-        R.add("grad_gather", wg=c(AG, DP, 2 * p.dense))
+        if gather_ahead:
+            for k, count in enumerate(param_buckets(p.dense, f.bucket_size or p.dense)):
+                R.add(f"param_gather_{k + 1}", fwd=c(AG, DPEP, 2 * count), kind="none")
+        else:
+            R.add("grad_gather", wg=c(AG, DP, 2 * p.dense))
         if after:
-            R.add("grad_param_comm", wg=c(RS, DP, 4 * p.dense))
+            R.add("grad_param_comm", wg=c(RS, DP, gb * p.dense))
     elif after:
-        R.add("grad_param_comm", wg=c(AR, DP, 4 * p.dense))
+        R.add("grad_param_comm", wg=c(AR, DP, gb * p.dense))
     if cfg.sp:
-        R.add("layernorm", ig=c(AR, TP, 4 * p.norms))
+        R.add("layernorm", ig=c(AR, TP, gb * p.norms))
     if m.is_moe:
-        if cfg.distributed_optimizer:
+        if cfg.distributed_optimizer and f.overlap_param_gather and not zero:
+            # the experts' buffer is gathered over its own group, DP_EP, which a forward
+            # collective can name
+            for k, count in enumerate(param_buckets(p.expert, f.bucket_size or p.expert)):
+                R.add(f"moe_param_gather_{k + 1}", fwd=c(AG, DPEP, 2 * count), kind="none")
+        elif cfg.distributed_optimizer:
             R.add("moe_grad_norm1", wg=c(AG, DPEP, 2 * p.expert))
             if after:
-                R.add("moe_grad_norm2", wg=c(RS, DPEP, 4 * p.expert))
+                R.add("moe_grad_norm2", wg=c(RS, DPEP, gb * p.expert))
         elif after:
-            R.add("moe_grad_norm2", wg=c(AR, DPEP, 4 * p.expert))
+            R.add("moe_grad_norm2", wg=c(AR, DPEP, gb * p.expert))
     lp = layer_params(cfg)
     table = padded_vocab(m.vocab, cfg.tp) // cfg.tp * m.hidden
     emb_params = table + m.max_position * m.hidden if cfg.pp == 1 else 0
@@ -407,7 +494,20 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     zero3(emb_params, True)
     R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act), params=(DP, emb_params))
     zero3(emb_params, False)
-    for i in stage_layers(cfg):
+    # Megatron's scatter-gather of pipeline tensors: each TP rank sends 1/TP of the
+    # activation (pp_comm) and the receiver all-gathers it over TP before using it; the
+    # activation from the previous stage before the first layer of each model chunk, the
+    # gradient from the next stage before the chunk's backward
+    sg = scatter_gather_p2p(cfg)
+    if sg:
+        R.add("pp_recv_gather", fwd=c(AG, TP, act), kind="none")
+    per_chunk = cfg.layers_per_stage // (cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1)
+    for j, i in enumerate(stage_layers(cfg)):
+        if sg and j and j % per_chunk == 0:
+            # between two chunks: the later chunk's received activation (written at the
+            # end of the earlier chunk's forward, the same stage's work) and the earlier
+            # chunk's received gradient (at the start of its backward, where it runs)
+            R.add("pp_chunk_gather", fwd=c(AG, TP, act), ig=c(AG, TP, act), kind="none")
         zero3(lp.attn + 2 * lp.norm + lp.dense_mlp, True)
         first = len(R.rows)
         attn_params = (DP, lp.attn + lp.norm)
@@ -463,6 +563,8 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     zero3(out_params[1], False)
     for j in range(3):  # vocabulary-parallel cross entropy: max, target logit, sum of exp
         R.add(f"cross_entropy{j + 1}", fwd=c(AR, TP, 4 * cfg.tokens), kind="cross_entropy")
+    if sg:
+        R.add("pp_grad_gather", ig=c(AG, TP, act), kind="none")
     block = R.rows
     R.rows = []
     for j in range(4):

@@ -191,7 +191,9 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         raise InputError(f"all-to-all context parallelism splits the {model.heads // tp} heads "
                          f"of a TP rank over CP {features.cp}: not divisible",
                          field="cp_comm_type")
-    if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend"}
+    if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend",
+                                                          "grad_reduce_dtype"}
+                            or features.grad_bytes != 4
                             or features.attention_backend != "flash"
                             or features.recompute_granularity == "selective"):
         raise InputError("Megatron features other than full recompute need style megatron "

@@ -16,6 +16,7 @@ RECOMPUTE_METHODS = ("uniform", "block")
 ATTENTION_BACKENDS = ("flash", "fused", "unfused")
 CP_COMM_TYPES = ("p2p", "a2a", "allgather")
 FP8_FORMATS = ("hybrid", "e4m3")
+PARAMS_DTYPES = ("bf16", "fp16")
 
 #: Megatron's default DDP bucket: max(40M, 1M x DP) parameters
 DEFAULT_BUCKET_PARAMS = 40_000_000
@@ -37,6 +38,22 @@ class Features:
     cp_comm_type: str = "p2p"
     etp: int | None = None                     # expert tensor parallelism (None: TP)
     zero_stage: int = 0                        # DeepSpeed ZeRO 1-3 (0: Megatron's optimizer)
+    # pipeline sends split over TP, re-gathered by the receiver (Megatron's old default)
+    scatter_gather_p2p: bool = False
+    params_dtype: str = "bf16"                 # --bf16 or --fp16 (the training precision)
+    accumulate_allreduce_grads_in_fp32: bool = False   # fp16: fp32 main gradients
+    grad_reduce_in_bf16: bool = False          # bf16: main gradients (and their reduce) bf16
+
+    @property
+    def grad_bytes(self) -> int:
+        """Bytes per gradient element of Megatron's main-gradient buffer, which the
+        data-parallel reduction, the SP layer-norm all-reduce and the tied-embedding
+        all-reduce move: fp32 (4) with bf16 (Megatron forces fp32 accumulation for bf16
+        unless --grad-reduce-in-bf16) or with fp16 and --accumulate-allreduce-grads-in-fp32;
+        else the parameters' 2 bytes."""
+        if self.params_dtype == "bf16":
+            return 2 if self.grad_reduce_in_bf16 else 4
+        return 4 if self.accumulate_allreduce_grads_in_fp32 else 2
 
     @property
     def full_recompute(self) -> bool:
@@ -64,6 +81,12 @@ class Features:
             on["expert_tensor_parallel"] = self.etp
         if self.zero_stage:
             on["zero_stage"] = self.zero_stage
+        else:
+            on["grad_reduce_dtype"] = {4: "fp32", 2: self.params_dtype}[self.grad_bytes]
+        if self.params_dtype != "bf16":
+            on["params_dtype"] = self.params_dtype
+        if self.scatter_gather_p2p:
+            on["scatter_gather_p2p"] = True
         return on
 
 
@@ -142,6 +165,17 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
         notes.append("expert tensor parallelism 1: whole experts on each rank; EP groups are "
                      "still carved out of the DP ranks, and the experts' gradients are reduced "
                      "over DP_EP (Megatron's expert-data-parallel group also spans the TP ranks)")
+    if f.params_dtype not in PARAMS_DTYPES:
+        raise InputError(f"expected one of {', '.join(PARAMS_DTYPES)}, got {f.params_dtype!r}",
+                         field="params_dtype")
+    if f.grad_reduce_in_bf16 and f.params_dtype != "bf16":
+        raise InputError("needs bf16 training (as in Megatron-LM)", field="grad_reduce_in_bf16")
+    if f.grad_reduce_in_bf16 and f.accumulate_allreduce_grads_in_fp32:
+        raise InputError("contradicts --accumulate-allreduce-grads-in-fp32",
+                         field="grad_reduce_in_bf16")
+    if f.fp8 is not None and f.params_dtype == "fp16":
+        raise InputError("FP8 training runs with bf16 (Transformer Engine), not fp16",
+                         field="fp8")
     if f.zero_stage not in (0, 1, 2, 3):
         raise InputError(f"expected 0, 1, 2 or 3, got {f.zero_stage!r}", field="zero_stage")
     if f.zero_stage:
