@@ -69,12 +69,17 @@ class ScheduleKind:
     order: Callable[[int, int, int, int], list[Step]]    # (pp, ga, chunks, stage) -> steps
     check: Callable[[int, int, int], None] | None = None  # raises InputError when unusable
     uses_chunks: bool = False                             # runs the vpp model chunks
+    # micro-batches after which the steady state's order repeats, (pp, chunks) -> count: the
+    # direct evaluation (.direct) extrapolates repeating rounds of that many; a wrong value
+    # costs speed, never exactness (each repeat is checked)
+    period: Callable[[int, int], int] = lambda pp, chunks: 1
 
 
 #: name -> schedule (the ``--pp-schedule`` choices, in this order)
 SCHEDULES: dict[str, ScheduleKind] = {
     "1f1b": ScheduleKind(lambda pp, ga, chunks, s: one_f_one_b(pp, ga, s)),
-    "interleaved": ScheduleKind(interleaved, _check_interleaved, uses_chunks=True),
+    "interleaved": ScheduleKind(interleaved, _check_interleaved, uses_chunks=True,
+                                period=lambda pp, chunks: pp if chunks > 1 else 1),
     "gpipe": ScheduleKind(lambda pp, ga, chunks, s: gpipe(pp, ga, s)),
 }
 

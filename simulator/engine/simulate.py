@@ -351,12 +351,50 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     if options.engine == "detailed" or asymmetric:
         sim, setups = _run_detailed([plan], [options], cluster)
         return _detailed_results([plan], sim, setups, options)[0]
-    sim = PipelineSim(plan.setups, plan.schedule, plan.par.pp, plan.chunks, options.trace,
-                      plan.seg.mb_variant)
+    sim = fast_pipeline(plan, options.trace)
     sim.run()
     critical = max(range(len(sim.results)), key=lambda i: (sim.results[i].end_ns, -i))
-    return _assemble(plan, sim.results, sim.row_exposed(critical), sim.trace, sim.events,
-                     options)
+    result = _assemble(plan, sim.results, sim.row_exposed(critical), sim.trace, sim.events,
+                       options)
+    if plan.par.pp > 1:
+        result.notes.append(_evaluation_note(sim))
+    return result
+
+
+def fast_pipeline(plan: JobPlan, trace: bool, direct: bool | None = None):
+    """The fast engine's pipeline for ``plan``: evaluated directly in dependency order
+    (:mod:`.direct`), or as events (:mod:`.pipeline`) where a trace needs every slice.
+    ``direct`` forces one or the other (tests compare them)."""
+    if direct is None:
+        direct = not trace
+    if not direct:
+        return PipelineSim(plan.setups, plan.schedule, plan.par.pp, plan.chunks, trace,
+                           plan.seg.mb_variant)
+    from .direct import DirectPipeline, structure
+    from .schedule import SCHEDULES
+
+    par, seg = plan.par, plan.seg
+    heads = [tuple(st.head) for st in plan.setups]
+    tails = [tuple(st.tail) for st in plan.setups]
+    kind = SCHEDULES.get(plan.schedule_name)
+    period = kind.period(par.pp, plan.chunks) if kind is not None else 1
+    key = (plan.schedule_name, par.pp, seg.ga, plan.chunks,
+           tuple(len(steps) for steps in plan.schedule), seg.mb_variant, tuple(heads),
+           tuple(tails), period)
+    return DirectPipeline(plan.setups, structure(key, plan.schedule, par.pp, plan.chunks,
+                                                 seg.ga, seg.mb_variant, heads, tails, period),
+                          par.pp)
+
+
+def _evaluation_note(sim) -> str:
+    """How the pipeline was evaluated (notes: a user comparing runs sees which path ran)."""
+    from .direct import DirectPipeline
+
+    if not isinstance(sim, DirectPipeline):
+        return "pipeline replayed as events (the trace needs every slice)"
+    skipped, rounds = sim.skipped_rounds, sim.struct.rounds
+    return (f"pipeline evaluated pass by pass in dependency order (no event loop): {rounds} "
+            f"rounds, {skipped} of them repeating the steady state exactly and extrapolated")
 
 
 def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostModel,
