@@ -307,9 +307,16 @@ def test_nvls_all_reduce_inside_an_nvswitch_server_only():
     # GB/s: 2^30 / 274.5 B/ns = 3.91 ms plus tens of us of latency; busbw = 2(n-1)/n algbw
     assert one.algorithm == "nvls"
     assert (1 << 30) / one.gpu_ns * 2 * 7 / 8 == pytest.approx(2 * 7 / 8 * 450 * 0.61, rel=0.02)
-    # across two servers there is no NVLS (no NVLS-tree modelled): ring or tree
+    # across two servers plain NVLS does not run (NCCL needs CollNet for that); NVLS-tree
+    # does: the switch part as above (3.91 ms) against the NICs' S/8 each way per NIC with
+    # two servers (2^30 / 8 / 48.5 B/ns = 2.77 ms): NVLink-bound, 3.91 ms + latency, which
+    # beats the ring: 2(n-1)/n S = 1.875 S over every GPU's NVLink port at 0.82 of 450 GB/s
+    # = 5.46 ms (its NICs would need 1.875 x 2.77 = 5.19 ms); NCCL picks NVLS-tree there too
     two = model.estimate(Op.ALLREDUCE, 1 << 30, tuple(range(16)))
-    assert two.algorithm in ("ring", "tree")
+    assert two.algorithm == "nvls_tree"
+    assert two.bandwidth_ns == pytest.approx((1 << 30) / (450 * 0.61), rel=1e-6)
+    assert model.estimate(Op.ALLREDUCE, 1 << 30, tuple(range(16)), "ring").bandwidth_ns == (
+        pytest.approx(1.875 * (1 << 30) / (450 * 0.82), rel=1e-6))
     # a preset without nvls_efficiency never picks it
     plain = NcclCostModel(load_spec("hgx-h200:8")).estimate(Op.ALLREDUCE, 1 << 30,
                                                             tuple(range(8)))

@@ -173,13 +173,22 @@ def test_one_nic_per_gpu_for_all_to_all(model):
 def test_tree_beats_ring_on_latency_by_hand(model):
     m = model(1, 4)
     S = 100_000_000
-    # double binary tree over 4 servers, S/2 per tree: tree A 0-(1,2), 1-3; tree B mirrored
-    # 3-(2,1), 2-0. Every NIC sends 1.5 S (up and down both trees): 1.5e8 / 10 = 1.5e7 ns.
+    # NCCL's double binary tree over 4 servers, S/2 per tree: tree A 0 - 2 - (1, 3); tree B
+    # its mirror 3 - 1 - (2, 0). Server 2 is inner in A (S/2 up to 0, S/2 down to each of 1
+    # and 3) and a leaf in B (S/2 up): its NIC sends 2 S = 2e8 / 10 = 2e7 ns (so does 1).
     # Latency 2 x depth 2 network hops x 4 us + 3 us = 19 us.
-    assert ns(m, Op.ALLREDUCE, S, range(4), "tree", "Simple") == pytest.approx(1.5e7 + 19_000)
-    # ring: every edge crosses servers, 1.5 S each: same bandwidth, 6 x 4 + 3 = 27 us
+    # (Was 1.5e7 with a heap-shaped tree whose inner nodes are not leaves of the other.)
+    assert ns(m, Op.ALLREDUCE, S, range(4), "tree", "Simple") == pytest.approx(2e7 + 19_000)
+    # ring: every edge crosses servers, 1.5 S each: 1.5e7 ns, 6 x 4 + 3 = 27 us
     assert ns(m, Op.ALLREDUCE, S, range(4), "ring", "Simple") == pytest.approx(1.5e7 + 27_000)
-    assert m.estimate(Op.ALLREDUCE, S, (0, 1, 2, 3)).algorithm == "tree"
+    assert m.estimate(Op.ALLREDUCE, S, (0, 1, 2, 3)).algorithm == "ring"
+    # at 10 kB latency decides: tree LL 2e4 / 10 / 0.5 = 4000 ns + 1 + 2 x 2 x 1 us = 9000 ns
+    # against ring LL 1.5e4 / 10 / 0.5 = 3000 ns + 1 + 6 x 1 us = 10000 ns
+    small = 10_000
+    assert ns(m, Op.ALLREDUCE, small, range(4), "tree", "LL") == pytest.approx(9_000)
+    assert ns(m, Op.ALLREDUCE, small, range(4), "ring", "LL") == pytest.approx(10_000)
+    e = m.estimate(Op.ALLREDUCE, small, (0, 1, 2, 3))
+    assert (e.algorithm, e.protocol) == ("tree", "LL")
 
 
 # -- the engine's interface ------------------------------------------------------------------

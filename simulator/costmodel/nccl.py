@@ -12,8 +12,11 @@ Then, for every (algorithm, protocol) pair that NCCL could use::
 
 and, like NCCL's tuner, keeps the fastest unless ``algorithm=`` / ``protocol=`` force one.
 
-Algorithms: ring and tree all-reduce; ring all-gather, reduce-scatter and broadcast (a
-pipelined chain from the root); direct (pairwise) all-to-all with one NIC per GPU across
+Algorithms: ring, tree (a chain in each server, NCCL's double binary tree across servers,
+its kernels' per-channel ceiling across servers), NVLS (one NVSwitch server), NVLS-tree and
+CollNet/SHARP all-reduce; ring, PAT (one GPU per server) and CollNet all-gather and
+reduce-scatter; ring broadcast (a pipelined chain from the root); the multi-node ones in
+``nccl_algorithms.py``, each offered only where NCCL would run it; direct (pairwise) all-to-all with one NIC per GPU across
 servers, and hierarchical all-to-all (an exchange inside each server, then one between the
 servers; NCCL itself never picks it, ask with ``algorithm="hierarchical"``); send/recv as
 every rank sending its buffer to the next (nccl-tests' sendrecv_perf). Across servers NCCL
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
@@ -37,12 +40,20 @@ from ..topology.spec import PROTOCOLS
 from ..collectives import OP_NAMES
 from ..workload import Op
 from .base import CostModel
+from .nccl_algorithms import PLANNERS as _MULTINODE_PLANNERS
+from .nccl_algorithms import binary_tree as _binary_tree
+from .nccl_algorithms import by_server as _by_server
+from .nccl_algorithms import tree_channel_cap
+from .nccl_phase import Phase
 
-#: algorithms per operation, NCCL's own first; "hierarchical" only when asked for
+#: algorithms per operation, NCCL's own first; "hierarchical" only when asked for. Each
+#: planner returns None where NCCL would not run the algorithm on the group (PAT: one GPU
+#: per server; NVLS: one NVSwitch server; NVLS-tree: 2+ servers of 2+ GPUs with multicast;
+#: CollNet: a fabric with SHARP), so the automatic choice is among those NCCL would weigh
 ALGORITHMS = {
-    Op.ALLREDUCE: ("ring", "tree", "nvls"),
-    Op.ALLGATHER: ("ring",),
-    Op.REDUCESCATTER: ("ring",),
+    Op.ALLREDUCE: ("ring", "tree", "nvls", "nvls_tree", "collnet"),
+    Op.ALLGATHER: ("ring", "pat", "collnet"),
+    Op.REDUCESCATTER: ("ring", "pat", "collnet"),
     Op.BROADCAST: ("ring",),
     Op.ALLTOALL: ("direct", "hierarchical"),
     Op.SENDRECV: ("direct",),
@@ -51,25 +62,11 @@ AUTO_ALGORITHMS = {op: tuple(a for a in algos if a != "hierarchical")
                    for op, algos in ALGORITHMS.items()}
 #: protocols NCCL uses per algorithm family (grouped send/recv: LL for small, Simple else)
 FAMILY = {"ring": "ring", "tree": "tree", "direct": "p2p", "hierarchical": "p2p",
-          "nvls": "tree"}   # NVLS: NCCL's tree latencies (no NVLS entry of its own here)
-FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple")}
-
-
-@dataclass
-class Phase:
-    """One kernel's worth of transfers: bytes per directed link and the latency it chains."""
-
-    family: str                                   # ring | tree | p2p (latency tables)
-    loads: dict = field(default_factory=lambda: defaultdict(float))
-    nvlink_hops: float = 0.0
-    net_hops: float = 0.0
-    wire_ns: float = 0.0                          # physical link latencies along the chain
-    nvlink_efficiency: float | None = None        # NVLink pace when not the operation's
-    busiest: dict = field(default_factory=dict)   # (op, ranks) -> slowest link (cache)
-
-    def add(self, path, nbytes: float) -> None:
-        for link in path:
-            self.loads[link] += nbytes
+          "nvls": "tree",   # NVLS: NCCL's tree latencies (no NVLS entry of its own here)
+          # NCCL's own latency formulas (costmodel/nccl_algorithms.py)
+          "pat": "pat", "nvls_tree": "nvls_tree", "collnet": "collnet"}
+FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple"),
+                    "pat": ("Simple",), "nvls_tree": ("Simple",), "collnet": ("Simple",)}
 
 
 @dataclass(frozen=True)
@@ -230,7 +227,7 @@ class NcclCostModel(CostModel):
                     raise InputError(f"algorithm {algo!r} does not apply to this group "
                                      f"({len(gpus)} ranks)", field="algorithm")
                 continue
-            protos = ("Simple",) if algo == "nvls" else FAMILY_PROTOCOLS[FAMILY[algo]]
+            protos = (("Simple",) if algo == "nvls" else FAMILY_PROTOCOLS[FAMILY[algo]])
             if protocol is not None:
                 if protocol not in protos:
                     raise InputError(f"{algo} ({FAMILY[algo]}) does not run protocol "
@@ -297,13 +294,20 @@ class NcclCostModel(CostModel):
         bottleneck = None
         for ph in phases:
             fam = ph.family
-            latency += 1000.0 * (p.base_latency_us[fam][i]
-                                 + ph.nvlink_hops * p.hop_latency_us["nvlink"][fam][i]
-                                 + ph.net_hops * p.hop_latency_us["net"][fam][i]) + ph.wire_ns
+            if ph.fixed_latency_ns is not None:
+                latency += ph.fixed_latency_ns + ph.wire_ns
+            else:
+                latency += 1000.0 * (p.base_latency_us[fam][i]
+                                     + ph.nvlink_hops * p.hop_latency_us["nvlink"][fam][i]
+                                     + ph.net_hops * p.hop_latency_us["net"][fam][i]) + ph.wire_ns
             if ph.loads:
                 # loads are per byte of buffer: scale by the size
                 link, per_byte, cap = self._busiest(op, ph, ranks)
-                bw_ns += size * per_byte / cap / pbw
+                t = size * per_byte / cap / pbw / ph.kernel_share
+                if ph.algbw_cap is not None:
+                    # the kernels' own ceiling (NCCL's per-channel figure), whatever the links
+                    t = max(t, size / ph.algbw_cap)
+                bw_ns += t
                 if fam == "p2p":
                     # grouped send/recv goes through NCCL's channel buffers: sending the
                     # first buffer's worth and receiving it do not overlap
@@ -355,10 +359,11 @@ class NcclCostModel(CostModel):
         links = self.topology.links
         loads: dict = defaultdict(float)
         for ph in self._phases(op, est.algorithm, gpus):
+            nvl = ph.nvlink_efficiency or self.nvlink_efficiency(op, est.algorithm, len(gpus))
             for link, per_byte in ph.loads.items():
                 lk = links[link]
-                pace = (lk.bandwidth * self.nvlink_efficiency(op, est.algorithm, len(gpus))
-                        if lk.kind == "nvlink" else lk.capacity)
+                pace = (lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity)
+                pace *= ph.kernel_share
                 loads[link] += per_byte * size_bytes / share * lk.capacity / pace
         alone = max((b / links[link].capacity for link, b in loads.items()), default=0.0)
         return dict(loads), max(0.0, est.time_ns - alone)
@@ -375,13 +380,6 @@ def _synthetic_ranks(p: GroupPlacement, gps: int) -> tuple[int, ...]:
         ranks += [s * gps + i for i in range(take)]
         left -= take
     return tuple(ranks[:p.size])
-
-
-def _by_server(topo: Topology, gpus) -> list[list[int]]:
-    groups: dict[int, list[int]] = {}
-    for g in sorted(gpus):
-        groups.setdefault(topo.server_of(g), []).append(g)
-    return [groups[s] for s in sorted(groups)]
 
 
 def _ring_channels(topo: Topology, gpus) -> list[list[int]]:
@@ -438,12 +436,6 @@ def _plan_ring(topo: Topology, op: Op, gpus) -> list[Phase]:
     return [ph]
 
 
-def _binary_tree(k: int, flip: bool) -> list[tuple[int, int]]:
-    """(parent, child) edges of a heap-shaped binary tree over k nodes (mirrored if flip)."""
-    idx = (lambda i: k - 1 - i) if flip else (lambda i: i)
-    return [(idx((i - 1) // 2), idx(i)) for i in range(1, k)]
-
-
 def _plan_tree(topo: Topology, op: Op, gpus) -> list[Phase]:
     """NCCL's tree all-reduce: a chain inside each server and a double binary tree across
     servers, one tree pair per channel (per GPU of the fullest server); reduce goes up and
@@ -469,6 +461,9 @@ def _plan_tree(topo: Topology, op: Op, gpus) -> list[Phase]:
                 a, b = chains[parent][0], chains[child][0]
                 ph.add(topo.route(a, b), share)
                 ph.add(topo.route(b, a), share)
+    # NCCL's tree kernels cap each channel's pace across servers (at large sizes the
+    # tree runs below the links' share: costmodel/nccl_algorithms.py)
+    ph.algbw_cap = tree_channel_cap(topo, channels, k)
     depth = math.floor(math.log2(k)) if k > 1 else 0
     ph.nvlink_hops = 2 * (m - 1)
     ph.net_hops = 2 * depth
@@ -571,7 +566,8 @@ def _plan_nvls(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     return [ph]
 
 
-_PLANNERS = {
+_PLANNERS: dict[Any, Any] = {
+    **_MULTINODE_PLANNERS,
     "nvls": _plan_nvls,
     "ring": _plan_ring,
     "tree": _plan_tree,

@@ -107,6 +107,8 @@ class Fabric:
     ecmp: str = "ideal"
     ecmp_seed: int = 0
     uplinks: int | None = None    # uplinks (spine switches) per leaf; None: down ports / oversub
+    # in-network reduction in the switches (InfiniBand SHARP): NCCL's CollNet algorithms apply
+    sharp: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ _TOP_KEYS = {"name", "description", "gpu", "gpus_per_server", "servers", "scale_
 _SCALE_UP_KEYS = {"type", "bandwidth", "latency", "efficiency", "links", "nvls_efficiency"}
 _NIC_KEYS = {"per", "count", "bandwidth", "latency", "efficiency", "pcie_bandwidth"}
 _FABRIC_KEYS = {"type", "servers_per_leaf", "oversubscription", "leaf_latency",
-                "spine_latency", "ecmp", "ecmp_seed", "uplinks"}
+                "spine_latency", "ecmp", "ecmp_seed", "uplinks", "sharp"}
 ECMP_MODES = ("ideal", "hash")
 _NCCL_KEYS = {"call_overhead", "method", "base_latency", "hop_latency", "protocol_bandwidth",
               "buffer_size", "p2p_concurrency"}
@@ -360,7 +362,8 @@ def parse_spec(doc: Located) -> TopologySpec:
                         c.integer(f.get("ecmp_seed", 0), p + ("ecmp_seed",), minimum=0,
                                   maximum=2 ** 63 - 1),
                         (c.integer(f["uplinks"], p + ("uplinks",))
-                         if f.get("uplinks") is not None else None))
+                         if f.get("uplinks") is not None else None),
+                        _flag(c, f.get("sharp", False), p + ("sharp",)))
         if f.get("oversubscription", 1.0) < 1:
             raise c.err(p + ("oversubscription",), "must be at least 1 (downlink:uplink)")
 
@@ -399,6 +402,12 @@ def parse_spec(doc: Located) -> TopologySpec:
                         scale_up=scale_up, nics=nics, fabric=fabric, nccl=nccl, ranks=ranks,
                         description=str(top.get("description") or ""),
                         gpu=str(top.get("gpu") or ""))
+
+
+def _flag(c: _Checker, value, path) -> bool:
+    if not isinstance(value, bool):
+        raise c.err(path, f"expected true or false, got {value!r}")
+    return value
 
 
 def _parse_nccl(c: _Checker, raw) -> NcclParams:
