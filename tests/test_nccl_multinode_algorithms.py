@@ -156,6 +156,12 @@ def test_collnet_all_reduce_by_hand_flat_in_node_count(tmp_path):
     assert est(pods, Op.ALLREDUCE, S, range(16), "collnet").bandwidth_ns == pytest.approx(5e6)
     # NCCL picks it over the ring (2 x 15/16 x S/2 per NIC = 9.375e6 ns) at 8 servers
     assert est(m8, Op.ALLREDUCE, S, range(16)).algorithm == "collnet"
+    # on Hopper and later NCCL's CollNet-Direct kernels reach 0.85: 5e6 / 0.85 ns; the
+    # all-gather (below) keeps the links' pace
+    b200 = hand(tmp_path, 2, 2, sharp=True, gpu="B200")
+    assert est(b200, Op.ALLREDUCE, S, range(4), "collnet").bandwidth_ns == (
+        pytest.approx(5e6 / 0.85))
+    assert est(b200, Op.ALLGATHER, S, range(4), "collnet").bandwidth_ns == pytest.approx(5e6)
 
 
 def test_collnet_all_gather_and_reduce_scatter_by_hand(tmp_path):

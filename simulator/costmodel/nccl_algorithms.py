@@ -17,7 +17,8 @@ algorithm on a group's GPUs, or None where NCCL would not run it on that group:
 - **CollNet** (SHARP in-network reduction, where the fabric declares ``sharp: true``):
   all-reduce as CollNet-Direct (needs the NVSwitch): a reduce-scatter over NVLink inside
   each server, every GPU sends its reduced S/m through its own NIC to the switches, which
-  reduce across servers and return S/m, then an all-gather over NVLink. All-gather and
+  reduce across servers and return S/m, then an all-gather over NVLink; on Hopper and later
+  its kernels run at 0.85 of that pace (NCCL's tuner factor). All-gather and
   reduce-scatter need one NIC per GPU: the j-th GPUs' shards are multicast (reduced) by the
   rail-j switches (S/m per NIC down, S/n up) and spread (gathered) over NVLink.
 
@@ -41,6 +42,8 @@ NVLS_TREE_NVLINK_US, NVLS_TREE_NET_US = 25.0, 20.9
 COLLNET_NVLINK_US, COLLNET_ARITY_US, COLLNET_NET_US = 3.7, 0.4, 31.0
 #: PAT's kernels reach this share of the ring's bandwidth (NCCL's tuner factor)
 PAT_KERNEL_SHARE = 0.75
+#: CollNet-Direct all-reduce kernels on Hopper and later reach this share (NCCL's tuner)
+COLLNET_ALLREDUCE_SHARE_HOPPER_ON = 0.85
 #: NCCL's measured ceiling of one tree channel's bus bandwidth (GB/s) by GPU architecture,
 #: for 1, 2 and more than 2 servers (perChMaxTreeBws in NCCL's tuner): its tree kernels,
 #: not the links, limit a multi-server tree at large sizes
@@ -194,7 +197,10 @@ def plan_collnet(topo: Topology, op: Op, gpus) -> list[Phase] | None:
         nics = topo.spec.nics
         if nics is None or nics.per_server(topo.gpus_per_server) < m or nics.attach != "gpu":
             return None                 # all-gather / reduce-scatter: one NIC per GPU
-    ph = Phase("collnet")
+    arch = gpu_architecture(topo.spec.gpu)
+    share = (COLLNET_ALLREDUCE_SHARE_HOPPER_ON
+             if op is Op.ALLREDUCE and arch in ("hopper", "blackwell") else 1.0)
+    ph = Phase("collnet", kernel_share=share)
     # inside each server: reduce-scatter and all-gather (all-reduce), or one of them
     local = 2.0 / m if op is Op.ALLREDUCE else 1.0 / m
     for members in servers:
