@@ -17,8 +17,9 @@ its kernels' per-channel ceiling across servers), NVLS (one NVSwitch server), NV
 CollNet/SHARP all-reduce; ring, PAT (one GPU per server) and CollNet all-gather and
 reduce-scatter; ring broadcast (a pipelined chain from the root); the multi-node ones in
 ``nccl_algorithms.py``, each offered only where NCCL would run it; direct (pairwise)
-all-to-all with one NIC per GPU across servers, and hierarchical all-to-all (an exchange inside each server, then one between the
-servers; NCCL itself never picks it, ask with ``algorithm="hierarchical"``); send/recv as
+all-to-all with one NIC per GPU across servers, and hierarchical all-to-all (an exchange
+inside each server, then one between the servers; NCCL itself never picks it, ask with
+``algorithm="hierarchical"``); send/recv as
 every rank sending its buffer to the next (nccl-tests' sendrecv_perf). Across servers NCCL
 runs one ring (channel) per NIC: channel c enters each server at the group's c-th GPU there
 and leaves through the NIC of the GPU before it.
