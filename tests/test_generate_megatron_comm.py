@@ -56,6 +56,10 @@ def test_tied_embedding_allreduce_bytes_gpt3_175b():
     assert entry["bytes"] == 314_572_800
     assert entry["collective"] == "ALLREDUCE" and "first and last stage" in entry["group"]
     assert any("314,572,800 bytes" in n for n in g.notes)
+    # and what simulate reports from the sidecar says it is left out
+    feats = g.assumptions()["features"]
+    assert feats["tied_embedding_allreduce"].startswith("314572800 bytes per step")
+    assert feats["pipeline_sends"] == "the whole activation from every TP rank"
     # bf16 main gradients (--grad-reduce-in-bf16): 78,643,200 x 2 = 157,286,400 B
     cfg = resolve(get_preset("gpt-175b"), 128, tp=8, pp=16, seq_length=2048,
                   global_batch=16, features=Features(grad_reduce_in_bf16=True))
@@ -213,6 +217,19 @@ def test_scatter_gather_splits_sends_and_gathers_over_tp():
     assert names[-5] == "pp_grad_gather"   # then optimizer1-4
     assert row(w, "pp_grad_gather").ig == Comm(Op.ALLGATHER, Group.TP, 65_536)
     assert sim(w).iteration_ns > 0
+
+
+def test_simulate_reports_the_pipeline_sends_and_the_left_out_allreduce(tmp_path):
+    out, js = tmp_path / "w.txt", tmp_path / "s.json"
+    assert run_cli(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
+                    "--pp", "2", "--global-batch", "2", "--no-compute",
+                    "--scatter-gather-tensors-in-pipeline", "-o", out])[0] == 0
+    rc, text, _ = run_cli(["simulate", out, "--json", js])
+    assert rc == 0 and "scatter-gather" in text and "tied_embedding_allreduce" in text
+    feats = json.loads(js.read_text())["assumptions"]["features"]
+    assert feats["scatter_gather_p2p"] is True
+    # gpt-7b: vocab 50257 padded to 128 x 4 -> 50,688; / TP 4 x 4096 x 4 B = 207,618,048
+    assert feats["tied_embedding_allreduce"].startswith("207618048 bytes")
 
 
 def test_scatter_gather_has_no_effect_with_sequence_parallelism():

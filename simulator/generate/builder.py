@@ -61,11 +61,28 @@ class GeneratedWorkload:
             "generator": "collsim generate", "style": c.style, "model": c.model.name,
             "gpu": c.gpu, "gpu_peak_bf16_tflops": gpu.peak_tflops,
             "gpu_hbm_gb_per_s": gpu.hbm_gbps, "compute": how,
-            "features": c.features.describe(),
+            "features": self.features_on(),
             "optimizer": (f"DeepSpeed ZeRO-{c.features.zero_stage:d}" if c.features.zero_stage
                           else "Megatron distributed optimizer" if c.distributed_optimizer
                           else "Megatron DDP (all-reduce)"),
         }
+
+    def features_on(self) -> dict:
+        """The features that are on (:meth:`Features.describe`) and, where the table has a
+        pipeline, how its sends go and what of Megatron's stage-to-stage work it leaves out."""
+        c = self.config
+        on = c.features.describe()
+        if c.style != "megatron" or c.pp == 1:
+            return on
+        on["pipeline_sends"] = (
+            "1/TP of the activation per TP rank, all-gathered over TP (scatter-gather)"
+            if scatter_gather_p2p(c) else "1/TP of the activation per TP rank (SP)"
+            if c.sp and c.tp > 1 else "the whole activation from every TP rank")
+        emb = embedding_grad_allreduce_bytes(c)
+        if emb:
+            on["tied_embedding_allreduce"] = (f"{emb} bytes per step between the first and "
+                                              "last stage, not in the table")
+        return on
 
     def info(self) -> dict:
         c = self.config
