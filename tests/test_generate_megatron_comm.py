@@ -266,3 +266,47 @@ def test_scatter_gather_cli_flags(tmp_path):
     assert run_cli(args + ["--no-scatter-gather-tensors-in-pipeline"])[0] == 0
     assert "pp_comm: 33554432" in out.read_text()   # the whole 2 x 4096 x 4096
 
+
+
+# ------------------------------------------------------------------- sweep-spec keys
+
+def test_sweep_spec_keys_build_the_same_options_as_the_flags(tmp_path):
+    import argparse
+
+    from simulator.commands import generate as command
+    from simulator.config import SweepPoint
+    from simulator.sweep.spec import load_spec
+
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    args = p.parse_args(["--model", "gpt-7b", "--world-size", "8", "--tp", "4", "--pp", "2",
+                         "--fp16", "--accumulate-allreduce-grads-in-fp32",
+                         "--scatter-gather-tensors-in-pipeline", "--overlap-param-gather",
+                         "--untie-embeddings-and-output-weights", "-o", "x.txt"])
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: {model: gpt-7b, gpus: 8, tp: 4, pp: 2, params_dtype: fp16,\n"
+                    "       accumulate_allreduce_grads_in_fp32: true,\n"
+                    "       scatter_gather_tensors_in_pipeline: true,\n"
+                    "       overlap_param_gather: true,\n"
+                    "       untie_embeddings_and_output_weights: true}\n")
+    point = SweepPoint.from_point(load_spec(str(spec)).points[0])
+    assert command.generate_options(args) == point.generate_options()
+
+
+def test_sweep_spec_bad_dtype_names_file_line_and_key(tmp_path):
+    from simulator.sweep.spec import load_spec
+
+    spec = tmp_path / "s.yaml"
+    # line 1 base:, 2 model, 3 gpus, 4 params_dtype
+    spec.write_text("base:\n  model: gpt-7b\n  gpus: 8\n  params_dtype: fp8\n")
+    with pytest.raises(InputError) as e:
+        load_spec(str(spec))
+    assert (e.value.path, e.value.line, e.value.field) == (str(spec), 4, "base.params_dtype")
+
+
+def test_cli_refuses_contradicting_dtype_flags_in_one_line(tmp_path):
+    rc, out, err = run_cli(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
+                            "--fp16", "--grad-reduce-in-bf16", "-o", tmp_path / "x.txt"])
+    assert rc == 2 and not (tmp_path / "x.txt").exists()
+    assert err.strip() == ("collsim: error: --grad-reduce-in-bf16: needs bf16 training "
+                           "(as in Megatron-LM)")
