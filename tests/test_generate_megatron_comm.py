@@ -310,3 +310,25 @@ def test_cli_refuses_contradicting_dtype_flags_in_one_line(tmp_path):
     assert rc == 2 and not (tmp_path / "x.txt").exists()
     assert err.strip() == ("collsim: error: --grad-reduce-in-bf16: needs bf16 training "
                            "(as in Megatron-LM)")
+
+
+def test_megatron_flag_names_mean_what_they_mean_in_megatron():
+    import argparse
+
+    from simulator.commands import generate as command
+
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    base = ["--model", "gpt-7b", "--world-size", "16", "-o", "x.txt"]
+    ours = command.generate_options(p.parse_args(base + [
+        "--tp", "4", "--pp", "2", "--sp", "--vpp", "2", "--micro-batch", "2",
+        "--global-batch", "8", "--recompute"]))
+    megatron = command.generate_options(p.parse_args(base + [
+        "--tensor-model-parallel-size", "4", "--pipeline-model-parallel-size", "2",
+        "--sequence-parallel", "--virtual-pipeline-model-parallel-size", "2",
+        "--micro-batch-size", "2", "--global-batch-size", "8", "--checkpoint-activations",
+        "--use-distributed-optimizer"]))
+    assert ours == megatron
+    # Megatron's --recompute-activations is selective recompute, not full
+    sel = command.generate_options(p.parse_args(base + ["--recompute-activations"]))
+    assert sel.recompute_granularity == "selective" and not sel.recompute

@@ -21,32 +21,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"preset ({', '.join(preset_names())}) or a YAML model file")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="workload file to write ('-' for stdout)")
-    g = p.add_argument_group("parallelism and batch (AICB's names)")
+    g = p.add_argument_group("parallelism and batch (AICB's and Megatron-LM's names)")
     g.add_argument("--world-size", "--gpus", dest="world_size", type=positive_int, required=True,
                    metavar="N", help="number of GPUs")
     g.add_argument("--tp", "--tensor-model-parallel-size", dest="tp", type=positive_int,
                    metavar="N", help="tensor parallelism (default: the AICB preset's, else 1)")
-    g.add_argument("--pp", "--pipeline-model-parallel", dest="pp", type=positive_int, default=1,
-                   metavar="N", help="pipeline stages (default 1)")
+    g.add_argument("--pp", "--pipeline-model-parallel-size", "--pipeline-model-parallel",
+                   dest="pp", type=positive_int, default=1, metavar="N",
+                   help="pipeline stages (default 1)")
     g.add_argument("--ep", "--expert-model-parallel-size", dest="ep", type=positive_int,
                    default=1, metavar="N", help="expert parallelism (default 1)")
-    g.add_argument("--sp", "--enable-sequence-parallel", dest="sp", action="store_true",
+    g.add_argument("--sp", "--sequence-parallel", "--enable-sequence-parallel", dest="sp",
+                   action="store_true",
                    help="sequence parallelism (always on for MoE with TP > 1)")
-    g.add_argument("--vpp", type=positive_int, metavar="N",
+    g.add_argument("--vpp", "--virtual-pipeline-model-parallel-size", dest="vpp",
+                   type=positive_int, metavar="N",
                    help="virtual pipeline chunks per stage (interleaved 1F1B); written as the "
                         "header's vpp (AICB writes the layers per stage there)")
-    g.add_argument("--micro-batch", type=positive_int, default=1, metavar="N",
-                   help="micro-batch size (default 1)")
-    g.add_argument("--global-batch", type=positive_int, metavar="N",
+    g.add_argument("--micro-batch", "--micro-batch-size", dest="micro_batch",
+                   type=positive_int, default=1, metavar="N", help="micro-batch size (default 1)")
+    g.add_argument("--global-batch", "--global-batch-size", dest="global_batch",
+                   type=positive_int, metavar="N",
                    help="global batch (default: micro-batch x DP, one micro-batch per replica)")
     g.add_argument("--seq-length", type=positive_int, default=4096, metavar="N",
                    help="sequence length (default 4096)")
+    g.add_argument("--use-distributed-optimizer", dest="dist_opt", action="store_true",
+                   default=True, help="Megatron's distributed optimizer (the default here; "
+                   "Megatron-LM itself needs this flag for it)")
     g.add_argument("--no-distributed-optimizer", dest="dist_opt", action="store_false",
                    help="plain data parallelism: all-reduce the gradients (default: Megatron's "
                         "distributed optimizer, reduce-scatter + all-gather)")
-    g.add_argument("--recompute", action="store_true",
+    g.add_argument("--recompute", "--checkpoint-activations", dest="recompute",
+                   action="store_true",
                    help="full activation recompute of every layer (checkpoint rows in the header)")
     f = p.add_argument_group("Megatron-LM features (Megatron's flag names)")
+    f.add_argument("--recompute-activations", dest="recompute_granularity",
+                   action="store_const", const="selective",
+                   help="Megatron-LM's shorthand for --recompute-granularity selective")
     f.add_argument("--recompute-granularity", choices=["full", "selective"],
                    help="activation recompute: full (whole layers, see --recompute-method) or "
                         "selective (the core attention kernel only); --recompute = full")
