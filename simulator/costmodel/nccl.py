@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..parallel import GroupPlacement
 from ..topology import Topology, TopologySpec, gpu_node
 from ..topology.spec import PROTOCOLS
+from ..topology.view import TopologyView   # links made on first use: prices in O(group)
 from ..collectives import OP_NAMES
 from ..workload import Op
 from .base import CostModel
@@ -101,7 +102,7 @@ class NcclCostModel(CostModel):
             self._fixed = True
         else:
             self.spec = topology
-            self._topo = Topology(topology) if topology.servers is not None else None
+            self._topo = TopologyView(topology) if topology.servers is not None else None
             self._fixed = topology.servers is not None
         self.params = self.spec.nccl
         self.call_overhead_ns = call_overhead_ns    # None: the preset's, per operation
@@ -128,7 +129,7 @@ class NcclCostModel(CostModel):
     @property
     def topology(self) -> Topology:
         if self._topo is None:
-            self._topo = Topology(self.spec, 1)
+            self._topo = TopologyView(self.spec, 1)
         return self._topo
 
     def topology_for(self, gpus: int) -> Topology:
@@ -144,7 +145,7 @@ class NcclCostModel(CostModel):
                              f"job uses at least {gpus}{hint}", path=self.spec.source)
         # grow at least twofold: the engine asks for ever higher ranks, stage by stage
         servers = max(-(-gpus // self.spec.gpus_per_server), 2 * topo.servers)
-        self._topo = Topology(self.spec, servers)
+        self._topo = TopologyView(self.spec, servers)
         self._plans.clear()
         return self._topo
 

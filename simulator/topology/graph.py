@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from .spec import Fabric, TopologySpec
+
+if TYPE_CHECKING:  # networkx loads only where a caller asks for the graph (tens of ms)
+    import networkx as nx
 
 LinkId = tuple[str, str]
 
@@ -44,6 +46,38 @@ def gpu_node(g: int) -> str:
     return f"gpu{g}"
 
 
+def _check_servers(spec: TopologySpec, servers: int) -> None:
+    if servers > 1 and spec.fabric is None:
+        raise InputError(
+            f"GPUs on different servers are not reachable: the topology has no fabric, so "
+            f"it holds at most one server of {spec.gpus_per_server} GPUs "
+            f"({servers * spec.gpus_per_server} needed)", path=spec.source, field="fabric")
+
+
+def _components(n: int, pairs) -> list[set[int]]:
+    """Connected parts of GPUs 0..n-1 joined by ``pairs`` (a, b, ...), each part listed when
+    its lowest GPU is reached in order 0, 1, ... (as networkx's connected_components)."""
+    peers: list[list[int]] = [[] for _ in range(n)]
+    for a, b, *_ in pairs:
+        peers[a].append(b)
+        peers[b].append(a)
+    seen: set[int] = set()
+    parts = []
+    for start in range(n):
+        if start in seen:
+            continue
+        part = {start}
+        todo = [start]
+        while todo:
+            for q in peers[todo.pop()]:
+                if q not in part:
+                    part.add(q)
+                    todo.append(q)
+        seen |= part
+        parts.append(part)
+    return parts
+
+
 class Topology:
     """``servers`` servers built from ``spec``; see the module docstring for names."""
 
@@ -53,11 +87,7 @@ class Topology:
         self.gpus_per_server = spec.gpus_per_server
         self.num_gpus = self.servers * self.gpus_per_server
         self.name = spec.name
-        if self.servers > 1 and spec.fabric is None:
-            raise InputError(
-                f"GPUs on different servers are not reachable: the topology has no fabric, so "
-                f"it holds at most one server of {self.gpus_per_server} GPUs "
-                f"({self.num_gpus} needed)", path=spec.source, field="fabric")
+        _check_servers(spec, self.servers)
         self._graph: nx.DiGraph | None = None
         self._nodes: dict[str, dict] = {}          # node -> attributes
         self.links: dict[LinkId, Link] = {}
@@ -77,6 +107,8 @@ class Topology:
     def graph(self) -> nx.DiGraph:
         """The networkx graph (built on first use: routes do not need it)."""
         if self._graph is None:
+            import networkx as nx
+
             g = nx.DiGraph(name=self.spec.name)
             g.add_nodes_from(self._nodes.items())
             g.add_edges_from((u, v, {"bandwidth": link.bandwidth, "efficiency": link.efficiency,
@@ -103,11 +135,13 @@ class Topology:
         self.links[(v, u)] = back
         self._owner += (owner, owner)
 
-    def _build(self) -> None:
+    def _layout(self) -> None:
+        """Which NICs each GPU has, and the fabric's leaf uplinks: what routes need, without
+        the links themselves."""
         spec, gps = self.spec, self.gpus_per_server
-        su = spec.scale_up
         nics = spec.nics
         k_per_server = nics.per_server(gps) if nics else 0
+        self._nics_of_gpu, self._gpu_of_nic = [], []
         if nics:
             for local in range(gps):
                 if k_per_server >= gps:
@@ -117,6 +151,22 @@ class Topology:
                     self._nics_of_gpu.append([local * k_per_server // gps])
             self._gpu_of_nic = [min(gpu for gpu in range(gps) if k in self._nics_of_gpu[gpu])
                                 for k in range(k_per_server)]
+        fab = spec.fabric
+        if fab is None or nics is None:
+            return
+        self.pods = -(-self.servers // fab.servers_per_leaf)
+        self.rails = k_per_server if fab.type == "rail-optimized" else 1
+        nics_per_leaf = fab.servers_per_leaf * (1 if fab.type == "rail-optimized" else k_per_server)
+        #: bandwidth of a leaf's uplinks together (GB/s)
+        self.uplink_gbps = nics_per_leaf * nics.bandwidth_gbps / fab.oversubscription
+        self.uplinks = fab.uplinks or max(1, round(nics_per_leaf / fab.oversubscription))
+
+    def _build(self) -> None:
+        self._layout()
+        spec, gps = self.spec, self.gpus_per_server
+        su = spec.scale_up
+        nics = spec.nics
+        k_per_server = nics.per_server(gps) if nics else 0
         for s in range(self.servers):
             for local in range(gps):
                 g = s * gps + local
@@ -142,10 +192,7 @@ class Topology:
         fab = spec.fabric
         if fab is None or nics is None:
             return
-        pods = -(-self.servers // fab.servers_per_leaf)
-        rails = k_per_server if fab.type == "rail-optimized" else 1
-        nics_per_leaf = fab.servers_per_leaf * (1 if fab.type == "rail-optimized" else k_per_server)
-        uplink = nics_per_leaf * nics.bandwidth_gbps / fab.oversubscription
+        pods, rails, uplink = self.pods, self.rails, self.uplink_gbps
         for s in range(self.servers):
             pod = s // fab.servers_per_leaf
             for k in range(k_per_server):
@@ -155,7 +202,6 @@ class Topology:
                 self._add(f"s{s}.nic{k}", leaf, nics.bandwidth_gbps, nics.efficiency,
                           nics.latency_ns + fab.leaf_latency_ns, "nic", lat_back=nics.latency_ns,
                           owner=s)
-        self.uplinks = fab.uplinks or max(1, round(nics_per_leaf / fab.oversubscription))
         if pods > 1 and fab.ecmp == "ideal":
             # an even spread over the uplinks is one link of their summed bandwidth
             self._node("spine", kind="spine")
@@ -193,11 +239,7 @@ class Topology:
     def _check_reachable(self) -> None:
         if self.spec.scale_up.type != "direct":
             return
-        gps = self.gpus_per_server
-        sub = nx.Graph()
-        sub.add_nodes_from(range(gps))
-        sub.add_edges_from((a, b) for a, b, _ in self.spec.scale_up.links)
-        parts = list(nx.connected_components(sub))
+        parts = _components(self.gpus_per_server, self.spec.scale_up.links)
         if len(parts) > 1:
             main = max(parts, key=len)
             lost = sorted(g for part in parts if part is not main for g in part)
@@ -244,6 +286,8 @@ class Topology:
             return ((a, sw), (sw, b))
         if (a, b) in self.links:
             return ((a, b),)
+        import networkx as nx
+
         server = self.server_of(src)
         nodes = nx.shortest_path(self.graph.subgraph(
             [gpu_node(server * self.gpus_per_server + i) for i in range(self.gpus_per_server)]),

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from ..errors import InputError
 
 Path = tuple  # a key path such as ("scale_up", "bandwidth") or ("placement", "ranks", 3)
@@ -41,6 +39,8 @@ class Located:
 
 def load_located(text: str, source: str) -> Located:
     """Parse one YAML document; syntax errors become an InputError at the offending line."""
+    import yaml
+
     from ..readers.source import yaml_error, yaml_errors
     from ..readers.yamlload import compose_yaml
 
