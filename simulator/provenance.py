@@ -7,7 +7,6 @@ and the report says so.
 """
 from __future__ import annotations
 
-import json
 import os
 
 from .errors import warn
@@ -25,6 +24,8 @@ def read_sidecar(workload_path: str) -> dict | None:
     path = sidecar_path(workload_path)
     if not os.path.isfile(path):
         return None
+    import json   # only when a sidecar exists: a plain simulate run never loads json
+
     try:
         if os.path.getsize(path) > MAX_BYTES:
             raise ValueError("larger than 1 MiB")

@@ -31,8 +31,7 @@ def test_engine_import_loads_no_heavy_library():
 
 def test_plain_simulate_run_loads_no_heavy_library():
     # the whole CLI path, options that need no plot included (JSON, CSV, a what-if flag), on
-    # the simai model: the default nccl model prices on a topology graph (networkx, the
-    # preset's YAML), which docs/performance.md measures separately
+    # the simai model
     code = ("import contextlib, io, tempfile, os\n"
             "from simulator.cli import main\n"
             "d = tempfile.mkdtemp()\n"
@@ -41,6 +40,24 @@ def test_plain_simulate_run_loads_no_heavy_library():
             f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
             "'--cost-model', 'simai', '--nic-bw', '25', '--json', os.path.join(d, 's.json'), "
             "'--csv', os.path.join(d, 's.csv')]) == 0")
+    assert _loaded_after(code) == []
+
+
+def test_default_simulate_run_loads_no_heavy_library():
+    # the default cost model (nccl on the dgx-h100 preset): the preset is read by the subset
+    # YAML reader and priced on a TopologyView (links made on first use), so neither PyYAML
+    # nor networkx loads; a fabric option, the what-if check and a named preset priced
+    # without contention (with it, the flow model uses numpy) change nothing about that
+    code = ("import contextlib, io, tempfile, os\n"
+            "from simulator.cli import main\n"
+            "d = tempfile.mkdtemp()\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+            "'--nic-bw', '25', '--oversubscription', '2', '--json', os.path.join(d, 's.json'), "
+            "'--csv', os.path.join(d, 's.csv')]) == 0\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'seed004_moe_tp8_ep4_pp4_128gpus.txt')!r}, "
+            "'--quiet', '--topology', 'hgx-h200', '--no-contention']) == 0")
     assert _loaded_after(code) == []
 
 

@@ -138,7 +138,6 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import warnings
 
     from ..engine import SimulationOptions
@@ -241,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         outputs[args.report] = render_study_report(result, draws, args.workload, settings)
         kinds[args.report] = "HTML report"
     if args.json:
+        import json
+
         doc = summary_dict(result)
         if co_results:
             doc["co_jobs"] = [summary_dict(r) for r in co_results]

@@ -34,13 +34,13 @@ class _Links(dict):
         self[lid] = link
         return link
 
-    def get(self, lid, default=None):  # type: ignore[override]
+    def get(self, lid, default=None):
         try:
             return self[lid]
         except KeyError:
             return default
 
-    def __contains__(self, lid) -> bool:  # type: ignore[override]
+    def __contains__(self, lid) -> bool:
         return self.get(lid) is not None
 
     # everything that walks the table: the full build, in its order
@@ -50,31 +50,64 @@ class _Links(dict):
     def __len__(self) -> int:
         return len(self._view._full_links())
 
-    def keys(self):  # type: ignore[override]
+    def keys(self):
         return self._view._full_links().keys()
 
-    def values(self):  # type: ignore[override]
+    def values(self):
         return self._view._full_links().values()
 
-    def items(self):  # type: ignore[override]
+    def items(self):
         return self._view._full_links().items()
 
-    def copy(self):  # type: ignore[override]
+    def copy(self):
         return dict(self._view._full_links())
 
 
-def _index(name: str, prefix: str) -> int | None:
-    """``int`` of what follows ``prefix`` in a node name (``gpu12`` -> 12), else None."""
-    if not name.startswith(prefix):
-        return None
-    digits = name[len(prefix):]
-    return int(digits) if digits.isdigit() and digits.isascii() else None
+def _num(text: str) -> int | None:
+    """A node name's number as the full topology writes it (``12``, not ``012``), or None."""
+    if text.isdigit() and text.isascii() and (text[0] != "0" or text == "0"):
+        return int(text)
+    return None
+
+
+def _parse_node(name: str) -> tuple:
+    """``gpu12`` -> ("gpu", 12); ``s3.nvsw`` -> ("nvsw", 3); ``s3.nic2`` -> ("nic", 3, 2);
+    ``pod1.leaf2`` -> ("leaf", 1, 2), ``pod1.leaf`` -> ("leaf", 1, None); ``spine`` ->
+    ("spine", None), ``spine4`` -> ("spine", 4); anything else ("?",)."""
+    head, dot, rest = name.partition(".")
+    if not dot:
+        if head.startswith("gpu"):
+            g = _num(head[3:])
+            return ("?",) if g is None else ("gpu", g)
+        if head == "spine":
+            return ("spine", None)
+        if head.startswith("spine"):
+            j = _num(head[5:])
+            return ("?",) if j is None else ("spine", j)
+        return ("?",)
+    if head.startswith("s"):
+        srv = _num(head[1:])
+        if srv is None:
+            return ("?",)
+        if rest == "nvsw":
+            return ("nvsw", srv)
+        k = _num(rest[3:]) if rest.startswith("nic") else None
+        return ("?",) if k is None else ("nic", srv, k)
+    if head.startswith("pod"):
+        pod = _num(head[3:])
+        if pod is None or not rest.startswith("leaf"):
+            return ("?",)
+        if rest == "leaf":
+            return ("leaf", pod, None)
+        r = _num(rest[4:])
+        return ("?",) if r is None else ("leaf", pod, r)
+    return ("?",)
 
 
 class TopologyView(Topology):
     """``servers`` servers of ``spec``, links made on demand (see the module docstring)."""
 
-    def __init__(self, spec: TopologySpec, servers: int | None = None):  # noqa: super-init
+    def __init__(self, spec: TopologySpec, servers: int | None = None):
         self.spec = spec
         self.servers = servers if servers is not None else (spec.servers or 1)
         self.gpus_per_server = spec.gpus_per_server
@@ -93,6 +126,8 @@ class TopologyView(Topology):
         su = spec.scale_up
         self._pairs = {(a, b): bw for a, b, bw in su.links}
         self._pairs.update({(b, a): bw for a, b, bw in su.links})
+        self._parsed: dict[str, tuple] = {}
+        self._role_links = self._roles()
         self.links = _Links(self)
         self._check_reachable()
         self._ranks = None
@@ -104,7 +139,7 @@ class TopologyView(Topology):
 
     # -- ranks: GPU i unless the spec places them --------------------------------------------
     @property
-    def rank_gpu(self) -> list[int]:  # type: ignore[override]
+    def rank_gpu(self) -> list[int]:  # type: ignore[override]  # made on first use
         if self._ranks is None:
             self._ranks = self._rank_map()
         return self._ranks
@@ -115,76 +150,73 @@ class TopologyView(Topology):
         return super().gpu_of_rank(rank)
 
     # -- links ------------------------------------------------------------------------------
+    def _roles(self) -> dict:
+        """The few distinct links of the topology, by role (made once)."""
+        spec = self.spec
+        su, nics, fab = spec.scale_up, spec.nics, spec.fabric
+        roles: dict = {"nvlink": Link(su.bandwidth_gbps, su.efficiency, su.latency_ns, "nvlink")}
+        roles["pair"] = {pair: Link(bw, su.efficiency, su.latency_ns, "nvlink")
+                         for pair, bw in self._pairs.items()}
+        if nics is not None:
+            roles["pcie"] = Link(nics.pcie_gbps, nics.efficiency, 0, "pcie")
+        if nics is not None and fab is not None:
+            # into the leaf: cable + the leaf's latency; out of it: the cable
+            roles["up"] = Link(nics.bandwidth_gbps, nics.efficiency,
+                               nics.latency_ns + fab.leaf_latency_ns, "nic")
+            roles["down"] = Link(nics.bandwidth_gbps, nics.efficiency, nics.latency_ns, "nic")
+            bw = self.uplink_gbps if fab.ecmp == "ideal" else self.uplink_gbps / self.uplinks
+            roles["spine_up"] = Link(bw, nics.efficiency, fab.spine_latency_ns, "fabric")
+            roles["spine_down"] = Link(bw, nics.efficiency, fab.leaf_latency_ns, "fabric")
+        return roles
+
     def _make_link(self, lid: LinkId) -> Link | None:
         """The link ``lid`` of the full topology, or None where it has none."""
-        u, v = lid
-        spec, gps = self.spec, self.gpus_per_server
-        su, nics, fab = spec.scale_up, spec.nics, spec.fabric
-        gu, gv = _index(u, "gpu"), _index(v, "gpu")
-        if gu is not None or gv is not None:
-            g, other = (gu, v) if gu is not None else (gv, u)
-            assert g is not None
-            if g >= self.num_gpus:
+        parsed = self._parsed
+        a = parsed.get(lid[0]) or parsed.setdefault(lid[0], _parse_node(lid[0]))
+        b = parsed.get(lid[1]) or parsed.setdefault(lid[1], _parse_node(lid[1]))
+        roles = self._role_links
+        gps = self.gpus_per_server
+        kinds = (a[0], b[0])
+        if kinds == ("gpu", "gpu"):
+            ga, gb = a[1], b[1]
+            if ga >= self.num_gpus or gb >= self.num_gpus or ga // gps != gb // gps:
                 return None
-            s, local = divmod(g, gps)
-            if gu is not None and gv is not None:        # direct NVLink between two GPUs
-                if su.type == "nvswitch" or gu // gps != gv // gps:
+            return roles["pair"].get((ga % gps, gb % gps))
+        if kinds in (("gpu", "nvsw"), ("nvsw", "gpu")):
+            g, srv = (a[1], b[1]) if a[0] == "gpu" else (b[1], a[1])
+            ok = self.spec.scale_up.type == "nvswitch" and g < self.num_gpus and g // gps == srv
+            return roles["nvlink"] if ok else None
+        if kinds in (("gpu", "nic"), ("nic", "gpu")):
+            g, nic = (a[1], b) if a[0] == "gpu" else (b[1], a)
+            ok = ("pcie" in roles and g < self.num_gpus and g // gps == nic[1]
+                  and nic[2] in self._nics_of_gpu[g % gps])
+            return roles["pcie"] if ok else None
+        if kinds in (("nic", "leaf"), ("leaf", "nic")):
+            nic, leaf = (a, b) if a[0] == "nic" else (b, a)
+            if "up" not in roles or nic[1] >= self.servers or nic[2] >= len(self._gpu_of_nic):
+                return None
+            fab = self.spec.fabric
+            assert fab is not None
+            rail = nic[2] if fab.type == "rail-optimized" else None
+            if leaf[1] != nic[1] // fab.servers_per_leaf or leaf[2] != rail:
+                return None
+            return roles["up" if a[0] == "nic" else "down"]
+        if kinds in (("leaf", "spine"), ("spine", "leaf")):
+            leaf, spine = (a, b) if a[0] == "leaf" else (b, a)
+            if "up" not in roles or self.pods <= 1 or leaf[1] >= self.pods:
+                return None
+            fab = self.spec.fabric
+            assert fab is not None
+            if fab.type == "rail-optimized":
+                if leaf[2] is None or leaf[2] >= self.rails:
                     return None
-                bw = self._pairs.get((gu % gps, gv % gps))
-                return None if bw is None else Link(bw, su.efficiency, su.latency_ns, "nvlink")
-            if other == f"s{s}.nvsw" and su.type == "nvswitch":
-                return Link(su.bandwidth_gbps, su.efficiency, su.latency_ns, "nvlink")
-            if nics is not None and other.startswith(f"s{s}.nic"):
-                k = _index(other, f"s{s}.nic")
-                if k is not None and k in self._nics_of_gpu[local]:
-                    return Link(nics.pcie_gbps, nics.efficiency, 0, "pcie")
-            return None
-        if fab is None or nics is None:
-            return None
-        if u.startswith("s") and ".nic" in u:            # NIC -> its leaf
-            return self._nic_link(u, v, into_leaf=True)
-        if v.startswith("s") and ".nic" in v:            # leaf -> NIC
-            return self._nic_link(v, u, into_leaf=False)
-        if u.startswith("pod"):                           # leaf -> spine
-            return self._spine_link(u, v, up=True)
-        if v.startswith("pod"):                           # spine -> leaf
-            return self._spine_link(v, u, up=False)
-        return None
-
-    def _nic_link(self, nic: str, leaf: str, into_leaf: bool) -> Link | None:
-        server, _, rest = nic.partition(".")
-        s, k = _index(server, "s"), _index(rest, "nic")
-        nics, fab = self.spec.nics, self.spec.fabric
-        assert nics is not None and fab is not None
-        if s is None or k is None or s >= self.servers or k >= len(self._gpu_of_nic):
-            return None
-        if leaf != self.leaf_name(s // fab.servers_per_leaf, k):
-            return None
-        # into the leaf: cable + the leaf's latency; out of it: the cable
-        lat = nics.latency_ns + fab.leaf_latency_ns if into_leaf else nics.latency_ns
-        return Link(nics.bandwidth_gbps, nics.efficiency, lat, "nic")
-
-    def _spine_link(self, leaf: str, spine: str, up: bool) -> Link | None:
-        nics, fab = self.spec.nics, self.spec.fabric
-        assert nics is not None and fab is not None
-        if self.pods <= 1:
-            return None
-        pod_name, _, rail_name = leaf.partition(".")
-        pod = _index(pod_name, "pod")
-        if pod is None or pod >= self.pods:
-            return None
-        rail = _index(rail_name, "leaf") if fab.type == "rail-optimized" else 0
-        if rail is None or rail >= self.rails or leaf != self.leaf_name(pod, rail):
-            return None
-        lat = fab.spine_latency_ns if up else fab.leaf_latency_ns
-        if fab.ecmp == "ideal":
-            if spine != "spine":
+            elif leaf[2] is not None:
                 return None
-            return Link(self.uplink_gbps, nics.efficiency, lat, "fabric")
-        j = _index(spine, "spine")
-        if j is None or j >= self.uplinks:
-            return None
-        return Link(self.uplink_gbps / self.uplinks, nics.efficiency, lat, "fabric")
+            j = spine[1]
+            if (j is not None) if fab.ecmp == "ideal" else (j is None or j >= self.uplinks):
+                return None
+            return roles["spine_up" if a[0] == "leaf" else "spine_down"]
+        return None
 
     def _full_links(self) -> dict[LinkId, Link]:
         """Every link, in the full topology's order (built once)."""

@@ -38,7 +38,20 @@ class Located:
 
 
 def load_located(text: str, source: str) -> Located:
-    """Parse one YAML document; syntax errors become an InputError at the offending line."""
+    """Parse one YAML document; syntax errors become an InputError at the offending line.
+
+    The plain subset the presets are written in is read without PyYAML (simpleyaml: the
+    same values and lines); anything else, errors included, goes through PyYAML."""
+    from .simpleyaml import parse
+
+    simple = parse(text)
+    if simple is not None:
+        return Located(simple[0], simple[1], source)
+    return load_located_pyyaml(text, source)
+
+
+def load_located_pyyaml(text: str, source: str) -> Located:
+    """:func:`load_located` through PyYAML and the strict loader, whatever the text."""
     import yaml
 
     from ..readers.source import yaml_error, yaml_errors
