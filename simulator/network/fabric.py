@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..workload import Op
+from .flows import Demand
 from .links import Link, LinkKind
 
 _PAIR_OPS = (Op.ALLREDUCE, Op.ALLTOALL)
@@ -60,6 +61,7 @@ class FabricFlows:
         self.layouts = 0                     # groups laid out by the NCCL model
         self._layouts: dict = {}             # (kind, pattern) -> (first server, ids, loads, worst)
         self.pp_bytes: dict = {}
+        self._flows: dict = {}               # (shapes, size, priced ns) -> (Demand, latency)
 
     @property
     def topology(self):
@@ -247,22 +249,26 @@ class FabricFlows:
             self._class_loads[keys[i]][Link(LinkKind.FABRIC, c)] = v     # ns per byte
 
     # -- flows ----------------------------------------------------------------------------
-    def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[dict, float]:
+    def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
         parts = self._meeting[(key, op, size_bytes)]
         return self._flow(parts, size_bytes, priced_ns)
 
-    def send(self, key, size_bytes: int, priced_ns: int) -> tuple[dict, float]:
+    def send(self, key, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
         return self._flow(self._meeting[(key, Op.SENDRECV, size_bytes)], size_bytes, priced_ns)
 
-    def _flow(self, parts, size_bytes: int, priced_ns: int) -> tuple[dict, float]:
-        loads: dict = defaultdict(float)
-        solo = 0.0
-        for k in parts:
-            for c, b in self._class_loads[k].items():
-                loads[c] += b * size_bytes
-            solo += self.shapes[k].solo_ns_per_byte * size_bytes
-        # what a group alone would not spend moving data is latency (launch, hops, floor)
-        return dict(loads), max(0, round(priced_ns - solo))
+    def _flow(self, parts, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
+        key = (parts, size_bytes, priced_ns)
+        hit = self._flows.get(key)
+        if hit is None:
+            loads: dict = defaultdict(float)
+            solo = 0.0
+            for k in parts:
+                for c, b in self._class_loads[k].items():
+                    loads[c] += b * size_bytes
+                solo += self.shapes[k].solo_ns_per_byte * size_bytes
+            # what a group alone would not spend moving data is latency (launch, hops, floor)
+            hit = self._flows[key] = (Demand(loads), max(0, round(priced_ns - solo)))
+        return hit
 
 
 def group_members(gid: np.ndarray) -> np.ndarray:

@@ -9,32 +9,50 @@ to the others (progressive filling, weighted by how much of the flow crosses eac
 flow alone finishes after ``latency + max(bytes_l / capacity_l)``, exactly as the cost
 models price it.
 
-Rates are re-solved only when the set of active flows changes (a flow starts or ends), and
-only for the flows connected to it through shared links (max-min rates split by connected
-component, so the others cannot move); in between, every flow progresses linearly. One simpy
-event per change, whatever the number of links::
+Incremental: rates are re-solved only when the set of active flows changes (a flow starts or
+ends), and only for the flows connected to it through shared links (max-min rates split by
+connected component, so the others cannot move); a flow that shares no link with another
+takes its own rate without a solve. Each flow keeps its completion time until its own rate
+changes, and one simpy timer waits for the earliest of them; in between, every flow
+progresses linearly and nothing is touched::
 
     net = FlowNetwork(env, {"nvl0": 370.0, "nic0": 48.5})        # capacities in bytes/ns
     done = net.transfer({"nic0": 64e6, "nvl0": 8e6}, latency_ns=20_000)
     yield done                                                     # fires at completion
     done.value.end_ns, done.value.start_ns
 
+A :class:`Demand` is a mapping of loads checked and normalised once, for callers that issue
+the same transfer many times (the fabric's collectives).
+
 :meth:`NcclCostModel.flow <simulator.costmodel.nccl.NcclCostModel.flow>` gives the loads and
 latency of a collective on a topology, and ``Topology.capacities()`` the links.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from collections.abc import Callable, Hashable, Mapping
-
+import heapq
 import math
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
 
-import simpy
+from .._simpy import simpy
 
 _EPS = 1e-9
 
 
-@dataclass(eq=False)
+class Demand:
+    """Loads of a transfer (link -> bytes), checked and normalised once: reusable."""
+
+    __slots__ = ("loads", "peak", "weights")
+
+    def __init__(self, loads: Mapping[Hashable, float]):
+        if any(b < 0 for b in loads.values()):
+            raise ValueError("latency and bytes must not be negative")
+        self.loads = {link: float(b) for link, b in loads.items() if b > 0}
+        self.peak = max(self.loads.values()) if self.loads else 0.0
+        self.weights = {link: b / self.peak for link, b in self.loads.items()}
+
+
+@dataclass(eq=False, slots=True)
 class Flow:
     """One active or finished transfer; ``value`` of the event ``transfer`` returns."""
 
@@ -46,9 +64,13 @@ class Flow:
     end_ns: float | None = None
     peak: float = 0.0                # bytes on its busiest link
     weights: dict = field(default_factory=dict)   # link -> share of the peak
-    remaining: float = 1.0           # share of the data still to move
+    remaining: float = 1.0           # share of the data still to move, at time ``at_ns``
     rate: float = 0.0                # bytes/ns on its busiest link, now
     event: simpy.Event | None = None
+    at_ns: float = 0.0               # when ``remaining`` was last brought up to date
+    due_ns: float = math.inf         # when it completes at its current rate
+    order: int = 0                   # join order (ties finish in it)
+    version: int = 0                 # bumped when due_ns changes (stale timer entries)
 
     @property
     def bytes(self) -> float:
@@ -70,35 +92,46 @@ class FlowNetwork:
             raise ValueError(f"link capacities must be positive: {bad[:5]}")
         self.env = env
         self.capacity = dict(links)
-        self.active: list[Flow] = []
-        self._on_link: dict = {}                                 # link -> its active flows
+        self.active: dict[Flow, None] = {}                      # active flows, join order
+        self._on_link: dict = {}                                 # link -> {its active flows}
         self.finished = 0
         self._carried_done: dict = {link: 0.0 for link in self.capacity}   # by finished flows
         self.solves = 0                                         # rate re-solves (for tests)
+        self.shared_solves = 0                                  # ... of several flows at once
         self.on_change = on_change
-        self._last = env.now
-        self._generation = 0
+        self._joined = 0
+        self._due: list = []                  # heap of (due ns, join order, version, flow)
+        self._timer_ns: float | None = None   # when the pending timer fires
+        self._timer = 0                       # its token (an older timer is stale)
+        self._checked: set = set()            # Demands whose links were checked here
         # the engine keeps time in whole nanoseconds: completions are rounded up to the next
         # one (never early; at most 1 ns late per rate change)
         self.integer_time = integer_time
 
     # -- public ---------------------------------------------------------------------------
-    def transfer(self, loads: Mapping[Hashable, float], latency_ns: float = 0.0,
+    def transfer(self, loads: Mapping[Hashable, float] | Demand, latency_ns: float = 0.0,
                  name: str = "") -> simpy.Event:
         """Start a flow now; the returned event fires (value: the Flow) when it is done."""
-        unknown = [link for link in loads if link not in self.capacity]
-        if unknown:
-            raise KeyError(f"unknown link(s) {unknown[:5]}")
-        if latency_ns < 0 or any(b < 0 for b in loads.values()):
+        demand = loads if isinstance(loads, Demand) else None
+        if demand is None or demand not in self._checked:
+            links = loads.loads if isinstance(loads, Demand) else loads
+            unknown = [link for link in links if link not in self.capacity]
+            if unknown:
+                raise KeyError(f"unknown link(s) {unknown[:5]}")
+            if demand is None:
+                demand = Demand(links)
+            else:
+                self._checked.add(demand)
+        if latency_ns < 0:
             raise ValueError("latency and bytes must not be negative")
-        flow = Flow({link: float(b) for link, b in loads.items() if b > 0}, float(latency_ns), name,
-                    submit_ns=self.env.now)
-        flow.event = self.env.event()
+        flow = Flow(demand.loads, float(latency_ns), name, submit_ns=self.env.now,
+                    peak=demand.peak, weights=demand.weights)
+        event = flow.event = self.env.event()
         if latency_ns > 0:
             self.env.timeout(latency_ns).callbacks.append(lambda _e: self._join(flow))
         else:
             self._join(flow)
-        return flow.event
+        return event
 
     def rates(self) -> dict[str, float]:
         """Current bytes/ns of every active flow on its busiest link (by name)."""
@@ -108,6 +141,17 @@ class FlowNetwork:
         """Bytes/ns crossing ``link`` now."""
         return sum(f.rate * f.weights.get(link, 0.0) for f in self.active)
 
+    @property
+    def carried(self) -> dict:
+        """Bytes moved over every link so far (finished flows and the active ones' share)."""
+        out = dict(self._carried_done)
+        now = self.env.now
+        for f in self.active:
+            done = 1.0 - max(0.0, f.remaining - f.rate * (now - f.at_ns) / f.peak)
+            for link, b in f.loads.items():
+                out[link] += done * b
+        return out
+
     # -- internals -------------------------------------------------------------------------
     def _join(self, flow: Flow) -> None:
         now = self.env.now
@@ -115,33 +159,72 @@ class FlowNetwork:
         if not flow.loads:
             self._finish(flow, now)
             return
-        flow.peak = max(flow.loads.values())
-        flow.weights = {link: b / flow.peak for link, b in flow.loads.items()}
-        self._advance(now)
-        self.active.append(flow)
+        flow.at_ns = now
+        flow.order = self._joined
+        self._joined += 1
+        self.active[flow] = None
+        on_link = self._on_link
+        alone = True
         for link in flow.weights:
-            self._on_link.setdefault(link, set()).add(flow)
-        self._resolve(flow.weights)
+            users = on_link.get(link)
+            if users is None:
+                on_link[link] = {flow: None}
+            else:
+                users[flow] = None
+                alone = False
+        self.solves += 1
+        if alone:
+            self._set_rate(flow, self._alone_rate(flow), now)
+        else:
+            self._solve(self._component(flow.weights), now)
+        self._arm(now)
+        if self.on_change is not None:
+            self.on_change(self)
 
-    def _advance(self, now: float) -> None:
-        """Move every active flow forward at its current rate up to ``now``."""
-        dt = now - self._last
-        if dt > 0:
-            for f in self.active:
-                moved = f.rate * dt / f.peak          # share of the flow's data
-                f.remaining -= min(moved, f.remaining)
-        self._last = now
+    def _alone_rate(self, f: Flow) -> float:
+        """Progressive filling of one flow: its tightest link (first of near-equal ones)."""
+        cap = self.capacity
+        step = None
+        for link, w in f.weights.items():
+            if w <= 1e-12:
+                continue
+            inc = cap[link] / w
+            if step is None or inc < step * (1 - _EPS):
+                step = inc
+        return 0.0 if step is None else step
 
-    @property
-    def carried(self) -> dict:
-        """Bytes moved over every link so far (finished flows, and the share of the active
-        ones moved by the last change)."""
-        out = dict(self._carried_done)
-        for f in self.active:
-            done = 1.0 - f.remaining
-            for link, b in f.loads.items():
-                out[link] += done * b
-        return out
+    def _set_rate(self, f: Flow, rate: float, now: float) -> None:
+        """Bring ``f`` up to ``now`` at its old rate, then give it ``rate`` and its new
+        completion time."""
+        if f.rate > 0 and now > f.at_ns:
+            moved = f.rate * (now - f.at_ns) / f.peak          # share of the flow's data
+            f.remaining -= min(moved, f.remaining)
+        f.at_ns = now
+        f.rate = rate
+        f.version += 1
+        if rate > 0:
+            wait = max(f.remaining * f.peak / rate, 0.0)
+            if self.integer_time:
+                wait = max(math.ceil(wait - 1e-6), 0)
+            f.due_ns = now + wait
+            heapq.heappush(self._due, (f.due_ns, f.order, f.version, f))
+        else:
+            f.due_ns = math.inf
+
+    def _arm(self, now: float) -> None:
+        """Wake up at the earliest completion (one pending timer; later ones are stale)."""
+        due = self._due
+        while due and due[0][2] != due[0][3].version:
+            heapq.heappop(due)                       # superseded completion times
+        if not due:
+            return
+        at = due[0][0]
+        if self._timer_ns is not None and self._timer_ns <= at:
+            return                                   # the pending timer comes first
+        self._timer += 1
+        token = self._timer
+        self._timer_ns = at
+        self.env.timeout(max(at - now, 0)).callbacks.append(lambda _e: self._wake(token))
 
     def _component(self, links) -> list[Flow]:
         """Active flows connected to ``links`` through shared links: the only ones whose
@@ -161,20 +244,22 @@ class FlowNetwork:
                     stack.extend(x for x in f.weights if x not in seen_links)
         return list(flows)
 
-    def _resolve(self, touched) -> None:
-        """Max-min fair rates of the flows connected to the links ``touched`` (progressive
-        filling), then wake up at the next completion of any flow."""
-        self.solves += 1
-        flows = self._component(touched)
-        for f in flows:
-            f.rate = 0.0
+    def _solve(self, flows: list[Flow], now: float) -> None:
+        """Max-min fair rates of a connected set of flows (progressive filling)."""
+        if len(flows) == 1:
+            self._set_rate(flows[0], self._alone_rate(flows[0]), now)
+            return
+        self.shared_solves += 1
+        rate = {f: 0.0 for f in flows}
         left: dict = {}
         weight: dict = {}            # link -> weight of its flows not yet frozen
+        cap = self.capacity
         for f in flows:
             for link, w in f.weights.items():
                 weight[link] = weight.get(link, 0.0) + w
-                left[link] = self.capacity[link]
-        unfrozen = set(flows)
+                left[link] = cap[link]
+        unfrozen = dict(rate)
+        on_link = self._on_link
         while unfrozen:
             step, tight = None, []
             for link, w in weight.items():
@@ -191,47 +276,58 @@ class FlowNetwork:
                 if w > 1e-12:
                     left[link] -= step * w
             for f in unfrozen:
-                f.rate += step
+                rate[f] += step
             for link in tight:
-                for f in self._on_link[link]:
+                for f in on_link[link]:
                     if f in unfrozen:
-                        unfrozen.discard(f)
+                        del unfrozen[f]
                         for x, w in f.weights.items():
                             weight[x] -= w
                 weight[link] = 0.0
-        self._generation += 1
-        gen = self._generation
-        if self.active:
-            wait = max(min(f.remaining * f.peak / f.rate for f in self.active if f.rate > 0),
-                       0.0)
-            if self.integer_time:
-                wait = math.ceil(wait - 1e-6)
-            self.env.timeout(wait).callbacks.append(lambda _e: self._wake(gen))
-        if self.on_change is not None:
-            self.on_change(self)
+        for f, r in rate.items():
+            if r != f.rate:
+                self._set_rate(f, r, now)
 
-    def _wake(self, gen: int) -> None:
-        if gen != self._generation:
-            return                                  # rates changed since: a stale wake-up
+    def _wake(self, token: int) -> None:
+        if token != self._timer:
+            return                                  # an earlier completion was armed since
+        self._timer_ns = None
         now = self.env.now
-        self._advance(now)
-        done = [f for f in self.active if f.remaining * f.peak <= 1e-6 + 1e-12 * f.peak]
-        if not done:                                # rounding: finish the nearest one
-            done = [min(self.active, key=lambda f: f.remaining * f.peak / f.rate)]
-        touched = set()
+        due = self._due
+        tol = 1e-9 * max(1.0, abs(now))             # float time: the timer's own rounding
+        done = []
+        while due and (due[0][2] != due[0][3].version or due[0][0] <= now + tol):
+            entry = heapq.heappop(due)
+            if entry[2] == entry[3].version:
+                done.append(entry[3])
+        if not done:                                # its flow was slowed down since
+            self._arm(now)
+            return
+        done.sort(key=lambda f: f.order)
+        touched: dict = {}
+        on_link = self._on_link
+        carried = self._carried_done
         for f in done:
-            self.active.remove(f)
+            del self.active[f]
             for link, b in f.loads.items():
-                self._carried_done[link] += b
-                users = self._on_link[link]
-                users.discard(f)
+                carried[link] += b
+                users = on_link[link]
+                del users[f]
                 if not users:
-                    del self._on_link[link]
-                touched.add(link)
+                    del on_link[link]
+                else:
+                    touched[link] = None
             f.remaining = 0.0
             f.rate = 0.0
+            f.at_ns = now
+            f.version += 1
             self._finish(f, now)
-        self._resolve(touched)
+        self.solves += 1
+        if touched:
+            self._solve(self._component(touched), now)
+        self._arm(now)
+        if self.on_change is not None:
+            self.on_change(self)
 
     def _finish(self, flow: Flow, now: float) -> None:
         flow.end_ns = now
