@@ -84,9 +84,22 @@ def _gpus_of(place, slots, rank_gpu) -> tuple:
     return tuple(int(rank_gpu[r]) for r in place.ranks)
 
 
+def _canonical(topo, gpus: tuple) -> tuple:
+    """The group moved by whole pods to the first pod: the same links, latencies and choice of
+    algorithm (the translation symmetry of Topology.link_index), so the groups of every stage
+    are priced once."""
+    _, _, _, _, spl, exact, _ = topo.link_index()
+    if not exact or not gpus:
+        return gpus
+    shift = (min(gpus) // topo.gpus_per_server // spl) * spl * topo.gpus_per_server
+    return tuple(g - shift for g in gpus) if shift else gpus
+
+
 def _slowest(model, placements, slots, rank_gpu):
     """A function (op, size) -> GPUs of the placement the pricer charges (the slowest)."""
-    groups = [_gpus_of(p, slots, rank_gpu) for p in placements]
+    topo = model.topology
+    groups = list(dict.fromkeys(_canonical(topo, _gpus_of(p, slots, rank_gpu))
+                                for p in placements))
 
     def rep(op: Op, size: int):
         if len(groups) == 1:

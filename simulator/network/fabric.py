@@ -87,8 +87,7 @@ class FabricFlows:
         pod = servers // spl
         rel = groups - (first * gps)[:, None]
         rel_pod = pod - (first // spl)[:, None]
-        keys, inverse = np.unique(np.column_stack([rel, rel_pod]), axis=0, return_inverse=True)
-        inverse = inverse.ravel()
+        keys, inverse = _unique_rows(np.column_stack([rel, rel_pod]))
         order = np.argsort(inverse, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(keys)))]
         out = []
@@ -194,8 +193,8 @@ class FabricFlows:
         ids = np.concatenate(all_ids)
         vals = np.concatenate(all_loads)
         uniq, inv = np.unique(ids, return_inverse=True)
-        total = np.zeros(len(uniq))
-        np.add.at(total, inv.ravel(), vals)
+        # sums in entry order, as np.add.at would, but buffered
+        total = np.bincount(inv.ravel(), weights=vals, minlength=len(uniq))
         return Shape(uniq, total, solo)
 
     # -- link classes ---------------------------------------------------------------------
@@ -204,49 +203,52 @@ class FabricFlows:
 
         A link's signature is its load per byte over its capacity under each shape, hashed
         into two 64-bit words (sums of per-shape random words times the rounded value, as
-        the rank classes do); equal signatures are the same max-min constraint."""
+        the rank classes do); equal signatures are the same max-min constraint. Shape by
+        shape (a shape names each link once), so nothing the size of all shapes together
+        is ever made."""
         _, caps, *_ = self.topology.link_index()
         keys = list(self.shapes)
         if not keys:
             return
-        shape_of = np.concatenate([np.full(len(self.shapes[k].ids), i, dtype=np.int64)
-                                   for i, k in enumerate(keys)])
-        link_of = np.concatenate([self.shapes[k].ids for k in keys])
-        value = np.concatenate([self.shapes[k].loads for k in keys]) / caps[link_of]
-        used, link_of = np.unique(link_of, return_inverse=True)
-        link_of = link_of.ravel()
-        self.physical_links = len(used)
-        if not len(used):
-            return
-        # round to 9 significant digits: sums of the same bytes in another order still match
-        exp = np.floor(np.log10(np.abs(value) + 1e-300))
-        quant = (np.round(value / 10.0 ** (exp - 8)).astype(np.int64)
-                 ^ (exp.astype(np.int64) << 40)).astype(np.uint64)
         rng = np.random.default_rng(0xFAB)
         r1 = rng.integers(1, 2**63, size=len(keys), dtype=np.uint64) | np.uint64(1)
         r2 = rng.integers(1, 2**63, size=len(keys), dtype=np.uint64) | np.uint64(1)
-        h1 = np.zeros(len(used), dtype=np.uint64)
-        h2 = np.zeros(len(used), dtype=np.uint64)
+        present = np.zeros(len(caps), dtype=bool)
+        h1 = np.zeros(len(caps), dtype=np.uint64)
+        h2 = np.zeros(len(caps), dtype=np.uint64)
+        values = []
         with np.errstate(over="ignore"):
-            np.add.at(h1, link_of,
-                      r1[shape_of] * (quant * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)))
-            np.add.at(h2, link_of, r2[shape_of] * (quant ^ np.uint64(0xC2B2AE3D27D4EB4F)))
-        _, first, member = np.unique(np.stack([h1, h2], axis=1), axis=0, return_index=True,
-                                     return_inverse=True)
-        member = member.ravel()
+            for i, k in enumerate(keys):
+                ids = self.shapes[k].ids
+                value = self.shapes[k].loads / caps[ids]
+                values.append(value)
+                # round to 9 significant digits: sums of the same bytes in another order
+                # still match
+                exp = np.floor(np.log10(np.abs(value) + 1e-300))
+                quant = (np.round(value / 10.0 ** (exp - 8)).astype(np.int64)
+                         ^ (exp.astype(np.int64) << 40)).astype(np.uint64)
+                h1[ids] += r1[i] * (quant * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1))
+                h2[ids] += r2[i] * (quant ^ np.uint64(0xC2B2AE3D27D4EB4F))
+                present[ids] = True
+        used = np.flatnonzero(present)
+        self.physical_links = len(used)
+        if not len(used):
+            return
+        first, member = _unique_pairs(h1[used], h2[used])
         n = len(first)
         self.capacity = {Link(LinkKind.FABRIC, c): 1.0 for c in range(n)}
         counts = np.bincount(member, minlength=n)
         self.link_classes = {Link(LinkKind.FABRIC, c): int(k) for c, k in enumerate(counts)}
-        # a class's load under a shape is that of any of its links (they are all equal)
-        rep = np.zeros(len(used), dtype=bool)
-        rep[first] = True
-        pick = rep[link_of]
-        for k in keys:
-            self._class_loads[k] = {}
-        for i, c, v in zip(shape_of[pick].tolist(), member[link_of[pick]].tolist(),
-                           value[pick].tolist()):
-            self._class_loads[keys[i]][Link(LinkKind.FABRIC, c)] = v     # ns per byte
+        # a class's load under a shape is that of any of its links (they are all equal):
+        # its first link's
+        class_of = np.full(len(caps), -1, dtype=np.int64)
+        class_of[used[first]] = np.arange(n)
+        for k, value in zip(keys, values):
+            ids = self.shapes[k].ids
+            cls = class_of[ids]
+            pick = cls >= 0
+            self._class_loads[k] = {Link(LinkKind.FABRIC, c): v      # ns per byte
+                                    for c, v in zip(cls[pick].tolist(), value[pick].tolist())}
 
     # -- flows ----------------------------------------------------------------------------
     def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
@@ -269,6 +271,41 @@ class FabricFlows:
             # what a group alone would not spend moving data is latency (launch, hops, floor)
             hit = self._flows[key] = (Demand(loads), max(0, round(priced_ns - solo)))
         return hit
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_inverse=True)`` without sorting the rows: rows are
+    grouped by a hash of their values, checked exactly, and only the distinct ones sorted."""
+    n, k = rows.shape
+    if n <= 1 or k == 0:
+        keys, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return keys, inverse.ravel()
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=k, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = (rows.astype(np.uint64) * (mult | np.uint64(1))).sum(axis=1, dtype=np.uint64)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    distinct = rows[first]
+    if not np.array_equal(distinct[inv], rows):        # a hash collision: the exact way
+        keys, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return keys, inverse.ravel()
+    order = np.lexsort(distinct.T[::-1])               # lexicographic, as np.unique's
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return distinct[order], rank[inv]
+
+
+def _unique_pairs(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First index and inverse of the distinct (h1, h2) pairs in (h1, h2) order, as
+    ``np.unique(np.stack([h1, h2], 1), axis=0, return_index=True, return_inverse=True)``
+    gives them, sorting h1 alone when it tells the pairs apart (it nearly always does)."""
+    _, first, inv = np.unique(h1, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    if np.array_equal(h2[first][inv], h2):
+        return first, inv
+    _, first, inv = np.unique(np.stack([h1, h2], axis=1), axis=0, return_index=True,
+                              return_inverse=True)
+    return first, inv.ravel()
 
 
 def group_members(gid: np.ndarray) -> np.ndarray:
