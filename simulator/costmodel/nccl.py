@@ -161,6 +161,27 @@ class NcclCostModel(CostModel):
             d["protocol"] = self.protocol
         return d
 
+    def degraded(self, nic_factor: float, extra_nic_latency_ns: int) -> NcclCostModel:
+        """The same model with slower NICs (bandwidth x ``nic_factor``, latency + the extra):
+        prices the groups that hold a degraded NIC (a ring runs at its slowest member's
+        pace). Under the fabric (:mod:`simulator.network.fabric`) only the degraded NICs'
+        links lose bandwidth."""
+        from dataclasses import replace
+
+        nics = self.spec.nics
+        if nics is None or (nic_factor == 1 and not extra_nic_latency_ns):
+            return self
+        spec = replace(self.spec, name=f"{self.spec.name} (NIC x{nic_factor:g})",
+                       servers=self.topology.servers if self._fixed else self.spec.servers,
+                       # a route between servers crosses two NIC cables (out, in): half
+                       # the extra on each makes it once per network hop, as on the one
+                       # degraded NIC every step of a ring crosses
+                       nics=replace(nics, bandwidth_gbps=nics.bandwidth_gbps * nic_factor,
+                                    latency_ns=nics.latency_ns + round(extra_nic_latency_ns / 2)))
+        model = NcclCostModel(spec, self.algorithm, self.protocol, self.call_overhead_ns)
+        model.shares_links_by_default = self.shares_links_by_default
+        return model
+
     def group_gpus(self, placement: GroupPlacement) -> tuple[int, ...]:
         """GPUs of a placement's representative group (one is made up if it has no ranks)."""
         ranks = placement.ranks

@@ -18,8 +18,9 @@ def uses_fabric(cost_model: CostModel) -> TypeGuard[RoutesOverTopology]:
     return cost_model.routes_over_topology
 
 
-def build_fabric(plans, setups, colours):
-    """FabricFlows for the jobs' plans, their class setups and per-job rank colourings."""
+def build_fabric(plans, setups, colours, degraded=()):
+    """FabricFlows for the jobs' plans, their class setups and per-job rank colourings;
+    ``degraded``: per job, its (rank, NIC bandwidth factor, extra latency) what-ifs."""
     import numpy as np
 
     from ..network.fabric import FabricFlows, group_members
@@ -34,6 +35,10 @@ def build_fabric(plans, setups, colours):
     rank_gpu = np.asarray(topo.rank_gpu, dtype=np.int64)
     gpu_of = [rank_gpu[s] for s in slots]
     fabric.pp_bytes = {job: p.workload.pp_comm_bytes for job, p in enumerate(plans)}
+    # a degraded NIC loses bandwidth on its own links (its extra latency is in the price)
+    for job, entries in enumerate(degraded):
+        for rank, factor, _extra in entries:
+            fabric.degrade_nic(int(gpu_of[job][rank]), factor)
     members_of: dict = {}
     for setup in setups:
         job = setup.job.job

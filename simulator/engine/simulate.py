@@ -185,7 +185,7 @@ def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluste
     fabric = None
     if any(_contention(plan, o) for plan, o in zip(plans, options)) and uses_fabric(
             plans[0].cost_model):
-        fabric = build_fabric(plans, setups, colours)
+        fabric = build_fabric(plans, setups, colours, [o.degraded for o in options])
     jitter = None
     if options[0].jitter:
         from .detailed import Jitter

@@ -62,10 +62,38 @@ class FabricFlows:
         self._layouts: dict = {}             # (kind, pattern) -> (first server, ids, loads, worst)
         self.pp_bytes: dict = {}
         self._flows: dict = {}               # (shapes, size, priced ns) -> (Demand, latency)
+        self._caps = None                    # link capacities by id, degraded NICs lowered
+        self.degraded_links = 0
 
     @property
     def topology(self):
         return self.model.topology
+
+    @property
+    def caps(self) -> np.ndarray:
+        """Capacity of every link by id (bytes/ns), with the degraded NICs' links lowered."""
+        return self.topology.link_index()[1] if self._caps is None else self._caps
+
+    def degrade_nic(self, gpu: int, factor: float) -> None:
+        """The NIC ``gpu`` sends through runs at ``factor`` of its bandwidth, both ways (a
+        degraded NIC, cable or switch port); call before registering shapes."""
+        if factor == 1:
+            return
+        topo = self.topology
+        table, caps, *_ = topo.link_index()
+        if topo.spec.fabric is None or topo.spec.nics is None:
+            return
+        if self._caps is None:
+            self._caps = caps.copy()
+        server = gpu // topo.gpus_per_server
+        nic = topo.nic_of(gpu)
+        port, leaf = f"s{server}.nic{nic}", topo.leaf_name(
+            server // topo.spec.fabric.servers_per_leaf, nic)
+        for link in ((port, leaf), (leaf, port)):
+            i = table[link]
+            if self._caps[i] == caps[i]:       # once per link, whoever else names it
+                self._caps[i] = caps[i] * factor
+                self.degraded_links += 1
 
     # -- groups as patterns and shifts ----------------------------------------------------
     def _patterns(self, groups: np.ndarray) -> list:
@@ -158,7 +186,8 @@ class FabricFlows:
 
     def _shape(self, op: Op, share: float, patterns, layout, kind) -> Shape:
         topo = self.topology
-        table, caps, *_, nvlink = topo.link_index()
+        table, _, *_, nvlink = topo.link_index()
+        caps = self.caps
         su = topo.spec.scale_up
         all_ids, all_loads = [], []
         solo = 0.0
@@ -185,8 +214,12 @@ class FabricFlows:
                 worst = float((vals / caps[ids]).max()) if len(ids) else 0.0
                 if pattern is not None:
                     self._layouts[(kind, pattern[0])] = (pattern[1], ids, vals, worst)
+            spread = self._spread(ids, shifts, pod_shifts)
+            if self._caps is not None and len(ids):
+                # copies may hold a degraded link: the slowest copy alone
+                worst = float((vals[None, :] / caps[spread]).max())
             solo = max(solo, worst)
-            all_ids.append(self._spread(ids, shifts, pod_shifts).ravel())
+            all_ids.append(spread.ravel())
             all_loads.append(np.tile(vals, len(shifts)))
         if not all_ids:
             return Shape(np.zeros(0, dtype=np.int64), np.zeros(0), 0.0)
@@ -206,7 +239,7 @@ class FabricFlows:
         the rank classes do); equal signatures are the same max-min constraint. Shape by
         shape (a shape names each link once), so nothing the size of all shapes together
         is ever made."""
-        _, caps, *_ = self.topology.link_index()
+        caps = self.caps
         keys = list(self.shapes)
         if not keys:
             return
