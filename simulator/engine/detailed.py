@@ -178,7 +178,8 @@ class DetailedSim:
                 # every group the member classes stand for moves its data over the fabric
                 loads, latency = self.fabric.collective(
                     (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration)
-                self._when_done(self._flows().transfer(loads, latency), ev, m.update, start)
+                self._flows().transfer(loads, latency, on_done=self._done_cb(ev, m.update,
+                                                                             start))
             elif self.net is not None and m.duration:
                 # every member's ranks move the data over their links of this kind
                 base = setup.cid - setup.cls.cid
@@ -186,7 +187,7 @@ class DetailedSim:
                 for c, _ in members:
                     link, share = self.setups[base + c].links[kind]
                     link_loads[link] = link_loads.get(link, 0.0) + m.duration * share
-                self._when_done(self.net.transfer(link_loads), ev, m.update, start)
+                self.net.transfer(link_loads, on_done=self._done_cb(ev, m.update, start))
             else:
                 end = start + m.duration + m.update
                 if end <= self.env.now:
@@ -200,10 +201,9 @@ class DetailedSim:
         assert self.net is not None   # a contention run builds its network in __init__
         return self.net
 
-    def _when_done(self, flow: simpy.Event, ev, delay: int, start: int) -> None:
-        """Fire ``ev`` with (start, end) ``delay`` ns after ``flow`` ends."""
-        assert flow.callbacks is not None   # a flow just started has not fired yet
-        flow.callbacks.append(lambda _f: self._after(ev, delay, start))
+    def _done_cb(self, ev, delay: int, start: int):
+        """What a flow calls when it ends: fire ``ev`` with (start, end) ``delay`` ns later."""
+        return lambda _flow: self._after(ev, delay, start)
 
     def _after(self, ev, delay: int, start: int) -> None:
         """Fire ``ev`` with (start, end) ``delay`` ns from now."""

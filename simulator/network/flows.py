@@ -13,7 +13,7 @@ Incremental: rates are re-solved only when the set of active flows changes (a fl
 ends), and only for the flows connected to it through shared links (max-min rates split by
 connected component, so the others cannot move); a flow that shares no link with another
 takes its own rate without a solve. Each flow keeps its completion time until its own rate
-changes, and one simpy timer waits for the earliest of them; in between, every flow
+changes, and a simpy timer waits for the earliest of them; in between, every flow
 progresses linearly and nothing is touched::
 
     net = FlowNetwork(env, {"nvl0": 370.0, "nic0": 48.5})        # capacities in bytes/ns
@@ -67,6 +67,7 @@ class Flow:
     remaining: float = 1.0           # share of the data still to move, at time ``at_ns``
     rate: float = 0.0                # bytes/ns on its busiest link, now
     event: simpy.Event | None = None
+    on_done: Callable[[Flow], None] | None = None
     at_ns: float = 0.0               # when ``remaining`` was last brought up to date
     due_ns: float = math.inf         # when it completes at its current rate
     order: int = 0                   # join order (ties finish in it)
@@ -101,8 +102,7 @@ class FlowNetwork:
         self.on_change = on_change
         self._joined = 0
         self._due: list = []                  # heap of (due ns, join order, version, flow)
-        self._timer_ns: float | None = None   # when the pending timer fires
-        self._timer = 0                       # its token (an older timer is stale)
+        self._timers: list = []               # heap of the times pending timers fire at
         self._checked: set = set()            # Demands whose links were checked here
         # the engine keeps time in whole nanoseconds: completions are rounded up to the next
         # one (never early; at most 1 ns late per rate change)
@@ -110,8 +110,11 @@ class FlowNetwork:
 
     # -- public ---------------------------------------------------------------------------
     def transfer(self, loads: Mapping[Hashable, float] | Demand, latency_ns: float = 0.0,
-                 name: str = "") -> simpy.Event:
-        """Start a flow now; the returned event fires (value: the Flow) when it is done."""
+                 name: str = "", on_done: Callable[[Flow], None] | None = None
+                 ) -> simpy.Event | None:
+        """Start a flow now; the returned event fires (value: the Flow) when it is done, or,
+        given ``on_done``, that is called with the Flow then instead (no event: one simpy
+        step less per flow)."""
         demand = loads if isinstance(loads, Demand) else None
         if demand is None or demand not in self._checked:
             links = loads.loads if isinstance(loads, Demand) else loads
@@ -125,8 +128,10 @@ class FlowNetwork:
         if latency_ns < 0:
             raise ValueError("latency and bytes must not be negative")
         flow = Flow(demand.loads, float(latency_ns), name, submit_ns=self.env.now,
-                    peak=demand.peak, weights=demand.weights)
-        event = flow.event = self.env.event()
+                    peak=demand.peak, weights=demand.weights, on_done=on_done)
+        event = None
+        if on_done is None:
+            event = flow.event = self.env.event()
         if latency_ns > 0:
             self.env.timeout(latency_ns).callbacks.append(lambda _e: self._join(flow))
         else:
@@ -219,12 +224,10 @@ class FlowNetwork:
         if not due:
             return
         at = due[0][0]
-        if self._timer_ns is not None and self._timer_ns <= at:
-            return                                   # the pending timer comes first
-        self._timer += 1
-        token = self._timer
-        self._timer_ns = at
-        self.env.timeout(max(at - now, 0)).callbacks.append(lambda _e: self._wake(token))
+        if self._timers and self._timers[0] <= at:
+            return                       # a pending timer comes first: it arms the next one
+        heapq.heappush(self._timers, at)
+        self.env.timeout(max(at - now, 0)).callbacks.append(self._wake)
 
     def _component(self, links) -> list[Flow]:
         """Active flows connected to ``links`` through shared links: the only ones whose
@@ -288,10 +291,8 @@ class FlowNetwork:
             if r != f.rate:
                 self._set_rate(f, r, now)
 
-    def _wake(self, token: int) -> None:
-        if token != self._timer:
-            return                                  # an earlier completion was armed since
-        self._timer_ns = None
+    def _wake(self, _event=None) -> None:
+        heapq.heappop(self._timers)                 # this one: timers fire in time order
         now = self.env.now
         due = self._due
         tol = 1e-9 * max(1.0, abs(now))             # float time: the timer's own rounding
@@ -300,7 +301,7 @@ class FlowNetwork:
             entry = heapq.heappop(due)
             if entry[2] == entry[3].version:
                 done.append(entry[3])
-        if not done:                                # its flow was slowed down since
+        if not done:                                # its flows were slowed down since
             self._arm(now)
             return
         done.sort(key=lambda f: f.order)
@@ -332,5 +333,8 @@ class FlowNetwork:
     def _finish(self, flow: Flow, now: float) -> None:
         flow.end_ns = now
         self.finished += 1
-        assert flow.event is not None   # transfer() gives every flow its event
-        flow.event.succeed(flow)
+        if flow.on_done is not None:
+            flow.on_done(flow)
+        else:
+            assert flow.event is not None   # transfer() gives every other flow its event
+            flow.event.succeed(flow)
