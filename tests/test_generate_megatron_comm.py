@@ -148,8 +148,8 @@ def test_overlap_param_gather_gathers_buckets_before_the_first_forward():
     # 3,672,320 parameters in buckets of 1,000,000: three full buckets and 672,320 left;
     # bf16 parameters, 2 bytes each: 2,000,000 x 3 and 1,344,640, each a forward
     # ALLGATHER on the data-parallel ranks (written _DP_EP: EP 1, so the DP group)
-    w = gen(world=2, global_batch=2,
-            features=Features(overlap_param_gather=True, bucket_size=1_000_000)).workload
+    both = dict(overlap_param_gather=True, overlap_grad_reduce=True)
+    w = gen(world=2, global_batch=2, features=Features(**both, bucket_size=1_000_000)).workload
     names = [r.name for r in w.rows]
     assert "grad_gather" not in names
     gathers = [r for r in w.rows if r.name.startswith("param_gather_")]
@@ -157,21 +157,28 @@ def test_overlap_param_gather_gathers_buckets_before_the_first_forward():
     assert [r.fwd for r in gathers] == [Comm(Op.ALLGATHER, Group.DP_EP, n)
                                         for n in (2_000_000,) * 3 + (1_344_640,)]
     assert names.index("param_gather_4") < names.index("embedding_layer")
-    # the gradients are still reduce-scattered after the backward (4 B a parameter)
-    assert row(w, "grad_param_comm").wg.size_bytes == 4 * TINY4_DENSE
+    # the gradients are reduce-scattered in the last micro-batch's buckets (4 B a
+    # parameter, 14,689,280 B in all), none after the backward
+    assert "grad_param_comm" not in names
+    assert sum(r.wg.size_bytes for r in w.rows if r.wg.op is Op.REDUCESCATTER) == 14_689_280
     # default bucket max(40M, 1M x DP 2) = 40,000,000 parameters: one bucket of 7,344,640 B
-    w = gen(world=2, features=Features(overlap_param_gather=True)).workload
+    w = gen(world=2, features=Features(**both)).workload
     assert [r.fwd.size_bytes for r in w.rows if r.name.startswith("param_gather")] == [
         7_344_640]
     r = sim(w)
     assert r.iteration_ns > 0
 
 
-def test_overlap_param_gather_needs_the_distributed_optimizer():
+def test_overlap_param_gather_needs_the_distributed_optimizer_and_grad_overlap():
     with pytest.raises(InputError) as e:
         gen(world=2, distributed_optimizer=False,
-            features=Features(overlap_param_gather=True))
+            features=Features(overlap_param_gather=True, overlap_grad_reduce=True))
     assert e.value.field == "overlap_param_gather"
+    # Megatron-LM asserts --overlap-grad-reduce with --overlap-param-gather
+    with pytest.raises(InputError) as e:
+        gen(world=2, features=Features(overlap_param_gather=True))
+    assert (e.value.field, e.value.message) == (
+        "overlap_param_gather", "needs --overlap-grad-reduce (as in Megatron-LM)")
 
 
 def test_overlap_param_gather_moe_gathers_experts_ahead_dense_after():
@@ -179,7 +186,8 @@ def test_overlap_param_gather_moe_gathers_experts_ahead_dense_after():
     # dense parameters' gather cannot be a forward collective on DP: it stays after the step
     moe = ModelSpec("tmoe", layers=2, hidden=256, ffn=1024, heads=4, vocab=1000,
                     max_position=0, tied_embeddings=False, experts=4, topk=2)
-    g = gen(world=2, ep=2, model=moe, features=Features(overlap_param_gather=True))
+    g = gen(world=2, ep=2, model=moe,
+            features=Features(overlap_param_gather=True, overlap_grad_reduce=True))
     names = [r.name for r in g.workload.rows]
     assert "grad_gather" in names and "moe_param_gather_1" in names
     assert any("dense parameters' gather stays after the step" in n for n in g.notes)
@@ -188,7 +196,8 @@ def test_overlap_param_gather_moe_gathers_experts_ahead_dense_after():
 def test_overlap_param_gather_cli_flag(tmp_path):
     out, js = tmp_path / "w.txt", tmp_path / "g.json"
     rc, text, _ = run_cli(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
-                           "--global-batch", "2", "--overlap-param-gather", "--no-compute",
+                           "--global-batch", "2", "--overlap-param-gather",
+                           "--overlap-grad-reduce", "--no-compute",
                            "--json", js, "-o", out])
     assert rc == 0 and "overlap_param_gather" in text
     info = json.loads(js.read_text())
@@ -282,12 +291,13 @@ def test_sweep_spec_keys_build_the_same_options_as_the_flags(tmp_path):
     args = p.parse_args(["--model", "gpt-7b", "--world-size", "8", "--tp", "4", "--pp", "2",
                          "--fp16", "--accumulate-allreduce-grads-in-fp32",
                          "--scatter-gather-tensors-in-pipeline", "--overlap-param-gather",
+                         "--overlap-grad-reduce",
                          "--untie-embeddings-and-output-weights", "-o", "x.txt"])
     spec = tmp_path / "s.yaml"
     spec.write_text("base: {model: gpt-7b, gpus: 8, tp: 4, pp: 2, params_dtype: fp16,\n"
                     "       accumulate_allreduce_grads_in_fp32: true,\n"
                     "       scatter_gather_tensors_in_pipeline: true,\n"
-                    "       overlap_param_gather: true,\n"
+                    "       overlap_param_gather: true, overlap_grad_reduce: true,\n"
                     "       untie_embeddings_and_output_weights: true}\n")
     point = SweepPoint.from_point(load_spec(str(spec)).points[0])
     assert command.generate_options(args) == point.generate_options()

@@ -72,8 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reduce the gradients in buckets during the last micro-batch's "
                         "backward, overlapped with it (default: all after the backward)")
     f.add_argument("--overlap-param-gather", action="store_true",
-                   help="distributed optimizer: gather the updated parameters in buckets before "
-                        "the next forward uses them (default: all at once after the step); "
+                   help="distributed optimizer, with --overlap-grad-reduce: gather the updated "
+                        "parameters in buckets before the next forward uses them (default: all "
+                        "at once after the step); "
                         "written before the first forward, blocking (overlap not modelled)")
     f.add_argument("--ddp-bucket-size", type=large_positive_int, metavar="PARAMS",
                    help="parameters per gradient bucket (default Megatron's max(40M, 1M x DP))")

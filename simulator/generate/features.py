@@ -125,6 +125,9 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
     if f.overlap_param_gather and not (distributed_optimizer or f.zero_stage):
         raise InputError("needs the distributed optimizer (Megatron-LM gathers parameters only "
                          "with --use-distributed-optimizer)", field="overlap_param_gather")
+    if f.overlap_param_gather and not f.overlap_grad_reduce and not f.zero_stage:
+        raise InputError("needs --overlap-grad-reduce (as in Megatron-LM)",
+                         field="overlap_param_gather")
     bucket = f.bucket_size
     if bucket is not None and (not isinstance(bucket, int) or bucket < 1):
         raise InputError(f"must be a whole number of parameters >= 1, got {bucket!r}",
