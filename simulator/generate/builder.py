@@ -274,7 +274,9 @@ def _feature_notes(cfg: TrainConfig) -> list[str]:
     if f.overlap_param_gather and not f.zero_stage:
         notes.append("--overlap-param-gather: the parameter buckets are gathered before the "
                      "first forward (the table's forward collectives block, so their overlap "
-                     "with the first micro-batch's forward is not modelled: an upper bound)")
+                     "with the first micro-batch's forward is not modelled: an upper bound), "
+                     "written as ALLGATHER_DP_EP, so simulate reports them as DP_EP time (with "
+                     "EP 1 the DP ranks)")
         if cfg.parallel.ep > 1:
             notes.append("--overlap-param-gather with EP or CP > 1: the dense parameters' "
                          "gather stays after the step (the table puts forward collectives "
