@@ -6,7 +6,8 @@ from simulator.validation import multinode
 
 
 def test_tuned_b200_ring_is_eight_nic_line_rates():
-    rows = [r for r in multinode.run() if r.source == "T2" and r.op == "all_reduce"]
+    rows = [r for r in multinode.run()
+            if (r.source, r.op, r.algorithm) == ("T2", "all_reduce", "ring")]
     assert len(rows) == 1
     # 4 DGX B200 on 8 x 400 Gbit/s rails: the ring crosses each NIC once per channel, so
     # busbw = 8 NICs x 50 GB/s x 0.97 = 388 GB/s, less NCCL's per-step latency (62 steps of
@@ -17,19 +18,48 @@ def test_tuned_b200_ring_is_eight_nic_line_rates():
 
 def test_set_rows_are_not_counted_and_summary_counts_the_rest():
     rows = multinode.run()
-    # the published file, read here line by line: 19 rows, 3 of them fixed a preset ("set"),
-    # 16 are predicted and counted; each row's measured busbw is the file's
+    # the published file, read here line by line: 53 rows, 3 of them fixed a preset ("set"),
+    # 50 are predicted and counted; each row's measured busbw is the file's
     lines = [ln.split(",") for ln in multinode.DATA.read_text().splitlines()[1:] if ln.strip()]
-    assert len(rows) == len(lines) == 19
+    assert len(rows) == len(lines) == 53
     assert [r.counted for r in rows] == [ln[-1] == "predicted" for ln in lines]
-    assert sum(r.counted for r in rows) == 16
+    assert sum(r.counted for r in rows) == 50
     assert [r.measured_gbps for r in rows] == [float(ln[-2]) for ln in lines]
     st = multinode.summary(rows)
-    assert st["n"] == 16
+    assert st["n"] == 50
     errs = sorted(abs(r.predicted_gbps / float(ln[-2]) - 1)
                   for r, ln in zip(rows, lines) if ln[-1] == "predicted")
     assert st["max_abs"] == pytest.approx(errs[-1]) and st["median_abs"] == pytest.approx(
-        (errs[7] + errs[8]) / 2)   # the median of 16: the mean of the 8th and 9th
+        (errs[24] + errs[25]) / 2)   # the median of 50: the mean of the 25th and 26th
+
+
+def _row(source, op, algorithm, nodes):
+    hits = [r for r in multinode.run() if (r.source, r.op, r.algorithm, r.nodes)
+            == (source, op, algorithm, nodes)]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_tree_rows_are_the_tree_kernels_ceiling():
+    # 46 DGX B200: 8 channels (one per GPU of a server) x NCCL's 24 GB/s per Blackwell tree
+    # channel beyond 2 nodes / 2 = 96 GB/s algbw; busbw = 96 x 2 x 367/368 = 191.5 GB/s
+    # (the links alone would allow twice that); at 16 GiB the latency is < 0.1%
+    assert _row("T1", "all_reduce", "tree", 46).predicted_gbps == pytest.approx(191.5, rel=2e-3)
+    # 2 nodes: 42.8 GB/s per channel: 171.2 algbw x 2 x 15/16 = 321.0
+    assert _row("T1", "all_reduce", "tree", 2).predicted_gbps == pytest.approx(321.0, rel=2e-3)
+
+
+def test_collnet_and_sendrecv_rows_by_hand():
+    # CollNet all-gather on 46 nodes: each NIC receives its rail's S/8 from the switches:
+    # algbw 8 x 48.5 = 388 GB/s, busbw 388 x 367/368 = 386.9 (latency under 0.2%)
+    assert _row("T1", "all_gather", "collnet", 46).predicted_gbps == pytest.approx(
+        386.9, rel=2e-3)
+    # CollNet all-reduce on 2 nodes: NVLink binds: 2 x 7/8 S per GPU at 900 x 0.75 =
+    # 675 GB/s -> 385.7 algbw, at NCCL's 0.85 on Blackwell: 327.9 x 2 x 15/16 = 614.8
+    assert _row("T1", "all_reduce", "collnet", 2).predicted_gbps == pytest.approx(
+        614.8, rel=3e-3)
+    # send/recv across nodes: the cross-node pair's one NIC, 50 x 0.97 = 48.5 GB/s
+    assert _row("T1", "sendrecv", "", 8).predicted_gbps == pytest.approx(48.5, rel=2e-3)
 
 
 def test_bad_role_names_the_line(tmp_path):
