@@ -3,22 +3,31 @@
 
 A what-if sweep simulates one workload under many clusters. Inside one Python process
 collsim parses the file once and keeps what the cluster does not change (policy layout,
-micro-batch split, group placements: simulator/engine/memo.py), so a point costs planning
-with new prices and the event replay. SimAI runs one process per point; its rate is
-1 / (its whole-process time) on the same file.
+micro-batch split, schedule, group placements: simulator/engine/memo.py and plan.py), so a
+point costs pricing and the pipeline's evaluation (simulator/engine/direct.py: passes in
+dependency order, repeating steady rounds extrapolated). SimAI runs one process per point;
+its rate is 1 / (its whole-process time), measured here on the same points (the same file
+and NIC bandwidth) with SimAI's -O3 build when ../shared/peers/simai-analytical is there
+(skipped cleanly when it is not).
 
-    python benchmarks/sweep_throughput.py [--points 200] [--simai DIR]
+    python benchmarks/sweep_throughput.py [--points 200] [--repeat 3] [--whatif 10000]
+                                          [--simai DIR]
 
 Each point sets a different NIC bandwidth (25-74 GB/s), so every price really changes.
-The last case runs the generated point as a sweep spec's points do (``run_point``: model and
-parallelism keys per point, the workload generated from them), where points that share
-those keys share one generated workload.
+Timings are medians over ``--repeat`` rounds, each timing collsim's points and SimAI's
+processes on the same points one after the other (interleaved). The case "as sweep-spec
+points" runs the generated point as a sweep spec's points do (``run_point``: model and
+parallelism keys per point, the workload generated from them; points that share those keys
+share one generated workload). ``--whatif N`` then times one N-point NIC what-if that way,
+start to end, in this process.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,11 +38,10 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from compare_simai import EX9216, generate_comm_only, time_simai  # noqa: E402
+from compare_simai import EX9216, generate_comm_only  # noqa: E402
 
 
 def generate_gpt175b(tmp: str, gpus: int = 1024, ga: int = 32) -> str:
-    import subprocess
     out = os.path.join(tmp, f"gpt175b-{gpus}-ga{ga}.txt")
     dp = gpus // (8 * 16)
     subprocess.run([sys.executable, "-m", "simulator", "generate", "--model", "gpt-175b",
@@ -43,83 +51,142 @@ def generate_gpt175b(tmp: str, gpus: int = 1024, ga: int = 32) -> str:
     return out
 
 
-def points_per_second(path: str, points: int) -> tuple[float, float]:
-    """(first point s, points/s after the first) for a NIC-bandwidth sweep in this process."""
-    from simulator.cluster import Cluster
-    from simulator.costmodel.analytical import AnalyticalCostModel
-    from simulator.engine import simulate
-    from simulator.readers.workload import read_workload
+def nic_of(i: int) -> float:
+    """The NIC bandwidth (GB/s) of point ``i``."""
+    return 25.0 + i % 50
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+
+class FileSweep:
+    """A NIC what-if on one parsed file through the Python API, in this process."""
+
+    def __init__(self, path: str):
+        from simulator.readers.workload import read_workload
+
+        self.path = path
         t0 = time.perf_counter()
-        wl = read_workload(path)
-        cluster = Cluster(nic_gbps=25.0)
-        simulate(wl, cluster, AnalyticalCostModel(cluster))
-        first = time.perf_counter() - t0
+        self.workload = read_workload(path)
+        self.point(0)
+        self.first_s = time.perf_counter() - t0
+        self.done = 1
+
+    def point(self, i: int) -> None:
+        from simulator.cluster import Cluster
+        from simulator.costmodel.analytical import AnalyticalCostModel
+        from simulator.engine import simulate
+
+        cluster = Cluster(nic_gbps=nic_of(i))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            simulate(self.workload, cluster, AnalyticalCostModel(cluster))
+
+    def rate(self, points: int) -> float:
+        """Points per second over ``points`` new points."""
         t0 = time.perf_counter()
-        for i in range(1, points + 1):
-            cluster = Cluster(nic_gbps=25.0 + i % 50)
-            simulate(wl, cluster, AnalyticalCostModel(cluster))
-        rate = points / (time.perf_counter() - t0)
-    return first, rate
+        for _ in range(points):
+            self.point(self.done)
+            self.done += 1
+        return points / (time.perf_counter() - t0)
 
 
-def sweep_points_per_second(gpus: int, ga: int, points: int) -> tuple[float, float]:
-    """The same NIC what-if through the sweep runner (simulator/sweep/runner.py), as a sweep
-    spec's points: each point names the model and parallelism, so the runner generates the
-    workload; points that share those keys share one generated workload."""
-    from simulator.sweep.runner import run_point
+class SpecSweep(FileSweep):
+    """The same what-if as sweep-spec points (simulator/sweep/runner.py): each point names the
+    model and parallelism, the runner generates the workload (shared by points alike)."""
 
-    base = {"model": "gpt-175b", "gpus": gpus, "tp": 8, "pp": 16,
-            "global_batch": ga * gpus // (8 * 16), "micro_batch": 1, "seq_length": 4096,
-            "cost_model": "simai"}
+    def __init__(self, gpus: int, ga: int, path: str):
+        self.base = {"model": "gpt-175b", "gpus": gpus, "tp": 8, "pp": 16,
+                     "global_batch": ga * gpus // (8 * 16), "micro_batch": 1,
+                     "seq_length": 4096, "cost_model": "simai"}
+        self.path = path
+        t0 = time.perf_counter()
+        self.point(0)
+        self.first_s = time.perf_counter() - t0
+        self.done = 1
+
+    def point(self, i: int) -> None:
+        from simulator.sweep.runner import run_point
+
+        out = run_point({**self.base, "nic_bw": nic_of(i)})
+        if out["status"] != "ok":
+            raise RuntimeError(f"sweep point failed: {out['error']}")
+
+
+def simai_seconds(binary: str, workdir: str, path: str, gpus: int, i: int) -> float:
+    """SimAI's whole-process time on point ``i`` (same file, that NIC bandwidth)."""
+    cmd = [binary, "-w", path, "-g", str(gpus), "-g_p_s", "8", "-r", "sweep-", "-nv", "360",
+           "-nic", f"{nic_of(i):g}", "-n_p_s", "8"]
     t0 = time.perf_counter()
-    assert run_point({**base, "nic_bw": 25.0})["status"] == "ok"
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i in range(1, points + 1):
-        assert run_point({**base, "nic_bw": 25.0 + i % 50})["status"] == "ok"
-    return first, points / (time.perf_counter() - t0)
+    p = subprocess.run(cmd, capture_output=True, cwd=workdir)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(binary)} failed on {path}: "
+                           f"{p.stdout.decode()[-300:]} {p.stderr.decode()[-300:]}")
+    return dt
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=int, default=200)
+    ap.add_argument("--points", type=int, default=200, help="collsim points per round")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds per case")
+    ap.add_argument("--simai-points", type=int, default=3,
+                    help="SimAI processes per round (each a point of the same sweep)")
+    ap.add_argument("--whatif", type=int, default=0,
+                    help="then time one what-if of this many points (sweep-spec points)")
     ap.add_argument("--simai", default=os.path.join(ROOT, "..", "shared", "peers",
                                                     "simai-analytical"))
     args = ap.parse_args()
     o3_src = os.path.join(os.path.abspath(args.simai), "SimAI_analytical_O3")
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [("SimAI's 9216-GPU example", 9216, EX9216),
-                 ("GPT-175B generated, 1,024 GPUs, TP 8, PP 16, GA 32", 1024,
-                  generate_gpt175b(tmp)),
-                 ("GPT-175B comm only, 1,024 GPUs, GA 8", 1024, generate_comm_only(tmp, 1024, 8))]
+        g32 = generate_gpt175b(tmp)
+        cases = [("SimAI's 9216-GPU example (GA 24, PP 12)", 9216, EX9216, None),
+                 ("GPT-175B generated, 1,024 GPUs, TP 8, PP 16, GA 32", 1024, g32, None),
+                 ("the same, GA 128", 1024, generate_gpt175b(tmp, ga=128), None),
+                 ("the same, GA 512", 1024, generate_gpt175b(tmp, ga=512), None),
+                 ("GPT-175B comm only, 1,024 GPUs, GA 8", 1024,
+                  generate_comm_only(tmp, 1024, 8), None),
+                 ("GA 32 as sweep-spec points (simulator/sweep/runner.py)", 1024, g32, 32)]
         work = None
         if os.path.exists(o3_src):
-            import shutil
             work = os.path.join(tmp, "simai")
             shutil.copytree(os.path.dirname(o3_src), work)
             os.makedirs(os.path.join(work, "results"), exist_ok=True)
+        else:
+            print(f"({o3_src} not found: SimAI columns left out)")
         print("| case | collsim first point s | collsim points/s after | ms/point | "
-              "SimAI -O3 s/process | SimAI points/s | ratio |")
+              "SimAI -O3 s/process | SimAI points/s | ratio (min-max) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        runner = "the same as sweep-spec points (simulator/sweep/runner.py)"
-        cases.append((runner, 1024, cases[1][2]))
-        for name, gpus, path in cases:
-            first, rate = (sweep_points_per_second(gpus, 32, args.points) if name == runner
-                           else points_per_second(path, args.points))
-            simai = "-"
-            simai_rate = ratio = "-"
-            if work:
-                o3 = os.path.join(work, "SimAI_analytical_O3")
-                time_simai(o3, work, path, gpus)
-                t = statistics.median(time_simai(o3, work, path, gpus) for _ in range(5))
-                simai, simai_rate, ratio = f"{t:.3f}", f"{1 / t:.1f}", f"{rate * t:.0f}x"
-            print(f"| {name} | {first:.3f} | {rate:.0f} | {1000 / rate:.1f} | {simai} | "
-                  f"{simai_rate} | {ratio} |", flush=True)
-    print(f"\n(load average {os.getloadavg()[0]:.1f}; {args.points} points per case)")
+        for name, gpus, path, spec_ga in cases:
+            sweep = SpecSweep(gpus, spec_ga, path) if spec_ga else FileSweep(path)
+            rates, simai_s, ratios = [], [], []
+            for _ in range(args.repeat):
+                rate = sweep.rate(args.points)
+                rates.append(rate)
+                if work:
+                    o3 = os.path.join(work, "SimAI_analytical_O3")
+                    ts = [simai_seconds(o3, work, path, gpus, sweep.done + k)
+                          for k in range(args.simai_points)]
+                    t = statistics.median(ts)
+                    simai_s.append(t)
+                    ratios.append(rate * t)
+            rate = statistics.median(rates)
+            simai = simai_rate = ratio = "-"
+            if simai_s:
+                t = statistics.median(simai_s)
+                simai, simai_rate = f"{t:.3f}", f"{1 / t:.1f}"
+                ratio = (f"{statistics.median(ratios):.0f}x ({min(ratios):.0f}-"
+                         f"{max(ratios):.0f})")
+            print(f"| {name} | {sweep.first_s:.3f} | {rate:.0f} | {1000 / rate:.2f} | "
+                  f"{simai} | {simai_rate} | {ratio} |", flush=True)
+        print(f"\n(load average {os.getloadavg()[0]:.1f} after the table; {args.points} points "
+              f"per round, {args.repeat} rounds; SimAI {args.simai_points} processes a round)")
+        if args.whatif:
+            sweep = SpecSweep(1024, 32, g32)
+            t0 = time.perf_counter()
+            sweep.rate(args.whatif - 1)
+            total = time.perf_counter() - t0 + sweep.first_s
+            print(f"\n{args.whatif}-point NIC what-if, GPT-175B 1,024 GPUs GA 32 as sweep-spec "
+                  f"points in one process: {total:.1f} s ({args.whatif / total:.0f} points/s; "
+                  f"load average {os.getloadavg()[0]:.1f})")
     return 0
 
 

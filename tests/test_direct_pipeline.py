@@ -170,3 +170,40 @@ def test_trace_runs_the_event_path_and_says_so():
     assert any("replayed as events" in n for n in traced.notes)
     assert traced.iteration_ns == plain.iteration_ns
     assert [vars(s) for s in traced.stages] == [vars(s) for s in plain.stages]
+
+
+def _random_table(rng, policy: str, pp: int, ga: int, layers: int) -> str:
+    """Random compute times and byte counts; a few micro-batches differ from the rest."""
+    layer = [(rng.randrange(1, 2000), rng.choice(["ALLREDUCE", "ALLGATHER", "NONE"]),
+              rng.randrange(0, 8000), rng.randrange(1, 3000), rng.choice(["ALLREDUCE", "NONE",
+                                                                            "ALLTOALL"]),
+              rng.randrange(0, 8000), rng.randrange(0, 1500),
+              rng.choice(["ALLREDUCE", "REDUCESCATTER", "NONE"]), rng.randrange(0, 20000))
+             for _ in range(layers)]
+    odd = {rng.randrange(ga) for _ in range(rng.randrange(0, 3))}
+    rows = []
+    for mb in range(ga):
+        for k, (f, fc, fb, b, bc, bb, w, wc, wb) in enumerate(layer):
+            f2 = f + (777 if mb in odd and k == 0 else 0)
+            rows.append(f"l{k} -1 {f2} {fc} {fb} {b} {bc} {bb} {w} {wc} {wb} 0")
+    header = (f"{policy} model_parallel_NPU_group: {rng.choice([1, 2, 4])} pp: {pp} ga: {ga} "
+              f"all_gpus: {pp * 8} pp_comm: {rng.choice([0, 500, 5000, 60000])}")
+    return header + "\n" + str(len(rows)) + "\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_pipelines_match(seed):
+    import random
+
+    rng = random.Random(seed)
+    pp = rng.choice([2, 3, 4, 6, 8])
+    schedule = rng.choice(["1f1b", "gpipe", "interleaved"])
+    ga = rng.choice([1, 2, 5, 16, 40, 72])
+    vpp = None
+    if schedule == "interleaved":
+        vpp = rng.choice([1, 2, 3])
+        ga = pp * rng.choice([1, 3, 8])
+    policy = rng.choice(POLICIES)
+    layers = max(vpp or 1, rng.randrange(1, 4))
+    wl = read_workload_text(_random_table(rng, policy, pp, ga, layers), "t.txt")
+    compare(wl, UNIT, pp_schedule=schedule, vpp_chunks=vpp)

@@ -54,6 +54,7 @@ class Structure:
     receiver: list[int]          # message id -> the stage that receives it
     produced: list[int]          # message id -> round of the pass that sends it (-1: none)
     consumed: list[list[int]]    # per round: the messages its passes receive
+    span: list[int]              # span[r]: how many rounds from r on are shifted
     lag: int                     # most rounds between sending a message and receiving it
     messages: int
 
@@ -196,14 +197,21 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
             if p[2] >= 0:
                 consumed[r].append(p[2])
     lag = max((r - msg_round[m] for r, ms in enumerate(consumed) for m in ms), default=0)
+    span = [0] * (n_rounds + 1)
+    for r in range(n_rounds - 1, -1, -1):
+        span[r] = span[r + 1] + 1 if shifted[r] else 0
     return Structure(passes=passes, bounds=bounds, rounds=n_rounds, shifted=shifted,
                      period=period, receiver=receiver, produced=msg_round,
-                     consumed=consumed, lag=lag, messages=n_ids)
+                     consumed=consumed, span=span, lag=lag,
+                     messages=n_ids)
+
+
+assert len(STREAMS) == 4   # the pass loop below reads the streams' busy-until unrolled
 
 
 class _Stage:
-    __slots__ = ("rep", "t", "free", "wg", "send_free", "cost", "counts", "bubble", "pp",
-                 "pos", "outs")
+    __slots__ = ("rep", "t", "free", "wg", "send_free", "cost", "outs", "extra", "bubble",
+                 "pp", "pos")
 
     def __init__(self, setup):
         self.rep = setup.replayer
@@ -212,18 +220,11 @@ class _Stage:
         self.wg: dict = {}
         self.send_free = [0, 0]
         self.cost = (setup.send_next_ns, setup.send_prev_ns)
-        self.counts: dict[int, list] = {}     # id(outcome) -> [outcome, times it occurred]
+        self.outs: list = []      # every pass's outcome, in order
+        self.extra: list = []     # (outcome, further times) of the rounds skipped
         self.bubble = 0
         self.pp = 0
         self.pos = 0
-        self.outs: list = []                   # outcomes since the last round the state was kept
-
-    def state(self) -> tuple:
-        """What a later pass can see, relative to the stage's clock."""
-        t = self.t
-        return (tuple(f - t if f > t else 0 for f in self.free),
-                frozenset((k, v - t) for k, v in self.wg.items() if v > t),
-                tuple(f - t if f > t else 0 for f in self.send_free))
 
 
 class DirectPipeline:
@@ -233,6 +234,7 @@ class DirectPipeline:
         self.struct = struct
         self.pp = pp
         self._stages = [_Stage(st) for st in stages]
+        self._counts: list[list] = []
         self.results = [StageResult(stage=s) for s in range(pp)]
         self.trace = None
         self.events = sum(len(p) for p in struct.passes)
@@ -241,7 +243,7 @@ class DirectPipeline:
     def row_exposed(self, stage: int) -> dict:
         """Exposed communication per row key on one stage, over the whole iteration."""
         total: dict = {}
-        for out, count in self._stages[stage].counts.values():
+        for out, count in self._counts[stage]:
             for key, ns in out.row_exposed:
                 total[key] = total.get(key, 0) + ns * count
         return total
@@ -252,9 +254,12 @@ class DirectPipeline:
         sent_at = [0] * struct.messages
         arrive: list = [None] * struct.messages
         waiting: dict[int, int] = {}
-        passes, bounds, shifted = struct.passes, struct.bounds, struct.shifted
-        seen: dict[tuple, int] = {}   # state signature -> round after which it was seen
-        kept: list = []               # per round since the run of shifted rounds began
+        passes, bounds, shifted, span = struct.passes, struct.bounds, struct.shifted, struct.span
+        fwd = Phase.FWD
+        # finding a repeat: rounds after which the clocks stand alike (cheap, every round),
+        # then the full states after them compared
+        seen: dict[tuple, int] = {}   # clocks relative to stage 0's -> round after which
+        kept: dict[int, list] = {}    # round -> per stage what _snapshot keeps
         r = 0
         while r < struct.rounds:
             ready = list(range(pp))
@@ -262,8 +267,9 @@ class DirectPipeline:
                 s = ready.pop()
                 st = stages[s]
                 mine, end = passes[s], bounds[s][r + 1]
-                rep, free, wg, counts = st.rep, st.free, st.wg, st.counts
-                outs, send_free, cost = st.outs, st.send_free, st.cost
+                rep, free, wg, outs = st.rep, st.free, st.wg, st.outs
+                memo, wg_rows, wg_get = rep._memo, rep._wg_rows, st.wg.get
+                send_free, cost = st.send_free, st.cost
                 t, i = st.t, st.pos
                 while i < end:
                     phase, seq, recv, send_q, send_id = mine[i]
@@ -278,24 +284,41 @@ class DirectPipeline:
                             st.bubble += flight - t
                             st.pp += a - flight
                             t = a
-                    out = rep.run(phase, seq, t, free, wg)
-                    k = 0
-                    for rel in out.stream_free:
-                        if t + rel > free[k]:
-                            free[k] = t + rel
-                        k += 1
+                    # PassReplayer.run's memo lookup, inlined (the event path calls it: the
+                    # tests compare the two)
+                    f0, f1, f2, f3 = free
+                    rel_wg: tuple = ()
+                    if phase is fwd:
+                        rows = wg_rows[seq]
+                        if rows:
+                            rel_wg = tuple([v - t if v > t else 0
+                                            for v in [wg_get(k, 0) for k in rows]])
+                    out = memo.get((phase, seq, (f0 - t if f0 > t else 0,
+                                                 f1 - t if f1 > t else 0,
+                                                 f2 - t if f2 > t else 0,
+                                                 f3 - t if f3 > t else 0), rel_wg))
+                    if out is None:
+                        out = rep.run(phase, seq, t, free, wg)
+                    sf = out.stream_free
+                    x = t + sf[0]
+                    if x > f0:
+                        free[0] = x
+                    x = t + sf[1]
+                    if x > f1:
+                        free[1] = x
+                    x = t + sf[2]
+                    if x > f2:
+                        free[2] = x
+                    x = t + sf[3]
+                    if x > f3:
+                        free[3] = x
                     for key, rel in out.wg_done:
                         wg[key] = t + rel
-                    c = counts.get(id(out))
-                    if c is None:
-                        counts[id(out)] = [out, 1]
-                    else:
-                        c[1] += 1
                     outs.append(out)
                     t += out.duration_ns
                     if send_q >= 0:
-                        sf = send_free[send_q]
-                        start = t if t > sf else sf
+                        x = send_free[send_q]
+                        start = t if t > x else x
                         send_free[send_q] = done = start + cost[send_q]
                         sent_at[send_id] = start
                         arrive[send_id] = done
@@ -310,60 +333,54 @@ class DirectPipeline:
                 raise RuntimeError(f"pipeline deadlock: stages {stuck} never finished")
             n = 0
             if shifted[r]:
-                sig = self._signature(r, sent_at, arrive)
-                kept.append((r, [(st.t, st.bubble, st.pp, st.outs) for st in stages]))
-                for st in stages:
-                    st.outs = []
-                earlier = seen.get(sig)
-                if earlier is not None:
-                    n = self._repeat(kept, earlier, r, sent_at, arrive)
-                if n:
-                    seen.clear()
-                    kept = []
-                else:
-                    seen[sig] = r
-            else:
+                snap = kept[r] = [(st.t, st.bubble, st.pp, len(st.outs), tuple(st.free),
+                                   dict(st.wg), tuple(st.send_free)) for st in stages]
+                t0 = snap[0][0]
+                clocks = tuple([x[0] - t0 for x in snap])
+                earlier = seen.get(clocks)
+                seen[clocks] = r
+                if (earlier is not None and span[r] >= r - earlier
+                        and self._signature(earlier, kept[earlier], sent_at, arrive)
+                        == self._signature(r, snap, sent_at, arrive)):
+                    n = self._repeat(kept[earlier], snap, r - earlier, r, sent_at, arrive)
+            if n or not shifted[r]:
                 seen.clear()
-                kept = []
-                for st in stages:
-                    st.outs = []
+                kept = {}
             r += 1 + n
         self._finish()
 
-    def _signature(self, r: int, sent_at: list, arrive: list) -> tuple:
-        """Everything after round ``r`` that a later pass can see, relative to the clock that
-        will read it: the stages' states and the messages in flight (named relative to the
-        round, so the same message a round later has the same name)."""
-        struct, stages = self.struct, self._stages
+    def _signature(self, r: int, snap: list, sent_at: list, arrive: list) -> tuple:
+        """Everything after round ``r`` (its ``snap``) that a later pass can see, relative to
+        the clock that will read it: the stages' states and the messages in flight (named
+        relative to the round, so the same message a round later has the same name)."""
+        struct = self.struct
+        states = []
+        for t, _, _, _, free, wg, send_free in snap:
+            states.append((tuple(f - t if f > t else 0 for f in free),
+                           frozenset((k, v - t) for k, v in wg.items() if v > t),
+                           tuple(f - t if f > t else 0 for f in send_free)))
         produced, receiver, base = struct.produced, struct.receiver, r * struct.period
         msgs = []
         for c in range(r + 1, min(struct.rounds, r + 1 + struct.lag)):
             for m in struct.consumed[c]:
                 if produced[m] <= r:
-                    t = stages[receiver[m]].t
+                    t = snap[receiver[m]][0]
                     sa, a = sent_at[m], arrive[m]
                     msgs.append((m - base, sa - t if sa > t else 0, a - t if a > t else 0))
-        return (tuple(st.state() for st in stages), frozenset(msgs))
+        return (tuple(states), frozenset(msgs))
 
-    def _repeat(self, kept: list, earlier: int, r: int, sent_at: list, arrive: list) -> int:
-        """Rounds ``earlier + 1 .. r`` led from a state to the same state: when every stage's
-        clock moved by the same amount over them and the rounds that follow are the same
-        rounds with their micro-batches moved on, they repeat exactly, as often as the
-        schedule's steady part lasts. Moves the state and the counters on by the whole
-        repeats; returns the rounds skipped (0: none)."""
+    def _repeat(self, then: list, now: list, q: int, r: int, sent_at: list,
+                arrive: list) -> int:
+        """The ``q`` rounds up to ``r`` led from a state (``then``) to the same state
+        (``now``): when every stage's clock moved by the same amount over them and the rounds
+        that follow are the same rounds with their micro-batches moved on, they repeat
+        exactly, as often as the schedule's steady part lasts. Moves the state and the
+        counters on by the whole repeats; returns the rounds skipped (0: none)."""
         struct, stages = self.struct, self._stages
-        q = r - earlier
-        by_round = {k: snaps for k, snaps in kept}
-        then, now = by_round.get(earlier), by_round[r]
-        if then is None:
-            return 0
         delta = now[0][0] - then[0][0]
         if any(b[0] - a[0] != delta for a, b in zip(then, now)):
             return 0
-        span = 0
-        while r + span < struct.rounds - 1 and struct.shifted[r + span]:
-            span += 1
-        n = span // q
+        n = struct.span[r] // q
         produced, lag = struct.produced, struct.lag
 
         def in_flight(k: int) -> list[int]:
@@ -377,7 +394,6 @@ class DirectPipeline:
         if not n:
             return 0
         step, shift = delta * n, struct.period * q * n
-        block = [snaps for k, snaps in kept if earlier < k <= r]
         for s, st in enumerate(stages):
             st.t += step
             st.free = [f + step for f in st.free]
@@ -385,10 +401,7 @@ class DirectPipeline:
             st.send_free = [f + step for f in st.send_free]
             st.bubble += (now[s][1] - then[s][1]) * n
             st.pp += (now[s][2] - then[s][2]) * n
-            counts = st.counts
-            for snaps in block:
-                for out in snaps[s][3]:
-                    counts[id(out)][1] += n
+            st.extra.extend((out, n) for out in st.outs[then[s][3]:now[s][3]])
             st.pos = struct.bounds[s][r + q * n + 1]
         # the messages in flight after the skipped rounds: those after round r, moved on
         moved = [(m + shift, sent_at[m] + step, arrive[m] + step) for m in flying]
@@ -398,11 +411,19 @@ class DirectPipeline:
         return q * n
 
     def _finish(self) -> None:
+        from collections import Counter
+
         for s, st in enumerate(self._stages):
+            times = Counter(map(id, st.outs))
+            by_id = {id(o): o for o in st.outs}
+            for out, n in st.extra:
+                times[id(out)] += n
+            counts = [(by_id[k], n) for k, n in times.items()]
+            self._counts.append(counts)
             res = self.results[s]
             exposed = res.exposed_ns
             compute = recompute = 0
-            for out, n in st.counts.values():
+            for out, n in counts:
                 compute += out.compute_ns * n
                 recompute += out.recompute_ns * n
                 for name, ns in zip(_STREAM_NAMES, out.exposed_ns):

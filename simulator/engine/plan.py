@@ -67,11 +67,18 @@ class _Pricer:
         self.cost = cost
         self.placements = placements
         self.scale = scale or {}  # group -> factor on collective times (sensitivity studies)
+        self._ns: dict[Comm, int] = {}   # a layer's collectives recur on every layer
 
     def with_cost(self, cost: CostModel) -> _Pricer:
         return _Pricer(self.par, cost, self.placements, self.scale)
 
     def comm_ns(self, comm: Comm) -> int:
+        ns = self._ns.get(comm)
+        if ns is None:
+            ns = self._ns[comm] = self._price(comm)
+        return ns
+
+    def _price(self, comm: Comm) -> int:
         group = comm.group
         if comm.op is None or comm.size_bytes == 0:
             return 0
@@ -184,6 +191,22 @@ class JobPlan:
     group_places: dict = field(default_factory=dict)
 
 
+_PLACEMENTS: dict[tuple, list[GroupPlacement]] = {}
+
+
+def _placements(par: ParallelConfig, group: Group, stage: int, rank_map: RankMap
+                ) -> list[GroupPlacement]:
+    """:func:`stage_placements`, kept (a sweep places the same groups on every point; the
+    lists are shared, never to be changed)."""
+    key = (par, group, stage, rank_map)
+    hit = _PLACEMENTS.get(key)
+    if hit is None:
+        if len(_PLACEMENTS) >= 4096:
+            _PLACEMENTS.clear()
+        hit = _PLACEMENTS[key] = stage_placements(par, group, stage, rank_map)
+    return hit
+
+
 def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, options,
              rank_map: RankMap | None = None) -> JobPlan:
     """Everything about one job that does not depend on time."""
@@ -215,7 +238,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     notes.append(f"rows: {seg.method}")
 
     # groups of size 1 that rows use: free, and said so
-    used = {c.group for r in rows for c in (r.fwd, r.ig, r.wg) if c.op is not None}
+    used = per_workload(workload, ("used groups",), lambda: {
+        c.group for r in rows for c in (r.fwd, r.ig, r.wg) if c.op is not None})
     free_groups = [g.value for g in ROW_GROUPS if g in used and par.size(g) == 1]
     if par.world == 1 and used and not any("every collective is free" in n for n in notes):
         notes.append("1 GPU: every group is one GPU and every collective is free")
@@ -224,7 +248,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                "(no other rank to talk to)")
         warn(f"{workload.path}: {msg}")
         notes.append(msg)
-    placeholder = sum(1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1)
+    placeholder = per_workload(workload, ("placeholder rows",), lambda: sum(
+        1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1))
     if placeholder > len(rows) // 2:
         notes.append(f"{placeholder} of {len(rows)} rows carry placeholder compute times (<= 1 ns, "
                      "as AICB writes without profiling): the result is communication only")
@@ -262,12 +287,12 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     # point-to-point time from each stage to the next (the last wraps to the first)
     scale = {Group(g): float(f) for g, f in options.comm_scale}
     p2p_ns = [round(max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
-                        for p in stage_placements(par, Group.PP, s, gps)) * scale.get(Group.PP, 1))
+                        for p in _placements(par, Group.PP, s, gps)) * scale.get(Group.PP, 1))
               if par.pp > 1 and workload.pp_comm_bytes else 0 for s in range(par.pp)]
     group_places: dict[str, set] = {}
     for s in range(par.pp):
-        placements = {g: stage_placements(par, g, s, gps) for g in ROW_GROUPS}
-        pp_places = stage_placements(par, Group.PP, s, gps)
+        placements = {g: _placements(par, g, s, gps) for g in ROW_GROUPS}
+        pp_places = _placements(par, Group.PP, s, gps)
         for g, plist in [*placements.items(), (Group.PP, pp_places)]:
             for p in plist:
                 group_places.setdefault(g.value, set()).add(

@@ -84,8 +84,24 @@ SCHEDULES: dict[str, ScheduleKind] = {
 }
 
 
+_BUILT: dict[tuple, list[list[Step]]] = {}
+
+
 def build_schedule(name: str, pp: int, ga: int, chunks: int) -> list[list[Step]]:
-    """Per-stage orders; backward passes are written with Phase.IG (input and weight gradient)."""
+    """Per-stage orders; backward passes are written with Phase.IG (input and weight gradient).
+    Kept per (name, pp, ga, chunks), as a sweep asks for the same again and again: the lists
+    are shared, never to be changed."""
+    key = (name, pp, ga, chunks)
+    hit = _BUILT.get(key)
+    if hit is None:
+        hit = _order(name, pp, ga, chunks)
+        if len(_BUILT) >= 64:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = hit
+    return hit
+
+
+def _order(name: str, pp: int, ga: int, chunks: int) -> list[list[Step]]:
     kind = SCHEDULES.get(name)
     if kind is None:
         raise InputError(f"unknown pipeline schedule {name!r}; expected one of "
