@@ -210,14 +210,16 @@ assert len(STREAMS) == 4   # the pass loop below reads the streams' busy-until u
 
 
 class _Stage:
-    __slots__ = ("rep", "t", "free", "wg", "send_free", "cost", "outs", "extra", "bubble",
-                 "pp", "pos")
+    __slots__ = ("rep", "t", "free", "wg", "wg_last", "zeros", "send_free", "cost", "outs",
+                 "extra", "bubble", "pp", "pos")
 
     def __init__(self, setup):
         self.rep = setup.replayer
         self.t = 0
         self.free = [0] * len(STREAMS)
-        self.wg: dict = {}
+        self.wg: dict = {}        # row key -> when its last weight-gradient collective ends
+        self.wg_last = 0          # the latest of those
+        self.zeros: dict = {}     # sequence -> its weight-gradient rows' all-done state
         self.send_free = [0, 0]
         self.cost = (setup.send_next_ns, setup.send_prev_ns)
         self.outs: list = []      # every pass's outcome, in order
@@ -270,7 +272,7 @@ class DirectPipeline:
                 rep, free, wg, outs = st.rep, st.free, st.wg, st.outs
                 memo, wg_rows, wg_get = rep._memo, rep._wg_rows, st.wg.get
                 send_free, cost = st.send_free, st.cost
-                t, i = st.t, st.pos
+                t, i, wg_last, zeros = st.t, st.pos, st.wg_last, st.zeros
                 while i < end:
                     phase, seq, recv, send_q, send_id = mine[i]
                     if recv >= 0:
@@ -291,8 +293,12 @@ class DirectPipeline:
                     if phase is fwd:
                         rows = wg_rows[seq]
                         if rows:
-                            rel_wg = tuple([v - t if v > t else 0
-                                            for v in [wg_get(k, 0) for k in rows]])
+                            if wg_last > t:
+                                rel_wg = tuple([v - t if v > t else 0
+                                                for v in [wg_get(k, 0) for k in rows]])
+                            else:   # every weight gradient done: all zeros, known
+                                rel_wg = zeros.get(seq) or zeros.setdefault(
+                                    seq, (0,) * len(rows))
                     out = memo.get((phase, seq, (f0 - t if f0 > t else 0,
                                                  f1 - t if f1 > t else 0,
                                                  f2 - t if f2 > t else 0,
@@ -313,7 +319,9 @@ class DirectPipeline:
                     if x > f3:
                         free[3] = x
                     for key, rel in out.wg_done:
-                        wg[key] = t + rel
+                        wg[key] = x = t + rel
+                        if x > wg_last:
+                            wg_last = x
                     outs.append(out)
                     t += out.duration_ns
                     if send_q >= 0:
@@ -326,7 +334,7 @@ class DirectPipeline:
                         if w is not None:
                             ready.append(w)
                     i += 1
-                st.t, st.pos = t, i
+                st.t, st.pos, st.wg_last = t, i, wg_last
             stuck = [s for s in range(pp) if stages[s].pos < bounds[s][r + 1]]
             if stuck:
                 # a stage waits for a message nobody sent: a schedule bug, never bad input
@@ -398,6 +406,7 @@ class DirectPipeline:
             st.t += step
             st.free = [f + step for f in st.free]
             st.wg = {k: v + step for k, v in st.wg.items()}
+            st.wg_last += step
             st.send_free = [f + step for f in st.send_free]
             st.bubble += (now[s][1] - then[s][1]) * n
             st.pp += (now[s][2] - then[s][2]) * n
@@ -415,7 +424,7 @@ class DirectPipeline:
 
         for s, st in enumerate(self._stages):
             times = Counter(map(id, st.outs))
-            by_id = {id(o): o for o in st.outs}
+            by_id = dict(zip(map(id, st.outs), st.outs))
             for out, n in st.extra:
                 times[id(out)] += n
             counts = [(by_id[k], n) for k, n in times.items()]
