@@ -110,17 +110,25 @@ class SpecSweep(FileSweep):
             raise RuntimeError(f"sweep point failed: {out['error']}")
 
 
-def simai_seconds(binary: str, workdir: str, path: str, gpus: int, i: int) -> float:
-    """SimAI's whole-process time on point ``i`` (same file, that NIC bandwidth)."""
+def simai_seconds(binary: str, workdir: str, path: str, gpus: int, i: int) -> float | None:
+    """SimAI's whole-process time on point ``i`` (same file, that NIC bandwidth); None when
+    it wrote no result row (it exits 0 without one on the GA 512 file)."""
     cmd = [binary, "-w", path, "-g", str(gpus), "-g_p_s", "8", "-r", "sweep-", "-nv", "360",
            "-nic", f"{nic_of(i):g}", "-n_p_s", "8"]
+    csv = os.path.join(workdir, "results", "sweep-EndToEnd.csv")
+    if os.path.exists(csv):
+        os.remove(csv)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, cwd=workdir)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"{os.path.basename(binary)} failed on {path}: "
                            f"{p.stdout.decode()[-300:]} {p.stderr.decode()[-300:]}")
-    return dt
+    if not os.path.exists(csv):
+        return None
+    with open(csv) as f:
+        rows = sum(1 for line in f if line.strip())
+    return dt if rows >= 2 else None
 
 
 def main() -> int:
@@ -157,7 +165,10 @@ def main() -> int:
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, gpus, path, spec_ga in cases:
             sweep = SpecSweep(gpus, spec_ga, path) if spec_ga else FileSweep(path)
-            rates, simai_s, ratios = [], [], []
+            rates: list[float] = []
+            simai_s: list[float] = []
+            ratios: list[float] = []
+            no_result = False
             for _ in range(args.repeat):
                 rate = sweep.rate(args.points)
                 rates.append(rate)
@@ -165,12 +176,18 @@ def main() -> int:
                     o3 = os.path.join(work, "SimAI_analytical_O3")
                     ts = [simai_seconds(o3, work, path, gpus, sweep.done + k)
                           for k in range(args.simai_points)]
-                    t = statistics.median(ts)
+                    done = [x for x in ts if x is not None]
+                    if len(done) < len(ts):
+                        no_result = True
+                        continue
+                    t = statistics.median(done)
                     simai_s.append(t)
                     ratios.append(rate * t)
             rate = statistics.median(rates)
             simai = simai_rate = ratio = "-"
-            if simai_s:
+            if no_result:
+                simai = "no result row"
+            elif simai_s:
                 t = statistics.median(simai_s)
                 simai, simai_rate = f"{t:.3f}", f"{1 / t:.1f}"
                 ratio = (f"{statistics.median(ratios):.0f}x ({min(ratios):.0f}-"
