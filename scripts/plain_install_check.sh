@@ -61,6 +61,6 @@ assert names(a) == names(b), sorted(set(names(b)) ^ set(names(a)))" \
 step "$collsim" measure --help
 # the kernel sweeps the compute model is fitted on, found in the installed copy
 (cd "$tmp/empty" && step "$py" -c "from simulator.generate.kernel_fit import default_paths as d; \
-p = d(); assert [x.parent.name for x in p] == [f'run{i}' for i in range(1, 8)] and \
+p = d(); assert [x.parent.name for x in p] == [f'run{i}' for i in range(1, 11)] and \
 all(x.is_file() and 'share/collsim/traces' in str(x) for x in p), p")
 echo "plain-install check: all commands passed on a plain install in $(($SECONDS))s" >&2

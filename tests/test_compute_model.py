@@ -128,12 +128,15 @@ def test_generated_step_reports_gpu_derivation():
 
 
 def test_measured_training_steps_against_generate_and_simulate():
-    """`collsim validate`'s H200 cases (docs/validation.md). Default GPTs, each host-bound
-    case run by run with its machine's host floor (runs 5-7) and the GPU-bound ones over
-    runs 1-2: 46 counted, median |error| 2.3%, maximum 17.1% (gpt-125m-s1024-b4-ga4 on
-    run7, whose four rounds spread 34%). FP8 and unfused-attention GPTs (36): median 7.2%,
-    maximum 28.4% (host-bound FP8 steps on runs 5 and 6, whose machines did not measure the
-    FP8 host floor)."""
+    """`collsim validate`'s H200 cases (docs/validation.md). Host-bound cases run by run with
+    their machine's host floor (runs 5-7: the run's floor; runs 8-10, simulator.measure.
+    interleaved: the floor GPTs measured beside each case in its 10-12 rounds) and the
+    GPU-bound ones over runs 1-2: 124 counted, median |error| 2.8%, maximum 17.1%
+    (gpt-125m-s1024-b4-ga4 on run7, whose four rounds spread 34%); default GPTs (76) median
+    2.9%; FP8 and unfused-attention GPTs (48) median 2.3%, maximum 11.7%. The FP8 / unfused
+    steps of runs 5 and 6, whose machines measured no floor of those models, are shown and
+    not counted (median 4.9%, maximum 27.7%: another machine's FP8/default ratio does not
+    carry over)."""
     from simulator.calibration import load_calibration
     from simulator.cluster import Cluster
     from simulator.validation import h200_train
@@ -145,14 +148,15 @@ def test_measured_training_steps_against_generate_and_simulate():
     cost = load_calibration(DEFAULT_CALIBRATION, cluster=cluster)
     res = h200_train.run(cost, cluster)
     counted = [r for r in res if r.primary]
-    # 16 cases measured on runs 1-3 only, 10 host-bound ones on each of runs 5-7, 6 FP8 and
-    # 6 unfused ones on each of runs 5-7; the 10 host-bound ones on runs 1-3 shown apart
-    assert len(res) == len(cases) == 92 and len(counted) == 82
+    # 16 cases measured on runs 1-3 only; 10 host-bound default cases on each of runs 5-10
+    # (60); 6 FP8 and 6 unfused ones on each of runs 5-10 (72), counted on runs 7-10 (48);
+    # the 10 host-bound ones on runs 1-3 shown apart: 16 + 60 + 72 + 10 = 158
+    assert len(res) == len(cases) == 158 and len(counted) == 16 + 60 + 48
     plain = sorted(abs(r.error) for r in counted if r.extra["variant"] == "default")
-    assert len(plain) == 46
+    assert len(plain) == 76
     assert statistics.median(plain) <= MEDIAN_TARGET and plain[-1] <= MAX_TARGET
     feat = sorted(abs(r.error) for r in counted if r.extra["variant"] != "default")
-    assert len(feat) == 36
+    assert len(feat) == 48
     assert statistics.median(feat) <= FEATURE_MEDIAN_TARGET and feat[-1] <= FEATURE_MAX_TARGET
     # a host-bound case is predicted with its own machine's floor: the 125M model at
     # micro-batch 1 took 20.1 ms on run5's machine and 31.5 ms on run6's; the predictions
@@ -161,13 +165,17 @@ def test_measured_training_steps_against_generate_and_simulate():
           if r.case.startswith("H200 GPT step gpt-125m-s1024-b1 (")}
     assert b1["run6"].predicted > 1.3 * b1["run5"].predicted
     assert abs(b1["run5"].error) < 0.07 and abs(b1["run6"].error) < 0.07
+    # runs 8-10 price each case with the floor measured beside it
+    assert all(r.inputs.count("beside the case") == 1 for r in counted
+               if r.extra["run"] in ("run8", "run9", "run10")
+               and "gpt-2.7b" not in r.case)
 
 
 # what the validation gives today (docs/validation.md); a model change that worsens it fails
 MEDIAN_TARGET = 0.05
 MAX_TARGET = 0.18   # today 17.1% (gpt-125m-s1024-b4-ga4, run7: rounds spread 34%)
-FEATURE_MEDIAN_TARGET = 0.08   # today 7.2%
-FEATURE_MAX_TARGET = 0.30      # today 28.4%
+FEATURE_MEDIAN_TARGET = 0.05   # today 2.3% (7.2% before the backend swap kept the dispatch)
+FEATURE_MAX_TARGET = 0.12      # today 11.7% (gpt-350m-s1024-b4-fp8, run10: spread 68%)
 
 
 def _floor_row(op, layers, host_us, width=768, note="round 1", source="runX"):

@@ -89,3 +89,26 @@ def test_cpu_dry_runs_from_a_copy_of_the_folder_alone(tmp_path):
                         "cpu", "--out", str(out / "compute")],
                        cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_interleaved_dry_run_from_a_copy_of_the_folder_alone(tmp_path):
+    """simulator.measure.interleaved on a CPU (--tiny): 4 cases (default, recompute, FP8,
+    unfused) x 2 rounds give 8 train.csv rows with their round and variant, and each round a
+    floor of 1 and of the case's layers (4 ops each, 5 with recompute) tagged with the case."""
+    pytest.importorskip("torch")
+    root = _copy_alone(tmp_path, "")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "measure.interleaved", "--tiny", "--device",
+                        "cpu", "--rounds", "2", "--steps", "1", "--out", str(out)],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import csv
+    train = list(csv.DictReader(open(out / "train.csv")))
+    assert [(t["round"], t["variant"]) for t in train] == [
+        ("1", "default"), ("2", "default")] * 2 + [("1", "fp8"), ("2", "fp8"),
+                                                  ("1", "unfused"), ("2", "unfused")]
+    floor = [k for k in csv.DictReader(open(out / "kernels.csv")) if k["group"] == "hostfloor"]
+    # per round: tiny (2 layers) 2 x 3 ops, tiny2-rc (3 layers) 2 x 4, fp8 and unfused 2 x 3
+    assert len(floor) == 2 * (6 + 8 + 6 + 6)
+    assert {k["note"] for k in floor if "fp8" in k["note"]} == {
+        "round 1; case tiny-s64-b2-fp8; variant fp8", "round 2; case tiny-s64-b2-fp8; variant fp8"}

@@ -48,8 +48,8 @@ def test_library_users_of_bundled_data_go_through_the_lookup():
     from simulator.validation.common import DEFAULT_CALIBRATION
     assert PRESET_DIR == resources.bundled("topologies")
     assert DEFAULT_CALIBRATION == resources.bundled("traces", "h200x2", "calib_h200x2.yaml")
-    # the seven one-GPU kernel sweeps (traces/h200/compute/run1..run7)
-    assert [p.parent.name for p in default_paths()] == [f"run{i}" for i in range(1, 8)]
+    # the ten one-GPU kernel sweeps (traces/h200/compute/run1..run10)
+    assert [p.parent.name for p in default_paths()] == [f"run{i}" for i in range(1, 11)]
     assert default_paths() == default_paths(ROOT)
     # no module outside measure/ (which a GPU machine copies alone) finds data from __file__
     offenders = []

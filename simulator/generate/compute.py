@@ -214,7 +214,18 @@ class ComputeModel:
         rot = K.mem("add", 4 * T * (nh + nkv) * hd, 4 * T * (nh + nkv) * hd, kernels=3) \
             if m.max_position == 0 else (Z, Z, Z)
         attn_f = 4.0 * cfg.micro_batch * cfg.seq_length ** 2 * nh * hd * 0.5
-        core = K.attention(attn_f, cfg.seq_length, hd)
+        # the attention kernel stays bf16 under --fp8 (its GEMMs are not Transformer Engine's
+        # FP8 linear layers): priced on the bf16 spec
+        attn_gpu = cfg.gpu_spec if gpu.gemm_dtype == "fp8" else gpu
+        if getattr(getattr(cfg, "features", None), "attention_backend", "") == "unfused":
+            # the materialised scores' kernels in the chain, dispatched where the fused
+            # kernel would be (the unfused GPT's measured host floor carries their extra ops)
+            uf, ub, _ = unfused_attention_us(attn_gpu, cfg.micro_batch, cfg.seq_length, nh,
+                                             hd)
+            hf, hb = K._host("sdpa")
+            core = (_k(uf, hf), _k(ub, hb), Z)
+        else:
+            core = _Kernels(attn_gpu, sf, sb).attention(attn_f, cfg.seq_length, hd)
         qkv = K.linear(T, (nh + 2 * nkv) * hd, h, bias)
         proj = K.linear(T, h, nh * hd, bias)
         t["ln"], t["resid"] = ln, resid
@@ -330,10 +341,15 @@ class ComputeModel:
         return out[0], out[1]
 
     def core_attention_us(self) -> tuple[float, float, float]:
-        """(forward, backward, 0) microseconds of one layer's attention kernel alone, the part
-        of the attention rows that selective recompute replays and that the generator rescales
-        for context parallelism, FP8 and the unfused backend (builder.py)."""
-        fwd, bwd, zero = (float(getattr(x, "us", x)) for x in self.parts["attn_core"])
+        """(forward, backward, 0) device microseconds of one layer's attention kernel alone,
+        the part of the attention rows that selective recompute replays and that the
+        generator rescales for context parallelism, FP8 and the unfused backend (builder.py).
+
+        Device time only: the kernel's host dispatch stays in its row. Before, the replayed
+        time (dispatch + kernel) was swapped out, so a backend swap removed the dispatch
+        from rows that do pay it (every unfused / FP8 layer lost ~0.3-0.5 ms on an H200:
+        their GPU-bound steps ran 4-8% short, traces/h200/compute/run5-run7)."""
+        fwd, bwd, zero = (c.dev for c in self.costs["attn_core"])
         return fwd, bwd, zero
 
     def row(self, kind: str, slot: int = 0) -> tuple[float, float, float]:

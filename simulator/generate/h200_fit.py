@@ -6,6 +6,9 @@ traces/h200/compute/run4/kernels.csv
 traces/h200/compute/run5/kernels.csv
 traces/h200/compute/run6/kernels.csv
 traces/h200/compute/run7/kernels.csv
+traces/h200/compute/run8/kernels.csv
+traces/h200/compute/run9/kernels.csv
+traces/h200/compute/run10/kernels.csv
 (generated: do not edit by hand; rerun the script with --write)."""
 
 H200_KERNEL_FIT = {'attn_bwd': (27.623, 0.539, 2343.8373, 21.8338),

@@ -9,5 +9,6 @@ relatively), so a GPU machine can copy this folder alone and run it
 (``tests/test_measure_package.py`` checks that). Module layering, without cycles:
 ``timing`` (shared helpers) <- ``bench`` (collectives, GEMMs), ``moe`` (the EP MoE step)
 <- ``processes`` (one process per GPU, the phases) <- ``cli``; ``layer``, ``gpt``,
-``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps).
+``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps) <- ``paired`` (host
+floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor).
 """

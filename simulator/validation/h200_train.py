@@ -12,6 +12,11 @@ Two kinds of run:
   (``case (runN)``), its measured value the median over the run's rounds, its prediction
   made with the host floor fitted on that run's ``kernels.csv`` alone. Host (CPU) speed
   differs by some 50% between the lent machines, and a host-bound step is the host's time.
+  From run8 on (:mod:`simulator.measure.interleaved`) each case was measured beside floor
+  GPTs of its own model (1 layer and its layer count, the same variant) in 10-12 rounds
+  seconds apart, and is predicted with that floor alone. An FP8 or unfused-attention step is
+  counted only where its machine measured that model's floor (runs 7 on): the ratio of two
+  floors measured on one machine does not carry to another.
 * the other runs (run1-run3) measured steps without a host floor of their own: a case that
   no paired run measured is compared once, its measured value the median over those runs,
   predicted with the H200 fit's host floor (every run's). For a case a paired run measured,
@@ -53,6 +58,14 @@ def is_paired(run_dir: Path) -> bool:
     return k.exists() and any(r.get("group") == "hostfloor" for r in read_csv_rows(k))
 
 
+def _floors(run_dir: Path) -> tuple[set, set]:
+    """(cases measured beside a host floor of their own, variants with a floor) of a run."""
+    from ..generate.kernel_fit import floor_case, floor_variant
+    k = run_dir / "kernels.csv"
+    rows = [r for r in read_csv_rows(k) if r.get("group") == "hostfloor"] if k.exists() else []
+    return {floor_case(r) for r in rows} - {""}, {floor_variant(r) for r in rows}
+
+
 def measured_cases() -> dict[str, dict]:
     """key -> {"row", "steps_ms" (one value per run or round), "runs", "run" (the paired run
     or None), "counted"}: ``case (runN)`` per paired run, ``case`` for the cases only other
@@ -62,12 +75,18 @@ def measured_cases() -> dict[str, dict]:
     for path in sorted(RUNS.glob("run*/train.csv")):
         run = path.parent.name
         pair = is_paired(path.parent)
+        own, variants = _floors(path.parent) if pair else (set(), set())
         for r in read_csv_rows(path):
             if r.get("status") != "ok":
                 continue
             if pair:
-                c = paired.setdefault((r["case"], run), {"row": r, "steps_ms": [], "runs": [],
-                                                         "run": run, "counted": True})
+                # a variant's host-bound steps need that variant's floor from the same
+                # machine: the ratio of two floors measured on one machine does not carry to
+                # another (run7's FP8 / unfused ratios put run6's steps 20-30% short)
+                counted = _variant(r) in variants
+                c = paired.setdefault((r["case"], run), {
+                    "row": r, "steps_ms": [], "runs": [], "run": run, "counted": counted,
+                    "case_floor": r["case"] in own})
                 c["steps_ms"].append(float(r["step_ms"]))
                 c["runs"].append(f"round {r.get('round')}")
             else:
@@ -78,7 +97,7 @@ def measured_cases() -> dict[str, dict]:
     out: dict[str, dict] = {}
     with_pair = {case for case, _ in paired}
     for (case, run), c in sorted(paired.items()):
-        out[f"{case} ({run})"] = c
+        out[f"{case} ({run})" + ("" if c["counted"] else ", no floor of its variant")] = c
     for case, c in other.items():
         c.update(run=None, counted=case not in with_pair)
         out[case if c["counted"] else f"{case} (runs without a floor)"] = c
@@ -101,17 +120,21 @@ def config_for(r: dict):
 
 
 @contextlib.contextmanager
-def _on_machine(run: str | None, variant: str = "default"):
+def _on_machine(run: str | None, variant: str = "default", case: str | None = None):
     """While the block runs, the H200 spec with the host floor of ``run``'s machine (its
-    kernels.csv alone; the shipped fit's where ``run`` is None) and, for the FP8 steps, the
-    FP8 layer as it was measured: plain PyTorch, its transposes strided copies (``--fp8``
-    prices Transformer Engine's fused cast-transpose)."""
+    kernels.csv alone; the shipped fit's where ``run`` is None; the floor GPTs measured
+    beside ``case`` alone where the run has them) and, for the FP8 steps, the FP8 layer as it
+    was measured: plain PyTorch, its transposes strided copies (``--fp8`` prices Transformer
+    Engine's fused cast-transpose)."""
     from dataclasses import replace
 
     from ..generate import gpu as gpus
-    from ..generate.kernel_fit import host_floor_spec
+    from ..generate.kernel_fit import case_floor_spec, floor_case, host_floor_spec, read_kernels
     old = gpus.GPUS["h200"]
     spec = host_floor_spec(old, [RUNS / run / "kernels.csv"]) if run else old
+    if run and case:
+        rows = [r for r in read_kernels([RUNS / run / "kernels.csv"]) if floor_case(r) == case]
+        spec = case_floor_spec(old, rows, variant) or spec
     if variant == "fp8":
         spec = replace(spec, fp8_transpose="copy")
     gpus.GPUS["h200"] = spec
@@ -121,10 +144,11 @@ def _on_machine(run: str | None, variant: str = "default"):
         gpus.GPUS["h200"] = old
 
 
-def predict(r: dict, cost_model, cluster, run: str | None = None) -> float:
+def predict(r: dict, cost_model, cluster, run: str | None = None,
+            case: str | None = None) -> float:
     from ..engine import SimulationOptions, simulate
     from ..generate import generate
-    with _on_machine(run, _variant(r)):
+    with _on_machine(run, _variant(r), case):
         gen = generate(config_for(r), check_memory=False, path=f"h200-{r['case']}")
     res = simulate(gen.workload, cluster, cost_model, SimulationOptions())
     return res.iteration_ns / MS
@@ -141,12 +165,16 @@ def run(cost_model, cluster) -> list[CaseResult]:
         measured = statistics.median(c["steps_ms"])
         vals = ", ".join(f"{n} {v:.2f}" for n, v in zip(c["runs"], c["steps_ms"]))
         spread = max(c["steps_ms"]) / min(c["steps_ms"]) - 1
+        iqr = _iqr(c["steps_ms"]) / measured
         v = _variant(r)
-        host = (f"the host floor of {c['run']} (its kernels.csv)" if c["run"]
+        own = c.get("case_floor")
+        host = (f"the host floor measured beside the case's steps in each round ({c['run']})"
+                if own else f"the host floor of {c['run']} (its kernels.csv)" if c["run"]
                 else "the H200 fit's host floor")
         out.append(CaseResult(
             case=f"H200 GPT step {key}", quantity="training step (median)",
-            measured=measured, predicted=predict(r, cost_model, cluster, c["run"]),
+            measured=measured,
+            predicted=predict(r, cost_model, cluster, c["run"], r["case"] if own else None),
             primary=c["counted"],
             inputs=f"modelled: every kernel (H200 kernel fit) and its host dispatch ({host}); "
                    "measured: nothing of these steps",
@@ -155,12 +183,23 @@ def run(cost_model, cluster) -> list[CaseResult]:
                   f"{r['mbs']} x {r['ga']}{', full recompute' if int(r['recompute']) else ''}"
                   f"{', FP8 GEMMs' if v == 'fp8' else ''}"
                   f"{', unfused attention' if v == 'unfused' else ''}; "
-                  f"{'rounds' if c['run'] else 'runs'}: {vals} ms (spread {100 * spread:.0f}%)"
-                  + ("" if c["counted"] else "; not counted: these machines' host floor was "
-                     "not measured with the steps")),
-            extra={"group": "h200_train", "spread": spread, "variant": v, "run": c["run"],
-                   "recompute": bool(int(r["recompute"]))}))
+                  f"{'rounds' if c['run'] else 'runs'}: {vals} ms (spread {100 * spread:.0f}%"
+                  + (f", interquartile {100 * iqr:.0f}% of the median"
+                     if len(c["steps_ms"]) > 3 else "")
+                  + ")" + ("" if c["counted"] else
+                           "; not counted: the machine's host floor of this model was not "
+                           "measured with the steps")),
+            extra={"group": "h200_train", "spread": spread, "iqr": iqr, "variant": v,
+                   "run": c["run"], "recompute": bool(int(r["recompute"]))}))
     return out
+
+
+def _iqr(xs: list[float]) -> float:
+    """Interquartile range (linear interpolation between order statistics)."""
+    if len(xs) < 2:
+        return 0.0
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[2] - q[0]
 
 
 def source_files() -> list[str]:
