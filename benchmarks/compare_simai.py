@@ -7,7 +7,7 @@ ratio collsim / SimAI is taken per pair and reported as median and min-max. The 
 (what SimAI's build script makes) is timed fewer times: it is 40-120x slower.
 
     python benchmarks/compare_simai.py [--repeat 7] [--o0-repeat 1] [--simai DIR]
-                                       [--write docs/performance.md]
+                                       [--cost-model nccl,simai] [--write docs/performance.md]
 
 DIR holds ``SimAI_analytical_O3`` and ``SimAI_analytical_O0`` and the ``astra-sim-alibabacloud/
 inputs`` they read (default: ../shared/peers/simai-analytical beside the checkout); it is
@@ -16,7 +16,9 @@ directory). Without the binaries the script says so and exits 0. ``--write`` rep
 section between ``<!-- simai:begin -->`` and ``<!-- simai:end -->``.
 
 collsim runs with bytecode caching allowed (as an installed package runs: pip compiles it),
-after one warm-up run per case.
+after one warm-up run per case, once per cost model asked for: ``nccl`` (the default, what a
+user runs: NCCL's algorithms on the dgx-h100 preset) and ``simai`` (SimAI's busbw formulas,
+like for like with SimAI). Each pair interleaves all of them with one SimAI -O3 run.
 """
 from __future__ import annotations
 
@@ -70,11 +72,15 @@ def cases(tmp: str):
         yield f"GPT-175B comm only, 1,024 GPUs, GA {ga}", 1024, generate_comm_only(tmp, 1024, ga)
 
 
-def time_collsim(path: str) -> float:
+#: how each cost model is asked for on the command line ("nccl" is the default: no flag)
+MODEL_FLAGS = {"nccl": [], "simai": ["--cost-model", "simai"]}
+MODEL_NAMES = {"nccl": "collsim (default, nccl)", "simai": "collsim --cost-model simai"}
+
+
+def time_collsim(path: str, model: str = "simai") -> float:
     t0 = time.perf_counter()
-    # SimAI's analytical model on both sides, like for like (collsim's default is nccl)
     p = subprocess.run([sys.executable, "-m", "simulator", "simulate", "--quiet",
-                        "--cost-model", "simai", path],
+                        *MODEL_FLAGS[model], path],
                        capture_output=True, cwd=ROOT, env=_env())
     dt = time.perf_counter() - t0
     if p.returncode != 0:
@@ -115,8 +121,15 @@ def main() -> int:
     ap.add_argument("--o0-repeat", type=int, default=1, help="runs of the -O0 build per case")
     ap.add_argument("--simai", default=os.path.join(ROOT, "..", "shared", "peers",
                                                     "simai-analytical"))
+    ap.add_argument("--cost-model", default="nccl,simai",
+                    help="collsim's cost models to time, comma-separated (nccl: the default; "
+                         "simai: SimAI's own formulas); default both")
     ap.add_argument("--write", metavar="MD", help="replace the simai section of this file")
     args = ap.parse_args()
+    models = [m.strip() for m in args.cost_model.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODEL_FLAGS]
+    if unknown or not models:
+        ap.error(f"--cost-model: choose from {', '.join(MODEL_FLAGS)}, got {args.cost_model!r}")
     src = os.path.abspath(args.simai)
     if not all(os.path.exists(os.path.join(src, b))
                for b in ("SimAI_analytical_O3", "SimAI_analytical_O0")):
@@ -131,40 +144,51 @@ def main() -> int:
         o0 = os.path.join(work, "SimAI_analytical_O0")
         floor = python_floor(args.repeat)
         for name, gpus, path in cases(tmp):
-            time_collsim(path)                      # warm-up: bytecode, page cache
+            for m in models:
+                time_collsim(path, m)               # warm-up: bytecode, page cache
             time_simai(o3, work, path, gpus)
-            ours, theirs, ratios = [], [], []
+            ours: dict[str, list[float]] = {m: [] for m in models}
+            ratios: dict[str, list[float]] = {m: [] for m in models}
+            theirs = []
             for _ in range(args.repeat):
-                a = time_collsim(path)
                 b = time_simai(o3, work, path, gpus)
-                ours.append(a)
                 theirs.append(b)
-                ratios.append(a / b)
+                for m in models:
+                    a = time_collsim(path, m)
+                    ours[m].append(a)
+                    ratios[m].append(a / b)
             slow = [time_simai(o0, work, path, gpus) for _ in range(args.o0_repeat)]
-            row = {"case": name, "gpus": gpus, "collsim": statistics.median(ours),
-                   "o3": statistics.median(theirs), "o0": statistics.median(slow),
-                   "ratio": statistics.median(ratios), "ratio_min": min(ratios),
-                   "ratio_max": max(ratios), "load": os.getloadavg()[0]}
+            row = {"case": name, "gpus": gpus, "o3": statistics.median(theirs),
+                   "o0": statistics.median(slow), "load": os.getloadavg()[0]}
+            for m in models:
+                row[m] = statistics.median(ours[m])
+                row[m + "_ratio"] = (statistics.median(ratios[m]), min(ratios[m]),
+                                     max(ratios[m]))
             rows.append(row)
-            print(f"{name:<42} collsim {fmt_s(row['collsim'])} s  SimAI -O3 {fmt_s(row['o3'])} s"
-                  f"  -O0 {fmt_s(row['o0'])} s  ratio {row['ratio']:.2f} "
-                  f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})  load {row['load']:.1f}",
-                  flush=True)
+            parts = [f"{m} {fmt_s(row[m])} s ratio {row[m + '_ratio'][0]:.2f} "
+                     f"({row[m + '_ratio'][1]:.2f}-{row[m + '_ratio'][2]:.2f})" for m in models]
+            print(f"{name:<42} SimAI -O3 {fmt_s(row['o3'])} s  -O0 {fmt_s(row['o0'])} s  "
+                  + "  ".join(parts) + f"  load {row['load']:.1f}", flush=True)
+    flags = "" if args.cost_model == "nccl,simai" else f" --cost-model {args.cost_model}"
     lines = [
-        f"Measured with `python benchmarks/compare_simai.py --repeat {args.repeat}` "
-        f"(whole processes, median of {args.repeat} interleaved pairs; ratio = collsim / "
-        f"SimAI -O3 per pair, median and min-max; -O0 {args.o0_repeat} run(s)). Python's "
+        f"Measured with `python benchmarks/compare_simai.py --repeat {args.repeat}{flags}` "
+        f"(whole processes, median of {args.repeat} interleaved rounds, each one SimAI -O3 run "
+        f"and one collsim run per cost model; ratio = collsim / SimAI -O3 per round, median "
+        f"and min-max; -O0 {args.o0_repeat} run(s)). Python's "
         f"own start (`python -c pass`) took {floor:.3f} s; 1-minute load average "
         f"{min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f} "
         "(other work on the 2 cores).",
         "",
-        "| case | GPUs | collsim s | SimAI -O3 s | SimAI -O0 s | collsim / -O3 (min-max) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| case | GPUs | " + " | ".join(f"{MODEL_NAMES[m]} s" for m in models)
+        + " | SimAI -O3 s | SimAI -O0 s | "
+        + " | ".join(f"{m} / -O3 (min-max)" for m in models) + " |",
+        "|---|---:|" + "---:|" * (2 * len(models) + 2),
     ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['gpus']:,} | {fmt_s(r['collsim'])} | {fmt_s(r['o3'])} | "
-                     f"{fmt_s(r['o0'])} | {r['ratio']:.2f} ({r['ratio_min']:.2f}-"
-                     f"{r['ratio_max']:.2f}) |")
+        cells = [fmt_s(r[m]) for m in models] + [fmt_s(r["o3"]), fmt_s(r["o0"])]
+        cells += [f"{r[m + '_ratio'][0]:.2f} ({r[m + '_ratio'][1]:.2f}-{r[m + '_ratio'][2]:.2f})"
+                  for m in models]
+        lines.append(f"| {r['case']} | {r['gpus']:,} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print()
     print(table)

@@ -26,9 +26,12 @@ COMMANDS = {
 }
 
 
+def _has_command(name: str) -> bool:
+    return importlib.util.find_spec(f"simulator.commands.{name}") is not None
+
+
 def _available() -> dict[str, str]:
-    return {name: text for name, text in COMMANDS.items()
-            if importlib.util.find_spec(f"simulator.commands.{name}") is not None}
+    return {name: text for name, text in COMMANDS.items() if _has_command(name)}
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -39,6 +42,10 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = _format_warning  # flags may warn while they are parsed
+    if argv and argv[0] in COMMANDS and _has_command(argv[0]):
+        # `collsim COMMAND ...`: the command parser alone (the top-level one has nothing to
+        # add before the command name, and building it costs a millisecond)
+        return _run_command(argv[0], argv)
     available = _available()
     parser = argparse.ArgumentParser(
         prog="collsim", description="Trace-driven network and collective simulator for "
@@ -54,18 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     if pre.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(f"simulator.commands.{pre.command}")
+    return _run_command(pre.command, argv, pre.debug)
+
+
+def _run_command(command: str, argv: list[str], debug: bool = False) -> int:
+    module = importlib.import_module(f"simulator.commands.{command}")
     if hasattr(module, "main"):  # commands with their own argument parser (measure)
-        return module.main(argv[argv.index(pre.command) + 1:])
-    full = argparse.ArgumentParser(prog=f"collsim {pre.command}", description=module.HELP)
+        return module.main(argv[argv.index(command) + 1:])
+    full = argparse.ArgumentParser(prog=f"collsim {command}", description=module.HELP)
     full.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     module.add_arguments(full)
     rest = [a for a in argv if a != "--debug"]
-    rest = rest[rest.index(pre.command) + 1:]
+    rest = rest[rest.index(command) + 1:]
     args = full.parse_args(rest)
     # --debug anywhere on the line (before or after the subcommand) shows tracebacks
-    args.debug = args.debug or pre.debug or "--debug" in argv
-    return run_guarded(module.run, args, pre.command)
+    args.debug = args.debug or debug or "--debug" in argv
+    return run_guarded(module.run, args, command)
 
 
 def _terminate_by_unwinding() -> None:

@@ -13,7 +13,6 @@ back into).
 from __future__ import annotations
 
 import sys
-import sysconfig
 from pathlib import Path
 
 #: the bundled kinds of data, each a top-level folder of the repository
@@ -27,6 +26,8 @@ def _is_checkout(root: Path) -> bool:
 
 
 def _installed_roots() -> list[Path]:
+    import sysconfig   # only outside a checkout (a checkout's data needs no lookup)
+
     roots = [Path(sys.prefix) / "share" / "collsim"]
     try:  # pip install --user puts data-files under the user base
         roots.append(Path(sysconfig.get_path("data", sysconfig.get_default_scheme()))

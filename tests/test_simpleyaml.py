@@ -122,7 +122,7 @@ def test_resolvers_are_the_strict_loaders():
              for lst in yamlload._Loader.yaml_implicit_resolvers.values() for tag, rx in lst}
     assert found["int"] == simpleyaml.INT_RE.pattern
     assert found["float"] == simpleyaml.FLOAT_RE.pattern
-    assert found["not-a-plain-number"] == simpleyaml.BAD_NUMBER_RE.pattern
+    assert found["not-a-plain-number"] == simpleyaml.BAD_NUMBER
     # ("yaml" is PyYAML's resolver for plain scalars starting with ! & *, which cannot be)
     assert set(found) == {"int", "float", "not-a-plain-number", "bool", "null", "merge",
                           "value", "yaml"}

@@ -31,6 +31,8 @@ LinkId = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class Link:
+    """One directed link between two nodes."""
+
     bandwidth: float     # GB/s per direction (line rate); GB/s == bytes per ns
     efficiency: float
     latency_ns: int

@@ -22,10 +22,23 @@ from typing import Any
 INT_RE = re.compile(r"^[-+]?[0-9]+$", re.ASCII)
 FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$",
                       re.ASCII)
-BAD_NUMBER_RE = re.compile(
+BAD_NUMBER = (
     r"^(?:[-+]?(?:[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|0[xob][0-9a-fA-F_]+"
     r"|[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?)"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", re.ASCII)
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+#: every character BAD_NUMBER can match: a text with another one needs no regex (compiled
+#: on first use only; "450GB/s" or "0.05us" never need it)
+_BAD_CHARS = frozenset("0123456789_:.+-xobXOBabcdefABCDEFinfINFnaN")
+_bad_number_re: re.Pattern | None = None
+
+
+def _bad_number(text: str) -> bool:
+    global _bad_number_re
+    if not _BAD_CHARS.issuperset(text):
+        return False
+    if _bad_number_re is None:
+        _bad_number_re = re.compile(BAD_NUMBER, re.ASCII)
+    return _bad_number_re.match(text) is not None
 _BOOL_WORDS = {"yes", "Yes", "YES", "no", "No", "NO", "true", "True", "TRUE", "false", "False",
                "FALSE", "on", "On", "ON", "off", "Off", "OFF"}
 _NULL_WORDS = {"~", "null", "Null", "NULL"}
@@ -60,7 +73,7 @@ def _scalar(text: str) -> Any:
                 or (value != 0 and abs(value) < 2.2250738585072014e-308):
             raise Unsupported
         return value
-    if BAD_NUMBER_RE.match(text) or text in _BOOL_WORDS or first in "<=":
+    if _bad_number(text) or text in _BOOL_WORDS or first in "<=":
         raise Unsupported
     return text
 

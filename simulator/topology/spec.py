@@ -53,6 +53,8 @@ OP_NAMES = ENGINE_NAMES
 
 @dataclass(frozen=True)
 class ScaleUp:
+    """The scale-up (NVLink) domain of one server."""
+
     type: str                     # nvswitch: every GPU has one port into the switch
     bandwidth_gbps: float         # per GPU per direction (line rate)
     latency_ns: int               # wire latency of one link, added to NCCL's hop latency
@@ -84,6 +86,8 @@ class ScaleUp:
 
 @dataclass(frozen=True)
 class Nics:
+    """A server's scale-out NICs."""
+
     attach: str                   # gpu: `count` NICs per GPU (rail-optimized); server: per server
     count: int
     bandwidth_gbps: float         # one NIC, per direction
@@ -97,6 +101,8 @@ class Nics:
 
 @dataclass(frozen=True)
 class Fabric:
+    """The scale-out fabric joining the servers' NICs."""
+
     type: str                     # rail-optimized: NIC k of every server on the leaf of rail k
     servers_per_leaf: int         # servers under one leaf (per rail when rail-optimized)
     oversubscription: float       # leaf downlink : uplink bandwidth (1 = non-blocking)
@@ -113,6 +119,8 @@ class Fabric:
 
 @dataclass(frozen=True)
 class NcclParams:
+    """NCCL's latencies and protocol shares, and the framework's floor per call."""
+
     call_overhead_ns: int = 0     # floor of one call issued by a framework (0: none)
     call_overhead_op: tuple[tuple[str, int], ...] = ()   # per-operation floors
     method: str = "nccl-tests"
@@ -130,6 +138,8 @@ class NcclParams:
 
 @dataclass(frozen=True)
 class TopologySpec:
+    """A topology file, checked: identical servers and how they are joined."""
+
     name: str
     source: str
     gpus_per_server: int
