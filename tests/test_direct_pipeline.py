@@ -65,7 +65,7 @@ def _schedules(wl):
     """(pp_schedule, vpp) pairs the workload can run."""
     out = [("1f1b", None), ("gpipe", None)]
     ga = wl.ga or 1
-    for vpp in (2, 3):
+    for vpp in sorted({2, 3, wl.vpp or 1}):
         if wl.pp == 1 or ga % wl.pp == 0:
             out.append(("interleaved", vpp))
     return out

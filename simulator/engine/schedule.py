@@ -91,7 +91,7 @@ def build_schedule(name: str, pp: int, ga: int, chunks: int) -> list[list[Step]]
     """Per-stage orders; backward passes are written with Phase.IG (input and weight gradient).
     Kept per (name, pp, ga, chunks), as a sweep asks for the same again and again: the lists
     are shared, never to be changed."""
-    key = (name, pp, ga, chunks)
+    key = (name, SCHEDULES.get(name), pp, ga, chunks)   # the kind too: a re-registered name
     hit = _BUILT.get(key)
     if hit is None:
         hit = _order(name, pp, ga, chunks)

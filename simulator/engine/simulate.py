@@ -378,7 +378,7 @@ def fast_pipeline(plan: JobPlan, trace: bool, direct: bool | None = None):
     tails = [tuple(st.tail) for st in plan.setups]
     kind = SCHEDULES.get(plan.schedule_name)
     period = kind.period(par.pp, plan.chunks) if kind is not None else 1
-    key = (plan.schedule_name, par.pp, seg.ga, plan.chunks,
+    key = (plan.schedule_name, kind, par.pp, seg.ga, plan.chunks,
            tuple(len(steps) for steps in plan.schedule), seg.mb_variant, tuple(heads),
            tuple(tails), period)
     return DirectPipeline(plan.setups, structure(key, plan.schedule, par.pp, plan.chunks,
