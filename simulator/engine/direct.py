@@ -11,8 +11,9 @@ arithmetic of :class:`.pipeline.PipelineSim`'s stages (same waits, same send que
 drain; tests compare the two on every bundled workload, schedule and policy).
 
 Rounds make the cost (nearly) independent of the micro-batch count. The passes are cut into
-rounds: round ``r`` holds, on every stage, its r-th backward pass (forward passes where a
-schedule has no backward) and the forwards after the previous one, raised where needed so
+rounds: on every stage, round ``r`` holds the r-th forward pass and round ``F + r`` the r-th
+backward (F: the most forward rounds of any stage; a round counts ``period x chunks`` passes
+of its phase), each pass raised where needed so that a stage's rounds never go back and
 that a pass's message always comes from its own round or an earlier one. Rounds are
 evaluated in order. In a schedule's steady part, round ``r + 1`` is round ``r`` with every
 micro-batch index moved on by the schedule's period (checked pass by pass on the structure,
@@ -55,7 +56,7 @@ class Structure:
     produced: list[int]          # message id -> round of the pass that sends it (-1: none)
     consumed: list[list[int]]    # per round: the messages its passes receive
     span: list[int]              # span[r]: how many rounds from r on are shifted
-    lag: int                     # most rounds between sending a message and receiving it
+    flight: list[list[int]]      # per round: the messages sent by its end, received after
     messages: int
 
 
@@ -87,10 +88,10 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
     shape: list[list[tuple]] = []     # per pass what a shifted copy must match, and its mb
     init: list[list[int]] = []
     per_round = max(1, period * chunks)
-    # rounds count backward passes (forward passes where there are none); a forward pass is
-    # raised into the round of the backward before it
-    by = Phase.IG if any(st[0] is Phase.IG for steps in schedule for st in steps) \
-        else Phase.FWD
+    # rounds count forward passes, then backward passes after every stage's forward rounds;
+    # the walk below raises a pass into the round of the pass before it
+    fwd_rounds = max((-(-sum(1 for st in steps if st[0] is Phase.FWD) // per_round)
+                      for steps in schedule), default=0)
     for s in range(pp):
         mine: list[tuple] = []
         sh: list[tuple] = []
@@ -99,7 +100,7 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
             mine.append((Phase.FWD, seq, -1, -1, -1))
             sh.append((None, -1))
             rounds.append(0)
-        count = 0
+        counts = [0, 0]
         for phase, mb, chunk in schedule[s]:
             src = source(phase, mb, chunk, s, pp, chunks)
             recv = -1
@@ -114,11 +115,9 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
             seq = ("mb", mb_variant[mb], chunk)
             mine.append((phase, seq, recv, send_q, send_id))
             sh.append(((phase, seq, chunk, recv >= 0, send_q), mb))
-            if phase is by:
-                rounds.append(count // per_round)
-                count += 1
-            else:
-                rounds.append(0)
+            k = phase is Phase.IG
+            rounds.append(counts[k] // per_round + (fwd_rounds if k else 0))
+            counts[k] += 1
         for phase, seq in tails[s]:
             mine.append((phase, seq, -1, -1, -1))
             sh.append((None, -1))
@@ -196,13 +195,17 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
         for p, r in zip(passes[s], rnd[s]):
             if p[2] >= 0:
                 consumed[r].append(p[2])
-    lag = max((r - msg_round[m] for r, ms in enumerate(consumed) for m in ms), default=0)
+    flight: list[list[int]] = [[] for _ in range(n_rounds)]
+    for c, ms in enumerate(consumed):
+        for m in ms:
+            for k in range(msg_round[m], c):
+                flight[k].append(m)
     span = [0] * (n_rounds + 1)
     for r in range(n_rounds - 1, -1, -1):
         span[r] = span[r + 1] + 1 if shifted[r] else 0
     return Structure(passes=passes, bounds=bounds, rounds=n_rounds, shifted=shifted,
                      period=period, receiver=receiver, produced=msg_round,
-                     consumed=consumed, span=span, lag=lag,
+                     consumed=consumed, span=span, flight=flight,
                      messages=n_ids)
 
 
@@ -263,7 +266,17 @@ class DirectPipeline:
         seen: dict[tuple, int] = {}   # clocks relative to stage 0's -> round after which
         kept: dict[int, list] = {}    # round -> per stage what _snapshot keeps
         r = 0
+        last_round = struct.rounds - 1
         while r < struct.rounds:
+            # rounds after which nothing is compared run as one (fewer stage switches; a
+            # schedule's rounds may be empty on every stage, as 1F1B's forward rounds are past
+            # the warm-up)
+            first = r
+            while not shifted[r] and r < last_round:
+                r += 1
+            if r > first:
+                seen.clear()
+                kept = {}
             ready = list(range(pp))
             while ready:
                 s = ready.pop()
@@ -367,14 +380,12 @@ class DirectPipeline:
             states.append((tuple(f - t if f > t else 0 for f in free),
                            frozenset((k, v - t) for k, v in wg.items() if v > t),
                            tuple(f - t if f > t else 0 for f in send_free)))
-        produced, receiver, base = struct.produced, struct.receiver, r * struct.period
+        receiver, base = struct.receiver, r * struct.period
         msgs = []
-        for c in range(r + 1, min(struct.rounds, r + 1 + struct.lag)):
-            for m in struct.consumed[c]:
-                if produced[m] <= r:
-                    t = snap[receiver[m]][0]
-                    sa, a = sent_at[m], arrive[m]
-                    msgs.append((m - base, sa - t if sa > t else 0, a - t if a > t else 0))
+        for m in struct.flight[r]:
+            t = snap[receiver[m]][0]
+            sa, a = sent_at[m], arrive[m]
+            msgs.append((m - base, sa - t if sa > t else 0, a - t if a > t else 0))
         return (tuple(states), frozenset(msgs))
 
     def _repeat(self, then: list, now: list, q: int, r: int, sent_at: list,
@@ -389,15 +400,9 @@ class DirectPipeline:
         if any(b[0] - a[0] != delta for a, b in zip(then, now)):
             return 0
         n = struct.span[r] // q
-        produced, lag = struct.produced, struct.lag
-
-        def in_flight(k: int) -> list[int]:
-            return [m for c in range(k + 1, min(struct.rounds, k + 1 + lag))
-                    for m in struct.consumed[c] if produced[m] <= k]
-
-        flying = in_flight(r)
-        while n and sorted(in_flight(r + q * n)) != sorted(m + struct.period * q * n
-                                                          for m in flying):
+        flying = struct.flight[r]
+        while n and sorted(struct.flight[r + q * n]) != sorted(m + struct.period * q * n
+                                                              for m in flying):
             n -= 1   # never seen on the bundled schedules; kept exact whatever the schedule
         if not n:
             return 0
