@@ -14,6 +14,7 @@ against the full topology on the bundled presets.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 from .graph import Link, LinkId, Topology, _check_servers
@@ -61,6 +62,96 @@ class _Links(dict):
 
     def copy(self):
         return dict(self._view._full_links())
+
+
+class _LinkIds(dict):
+    """Link id -> its number in :meth:`TopologyView.link_index`, made on first lookup from
+    the first server's or pod's link it corresponds to; comparing or walking it builds the
+    full table (in the full topology's order)."""
+
+    def __init__(self, view: TopologyView, small: dict, per_server: int, per_pod: int,
+                 spl: int, first_pod: int):
+        super().__init__()
+        self._view, self._small = view, small
+        self._per_server, self._per_pod, self._spl, self._first_pod = (
+            per_server, per_pod, spl, first_pod)
+        self._all: dict | None = None
+
+    def __missing__(self, lid: LinkId) -> int:
+        view = self._view
+        if view._make_link(lid) is None:
+            raise KeyError(lid)
+        parsed = view._parsed
+        a = parsed.get(lid[0]) or parsed.setdefault(lid[0], _parse_node(lid[0]))
+        b = parsed.get(lid[1]) or parsed.setdefault(lid[1], _parse_node(lid[1]))
+        gps = view.gpus_per_server
+        # the server that owns the link (its GPU, switch or NIC), else the pod of its leaf
+        server = next((x[1] // gps if x[0] == "gpu" else x[1] for x in (a, b)
+                       if x[0] in ("gpu", "nvsw", "nic")), None)
+        if server is not None:
+            pod = server // self._spl
+            key = (_moved(lid[0], a, server, pod, gps), _moved(lid[1], b, server, pod, gps))
+            number = server * self._per_server + self._small[key]
+        else:
+            pod = a[1] if a[0] == "leaf" else b[1]
+            key = (_moved(lid[0], a, 0, pod, gps), _moved(lid[1], b, 0, pod, gps))
+            number = (view.servers * self._per_server + pod * self._per_pod
+                      + self._small[key] - self._first_pod)
+        self[lid] = number
+        return number
+
+    def _full(self) -> dict:
+        if self._all is None:
+            ids = self._view._full_links()
+            self._all = {lid: self[lid] for lid in ids}
+        return self._all
+
+    def __eq__(self, other):
+        return self._full() == other
+
+    __hash__ = None  # type: ignore[assignment]  # a dict
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._full())
+
+    def __contains__(self, lid) -> bool:
+        try:
+            self[lid]
+        except KeyError:
+            return False
+        return True
+
+    def get(self, lid, default=None):
+        try:
+            return self[lid]
+        except KeyError:
+            return default
+
+    def keys(self):
+        return self._full().keys()
+
+    def values(self):
+        return self._full().values()
+
+    def items(self):
+        return self._full().items()
+
+
+def _moved(name: str, parsed: tuple, server: int, pod: int, gps: int) -> str:
+    """A node's name moved back by ``server`` servers and ``pod`` pods."""
+    kind = parsed[0]
+    if kind == "gpu":
+        return f"gpu{parsed[1] - server * gps}"
+    if kind == "nvsw":
+        return f"s{parsed[1] - server}.nvsw"
+    if kind == "nic":
+        return f"s{parsed[1] - server}.nic{parsed[2]}"
+    if kind == "leaf":
+        return f"pod{parsed[1] - pod}.leaf" + ("" if parsed[2] is None else str(parsed[2]))
+    return name
 
 
 def _num(text: str) -> int | None:
@@ -332,5 +423,25 @@ class TopologyView(Topology):
         return super().graph
 
     def link_index(self):
-        self._full_links()
-        return super().link_index()
+        """As :meth:`Topology.link_index`, without building every link: the ids follow from
+        a server's and a pod's links in build order (every server lays its links out alike,
+        every pod its uplinks), taken from a small full topology of the same spec; the
+        table of ids makes an entry on first lookup, and walking it builds them all."""
+        if self._index is None:
+            import numpy as np
+
+            fab = self.spec.fabric
+            spl = fab.servers_per_leaf if fab is not None else max(1, self.servers)
+            pods = getattr(self, "pods", 1)
+            small = Topology(replace(self.spec, ranks=None), 1 if pods <= 1 else spl + 1)
+            s_table, s_caps, per_server, per_pod, _, exact, s_nvl = small.link_index()
+            first_pod = small.servers * per_server
+            caps = np.concatenate([np.tile(s_caps[:per_server], self.servers),
+                                   np.tile(s_caps[first_pod:first_pod + per_pod],
+                                           pods if pods > 1 else 0)])
+            nvlink = np.concatenate([np.tile(s_nvl[:per_server], self.servers),
+                                     np.tile(s_nvl[first_pod:first_pod + per_pod],
+                                             pods if pods > 1 else 0)])
+            table = _LinkIds(self, s_table, per_server, per_pod, spl, first_pod)
+            self._index = (table, caps, per_server, per_pod, spl, exact, nvlink)
+        return self._index
