@@ -109,7 +109,7 @@ class _LinkIds(dict):
     def __eq__(self, other):
         return self._full() == other
 
-    __hash__ = None  # type: ignore[assignment]  # a dict
+    __hash__ = None  # a dict
 
     def __iter__(self):
         return iter(self._full())
