@@ -53,6 +53,8 @@ def test_lazy_link_index_builds_nothing_and_refuses_missing_links():
         small_table[("pod2.leaf3", "spine")] - 9 * per_server - 2 * per_pod
     assert len(caps) == 4096 * per_server + 1024 * per_pod
     assert view._full is None                # no link was built to answer
-    for missing in (("s3.nic3", "pod1.leaf3"), ("gpu0", "gpu9"), ("s4096.nic0", "pod1024.leaf0")):
+    for missing in (("s3.nic3", "pod1.leaf3"), ("gpu0", "gpu9"), ("s4096.nic0", "pod1024.leaf0"),
+                    ("gpu17", "s3.nvsw"), ("gpu9", "s0.nvsw"), ("pod1024.leaf0", "spine"),
+                    ("pod3.leaf0", "spine2"), ("x", "y"), ("gpu-1", "s0.nvsw")):
         with pytest.raises(KeyError):
             table[missing]

@@ -322,7 +322,11 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.array_equal(distinct[inv], rows):        # a hash collision: the exact way
         keys, inverse = np.unique(rows, axis=0, return_inverse=True)
         return keys, inverse.ravel()
-    order = np.lexsort(distinct.T[::-1])               # lexicographic, as np.unique's
+    # lexicographic, as np.unique's: a few wide rows sort faster as lists than by lexsort
+    # (one pass per column)
+    order = (np.array(sorted(range(len(distinct)), key=distinct.tolist().__getitem__),
+                      dtype=np.int64)
+             if len(distinct) <= 64 else np.lexsort(distinct.T[::-1]))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return distinct[order], rank[inv]

@@ -79,8 +79,6 @@ class _LinkIds(dict):
 
     def __missing__(self, lid: LinkId) -> int:
         view = self._view
-        if view._make_link(lid) is None:
-            raise KeyError(lid)
         parsed = view._parsed
         a = parsed.get(lid[0]) or parsed.setdefault(lid[0], _parse_node(lid[0]))
         b = parsed.get(lid[1]) or parsed.setdefault(lid[1], _parse_node(lid[1]))
@@ -88,15 +86,24 @@ class _LinkIds(dict):
         # the server that owns the link (its GPU, switch or NIC), else the pod of its leaf
         server = next((x[1] // gps if x[0] == "gpu" else x[1] for x in (a, b)
                        if x[0] in ("gpu", "nvsw", "nic")), None)
-        if server is not None:
-            pod = server // self._spl
-            key = (_moved(lid[0], a, server, pod, gps), _moved(lid[1], b, server, pod, gps))
-            number = server * self._per_server + self._small[key]
-        else:
-            pod = a[1] if a[0] == "leaf" else b[1]
-            key = (_moved(lid[0], a, 0, pod, gps), _moved(lid[1], b, 0, pod, gps))
-            number = (view.servers * self._per_server + pod * self._per_pod
-                      + self._small[key] - self._first_pod)
+        # a link of server s (pod p) exists iff its move to server 0 (pod 0) does: every
+        # server and pod is laid out alike; the small topology refuses the rest
+        try:
+            if server is not None:
+                if not 0 <= server < view.servers:
+                    raise KeyError(lid)
+                pod = server // self._spl
+                key = (_moved(lid[0], a, server, pod, gps), _moved(lid[1], b, server, pod, gps))
+                number = server * self._per_server + self._small[key]
+            else:
+                pod = a[1] if a[0] == "leaf" else b[1] if b[0] == "leaf" else None
+                if pod is None or not 0 <= pod < getattr(view, "pods", 1):
+                    raise KeyError(lid)
+                key = (_moved(lid[0], a, 0, pod, gps), _moved(lid[1], b, 0, pod, gps))
+                number = (view.servers * self._per_server + pod * self._per_pod
+                          + self._small[key] - self._first_pod)
+        except KeyError:
+            raise KeyError(lid) from None
         self[lid] = number
         return number
 
