@@ -12,8 +12,8 @@ models price it.
 Incremental: rates are re-solved only when the set of active flows changes (a flow starts or
 ends), and only for the flows connected to it through shared links (max-min rates split by
 connected component, so the others cannot move); a flow that shares no link with another
-takes its own rate without a solve. Each flow keeps its completion time until its own rate
-changes, and a simpy timer waits for the earliest of them; in between, every flow
+takes its own rate without a solve. Each flow keeps its completion timer until its own rate
+changes (a change makes a new one, and the old one finds it stale); in between, every flow
 progresses linearly and nothing is touched::
 
     net = FlowNetwork(env, {"nvl0": 370.0, "nic0": 48.5})        # capacities in bytes/ns
@@ -29,7 +29,6 @@ latency of a collective on a topology, and ``Topology.capacities()`` the links.
 """
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -70,8 +69,8 @@ class Flow:
     on_done: Callable[[Flow], None] | None = None
     at_ns: float = 0.0               # when ``remaining`` was last brought up to date
     due_ns: float = math.inf         # when it completes at its current rate
-    order: int = 0                   # join order (ties finish in it)
-    version: int = 0                 # bumped when due_ns changes (stale timer entries)
+    order: int = 0                   # join order
+    version: int = 0                 # bumped when due_ns changes (older timers are stale)
 
     @property
     def bytes(self) -> float:
@@ -101,9 +100,9 @@ class FlowNetwork:
         self.shared_solves = 0                                  # ... of several flows at once
         self.on_change = on_change
         self._joined = 0
-        self._due: list = []                  # heap of (due ns, join order, version, flow)
-        self._timers: list = []               # heap of the times pending timers fire at
         self._checked: set = set()            # Demands whose links were checked here
+        self._done_loads: dict = {}           # id(loads) -> (loads, flows finished with it)
+        self._alone: dict = {}                # id(weights) -> (weights, rate alone)
         # the engine keeps time in whole nanoseconds: completions are rounded up to the next
         # one (never early; at most 1 ns late per rate change)
         self.integer_time = integer_time
@@ -133,7 +132,7 @@ class FlowNetwork:
         if on_done is None:
             event = flow.event = self.env.event()
         if latency_ns > 0:
-            self.env.timeout(latency_ns).callbacks.append(lambda _e: self._join(flow))
+            self.env.timeout(latency_ns, flow).callbacks.append(self._started)
         else:
             self._join(flow)
         return event
@@ -150,6 +149,9 @@ class FlowNetwork:
     def carried(self) -> dict:
         """Bytes moved over every link so far (finished flows and the active ones' share)."""
         out = dict(self._carried_done)
+        for loads, count in self._done_loads.values():
+            for link, b in loads.items():
+                out[link] += count * b
         now = self.env.now
         for f in self.active:
             done = 1.0 - max(0.0, f.remaining - f.rate * (now - f.at_ns) / f.peak)
@@ -158,6 +160,9 @@ class FlowNetwork:
         return out
 
     # -- internals -------------------------------------------------------------------------
+    def _started(self, timeout) -> None:
+        self._join(timeout.value)                   # its latency is over
+
     def _join(self, flow: Flow) -> None:
         now = self.env.now
         flow.start_ns = now
@@ -179,10 +184,13 @@ class FlowNetwork:
                 alone = False
         self.solves += 1
         if alone:
-            self._set_rate(flow, self._alone_rate(flow), now)
+            # flows of one Demand share their weights: the rate alone is solved once
+            hit = self._alone.get(id(flow.weights))
+            if hit is None:
+                hit = self._alone[id(flow.weights)] = (flow.weights, self._alone_rate(flow))
+            self._set_rate(flow, hit[1], now)
         else:
             self._solve(self._component(flow.weights), now)
-        self._arm(now)
         if self.on_change is not None:
             self.on_change(self)
 
@@ -212,22 +220,10 @@ class FlowNetwork:
             if self.integer_time:
                 wait = max(math.ceil(wait - 1e-6), 0)
             f.due_ns = now + wait
-            heapq.heappush(self._due, (f.due_ns, f.order, f.version, f))
+            # its own timer; one made stale by a later rate change finds another version
+            self.env.timeout(wait, (f, f.version)).callbacks.append(self._wake)
         else:
             f.due_ns = math.inf
-
-    def _arm(self, now: float) -> None:
-        """Wake up at the earliest completion (one pending timer; later ones are stale)."""
-        due = self._due
-        while due and due[0][2] != due[0][3].version:
-            heapq.heappop(due)                       # superseded completion times
-        if not due:
-            return
-        at = due[0][0]
-        if self._timers and self._timers[0] <= at:
-            return                       # a pending timer comes first: it arms the next one
-        heapq.heappush(self._timers, at)
-        self.env.timeout(max(at - now, 0)).callbacks.append(self._wake)
 
     def _component(self, links) -> list[Flow]:
         """Active flows connected to ``links`` through shared links: the only ones whose
@@ -291,42 +287,33 @@ class FlowNetwork:
             if r != f.rate:
                 self._set_rate(f, r, now)
 
-    def _wake(self, _event=None) -> None:
-        heapq.heappop(self._timers)                 # this one: timers fire in time order
+    def _wake(self, timer) -> None:
+        f, version = timer.value
+        if version != f.version:
+            return                                  # its rate changed since: stale
         now = self.env.now
-        due = self._due
-        tol = 1e-9 * max(1.0, abs(now))             # float time: the timer's own rounding
-        done = []
-        while due and (due[0][2] != due[0][3].version or due[0][0] <= now + tol):
-            entry = heapq.heappop(due)
-            if entry[2] == entry[3].version:
-                done.append(entry[3])
-        if not done:                                # its flows were slowed down since
-            self._arm(now)
-            return
-        done.sort(key=lambda f: f.order)
+        del self.active[f]
+        # bytes carried, counted per loads mapping (Demands share theirs)
+        done_loads = self._done_loads
+        hit = done_loads.get(id(f.loads))
+        done_loads[id(f.loads)] = (f.loads, 1 if hit is None else hit[1] + 1)
         touched: dict = {}
         on_link = self._on_link
-        carried = self._carried_done
-        for f in done:
-            del self.active[f]
-            for link, b in f.loads.items():
-                carried[link] += b
-                users = on_link[link]
-                del users[f]
-                if not users:
-                    del on_link[link]
-                else:
-                    touched[link] = None
-            f.remaining = 0.0
-            f.rate = 0.0
-            f.at_ns = now
-            f.version += 1
-            self._finish(f, now)
+        for link in f.loads:
+            users = on_link[link]
+            del users[f]
+            if not users:
+                del on_link[link]
+            else:
+                touched[link] = None
+        f.remaining = 0.0
+        f.rate = 0.0
+        f.at_ns = now
+        f.version += 1
+        self._finish(f, now)
         self.solves += 1
         if touched:
             self._solve(self._component(touched), now)
-        self._arm(now)
         if self.on_change is not None:
             self.on_change(self)
 
