@@ -225,9 +225,19 @@ class FabricFlows:
             return Shape(np.zeros(0, dtype=np.int64), np.zeros(0), 0.0)
         ids = np.concatenate(all_ids)
         vals = np.concatenate(all_loads)
-        uniq, inv = np.unique(ids, return_inverse=True)
-        # sums in entry order, as np.add.at would, but buffered
-        total = np.bincount(inv.ravel(), weights=vals, minlength=len(uniq))
+        lo = int(ids.min())
+        span = int(ids.max()) - lo + 1
+        if span <= 8 * len(ids):
+            # dense ids (a stage's groups side by side): counted, not sorted; sums in entry
+            # order as below
+            rel = ids - lo
+            present = np.bincount(rel, minlength=span) > 0
+            uniq = np.flatnonzero(present) + lo
+            total = np.bincount(rel, weights=vals, minlength=span)[present]
+        else:
+            uniq, inv = np.unique(ids, return_inverse=True)
+            # sums in entry order, as np.add.at would, but buffered
+            total = np.bincount(inv.ravel(), weights=vals, minlength=len(uniq))
         return Shape(uniq, total, solo)
 
     # -- link classes ---------------------------------------------------------------------

@@ -76,36 +76,47 @@ class _LinkIds(dict):
         self._per_server, self._per_pod, self._spl, self._first_pod = (
             per_server, per_pod, spl, first_pod)
         self._all: dict | None = None
+        self._nodes: dict = {}
 
     def __missing__(self, lid: LinkId) -> int:
-        view = self._view
-        parsed = view._parsed
-        a = parsed.get(lid[0]) or parsed.setdefault(lid[0], _parse_node(lid[0]))
-        b = parsed.get(lid[1]) or parsed.setdefault(lid[1], _parse_node(lid[1]))
-        gps = view.gpus_per_server
-        # the server that owns the link (its GPU, switch or NIC), else the pod of its leaf
-        server = next((x[1] // gps if x[0] == "gpu" else x[1] for x in (a, b)
-                       if x[0] in ("gpu", "nvsw", "nic")), None)
         # a link of server s (pod p) exists iff its move to server 0 (pod 0) does: every
         # server and pod is laid out alike; the small topology refuses the rest
+        a, b = self._node(lid[0]), self._node(lid[1])
         try:
-            if server is not None:
-                if not 0 <= server < view.servers:
+            if a[1] is not None or b[1] is not None:          # a server's link
+                server = a[1] if a[1] is not None else b[1]
+                if not 0 <= server < self._view.servers or any(
+                        x[1] is not None and x[1] != server for x in (a, b)) or any(
+                        x[2] is not None and x[2] != server // self._spl for x in (a, b)):
                     raise KeyError(lid)
-                pod = server // self._spl
-                key = (_moved(lid[0], a, server, pod, gps), _moved(lid[1], b, server, pod, gps))
-                number = server * self._per_server + self._small[key]
-            else:
-                pod = a[1] if a[0] == "leaf" else b[1] if b[0] == "leaf" else None
-                if pod is None or not 0 <= pod < getattr(view, "pods", 1):
+                number = server * self._per_server + self._small[(a[3], b[3])]
+            else:                                             # a pod's (leaf and spine)
+                pod = a[2] if a[2] is not None else b[2]
+                if pod is None or not 0 <= pod < getattr(self._view, "pods", 1):
                     raise KeyError(lid)
-                key = (_moved(lid[0], a, 0, pod, gps), _moved(lid[1], b, 0, pod, gps))
-                number = (view.servers * self._per_server + pod * self._per_pod
-                          + self._small[key] - self._first_pod)
+                number = (self._view.servers * self._per_server + pod * self._per_pod
+                          + self._small[(a[3], b[3])] - self._first_pod)
         except KeyError:
             raise KeyError(lid) from None
         self[lid] = number
         return number
+
+    def _node(self, name: str) -> tuple:
+        """(name, its server or None, its pod (leaves) or None, its name moved to server 0 and
+        pod 0), once per node."""
+        hit = self._nodes.get(name)
+        if hit is None:
+            p = _parse_node(name)
+            gps = self._view.gpus_per_server
+            if p[0] in ("gpu", "nvsw", "nic"):
+                server = p[1] // gps if p[0] == "gpu" else p[1]
+                hit = (name, server, None, _moved(name, p, server, 0, gps))
+            elif p[0] == "leaf":
+                hit = (name, None, p[1], _moved(name, p, 0, p[1], gps))
+            else:
+                hit = (name, None, None, name)
+            self._nodes[name] = hit
+        return hit
 
     def _full(self) -> dict:
         if self._all is None:
