@@ -11,7 +11,8 @@ fewer equal links).
 
 Each row: the median wall time of whole processes (start-up and imports included), the
 runs interleaved case after case so that a change of the machine's load spreads over every
-case; their min and max; the peak resident memory (getrusage of the process); the flow
+case; their min and max; the median CPU time of the process (user + system: what the
+machine's load inflates least); the peak resident memory (getrusage of the process); the flow
 shapes / links / link classes the run reported; the iteration time (which must not depend
 on the repetition). For the shared cases one more process, timed from inside, splits the
 run into the fabric's set-up (`build_fabric`: laying out the groups, link classes) and the
@@ -26,6 +27,7 @@ import csv
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -107,15 +109,19 @@ print(json.dumps(spent), file=sys.stderr)
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def run_once(args: list[str]) -> tuple[float, int, str]:
+def run_once(args: list[str]) -> tuple[float, float, int, str]:
+    """(wall s, CPU s of the process: user + system, peak KiB, its output)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, os.path.join(HERE, "_measure_one.py"), "simulate",
                         *args], capture_output=True, text=True, cwd=ROOT, env=ENV)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if p.returncode != 0:
         raise RuntimeError(f"collsim simulate {' '.join(args)} failed: {p.stderr[-2000:]}")
     rss = int(re.search(r"maxrss_kib=(\d+)", p.stderr).group(1))
-    return wall, rss, p.stdout
+    return wall, cpu, rss, p.stdout
 
 
 def breakdown(args: list[str]) -> dict:
@@ -132,13 +138,15 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "fabric_results.csv"))
     args = ap.parse_args()
     walls: dict = {name: [] for name, _, _ in CASES}
+    cpus: dict = {name: [] for name, _, _ in CASES}
     rss: dict = {name: [] for name, _, _ in CASES}
     text: dict = {}
     load = [os.getloadavg()[0]]
     for _ in range(args.repeat):            # interleaved: one run of every case per round
         for name, case, _ in CASES:
-            w, r, out = run_once(case)
+            w, c, r, out = run_once(case)
             walls[name].append(w)
+            cpus[name].append(c)
             rss[name].append(r)
             text[name] = out
         load.append(os.getloadavg()[0])
@@ -151,6 +159,7 @@ def main() -> int:
         rows.append({
             "case": name, "wall_s": round(statistics.median(walls[name]), 3),
             "min_s": round(min(walls[name]), 3), "max_s": round(max(walls[name]), 3),
+            "cpu_s": round(statistics.median(cpus[name]), 3),
             "max_rss_mib": round(max(rss[name]) / 1024),
             "fabric_setup_s": round(inner["build_fabric"], 3) if inner else "",
             "flow_network_s": round(inner["flow_network"], 3) if inner else "",
@@ -159,6 +168,7 @@ def main() -> int:
             "link_classes": fab.group(3) if fab else ""})
         r = rows[-1]
         print(f"{name:52s} {r['wall_s']:6.2f} s ({r['min_s']:.2f}-{r['max_s']:.2f}) "
+              f"cpu {r['cpu_s']:.2f} s "
               f"{r['max_rss_mib']:5d} MiB  set-up {r['fabric_setup_s']} s  flows "
               f"{r['flow_network_s']} s  {r['iteration_ms']} ms  classes {r['link_classes']}",
               flush=True)

@@ -92,3 +92,35 @@ def test_the_degraded_nccl_model_prices_with_slower_nics(tmp_path):
     assert model.estimate(Op.ALLREDUCE, S, (0, 2)).time_ns == pytest.approx(S / 10)
     assert slow.estimate(Op.ALLREDUCE, S, (0, 2)).time_ns == pytest.approx(S / 5)
     assert model.degraded(1.0, 0) is model
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.mark.filterwarnings("ignore::simulator.errors.SimulationWarning")
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(nics=st.sampled_from(["per: gpu, count: 1", "per: server, count: 1"]),
+       tp=st.sampled_from([1, 2]),
+       ops=st.lists(st.sampled_from(["ALLREDUCE", "ALLGATHER", "REDUCESCATTER", "ALLTOALL"]),
+                    min_size=1, max_size=3),
+       rank=st.integers(0, 7), slow=st.sampled_from([0.25, 0.5]),
+       slower=st.sampled_from([0.1, 0.2]))
+def test_each_nics_bandwidth_is_monotone_under_the_fabric(tmp_path, nics, tp, ops, rank, slow,
+                                                          slower):
+    # synchronous collectives of 8 ranks on 4 servers: lowering the bandwidth of any one
+    # rank's NIC (its own links in the fabric) never speeds the iteration up, and lowering
+    # it further never either (whole-ns rounding of flow completions: 2 ns)
+    rows = "".join(f"r{i} -1 100 {op} 4000000 1 NONE 0 1 {ops[-1 - i]} 8000000 1\n"
+                   for i, op in enumerate(ops))
+    path = tmp_path / f"m{tp}{len(ops)}.txt"
+    path.write_text(
+        f"HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: {tp} ep: 1 pp: 1 vpp: 1 "
+        f"ga: 1 all_gpus: 8 checkpoints: 0 checkpoint_initiates: 0\n{len(ops)}\n{rows}")
+    wl = read_workload(str(path))
+    sp = spec(tmp_path, nics, "mono-" + nics.split(",")[0].split()[-1])
+    healthy = comm_ns(sp, wl)
+    one = comm_ns(sp, wl, ((rank, slow, 0),))
+    two = comm_ns(sp, wl, ((rank, slower, 0),))
+    assert one >= healthy - 2 and two >= one - 2
