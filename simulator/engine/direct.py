@@ -53,8 +53,6 @@ class Structure:
     shifted: list[bool]          # shifted[r]: round r + 1 is round r with mb + period
     period: int                  # micro-batches one round moves on
     receiver: list[int]          # message id -> the stage that receives it
-    produced: list[int]          # message id -> round of the pass that sends it (-1: none)
-    consumed: list[list[int]]    # per round: the messages its passes receive
     span: list[int]              # span[r]: how many rounds from r on are shifted
     flight: list[list[int]]      # per round: the messages sent by its end, received after
     messages: int
@@ -198,14 +196,13 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
     flight: list[list[int]] = [[] for _ in range(n_rounds)]
     for c, ms in enumerate(consumed):
         for m in ms:
-            for k in range(msg_round[m], c):
-                flight[k].append(m)
+            for cut in range(msg_round[m], c):
+                flight[cut].append(m)
     span = [0] * (n_rounds + 1)
     for r in range(n_rounds - 1, -1, -1):
         span[r] = span[r + 1] + 1 if shifted[r] else 0
     return Structure(passes=passes, bounds=bounds, rounds=n_rounds, shifted=shifted,
-                     period=period, receiver=receiver, produced=msg_round,
-                     consumed=consumed, span=span, flight=flight,
+                     period=period, receiver=receiver, span=span, flight=flight,
                      messages=n_ids)
 
 
