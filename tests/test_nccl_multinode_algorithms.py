@@ -222,3 +222,21 @@ def test_gpu_architecture_from_the_label():
     assert gpu_architecture("GB200") == "blackwell"
     assert gpu_architecture("MI300X") is None
     assert gpu_architecture("") is None
+
+
+def test_a_job_wide_algorithm_falls_back_to_the_ring_where_it_cannot_run(tmp_path):
+    # NCCL_ALGO for the whole job (simulate --algorithm): NCCL runs the ring for the groups
+    # the forced algorithm does not apply to; an algorithm asked for one call still fails
+    kw = dict(nvls=0.5, gpu="B200", nic="800Gbit/s", nvlink="1000GB/s")
+    spec = hand(tmp_path, 2, 2, **kw).spec
+    m = NcclCostModel(spec, algorithm="nvls_tree")
+    assert est(m, Op.ALLREDUCE, 1 << 20, range(4)).algorithm == "nvls_tree"
+    assert est(m, Op.ALLREDUCE, 1 << 20, (0, 1)).algorithm == "ring"      # one server
+    pat = NcclCostModel(spec, algorithm="pat")
+    assert est(pat, Op.ALLGATHER, 1 << 20, (0, 2)).algorithm == "pat"
+    assert est(pat, Op.ALLGATHER, 1 << 20, range(4)).algorithm == "ring"  # 2 GPUs a server
+    # all-reduce has no PAT: the setting does not touch it (the automatic choice)
+    assert est(pat, Op.ALLREDUCE, 1 << 30, range(4)).algorithm == est(
+        hand(tmp_path, 2, 2, **kw), Op.ALLREDUCE, 1 << 30, range(4)).algorithm
+    with pytest.raises(InputError, match="does not apply"):
+        est(m, Op.ALLREDUCE, 1 << 20, (0, 1), "nvls_tree")

@@ -236,11 +236,16 @@ class NcclCostModel(CostModel):
         gpus = placement if isinstance(placement, tuple) else self.group_gpus(placement)
         if isinstance(placement, tuple):
             self.topology_for(max(gpus) + 1)
+        asked = algorithm
         algorithm = algorithm or self._forced_algorithm(op)
         protocol = protocol or self.protocol
         if algorithm is not None and algorithm not in ALGORITHMS[op]:
             raise InputError(f"{OP_NAMES[op]} cannot run algorithm {algorithm!r} (choose from "
                              f"{', '.join(ALGORITHMS[op])})", field="algorithm")
+        if asked is None and algorithm is not None and self._plan(op, algorithm, gpus) is None:
+            # the model's setting (NCCL_ALGO for the whole job) on a group it cannot run on:
+            # NCCL falls back to its ring there (the automatic choice where there is none)
+            algorithm = "ring" if self._plan_or_none(op, "ring", gpus) else None
         algos = [algorithm] if algorithm else list(AUTO_ALGORITHMS[op])
         out = []
         for algo in algos:
@@ -348,6 +353,9 @@ class NcclCostModel(CostModel):
             self._plans[key] = _PLANNERS[(op, algo) if (op, algo) in _PLANNERS else algo](
                 self.topology, op, gpus)
         return self._plans[key]
+
+    def _plan_or_none(self, op: Op, algo: str, gpus: tuple[int, ...]) -> list[Phase] | None:
+        return self._plan(op, algo, gpus) if algo in ALGORITHMS[op] else None
 
     def _phases(self, op: Op, algo: str, gpus: tuple[int, ...]) -> list[Phase]:
         phases = self._plan(op, algo, gpus)
