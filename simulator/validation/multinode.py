@@ -179,9 +179,9 @@ def render_markdown(rows: list[Row]) -> list[str]:
                   "SHARP switches' aggregation rate is not modelled). send/recv from 8 "
                   "nodes falls to about 1/2 and then 1/3 of a NIC (25, then 15 GB/s): all "
                   "the cross-node pairs of sendrecv_perf use one rail, and one or two other "
-                  "flows hashed onto the same spine uplink would give exactly that, but the "
-                  "cluster's node-to-leaf layout is not published, so the model (ideal "
-                  "ECMP) is not set to it. The tree ceiling and the CollNet factor were "
+                  "flows hashed onto the same spine uplink would give those fractions, but "
+                  "the cluster's node-to-leaf layout is not published, so whether that is "
+                  "what happened is not known and the model (ideal ECMP) is not set to it. The tree ceiling and the CollNet factor were "
                   "added with these rows in view; their values are NCCL's and the channel "
                   "count is the model's own (nothing was adjusted to the rows).", ""]
     return lines
