@@ -181,7 +181,8 @@ def render_markdown(rows: list[Row]) -> list[str]:
                   "the cross-node pairs of sendrecv_perf use one rail, and one or two other "
                   "flows hashed onto the same spine uplink would give those fractions, but "
                   "the cluster's node-to-leaf layout is not published, so whether that is "
-                  "what happened is not known and the model (ideal ECMP) is not set to it. The tree ceiling and the CollNet factor were "
-                  "added with these rows in view; their values are NCCL's and the channel "
+                  "what happened is not known and the model (ideal ECMP) is not set to "
+                  "it. The tree ceiling and the CollNet factor were added with these rows "
+                  "in view; their values are NCCL's and the channel "
                   "count is the model's own (nothing was adjusted to the rows).", ""]
     return lines
