@@ -88,11 +88,12 @@ def slow_gpus_note(slow: tuple[tuple[int, float], ...], world: int, pp: int,
 def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
               options: SimulationOptions, what_if: WhatIf = WhatIf(), *,
               strict: bool = False, sidecar_of: str | None = None,
-              progress: bool = True) -> StudyResult:
+              sidecar: dict | None = None, progress: bool = True) -> StudyResult:
     """Simulate ``workload`` under ``what_if``; ``options`` gives
     the world size, schedule, engine, contention, compat and whether to trace the reported
     run. ``strict`` reads the co-located jobs' tables strictly; ``sidecar_of``: the workload
-    file whose provenance sidecar names its assumptions; ``progress``: progress on a terminal.
+    file whose provenance sidecar names its assumptions (``sidecar``: that sidecar, already
+    read); ``progress``: progress on a terminal.
     """
     from .engine import simulate
     from .engine.simulate import resolve_world
@@ -168,7 +169,8 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         notes.append(failure["summary"])
     result = dataclasses.replace(
         first, notes=notes,
-        assumptions=workload_assumptions(workload, read_sidecar(sidecar_of or workload.path)),
+        assumptions=workload_assumptions(workload, sidecar if sidecar is not None
+                                         else read_sidecar(sidecar_of or workload.path)),
         baseline_ns=baseline_ns if baseline_ns is not None else first.baseline_ns,
         sensitivity=sensitivity if sensitivity is not None else first.sensitivity,
         failure=failure if failure is not None else first.failure,

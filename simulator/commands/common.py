@@ -67,7 +67,8 @@ def large_positive_int(text: str) -> int:
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     d = Cluster()
-    g = p.add_argument_group("cluster (defaults: 8-GPU H100/H200 servers, 8 x 400 Gbit/s NICs)")
+    g = p.add_argument_group("cluster (defaults: 8-GPU H100/H200 servers, 8 x 400 Gbit/s NICs; "
+                             "a generated table with none of these: its GPU's preset)")
     g.add_argument("--gpus-per-server", type=positive_int, metavar="N",
                    help=f"GPUs in one scale-up (NVLink) domain (default {d.gpus_per_server})")
     g.add_argument("--nvlink-bw", action=BandwidthAction, part="nvlink", metavar="BW",
@@ -161,6 +162,40 @@ def build_cost_model(args: argparse.Namespace):
     cost-model registry (the one place commands and sweeps get them from)."""
     from ..costmodel.registry import build_cost_model as build
     return build(cluster_options(args), cost_model_options(args))
+
+
+def _gpu_key(name: str) -> str:
+    """``A100 SXM4 80GB`` -> ``a100``: the GPU model without its form factor and memory."""
+    return name.strip().lower().split()[0] if name.strip() else ""
+
+
+def build_cost_model_for(args: argparse.Namespace, gpu: str | None, source: str = ""):
+    """(cluster, cost model, how the cluster was chosen or None) for a workload generated for
+    ``gpu`` (its sidecar's ``gpu``; ``source`` names the sidecar). With no cluster option on
+    the command line the cluster is that GPU's preset (an A100 table on DGX A100, not on the
+    default H100 one); a cluster the user named that holds another GPU is warned about once."""
+    from ..costmodel.registry import DEFAULT_PRESET, build_cost_model as build, preset_for_gpu
+    from ..errors import warn
+
+    options = cluster_options(args)
+    preset = preset_for_gpu(gpu)
+    if gpu and preset and not options.asked():
+        built = build(options, cost_model_options(args), preset=preset)
+        return (*built, f"{preset}, the preset of the workload's GPU ({str(gpu).upper()}, "
+                        f"from {source or 'its sidecar'}); --topology names another")
+    built = build(options, cost_model_options(args))
+    if gpu and (options.topology or preset):
+        from ..topology import load_spec
+        try:
+            named = load_spec(options.topology or DEFAULT_PRESET).gpu
+        except Exception:   # a bad topology was already reported by the build above
+            named = ""
+        if named and _gpu_key(named) != _gpu_key(str(gpu)):
+            where = options.topology or f"{DEFAULT_PRESET} changed by the cluster flags"
+            warn(f"the workload was generated for {str(gpu).upper()} ({source or 'its sidecar'}"
+                 f"), the cluster holds {named} ({where}): its compute times are the "
+                 "workload's GPU's, its collectives the cluster's")
+    return (*built, None)
 
 
 def check_outputs(args: argparse.Namespace, dests: dict[str, str],

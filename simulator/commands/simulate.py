@@ -6,7 +6,7 @@ import sys
 
 from ..engine.policy import COMPATS
 from ..engine.schedule import SCHEDULES
-from .common import add_cluster_arguments, build_cost_model, positive_int
+from .common import add_cluster_arguments, positive_int
 
 HELP = ("Replay a SimAI/AICB workload table on a cluster and report the iteration time, its "
         "breakdown (compute, exposed TP/EP/DP/DP_EP/PP communication, pipeline bubble), "
@@ -178,7 +178,13 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         workload = read_workload(args.workload, strict=args.strict)
-        cluster, cost_model = build_cost_model(args)
+        import os
+
+        from ..provenance import read_sidecar, sidecar_path
+        from .common import build_cost_model_for
+        sidecar = read_sidecar(args.workload)
+        cluster, cost_model, cluster_choice = build_cost_model_for(
+            args, (sidecar or {}).get("gpu"), os.path.basename(sidecar_path(args.workload)))
         tracing = bool(args.trace or args.plot)
         if tracing:
             # every stage replays the table: a timeline holds up to rows x 3 x PP slices,
@@ -197,8 +203,13 @@ def run(args: argparse.Namespace) -> int:
         study = run_study(workload, cluster, cost_model, SimulationOptions(
             gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing,
             engine=args.engine, contention=args.contention, compat=args.compat),
-            what_if, strict=args.strict, sidecar_of=args.workload, progress=not args.quiet)
+            what_if, strict=args.strict, sidecar_of=args.workload, sidecar=sidecar,
+            progress=not args.quiet)
     result, co_results, draws = study.result, study.co_results, list(study.draws_ns)
+    if cluster_choice:
+        import dataclasses
+        result = dataclasses.replace(
+            result, cost_model={**result.cost_model, "cluster_chosen": cluster_choice})
 
     # render everything first, then write: an error leaves no partial set of files
     outputs: dict[str, bytes | str] = {}

@@ -43,7 +43,8 @@ def describe_cost_model(d: dict) -> list[str]:
     gps = d.get("gpus_per_server")
     nvlink = d.get("nvlink_GB_per_s", d.get("scale_up_GB_per_s"))
     nic, nics = d.get("nic_GB_per_s"), d.get("nics_per_server")
-    skip = {"nvlink_GB_per_s", "scale_up_GB_per_s", "nic_GB_per_s", "nics_per_server"}
+    skip = {"nvlink_GB_per_s", "scale_up_GB_per_s", "nic_GB_per_s", "nics_per_server",
+            "cluster_chosen"}
     model_label = MODEL_LABELS.get(name)
     lines = ["cost model   " + (model_label + ": " if model_label else "") + _scalars(d, skip)]
     parts = []
@@ -98,6 +99,8 @@ def render_text(r: SimulationResult, top_rows: int = 10, full: bool = False) -> 
         f"cluster      {r.gpus} GPUs: TP {r.tp}  EP {r.ep}  PP {r.pp}  DP {r.dp}  DP_EP {r.dp_ep}"
         f"   micro-batches {r.ga}   schedule {r.pp_schedule}"
         + (f" ({r.chunks} chunks)" if r.chunks > 1 else ""),
+        *([f"             on {r.cost_model['cluster_chosen']}"]
+          if r.cost_model.get("cluster_chosen") else []),
         *describe_cost_model(r.cost_model),
         *([f"links        {r.link_sharing}"] if r.link_sharing else []),
         *_assumed(r.assumptions),
