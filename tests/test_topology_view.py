@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from simulator.costmodel.nccl import ALGORITHMS, NcclCostModel
+from simulator.parallel import GroupPlacement
 from simulator.topology import Topology, load_spec, presets
 from simulator.topology.overrides import apply_fabric_overrides, apply_overrides
 from simulator.topology.view import TopologyView
@@ -132,3 +133,21 @@ def test_auto_servers_grow_the_view_like_the_full_topology():
     assert isinstance(model.topology, TopologyView) and model.topology.num_gpus >= 9216
     full = NcclCostModel(Topology(spec, model.topology.servers))
     assert est == full.estimate(Op.ALLREDUCE, 1 << 28, ranks)
+
+
+def test_view_follows_a_placement_permutation():
+    # placement.ranks: rank i runs on GPU ranks[i]; the rest of the GPUs follow in order
+    spec = replace(load_spec("dgx-h100"), servers=3, ranks=(8, 0, 9, 1, 17))
+    full, view = Topology(spec), TopologyView(spec)
+    assert view.rank_gpu == full.rank_gpu
+    assert [view.gpu_of_rank(r) for r in range(5)] == [8, 0, 9, 1, 17]
+    assert view.gpu_of_rank(5) == 2                  # the first GPU not placed
+    a, b = NcclCostModel(full), NcclCostModel(spec)
+    for op in (Op.ALLREDUCE, Op.ALLTOALL):
+        for gpus in ((8, 0, 9, 1), (0, 8, 16, 17)):
+            assert a.candidates(op, 1 << 20, gpus) == b.candidates(op, 1 << 20, gpus)
+    # through the engine's entry point: ranks 0-3 are GPUs 8, 0, 9, 1 (two servers)
+    place = GroupPlacement(4, 2, 2, False, (0, 1, 2, 3))
+    assert b.group_gpus(place) == (8, 0, 9, 1) == a.group_gpus(place)
+    assert b.collective_ns(Op.ALLREDUCE, 1 << 20, place) == a.collective_ns(
+        Op.ALLREDUCE, 1 << 20, place)
