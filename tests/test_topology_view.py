@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from simulator.costmodel.nccl import ALGORITHMS, NcclCostModel
+from simulator.costmodel.nccl import ALGORITHMS, NcclCostModel, _plan_ring
 from simulator.parallel import GroupPlacement
 from simulator.topology import Topology, load_spec, presets
 from simulator.topology.overrides import apply_fabric_overrides, apply_overrides
@@ -27,6 +27,10 @@ def _variants():
     yield "4 nics", apply_overrides(h100, nics_per_server=4)
     yield "16 nics", apply_overrides(h100, nics_per_server=16)
     yield "small leaves", apply_fabric_overrides(h100, servers_per_leaf=2)
+    # NVLink with a wire latency, GPUs sharing NICs (routes hop over NVLink to the NIC's GPU)
+    slow = replace(h100, scale_up=replace(h100.scale_up, latency_ns=70))
+    yield "nvlink latency", apply_fabric_overrides(apply_overrides(slow, nics_per_server=2),
+                                                   servers_per_leaf=2)
 
 
 VARIANTS = list(_variants())
@@ -151,3 +155,20 @@ def test_view_follows_a_placement_permutation():
     assert b.group_gpus(place) == (8, 0, 9, 1) == a.group_gpus(place)
     assert b.collective_ns(Op.ALLREDUCE, 1 << 20, place) == a.collective_ns(
         Op.ALLREDUCE, 1 << 20, place)
+
+
+def test_all_gather_and_reduce_scatter_share_one_ring_plan_in_either_order():
+    # the model plans a ring all-gather and reduce-scatter once (the same transfers); a
+    # model asked for reduce-scatter alone must price it as one that planned all-gather first
+    spec = replace(load_spec("dgx-h100"), servers=6)
+    gpus = tuple(g for g in range(48) if g % 8 < 3)
+    for size in (4096, 1 << 24):
+        alone, shared = NcclCostModel(spec), NcclCostModel(spec)
+        shared.candidates(Op.ALLGATHER, size, gpus, "ring")
+        assert (alone.candidates(Op.REDUCESCATTER, size, gpus, "ring")
+                == shared.candidates(Op.REDUCESCATTER, size, gpus, "ring"))
+    # and the ring planner itself lays out the same phases for both
+    topo = Topology(spec)
+    (ag,), (rs,) = (_plan_ring(topo, op, gpus) for op in (Op.ALLGATHER, Op.REDUCESCATTER))
+    assert list(ag.loads.items()) == list(rs.loads.items())
+    assert vars(ag) == vars(rs)

@@ -251,8 +251,13 @@ class TopologyView(Topology):
         if spec.ranks:
             self._ranks = self._rank_map()
         self.route = lru_cache(maxsize=1 << 16)(self._route)
-        self.route_latency_ns = lru_cache(maxsize=1 << 16)(
-            lambda a, b: self.path_latency_ns(self.route(a, b)))
+        self._route_ns: dict[tuple[int, int], int] = {}   # latencies _fast_route summed
+        self.route_latency_ns = lru_cache(maxsize=1 << 16)(self._route_latency_ns)
+
+    def _route_latency_ns(self, src: int, dst: int) -> int:
+        path = self.route(src, dst)
+        ns = self._route_ns.get((src, dst))
+        return self.path_latency_ns(path) if ns is None else ns
 
     def _route(self, src: int, dst: int, nic: int | None = None) -> tuple[LinkId, ...]:
         """The full topology's route, its links recorded on the way by their place in the
@@ -300,6 +305,7 @@ class TopologyView(Topology):
             a, b = (f"gpu{src}", sw), (sw, f"gpu{dst}")
             put(links, a, nvl)
             put(links, b, nvl)
+            self._route_ns[(src, dst)] = 2 * nvl.latency_ns
             return (a, b)
         rail, spl = self._rail, self._servers_per_leaf
         k = self._nic_first[src % gps]
@@ -339,6 +345,13 @@ class TopologyView(Topology):
             put(links, a, nvl)
             put(links, b, nvl)
             out += [a, b]
+        # the hops' latencies by role (the links above): NVLink hops, two PCIe, the NIC's way
+        # up and down, the spine's when the route crosses it
+        ns = ((len(out) - 4 - (2 if leaf_a != leaf_b else 0)) * nvl.latency_ns
+              + 2 * roles["pcie"].latency_ns + roles["up"].latency_ns + roles["down"].latency_ns)
+        if leaf_a != leaf_b:
+            ns += roles["spine_up"].latency_ns + roles["spine_down"].latency_ns
+        self._route_ns[(src, dst)] = ns
         return tuple(out)
 
     # -- ranks: GPU i unless the spec places them --------------------------------------------
