@@ -245,6 +245,11 @@ class TopologyView(Topology):
             self._servers_per_leaf = fab.servers_per_leaf
             self._ideal = fab.ecmp == "ideal"
         self._nic_first = [nics[0] for nics in self._nics_of_gpu]
+        self._heads: dict[int, tuple] = {}              # _fast_route's route ends
+        if "spine_up" in self._role_links:
+            self._spine_ns = (self._role_links["spine_up"].latency_ns
+                              + self._role_links["spine_down"].latency_ns)
+        self._tails: dict[tuple[int, int], tuple] = {}
         self.links = _Links(self)
         self._check_reachable()
         self._ranks = None
@@ -296,63 +301,88 @@ class TopologyView(Topology):
         if src == dst:
             return ()
         gps = self.gpus_per_server
-        s_src, s_dst = src // gps, dst // gps
-        links, roles = self.links, self._role_links
-        put = dict.setdefault
-        nvl = roles["nvlink"]
-        if s_src == s_dst:
+        s_src = src // gps
+        if s_src == dst // gps:
+            nvl = self._role_links["nvlink"]
             sw = f"s{s_src}.nvsw"
             a, b = (f"gpu{src}", sw), (sw, f"gpu{dst}")
-            put(links, a, nvl)
-            put(links, b, nvl)
+            put = dict.setdefault
+            put(self.links, a, nvl)
+            put(self.links, b, nvl)
             self._route_ns[(src, dst)] = 2 * nvl.latency_ns
             return (a, b)
-        rail, spl = self._rail, self._servers_per_leaf
+        # a route across servers is the sender's way up to its leaf (fixed per GPU), the
+        # spine when the leaves differ, and the way down to the receiver (fixed per GPU and
+        # NIC); each end is made once, with its links and latency
         k = self._nic_first[src % gps]
-        out: list[LinkId] = []
-        exit_gpu = s_src * gps + self._gpu_of_nic[k]
-        if exit_gpu != src:                  # PXN: over NVLink to the GPU next to NIC k
-            sw = f"s{s_src}.nvsw"
-            a, b = (f"gpu{src}", sw), (sw, f"gpu{exit_gpu}")
-            put(links, a, nvl)
-            put(links, b, nvl)
-            out += [a, b]
-        nic_a = f"s{s_src}.nic{k}"
-        k_dst = k if rail else self._nic_first[dst % gps]
-        pod_a, pod_b = s_src // spl, s_dst // spl
-        leaf_a = f"pod{pod_a}.leaf{k}" if rail else f"pod{pod_a}.leaf"
-        leaf_b = f"pod{pod_b}.leaf{k_dst}" if rail else f"pod{pod_b}.leaf"
-        nic_b = f"s{s_dst}.nic{k_dst}"
-        entry_gpu = s_dst * gps + self._gpu_of_nic[k_dst]
+        head = self._heads.get(src)
+        if head is None:
+            head = self._head(src, k)
+        k_dst = k if self._rail else self._nic_first[dst % gps]
+        tail = self._tails.get((dst, k_dst))
+        if tail is None:
+            tail = self._tail(dst, k_dst)
+        up, leaf_a, ns_up = head
+        down, leaf_b, ns_down = tail
+        if leaf_a == leaf_b:
+            self._route_ns[(src, dst)] = ns_up + ns_down
+            return up + down
+        roles = self._role_links
+        spine = "spine" if self._ideal else f"spine{self.ecmp_uplink(src, dst, k)}"
+        a, b = (leaf_a, spine), (spine, leaf_b)
+        put = dict.setdefault
+        put(self.links, a, roles["spine_up"])
+        put(self.links, b, roles["spine_down"])
+        self._route_ns[(src, dst)] = ns_up + ns_down + self._spine_ns
+        return up + (a, b) + down
+
+    def _head(self, src: int, k: int) -> tuple:
+        """(hops from GPU ``src`` up to its NIC ``k``'s leaf, that leaf, their latency)."""
+        gps, roles, put, links = self.gpus_per_server, self._role_links, dict.setdefault, self.links
+        s = src // gps
+        exit_gpu = s * gps + self._gpu_of_nic[k]
+        nic = f"s{s}.nic{k}"
+        leaf = f"pod{s // self._servers_per_leaf}.leaf" + (str(k) if self._rail else "")
+        g_exit = f"gpu{exit_gpu}"
+        a, b = (g_exit, nic), (nic, leaf)
+        put(links, a, roles["pcie"])
+        put(links, b, roles["up"])
+        ns = roles["pcie"].latency_ns + roles["up"].latency_ns
+        if exit_gpu == src:
+            head: tuple = ((a, b), leaf, ns)
+        else:                                # PXN: over NVLink to the GPU next to NIC k
+            nvl = roles["nvlink"]
+            sw = f"s{s}.nvsw"
+            c, d = (f"gpu{src}", sw), (sw, g_exit)
+            put(links, c, nvl)
+            put(links, d, nvl)
+            head = ((c, d, a, b), leaf, ns + 2 * nvl.latency_ns)
+        self._heads[src] = head
+        return head
+
+    def _tail(self, dst: int, k: int) -> tuple:
+        """(hops from NIC ``k``'s leaf down to GPU ``dst``, that leaf, their latency)."""
+        gps, roles, put, links = self.gpus_per_server, self._role_links, dict.setdefault, self.links
+        s = dst // gps
+        entry_gpu = s * gps + self._gpu_of_nic[k]
+        nic = f"s{s}.nic{k}"
+        leaf = f"pod{s // self._servers_per_leaf}.leaf" + (str(k) if self._rail else "")
         g_entry = f"gpu{entry_gpu}"
-        to_nic, to_leaf = (f"gpu{exit_gpu}", nic_a), (nic_a, leaf_a)
-        put(links, to_nic, roles["pcie"])
-        put(links, to_leaf, roles["up"])
-        out += [to_nic, to_leaf]
-        if leaf_a != leaf_b:
-            spine = "spine" if self._ideal else f"spine{self.ecmp_uplink(src, dst, k)}"
-            a, b = (leaf_a, spine), (spine, leaf_b)
-            put(links, a, roles["spine_up"])
-            put(links, b, roles["spine_down"])
-            out += [a, b]
-        a, b = (leaf_b, nic_b), (nic_b, g_entry)
+        a, b = (leaf, nic), (nic, g_entry)
         put(links, a, roles["down"])
         put(links, b, roles["pcie"])
-        out += [a, b]
-        if entry_gpu != dst:                 # over NVLink from the NIC's GPU to dst
-            sw = f"s{s_dst}.nvsw"
-            a, b = (g_entry, sw), (sw, f"gpu{dst}")
-            put(links, a, nvl)
-            put(links, b, nvl)
-            out += [a, b]
-        # the hops' latencies by role (the links above): NVLink hops, two PCIe, the NIC's way
-        # up and down, the spine's when the route crosses it
-        ns = ((len(out) - 4 - (2 if leaf_a != leaf_b else 0)) * nvl.latency_ns
-              + 2 * roles["pcie"].latency_ns + roles["up"].latency_ns + roles["down"].latency_ns)
-        if leaf_a != leaf_b:
-            ns += roles["spine_up"].latency_ns + roles["spine_down"].latency_ns
-        self._route_ns[(src, dst)] = ns
-        return tuple(out)
+        ns = roles["down"].latency_ns + roles["pcie"].latency_ns
+        if entry_gpu == dst:
+            tail: tuple = ((a, b), leaf, ns)
+        else:                                # over NVLink from the NIC's GPU to dst
+            nvl = roles["nvlink"]
+            sw = f"s{s}.nvsw"
+            c, d = (g_entry, sw), (sw, f"gpu{dst}")
+            put(links, c, nvl)
+            put(links, d, nvl)
+            tail = ((a, b, c, d), leaf, ns + 2 * nvl.latency_ns)
+        self._tails[(dst, k)] = tail
+        return tail
 
     # -- ranks: GPU i unless the spec places them --------------------------------------------
     @property
