@@ -267,9 +267,13 @@ class FabricFlows:
                 values.append(value)
                 # round to 9 significant digits: sums of the same bytes in another order
                 # still match
-                exp = np.floor(np.log10(np.abs(value) + 1e-300))
-                quant = (np.round(value / 10.0 ** (exp - 8)).astype(np.int64)
-                         ^ (exp.astype(np.int64) << 40)).astype(np.uint64)
+                exp = np.floor(np.log10(np.abs(value) + 1e-300)).astype(np.int64)
+                # 10 ** (exp - 8) from a table of the few exponents (the same powers)
+                lo = int(exp.min()) if len(exp) else 0
+                scale = (10.0 ** (np.arange(lo, int(exp.max()) + 1 if len(exp) else 1,
+                                            dtype=np.float64) - 8))[exp - lo]
+                quant = (np.round(value / scale).astype(np.int64)
+                         ^ (exp << 40)).astype(np.uint64)
                 h1[ids] += r1[i] * (quant * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1))
                 h2[ids] += r2[i] * (quant ^ np.uint64(0xC2B2AE3D27D4EB4F))
                 present[ids] = True

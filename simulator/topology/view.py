@@ -81,13 +81,17 @@ class _LinkIds(dict):
     def __missing__(self, lid: LinkId) -> int:
         # a link of server s (pod p) exists iff its move to server 0 (pod 0) does: every
         # server and pod is laid out alike; the small topology refuses the rest
-        a, b = self._node(lid[0]), self._node(lid[1])
+        nodes = self._nodes
+        a = nodes.get(lid[0]) or self._node(lid[0])
+        b = nodes.get(lid[1]) or self._node(lid[1])
         try:
-            if a[1] is not None or b[1] is not None:          # a server's link
-                server = a[1] if a[1] is not None else b[1]
-                if not 0 <= server < self._view.servers or any(
-                        x[1] is not None and x[1] != server for x in (a, b)) or any(
-                        x[2] is not None and x[2] != server // self._spl for x in (a, b)):
+            server = a[1] if a[1] is not None else b[1]
+            if server is not None:                            # a server's link
+                # both ends on that server (a leaf: in its pod), the server in the topology
+                other = b if a[1] is not None else a
+                if (not 0 <= server < self._view.servers
+                        or (other[1] is not None and other[1] != server)
+                        or (other[2] is not None and other[2] != server // self._spl)):
                     raise KeyError(lid)
                 number = server * self._per_server + self._small[(a[3], b[3])]
             else:                                             # a pod's (leaf and spine)
