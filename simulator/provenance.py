@@ -39,6 +39,21 @@ def read_sidecar(workload_path: str) -> dict | None:
     return doc
 
 
+def embedding_allreduce_bytes(sidecar: dict | None) -> int:
+    """Bytes of the tied-embedding gradient all-reduce a generated table's sidecar lists in
+    ``not_in_table`` (0 without one); a malformed entry is warned about and skipped."""
+    total = 0
+    for item in (sidecar or {}).get("not_in_table") or []:
+        if not isinstance(item, dict) or not str(item.get("group", "")).startswith("embedding"):
+            continue
+        size = item.get("bytes")
+        if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 1 << 50:
+            total += size
+        else:
+            warn(f"not_in_table: embedding all-reduce bytes {size!r} ignored (not a byte count)")
+    return total
+
+
 def workload_assumptions(workload, sidecar: dict | None) -> dict:
     """The workload side of a simulate run's assumptions."""
     rows = workload.rows

@@ -12,7 +12,7 @@ from simulator.cli import main
 
 # a small GPT (2 layers, h 256) the generator writes in a blink
 SMALL = ["--model", "gpt-7b", "--num-layers", "2", "--hidden-size", "256",
-         "--num-attention-heads", "4", "--vocab-size", "1024", "--seq-length", "128",
+         "--num-attention-heads", "8", "--vocab-size", "1024", "--seq-length", "128",
          "--quiet"]
 
 
@@ -69,3 +69,39 @@ def test_a_table_without_sidecar_keeps_the_default_cluster(tmp_path):
     doc, _ = simulated(w, tmp_path)
     assert doc["cost_model"]["topology"] == "dgx-h100"
     assert "cluster_chosen" not in doc["cost_model"]
+
+
+def test_the_tied_embedding_allreduce_is_priced_between_first_and_last_stage(tmp_path):
+    # GPT (tied embeddings), 16 GPUs, TP 8, PP 2: stage 0 = ranks 0-7 (server 0), stage 1 =
+    # ranks 8-15 (server 1), so each first-stage rank's peer is on the other server.
+    # The gradient (generate's sidecar, not_in_table): the local vocabulary shard, vocab 1024
+    # (already a multiple of 128 x TP) / TP 8 = 128 rows x h 256 x 4 bytes (fp32 main grad)
+    # = 131,072 bytes.
+    w = generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "2", "--global-batch", "4")
+    side = json.loads((tmp_path / "w.txt.meta.json").read_text())
+    emb = [x for x in side["not_in_table"] if x["group"].startswith("embedding")]
+    assert [x["bytes"] for x in emb] == [131_072]
+    # priced by SimAI's busbw formula on the default cluster: a 2-rank ring, one member per
+    # server: 10 us base + 2(n-1) x 3 us NIC hops + 2(n-1)/n x 131,072 B / (50 GB/s x 0.97)
+    # = 10,000 + 6,000 + 2,702.47 = 18,702 ns
+    ar_ns = 18_702
+    with_ar, _ = simulated(w, tmp_path, "--cost-model", "simai")
+    (tmp_path / "w.txt.meta.json").unlink()
+    without, _ = simulated(w, tmp_path, "--cost-model", "simai")
+    ends = {s["stage"]: s["end_us"] for s in without["stages"]}
+    # both stages meet, then all-reduce: the step ends ar_ns after the later of the two
+    expect_us = max(ends[0], ends[1]) + ar_ns / 1e3
+    assert abs(with_ar["iteration_time_us"] - expect_us) <= 0.002
+    pp_with = {s["stage"]: s["exposed_comm_us"]["PP"] for s in with_ar["stages"]}
+    pp_without = {s["stage"]: s["exposed_comm_us"]["PP"] for s in without["stages"]}
+    for stage in (0, 1):
+        assert abs(pp_with[stage] - pp_without[stage] - ar_ns / 1e3) <= 0.002
+    assert any("tied-embedding gradient all-reduce: 131,072 bytes" in n for n in with_ar["notes"])
+
+
+def test_no_embedding_allreduce_without_pipeline_or_with_untied_weights(tmp_path):
+    generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "1", "--global-batch", "2")
+    assert json.loads((tmp_path / "w.txt.meta.json").read_text())["not_in_table"] == []
+    generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "2", "--global-batch", "4",
+              "--untie-embeddings-and-output-weights")
+    assert json.loads((tmp_path / "w.txt.meta.json").read_text())["not_in_table"] == []

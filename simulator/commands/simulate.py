@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         workload = read_workload(args.workload, strict=args.strict)
         import os
 
-        from ..provenance import read_sidecar, sidecar_path
+        from ..provenance import embedding_allreduce_bytes, read_sidecar, sidecar_path
         from .common import build_cost_model_for
         sidecar = read_sidecar(args.workload)
         cluster, cost_model, cluster_choice = build_cost_model_for(
@@ -202,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
         _warn_unused_parameters(args, workload, world, cluster)
         study = run_study(workload, cluster, cost_model, SimulationOptions(
             gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing,
-            engine=args.engine, contention=args.contention, compat=args.compat),
+            engine=args.engine, contention=args.contention, compat=args.compat,
+            embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar)),
             what_if, strict=args.strict, sidecar_of=args.workload, sidecar=sidecar,
             progress=not args.quiet)
     result, co_results, draws = study.result, study.co_results, list(study.draws_ns)

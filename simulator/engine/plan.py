@@ -189,6 +189,8 @@ class JobPlan:
     notes: list[str] = field(default_factory=list)
     free_groups: list[str] = field(default_factory=list)
     group_places: dict = field(default_factory=dict)
+    # the tied-embedding gradient all-reduce's price (first and last stage, once per step)
+    embedding_allreduce_ns: int = 0
 
 
 _PLACEMENTS: dict[tuple, list[GroupPlacement]] = {}
@@ -289,6 +291,18 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     p2p_ns = [round(max(cost_model.collective_ns(Op.SENDRECV, workload.pp_comm_bytes, p)
                         for p in _placements(par, Group.PP, s, gps)) * scale.get(Group.PP, 1))
               if par.pp > 1 and workload.pp_comm_bytes else 0 for s in range(par.pp)]
+    # the tied-embedding all-reduce: each last-stage rank with its first-stage peer (the PP
+    # pair of the last stage, which wraps to stage 0), as slow as the slowest such pair
+    emb_bytes = getattr(options, "embedding_allreduce_bytes", 0)
+    emb_ns = 0
+    if par.pp > 1 and emb_bytes:
+        emb_ns = round(max(cost_model.collective_ns(Op.ALLREDUCE, emb_bytes, p)
+                           for p in _placements(par, Group.PP, par.pp - 1, gps))
+                       * scale.get(Group.PP, 1))
+        notes.append(f"tied-embedding gradient all-reduce: {emb_bytes:,} bytes between each "
+                     f"first-stage rank and its last-stage peer after the backward, "
+                     f"{emb_ns / 1e6:.3f} ms on stages 0 and {par.pp - 1} (in their exposed "
+                     "PP time)")
     group_places: dict[str, set] = {}
     for s in range(par.pp):
         placements = {g: _placements(par, g, s, gps) for g in ROW_GROUPS}
@@ -343,4 +357,5 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                    par=par, seg=seg, chunks=chunks,
                    schedule_name=schedule_name, schedule=schedule, setups=setups,
                    pricers=pricers, rank_map=rank_map, cost_model=cost_model, notes=notes,
-                   free_groups=free_groups, group_places=group_places)
+                   free_groups=free_groups, group_places=group_places,
+                   embedding_allreduce_ns=emb_ns)

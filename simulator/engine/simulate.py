@@ -53,6 +53,10 @@ class SimulationOptions:
     jitter_seed: int = 0
     # whose replay of the policy word: auto (the header's style), simai or astra-sim
     compat: str = "auto"
+    # bytes of the tied word-embedding gradient all-reduce between each first-stage rank and
+    # its last-stage peer, once per step after the backward (Megatron's finalize_model_grads;
+    # a generated table's sidecar gives it: the table has no column for that group)
+    embedding_allreduce_bytes: int = 0
 
 
 # ------------------------------------------------------------------------------ detailed
@@ -209,6 +213,8 @@ def _contention(plan: JobPlan, options: SimulationOptions) -> bool:
 def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, events: int,
               options: SimulationOptions) -> SimulationResult:
     par, seg, rows = plan.par, plan.seg, plan.workload.rows
+    if plan.embedding_allreduce_ns:
+        _embedding_allreduce(plan, stage_results)
     iteration = max(r.end_ns for r in stage_results)
     critical = max(range(len(stage_results)), key=lambda i: (stage_results[i].end_ns, -i))
     for r in stage_results:
@@ -245,6 +251,24 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
         cost_model=plan.cost_model.describe(), notes=notes, trace=trace,
         events_processed=events, policy=plan.workload.policy, replay=plan.replay,
         link_sharing=_link_sharing(plan, options))
+
+
+def _embedding_allreduce(plan: JobPlan, stage_results: list) -> None:
+    """The tied-embedding gradient all-reduce on the first and last stage: both must have
+    finished their backward and gradient reduction (a two-rank collective starts when both
+    ranks are there), then it takes its price. The time the earlier stage waits for the other
+    is bubble, the all-reduce exposed PP communication; the stage's parts still add up to its
+    end. It is placed at each stage's end rather than before the optimizer rows: the optimizer
+    runs on each rank's own parameters, so this moves the two stages' ends by the same amount
+    when their tails after the gradient reduction take equal time (a generated table's do, up
+    to the embedding's share of the optimizer step)."""
+    last = plan.par.pp - 1
+    ends = [r for r in stage_results if r.stage in (0, last)]
+    meet = max(r.end_ns for r in ends)
+    for r in ends:
+        r.bubble_ns += meet - r.end_ns
+        r.exposed_ns["PP"] = r.exposed_ns.get("PP", 0) + plan.embedding_allreduce_ns
+        r.end_ns = meet + plan.embedding_allreduce_ns
 
 
 def _link_sharing(plan: JobPlan, options: SimulationOptions) -> str:

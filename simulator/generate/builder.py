@@ -62,6 +62,8 @@ class GeneratedWorkload:
             "gpu": c.gpu, "gpu_peak_bf16_tflops": gpu.peak_tflops,
             "gpu_hbm_gb_per_s": gpu.hbm_gbps, "compute": how,
             "features": self.features_on(),
+            # what the table cannot carry, with its bytes: collsim simulate prices it
+            "not_in_table": not_in_table(c),
             "optimizer": (f"DeepSpeed ZeRO-{c.features.zero_stage:d}" if c.features.zero_stage
                           else "Megatron distributed optimizer" if c.distributed_optimizer
                           else "Megatron DDP (all-reduce)"),
@@ -81,7 +83,7 @@ class GeneratedWorkload:
         emb = embedding_grad_allreduce_bytes(c)
         if emb:
             on["tied_embedding_allreduce"] = (f"{emb} bytes per step between the first and "
-                                              "last stage, not in the table")
+                                              "last stage, not in the table (in not_in_table)")
         return on
 
     def info(self) -> dict:
@@ -265,8 +267,9 @@ def _feature_notes(cfg: TrainConfig) -> list[str]:
     if emb:
         notes.append(f"tied embeddings with PP {cfg.pp}: Megatron all-reduces the word-embedding "
                      f"gradient ({emb:,} bytes) between the first and last stage once per step; "
-                     "the table has no column for that group, so collsim simulate does not "
-                     "price it (--untie-embeddings-and-output-weights removes it)")
+                     "the table has no column for that group: FILE.meta.json carries it "
+                     "(not_in_table) and collsim simulate prices it from there "
+                     "(--untie-embeddings-and-output-weights removes it)")
     if f.scatter_gather_p2p and not scatter_gather_p2p(cfg):
         why = ("sequence parallelism already splits the activation" if cfg.sp else
                "needs PP > 1 and TP > 1")
