@@ -157,7 +157,7 @@ def test_feature_flags_on_the_command_line(tmp_path, capsys):
     rc = main(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
                "--global-batch", "4", "--recompute-granularity", "selective",
                "--overlap-grad-reduce", "--ddp-bucket-size", "50000000", "-o", str(out),
-               "--quiet"])
+               "--quiet", "--use-distributed-optimizer"])
     assert rc == 0
     w = read_workload(str(out))
     # selective: checkpoint at each core-attention row, recompute initiated at the next row

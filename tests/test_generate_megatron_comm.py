@@ -198,7 +198,7 @@ def test_overlap_param_gather_cli_flag(tmp_path):
     rc, text, _ = run_cli(["generate", "--model", "gpt-7b", "--world-size", "8", "--tp", "4",
                            "--global-batch", "2", "--overlap-param-gather",
                            "--overlap-grad-reduce", "--no-compute",
-                           "--json", js, "-o", out])
+                           "--use-distributed-optimizer", "--json", js, "-o", out])
     assert rc == 0 and "overlap_param_gather" in text
     info = json.loads(js.read_text())
     assert info["assumptions"]["features"]["overlap_param_gather"] is True
@@ -336,9 +336,15 @@ def test_megatron_flag_names_mean_what_they_mean_in_megatron():
     megatron = command.generate_options(p.parse_args(base + [
         "--tensor-model-parallel-size", "4", "--pipeline-model-parallel-size", "2",
         "--sequence-parallel", "--virtual-pipeline-model-parallel-size", "2",
-        "--micro-batch-size", "2", "--global-batch-size", "8", "--checkpoint-activations",
-        "--use-distributed-optimizer"]))
+        "--micro-batch-size", "2", "--global-batch-size", "8", "--checkpoint-activations"]))
     assert ours == megatron
+    # the distributed optimizer: off unless asked for, as in Megatron-LM; the old
+    # --no-distributed-optimizer is accepted and changes nothing
+    assert not ours.distributed_optimizer
+    assert command.generate_options(p.parse_args(base + ["--use-distributed-optimizer"])
+                                    ).distributed_optimizer
+    assert command.generate_options(p.parse_args(base + ["--no-distributed-optimizer"])
+                                    ) == command.generate_options(p.parse_args(base))
     # Megatron's --recompute-activations is selective recompute, not full
     sel = command.generate_options(p.parse_args(base + ["--recompute-activations"]))
     assert sel.recompute_granularity == "selective" and not sel.recompute

@@ -190,8 +190,9 @@ def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
 
     calib = str(ROOT / "traces" / "h200x2" / "calib_h200x2.yaml")
     base = {"model": "gpt-7b", "gpus": 16, "tp": 4, "pp": 2, "global_batch": 16,
-            "seq_length": 2048}
-    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=2, global_batch=16, seq_length=2048)
+            "seq_length": 2048, "distributed_optimizer": True}
+    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=2, global_batch=16, seq_length=2048,
+                  distributed_optimizer=True)
     wl = generate(cfg).workload
     times = {}
     for topo, cal, cm in ((None, None, "simai"), ("dgx-h100", None, None), (None, calib, None)):

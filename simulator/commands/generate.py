@@ -46,11 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seq-length", type=positive_int, default=4096, metavar="N",
                    help="sequence length (default 4096)")
     g.add_argument("--use-distributed-optimizer", dest="dist_opt", action="store_true",
-                   default=True, help="Megatron's distributed optimizer (the default here; "
-                   "Megatron-LM itself needs this flag for it)")
+                   default=False, help="Megatron's distributed optimizer: gradients "
+                   "reduce-scattered and parameters all-gathered over DP, optimizer states "
+                   "sharded (default off, as in Megatron-LM: gradients all-reduced)")
+    # the old default was on: accepted for a release, changes nothing (the default is off)
     g.add_argument("--no-distributed-optimizer", dest="dist_opt", action="store_false",
-                   help="plain data parallelism: all-reduce the gradients (default: Megatron's "
-                        "distributed optimizer, reduce-scatter + all-gather)")
+                   help="the default (gradients all-reduced, as Megatron-LM without "
+                        "--use-distributed-optimizer); kept for a release from when the "
+                        "distributed optimizer was on by default here")
     g.add_argument("--recompute", "--checkpoint-activations", dest="recompute",
                    action="store_true",
                    help="full activation recompute of every layer (checkpoint rows in the header)")

@@ -21,7 +21,8 @@ class GenerateOptions:
     global_batch: int | None = option(
         None, "global batch (default: micro_batch x DP)", "samples", "int?")
     seq_length: int = option(4096, "sequence length", "tokens", "int")
-    distributed_optimizer: bool = option(True, "Megatron's distributed optimizer", "", "bool")
+    distributed_optimizer: bool = option(
+        False, "Megatron's distributed optimizer (off by default, as in Megatron-LM)", "", "bool")
     recompute: bool = option(False, "full activation recompute of every layer", "", "bool")
     gpu: str = option("h100", "GPU whose kernels are modelled", "", "str")
     style: str = option("megatron", "generator whose rules apply: megatron or aicb", "", "str")
