@@ -14,7 +14,8 @@ from repo_paths import ROOT, WORKLOADS
 
 SEED = str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")
 SPEC = """name: tiny
-base: {model: mixtral-8x7b, gpus: 64, global_batch: 128, seq_length: 4096}
+base: {model: mixtral-8x7b, gpus: 64, global_batch: 128, seq_length: 4096,
+       distributed_optimizer: true}
 grid: {tp: [2, 4], ep: [4, 8]}
 """
 
