@@ -85,9 +85,10 @@ def test_the_tied_embedding_allreduce_is_priced_between_first_and_last_stage(tmp
     # server: 10 us base + 2(n-1) x 3 us NIC hops + 2(n-1)/n x 131,072 B / (50 GB/s x 0.97)
     # = 10,000 + 6,000 + 2,702.47 = 18,702 ns
     ar_ns = 18_702
-    with_ar, _ = simulated(w, tmp_path, "--cost-model", "simai")
+    # (sends asynchronous in both runs: without its sidecar the table is not Megatron's)
+    with_ar, _ = simulated(w, tmp_path, "--cost-model", "simai", "--blocking-sends", "off")
     (tmp_path / "w.txt.meta.json").unlink()
-    without, _ = simulated(w, tmp_path, "--cost-model", "simai")
+    without, _ = simulated(w, tmp_path, "--cost-model", "simai", "--blocking-sends", "off")
     ends = {s["stage"]: s["end_us"] for s in without["stages"]}
     # both stages meet, then all-reduce: the step ends ar_ns after the later of the two
     expect_us = max(ends[0], ends[1]) + ar_ns / 1e3
@@ -105,3 +106,61 @@ def test_no_embedding_allreduce_without_pipeline_or_with_untied_weights(tmp_path
     generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "2", "--global-batch", "4",
               "--untie-embeddings-and-output-weights")
     assert json.loads((tmp_path / "w.txt.meta.json").read_text())["not_in_table"] == []
+
+
+def test_a_blocking_send_holds_its_sender_until_it_arrives(tmp_path):
+    # 16 GPUs, TP 8, PP 2, one micro-batch (global batch 1, DP 1: no DP collectives): the
+    # stages sit on two servers. The activation is 128 tokens x h 256 x 2 bytes = 65,536 B;
+    # SimAI's formula prices the send at 10 us base + 3 us NIC hop + 65,536 B / (50 GB/s x
+    # 0.97) = 10,000 + 3,000 + 1,351 = c = 14,351 ns.
+    # Stage 0 runs F, sends, waits for the gradient, runs B. Asynchronous: its wait after F
+    # is c (the activation in flight) + stage 1's F and B (bubble) + c (the gradient in
+    # flight, exposed PP). Blocking: it first waits c for its own send (exposed PP), then
+    # stage 1's F and B (bubble) and c (PP): PP +c, bubble -c, same end. Stage 1 waits c
+    # after its backward send before its last rows: its end +c, PP +c. The step (stage 0
+    # ends last) is unchanged.
+    c_us = 14.351
+    w = generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "2", "--global-batch", "1",
+                  "--untie-embeddings-and-output-weights")
+    runs = {b: simulated(w, tmp_path, "--cost-model", "simai", "--blocking-sends", b)[0]
+            for b in ("on", "off", "auto")}
+    on, off = ({s["stage"]: s for s in runs[k]["stages"]} for k in ("on", "off"))
+    assert abs(on[0]["exposed_comm_us"]["PP"] - off[0]["exposed_comm_us"]["PP"] - c_us) < 2e-3
+    assert abs(off[0]["bubble_us"] - on[0]["bubble_us"] - c_us) < 2e-3
+    assert abs(on[1]["end_us"] - off[1]["end_us"] - c_us) < 2e-3
+    assert abs(on[1]["exposed_comm_us"]["PP"] - off[1]["exposed_comm_us"]["PP"] - c_us) < 2e-3
+    assert runs["on"]["iteration_time_us"] == runs["off"]["iteration_time_us"]
+    # a Megatron-style table (its sidecar says so) blocks by default, and says so
+    assert runs["auto"]["stages"] == runs["on"]["stages"]
+    assert any("pipeline sends block" in n for n in runs["auto"]["notes"])
+    assert not any("pipeline sends block" in n for n in runs["off"]["notes"])
+    # without its sidecar (a SimAI/AICB table) sends stay asynchronous
+    (tmp_path / "w.txt.meta.json").unlink()
+    plain, _ = simulated(w, tmp_path, "--cost-model", "simai")
+    assert plain["stages"] == runs["off"]["stages"]
+
+
+@pytest.mark.parametrize("schedule", ["1f1b", "gpipe", "interleaved"])
+def test_blocking_sends_agree_across_engines(schedule):
+    # the direct evaluator, the event loop (a trace forces it), the row-level engine and the
+    # rank-class replay (a straggler at factor 1 forces it) give one answer
+    from simulator.engine import SimulationOptions, simulate
+    from simulator.generate import generate, get_preset, resolve
+
+    cfg = resolve(get_preset("gpt-7b"), 24, tp=4, pp=3, vpp=2, global_batch=6,
+                  seq_length=1024)
+    wl = generate(cfg, check_memory=False).workload
+    out = []
+    for extra in ({}, {"trace": True}, {"engine": "detailed"}, {"stragglers": ((3, 1.0),)}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = simulate(wl, options=SimulationOptions(pp_schedule=schedule,
+                                                       blocking_sends=True, **extra))
+        # (the rank-class replay lists each stage once per class: alike here)
+        out.append((r.iteration_ns, sorted({(s.stage, s.end_ns, s.bubble_ns, s.exposed_ns["PP"])
+                                            for s in r.stages})))
+    assert all(o == out[0] for o in out[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = simulate(wl, options=SimulationOptions(pp_schedule=schedule))
+    assert free.iteration_ns <= out[0][0]

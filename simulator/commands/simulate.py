@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vpp", type=positive_int, metavar="CHUNKS",
                    help="model chunks per stage for --pp-schedule interleaved "
                         "(default: the header's vpp)")
+    p.add_argument("--blocking-sends", choices=["auto", "on", "off"], default="auto",
+                   help="whether a pipeline send blocks the sending stage until it arrives, as "
+                        "Megatron-LM's p2p does (it waits on its requests) outside the "
+                        "interleaved schedule. auto (default): on for a table generated in "
+                        "Megatron style (FILE.meta.json says so), off for SimAI/AICB tables "
+                        "(SimAI's asynchronous sends)")
     add_cluster_arguments(p)
     w = p.add_argument_group("ranks that differ (what-ifs; simulated with one process per rank "
                              "class)")
@@ -137,6 +143,15 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
         warnings.warn(message, SimulationWarning, stacklevel=2)
 
 
+def _blocking_sends(args: argparse.Namespace, sidecar: dict | None) -> bool:
+    """--blocking-sends: on, off, or auto = on for a table generated in Megatron style
+    (its sidecar says so) outside the interleaved schedule, where Megatron-LM overlaps its
+    p2p with compute by default; SimAI/AICB tables keep SimAI's asynchronous sends."""
+    if args.blocking_sends != "auto":
+        return args.blocking_sends == "on"
+    return ((sidecar or {}).get("style") == "megatron" and args.pp_schedule != "interleaved")
+
+
 def run(args: argparse.Namespace) -> int:
     import warnings
 
@@ -203,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         study = run_study(workload, cluster, cost_model, SimulationOptions(
             gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing,
             engine=args.engine, contention=args.contention, compat=args.compat,
-            embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar)),
+            embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar),
+            blocking_sends=_blocking_sends(args, sidecar)),
             what_if, strict=args.strict, sidecar_of=args.workload, sidecar=sidecar,
             progress=not args.quiet)
     result, co_results, draws = study.result, study.co_results, list(study.draws_ns)

@@ -378,13 +378,18 @@ class _VectorStage:
         self.st.pos += 1
         return iter(())
 
-    def send(self, p: StagePass) -> None:
+    def send(self, p: StagePass):
         st, direction = self.st, p.send
         assert direction is not None   # the driver calls send only for a pass that sends
         start, arrive = queue_send(st.t, st.send_free[direction],
                                    self.replay.send_ns[direction][self.idx], np.maximum)
         st.send_free[direction] = arrive
         self.sent[(p.phase, p.mb, p.chunk, self.s)] = (start, arrive)
+        if self.replay.plan.setups[self.s].blocking_send:
+            # the sender waits for its send (see pipeline.StageSetup): exposed PP time
+            st.exposed[_PP] += np.maximum(arrive - st.t, 0)
+            st.t = np.maximum(st.t, arrive)
+        return None
 
     def drain(self):
         self.replay._drain(self.st)

@@ -58,6 +58,7 @@ class ClassSetup:
     next_class: int | None     # global id of the same pipeline column's class in the next stage
     prev_class: int | None
     label: str = ""
+    blocking_send: bool = False   # the sender waits for its send (see pipeline.StageSetup)
     # for contention: group kind or send Direction -> the LinkShare it loads
     links: dict = field(default_factory=dict)
 
@@ -415,21 +416,38 @@ class _ClassStage:
             self.slice_("wait", "bubble", w0, bubble)
             self.slice_("wait", "PP receive", w0 + bubble, pp_ns)
 
-    def send(self, p: StagePass) -> None:
+    def send(self, p: StagePass):
         sim, setup, direction = self.sim, self.setup, p.send
         assert direction is not None   # the driver calls send only for a pass that sends
         cost = self.cost[direction]
         key = (p.phase, p.mb, p.chunk, setup.cid)
         if sim.net is not None and cost:
             prev_send = self.send_chain[direction]
-            self.send_chain[direction] = self.env.process(sim._contended_send(
+            self.send_chain[direction] = proc = self.env.process(sim._contended_send(
                 setup, self.partner[direction], direction, cost, key, prev_send))
-            return
+            return self._blocked_on(proc) if setup.blocking_send else None
         start, arrive = queue_send(self.env.now, self.send_free[direction], cost)
         self.send_free[direction] = arrive
         self.slice_(f"PP send {direction.value}", f"{p.tag}{p.mb} send", start, cost,
                     _send_args(key, self.partner[direction]) if self.trace is not None else None)
         sim.mail.deliver(key, start, arrive)
+        if setup.blocking_send and arrive > self.env.now:
+            return self._blocked_until(arrive)
+        return None
+
+    def _blocked_until(self, arrive: int):
+        now = self.env.now
+        self.res.exposed_ns["PP"] += arrive - now
+        self.slice_("wait", "PP send wait", now, arrive - now)
+        yield self.env.timeout(arrive - now)
+
+    def _blocked_on(self, proc):
+        now = self.env.now
+        if not proc.triggered:
+            yield proc
+        if self.env.now > now:
+            self.res.exposed_ns["PP"] += self.env.now - now
+            self.slice_("wait", "PP send wait", now, self.env.now - now)
 
     def drain(self):
         # wait for every stream, charge the wait to the one that ends last

@@ -211,7 +211,7 @@ assert len(STREAMS) == 4   # the pass loop below reads the streams' busy-until u
 
 class _Stage:
     __slots__ = ("rep", "t", "free", "wg", "wg_last", "zeros", "send_free", "cost", "outs",
-                 "extra", "bubble", "pp", "pos")
+                 "extra", "bubble", "pp", "pos", "blocking")
 
     def __init__(self, setup):
         self.rep = setup.replayer
@@ -222,6 +222,7 @@ class _Stage:
         self.zeros: dict = {}     # sequence -> its weight-gradient rows' all-done state
         self.send_free = [0, 0]
         self.cost = (setup.send_next_ns, setup.send_prev_ns)
+        self.blocking = setup.blocking_send
         self.outs: list = []      # every pass's outcome, in order
         self.extra: list = []     # (outcome, further times) of the rounds skipped
         self.bubble = 0
@@ -343,6 +344,10 @@ class DirectPipeline:
                         w = waiting.pop(send_id, None)
                         if w is not None:
                             ready.append(w)
+                        if st.blocking and done > t:
+                            # the sender waits for its send (pipeline.StageSetup)
+                            st.pp += done - t
+                            t = done
                     i += 1
                 st.t, st.pos, st.wg_last = t, i, wg_last
             stuck = [s for s in range(pp) if stages[s].pos < bounds[s][r + 1]]

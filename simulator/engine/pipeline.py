@@ -35,6 +35,9 @@ class StageSetup:
     send_prev_ns: int   # gradient to the previous stage (or, stage 0, to the last)
     head: list          # sequences replayed forward before the pipeline
     tail: list          # (phase, sequence) replayed after it
+    # the sender waits until its send has arrived before its next pass (Megatron-LM's p2p
+    # waits on its requests outside interleaving); its wait is exposed PP time
+    blocking_send: bool = False
 
 
 class PipelineSim:
@@ -110,7 +113,8 @@ class _FastStage:
     """The fast engine's executor of a stage's passes (:func:`.stage.drive`): one
     representative rank, a pass one memoized busy-until evaluation and one timeout."""
 
-    __slots__ = ("sim", "s", "env", "rep", "res", "free", "wg_done", "send_free", "cost")
+    __slots__ = ("sim", "s", "env", "rep", "res", "free", "wg_done", "send_free", "cost",
+                 "blocking")
 
     def __init__(self, sim: PipelineSim, s: int):
         self.sim = sim
@@ -123,6 +127,7 @@ class _FastStage:
         self.wg_done: dict = {}
         self.send_free = {Direction.NEXT: 0, Direction.PREV: 0}
         self.cost = {Direction.NEXT: setup.send_next_ns, Direction.PREV: setup.send_prev_ns}
+        self.blocking = setup.blocking_send
 
     def receive(self, p: StagePass):
         sim, env, r = self.sim, self.env, p.receive
@@ -161,7 +166,7 @@ class _FastStage:
         if out.duration_ns:
             yield env.timeout(out.duration_ns)
 
-    def send(self, p: StagePass) -> None:
+    def send(self, p: StagePass):
         sim, direction, s = self.sim, p.send, self.s
         assert direction is not None   # the driver calls send only for a pass that sends
         cost = self.cost[direction]
@@ -174,6 +179,16 @@ class _FastStage:
                  "flow_out": flow_id(p.phase, p.mb, p.chunk, s),
                  "to_stage": direction.of(s, sim.pp)}))
         sim.mail.deliver((p.phase, p.mb, p.chunk, s), start, arrive)
+        if self.blocking and arrive > self.env.now:
+            return self._blocked(arrive)
+        return None
+
+    def _blocked(self, arrive: int):
+        now = self.env.now
+        self.res.exposed_ns["PP"] += arrive - now
+        if self.sim.trace is not None:
+            self.sim.trace.append(TraceSlice(self.s, "wait", "PP send wait", now, arrive - now))
+        yield self.env.timeout(arrive - now)
 
     def drain(self):
         # the iteration ends when every stream is idle; the wait is charged to the stream

@@ -303,6 +303,10 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                      f"first-stage rank and its last-stage peer after the backward, "
                      f"{emb_ns / 1e6:.3f} ms on stages 0 and {par.pp - 1} (in their exposed "
                      "PP time)")
+    blocking = bool(getattr(options, "blocking_sends", False))
+    if blocking and par.pp > 1:
+        notes.append("pipeline sends block the sending stage until they arrive (Megatron-LM's "
+                     "p2p waits on its requests): the wait is exposed PP time")
     group_places: dict[str, set] = {}
     for s in range(par.pp):
         placements = {g: _placements(par, g, s, gps) for g in ROW_GROUPS}
@@ -351,7 +355,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
             tail.append((Phase.IG, "pre"))
         if forward_only:
             tail = [t for t in tail if t[0] is Phase.FWD]
-        setups.append(StageSetup(replayer, send_next, send_prev, head, tail))
+        setups.append(StageSetup(replayer, send_next, send_prev, head, tail,
+                                 blocking_send=blocking and par.pp > 1))
 
     return JobPlan(workload=workload, replay=replay_name, compat=lay.compat,
                    par=par, seg=seg, chunks=chunks,

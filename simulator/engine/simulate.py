@@ -57,6 +57,9 @@ class SimulationOptions:
     # its last-stage peer, once per step after the backward (Megatron's finalize_model_grads;
     # a generated table's sidecar gives it: the table has no column for that group)
     embedding_allreduce_bytes: int = 0
+    # a pipeline send blocks its sender until it has arrived (Megatron-LM's p2p: requests
+    # waited on, outside its interleaved schedule's overlap); off: SimAI's asynchronous sends
+    blocking_sends: bool = False
 
 
 # ------------------------------------------------------------------------------ detailed
@@ -126,6 +129,7 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
         out.append(ClassSetup(
             cls=cls, cid=cid_offset + cls.cid, job=run, sequences=sequences,
             send_next_ns=send_next, send_prev_ns=send_prev, head=stage_setup.head,
+            blocking_send=stage_setup.blocking_send,
             tail=stage_setup.tail,
             next_class=cid_offset + nxt[0] if nxt else None,
             prev_class=cid_offset + prv[0] if prv else None,

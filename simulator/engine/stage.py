@@ -86,19 +86,22 @@ class StageExecutor(Protocol):
 
     def run_pass(self, p: StagePass) -> Iterator: ...
 
-    def send(self, p: StagePass) -> None: ...
+    def send(self, p: StagePass) -> Iterator | None: ...
 
     def drain(self) -> Iterator: ...
 
 
 def drive(passes: Iterable[StagePass], ex: StageExecutor) -> Iterator:
-    """The stage loop: receive, pass, send, for each pass in order; then drain."""
+    """The stage loop: receive, pass, send, for each pass in order; then drain. A send that
+    blocks its sender (Megatron-LM's p2p waits for its requests) returns what to wait on."""
     for p in passes:
         if p.receive is not None:
             yield from ex.receive(p)
         yield from ex.run_pass(p)
         if p.send is not None:
-            ex.send(p)
+            blocked = ex.send(p)
+            if blocked is not None:
+                yield from blocked
     yield from ex.drain()
 
 
