@@ -63,7 +63,6 @@ class FabricFlows:
         self.pp_bytes: dict = {}
         self._flows: dict = {}               # (shapes, size, priced ns) -> (Demand, latency)
         self._caps = None                    # link capacities by id, degraded NICs lowered
-        self.degraded_links = 0
 
     @property
     def topology(self):
@@ -93,7 +92,6 @@ class FabricFlows:
             i = table[link]
             if self._caps[i] == caps[i]:       # once per link, whoever else names it
                 self._caps[i] = caps[i] * factor
-                self.degraded_links += 1
 
     # -- groups as patterns and shifts ----------------------------------------------------
     def _patterns(self, groups: np.ndarray) -> list:

@@ -68,9 +68,8 @@ class Flow:
     event: simpy.Event | None = None
     on_done: Callable[[Flow], None] | None = None
     at_ns: float = 0.0               # when ``remaining`` was last brought up to date
-    due_ns: float = math.inf         # when it completes at its current rate
     order: int = 0                   # join order
-    version: int = 0                 # bumped when due_ns changes (older timers are stale)
+    version: int = 0                 # bumped when its rate changes (older timers are stale)
 
     @property
     def bytes(self) -> float:
@@ -219,11 +218,8 @@ class FlowNetwork:
             wait = max(f.remaining * f.peak / rate, 0.0)
             if self.integer_time:
                 wait = max(math.ceil(wait - 1e-6), 0)
-            f.due_ns = now + wait
             # its own timer; one made stale by a later rate change finds another version
             self.env.timeout(wait, (f, f.version)).callbacks.append(self._wake)
-        else:
-            f.due_ns = math.inf
 
     def _component(self, links) -> list[Flow]:
         """Active flows connected to ``links`` through shared links: the only ones whose
