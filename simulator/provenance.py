@@ -54,6 +54,20 @@ def embedding_allreduce_bytes(sidecar: dict | None) -> int:
     return total
 
 
+def blocking_sends(mode: str, sidecar: dict | None, pp_schedule: str | None) -> bool:
+    """Whether pipeline sends block their sender (``blocking_sends``: on, off or auto).
+    auto: on for a table generated in Megatron style (its sidecar says so) outside the
+    interleaved schedule, where Megatron-LM overlaps its p2p with compute by default;
+    SimAI/AICB tables keep SimAI's asynchronous sends. The simulate command and the sweep
+    both ask here, so a point gets the rules its table gets from ``collsim simulate``."""
+    if mode not in ("auto", "on", "off"):
+        from .errors import InputError
+        raise InputError(f"must be auto, on or off, got {mode!r}", field="blocking_sends")
+    if mode != "auto":
+        return mode == "on"
+    return (sidecar or {}).get("style") == "megatron" and pp_schedule != "interleaved"
+
+
 def workload_assumptions(workload, sidecar: dict | None) -> dict:
     """The workload side of a simulate run's assumptions."""
     rows = workload.rows

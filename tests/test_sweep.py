@@ -177,32 +177,34 @@ def test_shipped_mixtral_spec_expands():
 
 
 def test_topology_and_calibration_points_use_the_simulate_builder(tmp_path):
-    """A point with a topology or a calibration is priced exactly as `collsim simulate
-    --topology/--calibration` prices the same generated workload."""
-    import warnings
+    """A point with a topology or a calibration is priced exactly as `collsim generate` then
+    `collsim simulate --topology/--calibration/--cost-model` price the same workload: the
+    same builder, and the rules simulate reads from the table's sidecar (the tied-embedding
+    all-reduce at PP 2, Megatron's blocking sends) apply to the point too."""
+    import json
 
-    from simulator.config import ClusterOptions, CostModelOptions
-    from simulator.costmodel.registry import build_cost_model
-    from simulator.engine import SimulationOptions, simulate
-    from simulator.generate import generate, get_preset, resolve
+    from cli_helpers import run_cli
     from simulator.sweep.runner import _simulate_point
     from repo_paths import ROOT
 
     calib = str(ROOT / "traces" / "h200x2" / "calib_h200x2.yaml")
     base = {"model": "gpt-7b", "gpus": 16, "tp": 4, "pp": 2, "global_batch": 16,
             "seq_length": 2048, "distributed_optimizer": True}
-    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=2, global_batch=16, seq_length=2048,
-                  distributed_optimizer=True)
-    wl = generate(cfg).workload
+    table = tmp_path / "gpt7b.txt"
+    rc, _, err = run_cli(["generate", "--model", "gpt-7b", "--gpus", 16, "--tp", 4, "--pp", 2,
+                          "--global-batch", 16, "--seq-length", 2048,
+                          "--use-distributed-optimizer", "-o", table, "--quiet"])
+    assert rc == 0, err
     times = {}
     for topo, cal, cm in ((None, None, "simai"), ("dgx-h100", None, None), (None, calib, None)):
         point = dict(base, topology=topo, calibration=cal, cost_model=cm)
         got = _simulate_point(point, str(tmp_path))["iteration_ms"]
-        cluster, model = build_cost_model(ClusterOptions(topology=topo),
-                                          CostModelOptions(cost_model=cm, calibration=cal))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            want = simulate(wl, cluster, model, SimulationOptions()).iteration_ns / 1e6
+        flags = ([f"--topology={topo}"] if topo else []) + (
+            [f"--calibration={cal}"] if cal else []) + ([f"--cost-model={cm}"] if cm else [])
+        out = tmp_path / f"sim{len(times)}.json"
+        rc, _, err = run_cli(["simulate", table, *flags, "--json", out, "--quiet"])
+        assert rc == 0, err
+        want = json.loads(out.read_text())["iteration_time_ns"] / 1e6
         assert got == pytest.approx(want, rel=1e-12)
         times[(topo, cal)] = got
     assert len(set(times.values())) == 3  # each cost model gives its own answer
@@ -250,3 +252,31 @@ def test_points_sharing_workload_keys_generate_once(monkeypatch):
     assert [r["iteration_ms"] for r in memoized] == [r["iteration_ms"] for r in fresh]
     # the NIC bandwidth really changed the points (else sharing would prove nothing)
     assert len({r["iteration_ms"] for r in memoized}) > 2
+
+
+def test_a_point_for_an_a100_is_priced_on_the_a100_preset(tmp_path):
+    """A point that names its GPU and no cluster is priced on that GPU's preset, as
+    `collsim simulate` prices the generated table (its sidecar names the GPU): the same
+    iteration as the CLI's, and not the one of the default DGX H100 cluster."""
+    import json
+
+    from cli_helpers import run_cli
+    from simulator.sweep.runner import _simulate_point
+
+    table = tmp_path / "a100.txt"
+    rc, _, err = run_cli(["generate", "--model", "gpt-7b", "--gpus", 16, "--tp", 4, "--pp", 2,
+                          "--global-batch", 16, "--seq-length", 2048, "--gpu", "a100",
+                          "-o", table, "--quiet"])
+    assert rc == 0, err
+    point = {"model": "gpt-7b", "gpus": 16, "tp": 4, "pp": 2, "global_batch": 16,
+             "seq_length": 2048, "gpu": "a100"}
+    got = _simulate_point(point, str(tmp_path))["iteration_ms"]
+    results = {}
+    for name, flags in (("own", []), ("h100", ["--topology=dgx-h100"])):
+        out = tmp_path / f"{name}.json"
+        rc, _, err = run_cli(["simulate", table, *flags, "--json", out, "--quiet"])
+        assert rc == 0, err
+        results[name] = json.loads(out.read_text())["iteration_time_ns"] / 1e6
+    assert got == pytest.approx(results["own"], rel=1e-12)
+    # A100's NVLink (300 GB/s) and 200 Gbit/s NICs are slower than the H100 preset's
+    assert got > results["h100"]

@@ -144,12 +144,8 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
 
 
 def _blocking_sends(args: argparse.Namespace, sidecar: dict | None) -> bool:
-    """--blocking-sends: on, off, or auto = on for a table generated in Megatron style
-    (its sidecar says so) outside the interleaved schedule, where Megatron-LM overlaps its
-    p2p with compute by default; SimAI/AICB tables keep SimAI's asynchronous sends."""
-    if args.blocking_sends != "auto":
-        return args.blocking_sends == "on"
-    return ((sidecar or {}).get("style") == "megatron" and args.pp_schedule != "interleaved")
+    from ..provenance import blocking_sends
+    return blocking_sends(args.blocking_sends, sidecar, args.pp_schedule)
 
 
 def run(args: argparse.Namespace) -> int:

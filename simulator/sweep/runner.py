@@ -44,7 +44,8 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
     from ..config import SweepPoint
-    from ..costmodel.registry import build_cost_model, cost_model_name
+    from ..costmodel.registry import build_cost_model, cost_model_name, preset_for_gpu
+    from ..provenance import blocking_sends, embedding_allreduce_bytes
     from ..engine import SimulationOptions, simulate
     from ..result import BREAKDOWN_GROUPS
 
@@ -53,12 +54,19 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     # the same builder as `collsim simulate`: topology, cluster options and calibration alike
     cluster_opts = point.cluster_options(base_dir)
     cost_opts = point.cost_model_options(base_dir)
-    cluster, cost_model = build_cost_model(cluster_opts, cost_opts)
+    # the rules `collsim simulate` applies to the generated table and its sidecar: the
+    # workload GPU's preset where the point names no cluster, the tied-embedding all-reduce
+    # the table cannot carry, Megatron's blocking pipeline sends
+    preset = None if cluster_opts.asked() else preset_for_gpu(cfg.gpu)
+    cluster, cost_model = build_cost_model(cluster_opts, cost_opts, preset=preset)
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
+    sidecar = gen.assumptions()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = simulate(gen.workload, cluster, cost_model, SimulationOptions(
-            pp_schedule=schedule, vpp_chunks=cfg.vpp if schedule == "interleaved" else None))
+            pp_schedule=schedule, vpp_chunks=cfg.vpp if schedule == "interleaved" else None,
+            embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar),
+            blocking_sends=blocking_sends("auto", sidecar, schedule)))
     c = res.critical
     it_s = res.iteration_ns / 1e9
     tokens = cfg.global_batch * cfg.seq_length
