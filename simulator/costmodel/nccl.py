@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..errors import InputError
@@ -47,6 +48,7 @@ from .nccl_algorithms import binary_tree as _binary_tree
 from .nccl_algorithms import by_server as _by_server
 from .nccl_algorithms import tree_channel_cap
 from .nccl_phase import Phase
+from .nccl_symmetric import SymmetricRing, SymmetricRingPhase, symmetric_layout
 
 #: algorithms per operation, NCCL's own first; "hierarchical" only when asked for. Each
 #: planner returns None where NCCL would not run the algorithm on the group (PAT: one GPU
@@ -304,6 +306,12 @@ class NcclCostModel(CostModel):
         if cached is None:
             links = self.topology.links
             nvl = ph.nvlink_efficiency or self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
+            if isinstance(ph, SymmetricRingPhase):
+                def capacity(link):
+                    lk = links[link]
+                    return lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity
+                cached = ph.busiest[key] = ph.ring.busiest(capacity)
+                return cached
             best, best_t = None, -1.0
             for link, b in ph.loads.items():
                 lk = links[link]
@@ -328,7 +336,7 @@ class NcclCostModel(CostModel):
                 latency += 1000.0 * (p.base_latency_us[fam][i]
                                      + ph.nvlink_hops * p.hop_latency_us["nvlink"][fam][i]
                                      + ph.net_hops * p.hop_latency_us["net"][fam][i]) + ph.wire_ns
-            if ph.loads:
+            if isinstance(ph, SymmetricRingPhase) or ph.loads:
                 # loads are per byte of buffer: scale by the size
                 link, per_byte, cap = self._busiest(op, ph, ranks)
                 t = size * per_byte / cap / pbw / ph.kernel_share
@@ -444,16 +452,20 @@ def _chain_latency(topo: Topology, ph: Phase, edges, hops: float) -> None:
             ph.wire_ns += n * max(topo.route_latency_ns(a, b) for a, b in group)
 
 
+def _ring_volume(op: Op, n: int) -> tuple[float, int]:
+    """(bytes per byte of buffer over every ring edge, sequential steps) of ``op``."""
+    if op is Op.ALLREDUCE:
+        return 2 * (n - 1) / n, 2 * (n - 1)
+    if op in (Op.ALLGATHER, Op.REDUCESCATTER):
+        return (n - 1) / n, n - 1
+    return 1.0, n - 1   # broadcast: a pipelined chain from the root, the whole buffer
+
+
 def _plan_ring(topo: Topology, op: Op, gpus) -> list[Phase]:
     n = len(gpus)
     rings = _ring_channels(topo, gpus)
     ph = Phase("ring")
-    if op is Op.ALLREDUCE:
-        volume, hops = 2 * (n - 1) / n, 2 * (n - 1)
-    elif op in (Op.ALLGATHER, Op.REDUCESCATTER):
-        volume, hops = (n - 1) / n, n - 1
-    else:  # broadcast: a pipelined chain from the root, the whole buffer over every edge
-        volume, hops = 1.0, n - 1
+    volume, hops = _ring_volume(op, n)
     root = gpus[0]
     edges_all = []
     for ring in rings:
@@ -468,6 +480,32 @@ def _plan_ring(topo: Topology, op: Op, gpus) -> list[Phase]:
             ph.add(topo.route(a, b), volume / len(rings))
     _chain_latency(topo, ph, edges_all, hops)
     return [ph]
+
+
+def _plan_ring_by_symmetry(topo: Topology, op: Op, gpus) -> list[Phase]:
+    """The ring plan; a symmetric group's (its servers hold the same local positions) from
+    two servers' transfers (costmodel/nccl_symmetric.py), with the same prices."""
+    layout = symmetric_layout(topo, gpus) if op is not Op.BROADCAST else None
+    if layout is None:
+        return _plan_ring(topo, op, gpus)
+    servers, local = layout
+    n, m = len(gpus), len(local)
+    volume, hops = _ring_volume(op, n)
+    ring = SymmetricRing(topo, servers, local, volume / m)
+    ph = SymmetricRingPhase(ring, partial(_first_phase, topo, op, gpus))
+    # latency: one server's transfers of each channel, the way out through the spine where
+    # the group crosses it (the slowest); the same share of steps crossing servers
+    out = ring.crossing[0] * m + m - 1 if ring.crossing else m - 1
+    edges = []
+    for c in range(m):
+        edges += [ring.edge(c, e)[:2] for e in range(m - 1)]
+        edges.append(ring.edge(c, out)[:2])
+    _chain_latency(topo, ph, edges, hops)
+    return [ph]
+
+
+def _first_phase(topo: Topology, op: Op, gpus) -> Phase:
+    return _plan_ring(topo, op, gpus)[0]
 
 
 def _plan_tree(topo: Topology, op: Op, gpus) -> list[Phase]:
@@ -603,7 +641,7 @@ def _plan_nvls(topo: Topology, op: Op, gpus) -> list[Phase] | None:
 _PLANNERS: dict[Any, Any] = {
     **_MULTINODE_PLANNERS,
     "nvls": _plan_nvls,
-    "ring": _plan_ring,
+    "ring": _plan_ring_by_symmetry,
     "tree": _plan_tree,
     (Op.ALLTOALL, "direct"): _plan_direct_a2a,
     (Op.ALLTOALL, "hierarchical"): _plan_hier_a2a,

@@ -1,0 +1,152 @@
+"""NCCL's rings over a symmetric group, priced from two servers' transfers.
+
+A group whose servers all hold its GPUs at the same local positions (the data-parallel
+group of a job, whatever its size) lays out the same ring transfers on every server: in
+channel c each server passes the buffer along its members rotated by c, sends once to the
+next server and receives once from the one before. On a topology whose routes are a GPU's
+way up to its leaf, the spine when the leaves differ and the way down (an NVSwitch server
+with NICs and a fabric: :class:`~simulator.topology.view.TopologyView`'s laid-out routes),
+every server's links therefore carry the same bytes, and only the spine links, crossed where
+consecutive servers sit under different leaves, differ. The busiest link is then found from
+the links of the group's first two servers and the spine's: a few hundred routes instead of
+one per GPU and channel.
+
+The answer is the full planner's to the last bit, and to its tie-breaking: every transfer of
+a ring adds the same bytes per byte, so a link's load is that share added as many times as
+routes cross it, as the full plan adds it; and of equally busy links the full plan's first
+laid-out one is the busiest, which lies on the first two servers (a later server's copy of a
+link is laid out after the second server's) or on the spine, and is found by walking those
+routes in the full plan's order. Everything that needs every link's bytes (flows, the fabric
+model) gets the full plan, made on first use. ``tests/test_nccl_symmetric.py`` compares the
+two on many groups, placements and presets.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .nccl_phase import Phase
+
+SPINE = -1          # owner of a leaf-spine link (the others belong to one of the servers)
+
+
+def symmetric_layout(topo, gpus) -> tuple[list[int], list[int]] | None:
+    """(the group's servers in order, the local positions each holds), where the group has
+    two or more servers holding the same positions and the topology lays routes out as
+    up, spine, down; else None."""
+    if not getattr(topo, "_fast", False) or type(topo.links).__name__ != "_Links":
+        return None
+    gps = topo.gpus_per_server
+    per: dict[int, list[int]] = {}
+    for g in gpus:
+        per.setdefault(g // gps, []).append(g % gps)
+    if len(per) < 2:
+        return None
+    servers = sorted(per)
+    local = sorted(per[servers[0]])
+    if len(local) * len(servers) != len(gpus) or len(set(local)) != len(local):
+        return None
+    for s in servers:
+        if sorted(per[s]) != local:
+            return None
+    return servers, local
+
+
+class SymmetricRing:
+    """The ring channels of a symmetric group (see the module docstring)."""
+
+    def __init__(self, topo, servers: list[int], local: list[int], share: float):
+        self.topo, self.servers, self.local, self.share = topo, servers, local, share
+        gps, m, k = topo.gpus_per_server, len(local), len(servers)
+        self.k, self.m, self.gps = k, m, gps
+        spl = topo.spec.fabric.servers_per_leaf
+        # the servers whose way to the next one crosses the spine (leaves differ)
+        self.crossing = [i for i in range(k) if servers[i] // spl != servers[(i + 1) % k] // spl]
+        self.counts = self._counts()
+
+    def edge(self, c: int, e: int) -> tuple[int, int, int, int]:
+        """(source GPU, destination GPU, source server index, destination server index) of
+        the e-th transfer of channel c, as the full planner orders them."""
+        m, gps = self.m, self.gps
+        i, j = divmod(e, m)
+        rot = self.local[c:] + self.local[:c]
+        base = self.servers[i] * gps
+        if j < m - 1:
+            return base + rot[j], base + rot[j + 1], i, i
+        i2 = (i + 1) % self.k
+        return base + rot[m - 1], self.servers[i2] * gps + rot[0], i, i2
+
+    def owned(self, c: int, e: int):
+        """The links of the e-th transfer of channel c with their owner: a server's index or
+        SPINE."""
+        a, b, i, i2 = self.edge(c, e)
+        side = i
+        for link in self.topo.route(a, b):
+            u, v = link
+            if u.startswith("spine") or v.startswith("spine"):
+                yield link, SPINE
+                continue
+            yield link, side
+            if v.startswith("pod"):       # past the sender's leaf: the receiver's links
+                side = i2
+
+    def _counts(self) -> dict:
+        """Routes over each link of the first two servers and of the spine."""
+        k, m = self.k, self.m
+        edges: set[tuple[int, int]] = set()
+        for c in range(m):
+            for i in (0, 1):
+                edges.update((c, i * m + j) for j in range(m))      # inside, and out
+                edges.add((c, ((i - 1) % k) * m + m - 1))           # in
+            edges.update((c, i * m + m - 1) for i in self.crossing)
+        counts: dict = {}
+        for c, e in edges:
+            for link, owner in self.owned(c, e):
+                if owner in (0, 1, SPINE):
+                    counts[link] = counts.get(link, 0) + 1
+        return counts
+
+    def busiest(self, capacity: Callable) -> tuple:
+        """(link, bytes per byte, capacity) of the busiest link, as the full plan finds it."""
+        loads: dict = {}
+        by_count: dict[int, float] = {}
+        best_t = -1.0
+        for link, n in self.counts.items():
+            b = by_count.get(n)
+            if b is None:
+                b = 0.0
+                for _ in range(n):        # the full plan adds the share once per route
+                    b += self.share
+                by_count[n] = b
+            t = b / capacity(link)
+            loads[link] = (b, t)
+            best_t = max(best_t, t)
+        k, m = self.k, self.m
+        for c in range(m):
+            order = sorted(set(range(min(2 * m, k * m))) | {k * m - 1}
+                           | {i * m + m - 1 for i in self.crossing})
+            for e in order:
+                for link, owner in self.owned(c, e):
+                    if owner in (0, 1, SPINE) and loads[link][1] == best_t:
+                        return link, loads[link][0], capacity(link)
+        raise AssertionError("no busiest link")   # pragma: no cover (counts cover the scan)
+
+
+class SymmetricRingPhase(Phase):
+    """A ring's phase whose busiest link comes from :class:`SymmetricRing`; its per-link
+    bytes (``loads``) are the full plan's, made on first use."""
+
+    def __init__(self, ring: SymmetricRing, full_plan: Callable[[], Phase], **fields):
+        super().__init__("ring", **fields)
+        self.ring = ring
+        self._full_plan = full_plan
+
+    @property
+    def loads(self) -> dict:
+        full = self.__dict__.get("_loads")
+        if full is None:
+            full = self.__dict__["_loads"] = self._full_plan().loads
+        return full
+
+    @loads.setter
+    def loads(self, value) -> None:
+        self.__dict__["_loads"] = value or None
