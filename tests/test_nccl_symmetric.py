@@ -1,4 +1,4 @@
-"""The ring planner's symmetric shortcut (costmodel/nccl_symmetric.py) against the full
+"""The ring and PAT planners' symmetric shortcuts (costmodel/nccl_symmetric.py) against the full
 planner, which lays out every transfer: the same prices float for float, the same busiest
 link (the full plan's first laid-out one of equal load), the same latency terms and, when
 asked for, the same per-link bytes, on many group shapes, placements and presets; groups that
@@ -13,8 +13,10 @@ from dataclasses import replace
 
 import pytest
 
-from simulator.costmodel.nccl import NcclCostModel, _plan_ring, _plan_ring_by_symmetry
-from simulator.costmodel.nccl_symmetric import SymmetricRingPhase
+from simulator.costmodel.nccl import (NcclCostModel, _plan_pat_by_symmetry, _plan_ring,
+                                      _plan_ring_by_symmetry)
+from simulator.costmodel.nccl_algorithms import plan_pat
+from simulator.costmodel.nccl_symmetric import SymmetricPhase
 from simulator.topology import Topology, load_spec, presets
 from simulator.topology.overrides import apply_fabric_overrides, apply_overrides
 from simulator.topology.spec import PROTOCOLS
@@ -65,14 +67,15 @@ def _asymmetric_groups(servers: int, gps: int):
     yield tuple(s * gps + x for s in range(servers) for x in range(1 + s % 2))
 
 
-def _same(model, op, fast, full, ranks):
+def _same(model, op, fast, full, ranks, algo="ring"):
     for size in SIZES:
-        for proto in PROTOCOLS:
-            assert (model._time(op, size, "ring", proto, fast, ranks)
-                    == model._time(op, size, "ring", proto, full, ranks)), (op, size, proto)
+        for proto in (PROTOCOLS if algo == "ring" else ("Simple",)):
+            assert (model._time(op, size, algo, proto, fast, ranks)
+                    == model._time(op, size, algo, proto, full, ranks)), (op, size, proto)
     a, b = fast[0], full[0]
-    assert (a.nvlink_hops, a.net_hops, a.wire_ns, a.family, a.algbw_cap, a.kernel_share) == (
-        b.nvlink_hops, b.net_hops, b.wire_ns, b.family, b.algbw_cap, b.kernel_share)
+    assert (a.nvlink_hops, a.net_hops, a.wire_ns, a.family, a.algbw_cap, a.kernel_share,
+            a.fixed_latency_ns) == (b.nvlink_hops, b.net_hops, b.wire_ns, b.family,
+                                    b.algbw_cap, b.kernel_share, b.fixed_latency_ns)
 
 
 @pytest.mark.parametrize("label,spec", VARIANTS, ids=[v[0] for v in VARIANTS])
@@ -83,13 +86,13 @@ def test_symmetric_ring_prices_equal_the_full_planners(label, spec):
         for gpus in _symmetric_groups(servers, gps):
             for op in OPS:
                 fast = _plan_ring_by_symmetry(topo, op, gpus)
-                assert isinstance(fast[0], SymmetricRingPhase), (label, gpus)
+                assert isinstance(fast[0], SymmetricPhase), (label, gpus)
                 full = _plan_ring(topo, op, gpus)
                 _same(model, op, fast, full, len(gpus))
         for gpus in _asymmetric_groups(servers, gps):
             for op in OPS:
                 fast = _plan_ring_by_symmetry(topo, op, gpus)
-                assert not isinstance(fast[0], SymmetricRingPhase), (label, gpus)
+                assert not isinstance(fast[0], SymmetricPhase), (label, gpus)
 
 
 def test_symmetric_ring_bytes_per_link_are_the_full_plans():
@@ -98,7 +101,7 @@ def test_symmetric_ring_bytes_per_link_are_the_full_plans():
     model = NcclCostModel(replace(spec, servers=9))
     gpus = tuple(s * 8 + x for s in range(0, 9, 2) for x in (1, 4, 5))
     fast = _plan_ring_by_symmetry(model.topology, Op.ALLREDUCE, gpus)[0]
-    assert isinstance(fast, SymmetricRingPhase)
+    assert isinstance(fast, SymmetricPhase)
     model._busiest(Op.ALLREDUCE, fast, len(gpus))
     full = _plan_ring(model.topology, Op.ALLREDUCE, gpus)[0]
     assert list(fast.loads.items()) == list(full.loads.items())
@@ -113,13 +116,13 @@ def test_full_topology_and_broadcast_keep_the_full_planner():
     topo = Topology(spec, 4)
     gpus = tuple(range(0, 32, 8))
     assert not isinstance(_plan_ring_by_symmetry(topo, Op.ALLREDUCE, gpus)[0],
-                          SymmetricRingPhase)
+                          SymmetricPhase)
     view = NcclCostModel(replace(spec, servers=4)).topology
     assert not isinstance(_plan_ring_by_symmetry(view, Op.BROADCAST, gpus)[0],
-                          SymmetricRingPhase)
+                          SymmetricPhase)
 
 
-def test_a_big_symmetric_group_prices_as_the_full_topology():
+def test_big_symmetric_groups_price_as_on_the_full_topology():
     # the data-parallel group of SimAI's example at 147,456 GPUs: 6,144 GPUs, four on each
     # of 1,536 servers (48 leaves); the shortcut on the view, the full planner on the full
     # topology of the same size must give the same estimates
@@ -131,3 +134,46 @@ def test_a_big_symmetric_group_prices_as_the_full_topology():
         for size in SIZES:
             assert (view.candidates(op, size, gpus, "ring")
                     == full.candidates(op, size, gpus, "ring")), (op, size)
+    # and its 384 servers of one GPU each (every fourth server: PAT)
+    one = tuple(range(0, 1536 * 8, 32))
+    for op in (Op.ALLGATHER, Op.REDUCESCATTER):
+        for size in SIZES:
+            assert view.candidates(op, size, one) == full.candidates(op, size, one), (op, size)
+
+
+@pytest.mark.parametrize("label,spec", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_symmetric_pat_prices_equal_the_full_planners(label, spec):
+    gps = spec.gpus_per_server
+    for servers in (2, 3, 5, 40, 70):
+        model = NcclCostModel(replace(spec, servers=servers))
+        topo = model.topology
+        # in order, strided, reversed (PAT follows the group's order), with gaps
+        picks = [list(range(servers)), list(range(0, servers, 3)), list(range(servers))[::-1],
+                 [s for s in range(servers) if s % 7 != 3][::2], [servers - 1, 0]]
+        for pick in picks:
+            for x in (0, 3, gps - 1):
+                gpus = tuple(s * gps + x for s in pick)
+                if len(gpus) < 2:
+                    continue
+                for op in (Op.ALLGATHER, Op.REDUCESCATTER):
+                    fast = _plan_pat_by_symmetry(topo, op, gpus)
+                    assert isinstance(fast[0], SymmetricPhase) == (
+                        spec.fabric.ecmp == "ideal"), (label, gpus)
+                    _same(model, op, fast, plan_pat(topo, op, gpus), len(gpus), "pat")
+        # not one GPU per server at one position: the full planner (or no PAT at all)
+        mixed = tuple(s * gps + s % 2 for s in range(servers))
+        fast = _plan_pat_by_symmetry(topo, Op.ALLGATHER, mixed)
+        assert not isinstance(fast[0], SymmetricPhase)
+        _same(model, Op.ALLGATHER, fast, plan_pat(topo, Op.ALLGATHER, mixed), servers, "pat")
+        assert _plan_pat_by_symmetry(topo, Op.ALLGATHER, (0, 1, gps)) is None
+
+
+def test_symmetric_pat_bytes_per_link_are_the_full_plans():
+    spec = apply_fabric_overrides(load_spec("dgx-h100"), servers_per_leaf=2)
+    model = NcclCostModel(replace(spec, servers=9))
+    gpus = tuple(s * 8 + 5 for s in (8, 0, 3, 4, 7, 1))
+    fast = _plan_pat_by_symmetry(model.topology, Op.REDUCESCATTER, gpus)[0]
+    assert isinstance(fast, SymmetricPhase)
+    model._busiest(Op.REDUCESCATTER, fast, len(gpus))
+    full = plan_pat(model.topology, Op.REDUCESCATTER, gpus)[0]
+    assert list(fast.loads.items()) == list(full.loads.items())

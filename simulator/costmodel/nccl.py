@@ -46,9 +46,11 @@ from .base import CostModel
 from .nccl_algorithms import PLANNERS as _MULTINODE_PLANNERS
 from .nccl_algorithms import binary_tree as _binary_tree
 from .nccl_algorithms import by_server as _by_server
+from .nccl_algorithms import PAT_KERNEL_SHARE, pat_latency_ns
+from .nccl_algorithms import plan_pat as _plan_pat
 from .nccl_algorithms import tree_channel_cap
 from .nccl_phase import Phase
-from .nccl_symmetric import SymmetricRing, SymmetricRingPhase, symmetric_layout
+from .nccl_symmetric import SymmetricPat, SymmetricPhase, SymmetricRing, symmetric_layout
 
 #: algorithms per operation, NCCL's own first; "hierarchical" only when asked for. Each
 #: planner returns None where NCCL would not run the algorithm on the group (PAT: one GPU
@@ -306,11 +308,11 @@ class NcclCostModel(CostModel):
         if cached is None:
             links = self.topology.links
             nvl = ph.nvlink_efficiency or self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
-            if isinstance(ph, SymmetricRingPhase):
+            if isinstance(ph, SymmetricPhase):
                 def capacity(link):
                     lk = links[link]
                     return lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity
-                cached = ph.busiest[key] = ph.ring.busiest(capacity)
+                cached = ph.busiest[key] = ph.shortcut.busiest(capacity)
                 return cached
             best, best_t = None, -1.0
             for link, b in ph.loads.items():
@@ -336,7 +338,7 @@ class NcclCostModel(CostModel):
                 latency += 1000.0 * (p.base_latency_us[fam][i]
                                      + ph.nvlink_hops * p.hop_latency_us["nvlink"][fam][i]
                                      + ph.net_hops * p.hop_latency_us["net"][fam][i]) + ph.wire_ns
-            if isinstance(ph, SymmetricRingPhase) or ph.loads:
+            if isinstance(ph, SymmetricPhase) or ph.loads:
                 # loads are per byte of buffer: scale by the size
                 link, per_byte, cap = self._busiest(op, ph, ranks)
                 t = size * per_byte / cap / pbw / ph.kernel_share
@@ -492,7 +494,7 @@ def _plan_ring_by_symmetry(topo: Topology, op: Op, gpus) -> list[Phase]:
     n, m = len(gpus), len(local)
     volume, hops = _ring_volume(op, n)
     ring = SymmetricRing(topo, servers, local, volume / m)
-    ph = SymmetricRingPhase(ring, partial(_first_phase, topo, op, gpus))
+    ph = SymmetricPhase("ring", ring, partial(_first_phase, _plan_ring, topo, op, gpus))
     # latency: one server's transfers of each channel, the way out through the spine where
     # the group crosses it (the slowest); the same share of steps crossing servers
     out = ring.crossing[0] * m + m - 1 if ring.crossing else m - 1
@@ -504,8 +506,26 @@ def _plan_ring_by_symmetry(topo: Topology, op: Op, gpus) -> list[Phase]:
     return [ph]
 
 
-def _first_phase(topo: Topology, op: Op, gpus) -> Phase:
-    return _plan_ring(topo, op, gpus)[0]
+def _first_phase(planner, topo: Topology, op: Op, gpus) -> Phase:
+    return planner(topo, op, gpus)[0]
+
+
+def _plan_pat_by_symmetry(topo: Topology, op: Op, gpus) -> list[Phase] | None:
+    """PAT's plan; one GPU per server at the same local position under ideal ECMP from two
+    servers' sends and the pods' counts (costmodel/nccl_symmetric.py), the same prices."""
+    layout = symmetric_layout(topo, gpus)
+    if layout is not None and len(layout[1]) > 1:
+        return None                     # NCCL runs PAT only with one GPU per server
+    fab = topo.spec.fabric
+    if (layout is None or len(layout[1]) != 1 or fab is None or fab.ecmp != "ideal"
+            or op not in (Op.ALLGATHER, Op.REDUCESCATTER)):
+        return _plan_pat(topo, op, gpus)
+    pat = SymmetricPat(topo, op, tuple(gpus))
+    ph = SymmetricPhase("pat", pat, partial(_first_phase, _plan_pat, topo, op, gpus),
+                        kernel_share=PAT_KERNEL_SHARE)
+    ph.wire_ns = pat.wire_ns()
+    ph.fixed_latency_ns = pat_latency_ns(topo, len(gpus))
+    return [ph]
 
 
 def _plan_tree(topo: Topology, op: Op, gpus) -> list[Phase]:
@@ -641,6 +661,7 @@ def _plan_nvls(topo: Topology, op: Op, gpus) -> list[Phase] | None:
 _PLANNERS: dict[Any, Any] = {
     **_MULTINODE_PLANNERS,
     "nvls": _plan_nvls,
+    "pat": _plan_pat_by_symmetry,
     "ring": _plan_ring_by_symmetry,
     "tree": _plan_tree,
     (Op.ALLTOALL, "direct"): _plan_direct_a2a,

@@ -135,10 +135,15 @@ def plan_pat(topo: Topology, op: Op, gpus) -> list[Phase] | None:
         d *= 2
         steps += 1
     ph.wire_ns = wire
-    # NCCL: base + log2(nodes) x net latency / 3.5 + 2.8 us per rank (its linear part)
-    ph.fixed_latency_ns = launch_ns(topo) + 1000.0 * (
-        PAT_BASE_US + math.floor(math.log2(n)) * PAT_NET_US / 3.5 + PAT_PER_RANK_US * n)
+    ph.fixed_latency_ns = pat_latency_ns(topo, n)
     return [ph]
+
+
+def pat_latency_ns(topo: Topology, n: int) -> float:
+    """NCCL's PAT latency on n ranks: base + log2(nodes) x net latency / 3.5 + 2.8 us per
+    rank (its linear part), with the preset's launch."""
+    return launch_ns(topo) + 1000.0 * (
+        PAT_BASE_US + math.floor(math.log2(n)) * PAT_NET_US / 3.5 + PAT_PER_RANK_US * n)
 
 
 # -- NVLS-tree ---------------------------------------------------------------------------
@@ -186,9 +191,11 @@ def _spine_links(topo: Topology, a: int, b: int):
 
 def plan_collnet(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     fab = topo.spec.fabric
+    if fab is None or not fab.sharp:
+        return None                     # no SHARP switches
     servers = by_server(topo, gpus)
     k, m, n = len(servers), len(servers[0]), len(gpus)
-    if (fab is None or not fab.sharp or k < 2 or any(len(s) != m for s in servers)
+    if (k < 2 or any(len(s) != m for s in servers)
             or op not in (Op.ALLREDUCE, Op.ALLGATHER, Op.REDUCESCATTER)):
         return None
     if op is Op.ALLREDUCE and topo.spec.scale_up.type != "nvswitch":

@@ -1,4 +1,4 @@
-"""NCCL's rings over a symmetric group, priced from two servers' transfers.
+"""NCCL's rings and PAT over a symmetric group, priced from two servers' transfers.
 
 A group whose servers all hold its GPUs at the same local positions (the data-parallel
 group of a job, whatever its size) lays out the same ring transfers on every server: in
@@ -131,13 +131,115 @@ class SymmetricRing:
         raise AssertionError("no busiest link")   # pragma: no cover (counts cover the scan)
 
 
-class SymmetricRingPhase(Phase):
-    """A ring's phase whose busiest link comes from :class:`SymmetricRing`; its per-link
-    bytes (``loads``) are the full plan's, made on first use."""
+class SymmetricPat:
+    """PAT over a group of one GPU per server, all at the same local position, on a fabric
+    with ideal ECMP (one spine: a leaf's way up depends on its pod alone). Every step every
+    server sends once and receives once, so its links carry the same bytes as any other's;
+    a spine link carries what the step's sends out of (into) its pod do."""
 
-    def __init__(self, ring: SymmetricRing, full_plan: Callable[[], Phase], **fields):
-        super().__init__("ring", **fields)
-        self.ring = ring
+    def __init__(self, topo, op, order: tuple[int, ...]):
+        self.topo, self.order, self.n = topo, order, len(order)
+        self.gps = topo.gpus_per_server
+        self.sign = 1 if op.name == "ALLGATHER" else -1
+        spl = topo.spec.fabric.servers_per_leaf
+        self.pod = [g // self.gps // spl for g in order]
+        self.steps: list[tuple[int, float]] = []          # (distance, blocks) in order
+        d = 1
+        while d < self.n:
+            self.steps.append((d, min(d, self.n - d) / self.n))
+            d *= 2
+
+    def dst(self, i: int, d: int) -> int:
+        return (i + self.sign * d) % self.n
+
+    def owned(self, i: int, d: int):
+        """The links of rank i's send in the step of distance d, with their owner: 0 (the
+        sender's server), 1 (the receiver's) or SPINE."""
+        side = 0
+        for link in self.topo.route(self.order[i], self.order[self.dst(i, d)]):
+            u, v = link
+            if u.startswith("spine") or v.startswith("spine"):
+                yield link, SPINE
+                continue
+            yield link, side
+            if v.startswith("pod"):
+                side = 1
+
+    def crossing(self, d: int) -> list[int]:
+        pod, n = self.pod, self.n
+        return [i for i in range(n) if pod[i] != pod[self.dst(i, d)]]
+
+    def wire_ns(self) -> float:
+        """The full plan's latency sum: per step, its slowest send's route."""
+        wire = 0.0
+        for d, _ in self.steps:
+            cross = self.crossing(d)
+            i = cross[0] if cross else 0
+            dst = self.order[self.dst(i, d)]
+            wire += self.topo.path_latency_ns(self.topo.route(self.order[i], dst))
+        return wire
+
+    def busiest(self, capacity: Callable) -> tuple:
+        """(link, bytes per byte, capacity) of the busiest link, as the full plan finds it."""
+        # the servers of rank 0 and of the rank it first sends to: what each sends and
+        # receives in each step, in step order (any other server's links carry the same)
+        adds: dict = {}
+        for x in (0, self.dst(0, self.steps[0][0])):
+            for d, blocks in self.steps:
+                for link, owner in self.owned(x, d):
+                    if owner == 0:
+                        adds.setdefault(link, []).append(blocks)
+                src = (x - self.sign * d) % self.n       # the rank that sends to rank x
+                for link, owner in self.owned(src, d):
+                    if owner == 1:
+                        adds.setdefault(link, []).append(blocks)
+        # the spine: a pod's way up (down) carries the step's sends out of (into) it
+        up: dict[int, list] = {}
+        down: dict[int, list] = {}
+        first: dict = {}                                  # spine link -> its first send
+        for d, blocks in self.steps:
+            for i in self.crossing(d):
+                p_src, p_dst = self.pod[i], self.pod[self.dst(i, d)]
+                for pods, p in ((up, p_src), (down, p_dst)):
+                    pods.setdefault(p, []).append(blocks)
+                if (p_src, True) not in first or (p_dst, False) not in first:
+                    spine = [link for link, o in self.owned(i, d) if o == SPINE]
+                    first.setdefault((p_src, True), (spine[0], (d, i)))
+                    first.setdefault((p_dst, False), (spine[1], (d, i)))
+        loads: dict = {}
+        for link, seq in adds.items():
+            loads[link] = _summed(seq)
+        spine_at: dict = {}
+        for (p, is_up), (link, at) in first.items():
+            loads[link] = _summed((up if is_up else down)[p])
+            spine_at[link] = at
+        t = {link: b / capacity(link) for link, b in loads.items()}
+        best_t = max(t.values())
+        # every server's links are laid out first by the first send (rank 0 to the next),
+        # then the spine links where the sends first cross it
+        for link, _ in self.owned(0, self.steps[0][0]):
+            if t[link] == best_t:
+                return link, loads[link], capacity(link)
+        link = min((at, link) for link, at in spine_at.items() if t[link] == best_t)[1]
+        return link, loads[link], capacity(link)
+
+
+def _summed(seq) -> float:
+    """The bytes the full plan adds to a link, in its order."""
+    b = 0.0
+    for x in seq:
+        b += x
+    return b
+
+
+class SymmetricPhase(Phase):
+    """A phase whose busiest link comes from a shortcut (:class:`SymmetricRing`,
+    :class:`SymmetricPat`); its per-link bytes (``loads``) are the full plan's, made on first
+    use."""
+
+    def __init__(self, family: str, shortcut, full_plan: Callable[[], Phase], **fields):
+        super().__init__(family, **fields)
+        self.shortcut = shortcut
         self._full_plan = full_plan
 
     @property
