@@ -65,6 +65,7 @@ def _asymmetric_groups(servers: int, gps: int):
     yield tuple(s * gps + (s % 2) for s in range(servers))       # alternating positions
     yield (0, 1, gps, 2 * gps + 1)                               # two, one, one (other spot)
     yield tuple(s * gps + x for s in range(servers) for x in range(1 + s % 2))
+    yield tuple(s * gps for s in range(servers) for _ in range(2))         # a GPU twice
 
 
 def _same(model, op, fast, full, ranks, algo="ring"):

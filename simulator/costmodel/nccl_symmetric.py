@@ -36,18 +36,22 @@ def symmetric_layout(topo, gpus) -> tuple[list[int], list[int]] | None:
     if not getattr(topo, "_fast", False) or type(topo.links).__name__ != "_Links":
         return None
     gps = topo.gpus_per_server
-    per: dict[int, list[int]] = {}
-    for g in gpus:
-        per.setdefault(g // gps, []).append(g % gps)
-    if len(per) < 2:
+    ordered = sorted(gpus)
+    first = ordered[0] // gps
+    m = 0
+    while m < len(ordered) and ordered[m] // gps == first:
+        m += 1
+    n = len(ordered)
+    if n % m or n == m:
         return None
-    servers = sorted(per)
-    local = sorted(per[servers[0]])
-    if len(local) * len(servers) != len(gpus) or len(set(local)) != len(local):
+    local = [g - first * gps for g in ordered[:m]]
+    # every block of m GPUs in order is one server holding the same positions
+    servers = [g // gps for g in ordered[::m]]
+    if ([g % gps for g in ordered] != local * (n // m)
+            or [g // gps for g in ordered] != [s for s in servers for _ in range(m)]
+            or any(a >= b for a, b in zip(servers, servers[1:]))
+            or any(a >= b for a, b in zip(local, local[1:]))):      # a GPU twice
         return None
-    for s in servers:
-        if sorted(per[s]) != local:
-            return None
     return servers, local
 
 
