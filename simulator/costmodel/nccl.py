@@ -192,6 +192,8 @@ class NcclCostModel(CostModel):
         if not ranks:
             ranks = _synthetic_ranks(placement, self.spec.gpus_per_server)
         topo = self.topology_for(max(ranks) + 1)
+        if isinstance(topo, TopologyView) and topo._ranks is None and min(ranks) >= 0:
+            return tuple(ranks)                 # no placement map: rank i on GPU i
         return tuple(topo.gpu_of_rank(r) for r in ranks)
 
     # -- the engine's entry points --------------------------------------------------------
