@@ -125,7 +125,7 @@ def test_generated_530b_interleaved_beats_1f1b():
     model = with_overrides(get_preset("gpt-175b"), layers=105, hidden=20480, heads=128,
                            ffn=4 * 20480)
     cfg = resolve(model, 280, tp=8, pp=35, vpp=3, global_batch=280, seq_length=2048,
-                  recompute=True)
+                  recompute=True, distributed_optimizer=True)
     wl = generate(cfg, check_memory=False).workload
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulationWarning)

@@ -23,7 +23,7 @@ def _gpt13(**kw):
     model = with_overrides(get_preset("gpt-7b"), layers=24, hidden=2048, ffn=8192, heads=16,
                            vocab=50257)
     return resolve(model, 1, tp=1, micro_batch=kw.pop("mbs", 1), global_batch=kw.pop("gb", 1),
-                   seq_length=2048, gpu="h200", **kw)
+                   seq_length=2048, gpu="h200", distributed_optimizer=kw.pop("distributed_optimizer", True), **kw)
 
 
 def test_core_attention_is_the_kernels_device_time():

@@ -89,7 +89,7 @@ def test_a_tiny_model_runs_at_the_host_floor():
     host_scales) and never less than its kernels' launch time."""
     g = get_gpu("h200")
     model = with_overrides(get_preset("gpt-7b"), layers=2, hidden=64, ffn=256, heads=2)
-    cfg = resolve(model, 1, tp=1, seq_length=64, micro_batch=1, gpu="h200")
+    cfg = resolve(model, 1, tp=1, seq_length=64, micro_batch=1, gpu="h200", distributed_optimizer=True)
     cm = ComputeModel(cfg, megatron_params(cfg))
     att = cm.row_costs("attention_layer")
     mlp = cm.row_costs("mlp_layer")
@@ -112,7 +112,7 @@ def test_a_tiny_model_runs_at_the_host_floor():
 def test_large_gemm_bound_layer_is_device_time():
     """GPT-6.7B shapes, 8192 tokens: the GEMMs take milliseconds, the host a fraction of it."""
     model = with_overrides(get_preset("gpt-7b"), layers=1)
-    cfg = resolve(model, 1, tp=1, seq_length=2048, micro_batch=4, gpu="h200")
+    cfg = resolve(model, 1, tp=1, seq_length=2048, micro_batch=4, gpu="h200", distributed_optimizer=True)
     cm = ComputeModel(cfg, megatron_params(cfg))
     f = cm.row_costs("mlp_layer")[0]
     assert f.dev > 3 * f.host
@@ -121,7 +121,7 @@ def test_large_gemm_bound_layer_is_device_time():
 
 
 def test_generated_step_reports_gpu_derivation():
-    cfg = resolve(get_preset("gpt-7b"), 1, tp=1, seq_length=1024, micro_batch=1, gpu="a100")
+    cfg = resolve(get_preset("gpt-7b"), 1, tp=1, seq_length=1024, micro_batch=1, gpu="a100", distributed_optimizer=True)
     gen = generate(cfg, check_memory=False)
     assert sum(r.fwd_ns for r in gen.workload.rows) > 0
     assert GPUS["a100"].derivation.startswith("derived")
@@ -224,7 +224,7 @@ def test_layer_host_time_adds_up_to_the_measured_floor():
     if not g.host_layer_bwd_us:
         pytest.skip("no host floor in the fit")
     model = with_overrides(get_preset("gpt-7b"), layers=2, hidden=64, ffn=256, heads=2)
-    cfg = resolve(model, 1, tp=1, seq_length=64, micro_batch=1, gpu="h200")
+    cfg = resolve(model, 1, tp=1, seq_length=64, micro_batch=1, gpu="h200", distributed_optimizer=True)
     for gpu, (rf, rb) in ((None, (1.0, 1.0)), (fp8_gpu(g), g.host_variant("fp8")[:2])):
         cm = ComputeModel(cfg, megatron_params(cfg), gpu=gpu)
         att, mlp = cm.row_costs("attention_layer"), cm.row_costs("mlp_layer")

@@ -28,7 +28,7 @@ AICB_CASES = [
 def test_reproduces_aicb_files_row_by_row(model, world, tp, pp, ep, gbs, fname):
     ref_path = shared_path("corpus", fname)
     cfg = resolve(get_preset(model), world, tp=tp, pp=pp, ep=ep, global_batch=gbs,
-                  micro_batch=1, seq_length=4096, style="aicb")
+                  micro_batch=1, seq_length=4096, style="aicb", distributed_optimizer=True)
     text = render_workload(generate(cfg, compute="none").workload)
     ref = ref_path.read_text()
     got_lines, ref_lines = text.splitlines(), ref.splitlines()
@@ -40,10 +40,10 @@ def test_reproduces_aicb_files_row_by_row(model, world, tp, pp, ep, gbs, fname):
 
 
 def test_aicb_preset_tp_overrides_the_asked_one():
-    cfg = resolve(get_preset("gpt-7b"), 16, tp=2, global_batch=64, style="aicb")
+    cfg = resolve(get_preset("gpt-7b"), 16, tp=2, global_batch=64, style="aicb", distributed_optimizer=True)
     assert cfg.tp == 4 and any("forces TP 4" in n for n in cfg.notes)
     # the megatron style keeps what was asked
-    assert resolve(get_preset("gpt-7b"), 16, tp=2, global_batch=64).tp == 2
+    assert resolve(get_preset("gpt-7b"), 16, tp=2, global_batch=64, distributed_optimizer=True).tp == 2
 
 
 TINY = ModelSpec("tiny", layers=2, hidden=64, ffn=256, heads=4, vocab=1000, max_position=0,
@@ -56,7 +56,7 @@ def comms(w, name):
 
 def test_hand_derived_sizes_dense_megatron():
     # 4 GPUs: TP 2, DP 2; micro-batch 1 x 32 tokens; 4 sequences -> ga 2
-    cfg = resolve(TINY, 4, tp=2, global_batch=4, micro_batch=1, seq_length=32)
+    cfg = resolve(TINY, 4, tp=2, global_batch=4, micro_batch=1, seq_length=32, distributed_optimizer=True)
     w = generate(cfg, compute="none").workload
     assert (w.tp, w.pp, w.ga, w.all_gpus, w.vpp) == (2, 1, 2, 4, 2)
     act = 2 * 1 * 32 * 64  # bf16 activation of one micro-batch: 4096 bytes
@@ -81,11 +81,28 @@ def test_hand_derived_sizes_dense_megatron():
     assert (gp2.wg.op, gp2.wg.size_bytes) == (Op.ALLREDUCE, 4 * dense)
 
 
+def test_library_default_is_megatrons_no_distributed_optimizer():
+    """resolve() without the key builds what `collsim generate` builds without the flag:
+    Megatron-LM's default, no distributed optimizer (issue 12)."""
+    from simulator.config.generate import GenerateOptions
+    cfg = resolve(TINY, 4, tp=2, global_batch=4, seq_length=32)
+    assert cfg.distributed_optimizer is False
+    opts = GenerateOptions(model="gpt-7b", gpus=16, tp=2, global_batch=64, seq_length=2048)
+    assert resolve(get_preset("gpt-7b"), 16, tp=2, global_batch=64,
+                   seq_length=2048) == opts.train_config()
+    # the DP gradient sync is one all-reduce of the fp32 gradients (4 B x the 115008
+    # parameters per GPU derived above), no reduce-scatter + all-gather
+    w = generate(cfg, compute="none").workload
+    assert not comms(w, "grad_gather")
+    gp = comms(w, "grad_param_comm")[0]
+    assert (gp.wg.op, gp.wg.size_bytes) == (Op.ALLREDUCE, 4 * 115008)
+
+
 def test_hand_derived_sizes_moe_megatron():
     moe = ModelSpec("tiny-moe", layers=2, hidden=64, ffn=256, heads=4, vocab=1000,
                     max_position=0, tied_embeddings=False, experts=4, topk=2, moe_ffn=128)
     # 8 GPUs: TP 2, DP 4, EP 2 -> DP_EP 2; TP>1 with MoE turns SP on
-    cfg = resolve(moe, 8, tp=2, ep=2, global_batch=4, seq_length=32)
+    cfg = resolve(moe, 8, tp=2, ep=2, global_batch=4, seq_length=32, distributed_optimizer=True)
     assert cfg.sp and cfg.dp_ep == 2
     w = generate(cfg, compute="none").workload
     rows = comms(w, "mlp_moelayer")[:5]
@@ -108,7 +125,7 @@ def test_hand_derived_sizes_moe_megatron():
     assert (col.fwd.op, col.ig.op, col.fwd.size_bytes) == (Op.ALLGATHER, Op.REDUCESCATTER,
                                                            2 * 32 * 64)
     # no EP: the all-to-alls and the count all-gather vanish
-    w1 = generate(resolve(moe, 8, tp=2, ep=1, global_batch=4, seq_length=32),
+    w1 = generate(resolve(moe, 8, tp=2, ep=1, global_batch=4, seq_length=32, distributed_optimizer=True),
                   compute="none").workload
     assert all(r.fwd.op in (None, Op.ALLGATHER, Op.REDUCESCATTER)
                for r in comms(w1, "mlp_moelayer"))
@@ -117,7 +134,7 @@ def test_hand_derived_sizes_moe_megatron():
 
 def test_written_file_reads_back_equal(tmp_path):
     cfg = resolve(get_preset("mixtral-8x7b"), 64, tp=2, pp=2, ep=4, global_batch=64,
-                  seq_length=2048, recompute=True)
+                  seq_length=2048, recompute=True, distributed_optimizer=True)
     gen = generate(cfg)
     text = render_workload(gen.workload)
     back = read_workload_text(text)
@@ -138,7 +155,7 @@ def test_recompute_replays_every_layer_forward():
     import warnings
 
     from simulator.engine import simulate
-    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=1, global_batch=16, recompute=True)
+    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, pp=1, global_batch=16, recompute=True, distributed_optimizer=True)
     w = generate(cfg).workload
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -171,7 +188,7 @@ def test_impossible_configurations(kwargs, field):
     with pytest.raises(InputError) as err:
         cfg = resolve(get_preset(k.pop("model")), k.pop("world"), tp=k.pop("tp", None),
                       pp=k.pop("pp", 1), ep=k.pop("ep", 1), vpp=k.pop("vpp", None),
-                      global_batch=k.pop("gbs", None))
+                      global_batch=k.pop("gbs", None), distributed_optimizer=True)
         generate(cfg)
     assert err.value.field == field
     assert "\n" not in str(err.value)
@@ -219,7 +236,7 @@ def test_yaml_model_and_overrides(tmp_path):
 
 
 def test_compute_profile_and_placeholders(tmp_path):
-    cfg = resolve(TINY, 4, tp=2, global_batch=4, seq_length=32)
+    cfg = resolve(TINY, 4, tp=2, global_batch=4, seq_length=32, distributed_optimizer=True)
     w = generate(cfg, compute="none").workload
     assert {r.fwd_ns for r in w.rows if not r.name.startswith("optimizer")} == {1}
     prof = tmp_path / "p.csv"
@@ -255,7 +272,7 @@ def test_gemm_model_on_the_earlier_h200_gemms():
 
 def test_compute_model_orders_of_magnitude():
     # gpt-7b, TP 4, 4096 tokens on an H100: one layer forward ~ 2*4096*12*4096^2/4 FLOPs
-    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, global_batch=64)
+    cfg = resolve(get_preset("gpt-7b"), 16, tp=4, global_batch=64, distributed_optimizer=True)
     gen = generate(cfg)
     rows = gen.workload.rows
     att = next(r for r in rows if r.name == "attention_layer")

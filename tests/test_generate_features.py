@@ -20,7 +20,7 @@ TINY4 = ModelSpec("tiny4", layers=4, hidden=256, ffn=1024, heads=4, vocab=1000,
 
 
 def gen(world=1, features=Features(), compute="model", model=TINY4, **kw):
-    cfg = resolve(model, world, features=features, seq_length=kw.pop("seq_length", 128), **kw)
+    cfg = resolve(model, world, features=features, seq_length=kw.pop("seq_length", 128), distributed_optimizer=kw.pop("distributed_optimizer", True), **kw)
     return generate(cfg, compute=compute, check_memory=False)
 
 
@@ -97,7 +97,7 @@ def test_selective_recompute_replays_core_attention_only():
 
 def test_recompute_memory_follows_the_method():
     def gib(**f):
-        cfg = resolve(TINY4, 1, seq_length=128, features=Features(**f) if f else None)
+        cfg = resolve(TINY4, 1, seq_length=128, features=Features(**f) if f else None, distributed_optimizer=True)
         return memory_estimate(cfg).activations_gib
     none, full1 = gib(), gib(recompute_granularity="full")
     block2 = gib(recompute_granularity="full", recompute_method="block", recompute_num_layers=2)
@@ -113,7 +113,7 @@ def test_recompute_memory_follows_the_method():
 def test_recompute_flags_megatron_rejects(features, key):
     # the library names the option key (the CLI shows the flag: test_cli_* below)
     with pytest.raises(InputError, match=f"^{key}: "):
-        resolve(TINY4, 1, features=features)
+        resolve(TINY4, 1, features=features, distributed_optimizer=True)
 
 
 # ---------------------------------------------------------------------- overlap-grad-reduce
@@ -217,7 +217,7 @@ def test_context_parallel_halves_the_attention_work_per_rank():
 ])
 def test_context_parallel_checks(kw, flag):
     with pytest.raises(InputError, match=f"^{flag}: "):
-        resolve(TINY4, **kw)
+        resolve(TINY4, distributed_optimizer=kw.pop("distributed_optimizer", True), **kw)
 
 
 # ------------------------------------------------------------ expert tensor parallelism
@@ -242,7 +242,7 @@ def test_expert_tensor_parallel_one_keeps_whole_experts():
     rs = lambda g: next(r for r in g.workload.rows if r.name == "moe_grad_norm2")  # noqa
     assert rs(et1).wg.size_bytes == 4 * 1_048_576
     with pytest.raises(InputError, match="expert_tensor_parallel_size"):
-        resolve(MOE, 8, tp=2, ep=2, features=Features(etp=4))
+        resolve(MOE, 8, tp=2, ep=2, features=Features(etp=4), distributed_optimizer=True)
 
 
 def test_shared_experts_gather_and_scatter_over_tp():
@@ -317,7 +317,7 @@ def test_zero3_gathers_every_layer_twice_and_reduces_it():
 def test_zero_combinations_deepspeed_refuses(kw, match):
     model = kw.pop("model", TINY4)
     with pytest.raises(InputError, match=match):
-        resolve(model, **kw)
+        resolve(model, distributed_optimizer=kw.pop("distributed_optimizer", True), **kw)
 
 
 # ------------------------------------------------------------------- FP8, attention backend
@@ -351,7 +351,7 @@ def test_fp8_halves_gemm_bound_layers_only():
     assert _row(fp8, "final_column") == _row(bf16, "final_column")
     assert _row(fp8, "attention_layer").fwd_ns < _row(bf16, "attention_layer").fwd_ns
     with pytest.raises(InputError, match="fp8: FP8 GEMMs need Hopper"):
-        resolve(TINY4, 1, gpu="a100", features=Features(fp8="hybrid"))
+        resolve(TINY4, 1, gpu="a100", features=Features(fp8="hybrid"), distributed_optimizer=True)
 
 
 def test_unfused_attention_prices_the_score_matrix():
@@ -385,8 +385,8 @@ def test_unfused_attention_prices_the_score_matrix():
     assert 0.6 * (bwd - flash_bwd) <= moved <= 1.1 * (bwd - flash_bwd)
     # memory: the bf16 probabilities, 2 bytes x 64 heads x 1024^2, kept by each of 2 layers
     # (selective recompute drops them again)
-    plain = resolve(BIG, 1, seq_length=1024)
-    unf = resolve(BIG, 1, seq_length=1024, features=Features(attention_backend="unfused"))
+    plain = resolve(BIG, 1, seq_length=1024, distributed_optimizer=True)
+    unf = resolve(BIG, 1, seq_length=1024, features=Features(attention_backend="unfused"), distributed_optimizer=True)
     grown = (memory_estimate(unf).activations_gib - memory_estimate(plain).activations_gib)
     assert abs(grown * 2**30 - 2 * 2 * 64 * 1024**2) < 1e3
 

@@ -28,7 +28,7 @@ TINY4_DENSE = 3_672_320
 
 
 def gen(world=1, features=Features(), model=TINY4, **kw):
-    cfg = resolve(model, world, features=features, seq_length=kw.pop("seq_length", 128), **kw)
+    cfg = resolve(model, world, features=features, seq_length=kw.pop("seq_length", 128), distributed_optimizer=kw.pop("distributed_optimizer", True), **kw)
     return generate(cfg, compute="none", check_memory=False)
 
 
@@ -50,7 +50,7 @@ def test_tied_embedding_allreduce_bytes_gpt3_175b():
     # main gradients, as Megatron forces with bf16) = 314,572,800 B, between the first
     # and the last of 16 stages
     cfg = resolve(get_preset("gpt-175b"), 128, tp=8, pp=16, seq_length=2048,
-                  global_batch=16)
+                  global_batch=16, distributed_optimizer=True)
     g = generate(cfg, compute="none", check_memory=False)
     (entry,) = g.info()["not_in_table"]
     assert entry["bytes"] == 314_572_800
@@ -62,17 +62,17 @@ def test_tied_embedding_allreduce_bytes_gpt3_175b():
     assert feats["pipeline_sends"] == "the whole activation from every TP rank"
     # bf16 main gradients (--grad-reduce-in-bf16): 78,643,200 x 2 = 157,286,400 B
     cfg = resolve(get_preset("gpt-175b"), 128, tp=8, pp=16, seq_length=2048,
-                  global_batch=16, features=Features(grad_reduce_in_bf16=True))
+                  global_batch=16, features=Features(grad_reduce_in_bf16=True), distributed_optimizer=True)
     assert generate(cfg, compute="none", check_memory=False).info()["not_in_table"][0][
         "bytes"] == 157_286_400
 
 
 def test_no_embedding_allreduce_without_pp_or_untied():
     g175 = get_preset("gpt-175b")
-    assert generate(resolve(g175, 8, tp=8, seq_length=2048), compute="none",
+    assert generate(resolve(g175, 8, tp=8, seq_length=2048, distributed_optimizer=True), compute="none",
                     check_memory=False).info()["not_in_table"] == []
     # Llama's output layer has its own weights: nothing to keep in sync
-    cfg = resolve(get_preset("llama-2-7b"), 4, tp=2, pp=2, seq_length=1024)
+    cfg = resolve(get_preset("llama-2-7b"), 4, tp=2, pp=2, seq_length=1024, distributed_optimizer=True)
     assert generate(cfg, compute="none", check_memory=False).info()["not_in_table"] == []
 
 

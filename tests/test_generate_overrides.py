@@ -30,7 +30,7 @@ def test_the_530b_model_is_530b():
     # embedding of the vocabulary padded to 128 x TP 8 = 1024: 51200 x 20480 = 1,048,576,000;
     # 4096 learned positions x 20480 = 83,886,080; final norm 20480.
     m, _ = with_derived_overrides(get_preset("gpt-175b"), hidden=20480, layers=105, heads=128)
-    cfg = resolve(m, 280, tp=8, pp=35, global_batch=280, seq_length=2048)
+    cfg = resolve(m, 280, tp=8, pp=35, global_batch=280, seq_length=2048, distributed_optimizer=True)
     assert megatron_params(cfg).total_model == 529_619_087_360
 
 

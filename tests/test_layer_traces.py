@@ -81,7 +81,7 @@ def test_attention_backward_efficiency_is_the_fit():
 def test_prediction_is_what_generate_writes():
     row = rows()[("gpt-7b", 4096)]
     p = acc.predict(row)
-    cfg = resolve(get_preset("gpt-7b"), 1, tp=1, seq_length=4096, micro_batch=1, gpu="h200")
+    cfg = resolve(get_preset("gpt-7b"), 1, tp=1, seq_length=4096, micro_batch=1, gpu="h200", distributed_optimizer=True)
     w = generate(cfg, check_memory=False).workload
     layer = [x for x in w.rows if x.name in ("attention_layer", "mlp_layer")][:2]
     assert sum(x.fwd_ns for x in layer) == pytest.approx(p["fwd"] * 1e3, abs=2)

@@ -148,7 +148,7 @@ def test_blocking_sends_agree_across_engines(schedule):
     from simulator.generate import generate, get_preset, resolve
 
     cfg = resolve(get_preset("gpt-7b"), 24, tp=4, pp=3, vpp=2, global_batch=6,
-                  seq_length=1024)
+                  seq_length=1024, distributed_optimizer=True)
     wl = generate(cfg, check_memory=False).workload
     out = []
     for extra in ({}, {"trace": True}, {"engine": "detailed"}, {"stragglers": ((3, 1.0),)}):

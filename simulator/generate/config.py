@@ -29,7 +29,7 @@ class TrainConfig:
     micro_batch: int = 1
     global_batch: int = 1
     seq_length: int = 4096
-    distributed_optimizer: bool = True
+    distributed_optimizer: bool = False  # Megatron-LM's default (--use-distributed-optimizer)
     recompute: bool = False         # full activation recompute of every layer
     gpu: str = "h100"
     style: str = "megatron"
@@ -92,9 +92,10 @@ class TrainConfig:
 def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep: int = 1,
             sp: bool = False, vpp: int | None = None, micro_batch: int = 1,
             global_batch: int | None = None, seq_length: int = 4096,
-            distributed_optimizer: bool = True, recompute: bool = False, gpu: str = "h100",
+            distributed_optimizer: bool = False, recompute: bool = False, gpu: str = "h100",
             style: str = "megatron", features: Features | None = None) -> TrainConfig:
-    """Apply the style's rules and check that the configuration can exist."""
+    """Apply the style's rules and check that the configuration can exist. The distributed
+    optimizer is off unless asked for, as in Megatron-LM and `collsim generate`."""
     notes: list[str] = []
     if style not in STYLES:
         raise InputError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}",
