@@ -60,6 +60,9 @@ class SimulationOptions:
     # a pipeline send blocks its sender until it has arrived (Megatron-LM's p2p: requests
     # waited on, outside its interleaved schedule's overlap); off: SimAI's asynchronous sends
     blocking_sends: bool = False
+    # the per-row detail (result.rows): a sweep point, which reports only the iteration and
+    # its breakdown, leaves it out; everything else in the result is the same either way
+    row_detail: bool = True
 
 
 # ------------------------------------------------------------------------------ detailed
@@ -226,17 +229,26 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
     # per-row detail, priced as on the critical stage
     pricer = plan.pricers[stage_results[critical].stage]
     row_results: list[RowResult] = []
+    # SimAI's closed-form bubble's stage time: every row but embedding_layer, compute and
+    # blocking communication (the note below), in file order as the detail lists them
+    stage_ns = 0
     for seq, indices, occurrences in (("pre", seg.prefix, 1), ("mb", seg.micro_batch, seg.ga),
                                       ("suf", seg.suffix, 1)):
         for k, i in enumerate(indices):
             r = rows[i]
+            fwd_comm_ns, ig_comm_ns = pricer.comm_ns(r.fwd), pricer.comm_ns(r.ig)
+            if r.name != "embedding_layer":
+                stage_ns += occurrences * (r.fwd_ns + r.ig_ns + r.wg_ns
+                                           + fwd_comm_ns + ig_comm_ns)
+            if not options.row_detail:
+                continue
             row_results.append(RowResult(
                 sequence=seq, index=k, file_line=r.line, name=r.name, occurrences=occurrences,
                 fwd_compute_ns=r.fwd_ns, fwd_comm=r.fwd.type_name(),
                 fwd_group=str(r.fwd.group or ""),
-                fwd_bytes=r.fwd.size_bytes, fwd_comm_ns=pricer.comm_ns(r.fwd),
+                fwd_bytes=r.fwd.size_bytes, fwd_comm_ns=fwd_comm_ns,
                 ig_compute_ns=r.ig_ns, ig_comm=r.ig.type_name(), ig_group=str(r.ig.group or ""),
-                ig_bytes=r.ig.size_bytes, ig_comm_ns=pricer.comm_ns(r.ig),
+                ig_bytes=r.ig.size_bytes, ig_comm_ns=ig_comm_ns,
                 wg_compute_ns=r.wg_ns, wg_comm=r.wg.type_name(), wg_group=str(r.wg.group or ""),
                 wg_bytes=r.wg.size_bytes, wg_comm_ns=pricer.comm_ns(r.wg),
                 exposed_ns=row_exposed.get((seq, k), 0)))
@@ -244,7 +256,7 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
         trace = sorted(trace, key=lambda x: (x.stage, x.start_ns))
     notes = list(plan.notes)
     if par.pp > 1:
-        notes.append(_simai_bubble_note(plan, row_results, stage_results[critical].bubble_ns))
+        notes.append(_simai_bubble_note(plan, stage_ns, stage_results[critical].bubble_ns))
     return SimulationResult(
         workload=plan.workload.path, gpus=par.world, tp=par.tp, ep=par.ep, pp=par.pp,
         dp=par.dp, dp_ep=par.dp_ep, ga=seg.ga, chunks=plan.chunks,
@@ -287,13 +299,11 @@ def _link_sharing(plan: JobPlan, options: SimulationOptions) -> str:
             "(--no-contention: each alone)")
 
 
-def _simai_bubble_note(plan: JobPlan, rows: list[RowResult], simulated_ns: int) -> str:
+def _simai_bubble_note(plan: JobPlan, stage_ns: int, simulated_ns: int) -> str:
     """What SimAI's closed form would charge: (pp-1)/(ga*vpp) of the stage's compute plus
-    blocking communication, rows named embedding_layer left out (for users comparing)."""
+    blocking communication (``stage_ns``, rows named embedding_layer left out), for users
+    comparing."""
     wl = plan.workload
-    stage_ns = sum(r.occurrences * (r.fwd_compute_ns + r.ig_compute_ns + r.wg_compute_ns
-                                    + r.fwd_comm_ns + r.ig_comm_ns)
-                   for r in rows if r.name != "embedding_layer")
     ga, vpp = max(1, wl.ga), max(1, wl.vpp)
     closed = (plan.par.pp - 1) * stage_ns / (ga * vpp)
     return (f"SimAI's closed-form bubble, (pp-1)/(ga*vpp) = {plan.par.pp - 1}/({ga}*{vpp}) of "

@@ -43,14 +43,13 @@ def run_point(point: dict, base_dir: str = ".") -> dict:
 def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
-    from ..config import SweepPoint
-    from ..costmodel.registry import build_cost_model, cost_model_name, preset_for_gpu
+    from ..costmodel.registry import cost_model_name, preset_for_gpu
     from ..provenance import blocking_sends, embedding_allreduce_bytes
     from ..engine import SimulationOptions, simulate
     from ..result import BREAKDOWN_GROUPS
 
-    point = SweepPoint.from_point(p)
-    cfg, gen = _generated(point.generate_options(), base_dir)
+    point, gen_opts = _parsed(p)
+    cfg, gen, sidecar = _generated(gen_opts, base_dir)
     # the same builder as `collsim simulate`: topology, cluster options and calibration alike
     cluster_opts = point.cluster_options(base_dir)
     cost_opts = point.cost_model_options(base_dir)
@@ -58,15 +57,14 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     # workload GPU's preset where the point names no cluster, the tied-embedding all-reduce
     # the table cannot carry, Megatron's blocking pipeline sends
     preset = None if cluster_opts.asked() else preset_for_gpu(cfg.gpu)
-    cluster, cost_model = build_cost_model(cluster_opts, cost_opts, preset=preset)
+    cluster, cost_model = _cost_model(cluster_opts, cost_opts, preset, cfg.world)
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
-    sidecar = gen.assumptions()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = simulate(gen.workload, cluster, cost_model, SimulationOptions(
             pp_schedule=schedule, vpp_chunks=cfg.vpp if schedule == "interleaved" else None,
             embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar),
-            blocking_sends=blocking_sends("auto", sidecar, schedule)))
+            blocking_sends=blocking_sends("auto", sidecar, schedule), row_detail=False))
     c = res.critical
     it_s = res.iteration_ns / 1e9
     tokens = cfg.global_batch * cfg.seq_length
@@ -100,8 +98,9 @@ _GENERATED_KEPT = 8
 
 
 def _generated(options, base_dir: str):
-    """(train config, generated workload) for these workload options, memoized in this
-    process; warnings the generation gave are given again on every use."""
+    """(train config, generated workload, its sidecar assumptions) for these workload
+    options, memoized in this process; warnings the generation gave are given again on every
+    use."""
     import warnings
 
     from ..generate import generate
@@ -113,15 +112,74 @@ def _generated(options, base_dir: str):
             warnings.simplefilter("always")
             cfg = options.train_config(base_dir, derived_notes=False)
             gen = generate(cfg, compute=options.compute)
-        hit = _GENERATED[key] = (cfg, gen, [(w.message, w.category) for w in caught])
+            sidecar = gen.assumptions()
+        hit = _GENERATED[key] = (cfg, gen, sidecar, [(w.message, w.category) for w in caught])
         while len(_GENERATED) > _GENERATED_KEPT:
             _GENERATED.popitem(last=False)
     else:
         _GENERATED.move_to_end(key)
-    cfg, gen, said = hit
+    cfg, gen, sidecar, said = hit
     for message, category in said:
         warnings.warn(message, category, stacklevel=3)
-    return cfg, gen
+    return cfg, gen, sidecar
+
+
+# A point's keys parsed once: sweeps repeat the same few dicts' shapes, and a resumed or
+# repeated point is parsed again otherwise. Keyed by the point's items (plain values).
+_PARSED: dict = {}
+_PARSED_KEPT = 4096
+
+
+def _parsed(p: dict):
+    """(SweepPoint, its GenerateOptions) for this point's dict, memoized in this process."""
+    from ..config import SweepPoint
+
+    try:
+        key = tuple(sorted(p.items()))
+        hash(key)
+    except TypeError:   # a value that cannot be a key (a list): parse it every time
+        point = SweepPoint.from_point(p)
+        return point, point.generate_options()
+    hit = _PARSED.get(key)
+    if hit is None:
+        point = SweepPoint.from_point(p)
+        hit = (point, point.generate_options())
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[key] = hit
+    return hit
+
+
+# Points that differ only in workload or schedule keys share one built cost model (and the
+# prices it keeps): building it again is a topology and a preset per point. Keyed by the
+# typed cluster and cost-model options, the preset and the job's world size (a model routes
+# on a topology built for the job's size); warnings the build gave are given again.
+_COST_MODELS: OrderedDict = OrderedDict()
+_COST_MODELS_KEPT = 16
+
+
+def _cost_model(cluster_opts, cost_opts, preset, world: int):
+    """(cluster, cost model) as :func:`build_cost_model` builds them, memoized in this
+    process."""
+    import warnings
+
+    from ..costmodel.registry import build_cost_model
+
+    key = (cluster_opts, cost_opts, preset, world)
+    hit = _COST_MODELS.get(key)
+    if hit is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            built = build_cost_model(cluster_opts, cost_opts, preset=preset)
+        hit = _COST_MODELS[key] = (built, [(w.message, w.category) for w in caught])
+        while len(_COST_MODELS) > _COST_MODELS_KEPT:
+            _COST_MODELS.popitem(last=False)
+    else:
+        _COST_MODELS.move_to_end(key)
+    built, said = hit
+    for message, category in said:
+        warnings.warn(message, category, stacklevel=3)
+    return built
 
 
 # ------------------------------------------------------------------------ executors
