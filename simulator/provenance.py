@@ -68,6 +68,16 @@ def blocking_sends(mode: str, sidecar: dict | None, pp_schedule: str | None) -> 
     return (sidecar or {}).get("style") == "megatron" and pp_schedule != "interleaved"
 
 
+def table_rules(workload_path: str, blocking_mode: str,
+                pp_schedule: str | None) -> tuple[int, bool]:
+    """(tied-embedding all-reduce bytes, whether pipeline sends block) for the table at
+    ``workload_path`` from its own sidecar: what ``collsim simulate`` applies to it alone, so
+    a co-located job gets the rules of its own table, not those of the first job's."""
+    sidecar = read_sidecar(workload_path)
+    return (embedding_allreduce_bytes(sidecar),
+            blocking_sends(blocking_mode, sidecar, pp_schedule))
+
+
 def workload_assumptions(workload, sidecar: dict | None) -> dict:
     """The workload side of a simulate run's assumptions."""
     rows = workload.rows

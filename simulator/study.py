@@ -50,6 +50,9 @@ class WhatIf:
     sensitivity: bool = False        # each group's communication 10% faster, one run each
     co_jobs: tuple[str, ...] = ()    # other workload tables on the same cluster
     placement: str | None = None     # of the co-located jobs: packed, spread or rail
+    # whether the co-located jobs' pipeline sends block: auto (each from its own table's
+    # sidecar, as collsim simulate decides for a table alone), on or off
+    co_job_blocking_sends: str = "auto"
 
     def __post_init__(self) -> None:
         random = bool(self.jitter) or any(s.fraction is not None for s in self.stragglers)
@@ -122,15 +125,21 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         if what_if.draws > 1 or what_if.sensitivity:
             raise InputError("--co-job cannot be combined with --draws or --sensitivity",
                              field="co_jobs")
+        from .provenance import table_rules
         others = [read_workload(path, strict=strict) for path in what_if.co_jobs]
+        # each co-job's tied-embedding all-reduce and blocking sends from its own sidecar
+        rules = [table_rules(path, what_if.co_job_blocking_sends, options.pp_schedule)
+                 for path in what_if.co_jobs]
         if wanted(progress):
             sys.stderr.write(f"simulating {1 + len(others)} co-located jobs together...\n")
         # the jobs share the NICs their GPUs share: contention on, the engine that shares them
         results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
             gpus=options.gpus, pp_schedule=options.pp_schedule, vpp_chunks=options.vpp_chunks,
             trace=options.trace, stragglers=resolve_all(stragglers, world, 0),
-            degraded=degraded, compat=options.compat),
-            placement=what_if.placement or "packed")
+            degraded=degraded, compat=options.compat,
+            embedding_allreduce_bytes=options.embedding_allreduce_bytes,
+            blocking_sends=options.blocking_sends),
+            placement=what_if.placement or "packed", co_job_rules=rules)
         first, co_results = results[0], results[1:]
     else:
         first = run_once(0, options.trace)

@@ -164,3 +164,37 @@ def test_blocking_sends_agree_across_engines(schedule):
         warnings.simplefilter("ignore")
         free = simulate(wl, options=SimulationOptions(pp_schedule=schedule))
     assert free.iteration_ns <= out[0][0]
+
+
+def test_a_co_job_gets_the_rules_of_its_own_table(tmp_path):
+    # the table of test_the_tied_embedding_allreduce_is_priced_between_first_and_last_stage
+    # (GPT, 16 GPUs, TP 8, PP 2: 131,072 B of tied-embedding gradient, 18,702 ns by SimAI's
+    # formula on the default cluster), once with its sidecar (w.txt) and once without
+    # (plain.txt). Packed, the two jobs get servers of their own and share no NIC: each
+    # runs as if alone (with contention on, as co-jobs turn it on).
+    import shutil
+    w = generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "2", "--global-batch", "4")
+    plain = tmp_path / "plain.txt"
+    shutil.copy(w, plain)
+    ar_us = 18.702
+    alone = {name: simulated(path, tmp_path, "--cost-model", "simai", "--engine", "detailed",
+                             "--contention")[0] for name, path in (("w", w), ("plain", plain))}
+    # the first job without a sidecar, the co-job with one: the co-job gets its own
+    # table's all-reduce and blocking sends (Megatron style), the first job neither
+    co, _ = simulated(plain, tmp_path, "--cost-model", "simai", "--co-job", str(w),
+                      "--placement", "packed")
+    job2 = co["co_jobs"][0]
+    assert job2["iteration_time_us"] == alone["w"]["iteration_time_us"]
+    assert job2["stages"] == alone["w"]["stages"]
+    assert any("tied-embedding gradient all-reduce: 131,072 bytes" in n for n in job2["notes"])
+    assert any("pipeline sends block" in n for n in job2["notes"])
+    assert co["iteration_time_us"] == alone["plain"]["iteration_time_us"]
+    assert not any("tied-embedding" in n or "pipeline sends block" in n for n in co["notes"])
+    # the other way round, sends asynchronous for both (--blocking-sends off applies to
+    # every job): the first job ends 18.702 us after the later of the co-job's stages
+    co, _ = simulated(w, tmp_path, "--cost-model", "simai", "--co-job", str(plain),
+                      "--placement", "packed", "--blocking-sends", "off")
+    job2 = co["co_jobs"][0]
+    assert not any("tied-embedding" in n for n in job2["notes"])
+    ends = [s["end_us"] for s in job2["stages"]]
+    assert abs(co["iteration_time_us"] - (max(ends) + ar_us)) <= 0.002

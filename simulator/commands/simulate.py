@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "Megatron-LM's p2p does (it waits on its requests) outside the "
                         "interleaved schedule. auto (default): on for a table generated in "
                         "Megatron style (FILE.meta.json says so), off for SimAI/AICB tables "
-                        "(SimAI's asynchronous sends)")
+                        "(SimAI's asynchronous sends); each --co-job by its own table")
     add_cluster_arguments(p)
     w = p.add_argument_group("ranks that differ (what-ifs; simulated with one process per rank "
                              "class)")
@@ -72,7 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--no-contention prices every collective alone")
     w.add_argument("--co-job", action="append", default=[], metavar="WORKLOAD",
                    help="another job on the same cluster (repeatable): each job gets its own "
-                        "result, and jobs share the NICs their GPUs share (contention on)")
+                        "result, and jobs share the NICs their GPUs share (contention on); "
+                        "each job's tied-embedding all-reduce and blocking sends follow its "
+                        "own FILE.meta.json")
     w.add_argument("--placement", choices=["packed", "spread", "rail"], default=None,
                    help="with --co-job: packed (whole servers per job), spread (jobs "
                         "interleaved GPU by GPU), rail (each job a slice of every server)")
@@ -179,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     what_if = WhatIf(
         stragglers=stragglers, degrades=degrades, failure=failure, jitter=jitter,
         jitter_seed=jitter_seed, draws=args.draws, sensitivity=args.sensitivity,
-        co_jobs=tuple(args.co_job), placement=args.placement)
+        co_jobs=tuple(args.co_job), placement=args.placement,
+        co_job_blocking_sends=args.blocking_sends)
     if args.report and args.draws < 2:
         raise InputError("--report needs --draws N with N >= 2 (a study of random draws); "
                          "for one run use --json or --csv", field="--report")

@@ -26,6 +26,8 @@ from .fabric import uses_fabric
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
 
 if TYPE_CHECKING:   # numpy only when rank classes are built
+    from collections.abc import Sequence
+
     import numpy as np
 
 PLACEMENTS = ("packed", "spread", "rail")
@@ -437,8 +439,13 @@ def _evaluation_note(sim) -> str:
 
 def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostModel,
                   options: SimulationOptions = SimulationOptions(),
-                  placement: str = "packed") -> list[SimulationResult]:
+                  placement: str = "packed",
+                  co_job_rules: Sequence[tuple[int, bool]] = ()) -> list[SimulationResult]:
     """Several jobs on disjoint GPUs of one cluster, sharing its NICs; one result each.
+
+    The first job takes ``options``' tied-embedding all-reduce and blocking sends; each later
+    job its own from ``co_job_rules`` ((embedding all-reduce bytes, blocking sends) per job
+    after the first, as its table's sidecar gives them), none where it is not listed.
 
     ``packed`` gives each job whole servers in turn (they share no NIC: results are those of
     each job alone); ``spread`` interleaves the jobs GPU by GPU and ``rail`` gives each job a
@@ -468,12 +475,17 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
             raise InputError(f"--placement {placement}: {k} jobs cannot share servers of "
                              f"{gps} GPUs evenly", field="placement")
         maps = [RankMap(gps, placement, k, j) for j in range(k)]
-    # what-ifs on ranks (stragglers, degraded NICs) apply to the first job
+    # what-ifs on ranks (stragglers, degraded NICs) apply to the first job; the rules of a
+    # job's own table (tied-embedding all-reduce, blocking sends) to each job
+    rules = [(options.embedding_allreduce_bytes, options.blocking_sends),
+             *co_job_rules[:k - 1]]
+    rules += [(0, False)] * (k - len(rules))
     job_options = [SimulationOptions(
         gpus=options.gpus if i == 0 else None, pp_schedule=options.pp_schedule,
         vpp_chunks=options.vpp_chunks if i == 0 else None, trace=options.trace,
         engine="detailed", stragglers=options.stragglers if i == 0 else (),
-        degraded=options.degraded if i == 0 else (), contention=True, compat=options.compat)
+        degraded=options.degraded if i == 0 else (), contention=True, compat=options.compat,
+        embedding_allreduce_bytes=rules[i][0], blocking_sends=rules[i][1])
         for i in range(k)]
     plans = [plan_job(w, cluster, cost_model, o, m)
              for w, o, m in zip(workloads, job_options, maps)]
