@@ -188,6 +188,82 @@ def _shape(rank_map: RankMap, ranks: tuple) -> tuple[int, int, bool]:
 _SHAPES: dict[tuple, tuple] = {}
 
 
+def _affine(rank_map: RankMap) -> tuple[int, int, int] | None:
+    """(a, b, server size) when the rank map's shapes are those of GPU = a*rank + b on servers
+    of that size, a >= 1; None for a map we cannot read so (a subclass, odd fields): those
+    take the plain per-member loop.
+
+    ``rail`` qualifies because job ``index`` of ``jobs`` keeps rank block r // m on server
+    r // m (m = gps // jobs) at local index index*m + r % m, one local index per r % m: its
+    shapes are those of ``packed`` on servers of m GPUs.
+    """
+    if type(rank_map) is not RankMap:
+        return None
+    gps, k, index, offset = (rank_map.gpus_per_server, rank_map.jobs, rank_map.index,
+                             rank_map.offset)
+    if not all(type(v) is int for v in (gps, k, index, offset)) or gps < 1:
+        return None
+    if rank_map.policy == "packed":
+        return 1, offset, gps
+    if rank_map.policy == "spread":
+        return (k, index, gps) if k >= 1 else None
+    if rank_map.policy == "rail":
+        m = gps // k if k >= 1 else 0
+        return (1, 0, m) if m >= 1 and 0 <= index < k else None
+    return None
+
+
+def _affine_shape(a: int, b: int, server: int, first: int, stride: int,
+                  size: int) -> tuple[int, int, bool]:
+    """_shape of ranks first, first+stride, ... (size of them) on GPUs a*rank + b, servers of
+    ``server`` GPUs, in at most ``server`` steps whatever the size.
+
+    The GPUs are g0, g0+d, ... (d = a*stride). With d >= server every member has a server of
+    its own. With d < server no server between the first and the last is skipped, and each
+    server after the first holds the terms from offset o < d on: ceil((server - o) / d) of
+    them, the next server starting at o + count*d - server. That offset takes fewer than d
+    values, so once one repeats every later server's count has been seen.
+    """
+    d = a * stride
+    g0 = a * first + b
+    if size == 1:
+        return 1, 1, True
+    same_local = d % server == 0
+    if d >= server:
+        return size, 1, same_local
+    servers = (g0 + d * (size - 1)) // server - g0 // server + 1
+    offset, left, most, seen = g0 % server, size, 0, set()
+    while True:
+        count = min(left, (server - offset + d - 1) // d)
+        most = max(most, count)
+        left -= count
+        if not left:
+            break
+        offset += count * d - server
+        if offset in seen:
+            break
+        seen.add(offset)
+    return servers, most, same_local
+
+
+def _progression_gpus(rank_map: RankMap, first: int, stride: int, size: int) -> tuple:
+    """The GPU slots of first, first+stride, ...: a range where the map is affine on them."""
+    gps, k = rank_map.gpus_per_server, rank_map.jobs
+    if _affine(rank_map) is not None:
+        if rank_map.policy == "packed":
+            g0 = first + rank_map.offset
+            return tuple(range(g0, g0 + stride * size, stride))
+        if rank_map.policy == "spread":
+            g0 = first * k + rank_map.index
+            return tuple(range(g0, g0 + stride * k * size, stride * k))
+        m = gps // k
+        if stride % m == 0:   # rail, whole blocks apart: the same local index throughout
+            g0 = int(rank_map.gpu(first))
+            step = stride // m * gps
+            return tuple(range(g0, g0 + step * size, step))
+    return tuple(int(rank_map.gpu(r)) for r in range(first, first + stride * size, stride))
+
+
 def _progression_shape(rank_map: RankMap, first: int, stride: int, size: int) -> tuple:
     """_shape of first, first+stride, ...: memoized by the first GPU's index in its server,
     which is all it depends on (moving the first rank by whole servers moves every member)."""
@@ -196,7 +272,12 @@ def _progression_shape(rank_map: RankMap, first: int, stride: int, size: int) ->
     if shape is None:
         if len(_SHAPES) > 4096:
             _SHAPES.clear()
-        shape = _SHAPES[key] = _shape(rank_map, tuple(range(first, first + stride * size, stride)))
+        affine = _affine(rank_map)
+        if affine is not None:
+            shape = _affine_shape(*affine, first, stride, size)
+        else:
+            shape = _shape(rank_map, tuple(range(first, first + stride * size, stride)))
+        _SHAPES[key] = shape
     return shape
 
 
@@ -255,6 +336,8 @@ def _stage_placements(par: ParallelConfig, group: Group, stage: int,
         if residue not in seen:
             seen.add(residue)
             firsts.append(f)
+            if len(seen) == gps:   # every residue seen: no later group adds a placement
+                break
     if group is Group.PP:
         nxt = (stage + 1) % par.pp
         return _placements_of([(f, nxt * par.stage_ranks + (f - stage * par.stage_ranks))
@@ -265,6 +348,5 @@ def _stage_placements(par: ParallelConfig, group: Group, stage: int,
     for f in firsts:
         found.setdefault(_progression_shape(rank_map, f, stride, size), f)
     return [GroupPlacement(size=size, servers=k[0], max_per_server=k[1], same_local_index=k[2],
-                           ranks=tuple(int(rank_map.gpu(r))
-                                       for r in range(f, f + stride * size, stride)))
+                           ranks=_progression_gpus(rank_map, f, stride, size))
             for k, f in sorted(found.items())]
