@@ -56,7 +56,7 @@ class RowResult:
 @dataclass
 class TraceSlice:
     stage: int
-    lane: str      # compute, TP, EP, DP, DP_EP, PP send, wait
+    lane: str      # compute, TP, EP, DP, DP_EP, PP send, wait, embedding
     name: str
     start_ns: int
     dur_ns: int

@@ -198,3 +198,34 @@ def test_a_co_job_gets_the_rules_of_its_own_table(tmp_path):
     assert not any("tied-embedding" in n for n in job2["notes"])
     ends = [s["end_us"] for s in job2["stages"]]
     assert abs(co["iteration_time_us"] - (max(ends) + ar_us)) <= 0.002
+
+
+@pytest.mark.parametrize("engine", ["fast", "detailed"])
+def test_the_tied_embedding_allreduce_has_a_slice_in_the_trace(tmp_path, engine):
+    # the table of test_the_tied_embedding_allreduce_is_priced_between_first_and_last_stage:
+    # 131,072 B, 18,702 ns by SimAI's formula, charged on stages 0 and 1 once both have
+    # met, so each stage's slice ends at that stage's end
+    import re
+    w = generated(tmp_path, "--gpus", "16", "--tp", "8", "--pp", "2", "--global-batch", "4")
+    trace = tmp_path / "t.json"
+    doc, _ = simulated(w, tmp_path, "--cost-model", "simai", "--blocking-sends", "off",
+                       "--engine", engine, "--trace", str(trace))
+    events = json.loads(trace.read_text())["traceEvents"]
+    emb = sorted((e for e in events if e["ph"] == "X" and e["cat"] == "embedding"),
+                 key=lambda e: e["pid"])
+    assert [e["pid"] for e in emb] == [0, 1]
+    assert all(e["name"] == "tied-embedding all-reduce" and e["args"]["bytes"] == 131_072
+               and e["args"]["group"] == "embedding"
+               and e["args"]["collective"] == "ALLREDUCE" for e in emb)
+    assert all(abs(e["dur"] - 18.702) <= 0.001 for e in emb)
+    # its duration is the note's (in ms, three decimals)
+    note = next(n for n in doc["notes"] if n.startswith("tied-embedding gradient all-reduce"))
+    note_ms = float(re.search(r"([0-9.]+) ms on stages 0 and 1", note).group(1))
+    assert note_ms == round(emb[0]["dur"] / 1e3, 3) == 0.019
+    ends = {s["stage"]: s["end_us"] for s in doc["stages"]}
+    assert all(abs(e["ts"] + e["dur"] - ends[e["pid"]]) <= 0.002 for e in emb)
+    # both start when the later stage has finished its backward (they meet)
+    assert emb[0]["ts"] == emb[1]["ts"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {names[(e["pid"], e["tid"])] for e in emb} == {"embedding"}

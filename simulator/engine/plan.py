@@ -191,6 +191,7 @@ class JobPlan:
     group_places: dict = field(default_factory=dict)
     # the tied-embedding gradient all-reduce's price (first and last stage, once per step)
     embedding_allreduce_ns: int = 0
+    embedding_allreduce_bytes: int = 0
 
 
 _PLACEMENTS: dict[tuple, list[GroupPlacement]] = {}
@@ -363,4 +364,5 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                    schedule_name=schedule_name, schedule=schedule, setups=setups,
                    pricers=pricers, rank_map=rank_map, cost_model=cost_model, notes=notes,
                    free_groups=free_groups, group_places=group_places,
-                   embedding_allreduce_ns=emb_ns)
+                   embedding_allreduce_ns=emb_ns,
+                   embedding_allreduce_bytes=emb_bytes if emb_ns else 0)

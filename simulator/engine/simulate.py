@@ -223,7 +223,7 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
               options: SimulationOptions) -> SimulationResult:
     par, seg, rows = plan.par, plan.seg, plan.workload.rows
     if plan.embedding_allreduce_ns:
-        _embedding_allreduce(plan, stage_results)
+        trace = _embedding_allreduce(plan, stage_results, trace)
     iteration = max(r.end_ns for r in stage_results)
     critical = max(range(len(stage_results)), key=lambda i: (stage_results[i].end_ns, -i))
     for r in stage_results:
@@ -271,7 +271,7 @@ def _assemble(plan: JobPlan, stage_results: list, row_exposed: dict, trace, even
         link_sharing=_link_sharing(plan, options))
 
 
-def _embedding_allreduce(plan: JobPlan, stage_results: list) -> None:
+def _embedding_allreduce(plan: JobPlan, stage_results: list, trace):
     """The tied-embedding gradient all-reduce on the first and last stage: both must have
     finished their backward and gradient reduction (a two-rank collective starts when both
     ranks are there), then it takes its price. The time the earlier stage waits for the other
@@ -279,14 +279,21 @@ def _embedding_allreduce(plan: JobPlan, stage_results: list) -> None:
     end. It is placed at each stage's end rather than before the optimizer rows: the optimizer
     runs on each rank's own parameters, so this moves the two stages' ends by the same amount
     when their tails after the gradient reduction take equal time (a generated table's do, up
-    to the embedding's share of the optimizer step)."""
+    to the embedding's share of the optimizer step). Returns ``trace`` with one slice per
+    stage (or rank class) it charges, where and as long as it charges it."""
     last = plan.par.pp - 1
-    ends = [r for r in stage_results if r.stage in (0, last)]
-    meet = max(r.end_ns for r in ends)
-    for r in ends:
+    ends = [(i, r) for i, r in enumerate(stage_results) if r.stage in (0, last)]
+    meet = max(r.end_ns for _, r in ends)
+    ar_ns = plan.embedding_allreduce_ns
+    slices = []
+    for i, r in ends:
         r.bubble_ns += meet - r.end_ns
-        r.exposed_ns["PP"] = r.exposed_ns.get("PP", 0) + plan.embedding_allreduce_ns
-        r.end_ns = meet + plan.embedding_allreduce_ns
+        r.exposed_ns["PP"] = r.exposed_ns.get("PP", 0) + ar_ns
+        r.end_ns = meet + ar_ns
+        slices.append(TraceSlice(i, "embedding", "tied-embedding all-reduce", meet, ar_ns, {
+            "collective": "ALLREDUCE", "bytes": plan.embedding_allreduce_bytes,
+            "group": "embedding", "blocking": True}))
+    return trace if trace is None else [*trace, *slices]
 
 
 def _link_sharing(plan: JobPlan, options: SimulationOptions) -> str:

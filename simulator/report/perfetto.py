@@ -6,7 +6,8 @@ import json
 
 from ..result import SimulationResult
 
-LANE_ORDER = ["compute", "TP", "EP", "DP", "DP_EP", "PP send next", "PP send prev", "wait"]
+LANE_ORDER = ["compute", "TP", "EP", "DP", "DP_EP", "PP send next", "PP send prev", "wait",
+              "embedding"]   # the tied-embedding all-reduce (first and last stage)
 
 
 def render_trace(r: SimulationResult, gzip_output: bool = False) -> bytes:
