@@ -3,8 +3,10 @@
 
 A what-if sweep simulates one workload under many clusters. Inside one Python process
 collsim parses the file once and keeps what the cluster does not change (policy layout,
-micro-batch split, schedule, group placements: simulator/engine/memo.py and plan.py), so a
-point costs pricing and the pipeline's evaluation (simulator/engine/direct.py: passes in
+micro-batch split, schedule, group placements, the rows each sequence prices and their
+distinct collectives: simulator/engine/memo.py and plan.py; a sweep spec's parsed points,
+cost models and sidecars: simulator/sweep/runner.py), so a point costs pricing each distinct
+collective once and the pipeline's evaluation (simulator/engine/direct.py: passes in
 dependency order, repeating steady rounds extrapolated). SimAI runs one process per point;
 its rate is 1 / (its whole-process time), measured here on the same points (the same file
 and NIC bandwidth) with SimAI's -O3 build when ../shared/peers/simai-analytical is there
@@ -72,12 +74,14 @@ class FileSweep:
     def point(self, i: int) -> None:
         from simulator.cluster import Cluster
         from simulator.costmodel.analytical import AnalyticalCostModel
-        from simulator.engine import simulate
+        from simulator.engine import SimulationOptions, simulate
 
         cluster = Cluster(nic_gbps=nic_of(i))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            simulate(self.workload, cluster, AnalyticalCostModel(cluster))
+            # a sweep reports the iteration and its breakdown, not the per-row detail
+            simulate(self.workload, cluster, AnalyticalCostModel(cluster),
+                     SimulationOptions(row_detail=False))
 
     def rate(self, points: int) -> float:
         """Points per second over ``points`` new points."""

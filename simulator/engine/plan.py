@@ -91,7 +91,12 @@ class _Pricer:
         return ns if factor is None else round(ns * factor)
 
     def priced(self, row, key, recompute_from: int) -> PricedRow:
-        fwd, ig, wg = self.comm_ns(row.fwd), self.comm_ns(row.ig), self.comm_ns(row.wg)
+        return self.priced_as(row, key, recompute_from, self.comm_ns(row.fwd),
+                              self.comm_ns(row.ig), self.comm_ns(row.wg))
+
+    @staticmethod
+    def priced_as(row, key, recompute_from: int, fwd: int, ig: int, wg: int) -> PricedRow:
+        """The row with its three collectives' prices given (those :meth:`comm_ns` gives)."""
         return PricedRow(
             key=key, name=row.name,
             fwd_ns=row.fwd_ns, fwd_stream=STREAM_INDEX[row.fwd.group] if fwd else NO_STREAM,
@@ -210,6 +215,68 @@ def _placements(par: ParallelConfig, group: Group, stage: int, rank_map: RankMap
     return hit
 
 
+def _sequence_rows(rows, seg: Segmentation, ranges, recompute: dict[int, int]) -> tuple:
+    """The distinct collectives the rows use, and per replayed sequence (keyed "pre", "suf"
+    or ("mb", variant, chunk)) its rows as (row, key, position to recompute from or -1, and
+    the indices of its forward, input-gradient and weight-gradient collectives among them):
+    a layer's collectives recur on every layer, so a point prices each distinct one once."""
+    index: dict = {}
+
+    def at(comm) -> int:
+        k = index.get(comm)
+        if k is None:
+            k = index[comm] = len(index)
+        return k
+
+    def restart(block: tuple, k: int, first: int) -> int:
+        """Position (in a sequence starting at block[first]) to recompute from."""
+        src = recompute.get(block[k])
+        return -1 if src is None else max(src - block[first], 0)
+
+    def entry(row, key, start):
+        return (row, key, start, at(row.fwd), at(row.ig), at(row.wg))
+
+    out: dict[Any, list] = {}
+    if seg.prefix:
+        out["pre"] = [entry(rows[i], ("pre", k), restart(seg.prefix, k, 0))
+                      for k, i in enumerate(seg.prefix)]
+    if seg.suffix:
+        out["suf"] = [entry(rows[i], ("suf", k), restart(seg.suffix, k, 0))
+                      for k, i in enumerate(seg.suffix)]
+    for v, block in enumerate(seg.variants):
+        for c, (a, b) in enumerate(ranges):
+            out[("mb", v, c)] = [entry(rows[block[k]], ("mb", k), restart(block, k, a))
+                                 for k in range(a, b)]
+    return list(index), out
+
+
+_LAYOUTS: dict[tuple, tuple] = {}
+
+
+def _stage_layouts(par: ParallelConfig, rank_map: RankMap) -> tuple:
+    """Per stage, (each row group's placements, their signature), and every group's
+    (size, servers, per server) set: what the stages' groups look like, kept per
+    (parallelism, rank map) as :func:`_placements` keeps each list (shared, never to be
+    changed: a sweep point asks again for every stage)."""
+    key = (par, rank_map)
+    hit = _LAYOUTS.get(key)
+    if hit is None:
+        layouts = []
+        group_places: dict[str, set] = {}
+        for s in range(par.pp):
+            placements = {g: _placements(par, g, s, rank_map) for g in ROW_GROUPS}
+            pp_places = _placements(par, Group.PP, s, rank_map)
+            for g, plist in [*placements.items(), (Group.PP, pp_places)]:
+                for p in plist:
+                    group_places.setdefault(g.value, set()).add(
+                        (p.size, p.servers, p.max_per_server))
+            layouts.append((placements, tuple(tuple(placements[g]) for g in ROW_GROUPS)))
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        hit = _LAYOUTS[key] = (layouts, group_places)
+    return hit
+
+
 def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, options,
              rank_map: RankMap | None = None) -> JobPlan:
     """Everything about one job that does not depend on time."""
@@ -279,7 +346,6 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     schedule = build_schedule(schedule_name, par.pp, seg.ga, chunks)
     if forward_only:
         schedule = [[step for step in steps if step[0] is Phase.FWD] for steps in schedule]
-    recompute = _recompute_starts(workload, seg) if rules.checkpoints else {}
     dlrm_lbl = workload.dlrm_last_bottom_layer
 
     # price every stage; stages whose groups sit alike share one replayer (and its memo)
@@ -308,37 +374,24 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     if blocking and par.pp > 1:
         notes.append("pipeline sends block the sending stage until they arrive (Megatron-LM's "
                      "p2p waits on its requests): the wait is exposed PP time")
-    group_places: dict[str, set] = {}
-    for s in range(par.pp):
-        placements = {g: _placements(par, g, s, gps) for g in ROW_GROUPS}
-        pp_places = _placements(par, Group.PP, s, gps)
-        for g, plist in [*placements.items(), (Group.PP, pp_places)]:
-            for p in plist:
-                group_places.setdefault(g.value, set()).add(
-                    (p.size, p.servers, p.max_per_server))
+    # the rows each replayed sequence prices, with their keys and recompute starts: the
+    # same on every point of a sweep (only the prices change)
+    distinct, template = per_workload(workload, ("sequences", free_kinds, tuple(ranges),
+                                       bool(rules.checkpoints)),
+                            lambda: _sequence_rows(rows, seg, ranges, _recompute_starts(
+                                workload, seg) if rules.checkpoints else {}))
+    stage_layouts, group_places = _stage_layouts(par, gps)
+    for s, (placements, signature) in enumerate(stage_layouts):
         pricer = _Pricer(par, cost_model, placements, scale)
         pricers.append(pricer)
-        signature = tuple(tuple(placements[g]) for g in ROW_GROUPS)
         replayer = shared.get(signature)
         if replayer is None:
-            # keyed "pre", "suf" or ("mb", variant, chunk)
-            sequences: dict[Any, list[PricedRow]] = {}
-            def restart(block: tuple, k: int, first: int) -> int:
-                """Position (in a sequence starting at block[first]) to recompute from."""
-                src = recompute.get(block[k])
-                return -1 if src is None else max(src - block[first], 0)
-
-            if seg.prefix:
-                sequences["pre"] = [pricer.priced(rows[i], ("pre", k), restart(seg.prefix, k, 0))
-                                    for k, i in enumerate(seg.prefix)]
-            if seg.suffix:
-                sequences["suf"] = [pricer.priced(rows[i], ("suf", k), restart(seg.suffix, k, 0))
-                                    for k, i in enumerate(seg.suffix)]
-            for v, block in enumerate(seg.variants):
-                for c, (a, b) in enumerate(ranges):
-                    sequences[("mb", v, c)] = [
-                        pricer.priced(rows[block[k]], ("mb", k), restart(block, k, a))
-                        for k in range(a, b)]
+            # each distinct collective priced once, then looked up by its index
+            ns = [pricer.comm_ns(c) for c in distinct]
+            priced_as = pricer.priced_as
+            sequences = {k: [priced_as(row, key, start, ns[f], ns[i], ns[w])
+                             for row, key, start, f, i, w in rows_of]
+                         for k, rows_of in template.items()}
             seq_first = {k: (seg.prefix[0] if k == "pre" else seg.suffix[0] if k == "suf"
                              else seg.variants[k[1]][ranges[k[2]][0]])
                          for k in sequences}
