@@ -56,7 +56,9 @@ def generate_comm_only(tmp: str, gpus: int, ga: int) -> str:
     cmd = [sys.executable, "-m", "simulator", "generate", "--model", "gpt-175b", "--world-size",
            str(gpus), "--tp", "8", "--pp", "8", "--global-batch", str(ga * dp),
            "--micro-batch", "1", "--seq-length", "4096", "--style", "aicb", "--no-compute",
-           "-o", out]
+           # the file these figures were first taken on (the old default; without it the
+           # table does not fit an H100's memory and generate refuses it)
+           "--use-distributed-optimizer", "-o", out]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=_env())
     return out
 
