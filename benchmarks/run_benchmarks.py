@@ -50,7 +50,8 @@ def generate(tmp: str, model: str, gpus: int, tp: int, pp: int, ep: int, ga: int
     dp = gpus // (tp * pp)
     cmd = [sys.executable, "-m", "simulator", "generate", "--model", model, "--world-size",
            str(gpus), "--tp", str(tp), "--pp", str(pp), "--ep", str(ep), "--global-batch",
-           str(ga * dp), "--micro-batch", "1", "--seq-length", "4096", "-o", out, *extra]
+           str(ga * dp), "--micro-batch", "1", "--seq-length", "4096",
+           "--use-distributed-optimizer", "-o", out, *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
         print(f"skip {model} {gpus}: {p.stderr.strip()[-300:]}", file=sys.stderr)

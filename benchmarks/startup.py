@@ -97,7 +97,7 @@ def generate_comm_only(tmp: str, gpus: int, ga: int) -> str:
     subprocess.run([sys.executable, "-m", "simulator", "generate", "--model", "gpt-175b",
                     "--world-size", str(gpus), "--tp", "8", "--pp", "8", "--global-batch",
                     str(ga * gpus // 64), "--micro-batch", "1", "--seq-length", "4096",
-                    "--style", "aicb", "--no-compute", "-o", out],
+                    "--style", "aicb", "--no-compute", "--use-distributed-optimizer", "-o", out],
                    check=True, capture_output=True, cwd=ROOT, env=_env(ROOT))
     return out
 

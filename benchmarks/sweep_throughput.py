@@ -48,7 +48,8 @@ def generate_gpt175b(tmp: str, gpus: int = 1024, ga: int = 32) -> str:
     dp = gpus // (8 * 16)
     subprocess.run([sys.executable, "-m", "simulator", "generate", "--model", "gpt-175b",
                     "--world-size", str(gpus), "--tp", "8", "--pp", "16", "--global-batch",
-                    str(ga * dp), "--micro-batch", "1", "--seq-length", "4096", "-o", out],
+                    str(ga * dp), "--micro-batch", "1", "--seq-length", "4096",
+                    "--use-distributed-optimizer", "-o", out],
                    check=True, capture_output=True, cwd=ROOT)
     return out
 
