@@ -90,10 +90,6 @@ class _Pricer:
         factor = self.scale.get(group)
         return ns if factor is None else round(ns * factor)
 
-    def priced(self, row, key, recompute_from: int) -> PricedRow:
-        return self.priced_as(row, key, recompute_from, self.comm_ns(row.fwd),
-                              self.comm_ns(row.ig), self.comm_ns(row.wg))
-
     @staticmethod
     def priced_as(row, key, recompute_from: int, fwd: int, ig: int, wg: int) -> PricedRow:
         """The row with its three collectives' prices given (those :meth:`comm_ns` gives)."""
