@@ -30,10 +30,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from workloads import with_gpus  # noqa: E402
+from workloads import EX9216, SEED, with_gpus  # noqa: E402
 
-SEED = os.path.join(ROOT, "workloads", "seed004_moe_tp8_ep4_pp4_128gpus.txt")
-EX9216 = os.path.join(ROOT, "workloads", "simai_example_9216.txt")
 
 # the phase marks of --breakdown, run as `python -c` in the tree timed
 _BREAKDOWN = r'''

@@ -6,11 +6,17 @@ files do.
 """
 from __future__ import annotations
 
+import os
 import re
 import warnings
 
 from simulator.engine.segment import segment
 from simulator.readers.workload import read_workload
+
+# the bundled workloads the benchmarks time
+_BUNDLED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workloads")
+SEED = os.path.join(_BUNDLED, "seed004_moe_tp8_ep4_pp4_128gpus.txt")
+EX9216 = os.path.join(_BUNDLED, "simai_example_9216.txt")
 
 
 def with_gpus(src: str, dst: str, gpus: int) -> str:

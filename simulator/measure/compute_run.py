@@ -23,6 +23,21 @@ def _log(msg: str) -> None:
           flush=True)
 
 
+def start_run(args, tool: str):
+    """(device, dtype, cuda) of a measuring run whose ``args`` give ``out`` and ``device``:
+    its folder made and its environment written; None (after a one-line error naming
+    ``tool``) when CUDA was asked for and no GPU is visible."""
+    import torch
+    os.makedirs(args.out, exist_ok=True)
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        print(f"{tool}: error: no CUDA GPU visible (use --device cpu --tiny)")
+        return None
+    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
+    write_env(args.out, args)
+    return device, torch.bfloat16, cuda
+
+
 def write_env(out: str, args) -> None:
     import torch
     lines = [f"date {datetime.datetime.now(datetime.timezone.utc).isoformat()}",
@@ -62,14 +77,10 @@ def main(argv=None) -> int:
 
     from . import kernels, train
     t0 = time.monotonic()
-    os.makedirs(args.out, exist_ok=True)
-    cuda = args.device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        print("compute_run: error: no CUDA GPU visible (use --device cpu --tiny)")
+    started = start_run(args, "compute_run")
+    if started is None:
         return 2
-    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
-    dtype = torch.bfloat16
-    write_env(args.out, args)
+    device, dtype, cuda = started
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if cuda:  # bring the clocks up
         a = torch.randn(8192, 8192, device=device, dtype=dtype)

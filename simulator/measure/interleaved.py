@@ -266,16 +266,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from .compute_run import write_env
+    from .compute_run import start_run
     t0 = time.monotonic()
-    os.makedirs(args.out, exist_ok=True)
-    cuda = args.device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        print("interleaved: error: no CUDA GPU visible (use --device cpu --tiny)")
+    started = start_run(args, "interleaved")
+    if started is None:
         return 2
-    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
-    dtype = torch.bfloat16
-    write_env(args.out, args)
+    device, dtype, cuda = started
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
     vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
     plan = []

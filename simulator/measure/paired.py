@@ -385,16 +385,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from .compute_run import write_env
+    from .compute_run import start_run
     t0 = time.monotonic()
-    os.makedirs(args.out, exist_ok=True)
-    cuda = args.device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        print("paired: error: no CUDA GPU visible (use --device cpu --tiny)")
+    started = start_run(args, "paired")
+    if started is None:
         return 2
-    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
-    dtype = torch.bfloat16
-    write_env(args.out, args)
+    device, dtype, cuda = started
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
     left = lambda: args.budget_s - (time.monotonic() - t0)  # noqa: E731
