@@ -125,6 +125,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="flash/fused (default): no score matrix; unfused: the scores are "
                         "materialised (QK^T, fused softmax, PV as batched GEMMs) and kept for "
                         "the backward")
+    e = p.add_argument_group("Megatron-core MoE layer (alltoall token dispatcher)")
+    e.add_argument("--moe-grouped-gemm", action="store_true",
+                   help="one grouped GEMM for all local experts (default: one GEMM launch per "
+                        "local expert, each with its host dispatch)")
+    e.add_argument("--moe-router-load-balancing-type", default="aux_loss",
+                   choices=["aux_loss", "seq_aux_loss", "none"],
+                   help="the router's load balancing (default aux_loss; its kernels run only "
+                        "with --moe-aux-loss-coeff > 0)")
+    e.add_argument("--moe-aux-loss-coeff", type=float, default=0.0, metavar="C",
+                   help="load-balancing loss coefficient (default 0, as Megatron-LM: no loss "
+                        "kernels and no count all-reduce)")
+    e.add_argument("--moe-z-loss-coeff", type=float, metavar="C",
+                   help="router z-loss coefficient (default: none)")
+    e.add_argument("--moe-router-score-function", default="softmax",
+                   choices=["softmax", "sigmoid"], help="router scores (default softmax)")
+    e.add_argument("--moe-expert-capacity-factor", type=float, metavar="F",
+                   help="expert capacity = ceil(k x tokens / experts x F) per source rank; "
+                        "tokens beyond it are dropped (default: dropless)")
+    e.add_argument("--moe-pad-expert-input-to-capacity", action="store_true",
+                   help="with a capacity factor: every expert computes exactly its capacity")
+    e.add_argument("--moe-expert-load-imbalance", type=float, default=1.0, metavar="RATIO",
+                   help="expected tokens of the busiest EP rank over the mean (default 1.0: "
+                        "balanced routing, an assumption); bounded by the capacity factor")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -185,6 +208,16 @@ def generate_options(args: argparse.Namespace):
         fp8=getattr(args, "fp8", None),
         attention_backend=getattr(args, "attention_backend", "flash"),
         zero_stage=getattr(args, "zero_stage", 0),
+        moe_grouped_gemm=getattr(args, "moe_grouped_gemm", False),
+        moe_router_load_balancing_type=getattr(args, "moe_router_load_balancing_type",
+                                               "aux_loss"),
+        moe_aux_loss_coeff=getattr(args, "moe_aux_loss_coeff", 0.0),
+        moe_z_loss_coeff=getattr(args, "moe_z_loss_coeff", None),
+        moe_router_score_function=getattr(args, "moe_router_score_function", "softmax"),
+        moe_expert_capacity_factor=getattr(args, "moe_expert_capacity_factor", None),
+        moe_pad_expert_input_to_capacity=getattr(args, "moe_pad_expert_input_to_capacity",
+                                                 False),
+        moe_expert_load_imbalance=getattr(args, "moe_expert_load_imbalance", 1.0),
         num_layers=args.num_layers, hidden_size=args.hidden_size,
         ffn_hidden_size=args.ffn_hidden_size, num_attention_heads=args.num_attention_heads,
         num_query_groups=args.num_query_groups, vocab_size=args.vocab_size,

@@ -59,6 +59,25 @@ class GenerateOptions:
     fp8: str | None = option(None, "FP8 GEMMs: hybrid or e4m3", "", "str?")
     attention_backend: str = option("flash", "flash, fused or unfused", "", "str")
     zero_stage: int = option(0, "DeepSpeed ZeRO stage 0-3", "", "int", lo=0, hi=3)
+    # Megatron-core MoE layer (simulator/generate/moe.py)
+    moe_grouped_gemm: bool = option(False, "one grouped GEMM for all local experts (default: "
+                                    "one GEMM launch per local expert)", "", "bool")
+    moe_router_load_balancing_type: str = option(
+        "aux_loss", "aux_loss, seq_aux_loss or none", "", "str",
+        choices=("aux_loss", "seq_aux_loss", "none"))
+    moe_aux_loss_coeff: float = option(0.0, "load-balancing loss coefficient (0: no loss "
+                                       "kernels, as Megatron's default)", "", "float", lo=0)
+    moe_z_loss_coeff: float | None = option(None, "router z-loss coefficient", "", "float?",
+                                            lo=0)
+    moe_router_score_function: str = option("softmax", "softmax or sigmoid", "", "str",
+                                            choices=("softmax", "sigmoid"))
+    moe_expert_capacity_factor: float | None = option(
+        None, "expert capacity factor (None: dropless)", "", "float?")
+    moe_pad_expert_input_to_capacity: bool = option(
+        False, "pad every expert's input to its capacity", "", "bool")
+    moe_expert_load_imbalance: float = option(
+        1.0, "tokens of the busiest EP rank over the mean (1.0: balanced routing)", "ratio",
+        "float", lo=1)
     # model overrides
     num_layers: int | None = option(None, "override the model's layers", "layers", "int?")
     hidden_size: int | None = option(None, "override the hidden size", "", "int?")
@@ -87,7 +106,14 @@ class GenerateOptions:
             grad_reduce_in_bf16=self.grad_reduce_in_bf16,
             cp=self.context_parallel_size, cp_comm_type=self.cp_comm_type,
             etp=self.expert_tensor_parallel_size, fp8=self.fp8,
-            attention_backend=self.attention_backend, zero_stage=self.zero_stage)
+            attention_backend=self.attention_backend, zero_stage=self.zero_stage,
+            moe_grouped_gemm=self.moe_grouped_gemm,
+            moe_router_load_balancing_type=self.moe_router_load_balancing_type,
+            moe_aux_loss_coeff=self.moe_aux_loss_coeff, moe_z_loss_coeff=self.moe_z_loss_coeff,
+            moe_router_score_function=self.moe_router_score_function,
+            moe_expert_capacity_factor=self.moe_expert_capacity_factor,
+            moe_pad_expert_input_to_capacity=self.moe_pad_expert_input_to_capacity,
+            moe_expert_load_imbalance=self.moe_expert_load_imbalance)
 
     def model_spec(self, base_dir: str = "."):
         """(model, notes on derived values): the preset or file with the overrides applied."""

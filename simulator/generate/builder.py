@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..workload import NO_COMM, Comm, Group, Op, Row, Workload
 from .compute import ComputeModel
 from .config import TrainConfig
+from .moe import COUNT_BYTES, expert_load
 from .sizes import (MemoryEstimate, ParamCounts, aicb_params, layer_params, megatron_params,
                     memory_estimate, model_flops_per_iteration, padded_vocab, stage_layers)
 
@@ -74,6 +75,8 @@ class GeneratedWorkload:
         pipeline, how its sends go and what of Megatron's stage-to-stage work it leaves out."""
         c = self.config
         on = c.features.describe()
+        if c.model.is_moe and c.style == "megatron":
+            on.update(c.features.describe_moe())
         if c.style != "megatron" or c.pp == 1:
             return on
         on["pipeline_sends"] = (
@@ -442,7 +445,6 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     m = cfg.model
     R = _Rows(cfg, sizes_group_free=True)
     act = 2 * cfg.tokens * m.hidden                  # one activation, bf16
-    T_local = cfg.tokens // cfg.tp if cfg.sp else cfg.tokens
     AR, AG, RS, A2A = Op.ALLREDUCE, Op.ALLGATHER, Op.REDUCESCATTER, Op.ALLTOALL
     TP, EP, DP, DPEP = Group.TP, Group.EP, Group.DP, Group.DP_EP
     c = R.comm
@@ -545,11 +547,21 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
             if selective:
                 R.add("attention_core", kind=CORE_ATTENTION)
         if m.moe_layer(i):
-            k = m.topk
-            counts = 8 * m.experts * cfg.ep
-            a2a = k * T_local * m.hidden * 2
+            counts = COUNT_BYTES * m.experts * cfg.ep
+            # the busiest EP rank's routed tokens (moe.py: imbalance, capacity, padding);
+            # balanced and dropless: top-k x the rank's tokens, each way
+            load = expert_load(cfg)
+            a2a = max(load.sent, load.received) * m.hidden * 2
             # the routed tokens are gathered over the expert-TP group; ETP 1: none
-            gathered = k * act if (cfg.features.etp or cfg.tp) > 1 else 0
+            etp = cfg.features.etp or cfg.tp
+            gathered = load.received * etp * m.hidden * 2 if etp > 1 else 0
+            if f.moe_aux_loss_coeff and f.moe_router_load_balancing_type != "none" \
+                    and cfg.tp > 1:
+                # the load-balancing loss sums the per-expert token counts over the
+                # sequence-partition (TP) group: an all-reduce of int64 counts; before the
+                # layer's MoE rows, whose consecutive slots a compute profile numbers
+                R.add("moe_aux_loss_counts", fwd=c(AR, TP, COUNT_BYTES * m.experts),
+                      kind="none")
             R.add("mlp_moelayer", fwd=c(AG, EP, counts), slot=0,
                   params=(DP, lp.router + lp.shared + lp.norm))
             R.add("mlp_moelayer", fwd=c(A2A, EP, a2a), ig=c(A2A, EP, a2a), slot=1)

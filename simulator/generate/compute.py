@@ -247,31 +247,10 @@ class ComputeModel:
         act = K.mem("gelu", 2 * T * F * (mats_in + 1), 3 * T * F * (mats_in + 1),
                     kernels=mats_in, cols=F)
         t["mlp_body"] = _sum(fc1, act, fc2, resid)
-        # MoE
+        # MoE (simulator/generate/moe.py: Megatron-core's router, dispatcher and experts)
         if m.is_moe:
-            E, k = m.experts, m.topk
-            Tl = Ts
-            local = E // cfg.ep
-            Fe = m.expert_ffn // tp
-            per_expert = max(1, -(-cfg.ep * T * k // E))
-            router = K.linear(Tl, E, h, False)
-            topk = K.mem("float", 16 * Tl * E, 16 * Tl * E, kernels=3)
-            permute = K.mem("float", 4 * k * Tl * h, 4 * k * Tl * h, kernels=2)
-            e1 = K.linear(per_expert, mats_in * Fe, h, False, local)
-            e2 = K.linear(per_expert, h, Fe, False, local)
-            eact = K.mem("gelu", 2 * local * per_expert * Fe * (mats_in + 1),
-                         3 * local * per_expert * Fe * (mats_in + 1), kernels=local * mats_in)
-            experts = _sum(e1, eact, e2)
-            if m.shared_experts:
-                Fs = m.shared_experts * m.expert_ffn // tp
-                experts = _sum(experts, K.linear(T, mats_in * Fs, h, False),
-                               K.linear(T, h, Fs, False),
-                               K.mem("gelu", 2 * T * Fs * (mats_in + 1),
-                                     3 * T * Fs * (mats_in + 1), kernels=mats_in))
-            t["moe_router"] = _sum(ln, router, topk)
-            t["moe_permute"] = permute
-            t["moe_experts"] = experts
-            t["moe_unpermute"] = _sum(permute, resid)
+            from .moe import moe_parts
+            t.update(moe_parts(K, cfg, mats_in, ln, resid))
         # embedding (lookup + positions, dropout), output layer and loss
         V = padded_vocab(m.vocab, tp) // tp
         emb_fwd = 4 * T * h + (4 * T * h if m.max_position else 0)

@@ -17,6 +17,8 @@ ATTENTION_BACKENDS = ("flash", "fused", "unfused")
 CP_COMM_TYPES = ("p2p", "a2a", "allgather")
 FP8_FORMATS = ("hybrid", "e4m3")
 PARAMS_DTYPES = ("bf16", "fp16")
+MOE_LOAD_BALANCING_TYPES = ("aux_loss", "seq_aux_loss", "none")
+MOE_SCORE_FUNCTIONS = ("softmax", "sigmoid")
 
 #: Megatron's default DDP bucket: max(40M, 1M x DP) parameters
 DEFAULT_BUCKET_PARAMS = 40_000_000
@@ -43,6 +45,16 @@ class Features:
     params_dtype: str = "bf16"                 # --bf16 or --fp16 (the training precision)
     accumulate_allreduce_grads_in_fp32: bool = False   # fp16: fp32 main gradients
     grad_reduce_in_bf16: bool = False          # bf16: main gradients (and their reduce) bf16
+    # Megatron-core MoE layer (alltoall dispatcher; simulator/generate/moe.py)
+    moe_grouped_gemm: bool = False             # one grouped GEMM for all local experts
+    moe_router_load_balancing_type: str = "aux_loss"
+    moe_aux_loss_coeff: float = 0.0            # Megatron's default: no load-balancing loss
+    moe_z_loss_coeff: float | None = None
+    moe_router_score_function: str = "softmax"
+    moe_expert_capacity_factor: float | None = None   # None: dropless
+    moe_pad_expert_input_to_capacity: bool = False
+    # ours, not Megatron's: tokens of the busiest EP rank over the mean (1.0: balanced)
+    moe_expert_load_imbalance: float = 1.0
 
     @property
     def grad_bytes(self) -> int:
@@ -87,6 +99,31 @@ class Features:
             on["params_dtype"] = self.params_dtype
         if self.scatter_gather_p2p:
             on["scatter_gather_p2p"] = True
+        return on
+
+    def describe_moe(self) -> dict:
+        """The MoE layer's settings, for the reports of a model with experts."""
+        on: dict = {"moe_token_dispatcher": "alltoall",
+                    "moe_expert_gemms": "grouped" if self.moe_grouped_gemm
+                    else "sequential (one GEMM launch per local expert)",
+                    "moe_router": f"{self.moe_router_score_function}, "
+                                  f"{self.moe_router_load_balancing_type}"}
+        if self.moe_aux_loss_coeff:
+            on["moe_aux_loss_coeff"] = self.moe_aux_loss_coeff
+        if self.moe_z_loss_coeff:
+            on["moe_z_loss_coeff"] = self.moe_z_loss_coeff
+        if self.moe_expert_capacity_factor is not None:
+            on["moe_expert_capacity_factor"] = self.moe_expert_capacity_factor
+            on["moe_capacity"] = ("drop and pad to capacity"
+                                  if self.moe_pad_expert_input_to_capacity
+                                  else "drop beyond capacity, no padding")
+            if not self.moe_pad_expert_input_to_capacity:
+                on["moe_expert_load_imbalance"] = self.moe_expert_load_imbalance
+        else:
+            on["moe_expert_load_imbalance"] = (
+                self.moe_expert_load_imbalance if self.moe_expert_load_imbalance != 1.0
+                else "1.0 (balanced routing: an assumption; --moe-expert-load-imbalance "
+                     "sets the busiest EP rank's tokens over the mean)")
         return on
 
 
@@ -168,6 +205,7 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
         notes.append("expert tensor parallelism 1: whole experts on each rank; EP groups are "
                      "still carved out of the DP ranks, and the experts' gradients are reduced "
                      "over DP_EP (Megatron's expert-data-parallel group also spans the TP ranks)")
+    _check_moe(f, is_moe)
     if f.params_dtype not in PARAMS_DTYPES:
         raise InputError(f"expected one of {', '.join(PARAMS_DTYPES)}, got {f.params_dtype!r}",
                          field="params_dtype")
@@ -199,6 +237,43 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
         notes.append(f"context parallelism CP {f.cp} ({f.cp_comm_type}): the table's EP column is "
                      "the CP group, so 'EP' times in collsim simulate are CP's; gradients are "
                      "reduced over DP x CP (the table's DP)")
+    if is_moe and f.moe_aux_loss_coeff and tp > 1 and f.moe_router_load_balancing_type != "none":
+        notes.append("MoE load-balancing loss with TP > 1: the per-expert token counts are "
+                     "all-reduced over TP in every MoE layer's forward (Megatron's "
+                     "sequence-partition group, the TP x CP ranks)")
     out = replace(f, recompute_granularity=g, recompute_method=method,
                   recompute_num_layers=n, bucket_size=bucket)
     return out, notes
+
+
+def _check_moe(f: Features, is_moe: bool) -> None:
+    """The MoE options: in range, and only for a model with experts."""
+    defaults = Features()
+    given = [name for name in ("moe_grouped_gemm", "moe_router_load_balancing_type",
+                               "moe_aux_loss_coeff", "moe_z_loss_coeff",
+                               "moe_router_score_function", "moe_expert_capacity_factor",
+                               "moe_pad_expert_input_to_capacity", "moe_expert_load_imbalance")
+             if getattr(f, name) != getattr(defaults, name)]
+    if given and not is_moe:
+        raise InputError("needs a model with experts", field=given[0])
+    if f.moe_router_load_balancing_type not in MOE_LOAD_BALANCING_TYPES:
+        raise InputError(f"expected one of {', '.join(MOE_LOAD_BALANCING_TYPES)}, got "
+                         f"{f.moe_router_load_balancing_type!r} (sinkhorn is not modelled)",
+                         field="moe_router_load_balancing_type")
+    if f.moe_router_score_function not in MOE_SCORE_FUNCTIONS:
+        raise InputError(f"expected one of {', '.join(MOE_SCORE_FUNCTIONS)}, got "
+                         f"{f.moe_router_score_function!r}", field="moe_router_score_function")
+    for name in ("moe_aux_loss_coeff", "moe_z_loss_coeff"):
+        v = getattr(f, name)
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
+            raise InputError(f"must be a number >= 0, got {v!r}", field=name)
+    c = f.moe_expert_capacity_factor
+    if c is not None and not (isinstance(c, (int, float)) and 0 < c <= 1e6):
+        raise InputError(f"must be a number > 0, got {c!r}", field="moe_expert_capacity_factor")
+    if f.moe_pad_expert_input_to_capacity and c is None:
+        raise InputError("needs --moe-expert-capacity-factor (as in Megatron-LM)",
+                         field="moe_pad_expert_input_to_capacity")
+    imb = f.moe_expert_load_imbalance
+    if not (isinstance(imb, (int, float)) and 1.0 <= imb <= 1e6):
+        raise InputError(f"must be a number >= 1 (the busiest EP rank's tokens over the "
+                         f"mean), got {imb!r}", field="moe_expert_load_imbalance")
