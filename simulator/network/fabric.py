@@ -94,36 +94,62 @@ class FabricFlows:
                 self._caps[i] = caps[i] * factor
 
     # -- groups as patterns and shifts ----------------------------------------------------
-    def _patterns(self, groups: np.ndarray) -> list:
-        """[(pattern GPUs, server shifts, pod shifts of its copies)] for groups as rows.
+    def _patterns(self, groups: np.ndarray, hashed_moves: bool = False) -> list:
+        """[(pattern GPUs, server shifts, pod shifts of its copies, pattern key, rows)] for
+        groups as rows.
 
         Routes depend only on which members share a server, which share a pod, and the
         local GPU (rail) of each: two groups with the same GPUs relative to their first
         server and the same pods relative to its pod are one pattern; a copy's server-owned
         link ids move by its server shift, its pod-owned ones (leaf-spine) by its pod shift.
+
+        Under ECMP hashing a route that crosses the spine takes the uplink its (sender,
+        receiver, NIC) hashes to, so a moved copy may take other uplinks: such groups are
+        laid out one by one. A group inside one pod never reaches a spine (the hash picks
+        nothing on its routes), so it moves exactly as with an ideal spread. ``rows`` (the
+        copies' row numbers) is given under hashing: the shape then sums the groups' loads
+        in row order, as when each is laid out by itself (the same sums to the last bit).
+        ``hashed_moves``: group every row under hashing too (the caller puts each copy's
+        hashed uplinks back: :meth:`_respine`).
         """
         topo = self.topology
         _, _, _, _, spl, exact, _ = topo.link_index()
         gps = topo.gpus_per_server
         none = np.zeros(1, dtype=np.int64)
-        if not exact or len(groups) == 0:
-            return [(tuple(int(g) for g in row), none, none, None) for row in groups]
+        if len(groups) == 0:
+            return []
+        out: list = []
         servers = groups // gps
         first = servers.min(axis=1)
         pod = servers // spl
-        rel = groups - (first * gps)[:, None]
-        rel_pod = pod - (first // spl)[:, None]
+        if exact:
+            movable = None
+        elif hashed_moves:
+            movable = np.ones(len(groups), dtype=bool)
+        else:
+            movable = (pod == pod[:, :1]).all(axis=1)
+            if not movable.any():
+                return [(tuple(int(g) for g in row), none, none, None,
+                         np.array([i], dtype=np.int64)) for i, row in enumerate(groups)]
+        picked = (np.arange(len(groups), dtype=np.int64) if movable is None
+                  else np.flatnonzero(movable))
+        sub, first_s = groups[picked], first[picked]
+        rel = sub - (first_s * gps)[:, None]
+        rel_pod = pod[picked] - (first_s // spl)[:, None]
         keys, inverse = _unique_rows(np.column_stack([rel, rel_pod]))
         order = np.argsort(inverse, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(keys)))]
-        out = []
         for i, key in enumerate(keys):
             copies = order[bounds[i]:bounds[i + 1]]
             # laid out where its first copy sits (pod boundaries as they are), moved from there
             base = copies[0]
-            out.append((tuple(int(g) for g in groups[base]), first[copies] - first[base],
-                        first[copies] // spl - first[base] // spl,
-                        (tuple(key.tolist()), int(first[base]))))
+            out.append((tuple(int(g) for g in sub[base]), first_s[copies] - first_s[base],
+                        first_s[copies] // spl - first_s[base] // spl,
+                        (tuple(key.tolist()), int(first_s[base])),
+                        None if movable is None else picked[copies]))
+        if movable is not None:
+            out.extend((tuple(int(g) for g in groups[i]), none, none, None,
+                        np.array([i], dtype=np.int64)) for i in np.flatnonzero(~movable))
         return out
 
     def _spread(self, ids: np.ndarray, server_shift: np.ndarray,
@@ -172,17 +198,53 @@ class FabricFlows:
                 loads: dict = defaultdict(float)
                 loads.update((link, 1.0) for link in topo.route(gpus[0], gpus[1]))
                 return loads
+            pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+            hashed = not topo.link_index()[5] and len(pairs) > 0
             self.shapes[shape_key] = self._shape(
-                Op.SENDRECV, share, self._patterns(np.asarray(pairs, dtype=np.int64)), layout,
-                (Op.SENDRECV, "direct", est.protocol))
+                Op.SENDRECV, share, self._patterns(pairs, hashed_moves=hashed), layout,
+                (Op.SENDRECV, "direct", est.protocol),
+                (lambda rows, ids, spread: self._respine(pairs[rows], ids, spread))
+                if hashed else None)
         self._meeting[(key, Op.SENDRECV, size_bytes)] = (shape_key,)
+
+    def _respine(self, pairs: np.ndarray, ids: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """A send pattern's copies (``spread``: their link ids, moved from ``ids``) with each
+        copy's own hashed uplink: a route across pods goes up from its leaf to the spine
+        plane ``Topology.ecmp_uplink`` picks for (sender, receiver, sending NIC) and down to
+        the receiver's leaf; the rest of the route moves with the pair exactly. ``pairs``:
+        the copies' (sender, receiver) GPUs, in the rows of ``spread``."""
+        topo = self.topology
+        table, _, per_server, per_pod, spl, _, _ = topo.link_index()
+        pod_links = np.flatnonzero(ids >= topo.servers * per_server)
+        if len(pod_links) == 0:
+            return spread                       # inside one pod: no spine, nothing hashed
+        # a pair's route names two pod links, in route order: leaf -> spine, spine -> leaf
+        assert len(pod_links) == 2, "a send crosses the spine once"
+        src, dst = int(pairs[0, 0]), int(pairs[0, 1])
+        route = topo.route(src, dst)
+        up_hop = route[[i for i, hop in enumerate(route) if hop[1].startswith("spine")][0]]
+        leaf_a, leaf_b = up_hop[0], route[route.index(up_hop) + 1][1]
+        planes = range(topo.uplinks)
+        up = np.array([table[(leaf_a, f"spine{j}")] for j in planes], dtype=np.int64)
+        down = np.array([table[(f"spine{j}", leaf_b)] for j in planes], dtype=np.int64)
+        gps = topo.gpus_per_server
+        first = (pairs // gps).min(axis=1)
+        moved = (first // spl - first[0] // spl) * per_pod   # pods moved from the first copy
+        nic = topo.nic_of(src)                  # the same local GPU in every copy: its NIC
+        fab = topo.spec.fabric
+        assert fab is not None                  # a route across pods: there is a fabric
+        plane = ecmp_uplinks(pairs[:, 0], pairs[:, 1], nic, fab.ecmp_seed, topo.uplinks)
+        out = spread.copy()
+        out[:, pod_links[0]] = up[plane] + moved
+        out[:, pod_links[1]] = down[plane] + moved
+        return out
 
     def _collective_shape(self, op: Op, algo: str, proto: str, patterns) -> Shape:
         share = self.model.params.protocol_bandwidth[proto]
         return self._shape(op, share, patterns,
                            lambda gpus: self.model.group_loads(op, algo, gpus), (op, algo, proto))
 
-    def _shape(self, op: Op, share: float, patterns, layout, kind) -> Shape:
+    def _shape(self, op: Op, share: float, patterns, layout, kind, respine=None) -> Shape:
         topo = self.topology
         table, _, *_, nvlink = topo.link_index()
         caps = self.caps
@@ -190,7 +252,8 @@ class FabricFlows:
         all_ids, all_loads = [], []
         solo = 0.0
         spl = topo.link_index()[4]
-        for gpus, shifts, pod_shifts, pattern in patterns:
+        row_of: list = []                      # under hashing: the row of every copy
+        for gpus, shifts, pod_shifts, pattern, rows in patterns:
             # the same pattern in another meeting (another stage, job or class) is laid out
             # once: moved from where it was laid out first
             cached = self._layouts.get((kind, pattern[0])) if pattern is not None else None
@@ -213,12 +276,21 @@ class FabricFlows:
                 if pattern is not None:
                     self._layouts[(kind, pattern[0])] = (pattern[1], ids, vals, worst)
             spread = self._spread(ids, shifts, pod_shifts)
+            if respine is not None:
+                spread = respine(rows, ids, spread)
             if self._caps is not None and len(ids):
                 # copies may hold a degraded link: the slowest copy alone
                 worst = float((vals[None, :] / caps[spread]).max())
             solo = max(solo, worst)
+            if rows is not None:
+                row_of.extend((int(r), spread[j], vals) for j, r in enumerate(rows))
+                continue
             all_ids.append(spread.ravel())
             all_loads.append(np.tile(vals, len(shifts)))
+        if row_of:
+            row_of.sort(key=lambda entry: entry[0])
+            all_ids = [entry[1] for entry in row_of]
+            all_loads = [entry[2] for entry in row_of]
         if not all_ids:
             return Shape(np.zeros(0, dtype=np.int64), np.zeros(0), 0.0)
         ids = np.concatenate(all_ids)
@@ -316,6 +388,22 @@ class FabricFlows:
             # what a group alone would not spend moving data is latency (launch, hops, floor)
             hit = self._flows[key] = (Demand(loads), max(0, round(priced_ns - solo)))
         return hit
+
+
+def ecmp_uplinks(src: np.ndarray, dst: np.ndarray, nic: int, seed: int,
+                 uplinks: int) -> np.ndarray:
+    """``Topology.ecmp_uplink`` of many connections at once: the same 64-bit mixing, in
+    unsigned 64-bit arithmetic (which wraps as the masked Python integers do)."""
+    u = np.uint64
+    with np.errstate(over="ignore"):
+        x = (src.astype(u) * u(0x9E3779B1) + dst.astype(u) * u(0x85EBCA77)
+             + u((nic * 0xC2B2AE3D + seed * 0x27D4EB2F + 0x165667B1) & 0xFFFFFFFFFFFFFFFF))
+        x ^= x >> u(33)
+        x *= u(0xFF51AFD7ED558CCD)
+        x ^= x >> u(33)
+        x *= u(0xC4CEB9FE1A85EC53)
+        x ^= x >> u(33)
+    return (x % u(uplinks)).astype(np.int64)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
