@@ -21,7 +21,7 @@ from simulator.workload import Op
 
 
 def hand(tmp_path, gps, servers, *, nvls=None, sharp=False, gpu=None, nic="80Gbit/s",
-         nvlink="100GB/s", net_ring="[1, 2, 4]", per_leaf=None):
+         nvlink="100GB/s", net_ring="[1, 2, 4]", per_leaf=None, net_efficiency=None):
     text = (f"name: hand\ngpus_per_server: {gps}\nservers: {servers}\n"
             + (f"gpu: {gpu}\n" if gpu else "")
             + f"scale_up: {{type: nvswitch, bandwidth: {nvlink}, efficiency: 1"
@@ -36,7 +36,8 @@ def hand(tmp_path, gps, servers, *, nvls=None, sharp=False, gpu=None, nic="80Gbi
             "    nvlink: {ring: [0.1, 0.2, 0.5], tree: [0.1, 0.2, 0.5], p2p: [0.1, 0.1, 0.5]}\n"
             f"    net: {{ring: {net_ring}, tree: [1, 2, 4], p2p: [1, 1, 4]}}\n"
             "  protocol_bandwidth: {LL: 0.5, LL128: 0.9, Simple: 1}\n"
-            "  buffer_size: 0\n")
+            "  buffer_size: 0\n"
+            + (f"  net_efficiency: {net_efficiency}\n" if net_efficiency is not None else ""))
     path = tmp_path / f"hand{gps}x{servers}.yaml"
     path.write_text(text)
     return NcclCostModel(read_spec(path))
@@ -191,6 +192,40 @@ def test_sharp_key_is_checked(tmp_path):
                     "nics: {bandwidth: 100Gbit/s}\nfabric: {sharp: 'yes'}\n")
     with pytest.raises(InputError, match="sharp: expected true or false"):
         read_spec(path)
+
+
+# -- NCCL's network transport share ----------------------------------------------------------
+def test_net_transport_share_slows_rings_and_send_recv_not_sharp(tmp_path):
+    S = 100_000_000
+    # 2 servers of 2 GPUs, NICs 10 B/ns, NCCL's transport at 0.8 of them: 8 B/ns.
+    # ring all-reduce: 2 channels, each NIC carries 2 x 3/4 x S / 2 = 0.75 S = 7.5e7 bytes
+    # -> 7.5e6 ns at 10 B/ns, 9.375e6 ns at 8 B/ns (NVLink: 100 B/ns, far from binding)
+    full = hand(tmp_path, 2, 2)
+    slow = hand(tmp_path, 2, 2, net_efficiency=0.8, sharp=True)
+    assert est(full, Op.ALLREDUCE, S, range(4), "ring", "Simple").bandwidth_ns == (
+        pytest.approx(7.5e6))
+    assert est(slow, Op.ALLREDUCE, S, range(4), "ring", "Simple").bandwidth_ns == (
+        pytest.approx(9.375e6))
+    # send/recv GPU 1 -> GPU 2 (the cross-server pair of 0 -> 1 -> 2 -> 3 -> 0): S through
+    # one NIC: 1e7 ns at 10 B/ns, 1.25e7 ns at 8 B/ns
+    assert est(slow, Op.SENDRECV, S, range(4)).bandwidth_ns == pytest.approx(1.25e7)
+    # CollNet's data goes through SHARP's transport, not NCCL's: the NIC's S/2 in = 5e6 ns
+    assert est(slow, Op.ALLGATHER, S, range(4), "collnet").bandwidth_ns == pytest.approx(5e6)
+    # the engine's flow (bytes scaled to each link's plain capacity) carries the same pace:
+    # alone on the network it takes the estimate's time
+    from simulator.parallel import GroupPlacement
+    placement = GroupPlacement(4, 2, 2, False, (0, 1, 2, 3))
+    loads, latency = slow.flow(Op.ALLREDUCE, S, placement, "ring", "Simple")
+    links = slow.topology.links
+    alone = max(b / links[k].capacity for k, b in loads.items())
+    assert alone + latency == pytest.approx(
+        est(slow, Op.ALLREDUCE, S, range(4), "ring", "Simple").gpu_ns)
+    assert alone == pytest.approx(9.375e6)
+
+
+def test_net_efficiency_key_is_checked(tmp_path):
+    with pytest.raises(InputError, match="net_efficiency: must be in"):
+        hand(tmp_path, 2, 2, net_efficiency=1.5)
 
 
 # -- the tree's channel ceiling ---------------------------------------------------------------

@@ -302,6 +302,11 @@ class NcclCostModel(CostModel):
             return lk.bandwidth * self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
         return lk.capacity
 
+    def _net_share(self, ph: Phase) -> float:
+        """The share of a NIC's rate the phase's transfers reach: NCCL's network transport
+        (``nccl.net_efficiency``) for all but CollNet, whose data SHARP's transport moves."""
+        return 1.0 if ph.family == "collnet" else self.params.net_efficiency
+
     def _busiest(self, op: Op, ph: Phase, ranks: int) -> tuple:
         """(link, bytes per byte, its capacity for op) of the phase's slowest link (cached:
         a plan's loads do not change)."""
@@ -310,16 +315,19 @@ class NcclCostModel(CostModel):
         if cached is None:
             links = self.topology.links
             nvl = ph.nvlink_efficiency or self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
+            net = self._net_share(ph)
+
+            def capacity(link):
+                lk = links[link]
+                if lk.kind == "nvlink":
+                    return lk.bandwidth * nvl
+                return lk.capacity * net if lk.kind == "nic" else lk.capacity
             if isinstance(ph, SymmetricPhase):
-                def capacity(link):
-                    lk = links[link]
-                    return lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity
                 cached = ph.busiest[key] = ph.shortcut.busiest(capacity)
                 return cached
             best, best_t = None, -1.0
             for link, b in ph.loads.items():
-                lk = links[link]
-                cap = lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity
+                cap = capacity(link)
                 t = b / cap
                 if t > best_t:
                     best, best_t, best_cap = link, t, cap
@@ -406,9 +414,11 @@ class NcclCostModel(CostModel):
         loads: dict = defaultdict(float)
         for ph in self._phases(op, est.algorithm, gpus):
             nvl = ph.nvlink_efficiency or self.nvlink_efficiency(op, est.algorithm, len(gpus))
+            net = self._net_share(ph)
             for link, per_byte in ph.loads.items():
                 lk = links[link]
-                pace = (lk.bandwidth * nvl if lk.kind == "nvlink" else lk.capacity)
+                pace = (lk.bandwidth * nvl if lk.kind == "nvlink"
+                        else lk.capacity * net if lk.kind == "nic" else lk.capacity)
                 pace *= ph.kernel_share
                 loads[link] += per_byte * size_bytes / share * lk.capacity / pace
         alone = max((b / links[link].capacity for link, b in loads.items()), default=0.0)

@@ -131,6 +131,11 @@ class NcclParams:
     # p2p pipeline fill: bytes moved before sending and receiving overlap
     buffer_bytes: int = 4 << 20
     p2p_concurrency: int = 8      # peers a rank exchanges with at once in a grouped send/recv
+    # share of the NICs' achievable rate NCCL's network transport reaches (its proxy's
+    # send/recv over IB verbs, which rings, trees, NVLS-tree, PAT and send/recv use); the
+    # transport's settings (queue pairs per connection, adaptive routing) move it; CollNet's
+    # SHARP transport is not concerned. 1: the NICs' rate
+    net_efficiency: float = 1.0
 
     def overhead_ns(self, op: str) -> int:
         return dict(self.call_overhead_op).get(op, self.call_overhead_ns)
@@ -165,7 +170,7 @@ _FABRIC_KEYS = {"type", "servers_per_leaf", "oversubscription", "leaf_latency",
                 "spine_latency", "ecmp", "ecmp_seed", "uplinks", "sharp"}
 ECMP_MODES = ("ideal", "hash")
 _NCCL_KEYS = {"call_overhead", "method", "base_latency", "hop_latency", "protocol_bandwidth",
-              "buffer_size", "p2p_concurrency"}
+              "buffer_size", "p2p_concurrency", "net_efficiency"}
 _PLACEMENT_KEYS = {"ranks"}
 
 
@@ -449,7 +454,8 @@ def _parse_nccl(c: _Checker, raw) -> NcclParams:
         method=c.choice(n.get("method", "nccl-tests"), p + ("method",), METHODS),
         base_latency_us=base, hop_latency_us=hop, protocol_bandwidth=pbw,
         buffer_bytes=c.size(n.get("buffer_size", "4MiB"), p + ("buffer_size",)),
-        p2p_concurrency=c.integer(n.get("p2p_concurrency", 8), p + ("p2p_concurrency",)))
+        p2p_concurrency=c.integer(n.get("p2p_concurrency", 8), p + ("p2p_concurrency",)),
+        net_efficiency=c.number(n.get("net_efficiency", 1.0), p + ("net_efficiency",), 0, 1))
 
 
 def _per_op(c: _Checker, raw, path, parse, what, by_ranks=False):

@@ -61,30 +61,52 @@ def read_rows(path=DATA) -> list[dict]:
 
 
 def run(path=DATA) -> list[Row]:
-    from ..costmodel.nccl import NcclCostModel
-    from ..topology import load_spec
     if not path.exists():
         return []
-    out = []
+    rows = read_rows(path)
+    shares = net_shares(rows)
     models: dict = {}
-    for r in read_rows(path):
+    out = []
+    for r in rows:
         nodes, gpn = int(r["nodes"]), int(r["gpus_per_node"])
-        n = nodes * gpn
-        sharp = r["algorithm"] in _NEEDS_SHARP
-        key = (r["preset"], n, sharp)
-        if key not in models:
-            spec = load_spec(f"{r['preset']}:{n}")
-            if sharp and spec.fabric is not None:
-                spec = replace(spec, fabric=replace(spec.fabric, sharp=True))
-            models[key] = NcclCostModel(spec)
-        coll = _OPS[r["op"]]
-        size = int(r["size_bytes"])
-        est = models[key].estimate(coll.op, size, tuple(range(n)),
-                                   algorithm=r["algorithm"] or None)
-        busbw = size / est.gpu_ns * coll.bus_factor(n)  # bytes/ns == GB/s
+        busbw = _predict(models, r, shares.get((r["source"], r["system"]), 1.0))
         out.append(Row(r["source"], r["system"], r["preset"], r["op"], r["algorithm"], nodes,
-                       gpn, size, float(r["busbw_gbps"]), busbw, r["role"] == "predicted"))
+                       gpn, int(r["size_bytes"]), float(r["busbw_gbps"]), busbw,
+                       r["role"] == "predicted"))
     return out
+
+
+def net_shares(rows: list[dict]) -> dict:
+    """(source, system) -> the share of the NICs' rate NCCL's network transport reached on
+    that cluster (``nccl.net_efficiency``), set by its ``set`` send/recv row across servers:
+    one pair's traffic through one NIC each way, so measured busbw / the NIC-bound prediction
+    is that share (the latency at the published sizes is far below 0.1%)."""
+    shares: dict = {}
+    models: dict = {}
+    for r in rows:
+        if r["role"] == "set" and r["op"] == "sendrecv" and int(r["nodes"]) > 1:
+            shares[(r["source"], r["system"])] = (float(r["busbw_gbps"])
+                                                  / _predict(models, r, 1.0))
+    return shares
+
+
+def _predict(models: dict, r: dict, net_share: float) -> float:
+    """The model's busbw (GB/s) for one published row, NCCL's transport at ``net_share``."""
+    from ..costmodel.nccl import NcclCostModel
+    from ..topology import load_spec
+    n = int(r["nodes"]) * int(r["gpus_per_node"])
+    sharp = r["algorithm"] in _NEEDS_SHARP
+    key = (r["preset"], n, sharp, net_share)
+    if key not in models:
+        spec = load_spec(f"{r['preset']}:{n}")
+        if sharp and spec.fabric is not None:
+            spec = replace(spec, fabric=replace(spec.fabric, sharp=True))
+        spec = replace(spec, nccl=replace(spec.nccl, net_efficiency=min(1.0, net_share)))
+        models[key] = NcclCostModel(spec)
+    coll = _OPS[r["op"]]
+    size = int(r["size_bytes"])
+    est = models[key].estimate(coll.op, size, tuple(range(n)), algorithm=r["algorithm"] or None)
+    return size / est.gpu_ns * coll.bus_factor(n)  # bytes/ns == GB/s
 
 
 def summary(rows: list[Row]) -> dict:
@@ -120,6 +142,10 @@ def render_text(rows: list[Row]) -> list[str]:
         out.append(f"  {r.source:4s}{r.preset:10s}{r.op + ' ' + r.algorithm:16s}{r.nodes:>6d}"
                    f"{r.measured_gbps:>10.1f}{r.predicted_gbps:>11.1f}"
                    f"{100 * r.error:>+7.1f}%{tag}")
+    shares = net_shares(read_rows()) if DATA.exists() else {}
+    if shares:
+        out.append("  network transport share set by a cluster's 2-server send/recv: " + "; ".join(
+            f"{src} {share:.3f}" for (src, _), share in shares.items()))
     st = summary(rows)
     if st["n"]:
         out.append(f"  {st['n']} predicted figures: median |error| {100 * st['median_abs']:.1f}%, "
@@ -132,18 +158,27 @@ def render_text(rows: list[Row]) -> list[str]:
     return out
 
 
-def render_markdown(rows: list[Row]) -> list[str]:
+def render_markdown(rows: list[Row], shares: dict | None = None) -> list[str]:
     if not rows:
         return []
     st = summary(rows)
+    if shares is None:
+        shares = net_shares(read_rows()) if DATA.exists() else {}
+    set_by = "; ".join(f"{src} ({system}): {share:.3f}" for (src, system), share
+                       in shares.items()) or "none"
     lines = ["### Multi-node collectives (published nccl-tests figures)", "",
              f"Measured bus bandwidth from public nccl-tests runs (`{rel(DATA)}`; sources in "
              "`traces/published/README.md`), predicted by the NCCL model on the preset named, "
              "with the algorithm the run forced (send/recv: none to force; CollNet rows on "
              "the preset with `fabric.sharp: true`, as the sources ran SHARP). Rows marked "
-             "*set* fixed a parameter of the "
-             "preset (named in its header) and are not counted; every other row is a "
-             "prediction: nothing was fitted to it.", "",
+             "*set* fixed a parameter and are not counted: the one-server rows the preset's "
+             "NVLink and NVLS efficiencies (named in its header), and a cluster's send/recv "
+             "across two servers its network transport share (`nccl.net_efficiency`: the "
+             "share of the NICs' rate NCCL's proxy send/recv over IB verbs reaches there, "
+             "= that row's busbw / the NIC-bound prediction; applied to every row of that "
+             "cluster but its CollNet ones, whose data SHARP's transport moves). Shares set: "
+             f"{set_by}; clusters without such a row keep the preset's NIC rate. Every other "
+             "row is a prediction: nothing was fitted to it.", "",
              "| source | system | op | nodes (GPUs) | size | measured GB/s | predicted GB/s | "
              "error |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -163,26 +198,28 @@ def render_markdown(rows: list[Row]) -> list[str]:
                   "Median |error| per operation and algorithm: " + "; ".join(
                       f"{a} {100 * v['median_abs']:.1f}% (max {100 * v['max_abs']:.1f}%, "
                       f"{v['n']})" for a, v in st["per_algorithm"].items()) + ".", "",
-                  "What the rows say. Where the model's mechanism is NCCL's own, it "
-                  "predicts: the tree's kernels cap it at channels x NCCL's per-channel "
-                  "ceiling (docs/topologies.md), within 1-4% from 2 to 46 nodes; CollNet "
-                  "all-gather and reduce-scatter (each NIC receives its rail's S/m from the "
-                  "switches) within 4%; NVLS-tree on 2 nodes (S per NIC each way) within "
-                  "1.3%; the tuned cluster's rings (T2) within 3%. Misses: T1's rings run "
-                  "11-22% below the NICs' line rate from 2 nodes and lose ~15% more by 46 "
-                  "nodes; T2 measured the same 20-25% loss on its own rings without the "
-                  "vendor IB variables (queue pairs per connection, adaptive-routing "
-                  "threshold), so this is transport tuning the model does not represent, "
-                  "not a property of the hardware. Missed too: NVLS-tree from 4 nodes on (T1; "
-                  "the model is NIC-bound at 2S per NIC, 30-40% high) and CollNet all-reduce "
-                  "on both clusters (14-20% high even with NCCL's 0.85 kernel share: the "
-                  "SHARP switches' aggregation rate is not modelled). send/recv from 8 "
-                  "nodes falls to about 1/2 and then 1/3 of a NIC (25, then 15 GB/s): all "
-                  "the cross-node pairs of sendrecv_perf use one rail, and one or two other "
-                  "flows hashed onto the same spine uplink would give those fractions, but "
-                  "the cluster's node-to-leaf layout is not published, so whether that is "
-                  "what happened is not known and the model (ideal ECMP) is not set to "
-                  "it. The tree ceiling and the CollNet factor were added with these rows "
-                  "in view; their values are NCCL's and the channel "
-                  "count is the model's own (nothing was adjusted to the rows).", ""]
+                  "What the rows say. The tree's kernels cap it at channels x NCCL's "
+                  "per-channel ceiling (docs/topologies.md): within 1-4% from 2 to 46 nodes. "
+                  "CollNet all-gather and reduce-scatter (each NIC receives its rail's S/m "
+                  "from the switches, through SHARP's transport at the NICs' full rate): "
+                  "within 4%. T1's rings run at the rate its own send/recv between two "
+                  "servers reached through one NIC (42.6 of 48.5 GB/s): from 2 to 8 nodes "
+                  "within 9%, and they lose 10-13% more by 16-46 nodes, which no modelled "
+                  "mechanism gives (the job stays under one leaf per rail up to 32 nodes in "
+                  "the preset; the cluster's node-to-leaf layout is not published). T2 "
+                  "measured its rings 20-25% lower without the vendor IB variables (queue "
+                  "pairs per connection, adaptive-routing threshold) and at the NICs' rate "
+                  "with them (its rows, tuned: within 3% at the preset's rate): the transport "
+                  "settings, not the hardware, set that share. Misses: NVLS-tree (at T1's "
+                  "share: 2 nodes 11% low, where it ran at the NICs' full rate, and 14-23% "
+                  "high from 4 nodes, where the model is NIC-bound at 2S per NIC); CollNet "
+                  "all-reduce on both clusters (14-20% high even with NCCL's 0.85 kernel "
+                  "share: the SHARP switches' aggregation rate is not modelled); send/recv "
+                  "from 8 nodes falls to about 1/2 and then 1/3 of a NIC (25, then 15 GB/s): "
+                  "all the cross-node pairs of sendrecv_perf use one rail, and one or two "
+                  "other flows hashed onto the same spine uplink would give those fractions, "
+                  "but the cluster's node-to-leaf layout is not published, so the model "
+                  "(ideal ECMP) is not set to it. The tree ceiling and the CollNet factor are "
+                  "NCCL's tuner constants, added with these rows in view (nothing was "
+                  "adjusted to them).", ""]
     return lines
