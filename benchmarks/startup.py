@@ -61,9 +61,10 @@ def timed(mod, name, label):
             marks[label] = marks.get(label, 0.0) + time.perf_counter() - t
     setattr(mod, name, g)
 import simulator.cli as cli, simulator.commands.simulate as cs
+import simulator.commands.common as cc
 import simulator.readers.workload as rw, simulator.study as st
 timed(rw, "read_workload", "read table")
-timed(cs, "build_cost_model", "build cost model")
+timed(cc, "build_cost_model_for", "build cost model")
 timed(st, "run_study", "simulate (price + replay)")
 t = time.perf_counter()
 cli.main(["simulate", "--quiet"] + sys.argv[1:])

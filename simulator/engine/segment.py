@@ -45,13 +45,42 @@ def _full_key(row: Row) -> tuple:
     return (row.fwd_ns, row.fwd, row.ig_ns, row.ig, row.wg_ns, row.wg, row.update_ns)
 
 
+def _class_ids(rows, key, same) -> list[int]:
+    """``key``'s equivalence class of each row, numbered in order of first appearance.
+
+    ``same(row)`` is a cheap tuple of the fields ``key`` reads, with the collectives by
+    identity: the reader gives the ``ga`` copies of a row the same ``Comm`` objects, so
+    ``key`` (which hashes those collectives field by field) runs once per distinct row
+    rather than once per row; rows equal but not identical still meet through ``key``."""
+    ids: dict = {}
+    of_same: dict = {}
+    out = []
+    for r in rows:
+        s = same(r)
+        i = of_same.get(s)
+        if i is None:
+            i = of_same[s] = ids.setdefault(key(r), len(ids))
+        out.append(i)
+    return out
+
+
+def _same_comms(row: Row) -> tuple:
+    return (row.name, id(row.fwd), id(row.ig), id(row.wg))
+
+
+def _same_full(row: Row) -> tuple:
+    return (row.fwd_ns, id(row.fwd), row.ig_ns, id(row.ig), row.wg_ns, id(row.wg),
+            row.update_ns)
+
+
 def _variants(rows, starts: list[int], period: int, marks: dict[int, tuple]):
     """Distinct blocks; a block's checkpoint marks count, so recompute stays where it is."""
     seen: dict[tuple, int] = {}
     variants: list[tuple[int, ...]] = []
     mb_variant: list[int] = []
+    full = _class_ids(rows, _full_key, _same_full)
     for start in starts:
-        key = tuple((_full_key(rows[i]), marks.get(i)) for i in range(start, start + period))
+        key = tuple((full[i], marks.get(i)) for i in range(start, start + period))
         v = seen.get(key)
         if v is None:
             v = seen[key] = len(variants)
@@ -156,8 +185,7 @@ def _find_period(rows, ga: int, key, max_extra: int | None = None) -> tuple[int,
     Only prefix+suffix lengths up to ``max_extra`` are tried.
     """
     n = len(rows)
-    ids: dict = {}
-    arr = [ids.setdefault(key(r), len(ids)) for r in rows]
+    arr = _class_ids(rows, key, _same_comms)
     top = n - ga if max_extra is None else min(n - ga, max_extra)
     for extra in range(0, top + 1):
         if (n - extra) % ga:
