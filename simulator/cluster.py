@@ -7,12 +7,13 @@ Defaults describe an 8-GPU H100/H200 SXM server with eight 400 Gbit/s NICs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 
 from .errors import InputError
+from .records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cluster:
     name: str = "h100-8x400g"
     gpus_per_server: int = 8

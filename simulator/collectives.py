@@ -11,12 +11,11 @@ an operation's name in another vocabulary or its factor looks it up here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .records import record
 from .workload import Op
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Collective:
     """One collective operation and everything that names or scales it."""
 

@@ -8,17 +8,18 @@ one Python object per GPU.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from .errors import InputError
+from .records import record
 from .workload import Group
 
 if TYPE_CHECKING:  # numpy loads on first use (tests/test_import_floor.py)
     import numpy as np
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class GroupPlacement:
     """Where one communicator's ranks sit: what a cost model needs to price a collective.
 
@@ -38,7 +39,7 @@ class GroupPlacement:
         return self.servers == 1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParallelConfig:
     world: int
     tp: int
@@ -121,7 +122,7 @@ def make_parallel(world: int, tp: int, pp: int, ep: int, source: str = "header")
     return ParallelConfig(world=world, tp=tp, pp=pp, ep=ep)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RankMap:
     """Which GPU of the cluster each rank of a job runs on.
 

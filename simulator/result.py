@@ -1,12 +1,14 @@
 """What a simulation produces: plain data that reporters turn into text, CSV, JSON and plots."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from .records import record
 
 BREAKDOWN_GROUPS = ("TP", "EP", "DP", "DP_EP", "PP")
 
 
-@dataclass
+@record
 class StageResult:
     """Where one pipeline stage's time goes. The parts add up to ``end_ns`` exactly."""
 
@@ -25,7 +27,7 @@ class StageResult:
         return self.compute_ns + sum(self.exposed_ns.values()) + self.bubble_ns
 
 
-@dataclass
+@record
 class RowResult:
     """One template row: priced durations (per occurrence) and exposed time on the critical
     stage."""
@@ -53,7 +55,7 @@ class RowResult:
     exposed_ns: int = 0      # blocking/waited communication attributed to this row, all occurrences
 
 
-@dataclass
+@record
 class TraceSlice:
     stage: int
     lane: str      # compute, TP, EP, DP, DP_EP, PP send, wait, embedding
@@ -63,7 +65,7 @@ class TraceSlice:
     args: dict | None = None
 
 
-@dataclass
+@record
 class SimulationResult:
     workload: str
     gpus: int

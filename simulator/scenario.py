@@ -6,10 +6,9 @@ draw every time). Specs resolve to (rank, factor) pairs once the world size is k
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import InputError, warn
 from .readers.numbers import parse_float, parse_int, shown
+from .records import record
 
 FLAG = "--straggler"
 #: the option keys errors name (simulator.config.ScenarioOptions); the CLI shows the flags
@@ -44,7 +43,7 @@ def _num(fields: dict, key: str, default: str, flag: str, kind=float, **bounds):
         raise InputError(f"{key}: {exc}", field=flag) from None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StragglerSpec:
     text: str
     ranks: tuple[int, ...] = ()
@@ -119,7 +118,7 @@ def resolve_all(specs: list[StragglerSpec], world: int,
 DEGRADE_FLAG = "--degrade"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DegradeSpec:
     """Slower scale-out NICs on one server or one GPU: ``server=3,nic=0.5,latency=5us``."""
 
@@ -191,7 +190,7 @@ def resolve_degrades(specs: list[DegradeSpec], world: int,
     return tuple(sorted((r, f, e) for r, (f, e) in out.items()))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FailureSpec:
     at_ns: int
     restart_ns: int | None

@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import InputError, SimulationWarning
+from .records import record
 from .result import SimulationResult
 from .scenario import DegradeSpec, FailureSpec, StragglerSpec
 
@@ -34,7 +34,7 @@ SENSITIVITY_GROUPS = ("TP", "EP", "DP", "DP_EP", "PP")
 SENSITIVITY_SPEEDUP = 1.1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WhatIf:
     """What makes ranks differ, parsed (see :mod:`simulator.scenario`), and the runs asked for.
 
@@ -67,7 +67,7 @@ class WhatIf:
                              "--jitter", field="draws")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StudyResult:
     """The reported run (complete: render it as it is), the co-located jobs' results, and
     the step time of every draw (the reported run is draw 0)."""

@@ -5,8 +5,10 @@ consumes them. All times are integer nanoseconds and all sizes integer bytes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
+
+from .records import record
 
 
 class Group(str, Enum):
@@ -54,7 +56,7 @@ POLICIES = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Comm:
     """One collective issued after a compute phase; ``op is None`` means NONE."""
 
@@ -74,7 +76,7 @@ class Comm:
 NO_COMM = Comm(None, None, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Row:
     """One line of the table: a layer's three compute phases and the collective after each."""
 
@@ -97,7 +99,7 @@ class Row:
                 else self.wg_ns)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Workload:
     """A parsed workload table. ``all_gpus`` is None when the header does not give it."""
 

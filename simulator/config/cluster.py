@@ -5,8 +5,7 @@ or the topology's own value. Bandwidths are GB/s (10^9 B/s) inside, latencies ns
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..records import record
 from .schema import option
 
 
@@ -15,7 +14,7 @@ def _cost_models() -> tuple[str, ...]:
     return tuple(COST_MODELS)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClusterOptions:
     gpus_per_server: int | None = option(
         None, "GPUs in one scale-up (NVLink) domain", "GPUs", "int?")
@@ -49,7 +48,7 @@ class ClusterOptions:
                 if getattr(self, f.name) is not None}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CostModelOptions:
     cost_model: str | None = option(
         None, "how a collective is priced (see simulator.costmodel.registry); default: nccl "

@@ -31,24 +31,23 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from ..collectives import OP_NAMES
 from ..errors import InputError
 from ..parallel import GroupPlacement
+from ..records import record
 from ..topology import Topology, TopologySpec, gpu_node
 from ..topology.spec import PROTOCOLS
-from ..topology.view import TopologyView   # links made on first use: prices in O(group)
-from ..collectives import OP_NAMES
+from ..topology.view import TopologyView  # links made on first use: prices in O(group)
 from ..workload import Op
 from .base import CostModel
+from .nccl_algorithms import PAT_KERNEL_SHARE, pat_latency_ns, tree_channel_cap
 from .nccl_algorithms import PLANNERS as _MULTINODE_PLANNERS
 from .nccl_algorithms import binary_tree as _binary_tree
 from .nccl_algorithms import by_server as _by_server
-from .nccl_algorithms import PAT_KERNEL_SHARE, pat_latency_ns
 from .nccl_algorithms import plan_pat as _plan_pat
-from .nccl_algorithms import tree_channel_cap
 from .nccl_phase import Phase
 from .nccl_symmetric import SymmetricPat, SymmetricPhase, SymmetricRing, symmetric_layout
 
@@ -75,7 +74,7 @@ FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple"
                     "pat": ("Simple",), "nvls_tree": ("Simple",), "collnet": ("Simple",)}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Estimate:
     op: Op
     size_bytes: int

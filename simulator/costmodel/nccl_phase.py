@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from ..records import record
 
 
-@dataclass
+@record
 class Phase:
     """One kernel's worth of transfers: bytes per directed link and the latency it chains."""
 

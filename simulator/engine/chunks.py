@@ -18,9 +18,9 @@ count, and the plan says so.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ..errors import InputError
+from ..records import record
 
 _NUMBERED = re.compile(r"(?:^|[^a-z])layer[_.\-]?(\d+)$", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"[_.\-]?\d+$")
@@ -28,7 +28,7 @@ _LAYER_ROW = re.compile(r"^(attention|attn|self_attn|self_attention|mlp|moe|ffn|
                         r"transformer|decoder)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ChunkSplit:
     ranges: list[tuple[int, int]]   # [start, end) of each chunk in the micro-batch's rows
     layers: int                     # layers found (0: none, cut by row count)

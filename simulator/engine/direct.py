@@ -31,8 +31,7 @@ by pass.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..records import record
 from ..result import StageResult
 from ..workload import Phase
 from .messages import has_consumer, source
@@ -43,7 +42,7 @@ _PHASES = (Phase.FWD, Phase.IG)
 _NEXT, _PREV = 0, 1          # send queue index of a direction
 
 
-@dataclass
+@record
 class Structure:
     """A schedule's passes with integer message ids, cut into rounds (see the module doc)."""
 

@@ -9,15 +9,14 @@ exposed PP communication and the rest as pipeline bubble.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from .loop import Environment
-
+from ..records import record
 from ..result import StageResult, TraceSlice
+from .loop import Environment
 from .messages import Direction, Mailbox
-from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 from .replay import STREAMS, PassOutcome, PassReplayer
+from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 
 
 def flow_id(phase, mb: int, chunk: int, sender: int | None) -> str:
@@ -28,7 +27,7 @@ def flow_id(phase, mb: int, chunk: int, sender: int | None) -> str:
 _STREAM_NAMES = tuple(g.value for g in STREAMS)  # Enum .value is a slow property
 
 
-@dataclass
+@record
 class StageSetup:
     replayer: PassReplayer
     send_next_ns: int   # activation to the next stage (or, last stage, to stage 0: interleaved)

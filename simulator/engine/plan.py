@@ -5,17 +5,17 @@ rows of each pass priced for each stage's group placements, and the pipeline sen
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from ..cluster import Cluster
 from ..costmodel.base import CostModel
 from ..errors import InputError, warn
-from ..parallel import (GroupPlacement, ParallelConfig, RankMap, make_parallel,
-                        stage_placements)
+from ..parallel import GroupPlacement, ParallelConfig, RankMap, make_parallel, stage_placements
+from ..records import record
 from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
-from .memo import per_workload
 from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
+from .memo import per_workload
 from .pipeline import StageSetup
 from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
 from .schedule import SCHEDULES, build_schedule
@@ -173,7 +173,7 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
     return out
 
 
-@dataclass
+@record
 class JobPlan:
     workload: Workload             # as replayed: rows on the policy's communicators
     replay: str                    # policy and replay used, for the report

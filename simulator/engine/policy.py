@@ -22,15 +22,15 @@ and sizes it from the header. :func:`layout` maps either onto collsim's groups.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ..errors import InputError
+from ..records import record
 from ..workload import NO_COMM, Comm, Group, Op, Phase, Workload
 
 
-
-@dataclass(frozen=True)
+@record(frozen=True)
 class PolicyRules:
     """One policy's replay. Columns are 'fwd', 'ig', 'wg'."""
 
@@ -130,7 +130,7 @@ def resolve_compat(workload: Workload, compat: str) -> str:
     return header_style(workload) if compat == "auto" else compat
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     """The effective job: group sizes and the rows with their collectives on collsim groups."""
 

@@ -5,12 +5,13 @@ class; the row-level engine and the class replay build them from the same attrib
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..errors import InputError
+from ..records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RankAttributes:
     """Per-rank deviations; None: as every other rank (a given 1.0 still makes its own class)."""
 

@@ -12,8 +12,7 @@ evaluation, and the result is exactly what replaying them would give.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..records import record
 from ..workload import Group, Phase
 from .policy import COMM_OF_TAG
 
@@ -22,7 +21,7 @@ STREAM_INDEX = {g: i for i, g in enumerate(STREAMS)}
 NO_STREAM = -1
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class PricedRow:
     """A row with its collectives priced for one stage; stream -1 means no communication."""
 
@@ -42,7 +41,7 @@ class PricedRow:
     comms: tuple = ()     # the row's (fwd, ig, wg) Comm, for re-pricing a rank class
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class PassOutcome:
     duration_ns: int
     compute_ns: int

@@ -10,10 +10,10 @@ every engine runs it (the stage driver, :mod:`.stage`, walks whatever order it g
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
 
 from ..errors import InputError
+from ..records import record
 from ..workload import Phase
 
 Step = tuple[Phase, int, int]
@@ -62,7 +62,7 @@ def _check_interleaved(pp: int, ga: int, chunks: int) -> None:
                          field="pp_schedule")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScheduleKind:
     """A registered schedule: its per-stage order and what it requires of (pp, ga, chunks)."""
 

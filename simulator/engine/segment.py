@@ -11,13 +11,12 @@ replayed as a single micro-batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import warn
+from ..records import record
 from ..workload import NO_COMM, Row, Workload
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Segmentation:
     prefix: tuple[int, ...]        # file row indices replayed once, around the pipeline
     micro_batch: tuple[int, ...]   # file row indices of the first micro-batch (the template)

@@ -8,22 +8,22 @@ when ranks are alike (tested).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..cluster import Cluster
 from ..costmodel.analytical import AnalyticalCostModel
 from ..costmodel.base import CostModel
 from ..errors import InputError, warn
+from ..network.links import Link, LinkKind, LinkShare
 from ..parallel import RankMap, stage_placements
+from ..records import record
 from ..result import RowResult, SimulationResult, TraceSlice
 from ..workload import ROW_GROUPS, Group, Op, Workload
-from ..network.links import Link, LinkKind, LinkShare
+from .fabric import uses_fabric
 from .messages import Direction
 from .pipeline import PipelineSim
-from .ranks import RankAttributes, rank_attributes
-from .fabric import uses_fabric
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
+from .ranks import RankAttributes, rank_attributes
 
 if TYPE_CHECKING:   # numpy only when rank classes are built
     from collections.abc import Sequence
@@ -33,7 +33,7 @@ if TYPE_CHECKING:   # numpy only when rank classes are built
 PLACEMENTS = ("packed", "spread", "rail")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SimulationOptions:
     gpus: int | None = None          # world size; overrides the header's all_gpus
     pp_schedule: str = "1f1b"        # 1f1b, interleaved or gpipe

@@ -20,10 +20,10 @@ direction queue behind each other (:func:`queue_send`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
+from ..records import record
 from ..workload import Phase
 from .messages import Direction, has_consumer, send_direction, source, split_wait
 
@@ -31,7 +31,7 @@ __all__ = ["Receive", "StagePass", "StageExecutor", "stage_passes", "drive", "sp
            "queue_send"]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Receive:
     """The message a pass waits for: the pass (phase, micro-batch, chunk) that produced it,
     on the neighbouring stage in direction ``sender`` (slots, not frozen: frozen dataclasses
@@ -44,7 +44,7 @@ class Receive:
     sender_stage: int            # that neighbour's stage index
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class StagePass:
     """One pass of a stage's iteration, with its pipeline messages."""
 

@@ -16,11 +16,11 @@ when that NIC is another GPU's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
+from ..records import record
 from .spec import Fabric, TopologySpec
 
 if TYPE_CHECKING:  # networkx loads only where a caller asks for the graph (tens of ms)
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # networkx loads only where a caller asks for the graph (tens
 LinkId = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Link:
     """One directed link between two nodes."""
 

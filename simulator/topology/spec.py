@@ -16,11 +16,12 @@ Errors name the file, the line and the key (``mine.yaml:7: nics.bandwidth: missi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from ..collectives import ENGINE_NAMES
 from ..readers.numbers import shown
+from ..records import record
 from ..units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 from .yamlsrc import Located
 
@@ -51,7 +52,7 @@ METHODS = ("torch.distributed", "nccl-tests")
 OP_NAMES = ENGINE_NAMES
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScaleUp:
     """The scale-up (NVLink) domain of one server."""
 
@@ -84,7 +85,7 @@ class ScaleUp:
         return pts[-1][1]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Nics:
     """A server's scale-out NICs."""
 
@@ -99,7 +100,7 @@ class Nics:
         return self.count * gpus_per_server if self.attach == "gpu" else self.count
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Fabric:
     """The scale-out fabric joining the servers' NICs."""
 
@@ -117,7 +118,7 @@ class Fabric:
     sharp: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NcclParams:
     """NCCL's latencies and protocol shares, and the framework's floor per call."""
 
@@ -141,7 +142,7 @@ class NcclParams:
         return dict(self.call_overhead_op).get(op, self.call_overhead_ns)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TopologySpec:
     """A topology file, checked: identical servers and how they are joined."""
 
