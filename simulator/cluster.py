@@ -15,6 +15,8 @@ from .records import record
 
 @record(frozen=True)
 class Cluster:
+    """The cluster as the cost model sees it: scale-up domain, NICs, bandwidths (GB/s), latency."""
+
     name: str = "h100-8x400g"
     gpus_per_server: int = 8
     nvlink_gbps: float = 450.0       # NVLink 4, 18 links: line rate per GPU per direction

@@ -41,6 +41,8 @@ class GroupPlacement:
 
 @record(frozen=True)
 class ParallelConfig:
+    """World size and the TP, PP, EP degrees of a job (DP follows)."""
+
     world: int
     tp: int
     pp: int

@@ -57,6 +57,8 @@ class RowResult:
 
 @record
 class TraceSlice:
+    """One slice of the timeline: a stage's lane, what ran, when (ns)."""
+
     stage: int
     lane: str      # compute, TP, EP, DP, DP_EP, PP send, wait, embedding
     name: str
@@ -67,6 +69,8 @@ class TraceSlice:
 
 @record
 class SimulationResult:
+    """What a run reports: iteration time, its breakdown, per-row detail and settings."""
+
     workload: str
     gpus: int
     tp: int

@@ -45,6 +45,8 @@ def _num(fields: dict, key: str, default: str, flag: str, kind=float, **bounds):
 
 @record(frozen=True)
 class StragglerSpec:
+    """A --straggler what-if, parsed: which ranks (or what fraction) run compute slower."""
+
     text: str
     ranks: tuple[int, ...] = ()
     fraction: float | None = None
@@ -192,6 +194,8 @@ def resolve_degrades(specs: list[DegradeSpec], world: int,
 
 @record(frozen=True)
 class FailureSpec:
+    """A --fail what-if, parsed: when a failure hits and how long the restart takes (ns)."""
+
     at_ns: int
     restart_ns: int | None
     lost_iterations: int = 0

@@ -16,6 +16,8 @@ def _cost_models() -> tuple[str, ...]:
 
 @record(frozen=True)
 class ClusterOptions:
+    """The cluster as the user described it (each unset option keeps the preset's value)."""
+
     gpus_per_server: int | None = option(
         None, "GPUs in one scale-up (NVLink) domain", "GPUs", "int?")
     nvlink_bw: float | None = option(
@@ -50,6 +52,8 @@ class ClusterOptions:
 
 @record(frozen=True)
 class CostModelOptions:
+    """How collectives are priced: the cost model, a calibration, NCCL algorithm and protocol."""
+
     cost_model: str | None = option(
         None, "how a collective is priced (see simulator.costmodel.registry); default: nccl "
         "on a topology, else simai", "", "str?", choices=_cost_models)

@@ -76,6 +76,8 @@ FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple"
 
 @record(frozen=True)
 class Estimate:
+    """One collective priced by the NCCL model: the algorithm and protocol chosen and the time."""
+
     op: Op
     size_bytes: int
     algorithm: str

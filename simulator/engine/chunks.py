@@ -30,6 +30,8 @@ _LAYER_ROW = re.compile(r"^(attention|attn|self_attn|self_attention|mlp|moe|ffn|
 
 @record(frozen=True)
 class ChunkSplit:
+    """A micro-batch's rows cut into interleaved-schedule model chunks."""
+
     ranges: list[tuple[int, int]]   # [start, end) of each chunk in the micro-batch's rows
     layers: int                     # layers found (0: none, cut by row count)
     note: str                       # how it was cut, for the report

@@ -29,6 +29,9 @@ _STREAM_NAMES = tuple(g.value for g in STREAMS)  # Enum .value is a slow propert
 
 @record
 class StageSetup:
+    """One pipeline stage: its pass replayer, its send times and what it replays around the
+    pipeline."""
+
     replayer: PassReplayer
     send_next_ns: int   # activation to the next stage (or, last stage, to stage 0: interleaved)
     send_prev_ns: int   # gradient to the previous stage (or, stage 0, to the last)

@@ -175,6 +175,8 @@ def _recompute_starts(workload: Workload, seg: Segmentation) -> dict[int, int]:
 
 @record
 class JobPlan:
+    """A job ready to replay: the workload as the policy replays it, its layout and prices."""
+
     workload: Workload             # as replayed: rows on the policy's communicators
     replay: str                    # policy and replay used, for the report
     compat: str

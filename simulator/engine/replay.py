@@ -43,6 +43,8 @@ class PricedRow:
 
 @record(slots=True)
 class PassOutcome:
+    """One replayed pass: its duration, compute and the exposed time of each stream (ns)."""
+
     duration_ns: int
     compute_ns: int
     recompute_ns: int

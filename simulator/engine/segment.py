@@ -18,6 +18,8 @@ from ..workload import NO_COMM, Row, Workload
 
 @record(frozen=True)
 class Segmentation:
+    """A table's rows split into iteration rows and its micro-batches (see the module doc)."""
+
     prefix: tuple[int, ...]        # file row indices replayed once, around the pipeline
     micro_batch: tuple[int, ...]   # file row indices of the first micro-batch (the template)
     suffix: tuple[int, ...]

@@ -35,6 +35,8 @@ PLACEMENTS = ("packed", "spread", "rail")
 
 @record(frozen=True)
 class SimulationOptions:
+    """How to replay a workload: world size, pipeline schedule, engine, what to keep."""
+
     gpus: int | None = None          # world size; overrides the header's all_gpus
     pp_schedule: str = "1f1b"        # 1f1b, interleaved or gpipe
     vpp_chunks: int | None = None    # model chunks per stage, 'interleaved' (default: header vpp)
