@@ -184,3 +184,16 @@ class FrozenSlots:
 class Mutable:
     name: str
     size_bytes: int = 0
+
+
+def test_hidden_fields_still_hold_their_values():
+    hidden = record(_hidden(), frozen=True)(1, 2, 3, 4)
+    assert (hidden.shown, hidden.secret, hidden.loose, hidden.unhashed) == (1, 2, 3, 4)
+    assert "secret" not in repr(hidden)
+    # compare=False: a different "loose" leaves two records equal and their hashes alike
+    other = record(_hidden(), frozen=True)
+    assert other(1, 2, 99, 4) == other(1, 2, 3, 4)
+    assert hash(other(1, 2, 99, 4)) == hash(other(1, 2, 3, 4))
+    # hash=False: "unhashed" takes part in equality but not in the hash
+    assert other(1, 2, 3, 5) != other(1, 2, 3, 4)
+    assert hash(other(1, 2, 3, 5)) == hash(other(1, 2, 3, 4))
