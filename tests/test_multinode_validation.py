@@ -91,3 +91,23 @@ def test_bad_role_names_the_line(tmp_path):
     with pytest.raises(InputError) as exc:
         multinode.read_rows(path)
     assert exc.value.line == 2 and exc.value.field == "role"
+
+
+def test_nvls_tree_rows_at_the_nics_five_sixths():
+    # 46 DGX B200, NVLS-tree: every GPU's NIC carries 2S each way (a server is inner in one
+    # of the two trees), at T1's transport share (42.6 GB/s per NIC, set by its send/recv)
+    # and NCCL's 5/6 for its NVLS kernels: algbw 8 x 42.6 / 2 x 5/6 = 142.0 GB/s, busbw
+    # 2 x 142.0 x 367/368 = 283.2 less latency (25 + 2 x 5 x 20.9 us against ~120 ms: 0.2%)
+    assert _row("T1", "all_reduce", "nvls_tree", 46).predicted_gbps == pytest.approx(
+        283.2, rel=3e-3)
+
+
+def test_auto_algorithm_rows_take_the_models_choice():
+    # V1: 4 HGX H100 (dgx-h100 preset), NCCL's own choice. The ring's every GPU NVLink port
+    # carries (n-1)/n of the gathered S at 450 x 0.82 = 369 GB/s: busbw 369 less latency
+    # (~0.7%); the all-reduce ring the same, and NVLS-tree would give only 8 NICs x 48.5 / 2
+    # x 5/6 x 2 = 323 GB/s busbw, so the ring is the model's choice
+    for op in ("all_reduce", "all_gather"):
+        r = _row("V1", op, "", 4)
+        assert r.counted and r.predicted_gbps == pytest.approx(369 * 0.993, rel=5e-3)
+    assert "all_reduce auto" in "\n".join(multinode.render_text(multinode.run()))

@@ -305,8 +305,10 @@ class NcclCostModel(CostModel):
 
     def _net_share(self, ph: Phase) -> float:
         """The share of a NIC's rate the phase's transfers reach: NCCL's network transport
-        (``nccl.net_efficiency``) for all but CollNet, whose data SHARP's transport moves."""
-        return 1.0 if ph.family == "collnet" else self.params.net_efficiency
+        (``nccl.net_efficiency``) for all but CollNet, whose data SHARP's transport moves,
+        times the algorithm's own share of the NICs' pace (NVLS-tree: NCCL's 5/6)."""
+        transport = 1.0 if ph.family == "collnet" else self.params.net_efficiency
+        return transport * ph.nic_share
 
     def _busiest(self, op: Op, ph: Phase, ranks: int) -> tuple:
         """(link, bytes per byte, its capacity for op) of the phase's slowest link (cached:

@@ -128,7 +128,10 @@ def summary(rows: list[Row]) -> dict:
 
 
 def _label(r: Row) -> str:
-    return f"{r.op} {r.algorithm}".strip()
+    """The operation and the algorithm the run forced ("auto": NCCL's choice, and the
+    model's; send/recv has none to force)."""
+    algorithm = r.algorithm or ("" if r.op == "sendrecv" else "auto")
+    return f"{r.op} {algorithm}".strip()
 
 
 def render_text(rows: list[Row]) -> list[str]:
@@ -139,7 +142,7 @@ def render_text(rows: list[Row]) -> list[str]:
            f"{'predicted':>11s}{'error':>8s}"]
     for r in rows:
         tag = "" if r.counted else "  (set a parameter: not counted)"
-        out.append(f"  {r.source:4s}{r.preset:10s}{r.op + ' ' + r.algorithm:16s}{r.nodes:>6d}"
+        out.append(f"  {r.source:4s}{r.preset:10s}{_label(r):16s}{r.nodes:>6d}"
                    f"{r.measured_gbps:>10.1f}{r.predicted_gbps:>11.1f}"
                    f"{100 * r.error:>+7.1f}%{tag}")
     shares = net_shares(read_rows()) if DATA.exists() else {}
@@ -184,7 +187,7 @@ def render_markdown(rows: list[Row], shares: dict | None = None) -> list[str]:
     for r in rows:
         size = f"{r.size_bytes / 2**30:g} GiB"
         err = f"{100 * r.error:+.1f}%" + ("" if r.counted else " *(set)*")
-        lines.append(f"| {r.source} | {r.system} | {r.op} {r.algorithm} | {r.nodes} "
+        lines.append(f"| {r.source} | {r.system} | {_label(r)} | {r.nodes} "
                      f"({r.nodes * r.gpus_per_node}) | {size} | {r.measured_gbps:.1f} | "
                      f"{r.predicted_gbps:.1f} | {err} |")
     if st["n"]:
@@ -210,16 +213,19 @@ def render_markdown(rows: list[Row], shares: dict | None = None) -> list[str]:
                   "measured its rings 20-25% lower without the vendor IB variables (queue "
                   "pairs per connection, adaptive-routing threshold) and at the NICs' rate "
                   "with them (its rows, tuned: within 3% at the preset's rate): the transport "
-                  "settings, not the hardware, set that share. Misses: NVLS-tree (at T1's "
-                  "share: 2 nodes 11% low, where it ran at the NICs' full rate, and 14-23% "
-                  "high from 4 nodes, where the model is NIC-bound at 2S per NIC); CollNet "
-                  "all-reduce on both clusters (14-20% high even with NCCL's 0.85 kernel "
-                  "share: the SHARP switches' aggregation rate is not modelled); send/recv "
-                  "from 8 nodes falls to about 1/2 and then 1/3 of a NIC (25, then 15 GB/s): "
-                  "all the cross-node pairs of sendrecv_perf use one rail, and one or two "
-                  "other flows hashed onto the same spine uplink would give those fractions, "
-                  "but the cluster's node-to-leaf layout is not published, so the model "
-                  "(ideal ECMP) is not set to it. The tree ceiling and the CollNet factor are "
-                  "NCCL's tuner constants, added with these rows in view (nothing was "
-                  "adjusted to them).", ""]
+                  "settings, not the hardware, set that share. NVLS-tree from 4 nodes (2S per "
+                  "NIC at T1's share and NCCL's 5/6 for its NVLS algorithms): within 5%; on 2 "
+                  "nodes it ran at the NICs' full rate, 26% above the model. V1 (H100, NCCL's "
+                  "own choice, 4 nodes, no send/recv row, so at the preset's NIC rate): the "
+                  "model picks the ring, NVLink-bound at 369 GB/s, 11-13% above the "
+                  "measurement, about T1's transport share again. Misses: CollNet all-reduce "
+                  "on both clusters (14-20% high even with NCCL's 0.85 kernel share: the "
+                  "SHARP switches' aggregation rate is not modelled); send/recv from 8 nodes "
+                  "falls to about 1/2 and then 1/3 of a NIC (25, then 15 GB/s): all the "
+                  "cross-node pairs of sendrecv_perf use one rail, and one or two other "
+                  "flows hashed onto the same spine uplink would give those fractions, but "
+                  "the cluster's node-to-leaf layout is not published, so the model (ideal "
+                  "ECMP) is not set to it. The tree ceiling, the CollNet factor and the "
+                  "NVLS-tree 5/6 are NCCL's tuner constants (src/graph/tuning.cc), added with "
+                  "these rows in view (nothing was adjusted to them).", ""]
     return lines
