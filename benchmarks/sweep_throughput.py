@@ -13,7 +13,7 @@ and NIC bandwidth) with SimAI's -O3 build when ../shared/peers/simai-analytical 
 (skipped cleanly when it is not).
 
     python benchmarks/sweep_throughput.py [--points 200] [--repeat 3] [--whatif 10000]
-                                          [--simai DIR]
+                                          [--sweep-jobs 2] [--simai DIR]
 
 Each point sets a different NIC bandwidth (25-74 GB/s), so every price really changes.
 Timings are medians over ``--repeat`` rounds, each timing collsim's points and SimAI's
@@ -21,7 +21,9 @@ processes on the same points one after the other (interleaved). The case "as swe
 points" runs the generated point as a sweep spec's points do (``run_point``: model and
 parallelism keys per point, the workload generated from them; points that share those keys
 share one generated workload). ``--whatif N`` then times one N-point NIC what-if that way,
-start to end, in this process.
+start to end, in this process. ``--sweep-jobs J`` then times the same N points as a sweep
+spec through ``collsim sweep SPEC --jobs J --no-cache`` (a new process, J workers, CSV and
+plots included), with its peak memory.
 """
 from __future__ import annotations
 
@@ -115,6 +117,31 @@ class SpecSweep(FileSweep):
             raise RuntimeError(f"sweep point failed: {out['error']}")
 
 
+def whatif_spec(tmp: str, points: int, ga: int = 32) -> str:
+    """A sweep spec of ``points`` NIC bandwidths (25 GB/s on, 0.005 GB/s apart) on the
+    generated GPT-175B point's keys (1,024 GPUs, TP 8, PP 16, GA ``ga``)."""
+    path = os.path.join(tmp, f"whatif{points}.yaml")
+    nics = ", ".join(f"{25 + k * 0.005:.3f}" for k in range(points))
+    with open(path, "w") as f:
+        f.write(f"name: whatif{points}\nbase:\n  model: gpt-175b\n  gpus: 1024\n  tp: 8\n"
+                f"  pp: 16\n  global_batch: {ga * 8}\n  micro_batch: 1\n  seq_length: 4096\n"
+                f"  cost_model: simai\ngrid:\n  nic_bw: [{nics}]\n")
+    return path
+
+
+def cli_sweep(tmp: str, spec: str, jobs: int) -> tuple[float, float | None]:
+    """(wall seconds, peak RSS MiB of the largest process or None) of ``collsim sweep``."""
+    import resource
+
+    out = os.path.join(tmp, "cli-sweep.csv")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "simulator", "sweep", spec, "--jobs", str(jobs),
+                    "--no-cache", "--quiet", "-o", out], check=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss   # KiB on Linux
+    return wall, peak_kib / 1024 if sys.platform.startswith("linux") else None
+
+
 def simai_seconds(binary: str, workdir: str, path: str, gpus: int, i: int) -> float | None:
     """SimAI's whole-process time on point ``i`` (same file, that NIC bandwidth); None when
     it wrote no result row (it exits 0 without one on the GA 512 file)."""
@@ -145,6 +172,8 @@ def main() -> int:
                     help="SimAI processes per round (each a point of the same sweep)")
     ap.add_argument("--whatif", type=int, default=0,
                     help="then time one what-if of this many points (sweep-spec points)")
+    ap.add_argument("--sweep-jobs", type=int, default=0,
+                    help="then time the --whatif points through collsim sweep --jobs N")
     ap.add_argument("--simai", default=os.path.join(ROOT, "..", "shared", "peers",
                                                     "simai-analytical"))
     args = ap.parse_args()
@@ -209,6 +238,15 @@ def main() -> int:
             print(f"\n{args.whatif}-point NIC what-if, GPT-175B 1,024 GPUs GA 32 as sweep-spec "
                   f"points in one process: {total:.1f} s ({args.whatif / total:.0f} points/s; "
                   f"load average {os.getloadavg()[0]:.1f})")
+        if args.whatif and args.sweep_jobs:
+            spec = whatif_spec(tmp, args.whatif)
+            load = os.getloadavg()[0]
+            wall, peak = cli_sweep(tmp, spec, args.sweep_jobs)
+            mem = f", peak RSS {peak:.0f} MiB (largest process)" if peak else ""
+            print(f"\nthe same {args.whatif} points through collsim sweep SPEC --jobs "
+                  f"{args.sweep_jobs} --no-cache (CSV and plots included): {wall:.1f} s "
+                  f"({args.whatif / wall:.0f} points/s{mem}; load average {load:.1f} before, "
+                  f"{os.getloadavg()[0]:.1f} after)")
     return 0
 
 

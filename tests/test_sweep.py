@@ -137,6 +137,56 @@ def test_process_pool_matches_serial():
     assert [r["status"] for r in serial].count("infeasible") == 4  # EP 2 on a dense model
 
 
+def test_chunk_size_by_hand():
+    # about eight calls per worker, at most 32 points a call, one point for small sweeps:
+    # 10,000 points on 2 workers -> 10000 // 16 = 625, capped at 32; 100 -> 100 // 16 = 6;
+    # 12 -> 0, at least 1
+    assert runner.chunk_size(10_000, 2) == 32
+    assert runner.chunk_size(100, 2) == 6
+    assert runner.chunk_size(12, 2) == 1
+    assert runner.chunk_size(5, 0) == 1
+
+
+def test_process_pool_in_chunks_matches_serial(monkeypatch):
+    """Several points a call into a worker (as a large sweep sends them): the same results in
+    the same order as one point a call in this process."""
+    spec = small_spec(grid={"gpus": [8, 16], "tp": [2, 4], "ep": [1, 2]})
+    serial = run_points(spec.points, SerialExecutor(), progress=False)
+    monkeypatch.setattr(runner, "chunk_size", lambda points, workers: 3)   # 8 -> 3 + 3 + 2
+    with make_executor("process", jobs=2) as ex:
+        pooled = run_points(spec.points, ex, progress=False)
+    strip = lambda rs: [(r["point"], r["status"], r.get("iteration_ms"), r["error"])  # noqa
+                        for r in rs]
+    assert strip(pooled) == strip(serial)
+
+
+_real_run_point = None
+
+
+def _deadly_point(point, base_dir="."):
+    import os
+    import signal
+
+    if point["tp"] == 2 and point["gpus"] == 16:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _real_run_point(point, base_dir)
+
+
+def test_a_killed_worker_in_a_chunk_fails_only_its_point(monkeypatch):
+    """A point that kills its worker takes its chunk's other points down with it; they are
+    run again (alone after a second break) and only the deadly point is an error."""
+    global _real_run_point
+    _real_run_point = runner.run_point
+    monkeypatch.setattr(runner, "run_point", _deadly_point)   # forked workers see it
+    monkeypatch.setattr(runner, "chunk_size", lambda points, workers: 4)
+    spec = small_spec(grid={"gpus": [8, 16], "tp": [1, 2, 4, 8]})
+    with make_executor("process", jobs=2) as ex:
+        res = run_points(spec.points, ex, Cache(None), progress=False)
+    status = {(r["point"]["gpus"], r["point"]["tp"]): r["status"] for r in res}
+    assert status.pop((16, 2)) == "error"
+    assert set(status.values()) == {"ok"}, [r["error"] for r in res]
+
+
 def test_dask_local_cluster():
     pytest.importorskip("dask.distributed")
     spec = small_spec(grid={"gpus": [8], "tp": [2, 4]})

@@ -315,23 +315,16 @@ class DirectPipeline:
                                                  f3 - t if f3 > t else 0), rel_wg))
                     if out is None:
                         out = rep.run(phase, seq, t, free, wg)
-                    sf = out.stream_free
-                    x = t + sf[0]
-                    if x > f0:
-                        free[0] = x
-                    x = t + sf[1]
-                    if x > f1:
-                        free[1] = x
-                    x = t + sf[2]
-                    if x > f2:
-                        free[2] = x
-                    x = t + sf[3]
-                    if x > f3:
-                        free[3] = x
-                    for key, rel in out.wg_done:
-                        wg[key] = x = t + rel
-                        if x > wg_last:
-                            wg_last = x
+                    # a pass leaves each stream busy until at least when it found it (the
+                    # replay only moves busy-until times on): these are the maxima
+                    s0, s1, s2, s3 = out.stream_free
+                    free[:] = t + s0, t + s1, t + s2, t + s3
+                    wg_done = out.wg_done
+                    if wg_done:
+                        for key, rel in wg_done:
+                            wg[key] = x = t + rel
+                            if x > wg_last:
+                                wg_last = x
                     outs.append(out)
                     t += out.duration_ns
                     if send_q >= 0:

@@ -40,6 +40,23 @@ def run_point(point: dict, base_dir: str = ".") -> dict:
     return out
 
 
+def run_chunk(points: list[dict], base_dir: str = ".") -> list[dict]:
+    """:func:`run_point` on each of ``points``, in order: one call into a worker for several
+    points, so a large sweep does not pay a round trip between processes per point."""
+    return [run_point(p, base_dir) for p in points]
+
+
+#: at most this many points go to a worker in one call (a chunk's results arrive together)
+MAX_CHUNK = 32
+
+
+def chunk_size(points: int, workers: int) -> int:
+    """Points per call into a worker: about eight calls per worker over the sweep (idle
+    workers at the end of an uneven sweep wait at most for one chunk), at most
+    :data:`MAX_CHUNK`, and one point per call for small sweeps."""
+    return max(1, min(MAX_CHUNK, points // (8 * max(1, workers))))
+
+
 def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
@@ -413,7 +430,7 @@ def run_points(points: list[dict], executor: Executor, cache: Cache | None = Non
     results: list[dict | None] = [None] * len(points)
     keys = [point_key(p, base_dir) for p in points]
     bar = Progress(len(points), enabled=progress)
-    pending: dict[Future, int] = {}
+    pending: dict[Future, list[int]] = {}
     try:
         first_of: dict[str, int] = {}
         todo: list[int] = []
@@ -429,28 +446,35 @@ def run_points(points: list[dict], executor: Executor, cache: Cache | None = Non
                 first_of[key] = i
                 todo.append(i)
         # a worker that dies (killed, out of memory) breaks the whole pool: the points in
-        # flight are run again in a new pool; a point that is in flight at a second break
-        # runs alone, so only a point that kills its own worker is failed for it
+        # flight (every point of the chunks in flight) are run again in a new pool; a point
+        # that is in flight at a second break runs alone, so only a point that kills its own
+        # worker is failed for it
         lost: dict[int, int] = {}
         isolated = False
+        workers = getattr(executor, "jobs", None) or os.cpu_count() or 1
         while todo:
             batch, todo = (todo[:1], todo[1:]) if isolated else (todo, [])
             if isolated and isinstance(executor, LocalPool):   # only a pool breaks
                 executor.respawn(1)
-            pending = {executor.submit(run_point, points[i], base_dir): i for i in batch}
+            size = chunk_size(len(batch), workers)
+            chunks = [batch[k:k + size] for k in range(0, len(batch), size)]
+            pending = {executor.submit(run_chunk, [points[i] for i in chunk], base_dir): chunk
+                       for chunk in chunks}
             broken: list[int] = []
             for fut in as_completed(list(pending)):
-                i = pending.pop(fut)
+                chunk = pending.pop(fut)
                 try:
-                    res = fut.result()
+                    outs = fut.result()
                 except BrokenExecutor:
-                    broken.append(i)
+                    broken.extend(chunk)
                     continue
                 except BaseException as exc:  # noqa: BLE001 -- a worker died
-                    res = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-                cache.put(keys[i], points[i], res)
-                results[i] = {"point": points[i], "key": keys[i], "cached": False, **res}
-                bar.update(res["status"])
+                    outs = [{"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                            for _ in chunk]
+                for i, res in zip(chunk, outs):
+                    cache.put(keys[i], points[i], res)
+                    results[i] = {"point": points[i], "key": keys[i], "cached": False, **res}
+                    bar.update(res["status"])
             if not broken:
                 continue
             if not hasattr(executor, "respawn"):
