@@ -121,8 +121,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "twice the bf16 tensor-core rate; attention, embedding and output layer "
                         "stay bf16")
     f.add_argument("--attention-backend", choices=["flash", "fused", "unfused"],
-                   default="flash",
-                   help="flash/fused (default): no score matrix; unfused: the scores are "
+                   default=None,
+                   help="flash/fused (default flash): no score matrix; unfused: the scores are "
                         "materialised (QK^T, fused softmax, PV as batched GEMMs) and kept for "
                         "the backward")
     e = p.add_argument_group("Megatron-core MoE layer (alltoall token dispatcher)")
@@ -148,6 +148,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--moe-expert-load-imbalance", type=float, default=1.0, metavar="RATIO",
                    help="expected tokens of the busiest EP rank over the mean (default 1.0: "
                         "balanced routing, an assumption); bounded by the capacity factor")
+    # Megatron-LM's older attention flags, mapped onto --attention-backend
+    f.add_argument("--use-flash-attn", dest="attention_backend", action="store_const",
+                   const="flash", help="Megatron-LM's legacy flag: FlashAttention "
+                   "(= --attention-backend flash, the default)")
+    f.add_argument("--transformer-impl", choices=["local", "transformer_engine"],
+                   help="Megatron-LM's layer implementation, for its attention: local = "
+                        "Megatron's own core attention, scores materialised with its fused "
+                        "softmax (--attention-backend unfused) unless --use-flash-attn; "
+                        "transformer_engine = TE's fused/flash attention (--attention-backend "
+                        "flash, the default). Nothing else of the layers changes")
+    f.add_argument("--no-check-for-nan-in-loss-and-grad", dest="check_for_nan",
+                   action="store_false", default=True,
+                   help="no NaN check of the loss: the host does not wait for the GPU "
+                        "between a micro-batch's forward and backward (default: the check, "
+                        "Megatron-LM's default since the flag appeared in late 2023, reads "
+                        "the loss on the host every micro-batch)")
+    f.add_argument("--check-for-nan-in-loss-and-grad", dest="check_for_nan",
+                   action="store_true", help="the default (see above)")
+    f.add_argument("--get-batch", choices=["core", "legacy"], default="core",
+                   help="how each micro-batch's tokens reach the TP ranks: core (default: "
+                        "megatron-core's get_batch_on_this_tp_rank, Megatron-LM's pretrain_gpt "
+                        "from 2024: known shapes broadcast, no host read) or legacy "
+                        "(tensor_parallel.broadcast_data, Megatron-LM before: the key sizes "
+                        "broadcast over TP and read back on the host, a host wait every "
+                        "micro-batch, then the tokens broadcast; BROADCAST rows on TP)")
+    f.add_argument("--loss-scale", type=float, metavar="SCALE",
+                   help="with --fp16: a static loss scale (default: dynamic loss scaling, "
+                        "Megatron-LM's default). Either way fp16 unscales the main gradients, "
+                        "checks them for inf/NaN, all-reduces found_inf (MAX, 4 bytes, the "
+                        "table's TP group; also DP with the distributed optimizer) and reads "
+                        "it on the host before the optimizer step")
     m = p.add_argument_group("model overrides (applied to the preset or YAML model)")
     m.add_argument("--num-layers", type=positive_int, metavar="N")
     m.add_argument("--hidden-size", type=positive_int, metavar="N")
@@ -206,7 +237,7 @@ def generate_options(args: argparse.Namespace):
         cp_comm_type=getattr(args, "cp_comm_type", "p2p"),
         expert_tensor_parallel_size=getattr(args, "etp", None),
         fp8=getattr(args, "fp8", None),
-        attention_backend=getattr(args, "attention_backend", "flash"),
+        attention_backend=_attention_backend(args),
         zero_stage=getattr(args, "zero_stage", 0),
         moe_grouped_gemm=getattr(args, "moe_grouped_gemm", False),
         moe_router_load_balancing_type=getattr(args, "moe_router_load_balancing_type",
@@ -218,11 +249,23 @@ def generate_options(args: argparse.Namespace):
         moe_pad_expert_input_to_capacity=getattr(args, "moe_pad_expert_input_to_capacity",
                                                  False),
         moe_expert_load_imbalance=getattr(args, "moe_expert_load_imbalance", 1.0),
+        check_for_nan_in_loss_and_grad=getattr(args, "check_for_nan", True),
+        get_batch=getattr(args, "get_batch", "core"),
+        loss_scale=getattr(args, "loss_scale", None),
         num_layers=args.num_layers, hidden_size=args.hidden_size,
         ffn_hidden_size=args.ffn_hidden_size, num_attention_heads=args.num_attention_heads,
         num_query_groups=args.num_query_groups, vocab_size=args.vocab_size,
         num_experts=args.num_experts, topk=args.topk,
         moe_ffn_hidden_size=args.moe_ffn_hidden_size)
+
+
+def _attention_backend(args: argparse.Namespace) -> str:
+    """--attention-backend, or what Megatron's legacy flags say: --transformer-impl local
+    without --use-flash-attn is Megatron's own unfused attention; else flash (the default)."""
+    backend = getattr(args, "attention_backend", None)
+    if backend is None and getattr(args, "transformer_impl", None) == "local":
+        return "unfused"
+    return backend or "flash"
 
 
 def build_from_args(args: argparse.Namespace):

@@ -78,6 +78,15 @@ class GenerateOptions:
     moe_expert_load_imbalance: float = option(
         1.0, "tokens of the busiest EP rank over the mean (1.0: balanced routing)", "ratio",
         "float", lo=1)
+    # host reads inside a step (simulator/generate/host_sync.py)
+    check_for_nan_in_loss_and_grad: bool = option(
+        True, "the loss's NaN check read on the host every micro-batch (Megatron-LM's "
+        "default: on)", "", "bool")
+    get_batch: str = option(
+        "core", "core (get_batch_on_this_tp_rank: no host read) or legacy (broadcast_data: "
+        "key sizes read back every micro-batch)", "", "str", choices=("core", "legacy"))
+    loss_scale: float | None = option(
+        None, "fp16: a static loss scale (default: dynamic)", "", "float?")
     # model overrides
     num_layers: int | None = option(None, "override the model's layers", "layers", "int?")
     hidden_size: int | None = option(None, "override the hidden size", "", "int?")
@@ -113,7 +122,9 @@ class GenerateOptions:
             moe_router_score_function=self.moe_router_score_function,
             moe_expert_capacity_factor=self.moe_expert_capacity_factor,
             moe_pad_expert_input_to_capacity=self.moe_pad_expert_input_to_capacity,
-            moe_expert_load_imbalance=self.moe_expert_load_imbalance)
+            moe_expert_load_imbalance=self.moe_expert_load_imbalance,
+            check_for_nan_in_loss=self.check_for_nan_in_loss_and_grad,
+            get_batch=self.get_batch, loss_scale=self.loss_scale)
 
     def model_spec(self, base_dir: str = "."):
         """(model, notes on derived values): the preset or file with the overrides applied."""

@@ -515,6 +515,13 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
         else:
             R.add("zero3_param_regather", ig=c(AG, DPEP, 2 * count), kind="none")
 
+    if f.get_batch == "legacy":
+        # tensor_parallel.broadcast_data: the key sizes (5 dims of one int64 key) broadcast
+        # over TP, read back on the host (a sync point: compute.py), then the tokens (int64,
+        # b x (s+1)) broadcast
+        R.add("get_batch_sizes", fwd=c(Op.BROADCAST, TP, 40), kind="get_batch", slot=0)
+        R.add("get_batch_data", fwd=c(Op.BROADCAST, TP, 8 * cfg.micro_batch
+                                      * (cfg.seq_length + 1)), kind="get_batch", slot=1)
     zero3(emb_params, True)
     R.add("embedding_layer", fwd=c(RS if cfg.sp else AR, TP, act), params=(DP, emb_params))
     zero3(emb_params, False)
@@ -601,6 +608,15 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
         R.add("pp_grad_gather", ig=c(AG, TP, act), kind="none")
     block = R.rows
     R.rows = []
+    if f.params_dtype == "fp16":
+        # the loss scaler's found_inf (one fp32), all-reduced (MAX) after the unscale over
+        # the model-parallel group, of which the table can name TP (PP's part is left out);
+        # the distributed optimizer's grad stats span every rank (its main gradients are
+        # sharded over DP): DP's part as a second all-reduce, which a forward collective can
+        # name only as *_DP_EP (the DP ranks when the table's EP column is one rank)
+        R.add("loss_scale_found_inf", fwd=c(AR, TP, 4), kind="loss_scale")
+        if cfg.distributed_optimizer and cfg.parallel.ep == 1:
+            R.add("loss_scale_found_inf_dp", fwd=c(AR, DPEP, 4), kind="none")
     for j in range(4):
         R.add(f"optimizer{j + 1}", fwd=c(AR, TP, 4), kind="optimizer" if j == 0 else "none")
     suffix = R.rows

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from ..errors import InputError
 from .config import TrainConfig
 from .gpu import GPUSpec
+from .host_sync import replay_step, run, sync
 from .sizes import ParamCounts, padded_vocab
 
 
@@ -25,7 +26,9 @@ class Cost(NamedTuple):
     the previous kernel is done. So a sequence is never faster than its launches (the sum of
     the host times) nor than its kernels (the sum of the device times), and a mix of short and
     long kernels pays for the gaps where the GPU waits. Each sequence starts with the host and
-    the GPU both idle (the host gets no lead from the row before)."""
+    the GPU both idle (the host gets no lead from the row before). A kernel
+    ``(0, host, True)`` is a sync point (:func:`~.host_sync.sync`): the host waits for the
+    GPU to finish what was issued before it."""
 
     kernels: tuple = ()
 
@@ -42,14 +45,10 @@ class Cost(NamedTuple):
 
     @property
     def us(self) -> float:
-        issued = gpu_free = 0.0
-        for dev, host in self.kernels:
-            issued += host
-            gpu_free = max(gpu_free, issued) + dev
-        return gpu_free
+        return run(self.kernels)[1]
 
     def scaled_host(self, k: float) -> Cost:
-        return Cost(tuple((d, h * k) for d, h in self.kernels))
+        return Cost(tuple((kn[0], kn[1] * k) + tuple(kn[2:]) for kn in self.kernels))
 
 
 def _k(dev: float, host: float, count: int = 1) -> Cost:
@@ -288,6 +287,11 @@ class ComputeModel:
         opt = gpu.optimizer_us(local_params, tensors) + params.per_gpu * gpu.opt_zero_ns / 1e3 \
             + cfg.ga * accum
         t["optimizer"] = (_k(opt, 0.0), Z, Z)
+        t.update(_sync_work(gpu, cfg, local_params, params.per_gpu, tensors))
+        if getattr(getattr(cfg, "features", None), "params_dtype", "") == "fp16":
+            # found_inf, all-reduced after the unscale (the loss_scale row), read on the host
+            t["optimizer"] = (Cost((sync(gpu.host_us("float.fwd")),)) + t["optimizer"][0],
+                              Z, Z)
         self.tensors = tensors
         self.parts = {k: tuple(c.us for c in v) for k, v in t.items()}
         self.costs = t
@@ -309,15 +313,21 @@ class ComputeModel:
         else:
             mlp = _sum(t["ln"], t["mlp_body"])
         layer = [_sum(t["attn_in"], t["attn_body"]), mlp]
-        seq_f = [t["embedding"]] + layer * cfg.layers_per_stage + [t["output"]]
+        seq_f = [t["get_batch0"], t["get_batch1"], t["embedding"]] \
+            + layer * cfg.layers_per_stage + [t["output"]]
         seq_b = [t["output"]] + layer[::-1] * cfg.layers_per_stage + [t["embedding"]]
-        out = []
+        chains, alone = [], []
         for seq, sides in ((seq_f, (0,)), (seq_b, (1, 2))):
             parts = [sum((p[i] for i in sides), Z) for p in seq]
-            alone = sum(c.us for c in parts)
-            chained = Cost(tuple(k for c in parts for k in c.kernels)).us
-            out.append(chained / alone if alone > 0 else 1.0)
-        return out[0], out[1]
+            alone.append(sum(c.us for c in parts))
+            chains.append(tuple(k for c in parts for k in c.kernels))
+        # the step as one chain over its micro-batches (host_sync.py): with PP > 1 every
+        # forward and backward starts drained (Megatron's batched p2p is followed by a
+        # synchronize); else the loss's NaN check drains the queue before each backward
+        before_f: tuple = (sync(),) if cfg.pp > 1 else ()
+        before_b: tuple = (sync(),) if cfg.pp > 1 else t["loss_check"][0].kernels
+        f, b = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b)
+        return (f / alone[0] if alone[0] > 0 else 1.0, b / alone[1] if alone[1] > 0 else 1.0)
 
     def core_attention_us(self) -> tuple[float, float, float]:
         """(forward, backward, 0) device microseconds of one layer's attention kernel alone,
@@ -342,7 +352,7 @@ class ComputeModel:
         ``optimizer``.
         """
         f, ig, wg = self.row_costs(kind, slot)
-        if kind == "optimizer":   # after a host read of the gradient norm: no lead
+        if kind in ("optimizer", "loss_scale"):   # after the backward's end: no lead
             return (f.us,) + _split_backward(ig, wg)
         lf, lb = self.lead
         b = _split_backward(ig, wg)
@@ -378,7 +388,56 @@ class ComputeModel:
             return p["output"]
         if kind == "optimizer":
             return p["optimizer"]
+        if kind == "get_batch":
+            return p[f"get_batch{min(slot, 1)}"]
+        if kind == "loss_scale":
+            return p["loss_scale"]
         return z
+
+
+def _sync_work(gpu: GPUSpec, cfg, local_params: float, params_per_gpu: float,
+               tensors: int) -> dict[str, Part]:
+    """The kernels around the step's host reads (host_sync.py), each priced as its own op:
+    a copy's or an element-wise op's measured dispatch (``float`` / ``add``) and the
+    memory-bound model over its bytes; the reads themselves are sync points whose host time
+    is the copy's dispatch (``.item()`` / ``.cpu()`` is a device-to-host copy).
+
+    ``get_batch0`` / ``get_batch1``: the legacy ``broadcast_data`` (the key sizes copied to
+    the GPU for their TP broadcast; then read back, the tokens copied over, the tokens and
+    labels split, the causal mask, positions and loss mask built on the GPU); ``loss_check``:
+    ``loss.isnan()`` and its read; ``loss_scale``: fp16's copy of fp16 main gradients to
+    fp32 (without fp32 accumulation: a per-tensor ``.float()``), ``found_inf`` zeroed, the
+    fused unscale-and-check over the optimizer's main gradients (fp32 read and written);
+    the optimizer row then starts with ``found_inf``'s read."""
+    f = getattr(cfg, "features", None)
+    copy_h, op_h = gpu.host_us("float.fwd"), gpu.host_us("add.fwd")
+    out: dict[str, Part] = {"get_batch0": (Z, Z, Z), "get_batch1": (Z, Z, Z),
+                            "loss_check": (Z, Z, Z), "loss_scale": (Z, Z, Z)}
+    if f is None:
+        return out
+    b, s = cfg.micro_batch, cfg.seq_length
+    if f.get_batch == "legacy":
+        out["get_batch0"] = (_k(gpu.mem_us("float.fwd", 40.0), copy_h), Z, Z)
+        data = 8.0 * b * (s + 1)
+        kernels = (_k(gpu.mem_us("float.fwd", data), copy_h)        # tokens to the GPU
+                   + _k(2 * gpu.mem_us("float.fwd", 2 * data), 2 * copy_h, 2)   # split
+                   # ones, tril and < 0.5 of the s x s mask (fp32, then bool)
+                   + _k(gpu.mem_us("add.fwd", 4.0 * s * s) + gpu.mem_us("add.fwd", 8.0 * s * s)
+                        + gpu.mem_us("add.fwd", 5.0 * s * s), 3 * op_h, 3)
+                   + _k(gpu.mem_us("add.fwd", 8.0 * s) + gpu.mem_us("add.fwd", 4.0 * b * s),
+                        2 * op_h, 2))                                 # positions, loss mask
+        out["get_batch1"] = (Cost((sync(copy_h),)) + kernels, Z, Z)
+    if f.check_for_nan_in_loss:
+        out["loss_check"] = (_k(gpu.mem_us("add.fwd", 5.0), op_h) + Cost((sync(copy_h),)),
+                             Z, Z)
+    if f.params_dtype == "fp16":
+        work = _k(gpu.mem_us("zero_fp32.fwd", 4.0), op_h)               # found_inf = 0
+        if f.grad_bytes == 2 and not cfg.distributed_optimizer:
+            work = work + _k(gpu.mem_us("float.fwd", 6.0 * params_per_gpu), tensors * copy_h,
+                             tensors)
+        work = work + _k(gpu.mem_us("add.fwd", 8.0 * local_params), op_h)
+        out["loss_scale"] = (work, Z, Z)
+    return out
 
 
 def batched_gemm_us(gpu: GPUSpec, m: int, n: int, k: int, count: int) -> float:

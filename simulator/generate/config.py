@@ -193,7 +193,7 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
                          f"of a TP rank over CP {features.cp}: not divisible",
                          field="cp_comm_type")
     if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend",
-                                                          "grad_reduce_dtype"}
+                                                          "grad_reduce_dtype", "host_syncs"}
                             or features.grad_bytes != 4
                             or features.attention_backend != "flash"
                             or features.recompute_granularity == "selective"):

@@ -19,6 +19,7 @@ FP8_FORMATS = ("hybrid", "e4m3")
 PARAMS_DTYPES = ("bf16", "fp16")
 MOE_LOAD_BALANCING_TYPES = ("aux_loss", "seq_aux_loss", "none")
 MOE_SCORE_FUNCTIONS = ("softmax", "sigmoid")
+GET_BATCH_STYLES = ("core", "legacy")
 
 #: Megatron's default DDP bucket: max(40M, 1M x DP) parameters
 DEFAULT_BUCKET_PARAMS = 40_000_000
@@ -55,6 +56,13 @@ class Features:
     moe_pad_expert_input_to_capacity: bool = False
     # ours, not Megatron's: tokens of the busiest EP rank over the mean (1.0: balanced)
     moe_expert_load_imbalance: float = 1.0
+    # host reads inside a step (host_sync.py): the loss's NaN check every micro-batch
+    # (Megatron-LM's --check-for-nan-in-loss-and-grad, on by default)
+    check_for_nan_in_loss: bool = True
+    # core: megatron-core's get_batch_on_this_tp_rank (known shapes, no host read); legacy:
+    # tensor_parallel.broadcast_data (key sizes broadcast over TP and read back every batch)
+    get_batch: str = "core"
+    loss_scale: float | None = None            # fp16: a static loss scale (None: dynamic)
 
     @property
     def grad_bytes(self) -> int:
@@ -99,6 +107,11 @@ class Features:
             on["params_dtype"] = self.params_dtype
         if self.scatter_gather_p2p:
             on["scatter_gather_p2p"] = True
+        if self.params_dtype == "fp16":
+            on["loss_scale"] = "dynamic" if self.loss_scale is None else self.loss_scale
+        if self.get_batch != "core":
+            on["get_batch"] = self.get_batch
+        on["host_syncs"] = self.host_syncs()
         return on
 
     def describe_moe(self) -> dict:
@@ -125,6 +138,18 @@ class Features:
                 else "1.0 (balanced routing: an assumption; --moe-expert-load-imbalance "
                      "sets the busiest EP rank's tokens over the mean)")
         return on
+    def host_syncs(self) -> list[str]:
+        """Where the host waits for the GPU inside a step (host_sync.py), for the reports."""
+        out = []
+        if self.get_batch == "legacy":
+            out.append("get_batch: key sizes read back (.cpu()) every micro-batch")
+        if self.check_for_nan_in_loss:
+            out.append("loss NaN check (.item()) every micro-batch, before its backward "
+                       "(last stage)")
+        if self.params_dtype == "fp16":
+            out.append("fp16 loss scaler: found_inf read (.item()) before the optimizer step")
+        out.append("gradient norm read (.item()) before clipping (in the optimizer step)")
+        return out
 
 
 def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, is_moe: bool,
@@ -206,6 +231,17 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
                      "still carved out of the DP ranks, and the experts' gradients are reduced "
                      "over DP_EP (Megatron's expert-data-parallel group also spans the TP ranks)")
     _check_moe(f, is_moe)
+    if f.get_batch not in GET_BATCH_STYLES:
+        raise InputError(f"expected one of {', '.join(GET_BATCH_STYLES)}, got {f.get_batch!r}",
+                         field="get_batch")
+    if f.loss_scale is not None:
+        if f.params_dtype != "fp16":
+            raise InputError("a loss scale needs --fp16 (bf16 trains without one, as in "
+                             "Megatron-LM)", field="loss_scale")
+        if not isinstance(f.loss_scale, (int, float)) or isinstance(f.loss_scale, bool) \
+                or not f.loss_scale > 0 or f.loss_scale == float("inf"):
+            raise InputError(f"must be a positive number, got {f.loss_scale!r}",
+                             field="loss_scale")
     if f.params_dtype not in PARAMS_DTYPES:
         raise InputError(f"expected one of {', '.join(PARAMS_DTYPES)}, got {f.params_dtype!r}",
                          field="params_dtype")

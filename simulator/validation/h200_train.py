@@ -112,7 +112,7 @@ def config_for(r: dict):
                            vocab=int(r["vocab"]))
     mbs, ga = int(r["mbs"]), int(r["ga"])
     v = _variant(r)
-    features = Features(fp8="hybrid" if v == "fp8" else None,
+    features = Features(fp8="hybrid" if v == "fp8" else None, check_for_nan_in_loss=False,
                         attention_backend="unfused" if v == "unfused" else "flash")
     return resolve(model, 1, tp=1, micro_batch=mbs, global_batch=mbs * ga,
                    seq_length=int(r["seq"]), recompute=bool(int(r["recompute"])), gpu="h200",
