@@ -122,15 +122,22 @@ DEGRADE_FLAG = "--degrade"
 
 @record(frozen=True)
 class DegradeSpec:
-    """Slower scale-out NICs on one server or one GPU: ``server=3,nic=0.5,latency=5us``."""
+    """Slower scale-out NICs on one server or one GPU: ``server=3,nic=0.5,latency=5us``; or
+    a leaf's uplinks to the spine inside the fabric: ``leaf=2,uplink=0.5`` (the leaf of pod
+    2; on a rail-optimized fabric every rail's, or ``rail=R``'s alone)."""
 
     text: str
     server: int | None = None
     rank: int | None = None
     nic: float = 1.0
     extra_latency_ns: int = 0
+    leaf: int | None = None          # pod of the leaf whose uplinks run slower
+    rail: int | None = None          # rail-optimized: that rail's leaf only (None: all)
+    uplink: float = 1.0              # bandwidth factor of the leaf's uplinks, both ways
 
     def resolve(self, world: int, gpus_per_server: int) -> list[tuple[int, float, int]]:
+        if self.leaf is not None:
+            return []                      # a fabric link, not a rank's NIC: resolve_uplinks
         if self.server is not None:
             first = self.server * gpus_per_server
             if first >= world:
@@ -151,6 +158,8 @@ def parse_degrade(text: str) -> DegradeSpec:
     from .units import parse_latency_ns
 
     fields = _pairs(text, DEGRADES, "server=3,nic=0.5")
+    if "leaf" in fields:
+        return _parse_uplink_degrade(text, fields)
     unknown = set(fields) - {"server", "rank", "nic", "latency"}
     if unknown:
         raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} in {shown(text)}; "
@@ -178,10 +187,43 @@ def parse_degrade(text: str) -> DegradeSpec:
     return DegradeSpec(text=text, server=server, rank=rank, nic=nic, extra_latency_ns=extra)
 
 
+def _parse_uplink_degrade(text: str, fields: dict) -> DegradeSpec:
+    """``leaf=P,uplink=F[,rail=R]``: the uplinks of pod P's leaf at F of their bandwidth."""
+    unknown = set(fields) - {"leaf", "rail", "uplink"}
+    if unknown:
+        raise InputError(f"unknown key(s) {shown(', '.join(sorted(unknown)))} with leaf= in "
+                         f"{shown(text)}; use leaf (pod), uplink (bandwidth factor), rail "
+                         "(optional)", field=DEGRADES)
+    leaf = _num(fields, "leaf", "0", DEGRADES, int, lo=0, hi=MAX_RANKS - 1)
+    rail = _num(fields, "rail", "0", DEGRADES, int, lo=0, hi=MAX_RANKS - 1) \
+        if "rail" in fields else None
+    if "uplink" not in fields:
+        raise InputError(f"leaf= needs uplink=<bandwidth factor> in {shown(text)}",
+                         field=DEGRADES)
+    uplink = _num(fields, "uplink", "1", DEGRADES)
+    if not 0 < uplink < 1:
+        raise InputError(f"uplink is a bandwidth factor in (0, 1), got {uplink}",
+                         field=DEGRADES)
+    return DegradeSpec(text=text, leaf=leaf, rail=rail, uplink=uplink)
+
+
+def resolve_uplinks(specs: list[DegradeSpec]) -> tuple[tuple[int, int | None, float], ...]:
+    """(pod, rail or None for every rail, bandwidth factor) of every degraded leaf's uplinks;
+    the same leaf named twice compounds."""
+    out: dict[tuple[int, int | None], float] = {}
+    for spec in specs:
+        if spec.leaf is not None:
+            key = (spec.leaf, spec.rail)
+            out[key] = out.get(key, 1.0) * spec.uplink
+    return tuple(sorted(((p, r, f) for (p, r), f in out.items()),
+                        key=lambda e: (e[0], -1 if e[1] is None else e[1])))
+
+
 def resolve_degrades(specs: list[DegradeSpec], world: int,
                      gpus_per_server: int) -> tuple[tuple[int, float, int], ...]:
     """(rank, NIC factor, extra latency) per affected rank; overlapping specs compound."""
     out: dict[int, tuple[float, int]] = {}
+    specs = [s for s in specs if s.leaf is None]
     if specs and world <= gpus_per_server:
         warn(f"{DEGRADE_FLAG} changes nothing: the job's {world} GPUs fit in one server "
              f"({gpus_per_server} per server), so no traffic uses the NICs")

@@ -103,19 +103,20 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
     from .progress import Progress, wanted
     from .provenance import read_sidecar, workload_assumptions
     from .readers.workload import read_workload
-    from .scenario import resolve_all, resolve_degrades
+    from .scenario import resolve_all, resolve_degrades, resolve_uplinks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         world = resolve_world(workload, options.gpus, cost_model)
     degraded = resolve_degrades(list(what_if.degrades), world, cluster.gpus_per_server)
+    uplinks = resolve_uplinks(list(what_if.degrades))
     stragglers = list(what_if.stragglers)
 
     def run_once(draw: int, trace: bool, comm_scale=(), baseline: bool = False):
         return simulate(workload, cluster, cost_model, options=dataclasses.replace(
             options, trace=trace,
             stragglers=() if baseline else resolve_all(stragglers, world, draw),
-            degraded=degraded, comm_scale=comm_scale,
+            degraded=degraded, degraded_uplinks=uplinks, comm_scale=comm_scale,
             jitter=() if baseline else what_if.jitter, jitter_seed=what_if.jitter_seed + draw))
 
     co_results: list[SimulationResult] = []
@@ -136,7 +137,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
             gpus=options.gpus, pp_schedule=options.pp_schedule, vpp_chunks=options.vpp_chunks,
             trace=options.trace, stragglers=resolve_all(stragglers, world, 0),
-            degraded=degraded, compat=options.compat,
+            degraded=degraded, degraded_uplinks=uplinks, compat=options.compat,
             embedding_allreduce_bytes=options.embedding_allreduce_bytes,
             blocking_sends=options.blocking_sends),
             placement=what_if.placement or "packed", co_job_rules=rules)

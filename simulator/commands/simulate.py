@@ -49,7 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--degrade", action="append", default=[], metavar="SPEC",
                    help="slower scale-out NICs: 'server=3,nic=0.5' (half bandwidth on server "
                         "3), 'rank=17,nic=0.25,latency=5us' (one GPU's NIC, 5 us more "
-                        "latency); repeatable")
+                        "latency); with --topology also a leaf's uplinks to the spine: "
+                        "'leaf=2,uplink=0.5' (pod 2's leaf at half bandwidth, both ways; "
+                        "',rail=R': that rail's leaf only); repeatable")
     w.add_argument("--fail", metavar="SPEC",
                    help="a node fails during the iteration: 'at=120ms,restart=300s' (restart "
                         "cost) [',lost-iterations=N' since the last checkpoint]; reports the "

@@ -17,7 +17,8 @@ class ScenarioOptions:
         None, "random compute times: 'cv=0.05,seed=3' or 'fwd=0.05,ig=0.1,wg=0.02'",
         "coefficient of variation", "str?")
     degrades: tuple[str, ...] = option(
-        (), "slower NICs: 'server=3,nic=0.5' or 'rank=17,nic=0.25,latency=5us'",
+        (), "slower NICs: 'server=3,nic=0.5' or 'rank=17,nic=0.25,latency=5us'; slower "
+        "leaf uplinks of the fabric: 'leaf=2,uplink=0.5[,rail=R]'",
         "bandwidth factor", "strs")
     failure: str | None = option(
         None, "a node fails: 'at=120ms,restart=300s[,lost-iterations=N]'", "", "str?")

@@ -18,9 +18,10 @@ def uses_fabric(cost_model: CostModel) -> TypeGuard[RoutesOverTopology]:
     return cost_model.routes_over_topology
 
 
-def build_fabric(plans, setups, colours, degraded=()):
+def build_fabric(plans, setups, colours, degraded=(), uplinks=()):
     """FabricFlows for the jobs' plans, their class setups and per-job rank colourings;
-    ``degraded``: per job, its (rank, NIC bandwidth factor, extra latency) what-ifs."""
+    ``degraded``: per job, its (rank, NIC bandwidth factor, extra latency) what-ifs;
+    ``uplinks``: (pod, rail or None, bandwidth factor) of slower leaf uplinks."""
     import numpy as np
 
     from ..network.fabric import FabricFlows, group_members
@@ -39,6 +40,8 @@ def build_fabric(plans, setups, colours, degraded=()):
     for job, entries in enumerate(degraded):
         for rank, factor, _extra in entries:
             fabric.degrade_nic(int(gpu_of[job][rank]), factor)
+    for pod, rail, factor in uplinks:
+        fabric.degrade_uplinks(pod, rail, factor)
     members_of: dict = {}
     for setup in setups:
         job = setup.job.job

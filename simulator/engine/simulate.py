@@ -46,6 +46,9 @@ class SimulationOptions:
     stragglers: tuple[tuple[int, float], ...] = ()
     # rank -> (NIC bandwidth factor, extra NIC latency in ns): a degraded NIC or link
     degraded: tuple[tuple[int, float, int], ...] = ()
+    # (pod, rail or None: every rail, bandwidth factor): a leaf's uplinks to the spine run
+    # slower, both ways; only the fabric model (a topology, contention on) has those links
+    degraded_uplinks: tuple[tuple[int, int | None, float], ...] = ()
     # (group name, factor) on that group's collective times: sensitivity studies
     comm_scale: tuple[tuple[str, float], ...] = ()
     # collectives (and pipeline sends) that overlap share links max-min fairly: with a
@@ -200,7 +203,8 @@ def _run_detailed(plans: list[JobPlan], options: list[SimulationOptions], cluste
     fabric = None
     if any(_contention(plan, o) for plan, o in zip(plans, options)) and uses_fabric(
             plans[0].cost_model):
-        fabric = build_fabric(plans, setups, colours, [o.degraded for o in options])
+        fabric = build_fabric(plans, setups, colours, [o.degraded for o in options],
+                              [e for o in options for e in o.degraded_uplinks])
     jitter = None
     if options[0].jitter:
         from .detailed import Jitter
@@ -392,6 +396,10 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
         # build the topology once at the job's size, not grown stage by stage
         routed.topology_for(job_gpus)
     plan = plan_job(workload, cluster, cost_model, options)
+    if options.degraded_uplinks and not (_contention(plan, options) and uses_fabric(routed)):
+        raise InputError("a degraded leaf uplink (--degrade leaf=...) is a link of the fabric "
+                         "model: it needs a topology with a fabric (--topology) and contention "
+                         "on (not --no-contention)", field="degrades")
     asymmetric = bool(options.stragglers or options.degraded or _contention(plan, options)
                       or options.jitter)
     if (asymmetric and options.engine != "detailed" and not _contention(plan, options)
@@ -463,6 +471,10 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
     if not cost_model.shares_nics:
         raise InputError("several jobs on one cluster need the analytical cost model or a "
                          "--topology (not --calibration) for now", field="co_jobs")
+    if options.degraded_uplinks and not uses_fabric(cost_model):
+        raise InputError("a degraded leaf uplink (--degrade leaf=...) is a link of the fabric "
+                         "model: it needs a topology with a fabric (--topology)",
+                         field="degrades")
     if placement not in PLACEMENTS:
         raise InputError(f"unknown placement {placement!r}; expected one of "
                          f"{', '.join(PLACEMENTS)}", field="placement")
@@ -493,7 +505,9 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
         gpus=options.gpus if i == 0 else None, pp_schedule=options.pp_schedule,
         vpp_chunks=options.vpp_chunks if i == 0 else None, trace=options.trace,
         engine="detailed", stragglers=options.stragglers if i == 0 else (),
-        degraded=options.degraded if i == 0 else (), contention=True, compat=options.compat,
+        degraded=options.degraded if i == 0 else (),
+        degraded_uplinks=options.degraded_uplinks if i == 0 else (),
+        contention=True, compat=options.compat,
         embedding_allreduce_bytes=rules[i][0], blocking_sends=rules[i][1])
         for i in range(k)]
     plans = [plan_job(w, cluster, cost_model, o, m)

@@ -62,7 +62,10 @@ class FabricFlows:
         self._layouts: dict = {}             # (kind, pattern) -> (first server, ids, loads, worst)
         self.pp_bytes: dict = {}
         self._flows: dict = {}               # (shapes, size, priced ns) -> (Demand, latency)
-        self._caps = None                    # link capacities by id, degraded NICs lowered
+        self._caps = None                    # link capacities by id, degraded links lowered
+        # ... with only the degraded NICs lowered: what the collectives were priced with
+        # (a flow alone takes its priced time; a slower uplink slows its data only)
+        self._solo_caps = None
 
     @property
     def topology(self):
@@ -72,6 +75,11 @@ class FabricFlows:
     def caps(self) -> np.ndarray:
         """Capacity of every link by id (bytes/ns), with the degraded NICs' links lowered."""
         return self.topology.link_index()[1] if self._caps is None else self._caps
+
+    @property
+    def solo_caps(self) -> np.ndarray:
+        """Capacity of every link by id as the collectives were priced (degraded NICs)."""
+        return self.topology.link_index()[1] if self._solo_caps is None else self._solo_caps
 
     def degrade_nic(self, gpu: int, factor: float) -> None:
         """The NIC ``gpu`` sends through runs at ``factor`` of its bandwidth, both ways (a
@@ -84,6 +92,8 @@ class FabricFlows:
             return
         if self._caps is None:
             self._caps = caps.copy()
+        if self._solo_caps is None:
+            self._solo_caps = caps.copy()
         server = gpu // topo.gpus_per_server
         nic = topo.nic_of(gpu)
         port, leaf = f"s{server}.nic{nic}", topo.leaf_name(
@@ -92,6 +102,43 @@ class FabricFlows:
             i = table[link]
             if self._caps[i] == caps[i]:       # once per link, whoever else names it
                 self._caps[i] = caps[i] * factor
+                self._solo_caps[i] = caps[i] * factor
+
+    def degrade_uplinks(self, pod: int, rail: int | None, factor: float) -> None:
+        """The uplinks between pod ``pod``'s leaf (on a rail-optimized fabric: rail
+        ``rail``'s, or every rail's when None) and the spine run at ``factor`` of their
+        bandwidth, both ways (a bad cable or optic, a spine port down to a lower speed); call
+        before registering shapes. Collectives keep the price they were given (the cost
+        model prices each alone on healthy links): the slower links slow only the data their
+        flows move over them, shared max-min with everything else that crosses them."""
+        from ..errors import InputError
+
+        topo = self.topology
+        fab = topo.spec.fabric
+        pods = getattr(topo, "pods", 1)
+        if fab is None or topo.spec.nics is None or pods <= 1:
+            raise InputError(f"leaf={pod}: the topology's {topo.servers} servers sit "
+                             "under one leaf (no uplinks to a spine)" if fab is not None else
+                             f"leaf={pod}: the topology has no fabric",
+                             field="degrades")
+        if not 0 <= pod < pods:
+            raise InputError(f"leaf={pod}: the fabric has leaves (pods) 0-{pods - 1}",
+                             field="degrades")
+        rails = topo.rails if fab.type == "rail-optimized" else 1
+        if rail is not None and (fab.type != "rail-optimized" or not 0 <= rail < rails):
+            raise InputError(f"rail={rail}: " + (
+                f"the fabric's rails are 0-{rails - 1}" if fab.type == "rail-optimized"
+                else "a fat tree has one leaf per pod (no rails)"), field="degrades")
+        table, caps, *_ = topo.link_index()
+        if self._caps is None:
+            self._caps = caps.copy()
+        spines = (["spine"] if fab.ecmp == "ideal"
+                  else [f"spine{j}" for j in range(topo.uplinks)])
+        for r in (range(rails) if rail is None else (rail,)):
+            leaf = topo.leaf_name(pod, r)
+            for spine in spines:
+                for link in ((leaf, spine), (spine, leaf)):
+                    self._caps[table[link]] *= factor
 
     # -- groups as patterns and shifts ----------------------------------------------------
     def _patterns(self, groups: np.ndarray, hashed_moves: bool = False) -> list:
@@ -247,7 +294,7 @@ class FabricFlows:
     def _shape(self, op: Op, share: float, patterns, layout, kind, respine=None) -> Shape:
         topo = self.topology
         table, _, *_, nvlink = topo.link_index()
-        caps = self.caps
+        caps = self.solo_caps                  # a group alone: the links it was priced on
         su = topo.spec.scale_up
         all_ids, all_loads = [], []
         solo = 0.0
@@ -278,7 +325,7 @@ class FabricFlows:
             spread = self._spread(ids, shifts, pod_shifts)
             if respine is not None:
                 spread = respine(rows, ids, spread)
-            if self._caps is not None and len(ids):
+            if self._solo_caps is not None and len(ids):
                 # copies may hold a degraded link: the slowest copy alone
                 worst = float((vals[None, :] / caps[spread]).max())
             solo = max(solo, worst)
