@@ -126,6 +126,13 @@ def test_whole_runs_under_hashing_match_the_one_by_one_layout(tmp_path, monkeypa
     fast = once()
     monkeypatch.setattr(FabricFlows, "_patterns", OneByOne._patterns)
     monkeypatch.setattr(FabricFlows, "_respine", OneByOne._respine)
+    import simulator.engine.fabric as engine_fabric
+    canonical = engine_fabric._canonical
+
+    def old_canonical(topo, gpus):
+        # the old path: under hashing every representative priced where it sits
+        return gpus if not topo.link_index()[5] else canonical(topo, gpus)
+    monkeypatch.setattr(engine_fabric, "_canonical", old_canonical)
     assert once() == fast
 
 

@@ -97,9 +97,15 @@ def _canonical(topo, gpus: tuple) -> tuple:
     algorithm (the translation symmetry of Topology.link_index), so the groups of every stage
     are priced once."""
     _, _, _, _, spl, exact, _ = topo.link_index()
-    if not exact or not gpus:
+    if not gpus:
         return gpus
-    shift = (min(gpus) // topo.gpus_per_server // spl) * spl * topo.gpus_per_server
+    gps = topo.gpus_per_server
+    pod = min(gpus) // gps // spl
+    # under ECMP hashing only a group inside one pod moves exactly: its routes never reach
+    # the spine, where the hash picks an uplink per connection (network/fabric.py)
+    if not exact and any(g // gps // spl != pod for g in gpus):
+        return gpus
+    shift = pod * spl * gps
     return tuple(g - shift for g in gpus) if shift else gpus
 
 
