@@ -216,3 +216,22 @@ def test_cli_flag_in_the_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--moe-expert-load-imbalance" in err
     assert not (tmp_path / "x.txt").exists()
+
+
+# ------------------------------------------------------------------------------ validation
+
+def test_modelled_moe_step_is_no_faster_than_its_expert_flops():
+    # traces/h200x2/moe_step.csv, case 'mixtral': per rank and layer 4096 tokens x top-2 =
+    # 8192 routed rows, each 6 h F FLOPs forward (gate, up: 2 x 2hF; down: 2hF) and twice
+    # that backward: 18 x 4096 x 14336 x 8192 x 4 layers = 3.46e13 FLOP, 35.0 ms at the
+    # H200's 989.4 TFLOP/s peak; the modelled device time cannot be below it
+    from simulator.validation.common import TRACES
+    from simulator.validation.moe_modelled import modelled_compute_us
+    from simulator.validation.moe_step import _parts
+    path = TRACES / "h200x2" / "moe_step.csv"
+    if not path.exists():
+        pytest.skip("traces/h200x2/moe_step.csv not here")
+    c = modelled_compute_us(_parts(path)["mixtral"])
+    device_ms = (c["fwd_device_us"] + c["bwd_device_us"]) / 1e3
+    assert 35.0 <= device_ms < 58.2   # and below the measured compute-only step, 58.2 ms
+    assert (c["fwd_us"] + c["bwd_us"]) / 1e3 >= device_ms

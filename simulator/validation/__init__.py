@@ -96,7 +96,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
                    transfer_calibration: str | os.PathLike | None = None) -> Report:
     from ..calibration import load_calibration
     from ..cluster import Cluster
-    from . import h200_train, h200x4, moe_layer, moe_step, seed003
+    from . import h200_train, h200x4, moe_layer, moe_modelled, moe_step, seed003
 
     path = Path(calibration) if calibration else DEFAULT_CALIBRATION
     if not path.exists():
@@ -106,7 +106,7 @@ def run_validation(calibration: str | os.PathLike | None = None,
     cost = load_calibration(path, cluster=cluster)
     results: list[CaseResult] = []
     sources: list[str] = []
-    for module in (seed003, moe_step, h200x4, moe_layer, h200_train):
+    for module in (seed003, moe_step, h200x4, moe_modelled, moe_layer, h200_train):
         results.extend(module.run(cost, cluster))
         sources.extend(module.source_files())
     cal = cost.calibration

@@ -32,7 +32,10 @@ def _parts(path) -> dict[str, dict[str, dict]]:
     return out
 
 
-def predict_case(parts: dict[str, dict], cost_model, cluster: Cluster) -> dict:
+def predict_case(parts: dict[str, dict], cost_model, cluster: Cluster,
+                 compute_us: tuple[float, float] | None = None) -> dict:
+    """The step: the measured compute-only step less its stand-ins, or ``compute_us``
+    (forward, backward) where given (:mod:`.moe_modelled`), plus the all-to-alls."""
     first = next(iter(parts.values()))
     layers = int(first["layers"])
     cs = float(parts["compute_step"]["time_us"])
@@ -47,6 +50,8 @@ def predict_case(parts: dict[str, dict], cost_model, cluster: Cluster) -> dict:
     stand_us = sum(stand)  # forward; the backward has the same number and sizes
     fwd_c = fwd_us - stand_us
     bwd_c = bwd_us - stand_us
+    if compute_us is not None:
+        fwd_c, bwd_c = compute_us
     rows = []
     for i in range(layers):
         rows.append(row(f"l{i}.route", fwd_ns=fwd_c / layers * 1e3,
