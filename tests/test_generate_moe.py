@@ -235,3 +235,25 @@ def test_modelled_moe_step_is_no_faster_than_its_expert_flops():
     device_ms = (c["fwd_device_us"] + c["bwd_device_us"]) / 1e3
     assert 35.0 <= device_ms < 58.2   # and below the measured compute-only step, 58.2 ms
     assert (c["fwd_us"] + c["bwd_us"]) / 1e3 >= device_ms
+
+
+def test_host_reads_the_splits_in_every_moe_layer():
+    # Megatron's alltoall dispatcher copies the split sizes to the host and synchronises
+    # before the dispatch (dropless, or dropping beyond a capacity): one sync point in the
+    # layer's forward (permutation row), none in its backward; padded to a capacity the
+    # sizes are known: none
+    def syncs(features):
+        p = model_of(cfg_of(features=features)).costs["moe_permute"]
+        return [sum(1 for kn in c.kernels if len(kn) > 2) for c in p]
+    assert syncs(Features()) == [1, 0, 0]
+    assert syncs(Features(moe_expert_capacity_factor=1.0)) == [1, 0, 0]
+    assert syncs(Features(moe_expert_capacity_factor=1.0,
+                          moe_pad_expert_input_to_capacity=True)) == [0, 0, 0]
+    # the sync drains the host's lead: a 1000 us GPU kernel issued just before the
+    # permutation makes the host wait for it, so the permutation's kernels issued after the
+    # read finish no earlier than 1000 us + the read's host time + what follows it
+    from simulator.generate.compute import Cost
+    perm = model_of(cfg_of()).costs["moe_permute"][0]
+    after = perm.kernels[[len(kn) > 2 for kn in perm.kernels].index(True):]
+    chained = Cost(((1000.0, 0.0),) + perm.kernels).us
+    assert chained >= 1000.0 + sum(host for _, host, *rest in after)

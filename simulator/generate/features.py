@@ -116,7 +116,12 @@ class Features:
 
     def describe_moe(self) -> dict:
         """The MoE layer's settings, for the reports of a model with experts."""
+        padded = self.moe_expert_capacity_factor is not None \
+            and self.moe_pad_expert_input_to_capacity
         on: dict = {"moe_token_dispatcher": "alltoall",
+                    "moe_host_sync": "none (padded to capacity: the splits are known)"
+                    if padded else "token counts read (.cpu()) before every MoE layer's "
+                                   "dispatch",
                     "moe_expert_gemms": "grouped" if self.moe_grouped_gemm
                     else "sequential (one GEMM launch per local expert)",
                     "moe_router": f"{self.moe_router_score_function}, "

@@ -74,6 +74,15 @@ def expert_load(cfg) -> MoELoad:
     return MoELoad(ts, per_expert, received, sent, cap, per_expert / mean if mean else 1.0)
 
 
+def host_sync_per_layer(cfg) -> bool:
+    """Whether the dispatcher reads token counts on the host in every MoE layer's forward:
+    always (the split sizes of the all-to-all, or the tokens per expert of the experts'
+    split), except when the input is padded to a capacity, whose sizes are known."""
+    f = cfg.features
+    return not (f.moe_expert_capacity_factor is not None
+                and f.moe_pad_expert_input_to_capacity)
+
+
 def _one_launch(part, gemm_t0_us: float, count: int):
     """``count`` launches of the same GEMM (with their casts) as one grouped kernel: the
     device times added with the fixed cost paid once, the host dispatch of one."""
@@ -143,6 +152,13 @@ def moe_parts(K, cfg, mats_in: int, ln, resid) -> dict:
     # element); backward: the rows added back into a zeroed gradient (2 + 4 per routed
     # element, 2 per token element), the probabilities' gradient scattered
     perm1 = K.mem("float", 4 * kt * h + 23 * te, 6 * kt * h + 2 * ts * h + 8 * te, kernels=6)
+    if host_sync_per_layer(cfg):
+        # the host reads the split sizes (the copies above, then a stream sync) before it
+        # issues the all-to-all: its lead is gone (host_sync.py); the read's own host time
+        # is a copy's dispatch, as the step's other reads
+        from .compute import Cost
+        from .host_sync import sync
+        perm1 = (perm1[0] + Cost((sync(g.host_us("float.fwd")),)), perm1[1], perm1[2])
     router = _sum(ln, gating, zloss, routing, aux, pre)
 
     # ---- permutation 2: the received chunks sorted by local expert (a split and a cat of

@@ -11,9 +11,10 @@ two GEMMs (gate and up) where Megatron's is one of twice the width; it has no la
 no dropout (none priced here), a plain residual add; its count exchange is an all-to-all
 (priced from the measured bytes as in :mod:`.moe_step`).
 
-Each layer's forward is replayed from an idle host (the host reads the split sizes before
-the dispatch, so it cannot run ahead into the next layer); the backward, which reads
-nothing on the host, is one chain over the layers. The all-to-alls are priced as in
+The forward and the backward are each one kernel chain over the layers; in each layer's
+forward the host reads the split sizes before the dispatch (the sync point the generated
+layer carries, :func:`simulator.generate.moe.host_sync_per_layer`), as the measured layer
+does (``.tolist()``), so its lead is gone there. The all-to-alls are priced as in
 :mod:`.moe_step` (blocking). Diagnostic, not counted: the counted cases take the measured
 compute.
 """
@@ -49,7 +50,7 @@ def modelled_compute_us(parts: dict) -> dict:
     order = [p["moe_router"], p["moe_permute"], p["moe_experts"], p["moe_unpermute"]]
     fwd_layer = sum((q[0] for q in order), Z)
     bwd_layer = sum((q[1] + q[2] for q in order[::-1]), Z)
-    fwd = layers * fwd_layer.us
+    fwd = Cost(fwd_layer.kernels * layers).us
     bwd = Cost(bwd_layer.kernels * layers).us
     return {"fwd_us": fwd, "bwd_us": bwd, "fwd_device_us": layers * fwd_layer.dev,
             "bwd_device_us": layers * bwd_layer.dev,
