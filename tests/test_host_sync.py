@@ -164,3 +164,19 @@ def test_sync_flags_reach_the_options():
                                                                              4096.0)
     f = o.features()
     assert (f.check_for_nan_in_loss, f.get_batch, f.loss_scale) == (False, "legacy", 4096.0)
+
+
+def test_zeroing_opens_the_step_and_a_sync_after_it_waits_for_it():
+    # before_step Z = one kernel of 5 us on the GPU, 1 us to dispatch (the main gradients'
+    # zeroing); forward = backward = H (ten host-bound kernels), one micro-batch.
+    Z0 = ((5.0, 1.0),)
+    # no sync: Z runs 1-6, H's kernels are issued at 2..11, the first five queue behind Z
+    # (6-6.5), the others run as issued (7-7.1, ..., 11-11.1): the forward ends at 11.1, the backward's ten at 12..21,
+    # ending at 21.1: the zeroing is hidden behind the host
+    f, b = replay_step(H, H, 1, before_step=Z0)
+    assert f + b == pytest.approx(21.1)
+    # a sync opening the forward (legacy get_batch): the host waits for Z (6), then issues
+    # at 7..16 and 17..26: 26.1, the 5 us of zeroing exposed
+    f, b = replay_step(H, H, 1, before_forward=(sync(),), before_step=Z0)
+    assert f + b == pytest.approx(26.1)
+

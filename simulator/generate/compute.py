@@ -284,7 +284,10 @@ class ComputeModel:
         accum = params.per_gpu * gpu.opt_accum_ns / 1e3
         if not gpu.host_layer_bwd_us:   # else its host time is in the layers' backward
             accum = max(accum, tensors * gpu.host_accum_us)
-        opt = gpu.optimizer_us(local_params, tensors) + params.per_gpu * gpu.opt_zero_ns / 1e3 \
+        # the main gradients' zeroing opens the step (Megatron's zero_grad_buffer before the
+        # first micro-batch): the host dispatches the first forward while it runs
+        self.step_start = _k(params.per_gpu * gpu.opt_zero_ns / 1e3, gpu.host_us("add.fwd"))
+        opt = gpu.optimizer_us(local_params, tensors) \
             + cfg.ga * accum
         t["optimizer"] = (_k(opt, 0.0), Z, Z)
         t.update(_sync_work(gpu, cfg, local_params, params.per_gpu, tensors))
@@ -326,7 +329,8 @@ class ComputeModel:
         # synchronize); else the loss's NaN check drains the queue before each backward
         before_f: tuple = (sync(),) if cfg.pp > 1 else ()
         before_b: tuple = (sync(),) if cfg.pp > 1 else t["loss_check"][0].kernels
-        f, b = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b)
+        f, b = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b,
+                           self.step_start.kernels)
         return (f / alone[0] if alone[0] > 0 else 1.0, b / alone[1] if alone[1] > 0 else 1.0)
 
     def core_attention_us(self) -> tuple[float, float, float]:

@@ -20,6 +20,9 @@ Megatron-LM's host reads that fall inside a step (its source, read for semantics
 * pipeline parallelism: the batched p2p exchange is followed by ``torch.cuda.synchronize()``
   (``batch_p2p_sync``, on by default), so with PP > 1 every forward and backward of a
   micro-batch starts from a drained GPU;
+* the MoE alltoall token dispatcher reads the split sizes on the host once per MoE layer's
+  forward, before the dispatch all-to-all (none when the input is padded to capacity):
+  :mod:`.moe` puts that sync point in the permutation's kernels;
 * fp16 with a loss scaler: ``found_inf`` all-reduced (MAX) and read on the host before the
   optimizer step (:mod:`.compute` prices its kernels); the gradient norm's ``.item()`` before
   clipping (in the measured optimizer step, :mod:`.compute`).
@@ -46,11 +49,12 @@ def run(kernels, issued: float = 0.0, gpu_free: float = 0.0) -> tuple[float, flo
 
 
 def replay_step(forward, backward, micro_batches: int, before_forward=(),
-                before_backward=()) -> tuple[float, float]:
+                before_backward=(), before_step=()) -> tuple[float, float]:
     """(forward, backward) time of a micro-batch, averaged over a step of ``micro_batches``
     replayed as one chain: ``before_forward + forward``, then ``before_backward +
     backward``, micro-batch after micro-batch, the host's lead carried from one to the next
-    except where a sync point drains it. A part's time is the GPU-free time at its end less
+    except where a sync point drains it; ``before_step`` (the main gradients' zeroing) opens
+    the first micro-batch's forward. A part's time is the GPU-free time at its end less
     that at the end of the part before (the first starts at 0 from an idle host and GPU), so
     the parts add up to the chain.
 
@@ -66,6 +70,8 @@ def replay_step(forward, backward, micro_batches: int, before_forward=(),
     last = None
     for i in range(min(n, MAX_REPLAYED)):
         start = gpu
+        if i == 0:
+            issued, gpu = run(before_step, issued, gpu)
         issued, gpu = run(fwd, issued, gpu)
         f = gpu - start
         mid = gpu
