@@ -329,8 +329,12 @@ class ComputeModel:
         # synchronize); else the loss's NaN check drains the queue before each backward
         before_f: tuple = (sync(),) if cfg.pp > 1 else ()
         before_b: tuple = (sync(),) if cfg.pp > 1 else t["loss_check"][0].kernels
-        f, b = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b,
-                           self.step_start.kernels)
+        f, b = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b)
+        # the zeroing's exposed part (what it adds to the chain) goes to the optimizer row,
+        # so the layers' rows keep their own times
+        fz, bz = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b,
+                             self.step_start.kernels)
+        self.zeroing_us = max(0.0, cfg.ga * (fz + bz - f - b))
         return (f / alone[0] if alone[0] > 0 else 1.0, b / alone[1] if alone[1] > 0 else 1.0)
 
     def core_attention_us(self) -> tuple[float, float, float]:
@@ -357,7 +361,8 @@ class ComputeModel:
         """
         f, ig, wg = self.row_costs(kind, slot)
         if kind in ("optimizer", "loss_scale"):   # after the backward's end: no lead
-            return (f.us,) + _split_backward(ig, wg)
+            extra = self.zeroing_us if kind == "optimizer" else 0.0
+            return (f.us + extra,) + _split_backward(ig, wg)
         lf, lb = self.lead
         b = _split_backward(ig, wg)
         return (f.us * lf, b[0] * lb, b[1] * lb)
