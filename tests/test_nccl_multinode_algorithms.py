@@ -104,26 +104,25 @@ def test_nvls_tree_by_hand(tmp_path):
     # 1000 B/ns with NVLS at 0.5 = 500 B/ns. 2 servers of 2 GPUs: every GPU's switch port
     # carries S up and S down: 2e5 ns. GPU j of each server holds S/2 and joins the tree
     # pair with GPU j of the other: each tree S/4 each way, both trees: S/2 per NIC and
-    # direction = 5e5 ns (the NIC binds), at NCCL's 5/6 kernel share for its NVLS
-    # algorithms: 6e5 ns. Latency 25 + 2 x 1 x 20.9 = 66.8 us
+    # direction = 5e5 ns (the NIC binds). Latency 25 + 2 x 1 x 20.9 = 66.8 us
     kw = dict(nvls=0.5, gpu="B200", nic="800Gbit/s", nvlink="1000GB/s")
     m = hand(tmp_path, 2, 2, **kw)
     e = est(m, Op.ALLREDUCE, S, range(4), "nvls_tree")
-    assert (e.bandwidth_ns, e.latency_ns) == (pytest.approx(6e5), pytest.approx(66_800))
+    assert (e.bandwidth_ns, e.latency_ns) == (pytest.approx(5e5), pytest.approx(66_800))
     # the ring: two channels of S/2, 2(n-1)/n = 1.5 of it over every edge: 0.75 S per NIC
     # = 7.5e5 ns; the tree's two channels at 42.8 GB/s each: algbw 42.8 -> 2.34e6 ns.
-    # NVLS-tree halves the ring's NIC bytes with two servers (6e5 < 7.5e5 ns): NCCL's pick
+    # NVLS-tree halves the ring's NIC bytes with two servers: NCCL's pick
     assert est(m, Op.ALLREDUCE, S, range(4), "ring", "Simple").bandwidth_ns == (
         pytest.approx(7.5e5))
     assert est(m, Op.ALLREDUCE, S, range(4), "tree", "Simple").bandwidth_ns == (
         pytest.approx(S / 42.8))
     assert est(m, Op.ALLREDUCE, S, range(4)).algorithm == "nvls_tree"
     # 4 servers: server 2 is inner in tree A (S/4 up, S/4 to each of two children) and a
-    # leaf in B (S/4 up): S per NIC = 1e6 ns, / (5/6) = 1.2e6 ns; latency 25 + 2 x 2 x 20.9
-    # = 108.6 us. The ring's 2 x 7/8 x S/2 = 0.875 S per NIC (8.75e5 ns) is faster now
+    # leaf in B (S/4 up): S per NIC = 1e6 ns; latency 25 + 2 x 2 x 20.9 = 108.6 us. The
+    # ring's 2 x 7/8 x S/2 = 0.875 S per NIC (8.75e5 ns) is faster now
     m4 = hand(tmp_path, 2, 4, **kw)
     e4 = est(m4, Op.ALLREDUCE, S, range(8), "nvls_tree")
-    assert (e4.bandwidth_ns, e4.latency_ns) == (pytest.approx(1.2e6), pytest.approx(108_600))
+    assert (e4.bandwidth_ns, e4.latency_ns) == (pytest.approx(1e6), pytest.approx(108_600))
     assert est(m4, Op.ALLREDUCE, S, range(8), "ring", "Simple").bandwidth_ns == (
         pytest.approx(8.75e5))
     assert est(m4, Op.ALLREDUCE, S, range(8)).algorithm == "ring"
@@ -222,6 +221,52 @@ def test_net_transport_share_slows_rings_and_send_recv_not_sharp(tmp_path):
     assert alone + latency == pytest.approx(
         est(slow, Op.ALLREDUCE, S, range(4), "ring", "Simple").gpu_ns)
     assert alone == pytest.approx(9.375e6)
+
+
+def test_p2p_channels_per_network_peer_follow_nccls_rules():
+    from simulator.costmodel.nccl import p2p_net_channels_per_peer
+    # 8 NICs of 400 Gbit/s (50 GB/s) per server: 16 p2p channels.
+    # before 2.29: 2 channels per peer while 2 x ranks <= 4 x 16 = 64
+    old = (2, 28, 9)
+    assert [p2p_net_channels_per_peer(r, 8, 50, old) for r in (2, 16, 32, 64, 512)] == [
+        2, 2, 2, 1, 1]
+    # 2 NICs: 4 p2p channels: 2 x 8 = 16 <= 16 keeps 2, 2 x 16 = 32 > 16 halves to 1
+    assert [p2p_net_channels_per_peer(r, 2, 50, old) for r in (8, 16)] == [2, 1]
+    # 2.29 on (and no release given): ceil(50 / 14) = 4 channels, halved while 4 x
+    # ceil(ranks / 8) > 16: 32 ranks (4 batches) keep 4, 64 (8) get 2, 128 (16) get 1
+    for version in ((2, 29, 7), None):
+        assert [p2p_net_channels_per_peer(r, 8, 50, version) for r in (16, 32, 64, 128)] == [
+            4, 4, 2, 1]
+    # a 200 Gbit/s NIC (25 GB/s): ceil(25 / 14) = 2
+    assert p2p_net_channels_per_peer(16, 8, 25, None) == 2
+
+
+def test_send_recv_across_servers_at_its_channels_pace(tmp_path):
+    S = 100_000_000
+    # 2 servers of 2 GPUs, 1 NIC of 10 GB/s per GPU (4 p2p channels), a p2p channel across
+    # servers at 2 GB/s. NCCL 2.28: 2 channels per peer at 4 ranks (2 x 4 <= 16): the pair
+    # at 4 B/ns, S / 4 = 2.5e7 ns. Newest rule: ceil(10 / 14) = 1 channel: 5e7 ns. Without
+    # the key the NIC's 10 B/ns: 1e7 ns
+    path = tmp_path / "hand2x2.yaml"
+    hand(tmp_path, 2, 2)
+    base = path.read_text() + "  p2p_net_channel_bandwidth: 2GB/s\n"
+    path.write_text(base)
+    newest = NcclCostModel(read_spec(path))
+    assert est(newest, Op.SENDRECV, S, range(4)).bandwidth_ns == pytest.approx(5e7)
+    path.write_text(base + "  version: '2.28.9'\n")
+    old = NcclCostModel(read_spec(path))
+    assert est(old, Op.SENDRECV, S, range(4)).bandwidth_ns == pytest.approx(2.5e7)
+    assert est(hand(tmp_path, 2, 2), Op.SENDRECV, S, range(4)).bandwidth_ns == (
+        pytest.approx(1e7))
+    # inside one server there is no network peer: the cap does not apply (NVLink: S/100)
+    assert est(old, Op.SENDRECV, S, range(2)).bandwidth_ns == pytest.approx(1e6)
+    # a release that is not one names the key
+    path.write_text(base + "  version: two\n")
+    with pytest.raises(InputError, match="version: expected an NCCL release"):
+        read_spec(path)
+    path.write_text(base + "  version: 2.30\n")       # a number: 2.3, not 2.30
+    with pytest.raises(InputError, match="version: write the release quoted"):
+        read_spec(path)
 
 
 def test_net_efficiency_key_is_checked(tmp_path):

@@ -305,10 +305,8 @@ class NcclCostModel(CostModel):
 
     def _net_share(self, ph: Phase) -> float:
         """The share of a NIC's rate the phase's transfers reach: NCCL's network transport
-        (``nccl.net_efficiency``) for all but CollNet, whose data SHARP's transport moves,
-        times the algorithm's own share of the NICs' pace (NVLS-tree: NCCL's 5/6)."""
-        transport = 1.0 if ph.family == "collnet" else self.params.net_efficiency
-        return transport * ph.nic_share
+        (``nccl.net_efficiency``) for all but CollNet, whose data SHARP's transport moves."""
+        return 1.0 if ph.family == "collnet" else self.params.net_efficiency
 
     def _busiest(self, op: Op, ph: Phase, ranks: int) -> tuple:
         """(link, bytes per byte, its capacity for op) of the phase's slowest link (cached:
@@ -644,15 +642,58 @@ def _plan_hier_a2a(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     return [intra, inter]
 
 
+#: NCCL's assumed pace of one p2p channel over the network (GB/s; NCCL_P2P_PER_CHANNEL_NET_BW
+#: since its per-bandwidth rule): it opens enough channels to a network peer to fill the NIC
+NCCL_P2P_CHANNEL_NET_GBS = 14.0
+#: p2p operations one work batch of NCCL's kernels carries (NCCL_MAX_DEV_WORK_P2P_PER_BATCH)
+NCCL_P2P_PER_BATCH = 8
+#: the first NCCL release of the per-bandwidth rule: the published send/recv figures place
+#: it (2.28.9 steps once, at 64 ranks; 2.29.7 twice, at 64 and 128), the release notes were
+#: not read
+NCCL_P2P_RULE_BY_BANDWIDTH = (2, 29)
+
+
+def p2p_net_channels_per_peer(ranks: int, nics_per_server: int, nic_gbs: float,
+                              version: tuple[int, ...] | None = None) -> int:
+    """Channels NCCL gives each peer on another server in a send/recv (its topology code,
+    NCCL_NCHANNELS_PER_NET_PEER unset), on servers of one NIC per GPU. Its p2p channels are
+    its collective channels, 2 per NIC on a rail-optimized server (a power of two).
+    Before 2.29: 2, halved while 2 x ranks > 4 x p2p channels. Since: enough channels of
+    14 GB/s to fill the NIC (400 Gbit/s: 4), a power of two, halved while channels x the
+    batches of 8 peers the ranks make > p2p channels."""
+    p2p_channels = 1 << max(0, math.ceil(math.log2(max(1, 2 * nics_per_server))))
+    if version is not None and version < NCCL_P2P_RULE_BY_BANDWIDTH:
+        channels = 2
+        while channels * ranks > 4 * p2p_channels and channels > 1:
+            channels //= 2
+        return channels
+    need = max(1, math.ceil(nic_gbs / NCCL_P2P_CHANNEL_NET_GBS))
+    channels = 1 << math.ceil(math.log2(need))
+    batches = -(-ranks // NCCL_P2P_PER_BATCH)
+    while channels * batches > p2p_channels and channels > 1:
+        channels //= 2
+    return channels
+
+
 def _plan_sendrecv(topo: Topology, op: Op, gpus) -> list[Phase]:
     """Rank i sends its whole buffer to rank i+1 (and receives from i-1), as sendrecv_perf;
-    for a pipeline pair that is one send each way."""
+    for a pipeline pair that is one send each way. Where the preset gives the pace of one
+    p2p channel across servers (``nccl.p2p_net_channel_bandwidth``), a pair across servers
+    runs at most its channels x that pace."""
     ph = Phase("p2p")
     n = len(gpus)
+    crosses = False
     for i, src in enumerate(gpus):
         dst = gpus[(i + 1) % n]
         ph.add(topo.route(src, dst), 1.0)
         _p2p_latency(topo, ph, src, [dst], 1)
+        crosses = crosses or topo.server_of(src) != topo.server_of(dst)
+    per_channel = topo.spec.nccl.p2p_net_channel_bw
+    nics = topo.spec.nics
+    if crosses and per_channel is not None and nics is not None:
+        ph.algbw_cap = per_channel * p2p_net_channels_per_peer(
+            n, nics.per_server(topo.gpus_per_server), nics.bandwidth_gbps,
+            topo.spec.nccl.version)
     return [ph]
 
 

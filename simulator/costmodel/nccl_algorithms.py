@@ -13,8 +13,7 @@ algorithm on a group's GPUs, or None where NCCL would not run it on that group:
   pace); the GPU of local index j owns 1/m of the buffer and joins a double binary tree over
   the servers with the j-th GPUs of the others, through its own NIC (rail-local). A tree
   edge carries S/(2m) each way per tree, so a server's NICs move S per direction in all
-  with 2 servers and 2S with more (a node is inner in one tree: 2 children); the NICs at
-  5/6 of their pace (NCCL's tuner ratio for its NVLS algorithms).
+  with 2 servers and 2S with more (a node is inner in one tree: 2 children).
 - **CollNet** (SHARP in-network reduction, where the fabric declares ``sharp: true``):
   all-reduce as CollNet-Direct (needs the NVSwitch): a reduce-scatter over NVLink inside
   each server, every GPU sends its reduced S/m through its own NIC to the switches, which
@@ -43,12 +42,6 @@ NVLS_TREE_NVLINK_US, NVLS_TREE_NET_US = 25.0, 20.9
 COLLNET_NVLINK_US, COLLNET_ARITY_US, COLLNET_NET_US = 3.7, 0.4, 31.0
 #: PAT's kernels reach this share of the ring's bandwidth (NCCL's tuner factor)
 PAT_KERNEL_SHARE = 0.75
-#: NVLS-tree's kernels reach this share of its NICs' pace: NCCL's tuner turns the NVLS
-#: algorithms' link bandwidth (its channels x min(NVLink, NIC or NIC/2 beyond 2 servers))
-#: into algorithm bandwidth with 5/6, where the tree and CollNet take the 1/2 a reduce plus
-#: a broadcast costs and the ring n/(2(n-1)). On the NVLink side the preset's NVLS
-#: efficiency, measured with NCCL's NVLS kernels, already holds what they lose there
-NVLS_TREE_NIC_SHARE = 5.0 / 6.0
 #: CollNet-Direct all-reduce kernels on Hopper and later reach this share (NCCL's tuner)
 COLLNET_ALLREDUCE_SHARE_HOPPER_ON = 0.85
 #: NCCL's measured ceiling of one tree channel's bus bandwidth (GB/s) by GPU architecture,
@@ -162,8 +155,7 @@ def plan_nvls_tree(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     if (su.type != "nvswitch" or su.nvls_efficiency is None or k < 2 or m < 2
             or any(len(s) != m for s in servers)):
         return None
-    ph = Phase("nvls_tree", nvlink_efficiency=su.nvls_efficiency,
-               nic_share=NVLS_TREE_NIC_SHARE)
+    ph = Phase("nvls_tree", nvlink_efficiency=su.nvls_efficiency)
     for members in servers:
         switch = f"s{topo.server_of(members[0])}.nvsw"
         for g in members:

@@ -23,8 +23,6 @@ class Phase:
     fixed_latency_ns: float | None = None
     # share of the links' pace the algorithm's kernels reach (NCCL's tuner factor)
     kernel_share: float = 1.0
-    # share of the NICs' pace only (the NVLink side has its own measured efficiency)
-    nic_share: float = 1.0
     # algorithm bandwidth the kernels cannot exceed, bytes/ns (= GB/s); None: no cap
     algbw_cap: float | None = None
 

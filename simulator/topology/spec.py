@@ -16,6 +16,7 @@ Errors name the file, the line and the key (``mine.yaml:7: nics.bandwidth: missi
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import field, replace
 from typing import Any
 
@@ -137,6 +138,12 @@ class NcclParams:
     # transport's settings (queue pairs per connection, adaptive routing) move it; CollNet's
     # SHARP transport is not concerned. 1: the NICs' rate
     net_efficiency: float = 1.0
+    # pace of one NCCL p2p channel to a peer on another server (bytes/ns = GB/s; None: no
+    # limit); how many channels a peer gets: costmodel/nccl.py, p2p_net_channels_per_peer
+    p2p_net_channel_bw: float | None = None
+    # the NCCL release the cluster runs ((2, 28, 9)): selects its rule for the p2p channels
+    # of a network peer; None: the newest rule
+    version: tuple[int, ...] | None = None
 
     def overhead_ns(self, op: str) -> int:
         return dict(self.call_overhead_op).get(op, self.call_overhead_ns)
@@ -171,7 +178,8 @@ _FABRIC_KEYS = {"type", "servers_per_leaf", "oversubscription", "leaf_latency",
                 "spine_latency", "ecmp", "ecmp_seed", "uplinks", "sharp"}
 ECMP_MODES = ("ideal", "hash")
 _NCCL_KEYS = {"call_overhead", "method", "base_latency", "hop_latency", "protocol_bandwidth",
-              "buffer_size", "p2p_concurrency", "net_efficiency"}
+              "buffer_size", "p2p_concurrency", "net_efficiency",
+              "p2p_net_channel_bandwidth", "version"}
 _PLACEMENT_KEYS = {"ranks"}
 
 
@@ -456,7 +464,23 @@ def _parse_nccl(c: _Checker, raw) -> NcclParams:
         base_latency_us=base, hop_latency_us=hop, protocol_bandwidth=pbw,
         buffer_bytes=c.size(n.get("buffer_size", "4MiB"), p + ("buffer_size",)),
         p2p_concurrency=c.integer(n.get("p2p_concurrency", 8), p + ("p2p_concurrency",)),
-        net_efficiency=c.number(n.get("net_efficiency", 1.0), p + ("net_efficiency",), 0, 1))
+        net_efficiency=c.number(n.get("net_efficiency", 1.0), p + ("net_efficiency",), 0, 1),
+        p2p_net_channel_bw=(None if n.get("p2p_net_channel_bandwidth") is None else c.bandwidth(
+            n["p2p_net_channel_bandwidth"], p + ("p2p_net_channel_bandwidth",))),
+        version=None if n.get("version") is None else _nccl_version(c, n["version"],
+                                                                     p + ("version",)))
+
+
+def _nccl_version(c: _Checker, value, path) -> tuple[int, ...]:
+    """An NCCL release, '2.28.9' or '2.29', as text: a YAML number would lose the zeros of
+    2.30, so it is refused."""
+    if isinstance(value, float):
+        raise c.err(path, f"write the release quoted, e.g. '2.28.9' (the number {value!r} "
+                    "may have lost a trailing zero)")
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
+        raise c.err(path, f"expected an NCCL release such as 2.28.9, got {value!r}")
+    return tuple(int(x) for x in text.split("."))
 
 
 def _per_op(c: _Checker, raw, path, parse, what, by_ranks=False):

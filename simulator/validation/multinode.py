@@ -11,6 +11,7 @@ preset and are shown but not counted; ``predicted`` rows are counted.
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 from dataclasses import dataclass, replace
 
@@ -57,6 +58,10 @@ def read_rows(path=DATA) -> list[dict]:
         if r.get("role") not in ("set", "predicted"):
             raise InputError("role must be set or predicted", path=str(path), line=i,
                              field="role")
+        if (r.get("nccl") or "").strip() and not re.fullmatch(r"\d+\.\d+(\.\d+)?",
+                                                             r["nccl"].strip()):
+            raise InputError(f"nccl must be a release such as 2.28.9, got {r['nccl']!r}",
+                             path=str(path), line=i, field="nccl")
     return rows
 
 
@@ -64,44 +69,78 @@ def run(path=DATA) -> list[Row]:
     if not path.exists():
         return []
     rows = read_rows(path)
-    shares = net_shares(rows)
+    shares, paces = net_shares(rows), p2p_channel_paces(rows)
     models: dict = {}
     out = []
     for r in rows:
         nodes, gpn = int(r["nodes"]), int(r["gpus_per_node"])
-        busbw = _predict(models, r, shares.get((r["source"], r["system"]), 1.0))
+        cluster = (r["source"], r["system"])
+        busbw = _predict(models, r, shares.get(cluster, 1.0), paces.get(cluster))
         out.append(Row(r["source"], r["system"], r["preset"], r["op"], r["algorithm"], nodes,
                        gpn, int(r["size_bytes"]), float(r["busbw_gbps"]), busbw,
                        r["role"] == "predicted"))
     return out
 
 
+def p2p_channel_paces(rows: list[dict]) -> dict:
+    """(source, system) -> the pace of one NCCL p2p channel across servers on that cluster
+    (``nccl.p2p_net_channel_bandwidth``, GB/s), set by its ``set`` send/recv across servers,
+    taken where NCCL gives each network peer one channel (the pair's busbw is then one
+    channel's pace; costmodel/nccl.py, p2p_net_channels_per_peer); clusters without such a
+    row get no limit."""
+    from ..costmodel.nccl import p2p_net_channels_per_peer
+    from ..topology import load_spec
+    out: dict = {}
+    for r in rows:
+        if r["role"] == "set" and r["op"] == "sendrecv" and int(r["nodes"]) > 1:
+            gpn = int(r["gpus_per_node"])
+            nics = load_spec(r["preset"]).nics
+            if nics is None:
+                continue
+            channels = p2p_net_channels_per_peer(int(r["nodes"]) * gpn, nics.per_server(gpn),
+                                                 nics.bandwidth_gbps, _version(r))
+            out[(r["source"], r["system"])] = float(r["busbw_gbps"]) / channels
+    return out
+
+
+def _version(r: dict) -> tuple[int, ...] | None:
+    """The row's NCCL release (column ``nccl``; empty: not stated, NCCL's newest rules)."""
+    text = (r.get("nccl") or "").strip()
+    return tuple(int(x) for x in text.split(".")) if text else None
+
+
 def net_shares(rows: list[dict]) -> dict:
     """(source, system) -> the share of the NICs' rate NCCL's network transport reached on
-    that cluster (``nccl.net_efficiency``), set by its ``set`` send/recv row across servers:
-    one pair's traffic through one NIC each way, so measured busbw / the NIC-bound prediction
-    is that share (the latency at the published sizes is far below 0.1%)."""
+    that cluster (``nccl.net_efficiency``), set by its ``set`` ring all-reduce across two
+    servers (NCCL's advice for examining the network through NCCL: every NIC carries its
+    channel's 2(n-1)/n of S each way, so measured busbw / the NIC-bound prediction is that
+    share; the latency at the published sizes is under 0.5%)."""
     shares: dict = {}
     models: dict = {}
     for r in rows:
-        if r["role"] == "set" and r["op"] == "sendrecv" and int(r["nodes"]) > 1:
+        if (r["role"] == "set" and r["op"] == "all_reduce" and r["algorithm"] == "ring"
+                and int(r["nodes"]) == 2):
             shares[(r["source"], r["system"])] = (float(r["busbw_gbps"])
                                                   / _predict(models, r, 1.0))
     return shares
 
 
-def _predict(models: dict, r: dict, net_share: float) -> float:
-    """The model's busbw (GB/s) for one published row, NCCL's transport at ``net_share``."""
+def _predict(models: dict, r: dict, net_share: float,
+             p2p_channel: float | None = None) -> float:
+    """The model's busbw (GB/s) for one published row, NCCL's transport at ``net_share``
+    and a p2p channel across servers at ``p2p_channel`` GB/s (None: no limit)."""
     from ..costmodel.nccl import NcclCostModel
     from ..topology import load_spec
     n = int(r["nodes"]) * int(r["gpus_per_node"])
     sharp = r["algorithm"] in _NEEDS_SHARP
-    key = (r["preset"], n, sharp, net_share)
+    key = (r["preset"], n, sharp, net_share, p2p_channel, _version(r))
     if key not in models:
         spec = load_spec(f"{r['preset']}:{n}")
         if sharp and spec.fabric is not None:
             spec = replace(spec, fabric=replace(spec.fabric, sharp=True))
-        spec = replace(spec, nccl=replace(spec.nccl, net_efficiency=min(1.0, net_share)))
+        spec = replace(spec, nccl=replace(spec.nccl, net_efficiency=min(1.0, net_share),
+                                          p2p_net_channel_bw=p2p_channel,
+                                          version=_version(r)))
         models[key] = NcclCostModel(spec)
     coll = _OPS[r["op"]]
     size = int(r["size_bytes"])
@@ -145,10 +184,15 @@ def render_text(rows: list[Row]) -> list[str]:
         out.append(f"  {r.source:4s}{r.preset:10s}{_label(r):16s}{r.nodes:>6d}"
                    f"{r.measured_gbps:>10.1f}{r.predicted_gbps:>11.1f}"
                    f"{100 * r.error:>+7.1f}%{tag}")
-    shares = net_shares(read_rows()) if DATA.exists() else {}
+    published = read_rows() if DATA.exists() else []
+    shares, paces = net_shares(published), p2p_channel_paces(published)
     if shares:
-        out.append("  network transport share set by a cluster's 2-server send/recv: " + "; ".join(
+        out.append("  network transport share set by a cluster's 2-server ring: " + "; ".join(
             f"{src} {share:.3f}" for (src, _), share in shares.items()))
+    if paces:
+        out.append("  p2p channel across servers set by a send/recv at one channel per peer: "
+                   + "; ".join(
+            f"{src} {pace:.2f} GB/s" for (src, _), pace in paces.items()))
     st = summary(rows)
     if st["n"]:
         out.append(f"  {st['n']} predicted figures: median |error| {100 * st['median_abs']:.1f}%, "
@@ -161,27 +205,33 @@ def render_text(rows: list[Row]) -> list[str]:
     return out
 
 
-def render_markdown(rows: list[Row], shares: dict | None = None) -> list[str]:
+def render_markdown(rows: list[Row]) -> list[str]:
     if not rows:
         return []
     st = summary(rows)
-    if shares is None:
-        shares = net_shares(read_rows()) if DATA.exists() else {}
-    set_by = "; ".join(f"{src} ({system}): {share:.3f}" for (src, system), share
-                       in shares.items()) or "none"
+    published = read_rows() if DATA.exists() else []
+    shares, paces = net_shares(published), p2p_channel_paces(published)
+    set_by = "; ".join(f"{src}: {share:.3f}" for (src, _), share in shares.items()) or "none"
+    paces_by = "; ".join(f"{src}: {pace:.2f} GB/s" for (src, _), pace in paces.items()) or "none"
     lines = ["### Multi-node collectives (published nccl-tests figures)", "",
              f"Measured bus bandwidth from public nccl-tests runs (`{rel(DATA)}`; sources in "
              "`traces/published/README.md`), predicted by the NCCL model on the preset named, "
              "with the algorithm the run forced (send/recv: none to force; CollNet rows on "
              "the preset with `fabric.sharp: true`, as the sources ran SHARP). Rows marked "
              "*set* fixed a parameter and are not counted: the one-server rows the preset's "
-             "NVLink and NVLS efficiencies (named in its header), and a cluster's send/recv "
-             "across two servers its network transport share (`nccl.net_efficiency`: the "
-             "share of the NICs' rate NCCL's proxy send/recv over IB verbs reaches there, "
-             "= that row's busbw / the NIC-bound prediction; applied to every row of that "
-             "cluster but its CollNet ones, whose data SHARP's transport moves). Shares set: "
-             f"{set_by}; clusters without such a row keep the preset's NIC rate. Every other "
-             "row is a prediction: nothing was fitted to it.", "",
+             "NVLink and NVLS efficiencies (named in its header); a cluster's ring "
+             "all-reduce across two servers its network transport share "
+             "(`nccl.net_efficiency`: the share of the NICs' rate NCCL's proxy send/recv over "
+             "IB verbs reaches there, = that row's busbw / the NIC-bound prediction, NCCL's "
+             "own advice for examining the network through NCCL; applied to every row of "
+             "that cluster but its CollNet ones, whose data SHARP's transport moves; set: "
+             f"{set_by}); its send/recv at the scale where NCCL gives each network peer "
+             "one p2p channel the pace of one such channel (`nccl.p2p_net_channel_bandwidth` "
+             "= that busbw; how many channels a peer gets follows NCCL's rule of the "
+             "release the row names: docs/topologies.md; set: "
+             f"{paces_by}). Clusters without such rows keep the "
+             "preset's NIC rate and no channel limit. Every other row is a prediction: "
+             "nothing was fitted to it.", "",
              "| source | system | op | nodes (GPUs) | size | measured GB/s | predicted GB/s | "
              "error |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -202,30 +252,29 @@ def render_markdown(rows: list[Row], shares: dict | None = None) -> list[str]:
                       f"{a} {100 * v['median_abs']:.1f}% (max {100 * v['max_abs']:.1f}%, "
                       f"{v['n']})" for a, v in st["per_algorithm"].items()) + ".", "",
                   "What the rows say. The tree's kernels cap it at channels x NCCL's "
-                  "per-channel ceiling (docs/topologies.md): within 1-4% from 2 to 46 nodes. "
-                  "CollNet all-gather and reduce-scatter (each NIC receives its rail's S/m "
-                  "from the switches, through SHARP's transport at the NICs' full rate): "
-                  "within 4%. T1's rings run at the rate its own send/recv between two "
-                  "servers reached through one NIC (42.6 of 48.5 GB/s): from 2 to 8 nodes "
-                  "within 9%, and they lose 10-13% more by 16-46 nodes, which no modelled "
-                  "mechanism gives (the job stays under one leaf per rail up to 32 nodes in "
-                  "the preset; the cluster's node-to-leaf layout is not published). T2 "
-                  "measured its rings 20-25% lower without the vendor IB variables (queue "
-                  "pairs per connection, adaptive-routing threshold) and at the NICs' rate "
-                  "with them (its rows, tuned: within 3% at the preset's rate): the transport "
-                  "settings, not the hardware, set that share. NVLS-tree from 4 nodes (2S per "
-                  "NIC at T1's share and NCCL's 5/6 for its NVLS algorithms): within 5%; on 2 "
-                  "nodes it ran at the NICs' full rate, 26% above the model. V1 (H100, NCCL's "
-                  "own choice, 4 nodes, no send/recv row, so at the preset's NIC rate): the "
-                  "model picks the ring, NVLink-bound at 369 GB/s, 11-13% above the "
-                  "measurement, about T1's transport share again. Misses: CollNet all-reduce "
-                  "on both clusters (14-20% high even with NCCL's 0.85 kernel share: the "
-                  "SHARP switches' aggregation rate is not modelled); send/recv from 8 nodes "
-                  "falls to about 1/2 and then 1/3 of a NIC (25, then 15 GB/s): all the "
-                  "cross-node pairs of sendrecv_perf use one rail, and one or two other "
-                  "flows hashed onto the same spine uplink would give those fractions, but "
-                  "the cluster's node-to-leaf layout is not published, so the model (ideal "
-                  "ECMP) is not set to it. The tree ceiling, the CollNet factor and the "
-                  "NVLS-tree 5/6 are NCCL's tuner constants (src/graph/tuning.cc), added with "
-                  "these rows in view (nothing was adjusted to them).", ""]
+                  "per-channel ceiling (docs/topologies.md): within 1-5% from 2 to 64 nodes "
+                  "on both clusters. Rings at the rate the cluster's 2-node ring set: T3 and "
+                  "T2 (tuned, at the NICs' rate) within 3.5% from 4 to 64 nodes; T1 3-6% high at "
+                  "4 nodes, 6-10% at 8, 11-14% by 16-46 nodes, a loss no modelled mechanism "
+                  "gives (the preset keeps the job under one leaf per rail up to 32 nodes; "
+                  "T1's node-to-leaf layout is not published). NVLS-tree (S per NIC each way "
+                  "on 2 nodes, 2S beyond): T3 within 3.5%; T1 10% low on 2 nodes and 16-25% "
+                  "high from 4, below its own rings there, which the model does not explain. "
+                  "Send/recv: the channels NCCL gives a network peer (2.28: 2, 1 from 64 "
+                  "ranks; 2.29 on: 4, 2 from 64, 1 from 128), each at the pace one ran on "
+                  "the cluster give T3's 34 -> 17 GB/s and T1's 43 -> 15 GB/s steps within "
+                  "3.2%, but T1's 8-node 25.4 GB/s is 19% below its 2 channels (the release "
+                  "where the rule changed is placed by these two clusters' steps). "
+                  "CollNet all-gather and "
+                  "reduce-scatter of T1 and T2 (each NIC receives its rail's S/m from the "
+                  "switches at the NICs' full rate) within 4%; T3's CollNet-Direct "
+                  "all-gather ran 16-19% slower, and CollNet all-reduce runs 3-20% below the "
+                  "model (the SHARP switches' aggregation rate is not modelled; T3's falls "
+                  "from 606 to 546 GB/s between 4 and 64 nodes). V1 (H100, NCCL's own "
+                  "choice, 4 nodes, no 2-node rows: the preset's NIC rate) 13% high, about "
+                  "T1's transport share. The tree ceiling and the CollNet factor are NCCL's "
+                  "tuner constants (src/graph/tuning.cc) and the p2p channel rule its "
+                  "topology code, added with these rows in view (nothing was adjusted to "
+                  "them); a 5/6 NIC share for NVLS-tree (the tuner's NVLS ratio) was tried "
+                  "with T1 in view and dropped: T3's NVLS-tree runs at the NICs' full rate.", ""]
     return lines
