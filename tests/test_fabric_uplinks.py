@@ -121,3 +121,19 @@ def test_parse_uplink_degrades():
                      ("leaf=-1,uplink=0.5", "leaf")):
         with pytest.raises(InputError, match=msg):
             parse_degrade(bad)
+
+
+def test_the_cli_refuses_an_uplink_degrade_without_the_fabric_model():
+    # one line naming the key, exit 2, no traceback (no --topology: no fabric links)
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "simulator", "simulate",
+                        os.path.join(root, "workloads", "seed004_moe_tp8_ep4_pp4_128gpus.txt"),
+                        "--degrade", "leaf=0,uplink=0.5", "--quiet"],
+                       capture_output=True, text=True, cwd=root)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    errors = [line for line in p.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1 and errors[0].startswith("collsim: error: --degrade: ")
+    assert "fabric" in errors[0]
