@@ -142,41 +142,49 @@ class ClassReplay:
             return models[(factor, extra)]
 
         pp_bytes = plan.workload.pp_comm_bytes
-        # a class's pricing variant: compute factor, degraded kinds, degraded sends
-        self.variant = np.empty(self.n_classes, dtype=np.int64)
-        self.send_ns = {Direction.NEXT: np.zeros(self.n_classes, dtype=np.int64),
-                        Direction.PREV: np.zeros(self.n_classes, dtype=np.int64)}
+        # a class's pricing variant: compute factor, degraded kinds, degraded sends (the
+        # per-class loop reads Python lists: no numpy scalar per class and field)
+        stage_of = np.asarray(self.class_stage).astype(np.int64)
+        # every class sends at its stage's price unless a NIC of its pair is degraded
+        self.send_ns = {
+            Direction.NEXT: np.array([st.send_next_ns for st in plan.setups],
+                                     dtype=np.int64)[stage_of],
+            Direction.PREV: np.array([st.send_prev_ns for st in plan.setups],
+                                     dtype=np.int64)[stage_of]}
         variants: dict = {}
         self.stage_variants: list[list[tuple]] = [[] for _ in range(par.pp)]
+        stages, factors = stage_of.tolist(), compute.tolist()
+        worst_lists = [(k, worst[k][0].tolist(), worst[k][1].tolist()) for k in ROW_GROUPS]
+        nics, lats = nic.tolist(), lat.tolist()
+        partners = (np.asarray(self.next_class).tolist(), np.asarray(self.prev_class).tolist())
+        sends = pp_bytes and par.pp > 1
+        variant_of: list[int] = []
         for c in range(self.n_classes):
-            s = int(self.class_stage[c])
+            s = stages[c]
             by_model: dict = {}
-            for k in ROW_GROUPS:
-                fe = (float(worst[k][0][c]), int(worst[k][1][c]))
+            for k, f, e in worst_lists:
+                fe = (f[c], e[c])
                 if fe != (1.0, 0):
                     by_model.setdefault(fe, []).append(k)
-            vkey = (s, float(compute[c]), tuple(sorted((fe, tuple(ks))
-                                                       for fe, ks in by_model.items())))
+            vkey = (s, factors[c], tuple(sorted((fe, tuple(ks))
+                                                for fe, ks in by_model.items())))
             v = variants.get(vkey)
             if v is None:
                 v = variants[vkey] = len(self.stage_variants[s])
                 self.stage_variants[s].append(vkey)
-            self.variant[c] = v
-            setup = plan.setups[s]
-            send = {Direction.NEXT: setup.send_next_ns, Direction.PREV: setup.send_prev_ns}
-            if par.pp > 1 and pp_bytes:
-                for direction, partner in ((Direction.NEXT, self.next_class[c]),
-                                           (Direction.PREV, self.prev_class[c])):
-                    nic_factor = float(min(nic[c], nic[partner]))
-                    extra_ns = int(max(lat[c], lat[partner]))
+            variant_of.append(v)
+            if sends:
+                for direction, partner in ((Direction.NEXT, partners[0][c]),
+                                           (Direction.PREV, partners[1][c])):
+                    nic_factor = min(nics[c], nics[partner])
+                    extra_ns = max(lats[c], lats[partner])
                     if (nic_factor, extra_ns) == (1.0, 0):
                         continue
                     stage = s if direction is Direction.NEXT else (s - 1) % par.pp
-                    send[direction] = max(
+                    self.send_ns[direction][c] = max(
                         model(nic_factor, extra_ns).collective_ns(Op.SENDRECV, pp_bytes, p)
                         for p in stage_placements(par, Group.PP, stage, plan.rank_map))
-            for direction in Direction:
-                self.send_ns[direction][c] = send[direction]
+        self.variant = np.array(variant_of, dtype=np.int64)
         self._model = model
         self._rows_cache: dict = {}
 
@@ -313,21 +321,35 @@ class ClassReplay:
     # -- results ---------------------------------------------------------------------------
     def stage_results(self) -> list[StageResult]:
         """One StageResult per class, in class order, labelled as the row-level engine does."""
-        from .simulate import class_label
+        from .simulate import class_attributes_text, class_label
 
+        def ints(values) -> list[int]:
+            # what int() of each element gives (truncation toward zero), as Python ints
+            return np.asarray(values).astype(np.int64).tolist()
+
+        # each stage's tallies as Python lists once, not a numpy scalar per class and field
+        tallies = [(ints(st.t), ints(st.compute), ints(st.recompute),
+                    [ints(e) for e in st.exposed], ints(st.bubble)) for st in self.states]
+        stages, local = ints(self.class_stage), ints(self.local)
+        counts, example = ints(self.counts), ints(self.example)
+        texts: dict = {}   # a label's attributes part, per distinct attributes
         out = []
         for c in range(self.n_classes):
-            s = int(self.class_stage[c])
-            st, i = self.states[s], int(self.local[c])
+            s, i = stages[c], local[c]
+            t, compute, recompute, exposed, bubble = tallies[s]
             res = StageResult(stage=s)
-            res.end_ns = int(st.t[i])
-            res.compute_ns = int(st.compute[i])
-            res.recompute_ns = int(st.recompute[i])
-            res.exposed_ns = {g: int(st.exposed[n][i]) for n, g in enumerate(BREAKDOWN_GROUPS)}
-            res.bubble_ns = int(st.bubble[i])
+            res.end_ns = t[i]
+            res.compute_ns = compute[i]
+            res.recompute_ns = recompute[i]
+            res.exposed_ns = {g: exposed[n][i] for n, g in enumerate(BREAKDOWN_GROUPS)}
+            res.bubble_ns = bubble[i]
             res.rank_class = c
-            res.ranks = int(self.counts[c])
-            res.label = class_label(s, c, res.ranks, int(self.example[c]), self.attrs[c])
+            res.ranks = counts[c]
+            attrs = self.attrs[c]
+            what = texts.get(attrs)
+            if what is None:
+                what = texts[attrs] = class_attributes_text(attrs)
+            res.label = class_label(s, c, res.ranks, example[c], attrs, what)
             out.append(res)
         return out
 

@@ -148,12 +148,19 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
 
 
 def class_label(stage: int, cid: int, ranks: int, example_rank: int,
-                attrs: RankAttributes) -> str:
-    """'stage 0 class 3 (7 ranks, e.g. rank 17, compute x1.2)': how reports name a class."""
-    what = ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
-                     for k, v in attrs.given())
+                attrs: RankAttributes, what: str | None = None) -> str:
+    """'stage 0 class 3 (7 ranks, e.g. rank 17, compute x1.2)': how reports name a class.
+    ``what``: :func:`class_attributes_text` of ``attrs`` where the caller keeps it."""
+    if what is None:
+        what = class_attributes_text(attrs)
     return (f"stage {stage} class {cid} ({ranks} rank{'' if ranks == 1 else 's'}, e.g. rank "
             f"{example_rank}" + (f", {what}" if what else "") + ")")
+
+
+def class_attributes_text(attrs: RankAttributes) -> str:
+    """'compute x1.2, NIC +5 us': a class's deviations as its label names them."""
+    return ", ".join(f"{k} x{v:g}" if k != "nic_latency_ns" else f"NIC +{v / 1000:g} us"
+                     for k, v in attrs.given())
 
 
 def _class_links(plan: JobPlan, cls, colour: np.ndarray, cid_offset: int, job: int,
