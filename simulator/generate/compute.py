@@ -148,16 +148,31 @@ GPT_LAYER_BWD_OPS = (("layer_norm", 2), ("linear", 4), ("sdpa", 1), ("dropout", 
                      ("gelu", 1))
 
 
+#: parameter tensors of the measured GPT layer: their fp32 accumulation is in the host floor's
+#: backward (``fwdbwd_accumulate``), and in the embedding/head floor the 4 fixed tensors'
+GPT_LAYER_TENSORS = 12
+GPT_FIXED_TENSORS = 4
+
+
 def host_scales(gpu: GPUSpec) -> tuple[float, float]:
     """(forward, backward) factors on the per-op host weights that give a GPT layer the
     measured host floor of one (1, 1 where it was not measured): the forward's weights add
     up to ``host_layer_fwd_us``, those of the ops with a backward dispatch to
-    ``host_layer_bwd_us``."""
+    ``host_layer_bwd_us`` less the fp32 accumulation of the layer's 12 tensors (measured
+    with it, dispatched after the backward: :meth:`ComputeModel._host_lead`)."""
     wf = sum(n * gpu.host_us(f"{op}.fwd") for op, n in GPT_LAYER_OPS)
     wb = sum(n * gpu.host_us(f"{op}.fwd") for op, n in GPT_LAYER_BWD_OPS)
     if not gpu.host_layer_fwd_us or wf <= 0 or wb <= 0:
         return 1.0, 1.0
-    return gpu.host_layer_fwd_us / wf, gpu.host_layer_bwd_us / wb
+    return gpu.host_layer_fwd_us / wf, layer_bwd_host_us(gpu) / wb
+
+
+def layer_bwd_host_us(gpu: GPUSpec) -> float:
+    """A GPT layer's backward host floor without its 12 tensors' fp32 accumulation (the floor
+    GPT measures the two together; the accumulation's host time per tensor,
+    ``host_accum_us``, was measured on its own). At least a tenth of the floor."""
+    b = gpu.host_layer_bwd_us
+    return max(0.1 * b, b - GPT_LAYER_TENSORS * gpu.host_accum_us)
 
 
 def _host_variant(gpu: GPUSpec, cfg) -> GPUSpec:
@@ -237,7 +252,24 @@ class ComputeModel:
         copies = _sum(copies, (Z, _k(2 * gpu.mem_us("float.fwd", 4 * T * nh * hd), 0.0, 2), Z))
         split = (Z, _k(3 * gpu.mem_us("zero_fp32.fwd", 2 * width), 0.0, 3)
                  + _k(2 * gpu.mem_us("add.fwd", 6 * width), 0.0, 2), Z)
-        t["attn_body"] = _sum(qkv, rot, core, copies, split, proj, resid)
+        if (getattr(getattr(cfg, "features", None), "attention_backend", "") == "unfused"
+                and cfg.micro_batch > 1):
+            # the batched matmuls of the unfused attention flatten (batch, heads) of strided
+            # operands: a copy each where micro-batch > 1 (4 a layer, profiled: hostcause1),
+            # dispatched like a layout copy (its measured host time, not floor-scaled: the
+            # clone runs inside the matmul's dispatch)
+            n_el = T * nh * hd
+            copies = _sum(copies, (_k(4 * gpu.mem_us("float.fwd", 4 * n_el),
+                                      4 * gpu.host_us("float.fwd"), 4), Z, Z))
+        calls = _extra_driver_calls(gpu, cfg, T)
+        if calls:
+            # host-only driver calls (workspace memsets of the reductions, split-K launches)
+            # beyond the floor GPT's: half in each body, a third forward, two thirds backward
+            per_body = calls * DRIVER_CALL_US / 2.0
+            driver = (_k(0.0, per_body / 3.0), _k(0.0, 2.0 * per_body / 3.0), Z)
+        else:
+            driver = (Z, Z, Z)
+        t["attn_body"] = _sum(qkv, rot, core, copies, split, proj, resid, driver)
         t["attn_core"] = core  # the attention kernel alone (selective recompute replays it)
         # dense MLP
         F = m.ffn // tp
@@ -245,7 +277,7 @@ class ComputeModel:
         fc2 = K.linear(T, h, F, bias)
         act = K.mem("gelu", 2 * T * F * (mats_in + 1), 3 * T * F * (mats_in + 1),
                     kernels=mats_in, cols=F)
-        t["mlp_body"] = _sum(fc1, act, fc2, resid)
+        t["mlp_body"] = _sum(fc1, act, fc2, resid, driver)
         # MoE (simulator/generate/moe.py: Megatron-core's router, dispatcher and experts)
         if m.is_moe:
             from .moe import moe_parts
@@ -261,8 +293,18 @@ class ComputeModel:
         loss = K.mem("cross_entropy_fp32", 14 * T * V, 16 * T * V, cols=V)
         t["output"] = _sum(K.mem("layer_norm", 4 * T * h, 8 * T * h, cols=h), out, loss)
         if gpu.host_fixed_fwd_us:   # the measured host floor of embedding, head and loss
+            # (its backward less the fp32 accumulation of the 4 fixed tensors, priced after
+            # the backward with the layers')
+            fixed_bwd = max(0.1 * gpu.host_fixed_bwd_us, gpu.host_fixed_bwd_us
+                            - GPT_FIXED_TENSORS * gpu.host_accum_us)
             t["embedding"], t["output"] = _rescale_host(
-                [t["embedding"], t["output"]], gpu.host_fixed_fwd_us, gpu.host_fixed_bwd_us)
+                [t["embedding"], t["output"]], gpu.host_fixed_fwd_us, fixed_bwd)
+            if T > EMBEDDING_SORT_TOKENS:
+                # PyTorch's embedding backward over more than 3072 indices sorts them (radix
+                # sort, scan, segment kernels): 19 more launches than at the floor's 64
+                # tokens (hostcause1 profile.csv, 1024 -> 4096 tokens)
+                t["embedding"] = _sum(t["embedding"],
+                                      (Z, Z, _k(0.0, EMBEDDING_SORT_CALLS * DRIVER_CALL_US)))
         else:
             t["output"] = _sum(t["output"], (Z, _k(0.0, gpu.host_us("backward_call")), Z))
         if cfg.recompute and gpu.host_layer_recompute_us:
@@ -281,14 +323,13 @@ class ComputeModel:
             local_params = params.per_gpu
         per_layer = (12 if bias else 6)
         tensors = cfg.layers_per_stage * per_layer + 4
-        accum = params.per_gpu * gpu.opt_accum_ns / 1e3
-        if not gpu.host_layer_bwd_us:   # else its host time is in the layers' backward
-            accum = max(accum, tensors * gpu.host_accum_us)
+        # the fp32 accumulation after each micro-batch's backward: one kernel per parameter
+        # tensor (PyTorch's per-tensor path for bf16 into fp32), in parameter order
+        self.accumulation = _accumulation(gpu, cfg, params, per_layer, bias, mats_in)
         # the main gradients' zeroing opens the step (Megatron's zero_grad_buffer before the
         # first micro-batch): the host dispatches the first forward while it runs
         self.step_start = _k(params.per_gpu * gpu.opt_zero_ns / 1e3, gpu.host_us("add.fwd"))
-        opt = gpu.optimizer_us(local_params, tensors) \
-            + cfg.ga * accum
+        opt = gpu.optimizer_us(local_params, tensors)
         t["optimizer"] = (_k(opt, 0.0), Z, Z)
         t.update(_sync_work(gpu, cfg, local_params, params.per_gpu, tensors))
         if getattr(getattr(cfg, "features", None), "params_dtype", "") == "fp16":
@@ -296,19 +337,28 @@ class ComputeModel:
             t["optimizer"] = (Cost((sync(gpu.host_us("float.fwd")),)) + t["optimizer"][0],
                               Z, Z)
         self.tensors = tensors
-        self.parts = {k: tuple(c.us for c in v) for k, v in t.items()}
         self.costs = t
-        self.lead = self._host_lead(cfg)
+        self.lead, accum_us = self._host_lead(cfg)
+        # what the accumulation adds after the backward, once per micro-batch, in the
+        # optimizer row (after the last micro-batch, before its host reads)
+        t["optimizer"] = (_k(cfg.ga * accum_us, 0.0) + t["optimizer"][0], Z, Z)
+        self.parts = {k: tuple(c.us for c in v) for k, v in t.items()}
 
-    def _host_lead(self, cfg: TrainConfig) -> tuple[float, float]:
-        """(forward, backward) factors that carry the host's lead from row to row.
+    def _host_lead(self, cfg: TrainConfig) -> tuple[tuple[float, float], float]:
+        """((forward, backward) factors that carry the host's lead from row to row, the time
+        the fp32 accumulation adds after a micro-batch's backward).
 
         Each row's kernel sequence is replayed from an idle host and GPU (:class:`Cost`);
         in a step the host runs ahead through GPU-bound rows and the GPU drains that queue
         in host-bound ones. The micro-batch's forward (embedding, every layer, output layer
         and loss) and backward (in reverse) are replayed once as one chain each; the factor
         is the chain's time over the sum of its rows' own times, applied to every row, so
-        the rows add up to the chained micro-batch."""
+        the rows add up to the chained micro-batch.
+
+        The accumulation is replayed behind the backward's chain: what it adds is
+        chain(backward + accumulation) - chain(backward). A host-bound step pays its
+        dispatch (its kernels run while the host issues the next ones: ~10 us host, ~4-120
+        us device a tensor); a GPU-bound one its kernels, queued behind the backward."""
         t = self.costs
         m = cfg.model
         if m.is_moe:
@@ -335,7 +385,12 @@ class ComputeModel:
         fz, bz = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b,
                              self.step_start.kernels)
         self.zeroing_us = max(0.0, cfg.ga * (fz + bz - f - b))
-        return (f / alone[0] if alone[0] > 0 else 1.0, b / alone[1] if alone[1] > 0 else 1.0)
+        # the same step with each micro-batch's accumulation behind its backward: what it
+        # adds per micro-batch (its tail can also delay the next micro-batch's forward)
+        fa, ba = replay_step(chains[0], chains[1] + self.accumulation.kernels, cfg.ga,
+                             before_f, before_b, self.step_start.kernels)
+        lead = (f / alone[0] if alone[0] > 0 else 1.0, b / alone[1] if alone[1] > 0 else 1.0)
+        return lead, max(0.0, fa + ba - fz - bz)
 
     def core_attention_us(self) -> tuple[float, float, float]:
         """(forward, backward, 0) device microseconds of one layer's attention kernel alone,
@@ -447,6 +502,78 @@ def _sync_work(gpu: GPUSpec, cfg, local_params: float, params_per_gpu: float,
         work = work + _k(gpu.mem_us("add.fwd", 8.0 * local_params), op_h)
         out["loss_scale"] = (work, Z, Z)
     return out
+
+
+#: host time of one CUDA driver call of a step (cudaMemsetAsync; cudaLaunchKernel alike):
+#: median self time of the call in 69 profiled steps and floor GPTs on the H200 machines
+#: (traces/h200/compute/run8-run10, hostcause1 profile.csv: 8.85 us; launches 9.1 us)
+DRIVER_CALL_US = 8.85
+#: driver calls of a GPT layer beyond its kernels' launches, by tokens per micro-batch
+#: (hostcause1 profile.csv, PyTorch 2.11 / cuBLAS 13.1 on an H200, the same per layer for
+#: the 125M-760M widths and for FP8 and unfused layers from 1024 tokens): the reductions over
+#: the tokens (4 bias gradients, 2 layer-norm weight gradients) take a two-pass path with a
+#: memset from 1024 tokens on (6 a layer), more at 4096 (9.4); at the floor GPT's 64 tokens
+#: the bf16 GEMMs split K instead (a second launch: 5 a layer with the memsets, FP8 GEMMs 2,
+#: unfused attention's 3)
+DRIVER_CALLS_LARGE = ((1024, 6.0), (4096, 9.4))
+DRIVER_CALLS_FLOOR = {"default": 5.0, "fp8": 2.0, "unfused": 3.0}
+FLOOR_TOKENS = 64
+EMBEDDING_SORT_TOKENS = 3072
+EMBEDDING_SORT_CALLS = 19
+
+
+def _extra_driver_calls(gpu: GPUSpec, cfg: TrainConfig, tokens: int) -> float:
+    """Driver calls a layer makes at ``tokens`` tokens beyond those of the 64-token floor GPT
+    that measured its host time (0 without a measured floor): the floor's count of the
+    layer's variant at 64 tokens, the large-token counts from 1024 on, log-linear between
+    (the 256-token counts measured lie below both ends: 1-3 a layer; not modelled)."""
+    import math
+    if not gpu.host_layer_fwd_us or tokens <= FLOOR_TOKENS:
+        return 0.0
+    features = getattr(cfg, "features", None)
+    variant = "fp8" if gpu.gemm_dtype == "fp8" else (
+        "unfused" if getattr(features, "attention_backend", "") == "unfused" else "default")
+    floor = DRIVER_CALLS_FLOOR[variant]
+    pts = [(FLOOR_TOKENS, floor), *DRIVER_CALLS_LARGE]
+    calls = pts[-1][1]
+    for (t0, c0), (t1, c1) in zip(pts, pts[1:]):
+        if tokens <= t1:
+            f = math.log(tokens / t0) / math.log(t1 / t0)
+            calls = c0 + f * (c1 - c0)
+            break
+    return calls - floor
+
+
+def _accumulation(gpu: GPUSpec, cfg: TrainConfig, params: ParamCounts, per_layer: int,
+                  bias: bool, mats_in: int) -> Cost:
+    """The fp32 gradient accumulation of one micro-batch: a kernel per parameter tensor
+    (host: ``host_accum_us``), in the order of the parameters (embedding, each layer's, the
+    final norm; device time: ``opt_accum_t0_us`` + ``opt_accum_ns`` a parameter, fitted on the
+    measured whole accumulations, else the ``accum_fp32`` kernel at 10 bytes a parameter).
+    Each layer has ``per_layer`` tensors: its four weight matrices (QKV, projection,
+    MLP in and out, sized from the model's widths) and ``per_layer - 4`` vectors of the
+    hidden size; the matrices are scaled so that all tensors hold ``params.per_gpu``
+    (MoE experts, a pipeline stage's share of the embedding)."""
+    m = cfg.model
+    h, tp = m.hidden, cfg.tp
+    nh, nkv = m.heads // tp, max(1, m.kv // tp)
+    F = (m.expert_ffn * max(1, m.experts // cfg.ep) if m.is_moe else m.ffn) // tp
+    mats = [(nh + 2 * nkv) * m.hd * h, h * nh * m.hd, mats_in * F * h, h * F]
+    vec = [h] * max(0, per_layer - 4)
+    L = cfg.layers_per_stage
+    V = padded_vocab(m.vocab, tp) // tp
+    fixed = [V * h] + ([m.max_position * h] if m.max_position else [])
+    tail = [h] * (4 - len(fixed))
+    rest = params.per_gpu - sum(fixed) - sum(tail) - L * sum(vec)
+    scale = rest / (L * sum(mats)) if rest > 0 and sum(mats) > 0 else 1.0
+    sizes = fixed + [x for _ in range(L) for x in [*(n * scale for n in mats), *vec]] + tail
+    host = gpu.host_accum_us
+
+    def dev(n: float) -> float:
+        if gpu.opt_accum_ns or gpu.opt_accum_t0_us:   # fitted on whole accumulations
+            return gpu.opt_accum_t0_us + n * gpu.opt_accum_ns / 1e3
+        return gpu.mem_us("accum_fp32.fwd", 10.0 * n)
+    return Cost(tuple((dev(n), host) for n in sizes if n > 0))
 
 
 def batched_gemm_us(gpu: GPUSpec, m: int, n: int, k: int, count: int) -> float:

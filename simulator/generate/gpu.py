@@ -63,7 +63,8 @@ class GPUSpec:
     host_ops: tuple = ()       # ((name, us), ...)
     opt_step: tuple | None = None   # (us, ns per parameter, us per tensor)
     opt_zero_ns: float = 0.0        # ns per parameter
-    opt_accum_ns: float = 0.0       # ns per parameter
+    opt_accum_ns: float = 0.0       # fp32 gradient accumulation: ns per parameter
+    opt_accum_t0_us: float = 0.0    # and us per parameter tensor (one kernel each)
     host_accum_us: float = 0.0      # host us per parameter tensor
     # host floor of a GPT layer (tiny GPTs, kernel_fit.fit_host_floor): per layer forward,
     # backward (with its gradient accumulation), a checkpointed layer's extra, the fixed rest

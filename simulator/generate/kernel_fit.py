@@ -190,16 +190,25 @@ def fit_optimizer(rows) -> tuple[dict, dict]:
         params["opt_step"] = (round(float(coef[0]), 2), round(float(coef[1]) * 1e3, 6),
                               round(float(coef[2]), 3))   # us, ns/param, us/tensor
         resid["opt_step"] = _stats(list(pred / a[:, 2] - 1))
-    for op in ("zero_grad", "accumulate_fp32"):
-        if not pts.get(op):
-            continue
-        a = np.array(pts[op])
+    if pts.get("zero_grad"):
+        a = np.array(pts["zero_grad"])
         ns = float(np.median(a[:, 2] / a[:, 0] * 1e3))
         pred = a[:, 0] * ns / 1e3
-        params[f"opt_{op}"] = round(ns, 6)
-        resid[f"opt_{op}"] = _stats(list(pred / a[:, 2] - 1))
-        if op == "accumulate_fp32":
-            params["host_accumulate_per_tensor"] = round(float(np.median(a[:, 3] / a[:, 1])), 2)
+        params["opt_zero_grad"] = round(ns, 6)
+        resid["opt_zero_grad"] = _stats(list(pred / a[:, 2] - 1))
+    if pts.get("accumulate_fp32"):
+        # one kernel per parameter tensor (PyTorch's per-tensor path for bf16 into fp32): a
+        # fixed time per tensor and a time per parameter, least squares (non-negative) over
+        # the models' whole accumulations
+        from scipy.optimize import nnls
+        a = np.array(pts["accumulate_fp32"])
+        X = np.column_stack([a[:, 1], a[:, 0]])
+        (t0, per), _ = nnls(X / a[:, 2:3], np.ones(len(a)))
+        pred = X @ np.array([t0, per])
+        params["opt_accumulate_fp32"] = round(float(per) * 1e3, 6)       # ns per parameter
+        params["opt_accumulate_fp32_t0"] = round(float(t0), 3)           # us per tensor
+        resid["opt_accumulate_fp32"] = _stats(list(pred / a[:, 2] - 1))
+        params["host_accumulate_per_tensor"] = round(float(np.median(a[:, 3] / a[:, 1])), 2)
     return params, resid
 
 
@@ -299,6 +308,45 @@ def fit_host_floor(rows, variant: str = "default") -> tuple[dict, dict]:
     return params, resid
 
 
+def fit_accumulation_host(method_rows, floor: dict) -> tuple[dict, dict]:
+    """The fp32 accumulation's host time per parameter tensor, from training steps timed
+    with and without it (``method.csv`` of :mod:`simulator.measure.hostcause`: ``step`` and
+    ``step_noacc`` host enqueue, the bf16 gradients dropped instead of accumulated), scaled
+    from the machine that ran them to the fit's floor machines by the ratio of the case's
+    64-token floor GPT (``floor_loop``) to the fitted floor line at its layer count. Only the
+    host-bound cases (the step's wall under twice its host enqueue: a full launch queue
+    blocks the host otherwise). The kernel sweep's own ``accumulate_fp32`` host time (36 us)
+    was taken behind a spin kernel with hundreds of launches queued, a full launch queue."""
+    by: dict[tuple, dict] = defaultdict(dict)
+    for r in method_rows:
+        by[(r["case"], r["round"])][r["mode"]] = r
+    per = []
+    for m in by.values():
+        need = ("step", "step_noacc", "floor_loop")
+        if not all(k in m for k in need) or not floor.get("host_layer_bwd_us"):
+            continue
+        step, noacc, fl = m["step"], m["step_noacc"], m["floor_loop"]
+        if _f(step["wall_us"]) > 2.0 * _f(step["host_us"]):
+            continue
+        layers = int(step["layers"])
+        fitted = (floor["host_fixed_fwd_us"] + floor["host_fixed_bwd_us"]
+                  + layers * (floor["host_layer_fwd_us"] + floor["host_layer_bwd_us"]))
+        tensors = 12 * layers + 4
+        diff = (_f(step["host_us"]) - _f(noacc["host_us"])) / tensors
+        per.append(diff * fitted / _f(fl["host_us"]))
+    if len(per) < 3:
+        return {}, {}
+    med = statistics.median(per)
+    return ({"host_accumulate_per_tensor": round(med, 2)},
+            {"host accumulate (steps with / without)": _stats([x / med - 1 for x in per])})
+
+
+def method_paths(paths) -> list[Path]:
+    """The ``method.csv`` files beside the kernel sweeps (``hostcause*/``)."""
+    dirs = {Path(p).parent.parent for p in paths}
+    return sorted(q for d in dirs for q in d.glob("hostcause*/method.csv"))
+
+
 def fit_host_variants(rows) -> tuple[dict, dict]:
     """The host floor of the FP8 and unfused-attention GPTs as ratios to the default GPT's
     on the same machines (the runs that measured both): per layer forward, backward and
@@ -381,6 +429,10 @@ def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
         p, e = fn(rows)
         params.update(p)
         resid.update(e)
+    method = read_kernels(method_paths(paths))
+    p, e = fit_accumulation_host(method, params)
+    params.update(p)
+    resid.update(e)
     fitted = replace(gpu, gemm_emax=params.get("gemm_emax", gpu.gemm_emax),
                      gemm_x0=params.get("gemm_x0", gpu.gemm_x0),
                      gemm_t0_us=params.get("gemm_t0_us", gpu.gemm_t0_us))
@@ -402,7 +454,23 @@ def host_floor_spec(gpu, paths):
                             "host_fixed_fwd_us", "host_fixed_bwd_us") if k in p}
     if v:   # this machine's own ratios; else the fit's (measured on other machines)
         kw["host_variants"] = tuple((k.split(".", 1)[1],) + tuple(x) for k, x in v.items())
+    kw.update(_machine_accum(gpu, kw))
     return replace(gpu, **kw)
+
+
+def _machine_accum(gpu, kw: dict, variant: str = "default") -> dict:
+    """The fp32 accumulation's host time per tensor on a machine whose floor is ``kw``:
+    ``gpu``'s (measured on the kernel sweep's machines), scaled as the machine's backward
+    floor (which carries it) to ``gpu``'s of the same variant. Host speed differs by up to
+    50% between the lent machines; the accumulation is part of the backward's host floor
+    there, so it is taken to move with it."""
+    ref = gpu.host_layer_bwd_us
+    if variant != "default":
+        ratio = gpu.host_variant(variant)
+        ref = ref * ratio[1] if ratio else 0.0
+    if not ref or not kw.get("host_layer_bwd_us") or not gpu.host_accum_us:
+        return {}
+    return {"host_accum_us": gpu.host_accum_us * kw["host_layer_bwd_us"] / ref}
 
 
 def case_floor_spec(gpu, rows, variant: str = "default"):
@@ -416,6 +484,7 @@ def case_floor_spec(gpu, rows, variant: str = "default"):
         return None
     kw = {k: p[k] for k in ("host_layer_fwd_us", "host_layer_bwd_us", "host_layer_recompute_us",
                             "host_fixed_fwd_us", "host_fixed_bwd_us") if k in p}
+    kw.update(_machine_accum(gpu, kw, variant))
     if variant != "default":
         kw["host_variants"] = ((variant, 1.0, 1.0, 1.0),)
     return replace(gpu, **kw)
@@ -468,6 +537,7 @@ def spec_kwargs(params: dict) -> dict:
         kw["opt_step"] = tuple(params["opt_step"])
     kw["opt_zero_ns"] = params.get("opt_zero_grad", 0.0)
     kw["opt_accum_ns"] = params.get("opt_accumulate_fp32", 0.0)
+    kw["opt_accum_t0_us"] = params.get("opt_accumulate_fp32_t0", 0.0)
     kw["host_accum_us"] = params.get("host_accumulate_per_tensor", 0.0)
     for k in ("host_layer_fwd_us", "host_layer_bwd_us", "host_layer_recompute_us",
               "host_fixed_fwd_us", "host_fixed_bwd_us", "fp8_gemm", "unfused_fwd",
