@@ -116,13 +116,13 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
     import warnings
 
     from ..checks import cluster_overrides, unused_parameters
-    from ..config.flags import CLUSTER_FIELDS, flag_for
-    from ..errors import SimulationWarning
-    from ..parallel import make_parallel
     from .common import cluster_options
     overrides = cluster_overrides(cluster_options(args))
     if not overrides:
         return
+    from ..config.flags import CLUSTER_FIELDS, flag_for
+    from ..errors import SimulationWarning
+    from ..parallel import make_parallel
     # the job as the policy word replays it (its groups and collectives)
     from ..engine.policy import layout
     with warnings.catch_warnings():
@@ -160,8 +160,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..readers.workload import read_workload
     from ..report.output import write_all
-    from ..report.summary import summary_dict
-    from ..report.text import render_text
     from ..scenario import parse_degrade, parse_failure, parse_jitter, parse_straggler
     from ..study import WhatIf, run_study
 
@@ -271,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
+        from ..report.summary import summary_dict
         doc = summary_dict(result)
         if co_results:
             doc["co_jobs"] = [summary_dict(r) for r in co_results]
@@ -279,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = "-" in outputs
     show_summary = not args.quiet and not to_stdout
     if show_summary:
+        from ..report.text import render_text   # not with --quiet
         sys.stdout.write(render_text(result, full=args.full_tables))
         for r in co_results:
             sys.stdout.write("\n--- co-located job ---\n" + render_text(r, top_rows=0))
