@@ -22,7 +22,10 @@ two on many groups, placements and presets.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from itertools import compress
+from operator import ne
 
 from .nccl_phase import Phase
 
@@ -169,15 +172,21 @@ class SymmetricPat:
             if v.startswith("pod"):
                 side = 1
 
-    def crossing(self, d: int) -> list[int]:
+    def crossing(self, d: int) -> tuple[list[int], list[int], list[int]]:
+        """The sends of the step of distance d that leave their pod, in rank order: the
+        senders, their pods and their receivers' pods."""
         pod, n = self.pod, self.n
-        return [i for i in range(n) if pod[i] != pod[self.dst(i, d)]]
+        shift = (self.sign * d) % n
+        there = pod[shift:] + pod[:shift]            # the receiver's pod of each rank
+        leaves = list(map(ne, pod, there))
+        return (list(compress(range(n), leaves)), list(compress(pod, leaves)),
+                list(compress(there, leaves)))
 
     def wire_ns(self) -> float:
         """The full plan's latency sum: per step, its slowest send's route."""
         wire = 0.0
         for d, _ in self.steps:
-            cross = self.crossing(d)
+            cross = self.crossing(d)[0]
             i = cross[0] if cross else 0
             dst = self.order[self.dst(i, d)]
             wire += self.topo.path_latency_ns(self.topo.route(self.order[i], dst))
@@ -200,16 +209,20 @@ class SymmetricPat:
         # the spine: a pod's way up (down) carries the step's sends out of (into) it
         up: dict[int, list] = {}
         down: dict[int, list] = {}
-        first: dict = {}                                  # spine link -> its first send
+        first: dict = {}                  # (pod, up) -> its spine link and first send
         for d, blocks in self.steps:
-            for i in self.crossing(d):
-                p_src, p_dst = self.pod[i], self.pod[self.dst(i, d)]
-                for pods, p in ((up, p_src), (down, p_dst)):
-                    pods.setdefault(p, []).append(blocks)
-                if (p_src, True) not in first or (p_dst, False) not in first:
-                    spine = [link for link, o in self.owned(i, d) if o == SPINE]
-                    first.setdefault((p_src, True), (spine[0], (d, i)))
-                    first.setdefault((p_dst, False), (spine[1], (d, i)))
+            senders, src_pods, dst_pods = self.crossing(d)
+            # a pod's way up (down) gets the step's blocks once per send out of (into) it;
+            # all of one step's are alike, so counts keep the full plan's order of additions
+            for pods, crossed in ((up, src_pods), (down, dst_pods)):
+                for p, count in Counter(crossed).items():
+                    pods.setdefault(p, []).extend([blocks] * count)
+            # the first send of each pod's way up and down (reversed: the lowest rank wins)
+            for is_up, crossed in ((True, src_pods), (False, dst_pods)):
+                for p, i in dict(zip(reversed(crossed), reversed(senders))).items():
+                    if (p, is_up) not in first:
+                        spine = [link for link, o in self.owned(i, d) if o == SPINE]
+                        first[(p, is_up)] = (spine[0 if is_up else 1], (d, i))
         loads: dict = {}
         for link, seq in adds.items():
             loads[link] = _summed(seq)
