@@ -45,8 +45,7 @@ def imp(label, *mods):
 imp("import cli", "simulator.cli")
 imp("import command + engine", "simulator.commands.simulate")
 imp("import run's modules", "simulator.study", "simulator.scenario", "simulator.report.output",
-    "simulator.report.summary", "simulator.report.text", "simulator.readers.workload",
-    "simulator.checks", "simulator.config.flags")
+    "simulator.readers.workload", "simulator.checks")
 if "--cost-model" not in sys.argv:
     imp("import nccl model + topology", "simulator.costmodel.nccl",
         "simulator.topology.overrides", "simulator.topology.simpleyaml")
