@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start-up of `collsim simulate`: whole processes, and where one process spends its time.
 
-    python benchmarks/startup.py [--repeat 7] [--before DIR] [--breakdown]
+    python benchmarks/startup.py [--repeat 7] [--before DIR] [--breakdown] [--instructions]
 
 Times ``python -m simulator simulate --quiet FILE`` as whole processes (bytecode cached, as
 an installed package runs), for the default cost model (nccl on the dgx-h100 preset) and
@@ -9,10 +9,13 @@ an installed package runs), for the default cost model (nccl on the dgx-h100 pre
 Runs are interleaved round by round (every case once per round) so that load from other
 work hits all alike; each figure is the median of ``--repeat`` rounds, with the load.
 ``--before DIR`` (a checkout of an older commit, e.g. ``git archive COMMIT | tar -x -C DIR``)
-times that tree in the same rounds. ``--breakdown`` then runs one process per case with
-marks around the phases: imports (the CLI, the command and engine, what ``run`` imports, the
-nccl model and topology), reading the table, building the cost model, simulating (pricing
-and replay), the rest; medians of ``--repeat`` processes, milliseconds.
+times that tree in the same rounds. ``--instructions`` also counts the instructions each
+process executes (valgrind's cachegrind without cache simulation, one run per case and
+tree): unlike times on a shared machine they do not move with the load. ``--breakdown``
+then runs one process per case with marks around the phases: imports (the CLI, the command
+and engine, what ``run`` imports, the nccl model and topology), reading the table, building
+the cost model, simulating (pricing and replay), the rest; medians of ``--repeat``
+processes, milliseconds.
 """
 from __future__ import annotations
 
@@ -89,6 +92,17 @@ def _run(cmd: list[str], root: str) -> float:
     return dt
 
 
+def _instructions(cmd: list[str], root: str) -> int:
+    """Instructions the process executes, as cachegrind counts them (its "I refs")."""
+    p = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                        "--cachegrind-out-file=/dev/null", *cmd], cwd=root, env=_env(root),
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed under valgrind: {p.stderr[-400:]}")
+    refs = [ln for ln in p.stderr.splitlines() if "I   refs:" in ln or "I refs:" in ln]
+    return int(refs[-1].split(":")[1].strip().replace(",", ""))
+
+
 def generate_comm_only(tmp: str, gpus: int, ga: int) -> str:
     """GPT-175B as AICB writes it without profiling (1 ns compute), TP 8, PP 8."""
     out = os.path.join(tmp, f"gpt175b-comm-{gpus}-ga{ga}.txt")
@@ -106,6 +120,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=7, help="interleaved rounds")
     ap.add_argument("--before", metavar="DIR", help="an older tree to time in the same rounds")
     ap.add_argument("--breakdown", action="store_true", help="phase marks inside one process")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions executed per process (needs valgrind), millions")
     args = ap.parse_args()
     trees = [("after", ROOT)] + ([("before", os.path.abspath(args.before))]
                                  if args.before else [])
@@ -138,6 +154,14 @@ def main() -> int:
         for label, model, _, _ in cases:
             cells = [f"{statistics.median(times[(t, label, model)]):.3f}" for t, _ in trees]
             print(f"| {label} | {model} | " + " | ".join(cells) + " |")
+        if args.instructions:
+            print("\ninstructions executed (millions; valgrind --tool=cachegrind "
+                  "--cache-sim=no, one process each):\n")
+            print(head)
+            print("|---|---|" + "---:|" * len(trees))
+            for label, model, _, cmd in cases:
+                cells = [f"{_instructions(cmd, root) / 1e6:.0f}" for _, root in trees]
+                print(f"| {label} | {model} | " + " | ".join(cells) + " |")
         if args.breakdown:
             print("\nmilliseconds inside one process (after Python's start), median of "
                   f"{args.repeat} processes:\n")
