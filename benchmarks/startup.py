@@ -157,7 +157,7 @@ def main() -> int:
         if args.instructions:
             print("\ninstructions executed (millions; valgrind --tool=cachegrind "
                   "--cache-sim=no, one process each):\n")
-            print(head)
+            print("| case | cost model | " + " | ".join(f"{t} (M)" for t, _ in trees) + " |")
             print("|---|---|" + "---:|" * len(trees))
             for label, model, _, cmd in cases:
                 cells = [f"{_instructions(cmd, root) / 1e6:.0f}" for _, root in trees]
