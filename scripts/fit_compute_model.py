@@ -60,6 +60,8 @@ GROUPS = [
     ("optimizer step (norm, clip, Adam, copy)", "opt_step"),
     ("zero main gradients", "opt_zero_grad"),
     ("fp32 gradient accumulation", "opt_accumulate_fp32"),
+    ("fp32 accumulation's host dispatch (steps with / without it, hostcause2)",
+     "host accumulate (steps with / without)"),
     ("FP8 GEMM curve (torch._scaled_mm, fwd, dgrad, wgrad)", "fp8_gemm"),
     ("cast bf16 -> FP8", "cast_fp8.fwd"), ("FP8 transpose copy", "transpose_fp8.fwd"),
     ("unfused attention fwd (beyond its GEMMs)", "unfused_fwd"),
@@ -98,6 +100,10 @@ def docs_section(params: dict, resid: dict, paths) -> str:
             v = params.get("fp8_gemm")
             par = (f"e_max {v[0]}, x0 {v[1]}, t0 {v[2]} us on the FP8 peak (2 x bf16)"
                    if v else "-")
+        elif key.startswith("host accumulate"):
+            cell = _cell(resid.get(key))
+            par = (f"{params.get('host_accumulate_per_tensor')} us per tensor on the floor's "
+                   "machines (median of the per-round differences; single rounds scatter)")
         elif key.startswith("unfused_"):
             cell = _cell(resid.get(key))
             v = params.get(key)
@@ -128,6 +134,8 @@ def docs_section(params: dict, resid: dict, paths) -> str:
                 par = "t0 {} us, e {}, s0 {}, d0 {}".format(*v) if v else "-"
             elif key == "opt_step":
                 par = "{} us + {} ns/param + {} us/tensor".format(*v) if v else "-"
+            elif key == "opt_accumulate_fp32":
+                par = f"{params.get('opt_accumulate_fp32_t0')} us/tensor + {v} ns/param"
             elif key.startswith("opt_"):
                 par = f"{v} ns/param"
             else:
