@@ -114,6 +114,46 @@ class _Pricer:
         return replace(row, **changes) if changes else row
 
 
+class _ProgramSource:
+    """A pass's program (:func:`.policy.pass_program`) for one point's priced rows, from the
+    program of an earlier point of the same workload whose prices were zero where this
+    point's are: the steps depend on the prices only through which collectives are free (a
+    free one has no stream and no step), so the same steps with this point's rows and
+    collective prices are what ``pass_program`` gives (tests/test_sweep_memo.py compares
+    them)."""
+
+    __slots__ = ("skeletons", "template", "sequences", "ns", "rules", "dlrm_lbl", "seq_first")
+
+    def __init__(self, skeletons: dict, template: dict, sequences: dict, ns: list, rules,
+                 dlrm_lbl, seq_first: dict):
+        self.skeletons, self.template, self.sequences = skeletons, template, sequences
+        self.ns, self.rules, self.dlrm_lbl, self.seq_first = ns, rules, dlrm_lbl, seq_first
+
+    def __call__(self, phase: Phase, seq) -> tuple:
+        from .policy import BLOCK, COMM_OF_TAG, ISSUE, pass_program
+
+        rows = self.sequences[seq]
+        hit = self.skeletons.get((phase, seq))
+        if hit is None:
+            prog = pass_program(rows, phase, self.rules, self.dlrm_lbl,
+                                self.seq_first.get(seq, -1))
+            at = {id(r): k for k, r in enumerate(rows)}
+            entries = self.template[seq]
+            # per step: its row's position, and the distinct collective whose price it
+            # carries (its row's fwd, ig or wg collective by the step's tag), or -1
+            recipe = tuple((at[id(step[1])],
+                            entries[at[id(step[1])]][3 + COMM_OF_TAG[step[5]]]
+                            if step[0] == BLOCK or step[0] == ISSUE else -1)
+                           for step in prog)
+            self.skeletons[(phase, seq)] = (prog, recipe)
+            return prog
+        prog, recipe = hit
+        ns = self.ns
+        return tuple([(step[0], rows[k], *step[2:]) if slot < 0 else
+                       (step[0], rows[k], step[2], ns[slot], *step[4:])
+                       for step, (k, slot) in zip(prog, recipe)])
+
+
 def _describe_places(group: str, places: set, par: ParallelConfig) -> str:
     """'4 ranks over 4 servers (NICs)' and the like, for the report."""
     if group == "PP":
@@ -393,8 +433,15 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
             seq_first = {k: (seg.prefix[0] if k == "pre" else seg.suffix[0] if k == "suf"
                              else seg.variants[k[1]][ranges[k[2]][0]])
                          for k in sequences}
+            # the passes' programs of the last point whose prices were zero where these are
+            # (the same steps), re-priced
+            skeletons = per_workload(workload, ("programs", free_kinds, tuple(ranges),
+                                                bool(rules.checkpoints), rules, dlrm_lbl,
+                                                tuple(map(bool, ns))), dict)
+            source = _ProgramSource(skeletons, template, sequences, ns, rules, dlrm_lbl,
+                                    seq_first)
             replayer = shared[signature] = PassReplayer(sequences, options.trace, rules,
-                                                        dlrm_lbl, seq_first)
+                                                        dlrm_lbl, seq_first, source)
         send_next = send_prev = 0
         if par.pp > 1 and workload.pp_comm_bytes:
             send_next = p2p_ns[s]

@@ -79,10 +79,14 @@ class PassReplayer:
     """
 
     def __init__(self, sequences: dict[object, list[PricedRow]], trace: bool,
-                 rules=None, dlrm_lbl: int | None = None, seq_first: dict | None = None):
+                 rules=None, dlrm_lbl: int | None = None, seq_first: dict | None = None,
+                 program_source=None):
         from .policy import rules_for
 
         self.sequences = sequences
+        # (phase, sequence) -> the pass's program where the planner keeps them across
+        # points (:func:`.plan.repriced_program`); else :func:`.policy.pass_program`
+        self.program_source = program_source
         self.trace = trace
         self.rules = rules or rules_for()
         self.dlrm_lbl = dlrm_lbl
@@ -96,7 +100,9 @@ class PassReplayer:
     def program(self, phase: Phase, seq_id) -> tuple:
         key = (phase, seq_id)
         prog = self._programs.get(key)
-        if prog is None:
+        if prog is None and self.program_source is not None:
+            prog = self._programs[key] = self.program_source(phase, seq_id)
+        elif prog is None:
             from .policy import pass_program
             prog = self._programs[key] = pass_program(
                 self.sequences[seq_id], phase, self.rules, self.dlrm_lbl,
