@@ -19,19 +19,10 @@ from simulator.engine.simulate import fast_pipeline
 from simulator.errors import InputError
 from simulator.readers.workload import read_workload, read_workload_text
 
-from repo_paths import ROOT, WORKLOADS
+from engine_helpers import POLICIES, POLICY_DATA, POLICY_FILES
+from engine_helpers import pipelined_table as _table
+from repo_paths import WORKLOADS
 
-POLICY_DATA = ROOT / "tests" / "data" / "policies"
-POLICY_FILES = {  # as tests/test_public_policy_files.py simulates them
-    "astra-sim_DLRM_HybridParallel.txt": 8,
-    "astra-sim_Transformer_HybridParallel_Fwd_In_Bckwd.txt": 16,
-    "astra-sim_microAllReduce.txt": 8,
-    "astra-sim_microAllToAll.txt": 8,
-    "astra-sim_sample_per_layer_parallel_HybridCustomized.txt": 16,
-    "tutorials_asplos2022_exercise_4_vanilla.txt": 8,
-    "tutorials_asplos2023_all_reduce.txt": 8,
-    "tutorials_asplos2023_gpt3.txt": 32,
-}
 UNIT = Cluster(name="unit", gpus_per_server=8, nvlink_gbps=1.0, nic_gbps=1.0, nics_per_server=8,
                nvlink_efficiency=1.0, nic_efficiency=1.0, base_latency_ns=0, nvlink_hop_ns=0,
                nic_hop_ns=0)
@@ -89,26 +80,6 @@ def test_public_policy_files(name):
     wl = read_workload(os.path.join(POLICY_DATA, name))
     for schedule in ("1f1b", "gpipe"):
         compare(wl, UNIT, gpus=POLICY_FILES[name], pp_schedule=schedule)
-
-
-# every policy word on a small pipelined table: 4 stages, TP 2 (NVLink), DP over the NICs,
-# micro-batches whose compute differs (the first is slower), so rounds differ and repeat
-def _table(policy: str, pp: int, ga: int, extra: str = "", dp_bytes: int = 9000,
-           pp_bytes: int = 70000) -> str:
-    rows = []
-    for mb in range(ga):
-        slow = 400 if mb == 0 else 0
-        rows += [f"attn -1 {300 + slow} ALLREDUCE 4000 500 ALLREDUCE 4000 200 ALLREDUCE "
-                 f"{dp_bytes} 10",
-                 "mlp -1 700 ALLGATHER 3000 900 REDUCESCATTER 3000 400 REDUCESCATTER 6000 0",
-                 "out -1 100 NONE 0 300 ALLTOALL 2000 150 ALLREDUCE 2000 0"]
-    header = (f"{policy} model_parallel_NPU_group: 2 pp: {pp} ga: {ga} all_gpus: {pp * 8} "
-              f"pp_comm: {pp_bytes} {extra}")
-    return header + "\n" + str(len(rows)) + "\n" + "\n".join(rows) + "\n"
-
-
-POLICIES = ["HYBRID_TRANSFORMER", "HYBRID_TRANSFORMER_FWD_IN_BCKWD", "DATA", "MODEL",
-            "HYBRID_DATA_MODEL", "HYBRID_MODEL_DATA", "MICRO"]
 
 
 @pytest.mark.parametrize("policy", POLICIES)

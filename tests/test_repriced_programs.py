@@ -18,8 +18,9 @@ from simulator.engine.policy import pass_program
 from simulator.readers.workload import read_workload, read_workload_text
 from simulator.workload import Phase
 
+from engine_helpers import POLICIES, POLICY_DATA, POLICY_FILES
+from engine_helpers import pipelined_table as _table
 from repo_paths import WORKLOADS
-from test_direct_pipeline import POLICIES, POLICY_DATA, POLICY_FILES, _table
 
 CLUSTERS = [Cluster(nic_gbps=nic, nvlink_gbps=nvl)
             for nic, nvl in ((50.0, 360.0), (25.0, 360.0), (12.5, 900.0), (100.0, 120.0))]
