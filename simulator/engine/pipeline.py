@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import record
 from ..result import StageResult, TraceSlice
 from .loop import Environment
 from .messages import Direction, Mailbox
-from .replay import STREAMS, PassOutcome, PassReplayer
+from .replay import STREAMS, PassOutcome, StageSetup
 from .stage import StagePass, drive, queue_send, split_wait, stage_passes
 
 
@@ -25,21 +24,6 @@ def flow_id(phase, mb: int, chunk: int, sender: int | None) -> str:
 
 
 _STREAM_NAMES = tuple(g.value for g in STREAMS)  # Enum .value is a slow property
-
-
-@record
-class StageSetup:
-    """One pipeline stage: its pass replayer, its send times and what it replays around the
-    pipeline."""
-
-    replayer: PassReplayer
-    send_next_ns: int   # activation to the next stage (or, last stage, to stage 0: interleaved)
-    send_prev_ns: int   # gradient to the previous stage (or, stage 0, to the last)
-    head: list          # sequences replayed forward before the pipeline
-    tail: list          # (phase, sequence) replayed after it
-    # the sender waits until its send has arrived before its next pass (Megatron-LM's p2p
-    # waits on its requests outside interleaving); its wait is exposed PP time
-    blocking_send: bool = False
 
 
 class PipelineSim:

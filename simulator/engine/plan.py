@@ -16,8 +16,7 @@ from ..records import record
 from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
 from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
 from .memo import per_workload
-from .pipeline import StageSetup
-from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow
+from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow, StageSetup
 from .schedule import SCHEDULES, build_schedule
 from .segment import Segmentation, segment
 

@@ -190,3 +190,18 @@ class PassReplayer:
             stream_free=tuple(free), wg_done=tuple(wg_done.items()),
             row_exposed=tuple(row_exposed.items()),
             slices=tuple(slices) if slices is not None else None)
+
+
+@record
+class StageSetup:
+    """One pipeline stage: its pass replayer, its send times and what it replays around the
+    pipeline."""
+
+    replayer: PassReplayer
+    send_next_ns: int   # activation to the next stage (or, last stage, to stage 0: interleaved)
+    send_prev_ns: int   # gradient to the previous stage (or, stage 0, to the last)
+    head: list          # sequences replayed forward before the pipeline
+    tail: list          # (phase, sequence) replayed after it
+    # the sender waits until its send has arrived before its next pass (Megatron-LM's p2p
+    # waits on its requests outside interleaving); its wait is exposed PP time
+    blocking_send: bool = False

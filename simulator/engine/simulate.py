@@ -14,21 +14,22 @@ from ..cluster import Cluster
 from ..costmodel.analytical import AnalyticalCostModel
 from ..costmodel.base import CostModel
 from ..errors import InputError, warn
-from ..network.links import Link, LinkKind, LinkShare
 from ..parallel import RankMap, stage_placements
 from ..records import record
 from ..result import RowResult, SimulationResult, TraceSlice
 from ..workload import ROW_GROUPS, Group, Op, Workload
 from .fabric import uses_fabric
 from .messages import Direction
-from .pipeline import PipelineSim
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
-from .ranks import RankAttributes, rank_attributes
 
 if TYPE_CHECKING:   # numpy only when rank classes are built
     from collections.abc import Sequence
 
     import numpy as np
+
+    # the detailed engine's and contention's types: a plain run loads neither module
+    from ..network.links import Link
+    from .ranks import RankAttributes
 
 PLACEMENTS = ("packed", "spread", "rail")
 
@@ -78,6 +79,7 @@ def _class_setups(plan: JobPlan, options: SimulationOptions, cid_offset: int, jo
     """Rank classes of one job and their setups for the detailed engine."""
     from .classes import rank_classes
     from .detailed import ClassSetup, JobRun, scale_rows
+    from .ranks import RankAttributes, rank_attributes
 
     par, cost_model, pricers, setups = plan.par, plan.cost_model, plan.pricers, plan.setups
     classes, colour = rank_classes(
@@ -174,6 +176,8 @@ def _class_links(plan: JobPlan, cls, colour: np.ndarray, cid_offset: int, job: i
     its priced time when all those GPUs run it, less when the others are idle).
     """
     import numpy as np
+
+    from ..network.links import Link, LinkKind, LinkShare
 
     par, rank_map = plan.par, plan.rank_map
     gps = cluster.gpus_per_server
@@ -353,6 +357,7 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
         result = _assemble(plan, stage_results, sim.row_exposed[idx[critical]], trace,
                            sim.events, options)
         if sim.trace is not None and sim.link_samples:
+            from ..network.links import LinkKind
             mine = {setups[i].cid for i in idx}
             result.link_samples = [(_link_name(link, setups, sim.fabric), t, v)
                                    for link, t, v in sim.link_samples
@@ -369,6 +374,7 @@ def _detailed_results(plans: list[JobPlan], sim, setups, options) -> list[Simula
 
 
 def _link_name(link: Link, setups, fabric=None) -> str:
+    from ..network.links import LinkKind
     if link.kind is LinkKind.FABRIC:
         n = fabric.link_classes.get(link, 0) if fabric is not None else 0
         return f"fabric link class {link.first} ({n} link{'s' if n != 1 else ''})"
@@ -432,6 +438,7 @@ def fast_pipeline(plan: JobPlan, trace: bool, direct: bool | None = None):
     if direct is None:
         direct = not trace
     if not direct:
+        from .pipeline import PipelineSim   # the event loop, for a trace's every slice
         return PipelineSim(plan.setups, plan.schedule, plan.par.pp, plan.chunks, trace,
                            plan.seg.mb_variant)
     from .direct import DirectPipeline, structure
