@@ -180,3 +180,23 @@ def test_zeroing_opens_the_step_and_a_sync_after_it_waits_for_it():
     f, b = replay_step(H, H, 1, before_forward=(sync(),), before_step=Z0)
     assert f + b == pytest.approx(26.1)
 
+
+
+def test_measured_host_sync_steps():
+    """traces/h200/compute/hostsync*: steps with a host read per micro-batch and fp16 loss
+    scaling beside plain ones (simulator/validation/h200_hostsync.py), shown, not counted.
+    What must hold whatever the data: every case has its three modes, and a host read or the
+    loss scaler's work never makes a predicted step faster than its plain one (a sync only
+    removes the host's lead; fp16 only adds kernels)."""
+    from simulator.calibration import load_calibration
+    from simulator.cluster import Cluster
+    from simulator.validation import h200_hostsync
+    from simulator.validation.common import DEFAULT_CALIBRATION
+    if not h200_hostsync.runs():
+        pytest.skip("no measured host-sync run")
+    cluster = Cluster()
+    res = h200_hostsync.run(load_calibration(DEFAULT_CALIBRATION, cluster=cluster), cluster)
+    assert res and not any(r.primary for r in res)
+    modes = [r.extra["mode"] for r in res]
+    assert modes.count("plain") == modes.count("hostsync") == modes.count("fp16")
+    assert all(r.extra["ratio_predicted"] >= 1.0 for r in res if r.extra["mode"] != "plain")

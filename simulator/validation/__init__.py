@@ -9,6 +9,8 @@ Cases (each module's docstring says what it measured and what it modelled):
 * :mod:`.moe_layer` -- the 4-GPU A100-class MoE layer runs (seeds 000 and 002);
 * :mod:`.h200_train` -- GPT training steps (125M-6.7B) measured on one H200, predicted by
   ``collsim generate`` + ``simulate`` from the kernel-level compute model;
+* :mod:`.h200_hostsync` -- GPT steps measured with a host read per micro-batch and with
+  fp16 loss scaling beside plain ones (a check of the host-sync model, not counted);
 * the collectives: a calibration fitted on all-to-all measurements only predicting the other
   five collectives measured on the same GPUs (not counted in the end-to-end statistics).
 
@@ -96,7 +98,8 @@ def run_validation(calibration: str | os.PathLike | None = None,
                    transfer_calibration: str | os.PathLike | None = None) -> Report:
     from ..calibration import load_calibration
     from ..cluster import Cluster
-    from . import h200_train, h200x4, moe_layer, moe_modelled, moe_step, seed003
+    from . import (h200_hostsync, h200_train, h200x4, moe_layer, moe_modelled, moe_step,
+                   seed003)
 
     path = Path(calibration) if calibration else DEFAULT_CALIBRATION
     if not path.exists():
@@ -106,7 +109,8 @@ def run_validation(calibration: str | os.PathLike | None = None,
     cost = load_calibration(path, cluster=cluster)
     results: list[CaseResult] = []
     sources: list[str] = []
-    for module in (seed003, moe_step, h200x4, moe_modelled, moe_layer, h200_train):
+    for module in (seed003, moe_step, h200x4, moe_modelled, moe_layer, h200_train,
+                   h200_hostsync):
         results.extend(module.run(cost, cluster))
         sources.extend(module.source_files())
     cal = cost.calibration
