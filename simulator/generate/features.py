@@ -111,7 +111,7 @@ class Features:
             on["loss_scale"] = "dynamic" if self.loss_scale is None else self.loss_scale
         if self.get_batch != "core":
             on["get_batch"] = self.get_batch
-        on["host_syncs"] = self.host_syncs()
+        on["host_syncs"] = "; ".join(self.host_syncs())
         return on
 
     def describe_moe(self) -> dict:
