@@ -91,7 +91,8 @@ def run(cost_model, cluster) -> list[CaseResult]:
                     f"; {m} / plain measured {meas[m] / meas['plain']:.3f}, predicted "
                     f"{pred[m] / pred['plain']:.3f}")
                 out.append(CaseResult(
-                    case=f"H200 GPT step {label} ({d.name})", quantity="training step (median)",
+                    case=f"H200 host-sync check {label} ({d.name})",
+                    quantity="training step (median)",
                     measured=meas[m], predicted=pred[m], primary=False,
                     inputs="modelled: every kernel (H200 kernel fit), its host dispatch (the "
                            "host floor measured beside the case) and the host syncs; "
