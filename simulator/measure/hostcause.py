@@ -459,9 +459,8 @@ def main(argv=None) -> int:
     ap.add_argument("--floor-reps", type=int, default=4)
     ap.add_argument("--budget-s", type=float, default=500.0)
     args = ap.parse_args(argv)
-    import torch
 
-    from .compute_run import start_run
+    from .compute_run import start_run, warm_clocks
     t0 = time.monotonic()
     started = start_run(args, "hostcause")
     if started is None:
@@ -470,14 +469,8 @@ def main(argv=None) -> int:
     if args.tiny:
         train.MODELS.update({"gpt-125m": (2, 64, 4), "gpt-350m": (2, 64, 4),
                              "gpt-760m": (2, 128, 4), "gpt-1.3b": (3, 128, 4)})
-    if cuda:  # bring the clocks up
-        a = torch.randn(8192, 8192, device=device, dtype=dtype)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            for _ in range(10):
-                a @ a
-            torch.cuda.synchronize()
-        del a
+    if cuda:  # bring the clocks up before the first timed case
+        warm_clocks(device, dtype)
     phases = args.phases.split(",")
     if "method" in phases:
         mrows: list[dict] = []

@@ -264,9 +264,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=500.0,
                     help="start no new case after this many seconds")
     args = ap.parse_args(argv)
-    import torch
 
-    from .compute_run import start_run
+    from .compute_run import start_run, warm_clocks
     t0 = time.monotonic()
     started = start_run(args, "interleaved")
     if started is None:
@@ -285,14 +284,8 @@ def main(argv=None) -> int:
     if args.cases:
         keep = set(args.cases.split(","))
         plan = [p for p in plan if train.case_name(*p[0]) in keep]
-    if cuda:  # bring the clocks up
-        a = torch.randn(8192, 8192, device=device, dtype=dtype)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            for _ in range(10):
-                a @ a
-            torch.cuda.synchronize()
-        del a
+    if cuda:  # bring the clocks up before the first timed case
+        warm_clocks(device, dtype)
     rows: list[dict] = []
     profile_rows: list[dict] = []
     train_path = os.path.join(args.out, "train.csv")

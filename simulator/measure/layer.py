@@ -438,13 +438,8 @@ def run_layers(cfg: dict) -> int:
     err = check_layer(device, dtype)
     log(f"check: layer in {cfg['dtype']} against float32: relative error {err:.1e}; causal")
     if cuda:  # bring the clocks up before the first timed case
-        a = torch.randn(8192, 8192, device=device, dtype=dtype)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            for _ in range(20):
-                a @ a
-            torch.cuda.synchronize()
-        del a
+        from .compute_run import warm_clocks
+        warm_clocks(device, dtype, gemms_per_sync=20)
     rows, arows = [], []
     budget = cfg.get("time_budget_s") or 0
     for case in cfg["layer_cases"]:
