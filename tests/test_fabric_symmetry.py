@@ -13,18 +13,10 @@ from simulator.readers.workload import read_workload
 from simulator.topology import Topology, read_spec
 from simulator.topology.overrides import cluster_for
 from simulator.workload import Op
+from fabric_helpers import ZERO_NCCL
 
 S = 100_000_000   # bytes: 1e8 B at 10 GB/s (10 B/ns) is 1e7 ns
 
-ZERO_NCCL = """nccl:
-  call_overhead: 0us
-  base_latency: {ring: [0, 0, 0], tree: [0, 0, 0], p2p: [0, 0, 0]}
-  hop_latency:
-    nvlink: {ring: [0, 0, 0], tree: [0, 0, 0], p2p: [0, 0, 0]}
-    net: {ring: [0, 0, 0], tree: [0, 0, 0], p2p: [0, 0, 0]}
-  protocol_bandwidth: {LL: 0.5, LL128: 0.9, Simple: 1.0}
-  buffer_size: 0
-"""
 
 
 def topo(tmp_path, name, gps=2, fabric="rail-optimized", per_leaf=2, extra="",
