@@ -35,3 +35,8 @@ _.writable  # tests/test_output_safety.py: Full
 _.monitor_interval  # simulator/progress.py, simulator/sweep/runner.py
 # Python calls a module's __getattr__ for a missing attribute (lazy imports)
 _.__getattr__  # simulator/network/__init__.py
+# Read by Python and by callers of dataclasses' API: a made __init__'s defaults and
+# annotations (simulator/records.py), and Field.kw_only, which a record's field has too
+_.__defaults__
+_.__annotations__
+_.kw_only

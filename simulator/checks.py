@@ -23,11 +23,11 @@ where no NVLink carries traffic: the price comparison, not the structure, decide
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable
 
 from .cluster import Cluster
 from .costmodel.base import CostModel
+from .records import replace
 from .parallel import GroupPlacement, ParallelConfig, stage_placements
 from .workload import ROW_GROUPS, Group, Op, Workload
 

@@ -7,10 +7,9 @@ Defaults describe an 8-GPU H100/H200 SXM server with eight 400 Gbit/s NICs.
 """
 from __future__ import annotations
 
-from dataclasses import fields, replace
 
 from .errors import InputError
-from .records import record
+from .records import fields, record, replace
 
 
 @record(frozen=True)

@@ -8,11 +8,10 @@ one Python object per GPU.
 """
 from __future__ import annotations
 
-from dataclasses import field
 from typing import TYPE_CHECKING
 
 from .errors import InputError
-from .records import record
+from .records import field, record
 from .workload import Group
 
 if TYPE_CHECKING:  # numpy loads on first use (tests/test_import_floor.py)

@@ -1,20 +1,26 @@
-"""``@record``: a dataclass that costs less to create at import.
+"""``@record``: a dataclass made without the ``dataclasses`` module.
 
 ``dataclasses.dataclass`` writes the source of every method it adds (``__init__``,
-``__repr__``, ``__eq__`` and, frozen, ``__hash__``, ``__setattr__``, ``__delattr__``) and
-compiles each one when the class is made, 0.3-0.8 ms a class; the ~40 classes a plain
-``collsim simulate`` run creates spend about 20 ms of its start-up in that compiler. ``record``
-lets ``dataclass`` make ``__init__`` (and the frozen guards) as usual and gives the class
-``__repr__``, ``__eq__`` and ``__hash__`` built from the field list without compiling anything:
-they behave as dataclass's would (same text, same comparisons, same hash values, the same
-rules for a class's own methods and for ``unhashable`` mutable classes), and the class is a
-dataclass to ``fields``, ``replace``, ``asdict`` and to type checkers.
+``__repr__``, ``__eq__`` and, frozen, ``__hash__``, ``__setattr__``, ``__delattr__``),
+compiles each one and runs a regular expression per annotation when the class is made,
+0.3-0.8 ms a class, and importing ``dataclasses`` costs 5 ms more (``inspect``, ``ast``,
+``dis``, ``tokenize``): about 17 ms of a plain ``collsim simulate`` start for its ~40 classes.
+A record reads its fields from the class body itself, compiles one short ``__init__`` (a line
+per field) and builds ``__repr__``, ``__eq__``, ``__hash__`` and the frozen guards from the
+field list by closures. It behaves as dataclass's class would (same ``__init__`` signature and
+defaults, ``__post_init__``, default factories, same repr text, comparisons, hash values, the
+same rules for a class's own methods, frozen and slotted classes, pickling), and it is still a
+dataclass to ``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass``: the class's
+``__dataclass_fields__`` and ``__dataclass_params__`` are made by ``dataclasses`` on first
+access only. Code on the simulate path uses this module's :func:`field`, :func:`fields` and
+:func:`replace` (the same calls, no ``dataclasses`` import); to a type checker they are
+``dataclasses``' own. A class body this module does not handle (``ClassVar``, ``InitVar``,
+``KW_ONLY`` annotations, a plain dataclass base) is made by ``dataclasses.dataclass``.
 """
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from operator import attrgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -24,7 +30,78 @@ except ImportError:  # pragma: no cover - a Python without threads
         return 0
 
 
-def _values(names: tuple[str, ...]) -> Callable[[Any], tuple]:
+class _MissingType:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING: Any = _MissingType()
+_EMPTY_METADATA: Any = MappingProxyType({})
+
+
+class _Field:
+    """One field of a record, with the attributes of ``dataclasses.Field`` a caller reads."""
+
+    __slots__ = ("name", "type", "default", "default_factory", "init", "repr", "hash",
+                 "compare", "metadata", "kw_only")
+
+    def __init__(self, default: Any, default_factory: Any, init: bool, repr: bool,
+                 hash: bool | None, compare: bool, metadata: Any) -> None:
+        self.name: str = ""
+        self.type: Any = None
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.hash = hash
+        self.compare = compare
+        self.metadata = (_EMPTY_METADATA if not metadata else
+                         metadata if isinstance(metadata, MappingProxyType)
+                         else MappingProxyType(metadata))
+        self.kw_only = False
+
+    def __repr__(self) -> str:
+        return (f"Field(name={self.name!r},type={self.type!r},default={self.default!r},"
+                f"default_factory={self.default_factory!r},init={self.init!r},"
+                f"repr={self.repr!r},hash={self.hash!r},compare={self.compare!r},"
+                f"metadata={self.metadata!r})")
+
+    def _named(self, name: str, tp: Any) -> _Field:
+        made = _Field(self.default, self.default_factory, self.init, self.repr, self.hash,
+                      self.compare, self.metadata)
+        made.name, made.type = name, tp
+        return made
+
+
+def _field(*, default: Any = _MISSING, default_factory: Any = _MISSING, init: bool = True,
+           repr: bool = True, hash: bool | None = None, compare: bool = True,
+           metadata: Any = None) -> Any:
+    """``dataclasses.field`` for records (and, made into one on first use, for dataclasses)."""
+    if default is not _MISSING and default_factory is not _MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return _Field(default, default_factory, init, repr, hash, compare, metadata)
+
+
+def _from_dataclass_field(f: Any) -> _Field:
+    """A ``dataclasses.Field`` written in a record's body, as a record field."""
+    import dataclasses
+    def own(v: Any) -> Any:
+        return _MISSING if v is dataclasses.MISSING else v
+    return _Field(own(f.default), own(f.default_factory), f.init, f.repr, f.hash, f.compare,
+                  f.metadata)
+
+
+def _is_dataclass_field(value: Any) -> bool:
+    import sys
+    dc = sys.modules.get("dataclasses")     # no dataclasses loaded: no Field can exist
+    return dc is not None and isinstance(value, dc.Field)
+
+
+# ---------------------------------------------------------------- the methods, by closures
+
+def _values(names: tuple[str, ...]) -> Any:
     """A function giving the fields' values as a tuple (attrgetter gives a bare value for one
     name; a tuple keeps dataclass's identity-first comparison of each field)."""
     if len(names) >= 2:
@@ -35,7 +112,7 @@ def _values(names: tuple[str, ...]) -> Callable[[Any], tuple]:
     return lambda obj: ()
 
 
-def _repr_fn(names: tuple[str, ...]) -> Callable[[Any], str]:
+def _repr_fn(names: tuple[str, ...]) -> Any:
     running: set = set()
 
     def __repr__(self: Any) -> str:
@@ -52,7 +129,7 @@ def _repr_fn(names: tuple[str, ...]) -> Callable[[Any], str]:
     return __repr__
 
 
-def _eq_fn(values: Callable[[Any], tuple]) -> Callable[[Any, Any], Any]:
+def _eq_fn(values: Any) -> Any:
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is self.__class__:
             return values(self) == values(other)
@@ -60,43 +137,315 @@ def _eq_fn(values: Callable[[Any], tuple]) -> Callable[[Any, Any], Any]:
     return __eq__
 
 
-def _hash_fn(values: Callable[[Any], tuple]) -> Callable[[Any], int]:
+def _hash_fn(values: Any) -> Any:
     def __hash__(self: Any) -> int:
         return hash(values(self))
     return __hash__
 
 
-def _add_methods(cls: type, frozen: bool, explicit_hash: bool) -> None:
-    fields = dataclasses.fields(cls)
+def _frozen_error(text: str) -> Exception:
+    from dataclasses import FrozenInstanceError   # only when someone writes to a record
+    return FrozenInstanceError(text)
+
+
+def _frozen_guards(holder: list, names: frozenset) -> tuple[Any, Any]:
+    """dataclass's frozen ``__setattr__``/``__delattr__``: a field, or any attribute of the
+    class itself, cannot be set or deleted; ``holder[0]`` is the finished class."""
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        cls = holder[0]
+        if type(self) is cls or name in names:
+            raise _frozen_error(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        cls = holder[0]
+        if type(self) is cls or name in names:
+            raise _frozen_error(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return __setattr__, __delattr__
+
+
+def _slots_getstate(names: tuple[str, ...]) -> tuple[Any, Any]:
+    # a frozen slotted class has no __dict__ for pickle to fill and refuses setattr
+    def __getstate__(self: Any) -> list:
+        return [getattr(self, n) for n in names]
+
+    def __setstate__(self: Any, state: list) -> None:
+        for n, v in zip(names, state):
+            object.__setattr__(self, n, v)
+    return __getstate__, __setstate__
+
+
+class _Factory:
+    """The marker default of a parameter whose field has a default factory."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_HAS_FACTORY = _Factory()
+
+
+def _init_fn(cls: type, fields: list[_Field], frozen: bool, slots: bool) -> Any:
+    """The class's ``__init__``, as dataclass writes it, compiled from a line per field."""
+    names = {f.name for f in fields}
+    me = "__dataclass_self__" if "self" in names else "self"
+    env: dict[str, Any] = {"__record_factory__": _HAS_FACTORY,
+                           "__record_setattr__": object.__setattr__}
+    params: list[str] = []
+    defaults: list[Any] = []
+    body: list[str] = []
+    seen_default = False
+    for i, f in enumerate(fields):
+        if f.init:
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                if seen_default:
+                    raise TypeError(f"non-default argument {f.name!r} follows default argument")
+            else:
+                seen_default = True
+                defaults.append(_HAS_FACTORY if f.default is _MISSING else f.default)
+            params.append(f.name)
+        if f.default_factory is not _MISSING:
+            env[f"__record_f{i}__"] = f.default_factory
+            value = (f"__record_f{i}__() if {f.name} is __record_factory__ else {f.name}"
+                     if f.init else f"__record_f{i}__()")
+        elif f.init:
+            value = f.name
+        elif slots and f.default is not _MISSING:
+            env[f"__record_d{i}__"] = f.default
+            value = f"__record_d{i}__"
+        else:
+            continue        # read from the class attribute that holds the default
+        body.append(f"  __record_setattr__({me}, {f.name!r}, {value})" if frozen
+                    else f"  {me}.{f.name} = {value}")
+    if hasattr(cls, "__post_init__"):
+        body.append(f"  {me}.__post_init__()")
+    src = f"def __init__({', '.join([me] + params)}):\n" + ("\n".join(body) or "  pass") + "\n"
+    exec(src, env)
+    fn = env["__init__"]
+    fn.__defaults__ = tuple(defaults) or None
+    fn.__qualname__ = f"{cls.__qualname__}.__init__"
+    fn.__module__ = cls.__module__
+    fn.__annotations__ = {**{f.name: f.type for f in fields if f.init}, "return": None}
+    return fn
+
+
+# ------------------------------------------------------------ dataclasses' view, on demand
+
+class _DataclassView:
+    """``__dataclass_fields__`` / ``__dataclass_params__`` of a record: made by
+    ``dataclasses`` from the record's fields the first time anything asks, then kept on the
+    class."""
+
+    def __init__(self, attr: str) -> None:
+        self.attr = attr
+        self.holder: Any = None
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        cls = self.holder
+        made = _dataclass_of(cls)
+        cls.__dataclass_fields__ = made.__dataclass_fields__
+        cls.__dataclass_params__ = made.__dataclass_params__
+        return getattr(cls, self.attr)
+
+
+def _dataclass_of(cls: Any) -> Any:
+    """A dataclass with the record's fields (in order, with their options), made by
+    ``dataclasses`` itself, whose field objects and parameters the record then shows."""
+    import dataclasses
+    frozen = cls.__record_frozen__
+    body: dict[str, Any] = {"__annotations__": {}, "__module__": cls.__module__,
+                            "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+    for f in cls.__record_fields__:
+        body["__annotations__"][f.name] = f.type
+        body[f.name] = dataclasses.field(
+            default=dataclasses.MISSING if f.default is _MISSING else f.default,
+            default_factory=(dataclasses.MISSING if f.default_factory is _MISSING
+                             else f.default_factory),
+            init=f.init, repr=f.repr, hash=f.hash, compare=f.compare,
+            metadata=dict(f.metadata) or None)
+    return dataclasses.dataclass(type(cls.__name__, (), body), frozen=frozen, repr=False,
+                                 eq=False)
+
+
+# ------------------------------------------------------------------------ making a record
+
+def _unsupported(annotation: Any) -> bool:
+    """ClassVar, InitVar and KW_ONLY change what a field is: dataclass handles those."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return "ClassVar" in text or "InitVar" in text or "KW_ONLY" in text
+
+
+def _slots_of(c: type) -> Any:
+    slots = c.__dict__.get("__slots__")
+    if slots is None:
+        return ()
+    return (slots,) if isinstance(slots, str) else slots
+
+
+def _make(cls: Any, frozen: bool, slots: bool) -> Any:
     own = cls.__dict__
+    annotations = own.get("__annotations__", {})
+    fields: dict[str, _Field] = {}
+    base_frozen: set[bool] = set()
+    for base in cls.__mro__[-1:0:-1]:
+        base_fields = base.__dict__.get("__record_fields__")
+        if base_fields is not None:
+            base_frozen.add(base.__dict__["__record_frozen__"])
+            for f in base_fields:
+                fields[f.name] = f
+        elif "__dataclass_fields__" in base.__dict__:
+            return None                 # a plain dataclass base: dataclass merges it
+    if base_frozen:
+        if frozen and False in base_frozen:
+            raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
+        if not frozen and True in base_frozen:
+            raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
+    for name, tp in annotations.items():
+        if _unsupported(tp):
+            return None
+        value = own.get(name, _MISSING)
+        if isinstance(value, _Field):
+            f = value._named(name, tp)
+        elif _is_dataclass_field(value):
+            f = _from_dataclass_field(value)._named(name, tp)
+        else:
+            f = _Field(value, _MISSING, True, True, None, True, None)._named(name, tp)
+        if f.default is not _MISSING and f.default.__class__.__hash__ is None:
+            raise ValueError(f"mutable default {type(f.default)} for field {name} is not "
+                             "allowed: use default_factory")
+        if value is not f.default:      # a field(...) in the body: the class shows its default
+            if f.default is _MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, f.default)
+        fields[name] = f
+    for name, value in own.items():
+        if isinstance(value, _Field) and name not in annotations:
+            raise TypeError(f"{name!r} is a field but has no type annotation")
+    all_fields = list(fields.values())
+
+    # dataclass's test for a hash the class wrote itself (a class body with __eq__ and no
+    # __hash__ holds __hash__ = None, which does not count)
+    own_hash = own.get("__hash__", _MISSING)
+    explicit_hash = not (own_hash is _MISSING or (own_hash is None and "__eq__" in own))
+    holder: list = [cls]
+    if "__init__" not in own:
+        cls.__init__ = _init_fn(cls, all_fields, frozen, slots)
     if "__repr__" not in own:
-        cls.__repr__ = _repr_fn(tuple(f.name for f in fields if f.repr))  # type: ignore[assignment]
+        cls.__repr__ = _repr_fn(tuple(f.name for f in all_fields if f.repr))
     if "__eq__" not in own:
-        cls.__eq__ = _eq_fn(_values(tuple(f.name for f in fields if f.compare)))  # type: ignore[method-assign,assignment]
-    if explicit_hash:
-        return
+        cls.__eq__ = _eq_fn(_values(tuple(f.name for f in all_fields if f.compare)))
+    if not explicit_hash:
+        if frozen:
+            hashed = tuple(f.name for f in all_fields
+                           if (f.compare if f.hash is None else f.hash))
+            cls.__hash__ = _hash_fn(_values(hashed))
+        else:
+            cls.__hash__ = None         # mutable and compared by value
     if frozen:
-        hashed = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
-        cls.__hash__ = _hash_fn(_values(hashed))  # type: ignore[method-assign,assignment]
-    else:
-        cls.__hash__ = None  # type: ignore[assignment]   # mutable and compared by value
+        for name in ("__setattr__", "__delattr__"):
+            if name in own:
+                raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
+        cls.__setattr__, cls.__delattr__ = _frozen_guards(
+            holder, frozenset(f.name for f in all_fields))
+    if "__match_args__" not in own:
+        cls.__match_args__ = tuple(f.name for f in all_fields if f.init)  # type: ignore[misc]
+    cls.__record_fields__ = tuple(all_fields)
+    cls.__record_frozen__ = frozen
+    views = (_DataclassView("__dataclass_fields__"), _DataclassView("__dataclass_params__"))
+    cls.__dataclass_fields__, cls.__dataclass_params__ = views
+    if cls.__doc__ is None:
+        # dataclass's own docstring: the class's signature (needs inspect: a record should
+        # have a docstring of its own)
+        import inspect
+        cls.__doc__ = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
+    if slots:
+        if "__slots__" in own:
+            raise TypeError(f"{cls.__name__} already specifies __slots__")
+        body = dict(own)
+        names = tuple(f.name for f in all_fields)
+        inherited = {s for c in cls.__mro__[1:-1] for s in _slots_of(c)}
+        body["__slots__"] = tuple(n for n in names if n not in inherited)
+        for n in names:
+            body.pop(n, None)
+        body.pop("__dict__", None)
+        body.pop("__weakref__", None)
+        qualname = getattr(cls, "__qualname__", None)
+        cls = type(cls)(cls.__name__, cls.__bases__, body)
+        if qualname is not None:
+            cls.__qualname__ = qualname
+        if frozen:
+            getstate, setstate = _slots_getstate(names)
+            if "__getstate__" not in body:
+                cls.__getstate__ = getstate
+            if "__setstate__" not in body:
+                cls.__setstate__ = setstate
+    holder[0] = cls
+    for view in views:
+        view.holder = cls
+    return cls
 
 
 def _record(cls: Any = None, /, *, frozen: bool = False, slots: bool = False) -> Any:
-    def wrap(c: type) -> type:
-        # dataclass's test for a hash the class wrote itself (a class body with __eq__ and
-        # no __hash__ holds __hash__ = None, which does not count)
-        own_hash = c.__dict__.get("__hash__", dataclasses.MISSING)
-        explicit = not (own_hash is dataclasses.MISSING
-                        or (own_hash is None and "__eq__" in c.__dict__))
-        made: type = dataclasses.dataclass(c, frozen=frozen, slots=slots, repr=False, eq=False)
-        _add_methods(made, frozen, explicit)
+    def wrap(c: Any) -> Any:
+        made = _make(c, frozen, slots)
+        if made is None:
+            import dataclasses
+            return dataclasses.dataclass(c, frozen=frozen, slots=slots)
         return made
     return wrap if cls is None else wrap(cls)
 
 
+def _record_fields(cls: type) -> Any:
+    """The record fields of ``cls``, or None where the nearest dataclass in its MRO is not a
+    record (a plain dataclass subclass of a record has fields of its own)."""
+    for c in cls.__mro__:
+        d = c.__dict__
+        if "__record_fields__" in d:
+            return d["__record_fields__"]
+        if "__dataclass_fields__" in d:
+            return None
+    return None
+
+
+def _fields(class_or_instance: Any) -> tuple:
+    """``dataclasses.fields``: a record's fields (all but ClassVars, in order)."""
+    cls = class_or_instance if isinstance(class_or_instance, type) else type(class_or_instance)
+    own = _record_fields(cls)
+    if own is not None:
+        return own
+    import dataclasses
+    return dataclasses.fields(class_or_instance)
+
+
+def _replace(obj: Any, /, **changes: Any) -> Any:
+    """``dataclasses.replace``: a new object of the same class, some fields changed."""
+    own = _record_fields(type(obj))
+    if own is None:
+        import dataclasses
+        return dataclasses.replace(obj, **changes)
+    for f in own:
+        if not f.init:
+            if f.name in changes:
+                raise ValueError(f"field {f.name} is declared with init=False, it cannot be "
+                                 "specified with replace()")
+            continue
+        if f.name not in changes:
+            changes[f.name] = getattr(obj, f.name)
+    return obj.__class__(**changes)
+
+
 if TYPE_CHECKING:
     # to a type checker a record is exactly a dataclass (same fields, __init__, frozenness)
+    from dataclasses import MISSING, Field, field, fields, replace
     from dataclasses import dataclass as record
 else:
     record = _record
+    field = _field
+    fields = _fields
+    replace = _replace
+    MISSING = _MISSING
+    Field = _Field

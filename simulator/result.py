@@ -1,9 +1,8 @@
 """What a simulation produces: plain data that reporters turn into text, CSV, JSON and plots."""
 from __future__ import annotations
 
-from dataclasses import field
 
-from .records import record
+from .records import field, record
 
 BREAKDOWN_GROUPS = ("TP", "EP", "DP", "DP_EP", "PP")
 

@@ -10,13 +10,12 @@ baseline, sensitivity, failure, notes, assumptions filled in): reporters render 
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import warnings
 from typing import TYPE_CHECKING
 
 from .errors import InputError, SimulationWarning
-from .records import record
+from .records import record, replace
 from .result import SimulationResult
 from .scenario import DegradeSpec, FailureSpec, StragglerSpec
 
@@ -113,7 +112,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
     stragglers = list(what_if.stragglers)
 
     def run_once(draw: int, trace: bool, comm_scale=(), baseline: bool = False):
-        return simulate(workload, cluster, cost_model, options=dataclasses.replace(
+        return simulate(workload, cluster, cost_model, options=replace(
             options, trace=trace,
             stragglers=() if baseline else resolve_all(stragglers, world, draw),
             degraded=degraded, degraded_uplinks=uplinks, comm_scale=comm_scale,
@@ -177,7 +176,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         from .scenario import failure_report
         failure = failure_report(what_if.failure, first.iteration_ns)
         notes.append(failure["summary"])
-    result = dataclasses.replace(
+    result = replace(
         first, notes=notes,
         assumptions=workload_assumptions(workload, sidecar if sidecar is not None
                                          else read_sidecar(sidecar_of or workload.path)),

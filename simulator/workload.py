@@ -5,10 +5,9 @@ consumes them. All times are integer nanoseconds and all sizes integer bytes.
 """
 from __future__ import annotations
 
-from dataclasses import field
 from enum import Enum
 
-from .records import record
+from .records import field, record
 
 
 class Group(str, Enum):

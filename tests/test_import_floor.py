@@ -82,11 +82,30 @@ def test_simpy_loads_without_importlib_metadata_and_stays_usable():
     assert "importlib.metadata" not in _loaded_after("from simulator._simpy import simpy")
 
 
+def test_simulate_runs_load_no_dataclasses():
+    # simulator/records.py makes the path's classes without the dataclasses module (5 ms to
+    # import with inspect, ast, dis and tokenize, then 0.3-0.8 ms a class): a default run
+    # (text report, JSON, CSV, what-if and fabric flags, a named preset) and a simai one
+    code = ("import contextlib, io, tempfile, os\n"
+            "from simulator.cli import main\n"
+            "d = tempfile.mkdtemp()\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+            "'--nic-bw', '25', '--oversubscription', '2', '--json', os.path.join(d, 's.json'), "
+            "'--csv', os.path.join(d, 's.csv')]) == 0\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'seed004_moe_tp8_ep4_pp4_128gpus.txt')!r}, "
+            "'--topology', 'hgx-h200', '--no-contention']) == 0\n"
+            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+            "'--quiet', '--cost-model', 'simai']) == 0")
+    assert _loaded_after(code, ("dataclasses", "inspect", "ast")) == []
+
+
 def test_default_run_creates_only_records_with_docstrings():
-    # simulator/records.py: a plain @dataclass compiles __repr__/__eq__/__hash__ at import
-    # (0.3-0.5 ms a class) where a record builds them from its fields, and a dataclass with
-    # no docstring costs an inspect.signature more: a class the default path creates is a
-    # record (its dataclass parameters say eq=False, repr=False) with a docstring of its own
+    # a plain @dataclass compiles its methods at import where a record builds them from its
+    # fields, and a class with no docstring costs an inspect.signature more: a class the
+    # default path creates is a record (to dataclasses, on first access, its parameters say
+    # eq=False, repr=False) with a docstring of its own
     code = ("import contextlib, io, sys, dataclasses\n"
             "from simulator.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), "

@@ -5,12 +5,31 @@ library's dataclass, not the code under test."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import pickle
+import typing
 
 import pytest
 
+from simulator import records
 from simulator.records import record
+
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except TypeError as e:
+        return str(e)
+
+
+def _field_view(f):
+    """What a caller reads of a field (dataclasses' MISSING and records' alike as None)."""
+    def given(v):
+        return None if type(v).__name__ in ("_MISSING_TYPE", "_MissingType") else v
+    factory = given(f.default_factory)
+    return (f.name, f.type, given(f.default), None if factory is None else factory(),
+            f.init, f.repr, f.hash, f.compare, dict(f.metadata))
 
 
 def _both(body, **options):
@@ -80,9 +99,27 @@ def _posted():
     return Posted
 
 
+def _factories():
+    class Factories:
+        a: int
+        items: list = dataclasses.field(default_factory=list)
+        table: dict = dataclasses.field(default_factory=lambda: {"k": 1}, compare=False)
+        made: tuple = dataclasses.field(default=(), init=False)
+        counted: list = dataclasses.field(default_factory=lambda: [0], init=False, repr=False)
+    return Factories
+
+
+def _self_named():
+    class SelfNamed:    # a field called "self": dataclass renames __init__'s first parameter
+        self: int
+        other: str = "o"
+    return SelfNamed
+
+
 SHAPES = [(_plain, ("n", 3, (1, 2))), (_one, (float("nan"),)), (_empty, ()),
           (_hidden, (1, 2, 3, 4)), (_own_eq, (1, 2)), (_own_hash_and_repr, (1,)),
-          (_posted, (5,))]
+          (_posted, (5,)), (_factories, (1,)), (_factories, (2, [1], {"x": 0})),
+          (_self_named, (4, "s"))]
 OPTIONS = [{}, {"frozen": True}, {"slots": True}, {"frozen": True, "slots": True}]
 
 
@@ -91,9 +128,23 @@ OPTIONS = [{}, {"frozen": True}, {"slots": True}, {"frozen": True, "slots": True
 def test_record_acts_as_dataclass(shape, args, options):
     ref_cls, rec_cls = _both(shape, **options)
     ref, rec = ref_cls(*args), rec_cls(*args)
+    # the same __init__ (parameters, defaults, the factory marker's place) and fields, as
+    # dataclasses sees them and as records.fields gives them without dataclasses
+    assert str(inspect.signature(rec_cls.__init__)) == str(inspect.signature(ref_cls.__init__))
+    assert rec_cls.__match_args__ == ref_cls.__match_args__
     assert dataclasses.is_dataclass(rec_cls)
-    assert [f.name for f in dataclasses.fields(rec_cls)] == \
-        [f.name for f in dataclasses.fields(ref_cls)]
+    for mine in (dataclasses.fields(rec_cls), records.fields(rec_cls), records.fields(rec)):
+        assert [_field_view(f) for f in mine] == [_field_view(f) for f in
+                                                  dataclasses.fields(ref_cls)]
+    assert rec_cls.__dataclass_params__.frozen == ref_cls.__dataclass_params__.frozen
+    # what __init__ set (init=False fields from their default or factory), and the class
+    # attributes (a field's default, none for a factory; a slotted class has neither)
+    assert {f.name: getattr(rec, f.name) for f in records.fields(rec)} == \
+        {f.name: getattr(ref, f.name) for f in dataclasses.fields(ref)}
+    if not options.get("slots"):
+        assert vars(rec) == vars(ref)
+        for f in dataclasses.fields(ref_cls):
+            assert getattr(rec_cls, f.name, "none") == getattr(ref_cls, f.name, "none")
     # same text, class name included (the reference's class has the same qualname)
     assert repr(rec) == repr(ref)
     # equality: with itself, an equal copy, a changed copy, and another class
@@ -108,15 +159,17 @@ def test_record_acts_as_dataclass(shape, args, options):
     # hashability and the hash value itself
     assert (rec_cls.__hash__ is None) == (ref_cls.__hash__ is None)
     if ref_cls.__hash__ is not None:
-        # the class's own hash (7), or, frozen, the hash of the hashed fields' tuple
-        assert hash(rec) == hash(ref)
+        # the class's own hash (7), or, frozen, the hash of the hashed fields' tuple (a
+        # list among them: both refuse)
+        assert _outcome(hash, rec) == _outcome(hash, ref)
     if options.get("frozen") and dataclasses.fields(rec_cls):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(rec, dataclasses.fields(rec_cls)[0].name, 1)
     if dataclasses.fields(rec_cls) and isinstance(args[0], int):
         name = dataclasses.fields(rec_cls)[0].name
         assert repr(dataclasses.replace(rec, **{name: 9})) == \
-            repr(dataclasses.replace(ref, **{name: 9}))
+            repr(dataclasses.replace(ref, **{name: 9})) == \
+            repr(records.replace(rec, **{name: 9})).replace("Ref", "")
         assert dataclasses.asdict(rec) == dataclasses.asdict(ref)
 
 
@@ -197,3 +250,80 @@ def test_hidden_fields_still_hold_their_values():
     # hash=False: "unhashed" takes part in equality but not in the hash
     assert other(1, 2, 3, 5) != other(1, 2, 3, 4)
     assert hash(other(1, 2, 3, 5)) == hash(other(1, 2, 3, 4))
+
+
+def test_records_field_makes_the_same_class_as_dataclasses_field():
+    # simulate-path modules write records.field (no dataclasses import); the class is the
+    # one dataclasses.field gives
+    def body(make):
+        class Opts:
+            a: int = make(default=1, metadata={"help": "the a"})
+            b: list = make(default_factory=list, repr=False)
+        return Opts
+    ref_cls = dataclasses.dataclass(body(dataclasses.field), frozen=True)
+    rec_cls = record(body(records.field), frozen=True)
+    assert [_field_view(f) for f in records.fields(rec_cls)] == \
+        [_field_view(f) for f in dataclasses.fields(ref_cls)] == \
+        [_field_view(f) for f in dataclasses.fields(rec_cls)]
+    assert records.fields(rec_cls)[0].metadata["help"] == "the a"
+    assert repr(rec_cls()) == repr(ref_cls()).replace(ref_cls.__qualname__, rec_cls.__qualname__)
+    assert records.fields(rec_cls)[0].default == 1 and rec_cls.a == 1
+
+
+def test_class_body_errors_as_dataclass():
+    def mutable():
+        class Bad:
+            items: list = []
+        return Bad
+
+    def order():
+        class Bad:
+            a: int = 0
+            b: int
+        return Bad
+
+    def untyped():
+        class Bad:
+            a = records.field(default=0)
+        return Bad
+    for body, error in ((mutable, ValueError), (order, TypeError)):
+        with pytest.raises(error) as ref:
+            dataclasses.dataclass(body())
+        with pytest.raises(error) as mine:
+            record(body())
+        assert str(mine.value) == str(ref.value)
+    with pytest.raises(TypeError, match="'a' is a field but has no type annotation"):
+        record(untyped())
+    with pytest.raises(TypeError, match="cannot inherit frozen dataclass from a non-frozen"):
+        record(frozen=True)(type("Child", (record(_plain()),), {}))
+    with pytest.raises(TypeError, match="cannot inherit non-frozen dataclass from a frozen"):
+        record(type("Child", (record(_plain(), frozen=True),), {}))
+
+
+def test_what_records_does_not_handle_is_a_plain_dataclass():
+    # (typing imported at module level: dataclass reads a string ClassVar through it)
+    class WithClassVar:
+        a: int
+        limit: typing.ClassVar[int] = 3
+    made = record(WithClassVar)
+    assert [f.name for f in dataclasses.fields(made)] == ["a"]
+    assert made(1) == made(1) and made.limit == 3
+    # a plain dataclass below a record: fields and replace see the subclass's own fields
+    base = record(_plain(), frozen=True)
+
+    @dataclasses.dataclass(frozen=True)
+    class Below(base):
+        more: int = 5
+    assert [f.name for f in records.fields(Below)] == ["name", "size_bytes", "extra", "more"]
+    assert records.replace(Below("b"), more=6).more == 6
+    # and a record below a plain dataclass
+    above = record(type("Above", (dataclasses.dataclass(_plain()),), {"__annotations__":
+                                                                       {"x": int}, "x": 0}))
+    assert [f.name for f in records.fields(above)] == ["name", "size_bytes", "extra", "x"]
+
+
+def test_replace_refuses_init_false_fields_as_dataclass():
+    rec = record(_factories())(1)
+    with pytest.raises(ValueError, match="init=False"):
+        records.replace(rec, made=(1,))
+    assert records.replace(rec, a=3).a == 3

@@ -223,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet)
     result, co_results, draws = study.result, study.co_results, list(study.draws_ns)
     if cluster_choice:
-        import dataclasses
-        result = dataclasses.replace(
+        from ..records import replace
+        result = replace(
             result, cost_model={**result.cost_model, "cluster_chosen": cluster_choice})
 
     # render everything first, then write: an error leaves no partial set of files

@@ -5,7 +5,7 @@ or the topology's own value. Bandwidths are GB/s (10^9 B/s) inside, latencies ns
 """
 from __future__ import annotations
 
-from ..records import record
+from ..records import fields, record
 from .schema import option
 
 
@@ -45,7 +45,6 @@ class ClusterOptions:
 
     def asked(self) -> dict[str, object]:
         """The options given (not None), by key."""
-        from dataclasses import fields
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) is not None}
 

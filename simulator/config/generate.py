@@ -2,13 +2,14 @@
 batch, Megatron-LM/DeepSpeed features and model overrides (one field each)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..records import record
 from .schema import option
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GenerateOptions:
+    """The options of `collsim generate` (and of a sweep point's workload)."""
+
     # model and training
     model: str | None = option(None, "a model preset or a model YAML file", "", "str")
     gpus: int | None = option(None, "world size", "GPUs", "int")

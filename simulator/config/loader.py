@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from dataclasses import Field
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InputError, SimulationWarning
 from ..readers.numbers import shown
+from ..records import Field
 from .schema import option_fields
 
 #: whole numbers an option takes at most (as on the command line)

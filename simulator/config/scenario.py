@@ -3,13 +3,14 @@ compute jitter, co-located jobs. Each spec keeps the text the user wrote (``rank
 compute=1.3``); :mod:`simulator.scenario` parses it, naming the key in its errors."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..records import record
 from .schema import option
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScenarioOptions:
+    """The what-ifs that make ranks differ, as the user wrote them."""
+
     stragglers: tuple[str, ...] = option(
         (), "slow GPUs: 'rank=17,compute=1.3', 'ranks=0-7,compute=1.1' or "
         "'fraction=0.01,compute=1.2,seed=7'", "compute-time factor", "strs")

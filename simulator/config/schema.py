@@ -10,8 +10,9 @@ the metadata; adding a parameter is adding one field.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, Field, field, fields
 from typing import Any
+
+from ..records import MISSING, Field, field, fields
 
 KINDS = ("int", "float", "bool", "str", "strs", "bw", "latency")
 

@@ -7,15 +7,17 @@ the workload, in :class:`~simulator.config.generate.GenerateOptions`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
 
 from .cluster import ClusterOptions, CostModelOptions, _cost_models
 from .generate import GenerateOptions
+from ..records import fields, record
 from .schema import option
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SweepPoint(GenerateOptions):
+    """One sweep point: the workload's keys and the cluster's and cost model's."""
+
     # cluster (None: the Cluster default)
     gpus_per_server: int | None = option(None, "GPUs in one scale-up (NVLink) domain", "GPUs",
                                          "int?")

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import field
 
-from ..records import record
+from ..records import field, record
 
 
 @record

@@ -7,10 +7,10 @@ model is one function and one line in :data:`COST_MODELS`. Errors name the optio
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable
 
 from ..errors import InputError
+from ..records import replace
 
 #: the preset the default cluster describes (8 x H100 SXM per server, NVLink 450 GB/s per GPU,
 #: one 400 Gbit/s NIC per GPU): what the nccl model prices on without a topology

@@ -5,14 +5,13 @@ rows of each pass priced for each stage's group placements, and the pipeline sen
 """
 from __future__ import annotations
 
-from dataclasses import field, replace
 from typing import Any
 
 from ..cluster import Cluster
 from ..costmodel.base import CostModel
 from ..errors import InputError, warn
 from ..parallel import GroupPlacement, ParallelConfig, RankMap, make_parallel, stage_placements
-from ..records import record
+from ..records import field, record, replace
 from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
 from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
 from .memo import per_workload

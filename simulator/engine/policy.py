@@ -22,11 +22,10 @@ and sizes it from the header. :func:`layout` maps either onto collsim's groups.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from ..errors import InputError
-from ..records import record
+from ..records import record, replace
 from ..workload import NO_COMM, Comm, Group, Op, Phase, Workload
 
 

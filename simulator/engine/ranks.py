@@ -5,10 +5,9 @@ class; the row-level engine and the class replay build them from the same attrib
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from ..errors import InputError
-from ..records import record
+from ..records import record, replace
 
 
 @record(frozen=True)

@@ -10,10 +10,10 @@ costmodel).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from ..cluster import Cluster
 from ..errors import InputError
+from ..records import replace
 from .spec import TopologySpec
 
 

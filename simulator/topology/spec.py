@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import field, replace
 from typing import Any
 
 from ..collectives import ENGINE_NAMES
 from ..readers.numbers import shown
-from ..records import record
+from ..records import field, record, replace
 from ..units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 from .yamlsrc import Located
 

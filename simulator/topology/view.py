@@ -14,11 +14,11 @@ against the full topology on the bundled presets.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
 
 from .graph import Link, LinkId, Topology, _check_servers
 from .spec import TopologySpec
+from ..records import replace
 
 
 class _Links(dict):
