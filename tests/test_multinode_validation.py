@@ -64,10 +64,16 @@ def test_collnet_and_sendrecv_rows_by_hand():
     # algbw 8 x 48.5 = 388 GB/s, busbw 388 x 367/368 = 386.9 (latency under 0.2%)
     assert _row("T1", "all_gather", "collnet", 46).predicted_gbps == pytest.approx(
         386.9, rel=2e-3)
-    # CollNet all-reduce on 2 nodes: NVLink binds: 2 x 7/8 S per GPU at 900 x 0.75 =
-    # 675 GB/s -> 385.7 algbw, at NCCL's 0.85 on Blackwell: 327.9 x 2 x 15/16 = 614.8
-    assert _row("T1", "all_reduce", "collnet", 2).predicted_gbps == pytest.approx(
+    # CollNet-Direct all-reduce on 2 nodes: NVLink binds: 2 x 7/8 S per GPU at 900 x 0.75
+    # = 675 GB/s -> 385.7 algbw, at NCCL's 0.85 on Blackwell: 327.9 x 2 x 15/16 = 614.8
+    assert _row("T3", "all_reduce", "collnet", 2).predicted_gbps == pytest.approx(
         614.8, rel=3e-3)
+    # CollNet-Chain (what T1's CollNet rows ran: NCCL's own pick with CollNet on, NVLS off)
+    # on 46 nodes: 8 channels x Blackwell's 70 GB/s one-node tree channel / 2 = 280 algbw,
+    # busbw 280 x 2 x 367/368 = 558.5 less NCCL's 2 x 7 x 2.8 + 30 us and the launch
+    # against ~61 ms (about 0.15%)
+    assert _row("T1", "all_reduce", "collnet_chain", 46).predicted_gbps == pytest.approx(
+        558.5 * 0.9985, rel=2e-3)
     # send/recv, T1 (NCCL 2.29.7): one channel per network peer from 128 ranks, whose 16-node
     # row sets a channel at 15.1 GB/s. 8 nodes (64 ranks): 2 channels = 30.2 GB/s; 4 nodes:
     # 4 channels = 60.4, above the NIC at T1's share, 0.890 x 48.5 = 43.2 GB/s

@@ -155,8 +155,10 @@ def test_collnet_all_reduce_by_hand_flat_in_node_count(tmp_path):
     # per rail each way: 1.25e6 ns, below the NICs' 5e6
     pods = hand(tmp_path, 2, 8, sharp=True, per_leaf=4)
     assert est(pods, Op.ALLREDUCE, S, range(16), "collnet").bandwidth_ns == pytest.approx(5e6)
-    # NCCL picks it over the ring (2 x 15/16 x S/2 per NIC = 9.375e6 ns) at 8 servers
-    assert est(m8, Op.ALLREDUCE, S, range(16)).algorithm == "collnet"
+    # NCCL picks CollNet over the ring (2 x 15/16 x S/2 per NIC = 9.375e6 ns) at 8 servers;
+    # of its two forms the chain, whose bytes per link are the same and whose latency is
+    # lower (2 x 2.8 + 30 = 35.6 us against 39.2 us) where no GPU label caps its kernels
+    assert est(m8, Op.ALLREDUCE, S, range(16)).algorithm == "collnet_chain"
     # on Hopper and later NCCL's CollNet-Direct kernels reach 0.85: 5e6 / 0.85 ns; the
     # all-gather (below) keeps the links' pace
     b200 = hand(tmp_path, 2, 2, sharp=True, gpu="B200")
@@ -174,6 +176,29 @@ def test_collnet_all_gather_and_reduce_scatter_by_hand(tmp_path):
     for op in (Op.ALLGATHER, Op.REDUCESCATTER):
         e = est(m, op, S, range(4), "collnet")
         assert (e.bandwidth_ns, e.latency_ns) == (pytest.approx(5e6), pytest.approx(39_200))
+
+
+def test_collnet_chain_all_reduce_by_hand(tmp_path):
+    S = 100_000_000
+    # 2 servers of 2 GPUs: a chain per channel (2), headed by the channel's GPU; each chain
+    # edge carries the channel's S/2 each way, so each GPU sends S/2 in one chain and S/2 in
+    # the other: S over NVLink = 1e6 ns; through its NIC (the head of one channel) S/2 up
+    # and S/2 back: 5e6 ns. NCCL's latency 2 (m-1) x 2.8 + 30 = 35.6 us
+    m = hand(tmp_path, 2, 2, sharp=True)
+    e = est(m, Op.ALLREDUCE, S, range(4), "collnet_chain")
+    assert (e.protocol, e.bandwidth_ns, e.latency_ns) == ("Simple", pytest.approx(5e6),
+                                                         pytest.approx(35_600))
+    # on a known GPU the chain's kernels are a one-server tree's: with NICs fast enough never
+    # to bind (8000 Gbit/s: S/2 in 5e4 ns), 2 channels x Blackwell's 70 GB/s one-node tree
+    # channel / 2 = 70 B/ns algbw: S / 70 ns, above NVLink's 1e6 ns
+    fast = hand(tmp_path, 2, 2, sharp=True, gpu="B200", nic="8000Gbit/s")
+    assert est(fast, Op.ALLREDUCE, S, range(4), "collnet_chain").bandwidth_ns == (
+        pytest.approx(S / 70))
+    # all-reduce only, and only with SHARP
+    with pytest.raises(InputError, match="cannot run"):
+        est(m, Op.ALLGATHER, S, range(4), "collnet_chain")
+    with pytest.raises(InputError, match="does not apply"):
+        est(hand(tmp_path, 2, 2), Op.ALLREDUCE, S, range(4), "collnet_chain")
 
 
 def test_collnet_needs_sharp(tmp_path):

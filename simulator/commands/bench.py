@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factor", type=positive_int, default=2,
                    help="step between sizes of a LO:HI range (default 2)")
     p.add_argument("--algorithm", metavar="NAME",
-                   help="force an algorithm (ring, tree, nvls, nvls_tree, collnet, pat, "
-                        "direct, hierarchical); default: the fastest of those NCCL would run "
-                        "on the group (needs the nccl cost model)")
+                   help="force an algorithm (ring, tree, nvls, nvls_tree, collnet, "
+                        "collnet_chain, pat, direct, hierarchical); default: the fastest of "
+                        "those NCCL would run on the group (needs the nccl cost model)")
     p.add_argument("--protocol", choices=("LL", "LL128", "Simple"),
                    help="force a protocol (needs the nccl cost model); default: the fastest")
     p.add_argument("--format", choices=("table", "csv"), default="table",

@@ -56,7 +56,7 @@ from .nccl_symmetric import SymmetricPat, SymmetricPhase, SymmetricRing, symmetr
 #: per server; NVLS: one NVSwitch server; NVLS-tree: 2+ servers of 2+ GPUs with multicast;
 #: CollNet: a fabric with SHARP), so the automatic choice is among those NCCL would weigh
 ALGORITHMS = {
-    Op.ALLREDUCE: ("ring", "tree", "nvls", "nvls_tree", "collnet"),
+    Op.ALLREDUCE: ("ring", "tree", "nvls", "nvls_tree", "collnet", "collnet_chain"),
     Op.ALLGATHER: ("ring", "pat", "collnet"),
     Op.REDUCESCATTER: ("ring", "pat", "collnet"),
     Op.BROADCAST: ("ring",),
@@ -69,7 +69,8 @@ AUTO_ALGORITHMS = {op: tuple(a for a in algos if a != "hierarchical")
 FAMILY = {"ring": "ring", "tree": "tree", "direct": "p2p", "hierarchical": "p2p",
           "nvls": "tree",   # NVLS: NCCL's tree latencies (no NVLS entry of its own here)
           # NCCL's own latency formulas (costmodel/nccl_algorithms.py)
-          "pat": "pat", "nvls_tree": "nvls_tree", "collnet": "collnet"}
+          "pat": "pat", "nvls_tree": "nvls_tree", "collnet": "collnet",
+          "collnet_chain": "collnet"}
 FAMILY_PROTOCOLS = {"ring": PROTOCOLS, "tree": PROTOCOLS, "p2p": ("LL", "Simple"),
                     "pat": ("Simple",), "nvls_tree": ("Simple",), "collnet": ("Simple",)}
 

@@ -21,6 +21,12 @@ algorithm on a group's GPUs, or None where NCCL would not run it on that group:
   its kernels run at 0.85 of that pace (NCCL's tuner factor). All-gather and
   reduce-scatter need one NIC per GPU: the j-th GPUs' shards are multicast (reduced) by the
   rail-j switches (S/m per NIC down, S/n up) and spread (gathered) over NVLink.
+- **CollNet-Chain** (all-reduce, ``sharp: true``): per channel a chain through the server's
+  GPUs headed by the channel's GPU, whose NIC meets the switch; the same bytes per NVLink
+  port (2(m-1)/m S) and per NIC (S/m each way) as CollNet-Direct, but the GPUs run a
+  one-server tree's kernels: at most channels x NCCL's one-node tree ceiling per channel.
+  NCCL's tuner has no 0.85 for it, so with CollNet enabled and NVLS off NCCL itself picks it
+  over Direct; the model ranks by its own estimate and keeps Direct there.
 
 Latencies are NCCL's own tuner formulas (Simple protocol, which these algorithms alone use)
 plus the preset's kernel launch (its ring base latency less NCCL's). Sources: NCCL's
@@ -40,6 +46,7 @@ NCCL_RING_BASE_SIMPLE_US = 8.4
 PAT_BASE_US, PAT_NET_US, PAT_PER_RANK_US = 8.0, 14.0, 2.8
 NVLS_TREE_NVLINK_US, NVLS_TREE_NET_US = 25.0, 20.9
 COLLNET_NVLINK_US, COLLNET_ARITY_US, COLLNET_NET_US = 3.7, 0.4, 31.0
+COLLNET_CHAIN_NVLINK_US, COLLNET_CHAIN_NET_US = 2.8, 30.0
 #: PAT's kernels reach this share of the ring's bandwidth (NCCL's tuner factor)
 PAT_KERNEL_SHARE = 0.75
 #: CollNet-Direct all-reduce kernels on Hopper and later reach this share (NCCL's tuner)
@@ -189,6 +196,41 @@ def _spine_links(topo: Topology, a: int, b: int):
                  if link[0].startswith("spine") or link[1].startswith("spine"))
 
 
+def _add_switch_loads(topo: Topology, ph: Phase, op: Op, servers, up: float, down: float,
+                      servers_per_leaf: int) -> None:
+    """The j-th GPU of every server sends ``up`` of the buffer through its NIC to its rail's
+    switch and receives ``down``; between pods the reduction (multicast) tree crosses the
+    spine once per pod and rail."""
+    k, m = len(servers), len(servers[0])
+    n = k * m
+    for si, members in enumerate(servers):
+        other = servers[(si + 1) % k]
+        for j, g in enumerate(members):
+            path = _uplink(topo, g, other[j])
+            ph.add(path, up)
+            ph.add(tuple((v, u) for u, v in reversed(path)), down)
+    spl = servers_per_leaf
+    pods: dict[int, list[int]] = {}
+    for si, members in enumerate(servers):
+        pods.setdefault(topo.server_of(members[0]) // spl, []).append(si)
+    if len(pods) > 1:
+        root = min(pods)
+        for pod, idx in pods.items():
+            if pod == root:
+                continue
+            # (to the root pod, back): a reduction sends the rail's whole S/m partial up and
+            # gets its servers' results back; a multicast sends its own shards up and gets
+            # the others'
+            here = len(idx) / n
+            to_root, back = {Op.ALLREDUCE: (1.0 / m, 1.0 / m),
+                             Op.ALLGATHER: (here, 1.0 / m - here),
+                             Op.REDUCESCATTER: (1.0 / m, here)}[op]
+            for j in range(m):
+                a, b = servers[pods[root][0]][j], servers[idx[0]][j]
+                ph.add(_spine_links(topo, b, a), to_root)
+                ph.add(_spine_links(topo, a, b), back)
+
+
 def plan_collnet(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     fab = topo.spec.fabric
     if fab is None or not fab.sharp:
@@ -219,33 +261,7 @@ def plan_collnet(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     # and receives the rail's S/m (reduce-scatter the mirror)
     up, down = {Op.ALLREDUCE: (1.0 / m, 1.0 / m), Op.ALLGATHER: (1.0 / n, 1.0 / m),
                 Op.REDUCESCATTER: (1.0 / m, 1.0 / n)}[op]
-    for si, members in enumerate(servers):
-        other = servers[(si + 1) % k]
-        for j, g in enumerate(members):
-            path = _uplink(topo, g, other[j])
-            ph.add(path, up)
-            ph.add(tuple((v, u) for u, v in reversed(path)), down)
-    # between pods the reduction tree goes through the spine: one aggregate per rail and pod
-    spl = fab.servers_per_leaf
-    pods: dict[int, list[int]] = {}
-    for si, members in enumerate(servers):
-        pods.setdefault(topo.server_of(members[0]) // spl, []).append(si)
-    if len(pods) > 1:
-        root = min(pods)
-        for pod, idx in pods.items():
-            if pod == root:
-                continue
-            # (to the root pod, back): a reduction sends the rail's whole S/m partial up and
-            # gets its servers' results back; a multicast sends its own shards up and gets
-            # the others'
-            here = len(idx) / n
-            to_root, back = {Op.ALLREDUCE: (1.0 / m, 1.0 / m),
-                             Op.ALLGATHER: (here, 1.0 / m - here),
-                             Op.REDUCESCATTER: (1.0 / m, here)}[op]
-            for j in range(m):
-                a, b = servers[pods[root][0]][j], servers[idx[0]][j]
-                ph.add(_spine_links(topo, b, a), to_root)
-                ph.add(_spine_links(topo, a, b), back)
+    _add_switch_loads(topo, ph, op, servers, up, down, fab.servers_per_leaf)
     ph.wire_ns = 2 * topo.path_latency_ns(_uplink(topo, servers[0][0], servers[1][0]))
     # NCCL (CollNet-Direct): 2 (NVLink step + 0.4 us per local peer) + the network's
     ph.fixed_latency_ns = launch_ns(topo) + 1000.0 * (
@@ -253,8 +269,52 @@ def plan_collnet(topo: Topology, op: Op, gpus) -> list[Phase] | None:
     return [ph]
 
 
+def plan_collnet_chain(topo: Topology, op: Op, gpus) -> list[Phase] | None:
+    """CollNet-Chain all-reduce: per channel (one per GPU of a server) a chain through the
+    server's GPUs whose head, the channel's GPU, talks to its rail's SHARP switch; the
+    reduction goes up the chain to the head, the switches reduce across servers, the result
+    comes back down. Every chain edge carries the channel's S/m each way, every NIC S/m.
+    The GPUs' kernels are a one-server tree's (the switches do the rest): at most channels x
+    NCCL's one-node tree ceiling per channel / 2 where the GPU is known."""
+    fab = topo.spec.fabric
+    if fab is None or not fab.sharp or op is not Op.ALLREDUCE:
+        return None
+    servers = by_server(topo, gpus)
+    k, m = len(servers), len(servers[0])
+    if k < 2 or any(len(s) != m for s in servers):
+        return None
+    ph = Phase("collnet")
+    for c in range(m):
+        for members in servers:
+            chain = members[c:] + members[:c]              # the head first
+            for a, b in zip(chain, chain[1:]):
+                ph.add(topo.route(a, b), 1.0 / m)
+                ph.add(topo.route(b, a), 1.0 / m)
+    _add_switch_loads(topo, ph, op, servers, 1.0 / m, 1.0 / m, fab.servers_per_leaf)
+    ph.algbw_cap = chain_channel_cap(topo, m)
+    chain = servers[0]
+    nvlink = topo.path_latency_ns(topo.route(chain[0], chain[1])) if m > 1 else 0.0
+    ph.wire_ns = 2 * (m - 1) * nvlink + 2 * topo.path_latency_ns(
+        _uplink(topo, servers[0][0], servers[1][0]))
+    # NCCL (CollNet-Chain): 2 (m-1) NVLink steps + the network's
+    ph.fixed_latency_ns = launch_ns(topo) + 1000.0 * (
+        2 * (m - 1) * COLLNET_CHAIN_NVLINK_US + COLLNET_CHAIN_NET_US)
+    return [ph]
+
+
+def chain_channel_cap(topo: Topology, channels: int) -> float | None:
+    """CollNet-Chain's algorithm-bandwidth ceiling in bytes/ns: channels x NCCL's one-node
+    tree ceiling per channel / 2 (the chain is a one-server tree's kernel; the reduce and
+    the broadcast both count in its bus bandwidth), None for an unknown GPU."""
+    arch = gpu_architecture(topo.spec.gpu)
+    if arch is None:
+        return None
+    return channels * TREE_CHANNEL_MAX_GBPS[arch][0] / 2
+
+
 PLANNERS = {
     "pat": plan_pat,
     "nvls_tree": plan_nvls_tree,
     "collnet": plan_collnet,
+    "collnet_chain": plan_collnet_chain,
 }

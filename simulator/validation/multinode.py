@@ -25,7 +25,7 @@ _OPS = {name: BY_NAME[name]
         for name in ("all_reduce", "all_gather", "reduce_scatter", "sendrecv")}
 #: forced algorithms that need a fabric feature the run had (the source says so): CollNet
 #: runs over SHARP, which the presets do not switch on by default
-_NEEDS_SHARP = ("collnet",)
+_NEEDS_SHARP = ("collnet", "collnet_chain")
 
 
 @dataclass
@@ -268,11 +268,20 @@ def render_markdown(rows: list[Row]) -> list[str]:
                   "CollNet all-gather and "
                   "reduce-scatter of T1 and T2 (each NIC receives its rail's S/m from the "
                   "switches at the NICs' full rate) within 4%; T3's CollNet-Direct "
-                  "all-gather ran 16-19% slower, and CollNet all-reduce runs 3-20% below the "
-                  "model (the SHARP switches' aggregation rate is not modelled; T3's falls "
-                  "from 606 to 546 GB/s between 4 and 64 nodes). V1 (H100, NCCL's own "
+                  "all-gather ran 16-19% slower. CollNet all-reduce: T1's and T2's runs "
+                  "left the choice to NCCL with CollNet on and NVLS off (their scripts), "
+                  "where NCCL's tuner ranks CollNet-Chain first, and their figures equal "
+                  "T3's forced CollNet-Chain within 2%; priced as the chain (its GPUs run a "
+                  "one-server tree's kernels: 8 channels x NCCL's 70 GB/s one-node tree "
+                  "ceiling / 2) they are within 4.5%, 0-2% low at 2 nodes and 2-4.5% high "
+                  "at 32-64 (the measured algbw falls 4-5% from 2 to 64 nodes, the model's "
+                  "does not). T3's forced CollNet-Direct is 3-20% below the model, more "
+                  "with more nodes; the report's 8/16/32 GiB figures at 2 nodes give a "
+                  "marginal rate equal to the model's link bound (about 330 against 328 "
+                  "GB/s algbw) and a fixed 3-4 ms a call the model does not have. "
+                  "V1 (H100, NCCL's own "
                   "choice, 4 nodes, no 2-node rows: the preset's NIC rate) 13% high, about "
-                  "T1's transport share. The tree ceiling and the CollNet factor are NCCL's "
+                  "T1's transport share. The tree ceilings and the CollNet factor are NCCL's "
                   "tuner constants (src/graph/tuning.cc) and the p2p channel rule its "
                   "topology code, added with these rows in view (nothing was adjusted to "
                   "them); a 5/6 NIC share for NVLS-tree (the tuner's NVLS ratio) was tried "
