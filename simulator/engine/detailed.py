@@ -1,4 +1,4 @@
-"""Row-level replay with one simpy process per rank class: the straightforward engine.
+"""Row-level replay with one process per rank class: the straightforward engine.
 
 Every compute phase is a timeout and every collective a rendezvous of the classes in its
 group: it starts when every member has reached it and has its stream free, and ends for all
@@ -6,13 +6,17 @@ of them together. Weight-gradient collectives run in their own small processes s
 overlap the compute that follows. With one class per stage this gives exactly what the fast
 pass-level engine (:mod:`.pipeline`) computes, and tests hold the two to that; with several
 classes (a straggler, a degraded link) it is what makes ranks wait for each other.
+
+The processes run on :mod:`.loop`'s event loop (simpy's semantics and event order, without
+its per-event class hierarchy); ``tests/test_fabric_speed.py`` checks that simpy's own
+environment gives the same results.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .._simpy import simpy
+from .loop import Environment
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
@@ -114,9 +118,12 @@ class _Meeting:
 
 
 class DetailedSim:
+    # the event loop: any environment with simpy's now, event(), timeout() and process()
+    environment = Environment
+
     def __init__(self, setups: list[ClassSetup], trace: bool, contention: bool = False,
                  jitter: Jitter | None = None, fabric=None):
-        self.env = simpy.Environment()
+        self.env = self.environment()
         self.jitter = jitter
         self.setups = setups
         self.trace: list[TraceSlice] | None = [] if trace else None
@@ -150,7 +157,8 @@ class DetailedSim:
         for f in net.active:
             for link, w in f.weights.items():
                 rates[link] = rates.get(link, 0.0) + f.rate * w
-        for link in set(rates) | set(self._last_rate):
+        # in a fixed order (a set of links would follow the process's hash seed)
+        for link in {**rates, **self._last_rate}:
             value = round(rates.get(link, 0.0) / net.capacity[link], 6)
             if value != self._last_rate.get(link, 0.0):
                 self.link_samples.append((link, now, value))

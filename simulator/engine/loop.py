@@ -6,7 +6,7 @@ processes. This loop implements exactly that subset of simpy's behaviour: events
 time), resumes when the event it yielded is processed, and continues at once when it yields
 an event already processed. It runs a pipeline point 2-3x faster than simpy (no per-event
 class hierarchy, no simpy import), which is what sweeps spend their time on; the row-level
-and contention engines keep simpy.
+engine and its flows run on it too.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class Event:
 
     def __init__(self, env: Environment):
         self.env = env
-        self.callbacks: list | None = []
+        # None once processed (typed as simpy types it: callers append to a pending event's)
+        self.callbacks: list = []
         self._value = _PENDING
 
     @property

@@ -288,8 +288,66 @@ class FabricFlows:
 
     def _collective_shape(self, op: Op, algo: str, proto: str, patterns) -> Shape:
         share = self.model.params.protocol_bandwidth[proto]
-        return self._shape(op, share, patterns,
-                           lambda gpus: self.model.group_loads(op, algo, gpus), (op, algo, proto))
+
+        def layout(gpus):
+            by_symmetry = self._ring_by_symmetry(op, algo, gpus)
+            return (by_symmetry if by_symmetry is not None
+                    else self.model.group_loads(op, algo, gpus))
+        return self._shape(op, share, patterns, layout, (op, algo, proto))
+
+    def _ring_by_symmetry(self, op: Op, algo: str, gpus) -> tuple | None:
+        """(link ids, bytes per byte) of a ring over a symmetric group (its servers hold the
+        same local positions), from the route counts of its first two servers and the spine
+        the cost model's shortcut keeps (``SymmetricRing.counts``): every server's links
+        carry what the first one's do, moved by its server number; None for any other plan.
+
+        The same loads as the full plan's, to the last bit: the full plan adds the ring's
+        share once per route crossing a link, so a link crossed n times holds the share added
+        n times, as here. A 6144-rank ring is then its first server's few dozen links instead
+        of a route per GPU and channel (25,000 routes, most of a 147,456-GPU set-up)."""
+        from ..costmodel.nccl_symmetric import SymmetricRing
+
+        if algo != "ring":
+            return None
+        model = self.model
+        model.topology_for(max(gpus) + 1)
+        phases = model._phases(op, algo, gpus)
+        ring = getattr(phases[0], "shortcut", None) if len(phases) == 1 else None
+        if not isinstance(ring, SymmetricRing):
+            return None
+        topo = self.topology
+        table, _, per_server, *_ = topo.link_index()
+        first, second = ring.servers[0], ring.servers[1]
+        server_links = topo.servers * per_server
+        own: dict = {}                      # the first server's links: id moved to server 0
+        check: dict = {}                    # the second's, to hold the symmetry to account
+        spine: dict = {}
+        for link, n in ring.counts.items():
+            i = table[link]
+            if i >= server_links:
+                spine[i] = n
+            elif i // per_server == first:
+                own[i - first * per_server] = n
+            elif i // per_server == second:
+                check[i - second * per_server] = n
+        if own != check:
+            return None                     # pragma: no cover (the shortcut's premise)
+        by_count: dict = {}
+        for n in set(own.values()) | set(spine.values()):
+            b = 0.0
+            for _ in range(n):              # the full plan's additions, in its order
+                b += ring.share
+            by_count[n] = b
+        rel = np.fromiter(own, dtype=np.int64, count=len(own))
+        servers = np.asarray(ring.servers, dtype=np.int64)
+        ids = np.concatenate([(servers[:, None] * per_server + rel[None, :]).ravel(),
+                              np.fromiter(spine, dtype=np.int64, count=len(spine))])
+        per_link = np.fromiter((by_count[n] for n in own.values()), dtype=np.float64,
+                               count=len(own))
+        vals = np.concatenate([np.tile(per_link, len(servers)),
+                               np.fromiter((by_count[n] for n in spine.values()),
+                                           dtype=np.float64, count=len(spine))])
+        return ids, vals
 
     def _shape(self, op: Op, share: float, patterns, layout, kind, respine=None) -> Shape:
         topo = self.topology
@@ -312,12 +370,16 @@ class FabricFlows:
                 loads = layout(gpus)
                 self.layouts += 1
                 n = len(gpus)
-                ids = np.fromiter(map(table.__getitem__, loads), dtype=np.int64,
-                                  count=len(loads))
+                if isinstance(loads, tuple):    # already by link id (a symmetric ring)
+                    ids, vals = loads
+                else:
+                    ids = np.fromiter(map(table.__getitem__, loads), dtype=np.int64,
+                                      count=len(loads))
+                    vals = np.fromiter(loads.values(), dtype=np.float64, count=len(loads))
                 # bytes scaled so that a link's plain capacity gives the op's pace there:
                 # NVLink runs at the operation's efficiency, every other link at its own
                 pace = su.efficiency / self.model.nvlink_efficiency(op, kind[1], n)
-                vals = np.fromiter(loads.values(), dtype=np.float64, count=len(loads)) / share
+                vals = vals / share
                 vals = np.where(nvlink[ids], vals * pace, vals)
                 worst = float((vals / caps[ids]).max()) if len(ids) else 0.0
                 if pattern is not None:
@@ -377,22 +439,20 @@ class FabricFlows:
         h1 = np.zeros(len(caps), dtype=np.uint64)
         h2 = np.zeros(len(caps), dtype=np.uint64)
         values = []
+        # the shapes of a job's stages (and of its identical groups) are one shape moved: the
+        # same values link for link, so their words are computed once
+        words: dict = {}
         with np.errstate(over="ignore"):
             for i, k in enumerate(keys):
                 ids = self.shapes[k].ids
                 value = self.shapes[k].loads / caps[ids]
                 values.append(value)
-                # round to 9 significant digits: sums of the same bytes in another order
-                # still match
-                exp = np.floor(np.log10(np.abs(value) + 1e-300)).astype(np.int64)
-                # 10 ** (exp - 8) from a table of the few exponents (the same powers)
-                lo = int(exp.min()) if len(exp) else 0
-                scale = (10.0 ** (np.arange(lo, int(exp.max()) + 1 if len(exp) else 1,
-                                            dtype=np.float64) - 8))[exp - lo]
-                quant = (np.round(value / scale).astype(np.int64)
-                         ^ (exp << 40)).astype(np.uint64)
-                h1[ids] += r1[i] * (quant * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1))
-                h2[ids] += r2[i] * (quant ^ np.uint64(0xC2B2AE3D27D4EB4F))
+                memo = value.tobytes()
+                hit = words.get(memo)
+                if hit is None:
+                    hit = words[memo] = _words(value)
+                h1[ids] += r1[i] * hit[0]
+                h2[ids] += r2[i] * hit[1]
                 present[ids] = True
         used = np.flatnonzero(present)
         self.physical_links = len(used)
@@ -451,6 +511,20 @@ def ecmp_uplinks(src: np.ndarray, dst: np.ndarray, nic: int, seed: int,
         x *= u(0xC4CEB9FE1A85EC53)
         x ^= x >> u(33)
     return (x % u(uplinks)).astype(np.int64)
+
+
+def _words(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two hash words of a shape's values (FabricFlows.finish): each value rounded to 9
+    significant digits (sums of the same bytes in another order still match), mixed."""
+    exp = np.floor(np.log10(np.abs(value) + 1e-300)).astype(np.int64)
+    # 10 ** (exp - 8) from a table of the few exponents (the same powers)
+    lo = int(exp.min()) if len(exp) else 0
+    scale = (10.0 ** (np.arange(lo, int(exp.max()) + 1 if len(exp) else 1,
+                                dtype=np.float64) - 8))[exp - lo]
+    quant = (np.round(value / scale).astype(np.int64) ^ (exp << 40)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return (quant * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1),
+                quant ^ np.uint64(0xC2B2AE3D27D4EB4F))
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,8 +32,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .._simpy import simpy
+if TYPE_CHECKING:   # any environment with simpy's now, event() and timeout(): simpy or
+    from .._simpy import simpy          # simulator.engine.loop (the detailed engine's)
 
 _EPS = 1e-9
 

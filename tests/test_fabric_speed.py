@@ -1,0 +1,152 @@
+"""The fabric model's shortcuts against the plain ways they replace, which stay the reference:
+a symmetric ring's per-link bytes made from its first two servers' route counts
+(FabricFlows._ring_by_symmetry) against the full plan's bytes (NcclCostModel.group_loads, a
+route per GPU and channel), on every preset with a fabric and fabric/NIC variants, groups
+that span leaves and pods; non-ring algorithms, broadcast and asymmetric groups must decline.
+"""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from simulator.costmodel.nccl import NcclCostModel
+from simulator.network.fabric import FabricFlows
+from simulator.topology import load_spec, presets
+from simulator.topology.overrides import apply_fabric_overrides, apply_overrides
+from simulator.workload import Op
+
+
+def _variants():
+    for name in presets():
+        spec = load_spec(name)
+        if spec.fabric is not None:
+            yield name, spec
+    h100 = load_spec("dgx-h100")
+    yield "fat-tree", apply_fabric_overrides(h100, fabric_type="fat-tree")
+    yield "hash", apply_fabric_overrides(h100, ecmp="hash:7", oversubscription=2)
+    yield "hash, small leaves", apply_fabric_overrides(h100, ecmp="hash:3", servers_per_leaf=3)
+    yield "4 nics", apply_overrides(h100, nics_per_server=4)
+    yield "small leaves", apply_fabric_overrides(h100, servers_per_leaf=2)
+
+
+def _groups(servers: int, gps: int):
+    picks = [range(servers), range(0, servers, 2), range(1, servers, 5), [0, servers - 1],
+             [s for s in range(servers) if s % 7 != 3]]
+    for pick in picks:
+        for loc in [(0,), (0, 1), (1, 3, 6), tuple(range(gps)), (gps - 1,)]:
+            loc = tuple(x for x in loc if x < gps)
+            gpus = tuple(s * gps + x for s in pick for x in loc)
+            if len({g // gps for g in gpus}) >= 2:
+                yield gpus
+
+
+def _full(fabric: FabricFlows, op: Op, gpus) -> dict:
+    """The full plan's bytes per byte by link id (the reference)."""
+    table = fabric.topology.link_index()[0]
+    return {table[link]: b for link, b in fabric.model.group_loads(op, "ring", gpus).items()}
+
+
+@pytest.mark.parametrize("label,spec", _variants(), ids=lambda v: v if isinstance(v, str)
+                         else "")
+def test_symmetric_ring_loads_by_id_equal_the_full_plans(label, spec):
+    checked = 0
+    for servers in (2, 5, 13):
+        model = NcclCostModel(replace(spec, servers=servers))
+        fabric = FabricFlows(model)
+        for gpus in _groups(servers, model.topology.gpus_per_server):
+            for op in (Op.ALLREDUCE, Op.ALLGATHER, Op.REDUCESCATTER):
+                got = fabric._ring_by_symmetry(op, "ring", gpus)
+                assert got is not None, (label, servers, gpus, op)
+                ids, vals = got
+                assert len(set(ids.tolist())) == len(ids)          # each link once
+                # exactly the full plan's floats, link for link
+                assert dict(zip(ids.tolist(), vals.tolist())) == _full(fabric, op, gpus), (
+                    label, servers, gpus, op)
+                checked += 1
+    assert checked > 50
+
+
+def test_other_plans_decline_the_shortcut():
+    model = NcclCostModel(replace(load_spec("dgx-h100"), servers=6))
+    fabric = FabricFlows(model)
+    gps = model.topology.gpus_per_server
+    sym = tuple(s * gps + x for s in range(6) for x in (0, 1))
+    assert fabric._ring_by_symmetry(Op.ALLREDUCE, "tree", sym) is None
+    assert fabric._ring_by_symmetry(Op.BROADCAST, "ring", sym) is None
+    # servers holding different positions: the full planner, and so no shortcut
+    uneven = tuple(s * gps + (s % 2) for s in range(6))
+    assert fabric._ring_by_symmetry(Op.ALLREDUCE, "ring", uneven) is None
+    inside = tuple(range(gps))                                  # one server: no servers to move
+    assert fabric._ring_by_symmetry(Op.ALLREDUCE, "ring", inside) is None
+
+
+def test_a_big_ring_by_id_sums_what_each_server_carries():
+    # 1,536 servers x 4 GPUs (the 147,456-GPU example's data-parallel group), one NIC per
+    # GPU: channel c passes the buffer along the server's members rotated by c and its last
+    # one sends to the next server, so each of GPUs 0, 2, 4, 6 leaves the server in exactly
+    # one of the 4 channels: its NIC's uplink carries one channel's share, (n-1)/n / 4 for an
+    # all-gather (n = 6144), and NIC 1 (no member) nothing; alike on every server
+    model = NcclCostModel(replace(load_spec("dgx-h100"), servers=1536))
+    fabric = FabricFlows(model)
+    gpus = tuple(s * 8 + x for s in range(1536) for x in (0, 2, 4, 6))
+    ids, vals = fabric._ring_by_symmetry(Op.ALLGATHER, "ring", gpus)
+    n = len(gpus)
+    table = fabric.topology.link_index()[0]
+    by_id = dict(zip(ids.tolist(), vals.tolist()))
+    for s in (0, 700, 1535):
+        up = [by_id.get(table[(f"s{s}.nic{k}", f"pod{s // 32}.leaf{k}")], 0.0) for k in range(8)]
+        assert up == [(n - 1) / n / 4, 0.0] * 4, s
+    assert np.all(vals > 0)
+
+
+W = "workloads/"
+CASES = [
+    # several rank classes on a shared fabric (a straggler), with its trace
+    [W + "seed004_moe_tp8_ep4_pp4_128gpus.txt", "--topology", "dgx-h100",
+     "--straggler", "rank=17,compute=1.3"],
+    # a degraded NIC on a fat tree; a slower leaf's uplinks under small leaves
+    [W + "mixtral8x7b_256gpu_tp4_pp4_ep8.txt", "--topology", "fat-tree-h100",
+     "--degrade", "server=3,nic=0.5"],
+    [W + "mixtral8x7b_256gpu_tp4_pp4_ep8.txt", "--topology", "dgx-h100",
+     "--servers-per-leaf", "2", "--degrade", "leaf=0,uplink=0.5"],
+    # two jobs sharing the fabric
+    [W + "aicb_gpt_13B-world_size64-tp8-pp2-ep1-gbs128-mbs1-seq4096.txt", "--gpus", "128",
+     "--topology", "dgx-h100", "--co-job",
+     W + "aicb_Mixtral_8x7B-world_size32-tp4-pp1-ep4-gbs64-mbs1-seq4096.txt"],
+    # per-class links without a topology, with jitter; hashed ECMP, interleaved, blocking sends
+    [W + "seed004_moe_tp8_ep4_pp4_128gpus.txt", "--contention", "--jitter", "cv=0.05,seed=3"],
+    [W + "mixtral8x7b_256gpu_tp4_pp4_ep8.txt", "--topology", "dgx-h100", "--pp-schedule",
+     "interleaved", "--vpp", "2", "--blocking-sends", "on", "--ecmp", "hash"],
+]
+
+
+def _run(args, out, environment, monkeypatch) -> tuple[bytes, list]:
+    import json
+
+    from simulator.cli import main
+    from simulator.engine.detailed import DetailedSim
+
+    monkeypatch.setattr(DetailedSim, "environment", environment)
+    traced = "--straggler" in args or "--co-job" in args     # two traces (the rest is slow)
+    assert main(["simulate", *args, "--quiet", "--json", str(out / "r.json"),
+                 *(["--trace", str(out / "t.json")] if traced else [])]) == 0
+    if not traced:
+        return (out / "r.json").read_bytes(), []
+    trace = json.loads((out / "t.json").read_text())
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    # counters of one time may come in another order (a set of links per step): as a multiset
+    return (out / "r.json").read_bytes(), sorted(json.dumps(e, sort_keys=True) for e in events)
+
+
+@pytest.mark.parametrize("args", CASES, ids=lambda a: " ".join(a[1:3]))
+def test_the_detailed_engine_gives_simpys_results_on_its_own_loop(args, tmp_path,
+                                                                  monkeypatch):
+    from simulator._simpy import simpy
+    from simulator.engine.loop import Environment
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    mine = _run(args, tmp_path / "a", Environment, monkeypatch)
+    theirs = _run(args, tmp_path / "b", simpy.Environment, monkeypatch)
+    assert mine[0] == theirs[0]
+    assert mine[1] == theirs[1]
