@@ -71,10 +71,16 @@ def test_a_slower_leaf_uplink_slows_the_traffic_across_it(tmp_path, fabric, extr
     assert comm_ns(spec, wl, ((0, None, 0.5),)) == pytest.approx(2 * S / 10, rel=1e-6)
     # at 3/4: 15 GB/s for 2S: 2S/15
     assert comm_ns(spec, wl, ((1, None, 0.75),)) == pytest.approx(2 * S / 15, rel=1e-6)
-    # priced alone nothing shares a link and the collective keeps its price: refused, not
-    # silently ignored
-    with pytest.raises(InputError, match="degraded leaf uplink"):
-        comm_ns(spec, wl, ((0, None, 0.5),), contention=False)
+    # priced alone (no sharing) the cost model prices the slow uplinks itself: one group's
+    # S crosses pod 0's uplinks each way. Ideal spread: at half they give 10 GB/s, as fast
+    # as the NIC: S/10 still; at a quarter 5 GB/s: S/5. Hashed: the connection rides one
+    # uplink of 10 GB/s: at half S/5, at a quarter S/2.5
+    hashed = bool(extra)
+    assert comm_ns(spec, wl, ((0, None, 0.5),), contention=False) == pytest.approx(
+        S / (5 if hashed else 10), rel=1e-6)
+    assert comm_ns(spec, wl, ((0, None, 0.25),), contention=False) == pytest.approx(
+        S / (2.5 if hashed else 5), rel=1e-6)
+    assert comm_ns(spec, wl, contention=False) == pytest.approx(S / 10, rel=1e-6)
     with pytest.raises(InputError, match="leaves"):
         comm_ns(spec, wl, ((2, None, 0.5),))
 
@@ -97,6 +103,38 @@ def test_one_rails_uplinks_slow_the_class_only_where_they_bind(tmp_path):
     assert comm_ns(spec, wl, ((1, 1, 0.25),)) == pytest.approx(1.5 * S / 5, rel=1e-6)
     with pytest.raises(InputError, match="rails are 0-1"):
         comm_ns(spec, wl, ((0, 2, 0.5),))
+    # priced alone: rail 0's group (the DP class's representative) at a quarter: 1.5 S over
+    # 20 x 0.25 = 5 GB/s of uplinks = 3e7 ns; at half the NICs still bind
+    assert comm_ns(spec, wl, ((0, 0, 0.25),), contention=False) == pytest.approx(
+        1.5 * S / 5, rel=1e-6)
+    assert comm_ns(spec, wl, ((0, 0, 0.5),), contention=False) == pytest.approx(
+        1.5 * S / 10, rel=1e-6)
+    with pytest.raises(InputError, match="rails are 0-1"):
+        comm_ns(spec, wl, ((0, 2, 0.5),), contention=False)
+
+
+def test_the_cost_model_keeps_the_healthy_choice_and_prices_the_slow_uplink(tmp_path):
+    # 4 servers x 2 GPUs as above; one ring all-reduce of S over all 8 GPUs priced alone.
+    # Two channels, each an 8-rank ring with half the buffer: every ring edge carries
+    # 2 x 7/8 S / 2 = 0.875 S. Each channel leaves a server through one rail's NIC and
+    # crosses the pods on that rail twice (out of each pod once): every NIC and each rail's
+    # pod uplinks carry 0.875 S each way. Healthy: 0.875 S / 10 GB/s (uplinks 20 GB/s).
+    # Rail 1's uplinks of pod 1 at 0.2 (4 GB/s): that channel takes 0.875 S / 4, and the
+    # collective (both channels, one kernel) with it; the algorithm is still the healthy one
+    spec = topo(tmp_path, "c", gps=2)
+    model = NcclCostModel(spec)
+    from simulator.workload import Op
+    gpus = tuple(range(8))
+    healthy = model.estimate(Op.ALLREDUCE, S, gpus, "ring")
+    assert healthy.bandwidth_ns == pytest.approx(0.875 * S / 10, rel=1e-6)
+    slow = model.with_degraded_uplinks(((1, 1, 0.2),))
+    e = slow.estimate(Op.ALLREDUCE, S, gpus)
+    assert e.algorithm == model.estimate(Op.ALLREDUCE, S, gpus).algorithm
+    assert slow.estimate(Op.ALLREDUCE, S, gpus, "ring").bandwidth_ns == pytest.approx(
+        0.875 * S / 4, rel=1e-6)
+    # a group inside one pod crosses no uplink: its price does not move
+    assert slow.estimate(Op.ALLREDUCE, S, (0, 1, 2, 3), "ring").bandwidth_ns == (
+        model.estimate(Op.ALLREDUCE, S, (0, 1, 2, 3), "ring").bandwidth_ns)
 
 
 def test_parse_uplink_degrades():
@@ -115,8 +153,9 @@ def test_parse_uplink_degrades():
             parse_degrade(bad)
 
 
-def test_the_cli_refuses_an_uplink_degrade_without_the_fabric_model():
-    # one line naming the key, exit 2, no traceback (no --topology: no fabric links)
+def test_the_cli_refuses_an_uplink_degrade_where_there_is_no_uplink():
+    # one line naming the key, exit 2, no traceback (no --topology: the preset the cluster
+    # flags imply, whose 16 servers sit under one leaf: no uplink to degrade)
     import os
     import subprocess
     import sys
@@ -128,4 +167,4 @@ def test_the_cli_refuses_an_uplink_degrade_without_the_fabric_model():
     assert p.returncode == 2 and "Traceback" not in p.stderr
     errors = [line for line in p.stderr.splitlines() if not line.startswith("warning:")]
     assert len(errors) == 1 and errors[0].startswith("collsim: error: --degrade: ")
-    assert "fabric" in errors[0]
+    assert "under one leaf" in errors[0]

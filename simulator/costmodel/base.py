@@ -79,3 +79,7 @@ class RoutesOverTopology(Protocol):
 
     def topology_for(self, gpus: int) -> Topology:
         ...
+
+    def with_degraded_uplinks(self, uplinks) -> CostModel:
+        """The model pricing each collective with those leaf uplinks slower."""
+        ...

@@ -124,6 +124,11 @@ class NcclCostModel(CostModel):
         self.protocol = protocol
         self._plans: dict = {}
         self._estimates: dict = {}      # (op, size, GPUs, algorithm, protocol, servers)
+        # slower leaf uplinks priced alone (with_degraded_uplinks): link -> bandwidth factor,
+        # and the healthy model whose choice of algorithm and protocol is kept
+        self._uplinks: tuple = ()
+        self._link_factor: dict = {}
+        self._healthy: NcclCostModel | None = None
 
     # -- topology -------------------------------------------------------------------------
     def fixed_gpus(self) -> int | None:
@@ -186,6 +191,27 @@ class NcclCostModel(CostModel):
                                     latency_ns=nics.latency_ns + round(extra_nic_latency_ns / 2)))
         model = NcclCostModel(spec, self.algorithm, self.protocol, self.call_overhead_ns)
         model.shares_links_by_default = self.shares_links_by_default
+        return model.with_degraded_uplinks(self._uplinks)
+
+    def with_degraded_uplinks(self, uplinks) -> NcclCostModel:
+        """The same model pricing every collective with the leaf uplinks ``uplinks`` ((pod,
+        rail or None, bandwidth factor), as ``--degrade leaf=``) at that share of their
+        bandwidth, both ways: a collective whose routes cross one runs at its pace there.
+        The algorithm and protocol stay those chosen on healthy links (NCCL's tuner does not
+        see a slow cable). For collectives priced alone; under the fabric model the slow
+        links themselves are shared instead (the flows keep the healthy price's latency)."""
+        from ..topology.uplinks import uplink_links
+
+        if not uplinks:
+            return self
+        model = NcclCostModel(self.spec, self.algorithm, self.protocol, self.call_overhead_ns)
+        model.shares_links_by_default = self.shares_links_by_default
+        model._topo, model._fixed = self._topo, self._fixed
+        model._healthy = self._healthy or self
+        model._uplinks = self._uplinks + tuple(uplinks)
+        for pod, rail, factor in uplinks:
+            for link in uplink_links(model.topology, pod, rail):
+                model._link_factor[link] = model._link_factor.get(link, 1.0) * factor
         return model
 
     def group_gpus(self, placement: GroupPlacement) -> tuple[int, ...]:
@@ -229,6 +255,10 @@ class NcclCostModel(CostModel):
             hit = self._estimates.get(key)
             if hit is not None:
                 return hit
+        if self._healthy is not None:
+            # NCCL picks as on healthy links: only the price sees the slow uplinks
+            chosen = self._healthy.estimate(op, size_bytes, placement, algorithm, protocol)
+            algorithm, protocol = chosen.algorithm, chosen.protocol
         cands = self.candidates(op, size_bytes, placement, algorithm, protocol)
         best = min(cands, key=lambda e: e.gpu_ns)      # NCCL's tuner knows nothing of the host
         if key is not None:
@@ -319,11 +349,14 @@ class NcclCostModel(CostModel):
             nvl = ph.nvlink_efficiency or self.spec.scale_up.efficiency_for(OP_NAMES[op], ranks)
             net = self._net_share(ph)
 
+            slow = self._link_factor
+
             def capacity(link):
                 lk = links[link]
                 if lk.kind == "nvlink":
                     return lk.bandwidth * nvl
-                return lk.capacity * net if lk.kind == "nic" else lk.capacity
+                cap = lk.capacity * net if lk.kind == "nic" else lk.capacity
+                return cap * slow[link] if link in slow else cap
             if isinstance(ph, SymmetricPhase):
                 cached = ph.busiest[key] = ph.shortcut.busiest(capacity)
                 return cached
@@ -375,8 +408,12 @@ class NcclCostModel(CostModel):
         same = Op.ALLGATHER if op is Op.REDUCESCATTER and algo == "ring" else op
         key = (same, algo, gpus)
         if key not in self._plans:
-            self._plans[key] = _PLANNERS[(op, algo) if (op, algo) in _PLANNERS else algo](
-                self.topology, op, gpus)
+            planner = _PLANNERS[(op, algo) if (op, algo) in _PLANNERS else algo]
+            if self._link_factor:
+                # the symmetric shortcuts price one pod's links for all: a slow uplink
+                # breaks that, so every transfer is laid out
+                planner = _PLAIN_PLANNERS.get(algo, planner)
+            self._plans[key] = planner(self.topology, op, gpus)
         return self._plans[key]
 
     def _plan_or_none(self, op: Op, algo: str, gpus: tuple[int, ...]) -> list[Phase] | None:
@@ -725,3 +762,5 @@ _PLANNERS: dict[Any, Any] = {
     (Op.ALLTOALL, "hierarchical"): _plan_hier_a2a,
     (Op.SENDRECV, "direct"): _plan_sendrecv,
 }
+#: the planners laid out transfer by transfer, for the ones with a symmetric shortcut
+_PLAIN_PLANNERS: dict[Any, Any] = {"ring": _plan_ring, "pat": _plan_pat}

@@ -408,11 +408,16 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
     if job_gpus and uses_fabric(routed):
         # build the topology once at the job's size, not grown stage by stage
         routed.topology_for(job_gpus)
+    if options.degraded_uplinks:
+        if not uses_fabric(routed):
+            raise InputError("a degraded leaf uplink (--degrade leaf=...) is a link of the "
+                             "fabric: it needs a topology with a fabric (--topology)",
+                             field="degrades")
+        if not (options.contention if options.contention is not None
+                else cost_model.shares_links_by_default):
+            # each collective priced alone: the cost model prices the slow uplinks itself
+            cost_model = routed.with_degraded_uplinks(options.degraded_uplinks)
     plan = plan_job(workload, cluster, cost_model, options)
-    if options.degraded_uplinks and not (_contention(plan, options) and uses_fabric(routed)):
-        raise InputError("a degraded leaf uplink (--degrade leaf=...) is a link of the fabric "
-                         "model: it needs a topology with a fabric (--topology) and contention "
-                         "on (not --no-contention)", field="degrades")
     asymmetric = bool(options.stragglers or options.degraded or _contention(plan, options)
                       or options.jitter)
     if (asymmetric and options.engine != "detailed" and not _contention(plan, options)

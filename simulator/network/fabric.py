@@ -111,34 +111,15 @@ class FabricFlows:
         before registering shapes. Collectives keep the price they were given (the cost
         model prices each alone on healthy links): the slower links slow only the data their
         flows move over them, shared max-min with everything else that crosses them."""
-        from ..errors import InputError
+        from ..topology.uplinks import uplink_links
 
         topo = self.topology
-        fab = topo.spec.fabric
-        pods = getattr(topo, "pods", 1)
-        if fab is None or topo.spec.nics is None or pods <= 1:
-            raise InputError(f"leaf={pod}: the topology's {topo.servers} servers sit "
-                             "under one leaf (no uplinks to a spine)" if fab is not None else
-                             f"leaf={pod}: the topology has no fabric",
-                             field="degrades")
-        if not 0 <= pod < pods:
-            raise InputError(f"leaf={pod}: the fabric has leaves (pods) 0-{pods - 1}",
-                             field="degrades")
-        rails = topo.rails if fab.type == "rail-optimized" else 1
-        if rail is not None and (fab.type != "rail-optimized" or not 0 <= rail < rails):
-            raise InputError(f"rail={rail}: " + (
-                f"the fabric's rails are 0-{rails - 1}" if fab.type == "rail-optimized"
-                else "a fat tree has one leaf per pod (no rails)"), field="degrades")
+        links = uplink_links(topo, pod, rail)
         table, caps, *_ = topo.link_index()
         if self._caps is None:
             self._caps = caps.copy()
-        spines = (["spine"] if fab.ecmp == "ideal"
-                  else [f"spine{j}" for j in range(topo.uplinks)])
-        for r in (range(rails) if rail is None else (rail,)):
-            leaf = topo.leaf_name(pod, r)
-            for spine in spines:
-                for link in ((leaf, spine), (spine, leaf)):
-                    self._caps[table[link]] *= factor
+        for link in links:
+            self._caps[table[link]] *= factor
 
     # -- groups as patterns and shifts ----------------------------------------------------
     def _patterns(self, groups: np.ndarray, hashed_moves: bool = False) -> list:
