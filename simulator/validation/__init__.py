@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..resources import checkout_root
-from .common import DEFAULT_CALIBRATION, TRACES, CaseResult, rel
+from .common import DEFAULT_CALIBRATION, TARGET_MAX, TARGET_MEDIAN, TRACES, CaseResult, rel
 
 BEGIN = "<!-- validate:begin -->"
 END = "<!-- validate:end -->"
@@ -36,8 +36,6 @@ _CHECKOUT = checkout_root()
 DEFAULT_DOCS = _CHECKOUT / "docs" / "validation.md" if _CHECKOUT else None
 A2A_ONLY_CALIBRATION = TRACES / "h200x2" / "calib_h200x2_a2a_only.yaml"
 COLLECTIVES = TRACES / "h200x2" / "collectives_aligned.csv"   # what the calibrations fit
-TARGET_MEDIAN = 0.05
-TARGET_MAX = 0.10
 
 __all__ = ["CaseResult", "Report", "run_validation", "render_text", "render_markdown",
            "write_docs", "BEGIN", "END"]

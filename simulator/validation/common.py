@@ -16,6 +16,8 @@ ROOT = data_root("traces")
 TRACES = bundled("traces")
 DEFAULT_CALIBRATION = TRACES / "h200x2" / "calib_h200x2.yaml"
 MS = 1_000_000  # ns per ms
+TARGET_MEDIAN = 0.05   # the validation's targets on |predicted / measured - 1|
+TARGET_MAX = 0.10
 
 
 @dataclass
