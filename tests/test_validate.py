@@ -16,6 +16,7 @@ from simulator.errors import InputError
 from simulator.validation import BEGIN, END, Report, write_docs
 from simulator.validation import moe_step, seed003
 from simulator.validation.common import CaseResult
+from simulator.workload import Op
 
 
 def collsim(*args):
@@ -149,7 +150,7 @@ def test_docs_section_replaced_in_place(tmp_path):
 
 
 def test_seed003_workload_is_one_stage_of_16_micro_batches():
-    wl, s = seed003.build_workload()
+    wl, s = seed003.build_workload(gaps=False)
     seg = segment(wl)
     assert seg.ga == 16 and len(seg.prefix) == 2 and len(seg.micro_batch) == 6
     assert len(seg.variants) == 16          # each micro-batch keeps its own compute time
@@ -158,6 +159,65 @@ def test_seed003_workload_is_one_stage_of_16_micro_batches():
     assert total_fwd == pytest.approx(sum(s.forward_compute_ms) + gb, abs=1e-3)
     p = seed003.replay(FlatCost(), Cluster())
     assert p["period_ms"] > 0 and p["span_ms"] > 16 * (11 + 18)
+
+
+def test_seed003_host_gaps_from_the_records():
+    # traces/seeds/003: get_batch 0 ends at 3371168147.09; forward_step 0 (12.59 ms) ends at
+    # ...159.75, so starts at ...147.16: 0.07 ms; send_forward 0 (0.31) ends at ...160.25,
+    # starts at ...159.94, 0.19 ms after the forward: F(0) carries 0.26 ms. recv_backward 0
+    # ends at ...256.56, backward_step 0 (18.96) ends at ...275.59, starts at ...256.63:
+    # B(0) carries 0.07 ms. Finalize: dp_allreduce ends at 646.83 (relative), ep_dp starts
+    # at 646.87 (0.04), ends at 686.92, optimizer starts at 687.08 (0.16): 0.20 ms
+    _, s = seed003.build_workload()
+    fwd, bwd, final = seed003.host_gaps(s)
+    assert fwd[0] == pytest.approx(0.26, abs=1e-6)
+    assert bwd[0] == pytest.approx(0.07, abs=1e-6)
+    assert final == pytest.approx(0.20, abs=1e-6)
+    wl, _ = seed003.build_workload()
+    f0 = sum(r.fwd_ns for r in wl.rows[2:8]) / 1e6
+    # forward_step 0 less its six sub-operations (0.17+0.23+0.09+0.16+0.23+0.09 = 0.97),
+    # plus get_batch 0 (0.04) and the gaps (0.26)
+    assert f0 == pytest.approx(12.59 - 0.97 + 0.04 + 0.26, abs=1e-6)
+
+
+def test_seed003_prices_from_the_trace_and_blocking_p2p():
+    _, s = seed003.build_workload()
+    table = seed003.trace_comm_table(s)
+    # the records: dp_allreduce 11.88, ep_dp_allreduce 40.05 ms; the warm-up send_forward
+    # durations 0.31, 0.32, 0.27 (median 0.31); every [2924, 4096] bf16 all-to-all 0.09
+    # but one 0.1 (median 0.09)
+    assert table[(Op.ALLREDUCE, 290_013_184 * 4)] == pytest.approx(11.88)
+    assert table[(Op.ALLREDUCE, 1_409_286_144 * 4)] == pytest.approx(40.05)
+    assert table[(Op.SENDRECV, 1024 * 4096 * 2)] == pytest.approx(0.31)
+    assert table[(Op.ALLTOALL, 2924 * 4096 * 2)] == pytest.approx(0.09)
+    # with every collective and transfer at 0.1 ms: F(0) = 11.62 + 0.04 + 0.26 + 6 EP
+    # collectives (0.6) = 12.52 ms, B(0) = 18.96 - 0.45 + 0.07 + 4 all-to-alls (0.4) =
+    # 18.98 ms. Stage 0's second forward starts when its blocking send of the first has
+    # arrived (12.52 + 0.1), 0.1 ms later than with asynchronous sends; its first backward
+    # when the chain F(0) on four stages, B(0) on three and six transfers has run:
+    # 4 x 12.52 + 3 x 18.98 + 6 x 0.1 = 107.62 ms
+    for blocking, second in ((True, 12.62), (False, 12.52)):
+        p = seed003.replay(FlatCost(), Cluster(), blocking_sends=blocking)
+        starts = seed003._forward_starts(p["result"])
+        assert starts[1] / 1e6 == pytest.approx(second, abs=1e-5)
+        # the pass starts with the last layer's combine all-to-all (the backward runs the
+        # rows in reverse)
+        b0 = min(sl.start_ns for sl in p["result"].trace
+                 if sl.stage == 0 and sl.lane in ("compute", "EP") and sl.name.startswith("B0"))
+        assert b0 / 1e6 == pytest.approx(107.62, abs=1e-5)
+    with pytest.raises(InputError, match="no measured"):
+        seed003.MeasuredCommModel(table).price_ns(Op.ALLREDUCE, 12345, None)
+
+
+def test_moe_step_cases_that_do_not_repeat_are_not_counted():
+    # traces/h200x2 'small' step (slowest rank, median): run 2 10065.17 us, run 1 8737.15:
+    # 15.2% apart, over the 10% target; its compute-only step 8009.60 / 7504.02 (6.7%).
+    # 'mixtral': 60092.46 / 60191.17 and 58198.90 / 57822.73 (under 1%): counted
+    loose = moe_step.unrepeatable([moe_step.MOE_STEP, moe_step.MOE_STEP_RUN1])
+    assert set(loose) == {"small"}
+    assert "step 10.07 / 8.74 ms (15% apart)" in loose["small"]
+    assert "compute-only" not in loose["small"]
+    assert moe_step.unrepeatable([moe_step.MOE_STEP]) == {}
 
 
 def test_moe_step_prediction_adds_compute_and_priced_all_to_alls():
