@@ -161,7 +161,11 @@ def test_validation_case_runs_without_gpu():
         warnings.simplefilter("ignore")
         results = h200x4.run(cost, cluster)
     counted = [r for r in results if r.primary]
-    assert len(counted) == 4 and len(results) == 8
+    # 'small' is not counted: its compute-only step took 13.74 ms in run 2 and 11.90 in
+    # run 1 (moe_step.csv, compute_step max), 15% apart
+    assert len(results) == 8
+    assert sorted(r.case for r in counted) == ["H200x4 EP MoE step 'mixtral' (run 1)",
+                                               "H200x4 EP MoE step 'mixtral' (run 2)"]
     by = {r.case: r for r in counted}
     m = by["H200x4 EP MoE step 'mixtral' (run 2)"]
     assert m.measured == pytest.approx(62.0277748)
