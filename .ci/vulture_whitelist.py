@@ -33,6 +33,8 @@ _.writable  # tests/test_output_safety.py: Full
 
 # Set for a library to read: tqdm reads tqdm.monitor_interval (0: no monitor thread)
 _.monitor_interval  # simulator/progress.py, simulator/sweep/runner.py
+# simpy's Environment.step reads an event's _ok (loop.succeed_later on simpy's events)
+_._ok  # simulator/engine/loop.py
 # Python calls a module's __getattr__ for a missing attribute (lazy imports)
 _.__getattr__  # simulator/network/__init__.py
 # Read by Python and by callers of dataclasses' API: a made __init__'s defaults and

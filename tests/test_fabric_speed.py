@@ -150,3 +150,23 @@ def test_the_detailed_engine_gives_simpys_results_on_its_own_loop(args, tmp_path
     theirs = _run(args, tmp_path / "b", simpy.Environment, monkeypatch)
     assert mine[0] == theirs[0]
     assert mine[1] == theirs[1]
+
+
+@pytest.mark.parametrize("dims", [dict(tp=2, pp=12, ep=16), dict(tp=8, pp=4, ep=4),
+                                  dict(tp=4, pp=1, ep=8), dict(tp=1, pp=3, ep=1),
+                                  dict(tp=2, pp=2, ep=2)])
+def test_alike_ranks_skip_the_refinement_and_get_the_stages(dims):
+    # with no rank different, each stage is one class: what refining the stages gives
+    from simulator.engine.classes import KINDS, _stable_partition, class_colours, group_ids
+    from simulator.parallel import ParallelConfig
+
+    par = ParallelConfig(world=dims["tp"] * dims["pp"] * 48, **dims)
+    colour, firsts, stages, attrs, _ = class_colours(par, {})
+    stage = np.arange(par.world) // par.stage_ranks
+    assert colour.tolist() == stage.tolist()
+    assert firsts.tolist() == [s * par.stage_ranks for s in range(par.pp)]
+    assert stages.tolist() == list(range(par.pp)) and attrs == [()] * par.pp
+    refined = _stable_partition(stage, {k: group_ids(par, k) for k in KINDS})
+    # the same partition (refinement numbers classes arbitrarily)
+    pairs = set(zip(refined.tolist(), stage.tolist()))
+    assert len(pairs) == len(set(refined.tolist())) == par.pp

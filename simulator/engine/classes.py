@@ -78,20 +78,9 @@ def _members(gid: np.ndarray, colour: np.ndarray, rank: int) -> tuple:
     return tuple(zip(values.tolist(), counts.tolist()))
 
 
-def class_colours(par: ParallelConfig, attributes: dict, default=()):
-    """The stable partition itself: for every rank its class id (classes numbered by their
-    first rank), the attribute tuple of each class, and the group ids per kind.
-
-    Cost O(world) numpy work per refinement round, whatever the number of classes.
-    """
-    world = par.world
-    stage = np.arange(world, dtype=np.int64) // par.stage_ranks
-    attr_ids: dict = {default: 0}     # ranks not listed have the default attributes
-    attr = np.zeros(world, dtype=np.int64)
-    for rank, value in attributes.items():
-        attr[rank] = attr_ids.setdefault(value, len(attr_ids))
-    colour = np.unique(np.stack([stage, attr], axis=1), axis=0, return_inverse=True)[1].ravel()
-    gids = {k: group_ids(par, k) for k in KINDS}
+def _stable_partition(colour: np.ndarray, gids: dict) -> np.ndarray:
+    """Refine ``colour`` until every class's ranks see the same multiset of classes in each
+    of their groups (classes numbered arbitrarily)."""
     n_groups = {k: int(gids[k].max()) + 1 for k in KINDS}
     n = len(np.unique(colour))
     mix = _RNG.integers(1, 2**63, size=(len(KINDS), 2), dtype=np.uint64) | np.uint64(1)
@@ -107,8 +96,34 @@ def class_colours(par: ParallelConfig, attributes: dict, default=()):
             if m == n:
                 break
             n = m
+    return colour
+
+
+def class_colours(par: ParallelConfig, attributes: dict, default=()):
+    """The stable partition itself: for every rank its class id (classes numbered by their
+    first rank), the attribute tuple of each class, and the group ids per kind.
+
+    Cost O(world) numpy work per refinement round, whatever the number of classes.
+    """
+    world = par.world
+    stage = np.arange(world, dtype=np.int64) // par.stage_ranks
+    attr_ids: dict = {default: 0}     # ranks not listed have the default attributes
+    attr = np.zeros(world, dtype=np.int64)
+    for rank, value in attributes.items():
+        attr[rank] = attr_ids.setdefault(value, len(attr_ids))
+    gids = {k: group_ids(par, k) for k in KINDS}
+    if not attr.any():
+        # every rank alike: the stages are already stable (a group of any kind but PP lies
+        # in one stage and all of its kind have one size; a PP group holds one rank of each
+        # stage), so refining would give them back: tests/test_fabric_speed.py checks
+        colour = stage
+        first = np.arange(par.pp, dtype=np.int64) * par.stage_ranks
+    else:
+        colour = _stable_partition(
+            np.unique(np.stack([stage, attr], axis=1), axis=0, return_inverse=True)[1].ravel(),
+            gids)
+        _, first = np.unique(colour, return_index=True)
     # renumber classes in rank order so class ids are stable and readable
-    _, first = np.unique(colour, return_index=True)
     order = np.argsort(first)
     remap = np.empty(len(order), dtype=np.int64)
     remap[order] = np.arange(len(order))

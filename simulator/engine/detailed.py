@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .loop import Environment
+from .loop import Environment, succeed_later
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # classes needs numpy, which a detailed run may not
     from .policy import PolicyRules
 
 _KIND_OF_STREAM = {i: g for i, g in enumerate(STREAMS)}
+_STREAM_NAMES = tuple(g.value for g in STREAMS)   # Enum .value is a slow property
 
 
 @dataclass
@@ -149,6 +150,9 @@ class DetailedSim:
         # link utilisation over time, for the timeline: (link, time ns, share of capacity)
         self.link_samples: list[tuple] = []
         self._last_rate: dict = {}
+        # (class, ids of the group kind and the collective, duration) -> (the collective, its
+        # flow's loads and latency); the collective is kept so that its id stays its own
+        self._fabric_flows: dict = {}
 
     def _record_links(self, net) -> None:
         """After each re-solve of the flow rates: every link whose load changed."""
@@ -172,38 +176,51 @@ class DetailedSim:
         """Arrive at a collective; returns the event that fires (value: end time) at its end."""
         setup = self.setups[cid]
         members = setup.cls.group_members[kind]
-        key = (setup.job.job, kind, members, instance)
-        m = self._meetings.get(key)
-        if m is None:
-            m = self._meetings[key] = _Meeting(len(members), self.env.event(), comm_ns, update_ns)
-        if ready > m.ready:
+        if len(members) == 1:
+            # a class alone in its group: nobody to wait for
+            m = _Meeting(0, self.env.event(), comm_ns, update_ns)
             m.ready = ready
-        m.remaining -= 1
-        if m.remaining == 0:
+        else:
+            key = (setup.job.job, kind, members, instance)
+            found = self._meetings.get(key)
+            if found is None:
+                found = self._meetings[key] = _Meeting(len(members), self.env.event(),
+                                                       comm_ns, update_ns)
+            m = found
+            if ready > m.ready:
+                m.ready = ready
+            m.remaining -= 1
+            if m.remaining:
+                return m.event
             del self._meetings[key]
-            ev = m.event
-            start = m.ready
-            if self.fabric is not None and m.duration:
-                # every group the member classes stand for moves its data over the fabric
-                loads, latency = self.fabric.collective(
-                    (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration)
-                self._flows().transfer(loads, latency, on_done=self._done_cb(ev, m.update,
-                                                                             start))
-            elif self.net is not None and m.duration:
-                # every member's ranks move the data over their links of this kind
-                base = setup.cid - setup.cls.cid
-                link_loads: dict = {}
-                for c, _ in members:
-                    link, share = self.setups[base + c].links[kind]
-                    link_loads[link] = link_loads.get(link, 0.0) + m.duration * share
-                self.net.transfer(link_loads, on_done=self._done_cb(ev, m.update, start))
+        ev = m.event
+        start = m.ready
+        if self.fabric is not None and m.duration:
+            # every group the member classes stand for moves its data over the fabric
+            # (looked up once per class, collective and duration: keys of plain ints)
+            fkey = (cid, id(kind), id(comm), m.duration)
+            hit = self._fabric_flows.get(fkey)
+            if hit is None:
+                hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
+                    (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration))
+            loads, latency = hit[1]
+            self._flows().transfer(loads, latency, on_done=self._done_cb(ev, m.update,
+                                                                         start))
+        elif self.net is not None and m.duration:
+            # every member's ranks move the data over their links of this kind
+            base = setup.cid - setup.cls.cid
+            link_loads: dict = {}
+            for c, _ in members:
+                link, share = self.setups[base + c].links[kind]
+                link_loads[link] = link_loads.get(link, 0.0) + m.duration * share
+            self.net.transfer(link_loads, on_done=self._done_cb(ev, m.update, start))
+        else:
+            end = start + m.duration + m.update
+            if end <= self.env.now:
+                ev.succeed((start, end))
             else:
-                end = start + m.duration + m.update
-                if end <= self.env.now:
-                    ev.succeed((start, end))
-                else:
-                    self.env.timeout(end - self.env.now).callbacks.append(
-                        lambda _e: ev.succeed((start, end)))
+                self.env.timeout(end - self.env.now).callbacks.append(
+                    lambda _e: ev.succeed((start, end)))
         return m.event
 
     def _flows(self) -> FlowNetwork:
@@ -218,7 +235,7 @@ class DetailedSim:
         """Fire ``ev`` with (start, end) ``delay`` ns from now."""
         end = self.env.now + delay
         if delay:
-            self.env.timeout(delay).callbacks.append(lambda _e: ev.succeed((start, end)))
+            succeed_later(self.env, ev, (start, end), delay)
         else:
             ev.succeed((start, end))
 
@@ -323,9 +340,10 @@ class _ClassStage:
                             update_ns, comm)
         start, end = yield ev
         self.stream_end[stream] = end
-        self.res.exposed_ns[STREAMS[stream].value] += end - issued
+        self.res.exposed_ns[_STREAM_NAMES[stream]] += end - issued
         self.row_exposed[row_key] = self.row_exposed.get(row_key, 0) + end - issued
-        self.slice_(STREAMS[stream].value, name, start, end - start, args)
+        if self.trace is not None:
+            self.slice_(_STREAM_NAMES[stream], name, start, end - start, args)
         self.sim.events += 1
 
     def asynchronous(self, stream: int, comm_ns: int, update_ns: int, instance: tuple,
@@ -336,7 +354,8 @@ class _ClassStage:
         start, end = yield self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready,
                                           comm_ns, update_ns, comm)
         self.stream_end[stream] = end
-        self.slice_(STREAMS[stream].value, name, start, end - start, args)
+        if self.trace is not None:
+            self.slice_(_STREAM_NAMES[stream], name, start, end - start, args)
         self.sim.events += 1
 
     def compute(self, ns: int, what: str, name: str, recompute: bool = False):
@@ -377,6 +396,8 @@ class _ClassStage:
         stream_last = self.stream_last
         local: dict = {}
         self.pass_args = None
+        traced = self.trace is not None
+        rng, res, env = self.rng, self.res, self.env
         if self.trace is not None and p.part == "pipeline":
             self.pass_args = {"micro_batch": p.mb, "chunk": p.chunk}
             r = p.receive
@@ -387,18 +408,27 @@ class _ClassStage:
         for i, step in enumerate(self.program(p.phase, seq)):
             kind, row = step[0], step[1]
             if kind == COMPUTE:
-                yield from self.compute(step[2], step[3], step[4], step[5])
+                ns = step[2]
+                if rng is not None or traced:
+                    yield from self.compute(ns, step[3], step[4], step[5])
+                elif ns:            # compute() inline: no generator per phase
+                    res.compute_ns += ns
+                    if step[5]:
+                        res.recompute_ns += ns
+                    yield env.timeout(ns)
             elif kind == BLOCK:
                 yield from self.blocking(step[2], step[3], step[4], (seq, mb, i),
-                                         f"{row.name} {step[5]}", row.key,
+                                         f"{row.name} {step[5]}" if traced else "", row.key,
                                          row.comms[COMM_OF_TAG.get(step[5], 0)],
-                                         self._comm_args(row, step[5], True, True))
+                                         self._comm_args(row, step[5], True, True)
+                                         if traced else None)
             elif kind == ISSUE:
                 s = step[2]
                 proc = self.env.process(self.asynchronous(
-                    s, step[3], step[4], (seq, mb, i), f"{row.name} {step[5]}",
+                    s, step[3], step[4], (seq, mb, i),
+                    f"{row.name} {step[5]}" if traced else "",
                     stream_last[s], row.comms[COMM_OF_TAG.get(step[5], 0)],
-                    self._comm_args(row, step[5], False, False)))
+                    self._comm_args(row, step[5], False, False) if traced else None))
                 stream_last[s] = proc
                 if step[6][0] == "wg":
                     self.wg_done[row.key] = proc

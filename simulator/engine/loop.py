@@ -65,6 +65,23 @@ class Process(Event):
                 return
 
 
+def succeed_later(env, event, value, delay) -> None:
+    """``event.succeed(value)`` ``delay`` from now as one scheduled event (not a timeout whose
+    callback succeeds it: one event fewer), on this loop or on simpy's environment (its public
+    ``schedule``). The event fires where the timeout would have, before events of the same
+    time scheduled while it waited."""
+    if isinstance(env, Environment):
+        if event._value is not _PENDING:
+            raise RuntimeError(f"{event} has already been triggered")
+        event._value = value
+        env._schedule(event, _NORMAL, delay)
+    else:
+        if event.triggered:
+            raise RuntimeError(f"{event} has already been triggered")
+        event._ok, event._value = True, value
+        env.schedule(event, delay=delay)
+
+
 class Environment:
     def __init__(self):
         self.now = 0

@@ -60,6 +60,7 @@ class FabricFlows:
         self.physical_links = 0
         self.layouts = 0                     # groups laid out by the NCCL model
         self._layouts: dict = {}             # (kind, pattern) -> (first server, ids, loads, worst)
+        self._moved_shapes: dict = {}        # (kind, patterns) -> (first servers, Shape)
         self.pp_bytes: dict = {}
         self._flows: dict = {}               # (shapes, size, priced ns) -> (Demand, latency)
         self._caps = None                    # link capacities by id, degraded links lowered
@@ -157,7 +158,7 @@ class FabricFlows:
         else:
             movable = (pod == pod[:, :1]).all(axis=1)
             if not movable.any():
-                return [(tuple(int(g) for g in row), none, none, None,
+                return [(tuple(row.tolist()), none, none, None,
                          np.array([i], dtype=np.int64)) for i, row in enumerate(groups)]
         picked = (np.arange(len(groups), dtype=np.int64) if movable is None
                   else np.flatnonzero(movable))
@@ -171,12 +172,12 @@ class FabricFlows:
             copies = order[bounds[i]:bounds[i + 1]]
             # laid out where its first copy sits (pod boundaries as they are), moved from there
             base = copies[0]
-            out.append((tuple(int(g) for g in sub[base]), first_s[copies] - first_s[base],
+            out.append((tuple(sub[base].tolist()), first_s[copies] - first_s[base],
                         first_s[copies] // spl - first_s[base] // spl,
                         (tuple(key.tolist()), int(first_s[base])),
                         None if movable is None else picked[copies]))
         if movable is not None:
-            out.extend((tuple(int(g) for g in groups[i]), none, none, None,
+            out.extend((tuple(groups[i].tolist()), none, none, None,
                         np.array([i], dtype=np.int64)) for i in np.flatnonzero(~movable))
         return out
 
@@ -331,6 +332,40 @@ class FabricFlows:
         return ids, vals
 
     def _shape(self, op: Op, share: float, patterns, layout, kind, respine=None) -> Shape:
+        # groups that are an earlier shape's moved by whole pods (the next stage's, the next
+        # job's): that shape moved, link ids and all (the sums are the same, in the same order)
+        moved_key = None
+        if (respine is None and self._solo_caps is None and patterns
+                and all(p[3] is not None and p[4] is None for p in patterns)):
+            moved_key = (kind, tuple((p[3][0], p[1].tobytes(), p[2].tobytes())
+                                     for p in patterns))
+            firsts = [p[3][1] for p in patterns]
+            hit = self._moved_shapes.get(moved_key)
+            if hit is not None:
+                moved = self._moved(hit[1], hit[0], firsts)
+                if moved is not None:
+                    return moved
+        out = self._laid_out(op, share, patterns, layout, kind, respine)
+        if moved_key is not None:
+            self._moved_shapes.setdefault(moved_key, (firsts, out))
+        return out
+
+    def _moved(self, base: Shape, base_firsts: list, firsts: list) -> Shape | None:
+        """``base`` moved from groups first at servers ``base_firsts`` to ``firsts``, if all
+        move by the same servers and pods (server links by the servers, pod links by the
+        pods: what :meth:`_spread` does to each copy)."""
+        topo = self.topology
+        _, _, per_server, per_pod, spl, _, _ = topo.link_index()
+        servers = {f - b for f, b in zip(firsts, base_firsts)}
+        pods = {f // spl - b // spl for f, b in zip(firsts, base_firsts)}
+        if len(servers) != 1 or len(pods) != 1:
+            return None
+        d, p = servers.pop(), pods.pop()
+        ids = base.ids
+        return Shape(ids + np.where(ids < topo.servers * per_server, d * per_server,
+                                    p * per_pod), base.loads, base.solo_ns_per_byte)
+
+    def _laid_out(self, op: Op, share: float, patterns, layout, kind, respine=None) -> Shape:
         topo = self.topology
         table, _, *_, nvlink = topo.link_index()
         caps = self.solo_caps                  # a group alone: the links it was priced on
@@ -445,15 +480,21 @@ class FabricFlows:
         counts = np.bincount(member, minlength=n)
         self.link_classes = {Link(LinkKind.FABRIC, c): int(k) for c, k in enumerate(counts)}
         # a class's load under a shape is that of any of its links (they are all equal):
-        # its first link's
-        class_of = np.full(len(caps), -1, dtype=np.int64)
-        class_of[used[first]] = np.arange(n)
+        # its first link's, found by bisection in the shape's ids (sorted, each once), in the
+        # order of those links
+        reps = used[first]
+        by_link = np.argsort(reps, kind="stable")
+        reps = reps[by_link]
         for k, value in zip(keys, values):
             ids = self.shapes[k].ids
-            cls = class_of[ids]
-            pick = cls >= 0
+            if not len(ids):
+                self._class_loads[k] = {}
+                continue
+            at = np.minimum(np.searchsorted(ids, reps), len(ids) - 1)
+            there = ids[at] == reps
             self._class_loads[k] = {Link(LinkKind.FABRIC, c): v      # ns per byte
-                                    for c, v in zip(cls[pick].tolist(), value[pick].tolist())}
+                                    for c, v in zip(by_link[there].tolist(),
+                                                    value[at[there]].tolist())}
 
     # -- flows ----------------------------------------------------------------------------
     def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
