@@ -371,9 +371,11 @@ def test_unfused_attention_prices_the_score_matrix():
     assert (f0, fns) == (0.0, 0.006953) and (b0, bns) == (68.316, 0.007236)
     fwd = square + thin + f0 + fns * n * s * s / 1e3    # 466.6 us of score passes
     bwd = square + 3 * thin + b0 + bns * n * s * s / 1e3   # 554.0 us
+    # (the measured path: PyTorch's separate kernels, no attention dropout)
     feats = dict(recompute_granularity="selective")
     un = gen(model=BIG, seq_length=1024,
-             features=Features(attention_backend="unfused", **feats))
+             features=Features(attention_backend="unfused", masked_softmax_fusion=False,
+                               attention_dropout=0.0, **feats))
     fl = gen(model=BIG, seq_length=1024, features=Features(**feats))
     assert abs(_row(un, "attention_core").fwd_ns - fwd * 1000) <= 1
     # the backward lives in attention_layer's input gradient: it moved by (unfused - flash),
@@ -384,11 +386,80 @@ def test_unfused_attention_prices_the_score_matrix():
     moved = (_row(un, "attention_layer").ig_ns - _row(fl, "attention_layer").ig_ns) / 1000
     assert 0.6 * (bwd - flash_bwd) <= moved <= 1.1 * (bwd - flash_bwd)
     # memory: the bf16 probabilities, 2 bytes x 64 heads x 1024^2, kept by each of 2 layers
-    # (selective recompute drops them again)
+    # (selective recompute drops them again); with Megatron's attention dropout (0.1 by
+    # default) also its 1-byte mask and 2-byte output: 5 bytes (Korthikanti et al.'s
+    # 5 a s^2 b per layer)
     plain = resolve(BIG, 1, seq_length=1024, distributed_optimizer=True)
-    unf = resolve(BIG, 1, seq_length=1024, features=Features(attention_backend="unfused"), distributed_optimizer=True)
+    unf = resolve(BIG, 1, seq_length=1024, distributed_optimizer=True,
+                  features=Features(attention_backend="unfused", attention_dropout=0.0))
     grown = (memory_estimate(unf).activations_gib - memory_estimate(plain).activations_gib)
     assert abs(grown * 2**30 - 2 * 2 * 64 * 1024**2) < 1e3
+    drop = resolve(BIG, 1, seq_length=1024, distributed_optimizer=True,
+                   features=Features(attention_backend="unfused"))
+    grown = (memory_estimate(drop).activations_gib - memory_estimate(plain).activations_gib)
+    assert abs(grown * 2**30 - 2 * 5 * 64 * 1024**2) < 1e3
+
+
+def test_megatron_fused_softmax_and_attention_dropout():
+    """Megatron's core attention (the default of --attention-backend unfused): the fused
+    scale-mask-softmax, one kernel each way, priced as the measured layer-norm kernel over
+    its bytes, and the dropout on the probabilities as the measured dropout kernels.
+
+    H100 (derived: the H200 fit's bandwidths x 3350/4800), 64 heads of 128, 1 x 1024
+    (TP 1): 64 x 1024^2 = 67,108,864 scores.
+    softmax forward: 4 bytes a score = 268,435,456 B at layer_norm.fwd 3028.1 x 3350/4800 =
+      2113.36 GB/s x 1024/(1024 + 552.2) = 0.649664 -> 1372.99 GB/s: 195.51 + 4.833 =
+      200.34 us
+    softmax backward: 6 bytes = 402,653,184 B at layer_norm.bwd 2814.4 x 3350/4800 =
+      1964.23 GB/s x 1024/(1024 + 700.1) = 0.593933 -> 1166.62 GB/s: 345.14 + 5.794 =
+      350.94 us
+    dropout: 5 bytes = 335,544,320 B each way; forward at dropout.fwd 3024.2 x 3350/4800 =
+      2110.64 GB/s x 1024/1024.1: 158.99 + 2.444 = 161.43 us; backward at dropout.bwd
+      4403.8 x 3350/4800 = 3073.49 GB/s (c0 0): 109.17 + 1.76 = 110.93 us
+    The batched GEMMs are those of the measured path (test above)."""
+    from simulator.generate.compute import unfused_attention_us, unfused_gemms_us
+    from simulator.generate.gpu import get_gpu
+
+    gpu = get_gpu("h100")
+    gf, gb = unfused_gemms_us(gpu, 1, 1024, 64, 128)
+    f, b, _ = unfused_attention_us(gpu, 1, 1024, 64, 128, fused_softmax=True)
+    assert f - gf == pytest.approx(200.34, abs=0.02)
+    assert b - gb == pytest.approx(350.94, abs=0.02)
+    f, b, _ = unfused_attention_us(gpu, 1, 1024, 64, 128, fused_softmax=True, dropout=0.1)
+    assert f - gf == pytest.approx(200.34 + 161.43, abs=0.03)
+    assert b - gb == pytest.approx(350.94 + 110.93, abs=0.03)
+    # against the measured PyTorch path (0.006953 ns a score forward, 68.316 us + 0.007236
+    # ns backward: 466.6 / 554.0 us): the fused kernel moves far fewer bytes
+    f, b, _ = unfused_attention_us(gpu, 1, 1024, 64, 128)
+    assert f - gf == pytest.approx(466.61, abs=0.02)
+    assert b - gb == pytest.approx(553.92, abs=0.02)
+
+
+def test_fused_softmax_is_the_default_of_megatron_local_attention():
+    """--transformer-impl local / --attention-backend unfused: Megatron's fused softmax and
+    attention dropout 0.1 unless told otherwise; the kernel's limits (keys in (16, 4096],
+    micro-batch x heads of a rank a multiple of 4) fall back to PyTorch's kernels with a
+    note; the assumptions say which runs."""
+    cfg = resolve(BIG, 1, seq_length=1024, features=Features(attention_backend="unfused"))
+    f = cfg.features
+    assert f.masked_softmax_fusion and f.attention_dropout == 0.1
+    on = f.describe()
+    assert on["attention_softmax"] == "Megatron's fused scale-mask-softmax"
+    assert on["attention_dropout"] == 0.1
+    # 8192 keys: beyond the kernel's 4096
+    long = resolve(BIG, 1, seq_length=8192, features=Features(attention_backend="unfused"))
+    assert not long.features.masked_softmax_fusion
+    assert any("fused scale-mask-softmax does not take 8192 keys" in n for n in long.notes)
+    # 1 x 2 heads a rank (TINY-like: 2 heads over TP 1): not a multiple of 4
+    two = ModelSpec("two", layers=2, hidden=256, ffn=1024, heads=2, vocab=1000,
+                    max_position=0, tied_embeddings=False)
+    odd = resolve(two, 1, seq_length=1024, features=Features(attention_backend="unfused"))
+    assert not odd.features.masked_softmax_fusion
+    # flash: no score passes, the attention dropout is the kernel's
+    assert "attention_softmax" not in resolve(BIG, 1, seq_length=1024).features.describe()
+    with pytest.raises(InputError) as e:
+        resolve(BIG, 1, seq_length=1024, features=Features(attention_dropout=1.0))
+    assert e.value.field == "attention_dropout"
 
 
 def ComputeModelCore(g):

@@ -165,8 +165,9 @@ def build_cost_model(args: argparse.Namespace):
 
 
 def _gpu_key(name: str) -> str:
-    """``A100 SXM4 80GB`` -> ``a100``: the GPU model without its form factor and memory."""
-    return name.strip().lower().split()[0] if name.strip() else ""
+    """``A100 SXM4 80GB`` (or ``a100-40gb``) -> ``a100``: the GPU model without its form
+    factor and memory."""
+    return name.strip().lower().split()[0].split("-")[0] if name.strip() else ""
 
 
 def build_cost_model_for(args: argparse.Namespace, gpu: str | None, source: str = ""):

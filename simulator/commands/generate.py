@@ -158,6 +158,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "softmax (--attention-backend unfused) unless --use-flash-attn; "
                         "transformer_engine = TE's fused/flash attention (--attention-backend "
                         "flash, the default). Nothing else of the layers changes")
+    f.add_argument("--no-masked-softmax-fusion", dest="masked_softmax_fusion",
+                   action="store_false", default=True,
+                   help="unfused attention: PyTorch's scale, mask and softmax kernels (as "
+                        "measured) instead of Megatron's fused scale-mask-softmax (the "
+                        "default, one kernel each way)")
+    f.add_argument("--attention-dropout", type=float, default=0.1, metavar="P",
+                   help="dropout on the attention probabilities (default 0.1, Megatron-LM's); "
+                        "priced with unfused attention (flash kernels apply it inside)")
     f.add_argument("--no-check-for-nan-in-loss-and-grad", dest="check_for_nan",
                    action="store_false", default=True,
                    help="no NaN check of the loss: the host does not wait for the GPU "
@@ -238,6 +246,8 @@ def generate_options(args: argparse.Namespace):
         expert_tensor_parallel_size=getattr(args, "etp", None),
         fp8=getattr(args, "fp8", None),
         attention_backend=_attention_backend(args),
+        masked_softmax_fusion=getattr(args, "masked_softmax_fusion", True),
+        attention_dropout=getattr(args, "attention_dropout", 0.1),
         zero_stage=getattr(args, "zero_stage", 0),
         moe_grouped_gemm=getattr(args, "moe_grouped_gemm", False),
         moe_router_load_balancing_type=getattr(args, "moe_router_load_balancing_type",

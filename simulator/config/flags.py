@@ -44,6 +44,8 @@ FLAGS: dict[str, str] = {
     "recompute_method": "--recompute-method",
     "recompute_num_layers": "--recompute-num-layers",
     "attention_backend": "--attention-backend",
+    "masked_softmax_fusion": "--no-masked-softmax-fusion",
+    "attention_dropout": "--attention-dropout",
     "overlap_param_gather": "--overlap-param-gather",
     "ddp_bucket_size": "--ddp-bucket-size",
     "overlap_grad_reduce": "--overlap-grad-reduce",

@@ -59,6 +59,12 @@ class GenerateOptions:
         None, "expert tensor-parallel size (default: TP)", "GPUs", "int?")
     fp8: str | None = option(None, "FP8 GEMMs: hybrid or e4m3", "", "str?")
     attention_backend: str = option("flash", "flash, fused or unfused", "", "str")
+    masked_softmax_fusion: bool = option(
+        True, "unfused attention: Megatron's fused scale-mask-softmax (false: PyTorch's "
+        "scale, mask and softmax kernels)", "", "bool")
+    attention_dropout: float = option(
+        0.1, "dropout on the attention probabilities (unfused attention; Megatron's 0.1)",
+        "", "float", lo=0)
     zero_stage: int = option(0, "DeepSpeed ZeRO stage 0-3", "", "int", lo=0, hi=3)
     # Megatron-core MoE layer (simulator/generate/moe.py)
     moe_grouped_gemm: bool = option(False, "one grouped GEMM for all local experts (default: "
@@ -117,6 +123,8 @@ class GenerateOptions:
             cp=self.context_parallel_size, cp_comm_type=self.cp_comm_type,
             etp=self.expert_tensor_parallel_size, fp8=self.fp8,
             attention_backend=self.attention_backend, zero_stage=self.zero_stage,
+            masked_softmax_fusion=self.masked_softmax_fusion,
+            attention_dropout=self.attention_dropout,
             moe_grouped_gemm=self.moe_grouped_gemm,
             moe_router_load_balancing_type=self.moe_router_load_balancing_type,
             moe_aux_loss_coeff=self.moe_aux_loss_coeff, moe_z_loss_coeff=self.moe_z_loss_coeff,

@@ -16,10 +16,12 @@ from ..records import replace
 #: one 400 Gbit/s NIC per GPU): what the nccl model prices on without a topology
 DEFAULT_PRESET = "dgx-h100"
 #: the preset of each GPU ``collsim generate`` models (its ``--gpu``): the cluster a generated
-#: table is simulated on when the user names none. a100: DGX A100 (300 GB/s NVLink, 200G HDR);
+#: table is simulated on when the user names none. a100 (and a100-40gb): DGX A100 (300 GB/s
+#: NVLink, 8 x 200G HDR);
 #: h100: DGX H100 (450 GB/s, 400G NDR); h200: HGX H200 (478 GB/s measured, 400G); h800: H800
 #: (200 GB/s NVLink, 400G RoCE). The figures and their sources are in each preset's YAML.
-GPU_PRESETS = {"a100": "dgx-a100", "h100": "dgx-h100", "h200": "hgx-h200", "h800": "h800-roce"}
+GPU_PRESETS = {"a100": "dgx-a100", "a100-40gb": "dgx-a100", "h100": "dgx-h100",
+               "h200": "hgx-h200", "h800": "h800-roce"}
 #: the most faithful model (checked against measurements, docs/validation.md); ``simai``
 #: stays for comparisons with SimAI
 DEFAULT_COST_MODEL = "nccl"

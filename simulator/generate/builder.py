@@ -402,11 +402,9 @@ def _core_us(cm: ComputeModel, cfg: TrainConfig) -> tuple[float, float, float]:
     with --attention-backend unfused the materialised scores (whole sequence; CP's share is
     taken in _moved_out)."""
     if cfg.features.attention_backend == "unfused":
-        from .compute import unfused_attention_us
+        from .compute import config_unfused_attention_us
 
-        m = cfg.model
-        return unfused_attention_us(cfg.gpu_spec, cfg.micro_batch, cfg.seq_length,
-                                    m.heads // cfg.tp, m.hd)
+        return config_unfused_attention_us(cfg.gpu_spec, cfg)
     return cm.core_attention_us()
 
 

@@ -234,8 +234,7 @@ class ComputeModel:
         if getattr(getattr(cfg, "features", None), "attention_backend", "") == "unfused":
             # the materialised scores' kernels in the chain, dispatched where the fused
             # kernel would be (the unfused GPT's measured host floor carries their extra ops)
-            uf, ub, _ = unfused_attention_us(attn_gpu, cfg.micro_batch, cfg.seq_length, nh,
-                                             hd)
+            uf, ub, _ = config_unfused_attention_us(attn_gpu, cfg)
             hf, hb = K._host("sdpa")
             core = (_k(uf, hf), _k(ub, hb), Z)
         else:
@@ -596,22 +595,49 @@ def unfused_gemms_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
 
 
 def unfused_attention_us(gpu: GPUSpec, batch: int, seq: int, heads: int,
-                         head_dim: int) -> tuple[float, float, float]:
-    """(forward, backward, 0) microseconds of attention that materialises its scores.
+                         head_dim: int, fused_softmax: bool = False,
+                         dropout: float = 0.0) -> tuple[float, float, float]:
+    """(forward, backward, 0) device microseconds of attention that materialises its scores.
 
-    Its batched GEMMs (:func:`unfused_gemms_us`) and the passes over the scores (mask,
-    softmax, and their backward): with a fit (``unfused_fwd`` / ``unfused_bwd``: a fixed
-    time and ns per score element, measured on PyTorch's unfused path, the mask and softmax
-    as separate kernels) those; else Megatron's fused scale-mask-softmax as streaming
-    traffic: 4 bytes an element forward (bf16 scores read and written), 6 backward. No
-    attention dropout.
+    Its batched GEMMs (:func:`unfused_gemms_us`) and the passes over the ``batch x heads x
+    seq^2`` scores:
+
+    * ``fused_softmax`` False: PyTorch's scale, mask and softmax as separate kernels, as
+      measured (``unfused_fwd`` / ``unfused_bwd``: a fixed time and ns per score element;
+      without that fit, streaming traffic of 4 and 6 bytes an element);
+    * ``fused_softmax`` True: Megatron's fused scale-mask-softmax, one kernel each way that
+      reads the 2-byte scores and writes the 2-byte probabilities (4 bytes an element) and,
+      backward, reads the probabilities and their gradient and writes one (6 bytes). Priced
+      as the measured row-reduction kernel that moves its bytes the same way, the layer
+      norm (``layer_norm.fwd`` / ``.bwd``: one kernel, rows of ``seq`` elements);
+    * ``dropout`` > 0: the dropout on the probabilities (Megatron's ``attention_dropout``),
+      the measured dropout kernels over 5 bytes an element each way (2-byte values in and
+      out, a 1-byte mask).
     """
     scores = float(batch * heads) * seq * seq
     gf, gb = unfused_gemms_us(gpu, batch, seq, heads, head_dim)
-    if gpu.unfused_fwd and gpu.unfused_bwd:
+    if fused_softmax:
+        sf = gpu.mem_us("layer_norm.fwd", 4 * scores, cols=seq)
+        sb = gpu.mem_us("layer_norm.bwd", 6 * scores, cols=seq)
+    elif gpu.unfused_fwd and gpu.unfused_bwd:
         (t0f, nsf), (t0b, nsb) = gpu.unfused_fwd, gpu.unfused_bwd
-        return (gf + t0f + scores * nsf / 1e3, gb + t0b + scores * nsb / 1e3, 0.0)
-    return (gf + gpu.stream_us(4 * scores), gb + gpu.stream_us(6 * scores), 0.0)
+        sf, sb = t0f + scores * nsf / 1e3, t0b + scores * nsb / 1e3
+    else:
+        sf, sb = gpu.stream_us(4 * scores), gpu.stream_us(6 * scores)
+    if dropout > 0:
+        sf += gpu.mem_us("dropout.fwd", 5 * scores, cols=seq)
+        sb += gpu.mem_us("dropout.bwd", 5 * scores, cols=seq)
+    return (gf + sf, gb + sb, 0.0)
+
+
+def config_unfused_attention_us(gpu: GPUSpec, cfg) -> tuple[float, float, float]:
+    """:func:`unfused_attention_us` of one layer of ``cfg`` (its TP rank's heads), with the
+    softmax and the attention dropout its features say."""
+    f = cfg.features
+    m = cfg.model
+    return unfused_attention_us(gpu, cfg.micro_batch, cfg.seq_length, m.heads // cfg.tp,
+                                m.hd, fused_softmax=f.masked_softmax_fusion,
+                                dropout=f.attention_dropout)
 
 
 def _split_backward(ig: Cost, wg: Cost) -> tuple[float, float]:

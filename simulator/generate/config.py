@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import InputError
 from ..parallel import ParallelConfig
-from .features import Features, check_features
+from .features import Features, check_features, softmax_fusion_available
 from .gpu import GPUSpec, get_gpu
 from .models import ModelSpec, check_model
 
@@ -185,6 +185,13 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         seq_length=seq_length, micro_batch=micro_batch, gpu=gpu.strip().lower(),
         distributed_optimizer=distributed_optimizer)
     notes.extend(fnotes)
+    if (features.attention_backend == "unfused" and features.masked_softmax_fusion
+            and not softmax_fusion_available(micro_batch, seq_length, model.heads // tp)):
+        features = replace(features, masked_softmax_fusion=False)
+        notes.append(f"Megatron's fused scale-mask-softmax does not take {seq_length} keys x "
+                     f"{micro_batch * model.heads // tp} heads a rank (16 < keys <= 4096, "
+                     "micro-batch x heads a multiple of 4): PyTorch's scale, mask and "
+                     "softmax kernels priced instead")
     recompute = features.full_recompute
     if features.zero_stage:
         distributed_optimizer = True  # ZeRO shards the optimizer states over DP

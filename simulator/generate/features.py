@@ -36,6 +36,12 @@ class Features:
     overlap_param_gather: bool = False         # parameter buckets gathered during the forward
     bucket_size: int | None = None             # parameters per DDP bucket (None: Megatron's)
     attention_backend: str = "flash"           # flash/fused: no score matrix; unfused: s x s
+    # unfused only (Megatron's core attention): its fused scale-mask-softmax kernel
+    # (--no-masked-softmax-fusion: PyTorch's separate scale, mask and softmax, as measured)
+    # and the dropout on the attention probabilities (--attention-dropout, Megatron's 0.1;
+    # flash kernels apply it inside)
+    masked_softmax_fusion: bool = True
+    attention_dropout: float = 0.1
     fp8: str | None = None                     # FP8 GEMMs (Hopper): hybrid or e4m3
     cp: int = 1                                # context parallelism
     cp_comm_type: str = "p2p"
@@ -93,6 +99,11 @@ class Features:
         if self.overlap_grad_reduce or self.overlap_param_gather:
             on["bucket_size_params"] = self.bucket_size
         on["attention_backend"] = self.attention_backend
+        if self.attention_backend == "unfused":
+            on["attention_softmax"] = ("Megatron's fused scale-mask-softmax"
+                                       if self.masked_softmax_fusion
+                                       else "PyTorch's scale, mask and softmax kernels")
+            on["attention_dropout"] = self.attention_dropout
         if self.fp8:
             on["fp8"] = self.fp8
         if self.cp > 1:
@@ -157,6 +168,14 @@ class Features:
         return out
 
 
+def softmax_fusion_available(micro_batch: int, seq_length: int, heads: int) -> bool:
+    """Whether Megatron's fused scale-mask-softmax takes these causal scores: its kernel needs
+    16 < keys <= 4096, queries and keys multiples of 4 and micro-batch x heads (of a TP rank)
+    a multiple of 4 (megatron-core ``FusedScaleMaskSoftmax.is_kernel_available``, read for
+    its rule); else Megatron runs PyTorch's scale, mask and softmax."""
+    return 16 < seq_length <= 4096 and seq_length % 4 == 0 and (micro_batch * heads) % 4 == 0
+
+
 def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, is_moe: bool,
                    seq_length: int, micro_batch: int, gpu: str,
                    distributed_optimizer: bool) -> tuple[Features, list[str]]:
@@ -189,6 +208,9 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
     if f.attention_backend not in ATTENTION_BACKENDS:
         raise InputError(f"expected one of {', '.join(ATTENTION_BACKENDS)}, got "
                          f"{f.attention_backend!r}", field="attention_backend")
+    p = f.attention_dropout
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise InputError(f"must be a probability in [0, 1), got {p!r}", field="attention_dropout")
     if f.overlap_param_gather and not (distributed_optimizer or f.zero_stage):
         raise InputError("needs the distributed optimizer (Megatron-LM gathers parameters only "
                          "with --use-distributed-optimizer)", field="overlap_param_gather")
@@ -207,7 +229,7 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
         if f.fp8 not in FP8_FORMATS:
             raise InputError(f"expected one of {', '.join(FP8_FORMATS)}, got {f.fp8!r}",
                              field="fp8")
-        if gpu == "a100":
+        if gpu.startswith("a100"):
             raise InputError("FP8 GEMMs need Hopper tensor cores (h100, h200, h800)",
                              field="fp8")
     if not isinstance(f.cp, int) or f.cp < 1:

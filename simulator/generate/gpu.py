@@ -166,38 +166,60 @@ def _h200() -> GPUSpec:
 
 
 def derived(base: GPUSpec, name: str, peak_tflops: float, hbm_gbps: float,
-            hbm_gib: float) -> GPUSpec:
+            hbm_gib: float, gemm_share: float = 1.0, share_source: str = "") -> GPUSpec:
     """A GPU that was not measured, from ``base`` (measured) and its published peaks.
 
     Compute-bound terms keep the measured share of peak (GEMM ``e_max`` and size curve,
-    attention efficiencies), so they scale with ``peak_tflops``; memory-bound kernels keep the
-    measured share of HBM bandwidth (each op's bandwidth x hbm_gbps / base's, the optimizer's
-    ns per parameter x base's / hbm_gbps); fixed per-kernel device times and every host
-    (dispatch) time stay as measured: they depend on the launch path and the CPU, not the GPU.
+    attention efficiencies), so they scale with ``peak_tflops``; ``gemm_share`` multiplies
+    the GEMM ``e_max`` where a published benchmark run the same way on both GPUs says the
+    share differs (``share_source`` names it). Memory-bound kernels keep the measured share
+    of HBM bandwidth: each op's bandwidth x hbm_gbps / base's; the optimizer's, the zeroing's,
+    the accumulation's and the unfused attention's score passes' ns per element x base's /
+    hbm_gbps. Fixed per-kernel device times and every host (dispatch) time stay as measured:
+    they depend on the launch path and the CPU, not the GPU.
     """
     k = base.hbm_gbps / hbm_gbps
     mem = tuple((n, t0, gbps / k, c0) for n, t0, gbps, c0 in base.mem_ops)
     opt = base.opt_step
     if opt:
         opt = (opt[0], opt[1] * k, opt[2])
+    # the unfused attention's passes over the scores (mask, softmax) are memory-bound:
+    # (fixed us, ns per score element), the latter scaled like the other streaming terms
+    uf = (base.unfused_fwd[0], base.unfused_fwd[1] * k) if base.unfused_fwd else None
+    ub = (base.unfused_bwd[0], base.unfused_bwd[1] * k) if base.unfused_bwd else None
+    share = (f"; GEMM share of peak x {gemm_share:.3f} ({share_source})"
+             if gemm_share != 1.0 else "")
     return replace(base, name=name, peak_tflops=peak_tflops, hbm_gbps=hbm_gbps,
                    hbm_gib=hbm_gib, mem_ops=mem, opt_step=opt,
+                   gemm_emax=min(1.0, base.gemm_emax * gemm_share),
+                   unfused_fwd=uf, unfused_bwd=ub,
                    opt_zero_ns=base.opt_zero_ns * k, opt_accum_ns=base.opt_accum_ns * k,
                    derivation=f"derived from the H200 fit and published peaks "
                               f"({peak_tflops:g} TFLOP/s bf16 dense, {hbm_gbps:g} GB/s HBM): "
                               "compute at the measured share of peak, memory-bound kernels at "
                               "the measured share of HBM bandwidth, host and fixed kernel "
-                              "times as measured")
+                              "times as measured" + share)
 
 
 _H200 = _h200()
+#: A100 SXM over H100 SXM best-shape bf16 matmul share of peak (ml-engineering MAMF table)
+A100_GEMM_SHARE = 0.859 / 0.801
+A100_SHARE_SOURCE = ("published best-shape matmul: 85.9% of peak on A100 SXM, 80.1% on "
+                     "H100 SXM, ml-engineering's MAMF table")
 GPUS: dict[str, GPUSpec] = {g.name: g for g in [
     # H100 and H800 SXM: the H200's SM array and clocks, 80 GB of HBM3 at 3.35 TB/s
     derived(_H200, "h100", 989.4, 3350, 80),
     _H200,
     derived(_H200, "h800", 989.4, 3350, 80),
-    # A100 SXM 80 GB: 312 TFLOP/s bf16 dense, 2039 GB/s (the vendor's datasheet)
-    replace(derived(_H200, "a100", 312.0, 2039, 80), attn_bwd_eff=None, attn_eff=0.60),
+    # A100 SXM 80 GB: 312 TFLOP/s bf16 dense, 2039 GB/s (the vendor's datasheet); 40 GB:
+    # 1555 GB/s. cuBLAS reaches a larger share of the A100's peak than of Hopper's (power-
+    # and clock-bound): the best-shape bf16 matmul of Bekman's ml-engineering MAMF table,
+    # one benchmark (mamf-finder.py, CUDA 12.1) on both, is 85.9% of 312 on A100 SXM and
+    # 80.1% of 989 on H100 SXM, so the A100's e_max is the H200 fit's x 85.9 / 80.1
+    replace(derived(_H200, "a100", 312.0, 2039, 80, A100_GEMM_SHARE, A100_SHARE_SOURCE),
+            attn_bwd_eff=None, attn_eff=0.60),
+    replace(derived(_H200, "a100-40gb", 312.0, 1555, 40, A100_GEMM_SHARE, A100_SHARE_SOURCE),
+            attn_bwd_eff=None, attn_eff=0.60),
 ]}
 
 

@@ -164,8 +164,11 @@ def activation_bytes_per_layer(cfg: TrainConfig, moe: bool) -> float:
         kept = sbh * (5.0 + (a - 5.0) / cfg.tp)
     f = cfg.features
     if f.attention_backend == "unfused" and f.recompute_granularity != "selective":
-        # the softmax output, bf16, of this rank's heads and queries against every key
-        kept += 2.0 * cfg.micro_batch * (m.heads // cfg.tp) * cfg.seq_length ** 2 / cfg.cp
+        # the softmax output, bf16, of this rank's heads and queries against every key; with
+        # the attention dropout also its 1-byte mask and its 2-byte output (Korthikanti et
+        # al.'s 5 a s^2 b bytes a layer)
+        per_score = 2.0 + (3.0 if f.attention_dropout > 0 else 0.0)
+        kept += per_score * cfg.micro_batch * (m.heads // cfg.tp) * cfg.seq_length ** 2 / cfg.cp
     return kept
 
 

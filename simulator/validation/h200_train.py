@@ -112,8 +112,11 @@ def config_for(r: dict):
                            vocab=int(r["vocab"]))
     mbs, ga = int(r["mbs"]), int(r["ga"])
     v = _variant(r)
+    # the measured unfused layer is plain PyTorch (paired.unfused_attention): separate scale,
+    # mask and softmax kernels, no attention dropout
     features = Features(fp8="hybrid" if v == "fp8" else None, check_for_nan_in_loss=False,
-                        attention_backend="unfused" if v == "unfused" else "flash")
+                        attention_backend="unfused" if v == "unfused" else "flash",
+                        masked_softmax_fusion=False, attention_dropout=0.0)
     return resolve(model, 1, tp=1, micro_batch=mbs, global_batch=mbs * ga,
                    seq_length=int(r["seq"]), recompute=bool(int(r["recompute"])), gpu="h200",
                    features=features)
