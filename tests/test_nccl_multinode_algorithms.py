@@ -346,3 +346,15 @@ def test_a_job_wide_algorithm_falls_back_to_the_ring_where_it_cannot_run(tmp_pat
         hand(tmp_path, 2, 2, **kw), Op.ALLREDUCE, 1 << 30, range(4)).algorithm
     with pytest.raises(InputError, match="does not apply"):
         est(m, Op.ALLREDUCE, 1 << 20, (0, 1), "nvls_tree")
+
+
+# -- the ring's latency over many servers ----------------------------------------------------
+def test_ring_latency_over_n_servers_by_hand(tmp_path):
+    # 2 GPUs per server on k servers, n = 2k ranks: all-reduce takes 2(n-1) steps; half the
+    # ring edges cross servers (each channel leaves every server once), so half the steps are
+    # network hops (Simple 4 us) and half NVLink hops (0.5 us), plus the 3 us base:
+    # k = 8: 30 steps -> 15 x 4 + 15 x 0.5 + 3 = 70.5 us; k = 32: 126 steps -> 286.5 us.
+    # The term grows with n at a fixed size; per byte the bandwidth part does not.
+    for k, want in ((8, 70_500), (32, 286_500)):
+        e = est(hand(tmp_path, 2, k), Op.ALLREDUCE, 1 << 20, range(2 * k), "ring", "Simple")
+        assert e.latency_ns == pytest.approx(want)
