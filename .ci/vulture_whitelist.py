@@ -42,3 +42,5 @@ _.__getattr__  # simulator/network/__init__.py
 _.__defaults__
 _.__annotations__
 _.kw_only
+_.__wrapped__  # simulator/records.py: inspect.signature follows it
+_.__signature__  # simulator/records.py: what inspect.signature returns for it

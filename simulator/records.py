@@ -188,7 +188,18 @@ class _Factory:
 _HAS_FACTORY = _Factory()
 
 
-def _init_fn(cls: type, fields: list[_Field], frozen: bool, slots: bool) -> Any:
+def _check_order(fields: list[_Field]) -> None:
+    seen_default = False
+    for f in fields:
+        if f.init:
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                if seen_default:
+                    raise TypeError(f"non-default argument {f.name!r} follows default argument")
+            else:
+                seen_default = True
+
+
+def _compiled_init(cls: type, fields: tuple[_Field, ...], frozen: bool, slots: bool) -> Any:
     """The class's ``__init__``, as dataclass writes it, compiled from a line per field."""
     names = {f.name for f in fields}
     me = "__dataclass_self__" if "self" in names else "self"
@@ -197,14 +208,9 @@ def _init_fn(cls: type, fields: list[_Field], frozen: bool, slots: bool) -> Any:
     params: list[str] = []
     defaults: list[Any] = []
     body: list[str] = []
-    seen_default = False
     for i, f in enumerate(fields):
         if f.init:
-            if f.default is _MISSING and f.default_factory is _MISSING:
-                if seen_default:
-                    raise TypeError(f"non-default argument {f.name!r} follows default argument")
-            else:
-                seen_default = True
+            if f.default is not _MISSING or f.default_factory is not _MISSING:
                 defaults.append(_HAS_FACTORY if f.default is _MISSING else f.default)
             params.append(f.name)
         if f.default_factory is not _MISSING:
@@ -230,6 +236,114 @@ def _init_fn(cls: type, fields: list[_Field], frozen: bool, slots: bool) -> Any:
     fn.__module__ = cls.__module__
     fn.__annotations__ = {**{f.name: f.type for f in fields if f.init}, "return": None}
     return fn
+
+
+#: calls of a class's generic ``__init__`` before its compiled one replaces it
+COMPILE_AFTER = 32
+_UNSET: Any = object()
+
+
+def _lazy_init(holder: list, fields: tuple[_Field, ...], frozen: bool, slots: bool) -> Any:
+    """An ``__init__`` that does what the compiled one does without compiling anything, for
+    the first ``COMPILE_AFTER`` objects of the class; then (or at once for a call it cannot
+    bind, so that the error is Python's own) it compiles the real one, puts it on the class
+    and calls it. Most classes make a handful of objects a run, so most never compile."""
+    state: dict[str, Any] = {"calls": 0}
+
+    def real() -> Any:
+        fn = state.get("fn")
+        if fn is None:
+            cls = holder[0]
+            fn = state["fn"] = _compiled_init(cls, fields, frozen, slots)
+            if cls.__dict__.get("__init__") is __init__:
+                cls.__init__ = fn
+        return fn
+
+    def plan() -> tuple:
+        init = [f for f in fields if f.init]
+        names = tuple(f.name for f in init)
+        required = sum(1 for f in init if f.default is _MISSING
+                       and f.default_factory is _MISSING)
+        tail = tuple(_HAS_FACTORY if f.default is _MISSING else f.default
+                     for f in init[required:])
+        steps = []          # (name, 0: bound value, 1: bound or factory, 2: factory, 3: const)
+        for f in fields:
+            if f.init:
+                pos = names.index(f.name)
+                steps.append((f.name, 0, pos) if f.default_factory is _MISSING
+                             else (f.name, 1, (pos, f.default_factory)))
+            elif f.default_factory is not _MISSING:
+                steps.append((f.name, 2, f.default_factory))
+            elif slots and f.default is not _MISSING:
+                steps.append((f.name, 3, f.default))
+        plain = all(kind == 0 for _, kind, _ in steps) and len(steps) == len(names)
+        made = (names, {n: i for i, n in enumerate(names)}, required, tail, tuple(steps),
+                plain and not hasattr(holder[0], "__post_init__"),
+                hasattr(holder[0], "__post_init__"),
+                object.__setattr__ if frozen else setattr)
+        state["plan"] = made
+        return made
+
+    def __init__(*args: Any, **kwargs: Any) -> None:
+        state["calls"] += 1
+        if state["calls"] > COMPILE_AFTER or not args:
+            return real()(*args, **kwargs)
+        names, index, required, tail, steps, plain, post, put = state.get("plan") or plan()
+        self = args[0]
+        given = len(args) - 1
+        n = len(names)
+        if given == n and not kwargs:
+            values: Any = args[1:]
+        else:
+            if given > n:
+                return real()(*args, **kwargs)
+            values = list(args[1:]) + [_UNSET] * (n - given)
+            for key, value in kwargs.items():
+                i = index.get(key, -1)
+                if i < given:           # unknown, or given twice
+                    return real()(*args, **kwargs)
+                values[i] = value
+            for i in range(given, n):
+                if values[i] is _UNSET:
+                    if i < required:
+                        return real()(*args, **kwargs)
+                    values[i] = tail[i - required]
+        if plain:
+            for name, value in zip(names, values):
+                put(self, name, value)
+            return None
+        for name, kind, ref in steps:
+            if kind == 0:
+                put(self, name, values[ref])
+            elif kind == 1:
+                value = values[ref[0]]
+                put(self, name, ref[1]() if value is _HAS_FACTORY else value)
+            elif kind == 2:
+                put(self, name, ref())
+            else:
+                put(self, name, ref)
+        if post:
+            self.__post_init__()
+        return None
+    # inspect.signature follows __wrapped__: it sees the compiled __init__'s parameters
+    __init__.__wrapped__ = _SignatureOf(real)  # type: ignore[attr-defined]
+    return __init__
+
+
+class _SignatureOf:
+    """What ``inspect.signature`` reads for a lazily compiled ``__init__``: the compiled
+    one's signature (compiling it then: only introspection asks)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> Any:
+        import inspect
+        return inspect.signature(self._real())
 
 
 # ------------------------------------------------------------ dataclasses' view, on demand
@@ -332,8 +446,14 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
     own_hash = own.get("__hash__", _MISSING)
     explicit_hash = not (own_hash is _MISSING or (own_hash is None and "__eq__" in own))
     holder: list = [cls]
+    _check_order(all_fields)
     if "__init__" not in own:
-        cls.__init__ = _init_fn(cls, all_fields, frozen, slots)
+        init = _lazy_init(holder, tuple(all_fields), frozen, slots)
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        init.__module__ = cls.__module__
+        init.__annotations__ = {**{f.name: f.type for f in all_fields if f.init},
+                                "return": None}
+        cls.__init__ = init
     if "__repr__" not in own:
         cls.__repr__ = _repr_fn(tuple(f.name for f in all_fields if f.repr))
     if "__eq__" not in own:

@@ -40,6 +40,8 @@ def _both(body, **options):
 
 def _plain():
     class Plain:
+        """Plain."""
+
         name: str
         size_bytes: int = 0
         extra: tuple = ()
@@ -48,18 +50,24 @@ def _plain():
 
 def _one():
     class One:
+        """One."""
+
         x: float
     return One
 
 
 def _empty():
     class Empty:
+        """Empty."""
+
         pass
     return Empty
 
 
 def _hidden():
     class Hidden:
+        """Hidden."""
+
         shown: int
         secret: int = dataclasses.field(default=0, repr=False)
         loose: int = dataclasses.field(default=0, compare=False)
@@ -69,6 +77,8 @@ def _hidden():
 
 def _own_eq():
     class OwnEq:
+        """OwnEq."""
+
         a: int
         b: int = 0
 
@@ -79,6 +89,8 @@ def _own_eq():
 
 def _own_hash_and_repr():
     class OwnHash:
+        """OwnHash."""
+
         a: int
 
         def __hash__(self):
@@ -91,6 +103,8 @@ def _own_hash_and_repr():
 
 def _posted():
     class Posted:
+        """Posted."""
+
         a: int
         twice: int = 0
 
@@ -101,6 +115,8 @@ def _posted():
 
 def _factories():
     class Factories:
+        """Factories."""
+
         a: int
         items: list = dataclasses.field(default_factory=list)
         table: dict = dataclasses.field(default_factory=lambda: {"k": 1}, compare=False)
@@ -111,6 +127,8 @@ def _factories():
 
 def _self_named():
     class SelfNamed:    # a field called "self": dataclass renames __init__'s first parameter
+        """SelfNamed."""
+
         self: int
         other: str = "o"
     return SelfNamed
@@ -123,9 +141,16 @@ SHAPES = [(_plain, ("n", 3, (1, 2))), (_one, (float("nan"),)), (_empty, ()),
 OPTIONS = [{}, {"frozen": True}, {"slots": True}, {"frozen": True, "slots": True}]
 
 
+#: a record's first objects are made by its generic __init__, later ones by the compiled one
+#: (records.COMPILE_AFTER calls): the checks below run on both
+INITS = pytest.mark.parametrize("compile_after", [1000, 0], ids=["generic-init", "compiled-init"])
+
+
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "plain")
 @pytest.mark.parametrize("shape,args", SHAPES, ids=lambda s: getattr(s, "__name__", ""))
-def test_record_acts_as_dataclass(shape, args, options):
+@INITS
+def test_record_acts_as_dataclass(shape, args, options, compile_after, monkeypatch):
+    monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
     ref_cls, rec_cls = _both(shape, **options)
     ref, rec = ref_cls(*args), rec_cls(*args)
     # the same __init__ (parameters, defaults, the factory marker's place) and fields, as
@@ -197,12 +222,16 @@ def test_subclass_of_a_record():
 
     @record(frozen=True)
     class Grown(base):
+        """Grown."""
+
         more: int = 1
 
     ref_base = dataclasses.dataclass(_plain(), frozen=True)
 
     @dataclasses.dataclass(frozen=True)
     class RefGrown(ref_base):
+        """RefGrown."""
+
         more: int = 1
 
     assert repr(Child("c")).endswith(".Child(name='c', size_bytes=0, extra=())")
@@ -257,6 +286,8 @@ def test_records_field_makes_the_same_class_as_dataclasses_field():
     # one dataclasses.field gives
     def body(make):
         class Opts:
+            """Opts."""
+
             a: int = make(default=1, metadata={"help": "the a"})
             b: list = make(default_factory=list, repr=False)
         return Opts
@@ -303,6 +334,8 @@ def test_class_body_errors_as_dataclass():
 def test_what_records_does_not_handle_is_a_plain_dataclass():
     # (typing imported at module level: dataclass reads a string ClassVar through it)
     class WithClassVar:
+        """WithClassVar."""
+
         a: int
         limit: typing.ClassVar[int] = 3
     made = record(WithClassVar)
@@ -313,6 +346,8 @@ def test_what_records_does_not_handle_is_a_plain_dataclass():
 
     @dataclasses.dataclass(frozen=True)
     class Below(base):
+        """Below."""
+
         more: int = 5
     assert [f.name for f in records.fields(Below)] == ["name", "size_bytes", "extra", "more"]
     assert records.replace(Below("b"), more=6).more == 6
@@ -327,3 +362,59 @@ def test_replace_refuses_init_false_fields_as_dataclass():
     with pytest.raises(ValueError, match="init=False"):
         records.replace(rec, made=(1,))
     assert records.replace(rec, a=3).a == 3
+
+
+def _calls():
+    class Calls:
+        """Calls."""
+
+        a: int
+        b: str = "b"
+        c: list = dataclasses.field(default_factory=list)
+        d: float = 1.5
+    return Calls
+
+
+CALLS = [((1,), {}), ((1, "x"), {}), ((1, "x", [2], 3.0), {}), ((), {"a": 1}),
+         ((1,), {"d": 2.0}), ((1,), {"c": [1], "b": "y"}), ((), {"d": 0.0, "a": 5}),
+         # wrong calls: the error is Python's own for the compiled __init__
+         ((), {}), ((1, "x", [2], 3.0, 9), {}), ((1,), {"a": 2}), ((1,), {"zz": 2}),
+         ((), {"b": "only"})]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "plain")
+@pytest.mark.parametrize("args,kwargs", CALLS, ids=str)
+@INITS
+def test_record_init_binds_arguments_as_dataclass(args, kwargs, options, compile_after,
+                                                   monkeypatch):
+    monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
+    ref_cls, rec_cls = _both(_calls, **options)
+
+    def made(cls):
+        try:
+            obj = cls(*args, **kwargs)
+        except TypeError as e:
+            return "TypeError: " + str(e).replace(cls.__qualname__, "Calls")
+        return [getattr(obj, f.name) for f in dataclasses.fields(cls)]
+    assert made(rec_cls) == made(ref_cls)
+    assert made(rec_cls) == made(rec_cls)      # a second object alike (a fresh factory list)
+
+
+def test_generic_init_gives_way_to_the_compiled_one(monkeypatch):
+    monkeypatch.setattr(records, "COMPILE_AFTER", 3)
+    cls = record(_calls(), frozen=True, slots=True)
+    generic = cls.__init__
+    objs = [cls(i) for i in range(5)]
+    assert cls.__init__ is not generic       # compiled and put on the class at the 4th call
+    assert [o.a for o in objs] == list(range(5)) and objs[4].c == [] and objs[4].c is not objs[3].c
+    assert generic(objs[0].__class__.__new__(cls), 7) is None   # the old one still works
+
+
+def test_a_record_without_docstring_gets_dataclasses_one():
+    def body():
+        class Bare:
+            a: int
+            b: str = "x"
+        return Bare
+    ref_cls, rec_cls = _both(body)
+    assert rec_cls.__doc__ == ref_cls.__doc__ == "Bare(a: 'int', b: 'str' = 'x')"
