@@ -128,3 +128,32 @@ def test_default_run_creates_only_records_with_docstrings():
                          cwd=ROOT, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "bad:"
+
+
+def test_collector_frozen_only_in_a_program_run():
+    # simulator/cli.py: `python -m simulator` / `collsim` runs collect no garbage while the
+    # modules load and freeze what is there once the command starts; main([...]) called in
+    # someone's process leaves their collector alone
+    probe = ("import gc, contextlib, io\n"
+             "from simulator.cli import main\n"
+             "before = gc.get_freeze_count()\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+             "'--quiet']) == 0\n"
+             "assert gc.isenabled() and gc.get_freeze_count() == before, before\n"
+             "import sys\n"
+             "sys.argv = ['collsim', 'simulate', '--quiet', "
+             f"{str(WORKLOADS / 'simai_example_9216.txt')!r}]\n"
+             "assert main() == 0\n"
+             # thousands of objects (every module loaded) frozen, the collector back on
+             "assert gc.isenabled() and gc.get_freeze_count() > 10000, gc.get_freeze_count()\n"
+             "sys.argv = ['collsim']\n"
+             "gc.unfreeze()\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    assert main() == 2\n"                  # no command: help, collector back on
+             "assert gc.isenabled() and gc.get_freeze_count() == 0\n"
+             "print('ok')")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
