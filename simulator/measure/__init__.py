@@ -10,5 +10,7 @@ relatively), so a GPU machine can copy this folder alone and run it
 ``timing`` (shared helpers) <- ``bench`` (collectives, GEMMs), ``moe`` (the EP MoE step)
 <- ``processes`` (one process per GPU, the phases) <- ``cli``; ``layer``, ``gpt``,
 ``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps) <- ``paired`` (host
-floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor).
+floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor);
+``compute_run``, ``hostcause`` <- ``gpubound`` (GPU-bound steps profiled, GEMM layouts and
+fp16's kernels).
 """
