@@ -54,15 +54,24 @@ def test_memory_bound_kernel_against_its_measurement():
 
 
 def test_optimizer_step_against_its_measurement():
-    """The optimizer step (norm, clip, fused Adam, bf16 copy) over the 1.3B model's 1.32e9
-    parameters in 292 tensors: measured 15.3 ms (run1) and 15.6 ms (run2)."""
+    """The optimizer step (norm, fused Adam, bf16 copy) over the 1.3B model's 1.32e9
+    parameters in 292 tensors: measured 15.3 ms (run1) and 15.6 ms (run2); the sweep's
+    repeated steps ran at norm 1 after the first, so without clipping's scale. With the scale
+    (the step after a real backward, norm above 1: gpubound1 opt_context, 17.36 ms) the
+    model adds the scale's 2.87 ms (1.32e9 x 0.002177 ns) and lands within 7%: the scale's
+    kernels hide part of the host's dispatch gap after the norm's read, which the sweep's
+    step includes."""
+    from dataclasses import replace
     rows = [r for r in _kernel_rows() if r["group"] == "optimizer" and r["op"] == "step"
             and r["numel"] == "1320013824"]
     if not rows:
         pytest.skip("no kernel sweep")
     g = get_gpu("h200")
+    plain = replace(g, opt_clip_ns=0.0)
     for r in rows:
-        assert g.optimizer_us(1320013824, 292) == pytest.approx(float(r["dev_us"]), rel=0.05)
+        assert plain.optimizer_us(1320013824, 292) == pytest.approx(float(r["dev_us"]),
+                                                                    rel=0.05)
+    assert g.optimizer_us(1320013824, 292) == pytest.approx(17361.9, rel=0.07)
 
 
 def test_a100_and_h100_are_derived_from_the_h200_fit_and_published_peaks():
@@ -85,8 +94,9 @@ def test_a100_and_h100_are_derived_from_the_h200_fit_and_published_peaks():
     # e_max 0.7686 x 0.859 / 0.801 = 0.8243: 4096^3 (1.374e11 FLOP) at 0.8243 x 312 x
     # (4096/4109.11)^3 = 254.8 TFLOP/s: 539.4 us + 3.4 us (the MAMF table's best A100 shape
     # reaches 267.9)
-    assert a100.gemm_emax == pytest.approx(0.8243, abs=1e-4)
-    assert a100.gemm_us(4096, 4096, 4096) == pytest.approx(542.9, rel=1e-3)
+    assert a100.gemm_emax == pytest.approx(0.8481, abs=1e-4)   # 0.7908 (H200 refit) x 1.0725
+    # shape-aware H200 refit: 3.492 + 1.374e11 / (312e6 x 0.8481 x 4096/4191) = 535.0 us
+    assert a100.gemm_us(4096, 4096, 4096) == pytest.approx(535.0, rel=1e-3)
     # the unfused attention's score passes are memory-bound: ns per score x 4800 / 2039
     assert a100.unfused_fwd[1] == pytest.approx(h200.unfused_fwd[1] * 4800 / 2039)
     assert a100.unfused_bwd == pytest.approx((h200.unfused_bwd[0],

@@ -370,7 +370,7 @@ def test_unfused_attention_prices_the_score_matrix():
     thin = t0 + n * (gpu.gemm_us(s, d, s) - t0)
     (f0, fns), (b0, bns) = gpu.unfused_fwd, gpu.unfused_bwd
     assert f0 == 0.0 and fns == pytest.approx(0.0099625, abs=1e-7)
-    assert b0 == 68.316 and bns == pytest.approx(0.010368, abs=1e-7)
+    assert b0 == 68.052 and bns == pytest.approx(0.010368, abs=1e-7)
     fwd = square + thin + f0 + fns * n * s * s / 1e3    # 668.6 us of score passes
     bwd = square + 3 * thin + b0 + bns * n * s * s / 1e3   # 764.1 us
     # (the measured path: PyTorch's separate kernels, no attention dropout)
@@ -434,7 +434,7 @@ def test_megatron_fused_softmax_and_attention_dropout():
     # + 0.010368 ns backward: 668.57 / 764.10 us): the fused kernel moves far fewer bytes
     f, b, _ = unfused_attention_us(gpu, 1, 1024, 64, 128)
     assert f - gf == pytest.approx(668.57, abs=0.02)
-    assert b - gb == pytest.approx(764.10, abs=0.02)
+    assert b - gb == pytest.approx(763.84, abs=0.02)   # t0 68.052 after the GEMM refit
 
 
 def test_fused_softmax_is_the_default_of_megatron_local_attention():

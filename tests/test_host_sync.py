@@ -85,14 +85,15 @@ def test_fp16_found_inf_rows_and_unscale_kernels():
     r = rows["loss_scale_found_inf"]
     assert (r.fwd.op, r.fwd.group, r.fwd.size_bytes) == (Op.ALLREDUCE, Group.TP, 4)
     # its kernels on the H200 fit (h200_fit.py): found_inf zeroed (zero_fp32: 1.588 us,
-    # dispatched in 12.53 us, an add's), then the unscale over the main gradients, fp32 read
-    # and written (8 bytes a parameter, add's 1.631 us + bytes / 4854.2 GB/s), dispatched
-    # at 25.06 us, when the GPU is long idle: 25.06 + 1.631 + 8 P / 4854.2e3 us
+    # dispatched in 12.53 us, an add's), then the unscale over the main gradients (measured:
+    # 0.002326 ns a parameter, traces/h200/compute/gpubound1 fp16_opt), dispatched at
+    # 25.06 us, when the GPU is long idle: 25.06 + 0.002326e-3 P us
     p = megatron_params(cfg).per_gpu
-    assert r.fwd_ns == pytest.approx(1e3 * (2 * 12.53 + 1.631 + 8 * p / 4854.2e3), abs=1)
+    assert r.fwd_ns == pytest.approx(1e3 * (2 * 12.53 + 0.002326e-3 * p), abs=1)
     # the optimizer starts with found_inf's read: one copy dispatch (18.86 us) more than bf16
+    # (less 7 ns: the fp16 backward's slower kernels hide that much more of the accumulation)
     bf = {r.name: r for r in generate(_cfg(), check_memory=False).workload.rows}
-    assert rows["optimizer1"].fwd_ns - bf["optimizer1"].fwd_ns == pytest.approx(18860, abs=1)
+    assert rows["optimizer1"].fwd_ns - bf["optimizer1"].fwd_ns == pytest.approx(18853, abs=1)
     assert "loss_scale_found_inf" not in bf
 
 

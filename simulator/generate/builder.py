@@ -368,7 +368,9 @@ def fp8_gpu(gpu):
     from dataclasses import replace
 
     peak = getattr(gpu, "fp8_peak_tflops", None) or 2.0 * gpu.peak_tflops
-    curve = dict(zip(("gemm_emax", "gemm_x0", "gemm_t0_us"), gpu.fp8_gemm or ()))
+    curve: dict = dict(zip(("gemm_emax", "gemm_x0", "gemm_t0_us"), gpu.fp8_gemm or ()))
+    if curve:   # the FP8 fit is the symmetric curve: none of bf16's shape terms
+        curve.update(gemm_xk=None, gemm_layouts=())
     return replace(gpu, peak_tflops=peak, gemm_dtype="fp8", **curve)
 
 

@@ -97,12 +97,12 @@ class _Kernels:
         g = self.g
         if m <= 0 or n <= 0 or k <= 0 or count <= 0:
             return (Z, Z, Z)
-        wg = _k(g.gemm_us(n, k, m, count), 0.0, count)
+        wg = _k(g.gemm_us(n, k, m, count, "wgrad"), 0.0, count)
         if bias:
             wg = wg + _k(count * g.mem_us("bias_grad.fwd", 2.0 * m * n, n), 0.0, count)
         hf, hb = self._host("linear", count)
         fwd = _k(g.gemm_us(m, n, k, count), hf, count)
-        dgrad = _k(g.gemm_us(m, k, n, count), hb, count)
+        dgrad = _k(g.gemm_us(m, k, n, count, "dgrad"), hb, count)
         if g.gemm_dtype == "fp8":
             cast = g.mem_us
             if g.fp8_transpose == "copy":
@@ -498,7 +498,11 @@ def _sync_work(gpu: GPUSpec, cfg, local_params: float, params_per_gpu: float,
         if f.grad_bytes == 2 and not cfg.distributed_optimizer:
             work = work + _k(gpu.mem_us("float.fwd", 6.0 * params_per_gpu), tensors * copy_h,
                              tensors)
-        work = work + _k(gpu.mem_us("add.fwd", 8.0 * local_params), op_h)
+        # the fused unscale-and-check: measured per parameter (traces/h200/compute/
+        # gpubound1, fp16_opt), else an add over its 8 bytes a parameter
+        unscale = (local_params * gpu.opt_unscale_ns / 1e3 if gpu.opt_unscale_ns
+                   else gpu.mem_us("add.fwd", 8.0 * local_params))
+        work = work + _k(unscale, op_h)
         out["loss_scale"] = (work, Z, Z)
     return out
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from ..errors import InputError
 from ..parallel import ParallelConfig
 from .features import Features, check_features, softmax_fusion_available
-from .gpu import GPUSpec, get_gpu
+from .gpu import GPUSpec, fp16_spec, get_gpu
 from .models import ModelSpec, check_model
 
 STYLES = ("megatron", "aicb")
@@ -74,6 +74,9 @@ class TrainConfig:
 
     @property
     def gpu_spec(self) -> GPUSpec:
+        """The GPU's compute model; with ``--fp16`` its fp16 kernels (gpu.fp16_spec)."""
+        if self.features.params_dtype == "fp16":
+            return fp16_spec(get_gpu(self.gpu))
         return get_gpu(self.gpu)
 
     @property

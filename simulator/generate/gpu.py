@@ -50,6 +50,13 @@ class GPUSpec:
     gemm_emax: float = 0.712   # fitted on H200 (see module docstring)
     gemm_x0: float = 11.8      # dimension at which a GEMM reaches half efficiency per axis
     gemm_t0_us: float = 8.17   # fixed cost per GEMM call (launch, tail), microseconds
+    # the reduction dimension's half-efficiency point (a short k leaves each output tile few
+    # main-loop iterations to hide its prologue and epilogue); None: x0, the symmetric curve
+    gemm_xk: float | None = None
+    # the layouts autograd issues for F.linear: ((layout, factor on the efficiency), ...),
+    # "dgrad" (dy W, NN) and "wgrad" (dy^T x, NT) against the forward's x W^T (TN); a layout
+    # not named runs at the curve
+    gemm_layouts: tuple = ()
     mem_eff: float = 0.80      # share of HBM bandwidth a streaming kernel reaches
     attn_eff: float = 0.50     # attention forward share of peak (an assumption)
     # attention backward share of peak (of 2.5x the forward FLOPs); None = attn_eff. Hopper:
@@ -63,6 +70,15 @@ class GPUSpec:
     host_ops: tuple = ()       # ((name, us), ...)
     opt_step: tuple | None = None   # (us, ns per parameter, us per tensor)
     opt_zero_ns: float = 0.0        # ns per parameter
+    # gradient clipping's scale of the fp32 main gradients (``_foreach_mul_``, run when the
+    # norm is above the clip): ns per parameter, from the profiled steps' kernels
+    opt_clip_ns: float = 0.0
+    # fp16's loss-scaler pass (unscale and inf check of the fp32 main gradients): ns per
+    # parameter; 0: priced as the add kernel over 8 bytes a parameter
+    opt_unscale_ns: float = 0.0
+    # an fp16 step's kernels over the same kernels of the bf16 step (GEMMs, attention,
+    # memory-bound kernels), measured side by side inside profiled steps; None: as bf16
+    fp16_kernels: tuple | None = None
     opt_accum_ns: float = 0.0       # fp32 gradient accumulation: ns per parameter
     opt_accum_t0_us: float = 0.0    # and us per parameter tensor (one kernel each)
     host_accum_us: float = 0.0      # host us per parameter tensor
@@ -99,12 +115,18 @@ class GPUSpec:
                 return tuple(vals)
         return None
 
-    def gemm_us(self, m: int, n: int, k: int, count: int = 1) -> float:
-        """Time of ``count`` GEMMs of m x n x k (bf16 in and out), microseconds."""
+    def gemm_us(self, m: int, n: int, k: int, count: int = 1, layout: str = "fwd") -> float:
+        """Time of ``count`` GEMMs of m x n x k (bf16 in and out; ``k`` the reduction),
+        microseconds; ``layout`` the operands' layout as autograd issues it for ``F.linear``
+        (``fwd``: x W^T, ``dgrad``: dy W, ``wgrad``: dy^T x)."""
         if m <= 0 or n <= 0 or k <= 0 or count <= 0:
             return 0.0
         x0 = self.gemm_x0
-        eff = self.gemm_emax * (m / (m + x0)) * (n / (n + x0)) * (k / (k + x0))
+        xk = x0 if self.gemm_xk is None else self.gemm_xk
+        eff = self.gemm_emax * (m / (m + x0)) * (n / (n + x0)) * (k / (k + xk))
+        for name, factor in self.gemm_layouts:
+            if name == layout:
+                eff *= factor
         t_flop = 2.0 * m * n * k / (self.peak_tflops * 1e6 * eff)
         t_mem = 2.0 * (m * k + k * n + m * n) / (self.hbm_gbps * 1e3 * self.mem_eff)
         return count * (self.gemm_t0_us + max(t_flop, t_mem))
@@ -146,7 +168,7 @@ class GPUSpec:
         """Device time of one optimizer step over ``params`` local parameters."""
         if self.opt_step:
             a, ns, per_tensor = self.opt_step
-            return a + params * ns / 1e3 + per_tensor * tensors
+            return a + params * (ns + self.opt_clip_ns) / 1e3 + per_tensor * tensors
         return self.stream_us(34.0 * params, 8)
 
     def stream_us(self, nbytes: float, kernels: int = 1) -> float:
@@ -194,6 +216,7 @@ def derived(base: GPUSpec, name: str, peak_tflops: float, hbm_gbps: float,
                    gemm_emax=min(1.0, base.gemm_emax * gemm_share),
                    unfused_fwd=uf, unfused_bwd=ub,
                    opt_zero_ns=base.opt_zero_ns * k, opt_accum_ns=base.opt_accum_ns * k,
+                   opt_clip_ns=base.opt_clip_ns * k, opt_unscale_ns=base.opt_unscale_ns * k,
                    derivation=f"derived from the H200 fit and published peaks "
                               f"({peak_tflops:g} TFLOP/s bf16 dense, {hbm_gbps:g} GB/s HBM): "
                               "compute at the measured share of peak, memory-bound kernels at "
@@ -223,6 +246,24 @@ GPUS: dict[str, GPUSpec] = {g.name: g for g in [
 ]}
 
 
+def fp16_spec(gpu: GPUSpec) -> GPUSpec:
+    """``gpu`` as an fp16 step runs its kernels: the GEMMs, the attention and the
+    memory-bound kernels each slower by ``fp16_kernels`` (measured: the same kernels of an
+    fp16 and a bf16 step profiled side by side; fp16 GEMMs draw more power, and under the
+    power cap every kernel of the step runs at lower clocks). The optimizer's terms stay."""
+    if not gpu.fp16_kernels or gpu.gemm_dtype != "bf16":
+        return gpu
+    f_gemm, f_attn, f_mem = gpu.fp16_kernels
+
+    def attn(fit):
+        return None if fit is None else (fit[0], fit[1] / f_attn) + tuple(fit[2:])
+    return replace(gpu, gemm_emax=gpu.gemm_emax / f_gemm, attn_fwd=attn(gpu.attn_fwd),
+                   attn_bwd=attn(gpu.attn_bwd), attn_eff=gpu.attn_eff / f_attn,
+                   attn_bwd_eff=None if gpu.attn_bwd_eff is None else gpu.attn_bwd_eff / f_attn,
+                   mem_ops=tuple((n, t0, gbps / f_mem, c0) for n, t0, gbps, c0 in gpu.mem_ops),
+                   gemm_dtype="fp16")
+
+
 def get_gpu(name: str) -> GPUSpec:
     key = name.strip().lower()
     if key not in GPUS:
@@ -231,12 +272,16 @@ def get_gpu(name: str) -> GPUSpec:
     return GPUS[key]
 
 
-def fit_gemm_curve(measurements, gpu: GPUSpec) -> tuple[GPUSpec, dict]:
-    """Fit ``gemm_emax``, ``gemm_x0`` and ``gemm_t0_us`` to measured GEMMs.
+def fit_gemm_curve(measurements, gpu: GPUSpec, shape_aware: bool = False
+                   ) -> tuple[GPUSpec, dict]:
+    """Fit ``gemm_emax``, ``gemm_x0`` and ``gemm_t0_us`` to measured GEMMs; with
+    ``shape_aware`` also the reduction dimension's ``gemm_xk`` and the dgrad and wgrad
+    layouts' factors (``gemm_layouts``).
 
     ``measurements``: :class:`~simulator.measurements.Measurement` objects with ``op == 'gemm'``
-    and ``m``, ``n``, ``k`` columns. Returns the fitted spec and error statistics of the
-    prediction (relative error, prediction / measurement - 1).
+    and ``m``, ``n``, ``k`` columns (``k`` the reduction), optionally ``layout`` (``fwd``,
+    ``dgrad``, ``wgrad``). Returns the fitted spec and error statistics of the prediction
+    (relative error, prediction / measurement - 1), over all and per layout.
     """
     import numpy as np
     from scipy.optimize import least_squares
@@ -246,22 +291,35 @@ def fit_gemm_curve(measurements, gpu: GPUSpec) -> tuple[GPUSpec, dict]:
         if x.op != "gemm":
             continue
         try:
-            rows.append((int(x.extra["m"]), int(x.extra["n"]), int(x.extra["k"]), x.time_us))
+            rows.append((int(x.extra["m"]), int(x.extra["n"]), int(x.extra["k"]), x.time_us,
+                         str(x.extra.get("layout") or "fwd")))
         except (KeyError, TypeError, ValueError):
             continue
     if len(rows) < 4:
         raise InputError(f"need at least 4 GEMM measurements with m, n, k columns, got {len(rows)}")
-    arr = np.array(rows, dtype=float)
-    m, n, k, t = arr.T
+    m = np.array([r[0] for r in rows], dtype=float)
+    n = np.array([r[1] for r in rows], dtype=float)
+    k = np.array([r[2] for r in rows], dtype=float)
+    t = np.array([r[3] for r in rows], dtype=float)
+    lay = [r[4] for r in rows]
+
+    def spec(p):
+        if not shape_aware:
+            return replace(gpu, gemm_emax=p[0], gemm_x0=p[1], gemm_t0_us=p[2], gemm_xk=None,
+                           gemm_layouts=())
+        return replace(gpu, gemm_emax=p[0], gemm_x0=p[1], gemm_t0_us=p[2], gemm_xk=p[3],
+                       gemm_layouts=(("dgrad", p[4]), ("wgrad", p[5])))
 
     def predict(p):
-        g = replace(gpu, gemm_emax=p[0], gemm_x0=p[1], gemm_t0_us=p[2])
-        return np.array([g.gemm_us(int(a), int(b), int(c)) for a, b, c in zip(m, n, k)])
+        g = spec(p)
+        return np.array([g.gemm_us(int(a), int(b), int(c), layout=lo)
+                         for a, b, c, lo in zip(m, n, k, lay)])
 
-    fit = least_squares(lambda p: np.log(predict(p) / t), [0.7, 64.0, 5.0],
-                        bounds=([0.05, 0.0, 0.0], [1.0, 4096.0, 100.0]))
-    fitted = replace(gpu, gemm_emax=float(fit.x[0]), gemm_x0=float(fit.x[1]),
-                     gemm_t0_us=float(fit.x[2]))
+    p0, lo_b, hi_b = [0.7, 64.0, 5.0], [0.05, 0.0, 0.0], [1.0, 4096.0, 100.0]
+    if shape_aware:
+        p0, lo_b, hi_b = p0 + [64.0, 1.0, 1.0], lo_b + [0.0, 0.5, 0.5], hi_b + [4096.0, 1.5, 1.5]
+    fit = least_squares(lambda p: np.log(predict(p) / t), p0, bounds=(lo_b, hi_b))
+    fitted = spec([float(v) for v in fit.x])
     err = predict(fit.x) / t - 1
     big = 2 * m * n * k >= 1e11
     stats = {
@@ -274,4 +332,10 @@ def fit_gemm_curve(measurements, gpu: GPUSpec) -> tuple[GPUSpec, dict]:
         "large_median_abs_err": float(np.median(np.abs(err[big]))) if big.any() else None,
         "large_max_abs_err": float(np.abs(err[big]).max()) if big.any() else None,
     }
+    for name in ("fwd", "dgrad", "wgrad"):
+        sel = np.array([lo == name for lo in lay])
+        if sel.any():
+            stats[f"{name}_median_abs_err"] = float(np.median(np.abs(err[sel])))
+            stats[f"{name}_mean_err"] = float(err[sel].mean())
+            stats[f"{name}_n"] = int(sel.sum())
     return fitted, stats

@@ -4,7 +4,11 @@ The sweep is :mod:`simulator.measure.kernels` run on one GPU (``traces/h200/comp
 Every group is fitted on its own, by least squares on the log of the time (relative error):
 
 * ``gemm``: the GEMM curve of :class:`~simulator.generate.gpu.GPUSpec` (``gemm_emax``,
-  ``gemm_x0``, ``gemm_t0_us``) on the forward, dgrad and wgrad layouts together;
+  ``gemm_x0``, ``gemm_t0_us``, the reduction's ``gemm_xk`` and the dgrad / wgrad layout
+  factors) on the forward, dgrad and wgrad layouts together, the sweep's and the GPU-bound
+  runs' (``gpubound*/``: operands rotated past the L2);
+* the GPU-bound runs' profiled steps and kernels: clipping's scale, fp16's unscale and the
+  fp16 / bf16 kernel factors (:func:`fit_step_profiles`, :func:`fit_unscale`);
 * ``eltwise``, ``loss``, ``embedding``: per operation and direction a fixed device cost and a
   bandwidth, ``t = t0 + bytes / bw`` (the backward's time is forward+backward minus forward,
   its bytes likewise), the bytes counted as the sweep's ``bytes`` column counts them;
@@ -116,23 +120,44 @@ def fit_memory_ops(rows) -> tuple[dict, dict]:
     return params, resid
 
 
-def fit_gemm(rows, gpu) -> tuple[dict, dict]:
+GEMM_GROUPS = ("gemm", "gemm_layout")
+GEMM_KEYS = ("gemm_emax", "gemm_x0", "gemm_t0_us", "gemm_xk", "gemm_layouts")
+
+
+def _gemm_measurements(rows, groups, dtypes):
+    """Measurements (``m, n, k`` with ``k`` the reduction, ``layout``) of the GEMM rows of
+    ``groups`` in ``dtypes``: the sweep's ``m, n, k`` are the forward's, so dgrad (dy[m,n] @
+    W[n,k]) is an m x k x n GEMM and wgrad (dy^T[n,m] @ x[m,k]) an n x k x m one."""
     from ..measurements import Measurement
-    from .gpu import fit_gemm_curve
     ms = []
     for r in rows:
-        if r["group"] != "gemm" or not _f(r["dev_us"]) or r["status"] != "ok":
+        if r["group"] not in groups or not _f(r["dev_us"]) or r["status"] != "ok" \
+                or (dtypes is not None and (r.get("dtype") or "bfloat16") not in dtypes):
             continue
         m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
-        if r["phase"] == "dgrad":      # dy[m,n] @ W[n,k]: an m x k x n GEMM
+        if r["phase"] == "dgrad":
             m, n, k = m, k, n
-        elif r["phase"] == "wgrad":    # dy^T[n,m] @ x[m,k]: an n x k x m GEMM
+        elif r["phase"] == "wgrad":
             m, n, k = n, k, m
         ms.append(Measurement(op="gemm", ranks=1, size_bytes=0, time_us=_f(r["dev_us"]),
-                              extra={"m": m, "n": n, "k": k}))
-    fitted, stats = fit_gemm_curve(ms, gpu)
-    return ({"gemm_emax": round(fitted.gemm_emax, 4), "gemm_x0": round(fitted.gemm_x0, 2),
-             "gemm_t0_us": round(fitted.gemm_t0_us, 3)}, {"gemm": stats})
+                              extra={"m": m, "n": n, "k": k, "layout": r["phase"]}))
+    return ms
+
+
+def fit_gemm(rows, gpu, shape_aware: bool = True, groups=GEMM_GROUPS,
+             dtypes: tuple | None = ("bfloat16", "bf16")) -> tuple[dict, dict]:
+    """The GEMM curve on the forward, dgrad and wgrad layouts together; ``shape_aware``: with
+    the reduction's own half-efficiency point and the layouts' factors."""
+    from .gpu import fit_gemm_curve
+    fitted, stats = fit_gemm_curve(_gemm_measurements(rows, groups, dtypes), gpu,
+                                   shape_aware=shape_aware)
+    p: dict[str, Any] = {"gemm_emax": round(fitted.gemm_emax, 4),
+                         "gemm_x0": round(fitted.gemm_x0, 2),
+                         "gemm_t0_us": round(fitted.gemm_t0_us, 3)}
+    if shape_aware:
+        p["gemm_xk"] = round(float(fitted.gemm_xk or 0.0), 2)
+        p["gemm_layouts"] = tuple((n, round(float(f), 4)) for n, f in fitted.gemm_layouts)
+    return p, {"gemm": stats}
 
 
 def _attention_us(x, flops, seq, head_dim, peak_tflops: float):
@@ -375,7 +400,8 @@ def fit_fp8_gemm(rows, gpu) -> tuple[dict, dict]:
     fp8 = [dict(r, group="gemm") for r in rows if r["group"] == "gemm_fp8"]
     if len(fp8) < 4:
         return {}, {}
-    p, e = fit_gemm(fp8, replace(gpu, peak_tflops=2.0 * gpu.peak_tflops))
+    p, e = fit_gemm(fp8, replace(gpu, peak_tflops=2.0 * gpu.peak_tflops), shape_aware=False,
+                    groups=("gemm",), dtypes=None)
     return ({"fp8_gemm": (p["gemm_emax"], p["gemm_x0"], p["gemm_t0_us"])},
             {"fp8_gemm": e["gemm"]})
 
@@ -411,6 +437,91 @@ def fit_unfused_attention(rows, gpu) -> tuple[dict, dict]:
     return params, resid
 
 
+def gpubound_dirs(paths) -> list[Path]:
+    """The GPU-bound runs beside the kernel sweeps (``gpubound*/``:
+    :mod:`simulator.measure.gpubound`)."""
+    dirs = {Path(p).parent.parent for p in paths}
+    return sorted(q for d in dirs for q in d.glob("gpubound*") if q.is_dir())
+
+
+def _per_param(points) -> tuple[float, list[float]]:
+    """points (parameters, us): ns per parameter through the origin, least squares on the
+    relative error; (ns, residuals)."""
+    x = [p / t for p, t in points]
+    us = sum(x) / sum(v * v for v in x)
+    return us * 1e3, [us * v - 1 for v in x]
+
+
+def _kernel_class(op: str) -> str:
+    """A profiled op's class for the fp16 / bf16 comparison (``ops.csv``)."""
+    if op in ("aten::mm", "aten::addmm"):
+        return "gemm"
+    if "attention" in op:
+        return "attention"
+    if op in ("aten::_fused_adam_", "aten::_foreach_norm", "aten::_foreach_mul_",
+              "aten::_amp_foreach_non_finite_check_and_unscale_") or not op.startswith("aten::"):
+        return ""     # the optimizer's own kernels, the profiler's records
+    return "memory"
+
+
+def fit_step_profiles(dirs) -> tuple[dict, dict]:
+    """From the profiled GPU-bound steps (``ops.csv``: every op's own kernels' device time,
+    ``steps.csv``: the case's parameters and dtype):
+
+    * ``opt_clip_ns``: gradient clipping's scale of the fp32 main gradients
+      (``aten::_foreach_mul_``) per parameter, over the bf16 steps (the norm of a random-init
+      model's gradients is above the clip, so the step scales them; the kernel sweep's
+      repeated optimizer steps clipped once, then ran at norm 1 without the scale);
+    * ``fp16_kernels``: the fp16 step's GEMM, attention and memory-bound kernels over the
+      bf16 step's of the same model (pooled over the pairs: total fp16 / total bf16)."""
+    meta: dict[str, dict] = {}
+    ops: list[dict] = []
+    for d in dirs:
+        if (d / "steps.csv").exists() and (d / "ops.csv").exists():
+            meta.update({r["case"]: r for r in read_kernels([d / "steps.csv"])
+                         if r.get("status") == "ok"})
+            ops += read_kernels([d / "ops.csv"])
+    params: dict[str, Any] = {}
+    resid: dict[str, dict] = {}
+    clip = [(float(meta[r["case"]]["params"]), _f(r["device_us"])) for r in ops
+            if r["op"] == "aten::_foreach_mul_" and r["case"] in meta
+            and meta[r["case"]]["dtype"] == "bf16" and _f(r["device_us"])]
+    if len(clip) >= 3:
+        ns, err = _per_param(clip)
+        params["opt_clip_ns"] = round(ns, 6)
+        resid["opt_clip"] = _stats(err)
+    sums: dict[tuple, float] = defaultdict(float)
+    for r in ops:
+        m = meta.get(r["case"])
+        cls = _kernel_class(r["op"])
+        if m and cls and _f(r["device_us"]):
+            base = r["case"].rsplit("-", 1)[0]
+            sums[(base, m["dtype"], cls)] += _f(r["device_us"])
+    pairs = sorted({b for (b, dt, _) in sums if dt == "fp16" and (b, "bf16", "gemm") in sums})
+    if pairs:
+        factors = []
+        for cls in ("gemm", "attention", "memory"):
+            f16 = sum(sums[(b, "fp16", cls)] for b in pairs)
+            b16 = sum(sums[(b, "bf16", cls)] for b in pairs)
+            factors.append(round(f16 / b16, 4) if b16 else 1.0)
+            resid[f"fp16 {cls}"] = _stats([sums[(b, "fp16", cls)] / sums[(b, "bf16", cls)]
+                                           / factors[-1] - 1 for b in pairs
+                                           if sums[(b, "bf16", cls)]])
+        params["fp16_kernels"] = tuple(factors)
+    return params, resid
+
+
+def fit_unscale(rows) -> tuple[dict, dict]:
+    """fp16's unscale-and-check over the fp32 main gradients (``fp16_opt`` ``unscale_fp32``:
+    the models' parameter tensors, one fused call), ns per parameter."""
+    pts = [(float(r["numel"]), _f(r["dev_us"])) for r in rows
+           if r["group"] == "fp16_opt" and r["op"] == "unscale_fp32" and _f(r["dev_us"])]
+    if len(pts) < 3:
+        return {}, {}
+    ns, err = _per_param(pts)
+    return {"opt_unscale_ns": round(ns, 6)}, {"opt_unscale": _stats(err)}
+
+
 def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
     """All groups: (parameters, residuals by group)."""
     from dataclasses import replace
@@ -422,6 +533,12 @@ def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
     # 3-7, five machines): those rows, many per machine, would outweigh the other machines
     rows = [r for r in read_kernels(paths)
             if not (r["group"] == "hostfloor" and floor_case(r))]
+    # the GPU-bound runs: their layout-aware bf16 GEMMs (operands rotated past the L2) join
+    # the sweep's; fp16's kernels and the profiled steps are fitted on their own
+    gb = gpubound_dirs(paths)
+    gb_rows = read_kernels([d / "kernels.csv" for d in gb if (d / "kernels.csv").exists()])
+    rows += [r for r in gb_rows if r["group"] == "gemm_layout" and r["dtype"] == "bf16"
+             and r["note"] != "1 operand set"]
     params, resid = {}, {}
     for fn in (lambda r: fit_gemm(r, gpu), fit_memory_ops,
                lambda r: fit_attention(r, gpu.peak_tflops), fit_optimizer, fit_host,
@@ -429,13 +546,14 @@ def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
         p, e = fn(rows)
         params.update(p)
         resid.update(e)
+    for p, e in (fit_step_profiles(gb), fit_unscale(gb_rows)):
+        params.update(p)
+        resid.update(e)
     method = read_kernels(method_paths(paths))
     p, e = fit_accumulation_host(method, params)
     params.update(p)
     resid.update(e)
-    fitted = replace(gpu, gemm_emax=params.get("gemm_emax", gpu.gemm_emax),
-                     gemm_x0=params.get("gemm_x0", gpu.gemm_x0),
-                     gemm_t0_us=params.get("gemm_t0_us", gpu.gemm_t0_us))
+    fitted = replace(gpu, **{k: params[k] for k in GEMM_KEYS if k in params})
     p, e = fit_unfused_attention(rows, fitted)
     params.update(p)
     resid.update(e)
@@ -522,7 +640,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 def spec_kwargs(params: dict) -> dict:
     """GPUSpec keyword arguments from :func:`fit_kernels`'s parameters."""
-    kw = {k: params[k] for k in ("gemm_emax", "gemm_x0", "gemm_t0_us") if k in params}
+    kw = {k: params[k] for k in GEMM_KEYS if k in params}
     kw["mem_ops"] = tuple((k, float(v[0]), float(v[1]), float(v[2]))
                           for k, v in params.items()
                           if isinstance(v, tuple) and len(v) == 3 and "." in k
@@ -536,6 +654,9 @@ def spec_kwargs(params: dict) -> dict:
     if "opt_step" in params:
         kw["opt_step"] = tuple(params["opt_step"])
     kw["opt_zero_ns"] = params.get("opt_zero_grad", 0.0)
+    for k in ("opt_clip_ns", "opt_unscale_ns", "fp16_kernels"):
+        if k in params:
+            kw[k] = params[k]
     kw["opt_accum_ns"] = params.get("opt_accumulate_fp32", 0.0)
     kw["opt_accum_t0_us"] = params.get("opt_accumulate_fp32_t0", 0.0)
     kw["host_accum_us"] = params.get("host_accumulate_per_tensor", 0.0)
