@@ -266,8 +266,10 @@ def test_gemm_model_on_the_earlier_h200_gemms():
     err = np.array([h200.gemm_us(int(m.extra["m"]), int(m.extra["n"]), int(m.extra["k"]))
                     / m.time_us - 1 for m in ms if m.op == "gemm"])
     assert len(err) >= 100
-    # measured 2026-12-01: median |error| 9.6%, mean -11% (the curve faster), max 62%
-    assert np.median(np.abs(err)) < 0.11 and err.mean() < 0
+    # measured 2026-12-01: median |error| 9.6%, mean -11% (the curve faster), max 62%;
+    # 2026-12-02, after the shape-aware refit on device times (traces/h200/compute/gpubound1):
+    # median 11.06%, still the curve faster (this sweep's times carry the launch)
+    assert np.median(np.abs(err)) < 0.12 and err.mean() < 0
 
 
 def test_compute_model_orders_of_magnitude():

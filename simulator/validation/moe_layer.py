@@ -164,7 +164,8 @@ def _seeds_machine():
     from dataclasses import replace
     fit = seed002_gemm_fit()
     return replace(a100, name="a100 (the seeds' machine)", peak_tflops=fit["tflops"],
-                   gemm_emax=1.0, gemm_x0=0.0, gemm_t0_us=fit["t0_us"])
+                   gemm_emax=1.0, gemm_x0=0.0, gemm_xk=None, gemm_layouts=(),
+                   gemm_t0_us=fit["t0_us"])
 
 
 def gemm_source() -> str:
