@@ -11,22 +11,10 @@ import pytest
 
 from simulator.costmodel.nccl import NcclCostModel
 from simulator.network.fabric import FabricFlows
-from simulator.topology import load_spec, presets
-from simulator.topology.overrides import apply_fabric_overrides, apply_overrides
+from simulator.topology import load_spec
 from simulator.workload import Op
 
-
-def _variants():
-    for name in presets():
-        spec = load_spec(name)
-        if spec.fabric is not None:
-            yield name, spec
-    h100 = load_spec("dgx-h100")
-    yield "fat-tree", apply_fabric_overrides(h100, fabric_type="fat-tree")
-    yield "hash", apply_fabric_overrides(h100, ecmp="hash:7", oversubscription=2)
-    yield "hash, small leaves", apply_fabric_overrides(h100, ecmp="hash:3", servers_per_leaf=3)
-    yield "4 nics", apply_overrides(h100, nics_per_server=4)
-    yield "small leaves", apply_fabric_overrides(h100, servers_per_leaf=2)
+from fabric_helpers import fabric_variants
 
 
 def _groups(servers: int, gps: int):
@@ -46,7 +34,7 @@ def _full(fabric: FabricFlows, op: Op, gpus) -> dict:
     return {table[link]: b for link, b in fabric.model.group_loads(op, "ring", gpus).items()}
 
 
-@pytest.mark.parametrize("label,spec", _variants(), ids=lambda v: v if isinstance(v, str)
+@pytest.mark.parametrize("label,spec", fabric_variants(), ids=lambda v: v if isinstance(v, str)
                          else "")
 def test_symmetric_ring_loads_by_id_equal_the_full_plans(label, spec):
     checked = 0

@@ -10,18 +10,40 @@ import sys
 
 from repo_paths import ROOT, WORKLOADS
 
+S9216 = str(WORKLOADS / "simai_example_9216.txt")
+SEED004 = str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt")
 HEAVY = ("numpy", "networkx", "matplotlib", "scipy", "yaml", "importlib.metadata")
+
+
+def _python(code: str) -> str:
+    """stdout of ``code`` run in a fresh interpreter that imports this checkout."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _simulate_code(*argvs: list[str]) -> str:
+    """Code that runs ``main(argv) == 0`` for each argv, output silenced; an argument
+    ``OUT/name`` is a file in a new temporary folder."""
+    lines = ["import contextlib, io, os, tempfile", "from simulator.cli import main",
+             "d = tempfile.mkdtemp()",
+             "with contextlib.redirect_stdout(io.StringIO()), "
+             "contextlib.redirect_stderr(io.StringIO()):"]
+    for argv in argvs:
+        args = ", ".join(f"os.path.join(d, {a[4:]!r})" if a.startswith("OUT/") else repr(a)
+                         for a in argv)
+        lines.append(f"    assert main([{args}]) == 0")
+    return "\n".join(lines) + "\n"
 
 
 def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
     probe = (code + "\nimport sys\n"
              f"print('loaded:' + ','.join(m for m in {names!r} if m in sys.modules))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    last = out.stdout.strip().splitlines()[-1]
-    assert last.startswith("loaded:"), out.stdout[-2000:]
+    stdout = _python(probe)
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("loaded:"), stdout[-2000:]
     return [m for m in last[len("loaded:"):].split(",") if m]
 
 
@@ -32,14 +54,8 @@ def test_engine_import_loads_no_heavy_library():
 def test_plain_simulate_run_loads_no_heavy_library():
     # the whole CLI path, options that need no plot included (JSON, CSV, a what-if flag), on
     # the simai model
-    code = ("import contextlib, io, tempfile, os\n"
-            "from simulator.cli import main\n"
-            "d = tempfile.mkdtemp()\n"
-            "with contextlib.redirect_stdout(io.StringIO()), "
-            "contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--cost-model', 'simai', '--nic-bw', '25', '--json', os.path.join(d, 's.json'), "
-            "'--csv', os.path.join(d, 's.csv')]) == 0")
+    code = _simulate_code(["simulate", S9216, "--cost-model", "simai", "--nic-bw", "25",
+                           "--json", "OUT/s.json", "--csv", "OUT/s.csv"])
     assert _loaded_after(code) == []
 
 
@@ -48,27 +64,16 @@ def test_default_simulate_run_loads_no_heavy_library():
     # YAML reader and priced on a TopologyView (links made on first use), so neither PyYAML
     # nor networkx loads; a fabric option, the what-if check and a named preset priced
     # without contention (with it, the flow model uses numpy) change nothing about that
-    code = ("import contextlib, io, tempfile, os\n"
-            "from simulator.cli import main\n"
-            "d = tempfile.mkdtemp()\n"
-            "with contextlib.redirect_stdout(io.StringIO()), "
-            "contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--nic-bw', '25', '--oversubscription', '2', '--json', os.path.join(d, 's.json'), "
-            "'--csv', os.path.join(d, 's.csv')]) == 0\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'seed004_moe_tp8_ep4_pp4_128gpus.txt')!r}, "
-            "'--quiet', '--topology', 'hgx-h200', '--no-contention']) == 0")
+    code = _simulate_code(["simulate", S9216, "--nic-bw", "25", "--oversubscription", "2",
+                           "--json", "OUT/s.json", "--csv", "OUT/s.csv"],
+                          ["simulate", SEED004, "--quiet", "--topology", "hgx-h200",
+                           "--no-contention"])
     assert _loaded_after(code) == []
 
 
 def test_simulate_run_loads_no_generate_or_sweep_options():
     # their dataclasses take milliseconds to create; a simulate run builds neither
-    code = ("import contextlib, io\n"
-            "from simulator.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()), "
-            "contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--quiet', '--nic-bw', '25']) == 0")
+    code = _simulate_code(["simulate", S9216, "--quiet", "--nic-bw", "25"])
     assert _loaded_after(code, ("simulator.config.generate", "simulator.config.sweep",
                                 "simulator.generate")) == []
 
@@ -86,18 +91,10 @@ def test_simulate_runs_load_no_dataclasses():
     # simulator/records.py makes the path's classes without the dataclasses module (5 ms to
     # import with inspect, ast, dis and tokenize, then 0.3-0.8 ms a class): a default run
     # (text report, JSON, CSV, what-if and fabric flags, a named preset) and a simai one
-    code = ("import contextlib, io, tempfile, os\n"
-            "from simulator.cli import main\n"
-            "d = tempfile.mkdtemp()\n"
-            "with contextlib.redirect_stdout(io.StringIO()), "
-            "contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--nic-bw', '25', '--oversubscription', '2', '--json', os.path.join(d, 's.json'), "
-            "'--csv', os.path.join(d, 's.csv')]) == 0\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'seed004_moe_tp8_ep4_pp4_128gpus.txt')!r}, "
-            "'--topology', 'hgx-h200', '--no-contention']) == 0\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--quiet', '--cost-model', 'simai']) == 0")
+    code = _simulate_code(["simulate", S9216, "--nic-bw", "25", "--oversubscription", "2",
+                           "--json", "OUT/s.json", "--csv", "OUT/s.csv"],
+                          ["simulate", SEED004, "--topology", "hgx-h200", "--no-contention"],
+                          ["simulate", S9216, "--quiet", "--cost-model", "simai"])
     assert _loaded_after(code, ("dataclasses", "inspect", "ast")) == []
 
 
@@ -106,12 +103,8 @@ def test_default_run_creates_only_records_with_docstrings():
     # fields, and a class with no docstring costs an inspect.signature more: a class the
     # default path creates is a record (to dataclasses, on first access, its parameters say
     # eq=False, repr=False) with a docstring of its own
-    code = ("import contextlib, io, sys, dataclasses\n"
-            "from simulator.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()), "
-            "contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
-            "'--quiet']) == 0\n"
+    code = (_simulate_code(["simulate", S9216, "--quiet"]) +
+            "import sys, dataclasses\n"
             "bad = []\n"
             "for name, mod in list(sys.modules.items()):\n"
             "    if not name.startswith('simulator'):\n"
@@ -123,11 +116,7 @@ def test_default_run_creates_only_records_with_docstrings():
             "            if p.eq or p.repr or (cls.__doc__ or '').startswith(cls.__name__ + '('):\n"
             "                bad.append(name + '.' + cls.__name__)\n"
             "print('bad:' + ','.join(sorted(bad)))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "bad:"
+    assert _python(code).strip().splitlines()[-1] == "bad:"
 
 
 def test_collector_frozen_only_in_a_program_run():
@@ -138,12 +127,12 @@ def test_collector_frozen_only_in_a_program_run():
              "from simulator.cli import main\n"
              "before = gc.get_freeze_count()\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
-             f"    assert main(['simulate', {str(WORKLOADS / 'simai_example_9216.txt')!r}, "
+             f"    assert main(['simulate', {S9216!r}, "
              "'--quiet']) == 0\n"
              "assert gc.isenabled() and gc.get_freeze_count() == before, before\n"
              "import sys\n"
              "sys.argv = ['collsim', 'simulate', '--quiet', "
-             f"{str(WORKLOADS / 'simai_example_9216.txt')!r}]\n"
+             f"{S9216!r}]\n"
              "assert main() == 0\n"
              # thousands of objects (every module loaded) frozen, the collector back on
              "assert gc.isenabled() and gc.get_freeze_count() > 10000, gc.get_freeze_count()\n"
@@ -153,7 +142,4 @@ def test_collector_frozen_only_in_a_program_run():
              "    assert main() == 2\n"                  # no command: help, collector back on
              "assert gc.isenabled() and gc.get_freeze_count() == 0\n"
              "print('ok')")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert _python(probe).strip() == "ok"

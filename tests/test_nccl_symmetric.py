@@ -17,27 +17,21 @@ from simulator.costmodel.nccl import (NcclCostModel, _plan_pat_by_symmetry, _pla
                                       _plan_ring_by_symmetry)
 from simulator.costmodel.nccl_algorithms import plan_pat
 from simulator.costmodel.nccl_symmetric import SymmetricPhase
-from simulator.topology import Topology, load_spec, presets
+from simulator.topology import Topology, load_spec
 from simulator.topology.overrides import apply_fabric_overrides, apply_overrides
 from simulator.topology.spec import PROTOCOLS
 from simulator.workload import Op
+
+from fabric_helpers import fabric_variants
 
 OPS = (Op.ALLREDUCE, Op.ALLGATHER, Op.REDUCESCATTER)
 SIZES = (4096, 1 << 20, 1 << 28)
 
 
 def _variants():
-    for name in presets():
-        spec = load_spec(name)
-        if spec.fabric is not None:
-            yield name, spec
+    yield from fabric_variants()
     h100 = load_spec("dgx-h100")
-    yield "fat-tree", apply_fabric_overrides(h100, fabric_type="fat-tree")
-    yield "hash", apply_fabric_overrides(h100, ecmp="hash:7", oversubscription=2)
-    yield "hash, small leaves", apply_fabric_overrides(h100, ecmp="hash:3", servers_per_leaf=3)
-    yield "4 nics", apply_overrides(h100, nics_per_server=4)
     yield "16 nics", apply_overrides(h100, nics_per_server=16)
-    yield "small leaves", apply_fabric_overrides(h100, servers_per_leaf=2)
     slow = replace(h100, scale_up=replace(h100.scale_up, latency_ns=70))
     yield "nvlink latency, 2 nics", apply_fabric_overrides(
         apply_overrides(slow, nics_per_server=2), servers_per_leaf=2)

@@ -31,7 +31,6 @@ to back between CUDA events). Torch is imported inside functions only.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import os
 import statistics
@@ -41,6 +40,7 @@ import time
 from typing import Any
 
 from .compute_run import _log, start_run, warm_clocks
+from .train import write_csv
 
 OP_COLUMNS = ["case", "op", "input_shapes", "count", "device_us", "device_total_us", "cpu_us"]
 STEP_COLUMNS = ["case", "dtype", "layers", "hidden", "heads", "seq", "mbs", "ga", "params",
@@ -109,18 +109,11 @@ class Clocks:
         self._thread.join(timeout=1.0)
 
 
-def write_csv(path: str, columns, rows) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------- steps
 
-def _one_step(model, opt, fp16, batches):
+def _one_step(model, opt, fp16, batches, mark=None):
+    """One training step; ``mark()`` (if given) runs between the last backward and the
+    optimizer, where the timed loop records its middle event."""
     import torch
     opt.zero_grad()
     loss = None
@@ -130,6 +123,8 @@ def _one_step(model, opt, fp16, batches):
             loss = loss * fp16.scale
         loss.backward()
         opt.accumulate()
+    if mark is not None:
+        mark()
     with torch.no_grad():
         if fp16 is not None:
             fp16.finish()
@@ -252,21 +247,8 @@ def run_steps(args, device, cuda, sw, clocks, out_rows, ops_rows, kern_rows, t_e
                 t0 = time.perf_counter()
                 if cuda:
                     e[0].record()
-                opt.zero_grad()
-                loss = None
-                for ids, tgt in batches:
-                    loss = model.loss(ids, tgt) / len(batches)
-                    if fp16 is not None:
-                        loss = loss * fp16.scale
-                    loss.backward()
-                    opt.accumulate()
-                if cuda:
-                    e[1].record()
-                with torch.no_grad():
-                    if fp16 is not None:
-                        fp16.finish()
-                    else:
-                        opt.step()
+                loss = _one_step(model, opt, fp16, batches,
+                                 mark=e[1].record if cuda else None)
                 if cuda:
                     e[2].record()
                     torch.cuda.synchronize()

@@ -30,13 +30,13 @@ This module imports torch inside functions only.
 """
 from __future__ import annotations
 
-import csv
 import datetime
 import os
 import platform
 import time
 
 from .timing import Timer, log, quantile, rounded
+from .train import write_csv
 
 STYLES = ("gpt", "llama")
 # name:hidden:ffn:heads:kv_groups:tp:style[:preset] (the preset of collsim generate's model)
@@ -456,16 +456,9 @@ def run_layers(cfg: dict) -> int:
                      f"bwd {row['bwd_us']} us ({row['tflops_fwdbwd']} TFLOP/s fwd+bwd); "
                      f"attention {row['attn_backend']} {row.get('core_fwd_us')}/"
                      f"{row.get('core_bwd_us')} us")
-                _write(os.path.join(out, "layers.csv"), LAYER_COLUMNS, rows)
-                _write(os.path.join(out, "layers_attention.csv"), ATTN_COLUMNS, arows)
+                write_csv(os.path.join(out, "layers.csv"), LAYER_COLUMNS, rows)
+                write_csv(os.path.join(out, "layers_attention.csv"), ATTN_COLUMNS, arows)
     log(f"layers done at {time.monotonic() - t0:.0f} s")
     return 0
 
 
-def _write(path: str, columns: list[str], rows: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
