@@ -65,6 +65,19 @@ def _gpt(name, layers, hidden, heads, tp=None):
                      vocab=50257, max_position=4096, aicb_tp=tp)
 
 
+def _paper_gpt(name, layers, hidden, heads, vocab=51200, max_position=2048):
+    """A GPT of learned positions, MHA, a 4h MLP and tied embeddings (Megatron-LM's GPT)."""
+    return ModelSpec(name=name, layers=layers, hidden=hidden, ffn=4 * hidden, heads=heads,
+                     vocab=vocab, max_position=max_position)
+
+
+def _bloom(name, layers, hidden, heads):
+    """BLOOM (Megatron-DeepSpeed): ALiBi, so no position table; 250,880-token vocabulary,
+    tied. Its embedding layer norm (2h) is not modelled."""
+    return ModelSpec(name=name, layers=layers, hidden=hidden, ffn=4 * hidden, heads=heads,
+                     vocab=250880, max_position=0)
+
+
 _AICB_VOCAB = {"vocab": 50257}
 
 PRESETS: dict[str, ModelSpec] = {m.name: m for m in [
@@ -73,6 +86,37 @@ PRESETS: dict[str, ModelSpec] = {m.name: m for m in [
     _gpt("gpt-13b", 40, 5120, 40),
     _gpt("gpt-22b", 48, 6144, 64, tp=8),
     _gpt("gpt-175b", 96, 12288, 96, tp=8),
+    # Narayanan et al. 2021 (Megatron-LM, SC21), Table 1 and examples/sc21/run_table_1.sh:
+    # vocabulary 51,200 (GPT-2's 50,257 padded to 1024 = 128 x TP 8), sequence and learned
+    # positions 2048
+    _paper_gpt("gpt-1.7b", 24, 2304, 24),
+    _paper_gpt("gpt-3.6b", 30, 3072, 32),
+    _paper_gpt("gpt-7.5b", 36, 4096, 32),
+    _paper_gpt("gpt-18b", 40, 6144, 48),
+    _paper_gpt("gpt-39b", 48, 8192, 64),
+    _paper_gpt("gpt-76b", 60, 10240, 80),
+    _paper_gpt("gpt-145b", 80, 12288, 96),
+    _paper_gpt("gpt-310b", 96, 16384, 128),
+    _paper_gpt("gpt-530b", 105, 20480, 128),
+    _paper_gpt("gpt-1t", 128, 25600, 160),
+    # GPT-3 (Brown et al. 2020, Table 2.1) as Megatron-DeepSpeed's examples run it: GPT-2's
+    # 50,257 tokens, 2048 positions. The paper's XL (24 heads of 128 over 2048) and 13B
+    # (hidden 5140) do not divide; these are the 16 heads and 5120 its implementations use.
+    _paper_gpt("gpt3-125m", 12, 768, 12, vocab=50257),
+    _paper_gpt("gpt3-350m", 24, 1024, 16, vocab=50257),
+    _paper_gpt("gpt3-760m", 24, 1536, 16, vocab=50257),
+    _paper_gpt("gpt3-1.3b", 24, 2048, 16, vocab=50257),
+    _paper_gpt("gpt3-2.7b", 32, 2560, 32, vocab=50257),
+    _paper_gpt("gpt3-6.7b", 32, 4096, 32, vocab=50257),
+    _paper_gpt("gpt3-13b", 40, 5120, 40, vocab=50257),
+    _paper_gpt("gpt3-175b", 96, 12288, 96, vocab=50257),
+    # BLOOM (BigScience 2022, trained with Megatron-DeepSpeed)
+    _bloom("bloom-560m", 24, 1024, 16),
+    _bloom("bloom-1b1", 24, 1536, 16),
+    _bloom("bloom-1b7", 24, 2048, 16),
+    _bloom("bloom-3b", 30, 2560, 32),
+    _bloom("bloom-7b1", 30, 4096, 32),
+    _bloom("bloom-176b", 70, 14336, 112),
     # Llama 2 and 3 (SwiGLU, rotary, untied embeddings, GQA on the large ones)
     ModelSpec("llama-2-7b", 32, 4096, 11008, 32, vocab=32000, max_position=0, gated_mlp=True,
               tied_embeddings=False, aicb=_AICB_VOCAB),
@@ -103,6 +147,11 @@ ALIASES = {
     "llama_405b": "llama-3-405b", "mixtral_8x7b": "mixtral-8x7b", "mixtral_8*7b": "mixtral-8x7b",
     "llama_7b": "llama-2-7b", "llama_13b": "llama-2-13b", "llama_70b": "llama-2-70b",
     "deepseek_v3": "deepseek-v3", "deepseek": "deepseek-v3",
+    # the Megatron-LM paper's sizes as its Table 1 prints them, and its script's names
+    "gpt-18.4b": "gpt-18b", "gpt-39.1b": "gpt-39b", "gpt-76.1b": "gpt-76b",
+    "gpt-145.6b": "gpt-145b", "gpt-310.1b": "gpt-310b", "gpt-529.6b": "gpt-530b",
+    "gpt-1008b": "gpt-1t", "gpt-1000b": "gpt-1t",
+    "bloom": "bloom-176b",
 }
 
 #: YAML keys (and their ModelSpec field); several spellings, Megatron's included
