@@ -201,6 +201,45 @@ def test_collnet_chain_all_reduce_by_hand(tmp_path):
         est(hand(tmp_path, 2, 2), Op.ALLREDUCE, S, range(4), "collnet_chain")
 
 
+def test_auto_choice_ranks_collnet_direct_and_chain_as_nccls_tuner(tmp_path):
+    S = 100_000_000
+    # 2 servers of 2 B200 with NICs fast enough never to bind (8000 Gbit/s): the chain is
+    # capped at 2 channels x 70 GB/s / 2 = 70 B/ns (S/70 = 1.4286e6 ns); Direct is NVLink
+    # bound, S over NVLink at 100 B/ns at Blackwell's 0.85: S/85 = 1.1765e6 ns, faster by
+    # the model's estimate. NCCL's tuner gives both the same bandwidth (the chain's, 70) and
+    # Direct 0.85 of it (f = 2 GPUs / 2 NIC heads = 1): Direct 39.2 us + S/59.5 against
+    # the chain 35.6 us + S/70, so NCCL runs the chain, and so does the automatic choice
+    fast = hand(tmp_path, 2, 2, sharp=True, gpu="B200", nic="8000Gbit/s")
+    direct = est(fast, Op.ALLREDUCE, S, range(4), "collnet")
+    assert direct.bandwidth_ns == pytest.approx(S / 85)
+    auto = est(fast, Op.ALLREDUCE, S, range(4))
+    assert (auto.algorithm, auto.bandwidth_ns, auto.latency_ns) == (
+        "collnet_chain", pytest.approx(S / 70), pytest.approx(35_600))
+    # 8 GPUs a server: Direct starts sooner, 2 (3.7 + 7 x 0.4) + 31 = 44.0 us against the
+    # chain's 2 x 7 x 2.8 + 30 = 69.2 us, and its bandwidth term is 1/0.85 of the chain's:
+    # with the chain at B bytes/ns NCCL runs Direct below S* = 25.2 us x 0.85 B / 0.15 and
+    # the chain above. The chain here: every NVLink port 2 x 7/8 S at 100 B/ns, B = 100/1.75
+    # = 57.14 B/ns (the 8 x 70 / 2 = 280 cap does not bind): S* = 8.16 MB
+    from simulator.costmodel.nccl_algorithms import collnet_tuner_pick
+    m8 = hand(tmp_path, 8, 2, sharp=True, gpu="B200", nic="8000Gbit/s")
+    gpus = tuple(range(16))
+    for size, pick in ((4_000_000, "collnet"), (8_100_000, "collnet"),
+                       (8_250_000, "collnet_chain"), (16_000_000, "collnet_chain")):
+        d = est(m8, Op.ALLREDUCE, size, gpus, "collnet")
+        c = est(m8, Op.ALLREDUCE, size, gpus, "collnet_chain")
+        assert (d.latency_ns, c.latency_ns) == (pytest.approx(44_000), pytest.approx(69_200))
+        assert c.bandwidth_ns == pytest.approx(size * 1.75 / 100)
+        assert collnet_tuner_pick(d, c, size, 8, 8, "blackwell") == pick
+    # 4 MB: one NIC for 8 GPUs gives Direct the factor 8 - 7/2 = 4.5 (44 us + 4e6 x 4.5 /
+    # (0.85 x 57.14) = 415 us against the chain's 139 us); before Hopper (no 0.85) both
+    # have the same bandwidth term and Direct's earlier start keeps it first at any size
+    d, c = (est(m8, Op.ALLREDUCE, 4_000_000, gpus, a) for a in ("collnet", "collnet_chain"))
+    assert collnet_tuner_pick(d, c, 4_000_000, 8, 1, "blackwell") == "collnet_chain"
+    assert collnet_tuner_pick(d, c, 4_000_000, 8, 8, "ampere") == "collnet"
+    # forcing an algorithm still runs it
+    assert est(fast, Op.ALLREDUCE, S, range(4), "collnet").algorithm == "collnet"
+
+
 def test_collnet_needs_sharp(tmp_path):
     m = hand(tmp_path, 2, 2)
     with pytest.raises(InputError, match="does not apply"):

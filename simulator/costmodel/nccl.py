@@ -44,6 +44,7 @@ from ..topology.view import TopologyView  # links made on first use: prices in O
 from ..workload import Op
 from .base import CostModel
 from .nccl_algorithms import PAT_KERNEL_SHARE, pat_latency_ns, tree_channel_cap
+from .nccl_algorithms import collnet_tuner_pick, gpu_architecture
 from .nccl_algorithms import PLANNERS as _MULTINODE_PLANNERS
 from .nccl_algorithms import binary_tree as _binary_tree
 from .nccl_algorithms import by_server as _by_server
@@ -260,6 +261,8 @@ class NcclCostModel(CostModel):
             chosen = self._healthy.estimate(op, size_bytes, placement, algorithm, protocol)
             algorithm, protocol = chosen.algorithm, chosen.protocol
         cands = self.candidates(op, size_bytes, placement, algorithm, protocol)
+        if algorithm is None and self._forced_algorithm(op) is None:
+            cands = self._one_collnet(cands, size_bytes, placement)
         best = min(cands, key=lambda e: e.gpu_ns)      # NCCL's tuner knows nothing of the host
         if key is not None:
             if len(self._estimates) > 1 << 14:
@@ -303,6 +306,26 @@ class NcclCostModel(CostModel):
             for proto in protos:
                 out.append(self._time(op, size_bytes, algo, proto, phases, len(gpus)))
         return out
+
+    def _one_collnet(self, cands: list[Estimate], size_bytes: int,
+                     placement: GroupPlacement | tuple) -> list[Estimate]:
+        """Of CollNet-Direct and CollNet-Chain all-reduce, keep the one NCCL's tuner ranks
+        first (``collnet_tuner_pick``): NCCL weighs the two by its own table, where Direct
+        carries factors the chain does not, so the model's routed estimate alone would keep
+        Direct where NCCL runs the chain."""
+        direct = [e for e in cands if e.algorithm == "collnet" and e.op is Op.ALLREDUCE]
+        chain = [e for e in cands if e.algorithm == "collnet_chain"]
+        if not direct or not chain:
+            return cands
+        gpus = placement if isinstance(placement, tuple) else self.group_gpus(placement)
+        m = len(_by_server(self.topology, gpus)[0])
+        nics = self.spec.nics
+        heads = m if nics is None else (m * nics.count if nics.attach == "gpu"
+                                        else nics.per_server(self.spec.gpus_per_server))
+        keep = collnet_tuner_pick(direct[0], chain[0], size_bytes, m, heads,
+                                  gpu_architecture(self.spec.gpu))
+        drop = "collnet_chain" if keep == "collnet" else "collnet"
+        return [e for e in cands if e.algorithm != drop]
 
     def _forced_algorithm(self, op: Op) -> str | None:
         a = self.algorithm

@@ -25,8 +25,9 @@ algorithm on a group's GPUs, or None where NCCL would not run it on that group:
   GPUs headed by the channel's GPU, whose NIC meets the switch; the same bytes per NVLink
   port (2(m-1)/m S) and per NIC (S/m each way) as CollNet-Direct, but the GPUs run a
   one-server tree's kernels: at most channels x NCCL's one-node tree ceiling per channel.
-  NCCL's tuner has no 0.85 for it, so with CollNet enabled and NVLS off NCCL itself picks it
-  over Direct; the model ranks by its own estimate and keeps Direct there.
+  NCCL's tuner has no 0.85 for it, so with CollNet enabled NCCL itself picks it over Direct
+  at large sizes; the automatic choice ranks the two as NCCL's tuner does
+  (``collnet_tuner_pick``), then the survivor competes with the others by its estimate.
 
 Latencies are NCCL's own tuner formulas (Simple protocol, which these algorithms alone use)
 plus the preset's kernel launch (its ring base latency less NCCL's). Sources: NCCL's
@@ -310,6 +311,29 @@ def chain_channel_cap(topo: Topology, channels: int) -> float | None:
     if arch is None:
         return None
     return channels * TREE_CHANNEL_MAX_GBPS[arch][0] / 2
+
+
+def collnet_tuner_pick(direct, chain, size_bytes: int, gpus_per_server: int, heads: int,
+                       arch: str | None) -> str:
+    """Which CollNet all-reduce NCCL's tuner ranks first, ``"collnet"`` (Direct) or
+    ``"collnet_chain"``, given the model's estimates of both on the group.
+
+    NCCL's tuner (src/graph/tuning.cc) gives both the same graph bandwidth (its intra-node
+    graph's, both converted to algorithm bandwidth by 0.5), divides Direct's by its GPU/NIC
+    factor f = ppn / heads, less (f - 1) / 2, and by 0.85 more on Hopper and later; their
+    latencies are its CollNet formulas (the estimates' own). The common bandwidth is taken as
+    the chain's estimated one (size / its bandwidth time), so the sizes where the chain's
+    slower start is paid back follow the model's view of the links. Ties go to Direct (first
+    in NCCL's algorithm order)."""
+    chain_bw = size_bytes / chain.bandwidth_ns if chain.bandwidth_ns > 0 else math.inf
+    factor = gpus_per_server / max(1, min(heads, gpus_per_server))
+    factor -= (factor - 1) / 2
+    direct_bw = chain_bw / factor
+    if arch in ("hopper", "blackwell"):
+        direct_bw *= COLLNET_ALLREDUCE_SHARE_HOPPER_ON
+    t_direct = direct.latency_ns + size_bytes / direct_bw
+    t_chain = chain.latency_ns + size_bytes / chain_bw
+    return "collnet_chain" if t_chain < t_direct else "collnet"
 
 
 PLANNERS = {

@@ -26,6 +26,9 @@ _OPS = {name: BY_NAME[name]
 #: forced algorithms that need a fabric feature the run had (the source says so): CollNet
 #: runs over SHARP, which the presets do not switch on by default
 _NEEDS_SHARP = ("collnet", "collnet_chain")
+#: a run that left the choice to NCCL with NCCL_COLLNET_ENABLE=1 and NCCL_NVLS_ENABLE=0 (the
+#: sources' CollNet runners): SHARP on, NVLS and NVLS-tree off, the model's own choice
+AUTO_COLLNET = "auto-collnet"
 
 
 @dataclass
@@ -132,19 +135,23 @@ def _predict(models: dict, r: dict, net_share: float,
     from ..costmodel.nccl import NcclCostModel
     from ..topology import load_spec
     n = int(r["nodes"]) * int(r["gpus_per_node"])
-    sharp = r["algorithm"] in _NEEDS_SHARP
-    key = (r["preset"], n, sharp, net_share, p2p_channel, _version(r))
+    auto_collnet = r["algorithm"] == AUTO_COLLNET
+    sharp = r["algorithm"] in _NEEDS_SHARP or auto_collnet
+    key = (r["preset"], n, sharp, auto_collnet, net_share, p2p_channel, _version(r))
     if key not in models:
         spec = load_spec(f"{r['preset']}:{n}")
         if sharp and spec.fabric is not None:
             spec = replace(spec, fabric=replace(spec.fabric, sharp=True))
+        if auto_collnet:
+            spec = replace(spec, scale_up=replace(spec.scale_up, nvls_efficiency=None))
         spec = replace(spec, nccl=replace(spec.nccl, net_efficiency=min(1.0, net_share),
                                           p2p_net_channel_bw=p2p_channel,
                                           version=_version(r)))
         models[key] = NcclCostModel(spec)
     coll = _OPS[r["op"]]
     size = int(r["size_bytes"])
-    est = models[key].estimate(coll.op, size, tuple(range(n)), algorithm=r["algorithm"] or None)
+    algorithm = None if auto_collnet else (r["algorithm"] or None)
+    est = models[key].estimate(coll.op, size, tuple(range(n)), algorithm=algorithm)
     return size / est.gpu_ns * coll.bus_factor(n)  # bytes/ns == GB/s
 
 
@@ -216,7 +223,9 @@ def render_markdown(rows: list[Row]) -> list[str]:
     lines = ["### Multi-node collectives (published nccl-tests figures)", "",
              f"Measured bus bandwidth from public nccl-tests runs (`{rel(DATA)}`; sources in "
              "`traces/published/README.md`), predicted by the NCCL model on the preset named, "
-             "with the algorithm the run forced (send/recv: none to force; CollNet rows on "
+             "with the algorithm the run forced (send/recv: none to force; auto: NCCL's "
+             "choice, and the model's; auto-collnet: NCCL's choice with CollNet on and NVLS "
+             "off, as the sources' CollNet runners set it; CollNet rows on "
              "the preset with `fabric.sharp: true`, as the sources ran SHARP). Rows marked "
              "*set* fixed a parameter and are not counted: the one-server rows the preset's "
              "NVLink and NVLS efficiencies (named in its header); a cluster's ring "
@@ -270,10 +279,14 @@ def render_markdown(rows: list[Row]) -> list[str]:
                   "switches at the NICs' full rate) within 4%; T3's CollNet-Direct "
                   "all-gather ran 16-19% slower. CollNet all-reduce: T1's and T2's runs "
                   "left the choice to NCCL with CollNet on and NVLS off (their scripts), "
-                  "where NCCL's tuner ranks CollNet-Chain first, and their figures equal "
-                  "T3's forced CollNet-Chain within 2%; priced as the chain (its GPUs run a "
+                  "and their figures equal T3's forced CollNet-Chain within 2%; the model "
+                  "makes that choice itself, ranking CollNet-Direct against the chain as "
+                  "NCCL's tuner does (Direct's 0.85 on Hopper and later and its GPU/NIC "
+                  "factor against the chain's later start: the chain from tens of MB on 8 "
+                  "x B200; by the routed estimate alone it kept Direct, +14% to +20% on "
+                  "these rows). The chain (its GPUs run a "
                   "one-server tree's kernels: 8 channels x NCCL's 70 GB/s one-node tree "
-                  "ceiling / 2) they are within 4.5%, 0-2% low at 2 nodes and 2-4.5% high "
+                  "ceiling / 2) is within 4.5%, 0-2% low at 2 nodes and 2-4.5% high "
                   "at 32-64 (the measured algbw falls 4-5% from 2 to 64 nodes, the model's "
                   "does not). T3's forced CollNet-Direct is 3-20% below the model, more "
                   "with more nodes; the report's 8/16/32 GiB figures at 2 nodes give a "
@@ -282,7 +295,9 @@ def render_markdown(rows: list[Row]) -> list[str]:
                   "V1 (H100, NCCL's own "
                   "choice, 4 nodes, no 2-node rows: the preset's NIC rate) 13% high, about "
                   "T1's transport share. The tree ceilings and the CollNet factor are NCCL's "
-                  "tuner constants (src/graph/tuning.cc) and the p2p channel rule its "
+                  "tuner constants (src/graph/tuning.cc), as is the Direct-against-chain "
+                  "ranking (added with T1's and T2's CollNet rows in view), and the p2p "
+                  "channel rule its "
                   "topology code, added with these rows in view (nothing was adjusted to "
                   "them); a 5/6 NIC share for NVLS-tree (the tuner's NVLS ratio) was tried "
                   "with T1 in view and dropped: T3's NVLS-tree runs at the NICs' full rate.", ""]
