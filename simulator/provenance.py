@@ -68,6 +68,18 @@ def blocking_sends(mode: str, sidecar: dict | None, pp_schedule: str | None) -> 
     return (sidecar or {}).get("style") == "megatron" and pp_schedule != "interleaved"
 
 
+def pipeline_schedule(asked: str | None, sidecar: dict | None) -> tuple[str, str | None]:
+    """(schedule, where it came from): the one asked for; else the one a generated table
+    was written for (its sidecar's ``pipeline_schedule``: interleaved when generated with
+    ``--vpp``); else 1F1B. The second item names the source when it is the sidecar."""
+    if asked:
+        return asked, None
+    wanted = (sidecar or {}).get("pipeline_schedule")
+    if wanted in ("interleaved", "gpipe"):
+        return str(wanted), "sidecar"
+    return "1f1b", None
+
+
 def table_rules(workload_path: str, blocking_mode: str,
                 pp_schedule: str | None) -> tuple[int, bool]:
     """(tied-embedding all-reduce bytes, whether pipeline sends block) for the table at

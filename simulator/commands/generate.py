@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    type=positive_int, metavar="N",
                    help="virtual pipeline chunks per stage (interleaved 1F1B); written as the "
                         "header's vpp (AICB writes the layers per stage there)")
+    g.add_argument("--num-layers-per-virtual-pipeline-stage", dest="layers_per_vstage",
+                   type=positive_int, metavar="N",
+                   help="Megatron-LM's older way to ask for interleaving: N layers per model "
+                        "chunk, so --vpp = layers / PP / N")
     g.add_argument("--micro-batch", "--micro-batch-size", dest="micro_batch",
                    type=positive_int, default=1, metavar="N", help="micro-batch size (default 1)")
     g.add_argument("--global-batch", "--global-batch-size", dest="global_batch",
@@ -68,9 +72,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with full recompute: uniform (checkpoint every group of "
                         "--recompute-num-layers layers, default) or block (recompute only the "
                         "first --recompute-num-layers layers of each model chunk)")
-    f.add_argument("--recompute-num-layers", type=positive_int, metavar="N",
+    f.add_argument("--recompute-num-layers", "--activations-checkpoint-num-layers",
+                   dest="recompute_num_layers", type=positive_int, metavar="N",
                    help="layers per recompute group (uniform) or recomputed layers (block); "
-                        "default 1")
+                        "default 1 (--activations-checkpoint-num-layers: Megatron-LM 2021's "
+                        "name)")
+    f.add_argument("--activations-checkpoint-method", dest="legacy_checkpoint_method",
+                   choices=["uniform", "block"],
+                   help="Megatron-LM 2021's name: full recompute with this "
+                        "--recompute-method (the method alone turned recompute on then)")
     f.add_argument("--overlap-grad-reduce", action="store_true",
                    help="reduce the gradients in buckets during the last micro-batch's "
                         "backward, overlapped with it (default: all after the backward)")
@@ -81,6 +91,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "written before the first forward, blocking (overlap not modelled)")
     f.add_argument("--ddp-bucket-size", type=large_positive_int, metavar="PARAMS",
                    help="parameters per gradient bucket (default Megatron's max(40M, 1M x DP))")
+    f.add_argument("--DDP-impl", "--ddp-impl", dest="ddp_impl", choices=["local", "torch"],
+                   default="local",
+                   help="Megatron-LM 2021's data-parallel wrapper: local (default: gradients "
+                        "all-reduced after the backward, as megatron-core without "
+                        "--overlap-grad-reduce) or torch (PyTorch DDP: all-reduced in 25 MiB "
+                        "buckets during the last micro-batch's backward, i.e. "
+                        "--overlap-grad-reduce with 13,107,200-parameter buckets)")
     f.add_argument("--context-parallel-size", "--cp", dest="cp", type=positive_int, default=1,
                    metavar="N", help="context parallelism: each rank holds 1/N of the sequence "
                                      "(dense models; the table's EP column is the CP group)")
@@ -194,6 +211,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--num-attention-heads", type=positive_int, metavar="N")
     m.add_argument("--num-query-groups", type=positive_int, metavar="N")
     m.add_argument("--vocab-size", type=positive_int, metavar="N")
+    m.add_argument("--max-position-embeddings", type=int, metavar="N",
+                   help="learned position table's rows (0: none)")
     m.add_argument("--num-experts", type=int, metavar="N")
     m.add_argument("--topk", "--moe-router-topk", dest="topk", type=positive_int, metavar="K")
     m.add_argument("--moe-ffn-hidden-size", type=positive_int, metavar="N")
@@ -224,16 +243,21 @@ def generate_options(args: argparse.Namespace):
 
     return GenerateOptions(
         model=args.model, gpus=args.world_size, tp=args.tp, pp=args.pp, ep=args.ep,
-        sp=args.sp, vpp=args.vpp, micro_batch=args.micro_batch,
+        sp=args.sp, vpp=args.vpp,
+        num_layers_per_virtual_pipeline_stage=getattr(args, "layers_per_vstage", None),
+        micro_batch=args.micro_batch,
         global_batch=args.global_batch, seq_length=args.seq_length,
         distributed_optimizer=args.dist_opt, recompute=args.recompute, gpu=args.gpu,
         style=args.style, compute="none" if args.no_compute else "model",
-        recompute_granularity=getattr(args, "recompute_granularity", None),
-        recompute_method=getattr(args, "recompute_method", None),
+        recompute_granularity=getattr(args, "recompute_granularity", None) or (
+            "full" if getattr(args, "legacy_checkpoint_method", None) else None),
+        recompute_method=getattr(args, "recompute_method", None)
+        or getattr(args, "legacy_checkpoint_method", None),
         recompute_num_layers=getattr(args, "recompute_num_layers", None),
         overlap_grad_reduce=getattr(args, "overlap_grad_reduce", False),
         overlap_param_gather=getattr(args, "overlap_param_gather", False),
         ddp_bucket_size=getattr(args, "ddp_bucket_size", None),
+        ddp_impl=getattr(args, "ddp_impl", "local"),
         scatter_gather_tensors_in_pipeline=getattr(args, "scatter_gather", False),
         untie_embeddings_and_output_weights=getattr(
             args, "untie_embeddings_and_output_weights", False),
@@ -265,6 +289,7 @@ def generate_options(args: argparse.Namespace):
         num_layers=args.num_layers, hidden_size=args.hidden_size,
         ffn_hidden_size=args.ffn_hidden_size, num_attention_heads=args.num_attention_heads,
         num_query_groups=args.num_query_groups, vocab_size=args.vocab_size,
+        max_position_embeddings=getattr(args, "max_position_embeddings", None),
         num_experts=args.num_experts, topk=args.topk,
         moe_ffn_hidden_size=args.moe_ffn_hidden_size)
 

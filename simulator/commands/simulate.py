@@ -24,8 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "style (SimAI/AICB keys such as all_gpus: or ga: mean simai)")
     p.add_argument("--strict", action="store_true",
                    help="treat a wrong row count on line 2 as an error instead of a warning")
-    p.add_argument("--pp-schedule", choices=list(SCHEDULES), default="1f1b",
-                   help="pipeline schedule (default 1f1b)")
+    p.add_argument("--pp-schedule", choices=list(SCHEDULES), default=None,
+                   help="pipeline schedule (default: the one a generated table was written "
+                        "for, FILE.meta.json: interleaved with 'collsim generate --vpp'; "
+                        "else 1f1b)")
     p.add_argument("--vpp", type=positive_int, metavar="CHUNKS",
                    help="model chunks per stage for --pp-schedule interleaved "
                         "(default: the header's vpp)")
@@ -194,9 +196,11 @@ def run(args: argparse.Namespace) -> int:
         workload = read_workload(args.workload, strict=args.strict)
         import os
 
-        from ..provenance import embedding_allreduce_bytes, read_sidecar, sidecar_path
+        from ..provenance import (embedding_allreduce_bytes, pipeline_schedule, read_sidecar,
+                                  sidecar_path)
         from .common import build_cost_model_for
         sidecar = read_sidecar(args.workload)
+        args.pp_schedule, schedule_from = pipeline_schedule(args.pp_schedule, sidecar)
         cluster, cost_model, cluster_choice = build_cost_model_for(
             args, (sidecar or {}).get("gpu"), os.path.basename(sidecar_path(args.workload)))
         tracing = bool(args.trace or args.plot)
@@ -222,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
             what_if, strict=args.strict, sidecar_of=args.workload, sidecar=sidecar,
             progress=not args.quiet)
     result, co_results, draws = study.result, study.co_results, list(study.draws_ns)
+    if schedule_from and workload.pp > 1:
+        result.notes.append(f"pipeline schedule {args.pp_schedule}, the one the table was "
+                            f"generated for ({os.path.basename(sidecar_path(args.workload))}); "
+                            "--pp-schedule chooses another")
     if cluster_choice:
         from ..records import replace
         result = replace(

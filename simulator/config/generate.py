@@ -6,6 +6,31 @@ from ..records import record
 from .schema import option
 
 
+#: PyTorch DistributedDataParallel's default bucket_cap_mb (25 MiB of gradients)
+TORCH_DDP_BUCKET_BYTES = 25 * 2 ** 20
+
+
+def virtual_stages(layers: int, pp: int, per_chunk: int, vpp: int | None) -> int:
+    """Megatron-LM's --num-layers-per-virtual-pipeline-stage as model chunks per stage, with
+    its checks: the layers divide over the stages, a stage's layers over the chunks."""
+    from ..errors import InputError
+
+    key = "num_layers_per_virtual_pipeline_stage"
+    if per_chunk < 1:
+        raise InputError(f"must be at least 1, got {per_chunk}", field=key)
+    if layers % pp:
+        raise InputError(f"{layers} layers are not divisible by PP {pp} (Megatron-LM requires "
+                         "it with virtual stages)", field=key)
+    if (layers // pp) % per_chunk:
+        raise InputError(f"{layers // pp} layers per stage are not divisible into chunks of "
+                         f"{per_chunk}", field=key)
+    chunks = layers // pp // per_chunk
+    if vpp is not None and vpp != chunks:
+        raise InputError(f"{per_chunk} layers per chunk make {chunks} chunks per stage, but "
+                         f"vpp is {vpp}: give one of them", field="vpp")
+    return chunks
+
+
 @record(frozen=True)
 class GenerateOptions:
     """The options of `collsim generate` (and of a sweep point's workload)."""
@@ -18,6 +43,9 @@ class GenerateOptions:
     ep: int = option(1, "expert-parallel size", "GPUs", "int")
     sp: bool = option(False, "sequence parallelism", "", "bool")
     vpp: int | None = option(None, "virtual pipeline chunks per stage", "chunks", "int?")
+    num_layers_per_virtual_pipeline_stage: int | None = option(
+        None, "layers per model chunk (Megatron-LM's way to ask for vpp = layers per stage / "
+        "this)", "layers", "int?")
     micro_batch: int = option(1, "micro-batch size", "samples", "int")
     global_batch: int | None = option(
         None, "global batch (default: micro_batch x DP)", "samples", "int?")
@@ -40,6 +68,10 @@ class GenerateOptions:
         "distributed optimizer)", "", "bool")
     ddp_bucket_size: int | None = option(None, "parameters per DDP bucket", "parameters",
                                          "int?")
+    ddp_impl: str = option(
+        "local", "Megatron-LM 2021's --DDP-impl: local (all-reduce after the backward) or "
+        "torch (PyTorch DDP: 25 MiB buckets during the last backward)", "", "str",
+        choices=("local", "torch"))
     scatter_gather_tensors_in_pipeline: bool = option(
         False, "pipeline sends split over TP, re-gathered by the receiver (Megatron's old "
         "default; no effect with SP)", "", "bool")
@@ -102,6 +134,9 @@ class GenerateOptions:
                                              "int?")
     num_query_groups: int | None = option(None, "override the KV groups", "groups", "int?")
     vocab_size: int | None = option(None, "override the vocabulary", "tokens", "int?")
+    max_position_embeddings: int | None = option(
+        None, "override the learned position table's rows (0: none, rotary/ALiBi)", "tokens",
+        "int?", lo=0)
     num_experts: int | None = option(None, "override the experts (0: dense)", "experts",
                                      "int?", lo=0)
     topk: int | None = option(None, "override the experts per token", "experts", "int?")
@@ -110,12 +145,18 @@ class GenerateOptions:
 
     def features(self):
         from ..generate.features import Features
+        torch_ddp = self.ddp_impl == "torch"
+        bucket = self.ddp_bucket_size
+        if torch_ddp and bucket is None:
+            # PyTorch DDP's bucket_cap_mb 25, of the gradients' dtype (the module's: fp16 or
+            # bf16, 2 bytes)
+            bucket = TORCH_DDP_BUCKET_BYTES // 2
         return Features(
             recompute_granularity=self.recompute_granularity,
             recompute_method=self.recompute_method,
             recompute_num_layers=self.recompute_num_layers,
-            overlap_grad_reduce=self.overlap_grad_reduce,
-            overlap_param_gather=self.overlap_param_gather, bucket_size=self.ddp_bucket_size,
+            overlap_grad_reduce=self.overlap_grad_reduce or torch_ddp,
+            overlap_param_gather=self.overlap_param_gather, bucket_size=bucket,
             scatter_gather_p2p=self.scatter_gather_tensors_in_pipeline,
             params_dtype=self.params_dtype,
             accumulate_allreduce_grads_in_fp32=self.accumulate_allreduce_grads_in_fp32,
@@ -152,6 +193,7 @@ class GenerateOptions:
             model, layers=self.num_layers, hidden=self.hidden_size, ffn=self.ffn_hidden_size,
             heads=self.num_attention_heads, kv_groups=self.num_query_groups,
             vocab=self.vocab_size, experts=self.num_experts, topk=self.topk,
+            max_position=self.max_position_embeddings,
             moe_ffn=self.moe_ffn_hidden_size,
             tied_embeddings=False if self.untie_embeddings_and_output_weights else None)
 
@@ -166,8 +208,12 @@ class GenerateOptions:
             from ..errors import InputError
             raise InputError("needs a GPU count", field="gpus")
         model, derived = self.model_spec(base_dir)
+        vpp = self.vpp
+        if self.num_layers_per_virtual_pipeline_stage is not None:
+            vpp = virtual_stages(model.layers, self.pp, self.num_layers_per_virtual_pipeline_stage,
+                                 self.vpp)
         cfg = resolve(model, self.gpus, tp=self.tp, pp=self.pp, ep=self.ep, sp=self.sp,
-                      vpp=self.vpp, micro_batch=self.micro_batch,
+                      vpp=vpp, micro_batch=self.micro_batch,
                       global_batch=self.global_batch, seq_length=self.seq_length,
                       distributed_optimizer=self.distributed_optimizer,
                       recompute=self.recompute, gpu=self.gpu, style=self.style,

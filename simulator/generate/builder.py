@@ -68,6 +68,10 @@ class GeneratedWorkload:
             "optimizer": (f"DeepSpeed ZeRO-{c.features.zero_stage:d}" if c.features.zero_stage
                           else "Megatron distributed optimizer" if c.distributed_optimizer
                           else "Megatron DDP (all-reduce)"),
+            # the schedule the table was generated for: collsim simulate runs it unless
+            # --pp-schedule says otherwise
+            "pipeline_schedule": ("interleaved" if c.pp > 1 and c.vpp and c.vpp > 1
+                                  else "1f1b"),
         }
 
     def features_on(self) -> dict:
