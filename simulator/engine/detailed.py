@@ -14,6 +14,7 @@ environment gives the same results.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .loop import Environment, succeed_later
@@ -178,6 +179,18 @@ class DetailedSim:
         members = setup.cls.group_members[kind]
         if len(members) == 1:
             # a class alone in its group: nobody to wait for
+            if self.fabric is not None and comm_ns:
+                # its flow at once (below, without the meeting record)
+                ev = self.env.event()
+                fkey = (cid, id(kind), id(comm), comm_ns)
+                hit = self._fabric_flows.get(fkey)
+                if hit is None:
+                    hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
+                        (setup.job.job, kind, members), comm.op, comm.size_bytes, comm_ns))
+                loads, latency = hit[1]
+                self._flows().transfer(loads, latency,
+                                       on_done=partial(self._flow_done, ev, update_ns, ready))
+                return ev
             m = _Meeting(0, self.env.event(), comm_ns, update_ns)
             m.ready = ready
         else:
@@ -204,8 +217,8 @@ class DetailedSim:
                 hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
                     (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration))
             loads, latency = hit[1]
-            self._flows().transfer(loads, latency, on_done=self._done_cb(ev, m.update,
-                                                                         start))
+            self._flows().transfer(loads, latency,
+                                   on_done=partial(self._flow_done, ev, m.update, start))
         elif self.net is not None and m.duration:
             # every member's ranks move the data over their links of this kind
             base = setup.cid - setup.cls.cid
@@ -213,7 +226,7 @@ class DetailedSim:
             for c, _ in members:
                 link, share = self.setups[base + c].links[kind]
                 link_loads[link] = link_loads.get(link, 0.0) + m.duration * share
-            self.net.transfer(link_loads, on_done=self._done_cb(ev, m.update, start))
+            self.net.transfer(link_loads, on_done=partial(self._flow_done, ev, m.update, start))
         else:
             end = start + m.duration + m.update
             if end <= self.env.now:
@@ -227,12 +240,9 @@ class DetailedSim:
         assert self.net is not None   # a contention run builds its network in __init__
         return self.net
 
-    def _done_cb(self, ev, delay: int, start: int):
-        """What a flow calls when it ends: fire ``ev`` with (start, end) ``delay`` ns later."""
-        return lambda _flow: self._after(ev, delay, start)
-
-    def _after(self, ev, delay: int, start: int) -> None:
-        """Fire ``ev`` with (start, end) ``delay`` ns from now."""
+    def _flow_done(self, ev, delay: int, start: int, _flow) -> None:
+        """What a flow calls when it ends: fire ``ev`` with (start, end) ``delay`` ns from
+        now."""
         end = self.env.now + delay
         if delay:
             succeed_later(self.env, ev, (start, end), delay)
@@ -398,6 +408,7 @@ class _ClassStage:
         self.pass_args = None
         traced = self.trace is not None
         rng, res, env = self.rng, self.res, self.env
+        sim, idx, stream_end, row_exposed = self.sim, self.idx, self.stream_end, self.row_exposed
         if self.trace is not None and p.part == "pipeline":
             self.pass_args = {"micro_batch": p.mb, "chunk": p.chunk}
             r = p.receive
@@ -416,6 +427,23 @@ class _ClassStage:
                     if step[5]:
                         res.recompute_ns += ns
                     yield env.timeout(ns)
+            elif kind == BLOCK and not traced:
+                # blocking() inline (no generator per collective): the same waits and yields
+                s = step[2]
+                issued = env.now
+                last = stream_last[s]
+                if last is not None and not last.triggered:
+                    yield last
+                ready = env.now
+                if stream_end[s] > ready:
+                    ready = stream_end[s]
+                start, end = yield sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i), ready,
+                                             step[3], step[4],
+                                             row.comms[COMM_OF_TAG.get(step[5], 0)])
+                stream_end[s] = end
+                res.exposed_ns[_STREAM_NAMES[s]] += end - issued
+                row_exposed[row.key] = row_exposed.get(row.key, 0) + end - issued
+                sim.events += 1
             elif kind == BLOCK:
                 yield from self.blocking(step[2], step[3], step[4], (seq, mb, i),
                                          f"{row.name} {step[5]}" if traced else "", row.key,

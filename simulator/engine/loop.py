@@ -10,10 +10,12 @@ engine and its flows run on it too.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from heapq import heappop, heappush
 
 _URGENT, _NORMAL = 0, 1
 _PENDING = object()
+_EVENT = object()      # a queue entry's last field when it is an event, not a plain call
 
 
 class Event:
@@ -42,14 +44,16 @@ class Event:
 
 
 class Process(Event):
-    __slots__ = ("_generator",)
+    __slots__ = ("_generator", "_resume_cb")
 
     def __init__(self, env: Environment, generator):
         super().__init__(env)
         self._generator = generator
+        # one bound method, not one per wait
+        self._resume_cb: Callable[[Event], None] | None = self._resume
         start = Event(env)
         start._value = None
-        start.callbacks = [self._resume]
+        start.callbacks = [self._resume_cb]
         env._schedule(start, _URGENT, 0)
 
     def _resume(self, event: Event) -> None:
@@ -58,10 +62,11 @@ class Process(Event):
                 event = self._generator.send(event._value)
             except StopIteration as stop:
                 self._value = stop.value
+                self._resume_cb = None              # no cycle left: freed by reference count
                 self.env._schedule(self, _NORMAL, 0)
                 return
             if event.callbacks is not None:
-                event.callbacks.append(self._resume)
+                event.callbacks.append(self._resume_cb)
                 return
 
 
@@ -74,7 +79,8 @@ def succeed_later(env, event, value, delay) -> None:
         if event._value is not _PENDING:
             raise RuntimeError(f"{event} has already been triggered")
         event._value = value
-        env._schedule(event, _NORMAL, delay)
+        env._eid += 1
+        heappush(env._queue, (env.now + delay, _NORMAL, env._eid, event, _EVENT))
     else:
         if event.triggered:
             raise RuntimeError(f"{event} has already been triggered")
@@ -90,7 +96,14 @@ class Environment:
 
     def _schedule(self, event: Event, priority: int, delay) -> None:
         self._eid += 1
-        heappush(self._queue, (self.now + delay, priority, self._eid, event))
+        heappush(self._queue, (self.now + delay, priority, self._eid, event, _EVENT))
+
+    def call_later(self, delay, fn, arg) -> None:
+        """``fn(arg)`` ``delay`` from now, where a timeout with ``arg`` as its value and
+        ``fn`` on its value as its only callback would run it (same time, priority and order),
+        without making the event."""
+        self._eid += 1
+        heappush(self._queue, (self.now + delay, _NORMAL, self._eid, fn, arg))
 
     def event(self) -> Event:
         return Event(self)
@@ -100,7 +113,8 @@ class Environment:
             raise ValueError(f"negative delay {delay}")
         ev = Event(self)
         ev._value = value
-        self._schedule(ev, _NORMAL, delay)
+        self._eid += 1
+        heappush(self._queue, (self.now + delay, _NORMAL, self._eid, ev, _EVENT))
         return ev
 
     def process(self, generator) -> Process:
@@ -109,7 +123,10 @@ class Environment:
     def run(self) -> None:
         queue = self._queue
         while queue:
-            self.now, _, _, event = heappop(queue)
-            callbacks, event.callbacks = event.callbacks, None
-            for callback in callbacks:
-                callback(event)
+            self.now, _, _, target, arg = heappop(queue)
+            if arg is _EVENT:
+                callbacks, target.callbacks = target.callbacks, None
+                for callback in callbacks:
+                    callback(target)
+            else:
+                target(arg)

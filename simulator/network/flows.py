@@ -102,11 +102,18 @@ class FlowNetwork:
         self.on_change = on_change
         self._joined = 0
         self._checked: set = set()            # Demands whose links were checked here
-        self._done_loads: dict = {}           # id(loads) -> (loads, flows finished with it)
+        self._done_loads: dict = {}           # id(loads) -> [loads, flows finished with it]
         self._alone: dict = {}                # id(weights) -> (weights, rate alone)
         # the engine keeps time in whole nanoseconds: completions are rounded up to the next
         # one (never early; at most 1 ns late per rate change)
         self.integer_time = integer_time
+        # fn(arg) after a delay: the detailed engine's loop does it without an event; on
+        # simpy it is a timeout whose callback passes its value on (the same order)
+        later = getattr(env, "call_later", None)
+        if later is None:
+            def later(delay, fn, arg, timeout=env.timeout):
+                timeout(delay, arg).callbacks.append(lambda event: fn(event.value))
+        self._later = later
 
     # -- public ---------------------------------------------------------------------------
     def transfer(self, loads: Mapping[Hashable, float] | Demand, latency_ns: float = 0.0,
@@ -116,7 +123,7 @@ class FlowNetwork:
         given ``on_done``, that is called with the Flow then instead (no event: one simpy
         step less per flow)."""
         demand = loads if isinstance(loads, Demand) else None
-        if demand is None or demand not in self._checked:
+        if demand is None or demand not in self._checked:           # once per Demand
             links = loads.loads if isinstance(loads, Demand) else loads
             unknown = [link for link in links if link not in self.capacity]
             if unknown:
@@ -133,7 +140,7 @@ class FlowNetwork:
         if on_done is None:
             event = flow.event = self.env.event()
         if latency_ns > 0:
-            self.env.timeout(latency_ns, flow).callbacks.append(self._started)
+            self._later(latency_ns, self._join, flow)      # its data moves after the latency
         else:
             self._join(flow)
         return event
@@ -161,9 +168,6 @@ class FlowNetwork:
         return out
 
     # -- internals -------------------------------------------------------------------------
-    def _started(self, timeout) -> None:
-        self._join(timeout.value)                   # its latency is over
-
     def _join(self, flow: Flow) -> None:
         now = self.env.now
         flow.start_ns = now
@@ -189,7 +193,14 @@ class FlowNetwork:
             hit = self._alone.get(id(flow.weights))
             if hit is None:
                 hit = self._alone[id(flow.weights)] = (flow.weights, self._alone_rate(flow))
-            self._set_rate(flow, hit[1], now)
+            # _set_rate on a flow that has not moved yet (rate 0, at_ns now), inline
+            rate = flow.rate = hit[1]
+            flow.version += 1
+            if rate > 0:
+                wait = max(flow.remaining * flow.peak / rate, 0.0)
+                if self.integer_time:
+                    wait = max(math.ceil(wait - 1e-6), 0)
+                self._later(wait, self._wake, (flow, flow.version))
         else:
             self._solve(self._component(flow.weights), now)
         if self.on_change is not None:
@@ -221,7 +232,7 @@ class FlowNetwork:
             if self.integer_time:
                 wait = max(math.ceil(wait - 1e-6), 0)
             # its own timer; one made stale by a later rate change finds another version
-            self.env.timeout(wait, (f, f.version)).callbacks.append(self._wake)
+            self._later(wait, self._wake, (f, f.version))
 
     def _component(self, links) -> list[Flow]:
         """Active flows connected to ``links`` through shared links: the only ones whose
@@ -285,16 +296,18 @@ class FlowNetwork:
             if r != f.rate:
                 self._set_rate(f, r, now)
 
-    def _wake(self, timer) -> None:
-        f, version = timer.value
+    def _wake(self, stamp: tuple) -> None:
+        f, version = stamp                          # a completion timer: (flow, its version)
         if version != f.version:
             return                                  # its rate changed since: stale
         now = self.env.now
         del self.active[f]
         # bytes carried, counted per loads mapping (Demands share theirs)
-        done_loads = self._done_loads
-        hit = done_loads.get(id(f.loads))
-        done_loads[id(f.loads)] = (f.loads, 1 if hit is None else hit[1] + 1)
+        hit = self._done_loads.get(id(f.loads))
+        if hit is None:
+            self._done_loads[id(f.loads)] = [f.loads, 1]
+        else:
+            hit[1] += 1
         touched: dict = {}
         on_link = self._on_link
         for link in f.loads:
