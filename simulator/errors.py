@@ -6,8 +6,9 @@ The CLI turns it into exit code 2 without a traceback.
 """
 from __future__ import annotations
 
-import re
 import warnings
+
+from .lazyre import LazyPattern
 
 
 class InputError(Exception):
@@ -32,7 +33,7 @@ class InputError(Exception):
         return _bounded(f"{where}{field}{self.message}")
 
 
-_LONG_QUOTE = re.compile(r"""(['"])([^'"\n]{48})[^'"\n]{24,}?([^'"\n]{8})\1""")
+_LONG_QUOTE = LazyPattern(r"""(['"])([^'"\n]{48})[^'"\n]{24,}?([^'"\n]{8})\1""")
 
 
 def _bounded(text: str) -> str:

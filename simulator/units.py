@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-_BW_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z/]*)\s*$")
+from .lazyre import LazyPattern
+
+_BW_RE = LazyPattern(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z/]*)\s*$")
 
 # factor to GB/s (10^9 bytes per second)
 _BW_UNITS = {
@@ -54,7 +56,7 @@ def parse_bandwidth_gbps(text: str | float | int) -> float:
     return gbps
 
 
-_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
+_SIZE_RE = LazyPattern(r"^\s*([0-9]+)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
 _SIZE_POW = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 

@@ -143,3 +143,42 @@ def test_collector_frozen_only_in_a_program_run():
              "assert gc.isenabled() and gc.get_freeze_count() == 0\n"
              "print('ok')")
     assert _python(probe).strip() == "ok"
+
+
+def _module_run(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+
+
+def test_simulate_process_ends_without_teardown_but_keeps_what_an_exit_does():
+    # simulator/__main__.py ends a simulate run with os._exit after flushing the streams and
+    # running the atexit handlers: a handler registered before still runs, the whole CSV
+    # (13 kB: more than stdout's 8 kB buffer, so an unflushed end would be lost) reaches
+    # stdout as main([...]) writes it in a process that exits as usual, the exit code is
+    # the command's, and the interpreter is not finalized (its first step, threading's
+    # shutdown hook, never runs; a normal exit prints "finalized")
+    base = ("import atexit, runpy, sys, threading\n"
+            "atexit.register(lambda: print('handler ran', file=sys.stderr))\n"
+            "_shutdown = threading._shutdown\n"
+            "def hook():\n"
+            "    print('finalized', file=sys.stderr)\n"
+            "    _shutdown()\n"
+            "threading._shutdown = hook\n")
+    argv = ["simulate", "--quiet", "--csv", "-", S9216]
+    ok = _module_run(base + f"sys.argv = ['simulator', *{argv!r}]\n"
+                            "runpy.run_module('simulator', run_name='__main__')\n")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    usual = _module_run(base + f"from simulator.cli import main\nmain({argv!r})\n")
+    assert usual.returncode == 0 and "finalized" in usual.stderr, usual.stderr[-500:]
+    assert len(usual.stdout) > 8192 and ok.stdout == usual.stdout
+    assert "handler ran" in ok.stderr and "finalized" not in ok.stderr, ok.stderr[-500:]
+    bad = _module_run(base + "sys.argv = ['simulator', 'simulate', '--quiet', "
+                             "'/nonexistent/table.txt']\n"
+                             "runpy.run_module('simulator', run_name='__main__')\n")
+    assert bad.returncode == 2 and "no such file" in bad.stderr, bad.stderr[-500:]
+    assert "handler ran" in bad.stderr
+    # another command (and main() called by a program) ends as Python always does
+    other = _module_run(base + "sys.argv = ['simulator', '--version']\n"
+                               "runpy.run_module('simulator', run_name='__main__')\n")
+    assert other.returncode == 0 and "finalized" in other.stderr, other.stderr[-500:]

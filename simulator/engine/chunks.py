@@ -20,11 +20,12 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
+from ..lazyre import LazyPattern
 from ..records import record
 
-_NUMBERED = re.compile(r"(?:^|[^a-z])layer[_.\-]?(\d+)$", re.IGNORECASE)
-_TRAILING_NUMBER = re.compile(r"[_.\-]?\d+$")
-_LAYER_ROW = re.compile(r"^(attention|attn|self_attn|self_attention|mlp|moe|ffn|expert|"
+_NUMBERED = LazyPattern(r"(?:^|[^a-z])layer[_.\-]?(\d+)$", re.IGNORECASE)
+_TRAILING_NUMBER = LazyPattern(r"[_.\-]?\d+$")
+_LAYER_ROW = LazyPattern(r"^(attention|attn|self_attn|self_attention|mlp|moe|ffn|expert|"
                         r"transformer|decoder)", re.IGNORECASE)
 
 

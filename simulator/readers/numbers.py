@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 import re
 
+from ..lazyre import LazyPattern
+
 MAX_DIGITS = 40
-_INT_RE = re.compile(r"[-+]?[0-9]+\Z", re.ASCII)
-_FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z", re.ASCII)
+_INT_RE = LazyPattern(r"[-+]?[0-9]+\Z", re.ASCII)
+_FLOAT_RE = LazyPattern(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z", re.ASCII)
 _TINY = 2.2250738585072014e-308  # smallest normal double
 
 

