@@ -71,3 +71,47 @@ def test_seed_machine_prices_a_gemm_as_its_fit():
     nbytes = 2 * (8192 * 1024 + 1024 * 32 + 8192 * 32)
     assert gpu.gemm_us(8192, 32, 1024) == pytest.approx(
         fit["t0_us"] + nbytes / (2039 * 0.8 * 1e3), rel=1e-9)
+
+
+def test_seed000_backward_floor_by_hand():
+    """Seed 000's layer (8 local experts, 8192 tokens top-2: 2048 rows an expert): the
+    backward's four GEMMs per expert (dgrad and wgrad of both linears, 2048 x 4096 x 1024,
+    1.718e10 FLOP each) at the fit: 32 x (2.47 us + 1.718e10 / 85.19e12 s = 201.7 us) =
+    6.53 ms. At the datasheet's 312 TFLOP/s: 32 x 1.718e10 = 5.498e11 FLOP -> 1.762 ms, plus
+    two all-to-alls of the remote 3/4 of 8192 x 2 x 1024 x 2 B = 25.17 MB at 16.384 GB/s
+    (128 KiB per 8 us): 2 x 1.536 ms -> 4.834 ms. Both exceed the 2.13 ms the seed times."""
+    fit = moe_layer.seed002_gemm_fit()
+    if moe_layer._seeds_machine() is not None:
+        per_gemm_us = fit["t0_us"] + 2 * 2048 * 4096 * 1024 / (fit["tflops"] * 1e6)
+        assert moe_layer.seed000_backward_floor_ms() == pytest.approx(32 * per_gemm_us / 1e3,
+                                                                     rel=1e-9)
+        assert moe_layer.seed000_backward_floor_ms() == pytest.approx(6.53, abs=0.02)
+    assert moe_layer.seed000_backward_floor_ms(peak=True) == pytest.approx(4.834, abs=0.002)
+
+
+def test_seed000_times_are_gpu_timer_ticks(tmp_path):
+    """Read by hand: STEP-10 of seed 000 is 22.769665 = 22236 x 1.024 us, forward 20.690945 =
+    20206 ticks, backward 2.017280 = 1970 ticks; a host clock would not land on whole ticks.
+    A made-up line of 1.0005 ms (977.05 ticks) is not one: 3 of 6 values."""
+    log = tmp_path / "s.txt"
+    log.write_text("STEP-1: step_time = 22.769665 ms, foward_time = 20.690945, "
+                   "backward_time = 2.017280, perf = 1.0 tflops.\n"
+                   "STEP-2: step_time = 1.0005 ms, foward_time = 0.5003, "
+                   "backward_time = 0.5002, perf = 1.0 tflops.\n")
+    assert moe_layer.seed000_tick_share(log) == pytest.approx(0.5)
+    # the shipped seed: 298 of its 300 STEP values (100 steps x 3)
+    assert moe_layer.seed000_tick_share() == pytest.approx(298 / 300)
+
+
+def test_seed000_is_shown_not_counted():
+    """Its timed backward cannot hold the modelled one (above), so none of its three rows
+    is counted; the roofline puts most of the step in the backward (its expert GEMMs twice
+    the forward's), the seed the reverse (20.66 ms forward, 2.13 backward)."""
+    rows = [c for c in moe_layer.run() if c.case.startswith("seed 000")]
+    assert {c.quantity for c in rows} == {"step (summary)", "forward (summary)",
+                                          "backward (summary)"}
+    assert not any(c.primary for c in rows)
+    q = {c.quantity: c for c in rows}
+    assert q["forward (summary)"].measured == pytest.approx(20.66, abs=0.01)
+    assert q["backward (summary)"].measured == pytest.approx(2.13, abs=0.01)
+    assert q["backward (summary)"].predicted > q["forward (summary)"].predicted
