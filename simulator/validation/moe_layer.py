@@ -314,6 +314,8 @@ def run(cost_model=None, cluster=None) -> list[CaseResult]:
            "step would be fitted to it")
     for quantity, meas, pred in (("forward (summary)", s000.forward_ms, split[0]),
                                  ("backward (summary)", s000.backward_ms, split[1])):
+        if meas is None:
+            continue
         out.append(CaseResult(
             "seed 000 MoE layer, 8 local experts (roofline)", quantity, meas, pred,
             primary=False, inputs=r_inputs, note=why))
