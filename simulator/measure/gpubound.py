@@ -12,7 +12,9 @@ Phases (``--phases``, in this order):
   under ``torch.profiler`` with shapes: ``ops.csv`` (every op by input shapes: count, its own
   kernels' device time) and ``profile.csv`` (every kernel by name); then the optimizer step
   alone, from a GPU just spun (``torch.cuda._sleep``) and right behind a burst of GEMMs
-  (``kernels.csv`` group ``opt_context``).
+  (``kernels.csv`` group ``opt_context``). ``--cases`` can also name the
+  :data:`RECOMPUTE_CASES` (``...-rc-bf16``: every layer checkpointed, beside the same step
+  without it; traces/h200/compute/recompute1).
 * ``gemm``: GEMMs in the three layouts autograd issues for ``F.linear`` (forward ``x W^T``,
   dgrad ``dy W``, wgrad ``dy^T x``), bf16 and fp16 one after the other per shape, each
   operand set rotated over enough copies to exceed the L2 cache (group ``gemm_layout``;
@@ -43,17 +45,31 @@ from .compute_run import _log, start_run, warm_clocks
 from .train import write_csv
 
 OP_COLUMNS = ["case", "op", "input_shapes", "count", "device_us", "device_total_us", "cpu_us"]
-STEP_COLUMNS = ["case", "dtype", "layers", "hidden", "heads", "seq", "mbs", "ga", "params",
+STEP_COLUMNS = ["case", "dtype", "layers", "hidden", "heads", "seq", "mbs", "ga", "recompute",
+                "params",
                 "step_ms", "step_min_ms", "step_max_ms", "fwdbwd_ms", "optimizer_ms",
                 "steps", "warmup", "max_mem_gib", "loss_first", "loss_last", "status"]
 CLOCK_COLUMNS = ["label", "t_s", "sm_mhz", "mem_mhz", "power_w", "temp_c", "reasons"]
 L2_BYTES = 60 * 2 ** 20   # H200: 50 MiB of L2; rotate over more than that
 
-# model, seq, mbs, ga, dtype
+# model, seq, mbs, ga, dtype[, full recompute]
 STEP_CASES = [("gpt-1.3b", 2048, 4, 1, "bf16"), ("gpt-1.3b", 2048, 4, 1, "fp16"),
               ("gpt-760m", 2048, 4, 1, "bf16"), ("gpt-760m", 2048, 4, 1, "fp16"),
               ("gpt-2.7b", 2048, 1, 1, "bf16"), ("gpt-4b", 2048, 1, 1, "bf16"),
               ("gpt-6.7b", 2048, 1, 1, "bf16")]
+# run only when ``--cases`` names them: full recompute (every layer checkpointed) beside the
+# same model and micro-batch without it, and the recompute steps collsim validate compares
+RECOMPUTE_CASES = [("gpt-2.7b", 2048, 4, 1, "bf16", False), ("gpt-2.7b", 2048, 4, 1, "bf16", True),
+                   ("gpt-2.7b", 2048, 8, 1, "bf16", True), ("gpt-6.7b", 2048, 1, 1, "bf16", True),
+                   ("gpt-6.7b", 2048, 2, 1, "bf16", True), ("gpt-4b", 2048, 4, 1, "bf16", True),
+                   ("gpt-1.3b", 2048, 8, 1, "bf16", True)]
+
+
+def _step_case_name(c: tuple) -> str:
+    """``gpt-2.7b-s2048-b4-bf16``, ``...-b4-rc-bf16`` with full recompute."""
+    from .train import case_name
+    rc = bool(c[5]) if len(c) > 5 else False
+    return f"{case_name(c[0], c[1], c[2], c[3], rc)}-{c[4]}"
 
 
 def _dtype(name: str):
@@ -206,21 +222,27 @@ def run_steps(args, device, cuda, sw, clocks, out_rows, ops_rows, kern_rows, t_e
     from .gpt import GPTModel, MegatronLikeOptimizer, param_count
     from .hostcause import FP16Step
     vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
-    cases = STEP_CASES
+    cases: list[tuple] = list(STEP_CASES)
     if args.tiny:
         train.MODELS.update({"tiny": (2, 64, 4)})
-        cases = [("tiny", 64, 2, 1, "bf16"), ("tiny", 64, 2, 1, "fp16")]
+        cases = [("tiny", 64, 2, 1, "bf16"), ("tiny", 64, 2, 1, "fp16"),
+                 ("tiny", 64, 2, 1, "bf16", True)]
     if args.cases:
-        want = set(args.cases.split(","))
-        cases = [c for c in cases if f"{train.case_name(*c[:4], False)}-{c[4]}" in want]
-    for (name, seq, mbs, ga, dt) in cases:
+        want = args.cases.split(",")
+        pool = cases + ([] if args.tiny else RECOMPUTE_CASES)
+        named = {_step_case_name(c): c for c in pool}
+        cases = [named[w] for w in want if w in named]   # in the order asked
+    for c in cases:
+        name, seq, mbs, ga, dt = c[:5]
+        rc = bool(c[5]) if len(c) > 5 else False
         if time.monotonic() > t_end:
             _log(f"steps: budget spent before {name} {dt}")
             return
         L, h, heads = train.MODELS[name]
-        case = f"{train.case_name(name, seq, mbs, ga, False)}-{dt}"
+        case = _step_case_name(c)
         row: dict[str, Any] = {"case": case, "dtype": dt, "layers": L, "hidden": h,
                                "heads": heads, "seq": seq, "mbs": mbs, "ga": ga,
+                               "recompute": int(rc),
                                "params": param_count(L, h, 4 * h, vocab, maxpos),
                                "steps": args.steps, "warmup": 2}
         model = opt = fp16 = batches = None
@@ -228,7 +250,7 @@ def run_steps(args, device, cuda, sw, clocks, out_rows, ops_rows, kern_rows, t_e
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             model = GPTModel(L, h, 4 * h, heads, vocab, maxpos, device, _dtype(dt),
-                             hidden_dropout=0.1)
+                             hidden_dropout=0.1, recompute=rc)
             opt = MegatronLikeOptimizer(model)
             fp16 = FP16Step(opt, device) if dt == "fp16" else None
             gen = torch.Generator(device=device)
