@@ -49,11 +49,15 @@ def test_a_generated_table_is_simulated_on_its_gpus_preset(tmp_path, capsys, gpu
 
 def test_a_cluster_the_user_names_is_kept_and_another_gpu_warned_about(tmp_path):
     w = generated(tmp_path, "--gpus", "16", "--gpu", "a100")
-    # a cluster flag: the default preset (DGX H100) changed by it, no automatic choice
-    doc, caught = simulated(w, tmp_path, "--nic-bw", "200Gbit/s")
-    assert doc["cost_model"]["topology"] == "dgx-h100"
-    assert "cluster_chosen" not in doc["cost_model"]
-    assert len([m for m in caught if "generated for A100" in m and "H100" in m]) == 1
+    # a cluster flag changes the table GPU's preset: DGX A100's 300 GB/s NVLink kept, the
+    # NICs at 100 Gbit/s = 12.5 GB/s, and no other GPU to warn about
+    doc, caught = simulated(w, tmp_path, "--nic-bw", "100Gbit/s")
+    cm = doc["cost_model"]
+    assert (cm["topology"], cm["scale_up_GB_per_s"], cm["nic_GB_per_s"]) == \
+        ("dgx-a100", 300, 12.5)
+    assert cm["cluster_chosen"].endswith("changed by the cluster flags; --topology names "
+                                         "another")
+    assert not [m for m in caught if "generated for" in m]
     # a topology of the table's GPU: no warning
     doc, caught = simulated(w, tmp_path, "--topology", "dgx-a100")
     assert doc["cost_model"]["topology"] == "dgx-a100"

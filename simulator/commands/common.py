@@ -174,16 +174,20 @@ def build_cost_model_for(args: argparse.Namespace, gpu: str | None, source: str 
     """(cluster, cost model, how the cluster was chosen or None) for a workload generated for
     ``gpu`` (its sidecar's ``gpu``; ``source`` names the sidecar). With no cluster option on
     the command line the cluster is that GPU's preset (an A100 table on DGX A100, not on the
-    default H100 one); a cluster the user named that holds another GPU is warned about once."""
+    default H100 one), and cluster flags change that preset; a topology the user named that
+    holds another GPU is warned about once."""
     from ..costmodel.registry import DEFAULT_PRESET, build_cost_model as build, preset_for_gpu
     from ..errors import warn
 
     options = cluster_options(args)
     preset = preset_for_gpu(gpu)
-    if gpu and preset and not options.asked():
+    if gpu and preset and not options.topology:
+        # cluster flags change the table GPU's preset (an A100 table with --nic-bw keeps
+        # the A100 servers' NVLink), as they change the default one for a table without GPU
         built = build(options, cost_model_options(args), preset=preset)
+        changed = ", changed by the cluster flags" if options.asked() else ""
         return (*built, f"{preset}, the preset of the workload's GPU ({str(gpu).upper()}, "
-                        f"from {source or 'its sidecar'}); --topology names another")
+                        f"from {source or 'its sidecar'}){changed}; --topology names another")
     built = build(options, cost_model_options(args))
     if gpu and (options.topology or preset):
         from ..topology import load_spec
@@ -192,7 +196,7 @@ def build_cost_model_for(args: argparse.Namespace, gpu: str | None, source: str 
         except Exception:   # a bad topology was already reported by the build above
             named = ""
         if named and _gpu_key(named) != _gpu_key(str(gpu)):
-            where = options.topology or f"{DEFAULT_PRESET} changed by the cluster flags"
+            where = options.topology or f"{DEFAULT_PRESET}, changed by the cluster flags"
             warn(f"the workload was generated for {str(gpu).upper()} ({source or 'its sidecar'}"
                  f"), the cluster holds {named} ({where}): its compute times are the "
                  "workload's GPU's, its collectives the cluster's")

@@ -71,9 +71,10 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     cluster_opts = point.cluster_options(base_dir)
     cost_opts = point.cost_model_options(base_dir)
     # the rules `collsim simulate` applies to the generated table and its sidecar: the
-    # workload GPU's preset where the point names no cluster, the tied-embedding all-reduce
-    # the table cannot carry, Megatron's blocking pipeline sends
-    preset = None if cluster_opts.asked() else preset_for_gpu(cfg.gpu)
+    # workload GPU's preset (changed by the point's cluster keys) where it names no
+    # topology, the tied-embedding all-reduce the table cannot carry, Megatron's blocking
+    # pipeline sends
+    preset = None if cluster_opts.topology else preset_for_gpu(cfg.gpu)
     cluster, cost_model = _cost_model(cluster_opts, cost_opts, preset, cfg.world)
     schedule = p.get("pp_schedule") or ("interleaved" if cfg.vpp and cfg.vpp > 1 else "1f1b")
     with warnings.catch_warnings():
