@@ -53,3 +53,55 @@ def test_same_trace_as_simpy(seed):
     _program(simpy.Environment(), a, seed)
     _program(Environment(), b, seed)
     assert a == b and len(a) > 0
+
+
+def _later(env, delay, fn, arg):
+    """call_later on the loop; on simpy what it stands for: a timeout whose one callback
+    passes its value on."""
+    if isinstance(env, Environment):
+        env.call_later(delay, fn, arg)
+    else:
+        env.timeout(delay, arg).callbacks.append(lambda event: fn(event.value))
+
+
+def _calls_program(env, log, seed):
+    # processes on timeouts and plain calls that schedule more calls and succeed events the
+    # processes wait on, at the same instants: the calls must run where the timeouts would
+    rng = random.Random(seed)
+    boxes = [env.event() for _ in range(8)]
+
+    def call(arg):
+        log.append(("call", env.now, arg))
+        k, depth = arg
+        if depth < 3:
+            _later(env, rng.choice([0, 0, 1, 2]), call, (k, depth + 1))
+        box = boxes[rng.randrange(len(boxes))]
+        if not box.triggered:
+            box.succeed(arg)
+
+    def worker(k):
+        for step in range(6):
+            if rng.random() < 0.5:
+                _later(env, rng.choice([0, 1, 2]), call, (k, 0))
+            value = yield (env.timeout(rng.choice([0, 1, 2]), (k, step)) if rng.random() < 0.6
+                           else boxes[rng.randrange(len(boxes))])
+            log.append(("resume", env.now, k, step, value))
+
+    for k in range(4):
+        env.process(worker(k))
+
+    def closer():
+        yield env.timeout(40)
+        for box in boxes:
+            if not box.triggered:
+                box.succeed("late")
+    env.process(closer())
+    env.run()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_plain_calls_run_where_simpys_timeouts_would(seed):
+    a, b = [], []
+    _calls_program(simpy.Environment(), a, seed)
+    _calls_program(Environment(), b, seed)
+    assert a == b and any(e[0] == "call" for e in a)
