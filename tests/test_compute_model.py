@@ -25,12 +25,38 @@ def _kernel_rows():
     return rows
 
 
+def _assert_same_fit(key, refit, shipped):
+    """The refit equals the shipped value to the rounding the fit writes (4 significant
+    places: rel 1e-3), except where the sweep does not pin a parameter down: a memory-bound
+    kernel's launch intercept t0 (every such kernel was timed at >= 5 us, so an intercept
+    under 1 us moves the fit's residual by well under 0.1%: numpy/scipy releases land
+    anywhere in [0, 1] us) and the row-width knee c0 it trades against (rel 1%)."""
+    if key == "mem_ops":
+        assert [m[0] for m in refit] == [m[0] for m in shipped]
+        for (op, t0, bw, c0), (_, t0_s, bw_s, c0_s) in zip(refit, shipped):
+            assert t0 == pytest.approx(t0_s, abs=1.0), op
+            assert bw == pytest.approx(bw_s, rel=1e-3), op
+            assert c0 == pytest.approx(c0_s, rel=1e-2, abs=0.5), op
+        return
+    if isinstance(shipped, tuple):
+        assert len(refit) == len(shipped), key
+        for a, b in zip(refit, shipped):
+            _assert_same_fit(key, a, b)
+    elif isinstance(shipped, str):
+        assert refit == shipped, key
+    else:
+        assert refit == pytest.approx(shipped, rel=1e-3, abs=1e-9), key
+
+
 def test_shipped_h200_parameters_are_the_fit_of_the_sweep():
     pytest.importorskip("scipy")
     from simulator.generate.h200_fit import H200_KERNEL_FIT
     from simulator.generate.kernel_fit import default_paths, fit_kernels, spec_kwargs
     params, resid = fit_kernels(default_paths(ROOT))
-    assert spec_kwargs(params) == H200_KERNEL_FIT
+    refit = spec_kwargs(params)
+    assert refit.keys() == H200_KERNEL_FIT.keys()
+    for key, shipped in H200_KERNEL_FIT.items():
+        _assert_same_fit(key, refit[key], shipped)
     # GEMMs: 1314 timings (657 shapes x fwd/dgrad/wgrad over two runs), median error under 6%
     assert resid["gemm"]["shapes"] >= 1000 and resid["gemm"]["median_abs_err"] < 0.06
     # memory-bound kernels that carry the layers: each within 10% at the median
