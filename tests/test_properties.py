@@ -505,7 +505,10 @@ def oracle_pp1(w: Workload, schedule: str) -> tuple[int, int]:
     backward rows in reverse, the input-gradient collective blocks, the weight-gradient
     collective is queued on its group's stream and overlaps what follows; a row's forward
     waits for that row's previous weight-gradient collective (rows of a micro-batch are the
-    same row in every micro-batch); ``update_ns`` follows every collective that costs time;
+    same row in every micro-batch) when it has one of its own that costs time (a layer waits
+    on its own gradient stream, as ASTRA-sim 1.0's layer does: where micro-batches differ in
+    weight-gradient collectives, a row without one does not wait for the collective an
+    earlier micro-batch's row queued); ``update_ns`` follows every collective that costs time;
     activation recompute replays the forwards of the initiate row's own block (one
     micro-batch, or the rows before or after them) from the nearest checkpoint c up to the row
     before the initiate row (ASTRA-sim 1.0's rows c .. j-1); the iteration ends
@@ -538,7 +541,7 @@ def oracle_pp1(w: Workload, schedule: str) -> tuple[int, int]:
         nonlocal t, compute
         for k, i in enumerate(idxs):
             r = w.rows[i]
-            if wait and (seq, k) in wg_done:
+            if wait and (seq, k) in wg_done and oracle_price(r.wg, sizes):
                 t = max(t, wg_done[(seq, k)])
             t += r.fwd_ns
             compute += r.fwd_ns
