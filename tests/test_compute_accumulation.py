@@ -87,7 +87,7 @@ def test_host_bound_accumulation_costs_its_dispatch():
     in the optimizer row."""
     cfg = _gpt()
     cm = ComputeModel(cfg, megatron_params(cfg))
-    (_, _), added = cm._host_lead(cfg)
+    (_, _), added, _ = cm._host_lead(cfg)
     assert added == pytest.approx(28 * GPUS["h200"].host_accum_us, abs=10.0)
     assert 28 * GPUS["h200"].host_accum_us == pytest.approx(282.52)
 
@@ -99,7 +99,7 @@ def test_gpu_bound_accumulation_costs_its_kernels():
     cfg = _gpt(hidden=4096, heads=32, seq=2048, mbs=8)
     p = megatron_params(cfg)
     cm = ComputeModel(cfg, p)
-    (_, _), added = cm._host_lead(cfg)
+    (_, _), added, _ = cm._host_lead(cfg)
     assert added == pytest.approx(28 * 4.408 + p.per_gpu * 0.003507e-3, rel=1e-6)
     sf, sb = host_scales(GPUS["h200"])
     assert sb > 0 and sf > 0

@@ -14,7 +14,8 @@ from typing import NamedTuple
 from ..errors import InputError
 from .config import TrainConfig
 from .gpu import GPUSpec
-from .host_sync import replay_step, run, sync
+from .host_sync import replay_step, run, step_tail, sync
+from .optimizer_step import step_kernels
 from .sizes import ParamCounts, padded_vocab
 
 
@@ -328,8 +329,14 @@ class ComputeModel:
         # the main gradients' zeroing opens the step (Megatron's zero_grad_buffer before the
         # first micro-batch): the host dispatches the first forward while it runs
         self.step_start = _k(params.per_gpu * gpu.opt_zero_ns / 1e3, gpu.host_us("add.fwd"))
-        opt = gpu.optimizer_us(local_params, tensors)
-        t["optimizer"] = (_k(opt, 0.0), Z, Z)
+        # the step in its measured parts (optimizer_step.py: the norm's enqueue, its read,
+        # clipping's scale, Adam), replayed behind the last backward (_host_lead); else the
+        # kernel sweep's back-to-back step as device time
+        self.opt_kernels = step_kernels(gpu, local_params, tensors)
+        if self.opt_kernels:
+            t["optimizer"] = (Cost(self.opt_kernels), Z, Z)
+        else:
+            t["optimizer"] = (_k(gpu.optimizer_us(local_params, tensors), 0.0), Z, Z)
         t.update(_sync_work(gpu, cfg, local_params, params.per_gpu, tensors))
         if getattr(getattr(cfg, "features", None), "params_dtype", "") == "fp16":
             # found_inf, all-reduced after the unscale (the loss_scale row), read on the host
@@ -337,15 +344,22 @@ class ComputeModel:
                               Z, Z)
         self.tensors = tensors
         self.costs = t
-        self.lead, accum_us = self._host_lead(cfg)
+        self.lead, accum_us, opt_tail = self._host_lead(cfg)
         # what the accumulation adds after the backward, once per micro-batch, in the
-        # optimizer row (after the last micro-batch, before its host reads)
-        t["optimizer"] = (_k(cfg.ga * accum_us, 0.0) + t["optimizer"][0], Z, Z)
+        # optimizer row (after the last micro-batch, before its host reads); the measured
+        # parts' step as it runs behind the backward (fp16's starts with found_inf's read:
+        # from a drained GPU, as priced on its own)
+        opt_cost = t["optimizer"][0]
+        if opt_tail is not None:
+            opt_cost = _k(opt_tail, 0.0)
+        t["optimizer"] = (_k(cfg.ga * accum_us, 0.0) + opt_cost, Z, Z)
         self.parts = {k: tuple(c.us for c in v) for k, v in t.items()}
 
-    def _host_lead(self, cfg: TrainConfig) -> tuple[tuple[float, float], float]:
+    def _host_lead(self, cfg: TrainConfig) -> tuple[tuple[float, float], float, float | None]:
         """((forward, backward) factors that carry the host's lead from row to row, the time
-        the fp32 accumulation adds after a micro-batch's backward).
+        the fp32 accumulation adds after a micro-batch's backward, the time the optimizer
+        step adds behind the last backward and its accumulation, or None where it is priced
+        on its own: no measured parts, or fp16's found_inf read before it).
 
         Each row's kernel sequence is replayed from an idle host and GPU (:class:`Cost`);
         in a step the host runs ahead through GPU-bound rows and the GPU drains that queue
@@ -389,7 +403,13 @@ class ComputeModel:
         fa, ba = replay_step(chains[0], chains[1] + self.accumulation.kernels, cfg.ga,
                              before_f, before_b, self.step_start.kernels)
         lead = (f / alone[0] if alone[0] > 0 else 1.0, b / alone[1] if alone[1] > 0 else 1.0)
-        return lead, max(0.0, fa + ba - fz - bz)
+        opt_tail = None
+        fp16 = getattr(getattr(cfg, "features", None), "params_dtype", "") == "fp16"
+        if self.opt_kernels and not fp16:
+            # the norm's enqueue runs while the GPU works off the backward's queue
+            opt_tail = step_tail(chains[0], chains[1] + self.accumulation.kernels, cfg.ga,
+                                 self.opt_kernels, before_f, before_b, self.step_start.kernels)
+        return lead, max(0.0, fa + ba - fz - bz), opt_tail
 
     def core_attention_us(self) -> tuple[float, float, float]:
         """(forward, backward, 0) device microseconds of one layer's attention kernel alone,

@@ -79,6 +79,13 @@ class GPUSpec:
     # an fp16 step's kernels over the same kernels of the bf16 step (GEMMs, attention,
     # memory-bound kernels), measured side by side inside profiled steps; None: as bf16
     fp16_kernels: tuple | None = None
+    # the optimizer step in its measured parts (optimizer_step.step_kernels, fitted on
+    # traces/h200/compute/optstep1): host us (norm per tensor, per launch; clipping's scale per
+    # tensor, per launch; Adam + copy fixed, per tensor, per Adam launch) at the host floor's
+    # speed, and device (norm fixed us, ns a parameter; scale + Adam + copy fixed us, ns a
+    # parameter); empty: the back-to-back ``opt_step`` as device time
+    opt_host: tuple = ()
+    opt_dev: tuple = ()
     opt_accum_ns: float = 0.0       # fp32 gradient accumulation: ns per parameter
     opt_accum_t0_us: float = 0.0    # and us per parameter tensor (one kernel each)
     host_accum_us: float = 0.0      # host us per parameter tensor
@@ -195,16 +202,19 @@ def derived(base: GPUSpec, name: str, peak_tflops: float, hbm_gbps: float,
     attention efficiencies), so they scale with ``peak_tflops``; ``gemm_share`` multiplies
     the GEMM ``e_max`` where a published benchmark run the same way on both GPUs says the
     share differs (``share_source`` names it). Memory-bound kernels keep the measured share
-    of HBM bandwidth: each op's bandwidth x hbm_gbps / base's; the optimizer's, the zeroing's,
-    the accumulation's and the unfused attention's score passes' ns per element x base's /
-    hbm_gbps. Fixed per-kernel device times and every host (dispatch) time stay as measured:
-    they depend on the launch path and the CPU, not the GPU.
+    of HBM bandwidth: each op's bandwidth x hbm_gbps / base's; the optimizer's (and its
+    parts'), the zeroing's, the accumulation's and the unfused attention's score passes' ns
+    per element x base's / hbm_gbps. Fixed per-kernel device times and every host (dispatch)
+    time stay as measured: they depend on the launch path and the CPU, not the GPU.
     """
     k = base.hbm_gbps / hbm_gbps
     mem = tuple((n, t0, gbps / k, c0) for n, t0, gbps, c0 in base.mem_ops)
     opt = base.opt_step
     if opt:
         opt = (opt[0], opt[1] * k, opt[2])
+    # the optimizer's parts: their ns a parameter stream like the other memory-bound terms
+    opt_dev = (base.opt_dev[0], base.opt_dev[1] * k, base.opt_dev[2], base.opt_dev[3] * k) \
+        if base.opt_dev else ()
     # the unfused attention's passes over the scores (mask, softmax) are memory-bound:
     # (fixed us, ns per score element), the latter scaled like the other streaming terms
     uf = (base.unfused_fwd[0], base.unfused_fwd[1] * k) if base.unfused_fwd else None
@@ -212,7 +222,7 @@ def derived(base: GPUSpec, name: str, peak_tflops: float, hbm_gbps: float,
     share = (f"; GEMM share of peak x {gemm_share:.3f} ({share_source})"
              if gemm_share != 1.0 else "")
     return replace(base, name=name, peak_tflops=peak_tflops, hbm_gbps=hbm_gbps,
-                   hbm_gib=hbm_gib, mem_ops=mem, opt_step=opt,
+                   hbm_gib=hbm_gib, mem_ops=mem, opt_step=opt, opt_dev=opt_dev,
                    gemm_emax=min(1.0, base.gemm_emax * gemm_share),
                    unfused_fwd=uf, unfused_bwd=ub,
                    opt_zero_ns=base.opt_zero_ns * k, opt_accum_ns=base.opt_accum_ns * k,

@@ -62,6 +62,28 @@ def replay_step(forward, backward, micro_batches: int, before_forward=(),
     micro-batch takes what the one before took (the lead has settled: host-bound chains
     settle after one, GPU-bound ones once the lead covers every host-bound stretch), and the
     remaining micro-batches repeat the last one replayed."""
+    f, b, _ = _replay(forward, backward, micro_batches, before_forward, before_backward,
+                      before_step)
+    return f, b
+
+
+def step_tail(forward, backward, micro_batches: int, after_step, before_forward=(),
+              before_backward=(), before_step=()) -> float:
+    """What ``after_step`` (the optimizer step's kernels) adds to the step of
+    :func:`replay_step` when it is replayed behind the last micro-batch's backward: the
+    GPU-free time after it less that before it. The host starts it where it left the
+    backward, so what the GPU still has queued then hides the host's first dispatches. Where
+    the replay stopped early (the micro-batches settled), it starts from the last replayed
+    micro-batch's end, whose host lead the rest repeat."""
+    _, _, (issued, gpu) = _replay(forward, backward, micro_batches, before_forward,
+                                  before_backward, before_step)
+    _, end = run(after_step, issued, gpu)
+    return end - gpu
+
+
+def _replay(forward, backward, micro_batches, before_forward, before_backward, before_step):
+    """(forward, backward averages, (host clock, GPU-free time) at the last replayed
+    micro-batch's end) of :func:`replay_step`."""
     n = max(1, int(micro_batches))
     fwd = tuple(before_forward) + tuple(forward)
     bwd = tuple(before_backward) + tuple(backward)
@@ -90,4 +112,4 @@ def replay_step(forward, backward, micro_batches: int, before_forward=(),
         rest = n - min(n, MAX_REPLAYED)
         total_f += rest * f
         total_b += rest * b
-    return total_f / n, total_b / n
+    return total_f / n, total_b / n, (issued, gpu)

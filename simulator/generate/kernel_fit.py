@@ -366,6 +366,75 @@ def fit_accumulation_host(method_rows, floor: dict) -> tuple[dict, dict]:
             {"host accumulate (steps with / without)": _stats([x / med - 1 for x in per])})
 
 
+def fit_optimizer_parts(opt_rows, floor: dict) -> tuple[dict, dict]:
+    """The optimizer step's parts (``optstep.csv`` of :mod:`simulator.measure.optstep`):
+
+    * host, from the step after a backward (``after_backward``: nothing queued hides it):
+      the norm's enqueue over tensors and launches (``norm_us``), clipping's scale
+      (``mul_us``), Adam and the bf16 copy (``adam_us + copy_us``) with a fixed part, each a
+      least-squares fit (non-negative, relative) on the per-round values scaled from the
+      measuring machine to the fit's floor machines by the fitted floor line at the model's
+      layers over that round's floor (``floor``: the 64-token floor GPT back to back);
+    * device, with no host gaps (``device``): the norm half and the rest, each a fixed time
+      and ns a parameter.
+
+    Launch counts by :func:`simulator.generate.optimizer_step.launches`."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    from .optimizer_step import launches
+    need = ("host_layer_fwd_us", "host_layer_bwd_us", "host_fixed_fwd_us", "host_fixed_bwd_us")
+    if not opt_rows or not all(floor.get(k) for k in need):
+        return {}, {}
+    by: dict[tuple, dict] = defaultdict(dict)
+    for r in opt_rows:
+        by[(r["source"], r["model"], r["round"])][r["mode"]] = r
+    host: dict[str, list] = defaultdict(list)
+    dev: dict[str, list] = defaultdict(list)
+    for m in by.values():
+        ab, fl, dv = m.get("after_backward"), m.get("floor"), m.get("device")
+        if ab and fl and int(_f(ab["clipped"]) or 0):
+            layers, P, T = int(ab["layers"]), float(ab["params"]), int(ab["tensors"])
+            fitted = (floor["host_fixed_fwd_us"] + floor["host_fixed_bwd_us"]
+                      + layers * (floor["host_layer_fwd_us"] + floor["host_layer_bwd_us"]))
+            k = fitted / _f(fl["total_us"])
+            n1, n4 = launches(P, T, 1), launches(P, T, 4)
+            host["norm"].append(([0.0, T, n1], _f(ab["norm_us"]) * k))
+            host["mul"].append(([0.0, T, n1], _f(ab["mul_us"]) * k))
+            host["adam"].append(([1.0, T, n4], (_f(ab["adam_us"]) + _f(ab["copy_us"])) * k))
+        if dv and int(_f(dv["host_ok"]) or 0):
+            P = float(dv["params"])
+            dev["norm"].append(([1.0, P / 1e3], _f(dv["dev_norm_us"])))
+            dev["post"].append(([1.0, P / 1e3], _f(dv["dev_post_us"])))
+    if len(host["norm"]) < 3 or len(dev["norm"]) < 3:
+        return {}, {}
+
+    def rel_fit(pts):
+        X = np.array([p[0] for p in pts], dtype=float)
+        y = np.array([p[1] for p in pts], dtype=float)
+        coef, _ = nnls(X / y[:, None], np.ones(len(y)))
+        return [float(c) for c in coef], [float(e) for e in X @ coef / y - 1]
+    params: dict[str, Any] = {}
+    resid: dict[str, dict] = {}
+    (_, nt, nl), e1 = rel_fit(host["norm"])
+    (_, mt, ml), e2 = rel_fit(host["mul"])
+    (a0, at, al), e3 = rel_fit(host["adam"])
+    params["opt_host"] = tuple(round(x, 3) for x in (nt, nl, mt, ml, a0, at, al))
+    (d0, dns), e4 = rel_fit(dev["norm"])
+    (p0, pns), e5 = rel_fit(dev["post"])
+    params["opt_dev"] = (round(d0, 2), round(dns, 6), round(p0, 2), round(pns, 6))
+    for name, e in (("norm host", e1), ("scale host", e2), ("Adam + copy host", e3),
+                    ("norm device", e4), ("scale + Adam + copy device", e5)):
+        resid[f"optimizer {name}"] = _stats(e)
+    return params, resid
+
+
+def optstep_paths(paths) -> list[Path]:
+    """The ``optstep.csv`` files beside the kernel sweeps (``optstep*/``)."""
+    dirs = {Path(p).parent.parent for p in paths}
+    return sorted(q for d in dirs for q in d.glob("optstep*/optstep.csv"))
+
+
 def method_paths(paths) -> list[Path]:
     """The ``method.csv`` files beside the kernel sweeps (``hostcause*/``)."""
     dirs = {Path(p).parent.parent for p in paths}
@@ -553,6 +622,9 @@ def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
     p, e = fit_accumulation_host(method, params)
     params.update(p)
     resid.update(e)
+    p, e = fit_optimizer_parts(read_kernels(optstep_paths(paths)), params)
+    params.update(p)
+    resid.update(e)
     fitted = replace(gpu, **{k: params[k] for k in GEMM_KEYS if k in params})
     p, e = fit_unfused_attention(rows, fitted)
     params.update(p)
@@ -577,18 +649,25 @@ def host_floor_spec(gpu, paths):
 
 
 def _machine_accum(gpu, kw: dict, variant: str = "default") -> dict:
-    """The fp32 accumulation's host time per tensor on a machine whose floor is ``kw``:
-    ``gpu``'s (measured on the kernel sweep's machines), scaled as the machine's backward
-    floor (which carries it) to ``gpu``'s of the same variant. Host speed differs by up to
-    50% between the lent machines; the accumulation is part of the backward's host floor
-    there, so it is taken to move with it."""
+    """The fp32 accumulation's host time per tensor and the optimizer step's host parts on
+    a machine whose floor is ``kw``: ``gpu``'s (at the fitted floor's speed), scaled as the
+    machine's backward floor (which carries the accumulation) to ``gpu``'s of the same
+    variant. Host speed differs by up to 50% between the lent machines; the accumulation is
+    part of the backward's host floor there, so it is taken to move with it, and so are the
+    optimizer's host parts (its Python and launches run on the same CPU)."""
     ref = gpu.host_layer_bwd_us
     if variant != "default":
         ratio = gpu.host_variant(variant)
         ref = ref * ratio[1] if ratio else 0.0
-    if not ref or not kw.get("host_layer_bwd_us") or not gpu.host_accum_us:
+    if not ref or not kw.get("host_layer_bwd_us"):
         return {}
-    return {"host_accum_us": gpu.host_accum_us * kw["host_layer_bwd_us"] / ref}
+    k = kw["host_layer_bwd_us"] / ref
+    out: dict[str, Any] = {}
+    if gpu.host_accum_us:
+        out["host_accum_us"] = gpu.host_accum_us * k
+    if gpu.opt_host:   # the optimizer step's host parts, measured the same way
+        out["opt_host"] = tuple(x * k for x in gpu.opt_host)
+    return out
 
 
 def case_floor_spec(gpu, rows, variant: str = "default"):
@@ -654,7 +733,7 @@ def spec_kwargs(params: dict) -> dict:
     if "opt_step" in params:
         kw["opt_step"] = tuple(params["opt_step"])
     kw["opt_zero_ns"] = params.get("opt_zero_grad", 0.0)
-    for k in ("opt_clip_ns", "opt_unscale_ns", "fp16_kernels"):
+    for k in ("opt_clip_ns", "opt_unscale_ns", "fp16_kernels", "opt_host", "opt_dev"):
         if k in params:
             kw[k] = params[k]
     kw["opt_accum_ns"] = params.get("opt_accumulate_fp32", 0.0)
