@@ -106,3 +106,11 @@ def test_a_paper_row_that_does_not_fit_is_refused(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "GiB" in err[0]
     _table(tmp_path, "fits", "--gpu", "a100", "--recompute-granularity", "full", base=base)
+
+
+def test_megatron_deepspeed_switches_change_nothing(tmp_path):
+    base = ["--model", "gpt3-1.3b", "--world-size", "8", "--micro-batch-size", "8",
+            "--global-batch-size", "512", "--seq-length", "2048", "--gpu", "a100",
+            "--zero-stage", "1", "--checkpoint-activations", "--quiet"]
+    a = _table(tmp_path, "a", "--deepspeed", "--deepspeed-activation-checkpointing", base=base)
+    assert a.read_text() == _table(tmp_path, "b", base=base).read_text()

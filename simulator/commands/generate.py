@@ -133,6 +133,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="DeepSpeed ZeRO instead of Megatron's optimizer: 1 (optimizer states "
                         "sharded), 2 (+ gradients, reduced in buckets every backward), 3 (+ "
                         "parameters, gathered per layer); default 0")
+    # Megatron-DeepSpeed's switches that change nothing a table holds: the engine is
+    # described by --zero-stage, its activation checkpointing by the recompute flags
+    f.add_argument("--deepspeed", action="store_true",
+                   help="Megatron-DeepSpeed's switch, accepted and changing nothing: DeepSpeed's "
+                        "engine is what --zero-stage describes")
+    f.add_argument("--deepspeed-activation-checkpointing", action="store_true",
+                   help="Megatron-DeepSpeed: DeepSpeed's implementation of the recompute that "
+                        "--checkpoint-activations asks for; accepted, changing nothing")
     f.add_argument("--fp8-format", "--fp8", dest="fp8", choices=["hybrid", "e4m3"],
                    help="FP8 GEMMs in the transformer layers (Transformer Engine on Hopper): "
                         "twice the bf16 tensor-core rate; attention, embedding and output layer "
