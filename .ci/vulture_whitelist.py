@@ -25,6 +25,13 @@ moe_logs.KernelMeans.ag_backward_ms
 moe_logs.KernelMeans.ga_forward_ms
 moe_logs.KernelMeans.ga_backward_ms
 
+# The context json's C scanner reads by name (simulator/provenance.py: json.loads's defaults)
+from simulator import provenance  # noqa: E402
+
+provenance._Scanning.object_hook
+provenance._Scanning.object_pairs_hook
+provenance._Scanning.parse_constant
+
 # Hooks that the standard library calls: the tests replace warnings.showwarning to print
 # warnings as the CLI does, and an io.RawIOBase subclass answers writable()
 import warnings

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from repo_paths import ROOT, WORKLOADS
 
 S9216 = str(WORKLOADS / "simai_example_9216.txt")
@@ -182,3 +184,35 @@ def test_simulate_process_ends_without_teardown_but_keeps_what_an_exit_does():
     other = _module_run(base + "sys.argv = ['simulator', '--version']\n"
                                "runpy.run_module('simulator', run_name='__main__')\n")
     assert other.returncode == 0 and "finalized" in other.stderr, other.stderr[-500:]
+
+
+def test_sidecar_read_without_json_gives_json_loads_values_and_errors(tmp_path):
+    # simulator/provenance.py reads FILE.meta.json with json's own C scanner and falls back
+    # to json.loads for any text it does not read whole: values (repr, so NaN, -0.0 and
+    # key order count) and error messages are json's
+    import json
+
+    from simulator.provenance import _json_loads
+    good = ['{}', ' [1, 2.5, -3e5, -0.0, true, false, null, "a\\u00e9\\n"] \n',
+            '{"a": NaN, "b": -Infinity, "c": Infinity}', '{"a": 1, "a": 2}', '"x"', '1',
+            '\t{"k": {"n": [[], {}]}, "big": 123456789012345678901234567890}\r\n']
+    for text in good:
+        assert repr(_json_loads(text)) == repr(json.loads(text)), text
+    bad = ['', ' ', '{', '{} x', '\ufeff{}', '[1,]', '{"a": 1,}', 'nan', '"\x01"', '[1] [2]',
+           '01', '{"a" 1}']
+    for text in bad:
+        with pytest.raises(json.JSONDecodeError) as theirs:
+            json.loads(text)
+        with pytest.raises(json.JSONDecodeError) as ours:
+            _json_loads(text)
+        assert str(ours.value) == str(theirs.value), text
+    # a run on a generated table (its sidecar read: the H100 it names is in the summary)
+    # imports no json
+    table = tmp_path / "t.txt"
+    table.write_text(open(SEED004).read())
+    (tmp_path / "t.txt.meta.json").write_text(json.dumps({"gpu": "h100"}))
+    out = _python(_simulate_code(["simulate", str(table)]) +
+                  "import sys\nprint('json' in sys.modules)\n"
+                  "from simulator.provenance import read_sidecar\n"
+                  f"print(read_sidecar({str(table)!r}))\n")
+    assert out.split() == ["False", "{'gpu':", "'h100'}"], out
