@@ -8,7 +8,8 @@ Self-contained: nothing here imports the rest of ``simulator`` (modules import e
 relatively), so a GPU machine can copy this folder alone and run it
 (``tests/test_measure_package.py`` checks that). Module layering, without cycles:
 ``timing`` (shared helpers) <- ``bench`` (collectives, GEMMs), ``moe`` (the EP MoE step)
-<- ``processes`` (one process per GPU, the phases) <- ``cli``; ``layer``, ``gpt``,
+<- ``processes`` (one process per GPU, the phases) <- ``cli``; ``runstart`` (the start every
+one-GPU script shares: flags, log, environment, warm clocks), ``layer``, ``gpt``,
 ``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps) <- ``paired`` (host
 floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor);
 ``compute_run``, ``hostcause`` <- ``gpubound`` (GPU-bound steps profiled, GEMM layouts and

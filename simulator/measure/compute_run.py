@@ -9,74 +9,18 @@ shape (for checking the scripts on a CPU). Torch is imported inside functions on
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 import traceback
 
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M:%S')}] {msg}",
-          flush=True)
-
-
-def warm_clocks(device, dtype, gemms_per_sync: int = 10, seconds: float = 1.0) -> None:
-    """Run 8192^3 GEMMs for ``seconds`` so the GPU's clocks are up before the first timed case."""
-    import torch
-    a = torch.randn(8192, 8192, device=device, dtype=dtype)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for _ in range(gemms_per_sync):
-            a @ a
-        torch.cuda.synchronize()
-    del a
-
-
-def start_run(args, tool: str):
-    """(device, dtype, cuda) of a measuring run whose ``args`` give ``out`` and ``device``:
-    its folder made and its environment written; None (after a one-line error naming
-    ``tool``) when CUDA was asked for and no GPU is visible."""
-    import torch
-    os.makedirs(args.out, exist_ok=True)
-    cuda = args.device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        print(f"{tool}: error: no CUDA GPU visible (use --device cpu --tiny)")
-        return None
-    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
-    write_env(args.out, args)
-    return device, torch.bfloat16, cuda
-
-
-def write_env(out: str, args) -> None:
-    import torch
-    lines = [f"date {datetime.datetime.now(datetime.timezone.utc).isoformat()}",
-             f"python {platform.python_version()}", f"torch {torch.__version__}",
-             f"platform {platform.platform()}", f"cpus {os.cpu_count()}",
-             f"argv {' '.join(sys.argv)}"]
-    if args.device == "cuda":
-        p = torch.cuda.get_device_properties(0)
-        lines += [f"cuda {torch.version.cuda}", f"cudnn {torch.backends.cudnn.version()}",
-                  f"gpu0 {p.name} {p.total_memory >> 20} MiB sm{p.major}{p.minor} "
-                  f"{p.multi_processor_count} SMs",
-                  f"matmul allow_tf32 {torch.backends.cuda.matmul.allow_tf32}, bf16 reduced "
-                  f"precision reduction "
-                  f"{torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction}"]
-    with open(os.path.join(out, "compute_env.txt"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    for line in lines:
-        _log(line)
+from .runstart import log as _log
+from .runstart import parser, start_run
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.compute_run",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap = parser("compute_run", __doc__)
     ap.add_argument("--phases", default="host,train,gemm,eltwise,attention,loss,optimizer")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
     ap.add_argument("--steps", type=int, default=0, help="timed steps per case (0: by size)")
     ap.add_argument("--budget-s", type=float, default=480.0,
                     help="stop starting new work after this many seconds")
@@ -89,13 +33,8 @@ def main(argv=None) -> int:
 
     from . import kernels, train
     t0 = time.monotonic()
-    started = start_run(args, "compute_run")
-    if started is None:
-        return 2
-    device, dtype, cuda = started
+    device, dtype, cuda = start_run(args, "compute_run")
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if cuda:  # bring the clocks up before the first timed case
-        warm_clocks(device, dtype)
     left = lambda: args.budget_s - (time.monotonic() - t0)  # noqa: E731
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
     tiny = args.tiny

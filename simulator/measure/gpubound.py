@@ -32,7 +32,6 @@ to back between CUDA events). Torch is imported inside functions only.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import statistics
@@ -41,7 +40,8 @@ import threading
 import time
 from typing import Any
 
-from .compute_run import _log, start_run, warm_clocks
+from .runstart import log as _log
+from .runstart import parser, start_run
 from .train import write_csv
 
 OP_COLUMNS = ["case", "op", "input_shapes", "count", "device_us", "device_total_us", "cpu_us"]
@@ -488,12 +488,8 @@ def run_attention_dtypes(sw, cases) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.gpubound",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap = parser("gpubound", __doc__)
     ap.add_argument("--phases", default="steps,gemm,sustain,unscale,eltwise16,attention16")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per case")
     ap.add_argument("--cases", default="", help="step cases (names; default all)")
     ap.add_argument("--budget-s", type=float, default=330.0,
@@ -504,12 +500,7 @@ def main(argv=None) -> int:
 
     from . import kernels
     t0 = time.monotonic()
-    started = start_run(args, "gpubound")
-    if started is None:
-        return 2
-    device, _, cuda = started
-    if cuda:
-        warm_clocks(device, torch.bfloat16)
+    device, _, cuda = start_run(args, "gpubound")
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     shares = {"steps": 0.45, "gemm": 0.5, "sustain": 0.3, "unscale": 0.3, "eltwise16": 0.5,
               "attention16": 1.0}

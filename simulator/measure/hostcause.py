@@ -47,8 +47,6 @@ Torch is imported inside functions only.
 # ruff: noqa: B023 - every closure made in a loop here is called before the loop moves on
 from __future__ import annotations
 
-import argparse
-import datetime
 import gc
 import os
 import statistics
@@ -60,6 +58,8 @@ from typing import Any
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, param_count
 from .interleaved import Floor, model_class, steal_ms
+from .runstart import log as _log
+from .runstart import parser, start_run
 
 SHAPE_COLUMNS = ["model", "variant", "layers", "hidden", "heads", "mbs", "seq", "tokens",
                  "round", "mode", "reps", "host_us", "wall_us", "gc_us", "gc_collections",
@@ -68,11 +68,6 @@ SYNC_EXTRA = ["round", "variant", "mode", "skipped_steps", "steal_ms"]
 MODES = ("plain", "hostsync", "fp16")
 METHOD_COLUMNS = ["case", "layers", "hidden", "heads", "mbs", "seq", "round", "mode", "reps",
                   "host_us", "wall_us"]
-
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M:%S')}] {msg}",
-          flush=True)
 
 
 class _GCTimer:
@@ -428,11 +423,7 @@ def method_phase(args, device, dtype, cuda, out_rows, t0) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.hostcause",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
+    ap = parser("hostcause", __doc__)
     ap.add_argument("--phases", default="shapes,sync")
     ap.add_argument("--shape-models",
                     default="gpt-350m:default,gpt-350m:unfused,gpt-350m:fp8,gpt-125m:default,"
@@ -460,17 +451,11 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=500.0)
     args = ap.parse_args(argv)
 
-    from .compute_run import start_run, warm_clocks
     t0 = time.monotonic()
-    started = start_run(args, "hostcause")
-    if started is None:
-        return 2
-    device, dtype, cuda = started
+    device, dtype, cuda = start_run(args, "hostcause")
     if args.tiny:
         train.MODELS.update({"gpt-125m": (2, 64, 4), "gpt-350m": (2, 64, 4),
                              "gpt-760m": (2, 128, 4), "gpt-1.3b": (3, 128, 4)})
-    if cuda:  # bring the clocks up before the first timed case
-        warm_clocks(device, dtype)
     phases = args.phases.split(",")
     if "method" in phases:
         mrows: list[dict] = []

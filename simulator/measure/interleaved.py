@@ -29,8 +29,6 @@ Torch is imported inside functions only.
 # ruff: noqa: B023 - every closure made in a loop here is called before the loop moves on
 from __future__ import annotations
 
-import argparse
-import datetime
 import os
 import statistics
 import sys
@@ -40,6 +38,8 @@ import traceback
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, param_count
 from .paired import PAIRED_CASES, VARIANT_CASES, VariantGPT
+from .runstart import log as _log
+from .runstart import parser, start_run
 
 TRAIN_EXTRA = ["round", "variant", "steal_ms"]
 #: (case, variant) profiled for one step after its rounds
@@ -47,11 +47,6 @@ PROFILED = [("gpt-125m-s1024-b4", "default"), ("gpt-125m-s1024-b4", "fp8"),
             ("gpt-760m-s2048-b1", "default"), ("gpt-350m-s1024-b1", "default"),
             ("gpt-125m-s1024-b4", "unfused"), ("gpt-1.3b-s2048-b4", "fp8"),
             ("gpt-1.3b-s2048-b4", "unfused"), ("gpt-1.3b-s2048-b1", "fp8")]
-
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M:%S')}] {msg}",
-          flush=True)
 
 
 def steal_ms() -> float | None:
@@ -247,11 +242,7 @@ def run_case(spec, variant: str, args, device, dtype, cuda, sw: kernels.Sweep, r
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.interleaved",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
+    ap = parser("interleaved", __doc__)
     ap.add_argument("--variants", default="default,fp8,unfused")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per case and round")
@@ -265,12 +256,8 @@ def main(argv=None) -> int:
                     help="start no new case after this many seconds")
     args = ap.parse_args(argv)
 
-    from .compute_run import start_run, warm_clocks
     t0 = time.monotonic()
-    started = start_run(args, "interleaved")
-    if started is None:
-        return 2
-    device, dtype, cuda = started
+    device, dtype, cuda = start_run(args, "interleaved")
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
     vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
     plan = []
@@ -284,8 +271,6 @@ def main(argv=None) -> int:
     if args.cases:
         keep = set(args.cases.split(","))
         plan = [p for p in plan if train.case_name(*p[0]) in keep]
-    if cuda:  # bring the clocks up before the first timed case
-        warm_clocks(device, dtype)
     rows: list[dict] = []
     profile_rows: list[dict] = []
     train_path = os.path.join(args.out, "train.csv")

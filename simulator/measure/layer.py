@@ -438,7 +438,7 @@ def run_layers(cfg: dict) -> int:
     err = check_layer(device, dtype)
     log(f"check: layer in {cfg['dtype']} against float32: relative error {err:.1e}; causal")
     if cuda:  # bring the clocks up before the first timed case
-        from .compute_run import warm_clocks
+        from .runstart import warm_clocks
         warm_clocks(device, dtype, gemms_per_sync=20)
     rows, arows = [], []
     budget = cfg.get("time_budget_s") or 0

@@ -36,8 +36,6 @@ Torch is imported inside functions only.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import os
 import statistics
 import sys
@@ -47,16 +45,13 @@ import traceback
 from . import train
 from .gpt import GPTModel
 from .interleaved import Floor
+from .runstart import log as _log
+from .runstart import parser, start_run
 
 COLUMNS = ["model", "layers", "hidden", "heads", "params", "tensors", "round", "mode", "reps",
            "norm_us", "read_us", "mul_us", "adam_us", "copy_us", "tail_us", "total_us",
            "dev_norm_us", "dev_post_us", "host_ok", "clipped"]
 PARTS = ("norm_us", "read_us", "mul_us", "adam_us", "copy_us", "tail_us", "total_us")
-
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M:%S')}] {msg}",
-          flush=True)
 
 
 def _sync(cuda: bool) -> None:
@@ -183,11 +178,7 @@ def measure_model(name: str, args, device, dtype, cuda: bool, rows: list, t0: fl
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.optstep",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
+    ap = parser("optstep", __doc__)
     ap.add_argument("--models", default="gpt-125m,gpt-350m,gpt-760m,gpt-1.3b,gpt-2.7b")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--reps", type=int, default=5)
@@ -196,18 +187,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=300.0)
     args = ap.parse_args(argv)
 
-    from .compute_run import start_run, warm_clocks
     t0 = time.monotonic()
-    started = start_run(args, "optstep")
-    if started is None:
-        return 2
-    device, dtype, cuda = started
+    device, dtype, cuda = start_run(args, "optstep")
     if args.tiny:
         train.MODELS.update({"gpt-125m": (2, 64, 4), "gpt-350m": (2, 64, 4),
                              "gpt-760m": (2, 128, 4), "gpt-1.3b": (3, 128, 4),
                              "gpt-2.7b": (3, 128, 4)})
-    if cuda:
-        warm_clocks(device, dtype)
     rows: list[dict] = []
     for name in args.models.split(","):
         try:

@@ -29,9 +29,7 @@ Torch is imported inside functions only.
 # ruff: noqa: B023 - every closure made in a loop here is called before the loop moves on
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime
 import os
 import sys
 import time
@@ -40,6 +38,8 @@ from typing import Any
 
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, padded_vocab
+from .runstart import log as _log
+from .runstart import parser, start_run
 
 # host-bound training cases (model, seq, mbs, ga, recompute), as train.DEFAULT_CASES names them
 PAIRED_CASES = [
@@ -56,11 +56,6 @@ VARIANT_CASES = [("gpt-125m", 1024, 4, 1, False), ("gpt-350m", 1024, 4, 1, False
                  ("gpt-760m", 2048, 1, 1, False), ("gpt-1.3b", 2048, 1, 1, False),
                  ("gpt-1.3b", 2048, 4, 1, False), ("gpt-2.7b", 2048, 2, 1, False)]
 TRAIN_EXTRA = ["round", "variant"]
-
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M:%S')}] {msg}",
-          flush=True)
 
 
 # --------------------------------------------------------------------- model variants
@@ -363,11 +358,7 @@ def _train(cases, device, dtype, cuda, steps, warm, vocab, max_position, round_n
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.paired",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
+    ap = parser("paired", __doc__)
     ap.add_argument("--phases", default="paired,unfused,fp8,variants")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--variant-rounds", type=int, default=1)
@@ -385,12 +376,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from .compute_run import start_run, warm_clocks
     t0 = time.monotonic()
-    started = start_run(args, "paired")
-    if started is None:
-        return 2
-    device, dtype, cuda = started
+    device, dtype, cuda = start_run(args, "paired")
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
     left = lambda: args.budget_s - (time.monotonic() - t0)  # noqa: E731
@@ -408,8 +395,6 @@ def main(argv=None) -> int:
         train.MODELS.update({"tiny": (2, 64, 4), "tiny2": (3, 128, 4)})
         cases = [("tiny", 64, 1, 1, False), ("tiny2", 64, 2, 1, True)]
         vcases = [("tiny", 64, 2, 1, False)]
-    if cuda:  # bring the clocks up before the first timed case
-        warm_clocks(device, dtype)
 
     def guarded(name, fn, seconds):
         if left() <= 5:
