@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 
 from .runstart import log as _log
 from .runstart import parser, start_run
@@ -29,7 +28,6 @@ def main(argv=None) -> int:
                     help="layer counts of the tiny GPTs of the host-floor phase")
     ap.add_argument("--hostfloor-reps", type=int, default=20)
     args = ap.parse_args(argv)
-    import torch
 
     from . import kernels, train
     t0 = time.monotonic()
@@ -48,17 +46,7 @@ def main(argv=None) -> int:
         if left() <= 5:
             _log(f"{name}: skipped, budget spent")
             return
-        sw.t0 = time.monotonic()
-        sw.budget_s = max(5.0, share * left())
-        _log(f"{name}: start ({sw.budget_s:.0f} s)")
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - keep the other phases
-            _log(f"{name}: failed\n{traceback.format_exc()}")
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
-        sw.flush()
+        sw.phase(name, fn, max(5.0, share * left()))
         _log(f"{name}: done, {len(sw.rows)} kernel rows so far, {left():.0f} s left")
 
     phase("host", lambda: kernels.run_host(sw), 0.05)

@@ -511,45 +511,39 @@ def main(argv=None) -> int:
     ops_rows: list[dict] = []
     kern_rows: list[dict] = []
     tiny = args.tiny
+
+    def run_phase(name):
+        if name == "steps":
+            run_steps(args, device, cuda, sw, clocks, steps_rows, ops_rows, kern_rows,
+                      time.monotonic() + sw.budget_s)
+        elif name == "gemm":
+            run_gemm_layouts(sw, layout_shapes(tiny))
+        elif name == "sustain":
+            run_sustain(sw, clocks, args.sustain_s, tiny)
+        elif name == "unscale":
+            run_fp16_opt(sw, [(2, 64)] if tiny else
+                         [(24, 1536), (24, 2048), (32, 2560), (32, 4096)], tiny)
+        elif name in ("eltwise16", "attention16"):
+            for dt in ("bf16", "fp16"):
+                sw.dtype = _dtype(dt)
+                if name == "eltwise16":
+                    kernels.run_eltwise(sw, [2 ** 12] if tiny else
+                                        [2 ** 20, 2 ** 22, 2 ** 24, 2 ** 26],
+                                        (64,) if tiny else (2048, 4096))
+                elif dt == "bf16":   # attention16 pairs the dtypes itself
+                    run_attention_dtypes(sw, [(1, 64, 2, 32)] if tiny else
+                                         [(b, 2048, nh, hd) for b in (1, 4)
+                                          for nh, hd in ((16, 96), (16, 128),
+                                                         (32, 80), (32, 128))])
+            sw.dtype = torch.bfloat16
+
     try:
         for name in phases:
             if left() <= 5:
                 _log(f"{name}: skipped, budget spent")
                 continue
-            sw.t0 = time.monotonic()
-            sw.budget_s = max(5.0, shares.get(name, 0.3) * left())
-            _log(f"{name}: start ({sw.budget_s:.0f} s)")
-            try:
-                if name == "steps":
-                    run_steps(args, device, cuda, sw, clocks, steps_rows, ops_rows, kern_rows,
-                              time.monotonic() + sw.budget_s)
-                elif name == "gemm":
-                    run_gemm_layouts(sw, layout_shapes(tiny))
-                elif name == "sustain":
-                    run_sustain(sw, clocks, args.sustain_s, tiny)
-                elif name == "unscale":
-                    run_fp16_opt(sw, [(2, 64)] if tiny else
-                                 [(24, 1536), (24, 2048), (32, 2560), (32, 4096)], tiny)
-                elif name in ("eltwise16", "attention16"):
-                    for dt in ("bf16", "fp16"):
-                        sw.dtype = _dtype(dt)
-                        if name == "eltwise16":
-                            kernels.run_eltwise(sw, [2 ** 12] if tiny else
-                                                [2 ** 20, 2 ** 22, 2 ** 24, 2 ** 26],
-                                                (64,) if tiny else (2048, 4096))
-                        elif dt == "bf16":   # attention16 pairs the dtypes itself
-                            run_attention_dtypes(sw, [(1, 64, 2, 32)] if tiny else
-                                                 [(b, 2048, nh, hd) for b in (1, 4)
-                                                  for nh, hd in ((16, 96), (16, 128),
-                                                                 (32, 80), (32, 128))])
-                    sw.dtype = torch.bfloat16
-            except Exception:  # noqa: BLE001 - keep the other phases
-                import traceback
-                _log(f"{name}: failed\n{traceback.format_exc()}")
-                if cuda:
-                    torch.cuda.synchronize()
-                    torch.cuda.empty_cache()
-            sw.flush()
+            sw.phase(name, lambda name=name: run_phase(name),
+                     max(5.0, shares.get(name, 0.3) * left()))
             write_csv(os.path.join(args.out, "clocks.csv"), CLOCK_COLUMNS, clocks.rows)
             _log(f"{name}: done, {len(sw.rows)} kernel rows, {left():.0f} s left")
     finally:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+import traceback
 
 COLUMNS = ["group", "op", "phase", "m", "n", "k", "rows", "cols", "batch", "seq", "heads",
            "head_dim", "numel", "tensors", "dtype", "dev_us", "host_us", "reps", "bytes",
@@ -118,6 +119,23 @@ class Sweep:
                    dtype=row.get("dtype", str(self.dtype).replace("torch.", "")))
         self.rows.append(row)
         return dev
+
+    def phase(self, name: str, fn, budget_s: float) -> None:
+        """Run ``fn``, one phase of a script, with ``budget_s`` seconds of its own (``over``),
+        and flush the rows. A phase that fails is logged and the GPU synchronised and its
+        cache emptied, so that the script's other phases still run."""
+        self.t0 = time.monotonic()
+        self.budget_s = budget_s
+        self.log(f"{name}: start ({budget_s:.0f} s)")
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - keep the other phases
+            self.log(f"{name}: failed\n{traceback.format_exc()}")
+            if self.cuda:
+                import torch
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+        self.flush()
 
     def flush(self):
         tmp = self.path + ".tmp"

@@ -33,7 +33,6 @@ import contextlib
 import os
 import sys
 import time
-import traceback
 from typing import Any
 
 from . import kernels, train
@@ -374,7 +373,6 @@ def main(argv=None) -> int:
     ap.add_argument("--hostfloor-reps", type=int, default=10)
     ap.add_argument("--budget-s", type=float, default=480.0)
     args = ap.parse_args(argv)
-    import torch
 
     t0 = time.monotonic()
     device, dtype, cuda = start_run(args, "paired")
@@ -400,17 +398,7 @@ def main(argv=None) -> int:
         if left() <= 5:
             _log(f"{name}: skipped, budget spent")
             return
-        sw.t0 = time.monotonic()
-        sw.budget_s = max(5.0, min(seconds, left() - 5))
-        _log(f"{name}: start ({sw.budget_s:.0f} s)")
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - keep the other phases
-            _log(f"{name}: failed\n{traceback.format_exc()}")
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
-        sw.flush()
+        sw.phase(name, fn, max(5.0, min(seconds, left() - 5)))
         _log(f"{name}: done, {left():.0f} s left")
 
     if "paired" in phases:
