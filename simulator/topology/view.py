@@ -321,11 +321,11 @@ class TopologyView(Topology):
         k = self._nic_first[src % gps]
         head = self._heads.get(src)
         if head is None:
-            head = self._head(src, k)
+            head = self._heads[src] = self._server_end(src, k, True)
         k_dst = k if self._rail else self._nic_first[dst % gps]
         tail = self._tails.get((dst, k_dst))
         if tail is None:
-            tail = self._tail(dst, k_dst)
+            tail = self._tails[(dst, k_dst)] = self._server_end(dst, k_dst, False)
         up, leaf_a, ns_up = head
         down, leaf_b, ns_down = tail
         if leaf_a == leaf_b:
@@ -340,53 +340,33 @@ class TopologyView(Topology):
         self._route_ns[(src, dst)] = ns_up + ns_down + self._spine_ns
         return up + (a, b) + down
 
-    def _head(self, src: int, k: int) -> tuple:
-        """(hops from GPU ``src`` up to its NIC ``k``'s leaf, that leaf, their latency)."""
+    def _server_end(self, gpu: int, k: int, up: bool) -> tuple:
+        """(hops between GPU ``gpu`` and its NIC ``k``'s leaf in the order travelled, up to
+        the leaf or down from it, that leaf, their latency), the links made. One function for
+        both ways so that a route's two ends cannot disagree: PCIe to the NIC from the GPU
+        next to it, NVLink to that GPU first (PXN) when it is another."""
         gps, roles, put, links = self.gpus_per_server, self._role_links, dict.setdefault, self.links
-        s = src // gps
-        exit_gpu = s * gps + self._gpu_of_nic[k]
+        s = gpu // gps
+        nic_gpu = s * gps + self._gpu_of_nic[k]
         nic = f"s{s}.nic{k}"
         leaf = f"pod{s // self._servers_per_leaf}.leaf" + (str(k) if self._rail else "")
-        g_exit = f"gpu{exit_gpu}"
-        a, b = (g_exit, nic), (nic, leaf)
-        put(links, a, roles["pcie"])
-        put(links, b, roles["up"])
-        ns = roles["pcie"].latency_ns + roles["up"].latency_ns
-        if exit_gpu == src:
-            head: tuple = ((a, b), leaf, ns)
-        else:                                # PXN: over NVLink to the GPU next to NIC k
-            nvl = roles["nvlink"]
-            sw = f"s{s}.nvsw"
-            c, d = (f"gpu{src}", sw), (sw, g_exit)
-            put(links, c, nvl)
-            put(links, d, nvl)
-            head = ((c, d, a, b), leaf, ns + 2 * nvl.latency_ns)
-        self._heads[src] = head
-        return head
-
-    def _tail(self, dst: int, k: int) -> tuple:
-        """(hops from NIC ``k``'s leaf down to GPU ``dst``, that leaf, their latency)."""
-        gps, roles, put, links = self.gpus_per_server, self._role_links, dict.setdefault, self.links
-        s = dst // gps
-        entry_gpu = s * gps + self._gpu_of_nic[k]
-        nic = f"s{s}.nic{k}"
-        leaf = f"pod{s // self._servers_per_leaf}.leaf" + (str(k) if self._rail else "")
-        g_entry = f"gpu{entry_gpu}"
-        a, b = (leaf, nic), (nic, g_entry)
-        put(links, a, roles["down"])
-        put(links, b, roles["pcie"])
-        ns = roles["down"].latency_ns + roles["pcie"].latency_ns
-        if entry_gpu == dst:
-            tail: tuple = ((a, b), leaf, ns)
-        else:                                # over NVLink from the NIC's GPU to dst
-            nvl = roles["nvlink"]
-            sw = f"s{s}.nvsw"
-            c, d = (g_entry, sw), (sw, f"gpu{dst}")
-            put(links, c, nvl)
-            put(links, d, nvl)
-            tail = ((a, b, c, d), leaf, ns + 2 * nvl.latency_ns)
-        self._tails[(dst, k)] = tail
-        return tail
+        g_nic = f"gpu{nic_gpu}"
+        if up:
+            a, b, role_a, role_b = (g_nic, nic), (nic, leaf), roles["pcie"], roles["up"]
+        else:
+            a, b, role_a, role_b = (leaf, nic), (nic, g_nic), roles["down"], roles["pcie"]
+        put(links, a, role_a)
+        put(links, b, role_b)
+        ns = role_a.latency_ns + role_b.latency_ns
+        if nic_gpu == gpu:
+            return ((a, b), leaf, ns)
+        nvl = roles["nvlink"]
+        sw = f"s{s}.nvsw"
+        g = f"gpu{gpu}"
+        c, d = ((g, sw), (sw, g_nic)) if up else ((g_nic, sw), (sw, g))
+        put(links, c, nvl)
+        put(links, d, nvl)
+        return ((c, d, a, b) if up else (a, b, c, d), leaf, ns + 2 * nvl.latency_ns)
 
     # -- ranks: GPU i unless the spec places them --------------------------------------------
     @property
