@@ -84,6 +84,18 @@ class Topology:
     """``servers`` servers built from ``spec``; see the module docstring for names."""
 
     def __init__(self, spec: TopologySpec, servers: int | None = None):
+        self._start(spec, servers)
+        self.links: dict[LinkId, Link] = {}
+        self._build()
+        self._check_reachable()
+        self.rank_gpu = self._rank_map()
+        self.route = lru_cache(maxsize=1 << 16)(self._route)
+        self.route_latency_ns = lru_cache(maxsize=1 << 16)(
+            lambda a, b: self.path_latency_ns(self.route(a, b)))
+
+    def _start(self, spec: TopologySpec, servers: int | None) -> None:
+        """The sizes and the empty tables the full Topology and the view (which makes its
+        links on demand) both begin with."""
         self.spec = spec
         self.servers = servers if servers is not None else (spec.servers or 1)
         self.gpus_per_server = spec.gpus_per_server
@@ -92,18 +104,11 @@ class Topology:
         _check_servers(spec, self.servers)
         self._graph: nx.DiGraph | None = None
         self._nodes: dict[str, dict] = {}          # node -> attributes
-        self.links: dict[LinkId, Link] = {}
         self._nics_of_gpu: list[list[int]] = []   # local index -> NIC indices on its server
         self._gpu_of_nic: list[int] = []          # NIC index -> the local GPU it hangs off
         self._owner: list[int] = []               # per link: its server s, or -1 - its pod
         self._link_cache: dict = {}
         self._index: tuple | None = None            # link_index(), built on first use
-        self._build()
-        self._check_reachable()
-        self.rank_gpu = self._rank_map()
-        self.route = lru_cache(maxsize=1 << 16)(self._route)
-        self.route_latency_ns = lru_cache(maxsize=1 << 16)(
-            lambda a, b: self.path_latency_ns(self.route(a, b)))
 
     @property
     def graph(self) -> nx.DiGraph:

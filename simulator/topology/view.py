@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .graph import Link, LinkId, Topology, _check_servers
+from .graph import Link, LinkId, Topology
 from .spec import TopologySpec
 from ..records import replace
 
@@ -221,19 +221,7 @@ class TopologyView(Topology):
     """``servers`` servers of ``spec``, links made on demand (see the module docstring)."""
 
     def __init__(self, spec: TopologySpec, servers: int | None = None):
-        self.spec = spec
-        self.servers = servers if servers is not None else (spec.servers or 1)
-        self.gpus_per_server = spec.gpus_per_server
-        self.num_gpus = self.servers * self.gpus_per_server
-        self.name = spec.name
-        _check_servers(spec, self.servers)
-        self._graph = None
-        self._nodes: dict[str, dict] = {}
-        self._nics_of_gpu: list[list[int]] = []
-        self._gpu_of_nic: list[int] = []
-        self._owner: list[int] = []
-        self._link_cache: dict = {}
-        self._index = None
+        self._start(spec, servers)
         self._full: dict[LinkId, Link] | None = None
         self._layout()
         su = spec.scale_up
