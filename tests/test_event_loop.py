@@ -37,9 +37,14 @@ def _program(env, log, seed):
 
     for k in range(5):
         procs.append(env.process(worker(k)))
-    # release every box at the end so nobody waits forever
+    _run_releasing(env, boxes, 50)
+
+
+def _run_releasing(env, boxes, at):
+    """Run ``env`` to the end, the boxes still waiting at ``at`` succeeded then ("late"),
+    so that nobody waits forever."""
     def closer():
-        yield env.timeout(50)
+        yield env.timeout(at)
         for box in boxes:
             if not box.triggered:
                 box.succeed("late")
@@ -47,11 +52,17 @@ def _program(env, log, seed):
     env.run()
 
 
+def _traces(program, seed):
+    """The logs of ``program`` run on simpy (the reference) and on the loop."""
+    a, b = [], []
+    program(simpy.Environment(), a, seed)
+    program(Environment(), b, seed)
+    return a, b
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_same_trace_as_simpy(seed):
-    a, b = [], []
-    _program(simpy.Environment(), a, seed)
-    _program(Environment(), b, seed)
+    a, b = _traces(_program, seed)
     assert a == b and len(a) > 0
 
 
@@ -89,19 +100,10 @@ def _calls_program(env, log, seed):
 
     for k in range(4):
         env.process(worker(k))
-
-    def closer():
-        yield env.timeout(40)
-        for box in boxes:
-            if not box.triggered:
-                box.succeed("late")
-    env.process(closer())
-    env.run()
+    _run_releasing(env, boxes, 40)
 
 
 @pytest.mark.parametrize("seed", range(40))
 def test_plain_calls_run_where_simpys_timeouts_would(seed):
-    a, b = [], []
-    _calls_program(simpy.Environment(), a, seed)
-    _calls_program(Environment(), b, seed)
+    a, b = _traces(_calls_program, seed)
     assert a == b and any(e[0] == "call" for e in a)
