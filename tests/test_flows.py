@@ -9,21 +9,7 @@ from simulator.parallel import GroupPlacement
 from simulator.topology import load_spec
 from simulator.workload import Op
 
-
-def run_flows(links, flows, check=None):
-    """flows: (name, start_ns, loads, latency_ns); returns {name: Flow}."""
-    env = simpy.Environment()
-    net = FlowNetwork(env, links, on_change=check)
-    done = {}
-
-    def proc(name, start, loads, latency):
-        yield env.timeout(start)
-        done[name] = yield net.transfer(loads, latency, name)
-
-    for f in flows:
-        env.process(proc(*f))
-    env.run()
-    return net, done
+from flow_helpers import run_flows
 
 
 def test_alone_a_flow_takes_latency_plus_its_busiest_link():

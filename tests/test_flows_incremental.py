@@ -14,6 +14,8 @@ import simpy
 
 from simulator.network import FlowNetwork
 
+from flow_helpers import run_flows
+
 
 def scratch_rates(flows: dict, caps: dict) -> dict:
     """Max-min fair rates of ``flows`` ({name: {link: weight}}, weights <= 1, the busiest
@@ -110,17 +112,7 @@ def test_incremental_rates_equal_a_from_scratch_solve_at_every_change(seed):
         assert_max_min(active, caps, got)
         checked.append(len(active))
 
-    env = simpy.Environment()
-    net = FlowNetwork(env, caps, on_change=check)
-    done = {}
-
-    def proc(name, start, loads, latency):
-        yield env.timeout(start)
-        done[name] = yield net.transfer(loads, latency, name)
-
-    for s in specs:
-        env.process(proc(*s))
-    env.run()
+    net, done = run_flows(caps, specs, check)
     assert len(done) == len(specs) and checked
     expected_end = fluid_end_times(caps, specs)
     for name, flow in done.items():
@@ -142,17 +134,7 @@ def test_whole_nanosecond_completions_stay_within_a_ns_per_change_of_the_fluid_o
     rng = random.Random(100 + seed)
     caps, specs = random_case(rng, n_links=4, n_flows=8)
     specs = [(n, float(round(s)), loads, float(round(lat))) for n, s, loads, lat in specs]
-    env = simpy.Environment()
-    net = FlowNetwork(env, caps, integer_time=True)
-    done = {}
-
-    def proc(name, start, loads, latency):
-        yield env.timeout(start)
-        done[name] = yield net.transfer(loads, latency, name)
-
-    for s in specs:
-        env.process(proc(*s))
-    env.run()
+    _, done = run_flows(caps, specs, integer_time=True)
     fluid = fluid_end_times(caps, specs)
     for name, flow in done.items():
         assert flow.end_ns == int(flow.end_ns)
