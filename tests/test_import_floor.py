@@ -40,10 +40,23 @@ def _simulate_code(*argvs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
+def _python_bare(code: str) -> str:
+    """stdout of ``code`` in an interpreter that runs no ``.pth`` file (``-S``, site-packages
+    on the path as plain folders): this machine's editable-install finder and sandbox
+    certificate hook import typing, pathlib, tempfile ... at start, a user's venv does not."""
+    import site
+    path = [str(ROOT), *site.getsitepackages(), site.getusersitepackages()]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _loaded_after(code: str, names: tuple[str, ...] = HEAVY, bare: bool = False) -> list[str]:
     probe = (code + "\nimport sys\n"
              f"print('loaded:' + ','.join(m for m in {names!r} if m in sys.modules))")
-    stdout = _python(probe)
+    stdout = (_python_bare if bare else _python)(probe)
     last = stdout.strip().splitlines()[-1]
     assert last.startswith("loaded:"), stdout[-2000:]
     return [m for m in last[len("loaded:"):].split(",") if m]
@@ -87,6 +100,39 @@ def test_simpy_loads_without_importlib_metadata_and_stays_usable():
             "assert importlib.metadata.version('simpy')")
     assert "importlib.metadata" in _loaded_after(code)
     assert "importlib.metadata" not in _loaded_after("from simulator._simpy import simpy")
+
+
+def test_simulate_runs_load_no_typing_pathlib_tempfile_or_weakref():
+    # in a plain venv (no .pth file imports them first) these were 12 M (typing), 16 M
+    # (pathlib with urllib.parse and ipaddress), 16 M (tempfile with shutil and random) and
+    # 2.6 M (weakref) instructions of a 267 M GA 32 run: names for annotations come from an
+    # `if TYPE_CHECKING:` block, paths are os.path strings, tempfile loads when a file is
+    # written, the workload memo uses _weakref
+    # (not _simulate_code: its temporary folder imports tempfile)
+    code = ("from simulator.cli import main\n"
+            f"assert main(['simulate', {S9216!r}, '--quiet']) == 0\n"
+            f"assert main(['simulate', {SEED004!r}, '--quiet', '--cost-model', 'simai']) == 0\n"
+            f"assert main(['simulate', {S9216!r}, '--quiet', '--topology', 'hgx-h200', "
+            "'--no-contention']) == 0\n")
+    assert _loaded_after(code, ("typing", "pathlib", "urllib", "urllib.parse", "ipaddress",
+                                "tempfile", "random", "weakref"), bare=True) == []
+    # the probe itself does see them (a bare start imports none; typing loads on use)
+    assert _loaded_after("import typing", ("typing",), bare=True) == ["typing"]
+    assert _loaded_after("pass", ("typing", "pathlib"), bare=True) == []
+
+
+def test_preset_dir_is_still_a_path_made_on_first_access():
+    from pathlib import Path
+
+    import simulator.topology as topology
+    from simulator import resources
+    assert isinstance(topology.PRESET_DIR, Path)
+    assert topology.PRESET_DIR == resources.bundled("topologies")
+    # presets() lists what Path.glob("*.yaml") did, by stem
+    assert topology.presets() == sorted(p.stem for p in topology.PRESET_DIR.glob("*.yaml"))
+    assert "dgx-h100" in topology.presets()
+    with pytest.raises(AttributeError):
+        topology.NO_SUCH_NAME
 
 
 def test_simulate_runs_load_no_dataclasses():

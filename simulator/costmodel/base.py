@@ -9,11 +9,11 @@ thousands of identical rows cost one evaluation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Protocol
 
 from ..parallel import GroupPlacement
 from ..workload import Op
 
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
 if TYPE_CHECKING:
     from ..topology import Topology
 
@@ -73,13 +73,16 @@ class CostModel(ABC):
         return ns
 
 
-class RoutesOverTopology(Protocol):
-    """What a model with ``routes_over_topology`` offers the engine besides prices (the
-    engine's ``uses_fabric`` narrows a model to it)."""
+if TYPE_CHECKING:  # only for mypy (the engine's uses_fabric narrows to it)
+    from typing import Protocol
 
-    def topology_for(self, gpus: int) -> Topology:
-        ...
+    class RoutesOverTopology(Protocol):
+        """What a model with ``routes_over_topology`` offers the engine besides prices (the
+        engine's ``uses_fabric`` narrows a model to it)."""
 
-    def with_degraded_uplinks(self, uplinks) -> CostModel:
-        """The model pricing each collective with those leaf uplinks slower."""
-        ...
+        def topology_for(self, gpus: int) -> Topology:
+            ...
+
+        def with_degraded_uplinks(self, uplinks) -> CostModel:
+            """The model pricing each collective with those leaf uplinks slower."""
+            ...

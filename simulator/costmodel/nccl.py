@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from functools import partial
-from typing import Any
 
 from ..collectives import OP_NAMES
 from ..errors import InputError
@@ -51,6 +50,10 @@ from .nccl_algorithms import by_server as _by_server
 from .nccl_algorithms import plan_pat as _plan_pat
 from .nccl_phase import Phase
 from .nccl_symmetric import SymmetricPat, SymmetricPhase, SymmetricRing, symmetric_layout
+
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
+if TYPE_CHECKING:
+    from typing import Any
 
 #: algorithms per operation, NCCL's own first; "hierarchical" only when asked for. Each
 #: planner returns None where NCCL would not run the algorithm on the group (PAT: one GPU

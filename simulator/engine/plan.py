@@ -5,8 +5,6 @@ rows of each pass priced for each stage's group placements, and the pipeline sen
 """
 from __future__ import annotations
 
-from typing import Any
-
 from ..cluster import Cluster
 from ..costmodel.base import CostModel
 from ..errors import InputError, warn
@@ -18,6 +16,10 @@ from .memo import per_workload
 from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow, StageSetup
 from .schedule import SCHEDULES, build_schedule
 from .segment import Segmentation, segment
+
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def topology_gpus(cost_model) -> int | None:

@@ -25,7 +25,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 
 from ..errors import InputError
@@ -111,6 +110,10 @@ def _stage(target: str, data: bytes, old: os.stat_result | None, shown: str,
     if not os.path.isdir(directory):
         raise InputError("the output directory does not exist", path=shown)
     try:
+        # here, not at the top: a run that writes no file (--quiet) needs no tempfile, which
+        # imports shutil and random (16 M instructions)
+        import tempfile
+
         with signals_held():  # no moment where the temporary exists unrecorded
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=_PREFIX, suffix=".tmp")
             staged.append((tmp, target))

@@ -8,33 +8,46 @@ graph.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import InputError
 from .graph import Link, LinkId, Topology, gpu_node
 from .spec import TopologySpec, parse_spec
 from .yamlsrc import load_located
 
-def _preset_dir() -> Path:
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+def _preset_dir() -> str:
     """The presets' folder, through the one resource lookup (a checkout's topologies/ or an
-    installed copy's <prefix>/share/collsim/topologies)."""
-    from ..resources import bundled
+    installed copy's <prefix>/share/collsim/topologies); a string, so that a run needs no
+    pathlib."""
+    from ..resources import bundled_path
 
-    return bundled("topologies")
+    return bundled_path("topologies")
 
 
-#: where the presets live
-PRESET_DIR = _preset_dir()
+#: where the presets live (PRESET_DIR, a Path, is made on first access)
+_PRESETS = _preset_dir()
 
 __all__ = ["Link", "LinkId", "Topology", "TopologySpec", "gpu_node", "load_spec",
            "load_topology", "presets", "PRESET_DIR"]
 
 
+def __getattr__(name: str) -> Path:
+    if name == "PRESET_DIR":
+        from pathlib import Path
+
+        return Path(_PRESETS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def presets() -> list[str]:
     """Names of the bundled presets."""
-    if not PRESET_DIR.is_dir():
+    if not os.path.isdir(_PRESETS):
         return []
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    # what Path.glob("*.yaml") and .stem gave
+    return sorted(os.path.splitext(n)[0] for n in os.listdir(_PRESETS) if n.endswith(".yaml"))
 
 
 def read_spec(path: str | os.PathLike) -> TopologySpec:
@@ -61,8 +74,8 @@ def load_spec(name: str) -> TopologySpec:
     if os.path.exists(base) or base.endswith((".yaml", ".yml")) or os.sep in base:
         spec = read_spec(base)
     else:
-        path = PRESET_DIR / f"{base}.yaml"
-        if not path.exists():
+        path = os.path.join(_PRESETS, f"{base}.yaml")
+        if not os.path.exists(path):
             known = ", ".join(presets()) or "none found"
             raise InputError(f"unknown topology {base!r}: not a file and not a preset "
                              f"(presets: {known})", field="topology")

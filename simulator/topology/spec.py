@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
 from ..collectives import ENGINE_NAMES
 from ..readers.numbers import shown
 from ..records import field, record, replace
 from ..units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 from .yamlsrc import Located
+
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOLS = ("LL", "LL128", "Simple")
 ALGORITHMS = ("ring", "tree", "p2p")

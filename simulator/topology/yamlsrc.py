@@ -7,9 +7,11 @@ made later on the plain values can still point at the line the user has to fix:
 """
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import InputError
+
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
+if TYPE_CHECKING:
+    from typing import Any
 
 Path = tuple  # a key path such as ("scale_up", "bandwidth") or ("placement", "ranks", 3)
 
