@@ -19,9 +19,13 @@ _REFS: dict[int, ref] = {}
 
 
 def _dropper(wid: int):
+    # the dicts held by the closure: at interpreter shutdown the module's globals are None
+    # by the time a last workload goes
+    cache, refs = _CACHE, _REFS
+
     def drop(_gone: ref) -> None:
-        _CACHE.pop(wid, None)
-        _REFS.pop(wid, None)
+        cache.pop(wid, None)
+        refs.pop(wid, None)
     return drop
 
 
