@@ -253,11 +253,7 @@ def run_steps(args, device, cuda, sw, clocks, out_rows, ops_rows, kern_rows, t_e
                              hidden_dropout=0.1, recompute=rc)
             opt = MegatronLikeOptimizer(model)
             fp16 = FP16Step(opt, device) if dt == "fp16" else None
-            gen = torch.Generator(device=device)
-            gen.manual_seed(7)
-            batches = [(torch.randint(0, vocab, (mbs, seq), device=device, generator=gen),
-                        torch.randint(0, vocab, (mbs, seq), device=device, generator=gen))
-                       for _ in range(ga)]
+            batches = train.token_batches(vocab, mbs, seq, ga, device)
             losses = [float(_one_step(model, opt, fp16, batches).detach())
                       / (float(fp16.scale) if fp16 else 1.0) for _ in range(2)]
             times, fb, op = [], [], []

@@ -275,11 +275,7 @@ def sync_phase(args, device, dtype, cuda, sw, rows, t0) -> None:
                           hidden_dropout=0.1)
             hopt = MegatronLikeOptimizer(hf)
             models["fp16"] = (hf, hopt, FP16Step(hopt, device))
-            gen = torch.Generator(device=device)
-            gen.manual_seed(7)
-            batches = [(torch.randint(0, vocab, (mbs, seq), device=device, generator=gen),
-                        torch.randint(0, vocab, (mbs, seq), device=device, generator=gen))
-                       for _ in range(ga)]
+            batches = train.token_batches(vocab, mbs, seq, ga, device)
             floors = [Floor(GPTModel, n, h, heads, vocab, maxpos, args.floor_seq, device,
                             dtype) for n in sorted({1, L})]
             for mode in MODES:

@@ -187,11 +187,7 @@ def run_case(spec, variant: str, args, device, dtype, cuda, sw: kernels.Sweep, r
         model = cls(L, h, 4 * h, heads, vocab, max_position, device, dtype, hidden_dropout=0.1,
                     recompute=rc)
         opt = MegatronLikeOptimizer(model)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(7)
-        batches = [(torch.randint(0, vocab, (mbs, seq), device=device, generator=gen),
-                    torch.randint(0, vocab, (mbs, seq), device=device, generator=gen))
-                   for _ in range(ga)]
+        batches = train.token_batches(vocab, mbs, seq, ga, device)
         # a floor GPT as large as the case would double its memory: the largest (GPU-bound)
         # cases get none and are priced with the run's other floors
         floors = [Floor(cls, n, h, heads, vocab, max_position, args.floor_seq, device, dtype)

@@ -73,6 +73,17 @@ def _q(xs, q):
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def token_batches(vocab: int, mbs: int, seq: int, ga: int, device) -> list:
+    """``ga`` (ids, targets) micro-batches of ``mbs`` x ``seq`` random tokens, seeded (7) so
+    that every script trains a case on the same tokens."""
+    import torch
+    gen = torch.Generator(device=device)
+    gen.manual_seed(7)
+    return [(torch.randint(0, vocab, (mbs, seq), device=device, generator=gen),
+             torch.randint(0, vocab, (mbs, seq), device=device, generator=gen))
+            for _ in range(ga)]
+
+
 def run_case(spec, device, dtype, cuda: bool, steps: int, warmup: int, vocab: int = 50257,
              max_position: int = 4096, hidden_dropout: float = 0.1, profile_rows=None,
              log=print) -> dict:
@@ -93,11 +104,7 @@ def run_case(spec, device, dtype, cuda: bool, steps: int, warmup: int, vocab: in
         model = GPTModel(L, h, ffn, heads, vocab, max_position, device, dtype,
                          hidden_dropout=hidden_dropout, recompute=rc)
         opt = MegatronLikeOptimizer(model)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(7)
-        batches = [(torch.randint(0, vocab, (mbs, seq), device=device, generator=gen),
-                    torch.randint(0, vocab, (mbs, seq), device=device, generator=gen))
-                   for _ in range(ga)]
+        batches = token_batches(vocab, mbs, seq, ga, device)
         try:
             from .layer import default_backend
             qkv = torch.randn(mbs, seq, 3, heads, h // heads, device=device, dtype=dtype)
