@@ -126,6 +126,10 @@ class GenerateOptions:
         "key sizes read back every micro-batch)", "", "str", choices=("core", "legacy"))
     loss_scale: float | None = option(
         None, "fp16: a static loss scale (default: dynamic)", "", "float?")
+    power_cap: bool = option(
+        False, "price compute-bound kernels at the clock the step sustains under the GPU's "
+        "power cap where the GPU has a fitted model (H200, H100, H800: "
+        "docs/compute-model.md); default off: every kernel at the boost clock", "", "bool")
     # model overrides
     num_layers: int | None = option(None, "override the model's layers", "layers", "int?")
     hidden_size: int | None = option(None, "override the hidden size", "", "int?")
@@ -174,7 +178,7 @@ class GenerateOptions:
             moe_pad_expert_input_to_capacity=self.moe_pad_expert_input_to_capacity,
             moe_expert_load_imbalance=self.moe_expert_load_imbalance,
             check_for_nan_in_loss=self.check_for_nan_in_loss_and_grad,
-            get_batch=self.get_batch, loss_scale=self.loss_scale)
+            get_batch=self.get_batch, loss_scale=self.loss_scale, power_cap=self.power_cap)
 
     def model_spec(self, base_dir: str = "."):
         """(model, notes on derived values): the preset or file with the overrides applied."""

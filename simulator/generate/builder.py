@@ -179,6 +179,10 @@ def generate(cfg: TrainConfig, compute: str = "model",
     cm = ComputeModel(cfg, phys) if compute == "model" else None
     if cm is not None and cfg.features.fp8:
         cm.fp8_model = ComputeModel(cfg, phys, gpu=fp8_gpu(cfg.gpu_spec))
+    if cm is not None and cm.power_cap is not None:
+        notes.append(f"power cap applied (--power-cap): compute-bound kernels x "
+                     f"{cm.power_factor:.3f} at the clock this step sustains "
+                     f"({cm.power_cap.source}); leave --power-cap out for the boost clock")
     rows: list[Row] = []
     line = 3
     profile_used: set[str] = set()

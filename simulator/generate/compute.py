@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 from typing import NamedTuple
 
 from ..errors import InputError
@@ -52,11 +53,12 @@ class Cost(NamedTuple):
         return Cost(tuple((kn[0], kn[1] * k) + tuple(kn[2:]) for kn in self.kernels))
 
 
-def _k(dev: float, host: float, count: int = 1) -> Cost:
-    """``count`` kernels of ``dev`` / ``host`` microseconds together."""
+def _k(dev: float, host: float, count: int = 1, compute: bool = False) -> Cost:
+    """``count`` kernels of ``dev`` / ``host`` microseconds together; ``compute``: tensor-core
+    kernels (GEMMs, attention), flagged ``"c"`` for the power cap (:mod:`.power`)."""
     if count <= 0 or (dev <= 0 and host <= 0):
         return Cost()
-    return Cost(((dev / count, host / count),) * count)
+    return Cost(((dev / count, host / count) + (("c",) if compute else ()),) * count)
 
 
 Z = Cost()
@@ -98,12 +100,12 @@ class _Kernels:
         g = self.g
         if m <= 0 or n <= 0 or k <= 0 or count <= 0:
             return (Z, Z, Z)
-        wg = _k(g.gemm_us(n, k, m, count, "wgrad"), 0.0, count)
+        wg = _k(g.gemm_us(n, k, m, count, "wgrad"), 0.0, count, True)
         if bias:
             wg = wg + _k(count * g.mem_us("bias_grad.fwd", 2.0 * m * n, n), 0.0, count)
         hf, hb = self._host("linear", count)
-        fwd = _k(g.gemm_us(m, n, k, count), hf, count)
-        dgrad = _k(g.gemm_us(m, k, n, count, "dgrad"), hb, count)
+        fwd = _k(g.gemm_us(m, n, k, count), hf, count, True)
+        dgrad = _k(g.gemm_us(m, k, n, count, "dgrad"), hb, count, True)
         if g.gemm_dtype == "fp8":
             cast = g.mem_us
             if g.fp8_transpose == "copy":
@@ -131,8 +133,9 @@ class _Kernels:
     def attention(self, flops: float, seq: int, head_dim: int) -> Part:
         g = self.g
         hf, hb = self._host("sdpa")
-        return (_k(g.attention_us(flops, seq=seq, head_dim=head_dim), hf),
-                _k(g.attention_us(2.5 * flops, backward=True, seq=seq, head_dim=head_dim), hb),
+        return (_k(g.attention_us(flops, seq=seq, head_dim=head_dim), hf, 1, True),
+                _k(g.attention_us(2.5 * flops, backward=True, seq=seq, head_dim=head_dim), hb,
+                   1, True),
                 Z)
 
     def grad_sum(self, nbytes: float, cols: float | None = None) -> Part:
@@ -180,7 +183,6 @@ def _host_variant(gpu: GPUSpec, cfg) -> GPUSpec:
     """``gpu`` with the host floor of the GPT whose layers this configuration runs: FP8
     GEMMs (a spec of :func:`~simulator.generate.builder.fp8_gpu`) or the unfused attention,
     where that floor was measured (FP8 and unfused together: FP8's)."""
-    from dataclasses import replace
     features = getattr(cfg, "features", None)
     variant = "fp8" if gpu.gemm_dtype == "fp8" else (
         "unfused" if getattr(features, "attention_backend", "") == "unfused" else "")
@@ -205,9 +207,46 @@ class ComputeModel:
     """Per-row-kind compute times for one configuration."""
 
     def __init__(self, cfg: TrainConfig, params: ParamCounts, gpu: GPUSpec | None = None):
-        """``gpu``: price the kernels on this GPU instead of ``cfg.gpu_spec`` (FP8 GEMMs)."""
+        """``gpu``: price the kernels on this GPU instead of ``cfg.gpu_spec`` (FP8 GEMMs).
+
+        The kernels are priced at the boost clock; where the GPU has a power-cap model
+        (``power_cap``, :mod:`.power`) and the configuration leaves it on, the step's own
+        timeline at that clock gives the factor its compute-bound kernels run slower at the
+        clock the step sustains (``power_factor``), and the step is priced again with it."""
+        base = _host_variant(gpu if gpu is not None else cfg.gpu_spec, cfg)
+        self._build(cfg, params, base)
+        #: compute-bound kernels' time factor under the power cap (1: boost clock, or off)
+        self.power_factor = 1.0
+        self.power_cap = base.power_cap if getattr(
+            getattr(cfg, "features", None), "power_cap", False) else None
+        if self.power_cap is not None:
+            from .power import step_factor
+            k = step_factor(self.power_cap, self.step_segments())
+            if k > 1.0 + 1e-9:
+                self.power_factor = k
+                self._build(cfg, params, replace(base, compute_scale=k))
+
+    def step_segments(self) -> list:
+        """The step at the boost clock as the GPU runs it, (us, class) segments (power.py):
+        the zeroing, each micro-batch's forward (twice with full recompute) and backward with
+        their drains and the fp32 accumulation (at most 8 micro-batches: the filter settles
+        within them), then the optimizer step."""
+        from .power import timeline
+        fwd, bwd, before_f, before_b = self._chains
+        # full recompute: the engine replays the layers' forward inside the backward (the
+        # rows' checkpoints); here the whole forward chain again before the backward
+        features = getattr(self.cfg, "features", None)
+        again = fwd if features is not None and features.full_recompute else ()
+        chain = tuple(self.step_start.kernels)
+        for _ in range(min(8, max(1, self.cfg.ga))):
+            chain += (tuple(before_f) + fwd + tuple(before_b) + again + bwd
+                      + self.accumulation.kernels)
+        chain += tuple(self.opt_kernels) if self.opt_kernels else self._opt_alone.kernels
+        return timeline(chain)[0]
+
+    def _build(self, cfg: TrainConfig, params: ParamCounts, gpu: GPUSpec) -> None:
         self.cfg = cfg
-        self.gpu = gpu = _host_variant(gpu if gpu is not None else cfg.gpu_spec, cfg)
+        self.gpu = gpu
         #: the same model at the FP8 rate, for the rows --fp8 moves to FP8 (builder.py)
         self.fp8_model: ComputeModel | None = None
         sf, sb = host_scales(gpu)
@@ -231,7 +270,8 @@ class ComputeModel:
         attn_f = 4.0 * cfg.micro_batch * cfg.seq_length ** 2 * nh * hd * 0.5
         # the attention kernel stays bf16 under --fp8 (its GEMMs are not Transformer Engine's
         # FP8 linear layers): priced on the bf16 spec
-        attn_gpu = cfg.gpu_spec if gpu.gemm_dtype == "fp8" else gpu
+        attn_gpu = replace(cfg.gpu_spec, compute_scale=gpu.compute_scale) \
+            if gpu.gemm_dtype == "fp8" else gpu
         if getattr(getattr(cfg, "features", None), "attention_backend", "") == "unfused":
             # the materialised scores' kernels in the chain, dispatched where the fused
             # kernel would be (the unfused GPT's measured host floor carries their extra ops)
@@ -337,6 +377,7 @@ class ComputeModel:
             t["optimizer"] = (Cost(self.opt_kernels), Z, Z)
         else:
             t["optimizer"] = (_k(gpu.optimizer_us(local_params, tensors), 0.0), Z, Z)
+        self._opt_alone = t["optimizer"][0]
         t.update(_sync_work(gpu, cfg, local_params, params.per_gpu, tensors))
         if getattr(getattr(cfg, "features", None), "params_dtype", "") == "fp16":
             # found_inf, all-reduced after the unscale (the loss_scale row), read on the host
@@ -392,6 +433,7 @@ class ComputeModel:
         # synchronize); else the loss's NaN check drains the queue before each backward
         before_f: tuple = (sync(),) if cfg.pp > 1 else ()
         before_b: tuple = (sync(),) if cfg.pp > 1 else t["loss_check"][0].kernels
+        self._chains = (chains[0], chains[1], before_f, before_b)
         f, b = replay_step(chains[0], chains[1], cfg.ga, before_f, before_b)
         # the zeroing's exposed part (what it adds to the chain) goes to the optimizer row,
         # so the layers' rows keep their own times

@@ -69,6 +69,10 @@ class Features:
     # tensor_parallel.broadcast_data (key sizes broadcast over TP and read back every batch)
     get_batch: str = "core"
     loss_scale: float | None = None            # fp16: a static loss scale (None: dynamic)
+    # ours: the GPU's sustained clock under its power cap (power.py), where the GPU has a
+    # fitted model; off by default (on, the kernel-fitted model makes the validated H200
+    # steps worse: docs/compute-model.md); False prices every kernel at the boost clock
+    power_cap: bool = False
 
     @property
     def grad_bytes(self) -> int:
@@ -123,6 +127,9 @@ class Features:
         if self.get_batch != "core":
             on["get_batch"] = self.get_batch
         on["host_syncs"] = "; ".join(self.host_syncs())
+        if self.power_cap:
+            on["power_cap"] = ("on (--power-cap): compute-bound kernels at the clock the step "
+                               "sustains under the GPU's power cap, where it has a model")
         return on
 
     def describe_moe(self) -> dict:

@@ -113,6 +113,12 @@ class GPUSpec:
     unfused_fwd: tuple | None = None
     unfused_bwd: tuple | None = None
     derivation: str = ""            # how the kernel-level values were obtained
+    # the power cap's model (power.PowerCap, fitted on traces/h200/compute/powercap1); None:
+    # kernels at the boost clock whatever the load
+    power_cap: Any = None
+    # the factor on every compute-bound kernel (GEMMs, attention) at the clock a step
+    # sustains under the cap (ComputeModel sets it per step; 1: the boost clock)
+    compute_scale: float = 1.0
 
     def host_variant(self, variant: str) -> tuple | None:
         """(layer fwd, layer bwd, layer recompute) host floor of ``variant`` over the default
@@ -136,7 +142,7 @@ class GPUSpec:
                 eff *= factor
         t_flop = 2.0 * m * n * k / (self.peak_tflops * 1e6 * eff)
         t_mem = 2.0 * (m * k + k * n + m * n) / (self.hbm_gbps * 1e3 * self.mem_eff)
-        return count * (self.gemm_t0_us + max(t_flop, t_mem))
+        return count * (self.gemm_t0_us + max(t_flop, t_mem)) * self.compute_scale
 
     def attention_us(self, flops: float, backward: bool = False, seq: int | None = None,
                      head_dim: int | None = None) -> float:
@@ -148,9 +154,9 @@ class GPUSpec:
         if fit and seq and head_dim:
             t0, e, s0, d0 = fit
             eff = e * seq / (seq + s0) * head_dim / (head_dim + d0)
-            return t0 + flops / (self.peak_tflops * 1e6 * eff)
+            return (t0 + flops / (self.peak_tflops * 1e6 * eff)) * self.compute_scale
         eff = self.attn_bwd_eff if backward and self.attn_bwd_eff is not None else self.attn_eff
-        return self.gemm_t0_us + flops / (self.peak_tflops * 1e6 * eff)
+        return (self.gemm_t0_us + flops / (self.peak_tflops * 1e6 * eff)) * self.compute_scale
 
     def mem_us(self, op: str, nbytes: float, cols: float | None = None) -> float:
         """A memory-bound kernel ``op`` (``layer_norm.fwd``, ...) moving ``nbytes`` over rows
@@ -187,7 +193,8 @@ class GPUSpec:
 
 def _h200() -> GPUSpec:
     from .h200_fit import H200_KERNEL_FIT
-    fit: dict[str, Any] = dict(H200_KERNEL_FIT)
+    from .h200_power_fit import H200_POWER_CAP
+    fit: dict[str, Any] = dict(H200_KERNEL_FIT, power_cap=H200_POWER_CAP)
     fit["mem_ops"] = tuple((tuple(m) + (0.0,))[:4] for m in fit.get("mem_ops", ()))
     return GPUSpec("h200", peak_tflops=989.4, hbm_gbps=4800, hbm_gib=141, **fit,
                    derivation="fitted on kernels measured on one H200 (traces/h200/compute/, "
@@ -240,7 +247,9 @@ A100_GEMM_SHARE = 0.859 / 0.801
 A100_SHARE_SOURCE = ("published best-shape matmul: 85.9% of peak on A100 SXM, 80.1% on "
                      "H100 SXM, ml-engineering's MAMF table")
 GPUS: dict[str, GPUSpec] = {g.name: g for g in [
-    # H100 and H800 SXM: the H200's SM array and clocks, 80 GB of HBM3 at 3.35 TB/s
+    # H100 and H800 SXM: the H200's SM array and clocks, 80 GB of HBM3 at 3.35 TB/s; the
+    # H200's power-cap model carried over (the same die, boost clock and 700 W limit: an
+    # assumption, not measured); the A100s have none (400 W, other clocks: not measured)
     derived(_H200, "h100", 989.4, 3350, 80),
     _H200,
     derived(_H200, "h800", 989.4, 3350, 80),
@@ -250,9 +259,9 @@ GPUS: dict[str, GPUSpec] = {g.name: g for g in [
     # one benchmark (mamf-finder.py, CUDA 12.1) on both, is 85.9% of 312 on A100 SXM and
     # 80.1% of 989 on H100 SXM, so the A100's e_max is the H200 fit's x 85.9 / 80.1
     replace(derived(_H200, "a100", 312.0, 2039, 80, A100_GEMM_SHARE, A100_SHARE_SOURCE),
-            attn_bwd_eff=None, attn_eff=0.60),
+            attn_bwd_eff=None, attn_eff=0.60, power_cap=None),
     replace(derived(_H200, "a100-40gb", 312.0, 1555, 40, A100_GEMM_SHARE, A100_SHARE_SOURCE),
-            attn_bwd_eff=None, attn_eff=0.60),
+            attn_bwd_eff=None, attn_eff=0.60, power_cap=None),
 ]}
 
 

@@ -41,7 +41,7 @@ def sync(host_us: float = 0.0) -> tuple:
 def run(kernels, issued: float = 0.0, gpu_free: float = 0.0) -> tuple[float, float]:
     """(host clock, GPU-free time) after replaying ``kernels`` from that state."""
     for k in kernels:
-        if len(k) > 2:          # a sync point: the host waits for the GPU's queue to empty
+        if len(k) > 2 and k[2] is True:   # a sync point: the host waits for the GPU's queue
             issued = max(issued, gpu_free)
         issued += k[1]
         gpu_free = max(gpu_free, issued) + k[0]

@@ -93,7 +93,9 @@ def _one_launch(part, gemm_t0_us: float, count: int):
             out.append(cost)
             continue
         dev = max(0.0, cost.dev - (count - 1) * gemm_t0_us)
-        out.append(Cost(((dev, cost.host / count),)))
+        # compute-bound (the power cap's class, power.py) when its kernels were
+        flag = ("c",) if any(len(k) > 2 and k[2] == "c" for k in cost.kernels) else ()
+        out.append(Cost(((dev, cost.host / count) + flag,)))
     return tuple(out)
 
 

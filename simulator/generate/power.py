@@ -1,0 +1,108 @@
+"""The GPU's sustained clock under its power cap: how much a step's tensor-core kernels stretch.
+
+A GPU held at its power limit lowers its SM clock until its power fits. Kernel times in the
+compute model are at the boost clock (the kernel sweep's short bursts). This module takes a
+step's kernels as the GPU runs them at that clock (a timeline of compute-bound kernels,
+memory-bound kernels and idle gaps) and gives the factor by which the compute-bound ones
+(GEMMs, attention) run longer at the clock the step sustains.
+
+The model (fitted on kernel measurements only, :mod:`.power_fit`, traces/h200/compute/powercap1):
+
+* each class of work draws a power at the boost clock: ``idle_w`` (nothing queued),
+  ``mem_w`` (a memory-bound kernel), ``compute_w`` (a tensor-core kernel; above the cap);
+* the power controller sees that demand averaged over the recent past, a first-order filter
+  of time constant ``tau_ms`` (at the boost timeline's times);
+* while the filtered demand ``p`` exceeds ``cap_w``, a compute-bound kernel takes
+  ``1 + gain x (p - cap_w) / cap_w`` times its boost time; memory-bound kernels and gaps keep
+  theirs (the memory clock stays).
+
+So a short burst after idle (its filtered demand still low) runs at the boost rate, a long
+GEMM-only stretch reaches ``1 + gain x (compute_w - cap_w) / cap_w``, and a step whose kernels
+leave the GPU idle or memory-bound often enough (host-bound steps) never reaches the cap.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: classes of a timeline segment
+COMPUTE, MEMORY, IDLE = "c", "m", "i"
+
+
+@dataclass(frozen=True)
+class PowerCap:
+    cap_w: float        # the enforced power limit
+    idle_w: float       # drawn with nothing queued
+    mem_w: float        # drawn by a memory-bound kernel
+    compute_w: float    # drawn by a tensor-core kernel at the boost clock
+    gain: float         # compute-bound slowdown per unit of relative excess demand
+    tau_ms: float       # the controller's averaging time constant
+    source: str = ""    # what it was fitted on
+
+    def demand_w(self, cls: str) -> float:
+        return {COMPUTE: self.compute_w, MEMORY: self.mem_w}.get(cls, self.idle_w)
+
+    def slowdown(self, filtered_w: float) -> float:
+        """Compute-bound kernels' time factor at a filtered demand."""
+        return 1.0 + self.gain * max(0.0, filtered_w - self.cap_w) / self.cap_w
+
+    def steady_slowdown(self, compute_share: float, mem_share: float = 0.0) -> float:
+        """The factor of a pattern repeated much faster than ``tau_ms``: its filtered demand
+        is the time-weighted mean of its classes' (shares of boost time; the rest idle)."""
+        rest = max(0.0, 1.0 - compute_share - mem_share)
+        p = compute_share * self.compute_w + mem_share * self.mem_w + rest * self.idle_w
+        return self.slowdown(p)
+
+
+def stretch(cap: PowerCap, segments, filtered_w: float | None = None,
+            ) -> tuple[float, float, float]:
+    """(compute-bound boost us, their extra us under the cap, the filtered demand at the end)
+    of ``segments`` ((boost us, class), in GPU order), the filter starting at ``filtered_w``
+    (None: idle). Segments longer than a tenth of ``tau_ms`` are taken in tenths (the filter
+    moves within them)."""
+    tau = cap.tau_ms * 1e3
+    p = cap.idle_w if filtered_w is None else filtered_w
+    busy = extra = 0.0
+    for us, cls in segments:
+        if us <= 0:
+            continue
+        target = cap.demand_w(cls)
+        pieces = max(1, math.ceil(us / (0.1 * tau)))
+        dt = us / pieces
+        decay = math.exp(-dt / tau)
+        # mean of the filter over a piece, relative to its start: (1 - decay) tau / dt
+        mean_k = (1.0 - decay) * tau / dt
+        for _ in range(pieces):
+            if cls == COMPUTE:
+                mean_p = target + (p - target) * mean_k
+                extra += dt * (cap.slowdown(mean_p) - 1.0)
+                busy += dt
+            p = target + (p - target) * decay
+    return busy, extra, p
+
+
+def step_factor(cap: PowerCap, segments) -> float:
+    """The step's compute-bound kernels' mean time factor once steps repeat back to back: the
+    step replayed from idle, then again from where it left the filter (steady state)."""
+    _, _, p = stretch(cap, segments)
+    busy, extra, _ = stretch(cap, segments, p)
+    return 1.0 + extra / busy if busy > 0 else 1.0
+
+
+def timeline(kernels, issued: float = 0.0, gpu_free: float = 0.0):
+    """((boost us, class) segments, host clock, GPU-free time) of a kernel chain replayed as
+    :func:`~.host_sync.run` does: a gap where the GPU waits for the host is idle; a kernel
+    flagged ``"c"`` (third element) compute-bound, any other memory-bound."""
+    segs: list[tuple[float, str]] = []
+    for k in kernels:
+        flag = k[2] if len(k) > 2 else None
+        if flag is True:
+            issued = max(issued, gpu_free)
+        issued += k[1]
+        start = max(gpu_free, issued)
+        if start > gpu_free:
+            segs.append((start - gpu_free, IDLE))
+        if k[0] > 0:
+            segs.append((k[0], COMPUTE if flag == COMPUTE else MEMORY))
+        gpu_free = start + k[0]
+    return segs, issued, gpu_free

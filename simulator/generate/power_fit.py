@@ -1,0 +1,149 @@
+"""Fit the power-cap model (:mod:`.power`) on kernels measured under sustained load.
+
+Reads a folder of :mod:`simulator.measure.powercap` (traces/h200/compute/powercap1):
+``windows.csv`` (one kernel back to back after an idle spell, timed in ~1 ms windows),
+``periods.csv`` (GEMM stretches and idle or memory-bound gaps repeated), ``clocks.csv``
+(NVML) and ``nvml_env.txt`` (the enforced power limit). Nothing here reads a training step.
+
+* ``cap_w``: the enforced limit; ``idle_w`` / ``mem_w``: the median power NVML reports at the
+  end of the idle spells / in the second half of the copy's back-to-back run.
+* ``compute_w``, ``gain``, ``tau_ms``: least squares on the relative error of the predicted
+  per-GEMM time, over the large GEMM's back-to-back windows (boost time: its 2nd-6th windows)
+  and every duty pattern's second half (boost time: the 4096^3 GEMM's).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+
+from .power import COMPUTE, IDLE, MEMORY, PowerCap, stretch
+
+RAMP_CASE = "gemm 4096x16384x4096"
+DUTY_GEMM = "gemm 4096x4096x4096"
+
+
+def _rows(path: str) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _limit_w(folder: str) -> float:
+    with open(os.path.join(folder, "nvml_env.txt")) as fh:
+        for line in fh:
+            if line.startswith("enforced_power_limit_mw "):
+                return float(line.split()[1]) / 1e3
+    raise ValueError(f"{folder}/nvml_env.txt: no enforced_power_limit_mw")
+
+
+def ramp(folder: str, case: str, dtype: str = "bf16", phase: str = "ramp") -> list[dict]:
+    return [r for r in _rows(os.path.join(folder, "windows.csv"))
+            if r["phase"] == phase and r["case"] == case and r["dtype"] == dtype]
+
+
+def boost_us(folder: str, case: str) -> float:
+    """The kernel's time at the boost clock: the median of its 2nd-6th windows after the idle
+    spell (the first also holds the launch from idle)."""
+    return statistics.median(float(r["per_call_us"]) for r in ramp(folder, case)[1:6])
+
+
+def measured_powers(folder: str) -> tuple[float, float]:
+    """(idle, memory-bound) power: NVML's instantaneous power (its averaged reading lags by
+    about a second), median over the last 0.3 s of the idle spells and over the second half
+    of the copy's run."""
+    clocks = _rows(os.path.join(folder, "clocks.csv"))
+    idle, mem = [], []
+    by_label: dict[str, list[dict]] = {}
+    for r in clocks:
+        by_label.setdefault(r["label"], []).append(r)
+    for label, rs in by_label.items():
+        t_end = float(rs[-1]["t_s"])
+        if " idle " in label:
+            idle += [float(r["power_instant_w"]) for r in rs if float(r["t_s"]) >= t_end - 0.3]
+        elif label == "ramp copy 256MiB":
+            t0 = float(rs[0]["t_s"])
+            mid = t0 + (t_end - t0) / 2
+            mem += [float(r["power_instant_w"]) for r in rs if float(r["t_s"]) >= mid]
+    return statistics.median(idle), statistics.median(mem)
+
+
+def duty_patterns(folder: str) -> list[dict]:
+    """Per duty case: its periods' groups (gemms, GEMM us, gap us) in order."""
+    cases: dict[tuple, dict] = {}
+    for r in _rows(os.path.join(folder, "periods.csv")):
+        key = (r["gap"], float(r["period_ms"]), float(r["duty_set"]))
+        c = cases.setdefault(key, {"gap": r["gap"], "period_ms": key[1], "duty_set": key[2],
+                                   "groups": []})
+        c["groups"].append((int(r["periods"]), int(r["gemms"]), float(r["gemm_us"]),
+                            float(r["gap_us"])))
+    return list(cases.values())
+
+
+def predict_duty(cap: PowerCap, case: dict, gemm_boost_us: float) -> tuple[float, float]:
+    """(predicted, measured) per-GEMM time over the second half of a duty case: each group's
+    periods replayed at the boost clock (its GEMMs at ``gemm_boost_us``, its gaps as
+    measured: idle, or memory-bound copies, which the cap does not slow)."""
+    gap_cls = IDLE if case["gap"] == "idle" else MEMORY
+    p = None
+    half = len(case["groups"]) // 2
+    pred_us = meas_us = 0.0
+    n = 0
+    for i, (periods, gemms, gemm_us, gap_us) in enumerate(case["groups"]):
+        per = gemms // periods
+        segs = [(per * gemm_boost_us, COMPUTE), (gap_us / periods, gap_cls)] * periods
+        busy, extra, p = stretch(cap, segs, p)
+        if i >= half:
+            pred_us += busy + extra
+            meas_us += gemm_us
+            n += gemms
+    return pred_us / n, meas_us / n
+
+
+def predict_ramp(cap: PowerCap, windows: list[dict], boost: float) -> list[tuple[float, float]]:
+    """(predicted, measured) per-call time of each window of a back-to-back run from idle."""
+    p = None
+    out = []
+    for w in windows:
+        calls = int(w["calls"])
+        busy, extra, p = stretch(cap, [(calls * boost, COMPUTE)], p)
+        out.append(((busy + extra) / calls, float(w["per_call_us"])))
+    return out
+
+
+def fit(folder: str) -> tuple[PowerCap, dict]:
+    """The fitted model and its residuals (relative errors, predicted / measured - 1)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    cap_w = _limit_w(folder)
+    idle_w, mem_w = measured_powers(folder)
+    big = ramp(folder, RAMP_CASE)
+    big_boost = boost_us(folder, RAMP_CASE)
+    duty_boost = boost_us(folder, DUTY_GEMM)
+    cases = duty_patterns(folder)
+
+    def model(x) -> PowerCap:
+        return PowerCap(cap_w=cap_w, idle_w=idle_w, mem_w=mem_w, compute_w=float(x[0]),
+                        gain=float(x[1]), tau_ms=float(x[2]))
+
+    def residuals(x):
+        cap = model(x)
+        r = [pr / me - 1 for pr, me in predict_ramp(cap, big, big_boost)]
+        # the duty cases weigh as much as the ramp's windows together
+        w = (len(r) / max(1, len(cases))) ** 0.5
+        r += [w * (pr / me - 1) for pr, me in (predict_duty(cap, c, duty_boost) for c in cases)]
+        return np.array(r)
+
+    sol = least_squares(residuals, x0=[1.3 * cap_w, 0.5, 30.0],
+                        bounds=([cap_w, 0.0, 1.0], [4.0 * cap_w, 5.0, 2000.0]))
+    cap = model(sol.x)
+    ramp_err = [pr / me - 1 for pr, me in predict_ramp(cap, big, big_boost)]
+    duty_err = {f"{c['gap']} P{c['period_ms']:g} d{c['duty_set']:g}":
+                round(pr / me - 1, 4)
+                for c in cases for pr, me in [predict_duty(cap, c, duty_boost)]}
+    stats = {"ramp_median_abs": statistics.median(abs(e) for e in ramp_err),
+             "ramp_max_abs": max(abs(e) for e in ramp_err),
+             "duty_median_abs": statistics.median(abs(e) for e in duty_err.values()),
+             "duty_max_abs": max(abs(e) for e in duty_err.values()),
+             "duty": duty_err}
+    return cap, stats
