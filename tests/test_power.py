@@ -59,3 +59,28 @@ def test_timeline_follows_the_host_replay():
     assert segs == [(10.0, COMPUTE), (10.0, IDLE), (5.0, MEMORY), (3.0, IDLE), (1.0, IDLE),
                     (4.0, MEMORY)]
     assert (issued, gpu) == (29.0, 33.0)
+
+
+def _model(layers, hidden, mbs, recompute, power_cap=True):
+    from dataclasses import replace
+
+    from simulator.generate.compute import ComputeModel
+    from simulator.generate.sizes import megatron_params
+    from simulator.validation.h200_train import config_for
+    cfg = config_for(dict(layers=layers, hidden=hidden, ffn=4 * hidden, heads=hidden // 64 if hidden < 1000 else 32,
+                          vocab=50257, mbs=mbs, ga=1, seq=2048, recompute=recompute))
+    cfg = replace(cfg, features=replace(cfg.features, power_cap=power_cap))
+    return ComputeModel(cfg, megatron_params(cfg))
+
+
+def test_fitted_h200_cap_in_a_step():
+    from simulator.generate.h200_power_fit import H200_POWER_CAP as c
+    # the GEMM-only steady factor bounds any step's: 1 + 0.2224 x 640.3 / 700 = 1.2034
+    top = 1 + c.gain * (c.compute_w - c.cap_w) / c.cap_w
+    assert top == pytest.approx(1.2034, abs=1e-4)
+    big = _model(32, 2560, 8, 1)
+    assert 1.05 < big.power_factor < top
+    # a host-bound step never sustains the cap: it falls out of its own timeline
+    assert _model(12, 768, 1, 0).power_factor == 1.0
+    # off: every kernel at the boost clock
+    assert _model(32, 2560, 8, 1, power_cap=False).power_factor == 1.0
