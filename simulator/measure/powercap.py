@@ -30,7 +30,8 @@ import threading
 import time
 from typing import Any
 
-from .compute_run import _log, start_run, warm_clocks
+from .runstart import log as _log
+from .runstart import start_run, warm_clocks
 from .train import write_csv
 
 WINDOW_COLUMNS = ["phase", "case", "dtype", "t_ms", "calls", "dev_us", "per_call_us"]
