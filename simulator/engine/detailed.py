@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .loop import Environment, succeed_later
+from .loop import Environment, fire
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
@@ -141,13 +141,18 @@ class DetailedSim:
         if fabric is not None:
             from ..network.flows import FlowNetwork
             self.net = FlowNetwork(self.env, fabric.capacity, integer_time=True,
-                                   on_change=self._record_links if trace else None)
+                                   on_change=self._record_links if trace else None,
+                                   closed_form=True)
         elif contention:
             # links are shared by whoever names them: a NIC by every class whose GPUs use it
             from ..network.flows import FlowNetwork
             links = {link: 1.0 for s in setups for link, _ in s.links.values()}
             self.net = FlowNetwork(self.env, links, integer_time=True,
-                                   on_change=self._record_links if trace else None)
+                                   on_change=self._record_links if trace else None,
+                                   closed_form=True)
+        # a flow's end fires its collective's event at once on this loop (where the event
+        # succeeded at the flow's end would fire); simpy's is scheduled
+        self._fire = fire if isinstance(self.env, Environment) else None
         # link utilisation over time, for the timeline: (link, time ns, share of capacity)
         self.link_samples: list[tuple] = []
         self._last_rate: dict = {}
@@ -188,8 +193,8 @@ class DetailedSim:
                     hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
                         (setup.job.job, kind, members), comm.op, comm.size_bytes, comm_ns))
                 loads, latency = hit[1]
-                self._flows().transfer(loads, latency,
-                                       on_done=partial(self._flow_done, ev, update_ns, ready))
+                self._flows().transfer(loads, latency, on_done=partial(self._flow_done, ev, ready),
+                                       tail_ns=update_ns)
                 return ev
             m = _Meeting(0, self.env.event(), comm_ns, update_ns)
             m.ready = ready
@@ -217,8 +222,8 @@ class DetailedSim:
                 hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
                     (setup.job.job, kind, members), comm.op, comm.size_bytes, m.duration))
             loads, latency = hit[1]
-            self._flows().transfer(loads, latency,
-                                   on_done=partial(self._flow_done, ev, m.update, start))
+            self._flows().transfer(loads, latency, on_done=partial(self._flow_done, ev, start),
+                                   tail_ns=m.update)
         elif self.net is not None and m.duration:
             # every member's ranks move the data over their links of this kind
             base = setup.cid - setup.cls.cid
@@ -226,7 +231,8 @@ class DetailedSim:
             for c, _ in members:
                 link, share = self.setups[base + c].links[kind]
                 link_loads[link] = link_loads.get(link, 0.0) + m.duration * share
-            self.net.transfer(link_loads, on_done=partial(self._flow_done, ev, m.update, start))
+            self.net.transfer(link_loads, on_done=partial(self._flow_done, ev, start),
+                              tail_ns=m.update)
         else:
             end = start + m.duration + m.update
             if end <= self.env.now:
@@ -240,14 +246,14 @@ class DetailedSim:
         assert self.net is not None   # a contention run builds its network in __init__
         return self.net
 
-    def _flow_done(self, ev, delay: int, start: int, _flow) -> None:
-        """What a flow calls when it ends: fire ``ev`` with (start, end) ``delay`` ns from
-        now."""
-        end = self.env.now + delay
-        if delay:
-            succeed_later(self.env, ev, (start, end), delay)
+    def _flow_done(self, ev, start: int, flow) -> None:
+        """What a flow calls its ``tail_ns`` (the row's update time) after its end: ``ev``
+        fires with (start, now). After a tail it fires at once, where an event the flow's
+        end had scheduled would (the same order); without one it is scheduled, as then."""
+        if flow.tail_ns and self._fire is not None:
+            self._fire(ev, (start, self.env.now))
         else:
-            ev.succeed((start, end))
+            ev.succeed((start, self.env.now))
 
     # -- one class ---------------------------------------------------------------------
     def _class(self, idx: int):

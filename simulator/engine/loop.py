@@ -70,22 +70,15 @@ class Process(Event):
                 return
 
 
-def succeed_later(env, event, value, delay) -> None:
-    """``event.succeed(value)`` ``delay`` from now as one scheduled event (not a timeout whose
-    callback succeeds it: one event fewer), on this loop or on simpy's environment (its public
-    ``schedule``). The event fires where the timeout would have, before events of the same
-    time scheduled while it waited."""
-    if isinstance(env, Environment):
-        if event._value is not _PENDING:
-            raise RuntimeError(f"{event} has already been triggered")
-        event._value = value
-        env._eid += 1
-        heappush(env._queue, (env.now + delay, _NORMAL, env._eid, event, _EVENT))
-    else:
-        if event.triggered:
-            raise RuntimeError(f"{event} has already been triggered")
-        event._ok, event._value = True, value
-        env.schedule(event, delay=delay)
+def fire(event, value) -> None:
+    """Trigger ``event`` with ``value`` and run its callbacks now, as the loop runs them
+    when it processes the event (here: at once, before the rest of this instant)."""
+    if event._value is not _PENDING:
+        raise RuntimeError(f"{event} has already been triggered")
+    event._value = value
+    callbacks, event.callbacks = event.callbacks, None
+    for callback in callbacks:
+        callback(event)
 
 
 class Environment:
@@ -104,6 +97,11 @@ class Environment:
         without making the event."""
         self._eid += 1
         heappush(self._queue, (self.now + delay, _NORMAL, self._eid, fn, arg))
+
+    def call_at(self, when, fn, arg) -> None:
+        """``fn(arg)`` at time ``when`` (not before now), as :meth:`call_later` would."""
+        self._eid += 1
+        heappush(self._queue, (when, _NORMAL, self._eid, fn, arg))
 
     def event(self) -> Event:
         return Event(self)

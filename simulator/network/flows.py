@@ -72,6 +72,9 @@ class Flow:
     at_ns: float = 0.0               # when ``remaining`` was last brought up to date
     order: int = 0                   # join order
     version: int = 0                 # bumped when its rate changes (older timers are stale)
+    tail_ns: float = 0               # on_done runs this long after the end
+    # closed form: its end when provably alone from start to end (None: in the solver)
+    alone_end_ns: float | None = None
 
     @property
     def bytes(self) -> float:
@@ -87,7 +90,7 @@ class FlowNetwork:
 
     def __init__(self, env: simpy.Environment, links: Mapping[Hashable, float],
                  on_change: Callable[[FlowNetwork], None] | None = None,
-                 integer_time: bool = False):
+                 integer_time: bool = False, closed_form: bool = False):
         bad = [link for link, c in links.items() if not c > 0]
         if bad:
             raise ValueError(f"link capacities must be positive: {bad[:5]}")
@@ -114,14 +117,27 @@ class FlowNetwork:
             def later(delay, fn, arg, timeout=env.timeout):
                 timeout(delay, arg).callbacks.append(lambda event: fn(event.value))
         self._later = later
+        at = getattr(env, "call_at", None)
+        if at is None:
+            def at(when, fn, arg, later=later):
+                later(when - env.now, fn, arg)
+        self._at = at
+        # closed form (not with on_change, which wants every change): a flow that no other
+        # flow can meet on any of its links from its start to its end moves at its rate
+        # alone, so its end is known when it is submitted and it needs no events but its
+        # end; link -> {flows that claim it: closed-form ones until their end, the solver's
+        # until they end}
+        self.closed_form = closed_form and on_change is None
+        self._claims: dict = {}
+        self._lazy: dict[Flow, None] = {}                  # closed-form flows not yet done
 
     # -- public ---------------------------------------------------------------------------
     def transfer(self, loads: Mapping[Hashable, float] | Demand, latency_ns: float = 0.0,
-                 name: str = "", on_done: Callable[[Flow], None] | None = None
-                 ) -> simpy.Event | None:
+                 name: str = "", on_done: Callable[[Flow], None] | None = None,
+                 tail_ns: float = 0) -> simpy.Event | None:
         """Start a flow now; the returned event fires (value: the Flow) when it is done, or,
-        given ``on_done``, that is called with the Flow then instead (no event: one simpy
-        step less per flow)."""
+        given ``on_done``, that is called with the Flow ``tail_ns`` after its end instead
+        (no event: one simpy step less per flow)."""
         demand = loads if isinstance(loads, Demand) else None
         if demand is None or demand not in self._checked:           # once per Demand
             links = loads.loads if isinstance(loads, Demand) else loads
@@ -135,23 +151,33 @@ class FlowNetwork:
         if latency_ns < 0:
             raise ValueError("latency and bytes must not be negative")
         flow = Flow(demand.loads, float(latency_ns), name, submit_ns=self.env.now,
-                    peak=demand.peak, weights=demand.weights, on_done=on_done)
+                    peak=demand.peak, weights=demand.weights, on_done=on_done,
+                    tail_ns=tail_ns)
         event = None
         if on_done is None:
             event = flow.event = self.env.event()
-        if latency_ns > 0:
+        if self.closed_form and flow.loads:
+            self._submit(flow, latency_ns)
+        elif latency_ns > 0:
             self._later(latency_ns, self._join, flow)      # its data moves after the latency
         else:
             self._join(flow)
         return event
 
+    def _moving(self) -> list[Flow]:
+        """The flows moving data now: the solver's and the closed-form ones between their
+        start and end."""
+        now = self.env.now
+        return [*self.active, *(f for f in self._lazy
+                                if f.start_ns <= now < f.alone_end_ns)]
+
     def rates(self) -> dict[str, float]:
         """Current bytes/ns of every active flow on its busiest link (by name)."""
-        return {f.name: f.rate for f in self.active}
+        return {f.name: f.rate for f in self._moving()}
 
     def link_rate(self, link) -> float:
         """Bytes/ns crossing ``link`` now."""
-        return sum(f.rate * f.weights.get(link, 0.0) for f in self.active)
+        return sum(f.rate * f.weights.get(link, 0.0) for f in self._moving())
 
     @property
     def carried(self) -> dict:
@@ -165,9 +191,128 @@ class FlowNetwork:
             done = 1.0 - max(0.0, f.remaining - f.rate * (now - f.at_ns) / f.peak)
             for link, b in f.loads.items():
                 out[link] += done * b
+        for f in self._lazy:
+            if now > f.start_ns:
+                done = min(1.0, f.rate * (now - f.start_ns) / f.peak)
+                for link, b in f.loads.items():
+                    out[link] += done * b
         return out
 
     # -- internals -------------------------------------------------------------------------
+    def _submit(self, flow: Flow, latency_ns: float) -> None:
+        """Closed form: the flow's end if it moves alone; kept when no flow claims one of its
+        links over that span (touching ends count as meeting), else it and every
+        closed-form flow it could meet go to the solver."""
+        now = self.env.now
+        start = now + latency_ns
+        hit = self._alone.get(id(flow.weights))
+        if hit is None:
+            hit = self._alone[id(flow.weights)] = (flow.weights, self._alone_rate(flow))
+        rate = hit[1]
+        end = None
+        if rate > 0:
+            # exactly the solver's completion of a flow alone from its start (_join)
+            wait = max(flow.remaining * flow.peak / rate, 0.0)
+            if self.integer_time:
+                wait = max(math.ceil(wait - 1e-6), 0)
+            end = start + wait
+        claims = self._claims
+        meets = False
+        for link in flow.weights:
+            users = claims.get(link)
+            if users is None:
+                claims[link] = {flow: None}
+                continue
+            for other in users:
+                o_end = other.alone_end_ns
+                # the solver's flows until they end; closed-form ones over [start, end]
+                # (ended ones are past: their end fires before any later start)
+                if o_end is None or end is None or (o_end >= start and other.start_ns <= end
+                                                    and o_end >= now):
+                    meets = True
+            users[flow] = None
+        flow.start_ns = start
+        if end is not None and not meets:
+            flow.alone_end_ns = end
+            flow.rate = rate
+            self._lazy[flow] = None
+            self._at(end + flow.tail_ns, self._lazy_end, (flow, flow.version))
+            return
+        # to the solver, which claims its links until it ends: every closed-form flow on
+        # them that has not ended before its start joins it, and so on through their links
+        self._release(flow, now)
+        if latency_ns > 0:
+            self._later(latency_ns, self._join, flow)
+        else:
+            self._join(flow)
+
+    def _release(self, flow: Flow, now: float) -> None:
+        """Hand to the solver the closed-form flows that ``flow`` (the solver's) could meet,
+        and those they could meet."""
+        claims = self._claims
+        todo = [flow]
+        while todo:
+            f = todo.pop()
+            for link in f.weights:
+                for other in claims[link]:
+                    o_end = other.alone_end_ns
+                    if o_end is not None and o_end >= f.start_ns and o_end >= now:
+                        self._to_solver(other, now)
+                        todo.append(other)
+
+    def _to_solver(self, f: Flow, now: float) -> None:
+        """A closed-form flow handed to the solver, in the state the solver would have it in
+        now: joined at its start (or to join then), alone since, its end timer as set."""
+        end = f.alone_end_ns
+        f.alone_end_ns = None
+        del self._lazy[f]
+        f.version += 1                      # its closed-form end is stale
+        start = f.start_ns
+        if start > now:                     # type: ignore[operator]
+            f.rate = 0.0                    # not moving yet: joins as a new flow
+            self._at(start, self._join, f)
+            return
+        f.at_ns = start                     # type: ignore[assignment]
+        f.order = self._joined              # joined now, as the solver counts joins
+        self._joined += 1
+        self.active[f] = None
+        on_link = self._on_link
+        for link in f.weights:
+            users = on_link.get(link)
+            if users is None:
+                on_link[link] = {f: None}
+            else:
+                users[f] = None
+        self.solves += 1
+        self._at(end, self._wake, (f, f.version))
+
+    def _lazy_end(self, stamp: tuple) -> None:
+        """A closed-form flow's end (``tail_ns`` after it): release its links, count it."""
+        f, version = stamp
+        if version != f.version:
+            return                          # handed to the solver since
+        del self._lazy[f]
+        claims = self._claims
+        for link in f.weights:
+            users = claims[link]
+            del users[f]
+            if not users:
+                del claims[link]
+        hit = self._done_loads.get(id(f.loads))
+        if hit is None:
+            self._done_loads[id(f.loads)] = [f.loads, 1]
+        else:
+            hit[1] += 1
+        self.solves += 2                    # its start and end, as the solver counts them
+        f.remaining = 0.0
+        f.at_ns = f.end_ns = f.alone_end_ns
+        self.finished += 1
+        if f.on_done is not None:
+            f.on_done(f)
+        else:
+            assert f.event is not None
+            f.event.succeed(f)
+
     def _join(self, flow: Flow) -> None:
         now = self.env.now
         flow.start_ns = now
@@ -310,6 +455,13 @@ class FlowNetwork:
             hit[1] += 1
         touched: dict = {}
         on_link = self._on_link
+        if self.closed_form:
+            claims = self._claims
+            for link in f.weights:
+                users = claims[link]
+                del users[f]
+                if not users:
+                    del claims[link]
         for link in f.loads:
             users = on_link[link]
             del users[f]
@@ -332,7 +484,10 @@ class FlowNetwork:
         flow.end_ns = now
         self.finished += 1
         if flow.on_done is not None:
-            flow.on_done(flow)
+            if flow.tail_ns:
+                self._later(flow.tail_ns, flow.on_done, flow)
+            else:
+                flow.on_done(flow)
         else:
             assert flow.event is not None   # transfer() gives every other flow its event
             flow.event.succeed(flow)

@@ -1,0 +1,71 @@
+"""The flow network's closed form (FlowNetwork(closed_form=True)): a flow that no other flow
+can meet on its links from its start to its end gets its end when it is submitted, with no
+events but that end; any flow that could meet it puts both in the solver. Against the solver
+alone (closed_form=False, the reference), on random flow sets in whole nanoseconds: the
+same end and callback time for every flow."""
+import random
+
+import pytest
+
+from simulator.engine.loop import Environment
+from simulator.network import FlowNetwork
+
+
+def _run(closed_form: bool, caps: dict, specs: list) -> tuple[dict, FlowNetwork]:
+    env = Environment()
+    net = FlowNetwork(env, caps, integer_time=True, closed_form=closed_form)
+    seen: dict = {}
+
+    def submit(spec):
+        name, loads, latency, tail = spec
+        net.transfer(loads, latency, name=name, tail_ns=tail,
+                     on_done=lambda f: seen.__setitem__(f.name, (f.start_ns, f.end_ns,
+                                                                 env.now)))
+
+    for start, *spec in specs:
+        env.call_later(start, submit, spec)
+    env.run()
+    return seen, net
+
+
+def _case(rng: random.Random):
+    caps = {f"l{i}": rng.choice([1.0, 2.5, 4.0, 10.0]) for i in range(6)}
+    specs = []
+    for i in range(rng.randint(2, 30)):
+        links = rng.sample(sorted(caps), k=rng.randint(1, 3))
+        loads = {link: float(rng.randint(1, 400)) for link in links}
+        specs.append((rng.randint(0, 3000), f"f{i}", loads, rng.choice([0, 0, 5, 40]),
+                      rng.choice([0, 0, 7])))
+    return caps, specs
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_closed_form_ends_equal_the_solvers(seed):
+    caps, specs = _case(random.Random(seed))
+    mine, net = _run(True, caps, specs)
+    ref, _ = _run(False, caps, specs)
+    assert mine == ref
+    assert net.finished == len(specs) and not net._lazy and not net._claims
+
+
+def test_the_closed_form_takes_most_sparse_flows_and_the_solver_the_meeting_ones():
+    # flows spread out in time mostly meet no other: they end in closed form
+    caps, specs = _case(random.Random(5))
+    rng = random.Random(1)
+    specs = [(rng.randint(0, 300000), *s[1:]) for s in specs]
+    mine, net = _run(True, caps, specs)
+    assert mine == _run(False, caps, specs)[0]
+    assert net.active == {}
+    # a 100-byte flow at 10 B/ns after 5 ns of latency: ends at 15, its callback 7 ns later;
+    # a second one starting at 10 on the same link meets it (both in the solver): the first
+    # has 50 bytes left at 10, both move at 5 B/ns, so the first ends at 20; the second has
+    # 50 bytes left then, alone at 10 B/ns: 25
+    one = [(0, "a", {"x": 100.0}, 5, 7)]
+    got, net = _run(True, {"x": 10.0}, one)
+    assert got == {"a": (5, 15, 22)}
+    two = one + [(10, "b", {"x": 100.0}, 0, 0)]
+    got, net = _run(True, {"x": 10.0}, two)
+    assert got == {"a": (5, 20, 27), "b": (10, 25, 25)}
+    # touching ends count as meeting, and still end as the solver has them
+    touch = one + [(10, "b", {"x": 100.0}, 5, 0), (25, "c", {"x": 30.0}, 0, 0)]
+    assert _run(True, {"x": 10.0}, touch)[0] == _run(False, {"x": 10.0}, touch)[0]
