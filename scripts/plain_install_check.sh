@@ -20,7 +20,7 @@ test ! -e "$repo/../shared" || { echo "plain-install check: $repo/../shared exis
 
 python3 -m venv "$tmp/venv"
 py="$tmp/venv/bin/python"
-# the README's venv step, then the README's first command minus -e (a non-editable install)
+# the README's venv step, then the README's first command (a plain, non-editable install)
 "$py" -m pip install -q "$repo" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log" >&2; exit 1; }
 "$py" -c "import importlib.util as u; assert u.find_spec('pytest') is None and u.find_spec('tqdm') is None, 'extras present'"
 
