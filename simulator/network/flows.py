@@ -40,6 +40,17 @@ if TYPE_CHECKING:   # any environment with simpy's now, event() and timeout(): s
 _EPS = 1e-9
 
 
+def completion_wait(remaining_share: float, peak: float, rate: float,
+                    integer_time: bool) -> float:
+    """Time for a flow's remaining share to drain at ``rate``: the one rounding rule that the
+    solver's timers and the closed-form ends share (integer time rounds up, forgiving 1e-6
+    of float noise), so both paths give the same nanosecond."""
+    wait = max(remaining_share * peak / rate, 0.0)
+    if integer_time:
+        wait = max(math.ceil(wait - 1e-6), 0)
+    return wait
+
+
 class Demand:
     """Loads of a transfer (link -> bytes), checked and normalised once: reusable."""
 
@@ -212,10 +223,7 @@ class FlowNetwork:
         end = None
         if rate > 0:
             # exactly the solver's completion of a flow alone from its start (_join)
-            wait = max(flow.remaining * flow.peak / rate, 0.0)
-            if self.integer_time:
-                wait = max(math.ceil(wait - 1e-6), 0)
-            end = start + wait
+            end = start + completion_wait(flow.remaining, flow.peak, rate, self.integer_time)
         claims = self._claims
         meets = False
         for link in flow.weights:
@@ -342,10 +350,8 @@ class FlowNetwork:
             rate = flow.rate = hit[1]
             flow.version += 1
             if rate > 0:
-                wait = max(flow.remaining * flow.peak / rate, 0.0)
-                if self.integer_time:
-                    wait = max(math.ceil(wait - 1e-6), 0)
-                self._later(wait, self._wake, (flow, flow.version))
+                self._later(completion_wait(flow.remaining, flow.peak, rate, self.integer_time),
+                            self._wake, (flow, flow.version))
         else:
             self._solve(self._component(flow.weights), now)
         if self.on_change is not None:
@@ -373,9 +379,7 @@ class FlowNetwork:
         f.rate = rate
         f.version += 1
         if rate > 0:
-            wait = max(f.remaining * f.peak / rate, 0.0)
-            if self.integer_time:
-                wait = max(math.ceil(wait - 1e-6), 0)
+            wait = completion_wait(f.remaining, f.peak, rate, self.integer_time)
             # its own timer; one made stale by a later rate change finds another version
             self._later(wait, self._wake, (f, f.version))
 
