@@ -107,3 +107,68 @@ def _calls_program(env, log, seed):
 def test_plain_calls_run_where_simpys_timeouts_would(seed):
     a, b = _traces(_calls_program, seed)
     assert a == b and any(e[0] == "call" for e in a)
+
+
+def test_a_process_may_skip_to_a_time_before_everything_queued():
+    # can_skip_to(t): the running process is the last thing of this dispatch (``ahead``)
+    # and every queued entry is later than t (a timeout at t, scheduled now, would come
+    # after an entry already queued at t: not next)
+    env = Environment()
+    seen = []
+
+    def other():
+        yield env.timeout(10)
+
+    def runner():
+        yield env.timeout(2)                 # resumed by its own timeout: the only waiter
+        seen.append((env.now, env.ahead, env.can_skip_to(9), env.can_skip_to(10)))
+        env.now = 7                          # skipped: as if it had waited 5 more
+        yield env.timeout(1)
+        seen.append(env.now)
+
+    env.process(other())
+    env.process(runner())
+    env.run()
+    assert seen == [(2, True, True, False), 8]
+
+
+def test_only_the_last_thing_of_a_dispatch_runs_ahead():
+    env = Environment()
+    seen = []
+    shared = env.event()
+
+    def waiter(k):
+        yield shared                         # two waiters on one event: neither may skip
+        seen.append(("event", k, env.ahead))
+
+    def call(tail):
+        seen.append(("call", tail, env.ahead))
+
+    env.process(waiter(0))
+    env.process(waiter(1))
+    env.call_later(1, lambda _: shared.succeed(), None)
+    env.call_later(2, call, True, tail=True)
+    env.call_later(3, call, False)
+    env.run()
+    assert seen == [("event", 0, False), ("event", 1, False), ("call", True, True),
+                    ("call", False, False)]
+
+
+def test_fire_lets_only_a_single_waiter_run_ahead():
+    from simulator.engine.loop import fire
+
+    env = Environment()
+    seen = []
+    one, two = env.event(), env.event()
+
+    def waiter(ev, k):
+        yield ev
+        seen.append((k, env.ahead))
+
+    env.process(waiter(one, "one"))
+    env.process(waiter(two, "two-a"))
+    env.process(waiter(two, "two-b"))
+    env.call_later(1, lambda ev: fire(ev, None), one, tail=True)
+    env.call_later(2, lambda ev: fire(ev, None), two, tail=True)
+    env.run()
+    assert seen == [("one", True), ("two-a", False), ("two-b", False)]

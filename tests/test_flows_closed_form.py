@@ -69,3 +69,40 @@ def test_the_closed_form_takes_most_sparse_flows_and_the_solver_the_meeting_ones
     # touching ends count as meeting, and still end as the solver has them
     touch = one + [(10, "b", {"x": 100.0}, 5, 0), (25, "c", {"x": 30.0}, 0, 0)]
     assert _run(True, {"x": 10.0}, touch)[0] == _run(False, {"x": 10.0}, touch)[0]
+
+
+def test_a_flow_alone_now_is_its_closed_form_end_with_no_event():
+    # links a (2 B/ns) and b (4 B/ns), 100 bytes on each: peak 100, rate alone 2 (link a),
+    # so a flow takes its latency 10 + ceil(100 / 2) = 60 ns and its callback 5 ns later
+    from simulator.network.flows import Demand
+
+    env = Environment()
+    net = FlowNetwork(env, {"a": 2.0, "b": 4.0, "c": 1.0}, integer_time=True,
+                      closed_form=True)
+    demand = Demand({"a": 100.0, "b": 100.0})
+    got = []
+
+    def proc():
+        assert net.alone_now(demand, 10, 5) is None      # never transferred: not checked
+        net.transfer(demand, 10, on_done=lambda f: got.append(("first", env.now)), tail_ns=5)
+        yield env.timeout(100)                 # the first ended at 60, its callback at 65
+        got.append(("alone", net.alone_now(demand, 10, 5)))        # 100 + 65
+        # a flow on a alone: 2000 B at 2 B/ns claims a over [100, 1100]
+        net.transfer({"a": 2000.0}, 0, on_done=lambda f: None)
+        yield env.timeout(1)
+        # ours would move over [111, 161], its callback at 166: before anything queued
+        # (the claim's end at 1100), but it meets the claim on a
+        got.append(("claimed", net.alone_now(demand, 10, 5)))
+        yield env.timeout(1099)                # at 1200: the claim ended at 1100
+        env.call_later(65, lambda _: None, None)                   # something at 1265
+        yield env.timeout(0)
+        got.append(("queued", net.alone_now(demand, 10, 5)))       # 1200 + 65: not before
+        got.append(("before", net.alone_now(demand, 10, 4)))       # 1200 + 64: before it
+        got.append(("unchecked", net.alone_now(Demand({"c": 4.0}), 0, 0)))
+
+    env.process(proc())
+    env.run()
+    assert got == [("first", 65), ("alone", 165), ("claimed", None), ("queued", None),
+                   ("before", 1264), ("unchecked", None)]
+    # the two alone_now that succeeded counted their flows as finished, like the other two
+    assert net.finished == 4 and not net._claims

@@ -153,6 +153,9 @@ class DetailedSim:
         # a flow's end fires its collective's event at once on this loop (where the event
         # succeeded at the flow's end would fire); simpy's is scheduled
         self._fire = fire if isinstance(self.env, Environment) else None
+        # a class's process may run ahead of the queue (loop.Environment.can_skip_to); the
+        # plain call a flow's end is fits simpy only as a scheduled event
+        self._ahead = isinstance(self.env, Environment)
         # link utilisation over time, for the timeline: (link, time ns, share of capacity)
         self.link_samples: list[tuple] = []
         self._last_rate: dict = {}
@@ -179,20 +182,29 @@ class DetailedSim:
 
     def _meet(self, cid: int, kind: Group, instance: tuple, ready: int, comm_ns: int,
               update_ns: int, comm=None):
-        """Arrive at a collective; returns the event that fires (value: end time) at its end."""
+        """Arrive at a collective; returns the event that fires (value: (start, end)) at its
+        end, or, for a class alone whose flow ran ahead to its end (the clock is there now),
+        that value itself (a tuple)."""
         setup = self.setups[cid]
         members = setup.cls.group_members[kind]
         if len(members) == 1:
             # a class alone in its group: nobody to wait for
             if self.fabric is not None and comm_ns:
                 # its flow at once (below, without the meeting record)
-                ev = self.env.event()
                 fkey = (cid, id(kind), id(comm), comm_ns)
                 hit = self._fabric_flows.get(fkey)
                 if hit is None:
                     hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
                         (setup.job.job, kind, members), comm.op, comm.size_bytes, comm_ns))
                 loads, latency = hit[1]
+                if self._ahead:
+                    # nothing can happen before its end: the flow now, and the process on
+                    # from its end (no event; the caller gets (start, end) itself)
+                    when = self._flows().alone_now(loads, latency, update_ns)
+                    if when is not None:
+                        self.env.now = when     # type: ignore[assignment]  # as the loop's
+                        return (ready, when)
+                ev = self.env.event()
                 self._flows().transfer(loads, latency, on_done=partial(self._flow_done, ev, ready),
                                        tail_ns=update_ns)
                 return ev
@@ -354,7 +366,7 @@ class _ClassStage:
         ready = max(env.now, self.stream_end[stream])
         ev = self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns,
                             update_ns, comm)
-        start, end = yield ev
+        start, end = ev if type(ev) is tuple else (yield ev)
         self.stream_end[stream] = end
         self.res.exposed_ns[_STREAM_NAMES[stream]] += end - issued
         self.row_exposed[row_key] = self.row_exposed.get(row_key, 0) + end - issued
@@ -367,8 +379,9 @@ class _ClassStage:
         if previous is not None and not previous.triggered:
             yield previous
         ready = max(self.env.now, self.stream_end[stream])
-        start, end = yield self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready,
-                                          comm_ns, update_ns, comm)
+        ev = self.sim._meet(self.idx, _KIND_OF_STREAM[stream], instance, ready, comm_ns,
+                            update_ns, comm)
+        start, end = ev if type(ev) is tuple else (yield ev)
         self.stream_end[stream] = end
         if self.trace is not None:
             self.slice_(_STREAM_NAMES[stream], name, start, end - start, args)
@@ -413,7 +426,7 @@ class _ClassStage:
         local: dict = {}
         self.pass_args = None
         traced = self.trace is not None
-        rng, res, env = self.rng, self.res, self.env
+        rng, res, env, ahead = self.rng, self.res, self.env, self.sim._ahead
         sim, idx, stream_end, row_exposed = self.sim, self.idx, self.stream_end, self.row_exposed
         if self.trace is not None and p.part == "pipeline":
             self.pass_args = {"micro_batch": p.mb, "chunk": p.chunk}
@@ -432,7 +445,10 @@ class _ClassStage:
                     res.compute_ns += ns
                     if step[5]:
                         res.recompute_ns += ns
-                    yield env.timeout(ns)
+                    if ahead and env.can_skip_to(env.now + ns):
+                        env.now += ns       # the timeout would resume us next: skipped
+                    else:
+                        yield env.timeout(ns)
             elif kind == BLOCK and not traced:
                 # blocking() inline (no generator per collective): the same waits and yields
                 s = step[2]
@@ -443,9 +459,9 @@ class _ClassStage:
                 ready = env.now
                 if stream_end[s] > ready:
                     ready = stream_end[s]
-                start, end = yield sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i), ready,
-                                             step[3], step[4],
-                                             row.comms[COMM_OF_TAG.get(step[5], 0)])
+                ev = sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i), ready, step[3], step[4],
+                               row.comms[COMM_OF_TAG.get(step[5], 0)])
+                start, end = ev if type(ev) is tuple else (yield ev)
                 stream_end[s] = end
                 res.exposed_ns[_STREAM_NAMES[s]] += end - issued
                 row_exposed[row.key] = row_exposed.get(row.key, 0) + end - issued

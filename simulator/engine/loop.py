@@ -7,6 +7,13 @@ time), resumes when the event it yielded is processed, and continues at once whe
 an event already processed. It runs a pipeline point 2-3x faster than simpy (no per-event
 class hierarchy, no simpy import), which is what sweeps spend their time on; the row-level
 engine and its flows run on it too.
+
+Running ahead. A process resumed as the only waiter of what the loop is dispatching, with
+nothing left to run after it in that dispatch (``ahead``), may move the clock itself to a
+time earlier than every queued entry (:meth:`Environment.can_skip_to`) instead of waiting
+for a timeout there: the loop would have popped that timeout next and resumed it, in the
+same state, so skipping it changes nothing but the work (the detailed engine's compute
+phases and closed-form flows of a rank class that nothing else can touch in between).
 """
 from __future__ import annotations
 
@@ -72,11 +79,15 @@ class Process(Event):
 
 def fire(event, value) -> None:
     """Trigger ``event`` with ``value`` and run its callbacks now, as the loop runs them
-    when it processes the event (here: at once, before the rest of this instant)."""
+    when it processes the event (here: at once, before the rest of this instant). Call it
+    only last in what the loop dispatches (a tail call): its one waiter may run ahead."""
     if event._value is not _PENDING:
         raise RuntimeError(f"{event} has already been triggered")
     event._value = value
     callbacks, event.callbacks = event.callbacks, None
+    env = event.env
+    if len(callbacks) != 1:
+        env.ahead = False       # an earlier waiter must not move the clock under a later one
     for callback in callbacks:
         callback(event)
 
@@ -84,24 +95,39 @@ def fire(event, value) -> None:
 class Environment:
     def __init__(self):
         self.now = 0
+        # entries: (time, priority, scheduling order, event or fn, _EVENT or arg, tail)
         self._queue: list = []
         self._eid = 0
+        # whether what runs now is the only thing left of the loop's dispatch: the one
+        # callback of an event, or a plain call scheduled as a tail (call_*(tail=True))
+        self.ahead = False
 
     def _schedule(self, event: Event, priority: int, delay) -> None:
         self._eid += 1
-        heappush(self._queue, (self.now + delay, priority, self._eid, event, _EVENT))
+        heappush(self._queue, (self.now + delay, priority, self._eid, event, _EVENT, False))
 
-    def call_later(self, delay, fn, arg) -> None:
+    def call_later(self, delay, fn, arg, tail: bool = False) -> None:
         """``fn(arg)`` ``delay`` from now, where a timeout with ``arg`` as its value and
         ``fn`` on its value as its only callback would run it (same time, priority and order),
-        without making the event."""
+        without making the event. ``tail``: ``fn`` does nothing after what it resumes (it may
+        resume a process that runs ahead)."""
         self._eid += 1
-        heappush(self._queue, (self.now + delay, _NORMAL, self._eid, fn, arg))
+        heappush(self._queue, (self.now + delay, _NORMAL, self._eid, fn, arg, tail))
 
-    def call_at(self, when, fn, arg) -> None:
+    def call_at(self, when, fn, arg, tail: bool = False) -> None:
         """``fn(arg)`` at time ``when`` (not before now), as :meth:`call_later` would."""
         self._eid += 1
-        heappush(self._queue, (when, _NORMAL, self._eid, fn, arg))
+        heappush(self._queue, (when, _NORMAL, self._eid, fn, arg, tail))
+
+    def can_skip_to(self, when) -> bool:
+        """Whether the running process may set the clock to ``when`` itself, where a
+        timeout it waited on would resume it: it runs as the last thing of this dispatch
+        (``ahead``) and every queued entry is later (a timeout at ``when`` would be popped
+        next, before anything scheduled after it; the same order)."""
+        if not self.ahead:
+            return False
+        queue = self._queue
+        return not queue or queue[0][0] > when
 
     def event(self) -> Event:
         return Event(self)
@@ -112,7 +138,7 @@ class Environment:
         ev = Event(self)
         ev._value = value
         self._eid += 1
-        heappush(self._queue, (self.now + delay, _NORMAL, self._eid, ev, _EVENT))
+        heappush(self._queue, (self.now + delay, _NORMAL, self._eid, ev, _EVENT, False))
         return ev
 
     def process(self, generator) -> Process:
@@ -121,10 +147,12 @@ class Environment:
     def run(self) -> None:
         queue = self._queue
         while queue:
-            self.now, _, _, target, arg = heappop(queue)
+            self.now, _, _, target, arg, tail = heappop(queue)
             if arg is _EVENT:
                 callbacks, target.callbacks = target.callbacks, None
+                self.ahead = len(callbacks) == 1
                 for callback in callbacks:
                     callback(target)
             else:
+                self.ahead = tail
                 target(arg)

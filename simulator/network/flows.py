@@ -30,6 +30,7 @@ latency of a collective on a topology, and ``Topology.capacities()`` the links.
 from __future__ import annotations
 
 import math
+from functools import partial
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -133,6 +134,13 @@ class FlowNetwork:
             def at(when, fn, arg, later=later):
                 later(when - env.now, fn, arg)
         self._at = at
+        # the same, for a call that does nothing after what it resumes (the loop lets that
+        # process run ahead: simulator.engine.loop); simpy has no such thing
+        self._at_tail: Callable = at
+        self._later_tail: Callable = later
+        if hasattr(env, "can_skip_to"):
+            self._at_tail = partial(env.call_at, tail=True)
+            self._later_tail = partial(env.call_later, tail=True)
         # closed form (not with on_change, which wants every change): a flow that no other
         # flow can meet on any of its links from its start to its end moves at its rate
         # alone, so its end is known when it is submitted and it needs no events but its
@@ -174,6 +182,45 @@ class FlowNetwork:
         else:
             self._join(flow)
         return event
+
+    def alone_now(self, demand: Demand, latency_ns: float, tail_ns: float) -> float | None:
+        """A whole closed-form flow at once, for a process allowed to run ahead: if
+        ``transfer(demand, latency_ns, on_done=..., tail_ns=tail_ns)`` now would end in
+        closed form (the same test as :meth:`_submit`) and nothing is queued before its end
+        plus ``tail_ns`` (``env.can_skip_to``), its bookkeeping is done here and the time its
+        ``on_done`` would run is returned: nothing can claim its links before it ends, so
+        the flow would leave the claims as it found them. Else None, and nothing is
+        changed (the caller transfers it as usual). Only for a Demand transferred here
+        before (checked, its rate alone known)."""
+        hit = self._alone.get(id(demand.weights))
+        if hit is None or not self.closed_form or demand not in self._checked:
+            return None
+        rate = hit[1]
+        if rate <= 0:
+            return None
+        now = self.env.now
+        start = now + latency_ns
+        end = start + completion_wait(1.0, demand.peak, rate, self.integer_time)
+        if not self.env.can_skip_to(end + tail_ns):
+            return None
+        claims = self._claims
+        for link in demand.weights:
+            users = claims.get(link)
+            if users:
+                for other in users:
+                    o_end = other.alone_end_ns
+                    if o_end is None or (o_end >= start and other.start_ns <= end
+                                         and o_end >= now):
+                        return None
+        # _lazy_end's bookkeeping
+        found = self._done_loads.get(id(demand.loads))
+        if found is None:
+            self._done_loads[id(demand.loads)] = [demand.loads, 1]
+        else:
+            found[1] += 1
+        self.solves += 2
+        self.finished += 1
+        return end + tail_ns
 
     def _moving(self) -> list[Flow]:
         """The flows moving data now: the solver's and the closed-form ones between their
@@ -244,7 +291,7 @@ class FlowNetwork:
             flow.alone_end_ns = end
             flow.rate = rate
             self._lazy[flow] = None
-            self._at(end + flow.tail_ns, self._lazy_end, (flow, flow.version))
+            self._at_tail(end + flow.tail_ns, self._lazy_end, (flow, flow.version))
             return
         # to the solver, which claims its links until it ends: every closed-form flow on
         # them that has not ended before its start joins it, and so on through their links
@@ -489,7 +536,7 @@ class FlowNetwork:
         self.finished += 1
         if flow.on_done is not None:
             if flow.tail_ns:
-                self._later(flow.tail_ns, flow.on_done, flow)
+                self._later_tail(flow.tail_ns, flow.on_done, flow)
             else:
                 flow.on_done(flow)
         else:
