@@ -6,10 +6,8 @@ Subcommands live in ``simulator/commands/<name>.py``, each with ``HELP``,
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
-import importlib.util
 import sys
 import warnings
 
@@ -28,7 +26,19 @@ COMMANDS = {
 
 
 def _has_command(name: str) -> bool:
+    import importlib.util
     return importlib.util.find_spec(f"simulator.commands.{name}") is not None
+
+
+def _command_module(name: str):
+    """``simulator.commands.NAME``, or None when there is no such module (an error inside
+    one that exists propagates, as its import would)."""
+    try:
+        return importlib.import_module(f"simulator.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"simulator.commands.{name}":
+            raise
+        return None
 
 
 def _available() -> dict[str, str]:
@@ -81,10 +91,12 @@ def exit_now(code: int) -> None:
 
 def _main(argv: list[str], program: bool) -> int:
     warnings.formatwarning = _format_warning  # flags may warn while they are parsed
-    if argv and argv[0] in COMMANDS and _has_command(argv[0]):
+    module = _command_module(argv[0]) if argv and argv[0] in COMMANDS else None
+    if module is not None:
         # `collsim COMMAND ...`: the command parser alone (the top-level one has nothing to
         # add before the command name, and building it costs a millisecond)
-        return _run_command(argv[0], argv, program=program)
+        return _run_command(argv[0], argv, program=program, module=module)
+    import argparse
     available = _available()
     parser = argparse.ArgumentParser(
         prog="collsim", description="Trace-driven network and collective simulator for "
@@ -104,21 +116,35 @@ def _main(argv: list[str], program: bool) -> int:
 
 
 def _run_command(command: str, argv: list[str], debug: bool = False,
-                 program: bool = False) -> int:
-    module = importlib.import_module(f"simulator.commands.{command}")
+                 program: bool = False, module=None) -> int:
+    if module is None:
+        module = importlib.import_module(f"simulator.commands.{command}")
     if hasattr(module, "main"):  # commands with their own argument parser (measure)
         _collect_from_here(program)
         return module.main(argv[argv.index(command) + 1:])
-    full = argparse.ArgumentParser(prog=f"collsim {command}", description=module.HELP)
-    full.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    module.add_arguments(full)
     rest = [a for a in argv if a != "--debug"]
     rest = rest[rest.index(command) + 1:]
-    args = full.parse_args(rest)
+    args = None
+    if command == "simulate":
+        # the common lines without argparse (importing it and building this parser is a
+        # tenth of a small run): the options argparse would make, or None to ask it
+        from .commands.simulate_args import read
+        args = read(rest)
+    if args is None:
+        args = command_parser(command, module).parse_args(rest)
     # --debug anywhere on the line (before or after the subcommand) shows tracebacks
     args.debug = args.debug or debug or "--debug" in argv
     _collect_from_here(program)
     return run_guarded(module.run, args, command)
+
+
+def command_parser(command: str, module):
+    """The argparse parser of ``collsim COMMAND`` (``module``: its commands module)."""
+    import argparse
+    full = argparse.ArgumentParser(prog=f"collsim {command}", description=module.HELP)
+    full.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    module.add_arguments(full)
+    return full
 
 
 def _collect_from_here(program: bool) -> None:

@@ -302,7 +302,7 @@ def test_float_parser_refuses(text):
 
 def _flag_parsers():
     from simulator import scenario
-    from simulator.commands import common
+    from simulator.commands import arguments
     from simulator.units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 
     def wrap(f):
@@ -320,7 +320,7 @@ def _flag_parsers():
         "bandwidth": (wrap(parse_bandwidth_gbps), None),
         "latency": (wrap(parse_latency_ns), None),
         "size": (wrap(parse_size_bytes), None),
-        "count": (common.positive_int, None),
+        "count": (arguments.positive_int, None),
     }
 
 

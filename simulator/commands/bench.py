@@ -13,7 +13,8 @@ from ..costmodel.bench import OPS, bench_rows
 from ..errors import InputError
 from ..report.bench import render
 from ..units import parse_size_bytes
-from .common import add_cluster_arguments, build_cost_model, positive_int
+from .arguments import add_cluster_arguments, positive_int
+from .common import build_cost_model
 
 HELP = ("Simulated nccl-tests: the time, algorithm bandwidth and bus bandwidth of one "
         "collective over a range of sizes, priced by the same cost model as simulate.")

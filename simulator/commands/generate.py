@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import large_positive_int, positive_int
+from .arguments import large_positive_int, positive_int
 
 HELP = ("Write a SimAI/AICB workload table (readable by 'collsim simulate' and by SimAI) for a "
         "model preset or YAML model file and a parallel configuration. Communication sizes "

@@ -1,12 +1,14 @@
 """``collsim simulate``: replay a workload table and report where the iteration time goes."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..engine.policy import COMPATS
 from ..engine.schedule import SCHEDULES
-from .common import add_cluster_arguments, positive_int
+
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
+if TYPE_CHECKING:
+    import argparse
 
 HELP = ("Replay a SimAI/AICB workload table on a cluster and report the iteration time, its "
         "breakdown (compute, exposed TP/EP/DP/DP_EP/PP communication, pipeline bubble), "
@@ -14,6 +16,11 @@ HELP = ("Replay a SimAI/AICB workload table on a cluster and report the iteratio
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # simulate_args.OPTIONS reads the common lines of these flags without argparse: a flag
+    # changed here is changed there (tests/test_simulate_args.py compares the two)
+    import argparse
+
+    from .arguments import add_cluster_arguments, positive_int
     p.add_argument("workload", help="workload table (SimAI/AICB text format)")
     p.add_argument("--gpus", type=positive_int, metavar="N",
                    help="world size; overrides the header's all_gpus")

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from .common import positive_int
+from .arguments import positive_int
 
 HELP = ("Run a grid (or list) of what-if configurations from a YAML spec: generate each "
         "workload, simulate it, and write a CSV (configuration, iteration time, breakdown, "

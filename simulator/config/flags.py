@@ -11,7 +11,7 @@ from ..errors import InputError
 
 #: option key -> flag, for every key that has one
 FLAGS: dict[str, str] = {
-    # cluster and cost model (commands/common.add_cluster_arguments)
+    # cluster and cost model (commands/arguments.add_cluster_arguments)
     "gpus_per_server": "--gpus-per-server",
     "nvlink_bw": "--nvlink-bw",
     "nic_bw": "--nic-bw",
