@@ -6,11 +6,32 @@ an explicit suffix where they think in bits: ``400Gbit/s``, ``400Gbps``, ``50GB/
 """
 from __future__ import annotations
 
-import re
-
 from .lazyre import LazyPattern
 
 _BW_RE = LazyPattern(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z/]*)\s*$")
+_LATENCY_RE = LazyPattern(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ns|us|ms|s)?\s*$")
+_UNIT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz/")
+
+
+def _number_unit(text: str) -> tuple[str, str] | None:
+    r"""``('400', 'Gbit/s')`` for ``'400Gbit/s'``: the two groups ``_BW_RE`` finds in a text of
+    ASCII digits, one point and a unit of letters and ``/`` (no space, no exponent: what
+    presets and flags hold); None for any other text, which the regex then reads.
+
+    Why these are its groups: with no whitespace both ``\s*`` are empty; the number
+    ``[0-9]*\.?[0-9]+`` must take every digit and point before the unit (neither may start
+    the unit), so it is the whole run when the run has at most one point and ends in a
+    digit; the exponent needs a digit or sign after its ``e``, which a unit of letters
+    and ``/`` never has; ``[A-Za-z/]*`` takes the rest."""
+    i = 0
+    n = len(text)
+    while i < n and text[i] in "0123456789.":
+        i += 1
+    number, unit = text[:i], text[i:]
+    if (not number or not "0" <= number[-1] <= "9" or number.count(".") > 1
+            or not _UNIT_CHARS.issuperset(unit)):
+        return None
+    return number, unit
 
 # factor to GB/s (10^9 bytes per second)
 _BW_UNITS = {
@@ -35,11 +56,14 @@ def parse_bandwidth_gbps(text: str | float | int) -> float:
     if isinstance(text, (int, float)):
         value, unit = float(text), ""
     else:
-        m = _BW_RE.match(text)
-        if not m:
-            raise ValueError("expected a bandwidth like 50, 50GB/s or 400Gbit/s, "
-                             f"got {_shown(text)}")
-        value, unit = float(m.group(1)), m.group(2)
+        groups = _number_unit(text) if type(text) is str else None
+        if groups is None:
+            m = _BW_RE.match(text)
+            if not m:
+                raise ValueError("expected a bandwidth like 50, 50GB/s or 400Gbit/s, "
+                                 f"got {_shown(text)}")
+            groups = m.group(1), m.group(2)
+        value, unit = float(groups[0]), groups[1]
     key = unit.lower()
     # 'GB/s' vs 'Gb/s': case matters for the b only when written with a slash
     if unit in ("Gb/s", "Tb/s", "Mb/s"):
@@ -56,29 +80,47 @@ def parse_bandwidth_gbps(text: str | float | int) -> float:
     return gbps
 
 
-_SIZE_RE = LazyPattern(r"^\s*([0-9]+)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
+_SIZE_RE = LazyPattern(r"(?i)^\s*([0-9]+)\s*([KMGTP]?)(i?B?)\s*$")
 _SIZE_POW = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+#: every unit ``([KMGTP]?)(i?B?)`` matches (any case) -> its power of 1024: the regex's second
+#: group is the first letter when that is one of KMGTP (neither i nor B is), else empty
+_SIZE_UNITS = {p + i + b: _SIZE_POW[p.lower()]
+               for p in ("", "K", "M", "G", "T", "P", "k", "m", "g", "t", "p")
+               for i in ("", "i", "I") for b in ("", "B", "b")}
 
 
 def parse_size_bytes(text: str) -> int:
     """Bytes from ``'4096'``, ``'1K'``, ``'1KiB'``, ``'1G'`` (binary multiples, as nccl-tests)."""
-    m = _SIZE_RE.match(str(text))
-    if not m:
-        raise ValueError(f"expected a size like 4096, 1K or 1GiB, got {_shown(text)}")
-    if len(m.group(1)) > 30:
+    text = str(text)
+    groups = _number_unit(text)
+    if groups is not None and "." not in groups[0] and groups[1] in _SIZE_UNITS:
+        digits, power = groups[0], _SIZE_UNITS[groups[1]]     # what _SIZE_RE reads
+    else:
+        m = _SIZE_RE.match(text)
+        if not m:
+            raise ValueError(f"expected a size like 4096, 1K or 1GiB, got {_shown(text)}")
+        digits, power = m.group(1), _SIZE_POW[m.group(2).lower()]
+    if len(digits) > 30:
         raise ValueError(f"size {_shown(text)} is too large")
-    return int(m.group(1)) * 1024 ** _SIZE_POW[m.group(2).lower()]
+    return int(digits) * 1024 ** power
+
+
+_LATENCY_FACTOR = {"ns": 1, "us": 1_000, "": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
 def parse_latency_ns(text: str | float | int) -> int:
     """Nanoseconds from ``'2us'``, ``'500ns'``, ``'0.002ms'``; a bare number is microseconds."""
     if isinstance(text, (int, float)):
         text = str(text)
-    m = re.match(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ns|us|ms|s)?\s*$", text)
-    if not m:
-        raise ValueError(f"expected a latency like 2us or 500ns, got {_shown(text)}")
-    factor = {"ns": 1, "us": 1_000, None: 1_000, "ms": 1_000_000, "s": 1_000_000_000}[m.group(2)]
-    ns = float(m.group(1)) * factor
+    groups = _number_unit(text) if type(text) is str else None
+    if groups is not None and groups[1] in _LATENCY_FACTOR:
+        number, factor = groups[0], _LATENCY_FACTOR[groups[1]]   # what _LATENCY_RE reads
+    else:
+        m = _LATENCY_RE.match(text)
+        if not m:
+            raise ValueError(f"expected a latency like 2us or 500ns, got {_shown(text)}")
+        number, factor = m.group(1), _LATENCY_FACTOR[m.group(2) or ""]
+    ns = float(number) * factor
     if not ns <= 2 ** 62:  # also catches inf and nan: 2^62 ns is 146 years
         raise ValueError(f"latency {_shown(text)} is too large")
     return round(ns)
@@ -97,7 +139,11 @@ def is_bare_number(text: str | float | int) -> bool:
     """True when ``text`` has no unit (so it was read as GB/s)."""
     if isinstance(text, (int, float)):
         return True
-    m = _BW_RE.match(str(text))
+    text = str(text)
+    groups = _number_unit(text)
+    if groups is not None:
+        return not groups[1]
+    m = _BW_RE.match(text)
     return m is not None and not m.group(2)
 
 

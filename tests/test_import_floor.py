@@ -121,6 +121,32 @@ def test_simulate_runs_load_no_typing_pathlib_tempfile_or_weakref():
     assert _loaded_after("pass", ("typing", "pathlib"), bare=True) == []
 
 
+def test_common_simulate_lines_load_no_argparse_and_no_re():
+    # simulator/commands/simulate_args.py reads the common lines without argparse (its
+    # import with re and gettext, and building simulate's parser, were 24 M instructions of a
+    # 237 M GA 32 run in a venv); the preset's YAML subset, the unit parsers of its values
+    # and of the flags, and the terminal escapes check their texts with string methods (re
+    # and compiling its patterns were 10 M more). --json and --csv import json and csv,
+    # which import re; they still need no argparse.
+    # (not _simulate_code: tempfile imports shutil, fnmatch and re)
+    lines = [["simulate", SEED004],                      # the text report and two warnings
+             ["simulate", S9216, "--quiet", "--nic-bw", "400Gbit/s", "--gpus", "9216",
+              "--base-latency", "5us", "--oversubscription", "2", "--nvlink-bw", "3000"],
+             ["simulate", SEED004, "--quiet", "--cost-model", "simai"],
+             ["simulate", SEED004, "--quiet", "--topology", "hgx-h200", "--no-contention"]]
+    code = ("import contextlib, io\nfrom simulator.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n")
+    code += "".join(f"    assert main({argv!r}) == 0\n" for argv in lines)
+    assert _loaded_after(code, ("argparse", "re", "gettext", "shutil"), bare=True) == []
+    outputs = _simulate_code(["simulate", S9216, "--quiet", "--json", "OUT/s.json",
+                              "--csv", "OUT/s.csv"])
+    assert _loaded_after(outputs, ("argparse", "gettext"), bare=True) == []
+    # the probe sees them when they load: a line only argparse reads (an abbreviation)
+    assert _loaded_after(code.replace("'--quiet'", "'--qui'"), ("argparse", "re"),
+                         bare=True) == ["argparse", "re"]
+
+
 def test_preset_dir_is_still_a_path_made_on_first_access():
     from pathlib import Path
 

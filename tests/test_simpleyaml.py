@@ -120,8 +120,8 @@ def test_resolvers_are_the_strict_loaders():
     # float and refused-number patterns, YAML 1.1's bool and null words, nothing else
     found = {tag.rsplit(":", 1)[-1]: rx.pattern
              for lst in yamlload._Loader.yaml_implicit_resolvers.values() for tag, rx in lst}
-    assert found["int"] == simpleyaml.INT_RE.pattern
-    assert found["float"] == simpleyaml.FLOAT_RE.pattern
+    assert found["int"] == simpleyaml.INT_PATTERN
+    assert found["float"] == simpleyaml.FLOAT_PATTERN
     assert found["not-a-plain-number"] == simpleyaml.BAD_NUMBER
     # ("yaml" is PyYAML's resolver for plain scalars starting with ! & *, which cannot be)
     assert set(found) == {"int", "float", "not-a-plain-number", "bool", "null", "merge",
@@ -136,3 +136,50 @@ def test_a_preset_loads_the_same_spec_both_ways(tmp_path):
         assert simpleyaml.parse(odd.read_text()) is None
         assert load_spec(str(odd)) == load_spec(name).__class__(
             **{**vars(load_spec(name)), "source": str(odd)})
+
+
+# ------------------------------------------------------- the string checks and their regexes
+
+# the patterns the subset's checks stand for (as they were written before: re.ASCII)
+KEY = r"([A-Za-z0-9_][A-Za-z0-9_.+-]*):(?: |$)"
+PLAIN = r"[A-Za-z0-9_.+/(-][^:#\[\]{}\"'`!&*|>%@\\]*"
+ALLOWED = r"[^\x20-\x7e]"
+# characters the checks treat differently, and some they do not know
+ALPHABET = "09az_AZ.+-/(:# \n\t[]{}\"'`!&*|>%@\\eE~\x7f\x1f\u00e9\u0661\uff11\u00b2"
+
+
+def _texts(n=6000, seed=18):
+    import random
+    rng = random.Random(seed)
+    words = ["", "1", "12", "-3", "+4", ".5", "5.", "1.5", "1e5", "1E-5", "1e+", "e5", "1.5e3",
+             "k", "key", "a.b", "nccl", "450GB/s", "0.05us", ":", "a:", "a: ", "a:b", "a: b",
+             "a:\n", "a:\nb", "1\n", "1\n\n", "- a", "(x", "/x", "_", "x y"]
+    out = list(words)
+    for _ in range(n):
+        k = rng.randint(1, 8)
+        if rng.random() < 0.5:
+            out.append(rng.choice(words) + "".join(rng.choice(ALPHABET) for _ in range(k)))
+        else:
+            out.append("".join(rng.choice(ALPHABET) for _ in range(k)))
+    return out
+
+
+def test_number_checks_are_the_strict_loaders_patterns():
+    found = {tag.rsplit(":", 1)[-1]: rx
+             for lst in yamlload._Loader.yaml_implicit_resolvers.values() for tag, rx in lst}
+    for text in _texts():
+        assert simpleyaml.is_int(text) == bool(found["int"].match(text)), repr(text)
+        assert simpleyaml.is_float(text) == bool(found["float"].match(text)), repr(text)
+        assert simpleyaml._bad_number(text) == bool(found["not-a-plain-number"].match(text)), \
+            repr(text)
+
+
+def test_key_plain_and_character_checks_are_their_patterns():
+    import re
+    key, plain, allowed = (re.compile(p, re.ASCII) for p in (KEY, PLAIN, ALLOWED))
+    for text in _texts():
+        m = key.match(text)
+        assert simpleyaml._key_match(text) == (m and (m.group(1), m.end())), repr(text)
+        assert simpleyaml._key_text(text) == bool(key.fullmatch(text + ":")), repr(text)
+        assert simpleyaml._plain(text) == bool(plain.fullmatch(text)), repr(text)
+        assert simpleyaml._printable_ascii(text) == (allowed.search(text) is None), repr(text)

@@ -17,16 +17,15 @@ count, and the plan says so.
 """
 from __future__ import annotations
 
-import re
-
 from ..errors import InputError
 from ..lazyre import LazyPattern
 from ..records import record
 
-_NUMBERED = LazyPattern(r"(?:^|[^a-z])layer[_.\-]?(\d+)$", re.IGNORECASE)
+# flags inline ((?i): re.IGNORECASE), so that importing this module does not import re
+_NUMBERED = LazyPattern(r"(?i)(?:^|[^a-z])layer[_.\-]?(\d+)$")
 _TRAILING_NUMBER = LazyPattern(r"[_.\-]?\d+$")
-_LAYER_ROW = LazyPattern(r"^(attention|attn|self_attn|self_attention|mlp|moe|ffn|expert|"
-                        r"transformer|decoder)", re.IGNORECASE)
+_LAYER_ROW = LazyPattern(r"(?i)^(attention|attn|self_attn|self_attention|mlp|moe|ffn|expert|"
+                        r"transformer|decoder)")
 
 
 @record(frozen=True)

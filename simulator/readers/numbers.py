@@ -10,13 +10,12 @@ Errors are ``ValueError`` with a message that needs no context but the field nam
 from __future__ import annotations
 
 import math
-import re
 
 from ..lazyre import LazyPattern
 
 MAX_DIGITS = 40
-_INT_RE = LazyPattern(r"[-+]?[0-9]+\Z", re.ASCII)
-_FLOAT_RE = LazyPattern(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z", re.ASCII)
+_INT_RE = LazyPattern(r"(?a)[-+]?[0-9]+\Z")
+_FLOAT_RE = LazyPattern(r"(?a)[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 _TINY = 2.2250738585072014e-308  # smallest normal double
 
 
@@ -36,6 +35,9 @@ def parse_int(text: str | int, lo: int | None = None, hi: int | None = None,
         s = str(text).strip()
         if len(s) > MAX_DIGITS:
             raise ValueError(f"expected {what}, got a number of {len(s)} characters")
+        digits = s[1:] if s[:1] in ("+", "-") else s
+        if digits.isascii() and digits.isdigit():   # what _INT_RE matches, without a regex
+            return _range(int(s), lo, hi)
         if not _INT_RE.match(s):
             if _FLOAT_RE.match(s):
                 f = parse_float(s)

@@ -9,11 +9,15 @@ spreadsheet would evaluate (OWASP's advice), leaving numbers as they are.
 """
 from __future__ import annotations
 
-import re
+from ..lazyre import LazyPattern
+
+TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
+if TYPE_CHECKING:
+    import re
 
 # C0 and C1 controls but newline and tab; DEL; bidirectional overrides and isolates
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
+_UNSAFE = LazyPattern("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NUMBER = LazyPattern(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
 
 def _escape(m: re.Match) -> str:
@@ -22,6 +26,11 @@ def _escape(m: re.Match) -> str:
 
 
 def for_terminal(text: str) -> str:
+    # ASCII text has nothing _UNSAFE matches but its non-printable characters other than
+    # newline and tab (ASCII's non-printables are 0x00-0x1f and 0x7f): most text needs no
+    # regex
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text
     return _UNSAFE.sub(_escape, text)
 
 

@@ -14,17 +14,21 @@ agree on every YAML file of the repository and on a set of edge cases.
 """
 from __future__ import annotations
 
-import re
+from ..lazyre import LazyPattern
 
 TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
 if TYPE_CHECKING:
     from typing import Any
 
-# the strict loader's implicit resolvers (simulator/readers/yamlload.py; the test checks
-# these are the same patterns): int before float, numbers it refuses, YAML 1.1's bool words
-INT_RE = re.compile(r"^[-+]?[0-9]+$", re.ASCII)
-FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$",
-                      re.ASCII)
+# The subset's patterns are checked with string methods, not regexes: importing re and
+# compiling the patterns (these five and units' three) was 5-8% of a default run's
+# instructions, for one preset. tests/test_simpleyaml.py compares each check with the
+# pattern it stands for.
+
+# the strict loader's implicit resolvers (simulator/readers/yamlload.py, re.ASCII; the test
+# checks these are its patterns): int before float, numbers it refuses, YAML 1.1's bool words
+INT_PATTERN = r"^[-+]?[0-9]+$"
+FLOAT_PATTERN = r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$"
 BAD_NUMBER = (
     r"^(?:[-+]?(?:[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|0[xob][0-9a-fA-F_]+"
     r"|[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?)"
@@ -32,25 +36,95 @@ BAD_NUMBER = (
 #: every character BAD_NUMBER can match: a text with another one needs no regex (compiled
 #: on first use only; "450GB/s" or "0.05us" never need it)
 _BAD_CHARS = frozenset("0123456789_:.+-xobXOBabcdefABCDEFinfINFnaN")
-_bad_number_re: re.Pattern | None = None
+_BAD_NUMBER_RE = LazyPattern("(?a)" + BAD_NUMBER)
+
+
+def _digits(text: str) -> bool:
+    """``[0-9]*`` matches all of ``text``."""
+    return not text or (text.isascii() and text.isdigit())
+
+
+def _unsigned(text: str) -> str:
+    """``text`` without the newline ``$`` lets end it and without its sign ``[-+]?``."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text[1:] if text[:1] in ("+", "-") else text
+
+
+def is_int(text: str) -> bool:
+    """``re.match(INT_PATTERN, text, re.ASCII)``."""
+    body = _unsigned(text)
+    return body != "" and _digits(body)
+
+
+def is_float(text: str) -> bool:
+    """``re.match(FLOAT_PATTERN, text, re.ASCII)``: a mantissa ``1.``, ``.5``, ``1.5`` or
+    ``1``, then ``e``/``E``, a sign and digits, or nothing."""
+    body = _unsigned(text)
+    cut = min((i for i in (body.find("e"), body.find("E")) if i >= 0), default=len(body))
+    mantissa, exponent = body[:cut], body[cut + 1:]
+    whole, _, fraction = mantissa.partition(".")
+    if not (whole or fraction) or not _digits(whole) or not _digits(fraction):
+        return False
+    if cut == len(body):
+        return True
+    exponent = exponent[1:] if exponent[:1] in ("+", "-") else exponent
+    return exponent != "" and _digits(exponent)
 
 
 def _bad_number(text: str) -> bool:
-    global _bad_number_re
     if not _BAD_CHARS.issuperset(text):
         return False
-    if _bad_number_re is None:
-        _bad_number_re = re.compile(BAD_NUMBER, re.ASCII)
-    return _bad_number_re.match(text) is not None
+    return _BAD_NUMBER_RE.match(text) is not None
+
+
 _BOOL_WORDS = {"yes", "Yes", "YES", "no", "No", "NO", "true", "True", "TRUE", "false", "False",
                "FALSE", "on", "On", "ON", "off", "Off", "OFF"}
 _NULL_WORDS = {"~", "null", "Null", "NULL"}
 #: the longest number the strict loader reads without more checks (its MAX_DIGITS is 40)
 _MAX_NUMBER = 30
-# a plain scalar of this subset: no indicator first, none of ": ", " #", flow characters
-_PLAIN = re.compile(r"[A-Za-z0-9_.+/(-][^:#\[\]{}\"'`!&*|>%@\\]*", re.ASCII)
-_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.+-]*):(?: |$)", re.ASCII)
-_ALLOWED = re.compile(r"[^\x20-\x7e]")     # outside comments: printable ASCII only
+# a plain scalar of this subset, [A-Za-z0-9_.+/(-][^:#\[\]{}\"'`!&*|>%@\\]* (fullmatch): no
+# indicator first, none of ": ", " #", flow characters
+_PLAIN_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+/(-")
+_PLAIN_NEVER = frozenset(":#[]{}\"'`!&*|>%@\\")
+# a key, ([A-Za-z0-9_][A-Za-z0-9_.+-]*):(?: |$) (match)
+_KEY_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_KEY_CHARS = _KEY_FIRST | frozenset(".+-")
+
+
+def _plain(text: str) -> bool:
+    return text != "" and text[0] in _PLAIN_FIRST and _PLAIN_NEVER.isdisjoint(text)
+
+
+def _key_match(text: str) -> tuple[str, int] | None:
+    """What ``re.match(KEY, text)`` finds: (its group 1, its end), or None. The key's
+    characters run to the first other one, which must be ``:`` (no shorter run can be
+    followed by one), then a space or the end (``$``: also before a last newline)."""
+    if not text or text[0] not in _KEY_FIRST:
+        return None
+    i, n = 1, len(text)
+    while i < n and text[i] in _KEY_CHARS:
+        i += 1
+    if i == n or text[i] != ":":
+        return None
+    j = i + 1
+    if j < n and text[j] == " ":
+        return text[:i], j + 1
+    if j == n or (j == n - 1 and text[j] == "\n"):
+        return text[:i], j
+    return None
+
+
+def _key_text(raw: str) -> bool:
+    """``re.fullmatch(KEY, raw + ":")``: ``raw`` is a key's characters, all of it."""
+    return raw != "" and raw[0] in _KEY_FIRST and _KEY_CHARS.issuperset(raw)
+
+
+def _printable_ascii(text: str) -> bool:
+    """No character outside 0x20-0x7e: ASCII's printable ones are exactly those."""
+    return text.isascii() and text.isprintable()
+
+
 #: nesting the subset reads (the strict loader refuses more than 64 levels)
 _MAX_DEPTH = 32
 #: longer texts go to PyYAML (its loader bounds the size)
@@ -66,11 +140,11 @@ def _scalar(text: str) -> Any:
     if not text or text in _NULL_WORDS:
         return None
     first = text[0]
-    if first in "-+0123456789" and INT_RE.match(text):
+    if first in "-+0123456789" and is_int(text):
         if len(text) > _MAX_NUMBER:
             raise Unsupported
         return int(text)
-    if first in "-+.0123456789" and FLOAT_RE.match(text):
+    if first in "-+.0123456789" and is_float(text):
         value = float(text)
         if len(text) > _MAX_NUMBER or value != value or value in (float("inf"), float("-inf")) \
                 or (value != 0 and abs(value) < 2.2250738585072014e-308):
@@ -97,7 +171,7 @@ def _value(text: str) -> Any:
         return q
     if text == "~":
         return None
-    if not _PLAIN.fullmatch(text) or text == "-" or text.startswith("- "):
+    if not _plain(text) or text == "-" or text.startswith("- "):
         raise Unsupported
     return _scalar(text)
 
@@ -175,7 +249,7 @@ class _Flow:
 
 
 def _key(raw: str, seen: dict) -> Any:
-    if not _KEY.fullmatch(raw + ":"):
+    if not _key_text(raw):
         raise Unsupported
     key = _scalar(raw)
     if key is None or key in seen or isinstance(key, float):
@@ -208,7 +282,7 @@ def _parse(text: str) -> tuple[Any, dict]:
         if "\t" in raw or "\r" in raw or "\ufeff" in raw:
             raise Unsupported
         # comments may hold any printable character; values printable ASCII only
-        if not raw.isprintable() or _ALLOWED.search(body):
+        if not raw.isprintable() or not _printable_ascii(body):
             raise Unsupported
         if not body:
             continue
@@ -237,7 +311,7 @@ def _block(rows, i: int, indent: int, path: tuple, lines: dict) -> tuple[Any, in
                                                           or rows[i][2].startswith("- ")):
             number, _, body = rows[i]
             item = body[2:].strip()
-            if not item or _KEY.match(item) or item.startswith("-"):
+            if not item or _key_match(item) or item.startswith("-"):
                 raise Unsupported           # nested blocks in a list item
             out.append(_inline(item, number, lines, path + (len(out),)))
             i += 1
@@ -247,12 +321,12 @@ def _block(rows, i: int, indent: int, path: tuple, lines: dict) -> tuple[Any, in
     m: dict = {}
     while i < len(rows) and rows[i][1] == indent:
         number, _, body = rows[i]
-        k = _KEY.match(body)
+        k = _key_match(body)
         if k is None:
             raise Unsupported
-        key = _key(k.group(1), m)
+        key = _key(k[0], m)
         lines[path + (key,)] = number
-        rest = body[k.end():].strip()
+        rest = body[k[1]:].strip()
         i += 1
         if rest:
             m[key] = _inline(rest, number, lines, path + (key,))

@@ -16,7 +16,6 @@ Errors name the file, the line and the key (``mine.yaml:7: nics.bandwidth: missi
 from __future__ import annotations
 
 import math
-import re
 
 from ..collectives import ENGINE_NAMES
 from ..readers.numbers import shown
@@ -479,6 +478,8 @@ def _nccl_version(c: _Checker, value, path) -> tuple[int, ...]:
     if isinstance(value, float):
         raise c.err(path, f"write the release quoted, e.g. '2.28.9' (the number {value!r} "
                     "may have lost a trailing zero)")
+    import re   # rare (a preset with a version): the default run imports no re (5% of it)
+
     text = str(value).strip()
     if isinstance(value, bool) or not re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
         raise c.err(path, f"expected an NCCL release such as 2.28.9, got {value!r}")
