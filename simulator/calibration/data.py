@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..readers.source import read_errors
 from ..measurements import Measurement
 from .model import CAL_OPS, parse_placement
 
@@ -53,22 +54,16 @@ def method_class(method: str) -> str | None:
 
 def detect_format(path: str) -> str:
     """``nccl-tests`` or ``csv``."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for i, line in enumerate(fh):
-                if i >= 60:
-                    break
-                text = line.strip()
-                if not text:
-                    continue
-                if _NCCL_BANNER.search(text):
-                    return "nccl-tests"
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a measurement file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    with read_errors(path, "measurement file"), \
+            open(path, encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh):
+            if i >= 60:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if _NCCL_BANNER.search(text):
+                return "nccl-tests"
     return "csv"
 
 

@@ -7,6 +7,7 @@ of thousands of digits) each become ``file:line: message``, never a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..errors import InputError
@@ -28,39 +29,46 @@ def read_text(path: str | os.PathLike, what: str = "file", limit: int | None = N
     decoder = codecs.getincrementaldecoder("utf-8")()
     parts: list[str] = []
     total = 0
-    try:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                nul = chunk.find(b"\0")
-                if nul >= 0:
-                    raise InputError(f"not a text file (a NUL byte at byte {total + nul}); "
-                                     f"expected a {what}", path=path)
-                total += len(chunk)
-                if total > limit:
-                    raise InputError(f"larger than {limit / 2 ** 20:g} MiB; expected a {what}",
-                                     path=path)
-                try:
-                    parts.append(decoder.decode(chunk))
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"not a text file ({exc.reason} at byte "
-                                     f"{total - len(chunk) + exc.start})", path=path) from None
+    with read_errors(path, what), open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                break
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                raise InputError(f"not a text file (a NUL byte at byte {total + nul}); "
+                                 f"expected a {what}", path=path)
+            total += len(chunk)
+            if total > limit:
+                raise InputError(f"larger than {limit / 2 ** 20:g} MiB; expected a {what}",
+                                 path=path)
             try:
-                parts.append(decoder.decode(b"", final=True))
+                parts.append(decoder.decode(chunk))
             except UnicodeDecodeError as exc:
-                raise InputError(f"not a text file ({exc.reason} at the end)",
-                                 path=path) from None
+                raise InputError(f"not a text file ({exc.reason} at byte "
+                                 f"{total - len(chunk) + exc.start})", path=path) from None
+        try:
+            parts.append(decoder.decode(b"", final=True))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not a text file ({exc.reason} at the end)",
+                             path=path) from None
+    text = "".join(parts)
+    # newline="" semantics of the old reader: line ends are kept as written
+    return text
+
+
+@contextlib.contextmanager
+def read_errors(path: str, what: str = "file"):
+    """Opening or reading ``path`` inside: a missing file, a directory or any other OSError
+    becomes one InputError line (``what`` names the file one expected)."""
+    try:
+        yield
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
     except IsADirectoryError:
         raise InputError(f"is a directory, expected a {what}", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
-    text = "".join(parts)
-    # newline="" semantics of the old reader: line ends are kept as written
-    return text
 
 
 def one_line(text: object) -> str:

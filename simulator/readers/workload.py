@@ -11,6 +11,7 @@ import os
 
 from ..errors import InputError, warn
 from ..lazyre import LazyPattern
+from .source import read_errors
 from ..workload import NO_COMM, POLICIES, Comm, Group, Op, Phase, Row, Workload
 
 ROW_FIELDS = ("name", "dep", "fwd_ns", "fwd_type", "fwd_bytes", "ig_ns", "ig_type", "ig_bytes",
@@ -314,15 +315,8 @@ def read_workload_text(text: str, path: str = "<workload>", strict: bool = False
 def read_workload(path: str | os.PathLike, strict: bool = False) -> Workload:
     """Parse a workload file. Raises InputError for a missing or malformed file."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a workload file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    with read_errors(path, "workload file"), open(path, "rb") as fh:
+        data = fh.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
