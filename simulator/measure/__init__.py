@@ -12,6 +12,6 @@ relatively), so a GPU machine can copy this folder alone and run it
 one-GPU script shares: flags, log, environment, warm clocks), ``layer``, ``gpt``,
 ``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps) <- ``paired`` (host
 floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor);
-``compute_run``, ``hostcause`` <- ``gpubound`` (GPU-bound steps profiled, GEMM layouts and
-fp16's kernels).
+``compute_run``, ``hostcause``, ``powercap`` (its NVML sampler) <- ``gpubound`` (GPU-bound
+steps profiled, GEMM layouts and fp16's kernels).
 """

@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
+from .runstart import finish, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
 
 
 def main(argv=None) -> int:
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     left = lambda: args.budget_s - (time.monotonic() - t0)  # noqa: E731
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
     tiny = args.tiny
-    vocab = 512 if tiny else 50257
+    vocab, max_position = train.vocab_positions(tiny)
     from .gpt import padded_vocab
     pv = padded_vocab(vocab)
 
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             steps = args.steps or (6 if big else 12)
             warm = 2 if big else 3
             r = train.run_case(spec, device, dtype, cuda, steps, warm, vocab=vocab,
-                               max_position=128 if tiny else 4096,
+                               max_position=max_position,
                                profile_rows=prof if (spec in train.PROFILED or tiny) else None,
                                log=_log)
             rows.append(r)
@@ -113,8 +113,7 @@ def main(argv=None) -> int:
           0.3)
     phase("gemm", lambda: kernels.run_gemm(sw, kernels.gemm_shapes(models, tokens,
                                                                    grid=not tiny)), 0.9)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, sw.failed)
 
 
 if __name__ == "__main__":

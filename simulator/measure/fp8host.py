@@ -30,17 +30,16 @@ Torch is imported inside functions only.
 # ruff: noqa: B023 - every closure made in a loop here is called before the loop moves on
 from __future__ import annotations
 
-import argparse
-import datetime
 import os
 import statistics
 import sys
 import time
-import traceback
 
 from . import train
 from .gpt import MegatronLikeOptimizer
-from .interleaved import model_class
+from .interleaved import model_class, timed_calls
+from .runstart import attempt, budget_spent, finish, free_gpu, parser, start_run
+from .runstart import log as _log
 
 OPS_COLUMNS = ["model", "hidden", "ffn", "shape", "n", "k", "tokens", "op", "round", "reps",
                "host_us", "wall_us"]
@@ -49,11 +48,6 @@ MODEL_COLUMNS = ["model", "variant", "layers", "hidden", "heads", "mbs", "seq", 
 PROFILE_COLUMNS = ["case", "calls", "kernel", "count", "device_us", "device_type", "cpu_us"]
 OPS = ("fp8_fwd", "fp8_dgrad", "fp8_wgrad", "cast_e4m3", "cast_e5m2", "transpose_fp8",
        "bias_grad", "fp8_linear_fb", "bf16_fwd", "bf16_dgrad", "bf16_wgrad", "bf16_linear_fb")
-
-
-def _log(msg: str) -> None:
-    print(f"[{datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M:%S')}] {msg}",
-          flush=True)
 
 
 def layer_shapes(hidden: int, ffn: int) -> list[tuple[str, int, int]]:
@@ -105,43 +99,9 @@ def op_calls(T: int, n: int, k: int, device, dtype, cuda: bool) -> dict:
     return calls
 
 
-def _timed(fn, reps: int, cuda: bool) -> tuple[float, float]:
-    """(median host us, median wall us) of ``reps`` calls, each from an idle GPU."""
-    import torch
-    host, wall = [], []
-    for _ in range(reps):
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        host.append((time.perf_counter() - t) * 1e6)
-        if cuda:
-            torch.cuda.synchronize()
-        wall.append((time.perf_counter() - t) * 1e6)
-    return statistics.median(host), statistics.median(wall)
-
-
 def _prof_rows(case: str, calls: int, fn, cuda: bool) -> list[dict]:
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    if cuda:
-        torch.cuda.synchronize()
-    with profile(activities=acts) as prof:
-        for _ in range(calls):
-            fn()
-        if cuda:
-            torch.cuda.synchronize()
-    rows = []
-    for e in prof.key_averages():
-        dev = getattr(e, "self_device_time_total", None) or 0
-        cpu = getattr(e, "self_cpu_time_total", 0) or 0
-        if dev or cpu:
-            rows.append({"case": case, "calls": calls, "kernel": e.key[:200], "count": e.count,
-                         "device_us": round(float(dev), 3),
-                         "device_type": str(getattr(e, "device_type", "")).split(".")[-1],
-                         "cpu_us": round(float(cpu), 3)})
-    return rows
+    """The rows of :func:`train.profiled`, with the number of ``calls`` profiled."""
+    return [{**r, "calls": calls} for r in train.profiled(case, fn, cuda, calls)]
 
 
 def ops_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
@@ -161,8 +121,7 @@ def ops_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
         torch.cuda.synchronize()
     _log(f"ops: {len(points)} points built")
     for rno in range(1, args.rounds + 1):
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: ops round {rno} and later skipped")
+        if budget_spent(t0, args.budget_s, f"ops round {rno}"):
             break
         by_key: dict = {}
         for p in points:
@@ -172,7 +131,7 @@ def ops_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
                 for name, h, f, shape, n, k, T, calls in group:
                     if op not in calls:
                         continue
-                    host, wall = _timed(calls[op], args.reps, cuda)
+                    host, wall = timed_calls(calls[op], args.reps, cuda)
                     rows.append({"model": name, "hidden": h, "ffn": f, "shape": shape, "n": n,
                                  "k": k, "tokens": T, "op": op, "round": rno,
                                  "reps": args.reps, "host_us": round(host, 2),
@@ -189,18 +148,15 @@ def ops_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
                 prof_rows.extend(_prof_rows(f"{op} {name} {shape} T{T}", args.prof_calls, fn,
                                             cuda))
     del points
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
+    free_gpu(cuda)
 
 
 def model_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
     import torch
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
+    vocab, maxpos = train.vocab_positions(args.tiny)
     variants = ("default", "fp8") if cuda else ("default",)
     for entry in args.models.split(","):
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: model {entry} and later skipped")
+        if budget_spent(t0, args.budget_s, f"model {entry}"):
             return
         name, shape = entry.split(":")
         L, h, heads = train.MODELS[name]
@@ -226,12 +182,11 @@ def model_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
         if cuda:
             torch.cuda.synchronize()
         for rno in range(1, args.rounds + 1):
-            if time.monotonic() - t0 > args.budget_s:
-                _log(f"budget spent: model {entry} round {rno} and later skipped")
+            if budget_spent(t0, args.budget_s, f"model {entry} round {rno}"):
                 break
             for v, fb in built.items():
                 for b, s in shapes:
-                    host, wall = _timed(lambda: fb(bs=(b, s)), args.model_reps, cuda)
+                    host, wall = timed_calls(lambda: fb(bs=(b, s)), args.model_reps, cuda)
                     rows.append({"model": name, "variant": v, "layers": L, "hidden": h,
                                  "heads": heads, "mbs": b, "seq": s, "tokens": b * s,
                                  "round": rno, "reps": args.model_reps,
@@ -245,17 +200,11 @@ def model_phase(args, device, dtype, cuda, rows, prof_rows, t0) -> None:
                     prof_rows.extend(_prof_rows(f"{name} {v} b{bs[0]}s{bs[1]}", 1,
                                                 lambda: fb(bs=bs), cuda))
         del built
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
+        free_gpu(cuda)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.fp8host",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
+    ap = parser("fp8host", __doc__)
     ap.add_argument("--phases", default="ops,model,profile")
     ap.add_argument("--widths", default="gpt-125m,gpt-350m,gpt-760m")
     ap.add_argument("--tokens", default="64,1024,4096")
@@ -269,32 +218,25 @@ def main(argv=None) -> int:
                     help="start no new round after this many seconds")
     args = ap.parse_args(argv)
 
-    from .compute_run import start_run
     t0 = time.monotonic()
-    started = start_run(args, "fp8host")
-    if started is None:
-        return 2
-    device, dtype, cuda = started
+    device, dtype, cuda = start_run(args, "fp8host")
     if args.tiny:
         train.MODELS.update({"tiny": (2, 64, 4)})
         args.widths, args.tokens, args.models = "tiny", "16,64", "tiny:2x32"
         args.floor_seq = 16
     phases = args.phases.split(",")
     prof_rows: list[dict] | None = [] if "profile" in phases else None
+    failed: list[str] = []
     for phase, fn, path, cols in (("ops", ops_phase, "ops.csv", OPS_COLUMNS),
                                   ("model", model_phase, "model.csv", MODEL_COLUMNS)):
         if phase not in phases:
             continue
         rows: list[dict] = []
-        try:
-            fn(args, device, dtype, cuda, rows, prof_rows, t0)
-        except Exception:  # noqa: BLE001 - keep what the other phases measure
-            _log(f"{phase}: failed\n{traceback.format_exc()}")
+        attempt(phase, failed, fn, args, device, dtype, cuda, rows, prof_rows, t0)
         train.write_csv(os.path.join(args.out, path), cols, rows)
         if prof_rows:
             train.write_csv(os.path.join(args.out, "profile.csv"), PROFILE_COLUMNS, prof_rows)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, failed)
 
 
 if __name__ == "__main__":

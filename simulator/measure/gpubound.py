@@ -36,13 +36,13 @@ import itertools
 import os
 import statistics
 import sys
-import threading
 import time
 from typing import Any
 
+from .powercap import Sampler
+from .runstart import finish, free_gpu, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
-from .train import write_csv
+from .train import vocab_positions, write_csv
 
 OP_COLUMNS = ["case", "op", "input_shapes", "count", "device_us", "device_total_us", "cpu_us"]
 STEP_COLUMNS = ["case", "dtype", "layers", "hidden", "heads", "seq", "mbs", "ga", "recompute",
@@ -75,54 +75,6 @@ def _step_case_name(c: tuple) -> str:
 def _dtype(name: str):
     import torch
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-class Clocks:
-    """The GPU's SM and memory clocks, power and temperature sampled every ``period_s`` on a
-    thread (NVML) while a label is set; rows for ``clocks.csv``."""
-
-    def __init__(self, period_s: float = 0.025):
-        self.rows: list[dict] = []
-        self.period_s = period_s
-        self.label = ""
-        self.t0 = time.monotonic()
-        self._stop = threading.Event()
-        self._nvml: Any = None
-        try:
-            import pynvml  # type: ignore[import-not-found]  # nvidia-ml-py, GPU machines only
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            self._h = pynvml.nvmlDeviceGetHandleByIndex(0)
-        except Exception:  # noqa: BLE001 - no NVML (CPU dry run): no samples
-            self._nvml = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> dict:
-        n, h = self._nvml, self._h
-        try:
-            reasons = n.nvmlDeviceGetCurrentClocksEventReasons(h)
-        except Exception:  # noqa: BLE001 - older NVML
-            reasons = n.nvmlDeviceGetCurrentClocksThrottleReasons(h)
-        return {"label": self.label, "t_s": round(time.monotonic() - self.t0, 4),
-                "sm_mhz": n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM),
-                "mem_mhz": n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM),
-                "power_w": round(n.nvmlDeviceGetPowerUsage(h) / 1e3, 1),
-                "temp_c": n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU),
-                "reasons": f"0x{reasons:x}"}
-
-    def _run(self):
-        while not self._stop.is_set():
-            if self._nvml is not None and self.label:
-                try:
-                    self.rows.append(self._sample())
-                except Exception:  # noqa: BLE001 - keep measuring without clocks
-                    self._nvml = None
-            time.sleep(self.period_s)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=1.0)
 
 
 # ------------------------------------------------------------------------- steps
@@ -221,7 +173,7 @@ def run_steps(args, device, cuda, sw, clocks, out_rows, ops_rows, kern_rows, t_e
     from . import train
     from .gpt import GPTModel, MegatronLikeOptimizer, param_count
     from .hostcause import FP16Step
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
+    vocab, maxpos = train.vocab_positions(args.tiny)
     cases: list[tuple] = list(STEP_CASES)
     if args.tiny:
         train.MODELS.update({"tiny": (2, 64, 4)})
@@ -301,9 +253,7 @@ def run_steps(args, device, cuda, sw, clocks, out_rows, ops_rows, kern_rows, t_e
         finally:
             clocks.label = ""
             del model, opt, fp16, batches
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
+            free_gpu(cuda)
         out_rows.append(row)
         write_csv(os.path.join(args.out, "steps.csv"), STEP_COLUMNS, out_rows)
         write_csv(os.path.join(args.out, "ops.csv"), OP_COLUMNS, ops_rows)
@@ -423,8 +373,7 @@ def run_fp16_opt(sw, models, tiny: bool) -> None:
         if sw.over():
             sw.log("unscale: time budget spent")
             break
-        shapes = [s for _, s in param_shapes(L, h, 4 * h, 512 if tiny else 50257,
-                                             128 if tiny else 4096)]
+        shapes = [s for _, s in param_shapes(L, h, 4 * h, *vocab_positions(tiny))]
         try:
             main = [torch.zeros(s, device=dev, dtype=torch.float32) for s in shapes]
             n = sum(t.numel() for t in main)
@@ -502,7 +451,7 @@ def main(argv=None) -> int:
               "attention16": 1.0}
     left = lambda: args.budget_s - (time.monotonic() - t0)  # noqa: E731
     sw = kernels.Sweep(args.out, device, torch.bfloat16, cuda, log=_log)
-    clocks = Clocks()
+    clocks = Sampler(0.025)   # clocks.csv keeps its columns: no instantaneous power
     steps_rows: list[dict] = []
     ops_rows: list[dict] = []
     kern_rows: list[dict] = []
@@ -545,8 +494,7 @@ def main(argv=None) -> int:
     finally:
         clocks.stop()
         write_csv(os.path.join(args.out, "clocks.csv"), CLOCK_COLUMNS, clocks.rows)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, sw.failed)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,12 @@ import os
 import statistics
 import sys
 import time
-import traceback
 
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, param_count
 from .paired import PAIRED_CASES, VARIANT_CASES, VariantGPT
+from .runstart import attempt, budget_spent, finish, free_gpu, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
 
 TRAIN_EXTRA = ["round", "variant", "steal_ms"]
 #: (case, variant) profiled for one step after its rounds
@@ -80,6 +79,11 @@ class Floor:
         self.tgt = torch.randint(0, vocab, (1, seq), device=device)
         self.vocab = vocab
 
+    def fwd_bwd(self) -> None:
+        """The floor GPT's forward + backward + fp32 accumulation (``fwdbwd_accumulate``)."""
+        self.model.loss(self.ids, self.tgt).backward()
+        self.opt.accumulate()
+
     def ops(self, recompute: bool):
         import torch
         m, opt = self.model, self.opt
@@ -87,16 +91,12 @@ class Floor:
         def fwd():
             m.loss(self.ids, self.tgt)
 
-        def fb():
-            m.loss(self.ids, self.tgt).backward()
-            opt.accumulate()
-
         def step():
             with torch.no_grad():
                 opt.step()
-        out = [("forward", fwd, False), ("fwdbwd_accumulate", fb, False)]
+        out = [("forward", fwd, False), ("fwdbwd_accumulate", self.fwd_bwd, False)]
         if recompute:
-            out.append(("fwdbwd_accumulate_recompute", fb, True))
+            out.append(("fwdbwd_accumulate_recompute", self.fwd_bwd, True))
         return out + [("optimizer_step", step, False)]
 
     def measure(self, reps: int, recompute: bool, cuda: bool, base: dict) -> list[dict]:
@@ -122,27 +122,21 @@ class Floor:
         return rows
 
 
-def _profile_floor(name: str, f: Floor, cuda: bool) -> list[dict]:
-    """One forward + backward + accumulation of a floor GPT under the profiler (the rows of
-    :func:`train._profile`)."""
+def timed_calls(fn, reps: int, cuda: bool) -> tuple[float, float]:
+    """(median host us, median wall us) of ``reps`` calls of ``fn``, each from an idle GPU: the
+    host clock to its return (the enqueue) and to the synchronize after it."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=acts) as prof:
-        f.model.loss(f.ids, f.tgt).backward()
-        f.opt.accumulate()
+    host, wall = [], []
+    for _ in range(reps):
         if cuda:
             torch.cuda.synchronize()
-    rows = []
-    for e in prof.key_averages():
-        dev = getattr(e, "self_device_time_total", None) or 0
-        cpu = getattr(e, "self_cpu_time_total", 0) or 0
-        if dev or cpu:
-            rows.append({"case": name, "kernel": e.key[:200], "count": e.count,
-                         "device_us": round(float(dev), 3),
-                         "device_type": str(getattr(e, "device_type", "")).split(".")[-1],
-                         "cpu_us": round(float(cpu), 3)})
-    return rows
+        t = time.perf_counter()
+        fn()
+        host.append((time.perf_counter() - t) * 1e6)
+        if cuda:
+            torch.cuda.synchronize()
+        wall.append((time.perf_counter() - t) * 1e6)
+    return statistics.median(host), statistics.median(wall)
 
 
 def timed_steps(model, opt, batches, steps: int, cuda: bool):
@@ -226,15 +220,14 @@ def run_case(spec, variant: str, args, device, dtype, cuda, sw: kernels.Sweep, r
         if (name, variant) in PROFILED and cuda:
             profile_rows.extend(train._profile(case, model, opt, batches, cuda))
             for f in floors[-1:]:   # its floor GPT's forward + backward, for the launch costs
-                profile_rows.extend(_profile_floor(f"{case} floor {f.layers}L", f, cuda))
+                profile_rows.extend(train.profiled(f"{case} floor {f.layers}L", f.fwd_bwd,
+                                                   cuda))
     except torch.cuda.OutOfMemoryError as exc:
         rows.append({**meta, "status": "oom"})
         _log(f"{case}: out of memory ({str(exc).splitlines()[0][:120]})")
     finally:
         del model, opt, batches, floors
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
+        free_gpu(cuda)
 
 
 def main(argv=None) -> int:
@@ -255,7 +248,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     device, dtype, cuda = start_run(args, "interleaved")
     sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
+    vocab, maxpos = train.vocab_positions(args.tiny)
     plan = []
     for variant in args.variants.split(","):
         for spec in (PAIRED_CASES if variant == "default" else VARIANT_CASES):
@@ -271,21 +264,17 @@ def main(argv=None) -> int:
     profile_rows: list[dict] = []
     train_path = os.path.join(args.out, "train.csv")
     prof_path = os.path.join(args.out, "profile.csv")
+    failed: list[str] = []
     for spec, variant in plan:
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: {train.case_name(*spec)} {variant} and later cases skipped")
+        if budget_spent(t0, args.budget_s, f"{train.case_name(*spec)} {variant}"):
             break
-        try:
-            run_case(spec, variant, args, device, dtype, cuda, sw, rows, profile_rows, vocab,
-                     maxpos)
-        except Exception:  # noqa: BLE001 - keep the other cases
-            _log(f"{train.case_name(*spec)} {variant}: failed\n{traceback.format_exc()}")
+        attempt(f"{train.case_name(*spec)} {variant}", failed, run_case, spec, variant, args,
+                device, dtype, cuda, sw, rows, profile_rows, vocab, maxpos)
         sw.flush()
         train.write_csv(train_path, train.COLUMNS + TRAIN_EXTRA, rows)
         if profile_rows:
             train.write_csv(prof_path, train.PROFILE_COLUMNS, profile_rows)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, failed)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import os
 import time
 import traceback
 
+from .runstart import free_gpu
+
 COLUMNS = ["group", "op", "phase", "m", "n", "k", "rows", "cols", "batch", "seq", "heads",
            "head_dim", "numel", "tensors", "dtype", "dev_us", "host_us", "reps", "bytes",
            "flops", "status", "note"]
@@ -98,6 +100,7 @@ class Sweep:
         self.t0 = time.monotonic()
         self.budget_s = budget_s
         self.path = os.path.join(out, "kernels.csv")
+        self.failed: list[str] = []   # the phases that raised (runstart.finish: exit 1)
 
     def over(self) -> bool:
         return bool(self.budget_s) and time.monotonic() - self.t0 > self.budget_s
@@ -122,19 +125,17 @@ class Sweep:
 
     def phase(self, name: str, fn, budget_s: float) -> None:
         """Run ``fn``, one phase of a script, with ``budget_s`` seconds of its own (``over``),
-        and flush the rows. A phase that fails is logged and the GPU synchronised and its
-        cache emptied, so that the script's other phases still run."""
+        and flush the rows. A phase that fails is logged, named in ``failed`` and the GPU
+        synchronised and its cache emptied, so that the script's other phases still run."""
         self.t0 = time.monotonic()
         self.budget_s = budget_s
         self.log(f"{name}: start ({budget_s:.0f} s)")
         try:
             fn()
-        except Exception:  # noqa: BLE001 - keep the other phases
+        except Exception:  # noqa: BLE001 - keep the other phases; the run ends nonzero
             self.log(f"{name}: failed\n{traceback.format_exc()}")
-            if self.cuda:
-                import torch
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
+            self.failed.append(name)
+            free_gpu(self.cuda)
         self.flush()
 
     def flush(self):

@@ -40,13 +40,12 @@ import os
 import statistics
 import sys
 import time
-import traceback
 
 from . import train
 from .gpt import GPTModel
 from .interleaved import Floor
+from .runstart import attempt, budget_spent, finish, free_gpu, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
 
 COLUMNS = ["model", "layers", "hidden", "heads", "params", "tensors", "round", "mode", "reps",
            "norm_us", "read_us", "mul_us", "adam_us", "copy_us", "tail_us", "total_us",
@@ -119,14 +118,11 @@ def device_halves(opt, spin_ms: float, cuda: bool) -> dict:
 
 def measure_model(name: str, args, device, dtype, cuda: bool, rows: list, t0: float) -> None:
     import torch
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
+    vocab, maxpos = train.vocab_positions(args.tiny)
     L, h, heads = train.MODELS[name]
     fl = Floor(GPTModel, L, h, heads, vocab, maxpos, args.floor_seq, device, dtype)
     opt = fl.opt
-
-    def fb():
-        fl.model.loss(fl.ids, fl.tgt).backward()
-        opt.accumulate()
+    fb = fl.fwd_bwd
 
     for _ in range(2):   # warm-up: allocator, Adam's state, cuBLAS handles
         opt.zero_grad()
@@ -135,8 +131,7 @@ def measure_model(name: str, args, device, dtype, cuda: bool, rows: list, t0: fl
     base = {"model": name, "layers": L, "hidden": h, "heads": heads,
             "params": fl.model.numel, "tensors": len(fl.model.names), "reps": args.reps}
     for rno in range(1, args.rounds + 1):
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: {name} round {rno} and later skipped")
+        if budget_spent(t0, args.budget_s, f"{name} round {rno}"):
             return
         res: dict[str, dict] = {}
         for mode in ("after_backward", "idle"):
@@ -194,17 +189,12 @@ def main(argv=None) -> int:
                              "gpt-760m": (2, 128, 4), "gpt-1.3b": (3, 128, 4),
                              "gpt-2.7b": (3, 128, 4)})
     rows: list[dict] = []
+    failed: list[str] = []
     for name in args.models.split(","):
-        try:
-            measure_model(name, args, device, dtype, cuda, rows, t0)
-        except Exception:  # noqa: BLE001 - write what was measured
-            _log(f"{name}: failed\n{traceback.format_exc()}")
-        if cuda:   # the model is gone with measure_model's frame: free its memory
-            import torch
-            torch.cuda.empty_cache()
+        attempt(name, failed, measure_model, name, args, device, dtype, cuda, rows, t0)
+        free_gpu(cuda)   # the model is gone with measure_model's frame: free its memory
         train.write_csv(os.path.join(args.out, "optstep.csv"), COLUMNS, rows)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, failed)
 
 
 if __name__ == "__main__":

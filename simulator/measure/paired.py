@@ -37,8 +37,8 @@ from typing import Any
 
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, padded_vocab
+from .runstart import finish, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
 
 # host-bound training cases (model, seq, mbs, ga, recompute), as train.DEFAULT_CASES names them
 PAIRED_CASES = [
@@ -382,7 +382,7 @@ def main(argv=None) -> int:
     train_path = os.path.join(args.out, "train.csv")
     rows: list[dict] = []
     tiny = args.tiny
-    vocab, maxpos = (512, 128) if tiny else (50257, 4096)
+    vocab, maxpos = train.vocab_positions(tiny)
     widths: list[tuple[int, ...]] = [(64, 2), (128, 4)] if tiny else list(FLOOR_WIDTHS)
     if args.hostfloor_widths and not tiny:
         widths = [tuple(int(v) for v in w.split(":")) for w in args.hostfloor_widths.split(",")]
@@ -440,8 +440,7 @@ def main(argv=None) -> int:
                 guarded(f"train {variant}", lambda: _train(
                     vcases, device, dtype, cuda, args.steps, 3, vocab, maxpos, rno, variant,
                     rows, train_path), 60)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, sw.failed)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,14 @@ Torch is imported inside functions only.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
 import time
 from typing import Any
 
+from .runstart import finish, parser, start_run
 from .runstart import log as _log
-from .runstart import start_run, warm_clocks
 from .train import write_csv
 
 WINDOW_COLUMNS = ["phase", "case", "dtype", "t_ms", "calls", "dev_us", "per_call_us"]
@@ -303,38 +302,27 @@ def flush(rig: Rig, out: str) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.measure.powercap",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap = parser("powercap", __doc__)
     ap.add_argument("--phases", default="ramp,burst,duty")
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
     ap.add_argument("--idle-s", type=float, default=1.0)
     ap.add_argument("--duty-s", type=float, default=2.0)
     ap.add_argument("--sample-ms", type=float, default=5.0)
     ap.add_argument("--scale", type=float, default=1.0, help="scale every phase's duration")
     args = ap.parse_args(argv)
-    import torch
     t0 = time.monotonic()
-    started = start_run(args, "powercap")
-    if started is None:
-        return 2
-    device, _, cuda = started
+    device, _, cuda = start_run(args, "powercap")   # the clocks warmed up there
     sampler = Sampler(args.sample_ms / 1e3)
     with open(os.path.join(args.out, "nvml_env.txt"), "w") as fh:
         fh.write("\n".join(sampler.info) + "\n")
     for line in sampler.info:
         _log(line)
-    if cuda:
-        warm_clocks(device, torch.bfloat16)
     rig = Rig(device, cuda, args.tiny, sampler, args.idle_s)
     try:
         run(rig, [p.strip() for p in args.phases.split(",") if p.strip()], args)
     finally:
         sampler.stop()
         flush(rig, args.out)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, [])   # no phase guarded here: a failure ends the run with its traceback
 
 
 if __name__ == "__main__":

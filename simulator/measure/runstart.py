@@ -1,8 +1,11 @@
-"""The start every one-GPU measuring script shares: its first flags, its log line, its folder,
-its recorded environment (``compute_env.txt``) and the GPU's clocks brought up.
+"""The frame every one-GPU measuring script shares: its first flags, its log line, its folder,
+its recorded environment (``compute_env.txt``) and the GPU's clocks brought up at the start;
+its phases guarded, its budget checked and the GPU's memory freed between cases; its exit
+status at the end (nonzero when a phase failed).
 
 One copy, so that every script's ``compute_env.txt`` records the same fields and a new script
-cannot forget one. Torch is imported inside functions only.
+cannot forget one, nor end 0 on a run that lost a phase. Torch is imported inside functions
+only.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 
 
 def log(msg: str) -> None:
@@ -77,3 +81,42 @@ def write_env(out: str, args) -> None:
         fh.write("\n".join(lines) + "\n")
     for line in lines:
         log(line)
+
+
+def attempt(name: str, failed: list[str], fn, *args) -> None:
+    """``fn(*args)``, one phase or case of a run; when it raises, its traceback is logged and
+    ``name`` added to ``failed``, so that the run goes on to its other phases and
+    :func:`finish` ends it nonzero (its rows are missing: the run's results are incomplete)."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - keep the other phases; finish() reports this one
+        log(f"{name}: failed\n{traceback.format_exc()}")
+        failed.append(name)
+
+
+def finish(t0: float, failed: list[str]) -> int:
+    """The run's exit status after its last line: 0, or 1 naming the phases that failed."""
+    took = f"all done in {time.monotonic() - t0:.0f} s"
+    if failed:
+        log(f"{took}; {len(failed)} failed: {', '.join(failed)}")
+        return 1
+    log(took)
+    return 0
+
+
+def budget_spent(t0: float, budget_s: float, what: str) -> bool:
+    """Whether the run's ``budget_s`` since ``t0`` is spent (then ``what`` is logged as
+    skipped, with all after it)."""
+    if time.monotonic() - t0 <= budget_s:
+        return False
+    log(f"budget spent: {what} and later skipped")
+    return True
+
+
+def free_gpu(cuda: bool) -> None:
+    """After a case: wait for its kernels and give its cached blocks back, so that the next
+    case's peak memory is its own."""
+    if cuda:
+        import torch
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()

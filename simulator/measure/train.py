@@ -55,6 +55,12 @@ PROFILED = {("gpt-125m", 1024, 1, 1, False), ("gpt-1.3b", 2048, 4, 1, False),
             ("gpt-350m", 2048, 4, 1, True)}
 
 
+def vocab_positions(tiny: bool) -> tuple[int, int]:
+    """(vocabulary, positions) of the GPTs the scripts build: GPT-2's 50257 tokens and 4096
+    positions, or 512 and 128 in a ``--tiny`` dry run (its sequences must fit in those)."""
+    return (512, 128) if tiny else (50257, 4096)
+
+
 def case_name(model, seq, mbs, ga, rc) -> str:
     return f"{model}-s{seq}-b{mbs}" + (f"-ga{ga}" if ga > 1 else "") + ("-rc" if rc else "")
 
@@ -170,25 +176,37 @@ def run_case(spec, device, dtype, cuda: bool, steps: int, warmup: int, vocab: in
 
 
 def _profile(name, model, opt, batches, cuda) -> list[dict]:
+    rows = profiled(name, lambda: train_step(model, opt, batches), cuda)
+    rows.sort(key=lambda r: -r["device_us"])
+    return rows
+
+
+def profiled(case: str, fn, cuda: bool, calls: int = 1) -> list[dict]:
+    """:data:`PROFILE_COLUMNS` rows of ``calls`` calls of ``fn`` under ``torch.profiler``,
+    from an idle GPU to its synchronize: every CPU op and API call (and on a GPU every kernel)
+    that took time of its own, by name (self device time; self CPU time)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
     with profile(activities=acts) as prof:
-        train_step(model, opt, batches)
+        for _ in range(calls):
+            fn()
         if cuda:
             torch.cuda.synchronize()
     rows = []
     for e in prof.key_averages():
         dev: Any = getattr(e, "self_device_time_total", None)
-        if dev is None:
+        if dev is None:   # older torch names it for CUDA
             dev = getattr(e, "self_cuda_time_total", 0)
-        if not dev and not (getattr(e, "self_cpu_time_total", 0) or 0) > 0:
+        cpu = getattr(e, "self_cpu_time_total", 0) or 0
+        if not dev and not cpu > 0:
             continue
-        rows.append({"case": name, "kernel": e.key[:200], "count": e.count,
-                     "device_us": round(float(dev), 3),
+        rows.append({"case": case, "kernel": e.key[:200], "count": e.count,
+                     "device_us": round(float(dev or 0), 3),
                      "device_type": str(getattr(e, "device_type", "")).split(".")[-1],
-                     "cpu_us": round(float(getattr(e, "self_cpu_time_total", 0) or 0), 3)})
-    rows.sort(key=lambda r: -r["device_us"])
+                     "cpu_us": round(float(cpu), 3)})
     return rows
 
 
