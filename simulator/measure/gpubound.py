@@ -338,7 +338,9 @@ def run_sustain(sw, clocks, seconds: float, tiny: bool) -> None:
         clocks.label = f"sustain idle {dt}"
         time.sleep(1.0)
         per = 50
-        windows = max(2, int(seconds * 1e6 / (per * 2 * m * n * k / 7e8)))
+        # a GEMM's time from its FLOPs at ~700 TFLOP/s, but no less than a launch (~5 us): the
+        # tiny GEMM's 0.7 ns would make millions of windows
+        windows = max(2, int(seconds * 1e6 / (per * max(5.0, 2 * m * n * k / 7e8))))
         ev = [torch.cuda.Event(enable_timing=True) for _ in range(windows + 1)]
         clocks.label = f"sustain {dt}"
         t0 = time.perf_counter()
