@@ -3,6 +3,11 @@
     python -m simulator.measure.hostcause --out DIR                  # a GPU (cuda:0)
     python -m simulator.measure.hostcause --out DIR --device cpu --tiny   # a dry run
 
+``--tiny`` gives the models of the same names a few layers of width 64-128 and the phases
+cases of sequences within the tiny models' 128 positions (``TINY``). A phase that fails is
+logged and the run ends with status 1 after the others; a case whose sequence does not fit
+the model's positions stops the run before it starts (status 2).
+
 Two phases (``--phases``):
 
 * ``shapes`` -> ``shapes.csv`` and ``profile.csv``: one model of each ``--shape-models``
@@ -47,25 +52,41 @@ Torch is imported inside functions only.
 # ruff: noqa: B023 - every closure made in a loop here is called before the loop moves on
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import statistics
 import sys
 import time
-import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 from . import kernels, train
 from .gpt import GPTModel, MegatronLikeOptimizer, param_count
-from .interleaved import Floor, model_class, steal_ms
+from .interleaved import Floor, model_class, steal_ms, timed_calls
+from .runstart import attempt, budget_spent, finish, free_gpu, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
 
 SHAPE_COLUMNS = ["model", "variant", "layers", "hidden", "heads", "mbs", "seq", "tokens",
                  "round", "mode", "reps", "host_us", "wall_us", "gc_us", "gc_collections",
                  "allocs", "large_allocs", "segments", "spin_ms"]
 SYNC_EXTRA = ["round", "variant", "mode", "skipped_steps", "steal_ms"]
 MODES = ("plain", "hostsync", "fp16")
+PHASES = ("shapes", "sync", "method")
+VARIANTS = ("default", "unfused", "fp8")   # interleaved.model_class's
+SHAPES = "1x64,4x64,1x256,1x1024,4x256,4x1024"
+SYNC_CASES = ("gpt-125m:1024:1:1,gpt-125m:1024:2:1,gpt-125m:1024:4:1,gpt-125m:1024:1:4,"
+              "gpt-350m:1024:1:1,gpt-350m:1024:2:1,gpt-350m:1024:4:1,gpt-350m:1024:1:4,"
+              "gpt-760m:2048:1:1,gpt-760m:2048:2:1,gpt-760m:2048:4:1,gpt-1.3b:2048:1:1,"
+              "gpt-1.3b:2048:2:1,gpt-1.3b:2048:4:1,gpt-1.3b:2048:1:4")
+METHOD_CASES = ("gpt-125m:1024:1,gpt-125m:1024:4,gpt-350m:1024:1,gpt-350m:1024:4,"
+                "gpt-760m:2048:1,gpt-1.3b:2048:1,gpt-1.3b:2048:4,gpt-125m:1024:16")
+#: --tiny: the models' names kept, their sizes a CPU runs in seconds; the same kinds of case
+#: (micro-batches > 1, gradient accumulation) at sequences within the tiny 128 positions
+TINY_MODELS = {"gpt-125m": (2, 64, 4), "gpt-350m": (2, 64, 4), "gpt-760m": (2, 128, 4),
+               "gpt-1.3b": (3, 128, 4)}
+TINY = {"shapes": "1x64,4x64,1x128,4x128",
+        "sync_cases": "gpt-125m:128:1:1,gpt-125m:128:2:1,gpt-1.3b:64:1:2",
+        "method_cases": "gpt-125m:128:1,gpt-1.3b:64:2"}
 METHOD_COLUMNS = ["case", "layers", "hidden", "heads", "mbs", "seq", "round", "mode", "reps",
                   "host_us", "wall_us"]
 
@@ -107,13 +128,11 @@ def _fb(model, opt, ids, tgt):
 
 def shapes_phase(args, device, dtype, cuda, out_rows, prof_rows, t0) -> None:
     import torch
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
-    for entry in args.shape_models.split(","):
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: shapes {entry} and later skipped")
+    shapes = args.shape_list
+    vocab, maxpos = train.vocab_positions(args.tiny)
+    for name, variant in args.shape_model_list:
+        if budget_spent(t0, args.budget_s, f"shapes {name}:{variant}"):
             return
-        name, variant = entry.split(":")
         L, h, heads = train.MODELS[name]
         model = model_class(variant)(L, h, 4 * h, heads, vocab, maxpos, device, dtype,
                                      hidden_dropout=0.1, seed=3)
@@ -168,23 +187,12 @@ def shapes_phase(args, device, dtype, cuda, out_rows, prof_rows, t0) -> None:
                 for r in out_rows if r["mode"] == "gc" and r["round"] == rno
                 and r["model"] == name and r["variant"] == variant) + " ms host")
         if cuda:
-            from torch.profiler import ProfilerActivity, profile
             for b, s in shapes:
-                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                    _fb(model, opt, *data[(b, s)])
-                    torch.cuda.synchronize()
-                for e in prof.key_averages():
-                    prof_rows.append({"case": f"{name} {variant} b{b}s{s}",
-                                      "kernel": e.key[:200], "count": e.count,
-                                      "device_us": round(float(
-                                          getattr(e, "self_device_time_total", 0) or 0), 3),
-                                      "device_type": str(getattr(e, "device_type", ""))
-                                      .split(".")[-1],
-                                      "cpu_us": round(float(e.self_cpu_time_total or 0), 3)})
+                prof_rows.extend(train.profiled(f"{name} {variant} b{b}s{s}",
+                                                functools.partial(_fb, model, opt, *data[(b, s)]),
+                                                cuda))
         del model, opt, data
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
+        free_gpu(cuda)
 
 
 class FP16Step:
@@ -246,13 +254,10 @@ def sync_steps(mode, model, opt, fp16, batches, steps, cuda, device):
 
 def sync_phase(args, device, dtype, cuda, sw, rows, t0) -> None:
     import torch
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
-    for spec in args.sync_cases.split(","):
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: sync {spec} and later skipped")
+    vocab, maxpos = train.vocab_positions(args.tiny)
+    for name, seq, mbs, ga in args.sync_list:
+        if budget_spent(t0, args.budget_s, f"sync {name}:{seq}:{mbs}:{ga}"):
             return
-        name, seq, mbs, ga = spec.split(":")
-        seq, mbs, ga = int(seq), int(mbs), int(ga)
         L, h, heads = train.MODELS[name]
         case = train.case_name(name, seq, mbs, ga, False)
         meta = {"layers": L, "hidden": h, "ffn": 4 * h, "heads": heads, "vocab": vocab,
@@ -314,34 +319,15 @@ def sync_phase(args, device, dtype, cuda, sw, rows, t0) -> None:
         finally:
             models.clear()
             floors = batches = bf = hf = bopt = hopt = None
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
+            free_gpu(cuda)
 
 
 def method_phase(args, device, dtype, cuda, out_rows, t0) -> None:
     import torch
-    vocab, maxpos = (512, 128) if args.tiny else (50257, 4096)
-
-    def timed(fn, synced: bool):
-        host, wall = [], []
-        for _ in range(args.reps):
-            if cuda and synced:
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            fn()
-            host.append((time.perf_counter() - t) * 1e6)
-            if cuda and synced:
-                torch.cuda.synchronize()
-            wall.append((time.perf_counter() - t) * 1e6)
-        return statistics.median(host), statistics.median(wall)
-
-    for spec in args.method_cases.split(","):
-        if time.monotonic() - t0 > args.budget_s:
-            _log(f"budget spent: method {spec} and later skipped")
+    vocab, maxpos = train.vocab_positions(args.tiny)
+    for name, seq, mbs in args.method_list:
+        if budget_spent(t0, args.budget_s, f"method {name}:{seq}:{mbs}"):
             return
-        name, seq, mbs = spec.split(":")
-        seq, mbs = int(seq), int(mbs)
         L, h, heads = train.MODELS[name]
         case = train.case_name(name, seq, mbs, 1, False)
         model: Any = GPTModel(L, h, 4 * h, heads, vocab, maxpos, device, dtype,
@@ -352,9 +338,6 @@ def method_phase(args, device, dtype, cuda, out_rows, t0) -> None:
         ids: Any = torch.randint(0, vocab, (mbs, seq), device=device, generator=g)
         tgt: Any = torch.randint(0, vocab, (mbs, seq), device=device, generator=g)
         fl: Any = Floor(GPTModel, L, h, heads, vocab, maxpos, args.floor_seq, device, dtype)
-
-        def floor_fb():
-            _fb(fl.model, fl.opt, fl.ids, fl.tgt)
 
         def floor_step():
             fl.opt.zero_grad()
@@ -387,7 +370,7 @@ def method_phase(args, device, dtype, cuda, out_rows, t0) -> None:
                 wall.append((time.perf_counter() - t) * 1e6)
             return statistics.median(host), statistics.median(wall)
         for _ in range(2):
-            floor_fb()
+            fl.fwd_bwd()
             step(True)
             step(False)
         base = {"case": case, "layers": L, "hidden": h, "heads": heads, "mbs": mbs, "seq": seq,
@@ -398,13 +381,13 @@ def method_phase(args, device, dtype, cuda, out_rows, t0) -> None:
                 torch.cuda.synchronize()
             t = time.perf_counter()
             for _ in range(args.reps):
-                floor_fb()
+                fl.fwd_bwd()
             if cuda:
                 torch.cuda.synchronize()
             loop = (time.perf_counter() - t) * 1e6 / args.reps
             res["floor_loop"] = (loop, loop)
-            res["floor_synced"] = timed(floor_fb, True)
-            res["floor_step"] = timed(floor_step, True)
+            res["floor_synced"] = timed_calls(fl.fwd_bwd, args.reps, cuda)
+            res["floor_step"] = timed_calls(floor_step, args.reps, cuda)
             res["step"] = step_timed(True)
             res["step_noacc"] = step_timed(False)
             for mode, (hu, wu) in res.items():
@@ -413,60 +396,115 @@ def method_phase(args, device, dtype, cuda, out_rows, t0) -> None:
             _log(f"method {case} r{rno}: " + ", ".join(
                 f"{k} {v[0] / 1e3:.2f}/{v[1] / 1e3:.2f}" for k, v in res.items()) + " ms")
         model = opt = fl = ids = tgt = None
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
+        free_gpu(cuda)
+
+
+def _bad(flag: str, spec: str, why: str) -> NoReturn:
+    print(f"hostcause: error: {flag} {spec}: {why}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _model(name: str) -> str:
+    if name not in train.MODELS:
+        raise ValueError(f"unknown model (known: {', '.join(train.MODELS)})")
+    return name
+
+
+def _variant(name: str) -> str:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant (known: {', '.join(VARIANTS)})")
+    return name
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise ValueError(f"{n} is not a positive count")
+    return n
+
+
+def _specs(flag: str, value: str, sep: str, kinds: tuple, maxpos: int,
+           table: str) -> list[tuple]:
+    """Each comma-separated spec of ``value`` split at ``sep`` into ``kinds``; a second field
+    that is a count is a sequence (in every flag here) and must fit in ``maxpos``."""
+    out = []
+    for spec in value.split(","):
+        parts = spec.split(sep)
+        try:
+            if len(parts) != len(kinds):
+                raise ValueError(f"{len(kinds)} fields separated by {sep!r} expected")
+            vals = tuple(kind(part) for kind, part in zip(kinds, parts))
+        except ValueError as exc:
+            _bad(flag, spec, str(exc))
+        if kinds[1] is _count and vals[1] > maxpos:
+            _bad(flag, spec, f"sequence {vals[1]} is longer than {table}")
+        out.append(vals)
+    return out
+
+
+def plan(args) -> None:
+    """The phases' cases from the flags (their ``--tiny`` defaults filled in) as
+    ``args.shape_model_list``, ``shape_list``, ``sync_list``, ``method_list``. A spec that does
+    not parse, names an unknown model, variant or phase, or has a sequence longer than the
+    model's position table stops the run before it starts: one line, exit 2."""
+    _, maxpos = train.vocab_positions(args.tiny)
+    table = f"the model's {maxpos} positions" + (" (--tiny)" if args.tiny else "")
+    for key, full in (("shapes", SHAPES), ("sync_cases", SYNC_CASES),
+                      ("method_cases", METHOD_CASES)):
+        if getattr(args, key) is None:
+            setattr(args, key, TINY[key] if args.tiny else full)
+    for phase in args.phases.split(","):
+        if phase not in PHASES:
+            _bad("--phases", phase, f"unknown phase (known: {', '.join(PHASES)})")
+    if args.floor_seq > maxpos:
+        _bad("--floor-seq", str(args.floor_seq), f"sequence longer than {table}")
+    args.shape_model_list = _specs("--shape-models", args.shape_models, ":",
+                                   (_model, _variant), maxpos, table)
+    args.shape_list = _specs("--shapes", args.shapes, "x", (_count, _count), maxpos, table)
+    args.sync_list = _specs("--sync-cases", args.sync_cases, ":",
+                            (_model, _count, _count, _count), maxpos, table)
+    args.method_list = _specs("--method-cases", args.method_cases, ":",
+                              (_model, _count, _count), maxpos, table)
 
 
 def main(argv=None) -> int:
     ap = parser("hostcause", __doc__)
-    ap.add_argument("--phases", default="shapes,sync")
+    ap.add_argument("--phases", default="shapes,sync", help=f"of {', '.join(PHASES)}")
     ap.add_argument("--shape-models",
                     default="gpt-350m:default,gpt-350m:unfused,gpt-350m:fp8,gpt-125m:default,"
                             "gpt-760m:default")
-    ap.add_argument("--shapes", default="1x64,4x64,1x256,1x1024,4x256,4x1024",
-                    help="micro-batch x sequence, the first the floor GPT's")
+    ap.add_argument("--shapes", help="micro-batch x sequence, the first the floor GPT's "
+                                     f"(default {SHAPES}; --tiny {TINY['shapes']})")
     ap.add_argument("--spin-ms", type=float, default=10.0)
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--sync-cases",
-                    default="gpt-125m:1024:1:1,gpt-125m:1024:2:1,gpt-125m:1024:4:1,"
-                            "gpt-125m:1024:1:4,gpt-350m:1024:1:1,gpt-350m:1024:2:1,"
-                            "gpt-350m:1024:4:1,gpt-350m:1024:1:4,gpt-760m:2048:1:1,"
-                            "gpt-760m:2048:2:1,gpt-760m:2048:4:1,gpt-1.3b:2048:1:1,"
-                            "gpt-1.3b:2048:2:1,gpt-1.3b:2048:4:1,gpt-1.3b:2048:1:4",
-                    help="model:seq:micro-batch:micro-batches")
-    ap.add_argument("--method-cases",
-                    default="gpt-125m:1024:1,gpt-125m:1024:4,gpt-350m:1024:1,gpt-350m:1024:4,"
-                            "gpt-760m:2048:1,gpt-1.3b:2048:1,gpt-1.3b:2048:4,gpt-125m:1024:16",
-                    help="model:seq:micro-batch")
+    ap.add_argument("--sync-cases", help="model:seq:micro-batch:micro-batches (default "
+                                         f"{SYNC_CASES}; --tiny {TINY['sync_cases']})")
+    ap.add_argument("--method-cases", help="model:seq:micro-batch (default "
+                                           f"{METHOD_CASES}; --tiny {TINY['method_cases']})")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--floor-seq", type=int, default=64)
     ap.add_argument("--floor-reps", type=int, default=4)
     ap.add_argument("--budget-s", type=float, default=500.0)
     args = ap.parse_args(argv)
+    if args.tiny:
+        train.MODELS.update(TINY_MODELS)
+    plan(args)
 
     t0 = time.monotonic()
     device, dtype, cuda = start_run(args, "hostcause")
-    if args.tiny:
-        train.MODELS.update({"gpt-125m": (2, 64, 4), "gpt-350m": (2, 64, 4),
-                             "gpt-760m": (2, 128, 4), "gpt-1.3b": (3, 128, 4)})
     phases = args.phases.split(",")
+    failed: list[str] = []
     if "method" in phases:
         mrows: list[dict] = []
-        try:
-            method_phase(args, device, dtype, cuda, mrows, t0)
-        except Exception:  # noqa: BLE001 - write what was measured
-            _log(f"method: failed\n{traceback.format_exc()}")
+        attempt("method", failed, method_phase, args, device, dtype, cuda, mrows, t0)
         train.write_csv(os.path.join(args.out, "method.csv"), METHOD_COLUMNS, mrows)
     if "shapes" in phases:
         shape_rows: list[dict] = []
         prof_rows: list[dict] = []
-        try:
-            shapes_phase(args, device, dtype, cuda, shape_rows, prof_rows, t0)
-        except Exception:  # noqa: BLE001 - keep the sync phase
-            _log(f"shapes: failed\n{traceback.format_exc()}")
+        attempt("shapes", failed, shapes_phase, args, device, dtype, cuda, shape_rows,
+                prof_rows, t0)
         train.write_csv(os.path.join(args.out, "shapes.csv"), SHAPE_COLUMNS, shape_rows)
         if prof_rows:
             train.write_csv(os.path.join(args.out, "profile.csv"), train.PROFILE_COLUMNS,
@@ -474,14 +512,10 @@ def main(argv=None) -> int:
     if "sync" in phases:
         sw = kernels.Sweep(args.out, device, dtype, cuda, log=_log)
         rows: list[dict] = []
-        try:
-            sync_phase(args, device, dtype, cuda, sw, rows, t0)
-        except Exception:  # noqa: BLE001 - write what was measured
-            _log(f"sync: failed\n{traceback.format_exc()}")
+        attempt("sync", failed, sync_phase, args, device, dtype, cuda, sw, rows, t0)
         sw.flush()
         train.write_csv(os.path.join(args.out, "train.csv"), train.COLUMNS + SYNC_EXTRA, rows)
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, failed)
 
 
 if __name__ == "__main__":
