@@ -158,3 +158,53 @@ def test_alike_ranks_skip_the_refinement_and_get_the_stages(dims):
     # the same partition (refinement numbers classes arbitrarily)
     pairs = set(zip(refined.tolist(), stage.tolist()))
     assert len(pairs) == len(set(refined.tolist())) == par.pp
+
+
+def test_distinct_hash_pairs_first_places_and_members():
+    # by hand: the distinct h1 in order are 3, 5, 7; 3 first sits at 1, 5 at 0, 7 at 3
+    from simulator.network.fabric import _unique_pairs
+
+    h1 = np.array([5, 3, 5, 7, 3], dtype=np.uint64)
+    first, member = _unique_pairs(h1, h1 * np.uint64(2))
+    assert first.tolist() == [1, 0, 3] and member.tolist() == [1, 0, 1, 2, 0]
+    # two pairs with one h1 but another h2: told apart by the pair, in (h1, h2) order
+    first, member = _unique_pairs(h1, np.array([1, 4, 2, 0, 4], dtype=np.uint64))
+    assert first.tolist() == [1, 0, 2, 3] and member.tolist() == [1, 0, 2, 3, 0]
+
+
+def test_capacities_repeat_server_by_server_until_a_nic_is_degraded():
+    model = NcclCostModel(replace(load_spec("dgx-h100"), servers=4))
+    fabric = FabricFlows(model)
+    assert fabric._tiled(fabric.caps)
+    fabric.degrade_nic(9, 0.5)                  # server 1's NIC: its links differ
+    assert not fabric._tiled(fabric.caps)
+
+
+def _stages_fabric(monkeypatch, memo: bool):
+    """The fabric of SimAI's example shrunk to 2 stages of 2 servers (groups moved stage to
+    stage), its link classes found with or without the moved shapes' values reused."""
+    from simulator.network import fabric as nf
+
+    if not memo:
+        monkeypatch.setattr(nf.FabricFlows, "_tiled", lambda self, caps: False)
+    model = NcclCostModel(replace(load_spec("dgx-h100"), servers=4))
+    fabric = FabricFlows(model)
+    for stage in (0, 1):
+        base = stage * 16
+        key = (0, "DP", stage)
+        fabric.add_groups(key, [[base + x, base + 8 + x] for x in range(8)])
+        fabric.add_collective(key, Op.ALLREDUCE, 1 << 20, (base, base + 8))
+        fabric.add_collective(key, Op.ALLGATHER, 1 << 22, (base, base + 8))
+    fabric.add_send((0, "next", 0), [[x, 16 + x] for x in range(16)], 1 << 20, (0, 16))
+    fabric.finish()
+    return fabric
+
+
+def test_moved_shapes_reuse_their_values_and_get_the_same_link_classes(monkeypatch):
+    plain = _stages_fabric(monkeypatch, memo=False)
+    monkeypatch.undo()
+    fast = _stages_fabric(monkeypatch, memo=True)
+    assert fast._moved_shapes                   # stage 1's shapes are stage 0's moved
+    assert fast.link_classes == plain.link_classes and len(plain.link_classes) > 2
+    assert fast._class_loads == plain._class_loads
+    assert fast.physical_links == plain.physical_links

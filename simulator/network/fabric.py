@@ -458,15 +458,25 @@ class FabricFlows:
         # the shapes of a job's stages (and of its identical groups) are one shape moved: the
         # same values link for link, so their words are computed once
         words: dict = {}
+        # a shape moved from another (FabricFlows._moved) shares its loads; on links whose
+        # capacities repeat server by server and pod by pod its values are the other's too
+        by_loads: dict | None = {} if self._tiled(caps) else None
         with np.errstate(over="ignore"):
             for i, k in enumerate(keys):
-                ids = self.shapes[k].ids
-                value = self.shapes[k].loads / caps[ids]
+                shape = self.shapes[k]
+                ids = shape.ids
+                known = by_loads.get(id(shape.loads)) if by_loads is not None else None
+                if known is None:
+                    value = shape.loads / caps[ids]
+                    memo = value.tobytes()
+                    hit = words.get(memo)
+                    if hit is None:
+                        hit = words[memo] = _words(value)
+                    if by_loads is not None:
+                        by_loads[id(shape.loads)] = (shape.loads, value, hit)
+                else:
+                    _, value, hit = known
                 values.append(value)
-                memo = value.tobytes()
-                hit = words.get(memo)
-                if hit is None:
-                    hit = words[memo] = _words(value)
                 h1[ids] += r1[i] * hit[0]
                 h2[ids] += r2[i] * hit[1]
                 present[ids] = True
@@ -495,6 +505,18 @@ class FabricFlows:
             self._class_loads[k] = {Link(LinkKind.FABRIC, c): v      # ns per byte
                                     for c, v in zip(by_link[there].tolist(),
                                                     value[at[there]].tolist())}
+
+    def _tiled(self, caps: np.ndarray) -> bool:
+        """Whether every server's links have the first server's capacities and every pod's
+        the first pod's (what moving a shape by whole servers and pods keeps)."""
+        topo = self.topology
+        _, _, per_server, per_pod, *_ = topo.link_index()
+        n = topo.servers * per_server
+        if len(caps) < n or (len(caps) - n) % max(per_pod, 1):
+            return False
+        servers = caps[:n].reshape(-1, per_server) if per_server else caps[:0]
+        pods = caps[n:].reshape(-1, per_pod) if per_pod else caps[:0]
+        return bool((servers == servers[:1]).all() and (pods == pods[:1]).all())
 
     # -- flows ----------------------------------------------------------------------------
     def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
@@ -579,8 +601,12 @@ def _unique_pairs(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """First index and inverse of the distinct (h1, h2) pairs in (h1, h2) order, as
     ``np.unique(np.stack([h1, h2], 1), axis=0, return_index=True, return_inverse=True)``
     gives them, sorting h1 alone when it tells the pairs apart (it nearly always does)."""
-    _, first, inv = np.unique(h1, return_index=True, return_inverse=True)
-    inv = inv.ravel()
+    # np.unique's index and inverse sort h1 stably; the few distinct values are found
+    # faster apart, then looked up, and each one's first place is the least of its places
+    distinct = np.unique(h1)
+    inv = np.searchsorted(distinct, h1)
+    first = np.full(len(distinct), len(h1), dtype=np.int64)
+    np.minimum.at(first, inv, np.arange(len(h1), dtype=np.int64))
     if np.array_equal(h2[first][inv], h2):
         return first, inv
     _, first, inv = np.unique(np.stack([h1, h2], axis=1), axis=0, return_index=True,

@@ -118,7 +118,8 @@ class FlowNetwork:
         self._joined = 0
         self._checked: set = set()            # Demands whose links were checked here
         self._done_loads: dict = {}           # id(loads) -> [loads, flows finished with it]
-        self._alone: dict = {}                # id(weights) -> (weights, rate alone)
+        # id(weights) -> (weights, rate alone, time alone: a whole flow's wait at that rate)
+        self._alone: dict = {}
         # the engine keeps time in whole nanoseconds: completions are rounded up to the next
         # one (never early; at most 1 ns late per rate change)
         self.integer_time = integer_time
@@ -195,13 +196,13 @@ class FlowNetwork:
         hit = self._alone.get(id(demand.weights))
         if hit is None or not self.closed_form or demand not in self._checked:
             return None
-        rate = hit[1]
-        if rate <= 0:
+        if hit[1] <= 0:
             return None
-        now = self.env.now
+        env = self.env
+        now = env.now
         start = now + latency_ns
-        end = start + completion_wait(1.0, demand.peak, rate, self.integer_time)
-        if not self.env.can_skip_to(end + tail_ns):
+        end = start + hit[2]
+        if not env.can_skip_to(end + tail_ns):
             return None
         claims = self._claims
         for link in demand.weights:
@@ -265,12 +266,13 @@ class FlowNetwork:
         start = now + latency_ns
         hit = self._alone.get(id(flow.weights))
         if hit is None:
-            hit = self._alone[id(flow.weights)] = (flow.weights, self._alone_rate(flow))
+            hit = self._alone_entry(flow)
         rate = hit[1]
         end = None
         if rate > 0:
-            # exactly the solver's completion of a flow alone from its start (_join)
-            end = start + completion_wait(flow.remaining, flow.peak, rate, self.integer_time)
+            # exactly the solver's completion of a flow alone from its start (_join): a new
+            # flow has all its data to move (remaining 1)
+            end = start + hit[2]
         claims = self._claims
         meets = False
         for link in flow.weights:
@@ -392,7 +394,7 @@ class FlowNetwork:
             # flows of one Demand share their weights: the rate alone is solved once
             hit = self._alone.get(id(flow.weights))
             if hit is None:
-                hit = self._alone[id(flow.weights)] = (flow.weights, self._alone_rate(flow))
+                hit = self._alone_entry(flow)
             # _set_rate on a flow that has not moved yet (rate 0, at_ns now), inline
             rate = flow.rate = hit[1]
             flow.version += 1
@@ -403,6 +405,14 @@ class FlowNetwork:
             self._solve(self._component(flow.weights), now)
         if self.on_change is not None:
             self.on_change(self)
+
+    def _alone_entry(self, f: Flow) -> tuple:
+        """(weights, rate alone, a whole flow's wait alone) of ``f``'s weights, kept (the
+        weights too, so that their id stays theirs)."""
+        rate = self._alone_rate(f)
+        wait = completion_wait(1.0, f.peak, rate, self.integer_time) if rate > 0 else 0.0
+        entry = self._alone[id(f.weights)] = (f.weights, rate, wait)
+        return entry
 
     def _alone_rate(self, f: Flow) -> float:
         """Progressive filling of one flow: its tightest link (first of near-equal ones)."""
