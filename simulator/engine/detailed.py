@@ -156,6 +156,12 @@ class DetailedSim:
         # a class's process may run ahead of the queue (loop.Environment.can_skip_to); the
         # plain call a flow's end is fits simpy only as a scheduled event
         self._ahead = isinstance(self.env, Environment)
+        # steps of a class that nothing else can touch run as one (_ClassStage._segment):
+        # on the fabric's closed-form flows, on this loop
+        self._segments = (self._ahead and fabric is not None and self.net is not None
+                          and self.net.closed_form)
+        self._users: dict | None = None       # link class -> who can load it (fabric)
+        self._owned_cache: dict = {}
         # link utilisation over time, for the timeline: (link, time ns, share of capacity)
         self.link_samples: list[tuple] = []
         self._last_rate: dict = {}
@@ -254,6 +260,22 @@ class DetailedSim:
                     lambda _e: ev.succeed((start, end)))
         return m.event
 
+    def _owned(self, cid: int, demand) -> bool:
+        """Whether only collectives of class ``cid`` alone in their groups can load
+        ``demand``'s links (no other class, job or pipeline send)."""
+        key = (cid, id(demand))
+        hit = self._owned_cache.get(key)
+        if hit is None:
+            if self._users is None:
+                self._users = self.fabric.link_users()
+            setup = self.setups[cid]
+            job, mine = setup.job.job, setup.cls.cid
+            hit = self._owned_cache[key] = all(
+                isinstance(u[1], Group) and u[0] == job and len(u[2]) == 1
+                and u[2][0][0] == mine
+                for link in demand.weights for u in self._users.get(link, ()))
+        return hit
+
     def _flows(self) -> FlowNetwork:
         assert self.net is not None   # a contention run builds its network in __init__
         return self.net
@@ -335,6 +357,7 @@ class _ClassStage:
         self.jitter = sim.jitter
         self.rng = sim.jitter.rng_for(setup.cid) if sim.jitter is not None else None
         self.programs: dict = {}
+        self.segments: dict = {}        # (program, step) -> its segment's plan (_plan)
         # while tracing a pipeline pass: its micro-batch, chunk and the message it received
         # (flow_in), for the slices the pass itself issues (not its asynchronous collectives,
         # which may end during a later pass)
@@ -435,8 +458,29 @@ class _ClassStage:
                 # the trace joins the pipeline send this pass waited for to the pass
                 self.pass_args["flow_in"] = flow_id(r.phase, r.mb, r.chunk,
                                                     self.partner[r.sender])
-        for i, step in enumerate(self.program(p.phase, seq)):
+        program = self.program(p.phase, seq)
+        segments = sim._segments and rng is None and not traced
+        i, n = 0, len(program)
+        while i < n:
+            step = program[i]
             kind, row = step[0], step[1]
+            if (segments and (kind == COMPUTE or kind == BLOCK)
+                    and all(q is None or q.triggered for q in stream_last)):
+                # steps nothing else can touch, at once (_segment); their queue entries are
+                # placeholders (_Chain), so that everything else keeps its place in the order
+                j, waits = self._segment(program, i)
+                if j > i:
+                    k = 0
+                    while k < len(waits) and env.can_skip_to(waits[k][0]):
+                        env.now = waits[k][0]          # as each step could run ahead
+                        k += 1
+                    if k < len(waits):
+                        done = env.event()
+                        _Chain(env, waits, k, done)
+                        yield done
+                    i = j
+                    continue
+            i += 1
             if kind == COMPUTE:
                 ns = step[2]
                 if rng is not None or traced:
@@ -459,15 +503,15 @@ class _ClassStage:
                 ready = env.now
                 if stream_end[s] > ready:
                     ready = stream_end[s]
-                ev = sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i), ready, step[3], step[4],
-                               row.comms[COMM_OF_TAG.get(step[5], 0)])
+                ev = sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i - 1), ready, step[3],
+                               step[4], row.comms[COMM_OF_TAG.get(step[5], 0)])
                 start, end = ev if type(ev) is tuple else (yield ev)
                 stream_end[s] = end
                 res.exposed_ns[_STREAM_NAMES[s]] += end - issued
                 row_exposed[row.key] = row_exposed.get(row.key, 0) + end - issued
                 sim.events += 1
             elif kind == BLOCK:
-                yield from self.blocking(step[2], step[3], step[4], (seq, mb, i),
+                yield from self.blocking(step[2], step[3], step[4], (seq, mb, i - 1),
                                          f"{row.name} {step[5]}" if traced else "", row.key,
                                          row.comms[COMM_OF_TAG.get(step[5], 0)],
                                          self._comm_args(row, step[5], True, True)
@@ -475,7 +519,7 @@ class _ClassStage:
             elif kind == ISSUE:
                 s = step[2]
                 proc = self.env.process(self.asynchronous(
-                    s, step[3], step[4], (seq, mb, i),
+                    s, step[3], step[4], (seq, mb, i - 1),
                     f"{row.name} {step[5]}" if traced else "",
                     stream_last[s], row.comms[COMM_OF_TAG.get(step[5], 0)],
                     self._comm_args(row, step[5], False, False) if traced else None))
@@ -490,6 +534,108 @@ class _ClassStage:
                 yield from self.wait_for(self.wg_done.get(row.key), row.wg_stream, row)
         self.pass_args = None
         self.sim.events += 1
+
+    def _segment(self, program: tuple, i: int) -> tuple[int, list]:
+        """Steps ``program[i:j]`` that nothing but this process can touch, done at once
+        (their plan: :meth:`_plan`); returns ``j`` and, per step that waits, (the time the
+        loop would resume this process at, whether the wait is a flow's end with no update
+        time: two queue entries, its end and its event)."""
+        key = (id(program), i)
+        plan = self.segments.get(key)
+        if plan is None:
+            plan = self._plan(program, i)
+            if plan[-1]:
+                self.segments[key] = plan
+        j, offsets, compute, recompute, exposed, rows, ends, flows, _ = plan
+        if j == i:
+            return j, []
+        res, t = self.res, self.env.now
+        res.compute_ns += compute
+        res.recompute_ns += recompute
+        for name, ns in exposed:
+            res.exposed_ns[name] += ns
+        row_exposed = self.row_exposed
+        for row_key, ns in rows:
+            row_exposed[row_key] = row_exposed.get(row_key, 0) + ns
+        stream_end = self.stream_end
+        for s, offset in ends:
+            stream_end[s] = t + offset
+        if flows:
+            sim = self.sim
+            net = sim.net
+            assert net is not None          # segments run on the fabric's flows
+            for demand, count in flows:
+                net.count_alone(demand, count)
+                sim.events += count
+        return j, [(t + offset, two) for offset, two in offsets]
+
+    def _plan(self, program: tuple, i: int) -> tuple:
+        """What ``program[i:j]`` does from any start (every time relative to it): compute
+        phases, waits on collectives that have ended (the caller checks that none is in
+        flight) and blocking collectives of this class alone whose flows cross only links no
+        other class, send or collective of its own can load, so that each ends in closed
+        form before the next starts. (j, wait offsets, compute, recompute, exposed per
+        stream, per row, stream ends, flows per Demand, whether it may be kept: not cut
+        short by a flow's first time.)"""
+        from .policy import BLOCK, COMPUTE, WAIT, WAIT_WG
+
+        sim = self.sim
+        net = sim.net
+        assert net is not None
+        flows, members = sim._fabric_flows, self.setup.cls.group_members
+        t = 0
+        offsets: list = []
+        compute = recompute = 0
+        exposed: dict = {}
+        rows: dict = {}
+        ends: dict = {}
+        demands: dict = {}
+        keep = True
+        n = len(program)
+        j = i
+        while j < n:
+            step = program[j]
+            kind = step[0]
+            if kind == COMPUTE:
+                ns = step[2]
+                if ns:
+                    compute += ns
+                    if step[5]:
+                        recompute += ns
+                    t += ns
+                    offsets.append((t, False))
+            elif kind == WAIT or kind == WAIT_WG:
+                pass                            # on collectives that have ended: no wait
+            elif kind == BLOCK:
+                s, comm_ns, update_ns = step[2], step[3], step[4]
+                group = _KIND_OF_STREAM[s]
+                if not comm_ns or len(members[group]) != 1:
+                    break
+                comm = step[1].comms[COMM_OF_TAG.get(step[5], 0)]
+                hit = flows.get((self.idx, id(group), id(comm), comm_ns))
+                if hit is None:
+                    keep = False                # its first time: the plain way makes it
+                    break
+                demand, latency = hit[1]
+                if not sim._owned(self.idx, demand):
+                    break
+                wait = net.alone_wait(demand)
+                if wait is None:
+                    keep = False
+                    break
+                end = t + latency + wait + update_ns
+                name = _STREAM_NAMES[s]
+                exposed[name] = exposed.get(name, 0) + end - t
+                rows[step[1].key] = rows.get(step[1].key, 0) + end - t
+                ends[s] = end
+                demands[demand] = demands.get(demand, 0) + 1
+                t = end
+                offsets.append((t, not update_ns))
+            else:
+                break
+            j += 1
+        return (j, offsets, compute, recompute, list(exposed.items()), list(rows.items()),
+                list(ends.items()), list(demands.items()), keep)
 
     def receive(self, p: StagePass):
         r, env, res = p.receive, self.env, self.res
@@ -552,6 +698,39 @@ class _ClassStage:
             yield env.timeout(ends[latest] - env.now)
         res.end_ns = env.now
         self.sim.finished[self.idx] = True
+
+
+class _Chain:
+    """The queue entries a segment's waits would make, as plain calls (tail calls, as the
+    timeouts and flow ends that resume a process are), each scheduling the next where the
+    process would: the same entries, times and order for everyone else. At the last the
+    process resumes (``done`` fires); at each the process could have run ahead, so may the
+    chain."""
+
+    __slots__ = ("env", "waits", "k", "done", "second")
+
+    def __init__(self, env: Environment, waits: list, k: int, done):
+        self.env, self.waits, self.k, self.done = env, waits, k, done
+        self.second = False
+        env.call_at(waits[k][0], self.step, None, tail=True)
+
+    def step(self, _arg) -> None:
+        env, waits = self.env, self.waits
+        if waits[self.k][1] and not self.second:
+            # a flow's end with no update time: its event is scheduled now, at once
+            self.second = True
+            env.call_at(env.now, self.step, None, tail=True)
+            return
+        self.second = False
+        k = self.k + 1
+        while k < len(waits) and env.can_skip_to(waits[k][0]):
+            env.now = waits[k][0]
+            k += 1
+        if k == len(waits):
+            fire(self.done, None)
+            return
+        self.k = k
+        env.call_at(waits[k][0], self.step, None, tail=True)
 
 
 def _send_args(key: tuple, receiver: int | None) -> dict:

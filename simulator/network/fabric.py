@@ -518,6 +518,16 @@ class FabricFlows:
         pods = caps[n:].reshape(-1, per_pod) if per_pod else caps[:0]
         return bool((servers == servers[:1]).all() and (pods == pods[:1]).all())
 
+    def link_users(self) -> dict:
+        """Link class -> the meeting keys (as given to ``add_*``) of every collective and
+        send that loads it: who can ever put a flow on it."""
+        users: dict = {}
+        for (key, _op, _size), parts in self._meeting.items():
+            for part in parts:
+                for link in self._class_loads.get(part, ()):
+                    users.setdefault(link, set()).add(key)
+        return users
+
     # -- flows ----------------------------------------------------------------------------
     def collective(self, key, op: Op, size_bytes: int, priced_ns: int) -> tuple[Demand, float]:
         parts = self._meeting[(key, op, size_bytes)]

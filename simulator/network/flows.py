@@ -223,6 +223,28 @@ class FlowNetwork:
         self.finished += 1
         return end + tail_ns
 
+    def alone_wait(self, demand: Demand) -> float | None:
+        """A flow of ``demand``'s time alone (after its latency), for a caller that knows
+        nothing else can load its links while it moves: None unless it ends in closed form
+        (the network is, the Demand was transferred here before, it moves at all) and none
+        of its links is claimed now."""
+        hit = self._alone.get(id(demand.weights))
+        if (hit is None or hit[1] <= 0 or not self.closed_form or demand not in self._checked
+                or id(demand.loads) not in self._done_loads):
+            return None
+        claims = self._claims
+        for link in demand.weights:
+            if link in claims:
+                return None
+        return hit[2]
+
+    def count_alone(self, demand: Demand, count: int = 1) -> None:
+        """``count`` flows of ``demand`` that ended alone, counted as their closed-form ends
+        count them (:meth:`alone_wait` said they would; its loads were counted before)."""
+        self._done_loads[id(demand.loads)][1] += count
+        self.solves += 2 * count
+        self.finished += count
+
     def _moving(self) -> list[Flow]:
         """The flows moving data now: the solver's and the closed-form ones between their
         start and end."""
