@@ -28,7 +28,7 @@ def _order(a_waits, b_delays):
 
     def a():
         done = env.event()
-        _Chain(env, a_waits, 0, done)
+        _Chain(env, 0, a_waits, 0, done)
         yield done
         log.append(("A", env.now))
 
@@ -63,7 +63,7 @@ def test_a_chain_runs_ahead_when_nothing_is_queued_before_its_next_wait():
 
     def a():
         done = env.event()
-        _Chain(env, [(3, False), (5, False), (9, False)], 0, done)
+        _Chain(env, 0, [(3, False), (5, False), (9, False)], 0, done)
         yield done
         seen.append(env.now)
 
@@ -119,9 +119,9 @@ def test_a_contended_run_puts_most_steps_in_segments(monkeypatch):
     plain = detailed._ClassStage._segment
 
     def counted(self, program, i):
-        j, waits = plain(self, program, i)
+        j, t0, waits = plain(self, program, i)
         steps.append(j - i)
-        return j, waits
+        return j, t0, waits
 
     monkeypatch.setattr(detailed._ClassStage, "_segment", counted)
     assert main(["simulate", str(WORKLOADS / "seed004_moe_tp8_ep4_pp4_128gpus.txt"),

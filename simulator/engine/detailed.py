@@ -461,24 +461,25 @@ class _ClassStage:
         program = self.program(p.phase, seq)
         segments = sim._segments and rng is None and not traced
         i, n = 0, len(program)
+        after = -1                  # where the last segment stopped: a step it could not take
         while i < n:
             step = program[i]
             kind, row = step[0], step[1]
-            if (segments and (kind == COMPUTE or kind == BLOCK)
+            if (segments and i != after and (kind == COMPUTE or kind == BLOCK)
                     and all(q is None or q.triggered for q in stream_last)):
                 # steps nothing else can touch, at once (_segment); their queue entries are
                 # placeholders (_Chain), so that everything else keeps its place in the order
-                j, waits = self._segment(program, i)
+                j, t0, waits = self._segment(program, i)
                 if j > i:
-                    k = 0
-                    while k < len(waits) and env.can_skip_to(waits[k][0]):
-                        env.now = waits[k][0]          # as each step could run ahead
+                    k, m = 0, len(waits)
+                    while k < m and env.can_skip_to(t0 + waits[k][0]):
+                        env.now = t0 + waits[k][0]     # as each step could run ahead
                         k += 1
-                    if k < len(waits):
+                    if k < m:
                         done = env.event()
-                        _Chain(env, waits, k, done)
+                        _Chain(env, t0, waits, k, done)
                         yield done
-                    i = j
+                    i = after = j
                     continue
             i += 1
             if kind == COMPUTE:
@@ -535,11 +536,11 @@ class _ClassStage:
         self.pass_args = None
         self.sim.events += 1
 
-    def _segment(self, program: tuple, i: int) -> tuple[int, list]:
+    def _segment(self, program: tuple, i: int) -> tuple[int, int, list]:
         """Steps ``program[i:j]`` that nothing but this process can touch, done at once
-        (their plan: :meth:`_plan`); returns ``j`` and, per step that waits, (the time the
-        loop would resume this process at, whether the wait is a flow's end with no update
-        time: two queue entries, its end and its event)."""
+        (their plan: :meth:`_plan`); returns ``j``, the start and, per step that waits,
+        (the time from the start the loop would resume this process at, whether the wait is
+        a flow's end with no update time: two queue entries, its end and its event)."""
         key = (id(program), i)
         plan = self.segments.get(key)
         if plan is None:
@@ -547,9 +548,9 @@ class _ClassStage:
             if plan[-1]:
                 self.segments[key] = plan
         j, offsets, compute, recompute, exposed, rows, ends, flows, _ = plan
-        if j == i:
-            return j, []
         res, t = self.res, self.env.now
+        if j == i:
+            return j, t, offsets
         res.compute_ns += compute
         res.recompute_ns += recompute
         for name, ns in exposed:
@@ -567,7 +568,7 @@ class _ClassStage:
             for demand, count in flows:
                 net.count_alone(demand, count)
                 sim.events += count
-        return j, [(t + offset, two) for offset, two in offsets]
+        return j, t, offsets
 
     def _plan(self, program: tuple, i: int) -> tuple:
         """What ``program[i:j]`` does from any start (every time relative to it): compute
@@ -707,30 +708,31 @@ class _Chain:
     process resumes (``done`` fires); at each the process could have run ahead, so may the
     chain."""
 
-    __slots__ = ("env", "waits", "k", "done", "second")
+    __slots__ = ("env", "t0", "waits", "k", "done", "second")
 
-    def __init__(self, env: Environment, waits: list, k: int, done):
-        self.env, self.waits, self.k, self.done = env, waits, k, done
+    def __init__(self, env: Environment, t0: int, waits: list, k: int, done):
+        # waits: (time from t0, whether two entries), as _ClassStage._segment gives them
+        self.env, self.t0, self.waits, self.k, self.done = env, t0, waits, k, done
         self.second = False
-        env.call_at(waits[k][0], self.step, None, tail=True)
+        env.call_at(t0 + waits[k][0], self.step, None, tail=True)
 
     def step(self, _arg) -> None:
-        env, waits = self.env, self.waits
+        env, waits, t0 = self.env, self.waits, self.t0
         if waits[self.k][1] and not self.second:
             # a flow's end with no update time: its event is scheduled now, at once
             self.second = True
             env.call_at(env.now, self.step, None, tail=True)
             return
         self.second = False
-        k = self.k + 1
-        while k < len(waits) and env.can_skip_to(waits[k][0]):
-            env.now = waits[k][0]
+        k, m = self.k + 1, len(waits)
+        while k < m and env.can_skip_to(t0 + waits[k][0]):
+            env.now = t0 + waits[k][0]
             k += 1
-        if k == len(waits):
+        if k == m:
             fire(self.done, None)
             return
         self.k = k
-        env.call_at(waits[k][0], self.step, None, tail=True)
+        env.call_at(t0 + waits[k][0], self.step, None, tail=True)
 
 
 def _send_args(key: tuple, receiver: int | None) -> dict:
