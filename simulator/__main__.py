@@ -1,12 +1,9 @@
 import sys
 
 try:
-    from .cli import main
+    from .cli import program
 
-    code = main()
-    if sys.argv[1:2] == ["simulate"]:
-        from .cli import exit_now
-        exit_now(code)
+    code = program()
 except KeyboardInterrupt:  # Ctrl-C while Python is still importing: no traceback
     print("collsim: interrupted", file=sys.stderr)
     code = 130

@@ -65,9 +65,19 @@ def main(argv: list[str] | None = None) -> int:
             gc.enable()
 
 
+def program() -> int:
+    """``collsim`` (the console script) and ``python -m simulator``: :func:`main` on
+    ``sys.argv``; a simulate run then ends without its interpreter's teardown
+    (:func:`exit_now`)."""
+    code = main()
+    if sys.argv[1:2] == ["simulate"]:
+        exit_now(code)
+    return code
+
+
 def exit_now(code: int) -> None:
-    """End a ``python -m simulator simulate`` process (``__main__``) without tearing its
-    objects down one by one.
+    """End a ``collsim simulate`` process (:func:`program`) without tearing its objects down
+    one by one.
 
     What a normal exit does that matters here is done first: the output streams flushed,
     the atexit handlers run; then ``os._exit``. Freeing every module and object a run made

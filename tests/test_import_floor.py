@@ -247,6 +247,13 @@ def test_simulate_process_ends_without_teardown_but_keeps_what_an_exit_does():
     assert usual.returncode == 0 and "finalized" in usual.stderr, usual.stderr[-500:]
     assert len(usual.stdout) > 8192 and ok.stdout == usual.stdout
     assert "handler ran" in ok.stderr and "finalized" not in ok.stderr, ok.stderr[-500:]
+    # the console script pip writes for `collsim` (pyproject's entry point) ends so too
+    entry = (ROOT / "pyproject.toml").read_text().split('collsim = "', 1)[1].split('"')[0]
+    assert entry == "simulator.cli:program"
+    script = _module_run(base + f"sys.argv = ['collsim', *{argv!r}]\n"
+                                "from simulator.cli import program\nsys.exit(program())\n")
+    assert script.returncode == 0 and script.stdout == usual.stdout, script.stderr[-500:]
+    assert "handler ran" in script.stderr and "finalized" not in script.stderr
     bad = _module_run(base + "sys.argv = ['simulator', 'simulate', '--quiet', "
                              "'/nonexistent/table.txt']\n"
                              "runpy.run_module('simulator', run_name='__main__')\n")

@@ -124,9 +124,12 @@ def _warn_unused_parameters(args: argparse.Namespace, workload, world: int, clus
     """A what-if flag the job never exercises cannot change the answer: say so."""
     import warnings
 
-    from ..checks import cluster_overrides, unused_parameters
     from .common import cluster_options
-    overrides = cluster_overrides(cluster_options(args))
+    options = cluster_options(args)
+    if not options.asked():     # no cluster flag, no override: the check's modules stay unloaded
+        return
+    from ..checks import cluster_overrides, unused_parameters
+    overrides = cluster_overrides(options)
     if not overrides:
         return
     from ..config.flags import CLUSTER_FIELDS, flag_for
