@@ -237,8 +237,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the model)")
     c.add_argument("--power-cap", dest="power_cap", action="store_true",
                    help="price compute-bound kernels at the clock the step sustains under the "
-                        "GPU's power cap, where the GPU has a fitted model (default off: every "
-                        "kernel at the boost clock; docs/compute-model.md)")
+                        "GPU's power cap, where the GPU has a fitted model, with the GEMMs "
+                        "referred to the boost clock (default off: the kernel sweep's rates; "
+                        "docs/compute-model.md)")
     c.add_argument("--no-memory-check", action="store_true",
                    help="write the file even when the memory estimate exceeds the GPU's HBM")
     p.add_argument("--json", metavar="PATH",

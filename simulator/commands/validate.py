@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH",
                    help="results as JSON ('-' for stdout): cases, summary, the transfer table "
                         "and the 4-rank collectives table")
+    p.add_argument("--power-cap", choices=("on", "off"), default=None,
+                   help="the GPU power-cap model (generate --power-cap) on or off for every "
+                        "H200 GPT step (default: generate's default for the H200)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -41,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = check_outputs(args, {"json": "--json", "write_docs": "--write-docs"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the cases' size-1 groups are intended
-        rep = run_validation(args.calibration, args.transfer_calibration)
+        pc = getattr(args, "power_cap", None)
+        rep = run_validation(args.calibration, args.transfer_calibration,
+                             power_cap=None if pc is None else pc == "on")
     if not args.quiet and args.json != "-":
         sys.stdout.write(render_text(rep))
     # the JSON and the docs section are one set of outputs: both written or neither

@@ -57,7 +57,8 @@ class GeneratedWorkload:
         else:
             how = ("GPU model: every kernel's device time (GEMM curve, attention, memory-bound "
                    "kernels) and host dispatch, replayed as the host issues them "
-                   "(docs/compute-model.md); " + (gpu.derivation or "roofline constants"))
+                   "(docs/compute-model.md); " + (gpu.derivation or "roofline constants")
+                   + "; " + power_cap_assumed(gpu, c.features.power_cap))
         return {
             "generator": "collsim generate", "style": c.style, "model": c.model.name,
             "gpu": c.gpu, "gpu_peak_bf16_tflops": gpu.peak_tflops,
@@ -180,9 +181,10 @@ def generate(cfg: TrainConfig, compute: str = "model",
     if cm is not None and cfg.features.fp8:
         cm.fp8_model = ComputeModel(cfg, phys, gpu=fp8_gpu(cfg.gpu_spec))
     if cm is not None and cm.power_cap is not None:
-        notes.append(f"power cap applied (--power-cap): compute-bound kernels x "
-                     f"{cm.power_factor:.3f} at the clock this step sustains "
-                     f"({cm.power_cap.source}); leave --power-cap out for the boost clock")
+        notes.append(f"power cap applied (--power-cap): GEMMs at the boost clock, then "
+                     f"compute-bound kernels x {cm.power_factor:.3f} at the clock this step "
+                     f"sustains ({cm.power_cap.source}); leave --power-cap out for the kernel "
+                     f"sweep's rates")
     rows: list[Row] = []
     line = 3
     profile_used: set[str] = set()
@@ -366,6 +368,23 @@ def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
         for group, (count, k) in pending.items():
             out[k][5] = comm(op, group, bytes_per_param * count)
     return out
+
+
+def power_cap_assumed(gpu, on: bool) -> str:
+    """How the GPU's power cap is priced (the assumptions' compute line)."""
+    cap = gpu.power_cap
+    if cap is None:
+        return ("power cap: no model for this GPU (none measured), every kernel at the rate "
+                "derived above")
+    if on:
+        return (f"power cap on (--power-cap): GEMMs at the boost clock (the sweep's curve "
+                f"x {cap.gemm_boost:.4f} in e_max), then GEMMs and attention slowed by the "
+                f"factor the step's own timeline sustains under the {cap.cap_w:.0f} W limit "
+                f"({cap.source}); memory-bound kernels not slowed")
+    return ("power cap off (the default): GEMMs at the kernel sweep's rate, which ran "
+            "partly under the cap (large GEMMs about 4% slower than at the boost clock), "
+            "attention and memory-bound kernels at the boost clock; the validated H200 "
+            "steps are closer so (docs/compute-model.md); --power-cap turns the model on")
 
 
 def fp8_gpu(gpu):

@@ -209,10 +209,11 @@ class ComputeModel:
     def __init__(self, cfg: TrainConfig, params: ParamCounts, gpu: GPUSpec | None = None):
         """``gpu``: price the kernels on this GPU instead of ``cfg.gpu_spec`` (FP8 GEMMs).
 
-        The kernels are priced at the boost clock; where the GPU has a power-cap model
-        (``power_cap``, :mod:`.power`) and the configuration leaves it on, the step's own
-        timeline at that clock gives the factor its compute-bound kernels run slower at the
-        clock the step sustains (``power_factor``), and the step is priced again with it."""
+        The kernels are priced as the kernel sweep timed them. Where the GPU has a power-cap
+        model (``power_cap``, :mod:`.power`) and the configuration turns it on, the GEMMs are
+        referred to the boost clock (``gemm_boost``), the step's own timeline at that clock
+        gives the factor its compute-bound kernels run slower at the clock the step sustains
+        (``power_factor``), and the step is priced again with it."""
         base = _host_variant(gpu if gpu is not None else cfg.gpu_spec, cfg)
         self._build(cfg, params, base)
         #: compute-bound kernels' time factor under the power cap (1: boost clock, or off)
@@ -221,10 +222,14 @@ class ComputeModel:
             getattr(cfg, "features", None), "power_cap", False) else None
         if self.power_cap is not None:
             from .power import step_factor
+            # GEMMs at the boost clock (the sweep's curve carries part of the cap: power.py);
+            # an FP8 spec's curve, timed the same way, by the same ratio (not measured cold)
+            boost = replace(base, gemm_emax=base.gemm_emax * self.power_cap.gemm_boost)
+            self._build(cfg, params, boost)
             k = step_factor(self.power_cap, self.step_segments())
             if k > 1.0 + 1e-9:
                 self.power_factor = k
-                self._build(cfg, params, replace(base, compute_scale=k))
+                self._build(cfg, params, replace(boost, compute_scale=k))
 
     def step_segments(self) -> list:
         """The step at the boost clock as the GPU runs it, (us, class) segments (power.py):

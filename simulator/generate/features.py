@@ -71,7 +71,7 @@ class Features:
     loss_scale: float | None = None            # fp16: a static loss scale (None: dynamic)
     # ours: the GPU's sustained clock under its power cap (power.py), where the GPU has a
     # fitted model; off by default (on, the kernel-fitted model makes the validated H200
-    # steps worse: docs/compute-model.md); False prices every kernel at the boost clock
+    # steps worse: docs/compute-model.md); False prices the kernels at the sweep's rates
     power_cap: bool = False
 
     @property

@@ -113,8 +113,8 @@ class GPUSpec:
     unfused_fwd: tuple | None = None
     unfused_bwd: tuple | None = None
     derivation: str = ""            # how the kernel-level values were obtained
-    # the power cap's model (power.PowerCap, fitted on traces/h200/compute/powercap1); None:
-    # kernels at the boost clock whatever the load
+    # the power cap's model (power.PowerCap, fitted on traces/h200/compute/powercap1 and
+    # powercap2); None: no model, the kernels at their fitted rates whatever the load
     power_cap: Any = None
     # the factor on every compute-bound kernel (GEMMs, attention) at the clock a step
     # sustains under the cap (ComputeModel sets it per step; 1: the boost clock)

@@ -1,9 +1,13 @@
 """The H200's power-cap model (power.PowerCap), fitted by
-``simulator.generate.power_fit.fit("traces/h200/compute/powercap1")`` on kernels run back to
-back and in duty cycles on one H200 (700 W limit); residuals: median 2.1% over the large
-GEMM's 1 ms windows, 2.3% over the 30 duty patterns (docs/compute-model.md)."""
+``simulator.generate.power_fit.fit("traces/h200/compute/powercap1",
+"traces/h200/compute/powercap2", GPUS["h200"])`` (tests/test_power.py checks it) on kernels
+run back to back, in duty cycles and in GEMM + element-wise mixes on one H200 (700 W limit);
+residuals: median 2.3% over the large GEMM's 1 ms windows, 2.1% over the 30 duty patterns,
+0.4-2.2% over the 4 mixes; the GEMM curve referred to the boost clock by 171 GEMMs from a
+rested GPU (median 1.3%). docs/compute-model.md."""
 from .power import PowerCap
 
-H200_POWER_CAP = PowerCap(cap_w=700.0, idle_w=125.6, mem_w=631.9, compute_w=1340.3,
-                          gain=0.2224, tau_ms=50.86,
-                          source="fitted on traces/h200/compute/powercap1 (kernels only)")
+H200_POWER_CAP = PowerCap(cap_w=700.0, idle_w=125.6, mem_w=593.3, compute_w=1335.4,
+                          gain=0.2278, tau_ms=52.49, gemm_boost=1.0384,
+                          source="fitted on traces/h200/compute/powercap1 and powercap2 "
+                                 "(kernels only)")

@@ -3,24 +3,40 @@
 Reads a folder of :mod:`simulator.measure.powercap` (traces/h200/compute/powercap1):
 ``windows.csv`` (one kernel back to back after an idle spell, timed in ~1 ms windows),
 ``periods.csv`` (GEMM stretches and idle or memory-bound gaps repeated), ``clocks.csv``
-(NVML) and ``nvml_env.txt`` (the enforced power limit). Nothing here reads a training step.
+(NVML) and ``nvml_env.txt`` (the enforced power limit); and, where given, one of
+:mod:`simulator.measure.powerref` (traces/h200/compute/powercap2): ``kernels.csv`` (the
+sweep's GEMMs from a rested GPU), ``power.csv`` (a GPT step's element-wise kernels' power)
+and ``periods.csv`` (GEMMs with gaps of GPT element-wise kernels or copies). Nothing here
+reads a training step.
 
-* ``cap_w``: the enforced limit; ``idle_w`` / ``mem_w``: the median power NVML reports at the
-  end of the idle spells / in the second half of the copy's back-to-back run.
+* ``cap_w``: the enforced limit; ``idle_w``: the median power NVML reports at the end of the
+  idle spells; ``mem_w``: the median over a GPT step's element-wise kernels run back to back
+  (powercap2; without it, the 256 MiB copy's of powercap1).
+* ``gemm_boost``: the GEMM curve's e_max refitted (its shape terms kept) on the sweep's
+  forward GEMMs timed from a rested GPU, over the shipped e_max.
 * ``compute_w``, ``gain``, ``tau_ms``: least squares on the relative error of the predicted
-  per-GEMM time, over the large GEMM's back-to-back windows (boost time: its 2nd-6th windows)
-  and every duty pattern's second half (boost time: the 4096^3 GEMM's).
+  per-GEMM time, over the large GEMM's back-to-back windows (boost time: its 2nd-6th windows),
+  every duty pattern's second half (boost time: the 4096^3 GEMM's) and powercap2's mixes'
+  second halves (boost time: the 4096^3 GEMM from a rested GPU; the gaps at the power their
+  kernels draw back to back).
 """
 from __future__ import annotations
 
 import csv
 import os
 import statistics
+from dataclasses import replace
 
 from .power import COMPUTE, IDLE, MEMORY, PowerCap, stretch
 
 RAMP_CASE = "gemm 4096x16384x4096"
 DUTY_GEMM = "gemm 4096x4096x4096"
+#: powercap2's element-wise kernels that are not a GPT step's (the reference copy, attention)
+NOT_ELEMENTWISE = ("copy_256MiB", "sdpa_causal.fwd")
+#: the GPT element-wise kernels of powercap2's mix gaps, in turn (powerref.run_mix)
+MIX_OPS = ("layer_norm.fwd", "gelu.fwd", "dropout.fwd", "add.fwd")
+#: below this a rested GEMM's per-call events cost a few % (powerref times each call)
+COLD_MIN_US = 50.0
 
 
 def _rows(path: str) -> list[dict]:
@@ -82,8 +98,10 @@ def duty_patterns(folder: str) -> list[dict]:
 def predict_duty(cap: PowerCap, case: dict, gemm_boost_us: float) -> tuple[float, float]:
     """(predicted, measured) per-GEMM time over the second half of a duty case: each group's
     periods replayed at the boost clock (its GEMMs at ``gemm_boost_us``, its gaps as
-    measured: idle, or memory-bound copies, which the cap does not slow)."""
+    measured: idle, or memory-bound kernels, drawing ``case["gap_w"]`` where given)."""
     gap_cls = IDLE if case["gap"] == "idle" else MEMORY
+    if case.get("gap_w"):
+        cap = replace(cap, mem_w=case["gap_w"])
     p = None
     half = len(case["groups"]) // 2
     pred_us = meas_us = 0.0
@@ -110,8 +128,67 @@ def predict_ramp(cap: PowerCap, windows: list[dict], boost: float) -> list[tuple
     return out
 
 
-def fit(folder: str) -> tuple[PowerCap, dict]:
-    """The fitted model and its residuals (relative errors, predicted / measured - 1)."""
+def eltwise_power(folder: str) -> dict[tuple[str, str], float]:
+    """(op, size) -> median power (W) of powercap2's element-wise kernels that kept the GPU
+    busy (busy share >= 0.95: a host-bound loop's idle gaps would lower it)."""
+    return {(r["op"], r["size"]): float(r["power_w"])
+            for r in _rows(os.path.join(folder, "power.csv"))
+            if r["power_w"] and float(r["busy_share"] or 0) >= 0.95}
+
+
+def step_mem_w(folder: str) -> float:
+    """A GPT step's memory-bound kernels' power: the median over its element-wise kernels at
+    both measured step sizes."""
+    return statistics.median(w for (op, _), w in eltwise_power(folder).items()
+                             if op not in NOT_ELEMENTWISE)
+
+
+def cold_gemms(folder: str) -> list[tuple[int, int, int, float]]:
+    """(m, n, k, us) of powercap2's forward GEMMs from a rested GPU, at least COLD_MIN_US."""
+    return [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["dev_us"]))
+            for r in _rows(os.path.join(folder, "kernels.csv"))
+            if r["group"] == "gemm" and r["note"] == "cold" and r["dev_us"]
+            and float(r["dev_us"]) >= COLD_MIN_US]
+
+
+def fit_gemm_boost(folder: str, gpu) -> tuple[float, dict]:
+    """(boost e_max / ``gpu.gemm_emax``, residuals): e_max alone refitted on the rested
+    GEMMs (relative least squares), the curve's shape terms as shipped."""
+    from scipy.optimize import minimize_scalar
+    pts = cold_gemms(folder)
+
+    def loss(e):
+        g = replace(gpu, gemm_emax=float(e))
+        return sum((g.gemm_us(m, n, k) / t - 1) ** 2 for m, n, k, t in pts)
+    e = float(minimize_scalar(loss, bounds=(0.3, 1.0), method="bounded").x)
+    g = replace(gpu, gemm_emax=e)
+    err = [g.gemm_us(m, n, k) / t - 1 for m, n, k, t in pts]
+    sweep = [gpu.gemm_us(m, n, k) / t - 1 for m, n, k, t in pts]
+    return e / gpu.gemm_emax, {"gemm_boost_points": len(pts),
+                               "gemm_boost_median_abs": statistics.median(map(abs, err)),
+                               "sweep_curve_over_rested_median": statistics.median(sweep)}
+
+
+def mix_patterns(folder: str) -> list[dict]:
+    """powercap2's mixes as duty cases, each with the power its gap's kernels draw."""
+    pw = eltwise_power(folder)
+    cases = duty_patterns(folder)
+    # the gap's kernels run in turn: their powers weighted by their device times
+    us = {r["op"]: float(r["dev_us"]) for r in _rows(os.path.join(folder, "power.csv"))
+          if r["size"] == "2.7b-b8" and r["op"] in MIX_OPS}
+    gpt_w = sum(pw[(op, "2.7b-b8")] * us[op] for op in MIX_OPS) / sum(us.values())
+    for c in cases:
+        c["gap_w"] = gpt_w if c["gap"] == "gpt" else pw[("copy_256MiB", "copy")]
+    return cases
+
+
+def rested_us(folder: str, m: int, n: int, k: int) -> float:
+    return next(t for mm, nn, kk, t in cold_gemms(folder) if (mm, nn, kk) == (m, n, k))
+
+
+def fit(folder: str, ref_folder: str | None = None, gpu=None) -> tuple[PowerCap, dict]:
+    """The fitted model and its residuals (relative errors, predicted / measured - 1);
+    ``ref_folder``: powercap2 (with ``gpu``, the spec whose GEMM curve it refers to boost)."""
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -121,17 +198,32 @@ def fit(folder: str) -> tuple[PowerCap, dict]:
     big_boost = boost_us(folder, RAMP_CASE)
     duty_boost = boost_us(folder, DUTY_GEMM)
     cases = duty_patterns(folder)
+    for c in cases:          # powercap1's memory-bound gaps are its copies
+        c["gap_w"] = mem_w
+    mixes: list[dict] = []
+    extra: dict = {}
+    gemm_boost = 1.0
+    if ref_folder:
+        mem_w = step_mem_w(ref_folder)
+        mixes = mix_patterns(ref_folder)
+        mix_boost = rested_us(ref_folder, 4096, 4096, 4096)
+        if gpu is not None:
+            gemm_boost, extra = fit_gemm_boost(ref_folder, gpu)
 
     def model(x) -> PowerCap:
         return PowerCap(cap_w=cap_w, idle_w=idle_w, mem_w=mem_w, compute_w=float(x[0]),
-                        gain=float(x[1]), tau_ms=float(x[2]))
+                        gain=float(x[1]), tau_ms=float(x[2]), gemm_boost=gemm_boost)
 
     def residuals(x):
         cap = model(x)
         r = [pr / me - 1 for pr, me in predict_ramp(cap, big, big_boost)]
-        # the duty cases weigh as much as the ramp's windows together
+        # the duty cases weigh as much as the ramp's windows together, the mixes as much
         w = (len(r) / max(1, len(cases))) ** 0.5
         r += [w * (pr / me - 1) for pr, me in (predict_duty(cap, c, duty_boost) for c in cases)]
+        if mixes:
+            w = (len(r) / 2 / len(mixes)) ** 0.5
+            r += [w * (pr / me - 1)
+                  for pr, me in (predict_duty(cap, c, mix_boost) for c in mixes)]
         return np.array(r)
 
     sol = least_squares(residuals, x0=[1.3 * cap_w, 0.5, 30.0],
@@ -145,5 +237,9 @@ def fit(folder: str) -> tuple[PowerCap, dict]:
              "ramp_max_abs": max(abs(e) for e in ramp_err),
              "duty_median_abs": statistics.median(abs(e) for e in duty_err.values()),
              "duty_max_abs": max(abs(e) for e in duty_err.values()),
-             "duty": duty_err}
+             "duty": duty_err, **extra}
+    if mixes:
+        stats["mix"] = {f"{c['gap']} P{c['period_ms']:g} d{c['duty_set']:g}":
+                        round(pr / me - 1, 4)
+                        for c in mixes for pr, me in [predict_duty(cap, c, mix_boost)]}
     return cap, stats

@@ -93,7 +93,19 @@ def _transfer(path: Path) -> dict | None:
 
 
 def run_validation(calibration: str | os.PathLike | None = None,
-                   transfer_calibration: str | os.PathLike | None = None) -> Report:
+                   transfer_calibration: str | os.PathLike | None = None,
+                   power_cap: bool | None = None) -> Report:
+    """``power_cap``: the power-cap model on (True) or off (False) for every H200 GPT step;
+    None: generate's default."""
+    from . import h200_train
+    token = h200_train.POWER_CAP.set(power_cap)
+    try:
+        return _run_validation(calibration, transfer_calibration)
+    finally:
+        h200_train.POWER_CAP.reset(token)
+
+
+def _run_validation(calibration, transfer_calibration) -> Report:
     from ..calibration import load_calibration
     from ..cluster import Cluster
     from . import (h200_hostsync, h200_train, h200x4, moe_layer, moe_modelled, moe_step,

@@ -34,8 +34,10 @@ come from the kernel sweep and the host floor (``kernels.csv``,
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from .common import MS, TRACES, CaseResult, read_csv_rows, rel
@@ -104,6 +106,12 @@ def measured_cases() -> dict[str, dict]:
     return out
 
 
+#: ``collsim validate --power-cap on|off``: the power-cap model for every H200 GPT step
+#: (this module's and h200_hostsync's); None: ``Features``' default
+POWER_CAP: contextvars.ContextVar[bool | None] = contextvars.ContextVar("power_cap",
+                                                                         default=None)
+
+
 def config_for(r: dict):
     from ..generate import get_preset, resolve, with_overrides
     from ..generate.features import Features
@@ -117,6 +125,8 @@ def config_for(r: dict):
     features = Features(fp8="hybrid" if v == "fp8" else None, check_for_nan_in_loss=False,
                         attention_backend="unfused" if v == "unfused" else "flash",
                         masked_softmax_fusion=False, attention_dropout=0.0)
+    if POWER_CAP.get() is not None:
+        features = replace(features, power_cap=bool(POWER_CAP.get()))
     return resolve(model, 1, tp=1, micro_batch=mbs, global_batch=mbs * ga,
                    seq_length=int(r["seq"]), recompute=bool(int(r["recompute"])), gpu="h200",
                    features=features)
