@@ -169,7 +169,9 @@ def test_shipped_h200_model_is_the_fit_of_its_traces():
     from simulator.generate.gpu import GPUS
     from simulator.generate.h200_power_fit import H200_POWER_CAP as c
     from simulator.generate.power_fit import fit
-    f, _ = fit("traces/h200/compute/powercap1", "traces/h200/compute/powercap2", GPUS["h200"])
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "traces" / "h200" / "compute"
+    f, _ = fit(str(root / "powercap1"), str(root / "powercap2"), GPUS["h200"])
     assert (f.cap_w, round(f.idle_w, 1), round(f.mem_w, 1)) == (c.cap_w, c.idle_w, c.mem_w)
     assert (round(f.compute_w, 1), round(f.gain, 4), round(f.tau_ms, 2),
             round(f.gemm_boost, 4)) == (c.compute_w, c.gain, c.tau_ms, c.gemm_boost)
