@@ -75,9 +75,10 @@ def _model(layers, hidden, mbs, recompute, power_cap=True):
 
 def test_fitted_h200_cap_in_a_step():
     from simulator.generate.h200_power_fit import H200_POWER_CAP as c
-    # the GEMM-only steady factor bounds any step's: 1 + 0.2278 x 635.4 / 700 = 1.2068
-    top = 1 + c.gain * (c.compute_w - c.cap_w) / c.cap_w
-    assert top == pytest.approx(1.2068, abs=1e-4)
+    # the GEMM-only steady factor bounds any step's: 1 + 0.2434 x (1506.4 - 980.2) / 700
+    # = 1.1830
+    top = c.slowdown(c.compute_w)
+    assert top == pytest.approx(1.1830, abs=1e-4)
     big = _model(32, 2560, 8, 1)
     assert 1.05 < big.power_factor < top
     # a host-bound step never sustains the cap: it falls out of its own timeline
@@ -154,9 +155,10 @@ def test_mix_gap_power_sets_the_slowdown():
     from simulator.generate.power_fit import predict_duty
     # 2 ms periods (<< 30 ms): the filter holds the mean demand. GEMMs half the period at
     # 900 W and gaps at 700 W: 800 W, 1 + 0.5 x 100 / 700 = 1.0714 on the GEMMs; with gaps
-    # at 500 W the mean is 700 W: no slowdown. 4000 periods (8 s = 267 tau) from idle: the
-    # second half is steady. Measured per-GEMM time: 1000 us (2 GEMMs of 500 us a period).
-    groups = [(1, 2, 1000.0, 1000.0)] * 4000
+    # at 500 W the mean is 700 W: no slowdown. 4000 periods (8 s = 267 tau) from idle; the
+    # fit's windows (from 200 ms = 6.7 tau, the 0.7-1.1 s dip left out) are steady to
+    # exp(-6.7) = 0.1% of the rise. Measured per-GEMM time: 1000 us (2 GEMMs of 500 us).
+    groups = [(1, 2, 1000.0, 1000.0, 2.0 * i) for i in range(4000)]
     hot = {"gap": "gpt", "period_ms": 2.0, "duty_set": 0.5, "groups": groups, "gap_w": 700.0}
     cool = dict(hot, gap_w=500.0)
     pred, meas = predict_duty(CAP, hot, 500.0)
@@ -174,7 +176,8 @@ def test_shipped_h200_model_is_the_fit_of_its_traces():
     f, _ = fit(str(root / "powercap1"), str(root / "powercap2"), GPUS["h200"])
     assert (f.cap_w, round(f.idle_w, 1), round(f.mem_w, 1)) == (c.cap_w, c.idle_w, c.mem_w)
     assert (round(f.compute_w, 1), round(f.gain, 4), round(f.tau_ms, 2),
-            round(f.gemm_boost, 4)) == (c.compute_w, c.gain, c.tau_ms, c.gemm_boost)
+            round(f.gemm_boost, 4), round(f.threshold_w, 1)) == (
+        c.compute_w, c.gain, c.tau_ms, c.gemm_boost, c.threshold_w)
 
 
 def test_validate_switch_sets_every_h200_step():
@@ -195,3 +198,20 @@ def test_assumptions_say_how_the_cap_is_priced():
     assert power_cap_assumed(GPUS["h200"], False).startswith("power cap off (the default)")
     assert "x 1.0384 in e_max" in power_cap_assumed(GPUS["h200"], True)
     assert power_cap_assumed(GPUS["a100"], True).startswith("power cap: no model")
+
+
+def test_threshold_above_the_cap_delays_the_slowdown():
+    from dataclasses import replace
+
+    from simulator.generate.power_fit import steady
+    # threshold 800 W: a mean demand of 900 W slows compute by 1 + 0.5 x 100 / 700 (not
+    # 200 / 700), 780 W (over the 700 W cap, under the threshold) not at all; a threshold
+    # below the cap counts from the cap
+    t = replace(CAP, threshold_w=800.0)
+    assert t.slowdown(900.0) == pytest.approx(1 + 0.5 * 100 / 700, rel=1e-12)
+    assert t.slowdown(780.0) == 1.0
+    assert replace(CAP, threshold_w=500.0).slowdown(900.0) == pytest.approx(
+        1 + 0.5 * 200 / 700, rel=1e-12)
+    # the fit's windows: from 200 ms on, without the start-up dip at 0.7-1.1 s
+    assert [steady(t) for t in (0.0, 199.0, 200.0, 699.0, 700.0, 1099.0, 1100.0)] == [
+        False, False, True, True, False, False, True]

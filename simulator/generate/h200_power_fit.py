@@ -1,13 +1,14 @@
 """The H200's power-cap model (power.PowerCap), fitted by
 ``simulator.generate.power_fit.fit("traces/h200/compute/powercap1",
 "traces/h200/compute/powercap2", GPUS["h200"])`` (tests/test_power.py checks it) on kernels
-run back to back, in duty cycles and in GEMM + element-wise mixes on one H200 (700 W limit);
-residuals: median 2.3% over the large GEMM's 1 ms windows, 2.1% over the 30 duty patterns,
-0.4-2.2% over the 4 mixes; the GEMM curve referred to the boost clock by 171 GEMMs from a
-rested GPU (median 1.3%). docs/compute-model.md."""
+run back to back, in duty cycles and in GEMM + element-wise mixes on one H200 (700 W limit),
+their steady windows (from 200 ms, without the start-up dip at 0.7-1.1 s); residuals:
+median 0.6% over the large GEMM's 1 ms windows, 0.9% over the 30 duty patterns, -0.3..+1.4%
+over the 4 mixes; the GEMM curve referred to the boost clock by 171 GEMMs from a rested GPU
+(median 1.3%). docs/compute-model.md."""
 from .power import PowerCap
 
-H200_POWER_CAP = PowerCap(cap_w=700.0, idle_w=125.6, mem_w=593.3, compute_w=1335.4,
-                          gain=0.2278, tau_ms=52.49, gemm_boost=1.0384,
+H200_POWER_CAP = PowerCap(cap_w=700.0, idle_w=125.6, mem_w=593.3, compute_w=1506.4,
+                          gain=0.2434, tau_ms=33.73, gemm_boost=1.0384, threshold_w=980.2,
                           source="fitted on traces/h200/compute/powercap1 and powercap2 "
                                  "(kernels only)")

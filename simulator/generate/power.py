@@ -18,9 +18,11 @@ and powercap2):
   ``mem_w`` (a memory-bound kernel), ``compute_w`` (a tensor-core kernel; above the cap);
 * the power controller sees that demand averaged over the recent past, a first-order filter
   of time constant ``tau_ms`` (at the boost timeline's times);
-* while the filtered demand ``p`` exceeds ``cap_w``, a compute-bound kernel takes
-  ``1 + gain x (p - cap_w) / cap_w`` times its boost time; memory-bound kernels and gaps keep
-  theirs (the memory clock stays).
+* while the filtered demand ``p`` exceeds ``threshold_w`` (at least ``cap_w``), a
+  compute-bound kernel takes ``1 + gain x (p - threshold_w) / cap_w`` times its boost time;
+  memory-bound kernels and gaps keep theirs. The threshold above the cap is what the steady
+  mixes of GEMMs and element-wise kernels show (powercap2): at a lower clock every kernel
+  draws less, so a mixed load's GEMMs slow less than the excess over the cap alone says.
 
 So a short burst after idle (its filtered demand still low) runs at the boost rate, a long
 GEMM-only stretch reaches ``1 + gain x (compute_w - cap_w) / cap_w``, and a step whose kernels
@@ -47,13 +49,18 @@ class PowerCap:
     # the GEMM curve at the boost clock over the shipped (sweep-fitted) one, in e_max: the
     # sweep's GEMMs ran partly below boost (1.0: the curve is at boost already)
     gemm_boost: float = 1.0
+    # the filtered demand from which compute-bound kernels slow (at most the cap: the lower
+    # clock lowers every kernel's power, so a mixed load passes the cap before it slows)
+    threshold_w: float = 0.0
 
     def demand_w(self, cls: str) -> float:
         return {COMPUTE: self.compute_w, MEMORY: self.mem_w}.get(cls, self.idle_w)
 
     def slowdown(self, filtered_w: float) -> float:
-        """Compute-bound kernels' time factor at a filtered demand."""
-        return 1.0 + self.gain * max(0.0, filtered_w - self.cap_w) / self.cap_w
+        """Compute-bound kernels' time factor at a filtered demand: ``gain`` per cap of demand
+        beyond ``threshold_w`` (or the cap, whichever is higher)."""
+        over = filtered_w - max(self.cap_w, self.threshold_w)
+        return 1.0 + self.gain * max(0.0, over) / self.cap_w
 
     def steady_slowdown(self, compute_share: float, mem_share: float = 0.0) -> float:
         """The factor of a pattern repeated much faster than ``tau_ms``: its filtered demand
