@@ -16,10 +16,11 @@ import warnings
 from .errors import InputError, SimulationWarning
 from .records import record, replace
 from .result import SimulationResult
-from .scenario import DegradeSpec, FailureSpec, StragglerSpec
 
 TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
 if TYPE_CHECKING:
+    # a run with no what-if (the common one) loads no scenario code: see run_study
+    from .scenario import DegradeSpec, FailureSpec, StragglerSpec
     from .cluster import Cluster
     from .costmodel.base import CostModel
     from .engine.simulate import SimulationOptions
@@ -102,19 +103,29 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
     from .progress import Progress, wanted
     from .provenance import read_sidecar, workload_assumptions
     from .readers.workload import read_workload
-    from .scenario import resolve_all, resolve_degrades, resolve_uplinks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         world = resolve_world(workload, options.gpus, cost_model)
-    degraded = resolve_degrades(list(what_if.degrades), world, cluster.gpus_per_server)
-    uplinks = resolve_uplinks(list(what_if.degrades))
+    # the scenario module (its parsers and resolvers) loads only for a what-if that has any
+    degraded: tuple[tuple[int, float, int], ...] = ()
+    uplinks: tuple[tuple[int, int | None, float], ...] = ()
+    if what_if.degrades:
+        from .scenario import resolve_degrades, resolve_uplinks
+        degraded = resolve_degrades(list(what_if.degrades), world, cluster.gpus_per_server)
+        uplinks = resolve_uplinks(list(what_if.degrades))
     stragglers = list(what_if.stragglers)
+
+    def slow_ranks(draw: int) -> tuple[tuple[int, float], ...]:
+        if not stragglers:
+            return ()
+        from .scenario import resolve_all
+        return resolve_all(stragglers, world, draw)
 
     def run_once(draw: int, trace: bool, comm_scale=(), baseline: bool = False):
         return simulate(workload, cluster, cost_model, options=replace(
             options, trace=trace,
-            stragglers=() if baseline else resolve_all(stragglers, world, draw),
+            stragglers=() if baseline else slow_ranks(draw),
             degraded=degraded, degraded_uplinks=uplinks, comm_scale=comm_scale,
             jitter=() if baseline else what_if.jitter, jitter_seed=what_if.jitter_seed + draw))
 
@@ -135,7 +146,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         # the jobs share the NICs their GPUs share: contention on, the engine that shares them
         results = simulate_jobs([workload] + others, cluster, cost_model, SimulationOptions(
             gpus=options.gpus, pp_schedule=options.pp_schedule, vpp_chunks=options.vpp_chunks,
-            trace=options.trace, stragglers=resolve_all(stragglers, world, 0),
+            trace=options.trace, stragglers=slow_ranks(0),
             degraded=degraded, degraded_uplinks=uplinks, compat=options.compat,
             embedding_allreduce_bytes=options.embedding_allreduce_bytes,
             blocking_sends=options.blocking_sends),
@@ -167,7 +178,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
                 bar.update(postfix=f"sensitivity {g}")
 
     notes = list(first.notes)
-    slow = resolve_all(stragglers, world, 0) if stragglers else ()
+    slow = slow_ranks(0)
     if slow:
         notes.append(slow_gpus_note(slow, world, workload.pp, cluster.gpus_per_server,
                                     what_if.draws))

@@ -93,6 +93,29 @@ def test_simulate_run_loads_no_generate_or_sweep_options():
                                 "simulator.generate")) == []
 
 
+def test_runs_without_what_ifs_load_no_scenario_analytical_or_fabric_code():
+    # modules a run with no --straggler/--degrade/--fail/--jitter on the nccl model only
+    # imported (in a venv, seed 004: 160.5 -> 157.2 M instructions with cachegrind): the
+    # scenario parsers and resolvers with the number parser, the analytical model (the
+    # default when simulate() is called without one) and the fabric wiring
+    rare = ("simulator.scenario", "simulator.readers.numbers", "simulator.costmodel.analytical",
+            "simulator.engine.fabric")
+    # (a cluster flag such as --nic-bw loads the analytical model: the unused-parameter check)
+    code = _simulate_code(["simulate", SEED004], ["simulate", S9216, "--quiet",
+                                                  "--json", "OUT/s.json"],
+                          ["simulate", SEED004, "--quiet", "--topology", "hgx-h200",
+                           "--no-contention"])
+    assert _loaded_after(code, rare) == []
+    # each loads where it is used: a what-if flag, the simai model, a run with contention
+    assert _loaded_after(_simulate_code(["simulate", SEED004, "--quiet", "--straggler",
+                                         "rank=3,compute=1.5"]), rare) == [
+        "simulator.scenario", "simulator.readers.numbers"]
+    assert _loaded_after(_simulate_code(["simulate", SEED004, "--quiet", "--cost-model",
+                                         "simai"]), rare) == ["simulator.costmodel.analytical"]
+    assert "simulator.engine.fabric" in _loaded_after(
+        _simulate_code(["simulate", SEED004, "--quiet", "--contention"]), rare)
+
+
 def test_simpy_loads_without_importlib_metadata_and_stays_usable():
     code = ("from simulator._simpy import simpy\n"
             "env = simpy.Environment(); env.timeout(5); env.run(); assert env.now == 5\n"

@@ -164,6 +164,20 @@ def _blocking_sends(args: argparse.Namespace, sidecar: dict | None) -> bool:
     return blocking_sends(args.blocking_sends, sidecar, args.pp_schedule)
 
 
+def _scenario(args: argparse.Namespace) -> dict:
+    """WhatIf's stragglers, degrades, failure and jitter from their flags; without any of
+    those flags (the common run) the scenario module is not loaded."""
+    if not (args.straggler or args.degrade or args.fail or args.jitter):
+        return {}
+    from ..scenario import parse_degrade, parse_failure, parse_jitter, parse_straggler
+    stragglers = tuple(parse_straggler(text) for text in args.straggler)
+    degrades = tuple(parse_degrade(text) for text in args.degrade)
+    failure = parse_failure(args.fail) if args.fail else None
+    jitter, jitter_seed = parse_jitter(args.jitter) if args.jitter else ((), 0)
+    return {"stragglers": stragglers, "degrades": degrades, "failure": failure,
+            "jitter": jitter, "jitter_seed": jitter_seed}
+
+
 def run(args: argparse.Namespace) -> int:
     import warnings
 
@@ -172,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..readers.workload import read_workload
     from ..report.output import write_all
-    from ..scenario import parse_degrade, parse_failure, parse_jitter, parse_straggler
     from ..study import WhatIf, run_study
 
     dashes = [f for f in ("csv", "json") if getattr(args, f) == "-"]
@@ -186,13 +199,8 @@ def run(args: argparse.Namespace) -> int:
     from .common import check_outputs
     inputs = check_outputs(args, {"json": "--json", "csv": "--csv", "trace": "--trace",
                                   "plot": "--plot", "distribution_plot": "--distribution-plot"})
-    stragglers = tuple(parse_straggler(text) for text in args.straggler)
-    degrades = tuple(parse_degrade(text) for text in args.degrade)
-    failure = parse_failure(args.fail) if args.fail else None
-    jitter, jitter_seed = parse_jitter(args.jitter) if args.jitter else ((), 0)
     what_if = WhatIf(
-        stragglers=stragglers, degrades=degrades, failure=failure, jitter=jitter,
-        jitter_seed=jitter_seed, draws=args.draws, sensitivity=args.sensitivity,
+        **_scenario(args), draws=args.draws, sensitivity=args.sensitivity,
         co_jobs=tuple(args.co_job), placement=args.placement,
         co_job_blocking_sends=args.blocking_sends)
     if args.report and args.draws < 2:

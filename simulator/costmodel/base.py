@@ -73,8 +73,13 @@ class CostModel(ABC):
         return ns
 
 
-if TYPE_CHECKING:  # only for mypy (the engine's uses_fabric narrows to it)
-    from typing import Protocol
+def uses_fabric(cost_model: CostModel) -> TypeGuard[RoutesOverTopology]:
+    """Whether the cost model routes over a topology graph (the NCCL model)."""
+    return cost_model.routes_over_topology
+
+
+if TYPE_CHECKING:  # only for mypy (uses_fabric narrows to it)
+    from typing import Protocol, TypeGuard
 
     class RoutesOverTopology(Protocol):
         """What a model with ``routes_over_topology`` offers the engine besides prices (the

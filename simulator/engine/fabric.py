@@ -6,20 +6,8 @@ pipeline send, the groups it stands for are found from the class colouring and h
 """
 from __future__ import annotations
 
-from ..costmodel.base import CostModel
 from ..workload import ROW_GROUPS, Group, Op
 from .messages import Direction
-
-TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
-if TYPE_CHECKING:
-    from typing import TypeGuard
-
-    from ..costmodel.base import RoutesOverTopology
-
-
-def uses_fabric(cost_model: CostModel) -> TypeGuard[RoutesOverTopology]:
-    """Whether the cost model routes over a topology graph (the NCCL model)."""
-    return cost_model.routes_over_topology
 
 
 def build_fabric(plans, setups, colours, degraded=(), uplinks=()):

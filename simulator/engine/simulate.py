@@ -9,14 +9,12 @@ when ranks are alike (tested).
 from __future__ import annotations
 
 from ..cluster import Cluster
-from ..costmodel.analytical import AnalyticalCostModel
-from ..costmodel.base import CostModel
+from ..costmodel.base import CostModel, uses_fabric
 from ..errors import InputError, warn
 from ..parallel import RankMap, stage_placements
 from ..records import record
 from ..result import RowResult, SimulationResult, TraceSlice
 from ..workload import ROW_GROUPS, Group, Op, Workload
-from .fabric import uses_fabric
 from .messages import Direction
 from .plan import JobPlan, _describe_places, plan_job, resolve_world
 
@@ -401,7 +399,9 @@ def simulate(workload: Workload, cluster: Cluster | None = None,
              options: SimulationOptions = SimulationOptions()) -> SimulationResult:
     """Simulate one iteration of one job."""
     cluster = cluster or Cluster()
-    cost_model = cost_model or AnalyticalCostModel(cluster)
+    if cost_model is None:   # the CLI always passes one: the analytical model loads only here
+        from ..costmodel.analytical import AnalyticalCostModel
+        cost_model = AnalyticalCostModel(cluster)
     job_gpus = options.gpus or workload.all_gpus
     routed = cost_model   # narrowed by uses_fabric, cost_model stays a CostModel
     if job_gpus and uses_fabric(routed):

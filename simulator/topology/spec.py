@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 from ..collectives import ENGINE_NAMES
-from ..readers.numbers import shown
 from ..records import field, record, replace
 from ..units import parse_bandwidth_gbps, parse_latency_ns, parse_size_bytes
 from .yamlsrc import Located
@@ -241,6 +240,7 @@ class _Checker:
 
     def integer(self, value, path, minimum: int = 1, maximum: int = 1 << 22) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
+            from ..readers.numbers import shown   # errors only: a good preset never loads it
             raise self.err(path, f"expected a whole number, got {shown(value)}")
         if value < minimum:
             raise self.err(path, f"must be at least {minimum}, got {value}")
@@ -251,6 +251,7 @@ class _Checker:
     def number(self, value, path, lo: float, hi: float, lo_open=True) -> float:
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or not math.isfinite(value)):
+            from ..readers.numbers import shown
             raise self.err(path, f"expected a number, got {shown(value)}")
         if (value <= lo if lo_open else value < lo) or value > hi:
             interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
