@@ -100,7 +100,6 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
     """
     from .engine import simulate
     from .engine.simulate import resolve_world
-    from .progress import Progress, wanted
     from .provenance import read_sidecar, workload_assumptions
     from .readers.workload import read_workload
 
@@ -141,6 +140,7 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
         # each co-job's tied-embedding all-reduce and blocking sends from its own sidecar
         rules = [table_rules(path, what_if.co_job_blocking_sends, options.pp_schedule)
                  for path in what_if.co_jobs]
+        from .progress import wanted
         if wanted(progress):
             sys.stderr.write(f"simulating {1 + len(others)} co-located jobs together...\n")
         # the jobs share the NICs their GPUs share: contention on, the engine that shares them
@@ -160,22 +160,24 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
              + (what_if.draws > 1))
     baseline_ns = None
     sensitivity = None
-    with warnings.catch_warnings(), Progress(extra, "what-if runs", "run",
-                                             enabled=progress) as bar:
-        warnings.simplefilter("ignore")  # the first run already said everything once
-        for d in range(1, what_if.draws):
-            draws.append(run_once(d, False).iteration_ns)
-            bar.update(postfix=f"draw {d + 1} of {what_if.draws}")
-        if what_if.draws > 1:
-            # beside the draws: the same job with every GPU at full speed
-            baseline_ns = run_once(0, False, baseline=True).iteration_ns
-            bar.update(postfix="baseline")
-        if what_if.sensitivity:
-            sensitivity = {}
-            for g in groups:
-                sensitivity[g] = run_once(
-                    0, False, ((g, 1 / SENSITIVITY_SPEEDUP),)).iteration_ns
-                bar.update(postfix=f"sensitivity {g}")
+    if what_if.draws > 1 or what_if.sensitivity:   # more runs: progress loads only for them
+        from .progress import Progress
+        with warnings.catch_warnings(), Progress(extra, "what-if runs", "run",
+                                                 enabled=progress) as bar:
+            warnings.simplefilter("ignore")  # the first run already said everything once
+            for d in range(1, what_if.draws):
+                draws.append(run_once(d, False).iteration_ns)
+                bar.update(postfix=f"draw {d + 1} of {what_if.draws}")
+            if what_if.draws > 1:
+                # beside the draws: the same job with every GPU at full speed
+                baseline_ns = run_once(0, False, baseline=True).iteration_ns
+                bar.update(postfix="baseline")
+            if what_if.sensitivity:
+                sensitivity = {}
+                for g in groups:
+                    sensitivity[g] = run_once(
+                        0, False, ((g, 1 / SENSITIVITY_SPEEDUP),)).iteration_ns
+                    bar.update(postfix=f"sensitivity {g}")
 
     notes = list(first.notes)
     slow = slow_ranks(0)

@@ -93,13 +93,14 @@ def test_simulate_run_loads_no_generate_or_sweep_options():
                                 "simulator.generate")) == []
 
 
-def test_runs_without_what_ifs_load_no_scenario_analytical_or_fabric_code():
-    # modules a run with no --straggler/--degrade/--fail/--jitter on the nccl model only
-    # imported (in a venv, seed 004: 160.5 -> 157.2 M instructions with cachegrind): the
-    # scenario parsers and resolvers with the number parser, the analytical model (the
-    # default when simulate() is called without one) and the fabric wiring
+def test_runs_without_what_ifs_load_no_scenario_analytical_fabric_or_progress_code():
+    # modules a run with no --straggler/--degrade/--fail/--jitter/--draws/--sensitivity on
+    # the nccl model only imported (in a venv, seed 004: 160.5 -> 156.7 M instructions with
+    # cachegrind): the scenario parsers and resolvers with the number parser, the analytical
+    # model (the default when simulate() is called without one), the fabric wiring and the
+    # progress bar of the extra runs
     rare = ("simulator.scenario", "simulator.readers.numbers", "simulator.costmodel.analytical",
-            "simulator.engine.fabric")
+            "simulator.engine.fabric", "simulator.progress")
     # (a cluster flag such as --nic-bw loads the analytical model: the unused-parameter check)
     code = _simulate_code(["simulate", SEED004], ["simulate", S9216, "--quiet",
                                                   "--json", "OUT/s.json"],
@@ -112,6 +113,8 @@ def test_runs_without_what_ifs_load_no_scenario_analytical_or_fabric_code():
         "simulator.scenario", "simulator.readers.numbers"]
     assert _loaded_after(_simulate_code(["simulate", SEED004, "--quiet", "--cost-model",
                                          "simai"]), rare) == ["simulator.costmodel.analytical"]
+    assert _loaded_after(_simulate_code(["simulate", SEED004, "--quiet", "--sensitivity"]),
+                         rare) == ["simulator.progress"]
     assert "simulator.engine.fabric" in _loaded_after(
         _simulate_code(["simulate", SEED004, "--quiet", "--contention"]), rare)
 
