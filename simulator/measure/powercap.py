@@ -119,6 +119,23 @@ class Sampler:
         self._thread.join(timeout=1.0)
 
 
+def timer_event(cuda: bool):
+    """A recorded CUDA event (the host clock on a CPU), for :func:`elapsed_us`."""
+    import torch
+    if cuda:
+        e = torch.cuda.Event(enable_timing=True)
+        e.record()
+        return e
+    return time.perf_counter()
+
+
+def elapsed_us(a, b) -> float:
+    """Microseconds from :func:`timer_event` ``a`` to ``b``."""
+    if isinstance(a, float):
+        return (b - a) * 1e6
+    return a.elapsed_time(b) * 1e3
+
+
 class Rig:
     """The device, the kernels and the run's rows."""
 
@@ -140,18 +157,7 @@ class Rig:
         time.sleep(self.idle_s)
 
     def event(self):
-        import torch
-        if self.cuda:
-            e = torch.cuda.Event(enable_timing=True)
-            e.record()
-            return e
-        return time.perf_counter()
-
-    @staticmethod
-    def elapsed_us(a, b) -> float:
-        if isinstance(a, float):
-            return (b - a) * 1e6
-        return a.elapsed_time(b) * 1e3
+        return timer_event(self.cuda)
 
     def gemm(self, m: int, n: int, k: int, dtype: str):
         import torch
@@ -185,7 +191,7 @@ class Rig:
             fn()
         b = self.event()
         self.sync()
-        return max(1.0, self.elapsed_us(a, b) / calls)
+        return max(1.0, elapsed_us(a, b) / calls)
 
     def ramp(self, phase: str, case: str, dtype: str, fn, seconds: float) -> None:
         """``fn`` back to back for ``seconds`` after an idle spell, timed in ~1 ms windows."""
@@ -205,7 +211,7 @@ class Rig:
         self.sampler.label = ""
         t = 0.0
         for i in range(windows):
-            us = self.elapsed_us(ev[i], ev[i + 1])
+            us = elapsed_us(ev[i], ev[i + 1])
             self.windows.append({"phase": phase, "case": case, "dtype": dtype,
                                  "t_ms": round(t / 1e3, 3), "calls": per,
                                  "dev_us": round(us, 2), "per_call_us": round(us / per, 3)})
@@ -250,8 +256,8 @@ class Rig:
             for i in range(j, min(periods, j + group)):
                 a, b = marks[i]
                 nxt = marks[i + 1][0] if i + 1 < periods else end
-                gu += self.elapsed_us(a, b)
-                pu += self.elapsed_us(b, nxt)
+                gu += elapsed_us(a, b)
+                pu += elapsed_us(b, nxt)
                 cnt += 1
             self.periods.append({"case": "4096x4096x4096 bf16", "gap": gap,
                                  "period_ms": period_ms, "duty_set": d, "t_ms": round(t / 1e3, 3),

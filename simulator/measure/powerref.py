@@ -37,12 +37,11 @@ import os
 import statistics
 import sys
 import time
-import traceback
 
 from . import kernels
-from .powercap import CLOCK_COLUMNS, Sampler
+from .powercap import CLOCK_COLUMNS, Sampler, elapsed_us, timer_event
+from .runstart import attempt, finish, free_gpu, parser, start_run
 from .runstart import log as _log
-from .runstart import parser, start_run
 from .train import MODELS, write_csv
 
 KERNEL_COLUMNS = kernels.COLUMNS + ["row", "t0_s", "t1_s", "first_us"]
@@ -76,21 +75,6 @@ class LabelledSweep(kernels.Sweep):
 
     def flush(self):
         write_csv(self.path, KERNEL_COLUMNS, self.rows)
-
-    def timer_event(self):
-        """A recorded CUDA event (the host clock on a CPU)."""
-        import torch
-        if self.cuda:
-            e = torch.cuda.Event(enable_timing=True)
-            e.record()
-            return e
-        return time.perf_counter()
-
-    @staticmethod
-    def elapsed_us(a, b) -> float:
-        if isinstance(a, float):
-            return (b - a) * 1e6
-        return a.elapsed_time(b) * 1e3
 
 
 def burst_us(cuda: bool, fn, reps: int, spin_us: float = 1000.0) -> list[float]:
@@ -293,15 +277,15 @@ def run_eltwise(sw: LabelledSweep, idle_s: float, seconds: float, tiny: bool,
         sw.sampler.label = label
         t_start = time.monotonic()
         marks = []
-        e0 = sw.timer_event()
+        e0 = timer_event(sw.cuda)
         chunk = max(1, calls // 100)
         for i in range(calls):
             fn()
             if (i + 1) % chunk == 0:
-                marks.append(sw.timer_event())
+                marks.append(timer_event(sw.cuda))
                 if sw.cuda and len(marks) > 20:
                     marks[-20].synchronize()   # keep the host within ~20 chunks of the GPU
-        e1 = sw.timer_event()
+        e1 = timer_event(sw.cuda)
         if sw.cuda:
             torch.cuda.synchronize()
         t_end = time.monotonic()
@@ -371,16 +355,16 @@ def run_mix(sw: LabelledSweep, idle_s: float, seconds: float, tiny: bool,
         sw.sampler.label = f"mix {case}"
         marks = []
         for i in range(periods):
-            s0 = sw.timer_event()
+            s0 = timer_event(sw.cuda)
             for _ in range(n_g):
                 gemm()
-            s1 = sw.timer_event()
+            s1 = timer_event(sw.cuda)
             marks.append((s0, s1))
             for f in seq:
                 f()
             if sw.cuda and i >= 40:
                 marks[i - 40][1].synchronize()
-        end = sw.timer_event()
+        end = timer_event(sw.cuda)
         if sw.cuda:
             torch.cuda.synchronize()
         sw.sampler.label = ""
@@ -391,8 +375,8 @@ def run_mix(sw: LabelledSweep, idle_s: float, seconds: float, tiny: bool,
             cnt = 0
             for i in range(j, min(periods, j + group)):
                 nxt = marks[i + 1][0] if i + 1 < periods else end
-                gu += sw.elapsed_us(marks[i][0], marks[i][1])
-                pu += sw.elapsed_us(marks[i][1], nxt)
+                gu += elapsed_us(marks[i][0], marks[i][1])
+                pu += elapsed_us(marks[i][1], nxt)
                 cnt += 1
             rows.append({"case": f"{g}^3 bf16", "gap": gap, "period_ms": period_ms,
                          "duty_set": d, "t_ms": round(t / 1e3, 3), "periods": cnt,
@@ -453,25 +437,19 @@ def main(argv=None) -> int:
         write_csv(os.path.join(args.out, "power.csv"), POWER_COLUMNS, power_rows)
         write_csv(os.path.join(args.out, "periods.csv"), PERIOD_COLUMNS, period_rows)
         write_csv(os.path.join(args.out, "clocks.csv"), CLOCK_COLUMNS, list(sampler.rows))
+    failed: list[str] = []
     try:
         for name in (p.strip() for p in args.phases.split(",") if p.strip()):
             t1 = time.monotonic()
-            try:
-                run_phase(name)
-            except Exception:  # noqa: BLE001 - keep the other phases
-                _log(f"{name}: failed\n{traceback.format_exc()}")
+            if not attempt(name, failed, run_phase, name):
                 sampler.label = ""
-                if cuda:
-                    import torch
-                    torch.cuda.synchronize()
-                    torch.cuda.empty_cache()
+                free_gpu(cuda)
             flush()
             _log(f"{name}: done in {time.monotonic() - t1:.0f} s")
     finally:
         sampler.stop()
         flush()
-    _log(f"all done in {time.monotonic() - t0:.0f} s")
-    return 0
+    return finish(t0, failed)
 
 
 if __name__ == "__main__":

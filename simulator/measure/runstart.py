@@ -83,15 +83,18 @@ def write_env(out: str, args) -> None:
         log(line)
 
 
-def attempt(name: str, failed: list[str], fn, *args) -> None:
-    """``fn(*args)``, one phase or case of a run; when it raises, its traceback is logged and
-    ``name`` added to ``failed``, so that the run goes on to its other phases and
-    :func:`finish` ends it nonzero (its rows are missing: the run's results are incomplete)."""
+def attempt(name: str, failed: list[str], fn, *args) -> bool:
+    """``fn(*args)``, one phase or case of a run, and whether it ran through; when it raises,
+    its traceback is logged and ``name`` added to ``failed``, so that the run goes on to its
+    other phases and :func:`finish` ends it nonzero (its rows are missing: the run's results
+    are incomplete)."""
     try:
         fn(*args)
     except Exception:  # noqa: BLE001 - keep the other phases; finish() reports this one
         log(f"{name}: failed\n{traceback.format_exc()}")
         failed.append(name)
+        return False
+    return True
 
 
 def finish(t0: float, failed: list[str]) -> int:
