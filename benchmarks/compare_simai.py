@@ -199,7 +199,9 @@ def simai_command(binary: str, path: str, gpus: int) -> list[str]:
             "-nic", "48.5", "-n_p_s", "8"]
 
 
-def fmt_s(x: float) -> str:
+def fmt_s(x: float | None) -> str:
+    if x is None:
+        return "-"
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
@@ -207,7 +209,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7, help="interleaved pairs per case")
-    ap.add_argument("--o0-repeat", type=int, default=1, help="runs of the -O0 build per case")
+    ap.add_argument("--o0-repeat", type=int, default=1,
+                    help="runs of the -O0 build per case (0: not timed)")
     ap.add_argument("--simai", default=os.path.join(ROOT, "..", "shared", "peers",
                                                     "simai-analytical"))
     ap.add_argument("--cost-model", default="nccl,simai",
@@ -234,6 +237,8 @@ def main() -> int:
         ap.error("--entry needs --venv")
     if args.python != sys.executable and not os.path.exists(args.python):
         ap.error(f"--python: no {args.python}")
+    if args.o0_repeat < 0:
+        ap.error(f"--o0-repeat: 0 or more, got {args.o0_repeat}")
     if args.instructions and shutil.which("valgrind") is None:
         ap.error("--instructions needs valgrind")
     src = os.path.abspath(args.simai)
@@ -282,7 +287,7 @@ def main() -> int:
                     ratios[m].append(a / b)
             slow = [time_simai(o0, work, path, gpus) for _ in range(args.o0_repeat)]
             row = {"case": name, "gpus": gpus, "o3": statistics.median(theirs),
-                   "o0": statistics.median(slow), "load": os.getloadavg()[0]}
+                   "o0": statistics.median(slow) if slow else None, "load": os.getloadavg()[0]}
             for m in models:
                 row[m] = statistics.median(ours[m])
                 row[m + "_ratio"] = (statistics.median(ratios[m]), min(ratios[m]),
