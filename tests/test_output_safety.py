@@ -447,3 +447,21 @@ def test_a_killed_worker_fails_only_its_point(tmp_path, monkeypatch):
     status = {r["point"]["tp"]: r["status"] for r in results}
     assert status == {1: "ok", 2: "error", 4: "ok", 8: "ok"}, [r["error"] for r in results]
     assert "worker process" in next(r["error"] for r in results if r["point"]["tp"] == 2)
+
+
+# ------------------------------------------------------------------ empty output paths
+
+@pytest.mark.parametrize("args", [
+    ["simulate", SEED004, "--quiet", "--json="],           # the exact reader's path
+    ["simulate", SEED004, "--quiet", "--jso", ""],          # argparse's (an abbreviation)
+    ["simulate", SEED004, "--quiet", "--plot", ""],
+    ["generate", "--model", "gpt-125m", "--world-size", "8", "-o", ""],
+])
+def test_an_empty_output_path_is_refused(args, tmp_path, monkeypatch):
+    # `--json=` used to be read as "no JSON": the run exited 0 and wrote nothing asked for
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = cli(args)
+    assert rc == 2 and err.count("\n") == 1 and "an empty path" in err, err
+    written = args[-1].rstrip("=") if args[-1].endswith("=") else args[-2]
+    flag = {"--jso": "--json", "-o": "--output"}.get(written, written)
+    assert flag in err and out == "" and list(tmp_path.iterdir()) == []

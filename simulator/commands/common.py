@@ -137,5 +137,10 @@ def check_outputs(args: argparse.Namespace, dests: dict[str, str],
     inputs += [p for p in extra_inputs if p]
     outputs = [(flag, getattr(args, dest, None)) for dest, flag in dests.items()]
     outputs += list((extra_outputs or {}).items())
+    for flag, path in outputs:
+        if path == "":   # `--json=` or `--json ""`: a typo that would otherwise write nothing
+            from ..errors import InputError
+            raise InputError("an empty path; name a file (or - where standard output is meant)",
+                             field=flag)
     check_paths([(flag, path) for flag, path in outputs if path], inputs)
     return inputs
