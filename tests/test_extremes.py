@@ -249,3 +249,21 @@ def test_absurd_cluster_flags_are_clear_errors(flags, tmp_path):
     assert rc == 2, err
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("warning: ")]
     assert lines and "Traceback" not in err
+
+
+def test_stage_table_columns_stay_apart_beyond_100_s():
+    # two stages, one micro-batch, one row of 2^37 ns (137.439 s) in each pass: every number
+    # of the stage table has 10 characters or more ("137438.953" is 10, "412316.860" too),
+    # the old fixed 10-wide columns ran them together ("1412316.860412316.860...")
+    r = run(table(["big -1 137438953472 NONE 0 137438953472 NONE 0 137438953472 NONE 0 100"],
+                  pp=2, ga=1, gpus=2))
+    text = render_text(r)
+    lines = text.splitlines()
+    head = lines.index(next(ln for ln in lines if ln.lstrip().startswith("stage")))
+    for row in lines[head + 1:head + 3]:
+        _, end_ms, compute_ms, exposed_ms, bubble_ms = row.split()[:5]
+        # end, compute, exposed and bubble of each stage add up to the iteration (ms)
+        assert float(end_ms) == pytest.approx(
+            float(compute_ms) + float(exposed_ms) + float(bubble_ms), abs=0.002)
+        # each stage computes its three passes: 3 x 2^37 ns = 412,316.860 ms
+        assert compute_ms == "412316.860"

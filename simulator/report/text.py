@@ -62,17 +62,34 @@ def describe_cost_model(d: dict) -> list[str]:
 SUMMARY_CLASSES = 5
 
 
-def _stage_row(s) -> str:
-    return (f"  {s.stage:>5}{s.end_ns / 1e6:10.3f}{s.compute_ns / 1e6:10.3f}"
-            f"{sum(s.exposed_ns.values()) / 1e6:10.3f}{s.bubble_ns / 1e6:10.3f}"
-            f"{s.idle_after_ns / 1e6:13.3f}  {s.label}")
+def _stage_cells(s) -> list[str]:
+    return [f"{v / 1e6:.3f}" for v in (s.end_ns, s.compute_ns, sum(s.exposed_ns.values()),
+                                        s.bubble_ns)]
+
+
+def _stage_width(stages) -> int:
+    """Column width of the stage table: 10 as long as the numbers fit (up to 99 s), wider for
+    longer steps so that neighbouring columns never run together."""
+    return max([10, *(len(c) + 1 for s in stages for c in _stage_cells(s))])
+
+
+def _stage_head(width: int) -> str:
+    return ("  stage" + "".join(f"{h:>{width}}" for h in ("end ms", "compute", "exposed",
+                                                          "bubble"))
+            + "  idle at end")
+
+
+def _stage_row(s, width: int = 10) -> str:
+    return (f"  {s.stage:>5}" + "".join(f"{c:>{width}}" for c in _stage_cells(s))
+            + f"{s.idle_after_ns / 1e6:13.3f}  {s.label}")
 
 
 def _stage_table(r: SimulationResult, full: bool) -> list[str]:
-    head = "  stage    end ms   compute   exposed    bubble  idle at end"
+    width = _stage_width(r.stages)
+    head = _stage_head(width)
     classes = any(s.rank_class is not None for s in r.stages)
     if full or not classes or len(r.stages) <= 2 * SUMMARY_CLASSES:
-        return ["", head] + [_stage_row(s) for s in r.stages]
+        return ["", head] + [_stage_row(s, width) for s in r.stages]
     # rank classes: the slowest classes, and per pipeline stage its slowest class
     slowest = sorted(r.stages, key=lambda s: (-s.end_ns, s.stage))[:SUMMARY_CLASSES]
     per_stage: dict[int, StageResult] = {}
@@ -84,9 +101,10 @@ def _stage_table(r: SimulationResult, full: bool) -> list[str]:
         counts[s.stage] = counts.get(s.stage, 0) + 1
     lines = ["", f"  {len(r.stages)} rank classes; the {len(slowest)} slowest "
                  "(--full-tables lists every class):", head]
-    lines += [_stage_row(s) for s in slowest]
+    lines += [_stage_row(s, width) for s in slowest]
     lines += ["", "  each pipeline stage's slowest class (of its classes):", head]
-    lines += [_stage_row(per_stage[k]) + f"  [{counts[k]} classes]" for k in sorted(per_stage)]
+    lines += [_stage_row(per_stage[k], width) + f"  [{counts[k]} classes]"
+              for k in sorted(per_stage)]
     return lines
 
 
