@@ -103,8 +103,8 @@ def _stage_table(r: SimulationResult, full: bool) -> list[str]:
                  "(--full-tables lists every class):", head]
     lines += [_stage_row(s, width) for s in slowest]
     lines += ["", "  each pipeline stage's slowest class (of its classes):", head]
-    lines += [_stage_row(per_stage[k], width) + f"  [{counts[k]} classes]"
-              for k in sorted(per_stage)]
+    lines += [_stage_row(per_stage[k], width)
+              + f"  [{counts[k]} class{'' if counts[k] == 1 else 'es'}]" for k in sorted(per_stage)]
     return lines
 
 
