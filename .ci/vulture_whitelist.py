@@ -51,3 +51,8 @@ _.__annotations__
 _.kw_only
 _.__wrapped__  # simulator/records.py: inspect.signature follows it
 _.__signature__  # simulator/records.py: what inspect.signature returns for it
+# Python calls a metaclass's __call__, __iter__ and __len__ for Cls(value), iteration and
+# len(Cls) (simulator/names.py: the named constants' Enum behaviours)
+_.__call__
+_.__iter__
+_.__len__

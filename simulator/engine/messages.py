@@ -7,22 +7,24 @@ A message is an event keyed by the pass that produced it; its value is (sent, ar
 """
 from __future__ import annotations
 
-from enum import Enum
-
 from ..workload import Phase
 
 TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
 if TYPE_CHECKING:  # any environment with simpy's event(), timeout() and now: simpy or .loop
+    from enum import Enum as Names  # mypy checks Direction as the Enum it behaves as
+
     from .._simpy import simpy
+else:
+    from ..names import Names
 
 
-class Direction(Enum):
+class Direction(Names):
     """Which neighbour of a stage a pipeline message goes to or comes from."""
 
     NEXT = "next"   # stage s+1 (the last stage's next is stage 0: interleaved chunks)
     PREV = "prev"   # stage s-1
 
-    __hash__ = object.__hash__   # singletons: identity hash in C, not Enum's Python __hash__
+    __hash__ = object.__hash__   # singletons: identity hash in C (as when it was an Enum)
 
     @property
     def reverse(self) -> Direction:
