@@ -57,6 +57,26 @@ def test_spec_errors_name_the_line(tmp_path):
     assert err.value.line == 3
 
 
+def test_spec_shape_errors_name_the_section_once(tmp_path):
+    # a list under grid: (a common slip for explicit points) names the line and the section
+    # once ('s.yaml:4: grid: expected ...', not 'grid: grid: expected') and says where a list
+    # of points goes
+    p = tmp_path / "s.yaml"
+    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\ngrid:\n  - {tp: 2}\n")
+    with pytest.raises(InputError) as err:
+        load_spec(str(p))
+    assert err.value.line == 4
+    assert str(err.value).count("grid:") == 1 and "'points:'" in str(err.value)
+    p.write_text("base: [1]\n")
+    with pytest.raises(InputError) as err:
+        load_spec(str(p))
+    assert str(err.value).count("base:") == 1
+    p.write_text("base:\n  model: gpt-7b\n  gpus: 8\npoints: {tp: 2}\n")
+    with pytest.raises(InputError) as err:
+        load_spec(str(p))
+    assert err.value.line == 4 and str(err.value).count("points:") == 1
+
+
 def test_point_key_is_stable_and_discriminating():
     a = small_spec().points[0]
     assert point_key(a) == point_key(dict(a))

@@ -151,7 +151,7 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
     base: dict = {}
     raw_base = data.get("base") or {}
     if not isinstance(raw_base, dict):
-        raise InputError("base: expected a mapping of keys", **where("base", "base"))
+        raise InputError("expected a mapping of keys", **where("base", "base"))
     for key, value in raw_base.items():
         k = _check_key(str(key), where(f"base.{key}", f"base.{key}"))
         base[k] = _coerce(k, value, where(f"base.{key}", f"base.{key}"))
@@ -159,7 +159,8 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
     grid_axes: list[tuple[str, list]] = []
     raw_grid = data.get("grid") or {}
     if not isinstance(raw_grid, dict):
-        raise InputError("grid: expected a mapping of key: [values]", **where("grid", "grid"))
+        raise InputError("expected a mapping of key: [values] (a list of whole points goes "
+                         "under 'points:')", **where("grid", "grid"))
     for key, values in raw_grid.items():
         w = where(f"grid.{key}", f"grid.{key}")
         k = _check_key(str(key), w)
@@ -176,7 +177,7 @@ def spec_from_dict(data, path: str = "<spec>", lines: dict[str, int] | None = No
     raw_points = data.get("points")
     if raw_points is not None:
         if not isinstance(raw_points, list):
-            raise InputError("points: expected a list of mappings", **where("points", "points"))
+            raise InputError("expected a list of mappings", **where("points", "points"))
         for i, pt in enumerate(raw_points):
             if not isinstance(pt, dict):
                 raise InputError("expected a mapping of keys", **where(f"points.{i}", "points"))
