@@ -114,3 +114,23 @@ def test_megatron_deepspeed_switches_change_nothing(tmp_path):
             "--zero-stage", "1", "--checkpoint-activations", "--quiet"]
     a = _table(tmp_path, "a", "--deepspeed", "--deepspeed-activation-checkpointing", base=base)
     assert a.read_text() == _table(tmp_path, "b", base=base).read_text()
+
+
+def test_memory_refusal_suggests_only_what_is_not_on(tmp_path, capsys):
+    # the 1T GPT on 1536 A100s (TP 8, PP 32, DP 6) with full recompute needs about 97 GiB of
+    # 80: recompute and micro-batch 1 are already there, so the line suggests neither; the
+    # Adam states (12 bytes a parameter) are not sharded, so it names the distributed optimizer
+    big = ["--model", "gpt-1008b", "--world-size", "1536", "--tp", "8", "--pp", "32",
+           "--global-batch-size", "1536", "--gpu", "a100", "--quiet",
+           "-o", str(tmp_path / "w.txt")]
+    assert main(["generate", *big, "--recompute"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one A100 has 80 GiB" in err[0]
+    assert "--use-distributed-optimizer" in err[0]
+    assert "--recompute" not in err[0] and "micro-batch" not in err[0]
+    # sharded optimizer, no recompute, micro-batch 2: recompute and the micro-batch are named
+    assert main(["generate", *big, "--use-distributed-optimizer", "--micro-batch", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "add --recompute" in err[0] and "smaller micro-batch" in err[0]
+    assert "--use-distributed-optimizer" not in err[0]
+    assert not (tmp_path / "w.txt").exists()

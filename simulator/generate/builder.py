@@ -162,9 +162,8 @@ def generate(cfg: TrainConfig, compute: str = "model",
         raise InputError(
             f"needs about {memory.total_gib:.0f} GiB per GPU (weights {memory.weights_gib:.0f}, "
             f"gradients {memory.grads_gib:.0f}, optimizer {memory.optimizer_gib:.0f}, "
-            f"activations {memory.activations_gib:.0f}) but a {cfg.gpu.upper()} has "
-            f"{gpu.hbm_gib:g} GiB: raise TP/PP/EP, use --recompute or a smaller micro-batch",
-            field="memory")
+            f"activations {memory.activations_gib:.0f}) but one {cfg.gpu.upper()} has "
+            f"{gpu.hbm_gib:g} GiB: {_memory_hints(cfg)}", field="memory")
     if cfg.style == "aicb":
         rb = _aicb_rows(cfg, params)
     else:
@@ -259,6 +258,18 @@ def generate(cfg: TrainConfig, compute: str = "model",
                              notes=notes, microbatch_compute_ns=mb_ns,
                              compute_source=("profile " + (profile_path or "") if profile
                                              else compute).strip())
+
+
+def _memory_hints(cfg: TrainConfig) -> str:
+    """What would lower the memory estimate, leaving out what the configuration already does."""
+    hints = ["raise TP/PP/EP"]
+    if not cfg.recompute:
+        hints.append("add --recompute")
+    if not cfg.distributed_optimizer:
+        hints.append("add --use-distributed-optimizer (shards the optimizer states over DP)")
+    if cfg.micro_batch > 1:
+        hints.append("a smaller micro-batch")
+    return ", ".join(hints[:-1]) + " or " + hints[-1] if len(hints) > 1 else hints[0]
 
 
 def not_in_table(cfg: TrainConfig) -> list[dict]:
