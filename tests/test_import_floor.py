@@ -248,12 +248,16 @@ def test_collector_frozen_only_in_a_program_run():
              f"    assert main(['simulate', {S9216!r}, "
              "'--quiet']) == 0\n"
              "assert gc.isenabled() and gc.get_freeze_count() == before, before\n"
+             "assert gc.get_threshold()[0] == 700\n"   # a caller's own process: untouched
              "import sys\n"
              "sys.argv = ['collsim', 'simulate', '--quiet', "
              f"{S9216!r}]\n"
              "assert main() == 0\n"
              # thousands of objects (every module loaded) frozen, the collector back on
              "assert gc.isenabled() and gc.get_freeze_count() > 10000, gc.get_freeze_count()\n"
+             # and collects the youngest generation every 20,000 allocations, not 700
+             "from simulator.cli import PROGRAM_GC_THRESHOLD\n"
+             "assert gc.get_threshold()[0] == PROGRAM_GC_THRESHOLD == 20000\n"
              "sys.argv = ['collsim']\n"
              "gc.unfreeze()\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
