@@ -19,6 +19,7 @@ access only. Code on the simulate path uses this module's :func:`field`, :func:`
 """
 from __future__ import annotations
 
+import sys
 from operator import attrgetter
 from types import MappingProxyType
 
@@ -92,12 +93,6 @@ def _from_dataclass_field(f: Any) -> _Field:
         return _MISSING if v is dataclasses.MISSING else v
     return _Field(own(f.default), own(f.default_factory), f.init, f.repr, f.hash, f.compare,
                   f.metadata)
-
-
-def _is_dataclass_field(value: Any) -> bool:
-    import sys
-    dc = sys.modules.get("dataclasses")     # no dataclasses loaded: no Field can exist
-    return dc is not None and isinstance(value, dc.Field)
 
 
 # ---------------------------------------------------------------- the methods, by closures
@@ -422,42 +417,63 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
     annotations = own.get("__annotations__", {})
     fields: dict[str, _Field] = {}
     base_frozen: set[bool] = set()
-    for base in cls.__mro__[-1:0:-1]:
-        base_fields = base.__dict__.get("__record_fields__")
+    for base in cls.__mro__[-2:0:-1]:       # (object holds neither)
+        base_dict = base.__dict__
+        base_fields = base_dict.get("__record_fields__")
         if base_fields is not None:
-            base_frozen.add(base.__dict__["__record_frozen__"])
+            base_frozen.add(base_dict["__record_frozen__"])
             for f in base_fields:
                 fields[f.name] = f
-        elif "__dataclass_fields__" in base.__dict__:
+        elif "__dataclass_fields__" in base_dict:
             return None                 # a plain dataclass base: dataclass merges it
     if base_frozen:
         if frozen and False in base_frozen:
             raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
         if not frozen and True in base_frozen:
             raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
+    dc = sys.modules.get("dataclasses")     # no dataclasses loaded: no Field can exist
+    dc_field: Any = dc.Field if dc is not None else None
     for name, tp in annotations.items():
         if _unsupported(tp):
             return None
         value = own.get(name, _MISSING)
         if isinstance(value, _Field):
             f = value._named(name, tp)
-        elif _is_dataclass_field(value):
+        elif dc is not None and isinstance(value, dc_field):
             f = _from_dataclass_field(value)._named(name, tp)
         else:
-            f = _Field(value, _MISSING, True, True, None, True, None)._named(name, tp)
+            # a plain default (or none): made named at once (a field(...) is copied)
+            f = _Field(value, _MISSING, True, True, None, True, None)
+            f.name, f.type = name, tp
+            if value is not _MISSING and value.__class__.__hash__ is None:
+                raise ValueError(f"mutable default {type(value)} for field {name} is not "
+                                 "allowed: use default_factory")
+            fields[name] = f
+            continue
         if f.default is not _MISSING and f.default.__class__.__hash__ is None:
             raise ValueError(f"mutable default {type(f.default)} for field {name} is not "
                              "allowed: use default_factory")
-        if value is not f.default:      # a field(...) in the body: the class shows its default
-            if f.default is _MISSING:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, f.default)
+        # a field(...) in the body: the class shows its default
+        if f.default is _MISSING:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, f.default)
         fields[name] = f
     for name, value in own.items():
         if isinstance(value, _Field) and name not in annotations:
             raise TypeError(f"{name!r} is a field but has no type annotation")
     all_fields = list(fields.values())
+    names, init_names, repr_names, compare_names, hash_names = [], [], [], [], []
+    for f in all_fields:
+        names.append(f.name)
+        if f.init:
+            init_names.append(f.name)
+        if f.repr:
+            repr_names.append(f.name)
+        if f.compare:
+            compare_names.append(f.name)
+        if f.compare if f.hash is None else f.hash:
+            hash_names.append(f.name)
 
     # dataclass's test for a hash the class wrote itself (a class body with __eq__ and no
     # __hash__ holds __hash__ = None, which does not count)
@@ -465,62 +481,61 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
     explicit_hash = not (own_hash is _MISSING or (own_hash is None and "__eq__" in own))
     holder: list = [cls]
     _check_order(all_fields)
+    # the methods, then set on the class at once (a slotted class: in the body of the class
+    # made again with slots, so the first one is not changed attribute by attribute)
+    made: dict[str, Any] = {}
     if "__init__" not in own:
         init = _lazy_init(holder, tuple(all_fields), frozen, slots)
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         init.__module__ = cls.__module__
-        init.__annotations__ = {**{f.name: f.type for f in all_fields if f.init},
-                                "return": None}
-        cls.__init__ = init
+        init.__annotations__ = {f.name: f.type for f in all_fields if f.init}
+        init.__annotations__["return"] = None
+        made["__init__"] = init
     if "__repr__" not in own:
-        cls.__repr__ = _repr_fn(tuple(f.name for f in all_fields if f.repr))
+        made["__repr__"] = _repr_fn(tuple(repr_names))
     if "__eq__" not in own:
-        cls.__eq__ = _eq_fn(_values(tuple(f.name for f in all_fields if f.compare)))
+        made["__eq__"] = _eq_fn(_values(tuple(compare_names)))
     if not explicit_hash:
-        if frozen:
-            hashed = tuple(f.name for f in all_fields
-                           if (f.compare if f.hash is None else f.hash))
-            cls.__hash__ = _hash_fn(_values(hashed))
-        else:
-            cls.__hash__ = None         # mutable and compared by value
+        # frozen: by the fields; mutable and compared by value: unhashable
+        made["__hash__"] = _hash_fn(_values(tuple(hash_names))) if frozen else None
     if frozen:
-        for name in ("__setattr__", "__delattr__"):
-            if name in own:
-                raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
-        cls.__setattr__, cls.__delattr__ = _frozen_guards(
-            holder, frozenset(f.name for f in all_fields))
+        if "__setattr__" in own or "__delattr__" in own:
+            name = "__setattr__" if "__setattr__" in own else "__delattr__"
+            raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
+        made["__setattr__"], made["__delattr__"] = _frozen_guards(holder, frozenset(names))
     if "__match_args__" not in own:
-        cls.__match_args__ = tuple(f.name for f in all_fields if f.init)  # type: ignore[misc]
-    cls.__record_fields__ = tuple(all_fields)
-    cls.__record_frozen__ = frozen
+        made["__match_args__"] = tuple(init_names)
+    made["__record_fields__"] = tuple(all_fields)
+    made["__record_frozen__"] = frozen
     views = (_DataclassView("__dataclass_fields__"), _DataclassView("__dataclass_params__"))
-    cls.__dataclass_fields__, cls.__dataclass_params__ = views
+    made["__dataclass_fields__"], made["__dataclass_params__"] = views
+    if slots and "__slots__" in own:
+        raise TypeError(f"{cls.__name__} already specifies __slots__")
+    if not slots or cls.__doc__ is None:
+        for key, value in made.items():
+            setattr(cls, key, value)
     if cls.__doc__ is None:
         # dataclass's own docstring: the class's signature (needs inspect: a record should
         # have a docstring of its own)
         import inspect
         cls.__doc__ = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
     if slots:
-        if "__slots__" in own:
-            raise TypeError(f"{cls.__name__} already specifies __slots__")
         body = dict(own)
-        names = tuple(f.name for f in all_fields)
+        body.update(made)
         inherited = {s for c in cls.__mro__[1:-1] for s in _slots_of(c)}
         body["__slots__"] = tuple(n for n in names if n not in inherited)
         for n in names:
             body.pop(n, None)
         body.pop("__dict__", None)
         body.pop("__weakref__", None)
+        if frozen:
+            getstate, setstate = _slots_getstate(tuple(names))
+            body.setdefault("__getstate__", getstate)
+            body.setdefault("__setstate__", setstate)
         qualname = getattr(cls, "__qualname__", None)
         cls = type(cls)(cls.__name__, cls.__bases__, body)
         if qualname is not None:
             cls.__qualname__ = qualname
-        if frozen:
-            getstate, setstate = _slots_getstate(names)
-            if "__getstate__" not in body:
-                cls.__getstate__ = getstate
-            if "__setstate__" not in body:
-                cls.__setstate__ = setstate
     holder[0] = cls
     for view in views:
         view.holder = cls
