@@ -313,3 +313,19 @@ def test_nvls_all_reduce_inside_an_nvswitch_server_only():
     plain = NcclCostModel(load_spec("hgx-h200:8")).estimate(Op.ALLREDUCE, 1 << 30,
                                                             tuple(range(8)))
     assert plain.algorithm != "nvls"
+
+
+def test_sorted_inverse_ranks_values_and_falls_back_when_low_bits_collide():
+    import numpy as np
+
+    from simulator.network.fabric import _sorted_inverse
+
+    # the sorted distinct values and each value's place in them, by hand; in the second
+    # case 7 and 7 + 2**20 share their low 16 bits, so the table cannot tell them apart
+    # and the sorting way answers
+    for values, distinct, inverse in (
+            ([7, 3, 7, 5], [3, 5, 7], [2, 0, 2, 1]),
+            ([7, 3, 7 + 2**20, 7], [3, 7, 7 + 2**20], [1, 0, 2, 1])):
+        got, where = _sorted_inverse(np.array(values, dtype=np.uint64))
+        assert got.tolist() == distinct
+        assert where.tolist() == inverse

@@ -95,6 +95,35 @@ def test_moved_groups_and_sends_load_exactly_what_each_does_laid_out_alone(tmp_p
     assert fast.layouts < slow.layouts
 
 
+@pytest.mark.parametrize("name,kw", SPECS)
+def test_groups_moved_by_a_pod_get_the_patterns_worked_out_afresh(tmp_path, name, kw):
+    # the patterns of groups that are an earlier call's moved by whole pods are taken from
+    # that call (FabricFlows._patterns): they must be what a fabric that never saw the
+    # earlier groups works out for them, field for field (GPUs, shifts, key, rows)
+    spec = topo(tmp_path, name, **kw)
+    gps, per_leaf = spec.gpus_per_server, spec.fabric.servers_per_leaf
+    gpus = 12 * gps
+    pod = gps * per_leaf
+    # 4-GPU groups at every server offset of the first two pods (some across the boundary)
+    first = np.array([range(gps * s, gps * s + 4) for s in range(2 * per_leaf - 1)])
+    for hashed in (False, True):
+        model = NcclCostModel(spec)
+        model.topology_for(gpus)
+        seen = FabricFlows(model)
+        seen._patterns(first, hashed_moves=hashed)
+        moved = seen._patterns(first + pod, hashed_moves=hashed)
+        assert seen._pattern_memo[(first.shape, hashed)][0][0] is first   # from the memo
+        fresh = FabricFlows(model)._patterns(first + pod, hashed_moves=hashed)
+        assert len(moved) == len(fresh)
+        for a, b in zip(moved, fresh):
+            assert a[0] == b[0] and a[3] == b[3]
+            for x, y in ((a[1], b[1]), (a[2], b[2]), (a[4], b[4])):
+                assert (x is None and y is None) or np.array_equal(x, y)
+        # moved by one server (not a whole pod): worked out, not taken
+        assert len(seen._patterns(first + gps, hashed_moves=hashed)) > 0
+        assert len(seen._pattern_memo[(first.shape, hashed)]) == 2
+
+
 def _pp_workload(tmp_path, world, tp):
     path = tmp_path / "pp.txt"
     path.write_text(

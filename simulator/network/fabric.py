@@ -61,6 +61,8 @@ class FabricFlows:
         self.layouts = 0                     # groups laid out by the NCCL model
         self._layouts: dict = {}             # (kind, pattern) -> (first server, ids, loads, worst)
         self._moved_shapes: dict = {}        # (kind, patterns) -> (first servers, Shape)
+        # (groups' shape, hashed_moves) -> [(groups, their patterns)] (FabricFlows._patterns)
+        self._pattern_memo: dict = {}
         self.pp_bytes: dict = {}
         self._flows: dict = {}               # (shapes, size, priced ns) -> (Demand, latency)
         self._caps = None                    # link capacities by id, degraded links lowered
@@ -144,9 +146,26 @@ class FabricFlows:
         topo = self.topology
         _, _, _, _, spl, exact, _ = topo.link_index()
         gps = topo.gpus_per_server
-        none = np.zeros(1, dtype=np.int64)
         if len(groups) == 0:
             return []
+        # the groups of the next stage (job) are often an earlier call's moved by whole pods:
+        # then every position relative to a first server and its pod, so every key, copy
+        # order and choice of what moves under hashing, is that call's; only GPUs and first
+        # servers move
+        pod_gpus = gps * spl
+        memo = self._pattern_memo.setdefault((groups.shape, hashed_moves), [])
+        for base, found in memo:
+            shift = int(groups[0, 0]) - int(base[0, 0])
+            if shift % pod_gpus == 0 and np.array_equal(groups - shift, base):
+                return _moved_patterns(found, shift, shift // gps)
+        out = self._patterns_of(groups, hashed_moves, gps, spl, exact)
+        memo.append((groups, out))
+        return out
+
+    def _patterns_of(self, groups: np.ndarray, hashed_moves: bool, gps: int, spl: int,
+                     exact: bool) -> list:
+        """:meth:`_patterns` worked out (not moved from an earlier call's)."""
+        none = np.zeros(1, dtype=np.int64)
         out: list = []
         servers = groups // gps
         first = servers.min(axis=1)
@@ -461,6 +480,7 @@ class FabricFlows:
         # a shape moved from another (FabricFlows._moved) shares its loads; on links whose
         # capacities repeat server by server and pod by pod its values are the other's too
         by_loads: dict | None = {} if self._tiled(caps) else None
+        on_ids: dict = {}           # (meeting, number of links) -> [[ids, words 1, words 2]]
         with np.errstate(over="ignore"):
             for i, k in enumerate(keys):
                 shape = self.shapes[k]
@@ -477,9 +497,22 @@ class FabricFlows:
                 else:
                     _, value, hit = known
                 values.append(value)
-                h1[ids] += r1[i] * hit[0]
-                h2[ids] += r2[i] * hit[1]
-                present[ids] = True
+                # shapes of one meeting on the same links (an all-gather and a
+                # reduce-scatter of the same groups) add their words up first and scatter
+                # them once: sums modulo 2**64, in any order the same
+                same = on_ids.setdefault((k[0], len(ids)), [])
+                for entry in same:
+                    if entry[0] is ids or np.array_equal(entry[0], ids):
+                        entry[1] += r1[i] * hit[0]
+                        entry[2] += r2[i] * hit[1]
+                        break
+                else:
+                    same.append([ids, r1[i] * hit[0], r2[i] * hit[1]])
+            for same in on_ids.values():
+                for ids, w1, w2 in same:
+                    h1[ids] += w1
+                    h2[ids] += w2
+                    present[ids] = True
         used = np.flatnonzero(present)
         self.physical_links = len(used)
         if not len(used):
@@ -551,6 +584,14 @@ class FabricFlows:
         return hit
 
 
+def _moved_patterns(patterns: list, gpus: int, servers: int) -> list:
+    """``FabricFlows._patterns`` of groups moved by ``gpus`` GPUs (``servers`` servers, whole
+    pods): each pattern's GPUs and first server move, its shifts, key and rows do not."""
+    return [(tuple((np.asarray(p[0], dtype=np.int64) + gpus).tolist()), p[1], p[2],
+             None if p[3] is None else (p[3][0], p[3][1] + servers), p[4])
+            for p in patterns]
+
+
 def ecmp_uplinks(src: np.ndarray, dst: np.ndarray, nic: int, seed: int,
                  uplinks: int) -> np.ndarray:
     """``Topology.ecmp_uplink`` of many connections at once: the same 64-bit mixing, in
@@ -613,8 +654,7 @@ def _unique_pairs(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarra
     gives them, sorting h1 alone when it tells the pairs apart (it nearly always does)."""
     # np.unique's index and inverse sort h1 stably; the few distinct values are found
     # faster apart, then looked up, and each one's first place is the least of its places
-    distinct = np.unique(h1)
-    inv = np.searchsorted(distinct, h1)
+    distinct, inv = _sorted_inverse(h1)
     first = np.full(len(distinct), len(h1), dtype=np.int64)
     np.minimum.at(first, inv, np.arange(len(h1), dtype=np.int64))
     if np.array_equal(h2[first][inv], h2):
@@ -622,6 +662,25 @@ def _unique_pairs(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarra
     _, first, inv = np.unique(np.stack([h1, h2], axis=1), axis=0, return_index=True,
                               return_inverse=True)
     return first, inv.ravel()
+
+
+def _sorted_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values)`` and where each value is in it. Hash words tell a few distinct
+    values apart by their low 16 bits nearly always: then a table of those bits gives each
+    value's rank without sorting or searching them all (checked exactly: every value must be
+    its slot's)."""
+    slots = 1 << 16
+    low = (values & np.uint64(slots - 1)).astype(np.intp)
+    held = np.zeros(slots, dtype=values.dtype)
+    held[low] = values
+    if not np.array_equal(held[low], values):          # two values share low bits
+        distinct = np.unique(values)
+        return distinct, np.searchsorted(distinct, values)
+    used = np.flatnonzero(np.bincount(low, minlength=slots))
+    order = np.argsort(held[used], kind="stable")
+    rank = np.zeros(slots, dtype=np.intp)
+    rank[used[order]] = np.arange(len(used), dtype=np.intp)
+    return held[used[order]], rank[low]
 
 
 def group_members(gid: np.ndarray) -> np.ndarray:
