@@ -53,12 +53,14 @@ class Cost(NamedTuple):
         return Cost(tuple((kn[0], kn[1] * k) + tuple(kn[2:]) for kn in self.kernels))
 
 
-def _k(dev: float, host: float, count: int = 1, compute: bool = False) -> Cost:
+def _k(dev: float, host: float, count: int = 1, compute: bool | str = False) -> Cost:
     """``count`` kernels of ``dev`` / ``host`` microseconds together; ``compute``: tensor-core
-    kernels (GEMMs, attention), flagged ``"c"`` for the power cap (:mod:`.power`)."""
+    kernels for the power cap (:mod:`.power`): True a GEMM (flagged ``"c"``), or the class
+    itself (``"af"`` / ``"ab"``: the fused attention forward / backward)."""
     if count <= 0 or (dev <= 0 and host <= 0):
         return Cost()
-    return Cost(((dev / count, host / count) + (("c",) if compute else ()),) * count)
+    flag = ("c",) if compute is True else (compute,) if compute else ()
+    return Cost(((dev / count, host / count) + flag,) * count)
 
 
 Z = Cost()
@@ -133,9 +135,9 @@ class _Kernels:
     def attention(self, flops: float, seq: int, head_dim: int) -> Part:
         g = self.g
         hf, hb = self._host("sdpa")
-        return (_k(g.attention_us(flops, seq=seq, head_dim=head_dim), hf, 1, True),
+        return (_k(g.attention_us(flops, seq=seq, head_dim=head_dim), hf, 1, "af"),
                 _k(g.attention_us(2.5 * flops, backward=True, seq=seq, head_dim=head_dim), hb,
-                   1, True),
+                   1, "ab"),
                 Z)
 
     def grad_sum(self, nbytes: float, cols: float | None = None) -> Part:

@@ -11,11 +11,13 @@ step's kernels as the GPU runs them at that clock (a timeline of compute-bound k
 memory-bound kernels and idle gaps) and gives the factor by which the compute-bound ones
 (GEMMs, attention) run longer at the clock the step sustains.
 
-The model (fitted on kernel measurements only, :mod:`.power_fit`, traces/h200/compute/powercap1
-and powercap2):
+The model (fitted on kernel measurements only, :mod:`.power_fit`, traces/h200/compute/powercap1,
+powercap2 and powercap3):
 
 * each class of work draws a power at the boost clock: ``idle_w`` (nothing queued),
-  ``mem_w`` (a memory-bound kernel), ``compute_w`` (a tensor-core kernel; above the cap);
+  ``mem_w`` (a memory-bound kernel), ``compute_w`` (a GEMM; above the cap), and the fused
+  attention's own, ``attn_fwd_w`` / ``attn_bwd_w`` (run alone, a GPT layer's GEMMs slow by
+  11-17%, its attention forward by 3-7% and its backward not at all: powercap3);
 * the power controller sees that demand averaged over the recent past, a first-order filter
   of time constant ``tau_ms`` (at the boost timeline's times);
 * while the filtered demand ``p`` exceeds ``threshold_w`` (at least ``cap_w``), a
@@ -33,8 +35,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: classes of a timeline segment
-COMPUTE, MEMORY, IDLE = "c", "m", "i"
+#: classes of a timeline segment: tensor-core GEMMs, memory-bound kernels, idle, and the
+#: fused attention's forward and backward kernels (compute-bound, with powers of their own)
+COMPUTE, MEMORY, IDLE, ATTN_FWD, ATTN_BWD = "c", "m", "i", "af", "ab"
+#: the classes whose kernels slow under the cap
+SLOWED = (COMPUTE, ATTN_FWD, ATTN_BWD)
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,19 @@ class PowerCap:
     # the filtered demand from which compute-bound kernels slow (at most the cap: the lower
     # clock lowers every kernel's power, so a mixed load passes the cap before it slows)
     threshold_w: float = 0.0
+    # the fused attention's forward and backward kernels' demand (None: ``compute_w``, as a
+    # GEMM's); run back to back alone they slow far less than GEMMs (powercap3)
+    attn_fwd_w: float | None = None
+    attn_bwd_w: float | None = None
 
     def demand_w(self, cls: str) -> float:
-        return {COMPUTE: self.compute_w, MEMORY: self.mem_w}.get(cls, self.idle_w)
+        if cls == ATTN_FWD and self.attn_fwd_w is not None:
+            return self.attn_fwd_w
+        if cls == ATTN_BWD and self.attn_bwd_w is not None:
+            return self.attn_bwd_w
+        if cls in SLOWED:
+            return self.compute_w
+        return self.mem_w if cls == MEMORY else self.idle_w
 
     def slowdown(self, filtered_w: float) -> float:
         """Compute-bound kernels' time factor at a filtered demand: ``gain`` per cap of demand
@@ -89,7 +104,7 @@ def stretch(cap: PowerCap, segments, filtered_w: float | None = None,
         # mean of the filter over a piece, relative to its start: (1 - decay) tau / dt
         mean_k = (1.0 - decay) * tau / dt
         for _ in range(pieces):
-            if cls == COMPUTE:
+            if cls in SLOWED:
                 mean_p = target + (p - target) * mean_k
                 extra += dt * (cap.slowdown(mean_p) - 1.0)
                 busy += dt
@@ -108,7 +123,8 @@ def step_factor(cap: PowerCap, segments) -> float:
 def timeline(kernels, issued: float = 0.0, gpu_free: float = 0.0):
     """((boost us, class) segments, host clock, GPU-free time) of a kernel chain replayed as
     :func:`~.host_sync.run` does: a gap where the GPU waits for the host is idle; a kernel
-    flagged ``"c"`` (third element) compute-bound, any other memory-bound."""
+    flagged ``"c"``, ``"af"`` or ``"ab"`` (third element: a GEMM, the attention forward or
+    backward) compute-bound, any other memory-bound."""
     segs: list[tuple[float, str]] = []
     for k in kernels:
         flag = k[2] if len(k) > 2 else None
@@ -119,6 +135,6 @@ def timeline(kernels, issued: float = 0.0, gpu_free: float = 0.0):
         if start > gpu_free:
             segs.append((start - gpu_free, IDLE))
         if k[0] > 0:
-            segs.append((k[0], COMPUTE if flag == COMPUTE else MEMORY))
+            segs.append((k[0], flag if flag in SLOWED else MEMORY))
         gpu_free = start + k[0]
     return segs, issued, gpu_free

@@ -6,7 +6,9 @@ Reads a folder of :mod:`simulator.measure.powercap` (traces/h200/compute/powerca
 (NVML) and ``nvml_env.txt`` (the enforced power limit); and, where given, one of
 :mod:`simulator.measure.powerref` (traces/h200/compute/powercap2): ``kernels.csv`` (the
 sweep's GEMMs from a rested GPU), ``power.csv`` (a GPT step's element-wise kernels' power)
-and ``periods.csv`` (GEMMs with gaps of GPT element-wise kernels or copies). Nothing here
+and ``periods.csv`` (GEMMs with gaps of GPT element-wise kernels or copies); and, where
+given, one of :mod:`simulator.measure.powerstep` (traces/h200/compute/powercap3):
+``windows.csv`` (a GPT layer's GEMMs and fused attention, each sustained alone). Nothing here
 reads a training step.
 
 * ``cap_w``: the enforced limit; ``idle_w``: the median power NVML reports at the end of the
@@ -18,8 +20,11 @@ reads a training step.
   the predicted per-GEMM time in the steady windows (:func:`steady`) of the large GEMM's
   back-to-back run (boost time: its 2nd-6th windows), every duty pattern (boost time: the
   4096^3 GEMM's) and powercap2's mixes (boost time: the 4096^3 GEMM from a rested GPU; the
-  gaps at the power their kernels draw back to back). Without ``ref_folder`` (powercap1
+  gaps at the power their kernels draw back to back), and powercap3's 60 layer GEMMs'
+  steady windows (boost: each one's 2nd-6th windows). Without ``ref_folder`` (powercap1
   alone) the threshold is the cap.
+* ``attn_fwd_w``, ``attn_bwd_w``: from powercap3's attention runs, given the law above
+  (:func:`attention_demand`).
 """
 from __future__ import annotations
 
@@ -199,9 +204,54 @@ def rested_us(folder: str, m: int, n: int, k: int) -> float:
     return next(t for mm, nn, kk, t in cold_gemms(folder) if (mm, nn, kk) == (m, n, k))
 
 
-def fit(folder: str, ref_folder: str | None = None, gpu=None) -> tuple[PowerCap, dict]:
+def sustained(folder: str) -> dict[tuple[str, str, str], tuple[float, float, list]]:
+    """powercap3's kernels run back to back alone: (kernel, size, layout) -> (boost us: the
+    median of its 2nd-6th windows, steady us: the median from RISE_MS on, its windows)."""
+    by: dict[tuple[str, str, str], list[dict]] = {}
+    for r in _rows(os.path.join(folder, "windows.csv")):
+        by.setdefault((r["kernel"], r["size"], r["layout"]), []).append(r)
+    out = {}
+    for key, ws in by.items():
+        late = [float(w["per_call_us"]) for w in ws if float(w["t_ms"]) >= RISE_MS]
+        if len(ws) < 7 or not late:
+            continue
+        boost = statistics.median(float(w["per_call_us"]) for w in ws[1:6])
+        out[key] = (boost, statistics.median(late), ws)
+    return out
+
+
+def _steady_power(folder: str, label: str) -> float:
+    """The median NVML instantaneous power of a powercap3 kernel's run from RISE_MS on."""
+    rs = [r for r in _rows(os.path.join(folder, "clocks.csv")) if r["label"] == label
+          and r["power_instant_w"]]
+    t0 = float(rs[0]["t_s"])
+    return statistics.median(float(r["power_instant_w"]) for r in rs
+                             if float(r["t_s"]) - t0 >= RISE_MS / 1e3)
+
+
+def attention_demand(cap: PowerCap, folder: str, layout: str) -> tuple[float, dict]:
+    """(demand W, the slowdowns) of the fused attention's ``layout`` kernel (``fwd`` /
+    ``bwd``) run back to back alone (powercap3): the demand the fitted law turns into its
+    median steady slowdown over the step sizes, ``threshold + (s - 1) cap / gain``; where it
+    does not slow (s <= 1.005: the law says nothing above the threshold), the power NVML
+    reads while it runs at (near) the boost clock, median over the sizes."""
+    runs = {k: v for k, v in sustained(folder).items()
+            if k[0] == "attention" and k[2] == layout}
+    slow = {k[1]: round(st / b, 4) for k, (b, st, _) in runs.items()}
+    s = statistics.median(slow.values())
+    if s > 1.005:
+        w = max(cap.cap_w, cap.threshold_w) + (s - 1.0) * cap.cap_w / cap.gain
+    else:
+        w = statistics.median(_steady_power(folder, " ".join(k)) for k in runs)
+    return w, slow
+
+
+def fit(folder: str, ref_folder: str | None = None, gpu=None,
+        step_folder: str | None = None) -> tuple[PowerCap, dict]:
     """The fitted model and its residuals (relative errors, predicted / measured - 1);
-    ``ref_folder``: powercap2 (with ``gpu``, the spec whose GEMM curve it refers to boost)."""
+    ``ref_folder``: powercap2 (with ``gpu``, the spec whose GEMM curve it refers to boost);
+    ``step_folder``: powercap3 (a GPT layer's GEMMs in the fit beside the large one, the
+    attention's demands from its kernels)."""
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -228,9 +278,18 @@ def fit(folder: str, ref_folder: str | None = None, gpu=None) -> tuple[PowerCap,
                         gain=float(x[1]), tau_ms=float(x[2]), gemm_boost=gemm_boost,
                         threshold_w=float(x[3]) if ref_folder else cap_w)
 
+    layer_gemms = [(b, ws) for k, (b, _, ws) in sustained(step_folder).items()
+                   if k[0].startswith("gemm ")] if step_folder else []
+
     def residuals(x):
         cap = model(x)
         r = [pr / me - 1 for pr, me in predict_ramp(cap, big, big_boost)]
+        n_big = len(r)
+        # each of a GPT layer's sustained GEMMs: its steady windows' median relative error;
+        # together they weigh as much as the large GEMM's windows
+        for b, ws in layer_gemms:
+            e = statistics.median(pr / me - 1 for pr, me in predict_ramp(cap, ws, b))
+            r.append((n_big / len(layer_gemms)) ** 0.5 * e)
         # the duty cases weigh as much as the ramp's steady windows together, the mixes half
         w = (len(r) / max(1, len(cases))) ** 0.5
         r += [w * (pr / me - 1) for pr, me in (predict_duty(cap, c, duty_boost) for c in cases)]
@@ -252,6 +311,14 @@ def fit(folder: str, ref_folder: str | None = None, gpu=None) -> tuple[PowerCap,
              "duty_median_abs": statistics.median(abs(e) for e in duty_err.values()),
              "duty_max_abs": max(abs(e) for e in duty_err.values()),
              "duty": duty_err, **extra}
+    if layer_gemms and step_folder:
+        errs = [statistics.median(pr / me - 1 for pr, me in predict_ramp(cap, ws, b))
+                for b, ws in layer_gemms]
+        stats["layer_gemms_median_abs"] = statistics.median(abs(e) for e in errs)
+        stats["layer_gemms_max_abs"] = max(abs(e) for e in errs)
+        fw, stats["attn_fwd_slowdown"] = attention_demand(cap, step_folder, "fwd")
+        bw, stats["attn_bwd_slowdown"] = attention_demand(cap, step_folder, "bwd")
+        cap = replace(cap, attn_fwd_w=round(fw, 1), attn_bwd_w=round(bw, 1))
     if mixes:
         stats["mix"] = {f"{c['gap']} P{c['period_ms']:g} d{c['duty_set']:g}":
                         round(pr / me - 1, 4)

@@ -11,9 +11,10 @@ what ran: ``clocks.csv``):
   1.3B and 2.7B at 4, 6.7B at 1): the four linear layers' GEMMs in the three layouts
   autograd issues (forward ``x W^T``, dgrad ``dy W``, wgrad ``dy^T x``), the fused causal
   attention forward and its backward alone (``autograd.grad`` of contiguous q, k, v: the
-  attention kernels without the QKV split's gradient copies). Each after ``--idle-s`` with nothing queued,
-  then back to back for ``--sustain-s``, timed in windows of about ``--window-us`` between
-  CUDA events (``windows.csv``: ``t_ms`` the window's start on the GPU since the first call).
+  attention kernels without the QKV split's gradient copies). Each after ``--idle-s`` with
+  nothing queued, then back to back for ``--sustain-s``, timed in windows of about
+  ``--window-us`` between CUDA events (``windows.csv``: ``t_ms`` the window's start on the
+  GPU since the first call).
 * ``mixgap``: 2 ms periods of 4096^3 GEMMs for a share 0.7, then one element-wise kernel
   (at a 2.7B micro-batch-8 size, as powerref's mixes) repeated until the period is full, for
   ``--mix-s`` after idle; per kind: layer norm, GELU and dropout each way, the add, the fp32
@@ -28,10 +29,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 from . import kernels
 from .powercap import CLOCK_COLUMNS, Sampler, elapsed_us, timer_event
-from .powerref import PERIOD_COLUMNS, rest
+from .powerref import PERIOD_COLUMNS
 from .runstart import attempt, finish, free_gpu, parser, start_run
 from .runstart import log as _log
 from .train import write_csv
@@ -51,6 +53,15 @@ class Run:
         self.windows: list[dict] = []
         self.periods: list[dict] = []
         self.gapref: list[dict] = []
+
+
+def rest(run: Run, idle_s: float, label: str) -> None:
+    """Nothing queued and the host asleep for ``idle_s`` (the samples labelled ``label``)."""
+    if run.cuda:
+        import torch
+        torch.cuda.synchronize()
+    run.sampler.label = label
+    time.sleep(idle_s)
 
 
 def sustain(run: Run, fields: dict, fn, idle_s: float, seconds: float, window_us: float):
@@ -90,7 +101,7 @@ def layer_kernels(device, dtype, size, T, h, nh, b, s):
     """(fields, fn) of one step size's kernels."""
     import torch
     import torch.nn.functional as F
-    out = []
+    out: list[tuple[dict, Any]] = []
     x = torch.randn(T, 4 * h, device=device, dtype=dtype)
     dy = torch.randn(T, 4 * h, device=device, dtype=dtype)
     for name, n, k in (("qkv", 3 * h, h), ("proj", h, h), ("fc1", 4 * h, h), ("fc2", h, 4 * h)):
