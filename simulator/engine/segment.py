@@ -186,11 +186,13 @@ def _find_period(rows, ga: int, key, max_extra: int | None = None) -> tuple[int,
     Only prefix+suffix lengths up to ``max_extra`` are tried.
     """
     n = len(rows)
-    arr = _class_ids(rows, key, _same_comms)
     top = n - ga if max_extra is None else min(n - ga, max_extra)
+    arr = None      # the rows' classes: a pass over every row, made once a length fits
     for extra in range(0, top + 1):
         if (n - extra) % ga:
             continue
+        if arr is None:
+            arr = _class_ids(rows, key, _same_comms)
         period = (n - extra) // ga
         for start in range(0, extra + 1):
             if arr[start] != arr[start + period]:
