@@ -206,6 +206,13 @@ def _slot_setter(cls: type, name: str) -> Any:
     return None
 
 
+def slot_setters(cls: type, names: tuple[str, ...]) -> tuple:
+    """The slot ``__set__`` of each named field of a frozen slotted record: what its
+    generated ``__init__`` calls, for an ``__init__`` written out in the class body (the
+    generated one is compiled on the class's 33rd object, about 1 M instructions)."""
+    return tuple(_slot_setter(cls, name) for name in names)
+
+
 def _compiled_init(cls: type, fields: tuple[_Field, ...], frozen: bool, slots: bool) -> Any:
     """The class's ``__init__``, as dataclass writes it, compiled from a line per field."""
     names = {f.name for f in fields}
