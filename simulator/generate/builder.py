@@ -179,6 +179,7 @@ def generate(cfg: TrainConfig, compute: str = "model",
     cm = ComputeModel(cfg, phys) if compute == "model" else None
     if cm is not None and cfg.features.fp8:
         cm.fp8_model = ComputeModel(cfg, phys, gpu=fp8_gpu(cfg.gpu_spec))
+        cm.link_fp8(cm.fp8_model)   # one step chain: FP8 layers, bf16 embedding and output
     if cm is not None and cm.power_cap is not None:
         notes.append(f"power cap applied (--power-cap): GEMMs at the boost clock, then "
                      f"compute-bound kernels x {cm.power_factor:.3f} at the clock this step "

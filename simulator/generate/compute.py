@@ -392,18 +392,39 @@ class ComputeModel:
                               Z, Z)
         self.tensors = tensors
         self.costs = t
-        self.lead, accum_us, opt_tail = self._host_lead(cfg)
+        #: the optimizer step's own Cost, before the step's chain prices what it adds
+        self._opt_cost = t["optimizer"][0]
+        self._chain_step(cfg, self)
+
+    def link_fp8(self, fp8: ComputeModel) -> None:
+        """Price the step as ``--fp8`` runs it: the layers' rows from ``fp8`` (this model at
+        the FP8 rate), the embedding, output layer and loss from this one (bf16, as
+        Transformer Engine and the measured FP8 GPT keep them). Both models' lead factors
+        and this model's accumulation, zeroing and optimizer tail are replayed on that one
+        chain; before, each model replayed its own: the FP8 rows' factors came from a chain
+        whose output layer ran at the FP8 rate with its casts and transposes (a vocabulary
+        projection's worth of GPU time the bf16 output row never has), and the accumulation
+        and the optimizer followed a backward of bf16 layers."""
+        self._chain_step(self.cfg, fp8)
+        fp8.lead = self.lead
+
+    def _chain_step(self, cfg: TrainConfig, layers: ComputeModel) -> None:
+        """The lead factors and the optimizer row from the step's chain, its layers' kernels
+        from ``layers`` (this model, or the FP8 one: :meth:`link_fp8`)."""
+        t = self.costs
+        self.lead, accum_us, opt_tail = self._host_lead(cfg, layers)
         # what the accumulation adds after the backward, once per micro-batch, in the
         # optimizer row (after the last micro-batch, before its host reads); the measured
         # parts' step as it runs behind the backward (fp16's starts with found_inf's read:
         # from a drained GPU, as priced on its own)
-        opt_cost = t["optimizer"][0]
+        opt_cost = self._opt_cost
         if opt_tail is not None:
             opt_cost = _k(opt_tail, 0.0)
         t["optimizer"] = (_k(cfg.ga * accum_us, 0.0) + opt_cost, Z, Z)
         self.parts = {k: tuple(c.us for c in v) for k, v in t.items()}
 
-    def _host_lead(self, cfg: TrainConfig) -> tuple[tuple[float, float], float, float | None]:
+    def _host_lead(self, cfg: TrainConfig, layers: ComputeModel | None = None
+                   ) -> tuple[tuple[float, float], float, float | None]:
         """((forward, backward) factors that carry the host's lead from row to row, the time
         the fp32 accumulation adds after a micro-batch's backward, the time the optimizer
         step adds behind the last backward and its accumulation, or None where it is priced
@@ -421,12 +442,14 @@ class ComputeModel:
         dispatch (its kernels run while the host issues the next ones: ~10 us host, ~4-120
         us device a tensor); a GPU-bound one its kernels, queued behind the backward."""
         t = self.costs
+        lt = (layers or self).costs   # the layers' kernels (FP8's under --fp8: link_fp8)
         m = cfg.model
         if m.is_moe:
-            mlp = _sum(t["moe_router"], t["moe_permute"], t["moe_experts"], t["moe_unpermute"])
+            mlp = _sum(lt["moe_router"], lt["moe_permute"], lt["moe_experts"],
+                       lt["moe_unpermute"])
         else:
-            mlp = _sum(t["ln"], t["mlp_body"])
-        layer = [_sum(t["attn_in"], t["attn_body"]), mlp]
+            mlp = _sum(lt["ln"], lt["mlp_body"])
+        layer = [_sum(lt["attn_in"], lt["attn_body"]), mlp]
         seq_f = [t["get_batch0"], t["get_batch1"], t["embedding"]] \
             + layer * cfg.layers_per_stage + [t["output"]]
         seq_b = [t["output"]] + layer[::-1] * cfg.layers_per_stage + [t["embedding"]]
