@@ -11,7 +11,9 @@ relatively), so a GPU machine can copy this folder alone and run it
 <- ``processes`` (one process per GPU, the phases) <- ``cli``; ``runstart`` (the start every
 one-GPU script shares: flags, log, environment, warm clocks), ``layer``, ``gpt``,
 ``kernels``, ``train`` <- ``compute_run`` (one-GPU compute sweeps) <- ``paired`` (host
-floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor);
+floor and steps in rounds) <- ``interleaved`` (each case beside its own host floor) <-
+``fp8host`` (an FP8 layer's host dispatch by tokens), ``steptail`` (a step in its parts, each
+beside a floor call);
 ``compute_run``, ``hostcause``, ``powercap`` (its NVML sampler) <- ``gpubound`` (GPU-bound
 steps profiled, GEMM layouts and fp16's kernels).
 """
