@@ -85,3 +85,17 @@ def test_generate_prices_the_linked_chain():
     assert linked[1] - unlinked[1] > 1.0          # us: the lead moved
     assert rows["attention_layer"].ig_ns == round(1000 * linked[1])
     assert rows["optimizer1"].fwd_ns == round(1000 * cm.row("optimizer")[0])
+
+
+def test_clip_scale_off_leaves_the_scale_out_of_the_step():
+    """2 layers of hidden 64: 2 x 12 + 4 = 28 tensors, one launch each foreach op (28 < 110
+    and 36 tensors a launch). With clipping's scale: the norm, the read, the scale, Adam's
+    Python, Adam's launch (5 kernels); without it 4, the same but the scale."""
+    on = ComputeModel(_gpt(layers=2), megatron_params(_gpt(layers=2))).opt_kernels
+    cfg = resolve(with_overrides(get_preset("gpt-7b"), layers=2, hidden=64, ffn=256, heads=2,
+                                 vocab=50257), 1, tp=1, micro_batch=1, global_batch=1,
+                  seq_length=64, gpu="h200",
+                  features=Features(check_for_nan_in_loss=False, clip_scale=False))
+    off = ComputeModel(cfg, megatron_params(cfg)).opt_kernels
+    assert len(on) == 5 and len(off) == 4
+    assert off == on[:2] + on[3:]

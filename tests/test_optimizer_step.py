@@ -49,6 +49,11 @@ def test_step_kernels_by_hand():
     assert Cost(k).us == pytest.approx(175.0)
     # without clipping's scale: the read ends at 41, Python to 106, issued 113, done 141
     assert Cost(step_kernels(_hand_spec(), 1e6, 10, clip=False)).us == pytest.approx(141.0)
+    # Adam 1.5x as long (opt_adam_factor), the copy not: Adam's share of the 28 by bytes is
+    # 28 / (28 + 6), so 28 x (1 + 0.5 x 28 / 34) = 39.529 from 113: 152.53
+    slow = replace(_hand_spec(), opt_adam_factor=1.5)
+    assert step_kernels(slow, 1e6, 10, clip=False)[-1][0] == pytest.approx(39.5294, abs=1e-4)
+    assert Cost(step_kernels(slow, 1e6, 10, clip=False)).us == pytest.approx(152.5294, abs=1e-4)
     assert step_kernels(replace(_hand_spec(), opt_host=()), 1e6, 10) == ()
 
 

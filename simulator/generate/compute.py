@@ -379,7 +379,9 @@ class ComputeModel:
         # the step in its measured parts (optimizer_step.py: the norm's enqueue, its read,
         # clipping's scale, Adam), replayed behind the last backward (_host_lead); else the
         # kernel sweep's back-to-back step as device time
-        self.opt_kernels = step_kernels(gpu, local_params, tensors)
+        self.opt_kernels = step_kernels(
+            gpu, local_params, tensors,
+            clip=getattr(getattr(cfg, "features", None), "clip_scale", True))
         if self.opt_kernels:
             t["optimizer"] = (Cost(self.opt_kernels), Z, Z)
         else:

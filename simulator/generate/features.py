@@ -73,6 +73,10 @@ class Features:
     # fitted model; off by default (on, the kernel-fitted model makes the validated H200
     # steps worse: docs/compute-model.md); False prices the kernels at the sweep's rates
     power_cap: bool = False
+    # ours: whether clipping's scale runs in the optimizer step (Megatron's clip_grad_norm_fp32
+    # scales the main gradients only when their norm is above --clip-grad, which depends on
+    # the training state); True prices it every step
+    clip_scale: bool = True
 
     @property
     def grad_bytes(self) -> int:
@@ -127,6 +131,8 @@ class Features:
         if self.get_batch != "core":
             on["get_batch"] = self.get_batch
         on["host_syncs"] = "; ".join(self.host_syncs())
+        if not self.clip_scale:
+            on["clip_scale"] = "off: the gradient norm taken at or below --clip-grad"
         if self.power_cap:
             on["power_cap"] = ("on (--power-cap): compute-bound kernels at the clock the step "
                                "sustains under the GPU's power cap, where it has a model")

@@ -86,6 +86,9 @@ class GPUSpec:
     # parameter); empty: the back-to-back ``opt_step`` as device time
     opt_host: tuple = ()
     opt_dev: tuple = ()
+    # fused Adam's device time over optstep1's (1: as timed there); the validation's
+    # plain-PyTorch FP8 steps run the same kernel longer on their gradients
+    opt_adam_factor: float = 1.0
     opt_accum_ns: float = 0.0       # fp32 gradient accumulation: ns per parameter
     opt_accum_t0_us: float = 0.0    # and us per parameter tensor (one kernel each)
     host_accum_us: float = 0.0      # host us per parameter tensor

@@ -28,6 +28,9 @@ CHUNK = 65536
 BLOCKS = 320
 #: tensors per launch by the number of tensor lists: one (norm, scale), four (fused Adam)
 MAX_TENSORS = {1: 110, 4: 36}
+#: bytes a parameter: fused Adam (fp32 weight, gradient and two moments read, three written)
+#: and the bf16 copy of the weights (fp32 read, bf16 written)
+ADAM_BYTES, COPY_BYTES = 28, 6
 
 
 def launches(params: float, tensors: int, lists: int = 1) -> int:
@@ -48,7 +51,8 @@ def step_kernels(gpu, params: float, tensors: int, clip: bool = True,
     ``gpu.opt_host``: host microseconds (norm per tensor, per launch; scale per tensor, per
     launch; Adam + copy fixed, per tensor, per Adam launch); ``gpu.opt_dev``: device (norm
     fixed us, ns a parameter; scale + Adam + copy fixed us, ns a parameter). Clipping's scale
-    is ``gpu.opt_clip_ns`` of the second; without ``clip`` it is neither run nor paid."""
+    is ``gpu.opt_clip_ns`` of the second; without ``clip`` it is neither run nor paid. Adam's
+    device time is ``gpu.opt_adam_factor`` times its share of the second (by bytes)."""
     if not gpu.opt_host or not gpu.opt_dev:
         return ()
     nt, nl, mt, ml, a0, at, al = gpu.opt_host
@@ -58,6 +62,9 @@ def step_kernels(gpu, params: float, tensors: int, clip: bool = True,
     norm_dev = d0 + dns * params / 1e3
     mul_dev = gpu.opt_clip_ns * params / 1e3
     rest_dev = max(0.0, p0 + pns * params / 1e3 - mul_dev)
+    if gpu.opt_adam_factor != 1.0:   # Adam's share of it by the bytes each moves
+        share = ADAM_BYTES / (ADAM_BYTES + COPY_BYTES)
+        rest_dev *= 1.0 + (gpu.opt_adam_factor - 1.0) * share
     read = gpu.host_us("float.fwd") if read_us is None else read_us
     out = [(norm_dev / n1, norm_host / n1)] * n1 + [sync(read)]
     if clip:
