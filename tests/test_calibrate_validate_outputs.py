@@ -153,3 +153,20 @@ def test_validate_outputs_fifo_directory_and_input(tmp_path, measured):
         assert rc == 2 and "would overwrite the input" in err, err
         assert cal.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "v.fifo"]
+
+
+def test_validate_write_docs_without_a_path_writes_the_checkout_docs(tmp_path, monkeypatch):
+    # `--write-docs` alone means docs/validation.md of the checkout (here a stand-in file):
+    # since empty output paths are refused (`--json=`), the bare flag was read as one and
+    # refused too; an explicit empty PATH still is
+    import simulator.validation as validation
+    from simulator.validation import BEGIN, END
+    doc = tmp_path / "validation.md"
+    doc.write_text(f"# head\n\n{BEGIN}\nold\n{END}\n")
+    monkeypatch.setattr(validation, "DEFAULT_DOCS", doc)
+    rc, _, err = cli(["validate", "--quiet", "--write-docs"])
+    assert rc == 0, err
+    text = doc.read_text()
+    assert text.startswith("# head\n") and "old\n" not in text and "H200 GPT step" in text
+    rc, _, err = cli(["validate", "--quiet", "--write-docs="])
+    assert rc == 2 and "an empty path" in err, err

@@ -12,6 +12,10 @@ HELP = ("Run the bundled validation cases (seed 003 pipeline-stage replay, the E
         "with --write-docs, also rewrite the validate section of docs/validation.md.")
 
 
+#: ``--write-docs`` without a PATH (an explicit empty PATH is refused as a typo)
+BARE_DOCS = object()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", metavar="YAML",
                    help="communication calibration for the end-to-end cases (default: "
@@ -19,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transfer-calibration", metavar="YAML",
                    help="calibration whose prediction of the collectives it was not fitted on "
                         "is reported (default: traces/h200x2/calib_h200x2_a2a_only.yaml)")
-    p.add_argument("--write-docs", nargs="?", const="", default=None, metavar="PATH",
+    p.add_argument("--write-docs", nargs="?", const=BARE_DOCS, default=None, metavar="PATH",
                    help="also write the validate section of a markdown file (default PATH: "
                         "docs/validation.md of the source checkout); nothing is written "
                         "without this option")
@@ -41,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from ..validation.report_json import render_json
 
     from .common import check_outputs
+    if args.write_docs is BARE_DOCS:
+        from ..errors import InputError
+        from ..validation import DEFAULT_DOCS
+        if DEFAULT_DOCS is None:
+            raise InputError("--write-docs needs a PATH outside a source checkout (an "
+                             "installed collsim has no docs/ of its own)", field="--write-docs")
+        args.write_docs = str(DEFAULT_DOCS)
     inputs = check_outputs(args, {"json": "--json", "write_docs": "--write-docs"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the cases' size-1 groups are intended
@@ -55,12 +66,7 @@ def run(args: argparse.Namespace) -> int:
         outputs[args.json] = render_json(rep)
     docs_path = None
     if args.write_docs is not None:
-        from ..errors import InputError
-        from ..validation import DEFAULT_DOCS
-        if not args.write_docs and DEFAULT_DOCS is None:
-            raise InputError("--write-docs needs a PATH outside a source checkout (an "
-                             "installed collsim has no docs/ of its own)", field="--write-docs")
-        docs_path = args.write_docs or str(DEFAULT_DOCS)
+        docs_path = args.write_docs
         outputs[docs_path] = docs_text(rep, docs_path)
     if outputs:
         from ..report.output import write_all
