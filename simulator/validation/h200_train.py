@@ -218,7 +218,10 @@ def run(cost_model, cluster) -> list[CaseResult]:
             predicted=predict(r, cost_model, cluster, c["run"], r["case"] if own else None),
             primary=c["counted"],
             inputs=f"modelled: every kernel (H200 kernel fit) and its host dispatch ({host}); "
-                   "measured: nothing of these steps",
+                   + ("FP8: no clipping scale (steptail1's FP8 norms below 1), fused Adam at "
+                      f"x{fp8_adam_factor():.3f} (profiled FP8 / bf16 Adam kernels); "
+                      if v == "fp8" else "")
+                   + "measured: nothing of these steps' times",
             note=(f"{int(float(r['params'])) / 1e6:.0f}M parameters, {r['layers']} layers, "
                   f"hidden {r['hidden']}, {r['heads']} heads, seq {r['seq']}, micro-batch "
                   f"{r['mbs']} x {r['ga']}{', full recompute' if int(r['recompute']) else ''}"
