@@ -210,6 +210,18 @@ class _Reader:
         return out
 
     # -- rows ------------------------------------------------------------------------------
+    def comm(self, word: str, size: int, phase: Phase, line: int, n_type: int) -> Comm:
+        """The collective of type ``word`` (field ``n_type``) moving ``size`` bytes."""
+        parsed = parse_comm_type(word, phase)
+        if parsed is None:
+            raise self.error(f"unknown collective type {_clip(word)}; expected NONE, "
+                             "ALLREDUCE, ALLGATHER, REDUCESCATTER, ALLTOALL, BROADCAST, "
+                             "ALLREDUCEALLTOALL, optionally with _EP or _DP_EP", line,
+                             _FIELD_NAMES[n_type])
+        if parsed.op is None:
+            return NO_COMM  # AICB writes sizes next to NONE; they move no data
+        return Comm(parsed.op, parsed.group, size)
+
     def row(self, text: str, line: int, customized: bool = False) -> Row:
         fields = text.split()
         row_policy = ""
@@ -226,22 +238,24 @@ class _Reader:
         fname = _FIELD_NAMES.__getitem__
 
         def comm(n_type: int, phase: Phase) -> Comm:
-            word = fields[n_type]
             size = self.nonneg_int(fields[n_type + 1], line, fname(n_type + 1))
-            parsed = parse_comm_type(word, phase)
-            if parsed is None:
-                raise self.error(f"unknown collective type {_clip(word)}; expected NONE, "
-                                 "ALLREDUCE, ALLGATHER, REDUCESCATTER, ALLTOALL, BROADCAST, "
-                                 "ALLREDUCEALLTOALL, optionally with _EP or _DP_EP", line,
-                                 fname(n_type))
-            if parsed.op is None:
-                return NO_COMM  # AICB writes sizes next to NONE; they move no data
-            return Comm(parsed.op, parsed.group, size)
+            return self.comm(fields[n_type], size, phase, line, n_type)
 
         name = fields[0]
         # field 2 (dep) is reserved; SimAI writes -1. Accept any integer.
         if not _is_int(fields[1]):
             raise self.error(f"expected an integer, got {_clip(fields[1])}", line, fname(1))
+        fwd_ns, fwd_bytes, ig_ns, ig_bytes, wg_ns, wg_bytes, update_ns = numbers = (
+            fields[2], fields[4], fields[5], fields[7], fields[8], fields[10], fields[11])
+        digits = "".join(numbers)
+        if digits.isascii() and digits.isdigit() and len(max(numbers, key=len)) <= 18:
+            # the common row: every number plain ASCII digits, short enough to be far below
+            # the limit (what nonneg_int's first test takes, for the seven at once)
+            fwd = self.comm(fields[3], int(fwd_bytes), Phase.FWD, line, 3)
+            ig = self.comm(fields[6], int(ig_bytes), Phase.IG, line, 6)
+            wg = self.comm(fields[9], int(wg_bytes), Phase.WG, line, 9)
+            return Row(name, int(fwd_ns), fwd, int(ig_ns), ig, int(wg_ns), wg, int(update_ns),
+                       line, row_policy)
         return Row(
             name=name,
             fwd_ns=self.nonneg_int(fields[2], line, fname(2), allow_fraction=True),
