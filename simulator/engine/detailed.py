@@ -358,6 +358,7 @@ class _ClassStage:
         self.rng = sim.jitter.rng_for(setup.cid) if sim.jitter is not None else None
         self.programs: dict = {}
         self.segments: dict = {}        # (program, step) -> its segment's plan (_plan)
+        self.uses: dict = {}            # ... -> times it ran, not yet added (_segment)
         # while tracing a pipeline pass: its micro-batch, chunk and the message it received
         # (flow_in), for the slices the pass itself issues (not its asynchronous collectives,
         # which may end during a later pass)
@@ -465,22 +466,26 @@ class _ClassStage:
         while i < n:
             step = program[i]
             kind, row = step[0], step[1]
-            if (segments and i != after and (kind == COMPUTE or kind == BLOCK)
-                    and all(q is None or q.triggered for q in stream_last)):
-                # steps nothing else can touch, at once (_segment); their queue entries are
-                # placeholders (_Chain), so that everything else keeps its place in the order
-                j, t0, waits = self._segment(program, i)
-                if j > i:
-                    k, m = 0, len(waits)
-                    while k < m and env.can_skip_to(t0 + waits[k][0]):
-                        env.now = t0 + waits[k][0]     # as each step could run ahead
-                        k += 1
-                    if k < m:
-                        done = env.event()
-                        _Chain(env, t0, waits, k, done)
-                        yield done
-                    i = after = j
-                    continue
+            if segments and i != after and (kind == COMPUTE or kind == BLOCK):
+                for q in stream_last:
+                    if q is not None and not q.triggered:
+                        break                   # one of its collectives in flight
+                else:
+                    # steps nothing else can touch, at once (_segment); their queue entries
+                    # are placeholders (_Chain), so that everything else keeps its place in
+                    # the order
+                    j, t0, waits = self._segment(program, i)
+                    if j > i:
+                        k, m = 0, len(waits)
+                        while k < m and env.can_skip_to(t0 + waits[k][0]):
+                            env.now = t0 + waits[k][0]     # as each step could run ahead
+                            k += 1
+                        if k < m:
+                            done = env.event()
+                            _Chain(env, t0, waits, k, done)
+                            yield done
+                        i = after = j
+                        continue
             i += 1
             if kind == COMPUTE:
                 ns = step[2]
@@ -547,28 +552,40 @@ class _ClassStage:
             plan = self._plan(program, i)
             if plan[-1]:
                 self.segments[key] = plan
-        j, offsets, compute, recompute, exposed, rows, ends, flows, _ = plan
-        res, t = self.res, self.env.now
+        j, offsets = plan[0], plan[1]
+        t = self.env.now
         if j == i:
             return j, t, offsets
-        res.compute_ns += compute
-        res.recompute_ns += recompute
+        stream_end = self.stream_end
+        for s, offset in plan[6]:
+            stream_end[s] = t + offset
+        if plan[-1]:
+            # its sums (whole nanoseconds and counts, read only when the run is over) are
+            # added once per plan, times its uses, when the class ends (drain)
+            uses = self.uses
+            uses[key] = uses.get(key, 0) + 1
+        else:
+            self._add(plan, 1)
+        return j, t, offsets
+
+    def _add(self, plan: tuple, n: int) -> None:
+        """``n`` uses of a segment's plan: its compute, exposed times and flows counted."""
+        _, _, compute, recompute, exposed, rows, _, flows, _ = plan
+        res = self.res
+        res.compute_ns += compute * n
+        res.recompute_ns += recompute * n
         for name, ns in exposed:
-            res.exposed_ns[name] += ns
+            res.exposed_ns[name] += ns * n
         row_exposed = self.row_exposed
         for row_key, ns in rows:
-            row_exposed[row_key] = row_exposed.get(row_key, 0) + ns
-        stream_end = self.stream_end
-        for s, offset in ends:
-            stream_end[s] = t + offset
+            row_exposed[row_key] = row_exposed.get(row_key, 0) + ns * n
         if flows:
             sim = self.sim
             net = sim.net
             assert net is not None          # segments run on the fabric's flows
             for demand, count in flows:
-                net.count_alone(demand, count)
-                sim.events += count
-        return j, t, offsets
+                net.count_alone(demand, count * n)
+                sim.events += count * n
 
     def _plan(self, program: tuple, i: int) -> tuple:
         """What ``program[i:j]`` does from any start (every time relative to it): compute
@@ -698,6 +715,10 @@ class _ClassStage:
         if env.now < ends[latest]:
             yield env.timeout(ends[latest] - env.now)
         res.end_ns = env.now
+        segments = self.segments
+        for key, n in self.uses.items():
+            self._add(segments[key], n)
+        self.uses.clear()
         self.sim.finished[self.idx] = True
 
 

@@ -146,7 +146,7 @@ class FlowNetwork:
         # flow can meet on any of its links from its start to its end moves at its rate
         # alone, so its end is known when it is submitted and it needs no events but its
         # end; link -> {flows that claim it: closed-form ones until their end, the solver's
-        # until they end}
+        # until they end} (possibly empty: a link's dict is made once)
         self.closed_form = closed_form and on_change is None
         self._claims: dict = {}
         self._lazy: dict[Flow, None] = {}                  # closed-form flows not yet done
@@ -234,7 +234,7 @@ class FlowNetwork:
             return None
         claims = self._claims
         for link in demand.weights:
-            if link in claims:
+            if claims.get(link):
                 return None
         return hit[2]
 
@@ -373,10 +373,7 @@ class FlowNetwork:
         del self._lazy[f]
         claims = self._claims
         for link in f.weights:
-            users = claims[link]
-            del users[f]
-            if not users:
-                del claims[link]
+            del claims[link][f]         # an emptied link's dict stays, for the next flow
         hit = self._done_loads.get(id(f.loads))
         if hit is None:
             self._done_loads[id(f.loads)] = [f.loads, 1]
@@ -541,10 +538,7 @@ class FlowNetwork:
         if self.closed_form:
             claims = self._claims
             for link in f.weights:
-                users = claims[link]
-                del users[f]
-                if not users:
-                    del claims[link]
+                del claims[link][f]
         for link in f.loads:
             users = on_link[link]
             del users[f]
