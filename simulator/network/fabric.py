@@ -480,7 +480,8 @@ class FabricFlows:
         # a shape moved from another (FabricFlows._moved) shares its loads; on links whose
         # capacities repeat server by server and pod by pod its values are the other's too
         by_loads: dict | None = {} if self._tiled(caps) else None
-        on_ids: dict = {}           # (meeting, number of links) -> [[ids, words 1, words 2]]
+        on_ids: dict = {}           # number of links -> [[ids, words 1, words 2]]: a meeting's
+        meeting = None
         with np.errstate(over="ignore"):
             for i, k in enumerate(keys):
                 shape = self.shapes[k]
@@ -499,8 +500,13 @@ class FabricFlows:
                 values.append(value)
                 # shapes of one meeting on the same links (an all-gather and a
                 # reduce-scatter of the same groups) add their words up first and scatter
-                # them once: sums modulo 2**64, in any order the same
-                same = on_ids.setdefault((k[0], len(ids)), [])
+                # them once: sums modulo 2**64, in any order the same. A meeting's shapes
+                # are registered together: the sums of the one before are scattered when
+                # the next begins (so only one meeting's are ever held)
+                if k[0] != meeting:
+                    _scatter(on_ids, h1, h2, present)
+                    meeting = k[0]
+                same = on_ids.setdefault(len(ids), [])
                 for entry in same:
                     if entry[0] is ids or np.array_equal(entry[0], ids):
                         entry[1] += r1[i] * hit[0]
@@ -508,11 +514,7 @@ class FabricFlows:
                         break
                 else:
                     same.append([ids, r1[i] * hit[0], r2[i] * hit[1]])
-            for same in on_ids.values():
-                for ids, w1, w2 in same:
-                    h1[ids] += w1
-                    h2[ids] += w2
-                    present[ids] = True
+            _scatter(on_ids, h1, h2, present)
         used = np.flatnonzero(present)
         self.physical_links = len(used)
         if not len(used):
@@ -582,6 +584,17 @@ class FabricFlows:
             # what a group alone would not spend moving data is latency (launch, hops, floor)
             hit = self._flows[key] = (Demand(loads), max(0, round(priced_ns - solo)))
         return hit
+
+
+def _scatter(on_ids: dict, h1: np.ndarray, h2: np.ndarray, present: np.ndarray) -> None:
+    """Add the summed hash words of a meeting's shapes onto their links (FabricFlows.finish),
+    and forget them."""
+    for same in on_ids.values():
+        for ids, w1, w2 in same:
+            h1[ids] += w1
+            h2[ids] += w2
+            present[ids] = True
+    on_ids.clear()
 
 
 def _moved_patterns(patterns: list, gpus: int, servers: int) -> list:
