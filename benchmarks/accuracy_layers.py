@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from simulator.generate import get_preset, resolve  # noqa: E402
 from simulator.generate.compute import ComputeModel  # noqa: E402
+from simulator.generate.features import Features  # noqa: E402
 from simulator.generate.gpu import GPUS  # noqa: E402
 from simulator.generate.sizes import megatron_params  # noqa: E402
 
@@ -70,8 +71,10 @@ def gpu_with(bwd_eff, base: str = "h200"):
 def model_for(row: dict, gpu: str = "h200") -> ComputeModel:
     model = get_preset(row["preset"])
     tp = int(row["tp"])
+    # the layers were timed alone in loops of 30-50 calls (60-220 ms), not a whole step: the
+    # power-cap model, which prices a whole step's timeline, is left out
     cfg = resolve(model, tp, tp=tp, seq_length=int(row["seq"]), micro_batch=int(row["mbs"]),
-                  gpu=gpu)
+                  gpu=gpu, features=Features(power_cap=False))
     for key, want in (("hidden", model.hidden), ("ffn", model.ffn), ("heads", model.heads),
                       ("kv_groups", model.kv)):
         if int(row[key]) != want:

@@ -22,6 +22,9 @@ def _gpt13(**kw):
     """The measured GPT 1.3B (24 x 2048, 16 heads of 128, seq 2048) at micro-batch 1."""
     model = with_overrides(get_preset("gpt-7b"), layers=24, hidden=2048, ffn=8192, heads=16,
                            vocab=50257)
+    # the derivations below are at the kernel fit's own rates: the power-cap model (on by
+    # default) left out
+    kw["features"] = replace(kw.get("features") or Features(), power_cap=False)
     return resolve(model, 1, tp=1, micro_batch=kw.pop("mbs", 1), global_batch=kw.pop("gb", 1),
                    seq_length=2048, gpu="h200", distributed_optimizer=kw.pop("distributed_optimizer", True), **kw)
 

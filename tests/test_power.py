@@ -1,4 +1,5 @@
 """The power-cap model (simulator/generate/power.py): hand-derived cases."""
+import json
 import math
 
 import pytest
@@ -188,10 +189,10 @@ def test_validate_switch_sets_every_h200_step():
     from simulator.validation import h200_train
     r = dict(layers=2, hidden=256, ffn=1024, heads=4, vocab=512, mbs=1, ga=1, seq=128,
              recompute=0)
-    assert h200_train.config_for(r).features.power_cap is False    # generate's default
-    token = h200_train.POWER_CAP.set(True)
+    assert h200_train.config_for(r).features.power_cap is True    # generate's default
+    token = h200_train.POWER_CAP.set(False)
     try:
-        assert h200_train.config_for(r).features.power_cap is True
+        assert h200_train.config_for(r).features.power_cap is False
     finally:
         h200_train.POWER_CAP.reset(token)
 
@@ -199,8 +200,9 @@ def test_validate_switch_sets_every_h200_step():
 def test_assumptions_say_how_the_cap_is_priced():
     from simulator.generate.builder import power_cap_assumed
     from simulator.generate.gpu import GPUS
-    assert power_cap_assumed(GPUS["h200"], False).startswith("power cap off (the default)")
+    assert power_cap_assumed(GPUS["h200"], False).startswith("power cap off (--no-power-cap)")
     assert "x 1.0384 in e_max" in power_cap_assumed(GPUS["h200"], True)
+    assert power_cap_assumed(GPUS["h200"], True).startswith("power cap on (the default")
     assert power_cap_assumed(GPUS["a100"], True).startswith("power cap: no model")
 
 
@@ -342,3 +344,23 @@ def test_step_factor_follows_the_profiled_steps_gemms():
     assert len(gaps) == 10
     assert max(map(abs, gaps)) < 0.05
     assert statistics.median(map(abs, gaps)) < 0.035
+
+
+def test_cap_is_generates_default_and_no_power_cap_turns_it_off(tmp_path):
+    # a GPU-bound 1.7B step on the H200 (micro-batch 4 x 2048): by default the cap model
+    # prices it (a note names the factor) and --power-cap writes the same table; with
+    # --no-power-cap the kernels run at the sweep's rates, faster here (the step's GEMMs
+    # alone sustain more than the 700 W limit) and with no cap note
+    from simulator.cli import main
+    base = ["generate", "--model", "gpt-1.7b", "--world-size", "8", "--tp", "1", "--gpu",
+            "h200", "--micro-batch", "4", "--seq-length", "2048", "--quiet"]
+    docs = {}
+    for name, flags in (("default", []), ("on", ["--power-cap"]), ("off", ["--no-power-cap"])):
+        out = tmp_path / f"{name}.txt"
+        assert main([*base, *flags, "-o", str(out), "--json", str(tmp_path / f"{name}.json")]) == 0
+        docs[name] = (out.read_text(), json.loads((tmp_path / f"{name}.json").read_text()))
+    assert docs["default"][0] == docs["on"][0]
+    on, off = docs["default"][1], docs["off"][1]
+    assert on["microbatch_compute_ms"] > off["microbatch_compute_ms"]
+    assert any(n.startswith("power cap applied (the default)") for n in on["notes"])
+    assert not any("power cap" in n for n in off["notes"])

@@ -235,11 +235,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--compute-profile", metavar="CSV",
                    help="measured row times: name,fwd_us,ig_us,wg_us (rows it names override "
                         "the model)")
-    c.add_argument("--power-cap", dest="power_cap", action="store_true",
+    c.add_argument("--power-cap", dest="power_cap", action="store_true", default=True,
                    help="price compute-bound kernels at the clock the step sustains under the "
-                        "GPU's power cap, where the GPU has a fitted model, with the GEMMs "
-                        "referred to the boost clock (default off: the kernel sweep's rates; "
-                        "docs/compute-model.md)")
+                        "GPU's power cap, where the GPU has a fitted model (H200; H100 and "
+                        "H800 take it as an assumption), GEMMs referred to the boost clock "
+                        "(the default; docs/compute-model.md)")
+    c.add_argument("--no-power-cap", dest="power_cap", action="store_false",
+                   help="price every kernel at the kernel sweep's rates instead (its GEMMs "
+                        "ran partly under the cap)")
     c.add_argument("--no-memory-check", action="store_true",
                    help="write the file even when the memory estimate exceeds the GPU's HBM")
     p.add_argument("--json", metavar="PATH",
@@ -299,7 +302,7 @@ def generate_options(args: argparse.Namespace):
         check_for_nan_in_loss_and_grad=getattr(args, "check_for_nan", True),
         get_batch=getattr(args, "get_batch", "core"),
         loss_scale=getattr(args, "loss_scale", None),
-        power_cap=getattr(args, "power_cap", False),
+        power_cap=getattr(args, "power_cap", True),
         num_layers=args.num_layers, hidden_size=args.hidden_size,
         ffn_hidden_size=args.ffn_hidden_size, num_attention_heads=args.num_attention_heads,
         num_query_groups=args.num_query_groups, vocab_size=args.vocab_size,

@@ -127,11 +127,11 @@ class GenerateOptions:
     loss_scale: float | None = option(
         None, "fp16: a static loss scale (default: dynamic)", "", "float?")
     power_cap: bool = option(
-        False, "price compute-bound kernels at the clock the step sustains under the GPU's "
-        "power cap where the GPU has a fitted model (H200, H100, H800: GEMMs referred to the "
-        "boost clock, then slowed by the step's factor; docs/compute-model.md); default off: "
-        "the kernel sweep's rates (its GEMMs ran partly under the cap), closer on the "
-        "validated H200 steps", "", "bool")
+        True, "price compute-bound kernels at the clock the step sustains under the GPU's "
+        "power cap where the GPU has a fitted model (H200; H100 and H800 take it as an "
+        "assumption: GEMMs referred to the boost clock, then slowed by the step's factor; "
+        "docs/compute-model.md); default on, false: the kernel sweep's rates (its GEMMs ran "
+        "partly under the cap)", "", "bool")
     # model overrides
     num_layers: int | None = option(None, "override the model's layers", "layers", "int?")
     hidden_size: int | None = option(None, "override the hidden size", "", "int?")

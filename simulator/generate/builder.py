@@ -181,9 +181,9 @@ def generate(cfg: TrainConfig, compute: str = "model",
         cm.fp8_model = ComputeModel(cfg, phys, gpu=fp8_gpu(cfg.gpu_spec))
         cm.link_fp8(cm.fp8_model)   # one step chain: FP8 layers, bf16 embedding and output
     if cm is not None and cm.power_cap is not None:
-        notes.append(f"power cap applied (--power-cap): GEMMs at the boost clock, then "
+        notes.append(f"power cap applied (the default): GEMMs at the boost clock, then "
                      f"compute-bound kernels x {cm.power_factor:.3f} at the clock this step "
-                     f"sustains ({cm.power_cap.source}); leave --power-cap out for the kernel "
+                     f"sustains ({cm.power_cap.source}); --no-power-cap for the kernel "
                      f"sweep's rates")
     rows: list[Row] = []
     line = 3
@@ -389,14 +389,14 @@ def power_cap_assumed(gpu, on: bool) -> str:
         return ("power cap: no model for this GPU (none measured), every kernel at the rate "
                 "derived above")
     if on:
-        return (f"power cap on (--power-cap): GEMMs at the boost clock (the sweep's curve "
-                f"x {cap.gemm_boost:.4f} in e_max), then GEMMs and attention slowed by the "
+        return (f"power cap on (the default; --no-power-cap turns it off): GEMMs at the "
+                f"boost clock (the sweep's curve x {cap.gemm_boost:.4f} in e_max), then GEMMs "
+                f"and attention slowed by the "
                 f"factor the step's own timeline sustains under the {cap.cap_w:.0f} W limit "
                 f"({cap.source}); memory-bound kernels not slowed")
-    return ("power cap off (the default): GEMMs at the kernel sweep's rate, which ran "
+    return ("power cap off (--no-power-cap): GEMMs at the kernel sweep's rate, which ran "
             "partly under the cap (large GEMMs about 4% slower than at the boost clock), "
-            "attention and memory-bound kernels at the boost clock; the validated H200 "
-            "steps are closer so (docs/compute-model.md); --power-cap turns the model on")
+            "attention and memory-bound kernels at the boost clock (docs/compute-model.md)")
 
 
 def fp8_gpu(gpu):

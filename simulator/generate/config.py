@@ -202,8 +202,10 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         raise InputError(f"all-to-all context parallelism splits the {model.heads // tp} heads "
                          f"of a TP rank over CP {features.cp}: not divisible",
                          field="cp_comm_type")
+    # the power cap prices the compute times, not the rows: AICB's rows take it too
     if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend",
-                                                          "grad_reduce_dtype", "host_syncs"}
+                                                          "grad_reduce_dtype", "host_syncs",
+                                                          "power_cap"}
                             or features.grad_bytes != 4
                             or features.attention_backend != "flash"
                             or features.recompute_granularity == "selective"):
