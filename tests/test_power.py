@@ -203,6 +203,10 @@ def test_assumptions_say_how_the_cap_is_priced():
     assert power_cap_assumed(GPUS["h200"], False).startswith("power cap off (--no-power-cap)")
     assert "x 1.0384 in e_max" in power_cap_assumed(GPUS["h200"], True)
     assert power_cap_assumed(GPUS["h200"], True).startswith("power cap on (the default")
+    # the H100 takes the H200's model (fitted on traces/h200/...): the line says so, the
+    # H200's own line does not
+    assert "assumed for the H100" in power_cap_assumed(GPUS["h100"], True)
+    assert "measured on another GPU" not in power_cap_assumed(GPUS["h200"], True)
     assert power_cap_assumed(GPUS["a100"], True).startswith("power cap: no model")
 
 

@@ -382,6 +382,14 @@ def bucketed(cfg: TrainConfig, block: list, bytes_per_param: int = 4,
     return out
 
 
+def _cap_borrowed(gpu, cap) -> str:
+    """Says so when the power model was measured on another GPU (the H100 and H800 take the
+    H200's: same limit and clocks, an assumption)."""
+    if f"/{gpu.name}/" in cap.source:
+        return ""
+    return f"; measured on another GPU, assumed for the {gpu.name.upper()}"
+
+
 def power_cap_assumed(gpu, on: bool) -> str:
     """How the GPU's power cap is priced (the assumptions' compute line)."""
     cap = gpu.power_cap
@@ -393,7 +401,7 @@ def power_cap_assumed(gpu, on: bool) -> str:
                 f"boost clock (the sweep's curve x {cap.gemm_boost:.4f} in e_max), then GEMMs "
                 f"and attention slowed by the "
                 f"factor the step's own timeline sustains under the {cap.cap_w:.0f} W limit "
-                f"({cap.source}); memory-bound kernels not slowed")
+                f"({cap.source}{_cap_borrowed(gpu, cap)}); memory-bound kernels not slowed")
     return ("power cap off (--no-power-cap): GEMMs at the kernel sweep's rate, which ran "
             "partly under the cap (large GEMMs about 4% slower than at the boost clock), "
             "attention and memory-bound kernels at the boost clock (docs/compute-model.md)")
