@@ -66,11 +66,28 @@ def test_recompute_groups_stay_inside_model_chunks():
                   tied_embeddings=False)
     w = gen(world=2, model=m, pp=2, vpp=2, global_batch=2,
             features=Features(recompute_granularity="full", recompute_num_layers=2)).workload
-    # block: embedding (2), layers (3-4), (5-6), final + loss (7-10); 9 rows; mb 1 at 11.
-    # The last chunk's layer initiates at the output layer after it (7); the first chunk's
-    # has no later row in its chunk's pass, so it initiates at its own last row (4)
-    assert w.checkpoints == (3, 5, 12, 14)
-    assert w.checkpoint_initiates == (4, 7, 13, 16)
+    # block: embedding (2), layer (3-4), recompute_chunk_end (5), layer (6-7), final + loss
+    # (8-11); 10 rows; mb 1 at 12. The replay runs rows c .. j-1 before row j's backward, so
+    # each layer initiates at the row after it inside its chunk's pass: the first chunk's at
+    # the zero-work recompute_chunk_end row (5), the last chunk's at the output layer (8).
+    # Before, the first chunk's layer initiated at its own last row (4) and its MLP row's
+    # forward was never recomputed.
+    assert [r.name for r in w.rows[2:12]] == [
+        "embedding_layer", "attention_layer", "mlp_layer", "recompute_chunk_end",
+        "attention_layer", "mlp_layer", "final_column", "cross_entropy1", "cross_entropy2",
+        "cross_entropy3"]
+    assert w.checkpoints == (3, 6, 13, 16)
+    assert w.checkpoint_initiates == (5, 8, 15, 18)
+    end = w.rows[5]
+    assert (end.fwd_ns, end.ig_ns, end.wg_ns) == (0, 0, 0) and end.fwd.op is None
+    # simulated (interleaved, as generated): Megatron's full recompute replays each layer's
+    # whole forward, so the recompute is the four layer rows' forwards of each of the two
+    # micro-batches (rows 3, 4, 6, 7 and 13, 14, 16, 17); the old table left rows 4 and 14
+    # out
+    r = sim(w, pp_schedule="interleaved", vpp_chunks=2)
+    layers = [3, 4, 6, 7, 13, 14, 16, 17]
+    assert r.critical.recompute_ns == sum(w.rows[i].fwd_ns for i in layers)
+    assert all(w.rows[i].fwd_ns > 0 for i in layers)
 
 
 def test_selective_recompute_replays_core_attention_only():

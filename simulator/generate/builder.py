@@ -32,6 +32,10 @@ HEADER_FIELDS = ("model_parallel_NPU_group", "ep", "pp", "vpp", "ga", "all_gpus"
                  "checkpoint_initiates", "pp_comm")
 UPDATE_NS = 100
 CORE_ATTENTION = "core_attention"   # row kind: the attention kernel alone (selective recompute)
+#: a zero-work row closing each model chunk but the last under full recompute with --vpp: the
+#: replay recomputes rows c .. j-1 before row j's backward, so the chunk's last recompute
+#: group needs a row j after it inside the chunk's pass (the next chunk's rows run in another)
+CHUNK_END = "recompute_chunk_end"
 
 
 @dataclass
@@ -579,8 +583,12 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     sg = scatter_gather_p2p(cfg)
     if sg:
         R.add("pp_recv_gather", fwd=c(AG, TP, act), kind="none")
-    per_chunk = cfg.layers_per_stage // (cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1)
+    chunked = bool(cfg.vpp and cfg.vpp > 1)
+    per_chunk = cfg.layers_per_stage // (cfg.vpp if chunked else 1)
     for j, i in enumerate(stage_layers(cfg)):
+        if chunked and f.full_recompute and j and j % per_chunk == 0:
+            # the earlier chunk's last recompute group initiates here (recompute_spans)
+            R.add(CHUNK_END, kind="none")
         if sg and j and j % per_chunk == 0:
             # between two chunks: the later chunk's received activation (written at the
             # end of the earlier chunk's forward, the same stage's work) and the earlier
@@ -723,18 +731,20 @@ def recompute_spans(cfg: TrainConfig, block: list, layer_rows: list[tuple[int, i
 
     def span(group: list[tuple[int, int]], chunk_end: int) -> tuple[int, int]:
         # replay is rows c .. j-1: initiate at the row after the group's last row (the next
-        # layer's first row, itself a checkpoint, or the output layer), so the whole group is
-        # recomputed, as Megatron does; a group that ends its model chunk has no later row in
-        # the chunk's pass and keeps its last row's forward unreplayed
+        # layer's first row, itself a checkpoint, the output layer, or the chunk's
+        # CHUNK_END row), so the whole group is recomputed, as Megatron does
         last = group[-1][1]
         return (group[0][0], last + 1 if last < chunk_end else last)
 
     for c0 in range(0, len(layer_rows), per_chunk):
         chunk = layer_rows[c0:c0 + per_chunk]
         last_chunk = c0 + per_chunk >= len(layer_rows)
-        # rows after the chunk's last layer that belong to the same pass: the output layer
-        # and loss in the last chunk; none in the others (the next chunk starts there)
-        chunk_end = len(block) - 1 if last_chunk else chunk[-1][1]
+        # the last row of the chunk's pass: the loss in the last chunk; in the others the
+        # CHUNK_END row after the chunk's last layer (the next chunk starts after it)
+        after = chunk[-1][1] + 1
+        chunk_end = (len(block) - 1 if last_chunk else
+                     after if after < len(block) and block[after][0] == CHUNK_END else
+                     chunk[-1][1])
         if f.recompute_method == "block":
             spans.extend(span([layer], chunk_end) for layer in chunk[:n])
         else:
