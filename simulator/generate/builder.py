@@ -583,8 +583,9 @@ def _megatron_rows(cfg: TrainConfig, p: ParamCounts):
     sg = scatter_gather_p2p(cfg)
     if sg:
         R.add("pp_recv_gather", fwd=c(AG, TP, act), kind="none")
-    chunked = bool(cfg.vpp and cfg.vpp > 1)
-    per_chunk = cfg.layers_per_stage // (cfg.vpp if chunked else 1)
+    chunks = cfg.vpp if cfg.vpp and cfg.vpp > 1 else 1
+    chunked = chunks > 1
+    per_chunk = cfg.layers_per_stage // chunks
     for j, i in enumerate(stage_layers(cfg)):
         if chunked and f.full_recompute and j and j % per_chunk == 0:
             # the earlier chunk's last recompute group initiates here (recompute_spans)
