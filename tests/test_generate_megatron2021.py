@@ -116,6 +116,32 @@ def test_megatron_deepspeed_switches_change_nothing(tmp_path):
     assert a.read_text() == _table(tmp_path, "b", base=base).read_text()
 
 
+def test_deepspeed_pipeline_sends_are_partitioned_over_tp(tmp_path, capsys):
+    # Megatron-DeepSpeed with PP > 1 runs DeepSpeed's PipelineEngine, which with a
+    # model-parallel size > 1 sends 1/TP of each activation and gradient and all-gathers it
+    # (pipe_partitioned, grad_partitioned: on by default). GPT-3 1.3B (h 2048), TP 2, PP 2,
+    # micro-batch 1 x 2048: the activation is 2 b s h = 2 x 1 x 2048 x 2048 = 8,388,608
+    # bytes, so each TP rank sends 4,194,304; before, --deepspeed changed nothing and every
+    # rank sent the whole 8,388,608
+    base = ["--model", "gpt3-1.3b", "--world-size", "8", "--tp", "2", "--pp", "2",
+            "--micro-batch-size", "1", "--global-batch-size", "4", "--seq-length", "2048",
+            "--gpu", "a100", "--zero-stage", "1", "--quiet"]
+    ds = _table(tmp_path, "ds", "--deepspeed", base=base).read_text()
+    assert " pp_comm: 4194304" in ds.splitlines()[0]
+    assert ds == _table(tmp_path, "sg", "--scatter-gather-tensors-in-pipeline",
+                        base=base).read_text()
+    plain = _table(tmp_path, "plain", base=base).read_text()
+    assert " pp_comm: 8388608" in plain.splitlines()[0]
+    # asked off, it is off
+    assert _table(tmp_path, "off", "--deepspeed", "--no-scatter-gather-tensors-in-pipeline",
+                  base=base).read_text() == plain
+    # --no-pipeline-parallel (no DeepSpeed pipeline engine) needs PP 1
+    assert main(["generate", *base, "--no-pipeline-parallel", "-o",
+                 str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--no-pipeline-parallel" in err[0] and "PP 1" in err[0]
+
+
 def test_memory_refusal_suggests_only_what_is_not_on(tmp_path, capsys):
     # the 1T GPT on 1536 A100s (TP 8, PP 32, DP 6) with full recompute needs about 97 GiB of
     # 80: recompute and micro-batch 1 are already there, so the line suggests neither; the

@@ -105,14 +105,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CP collectives: p2p ring (default) and allgather move K and V around "
                         "the CP group; a2a (Ulysses) all-to-alls Q, K, V and the output")
     f.add_argument("--scatter-gather-tensors-in-pipeline", dest="scatter_gather",
-                   action="store_true", default=False,
+                   action="store_true", default=None,
                    help="pipeline sends split over TP (each TP rank sends 1/TP of the "
                         "activation) and all-gathered over TP by the receiver, as Megatron-LM "
                         "before megatron-core did by default; no effect with --sp (default off: "
-                        "megatron-core sends the whole activation from every TP rank)")
+                        "megatron-core sends the whole activation from every TP rank; on with "
+                        "--deepspeed, whose pipeline engine partitions its sends)")
     f.add_argument("--no-scatter-gather-tensors-in-pipeline", dest="scatter_gather",
                    action="store_false", help="every TP rank sends the whole activation "
-                   "(the default)")
+                   "(the default without --deepspeed)")
     f.add_argument("--untie-embeddings-and-output-weights", action="store_true",
                    help="the output layer has its own weights: no word-embedding gradient "
                         "all-reduce between the first and last stage (default: the model's)")
@@ -133,11 +134,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="DeepSpeed ZeRO instead of Megatron's optimizer: 1 (optimizer states "
                         "sharded), 2 (+ gradients, reduced in buckets every backward), 3 (+ "
                         "parameters, gathered per layer); default 0")
-    # Megatron-DeepSpeed's switches that change nothing a table holds: the engine is
-    # described by --zero-stage, its activation checkpointing by the recompute flags
+    # Megatron-DeepSpeed's switches: its ZeRO engine is described by --zero-stage, its
+    # activation checkpointing by the recompute flags; with PP > 1 the pipeline is
+    # DeepSpeed's PipelineEngine, whose sends are partitioned over TP by default
+    # (pipe_partitioned / grad_partitioned when the model-parallel size is > 1)
     f.add_argument("--deepspeed", action="store_true",
-                   help="Megatron-DeepSpeed's switch, accepted and changing nothing: DeepSpeed's "
-                        "engine is what --zero-stage describes")
+                   help="Megatron-DeepSpeed's switch: ZeRO is what --zero-stage says; with PP "
+                        "> 1 and TP > 1 DeepSpeed's pipeline engine sends 1/TP of each "
+                        "activation and gradient and all-gathers it (pipe_partitioned, "
+                        "grad_partitioned: on by default), i.e. "
+                        "--scatter-gather-tensors-in-pipeline unless --no-... is given")
+    f.add_argument("--no-pipeline-parallel", action="store_true",
+                   help="Megatron-DeepSpeed: no DeepSpeed pipeline engine (needs PP 1); "
+                        "accepted, changing nothing")
     f.add_argument("--deepspeed-activation-checkpointing", action="store_true",
                    help="Megatron-DeepSpeed: DeepSpeed's implementation of the recompute that "
                         "--checkpoint-activations asks for; accepted, changing nothing")
@@ -274,7 +283,7 @@ def generate_options(args: argparse.Namespace):
         overlap_param_gather=getattr(args, "overlap_param_gather", False),
         ddp_bucket_size=getattr(args, "ddp_bucket_size", None),
         ddp_impl=getattr(args, "ddp_impl", "local"),
-        scatter_gather_tensors_in_pipeline=getattr(args, "scatter_gather", False),
+        scatter_gather_tensors_in_pipeline=_scatter_gather(args),
         untie_embeddings_and_output_weights=getattr(
             args, "untie_embeddings_and_output_weights", False),
         params_dtype=getattr(args, "params_dtype", "bf16"),
@@ -311,6 +320,16 @@ def generate_options(args: argparse.Namespace):
         moe_ffn_hidden_size=args.moe_ffn_hidden_size)
 
 
+def _scatter_gather(args: argparse.Namespace) -> bool:
+    """--scatter-gather-tensors-in-pipeline or --no-...; else on with --deepspeed, whose
+    PipelineEngine partitions pipeline sends over TP by default (it only matters with PP and
+    TP > 1, which is where DeepSpeed does it)."""
+    asked = getattr(args, "scatter_gather", None)
+    if asked is not None:
+        return bool(asked)
+    return bool(getattr(args, "deepspeed", False))
+
+
 def _attention_backend(args: argparse.Namespace) -> str:
     """--attention-backend, or what Megatron's legacy flags say: --transformer-impl local
     without --use-flash-attn is Megatron's own unfused attention; else flash (the default)."""
@@ -327,6 +346,10 @@ def build_from_args(args: argparse.Namespace):
     from ..generate.compute import profile_path_ok, read_compute_profile
 
     options = generate_options(args)
+    if getattr(args, "no_pipeline_parallel", False) and (options.pp or 1) > 1:
+        raise InputError(f"Megatron-DeepSpeed's --no-pipeline-parallel runs without pipeline "
+                         f"stages: it needs PP 1, got {options.pp}",
+                         field="--no-pipeline-parallel")
     if options.num_experts is not None and options.num_experts < 0:
         raise InputError("must not be negative", field="num_experts")
     cfg = options.train_config()
