@@ -13,7 +13,7 @@ from simulator.cluster import Cluster
 from simulator.costmodel.base import CostModel
 from simulator.engine.segment import segment
 from simulator.errors import InputError
-from simulator.validation import BEGIN, END, Report, write_docs
+from simulator.validation import BEGIN, END, Report, render_text, write_docs
 from simulator.validation import moe_step, seed003
 from simulator.validation.common import CaseResult
 from simulator.workload import Op
@@ -73,6 +73,20 @@ def test_validate_cli_is_deterministic(tmp_path):
     assert data["summary"]["within_5"] == sum(e <= 0.05 for e in errs)
     doc = doc_a.read_text()
     assert doc.count(BEGIN) == 1 and doc.count(END) == 1
+    # the worst case's own spread beside its error: gpt-350m-s1024-b4-fp8 on run10, 12
+    # rounds (run10/train.csv step_ms), sorted 72.6157 73.0002 98.2017 100.1706 104.8946
+    # 105.4072 110.6489 112.6314 117.6646 118.5471 119.5623 121.7977; quartiles by linear
+    # interpolation at (12 - 1) x 0.25 = 2.75 and 8.25: 98.2017 + 0.75 x (100.1706 -
+    # 98.2017) = 99.6784, 117.6646 + 0.25 x (118.5471 - 117.6646) = 117.8852; the
+    # prediction (96.29 ms) is below the first quartile and above the minimum
+    worst = gpt["gpt-350m-s1024-b4-fp8 (run10)"]["repeats"]
+    assert worst["n"] == 12 and worst["prediction"] == "range"
+    assert (worst["min"], worst["max"]) == (72.6157, 121.7977)
+    assert worst["q1"] == pytest.approx(99.6784, abs=1e-4)
+    assert worst["q3"] == pytest.approx(117.8852, abs=1e-4)
+    assert "| 72.62 / 99.68-117.89 / 121.80 |" in doc
+    # a case measured once has no spread (seed 003's trace)
+    assert all(c["repeats"] is None for c in data["cases"] if c["case"].startswith("seed 003"))
     # the 4-rank collectives table is in the JSON too, with the numbers the text prints
     c4 = data["collectives_4_ranks"]
     given, x4 = c4["given"], c4["x4_on_run1"]
@@ -126,6 +140,29 @@ def test_report_statistics():
     assert st["median_abs"] == pytest.approx(0.055)
     assert st["max_abs"] == pytest.approx(0.09)
     assert st["within_5"] == 1 and st["within_10"] == 2
+
+
+def test_spread_of_the_repeats_and_where_the_prediction_falls():
+    # repeats 1..5: quartiles by linear interpolation at (5 - 1) x 0.25 = 1 and 3, i.e. the
+    # 2nd and 4th values, 2 and 4
+    r = CaseResult("c", "q", 3.0, 3.0, repeats=(5.0, 1.0, 3.0, 2.0, 4.0))
+    assert r.spread() == (1.0, 2.0, 4.0, 5.0)
+    assert r.within_repeats() == "interquartile"
+    assert CaseResult("c", "q", 3.0, 1.5, repeats=r.repeats).within_repeats() == "range"
+    assert CaseResult("c", "q", 3.0, 5.5, repeats=r.repeats).within_repeats() == "outside"
+    assert CaseResult("c", "q", 3.0, 3.0, repeats=(3.0,)).spread() is None
+    rep = Report(results=[r, CaseResult("d", "q", 3.0, 1.5, repeats=r.repeats),
+                          CaseResult("e", "q", 3.0, 9.0, repeats=r.repeats),
+                          CaseResult("f", "q", 3.0, 9.0, repeats=r.repeats, primary=False),
+                          CaseResult("g", "q", 3.0, 3.3)],
+                 calibration="x.yaml", calibration_summary="test")
+    text = render_text(rep)
+    assert ("of the 3 counted comparisons measured in repeats (a paired run's rounds, or the "
+            "runs without rounds), 1 predict inside their repeats' interquartile range, 1 "
+            "outside it but inside their min-max, 1 outside every repeat") in text
+    # e is +200%, beyond 10%, and named with its repeats
+    assert ("e q (+200.0%; its 5 repeats 1.00 / 2.00-4.00 / 5.00 ms, the prediction outside "
+            "every repeat)") in text
 
 
 def test_docs_section_replaced_in_place(tmp_path):

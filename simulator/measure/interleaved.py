@@ -139,6 +139,15 @@ def timed_calls(fn, reps: int, cuda: bool) -> tuple[float, float]:
     return statistics.median(host), statistics.median(wall)
 
 
+def enqueue(model, opt, batches) -> None:
+    """A step's part up to the optimizer, as the host enqueues it (``host_fwdbwd_ms``): the
+    main gradients zeroed, then each micro-batch's forward, backward and fp32 accumulation."""
+    opt.zero_grad()
+    for ids, tgt in batches:
+        (model.loss(ids, tgt) / len(batches)).backward()
+        opt.accumulate()
+
+
 def timed_steps(model, opt, batches, steps: int, cuda: bool):
     """(step ms, host-enqueue ms of the forward+backward) of ``steps`` steps, each from an
     idle GPU to the synchronize after the optimizer (as :func:`train.run_case`)."""
@@ -148,10 +157,7 @@ def timed_steps(model, opt, batches, steps: int, cuda: bool):
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        opt.zero_grad()
-        for ids, tgt in batches:
-            (model.loss(ids, tgt) / len(batches)).backward()
-            opt.accumulate()
+        enqueue(model, opt, batches)
         host.append((time.perf_counter() - t0) * 1e3)
         with torch.no_grad():
             opt.step()

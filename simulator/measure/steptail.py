@@ -44,7 +44,7 @@ import time
 
 from . import train
 from .gpt import MegatronLikeOptimizer, param_count
-from .interleaved import Floor, model_class
+from .interleaved import Floor, enqueue, model_class
 from .runstart import attempt, budget_spent, finish, free_gpu, parser, start_run
 from .runstart import log as _log
 
@@ -83,10 +83,7 @@ def timed_step(model, opt: MegatronLikeOptimizer, batches, cuda: bool) -> dict:
             ev[i].record()
     if cuda:
         ev[0].record()
-    opt.zero_grad()
-    for ids, tgt in batches:
-        (model.loss(ids, tgt) / len(batches)).backward()
-        opt.accumulate()
+    enqueue(model, opt, batches)
     mark(1, "enq")
     with torch.no_grad():
         norms = torch._foreach_norm(opt.grads)

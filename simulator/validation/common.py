@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +34,35 @@ class CaseResult:
     inputs: str = ""              # what was measured and what modelled
     note: str = ""
     extra: dict = field(default_factory=dict)
+    #: the repeated measurements ``measured`` is the median of (a paired run's rounds, or the
+    #: runs without rounds), so the error can be read beside the measurement's own spread;
+    #: empty where the case has one measured value
+    repeats: tuple[float, ...] = ()
 
     @property
     def error(self) -> float:
         return self.predicted / self.measured - 1.0
+
+    def spread(self) -> tuple[float, float, float, float] | None:
+        """(min, first quartile, third quartile, max) of :attr:`repeats` (quartiles by
+        linear interpolation between order statistics, ``statistics.quantiles``'
+        inclusive method); None with fewer than two repeats."""
+        if len(self.repeats) < 2:
+            return None
+        q = statistics.quantiles(self.repeats, n=4, method="inclusive")
+        return min(self.repeats), q[0], q[2], max(self.repeats)
+
+    def within_repeats(self) -> str | None:
+        """Where the prediction falls among the repeats: ``"interquartile"`` (between the
+        quartiles), ``"range"`` (outside them, inside min-max), ``"outside"``; None
+        without a spread."""
+        sp = self.spread()
+        if sp is None:
+            return None
+        lo, q1, q3, hi = sp
+        if q1 <= self.predicted <= q3:
+            return "interquartile"
+        return "range" if lo <= self.predicted <= hi else "outside"
 
 
 def rel(path: Path) -> str:

@@ -234,7 +234,8 @@ def run(cost_model, cluster) -> list[CaseResult]:
                            "; not counted: the machine's host floor of this model was not "
                            "measured with the steps")),
             extra={"group": "h200_train", "spread": spread, "iqr": iqr, "variant": v,
-                   "run": c["run"], "recompute": bool(int(r["recompute"]))}))
+                   "run": c["run"], "recompute": bool(int(r["recompute"]))},
+            repeats=tuple(c["steps_ms"])))
     return out
 
 

@@ -27,8 +27,19 @@ def _collectives4(c4: dict | None) -> dict | None:
                            "ops": _bands(c4["x4_on_run1"]), "overall": overall["x4_on_run1"]}}
 
 
+def _repeats(r) -> dict | None:
+    """The repeats a case's measured median is taken over: their count, min, quartiles, max
+    and where the prediction falls among them (None for a single measurement)."""
+    sp = r.spread()
+    if sp is None:
+        return None
+    return {"n": len(r.repeats), "min": round(sp[0], 6), "q1": round(sp[1], 6),
+            "q3": round(sp[2], 6), "max": round(sp[3], 6), "prediction": r.within_repeats()}
+
+
 def render_json(rep) -> str:
-    """What ``collsim validate --json`` writes: every case (measured, predicted, error), the
+    """What ``collsim validate --json`` writes: every case (measured, predicted, error, its
+    repeats' spread), the
     summary, the transfer table and the 4-rank collectives table; floats to 6 digits."""
     import json
 
@@ -38,7 +49,7 @@ def render_json(rep) -> str:
         "cases": [{"case": r.case, "quantity": r.quantity, "unit": r.unit,
                    "measured": round(r.measured, 6), "predicted": round(r.predicted, 6),
                    "error": round(r.error, 6), "counted": r.primary, "inputs": r.inputs,
-                   "note": r.note} for r in rep.results],
+                   "note": r.note, "repeats": _repeats(r)} for r in rep.results],
         "summary": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in st.items()},
         "transfer": None if rep.transfer is None else _bands(rep.transfer),
         "collectives_4_ranks": _collectives4(rep.collectives4),
