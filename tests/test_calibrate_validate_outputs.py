@@ -70,7 +70,9 @@ def test_render_json_of_a_report():
     # 108 predicted for 100 measured: +8%; 96 for 100: -4%; the median |error| of the two
     # counted cases is 6%, the maximum 8% (one within 5%, both within 10%); the third
     # (+200%) is not counted
-    rep = Report(results=[CaseResult("a", "step", 100.0, 108.0),
+    # a's three repeats 90, 100, 110: quartiles by linear interpolation at (3 - 1) x 0.25 =
+    # 0.5 and 1.5, i.e. 95 and 105; its 108 lies above them, inside 90-110
+    rep = Report(results=[CaseResult("a", "step", 100.0, 108.0, repeats=(110.0, 90.0, 100.0)),
                           CaseResult("b", "step", 100.0, 96.0, unit="us", note="n"),
                           CaseResult("c", "step", 10.0, 30.0, primary=False)],
                  calibration="cal.yaml", calibration_summary="")
@@ -79,7 +81,9 @@ def test_render_json_of_a_report():
     assert [c["error"] for c in doc["cases"]] == [0.08, -0.04, 2.0]
     assert doc["cases"][1] == {"case": "b", "quantity": "step", "unit": "us", "measured": 100.0,
                                "predicted": 96.0, "error": -0.04, "counted": True,
-                               "inputs": "", "note": "n"}
+                               "inputs": "", "note": "n", "repeats": None}
+    assert doc["cases"][0]["repeats"] == {"n": 3, "min": 90.0, "q1": 95.0, "q3": 105.0,
+                                          "max": 110.0, "prediction": "range"}
     assert doc["summary"] == {"n": 2, "median_abs": 0.06, "max_abs": 0.08, "within_5": 1,
                               "within_10": 2}
     assert doc["transfer"] is None and doc["collectives_4_ranks"] is None
