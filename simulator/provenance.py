@@ -108,6 +108,13 @@ def blocking_sends(mode: str, sidecar: dict | None, pp_schedule: str | None) -> 
     return (sidecar or {}).get("style") == "megatron" and pp_schedule != "interleaved"
 
 
+def grad_sync_before_optimizer(sidecar: dict | None) -> bool:
+    """Whether the optimizer rows wait for the data-parallel gradient reduction: for a table
+    generated in Megatron style (its sidecar says so), as Megatron-LM's finalize_model_grads
+    (and DeepSpeed's step) do; SimAI/AICB tables keep SimAI's replay."""
+    return (sidecar or {}).get("style") == "megatron"
+
+
 def pipeline_schedule(asked: str | None, sidecar: dict | None) -> tuple[str, str | None]:
     """(schedule, where it came from): the one asked for; else the one a generated table
     was written for (its sidecar's ``pipeline_schedule``: interleaved when generated with
@@ -121,13 +128,14 @@ def pipeline_schedule(asked: str | None, sidecar: dict | None) -> tuple[str, str
 
 
 def table_rules(workload_path: str, blocking_mode: str,
-                pp_schedule: str | None) -> tuple[int, bool]:
+                pp_schedule: str | None) -> tuple[int, bool, bool]:
     """(tied-embedding all-reduce bytes, whether pipeline sends block) for the table at
     ``workload_path`` from its own sidecar: what ``collsim simulate`` applies to it alone, so
     a co-located job gets the rules of its own table, not those of the first job's."""
     sidecar = read_sidecar(workload_path)
     return (embedding_allreduce_bytes(sidecar),
-            blocking_sends(blocking_mode, sidecar, pp_schedule))
+            blocking_sends(blocking_mode, sidecar, pp_schedule),
+            grad_sync_before_optimizer(sidecar))
 
 
 def workload_assumptions(workload, sidecar: dict | None) -> dict:

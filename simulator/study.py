@@ -149,7 +149,8 @@ def run_study(workload: Workload, cluster: Cluster, cost_model: CostModel,
             trace=options.trace, stragglers=slow_ranks(0),
             degraded=degraded, degraded_uplinks=uplinks, compat=options.compat,
             embedding_allreduce_bytes=options.embedding_allreduce_bytes,
-            blocking_sends=options.blocking_sends),
+            blocking_sends=options.blocking_sends,
+            grad_sync_before_optimizer=options.grad_sync_before_optimizer),
             placement=what_if.placement or "packed", co_job_rules=rules)
         first, co_results = results[0], results[1:]
     else:

@@ -233,3 +233,46 @@ def test_the_tied_embedding_allreduce_has_a_slice_in_the_trace(tmp_path, engine)
     names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
              if e["ph"] == "M" and e["name"] == "thread_name"}
     assert {names[(e["pid"], e["tid"])] for e in emb} == {"embedding"}
+
+
+# DP 8 on the unit cluster (tests/engine_helpers.py): an all-reduce of 8000 bytes is
+# 2 x 7/8 x 8000 = 14000 ns at 1 byte/ns, + 100 ns update
+_SYNC_DP8 = "HYBRID_TRANSFORMER_FWD_IN_BCKWD model_parallel_NPU_group: 1 all_gpus: 8 ga: 2"
+_SYNC_ROWS = ["a -1 1000 NONE 0 5000 NONE 0 5000 NONE 0 100",
+              "b -1 1000 NONE 0 1000 NONE 0 1000 NONE 0 100",
+              "a -1 1000 NONE 0 5000 NONE 0 5000 NONE 0 100",
+              "b -1 1000 NONE 0 1000 NONE 0 1000 ALLREDUCE 8000 100",
+              "opt -1 3000 NONE 0 0 NONE 0 0 NONE 0 0"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"trace": True}, {"engine": "detailed"},
+                                   {"stragglers": ((3, 1.0),)}])
+def test_the_optimizer_step_waits_for_the_gradient_reduction(extra):
+    # --overlap-grad-reduce's shape: the last micro-batch's row b reduces its gradients
+    # (ALLREDUCE on DP) during the rest of the backward, then the optimizer row after the
+    # micro-batches. 1F1B at PP 1: F0 0-2000; B0 b 2000-4000, a 4000-14000; F1 14000-16000;
+    # B1 b 16000-18000, its all-reduce 18000-32100 (14000 + 100), a 18000-28000.
+    # Megatron-LM's finalize_model_grads waits for every bucket before the optimizer step:
+    # opt waits 28000-32100 (4100 exposed DP) and runs 32100-35100. SimAI's replay (the
+    # default for a table without a Megatron sidecar) runs opt 28000-31000 under the
+    # all-reduce and ends at 32100 (1100 exposed). Every engine: the direct evaluator, the
+    # event loop (a trace), the row-level engine and the rank-class replay.
+    from engine_helpers import run
+
+    r = run(_SYNC_DP8, _SYNC_ROWS, grad_sync_before_optimizer=True, **extra)
+    assert (r.iteration_ns, r.critical.exposed_ns["DP"], r.compute_ns) == (35100, 4100, 31000)
+    assert any("finalize_model_grads" in n for n in r.notes)
+    simai = run(_SYNC_DP8, _SYNC_ROWS, **extra)
+    assert (simai.iteration_ns, simai.critical.exposed_ns["DP"]) == (32100, 1100)
+
+
+def test_a_generated_table_waits_for_its_gradients_before_the_optimizer(tmp_path):
+    # a Megatron-style table (its sidecar says so) gets the rule from `collsim simulate`; the
+    # same table without its sidecar is replayed as SimAI does
+    w = generated(tmp_path, "--gpus", "16", "--global-batch", "32", "--overlap-grad-reduce")
+    doc, _ = simulated(w, tmp_path)
+    assert any("finalize_model_grads" in n for n in doc["notes"])
+    (tmp_path / "w.txt.meta.json").unlink()
+    bare, _ = simulated(w, tmp_path)
+    assert not any("finalize_model_grads" in n for n in bare["notes"])
+    assert bare["iteration_time_ns"] <= doc["iteration_time_ns"]

@@ -214,8 +214,8 @@ def run(args: argparse.Namespace) -> int:
         workload = read_workload(args.workload, strict=args.strict)
         import os
 
-        from ..provenance import (embedding_allreduce_bytes, pipeline_schedule, read_sidecar,
-                                  sidecar_path)
+        from ..provenance import (embedding_allreduce_bytes, grad_sync_before_optimizer,
+                                  pipeline_schedule, read_sidecar, sidecar_path)
         from .common import build_cost_model_for
         sidecar = read_sidecar(args.workload)
         args.pp_schedule, schedule_from = pipeline_schedule(args.pp_schedule, sidecar)
@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
             gpus=args.gpus, pp_schedule=args.pp_schedule, vpp_chunks=args.vpp, trace=tracing,
             engine=args.engine, contention=args.contention, compat=args.compat,
             embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar),
-            blocking_sends=_blocking_sends(args, sidecar)),
+            blocking_sends=_blocking_sends(args, sidecar),
+            grad_sync_before_optimizer=grad_sync_before_optimizer(sidecar)),
             what_if, strict=args.strict, sidecar_of=args.workload, sidecar=sidecar,
             progress=not args.quiet)
     result, co_results, draws = study.result, study.co_results, list(study.draws_ns)

@@ -208,7 +208,7 @@ class ClassReplay:
         hit = self._rows_cache.get((s, phase, seq))
         if hit is not None:
             return hit
-        from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG, pass_program, rules_for
+        from .policy import BLOCK, COMPUTE, ISSUE, SYNC, WAIT, WAIT_WG, pass_program, rules_for
 
         plan = self.plan
         rep = plan.setups[0].replayer
@@ -243,6 +243,8 @@ class ClassReplay:
                 out.append(("W", step[2], _STREAM_KIND[step[3]], row.key))
             elif kind == WAIT_WG:
                 out.append(("G", row.key, _STREAM_KIND[row.wg_stream], row.key))
+            elif kind == SYNC:
+                out.append(("S", step[2], _STREAM_KIND[step[2]], row.key))
         self._rows_cache[(s, phase, seq)] = out
         return out
 
@@ -274,6 +276,11 @@ class ClassReplay:
                 else:
                     local[step[3]] = end
                 st.events += 1
+            elif kind == "S":   # until the stream is idle
+                waited = np.maximum(st.stream_end[step[1]] - st.t, 0)
+                st.exposed[step[2]] += waited
+                _add(row_exposed, step[3], waited)
+                st.t = st.t + waited
             else:   # "W": a non-blocking collective of this pass, "G": the row's last wg
                 end = (local if kind == "W" else st.wg_end).get(step[1])
                 if end is not None:

@@ -441,9 +441,21 @@ class _ClassStage:
             self.res.exposed_ns[STREAMS[stream].value] += self.env.now - t0
             self.row_exposed[row.key] = self.row_exposed.get(row.key, 0) + self.env.now - t0
 
+    def idle(self, stream: int, row: PricedRow):
+        """Wait until the stream has run everything queued on it (PolicyRules.grad_sync)."""
+        t0 = self.env.now
+        last = self.stream_last[stream]
+        if last is not None and not last.triggered:
+            yield last
+        if self.stream_end[stream] > self.env.now:
+            yield self.env.timeout(self.stream_end[stream] - self.env.now)
+        if self.env.now > t0:
+            self.res.exposed_ns[STREAMS[stream].value] += self.env.now - t0
+            self.row_exposed[row.key] = self.row_exposed.get(row.key, 0) + self.env.now - t0
+
     # -- the stage driver's steps ----------------------------------------------------------
     def run_pass(self, p: StagePass):
-        from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG
+        from .policy import BLOCK, COMPUTE, ISSUE, SYNC, WAIT, WAIT_WG
 
         seq, mb = p.seq, p.mb
         stream_last = self.stream_last
@@ -538,6 +550,8 @@ class _ClassStage:
                 yield from self.wait_for(local.get(step[2]), step[3], row)
             elif kind == WAIT_WG:
                 yield from self.wait_for(self.wg_done.get(row.key), row.wg_stream, row)
+            elif kind == SYNC:
+                yield from self.idle(step[2], row)
         self.pass_args = None
         self.sim.events += 1
 

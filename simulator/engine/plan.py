@@ -329,6 +329,8 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                        lambda: layout(workload, compat, world, cluster.gpus_per_server))
     workload = lay.workload
     rules = rules_for(workload.policy)
+    if getattr(options, "grad_sync_before_optimizer", False) and not rules.grad_sync:
+        rules = replace(rules, grad_sync=True)
     forward_only = rules.forward_only or workload.inference
     replay_name = (f"{workload.policy} replayed as {rules.source} "
                    f"({'ASTRA-sim 1.0' if lay.compat == 'astra-sim' else 'SimAI'} "
@@ -336,6 +338,11 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
     if forward_only and not rules.forward_only:
         replay_name += f"; mode {workload.mode}: forward passes only"
     notes.append(f"replay: {replay_name}: {rules.describe()}")
+    if rules.grad_sync:
+        notes.append("the rows after the micro-batches (the optimizer step) wait until the "
+                     "data-parallel gradient reduction has ended (Megatron-LM's "
+                     "finalize_model_grads), as a Megatron-style table asks (FILE.meta.json); "
+                     "the wait is exposed DP (DP_EP) time")
     notes.extend(lay.notes)
     par = make_parallel(world, workload.tp, workload.pp, workload.ep, source=workload.path)
     # collectives on groups of one rank cost nothing, so they must not decide where the

@@ -47,6 +47,11 @@ class PolicyRules:
     # ASTRA-sim 1.0 dimensions per column: 'model', 'data', 'all' or None
     dims: tuple = ()
     source: str = ""            # the function it follows, for the docs and the report
+    # the rows after the pipeline (a generated table's optimizer rows) start only when the
+    # data-parallel streams (DP, DP_EP) are idle: Megatron-LM's finalize_model_grads waits for
+    # every gradient bucket's reduction before the optimizer step (DeepSpeed's step likewise);
+    # off: SimAI's replay, where they overlap whatever reduction is still in flight
+    grad_sync: bool = False
 
     def describe(self) -> str:
         if self.forward_only:
@@ -296,8 +301,9 @@ def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) ->
 #   (BLOCK, row, stream, comm_ns, update_ns, tag)     blocking collective
 #   (ISSUE, row, stream, comm_ns, update_ns, tag, handle)   non-blocking collective
 #   (WAIT, row, handle, stream)                       wait for a non-blocking one
+#   (SYNC, row, stream)                               wait until the stream is idle
 # handle ("wg", key) outlives the pass (the next forward of that row waits for it).
-WAIT_WG, COMPUTE, BLOCK, ISSUE, WAIT = range(5)
+WAIT_WG, COMPUTE, BLOCK, ISSUE, WAIT, SYNC = range(6)
 #: a collective step's tag -> which of the row's (fwd, ig, wg) collectives it issues
 COMM_OF_TAG = {"fwd": 0, "recompute": 0, "ig": 1, "wg": 2}
 
@@ -333,6 +339,10 @@ def pass_program(rows: list, phase: Phase, rules: PolicyRules, dlrm_lbl: int | N
     # (the reader requires the layer for the DLRM policies; -1 matches no row)
     dlrm_ig_at = -1 if dlrm_lbl is None else dlrm_lbl + 1
     if phase is Phase.FWD:
+        if rules.grad_sync and rows and rows[0].key[0] == "suf":
+            # the optimizer step after the gradient reduction (PolicyRules.grad_sync)
+            from .replay import STREAM_INDEX
+            steps.extend((SYNC, rows[0], STREAM_INDEX[g]) for g in (Group.DP, Group.DP_EP))
         for pos, row in enumerate(rows):
             wait = None
             if (dlrm_first is not None and first_index + pos == dlrm_lbl

@@ -155,7 +155,7 @@ class PassReplayer:
     # ------------------------------------------------------------------------------------
     def _replay(self, phase: Phase, seq_id, free_in: tuple[int, ...],
                 wg_pending: dict[tuple, int]) -> PassOutcome:
-        from .policy import BLOCK, COMPUTE, ISSUE, WAIT, WAIT_WG
+        from .policy import BLOCK, COMPUTE, ISSUE, SYNC, WAIT, WAIT_WG
 
         free = list(free_in)
         exposed = [0] * len(STREAMS)
@@ -212,6 +212,8 @@ class PassReplayer:
                 wait_until(local.get(step[2], 0), step[3], row)
             elif kind == WAIT_WG:
                 wait_until(wg_pending.get(row.key, 0), row.wg_stream, row)
+            elif kind == SYNC:
+                wait_until(free[step[2]], step[2], row)
         return PassOutcome(
             duration_ns=t, compute_ns=compute, recompute_ns=recompute, exposed_ns=exposed,
             stream_free=tuple(free), wg_done=tuple(wg_done.items()),

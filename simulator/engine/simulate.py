@@ -65,6 +65,10 @@ class SimulationOptions:
     # a pipeline send blocks its sender until it has arrived (Megatron-LM's p2p: requests
     # waited on, outside its interleaved schedule's overlap); off: SimAI's asynchronous sends
     blocking_sends: bool = False
+    # the rows after the micro-batches (a generated table's optimizer step) wait for the
+    # data-parallel streams to go idle (Megatron-LM's finalize_model_grads waits for every
+    # gradient bucket); off: SimAI's replay, where they overlap the reduction still in flight
+    grad_sync_before_optimizer: bool = False
     # the per-row detail (result.rows): a sweep point, which reports only the iteration and
     # its breakdown, leaves it out; everything else in the result is the same either way
     row_detail: bool = True
@@ -475,12 +479,14 @@ def _evaluation_note(sim) -> str:
 def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostModel,
                   options: SimulationOptions = SimulationOptions(),
                   placement: str = "packed",
-                  co_job_rules: Sequence[tuple[int, bool]] = ()) -> list[SimulationResult]:
+                  co_job_rules: Sequence[tuple[int, bool, bool]] = ()
+                  ) -> list[SimulationResult]:
     """Several jobs on disjoint GPUs of one cluster, sharing its NICs; one result each.
 
-    The first job takes ``options``' tied-embedding all-reduce and blocking sends; each later
-    job its own from ``co_job_rules`` ((embedding all-reduce bytes, blocking sends) per job
-    after the first, as its table's sidecar gives them), none where it is not listed.
+    The first job takes ``options``' tied-embedding all-reduce, blocking sends and gradient
+    sync before the optimizer; each later job its own from ``co_job_rules`` ((embedding
+    all-reduce bytes, blocking sends, gradient sync) per job after the first, as its table's
+    sidecar gives them), none where it is not listed.
 
     ``packed`` gives each job whole servers in turn (they share no NIC: results are those of
     each job alone); ``spread`` interleaves the jobs GPU by GPU and ``rail`` gives each job a
@@ -516,9 +522,9 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
         maps = [RankMap(gps, placement, k, j) for j in range(k)]
     # what-ifs on ranks (stragglers, degraded NICs) apply to the first job; the rules of a
     # job's own table (tied-embedding all-reduce, blocking sends) to each job
-    rules = [(options.embedding_allreduce_bytes, options.blocking_sends),
-             *co_job_rules[:k - 1]]
-    rules += [(0, False)] * (k - len(rules))
+    rules = [(options.embedding_allreduce_bytes, options.blocking_sends,
+              options.grad_sync_before_optimizer), *co_job_rules[:k - 1]]
+    rules += [(0, False, False)] * (k - len(rules))
     job_options = [SimulationOptions(
         gpus=options.gpus if i == 0 else None, pp_schedule=options.pp_schedule,
         vpp_chunks=options.vpp_chunks if i == 0 else None, trace=options.trace,
@@ -526,7 +532,8 @@ def simulate_jobs(workloads: list[Workload], cluster: Cluster, cost_model: CostM
         degraded=options.degraded if i == 0 else (),
         degraded_uplinks=options.degraded_uplinks if i == 0 else (),
         contention=True, compat=options.compat,
-        embedding_allreduce_bytes=rules[i][0], blocking_sends=rules[i][1])
+        embedding_allreduce_bytes=rules[i][0], blocking_sends=rules[i][1],
+        grad_sync_before_optimizer=rules[i][2])
         for i in range(k)]
     plans = [plan_job(w, cluster, cost_model, o, m)
              for w, o, m in zip(workloads, job_options, maps)]

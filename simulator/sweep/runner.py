@@ -61,7 +61,8 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
     import warnings
 
     from ..costmodel.registry import cost_model_name, preset_for_gpu
-    from ..provenance import blocking_sends, embedding_allreduce_bytes
+    from ..provenance import (blocking_sends, embedding_allreduce_bytes,
+                              grad_sync_before_optimizer)
     from ..engine import SimulationOptions, simulate
     from ..result import BREAKDOWN_GROUPS
 
@@ -82,7 +83,8 @@ def _simulate_point(p: dict, base_dir: str) -> dict:
         res = simulate(gen.workload, cluster, cost_model, SimulationOptions(
             pp_schedule=schedule, vpp_chunks=cfg.vpp if schedule == "interleaved" else None,
             embedding_allreduce_bytes=embedding_allreduce_bytes(sidecar),
-            blocking_sends=blocking_sends("auto", sidecar, schedule), row_detail=False))
+            blocking_sends=blocking_sends("auto", sidecar, schedule),
+            grad_sync_before_optimizer=grad_sync_before_optimizer(sidecar), row_detail=False))
     c = res.critical
     it_s = res.iteration_ns / 1e9
     tokens = cfg.global_batch * cfg.seq_length
