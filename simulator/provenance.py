@@ -97,7 +97,8 @@ def embedding_allreduce_bytes(sidecar: dict | None) -> int:
 def blocking_sends(mode: str, sidecar: dict | None, pp_schedule: str | None) -> bool:
     """Whether pipeline sends block their sender (``blocking_sends``: on, off or auto).
     auto: on for a table generated in Megatron style (its sidecar says so) outside the
-    interleaved schedule, where Megatron-LM overlaps its p2p with compute by default;
+    interleaved schedule, where Megatron-LM overlaps its p2p with compute by default, and in
+    it when the table was generated with --no-overlap-p2p-communication;
     SimAI/AICB tables keep SimAI's asynchronous sends. The simulate command and the sweep
     both ask here, so a point gets the rules its table gets from ``collsim simulate``."""
     if mode not in ("auto", "on", "off"):
@@ -105,7 +106,10 @@ def blocking_sends(mode: str, sidecar: dict | None, pp_schedule: str | None) -> 
         raise InputError(f"must be auto, on or off, got {mode!r}", field="blocking_sends")
     if mode != "auto":
         return mode == "on"
-    return (sidecar or {}).get("style") == "megatron" and pp_schedule != "interleaved"
+    features = (sidecar or {}).get("features")
+    no_overlap = isinstance(features, dict) and features.get("overlap_p2p_comm") is False
+    return (sidecar or {}).get("style") == "megatron" and (pp_schedule != "interleaved"
+                                                           or no_overlap)
 
 
 def grad_sync_before_optimizer(sidecar: dict | None) -> bool:

@@ -276,3 +276,29 @@ def test_a_generated_table_waits_for_its_gradients_before_the_optimizer(tmp_path
     bare, _ = simulated(w, tmp_path)
     assert not any("finalize_model_grads" in n for n in bare["notes"])
     assert bare["iteration_time_ns"] <= doc["iteration_time_ns"]
+
+
+def test_no_overlap_p2p_communication_blocks_the_interleaved_sends(tmp_path):
+    # Megatron-LM's interleaved schedule overlaps its p2p with compute unless
+    # --no-overlap-p2p-communication; then it waits on its requests as the other schedules
+    # do. The table is the same (the flag lives in FILE.meta.json), and collsim simulate's
+    # auto rule gives what --blocking-sends on gives the plain table; before, the flag was
+    # refused as unknown. --num-virtual-stages-per-pipeline-rank is Megatron's newer --vpp.
+    flags = ("--gpus", "8", "--tp", "2", "--pp", "2", "--global-batch", "8", "--num-layers", "4")
+    plain = generated(tmp_path, *flags, "--num-virtual-stages-per-pipeline-rank", "2",
+                      name="a.txt")
+    waited = generated(tmp_path, *flags, "--vpp", "2", "--no-overlap-p2p-communication",
+                       name="b.txt")
+    assert plain.read_text() == waited.read_text()
+    assert " vpp: 2 " in plain.read_text().splitlines()[0] + " "
+    meta = json.loads((tmp_path / "b.txt.meta.json").read_text())
+    assert meta["features"]["overlap_p2p_comm"] is False
+    overlapped, _ = simulated(plain, tmp_path)
+    on, _ = simulated(plain, tmp_path, "--blocking-sends", "on")
+    auto, _ = simulated(waited, tmp_path)
+    assert overlapped["parallelism"]["pp_schedule"] == auto["parallelism"]["pp_schedule"] \
+        == "interleaved"
+    assert not any("block the sending stage" in n for n in overlapped["notes"])
+    assert any("block the sending stage" in n for n in auto["notes"])
+    assert auto["stages"] == on["stages"] and auto["iteration_time_ns"] == on["iteration_time_ns"]
+    assert auto["iteration_time_ns"] > overlapped["iteration_time_ns"]

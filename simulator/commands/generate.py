@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sp", "--sequence-parallel", "--enable-sequence-parallel", dest="sp",
                    action="store_true",
                    help="sequence parallelism (always on for MoE with TP > 1)")
-    g.add_argument("--vpp", "--virtual-pipeline-model-parallel-size", dest="vpp",
+    g.add_argument("--vpp", "--virtual-pipeline-model-parallel-size",
+                   "--num-virtual-stages-per-pipeline-rank", dest="vpp",
                    type=positive_int, metavar="N",
                    help="virtual pipeline chunks per stage (interleaved 1F1B); written as the "
                         "header's vpp (AICB writes the layers per stage there)")
@@ -114,6 +115,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--no-scatter-gather-tensors-in-pipeline", dest="scatter_gather",
                    action="store_false", help="every TP rank sends the whole activation "
                    "(the default without --deepspeed)")
+    f.add_argument("--no-overlap-p2p-communication", dest="overlap_p2p_comm",
+                   action="store_false", default=True,
+                   help="interleaved schedule: pipeline sends block the sender (default: "
+                        "overlapped with compute, Megatron-LM's overlap_p2p_comm); recorded in "
+                        "FILE.meta.json for collsim simulate's --blocking-sends auto")
     f.add_argument("--untie-embeddings-and-output-weights", action="store_true",
                    help="the output layer has its own weights: no word-embedding gradient "
                         "all-reduce between the first and last stage (default: the model's)")
@@ -284,6 +290,7 @@ def generate_options(args: argparse.Namespace):
         ddp_bucket_size=getattr(args, "ddp_bucket_size", None),
         ddp_impl=getattr(args, "ddp_impl", "local"),
         scatter_gather_tensors_in_pipeline=_scatter_gather(args),
+        overlap_p2p_communication=getattr(args, "overlap_p2p_comm", True),
         untie_embeddings_and_output_weights=getattr(
             args, "untie_embeddings_and_output_weights", False),
         params_dtype=getattr(args, "params_dtype", "bf16"),

@@ -41,8 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocking-sends", choices=["auto", "on", "off"], default="auto",
                    help="whether a pipeline send blocks the sending stage until it arrives, as "
                         "Megatron-LM's p2p does (it waits on its requests) outside the "
-                        "interleaved schedule. auto (default): on for a table generated in "
-                        "Megatron style (FILE.meta.json says so), off for SimAI/AICB tables "
+                        "interleaved schedule, and in it with --no-overlap-p2p-communication. "
+                        "auto (default): so for a table generated in Megatron style "
+                        "(FILE.meta.json says so), off for SimAI/AICB tables "
                         "(SimAI's asynchronous sends); each --co-job by its own table")
     add_cluster_arguments(p)
     w = p.add_argument_group("ranks that differ (what-ifs; simulated with one process per rank "

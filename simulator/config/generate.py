@@ -75,6 +75,10 @@ class GenerateOptions:
     scatter_gather_tensors_in_pipeline: bool = option(
         False, "pipeline sends split over TP, re-gathered by the receiver (Megatron's old "
         "default; no effect with SP)", "", "bool")
+    overlap_p2p_communication: bool = option(
+        True, "interleaved schedule: pipeline sends overlapped with compute (Megatron-LM's "
+        "default; false: --no-overlap-p2p-communication, the sender waits for them)", "",
+        "bool")
     untie_embeddings_and_output_weights: bool = option(
         False, "separate output-layer weights (no embedding all-reduce between stages)", "",
         "bool")
@@ -164,6 +168,7 @@ class GenerateOptions:
             overlap_grad_reduce=self.overlap_grad_reduce or torch_ddp,
             overlap_param_gather=self.overlap_param_gather, bucket_size=bucket,
             scatter_gather_p2p=self.scatter_gather_tensors_in_pipeline,
+            overlap_p2p_comm=self.overlap_p2p_communication,
             params_dtype=self.params_dtype,
             accumulate_allreduce_grads_in_fp32=self.accumulate_allreduce_grads_in_fp32,
             grad_reduce_in_bf16=self.grad_reduce_in_bf16,

@@ -49,6 +49,9 @@ class Features:
     zero_stage: int = 0                        # DeepSpeed ZeRO 1-3 (0: Megatron's optimizer)
     # pipeline sends split over TP, re-gathered by the receiver (Megatron's old default)
     scatter_gather_p2p: bool = False
+    # the interleaved schedule's pipeline sends overlap compute (Megatron-LM's
+    # overlap_p2p_comm, on by default); off: they block the sender, as in the other schedules
+    overlap_p2p_comm: bool = True
     params_dtype: str = "bf16"                 # --bf16 or --fp16 (the training precision)
     accumulate_allreduce_grads_in_fp32: bool = False   # fp16: fp32 main gradients
     grad_reduce_in_bf16: bool = False          # bf16: main gradients (and their reduce) bf16
@@ -127,6 +130,9 @@ class Features:
             on["params_dtype"] = self.params_dtype
         if self.scatter_gather_p2p:
             on["scatter_gather_p2p"] = True
+        if not self.overlap_p2p_comm:
+            # collsim simulate reads it (provenance.blocking_sends): interleaved sends block
+            on["overlap_p2p_comm"] = False
         if self.params_dtype == "fp16":
             on["loss_scale"] = "dynamic" if self.loss_scale is None else self.loss_scale
         if self.get_batch != "core":
