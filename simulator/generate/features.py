@@ -211,7 +211,13 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
                          field="recompute_granularity")
     method, n = f.recompute_method, f.recompute_num_layers
     if g != "full" and (method is not None or n is not None):
-        raise InputError("needs recompute_granularity full (as in Megatron-LM)",
+        # Megatron-LM reads the method and layer count only with full granularity; given
+        # alone (run_table_1.sh's later '--recompute-method uniform') they recompute nothing
+        # there, silently: refused here, so a table never drops a recompute the user meant
+        raise InputError("applies only with recompute_granularity full: Megatron-LM "
+                         "recomputes nothing with a method or layer count alone (and selective "
+                         "takes neither); add the full granularity (Megatron-LM 2021's "
+                         "activations_checkpoint_method turned it on), or drop the option",
                          field="recompute_method" if method is not None
                          else "recompute_num_layers")
     if g == "full":
