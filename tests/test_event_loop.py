@@ -172,3 +172,74 @@ def test_fire_lets_only_a_single_waiter_run_ahead():
     env.call_later(2, lambda ev: fire(ev, None), two, tail=True)
     env.run()
     assert seen == [("one", True), ("two-a", False), ("two-b", False)]
+
+
+def test_run_ahead_passes_the_waits_before_the_queues_head():
+    # run_ahead(t0, waits, k): the first wait from k on that can_skip_to would refuse, the
+    # clock at the last one passed. Waits at 3, 5, 9 from t0 = 10 (13, 15, 19); the queue's
+    # head at 15: 13 < 15 passes, 15 is not before it (an entry already queued at 15 comes
+    # first), so it stops at index 1 with the clock at 13
+    env = Environment()
+    waits = [(3, False), (5, True), (9, False)]
+    seen = []
+
+    def runner():
+        yield env.timeout(10)                # the only waiter of its own timeout: ahead
+        seen.append((env.run_ahead(10, waits, 0), env.now))
+        seen.append((env.run_ahead(10, waits, 1), env.now))   # 15 still not before 15
+
+    env.process(runner())
+    env.call_later(15, lambda _: None, None)
+    env.run()
+    assert seen == [(1, 13), (1, 13)]
+
+
+def test_run_ahead_stops_where_a_process_may_not_run_ahead():
+    # not ahead (two waiters on one event): nothing passed, the clock unchanged; ahead with
+    # an empty queue: every wait passed, the clock at the last (t0 4 + 9 = 13)
+    env = Environment()
+    shared = env.event()
+    seen = []
+    waits = [(3, False), (5, False), (9, False)]
+
+    def waiter(k):
+        yield shared
+        seen.append((k, env.run_ahead(4, waits, 0), env.now))
+
+    def alone():
+        yield env.timeout(4)
+        seen.append(("alone", env.run_ahead(4, waits, 0), env.now))
+
+    env.process(waiter(0))
+    env.process(waiter(1))
+    env.call_later(1, lambda _: shared.succeed(), None)
+    env.process(alone())
+    env.run()
+    assert seen == [(0, 0, 1), (1, 0, 1), ("alone", 3, 13)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_run_ahead_answers_as_can_skip_to_wait_by_wait(seed):
+    # the loop it replaces, on random queues and waits
+    rng = random.Random(seed)
+    env = Environment()
+    results = []
+
+    def runner():
+        yield env.timeout(rng.randrange(0, 5))
+        t0 = env.now
+        offsets = sorted(rng.randrange(0, 30) for _ in range(rng.randrange(1, 8)))
+        waits = [(o, rng.random() < 0.3) for o in offsets]
+        k0 = rng.randrange(len(waits))
+        k, now = k0, env.now
+        while k < len(waits) and env.can_skip_to(t0 + waits[k][0]):
+            now = t0 + waits[k][0]
+            k += 1
+        results.append((env.run_ahead(t0, waits, k0), env.now, k, now))
+
+    for _ in range(rng.randrange(0, 4)):
+        env.call_later(rng.randrange(0, 40), lambda _: None, None)
+    env.process(runner())
+    env.run()
+    (got_k, got_now, want_k, want_now), = results
+    assert (got_k, got_now) == (want_k, want_now)

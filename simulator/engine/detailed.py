@@ -488,11 +488,8 @@ class _ClassStage:
                     # the order
                     j, t0, waits = self._segment(program, i)
                     if j > i:
-                        k, m = 0, len(waits)
-                        while k < m and env.can_skip_to(t0 + waits[k][0]):
-                            env.now = t0 + waits[k][0]     # as each step could run ahead
-                            k += 1
-                        if k < m:
+                        k = env.run_ahead(t0, waits, 0)     # as each step could run ahead
+                        if k < len(waits):
                             done = env.event()
                             _Chain(env, t0, waits, k, done)
                             yield done
@@ -759,11 +756,8 @@ class _Chain:
             env.call_at(env.now, self.step, None, tail=True)
             return
         self.second = False
-        k, m = self.k + 1, len(waits)
-        while k < m and env.can_skip_to(t0 + waits[k][0]):
-            env.now = t0 + waits[k][0]
-            k += 1
-        if k == m:
+        k = env.run_ahead(t0, waits, self.k + 1)
+        if k == len(waits):
             fire(self.done, None)
             return
         self.k = k
