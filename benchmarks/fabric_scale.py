@@ -9,10 +9,13 @@ dgx-h100` (shared by default) and with `--contention` on the preset the default 
 ECMP hashing on 4-server leaves (every uplink its own link: the symmetry reduction finds
 fewer equal links).
 
-Each row: the median wall time of whole processes (start-up and imports included), the
+Each row: the median wall time of whole processes (``python -m simulator simulate ...``
+as a user runs it: start-up, imports and the program's exit included; until 2026-12-03 the
+command ran through benchmarks/_measure_one.py's ``main(argv)``, which keeps Python's own
+collector settings and teardown and numpy's BLAS threads: some 5% more instructions), the
 runs interleaved case after case so that a change of the machine's load spreads over every
 case; their min and max; the median CPU time of the process (user + system: what the
-machine's load inflates least); the peak resident memory (getrusage of the process); the flow
+machine's load inflates least); the peak resident memory (the process's rusage); the flow
 shapes / links / link classes the run reported; the iteration time (which must not depend
 on the repetition). For the shared cases one more process, timed from inside, splits the
 run into the fabric's set-up (`build_fabric`: laying out the groups, link classes) and the
@@ -27,10 +30,10 @@ import csv
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,18 +113,24 @@ ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPAT
 
 
 def run_once(args: list[str]) -> tuple[float, float, int, str]:
-    """(wall s, CPU s of the process: user + system, peak KiB, its output)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, os.path.join(HERE, "_measure_one.py"), "simulate",
-                        *args], capture_output=True, text=True, cwd=ROOT, env=ENV)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    """(wall s, CPU s of the process: user + system, peak KiB, its output) of ``python -m
+    simulator simulate ARGS``: the program a user runs, with what it does as a program (its
+    collector's settings, its exit without teardown, one BLAS thread: simulator/cli.py);
+    the process's own rusage comes from wait4, its output through files (no pipes to
+    drain before the wait)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", "simulator", "simulate", *args],
+                             stdout=out, stderr=err, text=True, cwd=ROOT, env=ENV)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)   # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if p.returncode != 0:
-        raise RuntimeError(f"collsim simulate {' '.join(args)} failed: {p.stderr[-2000:]}")
-    rss = int(re.search(r"maxrss_kib=(\d+)", p.stderr).group(1))
-    return wall, cpu, rss, p.stdout
+        raise RuntimeError(f"collsim simulate {' '.join(args)} failed: {stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, stdout
 
 
 def breakdown(args: list[str]) -> dict:
