@@ -9,7 +9,7 @@ one Python object per GPU.
 from __future__ import annotations
 
 from .errors import InputError
-from .records import field, record, slot_setters
+from .records import field, record
 from .workload import Group
 
 TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
@@ -32,24 +32,9 @@ class GroupPlacement:
     same_local_index: bool  # all members have the same GPU index inside their server (one rail)
     ranks: tuple[int, ...] = field(default=(), compare=False, hash=False)
 
-    def __init__(self, size: int, servers: int, max_per_server: int, same_local_index: bool,
-                 ranks: tuple[int, ...] = ()) -> None:
-        # the __init__ records would compile on the 33rd placement, written out (tens to
-        # hundreds a run; tests/test_written_inits.py compares the two)
-        set_size, set_servers, set_most, set_same, set_ranks = _PLACEMENT_SLOTS
-        set_size(self, size)
-        set_servers(self, servers)
-        set_most(self, max_per_server)
-        set_same(self, same_local_index)
-        set_ranks(self, ranks)
-
     @property
     def intra_server(self) -> bool:
         return self.servers == 1
-
-
-_PLACEMENT_SLOTS = slot_setters(GroupPlacement, ("size", "servers", "max_per_server",
-                                                 "same_local_index", "ranks"))
 
 
 @record(frozen=True)

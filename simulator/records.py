@@ -5,11 +5,16 @@
 compiles each one and runs a regular expression per annotation when the class is made,
 0.3-0.8 ms a class, and importing ``dataclasses`` costs 5 ms more (``inspect``, ``ast``,
 ``dis``, ``tokenize``): about 17 ms of a plain ``collsim simulate`` start for its ~40 classes.
-A record reads its fields from the class body itself, compiles one short ``__init__`` (a line
-per field) and builds ``__repr__``, ``__eq__``, ``__hash__`` and the frozen guards from the
-field list by closures. It behaves as dataclass's class would (same ``__init__`` signature and
-defaults, ``__post_init__``, default factories, same repr text, comparisons, hash values, the
-same rules for a class's own methods, frozen and slotted classes, pickling), and it is still a
+A record reads its fields from the class body itself and builds ``__repr__``, ``__eq__``,
+``__hash__`` and the frozen guards from the field list by closures. Its ``__init__``
+compiles nothing for a plain record (fields with at most a default): it is a function of
+``record_templates`` (one per kind and field count, bytecode from that module's ``.pyc``)
+with the fields' names put in, as cheap per call as one written out by hand; any other
+record (default factories, ``init=False``, ``__post_init__``, more than 24 fields) gets a
+generic ``__init__`` that compiles the dataclass-style one on the class's 33rd object.
+A record behaves as dataclass's class would (same ``__init__`` signature and defaults,
+``__post_init__``, default factories, same repr text, comparisons, hash values, the same
+rules for a class's own methods, frozen and slotted classes, pickling), and it is still a
 dataclass to ``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass``: the class's
 ``__dataclass_fields__`` and ``__dataclass_params__`` are made by ``dataclasses`` on first
 access only. Code on the simulate path uses this module's :func:`field`, :func:`fields` and
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import sys
 from operator import attrgetter
-from types import MappingProxyType
+from types import FunctionType, MappingProxyType
+
+from . import record_templates as _templates
 
 try:
     from _thread import get_ident
@@ -44,7 +51,10 @@ _EMPTY_METADATA: Any = MappingProxyType({})
 
 
 class _Field:
-    """One field of a record, with the attributes of ``dataclasses.Field`` a caller reads."""
+    """One field of a record, with the attributes of ``dataclasses.Field`` a caller reads.
+
+    (Slotted: a field's options are read often, and a class attribute of the same name
+    would keep Python from specialising those reads.)"""
 
     __slots__ = ("name", "type", "default", "default_factory", "init", "repr", "hash",
                  "compare", "metadata", "kw_only")
@@ -75,6 +85,24 @@ class _Field:
                       self.compare, self.metadata)
         made.name, made.type = name, tp
         return made
+
+
+def _plain_field(name: str, tp: Any, default: Any) -> _Field:
+    """A field written as ``name: tp`` or ``name: tp = default`` (``_Field``'s own
+    ``__init__`` without its call and its metadata test: most fields are these)."""
+    f = _new_field(_Field)
+    f.name = name
+    f.type = tp
+    f.default = default
+    f.default_factory = _MISSING
+    f.init = f.repr = f.compare = True
+    f.hash = None
+    f.metadata = _EMPTY_METADATA
+    f.kw_only = False
+    return f
+
+
+_new_field = object.__new__
 
 
 def _field(*, default: Any = _MISSING, default_factory: Any = _MISSING, init: bool = True,
@@ -184,17 +212,6 @@ class _Factory:
 _HAS_FACTORY = _Factory()
 
 
-def _check_order(fields: list[_Field]) -> None:
-    seen_default = False
-    for f in fields:
-        if f.init:
-            if f.default is _MISSING and f.default_factory is _MISSING:
-                if seen_default:
-                    raise TypeError(f"non-default argument {f.name!r} follows default argument")
-            else:
-                seen_default = True
-
-
 def _slot_setter(cls: type, name: str) -> Any:
     """``__set__`` of the slot ``object.__setattr__(obj, name, v)`` writes on a ``cls``
     object (the first class in the MRO that names ``name``), or None when that is not a
@@ -202,15 +219,75 @@ def _slot_setter(cls: type, name: str) -> Any:
     for c in cls.__mro__:
         if name in c.__dict__:
             d = c.__dict__[name]
-            return d.__set__ if type(d).__name__ == "member_descriptor" else None
+            return d.__set__ if d.__class__ is _MEMBER_DESCRIPTOR else None
     return None
 
 
-def slot_setters(cls: type, names: tuple[str, ...]) -> tuple:
-    """The slot ``__set__`` of each named field of a frozen slotted record: what its
-    generated ``__init__`` calls, for an ``__init__`` written out in the class body (the
-    generated one is compiled on the class's 33rd object, about 1 M instructions)."""
-    return tuple(_slot_setter(cls, name) for name in names)
+# ------------------------------------------- the __init__ of a plain record, from a template
+
+def _template_init(cls: type, fields: tuple[_Field, ...], names: list[str], frozen: bool,
+                   slots: bool) -> Any:
+    """The ``__init__`` the compiled path would write (same parameters, defaults, object
+    state and errors), made without compiling: a function of ``record_templates``
+    (bytecode from its ``.pyc``) with the fields' names put in (``CodeType.replace``, a few
+    thousand instructions, where compiling one costs about 0.9 M and the first compile of
+    a process 10 M). For a plain record only (every field an ``__init__`` parameter, no
+    default factory, no ``__post_init__``, at most ``FIELDS_MAX`` fields). A frozen slotted
+    record's slot setters are put in its globals by :func:`_give_slot_setters` once the
+    slotted class exists."""
+    kind = "slots" if frozen and slots else "frozen" if frozen else "attrs"
+    code = getattr(_templates, f"{kind}{len(names)}").__code__
+    # the template's own names: "self", a<i> the parameters, f<i> the attribute names
+    # (attrs) or their constants (frozen); anything else stays
+    rename = dict(zip(_PARAMS, names))
+    rename.update(zip(_ATTRS, names))
+    rename["self"] = "__dataclass_self__" if "self" in names else "self"
+    names_of = rename.get
+    changes: dict[str, Any] = {"co_varnames": tuple(map(names_of, code.co_varnames,
+                                                        code.co_varnames)),
+                               "co_name": "__init__"}
+    if kind == "attrs":
+        changes["co_names"] = tuple(map(names_of, code.co_names, code.co_names))
+    elif kind == "frozen":
+        changes["co_consts"] = tuple(map(names_of, code.co_consts, code.co_consts))
+    qualname = f"{cls.__qualname__}.__init__"
+    if hasattr(code, "co_qualname"):    # Python 3.11: errors name the function by it
+        changes["co_qualname"] = qualname
+    defaults = [f.default for f in fields if f.default is not _MISSING]
+    fn = FunctionType(code.replace(**changes),
+                      {"put": object.__setattr__} if kind == "frozen" else {}, "__init__",
+                      tuple(defaults) if defaults else None)
+    fn.__qualname__ = qualname
+    fn.__module__ = cls.__module__
+    annotations = dict(zip(names, [f.type for f in fields]))
+    annotations["return"] = None
+    fn.__annotations__ = annotations
+    return fn
+
+
+#: the templates' parameter and attribute names, in field order
+_PARAMS = tuple(f"a{i}" for i in range(_templates.FIELDS_MAX))
+_ATTRS = tuple(f"f{i}" for i in range(_templates.FIELDS_MAX))
+
+
+def _give_slot_setters(cls: type, init: Any, names: list[str]) -> bool:
+    """Put each field's slot ``__set__`` (what ``object.__setattr__`` ends in, at 60% of its
+    cost) where a ``slots<n>`` template ``__init__`` looks for it; False when a field is not
+    a slot of ``cls`` (then the template cannot set it)."""
+    env = init.__globals__
+    own = cls.__dict__
+    for i, name in enumerate(names):
+        slot: Any = own.get(name)
+        setter = (slot.__set__ if slot.__class__ is _MEMBER_DESCRIPTOR
+                  else _slot_setter(cls, name))     # (inherited, or no slot)
+        if setter is None:
+            return False
+        env[_SETTERS[i]] = setter
+    return True
+
+
+_MEMBER_DESCRIPTOR = type(type.__dict__["__dictoffset__"])   # what a slot is, in a class
+_SETTERS = tuple(f"s{i}" for i in range(_templates.FIELDS_MAX))
 
 
 def _compiled_init(cls: type, fields: tuple[_Field, ...], frozen: bool, slots: bool) -> Any:
@@ -260,6 +337,9 @@ def _compiled_init(cls: type, fields: tuple[_Field, ...], frozen: bool, slots: b
 
 #: calls of a class's generic ``__init__`` before its compiled one replaces it
 COMPILE_AFTER = 32
+#: plain records take their ``__init__`` from ``record_templates`` (off: the generic and
+#: compiled path for every record, which tests compare)
+TEMPLATE_INITS = True
 _UNSET: Any = object()
 
 
@@ -440,8 +520,17 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
             raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
     dc = sys.modules.get("dataclasses")     # no dataclasses loaded: no Field can exist
     dc_field: Any = dc.Field if dc is not None else None
+    # every field written as `name: tp [= default]`, none inherited: the name lists below
+    # are all the field names (most records; it saves a pass reading each field's options)
+    simple = not fields
+    seen_default = False
+    out_of_order = None     # the first such field's name (raised once all fields are read,
+                            # as dataclass checks a mutable default first)
     for name, tp in annotations.items():
-        if _unsupported(tp):
+        if tp.__class__ is str:     # (from __future__ import annotations: the usual case)
+            if "ClassVar" in tp or "InitVar" in tp or "KW_ONLY" in tp:
+                return None
+        elif _unsupported(tp):
             return None
         value = own.get(name, _MISSING)
         if isinstance(value, _Field):
@@ -450,13 +539,18 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
             f = _from_dataclass_field(value)._named(name, tp)
         else:
             # a plain default (or none): made named at once (a field(...) is copied)
-            f = _Field(value, _MISSING, True, True, None, True, None)
-            f.name, f.type = name, tp
-            if value is not _MISSING and value.__class__.__hash__ is None:
-                raise ValueError(f"mutable default {type(value)} for field {name} is not "
-                                 "allowed: use default_factory")
+            f = _plain_field(name, tp, value)
+            if value is _MISSING:
+                if seen_default and out_of_order is None:
+                    out_of_order = name
+            else:
+                seen_default = True
+                if value.__class__.__hash__ is None:
+                    raise ValueError(f"mutable default {type(value)} for field {name} is not "
+                                     "allowed: use default_factory")
             fields[name] = f
             continue
+        simple = False
         if f.default is not _MISSING and f.default.__class__.__hash__ is None:
             raise ValueError(f"mutable default {type(f.default)} for field {name} is not "
                              "allowed: use default_factory")
@@ -466,15 +560,32 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
         else:
             setattr(cls, name, f.default)
         fields[name] = f
-    for name, value in own.items():
-        if isinstance(value, _Field) and name not in annotations:
-            raise TypeError(f"{name!r} is a field but has no type annotation")
-    all_fields = list(fields.values())
-    names, init_names, repr_names, compare_names, hash_names = [], [], [], [], []
-    for f in all_fields:
+    if _Field in set(map(type, own.values())):     # (C loops: most bodies have none)
+        for name, value in own.items():
+            if isinstance(value, _Field) and name not in annotations:
+                raise TypeError(f"{name!r} is a field but has no type annotation")
+    all_fields = tuple(fields.values())
+    plain = not hasattr(cls, "__post_init__")       # (one from a base too)
+    if simple and out_of_order is not None:
+        raise TypeError(f"non-default argument {out_of_order!r} follows default argument")
+    if simple:
+        names = list(fields)
+        init_names = repr_names = compare_names = hash_names = names
+    else:
+        names, init_names, repr_names, compare_names, hash_names = [], [], [], [], []
+        seen_default = False
+    for f in () if simple else all_fields:
         names.append(f.name)
         if f.init:
             init_names.append(f.name)
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                if seen_default:
+                    raise TypeError(f"non-default argument {f.name!r} follows default "
+                                    "argument")
+            else:
+                seen_default = True
+        if not f.init or f.default_factory is not _MISSING:
+            plain = False
         if f.repr:
             repr_names.append(f.name)
         if f.compare:
@@ -487,17 +598,15 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
     own_hash = own.get("__hash__", _MISSING)
     explicit_hash = not (own_hash is _MISSING or (own_hash is None and "__eq__" in own))
     holder: list = [cls]
-    _check_order(all_fields)
     # the methods, then set on the class at once (a slotted class: in the body of the class
     # made again with slots, so the first one is not changed attribute by attribute)
     made: dict[str, Any] = {}
+    template_init = None
     if "__init__" not in own:
-        init = _lazy_init(holder, tuple(all_fields), frozen, slots)
-        init.__qualname__ = f"{cls.__qualname__}.__init__"
-        init.__module__ = cls.__module__
-        init.__annotations__ = {f.name: f.type for f in all_fields if f.init}
-        init.__annotations__["return"] = None
-        made["__init__"] = init
+        if plain and len(names) <= _templates.FIELDS_MAX and TEMPLATE_INITS:
+            template_init = _template_init(cls, all_fields, names, frozen, slots)
+        made["__init__"] = template_init or _named_lazy_init(cls, holder, all_fields,
+                                                             frozen, slots)
     if "__repr__" not in own:
         made["__repr__"] = _repr_fn(tuple(repr_names))
     if "__eq__" not in own:
@@ -512,7 +621,7 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
         made["__setattr__"], made["__delattr__"] = _frozen_guards(holder, frozenset(names))
     if "__match_args__" not in own:
         made["__match_args__"] = tuple(init_names)
-    made["__record_fields__"] = tuple(all_fields)
+    made["__record_fields__"] = all_fields
     made["__record_frozen__"] = frozen
     views = (_DataclassView("__dataclass_fields__"), _DataclassView("__dataclass_params__"))
     made["__dataclass_fields__"], made["__dataclass_params__"] = views
@@ -546,7 +655,21 @@ def _make(cls: Any, frozen: bool, slots: bool) -> Any:
     holder[0] = cls
     for view in views:
         view.holder = cls
+    if (template_init is not None and frozen and slots
+            and not _give_slot_setters(cls, template_init, names)):
+        # a field that is no slot of this class (a base's class attribute): compiled path
+        cls.__init__ = _named_lazy_init(cls, holder, all_fields, frozen, slots)
     return cls
+
+
+def _named_lazy_init(cls: Any, holder: list, fields: tuple[_Field, ...], frozen: bool,
+                     slots: bool) -> Any:
+    init = _lazy_init(holder, fields, frozen, slots)
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = {f.name: f.type for f in fields if f.init}
+    init.__annotations__["return"] = None
+    return init
 
 
 def _record(cls: Any = None, /, *, frozen: bool = False, slots: bool = False) -> Any:

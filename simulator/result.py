@@ -53,35 +53,6 @@ class RowResult:
     wg_comm_ns: int
     exposed_ns: int = 0      # blocking/waited communication attributed to this row, all occurrences
 
-    def __init__(self, sequence: str, index: int, file_line: int, name: str,
-                 occurrences: int, fwd_compute_ns: int, fwd_comm: str, fwd_group: str,
-                 fwd_bytes: int, fwd_comm_ns: int, ig_compute_ns: int, ig_comm: str,
-                 ig_group: str, ig_bytes: int, ig_comm_ns: int, wg_compute_ns: int,
-                 wg_comm: str, wg_group: str, wg_bytes: int, wg_comm_ns: int,
-                 exposed_ns: int = 0) -> None:
-        # the __init__ records would compile on the 33rd row, written out (one per template
-        # row; tests/test_written_inits.py compares the two)
-        self.sequence = sequence
-        self.index = index
-        self.file_line = file_line
-        self.name = name
-        self.occurrences = occurrences
-        self.fwd_compute_ns = fwd_compute_ns
-        self.fwd_comm = fwd_comm
-        self.fwd_group = fwd_group
-        self.fwd_bytes = fwd_bytes
-        self.fwd_comm_ns = fwd_comm_ns
-        self.ig_compute_ns = ig_compute_ns
-        self.ig_comm = ig_comm
-        self.ig_group = ig_group
-        self.ig_bytes = ig_bytes
-        self.ig_comm_ns = ig_comm_ns
-        self.wg_compute_ns = wg_compute_ns
-        self.wg_comm = wg_comm
-        self.wg_group = wg_group
-        self.wg_bytes = wg_bytes
-        self.wg_comm_ns = wg_comm_ns
-        self.exposed_ns = exposed_ns
 
 
 @record

@@ -5,7 +5,7 @@ consumes them. All times are integer nanoseconds and all sizes integer bytes.
 """
 from __future__ import annotations
 
-from .records import field, record, slot_setters
+from .records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # mypy checks the classes as the Enums they behave as
@@ -67,14 +67,6 @@ class Comm:
     group: Group | None
     size_bytes: int
 
-    def __init__(self, op: Op | None, group: Group | None, size_bytes: int) -> None:
-        # the __init__ records would compile on the 33rd collective, written out (a run
-        # makes hundreds; tests/test_written_inits.py compares the two)
-        set_op, set_group, set_size_bytes = _COMM_SLOTS
-        set_op(self, op)
-        set_group(self, group)
-        set_size_bytes(self, size_bytes)
-
     def type_name(self) -> str:
         """The type as written in a workload file (``ALLTOALL_EP``, ``NONE``, ...)."""
         if self.op is None:
@@ -84,7 +76,6 @@ class Comm:
         return self.op.value
 
 
-_COMM_SLOTS = slot_setters(Comm, ("op", "group", "size_bytes"))
 NO_COMM = Comm(None, None, 0)
 
 
@@ -103,32 +94,12 @@ class Row:
     line: int = 0  # line number in the source file, for messages
     policy: str = ""  # HYBRID_CUSTOMIZED: the row's own policy (its 13th field)
 
-    def __init__(self, name: str, fwd_ns: int, fwd: Comm, ig_ns: int, ig: Comm, wg_ns: int,
-                 wg: Comm, update_ns: int, line: int = 0, policy: str = "") -> None:
-        # the __init__ records would compile on the 33rd row, written out (a table has
-        # hundreds to thousands; tests/test_written_inits.py compares the two)
-        s = _ROW_SLOTS
-        s[0](self, name)
-        s[1](self, fwd_ns)
-        s[2](self, fwd)
-        s[3](self, ig_ns)
-        s[4](self, ig)
-        s[5](self, wg_ns)
-        s[6](self, wg)
-        s[7](self, update_ns)
-        s[8](self, line)
-        s[9](self, policy)
-
     def comm(self, phase: Phase) -> Comm:
         return self.fwd if phase is Phase.FWD else self.ig if phase is Phase.IG else self.wg
 
     def compute_ns(self, phase: Phase) -> int:
         return (self.fwd_ns if phase is Phase.FWD else self.ig_ns if phase is Phase.IG
                 else self.wg_ns)
-
-
-_ROW_SLOTS = slot_setters(Row, ("name", "fwd_ns", "fwd", "ig_ns", "ig", "wg_ns", "wg",
-                                "update_ns", "line", "policy"))
 
 
 @record(frozen=True)

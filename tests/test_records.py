@@ -141,16 +141,25 @@ SHAPES = [(_plain, ("n", 3, (1, 2))), (_one, (float("nan"),)), (_empty, ()),
 OPTIONS = [{}, {"frozen": True}, {"slots": True}, {"frozen": True, "slots": True}]
 
 
-#: a record's first objects are made by its generic __init__, later ones by the compiled one
-#: (records.COMPILE_AFTER calls): the checks below run on both
-INITS = pytest.mark.parametrize("compile_after", [1000, 0], ids=["generic-init", "compiled-init"])
+#: a plain record's __init__ comes from records' templates; any other record's first
+#: objects are made by its generic __init__, later ones by the compiled one
+#: (records.COMPILE_AFTER calls): the checks below run on all three (templates off for the
+#: last two, so plain records take that path too)
+INITS = pytest.mark.parametrize("compile_after", [None, 1000, 0],
+                                ids=["template-init", "generic-init", "compiled-init"])
+
+
+def _init_path(monkeypatch, compile_after):
+    if compile_after is not None:
+        monkeypatch.setattr(records, "TEMPLATE_INITS", False)
+        monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "plain")
 @pytest.mark.parametrize("shape,args", SHAPES, ids=lambda s: getattr(s, "__name__", ""))
 @INITS
 def test_record_acts_as_dataclass(shape, args, options, compile_after, monkeypatch):
-    monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
+    _init_path(monkeypatch, compile_after)
     ref_cls, rec_cls = _both(shape, **options)
     ref, rec = ref_cls(*args), rec_cls(*args)
     # the same __init__ (parameters, defaults, the factory marker's place) and fields, as
@@ -387,7 +396,7 @@ CALLS = [((1,), {}), ((1, "x"), {}), ((1, "x", [2], 3.0), {}), ((), {"a": 1}),
 @INITS
 def test_record_init_binds_arguments_as_dataclass(args, kwargs, options, compile_after,
                                                    monkeypatch):
-    monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
+    _init_path(monkeypatch, compile_after)
     ref_cls, rec_cls = _both(_calls, **options)
 
     def made(cls):
@@ -401,7 +410,7 @@ def test_record_init_binds_arguments_as_dataclass(args, kwargs, options, compile
 
 
 def test_generic_init_gives_way_to_the_compiled_one(monkeypatch):
-    monkeypatch.setattr(records, "COMPILE_AFTER", 3)
+    monkeypatch.setattr(records, "COMPILE_AFTER", 3)    # (a default factory: no template)
     cls = record(_calls(), frozen=True, slots=True)
     generic = cls.__init__
     objs = [cls(i) for i in range(5)]

@@ -95,23 +95,6 @@ class Estimate:
     fill_ns: float
     bottleneck: tuple | None  # the busiest link (of the last phase)
 
-    def __init__(self, op: Op, size_bytes: int, algorithm: str, protocol: str,
-                 time_ns: float, gpu_ns: float, overhead_ns: float, latency_ns: float,
-                 bandwidth_ns: float, fill_ns: float, bottleneck: tuple | None) -> None:
-        # the __init__ records would compile on the 33rd estimate, written out (one per
-        # collective, algorithm and protocol tried; tests/test_written_inits.py compares)
-        put = object.__setattr__
-        put(self, "op", op)
-        put(self, "size_bytes", size_bytes)
-        put(self, "algorithm", algorithm)
-        put(self, "protocol", protocol)
-        put(self, "time_ns", time_ns)
-        put(self, "gpu_ns", gpu_ns)
-        put(self, "overhead_ns", overhead_ns)
-        put(self, "latency_ns", latency_ns)
-        put(self, "bandwidth_ns", bandwidth_ns)
-        put(self, "fill_ns", fill_ns)
-        put(self, "bottleneck", bottleneck)
 
 
 class NcclCostModel(CostModel):

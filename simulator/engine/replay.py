@@ -12,7 +12,7 @@ evaluation, and the result is exactly what replaying them would give.
 """
 from __future__ import annotations
 
-from ..records import record, slot_setters
+from ..records import record
 from ..workload import Group, Phase
 from .policy import COMM_OF_TAG
 
@@ -40,32 +40,6 @@ class PricedRow:
     recompute_from: int   # position in the sequence to replay forward from, or -1
     comms: tuple = ()     # the row's (fwd, ig, wg) Comm, for re-pricing a rank class
 
-    def __init__(self, key: tuple, name: str, fwd_ns: int, fwd_stream: int, fwd_comm_ns: int,
-                 ig_ns: int, ig_stream: int, ig_comm_ns: int, wg_ns: int, wg_stream: int,
-                 wg_comm_ns: int, update_ns: int, recompute_from: int,
-                 comms: tuple = ()) -> None:
-        # the __init__ records would compile on the 33rd row, written out (one per row and
-        # stage layout; tests/test_written_inits.py compares the two)
-        s = _PRICED_ROW_SLOTS
-        s[0](self, key)
-        s[1](self, name)
-        s[2](self, fwd_ns)
-        s[3](self, fwd_stream)
-        s[4](self, fwd_comm_ns)
-        s[5](self, ig_ns)
-        s[6](self, ig_stream)
-        s[7](self, ig_comm_ns)
-        s[8](self, wg_ns)
-        s[9](self, wg_stream)
-        s[10](self, wg_comm_ns)
-        s[11](self, update_ns)
-        s[12](self, recompute_from)
-        s[13](self, comms)
-
-
-_PRICED_ROW_SLOTS = slot_setters(PricedRow, (
-    "key", "name", "fwd_ns", "fwd_stream", "fwd_comm_ns", "ig_ns", "ig_stream", "ig_comm_ns",
-    "wg_ns", "wg_stream", "wg_comm_ns", "update_ns", "recompute_from", "comms"))
 
 
 @record(slots=True)
