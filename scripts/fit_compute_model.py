@@ -4,6 +4,10 @@
     python scripts/fit_compute_model.py            # parameters and residuals
     python scripts/fit_compute_model.py --write    # rewrite simulator/generate/h200_fit.py
     python scripts/fit_compute_model.py --docs docs/validation.md   # the residuals section
+    python scripts/fit_compute_model.py --kernel-prices --write
+        # the candidate (not shipped): the attention, the QKV split's kernels and the bias
+        # gradient from traces/h200/compute/kernelprice*/, and the element-wise kernels' law
+        # under the power cap, into simulator/generate/h200_kernelprice_fit.py
 
 The sweep is ``traces/h200/compute/run*/kernels.csv`` (``python -m
 simulator.measure.compute_run`` on one H200; traces/h200/compute/README.md says how).
@@ -22,16 +26,26 @@ from simulator.generate.kernel_fit import (default_paths, fit_kernels,  # noqa: 
                                            gpubound_dirs, spec_kwargs, summary_lines)
 
 TARGET = ROOT / "simulator" / "generate" / "h200_fit.py"
+CANDIDATE = ROOT / "simulator" / "generate" / "h200_kernelprice_fit.py"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help=f"rewrite {TARGET.relative_to(ROOT)}")
     ap.add_argument("--docs", metavar="MD", help="replace the compute-fit section of this file")
+    ap.add_argument("--kernel-prices", action="store_true",
+                    help="the kernel-price candidate (kernelprice*/); --write writes "
+                         f"{CANDIDATE.relative_to(ROOT)}")
     args = ap.parse_args()
     paths = default_paths(ROOT)
-    params, resid = fit_kernels(paths)
+    params, resid = fit_kernels(paths, kernel_prices=args.kernel_prices)
     print("\n".join(summary_lines(params, resid)))
+    if args.kernel_prices:
+        power, stats = power_candidate()
+        print(f"power cap, memory-bound kernels: {power} ({stats})")
+        if args.write:
+            write_candidate(paths, spec_kwargs(params), power)
+        return 0
     if args.write:
         kw = spec_kwargs(params)
         text = ('"""H200 kernel parameters fitted by scripts/fit_compute_model.py on\n'
@@ -44,6 +58,30 @@ def main() -> int:
         write_docs(Path(args.docs), docs_section(params, resid, paths))
         print(f"wrote the compute-fit section of {args.docs}")
     return 0
+
+
+def power_candidate() -> tuple[dict, dict]:
+    """The element-wise kernels' law under the power cap (power_fit.fit_mem_cap on
+    kernelprice1's mixes, given the shipped cap's powers)."""
+    from simulator.generate.h200_power_fit import H200_POWER_CAP
+    from simulator.generate.power_fit import fit_mem_cap
+    cap, stats = fit_mem_cap(str(ROOT / "traces" / "h200" / "compute" / "kernelprice1"),
+                             H200_POWER_CAP)
+    return {"mem_threshold_w": cap.mem_threshold_w, "mem_sens": cap.mem_sens}, stats
+
+
+def write_candidate(paths, kw: dict, power: dict) -> None:
+    text = ('"""The kernel-price candidate of the H200 fit (not shipped: docs/compute-model.md,\n'
+            '"The kernel-level prices"), fitted by scripts/fit_compute_model.py --kernel-prices\n'
+            "on\n" + "".join(f"{p.relative_to(ROOT)}\n" for p in paths)
+            + "and traces/h200/compute/kernelprice1 (the attention, the QKV split's kernels, "
+              "the bias\ngradient; the element-wise kernels under the power cap) (generated: do "
+              'not edit by hand;\nrerun the script with --kernel-prices --write)."""\n\n'
+            + "H200_KERNELPRICE_FIT = " + pprint.pformat(kw, width=96, sort_dicts=True) + "\n"
+            + "H200_KERNELPRICE_POWER = " + pprint.pformat(power, width=96, sort_dicts=True)
+            + "\n")
+    CANDIDATE.write_text(text)
+    print(f"wrote {CANDIDATE.relative_to(ROOT)}")
 
 
 BEGIN, END = "<!-- compute-fit:begin -->", "<!-- compute-fit:end -->"

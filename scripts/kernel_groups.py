@@ -10,7 +10,11 @@ as the sweep gives it without the QKV split's kernels (``attn.bwd-split``: the f
 the kernels ``simulator/generate/compute.py`` prices for a GPT layer, written out here with
 its byte counts; the script checks that they add up to the model's own layer (``costs``).
 
-    PYTHONPATH=$PWD python3 scripts/kernel_groups.py [--markdown]
+    PYTHONPATH=$PWD python3 scripts/kernel_groups.py [--markdown] [--kernel-prices]
+
+With ``--kernel-prices`` the model is the kernel-price candidate (traces/h200/compute/
+kernelprice1: the attention on its own kernels, the QKV split's and the bias gradient's
+kernels as measured, the element-wise kernels under the cap; docs/compute-model.md).
 """
 from __future__ import annotations
 
@@ -113,9 +117,14 @@ def model_groups(cfg, attn_bwd: tuple) -> tuple[dict[str, float], float]:
     ms["dropout"] = L * 2 * (rc * g.mem_us("dropout.fwd", 5 * T * h, h)
                              + g.mem_us("dropout.bwd", 5 * T * h, h)) / 1e3
     ms["resid_add"] = L * 2 * (rc + 1) * g.mem_us("add.fwd", 6 * T * h, h) / 1e3
-    copy = g.mem_us("float.fwd", 4 * T * nh * hd)
-    ms["qkv_split"] = L * (rc * copy + 2 * copy + 3 * g.mem_us("zero_fp32.fwd", 2 * width)
-                           + 2 * g.mem_us("add.fwd", 6 * width)) / 1e3
+    if g.has_mem_op("qkv_copy.fwd"):     # the split's kernels measured as their own ops
+        ms["qkv_split"] = L * (3 * g.mem_us("qkv_copy.fwd", 4 * T * nh * hd)
+                               + 3 * g.mem_us("qkv_fill.fwd", 2 * width)
+                               + 2 * g.mem_us("qkv_add.fwd", 6 * width)) / 1e3
+    else:                                  # the shipped fit's: contiguous copies, fp32 zeroing
+        copy = g.mem_us("float.fwd", 4 * T * nh * hd)
+        ms["qkv_split"] = L * (rc * copy + 2 * copy + 3 * g.mem_us("zero_fp32.fwd", 2 * width)
+                               + 2 * g.mem_us("add.fwd", 6 * width)) / 1e3
     # the model's own layer (forward once: the check is on the kernels it lists)
     t = cm.costs
     own = sum(c.dev for key in ("attn_in", "attn_body", "ln", "mlp_body") for c in t[key])
@@ -144,7 +153,12 @@ def cases():
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true", help="a markdown table")
+    ap.add_argument("--kernel-prices", action="store_true",
+                    help="price with the kernel-price candidate (gpu.h200_kernel_prices)")
     args = ap.parse_args(argv)
+    if args.kernel_prices:
+        from simulator.generate import gpu
+        gpu.GPUS["h200"] = gpu.h200_kernel_prices()
     attn_bwd = split_free_attn_bwd()
     cols = GROUPS[:3] + ("attn.bwd-split",) + GROUPS[3:]
     if args.markdown:

@@ -220,18 +220,25 @@ class ComputeModel:
         self._build(cfg, params, base)
         #: compute-bound kernels' time factor under the power cap (1: boost clock, or off)
         self.power_factor = 1.0
+        #: memory-bound ops' time factors under the power cap ((op, factor), ...; () none)
+        self.mem_scales: tuple = ()
         self.power_cap = base.power_cap if getattr(
             getattr(cfg, "features", None), "power_cap", False) else None
         if self.power_cap is not None:
-            from .power import step_factor
+            from .power import step_factor, step_mem_scales
             # GEMMs at the boost clock (the sweep's curve carries part of the cap: power.py);
             # an FP8 spec's curve, timed the same way, by the same ratio (not measured cold)
             boost = replace(base, gemm_emax=base.gemm_emax * self.power_cap.gemm_boost)
             self._build(cfg, params, boost)
-            k = step_factor(self.power_cap, self.step_segments())
-            if k > 1.0 + 1e-9:
-                self.power_factor = k
-                self._build(cfg, params, replace(boost, compute_scale=k))
+            segments = self.step_segments()
+            k = step_factor(self.power_cap, segments)
+            # the element-wise kernels that slow under the cap (kernelprice1's mixes)
+            mem = step_mem_scales(self.power_cap, segments)
+            self.mem_scales = mem
+            if k > 1.0 + 1e-9 or mem:
+                self.power_factor = max(k, 1.0)
+                self._build(cfg, params, replace(boost, compute_scale=max(k, 1.0),
+                                                 mem_scales=mem))
 
     def step_segments(self) -> list:
         """The step at the boost clock as the GPU runs it, (us, class) segments (power.py):
@@ -291,14 +298,29 @@ class ComputeModel:
         proj = K.linear(T, h, nh * hd, bias)
         t["ln"], t["resid"] = ln, resid
         t["attn_in"] = ln
-        # layout copies: the attention output to [tokens, heads x head size] (forward), its
-        # gradient back and the fused QKV gradient (backward); the QKV split's backward
-        # zero-fills one full-width gradient per chunk and adds them up
+        # the attention output to [tokens, heads x head size] and its gradient back are views
+        # (the fused kernel writes and reads that layout: no kernel in the profiled steps),
+        # their dispatch kept in the forward's host weights. The QKV split's backward
+        # (autograd's select_backward of q, k, v = qkv[:, :, j]) zero-fills one full-width
+        # [b, s, 3, heads, head] gradient per chunk, copies the chunk's gradient into its
+        # slice (a strided write) and adds the three up: each priced as the measured op
+        # (kernelprice1: qkv_fill, qkv_copy, qkv_add)
         width = T * (nh + 2 * nkv) * hd
-        copies = K.mem("float", 4 * T * nh * hd, 0.0)
-        copies = _sum(copies, (Z, _k(2 * gpu.mem_us("float.fwd", 4 * T * nh * hd), 0.0, 2), Z))
-        split = (Z, _k(3 * gpu.mem_us("zero_fp32.fwd", 2 * width), 0.0, 3)
-                 + _k(2 * gpu.mem_us("add.fwd", 6 * width), 0.0, 2), Z)
+        if gpu.has_mem_op("qkv_copy.fwd"):
+            copies = (_k(0.0, K._host("float")[0]), Z, Z)
+            split = (Z, _k(3 * gpu.mem_us("qkv_fill.fwd", 2 * width), 0.0, 3)
+                     + _k(gpu.mem_us("qkv_copy.fwd", 4 * T * nh * hd)
+                          + 2 * gpu.mem_us("qkv_copy.fwd", 4 * T * nkv * hd), 0.0, 3)
+                     + _k(2 * gpu.mem_us("qkv_add.fwd", 6 * width), 0.0, 2), Z)
+        else:
+            # the sweep's fit (shipped): three layout copies at the contiguous cast's rate (one
+            # forward), the fills and adds at the fp32 zeroing's and the add's; its attention
+            # backward, fitted over a fused QKV, holds these kernels too (docs/compute-model.md)
+            copies = K.mem("float", 4 * T * nh * hd, 0.0)
+            copies = _sum(copies, (Z, _k(2 * gpu.mem_us("float.fwd", 4 * T * nh * hd), 0.0, 2),
+                                   Z))
+            split = (Z, _k(3 * gpu.mem_us("zero_fp32.fwd", 2 * width), 0.0, 3)
+                     + _k(2 * gpu.mem_us("add.fwd", 6 * width), 0.0, 2), Z)
         if (getattr(getattr(cfg, "features", None), "attention_backend", "") == "unfused"
                 and cfg.micro_batch > 1):
             # the batched matmuls of the unfused attention flatten (batch, heads) of strided

@@ -122,6 +122,9 @@ class GPUSpec:
     # the factor on every compute-bound kernel (GEMMs, attention) at the clock a step
     # sustains under the cap (ComputeModel sets it per step; 1: the boost clock)
     compute_scale: float = 1.0
+    # the factor on each memory-bound op under the cap ((op, factor), ...; ComputeModel sets
+    # them per step from the power model's element-wise law; an op not named keeps 1)
+    mem_scales: tuple = ()
 
     def host_variant(self, variant: str) -> tuple | None:
         """(layer fwd, layer bwd, layer recompute) host floor of ``variant`` over the default
@@ -149,15 +152,16 @@ class GPUSpec:
 
     def attention_us(self, flops: float, backward: bool = False, seq: int | None = None,
                      head_dim: int | None = None) -> float:
-        """Causal attention kernel of ``flops`` (the backward's: ``backward=True``); with
-        ``seq`` and ``head_dim`` the shape-aware fit, else one efficiency."""
+        """Causal attention kernel of ``flops`` (the backward's: ``backward=True``, 2.5x the
+        forward's); with ``seq`` and ``head_dim`` the shape-aware fit
+        (:func:`attention_fit_us`), else one efficiency."""
         if flops <= 0:
             return 0.0
         fit = self.attn_bwd if backward else self.attn_fwd
         if fit and seq and head_dim:
-            t0, e, s0, d0 = fit
-            eff = e * seq / (seq + s0) * head_dim / (head_dim + d0)
-            return (t0 + flops / (self.peak_tflops * 1e6 * eff)) * self.compute_scale
+            return attention_fit_us(fit, flops / (2.5 if backward else 1.0), seq, head_dim,
+                                    self.peak_tflops, 2.5 if backward else 1.0) \
+                * self.compute_scale
         eff = self.attn_bwd_eff if backward and self.attn_bwd_eff is not None else self.attn_eff
         return (self.gemm_t0_us + flops / (self.peak_tflops * 1e6 * eff)) * self.compute_scale
 
@@ -170,8 +174,20 @@ class GPUSpec:
         for name, t0, gbps, c0 in self.mem_ops:
             if name == op:
                 share = cols / (cols + c0) if (cols and c0) else 1.0
-                return t0 + nbytes / (gbps * 1e3 * share)
+                return (t0 + nbytes / (gbps * 1e3 * share)) * self.mem_scale(op)
         return self.stream_us(nbytes)
+
+    def has_mem_op(self, op: str) -> bool:
+        """Whether memory-bound kernel ``op`` has a fit of its own."""
+        return any(name == op for name, *_ in self.mem_ops)
+
+    def mem_scale(self, op: str) -> float:
+        """The factor on memory-bound kernel ``op`` at the clock a step sustains under the
+        power cap (``mem_scales``; 1: the boost clock, or an op the cap does not slow)."""
+        for name, factor in self.mem_scales:
+            if name == op:
+                return factor
+        return 1.0
 
     def host_us(self, op: str) -> float:
         """Host time of one dispatch of ``op`` (``linear.fwd``, ``layer_norm.bwd``, ...)."""
@@ -192,6 +208,30 @@ class GPUSpec:
         if nbytes <= 0:
             return 0.0
         return kernels * self.kernel_us + nbytes / (self.hbm_gbps * 1e3 * self.mem_eff)
+
+
+def attention_fit_us(fit: tuple, fwd_flops: float, seq: int, head_dim: int,
+                     peak_tflops: float, mult: float = 1.0) -> float:
+    """Fused causal attention (us) on a fit of the forward's FLOPs ``fwd_flops`` (``2 b s^2
+    heads d``; ``mult`` x them the kernel's own: 2.5 for the backward) at ``seq`` and
+    ``head_dim``.
+
+    ``fit`` (t0 us, e, s0, d0): ``t0 + F / (peak x e x s/(s+s0) x d/(d+d0))`` (the sweep's
+    fit). (t0, e, s0, d0, b0, pad): the kernel runs the head size padded to a multiple of
+    ``pad`` (cuDNN's tiles: head 80 costs what 128 does), so the time is that of the padded
+    FLOPs, ``t0 + F x dp/d / (peak x e x s/(s+s0) x dp/(dp+d0) x bh/(bh+b0))`` with
+    ``dp = pad x ceil(d / pad)`` and ``bh = F_fwd / (2 s^2 d)`` the batch x heads, the
+    kernel's parallelism besides the sequence (kernel_fit.fit_attention_rested)."""
+    import math
+    if len(fit) >= 6:
+        t0, e, s0, d0, b0, pad = fit[:6]
+        dp = pad * math.ceil(head_dim / pad) if pad else head_dim
+        bh = fwd_flops / (2.0 * seq * seq * head_dim)
+        eff = e * seq / (seq + s0) * dp / (dp + d0) * bh / (bh + b0)
+        return t0 + mult * fwd_flops * dp / head_dim / (peak_tflops * 1e6 * eff)
+    t0, e, s0, d0 = fit[:4]
+    eff = e * seq / (seq + s0) * head_dim / (head_dim + d0)
+    return t0 + mult * fwd_flops / (peak_tflops * 1e6 * eff)
 
 
 def _h200() -> GPUSpec:
@@ -266,6 +306,20 @@ GPUS: dict[str, GPUSpec] = {g.name: g for g in [
     replace(derived(_H200, "a100-40gb", 312.0, 1555, 40, A100_GEMM_SHARE, A100_SHARE_SOURCE),
             attn_bwd_eff=None, attn_eff=0.60, power_cap=None),
 ]}
+
+
+def h200_kernel_prices() -> GPUSpec:
+    """The H200 with the kernel-price candidate (``h200_kernelprice_fit``, not shipped): the
+    attention fitted on its own kernels from a rested GPU, the QKV split's kernels and the
+    bias gradient as measured over the GPT's shapes, and the power cap's law for the
+    element-wise kernels (docs/compute-model.md, "The kernel-level prices")."""
+    from .h200_kernelprice_fit import H200_KERNELPRICE_FIT, H200_KERNELPRICE_POWER
+    fit: dict[str, Any] = dict(H200_KERNELPRICE_FIT)
+    fit["mem_ops"] = tuple((tuple(m) + (0.0,))[:4] for m in fit.get("mem_ops", ()))
+    return replace(_H200, **fit,
+                   power_cap=replace(_H200.power_cap, **H200_KERNELPRICE_POWER),
+                   derivation=_H200.derivation + "; kernel-price candidate "
+                                                  "(h200_kernelprice_fit)")
 
 
 def fp16_spec(gpu: GPUSpec) -> GPUSpec:

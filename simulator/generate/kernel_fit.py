@@ -223,6 +223,81 @@ def fit_attention(rows, peak_tflops: float, mem: dict | None = None) -> tuple[di
     return params, resid
 
 
+#: the head sizes the fused attention pads to a multiple of (kernelprice1: 80, 96 and 112 run
+#: within 10% of 128's time, 64 at about two thirds of it)
+ATTN_HEAD_PAD = 64
+
+
+def fit_attention_rested(rows, peak_tflops: float, pad: int = ATTN_HEAD_PAD
+                         ) -> tuple[dict, dict]:
+    """The attention forward and backward on the kernels timed alone from a rested GPU
+    (``attention_rest`` rows: :mod:`simulator.measure.powerstep`'s ``attnparts``): the forward
+    over the fused QKV's views (``fwd``), the backward's kernels alone over contiguous q, k, v
+    (``bwd``: ``autograd.grad``, without the QKV split's kernels); each
+    ``t0 + F dp/d / (peak e s/(s+s0) dp/(dp+d0) bh/(bh+b0))``
+    (:func:`~simulator.generate.gpu.attention_fit_us`, ``dp`` the head size padded to
+    ``pad``), least squares on the log of the time."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from .gpu import attention_fit_us
+    params, resid = {}, {}
+    for name, phase, mult in (("attn", "fwd", 1.0), ("attn_bwd", "bwd", 2.5)):
+        pts = [(float(r["flops"]), int(r["seq"]), int(r["head_dim"]), _f(r["dev_us"]))
+               for r in rows if r["group"] == "attention_rest" and r["op"] == "sdpa_causal"
+               and r["phase"] == phase and _f(r["dev_us"])]
+        if len(pts) < 6:
+            continue
+
+        def pred(x, pts=pts, mult=mult):
+            return np.array([attention_fit_us(tuple(x) + (pad,), fl, s, d, peak_tflops, mult)
+                             for fl, s, d, _ in pts])
+        t = np.array([p[3] for p in pts])
+        fit = least_squares(lambda x, pred=pred, t=t: np.log(pred(x) / t),
+                            [10.0, 0.8, 500.0, 64.0, 8.0],
+                            bounds=([0.0, 0.05, 0.0, 0.0, 0.0], [200.0, 3.0, 16384.0, 1024.0,
+                                                                  4096.0]))
+        x = tuple(round(float(v), 4) for v in fit.x)
+        params[name] = x + (pad,)
+        resid[name] = _stats([float(e) for e in pred(x) / t - 1])
+    return params, resid
+
+
+#: the QKV split's kernels (kernels.run_split) and the model's op names for them
+SPLIT_OPS = (("fill", "qkv_fill.fwd"), ("copy", "qkv_copy.fwd"), ("add", "qkv_add.fwd"))
+
+
+def fit_split_and_bias(rows) -> tuple[dict, dict]:
+    """The QKV split's kernels (``qkv_split`` rows: the zero fill of the fused gradient, the
+    copy of a chunk's gradient into its slice, the add of two fused gradients) and the bias
+    gradient over the GPT's [tokens, n] shapes (``bias_grad`` rows, its width ``n``), each
+    ``t0 + bytes / (bw x c/(c+c0))`` as the memory-bound ops (:func:`_fit_t0_bw`)."""
+    params, resid = {}, {}
+    for kind, name in SPLIT_OPS:
+        pts = [(_f(r["bytes"]), _f(r["dev_us"]), None) for r in rows
+               if r["group"] == "qkv_split" and r["op"] == kind and r["status"] == "ok"
+               and _f(r["dev_us"])]
+        if len(pts) >= 3:
+            t0, bw, c0, err = _fit_t0_bw(pts)
+            params[name] = (round(t0, 3), round(bw, 1), round(c0, 1))
+            resid[name] = _stats(err)
+    pts = [(_f(r["bytes"]), _f(r["dev_us"]), _f(r["cols"])) for r in rows
+           if r["group"] == "bias_grad" and r["status"] == "ok" and _f(r["dev_us"])]
+    if len(pts) >= 3:
+        t0, bw, c0, err = _fit_t0_bw(pts)
+        params["bias_grad.fwd"] = (round(t0, 3), round(bw, 1), round(c0, 1))
+        resid["bias_grad.fwd"] = _stats(err)
+    return params, resid
+
+
+def kernelprice_dirs(paths) -> list[Path]:
+    """The kernel-level price runs beside the kernel sweeps (``kernelprice*/``:
+    :mod:`simulator.measure.powerstep`'s ``attnparts``, ``split``, ``biasgrad`` phases)."""
+    dirs = {Path(p).parent.parent for p in paths}
+    return sorted(q for d in dirs for q in d.glob("kernelprice*")
+                  if (q / "kernels.csv").exists())
+
+
 def fit_optimizer(rows) -> tuple[dict, dict]:
     import numpy as np
     pts = defaultdict(list)
@@ -617,8 +692,11 @@ def fit_unscale(rows) -> tuple[dict, dict]:
     return {"opt_unscale_ns": round(ns, 6)}, {"opt_unscale": _stats(err)}
 
 
-def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
-    """All groups: (parameters, residuals by group)."""
+def fit_kernels(paths, gpu=None, kernel_prices: bool = False) -> tuple[dict, dict]:
+    """All groups: (parameters, residuals by group). ``kernel_prices``: the attention, the
+    QKV split's kernels and the bias gradient from the kernel-level price runs
+    (``kernelprice*/``) instead of the sweep (the candidate of docs/compute-model.md, not
+    shipped: the validated steps get worse with it)."""
     from dataclasses import replace
 
     from .gpu import GPUS
@@ -648,6 +726,16 @@ def fit_kernels(paths, gpu=None) -> tuple[dict, dict]:
     for p, e in (fit_step_profiles(gb), fit_unscale(gb_rows)):
         params.update(p)
         resid.update(e)
+    # with kernel_prices, the kernel-level prices (kernelprice*/): the attention refitted on
+    # its own kernels from a rested GPU (its backward without the QKV split's kernels, which
+    # the layer prices as their own ops), those ops, and the bias gradient over the GPT's
+    # shapes; they replace the sweep's attention and bias-gradient fits
+    kp = read_kernels([d / "kernels.csv" for d in kernelprice_dirs(paths)]) \
+        if kernel_prices else []
+    if kp:
+        for p, e in (fit_attention_rested(kp, gpu.peak_tflops), fit_split_and_bias(kp)):
+            params.update(p)
+            resid.update(e)
     method = read_kernels(method_paths(paths))
     p, e = fit_accumulation_host(method, params)
     params.update(p)

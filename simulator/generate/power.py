@@ -61,6 +61,11 @@ class PowerCap:
     # GEMM's); run back to back alone they slow far less than GEMMs (powercap3)
     attn_fwd_w: float | None = None
     attn_bwd_w: float | None = None
+    # memory-bound kernels under the cap: from a filtered demand above ``mem_threshold_w``
+    # each op named in ``mem_sens`` ((op, a), ...) takes ``1 + a x (p - mem_threshold_w) /
+    # cap_w`` its boost time (kernelprice1's mixes); an op not named keeps its time
+    mem_threshold_w: float = 0.0
+    mem_sens: tuple = ()
 
     def demand_w(self, cls: str) -> float:
         if cls == ATTN_FWD and self.attn_fwd_w is not None:
@@ -110,6 +115,46 @@ def stretch(cap: PowerCap, segments, filtered_w: float | None = None,
                 busy += dt
             p = target + (p - target) * decay
     return busy, extra, p
+
+
+def mem_excess(cap: PowerCap, segments, filtered_w: float | None = None
+               ) -> tuple[float, float, float]:
+    """(memory-bound boost us, their time-weighted excess ``max(0, p - mem_threshold_w) /
+    cap_w`` summed over that time, the filtered demand at the end) of ``segments``, the
+    filter as :func:`stretch` moves it."""
+    tau = cap.tau_ms * 1e3
+    p = cap.idle_w if filtered_w is None else filtered_w
+    busy = excess = 0.0
+    for us, cls in segments:
+        if us <= 0:
+            continue
+        target = cap.demand_w(cls)
+        pieces = max(1, math.ceil(us / (0.1 * tau)))
+        dt = us / pieces
+        decay = math.exp(-dt / tau)
+        mean_k = (1.0 - decay) * tau / dt
+        for _ in range(pieces):
+            if cls == MEMORY:
+                mean_p = target + (p - target) * mean_k
+                excess += dt * max(0.0, mean_p - cap.mem_threshold_w) / cap.cap_w
+                busy += dt
+            p = target + (p - target) * decay
+    return busy, excess, p
+
+
+def step_mem_scales(cap: PowerCap, segments) -> tuple:
+    """((op, factor), ...) of the memory-bound ops ``mem_sens`` names, once steps repeat
+    back to back: the step's mean excess over its memory-bound time (replayed from idle, then
+    from where it left the filter) times each op's sensitivity; () where the cap does not
+    slow them (no ``mem_sens``, or the demand never passes the threshold)."""
+    if not cap.mem_sens:
+        return ()
+    _, _, p = stretch(cap, segments)
+    busy, excess, _ = mem_excess(cap, segments, p)
+    e = excess / busy if busy > 0 else 0.0
+    if e <= 0.0:
+        return ()
+    return tuple((op, 1.0 + a * e) for op, a in cap.mem_sens if a > 0)
 
 
 def step_factor(cap: PowerCap, segments) -> float:

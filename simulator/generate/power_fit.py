@@ -8,8 +8,9 @@ Reads a folder of :mod:`simulator.measure.powercap` (traces/h200/compute/powerca
 sweep's GEMMs from a rested GPU), ``power.csv`` (a GPT step's element-wise kernels' power)
 and ``periods.csv`` (GEMMs with gaps of GPT element-wise kernels or copies); and, where
 given, one of :mod:`simulator.measure.powerstep` (traces/h200/compute/powercap3):
-``windows.csv`` (a GPT layer's GEMMs and fused attention, each sustained alone). Nothing here
-reads a training step.
+``windows.csv`` (a GPT layer's GEMMs and fused attention, each sustained alone); and, where
+given, a powerstep ``eltcap`` run (traces/h200/compute/kernelprice1: element-wise kernels
+between GEMMs against their rested times). Nothing here reads a training step.
 
 * ``cap_w``: the enforced limit; ``idle_w``: the median power NVML reports at the end of the
   idle spells; ``mem_w``: the median over a GPT step's element-wise kernels run back to back
@@ -25,6 +26,8 @@ reads a training step.
   alone) the threshold is the cap.
 * ``attn_fwd_w``, ``attn_bwd_w``: from powercap3's attention runs, given the law above
   (:func:`attention_demand`).
+* ``mem_threshold_w``, ``mem_sens``: kernelprice1's element-wise mixes, given the powers
+  above (:func:`fit_mem_cap`).
 """
 from __future__ import annotations
 
@@ -246,8 +249,60 @@ def attention_demand(cap: PowerCap, folder: str, layout: str) -> tuple[float, di
     return w, slow
 
 
+#: kernelprice1's mix kinds (powerstep's eltcap) -> the compute model's op names (the 256 MiB
+#: copy stands for the layout copy and cast, ``float``)
+ELTCAP_OPS = {"copy_256MiB.fwd": "float.fwd"}
+
+
+def eltcap_points(folder: str, cap: PowerCap) -> list[tuple[str, float, float]]:
+    """(op, the mix's filtered demand in the model, measured slowdown) of every element-wise
+    mix of a powerstep ``eltcap`` run (``periods.csv``, ``gapref.csv``): the gap kernel's
+    time a call over its steady windows (:func:`steady`; median) over its time from a rested
+    GPU; the demand the steady mean of ``cap``'s powers at the mix's boost shares (its GEMMs
+    at their rested time, its gap kernels at theirs)."""
+    ref = {r["gap"]: float(r["dev_us"]) for r in _rows(os.path.join(folder, "gapref.csv"))
+           if r["ref"] == "rested_before"}
+    gemm = next(v for k, v in ref.items() if k.startswith("gemm "))
+    by: dict[tuple[str, float], list[dict]] = {}
+    for r in _rows(os.path.join(folder, "periods.csv")):
+        if steady(float(r["t_ms"])) and r["gap"] in ref:
+            by.setdefault((r["gap"], float(r["duty_set"])), []).append(r)
+    out = []
+    for (gap, _), rs in sorted(by.items()):
+        per = int(rs[0]["periods"])
+        n_g, reps = int(rs[0]["gemms"]) // per, int(rs[0]["gap_calls"]) // per
+        share = n_g * gemm / (n_g * gemm + reps * ref[gap])
+        p = share * cap.compute_w + (1.0 - share) * cap.mem_w
+        slow = statistics.median(float(r["gap_us"]) / int(r["gap_calls"]) for r in rs)
+        out.append((ELTCAP_OPS.get(gap, gap), p, slow / ref[gap]))
+    return out
+
+
+def fit_mem_cap(folder: str, cap: PowerCap) -> tuple[PowerCap, dict]:
+    """``cap`` with the memory-bound law (``mem_threshold_w``, ``mem_sens``) fitted on a
+    powerstep ``eltcap`` run (:func:`eltcap_points`): one threshold, a sensitivity per op
+    (non-negative), least squares on the log of the slowdown; and its residuals."""
+    import numpy as np
+    from scipy.optimize import least_squares
+    pts = eltcap_points(folder, cap)
+    ops = sorted({op for op, _, _ in pts})
+    meas = np.array([s for _, _, s in pts])
+
+    def pred(x):
+        return np.array([1.0 + x[1 + ops.index(op)] * max(0.0, p - x[0]) / cap.cap_w
+                         for op, p, _ in pts])
+    sol = least_squares(lambda x: np.log(pred(x) / meas), [cap.cap_w] + [0.1] * len(ops),
+                        bounds=([0.0] + [0.0] * len(ops), [3 * cap.cap_w] + [2.0] * len(ops)))
+    err = pred(sol.x) / meas - 1
+    fitted = replace(cap, mem_threshold_w=round(float(sol.x[0]), 1),
+                     mem_sens=tuple((op, round(float(a), 4)) for op, a in zip(ops, sol.x[1:])))
+    return fitted, {"eltcap_median_abs": float(np.median(np.abs(err))),
+                    "eltcap_max_abs": float(np.abs(err).max()), "eltcap_points": len(pts)}
+
+
 def fit(folder: str, ref_folder: str | None = None, gpu=None,
-        step_folder: str | None = None) -> tuple[PowerCap, dict]:
+        step_folder: str | None = None, eltcap_folder: str | None = None
+        ) -> tuple[PowerCap, dict]:
     """The fitted model and its residuals (relative errors, predicted / measured - 1);
     ``ref_folder``: powercap2 (with ``gpu``, the spec whose GEMM curve it refers to boost);
     ``step_folder``: powercap3 (a GPT layer's GEMMs in the fit beside the large one, the
@@ -323,4 +378,7 @@ def fit(folder: str, ref_folder: str | None = None, gpu=None,
         stats["mix"] = {f"{c['gap']} P{c['period_ms']:g} d{c['duty_set']:g}":
                         round(pr / me - 1, 4)
                         for c in mixes for pr, me in [predict_duty(cap, c, mix_boost)]}
+    if eltcap_folder:
+        cap, e = fit_mem_cap(eltcap_folder, cap)
+        stats.update(e)
     return cap, stats

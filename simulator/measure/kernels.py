@@ -431,12 +431,14 @@ def run_host(sw: Sweep):
     sw.flush()
 
 
-def _profiled_us(fn, reps: int, cuda: bool, before=None) -> tuple[float, int, float]:
-    """(kernel device us per call, kernels per call, wall us per call) under torch.profiler:
-    the kernels' own durations (CUPTI), whatever the host does between them."""
+def profiled_kernels(fn, reps: int, cuda: bool, before=None, warmup: int = 3
+                     ) -> tuple[list[tuple[str, float]], float]:
+    """((kernel name, device us), ...) of ``reps`` calls under torch.profiler (CUPTI: the
+    kernels' own durations, whatever the host does between them; ``before``'s kernels
+    included), and the wall us per call."""
     import torch
     from torch.profiler import ProfilerActivity, profile
-    for _ in range(3):
+    for _ in range(warmup):
         if before:
             before()
         fn()
@@ -452,12 +454,104 @@ def _profiled_us(fn, reps: int, cuda: bool, before=None) -> tuple[float, int, fl
         if cuda:
             torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) * 1e6 / reps
-    dev, count = 0.0, 0
-    for e in prof.events():
-        if str(getattr(e, "device_type", "")).endswith("CUDA"):
-            dev += float(getattr(e, "device_time", 0) or getattr(e, "cuda_time", 0) or 0)
-            count += 1
-    return dev / reps, count // reps, wall
+    out = [(str(e.name), float(getattr(e, "device_time", 0) or getattr(e, "cuda_time", 0) or 0))
+           for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA")]
+    return out, wall
+
+
+def _profiled_us(fn, reps: int, cuda: bool, before=None) -> tuple[float, int, float]:
+    """(kernel device us per call, kernels per call, wall us per call) under torch.profiler:
+    the kernels' own durations (CUPTI), whatever the host does between them."""
+    ks, wall = profiled_kernels(fn, reps, cuda, before=before)
+    return sum(us for _, us in ks) / reps, len(ks) // reps, wall
+
+
+#: the QKV split's backward kernels by name (PyTorch's element-wise kernels): the zero
+#: fills of the fused gradient, the copies into its slices (select_backward), the adds
+SPLIT_KINDS = (("fill", ("fill",)), ("copy", ("copy",)), ("add", ("add",)))
+
+
+def kernel_kind(name: str) -> str:
+    """``fill``, ``copy`` or ``add`` for the QKV split's element-wise kernels, ``attention``
+    for any other kernel (cuDNN's or flash's fused attention and its small helpers)."""
+    low = name.lower()
+    for kind, keys in SPLIT_KINDS:
+        if any(k in low for k in keys):
+            return kind
+    return "attention"
+
+
+def split_shapes(models, tokens_seq) -> list[tuple[int, int, int, int]]:
+    """(batch, seq, heads, head_dim) of the QKV split at each model's heads and the token
+    counts (batch, seq) given."""
+    return sorted({(b, s, nh, h // nh) for h, nh in models for b, s in tokens_seq})
+
+
+def run_split(sw: Sweep, shapes) -> None:
+    """The QKV split's backward kernels as their own ops, over ``shapes`` (batch, seq, heads,
+    head_dim): as autograd's ``select_backward`` runs them for ``q, k, v = qkv[:, :, j]`` of
+    a fused [b, s, 3, heads, head] tensor, per chunk a zero fill of the full-width gradient
+    and the copy of the chunk's gradient (as the fused attention's backward returns it: its
+    layout, taken from one backward through such views) into its slice, then the adds that
+    sum the three. Device time by the spin timer (``Timer``), as the sweep's element-wise
+    ops; ``bytes`` as the model counts them: the fill 2 x the fused width, the copy 4 x the
+    chunk (read and written), the add 6 x the fused width."""
+    import torch
+    import torch.nn.functional as F
+    dev, dt = sw.device, sw.dtype
+    for (b, s, nh, hd) in shapes:
+        if sw.over():
+            sw.log("split: time budget spent")
+            break
+        try:
+            qkv = torch.randn(b, s, 3, nh, hd, device=dev, dtype=dt, requires_grad=True)
+            q, k, v = (qkv[:, :, j].transpose(1, 2) for j in range(3))
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            dq = torch.autograd.grad(o, (q,), torch.randn_like(o))[0]
+            del o, q, k, v
+            g = dq.transpose(1, 2)       # the select's output gradient, in the kernel's layout
+            z = torch.zeros(b, s, 3, nh, hd, device=dev, dtype=dt)
+            z2 = torch.zeros_like(z)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            continue
+        n = b * s * nh * hd
+        base = {"group": "qkv_split", "batch": b, "seq": s, "heads": nh, "head_dim": hd,
+                "rows": b * s, "cols": 3 * nh * hd, "numel": 3 * n,
+                "note": f"copy source strides {tuple(g.stride())}"}
+        bw = 3.0e6
+        sw.add({**base, "op": "fill", "phase": "fwd", "bytes": 6 * n}, z.zero_, 6 * n / bw + 5)
+        sw.add({**base, "op": "copy", "phase": "fwd", "bytes": 4 * n},
+               lambda z=z, g=g: z.select(2, 1).copy_(g), 4 * n / bw + 5)
+        sw.add({**base, "op": "add", "phase": "fwd", "bytes": 18 * n}, lambda: z.add_(z2),
+               18 * n / bw + 5)
+        del qkv, dq, g, z, z2
+    if sw.cuda:
+        torch.cuda.empty_cache()
+    sw.flush()
+
+
+def bias_shapes(hiddens, tokens) -> list[tuple[int, int]]:
+    """(rows, n) of a GPT layer's bias gradients: the QKV (3h), projection and fc2 (h) and
+    fc1 (4h) outputs' gradient summed over the tokens."""
+    return sorted({(T, n) for h in hiddens for T in tokens for n in (h, 3 * h, 4 * h)})
+
+
+def run_bias_grad(sw: Sweep, shapes) -> None:
+    """The bias gradient as autograd computes it for ``F.linear`` with a bias: ``dy.sum(0)``
+    over the rows of a [tokens, n] output gradient (``aten::sum``), at the GPT's shapes;
+    ``bytes`` 2 x tokens x n (the read), ``cols`` n."""
+    import torch
+    for (T, n) in shapes:
+        if sw.over():
+            sw.log("bias_grad: time budget spent")
+            break
+        dy = torch.randn(T, n, device=sw.device, dtype=sw.dtype)
+        sw.add({"group": "bias_grad", "op": "bias_grad", "phase": "fwd", "rows": T, "cols": n,
+                "numel": T * n, "bytes": 2 * T * n}, lambda dy=dy: dy.sum(0),
+               2 * T * n / 3.0e6 + 5)
+        del dy
+    sw.flush()
 
 
 def run_profiled_attention(sw: Sweep, cases, reps: int = 5):
