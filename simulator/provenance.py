@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from .errors import warn
+from .workload import placeholder_rows
 
 TYPE_CHECKING = False  # typing is 12 M instructions to import; mypy reads the block
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def table_rules(workload_path: str, blocking_mode: str,
 def workload_assumptions(workload, sidecar: dict | None) -> dict:
     """The workload side of a simulate run's assumptions."""
     rows = workload.rows
-    placeholder = sum(1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1)
+    placeholder = placeholder_rows(rows)
     if sidecar is not None:
         out = {k: sidecar[k] for k in ("generator", "style", "model", "gpu", "compute",
                                        "optimizer", "features") if k in sidecar}

@@ -124,8 +124,6 @@ def check_outputs(args: argparse.Namespace, dests: dict[str, str],
     """
     import os
 
-    from ..report.output import check_paths
-
     inputs: list[str] = []
     for dest, value in vars(args).items():
         if dest in dests:
@@ -142,5 +140,8 @@ def check_outputs(args: argparse.Namespace, dests: dict[str, str],
             from ..errors import InputError
             raise InputError("an empty path; name a file (or - where standard output is meant)",
                              field=flag)
-    check_paths([(flag, path) for flag, path in outputs if path], inputs)
+    named = [(flag, path) for flag, path in outputs if path]
+    if named:   # (no output named: nothing to check, and the writer's module not loaded)
+        from ..report.output import check_paths
+        check_paths(named, inputs)
     return inputs

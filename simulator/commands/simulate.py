@@ -186,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.simulate import resolve_world
     from ..errors import InputError
     from ..readers.workload import read_workload
-    from ..report.output import write_all
     from ..study import WhatIf, run_study
 
     dashes = [f for f in ("csv", "json") if getattr(args, f) == "-"]
@@ -310,7 +309,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(result, full=args.full_tables))
         for r in co_results:
             sys.stdout.write("\n--- co-located job ---\n" + render_text(r, top_rows=0))
-    write_all(outputs, inputs=inputs)
+    if outputs:     # (a plain run writes nothing: the writer's module is not loaded)
+        from ..report.output import write_all
+        write_all(outputs, inputs=inputs)
     written = [(path, kinds.get(path, "output")) for path in outputs if path != "-"]
     if show_summary and written:
         sys.stdout.write("\n  wrote: " + "; ".join(f"{p} ({k})" for p, k in written) + "\n")

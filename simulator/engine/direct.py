@@ -98,17 +98,24 @@ def _build(schedule, pp, chunks, ga, mb_variant, heads, tails, period) -> Struct
             sh.append((None, -1))
             rounds.append(0)
         counts = [0, 0]
+        # a pass's messages depend on its phase and chunk; their ids grow with its
+        # micro-batch (mid: micro-batch innermost), so each (phase, chunk) is looked up once
+        # and its ids are its micro-batch 0's plus the micro-batch
+        links: dict[tuple, tuple[int, int, int]] = {}
         for phase, mb, chunk in schedule[s]:
-            src = source(phase, mb, chunk, s, pp, chunks)
+            link = links.get((phase, chunk))
+            if link is None:
+                src = source(phase, 0, chunk, s, pp, chunks)
+                recv_0 = -1 if src is None else mid(src[0], 0, src[2], src[3].of(s, pp))
+                link = links[(phase, chunk)] = (
+                    (recv_0, _NEXT if phase is Phase.FWD else _PREV, mid(phase, 0, chunk, s))
+                    if has_consumer(phase, chunk, s, pp, chunks) else (recv_0, -1, -1))
+            recv_0, send_q, send_0 = link
             recv = -1
-            if src is not None:
-                sender = src[3].of(s, pp)
-                recv = mid(src[0], src[1], src[2], sender)
+            if recv_0 >= 0:
+                recv = recv_0 + mb
                 receiver[recv] = s
-            send_q = send_id = -1
-            if has_consumer(phase, chunk, s, pp, chunks):
-                send_q = _NEXT if phase is Phase.FWD else _PREV
-                send_id = mid(phase, mb, chunk, s)
+            send_id = send_0 + mb if send_q >= 0 else -1
             seq = ("mb", mb_variant[mb], chunk)
             mine.append((phase, seq, recv, send_q, send_id))
             sh.append(((phase, seq, chunk, recv >= 0, send_q), mb))

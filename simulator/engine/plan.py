@@ -10,7 +10,7 @@ from ..costmodel.base import CostModel
 from ..errors import InputError, warn
 from ..parallel import GroupPlacement, ParallelConfig, RankMap, make_parallel, stage_placements
 from ..records import field, record, replace
-from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload
+from ..workload import ROW_GROUPS, Comm, Group, Op, Phase, Workload, placeholder_rows
 from .chunks import chunk_split, split_chunks  # noqa: F401 (split_chunks: re-exported)
 from .memo import per_workload
 from .replay import NO_STREAM, STREAM_INDEX, PassReplayer, PricedRow, StageSetup
@@ -363,8 +363,7 @@ def plan_job(workload: Workload, cluster: Cluster, cost_model: CostModel, option
                "(no other rank to talk to)")
         warn(f"{workload.path}: {msg}")
         notes.append(msg)
-    placeholder = per_workload(workload, ("placeholder rows",), lambda: sum(
-        1 for r in rows if r.fwd_ns <= 1 and r.ig_ns <= 1 and r.wg_ns <= 1))
+    placeholder = per_workload(workload, ("placeholder rows",), lambda: placeholder_rows(rows))
     if placeholder > len(rows) // 2:
         notes.append(f"{placeholder} of {len(rows)} rows carry placeholder compute times (<= 1 ns, "
                      "as AICB writes without profiling): the result is communication only")

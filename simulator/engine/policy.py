@@ -235,6 +235,8 @@ def _simai_groups(workload: Workload, rules: PolicyRules, world: int,
     return list(workload.rows), workload.tp, workload.pp, workload.ep
 
 
+_ALL_COLUMNS = frozenset(("fwd", "ig", "wg"))
+
 #: whose replay of the policy word (``--compat``): name -> (workload, rules, world,
 #: gpus_per_server, notes) -> (rows, tp, pp, ep). To add one: a function and one line here.
 REPLAYS = {"simai": _simai_groups, "astra-sim": _astra_sim_groups}
@@ -251,8 +253,13 @@ def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) ->
     lbl = workload.dlrm_last_bottom_layer
     rows, tp, pp, ep = REPLAYS[compat](workload, rules, world, gpus_per_server, notes)
     # collectives the policy never issues (whatever the communicator)
-    out = []
-    for i, row in enumerate(rows):
+    # where no rule below can change a row (most policies: AICB's, DATA, MODEL) the loop is
+    # skipped, not run once per row of a GA-unrolled table
+    keep_all = (policy != "HYBRID_CUSTOMIZED" and _ALL_COLUMNS <= rules.issues
+                and not (rules.forward_only or rules.skip_row0_ig_comm or rules.dlrm
+                         or rules.micro or rules.wg_first))
+    out = list(rows) if keep_all else []
+    for i, row in enumerate(() if keep_all else rows):
         row_rules = rules
         if policy == "HYBRID_CUSTOMIZED" and row.policy in POLICY_RULES:
             row_rules = rules_for(row.policy)
@@ -290,7 +297,10 @@ def layout(workload: Workload, compat: str, world: int, gpus_per_server: int) ->
     if not rules.checkpoints and (workload.checkpoints or workload.checkpoint_initiates):
         notes.append(f"{policy} has no activation recompute: the checkpoint lists are ignored "
                      "(only HYBRID_TRANSFORMER_FWD_IN_BCKWD replays them)")
-    wl = replace(workload, rows=tuple(out), tp=tp, pp=pp, ep=ep)
+    # rows kept as they were keep the workload's own tuple (what counts them once, such as
+    # placeholder_rows, then knows them)
+    wl = replace(workload, rows=workload.rows if keep_all and out == list(workload.rows)
+                 else tuple(out), tp=tp, pp=pp, ep=ep)
     return Layout(wl, tp, pp, ep, compat, tuple(notes))
 
 

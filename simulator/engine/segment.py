@@ -81,7 +81,8 @@ def _variants(rows, starts: list[int], period: int, marks: dict[int, tuple]):
     mb_variant: list[int] = []
     full = _class_ids(rows, _full_key, _same_full)
     for start in starts:
-        key = tuple((full[i], marks.get(i)) for i in range(start, start + period))
+        span = range(start, start + period)
+        key = tuple(zip(full[start:start + period], map(marks.get, span)))
         v = seen.get(key)
         if v is None:
             v = seen[key] = len(variants)

@@ -289,7 +289,13 @@ class _Reader:
             text = text[1:]
         lines = _lines(text)
         # skip leading blank lines but keep real line numbers
-        numbered = [(n + 1, ln) for n, ln in enumerate(lines) if ln.strip()]
+        # the usual file has no blank line but the one after its last newline: its lines are
+        # numbered by a C loop, not a Python one per line
+        body = lines[:-1] if lines and not lines[-1].strip() else lines
+        if "" in map(str.strip, body):
+            numbered = [(n + 1, ln) for n, ln in enumerate(lines) if ln.strip()]
+        else:
+            numbered = list(enumerate(body, 1))
         if not numbered:
             raise self.error("the file is empty: expected a header line, a row count and rows")
         hline, htext = numbered[0]
