@@ -15,5 +15,6 @@ floor and steps in rounds) <- ``interleaved`` (each case beside its own host flo
 ``fp8host`` (an FP8 layer's host dispatch by tokens), ``steptail`` (a step in its parts, each
 beside a floor call);
 ``compute_run``, ``hostcause``, ``powercap`` (its NVML sampler) <- ``gpubound`` (GPU-bound
-steps profiled, GEMM layouts and fp16's kernels).
+steps profiled, GEMM layouts and fp16's kernels) <- ``idle`` (the idle gaps between a
+GPU-bound step's kernels, by the host's phase).
 """
