@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`collsim validate` with the kernel-price candidate in place of the shipped H200 fit.
 
-    PYTHONPATH=$PWD python3 scripts/kernel_prices_validate.py [--power-cap off] [--json PATH]
+    PYTHONPATH=$PWD python3 scripts/kernel_prices_validate.py [--turnaround] [--power-cap off]
+        [--json PATH]
 
 The candidate (``simulator.generate.gpu.h200_kernel_prices``: the attention fitted on its own
 kernels from a rested GPU, the QKV split's kernels and the bias gradient measured over the
@@ -22,8 +23,11 @@ from simulator.generate import gpu  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    gpu.GPUS["h200"] = gpu.h200_kernel_prices()
-    return cli_main(["validate"] + list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    turnaround = "--turnaround" in args   # the CUPTI-timed prices plus the kernels' turnaround
+    args = [a for a in args if a != "--turnaround"]
+    gpu.GPUS["h200"] = gpu.h200_kernel_prices(turnaround=turnaround)
+    return cli_main(["validate"] + args)
 
 
 if __name__ == "__main__":

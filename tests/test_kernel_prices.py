@@ -235,3 +235,25 @@ def test_mem_scales_multiply_the_named_ops_only():
     # gelu: (2 + 4e6 / 4e6) x 1.1 = 3.3 us; add: 1 + 5e6 / 5e6 = 2 us
     assert g.mem_us("gelu.fwd", 4e6) == pytest.approx(3.3)
     assert g.mem_us("add.fwd", 5e6) == pytest.approx(2.0)
+
+
+def test_turnaround_on_the_cupti_timed_prices():
+    """``h200_kernel_prices(turnaround=True)`` adds the device's turnaround between kernels
+    (1.22 us, turnaround1: the median over its element-wise, layer-norm and 2048^3 GEMM chains
+    of period minus CUPTI duration: 1.079, 0.883, 1.684, 1.735, 1.357, 1.051 -> (1.079 +
+    1.357) / 2 = 1.218) once per device activity of the CUPTI-timed ops: the flash forward's
+    memset + kernel (2), the backward's memset, dot(dO, O), kernel and dQ conversion (4), the
+    QKV split's fill, copy, add and the bias gradient (1 each); the event-timed sweep prices
+    (a GEMM, the layer norm) already hold it and do not move."""
+    from simulator.generate.gpu import h200_kernel_prices
+    plain, turned = h200_kernel_prices(), h200_kernel_prices(turnaround=True)
+    f = 2.0 * 64 * 2048 ** 2 * 128
+    assert turned.attention_us(f, False, 2048, 128) - plain.attention_us(f, False, 2048, 128) \
+        == pytest.approx(2 * 1.22, abs=1e-9)
+    assert turned.attention_us(2.5 * f, True, 2048, 128) \
+        - plain.attention_us(2.5 * f, True, 2048, 128) == pytest.approx(4 * 1.22, abs=1e-9)
+    for op in ("qkv_fill.fwd", "qkv_copy.fwd", "qkv_add.fwd", "bias_grad.fwd"):
+        assert turned.mem_us(op, 1 << 24, 4096) - plain.mem_us(op, 1 << 24, 4096) \
+            == pytest.approx(1.22, abs=1e-9)
+    assert turned.mem_us("layer_norm.fwd", 1 << 24) == plain.mem_us("layer_norm.fwd", 1 << 24)
+    assert turned.gemm_us(8192, 2048, 2048) == plain.gemm_us(8192, 2048, 2048)

@@ -308,14 +308,45 @@ GPUS: dict[str, GPUSpec] = {g.name: g for g in [
 ]}
 
 
-def h200_kernel_prices() -> GPUSpec:
+#: the device's turnaround between back-to-back kernels without the profiler, us: the median
+#: over turnaround1's element-wise, layer-norm and 2048^3 GEMM chains of (CUDA-event period
+#: of 1000 queued kernels - their mean CUPTI duration), 0.88-1.73 us by kind
+#: (traces/h200/compute/turnaround1). The sweep's event-timed prices include it; CUPTI
+#: durations (kernelprice1's attention, QKV split and bias gradient) do not.
+KERNEL_TURNAROUND_US = 1.22
+#: device activities of one call of a CUPTI-priced op (kernelprice1's attn_kernels.csv: the
+#: flash forward a memset and its kernel; the backward a memset, dot(dO, O), the kernel and
+#: dQ's conversion; the split's fill, copy and add and the bias gradient one kernel each)
+_CUPTI_KERNELS = {"attn_fwd": 2, "attn_bwd": 4, "qkv_fill.fwd": 1, "qkv_copy.fwd": 1,
+                  "qkv_add.fwd": 1, "bias_grad.fwd": 1}
+
+
+def _with_turnaround(fit: dict[str, Any]) -> dict[str, Any]:
+    """The CUPTI-priced terms of ``fit`` with :data:`KERNEL_TURNAROUND_US` per device
+    activity added to their fixed cost, so that they are priced as the event-timed ones."""
+    tau = KERNEL_TURNAROUND_US
+    out: dict[str, Any] = {}
+    for key in ("attn_fwd", "attn_bwd"):
+        if fit.get(key):
+            t0, *rest = fit[key]
+            out[key] = (t0 + _CUPTI_KERNELS[key] * tau, *rest)
+    out["mem_ops"] = tuple((m[0], m[1] + _CUPTI_KERNELS.get(m[0], 0) * tau, *m[2:])
+                           for m in fit["mem_ops"])
+    return out
+
+
+def h200_kernel_prices(turnaround: bool = False) -> GPUSpec:
     """The H200 with the kernel-price candidate (``h200_kernelprice_fit``, not shipped): the
     attention fitted on its own kernels from a rested GPU, the QKV split's kernels and the
     bias gradient as measured over the GPT's shapes, and the power cap's law for the
-    element-wise kernels (docs/compute-model.md, "The kernel-level prices")."""
+    element-wise kernels (docs/compute-model.md, "The kernel-level prices"). ``turnaround``:
+    those CUPTI-timed prices with the device's turnaround between kernels added
+    (:data:`KERNEL_TURNAROUND_US`)."""
     from .h200_kernelprice_fit import H200_KERNELPRICE_FIT, H200_KERNELPRICE_POWER
     fit: dict[str, Any] = dict(H200_KERNELPRICE_FIT)
     fit["mem_ops"] = tuple((tuple(m) + (0.0,))[:4] for m in fit.get("mem_ops", ()))
+    if turnaround:
+        fit.update(_with_turnaround(fit))
     return replace(_H200, **fit,
                    power_cap=replace(_H200.power_cap, **H200_KERNELPRICE_POWER),
                    derivation=_H200.derivation + "; kernel-price candidate "

@@ -16,5 +16,6 @@ floor and steps in rounds) <- ``interleaved`` (each case beside its own host flo
 beside a floor call);
 ``compute_run``, ``hostcause``, ``powercap`` (its NVML sampler) <- ``gpubound`` (GPU-bound
 steps profiled, GEMM layouts and fp16's kernels) <- ``idle`` (the idle gaps between a
-GPU-bound step's kernels, by the host's phase).
+GPU-bound step's kernels, by the host's phase), ``turnaround`` (the device's turnaround
+between queued kernels without the profiler, and a step's idle unprofiled).
 """
