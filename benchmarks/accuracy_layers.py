@@ -74,7 +74,8 @@ def model_for(row: dict, gpu: str = "h200") -> ComputeModel:
     # the layers were timed alone in loops of 30-50 calls (60-220 ms), not a whole step: the
     # power-cap model, which prices a whole step's timeline, is left out
     cfg = resolve(model, tp, tp=tp, seq_length=int(row["seq"]), micro_batch=int(row["mbs"]),
-                  gpu=gpu, features=Features(power_cap=False))
+                  gpu=gpu, features=Features(power_cap=False,
+                                             gradient_accumulation_fusion=False))
     for key, want in (("hidden", model.hidden), ("ffn", model.ffn), ("heads", model.heads),
                       ("kv_groups", model.kv)):
         if int(row[key]) != want:

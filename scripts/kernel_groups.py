@@ -133,6 +133,7 @@ def model_groups(cfg, attn_bwd: tuple) -> tuple[dict[str, float], float]:
 
 def cases():
     from simulator.generate import get_preset, resolve, with_overrides
+    from simulator.generate.features import Features
     for d in DIRS:
         steps = {r["case"]: r for r in csv.DictReader(open(d / "steps.csv"))}
         ops: dict[str, list] = defaultdict(list)
@@ -145,8 +146,10 @@ def cases():
             b, s = int(st["mbs"]), int(st["seq"])
             model = with_overrides(get_preset("gpt-7b"), layers=L, hidden=h, ffn=4 * h,
                                    heads=nh, vocab=50257)
+            # the profiled steps are plain PyTorch: no gradient accumulation fusion
             cfg = resolve(model, 1, tp=1, micro_batch=b, global_batch=b, seq_length=s,
-                          recompute="-rc-" in case, gpu="h200")
+                          recompute="-rc-" in case, gpu="h200",
+                          features=Features(gradient_accumulation_fusion=False))
             yield d.name, case, cfg, measured_groups(ops[case], b, s, h, nh)
 
 

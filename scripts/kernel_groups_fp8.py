@@ -90,6 +90,7 @@ def model_groups(cfg) -> dict[str, float]:
 def cases():
     """(run, case, cfg, measured ms, counts) for each profiled FP8 step of runs 8-10."""
     from simulator.generate import get_preset, resolve, with_overrides
+    from simulator.generate.features import Features
     for d in RUNS:
         shapes = {r["case"]: r for r in csv.DictReader(open(d / "train.csv"))}
         prof: dict[str, list] = defaultdict(list)
@@ -103,8 +104,10 @@ def cases():
                                    hidden=int(st["hidden"]), ffn=int(st["ffn"]),
                                    heads=int(st["heads"]), vocab=int(st["vocab"]))
             b = int(st["mbs"])
+            # the profiled steps are plain PyTorch: no gradient accumulation fusion
             cfg = resolve(model, 1, tp=1, micro_batch=b, global_batch=b,
-                          seq_length=int(st["seq"]), gpu="h200")
+                          seq_length=int(st["seq"]), gpu="h200",
+                          features=Features(gradient_accumulation_fusion=False))
             ms, n = measured_groups(rows)
             yield d.name, case, cfg, ms, n
 

@@ -13,8 +13,11 @@ from simulator.generate.sizes import megatron_params
 
 
 def _gpt(layers=2, hidden=64, heads=2, seq=64, mbs=1, **kw):
+    """A small GPT as our measured PyTorch steps run it: each tensor's gradient added to
+    its fp32 main gradient after the backward (no gradient accumulation fusion)."""
     model = with_overrides(get_preset("gpt-7b"), layers=layers, hidden=hidden, ffn=4 * hidden,
                            heads=heads, vocab=50257)
+    kw.setdefault("features", Features(gradient_accumulation_fusion=False))
     return resolve(model, 1, tp=1, micro_batch=mbs, global_batch=mbs, seq_length=seq,
                    gpu="h200", distributed_optimizer=True, **kw)
 
@@ -31,7 +34,8 @@ def test_extra_driver_calls_follow_the_profiled_counts():
     assert _extra_driver_calls(g, cfg, 2048) == pytest.approx(2.7)
     assert _extra_driver_calls(g, cfg, 4096) == pytest.approx(4.4)
     assert _extra_driver_calls(g, cfg, 16384) == pytest.approx(4.4)   # held past 4096
-    unf = _gpt(features=Features(attention_backend="unfused"))
+    unf = _gpt(features=Features(attention_backend="unfused",
+                                 gradient_accumulation_fusion=False))
     assert _extra_driver_calls(g, unf, 1024) == pytest.approx(3.0)
     from simulator.generate.builder import fp8_gpu
     assert _extra_driver_calls(fp8_gpu(g), cfg, 1024) == pytest.approx(4.0)

@@ -221,6 +221,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(tensor_parallel.broadcast_data, Megatron-LM before: the key sizes "
                         "broadcast over TP and read back on the host, a host wait every "
                         "micro-batch, then the tokens broadcast; BROADCAST rows on TP)")
+    f.add_argument("--no-gradient-accumulation-fusion", dest="gradient_accumulation_fusion",
+                   action="store_false", default=None,
+                   help="every parameter tensor's gradient added to its fp32 main gradient by "
+                        "a kernel of its own after each micro-batch's backward (plain "
+                        "PyTorch's way; default: Megatron-LM's gradient accumulation fusion, "
+                        "on since early 2022: the QKV, projection, MLP, expert and output "
+                        "layers' weight-gradient GEMMs accumulate into the main gradients, "
+                        "reading and writing them, and only the layer norms, biases, router "
+                        "and embedding tables keep their add; off with --deepspeed or "
+                        "--zero-stage, whose engine owns the gradients)")
+    f.add_argument("--gradient-accumulation-fusion", dest="gradient_accumulation_fusion",
+                   action="store_true", help="the default without --deepspeed (see above)")
     f.add_argument("--loss-scale", type=float, metavar="SCALE",
                    help="with --fp16: a static loss scale (default: dynamic loss scaling, "
                         "Megatron-LM's default). Either way fp16 unscales the main gradients, "
@@ -319,6 +331,7 @@ def generate_options(args: argparse.Namespace):
         get_batch=getattr(args, "get_batch", "core"),
         loss_scale=getattr(args, "loss_scale", None),
         power_cap=getattr(args, "power_cap", True),
+        gradient_accumulation_fusion=_accumulation_fusion(args),
         num_layers=args.num_layers, hidden_size=args.hidden_size,
         ffn_hidden_size=args.ffn_hidden_size, num_attention_heads=args.num_attention_heads,
         num_query_groups=args.num_query_groups, vocab_size=args.vocab_size,
@@ -335,6 +348,22 @@ def _scatter_gather(args: argparse.Namespace) -> bool:
     if asked is not None:
         return bool(asked)
     return bool(getattr(args, "deepspeed", False))
+
+
+def _accumulation_fusion(args: argparse.Namespace) -> bool:
+    """--gradient-accumulation-fusion or --no-...; else on, as Megatron-LM, except with
+    --deepspeed: DeepSpeed's engine owns the gradients (no main_grad for a GEMM to accumulate
+    into), so its weight gradients are added as before. Asking for fusion with --deepspeed is
+    refused."""
+    from ..errors import InputError
+
+    asked = getattr(args, "gradient_accumulation_fusion", None)
+    deepspeed = bool(getattr(args, "deepspeed", False))
+    if asked and deepspeed:
+        raise InputError("needs Megatron-LM's own data-parallel main gradients: with "
+                         "--deepspeed DeepSpeed's engine owns the gradients",
+                         field="--gradient-accumulation-fusion")
+    return bool(asked) if asked is not None else not deepspeed
 
 
 def _attention_backend(args: argparse.Namespace) -> str:

@@ -60,6 +60,7 @@ FLAGS: dict[str, str] = {
     "fp8": "--fp8-format",
     "expert_tensor_parallel_size": "--expert-tensor-parallel-size",
     "zero_stage": "--zero-stage",
+    "gradient_accumulation_fusion": "--no-gradient-accumulation-fusion",
     "num_experts": "--num-experts",
     "moe_grouped_gemm": "--moe-grouped-gemm",
     "moe_router_load_balancing_type": "--moe-router-load-balancing-type",

@@ -130,6 +130,12 @@ class GenerateOptions:
         "key sizes read back every micro-batch)", "", "str", choices=("core", "legacy"))
     loss_scale: float | None = option(
         None, "fp16: a static loss scale (default: dynamic)", "", "float?")
+    gradient_accumulation_fusion: bool = option(
+        True, "Megatron-LM's gradient accumulation fusion: the linear layers' weight-gradient "
+        "GEMMs accumulate into the fp32 main gradients, so those weights get no separate add "
+        "after each micro-batch's backward (Megatron-LM's default; false: "
+        "--no-gradient-accumulation-fusion, one add per parameter tensor as plain PyTorch; "
+        "DeepSpeed ZeRO never fuses)", "", "bool")
     power_cap: bool = option(
         True, "price compute-bound kernels at the clock the step sustains under the GPU's "
         "power cap where the GPU has a fitted model (H200; H100 and H800 take it as an "
@@ -185,7 +191,8 @@ class GenerateOptions:
             moe_pad_expert_input_to_capacity=self.moe_pad_expert_input_to_capacity,
             moe_expert_load_imbalance=self.moe_expert_load_imbalance,
             check_for_nan_in_loss=self.check_for_nan_in_loss_and_grad,
-            get_batch=self.get_batch, loss_scale=self.loss_scale, power_cap=self.power_cap)
+            get_batch=self.get_batch, loss_scale=self.loss_scale, power_cap=self.power_cap,
+            gradient_accumulation_fusion=self.gradient_accumulation_fusion)
 
     def model_spec(self, base_dir: str = "."):
         """(model, notes on derived values): the preset or file with the overrides applied."""

@@ -79,10 +79,18 @@ class _Kernels:
     Host time: each forward op weighs its measured dispatch time (``host_ops``); the forward
     carries ``sf`` times those weights, the backward ``sb`` times them (the backward's nodes
     follow the forward's ops), ``sf`` and ``sb`` scaled so that a GPT layer takes the measured
-    host floor of one (:func:`host_scales`)."""
+    host floor of one (:func:`host_scales`).
 
-    def __init__(self, gpu: GPUSpec, sf: float = 1.0, sb: float = 1.0):
+    ``main_grad_bytes`` > 0: Megatron-LM's gradient accumulation fusion, the weight-gradient
+    GEMMs of :meth:`linear` accumulate into main gradients of that many bytes an element
+    (apex's ``wgrad_gemm_accum_fp32`` / Transformer Engine's wgrad GEMM with accumulate:
+    beta = 1, the output read and written instead of a bf16 gradient written); 0: they write
+    a bf16 gradient (added afterwards: :func:`_accumulation`)."""
+
+    def __init__(self, gpu: GPUSpec, sf: float = 1.0, sb: float = 1.0,
+                 main_grad_bytes: int = 0):
         self.g, self.sf, self.sb = gpu, sf, sb
+        self.main_grad_bytes = main_grad_bytes
 
     def _host(self, op: str, n: float = 1.0) -> tuple[float, float]:
         w = n * self.g.host_us(f"{op}.fwd")
@@ -96,13 +104,20 @@ class _Kernels:
         b = _k(g.mem_us(f"{op}.bwd", bwd_bytes, cols), hb, kernels) if bwd_bytes else Z
         return (f, b, Z)
 
-    def linear(self, m: int, n: int, k: int, bias: bool, count: int = 1) -> Part:
+    def linear(self, m: int, n: int, k: int, bias: bool, count: int = 1,
+               fusable: bool = True) -> Part:
         """``count`` GEMMs m x n x k: forward, dgrad (m x k x n), wgrad (n x k x m) and the
-        bias gradient (a reduction over the m rows of dy)."""
+        bias gradient (a reduction over the m rows of dy). ``fusable``: a Megatron linear
+        layer, whose wgrad accumulates into the main gradients under the fusion (the MoE
+        router's gating GEMM is not one)."""
         g = self.g
         if m <= 0 or n <= 0 or k <= 0 or count <= 0:
             return (Z, Z, Z)
-        wg = _k(g.gemm_us(n, k, m, count, "wgrad"), 0.0, count, True)
+        # fused: the GEMM reads and writes the n x k main gradient (2 x main_grad_bytes an
+        # element) where it wrote a bf16 one (2); the same efficiency curve (the epilogue's
+        # extra work is assumed hidden), so only a memory-bound wgrad pays for the traffic
+        out_bytes = 2.0 * self.main_grad_bytes if fusable and self.main_grad_bytes else 2.0
+        wg = _k(g.gemm_us(n, k, m, count, "wgrad", out_bytes), 0.0, count, True)
         if bias:
             wg = wg + _k(count * g.mem_us("bias_grad.fwd", 2.0 * m * n, n), 0.0, count)
         hf, hb = self._host("linear", count)
@@ -264,7 +279,8 @@ class ComputeModel:
         #: the same model at the FP8 rate, for the rows --fp8 moves to FP8 (builder.py)
         self.fp8_model: ComputeModel | None = None
         sf, sb = host_scales(gpu)
-        K = _Kernels(gpu, sf, sb)
+        fused = accumulation_fused(cfg)
+        K = _Kernels(gpu, sf, sb, getattr(cfg.features, "grad_bytes", 4) if fused else 0)
         m = cfg.model
         tp = cfg.tp
         T = cfg.tokens                       # tokens in the TP region (whole sequence)
@@ -359,6 +375,14 @@ class ComputeModel:
         edrop = K.mem("dropout", 5 * T * h, 5 * T * h, cols=h) if drop else (Z, Z, Z)
         t["embedding"] = _sum(emb, (edrop[0], Z, edrop[1]))
         out = K.linear(T, V, h, False)
+        if fused and m.tied_embeddings and cfg.pp == 1:
+            # the output layer shares the word embedding's weight on one stage: Megatron-LM
+            # returns a zero-filled dummy wgrad (zero_out_wgrad) so that autograd's sum with
+            # the embedding's own gradient, added to the main gradient after the backward,
+            # holds no garbage: a V/TP x h bf16 fill each micro-batch (priced as the zeroing
+            # kernel over its 2 bytes an element, dispatched as an element-wise op)
+            out = _sum(out, (Z, Z, _k(gpu.mem_us("zero_fp32.fwd", 2.0 * V * h),
+                                      gpu.host_us("add.fwd"))))
         loss = K.mem("cross_entropy_fp32", 14 * T * V, 16 * T * V, cols=V)
         t["output"] = _sum(K.mem("layer_norm", 4 * T * h, 8 * T * h, cols=h), out, loss)
         if gpu.host_fixed_fwd_us:   # the measured host floor of embedding, head and loss
@@ -393,8 +417,9 @@ class ComputeModel:
         per_layer = (12 if bias else 6)
         tensors = cfg.layers_per_stage * per_layer + 4
         # the fp32 accumulation after each micro-batch's backward: one kernel per parameter
-        # tensor (PyTorch's per-tensor path for bf16 into fp32), in parameter order
-        self.accumulation = _accumulation(gpu, cfg, params, per_layer, bias, mats_in)
+        # tensor (PyTorch's per-tensor path for bf16 into fp32), in parameter order; under
+        # the fusion only the tensors no linear layer's wgrad GEMM writes
+        self.accumulation = _accumulation(gpu, cfg, params, per_layer, bias, mats_in, fused)
         # the main gradients' zeroing opens the step (Megatron's zero_grad_buffer before the
         # first micro-batch): the host dispatches the first forward while it runs
         self.step_start = _k(params.per_gpu * gpu.opt_zero_ns / 1e3, gpu.host_us("add.fwd"))
@@ -663,8 +688,15 @@ def _extra_driver_calls(gpu: GPUSpec, cfg: TrainConfig, tokens: int) -> float:
     return calls - floor
 
 
+def accumulation_fused(cfg) -> bool:
+    """Whether the configuration's linear layers accumulate their weight gradients inside
+    the wgrad GEMMs (Megatron-LM's gradient_accumulation_fusion; a configuration without
+    features: no)."""
+    return bool(getattr(getattr(cfg, "features", None), "gradient_accumulation_fusion", False))
+
+
 def _accumulation(gpu: GPUSpec, cfg: TrainConfig, params: ParamCounts, per_layer: int,
-                  bias: bool, mats_in: int) -> Cost:
+                  bias: bool, mats_in: int, fused: bool = False) -> Cost:
     """The fp32 gradient accumulation of one micro-batch: a kernel per parameter tensor
     (host: ``host_accum_us``), in the order of the parameters (embedding, each layer's, the
     final norm; device time: ``opt_accum_t0_us`` + ``opt_accum_ns`` a parameter, fitted on the
@@ -672,7 +704,16 @@ def _accumulation(gpu: GPUSpec, cfg: TrainConfig, params: ParamCounts, per_layer
     Each layer has ``per_layer`` tensors: its four weight matrices (QKV, projection,
     MLP in and out, sized from the model's widths) and ``per_layer - 4`` vectors of the
     hidden size; the matrices are scaled so that all tensors hold ``params.per_gpu``
-    (MoE experts, a pipeline stage's share of the embedding)."""
+    (MoE experts, a pipeline stage's share of the embedding).
+
+    ``fused`` (Megatron-LM's gradient accumulation fusion): the matrices' gradients are
+    accumulated by their wgrad GEMMs (``_Kernels.linear``), as are those of the untied output
+    layer, the experts and the shared experts that the scaled matrices hold; what keeps a
+    kernel (and its host dispatch) of its own is what Megatron returns as a plain gradient
+    for its backward hook to add: the word and position embedding tables (the lookup's
+    gradient; tied at PP 1 the output layer's share comes as a zeroed dummy, so the table is
+    still added), each layer's norms and biases, the final norm, and each MoE layer's
+    router weight (its gating GEMM is not a Megatron linear layer)."""
     m = cfg.model
     h, tp = m.hidden, cfg.tp
     nh, nkv = m.heads // tp, max(1, m.kv // tp)
@@ -685,7 +726,15 @@ def _accumulation(gpu: GPUSpec, cfg: TrainConfig, params: ParamCounts, per_layer
     tail = [h] * (4 - len(fixed))
     rest = params.per_gpu - sum(fixed) - sum(tail) - L * sum(vec)
     scale = rest / (L * sum(mats)) if rest > 0 and sum(mats) > 0 else 1.0
-    sizes = fixed + [x for _ in range(L) for x in [*(n * scale for n in mats), *vec]] + tail
+    sizes: list[float]
+    if fused:
+        from .sizes import stage_layers
+        router = [h * m.experts] if m.is_moe else []
+        layers = [[*vec, *(router if m.moe_layer(i) else [])] for i in stage_layers(cfg)]
+        sizes = [*fixed, *(x for layer in layers for x in layer), *tail]
+    else:
+        sizes = [*fixed, *(x for _ in range(L) for x in [*(n * scale for n in mats), *vec]),
+                 *tail]
     host = gpu.host_accum_us
 
     def dev(n: float) -> float:

@@ -202,9 +202,11 @@ def resolve(model: ModelSpec, world: int, tp: int | None = None, pp: int = 1, ep
         raise InputError(f"all-to-all context parallelism splits the {model.heads // tp} heads "
                          f"of a TP rank over CP {features.cp}: not divisible",
                          field="cp_comm_type")
-    # the power cap prices the compute times, not the rows: AICB's rows take it too
+    # the power cap and the gradient accumulation price the compute times, not the rows:
+    # AICB's rows take them too
     if style == "aicb" and (features.describe().keys() - {"recompute", "attention_backend",
                                                           "grad_reduce_dtype", "host_syncs",
+                                                          "gradient_accumulation",
                                                           "power_cap"}
                             or features.grad_bytes != 4
                             or features.attention_backend != "flash"

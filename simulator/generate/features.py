@@ -72,6 +72,11 @@ class Features:
     # tensor_parallel.broadcast_data (key sizes broadcast over TP and read back every batch)
     get_batch: str = "core"
     loss_scale: float | None = None            # fp16: a static loss scale (None: dynamic)
+    # Megatron-LM's gradient_accumulation_fusion (on by default since early 2022;
+    # --no-gradient-accumulation-fusion turns it off): the linear layers' weight-gradient GEMMs
+    # accumulate into the main-gradient buffer (beta = 1), so those weights have no separate
+    # add after the backward. Needs Megatron's DDP main_grad: off under DeepSpeed ZeRO
+    gradient_accumulation_fusion: bool = True
     # ours: the GPU's sustained clock under its power cap (power.py), where the GPU has a
     # fitted model; on by default (closer on the validated H200 steps' median and never worse
     # on their worst or counts: docs/compute-model.md); False prices the kernels at the
@@ -138,12 +143,23 @@ class Features:
         if self.get_batch != "core":
             on["get_batch"] = self.get_batch
         on["host_syncs"] = "; ".join(self.host_syncs())
+        on["gradient_accumulation"] = self.describe_accumulation()
         if not self.clip_scale:
             on["clip_scale"] = "off: the gradient norm taken at or below --clip-grad"
         if self.power_cap:
             on["power_cap"] = ("on (the default): compute-bound kernels at the clock the step "
                                "sustains under the GPU's power cap, where it has a model")
         return on
+
+    def describe_accumulation(self) -> str:
+        """How each micro-batch's weight gradients reach the main gradients, for the reports."""
+        if self.gradient_accumulation_fusion:
+            return ("fused into the weight-gradient GEMMs of the linear layers (Megatron-LM's "
+                    "gradient_accumulation_fusion, its default); layer norms, biases, the "
+                    "router and the embedding tables added separately")
+        why = " (DeepSpeed ZeRO owns the gradients)" if self.zero_stage else ""
+        return ("separate: one add per parameter tensor after each micro-batch's backward"
+                + why)
 
     def describe_moe(self) -> dict:
         """The MoE layer's settings, for the reports of a model with experts."""
@@ -330,8 +346,12 @@ def check_features(f: Features, *, recompute: bool, tp: int, dp: int, pp: int, i
         notes.append("MoE load-balancing loss with TP > 1: the per-expert token counts are "
                      "all-reduced over TP in every MoE layer's forward (Megatron's "
                      "sequence-partition group, the TP x CP ranks)")
+    # the fused weight-gradient GEMM writes Megatron's DDP main_grad; DeepSpeed's engine owns
+    # the gradients instead (no main_grad), so its GEMMs write a gradient that it adds
+    fusion = f.gradient_accumulation_fusion and not f.zero_stage
     out = replace(f, recompute_granularity=g, recompute_method=method,
-                  recompute_num_layers=n, bucket_size=bucket)
+                  recompute_num_layers=n, bucket_size=bucket,
+                  gradient_accumulation_fusion=fusion)
     return out, notes
 
 

@@ -134,10 +134,13 @@ class GPUSpec:
                 return tuple(vals)
         return None
 
-    def gemm_us(self, m: int, n: int, k: int, count: int = 1, layout: str = "fwd") -> float:
+    def gemm_us(self, m: int, n: int, k: int, count: int = 1, layout: str = "fwd",
+                out_bytes: float = 2.0) -> float:
         """Time of ``count`` GEMMs of m x n x k (bf16 in and out; ``k`` the reduction),
         microseconds; ``layout`` the operands' layout as autograd issues it for ``F.linear``
-        (``fwd``: x W^T, ``dgrad``: dy W, ``wgrad``: dy^T x)."""
+        (``fwd``: x W^T, ``dgrad``: dy W, ``wgrad``: dy^T x). ``out_bytes``: the traffic of
+        an output element (2: bf16 written; 8: an fp32 output read and written back, the
+        weight-gradient GEMM that accumulates into the main gradients)."""
         if m <= 0 or n <= 0 or k <= 0 or count <= 0:
             return 0.0
         x0 = self.gemm_x0
@@ -147,7 +150,8 @@ class GPUSpec:
             if name == layout:
                 eff *= factor
         t_flop = 2.0 * m * n * k / (self.peak_tflops * 1e6 * eff)
-        t_mem = 2.0 * (m * k + k * n + m * n) / (self.hbm_gbps * 1e3 * self.mem_eff)
+        t_mem = (2.0 * (m * k + k * n) + out_bytes * m * n) / (self.hbm_gbps * 1e3
+                                                               * self.mem_eff)
         return count * (self.gemm_t0_us + max(t_flop, t_mem)) * self.compute_scale
 
     def attention_us(self, flops: float, backward: bool = False, seq: int | None = None,

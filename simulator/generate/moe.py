@@ -121,7 +121,9 @@ def moe_parts(K, cfg, mats_in: int, ln, resid) -> dict:
     none = (Z, Z, Z)
 
     # ---- router
-    gating = K.linear(ts, E, h, False)
+    # (Megatron's router_gating_linear returns its weight gradient for the hook to add: not
+    # fused into the main gradient)
+    gating = K.linear(ts, E, h, False, fusable=False)
     zloss = K.mem("float", 2 * te + 12 * ts, 8 * te, kernels=4) if f.moe_z_loss_coeff \
         else none
     # top-k of the bf16 logits, softmax of the k values, scattered into dense fp32 probs and

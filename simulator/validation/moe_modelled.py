@@ -31,6 +31,7 @@ def modelled_compute_us(parts: dict) -> dict:
     """(forward, backward) microseconds of the case's layers from the kernel model."""
     from ..generate.compute import Cost, Z, _Kernels, _sum, host_scales
     from ..generate.config import resolve
+    from ..generate.features import Features
     from ..generate.models import ModelSpec
     from ..generate.moe import moe_parts
 
@@ -40,8 +41,10 @@ def modelled_compute_us(parts: dict) -> dict:
     model = ModelSpec("moe-step", layers=layers, hidden=h, ffn=f, heads=max(1, h // 128),
                       vocab=1024, max_position=0, gated_mlp=True, tied_embeddings=False,
                       experts=e, topk=k)
+    # the measured step is plain PyTorch: no gradient accumulation fusion
     cfg = resolve(model, ranks, tp=1, ep=ranks, seq_length=tokens, global_batch=ranks,
-                  gpu="h200", distributed_optimizer=True)
+                  gpu="h200", distributed_optimizer=True,
+                  features=Features(gradient_accumulation_fusion=False))
     gpu = cfg.gpu_spec
     K = _Kernels(gpu, *host_scales(gpu))
     T = tokens
