@@ -375,14 +375,6 @@ class ComputeModel:
         edrop = K.mem("dropout", 5 * T * h, 5 * T * h, cols=h) if drop else (Z, Z, Z)
         t["embedding"] = _sum(emb, (edrop[0], Z, edrop[1]))
         out = K.linear(T, V, h, False)
-        if fused and m.tied_embeddings and cfg.pp == 1:
-            # the output layer shares the word embedding's weight on one stage: Megatron-LM
-            # returns a zero-filled dummy wgrad (zero_out_wgrad) so that autograd's sum with
-            # the embedding's own gradient, added to the main gradient after the backward,
-            # holds no garbage: a V/TP x h bf16 fill each micro-batch (priced as the zeroing
-            # kernel over its 2 bytes an element, dispatched as an element-wise op)
-            out = _sum(out, (Z, Z, _k(gpu.mem_us("zero_fp32.fwd", 2.0 * V * h),
-                                      gpu.host_us("add.fwd"))))
         loss = K.mem("cross_entropy_fp32", 14 * T * V, 16 * T * V, cols=V)
         t["output"] = _sum(K.mem("layer_norm", 4 * T * h, 8 * T * h, cols=h), out, loss)
         if gpu.host_fixed_fwd_us:   # the measured host floor of embedding, head and loss
@@ -400,6 +392,15 @@ class ComputeModel:
                                       (Z, Z, _k(0.0, EMBEDDING_SORT_CALLS * DRIVER_CALL_US)))
         else:
             t["output"] = _sum(t["output"], (Z, _k(0.0, gpu.host_us("backward_call")), Z))
+        if fused and m.tied_embeddings and cfg.pp == 1:
+            # the output layer shares the word embedding's weight on one stage: Megatron-LM
+            # returns a zero-filled dummy wgrad (zero_out_wgrad) so that autograd's sum with
+            # the embedding's own gradient, added to the main gradient after the backward,
+            # holds no garbage: a V/TP x h bf16 fill each micro-batch, priced as the zeroing
+            # kernel over its 2 bytes an element and an element-wise op's dispatch (beyond
+            # the measured floor, whose PyTorch GPT has no such op)
+            t["output"] = _sum(t["output"], (Z, Z, _k(gpu.mem_us("zero_fp32.fwd", 2.0 * V * h),
+                                                      gpu.host_us("add.fwd"))))
         if cfg.recompute and gpu.host_layer_recompute_us:
             # a checkpointed layer's host cost beyond its forward, which the engine replays
             extra = max(0.0, gpu.host_layer_recompute_us - gpu.host_layer_fwd_us)
