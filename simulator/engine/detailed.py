@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .loop import Environment, fire
+from .loop import Chain as _Chain, Environment, fire
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
@@ -731,37 +731,6 @@ class _ClassStage:
             self._add(segments[key], n)
         self.uses.clear()
         self.sim.finished[self.idx] = True
-
-
-class _Chain:
-    """The queue entries a segment's waits would make, as plain calls (tail calls, as the
-    timeouts and flow ends that resume a process are), each scheduling the next where the
-    process would: the same entries, times and order for everyone else. At the last the
-    process resumes (``done`` fires); at each the process could have run ahead, so may the
-    chain."""
-
-    __slots__ = ("env", "t0", "waits", "k", "done", "second")
-
-    def __init__(self, env: Environment, t0: int, waits: list, k: int, done):
-        # waits: (time from t0, whether two entries), as _ClassStage._segment gives them
-        self.env, self.t0, self.waits, self.k, self.done = env, t0, waits, k, done
-        self.second = False
-        env.call_at(t0 + waits[k][0], self.step, None, tail=True)
-
-    def step(self, _arg) -> None:
-        env, waits, t0 = self.env, self.waits, self.t0
-        if waits[self.k][1] and not self.second:
-            # a flow's end with no update time: its event is scheduled now, at once
-            self.second = True
-            env.call_at(env.now, self.step, None, tail=True)
-            return
-        self.second = False
-        k = env.run_ahead(t0, waits, self.k + 1)
-        if k == len(waits):
-            fire(self.done, None)
-            return
-        self.k = k
-        env.call_at(t0 + waits[k][0], self.step, None, tail=True)
 
 
 def _send_args(key: tuple, receiver: int | None) -> dict:

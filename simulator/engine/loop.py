@@ -174,3 +174,55 @@ class Environment:
             else:
                 self.ahead = tail
                 target(arg)
+
+
+class Chain:
+    """The queue entries a run of waits of one process would make (its timeouts and flow
+    ends), as plain tail calls, each scheduling the next where the process would: the same
+    entries, times and order for everyone else. ``waits``: (time from ``t0``, whether two
+    entries: a flow's end and then its event, scheduled at once), from the ``k``-th on. At
+    the last the process resumes (``done`` fires); at each it could have run ahead
+    (:meth:`Environment.run_ahead`), so may the chain. The detailed engine's segments
+    (simulator/engine/detailed.py) make one per run of waits that the queue stops; its
+    steps are a third of that engine's loop, so :meth:`step` runs ahead and schedules
+    inline (the queue's entries as :meth:`Environment.call_at` makes them)."""
+
+    __slots__ = ("env", "t0", "waits", "k", "done", "second", "_step")
+
+    def __init__(self, env: Environment, t0, waits: list, k: int, done: Event):
+        self.env, self.t0, self.waits, self.k, self.done = env, t0, waits, k, done
+        self.second = False
+        self._step = self.step          # one bound method for every entry
+        env.call_at(t0 + waits[k][0], self._step, None, tail=True)
+
+    def step(self, _arg) -> None:
+        env, waits = self.env, self.waits
+        k = self.k
+        if waits[k][1] and not self.second:
+            # a flow's end with no update time: its event is scheduled now, at once
+            self.second = True
+            env._eid += 1
+            heappush(env._queue, (env.now, _NORMAL, env._eid, self._step, None, True))
+            return
+        self.second = False
+        # Environment.run_ahead(t0, waits, k + 1) inline: a chain's step is a tail call, so
+        # the loop has set ``ahead``; the waits from k + 1 before the queue's head pass
+        k += 1
+        n = len(waits)
+        t0 = self.t0
+        queue = env._queue
+        if k < n:
+            if not queue:
+                env.now = t0 + waits[n - 1][0]
+                k = n
+            else:
+                head = queue[0][0] - t0
+                if waits[k][0] < head:
+                    k = bisect_left(waits, head, k + 1, key=_offset)
+                    env.now = t0 + waits[k - 1][0]
+        if k == n:
+            fire(self.done, None)
+            return
+        self.k = k
+        env._eid += 1
+        heappush(queue, (t0 + waits[k][0], _NORMAL, env._eid, self._step, None, True))
