@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .loop import Chain as _Chain, Environment, fire
+from .loop import Chain as _Chain, Environment, Event, fire
 
 from ..result import StageResult, TraceSlice
 from ..workload import Group, Phase
@@ -203,16 +203,18 @@ class DetailedSim:
                     hit = self._fabric_flows[fkey] = (comm, self.fabric.collective(
                         (setup.job.job, kind, members), comm.op, comm.size_bytes, comm_ns))
                 loads, latency = hit[1]
-                if self._ahead:
+                net = self.net
+                assert net is not None      # a fabric run builds its network in __init__
+                if self._ahead and self.env.ahead:
                     # nothing can happen before its end: the flow now, and the process on
                     # from its end (no event; the caller gets (start, end) itself)
-                    when = self._flows().alone_now(loads, latency, update_ns)
+                    when = net.alone_now(loads, latency, update_ns)
                     if when is not None:
                         self.env.now = when     # type: ignore[assignment]  # as the loop's
                         return (ready, when)
-                ev = self.env.event()
-                self._flows().transfer(loads, latency, on_done=partial(self._flow_done, ev, ready),
-                                       tail_ns=update_ns)
+                ev = Event(self.env) if self._fire is not None else self.env.event()
+                net.transfer(loads, latency, on_done=partial(self._flow_done, ev, ready),
+                             tail_ns=update_ns)
                 return ev
             m = _Meeting(0, self.env.event(), comm_ns, update_ns)
             m.ready = ready

@@ -158,7 +158,7 @@ class FlowNetwork:
         """Start a flow now; the returned event fires (value: the Flow) when it is done, or,
         given ``on_done``, that is called with the Flow ``tail_ns`` after its end instead
         (no event: one simpy step less per flow)."""
-        demand = loads if isinstance(loads, Demand) else None
+        demand = loads if loads.__class__ is Demand else None
         if demand is None or demand not in self._checked:           # once per Demand
             links = loads.loads if isinstance(loads, Demand) else loads
             unknown = [link for link in links if link not in self.capacity]
@@ -202,11 +202,13 @@ class FlowNetwork:
         now = env.now
         start = now + latency_ns
         end = start + hit[2]
-        if not env.can_skip_to(end + tail_ns):
+        # env.can_skip_to(end + tail_ns), inline
+        if not env.ahead:
             return None
-        claims = self._claims
-        for link in demand.weights:
-            users = claims.get(link)
+        queue = env._queue
+        if queue and queue[0][0] <= end + tail_ns:
+            return None
+        for users in hit[3]:
             if users:
                 for other in users:
                     o_end = other.alone_end_ns
@@ -232,9 +234,8 @@ class FlowNetwork:
         if (hit is None or hit[1] <= 0 or not self.closed_form or demand not in self._checked
                 or id(demand.loads) not in self._done_loads):
             return None
-        claims = self._claims
-        for link in demand.weights:
-            if claims.get(link):
+        for users in hit[3]:
+            if users:
                 return None
         return hit[2]
 
@@ -295,13 +296,8 @@ class FlowNetwork:
             # exactly the solver's completion of a flow alone from its start (_join): a new
             # flow has all its data to move (remaining 1)
             end = start + hit[2]
-        claims = self._claims
         meets = False
-        for link in flow.weights:
-            users = claims.get(link)
-            if users is None:
-                claims[link] = {flow: None}
-                continue
+        for users in hit[3]:            # claims[link] of each of its links, in order
             for other in users:
                 o_end = other.alone_end_ns
                 # the solver's flows until they end; closed-form ones over [start, end]
@@ -371,9 +367,8 @@ class FlowNetwork:
         if version != f.version:
             return                          # handed to the solver since
         del self._lazy[f]
-        claims = self._claims
-        for link in f.weights:
-            del claims[link][f]         # an emptied link's dict stays, for the next flow
+        for users in self._alone[id(f.weights)][3]:
+            del users[f]                # an emptied link's dict stays, for the next flow
         hit = self._done_loads.get(id(f.loads))
         if hit is None:
             self._done_loads[id(f.loads)] = [f.loads, 1]
@@ -426,11 +421,15 @@ class FlowNetwork:
             self.on_change(self)
 
     def _alone_entry(self, f: Flow) -> tuple:
-        """(weights, rate alone, a whole flow's wait alone) of ``f``'s weights, kept (the
-        weights too, so that their id stays theirs)."""
+        """(weights, rate alone, a whole flow's wait alone, the claims of its links in its
+        weights' order) of ``f``'s weights, kept (the weights too, so that their id stays
+        theirs). A link's claims dict is made once and stays when it empties: the
+        closed-form checks read the dicts of a flow's links without looking them up."""
         rate = self._alone_rate(f)
         wait = completion_wait(1.0, f.peak, rate, self.integer_time) if rate > 0 else 0.0
-        entry = self._alone[id(f.weights)] = (f.weights, rate, wait)
+        claims = self._claims
+        dicts = tuple(claims.setdefault(link, {}) for link in f.weights)
+        entry = self._alone[id(f.weights)] = (f.weights, rate, wait, dicts)
         return entry
 
     def _alone_rate(self, f: Flow) -> float:
