@@ -360,6 +360,10 @@ class _ClassStage:
         self.rng = sim.jitter.rng_for(setup.cid) if sim.jitter is not None else None
         self.programs: dict = {}
         self.segments: dict = {}        # (program, step) -> its segment's plan (_plan)
+        self.flow_steps: dict = {}      # id(program) -> per step, its flow (run_pass)
+        members = setup.cls.group_members
+        # per stream: whether this class is alone in its group of that kind
+        self.alone = tuple(len(members[g]) == 1 for g in STREAMS)
         self.uses: dict = {}            # ... -> times it ran, not yet added (_segment)
         # while tracing a pipeline pass: its micro-batch, chunk and the message it received
         # (flow_in), for the slices the pass itself issues (not its asynchronous collectives,
@@ -475,6 +479,16 @@ class _ClassStage:
                                                     self.partner[r.sender])
         program = self.program(p.phase, seq)
         segments = sim._segments and rng is None and not traced
+        # per blocking step of this program, the (Demand, latency) of its flow where its
+        # class is alone in the group (alone[stream]) on the fabric and this loop: made by
+        # _meet the first time, then transferred here without it
+        flow_steps = None
+        net = sim.net
+        if segments:
+            flow_steps = self.flow_steps.get(id(program))
+            if flow_steps is None:
+                flow_steps = self.flow_steps[id(program)] = [None] * len(program)
+        alone = self.alone
         i, n = 0, len(program)
         after = -1                  # where the last segment stopped: a step it could not take
         while i < n:
@@ -520,9 +534,27 @@ class _ClassStage:
                 ready = env.now
                 if stream_end[s] > ready:
                     ready = stream_end[s]
-                ev = sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i - 1), ready, step[3],
-                               step[4], row.comms[COMM_OF_TAG.get(step[5], 0)])
-                start, end = ev if type(ev) is tuple else (yield ev)
+                hit = flow_steps[i - 1] if flow_steps is not None and alone[s] else None
+                if hit is not None:
+                    # _meet's flow of a class alone in its group, its loads found before
+                    demand, latency = hit
+                    when = net.alone_now(demand, latency, step[4]) if env.ahead else None
+                    if when is not None:
+                        env.now = when
+                        start, end = ready, when
+                    else:
+                        ev = Event(env)
+                        net.transfer(demand, latency, on_done=partial(sim._flow_done, ev, ready),
+                                     tail_ns=step[4])
+                        start, end = yield ev
+                else:
+                    comm = row.comms[COMM_OF_TAG.get(step[5], 0)]
+                    ev = sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i - 1), ready, step[3],
+                                   step[4], comm)
+                    if flow_steps is not None and alone[s] and step[3]:
+                        flow_steps[i - 1] = sim._fabric_flows[
+                            (idx, id(_KIND_OF_STREAM[s]), id(comm), step[3])][1]
+                    start, end = ev if type(ev) is tuple else (yield ev)
                 stream_end[s] = end
                 res.exposed_ns[_STREAM_NAMES[s]] += end - issued
                 row_exposed[row.key] = row_exposed.get(row.key, 0) + end - issued
