@@ -544,8 +544,8 @@ class _ClassStage:
                         start, end = ready, when
                     else:
                         ev = Event(env)
-                        net.transfer(demand, latency, on_done=partial(sim._flow_done, ev, ready),
-                                     tail_ns=step[4])
+                        net.transfer_again(demand, latency, partial(sim._flow_done, ev, ready),
+                                           step[4])
                         start, end = yield ev
                 else:
                     comm = row.comms[COMM_OF_TAG.get(step[5], 0)]

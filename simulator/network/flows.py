@@ -184,6 +184,21 @@ class FlowNetwork:
             self._join(flow)
         return event
 
+    def transfer_again(self, demand: Demand, latency_ns: float, on_done: Callable[[Flow], None],
+                       tail_ns: float) -> None:
+        """``transfer(demand, latency_ns, on_done=on_done, tail_ns=tail_ns)`` of a Demand
+        transferred here before (checked, its latency checked then: the same one again) on a
+        closed-form network: the detailed engine's flows of a class alone in its group, one
+        per collective (the Flow made positionally, in its fields' order)."""
+        flow = Flow(demand.loads, float(latency_ns), "", self.env.now, None, None, demand.peak,
+                    demand.weights, 1.0, 0.0, None, on_done, 0.0, 0, 0, tail_ns, None)
+        if self.closed_form and flow.loads:
+            self._submit(flow, latency_ns)
+        elif latency_ns > 0:
+            self._later(latency_ns, self._join, flow)
+        else:
+            self._join(flow)
+
     def alone_now(self, demand: Demand, latency_ns: float, tail_ns: float) -> float | None:
         """A whole closed-form flow at once, for a process allowed to run ahead: if
         ``transfer(demand, latency_ns, on_done=..., tail_ns=tail_ns)`` now would end in
