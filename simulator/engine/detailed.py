@@ -361,6 +361,7 @@ class _ClassStage:
         self.programs: dict = {}
         self.segments: dict = {}        # (program, step) -> its segment's plan (_plan)
         self.flow_steps: dict = {}      # id(program) -> per step, its flow (run_pass)
+        self.seg_plans: dict = {}       # id(program) -> per step, its kept plan (run_pass)
         members = setup.cls.group_members
         # per stream: whether this class is alone in its group of that kind
         self.alone = tuple(len(members[g]) == 1 for g in STREAMS)
@@ -482,12 +483,17 @@ class _ClassStage:
         # per blocking step of this program, the (Demand, latency) of its flow where its
         # class is alone in the group (alone[stream]) on the fabric and this loop: made by
         # _meet the first time, then transferred here without it
-        flow_steps = None
+        flow_steps = seg_plans = None
         net = sim.net
+        uses = self.uses
         if segments:
             flow_steps = self.flow_steps.get(id(program))
             if flow_steps is None:
                 flow_steps = self.flow_steps[id(program)] = [None] * len(program)
+            # per step, the kept plan of the segment from it and its key (_segment)
+            seg_plans = self.seg_plans.get(id(program))
+            if seg_plans is None:
+                seg_plans = self.seg_plans[id(program)] = [None] * len(program)
         alone = self.alone
         i, n = 0, len(program)
         after = -1                  # where the last segment stopped: a step it could not take
@@ -502,7 +508,20 @@ class _ClassStage:
                     # steps nothing else can touch, at once (_segment); their queue entries
                     # are placeholders (_Chain), so that everything else keeps its place in
                     # the order
-                    j, t0, waits = self._segment(program, i)
+                    kept = seg_plans[i]             # type: ignore[index]  # with segments
+                    if kept is None:
+                        j, t0, waits = self._segment(program, i)
+                        plan = self.segments.get((id(program), i))
+                        if plan is not None:
+                            seg_plans[i] = (plan, (id(program), i))  # type: ignore[index]
+                    else:
+                        # _segment of a kept plan, inline
+                        plan, key = kept
+                        j, waits, t0 = plan[0], plan[1], env.now
+                        if j > i:
+                            for s, offset in plan[6]:
+                                stream_end[s] = t0 + offset
+                            uses[key] = uses.get(key, 0) + 1
                     if j > i:
                         k = env.run_ahead(t0, waits, 0)     # as each step could run ahead
                         if k < len(waits):
