@@ -556,8 +556,13 @@ class _ClassStage:
                 hit = flow_steps[i - 1] if flow_steps is not None and alone[s] else None
                 if hit is not None:
                     # _meet's flow of a class alone in its group, its loads found before
-                    demand, latency = hit
-                    when = net.alone_now(demand, latency, step[4]) if env.ahead else None
+                    demand, latency, alone_ns = hit
+                    # alone_now's first test (nothing queued before the flow's end and its
+                    # update), the same sums, before the call
+                    when = (net.alone_now(demand, latency, step[4])
+                            if alone_ns is not None
+                            and env.can_skip_to(env.now + latency + alone_ns + step[4])
+                            else None)
                     if when is not None:
                         env.now = when
                         start, end = ready, when
@@ -571,8 +576,9 @@ class _ClassStage:
                     ev = sim._meet(idx, _KIND_OF_STREAM[s], (seq, mb, i - 1), ready, step[3],
                                    step[4], comm)
                     if flow_steps is not None and alone[s] and step[3]:
-                        flow_steps[i - 1] = sim._fabric_flows[
+                        demand, latency = sim._fabric_flows[
                             (idx, id(_KIND_OF_STREAM[s]), id(comm), step[3])][1]
+                        flow_steps[i - 1] = (demand, latency, net.alone_ns(demand))
                     start, end = ev if type(ev) is tuple else (yield ev)
                 stream_end[s] = end
                 res.exposed_ns[_STREAM_NAMES[s]] += end - issued

@@ -240,6 +240,14 @@ class FlowNetwork:
         self.finished += 1
         return end + tail_ns
 
+    def alone_ns(self, demand: Demand) -> float | None:
+        """A flow of ``demand``'s whole time alone after its latency, as :meth:`alone_now`
+        adds it to the start (None: it cannot end in closed form, or is not known here)."""
+        hit = self._alone.get(id(demand.weights))
+        if hit is None or hit[1] <= 0 or not self.closed_form or demand not in self._checked:
+            return None
+        return hit[2]
+
     def alone_wait(self, demand: Demand) -> float | None:
         """A flow of ``demand``'s time alone (after its latency), for a caller that knows
         nothing else can load its links while it moves: None unless it ends in closed form
