@@ -122,6 +122,11 @@ class Environment:
         self._eid += 1
         heappush(self._queue, (when, _NORMAL, self._eid, fn, arg, tail))
 
+    def call_at_tail(self, when, fn, arg) -> None:
+        """``call_at(when, fn, arg, tail=True)`` (a flow's closed-form end: one per flow)."""
+        self._eid += 1
+        heappush(self._queue, (when, _NORMAL, self._eid, fn, arg, True))
+
     def can_skip_to(self, when) -> bool:
         """Whether the running process may set the clock to ``when`` itself, where a
         timeout it waited on would resume it: it runs as the last thing of this dispatch

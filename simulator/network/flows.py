@@ -140,7 +140,7 @@ class FlowNetwork:
         self._at_tail: Callable = at
         self._later_tail: Callable = later
         if hasattr(env, "can_skip_to"):
-            self._at_tail = partial(env.call_at, tail=True)
+            self._at_tail = getattr(env, "call_at_tail", None) or partial(env.call_at, tail=True)
             self._later_tail = partial(env.call_later, tail=True)
         # closed form (not with on_change, which wants every change): a flow that no other
         # flow can meet on any of its links from its start to its end moves at its rate
