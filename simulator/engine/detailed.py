@@ -525,9 +525,7 @@ class _ClassStage:
                     if j > i:
                         k = env.run_ahead(t0, waits, 0)     # as each step could run ahead
                         if k < len(waits):
-                            done = env.event()
-                            _Chain(env, t0, waits, k, done)
-                            yield done
+                            yield _Chain(env, t0, waits, k)
                         i = after = j
                         continue
             i += 1

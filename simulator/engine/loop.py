@@ -181,7 +181,7 @@ class Environment:
                 target(arg)
 
 
-class Chain:
+class Chain(Event):
     """The queue entries a run of waits of one process would make (its timeouts and flow
     ends), as plain tail calls, each scheduling the next where the process would: the same
     entries, times and order for everyone else. ``waits``: (time from ``t0``, whether two
@@ -190,12 +190,16 @@ class Chain:
     (:meth:`Environment.run_ahead`), so may the chain. The detailed engine's segments
     (simulator/engine/detailed.py) make one per run of waits that the queue stops; its
     steps are a third of that engine's loop, so :meth:`step` runs ahead and schedules
-    inline (the queue's entries as :meth:`Environment.call_at` makes them)."""
+    inline (the queue's entries as :meth:`Environment.call_at` makes them). Without
+    ``done`` the chain is itself the event that fires at the last (one object less)."""
 
-    __slots__ = ("env", "t0", "waits", "k", "done", "second", "_step")
+    __slots__ = ("t0", "waits", "k", "done", "second", "_step")
 
-    def __init__(self, env: Environment, t0, waits: list, k: int, done: Event):
-        self.env, self.t0, self.waits, self.k, self.done = env, t0, waits, k, done
+    def __init__(self, env: Environment, t0, waits: list, k: int, done: Event | None = None):
+        self.env, self.t0, self.waits, self.k = env, t0, waits, k
+        self.callbacks = []
+        self._value = _PENDING
+        self.done = done                # None: itself (not kept in a slot: no cycle)
         self.second = False
         self._step = self.step          # one bound method for every entry
         env.call_at(t0 + waits[k][0], self._step, None, tail=True)
@@ -226,7 +230,9 @@ class Chain:
                     k = bisect_left(waits, head, k + 1, key=_offset)
                     env.now = t0 + waits[k - 1][0]
         if k == n:
-            fire(self.done, None)
+            self._step = None               # no cycle left: freed by reference count
+            done = self.done
+            fire(self if done is None else done, None)
             return
         self.k = k
         env._eid += 1
