@@ -349,6 +349,9 @@ class _ClassStage:
         self.res = sim.results[idx]
         self.trace = sim.trace
         self.stream_last: list = [None] * len(STREAMS)   # last collective process per stream
+        # asynchronous collectives issued and not ended: none iff every stream_last entry is
+        # triggered (each waits for the one before it on its stream)
+        self.in_flight = 0
         self.stream_end = [0] * len(STREAMS)
         self.wg_done: dict = {}
         self.row_exposed = sim.row_exposed[idx]
@@ -417,6 +420,7 @@ class _ClassStage:
         if self.trace is not None:
             self.slice_(_STREAM_NAMES[stream], name, start, end - start, args)
         self.sim.events += 1
+        self.in_flight -= 1             # this process ends (is triggered) now
 
     def compute(self, ns: int, what: str, name: str, recompute: bool = False):
         """One compute phase: a timeout, jittered when asked; accounted as compute."""
@@ -501,10 +505,7 @@ class _ClassStage:
             step = program[i]
             kind, row = step[0], step[1]
             if segments and i != after and (kind == COMPUTE or kind == BLOCK):
-                for q in stream_last:
-                    if q is not None and not q.triggered:
-                        break                   # one of its collectives in flight
-                else:
+                if not self.in_flight:          # none of its collectives in flight
                     # steps nothing else can touch, at once (_segment); their queue entries
                     # are placeholders (_Chain), so that everything else keeps its place in
                     # the order
@@ -596,6 +597,7 @@ class _ClassStage:
                     stream_last[s], row.comms[COMM_OF_TAG.get(step[5], 0)],
                     self._comm_args(row, step[5], False, False) if traced else None))
                 stream_last[s] = proc
+                self.in_flight += 1
                 if step[6][0] == "wg":
                     self.wg_done[row.key] = proc
                 else:
