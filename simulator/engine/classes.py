@@ -52,9 +52,18 @@ def group_ids(par: ParallelConfig, kind: Group) -> np.ndarray:
     raise ValueError(kind)
 
 
-_RNG = np.random.default_rng(0x5EED)
-_R1 = _RNG.integers(1, 2**63, size=1 << 16, dtype=np.uint64)
-_R2 = _RNG.integers(1, 2**63, size=1 << 16, dtype=np.uint64)
+_WORDS: list = []
+
+
+def _words():
+    """(the generator, its first and second 65,536 words), made on first use: a run whose
+    ranks are all alike never hashes them, and numpy.random is 3% of a contention run's
+    instructions to import."""
+    if not _WORDS:
+        rng = np.random.default_rng(0x5EED)
+        _WORDS.extend((rng, rng.integers(1, 2**63, size=1 << 16, dtype=np.uint64),
+                       rng.integers(1, 2**63, size=1 << 16, dtype=np.uint64)))
+    return _WORDS
 
 
 def _group_hash(gid: np.ndarray, colour: np.ndarray, n_groups: int) -> np.ndarray:
@@ -63,11 +72,12 @@ def _group_hash(gid: np.ndarray, colour: np.ndarray, n_groups: int) -> np.ndarra
     Sum of random 64-bit words per member (mod 2^64), twice: equal multisets give equal hashes,
     and distinct ones collide with probability ~2^-128, so refinement stays exact in practice.
     """
+    _, r1, r2 = _words()
     h1 = np.zeros(n_groups, dtype=np.uint64)
     h2 = np.zeros(n_groups, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        np.add.at(h1, gid, _R1[colour % len(_R1)])
-        np.add.at(h2, gid, _R2[colour % len(_R2)])
+        np.add.at(h1, gid, r1[colour % len(r1)])
+        np.add.at(h2, gid, r2[colour % len(r2)])
     return np.stack([h1, h2], axis=1)
 
 
@@ -83,7 +93,7 @@ def _stable_partition(colour: np.ndarray, gids: dict) -> np.ndarray:
     of their groups (classes numbered arbitrarily)."""
     n_groups = {k: int(gids[k].max()) + 1 for k in KINDS}
     n = len(np.unique(colour))
-    mix = _RNG.integers(1, 2**63, size=(len(KINDS), 2), dtype=np.uint64) | np.uint64(1)
+    mix = _words()[0].integers(1, 2**63, size=(len(KINDS), 2), dtype=np.uint64) | np.uint64(1)
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps modulo 2^64 by design
         while True:
             key = colour.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)

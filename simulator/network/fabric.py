@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..randomwords import Words
 from ..workload import Op
 from .flows import Demand
 from .links import Link, LinkKind
@@ -467,9 +468,10 @@ class FabricFlows:
         keys = list(self.shapes)
         if not keys:
             return
-        rng = np.random.default_rng(0xFAB)
-        r1 = rng.integers(1, 2**63, size=len(keys), dtype=np.uint64) | np.uint64(1)
-        r2 = rng.integers(1, 2**63, size=len(keys), dtype=np.uint64) | np.uint64(1)
+        # default_rng(0xFAB).integers(1, 2**63, ...) twice, without numpy.random's import
+        rng = Words(0xFAB)
+        r1 = np.array(rng.integers(1, 2**63, len(keys)), dtype=np.uint64) | np.uint64(1)
+        r2 = np.array(rng.integers(1, 2**63, len(keys)), dtype=np.uint64) | np.uint64(1)
         present = np.zeros(len(caps), dtype=bool)
         h1 = np.zeros(len(caps), dtype=np.uint64)
         h2 = np.zeros(len(caps), dtype=np.uint64)
@@ -642,7 +644,7 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n <= 1 or k == 0:
         keys, inverse = np.unique(rows, axis=0, return_inverse=True)
         return keys, inverse.ravel()
-    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=k, dtype=np.uint64)
+    mult = np.array(Words(0x5EED).integers(1, 2**63, k), dtype=np.uint64)
     with np.errstate(over="ignore"):
         h = (rows.astype(np.uint64) * (mult | np.uint64(1))).sum(axis=1, dtype=np.uint64)
     _, first, inv = np.unique(h, return_index=True, return_inverse=True)
