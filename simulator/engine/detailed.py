@@ -488,7 +488,8 @@ class _ClassStage:
         # class is alone in the group (alone[stream]) on the fabric and this loop: made by
         # _meet the first time, then transferred here without it
         flow_steps = seg_plans = None
-        net = sim.net
+        # used only with segments, which run on the fabric's flows (never None there)
+        net: FlowNetwork = sim.net  # type: ignore[assignment]
         uses = self.uses
         if segments:
             flow_steps = self.flow_steps.get(id(program))
@@ -558,10 +559,12 @@ class _ClassStage:
                     demand, latency, alone_ns = hit
                     # alone_now's first test (nothing queued before the flow's end and its
                     # update), the same sums, before the call
-                    when = (net.alone_now(demand, latency, step[4])
-                            if alone_ns is not None
-                            and env.can_skip_to(env.now + latency + alone_ns + step[4])
-                            else None)
+                    # (a whole number of ns on this loop's integer-time network)
+                    when: int | None = (
+                        net.alone_now(demand, latency, step[4])  # type: ignore[assignment]
+                        if alone_ns is not None
+                        and env.can_skip_to(env.now + latency + alone_ns + step[4])
+                        else None)
                     if when is not None:
                         env.now = when
                         start, end = ready, when

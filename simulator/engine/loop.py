@@ -201,7 +201,7 @@ class Chain(Event):
         self._value = _PENDING
         self.done = done                # None: itself (not kept in a slot: no cycle)
         self.second = False
-        self._step = self.step          # one bound method for every entry
+        self._step: Callable | None = self.step     # one bound method for every entry
         env.call_at(t0 + waits[k][0], self._step, None, tail=True)
 
     def step(self, _arg) -> None:
